@@ -674,6 +674,8 @@ class Sequential(Layer):
 class Residual(Layer):
     """``post(block(x) + shortcut(x))``; ``shortcut=None`` is the identity.
 
+    ``name=""`` is allowed for a root residual (its children's names then have no prefix).
+
     ``block`` and ``post`` are sequences of layers named under this layer
     (``layer1.0.conv1``); ``shortcut`` is one layer, typically a 1x1 ``Conv2d`` or a
     ``Sequential`` named ``downsample`` holding conv + batch norm (torchvision's naming).
@@ -687,7 +689,7 @@ class Residual(Layer):
     post: Any = ()
 
     def __post_init__(self) -> None:
-        _check_name(self.name, "Residual")
+        _check_name(self.name, "Residual", allow_empty=True)
         object.__setattr__(self, "block", _layers(self.block, "block", self.name))
         if not self.block:
             raise SpecError(f"Residual '{self.name}' has an empty block")

@@ -1,0 +1,351 @@
+"""Both directions between a spec and real PyTorch modules.
+
+* :func:`to_module` hands the reference out as an ``nn.Module`` carrying the user's weights
+  (float64), so a port can be used in the PyTorch ecosystem. Its ``state_dict`` keys are
+  exactly the canonical parameter names.
+* :func:`from_torch` turns an ``nn.Sequential``, or a module built from supported layers
+  (including torchvision-style residual blocks written as ``out = relu(f(x) + down(x))``),
+  into ``(spec, params)``, so someone porting a torch model to their own code starts from it.
+
+Round trip: ``from_torch(to_module(spec, params))`` gives back ``spec`` and ``params``.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import OrderedDict
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import spec as S
+
+# --------------------------------------------------------------------------- spec -> module
+
+
+class SamePadConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose padding is computed per input from the spec (asymmetric or
+    TensorFlow-style "same" padding, which ``nn.Conv2d`` cannot express)."""
+
+    def __init__(self, layer: S.Conv2d) -> None:
+        super().__init__(
+            layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, 0,
+            layer.dilation, layer.groups, layer.bias,
+        )
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (t, b), (l, r) = self.layer.pads(tuple(x.shape[2:]))
+        return F.conv2d(F.pad(x, (l, r, t, b)), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class GlobalAvgPool2d(nn.Module):
+    """Mean over H, W: ``(N, C, H, W)`` -> ``(N, C)`` (``(N, C, 1, 1)`` with keepdims)."""
+
+    def __init__(self, keepdims: bool = False) -> None:
+        super().__init__()
+        self.keepdims = keepdims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=self.keepdims)
+
+
+class MaskedDropout(nn.Module):
+    """Dropout with a fixed 0/1 ``mask`` buffer (full input shape): ``x * mask / (1 - p)``
+    in training mode, the identity in eval mode."""
+
+    def __init__(self, p: float, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.p = p
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mask / (1.0 - self.p) if self.training else x
+
+
+class Residual(nn.Module):
+    """``post(block(x) + shortcut(x))``; children are registered under their spec names."""
+
+    def __init__(self, block: list[tuple[str, nn.Module]], shortcut: tuple[str, nn.Module] | None,
+                 post: list[tuple[str, nn.Module]]) -> None:
+        super().__init__()
+        for name, m in [*block, *([shortcut] if shortcut else []), *post]:
+            self.add_module(name, m)
+        self.block_names = [n for n, _ in block]
+        self.shortcut_name = shortcut[0] if shortcut else None
+        self.post_names = [n for n, _ in post]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for n in self.block_names:
+            y = self._modules[n](y)
+        y = y + (self._modules[self.shortcut_name](x) if self.shortcut_name else x)
+        for n in self.post_names:
+            y = self._modules[n](y)
+        return y
+
+
+def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.Module:
+    def child(c: S.Layer) -> tuple[str, nn.Module]:
+        return c.name, _module(c, f"{path}.{c.name}" if path else c.name, params)
+
+    if isinstance(layer, S.Sequential):
+        return nn.Sequential(OrderedDict(child(c) for c in layer.layers))
+    if isinstance(layer, S.Residual):
+        return Residual([child(c) for c in layer.block], child(layer.shortcut) if layer.shortcut else None,
+                        [child(c) for c in layer.post])
+    if isinstance(layer, S.Conv2d):
+        pad = layer.padding
+        if isinstance(pad, tuple) and pad[0][0] == pad[0][1] and pad[1][0] == pad[1][1]:
+            return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                             (pad[0][0], pad[1][0]), layer.dilation, layer.groups, layer.bias)
+        if pad == "valid":
+            return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                             0, layer.dilation, layer.groups, layer.bias)
+        return SamePadConv2d(layer)
+    if isinstance(layer, S.Dropout):
+        if not layer.training:
+            return MaskedDropout(layer.p, torch.ones(0)).eval()
+        return MaskedDropout(layer.p, torch.as_tensor(params[f"{path}.mask"]))
+    if isinstance(layer, (S.BatchNorm2d, S.BatchNorm1d)):
+        cls = nn.BatchNorm2d if isinstance(layer, S.BatchNorm2d) else nn.BatchNorm1d
+        return cls(layer.num_features, layer.eps, layer.momentum, layer.affine).train(layer.training)
+    simple = {
+        S.MaxPool2d: lambda L: nn.MaxPool2d(L.kernel_size, L.stride, L.padding, L.dilation),
+        S.AvgPool2d: lambda L: nn.AvgPool2d(L.kernel_size, L.stride, L.padding, count_include_pad=L.count_include_pad),
+        S.GlobalAvgPool2d: lambda L: GlobalAvgPool2d(L.keepdims),
+        S.ReLU: lambda L: nn.ReLU(),
+        S.LeakyReLU: lambda L: nn.LeakyReLU(L.negative_slope),
+        S.ELU: lambda L: nn.ELU(L.alpha),
+        S.Sigmoid: lambda L: nn.Sigmoid(),
+        S.Tanh: lambda L: nn.Tanh(),
+        S.GELU: lambda L: nn.GELU(L.approximate),
+        S.Softmax: lambda L: nn.Softmax(L.axis),
+        S.Flatten: lambda L: nn.Flatten(),
+        S.Linear: lambda L: nn.Linear(L.in_features, L.out_features, L.bias),
+        S.LayerNorm: lambda L: nn.LayerNorm(L.normalized_shape, L.eps, L.elementwise_affine),
+    }
+    return simple[type(layer)](layer)
+
+
+def to_module(spec: S.Layer, params: Mapping[str, Any]) -> nn.Module:
+    """An ``nn.Module`` computing ``spec`` in float64 with ``params`` loaded.
+
+    ``state_dict()`` keys equal the canonical names; batch-norm and dropout modules are put
+    in the train/eval mode their spec says (so do not call ``.train()`` / ``.eval()`` on the
+    whole module unless you mean to change that). A training-mode dropout carries its mask
+    and so only accepts inputs of the mask's shape.
+    """
+    root = _module(spec, spec.name, params)
+    if spec.name:  # a named root owns names like "features.0.weight": keep that prefix
+        root = nn.Sequential(OrderedDict([(spec.name, root)]))
+    root = root.double()
+    state = root.state_dict()
+    expected = [k for k in state if not k.endswith("num_batches_tracked")]
+    missing = [k for k in expected if k not in params]
+    if missing:
+        raise S.SpecError(f"to_module: no values given for parameters {missing}")
+    with torch.no_grad():
+        for k in expected:
+            state[k].copy_(torch.as_tensor(np.asarray(params[k], dtype=np.float64)))
+    return root
+
+
+# --------------------------------------------------------------------------- module -> spec
+
+_ACTIVATIONS: dict[type, Any] = {
+    nn.ReLU: lambda m, n: S.ReLU(n),
+    nn.LeakyReLU: lambda m, n: S.LeakyReLU(n, m.negative_slope),
+    nn.ELU: lambda m, n: S.ELU(n, m.alpha),
+    nn.Sigmoid: lambda m, n: S.Sigmoid(n),
+    nn.Tanh: lambda m, n: S.Tanh(n),
+    nn.GELU: lambda m, n: S.GELU(n, m.approximate),
+    nn.Softmax: lambda m, n: S.Softmax(n, -1 if m.dim is None else m.dim),
+}
+
+
+def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
+    return S.SpecError(f"from_torch: module '{path or '<root>'}' ({type(m).__name__}) {why}")
+
+
+def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
+    """The spec of a leaf module, or None if ``m`` is not a known leaf."""
+    t = type(m)
+    if t in _ACTIVATIONS:
+        return _ACTIVATIONS[t](m, name)
+    if isinstance(m, SamePadConv2d):
+        return m.layer if m.layer.name == name else S.from_dict({**m.layer.to_dict(), "name": name})  # type: ignore[return-value]
+    if t is nn.Conv2d:
+        if m.padding_mode != "zeros":
+            raise _unsupported(m, path, f"uses padding_mode={m.padding_mode!r}; only zero padding is supported")
+        return S.Conv2d(name, m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                        m.dilation, m.groups, m.bias is not None)
+    if t is nn.Linear:
+        return S.Linear(name, m.in_features, m.out_features, m.bias is not None)
+    if t is nn.MaxPool2d:
+        if m.ceil_mode or m.return_indices:
+            raise _unsupported(m, path, "uses ceil_mode or return_indices, which the spec does not support")
+        return S.MaxPool2d(name, m.kernel_size, m.stride, m.padding, m.dilation)
+    if t is nn.AvgPool2d:
+        if m.ceil_mode or m.divisor_override:
+            raise _unsupported(m, path, "uses ceil_mode or divisor_override, which the spec does not support")
+        return S.AvgPool2d(name, m.kernel_size, m.stride, m.padding, m.count_include_pad)
+    if t is nn.AdaptiveAvgPool2d:
+        size = m.output_size if isinstance(m.output_size, tuple) else (m.output_size, m.output_size)
+        if tuple(size) != (1, 1):
+            raise _unsupported(m, path, f"has output_size={m.output_size}; only 1 (global pooling) is supported")
+        return S.GlobalAvgPool2d(name, keepdims=True)
+    if isinstance(m, GlobalAvgPool2d):
+        return S.GlobalAvgPool2d(name, m.keepdims)
+    if t is nn.Flatten:
+        if m.start_dim != 1 or m.end_dim != -1:
+            raise _unsupported(m, path, "flattens other than (start_dim=1, end_dim=-1)")
+        return S.Flatten(name)
+    if t in (nn.BatchNorm2d, nn.BatchNorm1d):
+        if not m.track_running_stats:
+            raise _unsupported(m, path, "has track_running_stats=False; the spec needs running statistics")
+        cls = S.BatchNorm2d if t is nn.BatchNorm2d else S.BatchNorm1d
+        momentum = 0.1 if m.momentum is None else m.momentum
+        return cls(name, m.num_features, m.eps, momentum, m.affine, m.training)
+    if t is nn.LayerNorm:
+        if getattr(m, "bias", None) is None and m.elementwise_affine:
+            raise _unsupported(m, path, "has a weight but no bias, which the spec does not support")
+        return S.LayerNorm(name, tuple(m.normalized_shape), m.eps, m.elementwise_affine)
+    if isinstance(m, MaskedDropout):
+        return S.Dropout(name, m.p, m.training)
+    if t is nn.Dropout:
+        # a random torch mask cannot be reproduced: an eval-mode dropout is exact
+        return S.Dropout(name, m.p, training=False)
+    return None
+
+
+_FUNCTIONS: dict[Any, Any] = {
+    F.relu: lambda n, a, k: S.ReLU(n), torch.relu: lambda n, a, k: S.ReLU(n),
+    torch.sigmoid: lambda n, a, k: S.Sigmoid(n), torch.tanh: lambda n, a, k: S.Tanh(n),
+    F.gelu: lambda n, a, k: S.GELU(n, k.get("approximate", "none")),
+    torch.flatten: lambda n, a, k: S.Flatten(n),
+}
+
+
+def _method(n: Any) -> S.Layer | None:
+    """A tensor-method call in a traced forward (``x.mean((2, 3))``, ``x.flatten(1)``,
+    ``x.view(x.size(0), -1)`` is not one: it needs shape arithmetic) as a spec layer."""
+    args, kw = n.args[1:], n.kwargs
+    if n.target in ("relu", "sigmoid", "tanh") and not args:
+        return {"relu": S.ReLU, "sigmoid": S.Sigmoid, "tanh": S.Tanh}[n.target](n.name)
+    if n.target == "flatten" and (args or (kw.get("start_dim", 0),))[0] == 1:
+        return S.Flatten(n.name)
+    if n.target == "mean":
+        dims = args[0] if args else kw.get("dim")
+        if isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3]:
+            keep = (args[1] if len(args) > 1 else kw.get("keepdim", False))
+            return S.GlobalAvgPool2d(n.name, keepdims=bool(keep))
+    return None
+
+
+def _convert(m: nn.Module, name: str, path: str) -> S.Layer:
+    leaf = _leaf(m, name, path)
+    if leaf is not None:
+        return leaf
+    if isinstance(m, nn.Sequential):
+        kids = [_convert(c, n, f"{path}.{n}" if path else n) for n, c in m.named_children() if not isinstance(c, nn.Identity)]
+        return S.Sequential(kids, name=name)
+    if isinstance(m, Residual):
+        kid = lambda n: _convert(m._modules[n], n, f"{path}.{n}" if path else n)  # noqa: E731
+        return S.Residual(name, [kid(n) for n in m.block_names],
+                          kid(m.shortcut_name) if m.shortcut_name else None, [kid(n) for n in m.post_names])
+    if not list(m.children()):
+        raise _unsupported(m, path, "is not a layer the spec knows")
+    return _trace(m, name, path)
+
+
+def _trace(m: nn.Module, name: str, path: str) -> S.Layer:
+    """Convert a custom module by tracing its forward with torch.fx, its direct children
+    kept as leaves: a chain becomes a Sequential, one ``a + b`` a Residual."""
+    import torch.fx as fx
+
+    class Tracer(fx.Tracer):
+        def is_leaf_module(self, mod: nn.Module, qualname: str) -> bool:
+            return "." not in qualname
+
+    try:
+        graph = Tracer().trace(m)
+    except Exception as e:  # fx cannot trace data-dependent control flow
+        raise _unsupported(m, path, f"could not be traced by torch.fx ({type(e).__name__}: {e})") from None
+    nodes = [n for n in graph.nodes]
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise _unsupported(m, path, f"takes {len(placeholders)} inputs; only single-input modules convert")
+    used: dict[str, int] = {}
+    layers: dict[fx.Node, S.Layer] = {}
+    child_path = lambda n: f"{path}.{n}" if path else n  # noqa: E731
+
+    def unique(base: str) -> str:
+        # a parameter-free child applied twice (torchvision reuses one ReLU) gets a new name
+        used[base] = used.get(base, 0) + 1
+        return base if used[base] == 1 else f"{base}_{used[base]}"
+
+    add = None
+    for n in nodes:
+        if n.op == "call_module":
+            sub = m.get_submodule(n.target)
+            new = unique(n.target)
+            if new != n.target and any(True for _ in sub.parameters()):
+                raise _unsupported(m, path, f"applies child '{n.target}' twice (shared weights are not supported)")
+            layers[n] = _convert(sub, new, child_path(n.target))
+        elif n.op == "call_function" and n.target in _FUNCTIONS:
+            if n.target is torch.flatten and (n.args[1:] or [n.kwargs.get("start_dim", 0)])[0] != 1:
+                raise _unsupported(m, path, "calls torch.flatten other than from dim 1")
+            layers[n] = _FUNCTIONS[n.target](unique(n.name), n.args, n.kwargs)
+        elif n.op == "call_method" and _method(n) is not None:
+            layers[n] = S.from_dict({**_method(n).to_dict(), "name": unique(n.name)})  # type: ignore[union-attr]
+        elif n.op == "call_function" and n.target in (operator.add, torch.add, operator.iadd):
+            if add is not None:
+                raise _unsupported(m, path, "adds more than once; only one residual add per module converts")
+            add = n
+        elif n.op in ("placeholder", "output"):
+            continue
+        else:
+            raise _unsupported(m, path, f"uses {n.op} {n.target!r}, which the spec does not know")
+
+    def chain(end: Any, start: Any) -> list[S.Layer]:
+        out: list[S.Layer] = []
+        while end is not start:
+            if end not in layers or len(end.args) < 1:
+                raise _unsupported(m, path, "has a data flow other than a chain with one residual add")
+            out.append(layers[end])
+            end = end.args[0]
+        return out[::-1]
+
+    x = placeholders[0]
+    result = [n for n in nodes if n.op == "output"][0].args[0]
+    if add is None:
+        return S.Sequential(chain(result, x), name=name)
+    a, b = chain(add.args[0], x), chain(add.args[1], x)
+    block, side = (a, b) if len(a) >= len(b) else (b, a)
+    if len(side) > 1:
+        raise _unsupported(m, path, "has a shortcut of several modules; wrap them in one nn.Sequential")
+    return S.Residual(name, block, side[0] if side else None, chain(result, add))
+
+
+def from_torch(module: nn.Module) -> tuple[S.Layer, dict[str, np.ndarray]]:
+    """``(spec, params)`` for a torch module: the spec root is a ``Sequential`` named ``""``
+    (a bare leaf module becomes a one-layer Sequential with its layer named ``"0"``), and
+    ``params`` maps canonical names (= the module's ``state_dict`` keys, without
+    ``num_batches_tracked``) to float64 arrays. Raises ``SpecError`` naming the module path
+    of anything the spec cannot express."""
+    spec = _convert(module, "", "")
+    if not isinstance(spec, S.Sequential):
+        spec = S.Sequential([S.from_dict({**spec.to_dict(), "name": "0"})])  # type: ignore[list-item]
+        state = {f"0.{k}": v for k, v in module.state_dict().items()}
+    else:
+        state = dict(module.state_dict())
+    params = {k: v.detach().cpu().double().numpy().copy() for k, v in state.items()
+              if not k.endswith("num_batches_tracked")}
+    return spec, params
+
+
+__all__ = ["GlobalAvgPool2d", "MaskedDropout", "Residual", "SamePadConv2d", "from_torch", "to_module"]
