@@ -564,10 +564,14 @@ class LayerNorm(Layer):
         _check_name(self.name, "layer")
         ns = self.normalized_shape
         ns = (ns,) if isinstance(ns, (int, np.integer)) else ns
-        try:
-            ns = tuple(int(v) for v in ns)
-        except TypeError:
-            raise SpecError(f"layer '{self.name}': normalized_shape must be an int or a tuple of ints, got {self.normalized_shape!r}") from None
+        if isinstance(ns, str) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in ns
+        ):
+            raise SpecError(
+                f"layer '{self.name}': normalized_shape must be an int or a tuple of ints, "
+                f"got {self.normalized_shape!r}"
+            )
+        ns = tuple(int(v) for v in ns)
         if not ns or min(ns) < 1:
             raise SpecError(f"layer '{self.name}': normalized_shape must be non-empty and positive, got {ns}")
         object.__setattr__(self, "normalized_shape", ns)
