@@ -707,7 +707,7 @@ class Residual(Layer):
         return (*self.block, *sc, *self.post)
 
     def _visit(self, shape: Shape, path: str, record: dict | None) -> Shape:
-        if record is not None:
+        if record is not None and path:
             record[path] = None  # pre-order slot
         main = Sequential(self.block)._visit(shape, path, record)
         side = shape
@@ -720,7 +720,7 @@ class Residual(Layer):
                 f"{side}; a 1x1 Conv2d shortcut with the block's stride and channels fixes it"
             )
         out = Sequential(self.post)._visit(main, path, record) if self.post else main
-        if record is not None:
+        if record is not None and path:
             record[path] = (shape, out)
         return out
 

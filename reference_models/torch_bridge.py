@@ -337,11 +337,12 @@ def from_torch(module: nn.Module) -> tuple[S.Layer, dict[str, np.ndarray]]:
     ``params`` maps canonical names (= the module's ``state_dict`` keys, without
     ``num_batches_tracked``) to float64 arrays. Raises ``SpecError`` naming the module path
     of anything the spec cannot express."""
-    spec = _convert(module, "", "")
-    if not isinstance(spec, S.Sequential):
-        spec = S.Sequential([S.from_dict({**spec.to_dict(), "name": "0"})])  # type: ignore[list-item]
+    leaf = _leaf(module, "0", "")
+    if leaf is not None:
+        spec: S.Layer = S.Sequential([leaf])
         state = {f"0.{k}": v for k, v in module.state_dict().items()}
     else:
+        spec = _convert(module, "", "")
         state = dict(module.state_dict())
     params = {k: v.detach().cpu().double().numpy().copy() for k, v in state.items()
               if not k.endswith("num_batches_tracked")}
