@@ -1,0 +1,44 @@
+"""trigrad: is my backward right? The public API, re-exported; nothing else lives here."""
+
+from .interop import from_torch, to_torch
+from .spec import (
+    ELU,
+    GELU,
+    MSE,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2d,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    Linear,
+    Loss,
+    MaxPool2d,
+    ParamInfo,
+    Projection,
+    ReLU,
+    Residual,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    SoftmaxCrossEntropy,
+    SpecError,
+    Tanh,
+    init_params,
+    layer_shapes,
+    named_params,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "ELU", "Flatten", "GELU",
+    "GlobalAvgPool2d", "Layer", "LayerNorm", "LeakyReLU", "Linear", "Loss", "MSE", "MaxPool2d",
+    "ParamInfo", "Projection", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax",
+    "SoftmaxCrossEntropy", "SpecError", "Tanh", "from_torch", "init_params", "layer_shapes",
+    "named_params", "to_torch",
+]

@@ -1,0 +1,342 @@
+"""JAX reference network built from a :mod:`harness.spec` tree; float64, functional.
+
+Layouts follow the spec (PyTorch's conventions): data ``(N, C, H, W)``, conv weight
+``(C_out, C_in/groups, kh, kw)`` applied as cross-correlation (no kernel flip), Linear
+weight ``(out, in)`` on inputs ``(..., in)``, Flatten in C,H,W order, batch-norm stats
+over every axis but 1. Parameters are a flat dict keyed by canonical name
+(``layer1.0.conv1.weight``); every array in a :class:`Result` is float64 numpy.
+
+Per-layer output gradients come from the zero-perturbation trick: a zeros array
+``eps[path]`` is added to each layer's output and differentiated alongside the inputs.
+
+Everything JAX runs under ``jax.enable_x64(True)``, so float64 is used without touching
+the caller's global ``jax_enable_x64`` setting. This module is independent of the torch
+reference by design: it imports neither torch nor ``torch_ref``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from harness import spec as S
+from harness.spec import Layer, Loss, _join, layer_shapes, named_params, walk
+
+from ._result import Result, prepare, prepare_cotangent, prepare_target
+
+_HI = lax.Precision.HIGHEST
+
+
+@dataclass
+class _Ctx:
+    """What one forward pass reads (params, eps) and records (per-layer values, state)."""
+
+    params: Mapping[str, jax.Array]
+    eps: Mapping[str, jax.Array] | None
+    inputs: dict[str, jax.Array] = field(default_factory=dict)
+    outputs: dict[str, jax.Array] = field(default_factory=dict)
+    state: dict[str, jax.Array] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- layers
+# Each takes (layer, path, x, ctx) and returns the layer's output.
+
+
+def _conv2d(l: S.Conv2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    y = lax.conv_general_dilated(
+        x, ctx.params[f"{path}.weight"],
+        window_strides=l.stride,
+        padding=l.pads(x.shape[2:]),
+        rhs_dilation=l.dilation,
+        dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        feature_group_count=l.groups,
+        precision=_HI,
+    )
+    return y + ctx.params[f"{path}.bias"][None, :, None, None] if l.bias else y
+
+
+def _window(l: S._Pool2d) -> dict[str, Any]:
+    (p, q), (sh, sw) = l.padding, l.stride
+    return dict(
+        window_dimensions=(1, 1, *l.kernel_size),
+        window_strides=(1, 1, sh, sw),
+        padding=((0, 0), (0, 0), (p, p), (q, q)),
+    )
+
+
+def _maxpool2d(l: S.MaxPool2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    # -inf init makes padding never win; on ties JAX's gradient goes to the first max
+    return lax.reduce_window(x, -jnp.inf, lax.max, window_dilation=(1, 1, *l.dilation), **_window(l))
+
+
+def _avgpool2d(l: S.AvgPool2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    total = lax.reduce_window(x, 0.0, lax.add, **_window(l))
+    if l.count_include_pad:
+        return total / (l.kernel_size[0] * l.kernel_size[1])
+    # real pixels per window: the same window sum over an unpadded field of ones
+    count = lax.reduce_window(jnp.ones((1, 1, *x.shape[2:]), x.dtype), 0.0, lax.add, **_window(l))
+    return total / count
+
+
+def _global_avgpool2d(l: S.GlobalAvgPool2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    return jnp.mean(x, axis=(2, 3), keepdims=l.keepdims)
+
+
+def _gelu(l: S.GELU, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    if l.approximate == "tanh":
+        return 0.5 * x * (1.0 + jnp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1.0 + lax.erf(x / math.sqrt(2.0)))
+
+
+def _softmax(l: S.Softmax, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    z = jnp.exp(x - lax.stop_gradient(jnp.max(x, axis=l.axis, keepdims=True)))  # shift: no overflow
+    return z / jnp.sum(z, axis=l.axis, keepdims=True)
+
+
+def _linear(l: S.Linear, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    # contract x's last axis with weight's axis 1: x @ W^T for any leading axes
+    y = lax.dot_general(x, ctx.params[f"{path}.weight"], (((x.ndim - 1,), (1,)), ((), ())), precision=_HI)
+    return y + ctx.params[f"{path}.bias"] if l.bias else y
+
+
+def _batchnorm(l: S._BatchNorm, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    axes = l.reduce_axes(x.shape)
+    bshape = [1] * x.ndim
+    bshape[1] = x.shape[1]
+    p = ctx.params
+    if l.training:
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.mean((x - mean.reshape(bshape)) ** 2, axis=axes)  # biased: used to normalise
+        n = x.size // x.shape[1]
+        m = l.momentum
+        # running stats track the unbiased variance (PyTorch's rule)
+        ctx.state[f"{path}.running_mean"] = (1 - m) * p[f"{path}.running_mean"] + m * mean
+        ctx.state[f"{path}.running_var"] = (1 - m) * p[f"{path}.running_var"] + m * var * (n / (n - 1))
+    else:
+        mean, var = p[f"{path}.running_mean"], p[f"{path}.running_var"]
+    y = (x - mean.reshape(bshape)) / jnp.sqrt(var.reshape(bshape) + l.eps)
+    if l.affine:
+        y = y * p[f"{path}.weight"].reshape(bshape) + p[f"{path}.bias"].reshape(bshape)
+    return y
+
+
+def _layernorm(l: S.LayerNorm, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    axes = tuple(range(x.ndim - len(l.normalized_shape), x.ndim))
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean((x - mean) ** 2, axis=axes, keepdims=True)
+    y = (x - mean) / jnp.sqrt(var + l.eps)
+    if l.elementwise_affine:
+        y = y * ctx.params[f"{path}.weight"] + ctx.params[f"{path}.bias"]
+    return y
+
+
+def _dropout(l: S.Dropout, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    return x * ctx.params[f"{path}.mask"] / (1.0 - l.p) if l.training else x
+
+
+def _sequential(l: S.Sequential, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    for child in l.layers:
+        x = _apply(child, _join(path, child.name), x, ctx)
+    return x
+
+
+def _residual(l: S.Residual, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    main = x
+    for child in l.block:
+        main = _apply(child, _join(path, child.name), main, ctx)
+    side = x if l.shortcut is None else _apply(l.shortcut, _join(path, l.shortcut.name), x, ctx)
+    y = main + side
+    for child in l.post:
+        y = _apply(child, _join(path, child.name), y, ctx)
+    return y
+
+
+def _elementwise(fn: Callable[[Any, jax.Array], jax.Array]) -> Callable[..., jax.Array]:
+    return lambda l, path, x, ctx: fn(l, x)
+
+
+_LAYERS: dict[type, Callable[..., jax.Array]] = {
+    S.Conv2d: _conv2d,
+    S.MaxPool2d: _maxpool2d,
+    S.AvgPool2d: _avgpool2d,
+    S.GlobalAvgPool2d: _global_avgpool2d,
+    # where(x > 0, ...) rather than maximum: gradient 0 at x == 0 (maximum splits ties 1/2)
+    S.ReLU: _elementwise(lambda l, x: jnp.where(x > 0, x, 0.0)),
+    S.LeakyReLU: _elementwise(lambda l, x: jnp.where(x > 0, x, l.negative_slope * x)),
+    # expm1 of min(x, 0): the unused branch cannot overflow to inf and poison the gradient
+    S.ELU: _elementwise(lambda l, x: jnp.where(x > 0, x, l.alpha * jnp.expm1(jnp.minimum(x, 0.0)))),
+    S.Sigmoid: _elementwise(lambda l, x: jax.nn.sigmoid(x)),
+    S.Tanh: _elementwise(lambda l, x: jnp.tanh(x)),
+    S.GELU: _gelu,
+    S.Softmax: _softmax,
+    S.Flatten: _elementwise(lambda l, x: x.reshape(x.shape[0], -1)),
+    S.Linear: _linear,
+    S.BatchNorm2d: _batchnorm,
+    S.BatchNorm1d: _batchnorm,
+    S.LayerNorm: _layernorm,
+    S.Dropout: _dropout,
+    S.Sequential: _sequential,
+    S.Residual: _residual,
+}
+
+
+def _apply(layer: Layer, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    """Run one layer; record its input and (eps-perturbed) output under ``path``."""
+    try:
+        fn = _LAYERS[type(layer)]
+    except KeyError:
+        raise S.SpecError(f"layer '{path}': the JAX reference has no rule for {type(layer).__name__}") from None
+    if path:  # the unnamed root Sequential is not a walked layer
+        ctx.inputs[path] = x
+    y = fn(layer, path, x, ctx)
+    if path:
+        if ctx.eps is not None:
+            y = y + ctx.eps[path]
+        ctx.outputs[path] = y
+    return y
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def _loss_value(loss: Loss, out: jax.Array, target: jax.Array) -> jax.Array:
+    if isinstance(loss, S.SoftmaxCrossEntropy):
+        logp = out - jax.nn.logsumexp(out, axis=1, keepdims=True)  # log-softmax, stable
+        if target.ndim == 1:  # integer labels
+            per = -jnp.take_along_axis(logp, target[:, None].astype(jnp.int64), axis=1)[:, 0]
+        else:  # probabilities
+            per = -jnp.sum(target * logp, axis=1)
+        total = jnp.sum(per)
+        return total / out.shape[0] if loss.reduction == "mean" else total
+    if isinstance(loss, S.MSE):
+        total = jnp.sum((out - target) ** 2)
+        return total / out.size if loss.reduction == "mean" else total
+    if isinstance(loss, S.Projection):
+        return jnp.sum(out * target)
+    raise S.SpecError(f"the JAX reference has no rule for loss {type(loss).__name__}")
+
+
+# --------------------------------------------------------------------------- traced cores
+# Pure functions of arrays; ``spec`` (and ``loss``) are bound before jitting, so they are static.
+
+
+def _check_f64(tree: Any) -> None:
+    # dtypes are static, so this also holds under jit tracing
+    for a in jax.tree_util.tree_leaves(tree):
+        if jnp.issubdtype(a.dtype, jnp.floating) and a.dtype != jnp.float64:
+            raise TypeError(f"JAX reference expected float64, got {a.dtype}; is x64 enabled?")
+
+
+def _run(spec: Layer, params: Mapping[str, jax.Array], x: jax.Array, eps: Mapping[str, jax.Array] | None):
+    _check_f64((params, x, eps))
+    ctx = _Ctx(params, eps)
+    out = _apply(spec, spec.name, x, ctx)
+    return out, (ctx.inputs, ctx.outputs, ctx.state)
+
+
+def _forward_core(spec: Layer, params, x):
+    return _run(spec, params, x, None)
+
+
+def _pullback(spec: Layer, trainable, buffers, x, eps):
+    f = lambda tr, x, eps: _run(spec, {**tr, **buffers}, x, eps)
+    return jax.vjp(f, trainable, x, eps, has_aux=True)
+
+
+def _vjp_core(spec: Layer, trainable, buffers, x, eps, g):
+    out, pull, aux = _pullback(spec, trainable, buffers, x, eps)
+    return out, aux, g, pull(g)
+
+
+def _loss_vjp_core(spec: Layer, loss: Loss, trainable, buffers, x, eps, target):
+    out, pull, aux = _pullback(spec, trainable, buffers, x, eps)
+    value, g = jax.value_and_grad(lambda o: _loss_value(loss, o, target))(out)
+    return out, aux, g, pull(g), value
+
+
+# --------------------------------------------------------------------------- public
+
+
+def _np(a: Any) -> np.ndarray:
+    return np.array(a, dtype=np.float64)
+
+
+class JaxReference:
+    """Reference network for ``spec`` in JAX; ``jit=True`` compiles forward and backward."""
+
+    name = "jax"
+
+    def __init__(self, spec: Layer, *, jit: bool = False) -> None:
+        self.spec = spec
+        self.jit = jit
+        wrap = jax.jit if jit else (lambda f, **kw: f)
+        self._forward = wrap(partial(_forward_core, spec))
+        self._vjp = wrap(partial(_vjp_core, spec))
+        # the loss spec is a frozen (hashable) dataclass: static, one trace per loss
+        self._loss_vjp = wrap(partial(_loss_vjp_core, spec), static_argnums=0)
+
+    def forward(self, params: Mapping[str, Any], x: Any) -> Result:
+        """Output and every layer's input/output (and batch-norm state); no gradients."""
+        p, x, _ = prepare(self.spec, params, x)
+        with jax.enable_x64(True):
+            out, aux = self._forward(p, x)
+            return self._result(list(p), out, aux)
+
+    def vjp(self, params: Mapping[str, Any], x: Any, g: Any) -> Result:
+        """Forward plus the pullback of cotangent ``g`` (same shape as the output)."""
+        p, x, out_shape = prepare(self.spec, params, x)
+        g = prepare_cotangent(g, out_shape)
+        tr, buf, eps = self._split(p, x)
+        with jax.enable_x64(True):
+            out, aux, g, grads = self._vjp(tr, buf, x, eps, g)
+            return self._result(list(p), out, aux, g, grads)
+
+    def loss_vjp(self, params: Mapping[str, Any], x: Any, loss: Loss, target: Any) -> Result:
+        """Forward, ``loss(output, target)``, and the pullback of g = d loss / d output."""
+        p, x, out_shape = prepare(self.spec, params, x)
+        t = prepare_target(loss, target, out_shape)
+        tr, buf, eps = self._split(p, x)
+        with jax.enable_x64(True):
+            out, aux, g, grads, value = self._loss_vjp(loss, tr, buf, x, eps, t)
+            res = self._result(list(p), out, aux, g, grads)
+            res.loss = float(value)
+            return res
+
+    def _split(self, p: dict[str, np.ndarray], x: np.ndarray):
+        """(trainable params, buffers, zero eps per walked layer output)."""
+        info = named_params(self.spec, x.shape)
+        tr = {k: v for k, v in p.items() if info[k].trainable}
+        buf = {k: v for k, v in p.items() if not info[k].trainable}
+        shapes = layer_shapes(self.spec, x.shape)
+        eps = {path: np.zeros(shapes[path][1]) for path, _ in walk(self.spec)}
+        return tr, buf, eps
+
+    def _result(self, names: list[str], out, aux, g=None, grads=None) -> Result:
+        """Numpy Result; ``names`` (canonical parameter order) and the walk order re-sort
+        the dicts, which jit returns with sorted keys."""
+        _check_f64((out, aux, g, grads))
+        inputs, outputs, state = aux
+        paths = [path for path, _ in walk(self.spec)]
+        res = Result(
+            output=_np(out),
+            inputs={k: _np(inputs[k]) for k in paths},
+            outputs={k: _np(outputs[k]) for k in paths},
+            state={k: _np(state[k]) for k in names if k in state},
+        )
+        if grads is not None:
+            pg, xg, eg = grads
+            res.cotangent = _np(g)
+            res.input_grad = _np(xg)
+            res.param_grads = {k: _np(pg[k]) for k in names if k in pg}
+            res.output_grads = {k: _np(eg[k]) for k in paths}
+        return res
+
+
+__all__ = ["JaxReference"]
