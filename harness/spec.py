@@ -288,6 +288,16 @@ class _Pool2d(Layer):
                 raise SpecError(
                     f"layer '{path}': input {axis}={size} with padding {p} is smaller than the window {d * (k - 1) + 1}"
                 )
+            # with dilation a window can skip every real pixel: its max is -inf, its gradient
+            # undefined (PyTorch's CPU max_pool2d backward corrupts memory on it)
+            taps = (np.arange(o) * s - p)[:, None] + np.arange(k) * d
+            empty = np.flatnonzero(~((taps >= 0) & (taps < size)).any(axis=1))
+            if empty.size:
+                raise SpecError(
+                    f"layer '{path}': the window at output {axis}={int(empty[0])} lies wholly in the "
+                    f"padding (kernel {k}, dilation {d}, padding {p}, input {axis}={size}); "
+                    "reduce the padding or the dilation"
+                )
             hw.append(o)
         return (shape[0], shape[1], hw[0], hw[1])
 

@@ -156,4 +156,12 @@ ARCHITECTURES: dict[str, Callable[..., Sequential]] = {
     "resnet18_cifar": partial(resnet18, num_classes=10, stem="cifar"),
 }
 
-__all__ = ["ARCHITECTURES", "lenet5", "param_count", "resnet18", "resnet_basic_block", "small_vgg"]
+# The input each registered builder expects by default, (C, H, W) without the batch axis.
+INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
+    "lenet5": (1, 32, 32),
+    "small_vgg": (3, 32, 32),
+    "resnet18": (3, 224, 224),
+    "resnet18_cifar": (3, 32, 32),
+}
+
+__all__ = ["ARCHITECTURES", "INPUT_SHAPES", "lenet5", "param_count", "resnet18", "resnet_basic_block", "small_vgg"]

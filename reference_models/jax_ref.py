@@ -72,8 +72,28 @@ def _window(l: S._Pool2d) -> dict[str, Any]:
 
 
 def _maxpool2d(l: S.MaxPool2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    if l.dilation != (1, 1):
+        return _dilated_maxpool2d(l, x)
     # -inf init makes padding never win; on ties JAX's gradient goes to the first max
-    return lax.reduce_window(x, -jnp.inf, lax.max, window_dilation=(1, 1, *l.dilation), **_window(l))
+    return lax.reduce_window(x, -jnp.inf, lax.max, **_window(l))
+
+
+def _dilated_maxpool2d(l: S.MaxPool2d, x: jax.Array) -> jax.Array:
+    """Max over explicitly gathered window taps: JAX has no VJP for a dilated
+    reduce_window max. Taps are stacked in row-major window order and the first maximum
+    is taken with argmax, so ties send the gradient where PyTorch sends it."""
+    (p, q), (sh, sw), (dh, dw), (kh, kw) = l.padding, l.stride, l.dilation, l.kernel_size
+    xp = jnp.pad(x, ((0, 0), (0, 0), (p, p), (q, q)), constant_values=-jnp.inf)
+    oh = (xp.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    ow = (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    taps = [
+        xp[:, :, u * dh : u * dh + (oh - 1) * sh + 1 : sh, v * dw : v * dw + (ow - 1) * sw + 1 : sw]
+        for u in range(kh)
+        for v in range(kw)
+    ]
+    stacked = jnp.stack(taps, axis=-1)
+    first = jnp.argmax(stacked, axis=-1)[..., None]
+    return jnp.take_along_axis(stacked, first, axis=-1)[..., 0]
 
 
 def _avgpool2d(l: S.AvgPool2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
@@ -170,8 +190,9 @@ _LAYERS: dict[type, Callable[..., jax.Array]] = {
     # where(x > 0, ...) rather than maximum: gradient 0 at x == 0 (maximum splits ties 1/2)
     S.ReLU: _elementwise(lambda l, x: jnp.where(x > 0, x, 0.0)),
     S.LeakyReLU: _elementwise(lambda l, x: jnp.where(x > 0, x, l.negative_slope * x)),
-    # expm1 of min(x, 0): the unused branch cannot overflow to inf and poison the gradient
-    S.ELU: _elementwise(lambda l, x: jnp.where(x > 0, x, l.alpha * jnp.expm1(jnp.minimum(x, 0.0)))),
+    # the inner where keeps the unused branch from overflowing to inf (a NaN gradient);
+    # not minimum(x, 0), whose gradient at exactly 0 is 1/2 (ELU's true slope there is alpha)
+    S.ELU: _elementwise(lambda l, x: jnp.where(x > 0, x, l.alpha * jnp.expm1(jnp.where(x > 0, 0.0, x)))),
     S.Sigmoid: _elementwise(lambda l, x: jax.nn.sigmoid(x)),
     S.Tanh: _elementwise(lambda l, x: jnp.tanh(x)),
     S.GELU: _gelu,

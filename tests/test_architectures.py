@@ -12,7 +12,7 @@ from harness.spec import (
     named_params, walk,
 )
 from reference_models.architectures import (
-    ARCHITECTURES, lenet5, param_count, resnet18, resnet_basic_block, small_vgg,
+    ARCHITECTURES, INPUT_SHAPES, lenet5, param_count, resnet18, resnet_basic_block, small_vgg,
 )
 
 IMAGENET = (1, 3, 224, 224)
@@ -238,9 +238,10 @@ def test_resnet18_names_and_shapes():
 def test_registry_and_errors():
     defaults = {"lenet5": ((1, 1, 32, 32), (1, 10)), "small_vgg": ((1, 3, 32, 32), (1, 10)),
                 "resnet18": (IMAGENET, (1, 1000)), "resnet18_cifar": (CIFAR, (2, 10))}
-    assert set(ARCHITECTURES) == set(defaults)
+    assert set(ARCHITECTURES) == set(defaults) == set(INPUT_SHAPES)
     for name, (shape, out) in defaults.items():
         assert ARCHITECTURES[name]().output_shape(shape) == out
+        assert INPUT_SHAPES[name] == shape[1:]
     with pytest.raises(SpecError, match="activation"):
         lenet5(activation="sigmoid")
     with pytest.raises(SpecError, match="pool"):

@@ -150,6 +150,7 @@ SHAPE_ERRORS = [
     (S.Conv2d("c", 3, 8, 3), (2, 3, 8), "layer 'c': expects input (N, C, H, W), got shape (2, 3, 8)"),
     (S.Conv2d("c", 3, 8, 5, dilation=2), (1, 3, 8, 8), "input H=8 with padding (0, 0) is smaller than the dilated kernel 9"),
     (S.MaxPool2d("p", 4), (1, 3, 3, 8), "layer 'p': input H=3 with padding 0 is smaller than the window 4"),
+    (S.MaxPool2d("p", (1, 2), 1, (0, 1), 2), (1, 1, 5, 1), "the window at output W=0 lies wholly in the padding (kernel 2, dilation 2, padding 1, input W=1)"),
     (S.GlobalAvgPool2d("g"), (2, 3), "layer 'g': expects input (N, C, H, W)"),
     (S.Softmax("s", axis=2), (2, 3), "layer 's': axis 2 is out of range"),
     (S.Flatten("f"), (5,), "layer 'f': expects input (N, ...)"),
