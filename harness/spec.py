@@ -95,7 +95,8 @@ def _check_name(name: Any, kind: str, allow_empty: bool = False) -> None:
         )
 
 
-def _join(prefix: str, name: str) -> str:
+def join_path(prefix: str, name: str) -> str:
+    """Dotted path of child ``name`` under ``prefix``; an empty part adds nothing."""
     return f"{prefix}.{name}" if prefix and name else (prefix or name)
 
 
@@ -672,12 +673,12 @@ class Sequential(Layer):
         first, prev = shape, None
         for layer in self.layers:
             try:
-                new = layer._visit(shape, _join(path, layer.name), record)
+                new = layer._visit(shape, join_path(path, layer.name), record)
             except SpecError as e:
                 if prev is None or "(after " in str(e):
                     raise
                 # the usual cause is the layer before: say which one and what it produced
-                raise SpecError(f"{e} (after '{_join(path, prev.name)}', output {shape})") from None
+                raise SpecError(f"{e} (after '{join_path(path, prev.name)}', output {shape})") from None
             prev, shape = layer, new
         if record is not None and path:
             record[path] = (first, shape)
@@ -722,9 +723,9 @@ class Residual(Layer):
         main = Sequential(self.block)._visit(shape, path, record)
         side = shape
         if self.shortcut is not None:
-            side = self.shortcut._visit(shape, _join(path, self.shortcut.name), record)
+            side = self.shortcut._visit(shape, join_path(path, self.shortcut.name), record)
         if main != side:
-            what = f"shortcut '{_join(path, self.shortcut.name)}'" if self.shortcut else "identity shortcut"
+            what = f"shortcut '{join_path(path, self.shortcut.name)}'" if self.shortcut else "identity shortcut"
             raise SpecError(
                 f"layer '{path}': the block's output shape {main} differs from the {what}'s "
                 f"{side}; a 1x1 Conv2d shortcut with the block's stride and channels fixes it"
@@ -807,7 +808,7 @@ def check_target(loss: Loss, output_shape: Shape, target: np.ndarray) -> None:
 def walk(spec: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
     """Every layer as ``(dotted path, layer)`` in pre-order (a composite before its children),
     which is forward order. The root ``Sequential`` named ``""`` is not yielded."""
-    path = _join(prefix, spec.name)
+    path = join_path(prefix, spec.name)
     if path:
         yield path, spec
     for child in spec.children():
@@ -927,5 +928,5 @@ __all__ = [
     "GlobalAvgPool2d", "Layer", "LayerNorm", "LeakyReLU", "Linear", "Loss", "MSE", "MaxPool2d",
     "ParamInfo", "Projection", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax",
     "SoftmaxCrossEntropy", "SpecError", "Tanh", "check_params", "check_target", "from_dict",
-    "init_params", "layer_shapes", "named_params", "walk",
+    "init_params", "join_path", "layer_shapes", "named_params", "walk",
 ]

@@ -27,7 +27,7 @@ import numpy as np
 from jax import lax
 
 from harness import spec as S
-from harness.spec import Layer, Loss, _join, layer_shapes, named_params, walk
+from harness.spec import Layer, Loss, join_path, layer_shapes, named_params, walk
 
 from ._result import Result, prepare, prepare_cotangent, prepare_target
 
@@ -163,18 +163,18 @@ def _dropout(l: S.Dropout, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
 
 def _sequential(l: S.Sequential, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
     for child in l.layers:
-        x = _apply(child, _join(path, child.name), x, ctx)
+        x = _apply(child, join_path(path, child.name), x, ctx)
     return x
 
 
 def _residual(l: S.Residual, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
     main = x
     for child in l.block:
-        main = _apply(child, _join(path, child.name), main, ctx)
-    side = x if l.shortcut is None else _apply(l.shortcut, _join(path, l.shortcut.name), x, ctx)
+        main = _apply(child, join_path(path, child.name), main, ctx)
+    side = x if l.shortcut is None else _apply(l.shortcut, join_path(path, l.shortcut.name), x, ctx)
     y = main + side
     for child in l.post:
-        y = _apply(child, _join(path, child.name), y, ctx)
+        y = _apply(child, join_path(path, child.name), y, ctx)
     return y
 
 

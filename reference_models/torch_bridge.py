@@ -90,7 +90,7 @@ class Residual(nn.Module):
 
 def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.Module:
     def child(c: S.Layer) -> tuple[str, nn.Module]:
-        return c.name, _module(c, f"{path}.{c.name}" if path else c.name, params)
+        return c.name, _module(c, S.join_path(path, c.name), params)
 
     if isinstance(layer, S.Sequential):
         return nn.Sequential(OrderedDict(child(c) for c in layer.layers))
@@ -251,10 +251,10 @@ def _convert(m: nn.Module, name: str, path: str) -> S.Layer:
     if leaf is not None:
         return leaf
     if isinstance(m, nn.Sequential):
-        kids = [_convert(c, n, f"{path}.{n}" if path else n) for n, c in m.named_children() if not isinstance(c, nn.Identity)]
+        kids = [_convert(c, n, S.join_path(path, n)) for n, c in m.named_children() if not isinstance(c, nn.Identity)]
         return S.Sequential(kids, name=name)
     if isinstance(m, Residual):
-        kid = lambda n: _convert(m._modules[n], n, f"{path}.{n}" if path else n)  # noqa: E731
+        kid = lambda n: _convert(m._modules[n], n, S.join_path(path, n))  # noqa: E731
         return S.Residual(name, [kid(n) for n in m.block_names],
                           kid(m.shortcut_name) if m.shortcut_name else None, [kid(n) for n in m.post_names])
     if not list(m.children()):
@@ -281,7 +281,6 @@ def _trace(m: nn.Module, name: str, path: str) -> S.Layer:
         raise _unsupported(m, path, f"takes {len(placeholders)} inputs; only single-input modules convert")
     used: dict[str, int] = {}
     layers: dict[fx.Node, S.Layer] = {}
-    child_path = lambda n: f"{path}.{n}" if path else n  # noqa: E731
 
     def unique(base: str) -> str:
         # a parameter-free child applied twice (torchvision reuses one ReLU) gets a new name
@@ -295,7 +294,7 @@ def _trace(m: nn.Module, name: str, path: str) -> S.Layer:
             new = unique(n.target)
             if new != n.target and any(True for _ in sub.parameters()):
                 raise _unsupported(m, path, f"applies child '{n.target}' twice (shared weights are not supported)")
-            layers[n] = _convert(sub, new, child_path(n.target))
+            layers[n] = _convert(sub, new, S.join_path(path, n.target))
         elif n.op == "call_function" and n.target in _FUNCTIONS:
             if n.target is torch.flatten and (n.args[1:] or [n.kwargs.get("start_dim", 0)])[0] != 1:
                 raise _unsupported(m, path, "calls torch.flatten other than from dim 1")

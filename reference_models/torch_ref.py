@@ -94,7 +94,7 @@ class _Run:
             y = self.chain(layer.layers, x, path)
         elif isinstance(layer, S.Residual):
             main = self.chain(layer.block, x, path)
-            side = self.layer(layer.shortcut, x, _join(path, layer.shortcut.name)) if layer.shortcut else x
+            side = self.layer(layer.shortcut, x, S.join_path(path, layer.shortcut.name)) if layer.shortcut else x
             y = self.chain(layer.post, main + side, path)
         elif isinstance(layer, (S.BatchNorm2d, S.BatchNorm1d)):
             local: dict[str, Tensor] = {}
@@ -110,12 +110,8 @@ class _Run:
 
     def chain(self, layers: tuple[S.Layer, ...], x: Tensor, path: str) -> Tensor:
         for child in layers:
-            x = self.layer(child, x, _join(path, child.name))
+            x = self.layer(child, x, S.join_path(path, child.name))
         return x
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix and name else (prefix or name)
 
 
 def _loss(loss: S.Loss, out: Tensor, target: Tensor) -> Tensor:
@@ -206,12 +202,4 @@ class TorchReference:
         return res
 
 
-def to_module(spec: S.Layer, params: Mapping[str, Any]) -> "torch.nn.Module":
-    """A real ``nn.Module`` for ``spec`` carrying ``params`` (float64), whose ``state_dict``
-    keys are the canonical names. Imported from :mod:`reference_models.torch_module`."""
-    from .torch_module import to_module as _to_module
-
-    return _to_module(spec, params)
-
-
-__all__ = ["TorchReference", "to_module"]
+__all__ = ["TorchReference"]
