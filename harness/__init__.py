@@ -31,6 +31,7 @@ from .spec import (
     init_params,
     layer_shapes,
     named_params,
+    walk,
 )
 
 __version__ = "0.1.0"
@@ -40,5 +41,5 @@ __all__ = [
     "GlobalAvgPool2d", "Layer", "LayerNorm", "LeakyReLU", "Linear", "Loss", "MSE", "MaxPool2d",
     "ParamInfo", "Projection", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax",
     "SoftmaxCrossEntropy", "SpecError", "Tanh", "from_torch", "init_params", "layer_shapes",
-    "named_params", "to_torch",
+    "named_params", "to_torch", "walk",
 ]

@@ -349,3 +349,17 @@ def test_conventions_at_exact_kinks_agree(layer: S.Layer) -> None:
     a, b = build("torch", spec).vjp({}, x, g), build("jax", spec).vjp({}, x, g)
     np.testing.assert_allclose(a.output, b.output, rtol=1e-15, atol=0)
     np.testing.assert_allclose(a.input_grad, b.input_grad, rtol=1e-15, atol=0)
+
+
+def test_compiled_torch_matches_eager_torch() -> None:
+    """torch.compile (jit=True) gives the same Result as eager, per-layer gradients included
+    (they come from the eps inputs, which compiled graphs keep)."""
+    spec = S.Sequential([S.Conv2d("c", 2, 3, 3, padding=1), S.BatchNorm2d("bn", 3), S.ReLU("r"),
+                         S.Flatten("f"), S.Linear("fc", 48, 2)])
+    rng = np.random.default_rng(0)
+    x, g = rng.normal(size=(2, 2, 4, 4)), rng.normal(size=(2, 2))
+    params = S.init_params(spec, x.shape)
+    eager = build("torch", spec).vjp(params, x, g)
+    compiled = build("torch", spec, jit=True).vjp(params, x, g)
+    for name, u, v in _pairs(compiled, eager):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14, err_msg=name)
