@@ -288,8 +288,11 @@ def _trace(m: nn.Module, name: str, path: str) -> S.Layer:
         return base if used[base] == 1 else f"{base}_{used[base]}"
 
     add = None
+    skip: set[fx.Node] = set()  # nn.Identity calls (e.g. a stem without max-pool): no layer
     for n in nodes:
-        if n.op == "call_module":
+        if n.op == "call_module" and isinstance(m.get_submodule(n.target), nn.Identity):
+            skip.add(n)
+        elif n.op == "call_module":
             sub = m.get_submodule(n.target)
             new = unique(n.target)
             if new != n.target and any(True for _ in sub.parameters()):
@@ -313,6 +316,9 @@ def _trace(m: nn.Module, name: str, path: str) -> S.Layer:
     def chain(end: Any, start: Any) -> list[S.Layer]:
         out: list[S.Layer] = []
         while end is not start:
+            if end in skip:
+                end = end.args[0]
+                continue
             if end not in layers or len(end.args) < 1:
                 raise _unsupported(m, path, "has a data flow other than a chain with one residual add")
             out.append(layers[end])

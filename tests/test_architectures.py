@@ -297,3 +297,28 @@ def test_imagenet_resnet18_torch_output_shape():
     with torch.no_grad():
         out = module(torch.zeros(IMAGENET))
     assert tuple(out.shape) == resnet18().output_shape(IMAGENET) == (1, 1000)
+
+
+@pytest.mark.parametrize("stem", ["imagenet", "cifar"])
+def test_from_torch_of_hand_written_resnet18_is_the_known_spec(stem):
+    """torch.fx conversion of torchvision-structured code reproduces the builder's spec: same
+    canonical names in the same order, same forward (only ReLU names differ: torchvision
+    reuses one ReLU module, the spec names each use; torch's AdaptiveAvgPool2d + flatten is a
+    keepdims pool and a Flatten where the builder pools straight to (N, C))."""
+    import torch
+
+    from harness.interop import from_torch
+    from reference_models import build
+
+    torch.manual_seed(0)
+    kwargs = dict(num_classes=10, stem=stem)
+    module = _torch_nets()["resnet18"](**kwargs).double()
+    spec, params = from_torch(module)
+    known = resnet18(**kwargs)
+    shape = (2, 3, 32, 32)
+    assert list(named_params(spec, shape)) == list(named_params(known, shape))
+    kinds = lambda s: [type(layer).__name__ for _, layer in walk(s)]  # noqa: E731
+    assert kinds(spec) == kinds(known)[:-1] + ["Flatten", "Linear"]
+    x = np.random.default_rng(0).normal(size=shape)
+    ours = build("torch", spec).forward(params, x).output
+    np.testing.assert_allclose(ours, build("torch", known).forward(params, x).output, rtol=1e-12, atol=1e-12)
