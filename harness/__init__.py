@@ -1,5 +1,9 @@
 """trigrad: is my backward right? The public API, re-exported; nothing else lives here."""
 
+from .adapters.arrays import ArrayError
+from .adapters.layer import AdapterError, wrap_functions, wrap_layer
+from .adapters.layouts import Layout, LayoutError
+from .adapters.weights import WeightsError, load_weights, read_weight_file
 from .interop import from_torch, to_torch
 from .spec import (
     ELU,
@@ -37,6 +41,8 @@ from .spec import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdapterError", "ArrayError", "Layout", "LayoutError", "WeightsError", "load_weights",
+    "read_weight_file", "wrap_functions", "wrap_layer",
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "ELU", "Flatten", "GELU",
     "GlobalAvgPool2d", "Layer", "LayerNorm", "LeakyReLU", "Linear", "Loss", "MSE", "MaxPool2d",
     "ParamInfo", "Projection", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax",

@@ -1,0 +1,510 @@
+"""A user's layer seen in canonical conventions: object style and CS231n function pairs.
+
+Both styles give a :class:`WrappedLayer`, whose methods take and return canonical float64
+numpy arrays (NCHW data, PyTorch parameter layouts, local parameter names ``weight``,
+``bias`` ...) whatever the user's layout, dtype or calling convention::
+
+    conv = wrap_layer(MyConv(...), Conv2d("conv1", 3, 8, 3), layout=Layout(kernel="HWIO"))
+    y = conv.forward(x)              # x: (N, C, H, W) float64 -> y canonical
+    dx = conv.backward(g)            # g: upstream gradient, canonical
+    conv.param_grads()               # {"weight": (O, I, kh, kw), "bias": (O,)}
+    with conv.preserved():           # parameters restored bit for bit on exit, even on error
+        conv.set_params({...})
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..spec import Layer, SpecError
+from .arrays import fingerprint, from_float64, is_mutable, to_float64, write_into
+from .layouts import CANONICAL, Layout, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
+
+
+class AdapterError(SpecError):
+    """The user's layer does not fit what was declared; the message names layer and value."""
+
+
+# --------------------------------------------------------------------------- references into user objects
+
+_STEP = re.compile(r"""\.?([A-Za-z_]\w*)|\[\s*(?:'([^']*)'|"([^"]*)"|(\d+))\s*\]""")
+
+
+class Ref:
+    """Where a user object keeps one array: ``"W"``, ``"params['w']"``, ``"grads.dW"``,
+    ``"weights[0]"`` — attribute names and dict keys / list indices, in order."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.steps: list[tuple[str, Any]] = []
+        pos = 0
+        while pos < len(path):
+            m = _STEP.match(path, pos)
+            if not m or m.end() == pos:
+                raise AdapterError(f"cannot parse the parameter reference {path!r} at position {pos}: use attributes and [key]s, e.g. \"params['W']\"")
+            attr, k1, k2, idx = m.groups()
+            self.steps.append(("attr", attr) if attr else ("key", int(idx) if idx is not None else (k1 if k1 is not None else k2)))
+            pos = m.end()
+
+    def _parent(self, obj: Any) -> Any:
+        for kind, key in self.steps[:-1]:
+            obj = getattr(obj, key) if kind == "attr" else obj[key]
+        return obj
+
+    def get(self, obj: Any) -> Any:
+        parent = self._parent(obj)
+        kind, key = self.steps[-1]
+        return getattr(parent, key) if kind == "attr" else parent[key]
+
+    def set(self, obj: Any, value: Any) -> None:
+        parent = self._parent(obj)
+        kind, key = self.steps[-1]
+        if kind == "attr":
+            setattr(parent, key, value)
+        else:
+            parent[key] = value
+
+    def exists(self, obj: Any) -> bool:
+        try:
+            return self.get(obj) is not None
+        except (AttributeError, KeyError, IndexError, TypeError):
+            return False
+
+    def __repr__(self) -> str:
+        return self.path
+
+
+# Where handwritten code usually keeps parameters; tried in order when none are declared.
+PARAM_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "weight": ("W", "w", "weight", "weights", "kernel", "filters", "gamma"),
+    "bias": ("b", "bias", "biases", "beta"),
+    "running_mean": ("running_mean", "mean", "moving_mean"),
+    "running_var": ("running_var", "var", "moving_var"),
+    "mask": ("mask",),
+}
+_CONTAINERS = ("", "params", "param", "weights", "parameters")
+_GRAD_CONTAINERS = ("", "grads", "grad", "gradients")
+
+
+def _candidates(local: str) -> list[str]:
+    out = []
+    for name in PARAM_CANDIDATES.get(local, (local,)):
+        for c in _CONTAINERS:
+            out.append(f"{c}[{name!r}]" if c else name)
+    return out
+
+
+def _grad_candidates(param_path: str) -> list[str]:
+    last = Ref(param_path).steps[-1][1]
+    names = [f"d{last}", f"grad_{last}", f"{last}_grad", f"d_{last}"]
+    out = [f"{c}[{n!r}]" if c else n for n in names for c in _GRAD_CONTAINERS]
+    out += [f"{c}[{last!r}]" for c in _GRAD_CONTAINERS if c]
+    return out
+
+
+# --------------------------------------------------------------------------- the common core
+
+
+class WrappedLayer:
+    """Base: conversions, checks and restoration shared by every calling style.
+
+    Subclasses provide ``_call_forward(x_user)``, ``_call_backward(dy_user)`` and the
+    parameter store (``_get_user(local)``, ``_put_user(local, value)``, ``_get_grad(local)``).
+    """
+
+    def __init__(self, spec: Layer | None, layout: Layout, name: str | None) -> None:
+        if not isinstance(layout, Layout):
+            raise AdapterError(f"layout must be a harness.Layout, got {layout!r}")
+        self.spec = spec
+        self.layout = layout
+        self.name = name or (spec.name if spec is not None else "layer")
+        self.input_mutated = False  # set when the user's forward writes into its input
+        self._x_shape: tuple[int, ...] | None = None
+        self._y_shape: tuple[int, ...] | None = None
+
+    # -- subclass hooks
+    def _param_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _get_user(self, local: str) -> Any:
+        raise NotImplementedError
+
+    def _put_user(self, local: str, value: Any) -> None:
+        raise NotImplementedError
+
+    def _get_grad(self, local: str) -> Any:
+        raise NotImplementedError
+
+    def _call_forward(self, x: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def _call_backward(self, dy: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    # -- dtype the user computes in: their parameters' dtype, else float64
+    @property
+    def dtype(self) -> np.dtype:
+        if getattr(self, "_dtype", None) is None:
+            self._dtype = np.dtype(np.float64)
+            for local in self._param_names():
+                _, kind = to_float64(self._get_user(local), self._what(local))
+                if np.issubdtype(kind.dtype, np.floating):
+                    self._dtype = kind.dtype
+                    break
+        return self._dtype
+
+    def _what(self, local: str) -> str:
+        return f"layer '{self.name}' parameter '{local}'"
+
+    def _expected(self, local: str) -> tuple[int, ...]:
+        if self.spec is None:
+            return tuple(np.shape(self._get_user(local)))
+        shape = self._x_shape or self._dummy_input()
+        return self.spec.local_params(shape)[local].shape
+
+    def _dummy_input(self) -> tuple[int, ...]:
+        # parameter shapes of conv / linear / norm layers do not depend on N, H, W
+        for attr, rank in (("in_channels", 4), ("in_features", 2), ("num_features", 2)):
+            if hasattr(self.spec, attr):
+                return (2, getattr(self.spec, attr), *([4] * (rank - 2)))
+        raise AdapterError(f"layer '{self.name}': call forward once before reading its parameters (their shape depends on the input)")
+
+    # -- forward / backward in canonical terms
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Canonical input (batch first, NCHW) -> canonical float64 output."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.spec is not None:
+            expected_out = self.spec.output_shape(x.shape)
+        self._x_shape = x.shape
+        x_user = np.ascontiguousarray(data_to_user(x, self.layout)).astype(self.dtype)
+        guard = x_user.copy()
+        y = self._call_forward(x_user)
+        if not _same_bits(x_user, guard):
+            self.input_mutated = True
+        y64 = self._to_canonical_data(y, "forward output")
+        if self.spec is not None and y64.shape != expected_out:
+            raise AdapterError(
+                f"layer '{self.name}': forward returned shape {tuple(np.shape(y))}; the spec expects "
+                f"{user_data_shape(expected_out, self.layout)} in the declared {self.layout}"
+                f"{_data_hint(np.shape(y), expected_out, self.layout)}"
+            )
+        self._y_shape = y64.shape
+        return y64
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Canonical upstream gradient (the output's shape) -> canonical input gradient.
+        Parameter gradients are then read with :meth:`param_grads`."""
+        if self._y_shape is None:
+            raise AdapterError(f"layer '{self.name}': backward called before forward")
+        dy = np.asarray(dy, dtype=np.float64)
+        if dy.shape != self._y_shape:
+            raise AdapterError(f"layer '{self.name}': upstream gradient shape {dy.shape} differs from the output shape {self._y_shape}")
+        dy_user = np.ascontiguousarray(data_to_user(dy, self.layout)).astype(self.dtype)
+        dx = self._call_backward(dy_user)
+        if dx is None:
+            raise AdapterError(f"layer '{self.name}': backward returned None; it must return the input gradient dx")
+        dx64 = self._to_canonical_data(dx, "backward's input gradient")
+        if dx64.shape != self._x_shape:
+            raise AdapterError(
+                f"layer '{self.name}': backward returned an input gradient of shape {tuple(np.shape(dx))}; "
+                f"expected {user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})"
+            )
+        return dx64
+
+    def _to_canonical_data(self, value: Any, what: str) -> np.ndarray:
+        if value is None:
+            raise AdapterError(f"layer '{self.name}': {what} is None")
+        v, _ = to_float64(value, f"layer '{self.name}' {what}")
+        if not np.isfinite(v).all():
+            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(v))[0])
+            raise AdapterError(f"layer '{self.name}': {what} has a non-finite value {v[idx]} at {list(idx)} (user layout)")
+        return data_from_user(v, self.layout)
+
+    # -- parameters in canonical terms
+    def get_params(self) -> dict[str, np.ndarray]:
+        """Canonical float64 copies of every parameter, by local name."""
+        out = {}
+        for local in self._param_names():
+            v, _ = to_float64(self._get_user(local), self._what(local))
+            out[local] = param_from_user(self.spec, local, v, self.layout, self._expected(local)) if self.spec else v
+        return out
+
+    def param_grads(self) -> dict[str, np.ndarray]:
+        """Canonical float64 gradients of the trainable parameters, after :meth:`backward`."""
+        out = {}
+        trainable = self._trainable()
+        for local in self._param_names():
+            if local not in trainable:
+                continue
+            g = self._get_grad(local)
+            if g is None:
+                raise AdapterError(f"layer '{self.name}': no gradient for parameter '{local}' after backward")
+            v, _ = to_float64(g, f"layer '{self.name}' gradient of '{local}'")
+            p_shape = tuple(np.shape(self._get_user(local)))
+            if v.shape != p_shape and v.size != int(np.prod(p_shape)):
+                raise AdapterError(
+                    f"layer '{self.name}': gradient of '{local}' has shape {v.shape} but the parameter has {p_shape}"
+                )
+            v = v.reshape(p_shape)
+            out[local] = param_from_user(self.spec, local, v, self.layout, self._expected(local)) if self.spec else v
+        return out
+
+    def _trainable(self) -> set[str]:
+        if self.spec is None:
+            return set(self._param_names())
+        shape = self._x_shape or self._dummy_input()
+        return {k for k, info in self.spec.local_params(shape).items() if info.trainable}
+
+    def set_params(self, values: Mapping[str, np.ndarray]) -> None:
+        """Write canonical values into the user's parameters, in the user's layout and dtype
+        (in place where the array is mutable, else by replacing it)."""
+        for local, value in values.items():
+            current = self._get_user(local)
+            _, kind = to_float64(current, self._what(local))
+            user = param_to_user(self.spec, local, np.asarray(value, np.float64), self.layout, kind.shape) if self.spec else np.asarray(value, np.float64)
+            if is_mutable(current):
+                write_into(current, user, self._what(local))
+            else:
+                self._put_user(local, from_float64(user, kind))
+
+    @contextmanager
+    def preserved(self) -> Iterator[None]:
+        """Parameters are restored bit for bit on exit, even when user code raises; the
+        restoration is verified by fingerprint."""
+        saved = {}
+        for local in self._param_names():
+            obj = self._get_user(local)
+            saved[local] = (obj, _copy(obj), fingerprint(obj))
+        try:
+            yield
+        finally:
+            for local, (obj, copy, fp) in saved.items():
+                if is_mutable(obj):
+                    _restore_into(obj, copy)
+                self._put_user(local, obj)
+                if fingerprint(self._get_user(local)) != fp:  # pragma: no cover - a harness bug
+                    raise AdapterError(f"layer '{self.name}': could not restore parameter '{local}' bit for bit")
+
+
+def _copy(obj: Any) -> Any:
+    if type(obj).__module__.startswith("torch"):
+        return obj.detach().clone()
+    return obj.copy() if hasattr(obj, "copy") else obj
+
+
+def _restore_into(obj: Any, copy: Any) -> None:
+    if type(obj).__module__.startswith("torch"):
+        import torch
+
+        with torch.no_grad():
+            obj.copy_(copy)
+    else:
+        obj[...] = copy
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _data_hint(found: tuple[int, ...], expected: tuple[int, ...], layout: Layout) -> str:
+    found = tuple(found)
+    if len(found) == 4 and len(expected) == 4:
+        for other in ("NCHW", "NHWC"):
+            if other != layout.data and user_data_shape(expected, Layout(data=other)) == found:
+                return f"; looks like {other}: pass Layout(data={other!r})"
+    return ""
+
+
+# --------------------------------------------------------------------------- object style
+
+
+class ObjectLayer(WrappedLayer):
+    """``obj.forward(x) -> y``, ``obj.backward(dy) -> dx``, parameters and gradients kept on
+    the object (attributes or dicts, see :class:`Ref`)."""
+
+    def __init__(self, obj: Any, spec: Layer | None, *, params: Mapping[str, str] | None, grads: Mapping[str, str] | None,
+                 layout: Layout, forward: str, backward: str, name: str | None) -> None:
+        super().__init__(spec, layout, name)
+        self.obj = obj
+        for method in (forward, backward):
+            if not callable(getattr(obj, method, None)):
+                raise AdapterError(f"layer '{self.name}': {type(obj).__name__} has no method {method}(); pass forward=/backward= with its names")
+        self._forward_name, self._backward_name = forward, backward
+        self.params = self._resolve_params(params)
+        self.grads = self._resolve_grads(grads)
+
+    def _resolve_params(self, declared: Mapping[str, str] | None) -> dict[str, Ref]:
+        wanted = list(self.spec.local_params(self._dummy_input_safe())) if self.spec else list(declared or {})
+        declared = dict(declared or {})
+        unknown = [k for k in declared if self.spec is not None and k not in wanted]
+        if unknown:
+            raise AdapterError(f"layer '{self.name}': params names {unknown} are not parameters of {type(self.spec).__name__}; expected some of {wanted}")
+        out = {}
+        for local in wanted:
+            if local in declared:
+                ref = Ref(declared[local])
+                if not ref.exists(self.obj):
+                    raise AdapterError(f"layer '{self.name}': parameter '{local}' declared at {ref!r}, but {type(self.obj).__name__} has nothing there")
+                out[local] = ref
+                continue
+            found = [Ref(c) for c in _candidates(local) if Ref(c).exists(self.obj)]
+            if not found:
+                raise AdapterError(
+                    f"layer '{self.name}': cannot find parameter '{local}' on {type(self.obj).__name__} "
+                    f"(tried {', '.join(_candidates(local)[:6])} ...); pass params={{'{local}': \"W\"}} with where it lives"
+                )
+            out[local] = found[0]
+        return out
+
+    def _dummy_input_safe(self) -> tuple[int, ...]:
+        try:
+            return self._dummy_input()
+        except AdapterError:
+            raise AdapterError(f"layer '{self.name}': {type(self.spec).__name__} needs its input shape to list its parameters") from None
+
+    def _resolve_grads(self, declared: Mapping[str, str] | None) -> dict[str, Ref]:
+        declared = dict(declared or {})
+        out = {}
+        for local, ref in self.params.items():
+            if local in declared:
+                out[local] = Ref(declared[local])
+            else:
+                # gradients usually appear only after the first backward: resolve then
+                out[local] = None  # type: ignore[assignment]
+        return out
+
+    def _param_names(self) -> list[str]:
+        return list(self.params)
+
+    def _get_user(self, local: str) -> Any:
+        return self.params[local].get(self.obj)
+
+    def _put_user(self, local: str, value: Any) -> None:
+        self.params[local].set(self.obj, value)
+
+    def _get_grad(self, local: str) -> Any:
+        ref = self.grads.get(local)
+        if ref is None:
+            tried = _grad_candidates(self.params[local].path)
+            found = [Ref(c) for c in tried if Ref(c).exists(self.obj)]
+            if not found:
+                raise AdapterError(
+                    f"layer '{self.name}': cannot find the gradient of '{local}' (kept at {self.params[local]!r}) after "
+                    f"backward (tried {', '.join(tried[:6])} ...); pass grads={{'{local}': \"dW\"}}"
+                )
+            ref = self.grads[local] = found[0]
+        try:
+            return ref.get(self.obj)
+        except (AttributeError, KeyError, IndexError, TypeError):
+            raise AdapterError(f"layer '{self.name}': gradient of '{local}' declared at {ref!r} is missing after backward") from None
+
+    def _call_forward(self, x: np.ndarray) -> Any:
+        return getattr(self.obj, self._forward_name)(x)
+
+    def _call_backward(self, dy: np.ndarray) -> Any:
+        return getattr(self.obj, self._backward_name)(dy)
+
+
+def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str] | None = None,
+               grads: Mapping[str, str] | None = None, layout: Layout = CANONICAL,
+               forward: str = "forward", backward: str = "backward", name: str | None = None) -> ObjectLayer:
+    """Wrap an object-style layer: ``obj.forward(x) -> y``, ``obj.backward(dy) -> dx``.
+
+    params / grads: where each canonical parameter and its gradient live on ``obj``, e.g.
+    ``params={"weight": "W", "bias": "b"}``, ``grads={"weight": "dW"}`` or
+    ``params={"weight": "params['w']"}``. Undeclared ones are looked for under the usual
+    names (``W``/``w``/``weight``/``kernel``..., gradients ``dW``/``grads['W']``...).
+    layout: the user's conventions (:class:`Layout`); spec: the spec layer it implements
+    (``None``: no reference, finite differences only).
+    """
+    if spec is None and params is None:
+        params = {}
+    return ObjectLayer(obj, spec, params=params, grads=grads, layout=layout, forward=forward, backward=backward, name=name)
+
+
+# --------------------------------------------------------------------------- function pairs
+
+
+class FunctionLayer(WrappedLayer):
+    """CS231n style: ``forward(x, *params, *args) -> (out, cache)`` and
+    ``backward(dout, cache) -> (dx, *param_grads)``, parameters in ``order``."""
+
+    def __init__(self, forward: Callable, backward: Callable, spec: Layer | None, params: Mapping[str, Any] | Sequence[Any],
+                 *, args: Sequence[Any], kwargs: Mapping[str, Any], order: Sequence[str] | None, layout: Layout,
+                 name: str | None) -> None:
+        super().__init__(spec, layout, name)
+        self._f, self._b, self._args, self._kwargs = forward, backward, tuple(args), dict(kwargs)
+        if order is None:
+            order = list(spec.local_params(self._dummy_input())) if spec is not None and not isinstance(params, Mapping) else list(params)
+        if isinstance(params, Mapping):
+            missing = [k for k in order if k not in params]
+            if missing:
+                raise AdapterError(f"layer '{self.name}': params lack {missing}; got {list(params)}")
+            self._params = {k: params[k] for k in order}
+        else:
+            params = list(params)
+            if len(params) != len(order):
+                raise AdapterError(f"layer '{self.name}': got {len(params)} parameter arrays for {list(order)}")
+            self._params = dict(zip(order, params))
+        self._grads: dict[str, Any] = {}
+        self._cache: Any = None
+
+    def _param_names(self) -> list[str]:
+        return list(self._params)
+
+    def _get_user(self, local: str) -> Any:
+        return self._params[local]
+
+    def _put_user(self, local: str, value: Any) -> None:
+        self._params[local] = value
+
+    def _get_grad(self, local: str) -> Any:
+        return self._grads.get(local)
+
+    def set_params(self, values: Mapping[str, np.ndarray]) -> None:
+        # the arrays were handed to us by the user: replace, never write into them
+        for local, value in values.items():
+            _, kind = to_float64(self._params[local], self._what(local))
+            user = param_to_user(self.spec, local, np.asarray(value, np.float64), self.layout, kind.shape) if self.spec else np.asarray(value, np.float64)
+            self._params[local] = from_float64(user, kind)
+
+    def _call_forward(self, x: np.ndarray) -> Any:
+        result = self._f(x, *self._params.values(), *self._args, **self._kwargs)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise AdapterError(f"layer '{self.name}': forward must return (out, cache), got {type(result).__name__}")
+        out, self._cache = result
+        return out
+
+    def _call_backward(self, dy: np.ndarray) -> Any:
+        result = self._b(dy, self._cache)
+        result = result if isinstance(result, tuple) else (result,)
+        if len(result) != 1 + len(self._params):
+            raise AdapterError(
+                f"layer '{self.name}': backward must return (dx, {', '.join('d' + k for k in self._params)}), "
+                f"got {len(result)} values"
+            )
+        self._grads = dict(zip(self._params, result[1:]))
+        return result[0]
+
+
+def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = None,
+                   params: Mapping[str, Any] | Sequence[Any] = (), *, args: Sequence[Any] = (),
+                   kwargs: Mapping[str, Any] | None = None, order: Sequence[str] | None = None,
+                   layout: Layout = CANONICAL, name: str | None = None) -> FunctionLayer:
+    """Wrap a CS231n-style function pair.
+
+    ``forward(x, *params, *args, **kwargs) -> (out, cache)`` and
+    ``backward(dout, cache) -> (dx, *param_grads)``. ``params``: the user's arrays, as a
+    mapping by canonical local name (``{"weight": w, "bias": b}``) or a sequence in the
+    spec's order (weight, bias); extra arguments such as ``conv_param`` go in ``args``.
+    The arrays are never modified: perturbed values are passed as new arrays.
+    """
+    return FunctionLayer(forward, backward, spec, params, args=args, kwargs=kwargs or {}, order=order,
+                         layout=layout, name=name)
+
+
+__all__ = ["AdapterError", "FunctionLayer", "ObjectLayer", "Ref", "WrappedLayer", "wrap_functions", "wrap_layer"]

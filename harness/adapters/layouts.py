@@ -1,0 +1,238 @@
+"""Users' layout conventions, declared once, and exact conversions to and from the
+canonical (PyTorch) layouts.
+
+Canonical: data ``(N, C, H, W)``; conv kernel ``(O, I/groups, kh, kw)`` applied as
+cross-correlation; Linear weight ``(out, in)``; Flatten in C,H,W order; bias ``(C,)``.
+Every conversion is a pure permutation (transpose, flip, index gather), so a round trip
+reproduces the array bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import permutations
+from typing import Any
+
+import numpy as np
+
+from ..spec import Conv2d, Layer, Linear, SpecError
+
+# the orders real code uses first, so hints name the likely one first
+_COMMON = ("OIHW", "HWIO", "OHWI", "IOHW", "HWOI", "IHWO")
+KERNEL_ORDERS = _COMMON + tuple(o for o in ("".join(p) for p in permutations("OIHW")) if o not in _COMMON)
+
+
+class LayoutError(SpecError):
+    """A layout declaration that is not valid, or an array that does not fit it."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one user's code lays out data and parameters.
+
+    data:    ``"NCHW"`` or ``"NHWC"`` for 4-D activations.
+    kernel:  axis order of the conv weight, any permutation of ``"OIHW"`` (``"HWIO"`` for
+             TensorFlow-style code, ``"OHWI"`` ...).
+    flip:    ``True`` if the user's conv is a true convolution, i.e. their stored kernel is
+             the canonical one rotated by 180 degrees in (H, W).
+    linear:  ``"out_in"`` (y = x W^T, PyTorch) or ``"in_out"`` (y = x W, most numpy code).
+    flatten: ``"CHW"`` or ``"HWC"``: the feature order a Flatten produces (``"HWC"`` is what
+             flattening NHWC data gives).
+    """
+
+    data: str = "NCHW"
+    kernel: str = "OIHW"
+    flip: bool = False
+    linear: str = "out_in"
+    flatten: str = "CHW"
+
+    def __post_init__(self) -> None:
+        if self.data not in ("NCHW", "NHWC"):
+            raise LayoutError(f"layout: data must be 'NCHW' or 'NHWC', got {self.data!r}")
+        if self.kernel not in KERNEL_ORDERS:
+            raise LayoutError(f"layout: kernel must be a permutation of 'OIHW' such as 'HWIO', got {self.kernel!r}")
+        if self.linear not in ("out_in", "in_out"):
+            raise LayoutError(f"layout: linear must be 'out_in' or 'in_out', got {self.linear!r}")
+        if self.flatten not in ("CHW", "HWC"):
+            raise LayoutError(f"layout: flatten must be 'CHW' or 'HWC', got {self.flatten!r}")
+        if not isinstance(self.flip, bool):
+            raise LayoutError(f"layout: flip must be True or False, got {self.flip!r}")
+
+    def __str__(self) -> str:
+        changed = [
+            f"{k}={getattr(self, k)!r}" for k, d in (("data", "NCHW"), ("kernel", "OIHW"), ("flip", False),
+                                                   ("linear", "out_in"), ("flatten", "CHW"))
+            if getattr(self, k) != d
+        ]
+        return f"Layout({', '.join(changed)})"
+
+
+CANONICAL = Layout()
+
+
+# --------------------------------------------------------------------------- activations
+
+
+def _feature_order(chw: tuple[int, int, int]) -> np.ndarray:
+    """``idx`` with ``hwc_vector = chw_vector[..., idx]`` for features flattened from (C, H, W)."""
+    return np.arange(int(np.prod(chw))).reshape(chw).transpose(1, 2, 0).ravel()
+
+
+def data_to_user(x: np.ndarray, layout: Layout, features_from: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Canonical activation -> the user's layout. 4-D arrays follow ``layout.data``; 2-D
+    feature vectors flattened from ``features_from`` = (C, H, W) follow ``layout.flatten``."""
+    if x.ndim == 4 and layout.data == "NHWC":
+        return x.transpose(0, 2, 3, 1)
+    if x.ndim == 2 and features_from is not None and layout.flatten == "HWC":
+        return x[:, _feature_order(features_from)]
+    return x
+
+
+def data_from_user(x: np.ndarray, layout: Layout, features_from: tuple[int, int, int] | None = None) -> np.ndarray:
+    """The user's activation -> canonical; the exact inverse of :func:`data_to_user`."""
+    if x.ndim == 4 and layout.data == "NHWC":
+        return x.transpose(0, 3, 1, 2)
+    if x.ndim == 2 and features_from is not None and layout.flatten == "HWC":
+        return x[:, np.argsort(_feature_order(features_from))]
+    return x
+
+
+def user_data_shape(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
+    """The shape a canonical activation of ``shape`` has in the user's layout."""
+    if len(shape) == 4 and layout.data == "NHWC":
+        return (shape[0], shape[2], shape[3], shape[1])
+    return tuple(shape)
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _kernel_perm(layout: Layout) -> list[int]:
+    return [layout.kernel.index(c) for c in "OIHW"]  # user axes -> canonical axes
+
+
+def param_from_user(layer: Layer, local: str, value: np.ndarray, layout: Layout,
+                    expected: tuple[int, ...], features_from: tuple[int, int, int] | None = None) -> np.ndarray:
+    """A parameter in the user's layout -> canonical ``expected`` shape.
+
+    Conv weights are transposed from ``layout.kernel`` (and un-flipped); Linear weights
+    transposed if ``in_out`` and, after an HWC flatten, their input columns reordered;
+    anything else whose size matches (a bias stored as ``(1, C, 1, 1)`` or ``(C, 1)``) is
+    reshaped. Raises :class:`LayoutError` with a hint when the shape cannot fit.
+    """
+    v = value
+    if isinstance(layer, Conv2d) and local == "weight" and v.ndim == 4:
+        v = v.transpose(_kernel_perm(layout))
+        if layout.flip:
+            v = v[:, :, ::-1, ::-1]
+    elif isinstance(layer, Linear) and local == "weight" and v.ndim == 2:
+        if layout.linear == "in_out":
+            v = v.T
+        if features_from is not None and layout.flatten == "HWC" and v.shape == expected:
+            v = v[:, np.argsort(_feature_order(features_from))]
+    if v.shape != tuple(expected):
+        if v.size == int(np.prod(expected)) and _squeezed(v.shape) == _squeezed(expected):
+            v = v.reshape(expected)  # singleton axes only: (1, C, 1, 1) bias and the like
+        else:
+            raise LayoutError(
+                f"layer '{layer.name}': parameter '{local}' has shape {tuple(value.shape)} in the declared "
+                f"{layout}; expected {_user_shape(layer, local, expected, layout)} there"
+                f"{shape_hint(layer, local, tuple(value.shape), expected, layout)}"
+            )
+    return np.ascontiguousarray(v)
+
+
+def param_to_user(layer: Layer, local: str, value: np.ndarray, layout: Layout, user_shape: tuple[int, ...],
+                  features_from: tuple[int, int, int] | None = None) -> np.ndarray:
+    """A canonical parameter -> the user's layout and ``user_shape``; the exact inverse of
+    :func:`param_from_user`."""
+    v = value
+    if isinstance(layer, Conv2d) and local == "weight" and len(user_shape) == 4:
+        if layout.flip:
+            v = v[:, :, ::-1, ::-1]
+        v = v.transpose(["OIHW".index(c) for c in layout.kernel])
+    elif isinstance(layer, Linear) and local == "weight" and len(user_shape) == 2:
+        if features_from is not None and layout.flatten == "HWC":
+            v = v[:, _feature_order(features_from)]
+        if layout.linear == "in_out":
+            v = v.T
+    if v.shape != tuple(user_shape):
+        v = v.reshape(user_shape)
+    return np.ascontiguousarray(v)
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(s for s in shape if s != 1)
+
+
+def _user_shape(layer: Layer, local: str, expected: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
+    if isinstance(layer, Conv2d) and local == "weight":
+        return tuple(expected["OIHW".index(c)] for c in layout.kernel)
+    if isinstance(layer, Linear) and local == "weight" and layout.linear == "in_out":
+        return tuple(expected[::-1])
+    return tuple(expected)
+
+
+def shape_hint(layer: Layer, local: str, found: tuple[int, ...], expected: tuple[int, ...], layout: Layout) -> str:
+    """``"; looks like ...: pass layout=..."`` when ``found`` fits another declaration, else ``""``."""
+    if isinstance(layer, Conv2d) and local == "weight" and len(found) == 4:
+        fits = [k for k in KERNEL_ORDERS if tuple(expected["OIHW".index(c)] for c in k) == found]
+        if fits and layout.kernel not in fits:
+            return f"; looks like {fits[0]}: pass Layout(kernel={fits[0]!r})" + (
+                f" (also fits {', '.join(fits[1:])}: the shapes alone cannot tell these apart)" if len(fits) > 1 else "")
+    if isinstance(layer, Linear) and local == "weight" and found == tuple(expected[::-1]) and found != tuple(expected):
+        other = "in_out" if layout.linear == "out_in" else "out_in"
+        return f"; looks transposed: pass Layout(linear={other!r})"
+    return ""
+
+
+def flattened_inputs(spec: Layer, input_shape: tuple[int, ...]) -> dict[str, tuple[int, int, int]]:
+    """``{path of a Linear: (C, H, W)}`` for every Linear whose input features come from
+    flattening a 4-D activation (through feature-preserving layers such as ReLU or Dropout):
+    the layers whose weight columns an HWC flatten reorders."""
+    from ..spec import Flatten, layer_shapes, walk
+
+    shapes = layer_shapes(spec, input_shape)
+    out: dict[str, tuple[int, int, int]] = {}
+    pending = None
+    for path, layer in walk(spec):
+        if layer.children():
+            continue
+        x_shape, y_shape = shapes[path]
+        if isinstance(layer, Flatten):
+            pending = tuple(x_shape[1:]) if len(x_shape) == 4 else None
+        elif isinstance(layer, Linear):
+            if pending is not None:
+                out[path] = pending  # type: ignore[assignment]
+            pending = None
+        elif x_shape != y_shape:
+            pending = None
+    return out
+
+
+def spec_converter(spec: Layer, input_shape: tuple[int, ...], layout: Layout):
+    """``convert(canonical_name, user_array) -> canonical array`` for a whole network
+    declared in one ``layout`` (what :func:`harness.load_weights` takes as ``layout=``)."""
+    from ..spec import named_params, walk
+
+    layers = dict(walk(spec))
+    expected = named_params(spec, input_shape)
+    flat = flattened_inputs(spec, input_shape)
+
+    def convert(name: str, value: np.ndarray) -> np.ndarray:
+        path, _, local = name.rpartition(".")
+        return param_from_user(layers[path], local, value, layout, expected[name].shape, flat.get(path))
+
+    return convert
+
+
+def convert_params_from_user(layer: Layer, values: dict[str, np.ndarray], layout: Layout,
+                             expected: dict[str, tuple[int, ...]], **kw: Any) -> dict[str, np.ndarray]:
+    """:func:`param_from_user` for every local parameter of ``layer``."""
+    return {k: param_from_user(layer, k, v, layout, expected[k], **kw) for k, v in values.items()}
+
+
+__all__ = [
+    "CANONICAL", "KERNEL_ORDERS", "Layout", "LayoutError", "convert_params_from_user", "data_from_user",
+    "data_to_user", "flattened_inputs", "param_from_user", "spec_converter", "param_to_user", "shape_hint", "user_data_shape",
+]

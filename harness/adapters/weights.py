@@ -1,0 +1,330 @@
+"""Users' weight files -> canonical, spec-checked float64 parameters.
+
+Users keep weights in their own files (``.npz``, ``.npy``, a folder of ``.npy``,
+``.safetensors``) under their own names (``W1``, ``conv1_kernel``). This module reads them
+without ever unpickling (a pickle can run arbitrary code), renames them to canonical names
+(:func:`map_names`) and checks them against the spec (:func:`load_weights`). Every problem
+goes into one error, so a user fixes the file in one go rather than one name per run.
+
+Layout conversion (HWIO kernels, ``(in, out)`` linear weights) is not done here: the layout
+module passes a ``convert`` hook, applied before the shape check.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from ..spec import Conv2d, Layer, Linear, Shape, SpecError, named_params, walk
+
+NameMapping = Union[Mapping[str, str], Sequence[tuple[str, str]], Callable[[str], Optional[str]], None]
+Converter = Callable[[str, np.ndarray], Any]
+
+SUPPORTED = ".npz, .npy, a folder of .npy files, .safetensors"
+
+
+class WeightsError(SpecError):
+    """A weight file that cannot be read, or weights that do not fit the spec."""
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_weight_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Arrays by name from a ``.npz``, a ``.npy`` (named by its stem), a folder of ``.npy``
+    files (``conv1/weight.npy`` -> ``conv1.weight``) or a ``.safetensors`` file.
+
+    Pickled (object-dtype) arrays are refused, never loaded.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise WeightsError(f"weights file '{p}' not found (supported: {SUPPORTED})")
+    if p.is_dir():
+        return _read_folder(p)
+    suffix = p.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        return _read_numpy(p, p.stem)
+    if suffix == ".safetensors":
+        return _read_safetensors(p)
+    raise WeightsError(
+        f"weights file '{p}': unknown extension {p.suffix or '(none)'!r}; supported: {SUPPORTED}"
+    )
+
+
+def _read_numpy(p: Path, name: str) -> dict[str, np.ndarray]:
+    """A ``.npy`` as ``{name: array}`` or a ``.npz`` as its entries; np.load goes by content."""
+    with open(p, "rb") as f:
+        head = f.read(6)
+    # np.load treats anything else as a pickle; say what the file is instead of trying it
+    if head != b"\x93NUMPY" and not head.startswith(b"PK"):
+        raise WeightsError(
+            f"'{p}' is not a NumPy .npy/.npz file (pickles, as written by pickle.dump or "
+            "torch.save, are not read: unpickling can run code)"
+        )
+    entry = ""
+    try:
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return {name: loaded}
+        with loaded:  # an NpzFile: object arrays are refused when an entry is read
+            out = {}
+            for entry in loaded.files:
+                out[entry] = loaded[entry]
+                if not isinstance(out[entry], np.ndarray):  # a zip member that is not a .npy
+                    raise WeightsError(f"'{p}': entry '{entry}' is not a NumPy array; is this really a .npz?")
+            return out
+    except WeightsError:
+        raise
+    except ValueError as e:
+        if "pickle" not in str(e):
+            raise WeightsError(f"could not read '{p}' as a NumPy file: {e}") from None
+        where = f" (entry '{entry}')" if entry else ""
+        raise WeightsError(
+            f"'{p}'{where} holds a pickled object array; pickled arrays are not read because "
+            "unpickling can run code: save plain numeric arrays"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise WeightsError(f"could not read '{p}' as a NumPy file: {e}") from None
+
+
+def _read_folder(folder: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    origin: dict[str, Path] = {}
+    for f in sorted(folder.rglob("*.npy")):
+        # nested folders give dotted names: conv1/weight.npy -> conv1.weight
+        name = ".".join(f.relative_to(folder).with_suffix("").parts)
+        for key, arr in _read_numpy(f, name).items():
+            if key in out:
+                raise WeightsError(
+                    f"folder '{folder}': '{origin[key]}' and '{f}' both give the name '{key}'"
+                )
+            out[key], origin[key] = arr, f
+    if not out:
+        raise WeightsError(f"folder '{folder}' holds no .npy files (supported: {SUPPORTED})")
+    return out
+
+
+def _read_safetensors(p: Path) -> dict[str, np.ndarray]:
+    try:  # optional dependency: only .safetensors users need it
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise WeightsError(
+            f"'{p}' is a .safetensors file, which needs the 'safetensors' package: "
+            "pip install safetensors (or save the weights as .npz)"
+        ) from None
+    try:
+        return dict(load_file(str(p)))
+    except Exception as e:  # safetensors raises its own error type on a corrupt file
+        raise WeightsError(f"could not read '{p}' as .safetensors: {e}") from None
+
+
+# --------------------------------------------------------------------------- renaming
+
+
+def map_names(
+    arrays: Mapping[str, np.ndarray], mapping: NameMapping
+) -> dict[str, np.ndarray]:
+    """Rename user names to canonical names.
+
+    ``mapping`` is a dict ``user -> canonical`` (other names kept), a sequence of
+    ``(regex, replacement)`` rules (the first whose pattern matches the whole name wins,
+    the replacement expanded as in ``re.sub``; unmatched names kept), a callable returning
+    the canonical name or ``None`` to drop the array, or ``None`` (identity).
+    Two names landing on one canonical name raise :class:`WeightsError`.
+    """
+    return {name: arr for name, (_, arr) in _rename(arrays, mapping).items()}
+
+
+def _rename(arrays: Mapping[str, Any], mapping: NameMapping) -> dict[str, tuple[str, Any]]:
+    """``{canonical: (user name, array)}``: the user name lets errors point into the file."""
+    rename = _renamer(mapping)
+    out: dict[str, tuple[str, Any]] = {}
+    clashes = []
+    for user, arr in arrays.items():
+        new = rename(user)
+        if new is None:
+            continue
+        if not isinstance(new, str) or not new:
+            raise WeightsError(
+                f"mapping turned '{user}' into {new!r}; expected a canonical name or None to drop it"
+            )
+        if new in out:
+            clashes.append(f"'{out[new][0]}' and '{user}' both map to '{new}'")
+        else:
+            out[new] = (user, arr)
+    if clashes:
+        raise WeightsError(
+            "two weights map to one canonical name: " + "; ".join(clashes)
+            + " (a mapping rule is too broad, or a name kept as it is collides with a renamed one)"
+        )
+    return out
+
+
+def _renamer(mapping: NameMapping) -> Callable[[str], Optional[str]]:
+    if mapping is None:
+        return lambda name: name
+    if isinstance(mapping, Mapping):
+        return lambda name: mapping.get(name, name)
+    if callable(mapping):
+        return mapping
+    if isinstance(mapping, (str, bytes)) or not isinstance(mapping, Iterable):
+        raise WeightsError(
+            "mapping must be a dict, a list of (regex, replacement) rules, a callable or None; "
+            f"got {type(mapping).__name__}"
+        )
+    rules = []
+    for rule in mapping:
+        try:
+            pattern, repl = rule
+            rules.append((re.compile(pattern), repl))
+        except (TypeError, ValueError, re.error) as e:
+            raise WeightsError(f"mapping rule {rule!r} is not a (regex, replacement) pair: {e}") from None
+
+    def apply(name: str) -> str:
+        for pattern, repl in rules:
+            m = pattern.fullmatch(name)
+            if m:
+                try:
+                    return m.expand(repl)
+                except (re.error, IndexError) as e:
+                    raise WeightsError(f"mapping rule ({pattern.pattern!r}, {repl!r}) on '{name}': {e}") from None
+        return name
+
+    return apply
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_weights(
+    source: str | os.PathLike | Mapping[str, Any],
+    spec: Layer,
+    input_shape: Shape,
+    *,
+    mapping: NameMapping = None,
+    convert: Converter | None = None,
+    layout: Any = None,
+    strict: bool = True,
+) -> dict[str, np.ndarray]:
+    """``{canonical name: float64 array}`` for every entry of ``named_params(spec, input_shape)``.
+
+    ``source`` is a path (see :func:`read_weight_file`) or a dict of name -> array-like;
+    ``mapping`` renames as :func:`map_names`; ``convert(canonical_name, array)`` turns the
+    user's layout into the canonical one before the shape check; ``layout`` (a
+    :class:`~harness.adapters.layouts.Layout` for the whole network) builds that ``convert``
+    for you (kernel axis order and flip, Linear orientation, HWC flatten). One :class:`WeightsError`
+    lists every unmatched (only if ``strict``), missing, mis-shaped or non-float entry.
+    """
+    if isinstance(source, Mapping):
+        arrays, where = source, "the weights"
+    elif isinstance(source, (str, os.PathLike)):
+        arrays, where = read_weight_file(source), f"the weights in '{source}'"
+    else:
+        raise WeightsError(
+            f"weights source must be a path or a dict of name -> array, got {type(source).__name__}"
+        )
+    if layout is not None:
+        if convert is not None:
+            raise WeightsError("pass either layout= or convert=, not both")
+        from .layouts import spec_converter
+
+        convert = spec_converter(spec, input_shape, layout)
+    entries = _rename(arrays, mapping)
+    expected = named_params(spec, input_shape)
+    layers = dict(walk(spec))
+    missing = [n for n in expected if n not in entries]
+    # one list per kind of problem, reported in this order
+    problems: dict[str, list[str]] = {
+        "unmatched (in the file, not in the spec)": [], "missing (in the spec, not in the file)": [],
+        "mis-shaped": [], "not floating point": [], "convert failed": [],
+    }
+    out: dict[str, np.ndarray] = {}
+
+    for name, (user, value) in entries.items():
+        label = f"'{name}'" if user == name else f"'{name}' (from '{user}')"
+        if name not in expected:
+            if strict:
+                close = difflib.get_close_matches(name, missing, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems["unmatched (in the file, not in the spec)"].append(label + hint)
+            continue
+        arr = _as_array(value)
+        if arr is None or not _dtype_ok(name, arr.dtype):
+            found = "not an array" if arr is None else f"dtype {arr.dtype}"
+            problems["not floating point"].append(f"{label} ({found})")
+            continue
+        if convert is not None:
+            try:
+                arr = np.asarray(convert(name, arr))
+            except Exception as e:  # a layout that does not fit this array: report, keep going
+                problems["convert failed"].append(f"{label} of shape {arr.shape}: {e}")
+                continue
+        shape = expected[name].shape
+        if arr.shape != shape:
+            if _squeezed(arr.shape) != _squeezed(shape):
+                hint = _shape_hint(arr.shape, shape, layers.get(name.rpartition(".")[0]))
+                problems["mis-shaped"].append(f"{label} expected {shape}, found {arr.shape}{hint}")
+                continue
+            arr = arr.reshape(shape)  # a (1, C, 1, 1) or (C, 1) bias: same numbers, other layout
+        out[name] = np.array(arr, dtype=np.float64)  # a copy: the caller's arrays stay theirs
+
+    if missing:
+        buffers = any(not expected[n].trainable for n in missing)
+        note = " (buffers such as running_mean/running_var/mask are required too)" if buffers else ""
+        names = [f"'{n}'" for n in missing]
+        problems["missing (in the spec, not in the file)"] = [*names[:-1], names[-1] + note]
+    if any(problems.values()):
+        msg = "; ".join(f"{len(v)} {head}: {', '.join(v)}" for head, v in problems.items() if v)
+        if entries and not any(n in expected for n in entries):
+            msg += "; none of the names matched the spec: pass mapping= to rename them"
+        raise WeightsError(f"{where} do not fit the spec: {msg}")
+    return {n: out[n] for n in expected}
+
+
+def _as_array(value: Any) -> np.ndarray | None:
+    try:
+        return np.asarray(value)
+    except Exception:  # e.g. a ragged list or a tensor that needs .detach()
+        return None
+
+
+def _dtype_ok(name: str, dtype: np.dtype) -> bool:
+    if np.issubdtype(dtype, np.floating):
+        return True
+    # dropout masks are 0/1 and naturally saved as bool or int
+    return name.endswith(".mask") and (dtype == np.bool_ or np.issubdtype(dtype, np.integer))
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(s for s in shape if s != 1)
+
+
+def _shape_hint(found: tuple[int, ...], expected: tuple[int, ...], layer: Layer | None) -> str:
+    """The likely cause when the found shape holds as many values as the expected one."""
+    if len(found) != len(expected) or sorted(found) != sorted(expected):
+        # reshaping beyond size-1 axes could silently scramble values, so it is not done
+        same_size = np.prod(found, dtype=np.int64) == np.prod(expected, dtype=np.int64)
+        return ": same number of values in another shape: reshape it (or pass convert=)" if same_size else ""
+    if isinstance(layer, Linear):
+        return ": looks transposed: declare linear='in_out'"
+    example = ""
+    if isinstance(layer, Conv2d):
+        # name the order when the sizes pin it down (H before W: nobody stores W first)
+        orders = {
+            "".join("OIHW"[i] for i in perm)
+            for perm in itertools.permutations(range(4))
+            if tuple(expected[i] for i in perm) == found
+        }
+        orders = {o for o in orders if o.index("H") < o.index("W")}
+        example = f" (e.g. kernel='{orders.pop() if len(orders) == 1 else 'HWIO'}')"
+    return f": looks like a different axis order: declare the layout{example}"
+
+
+__all__ = ["WeightsError", "load_weights", "map_names", "read_weight_file"]

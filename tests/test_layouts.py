@@ -1,0 +1,124 @@
+"""Layout conversions are exact both ways for every declared layout, and mean what they say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import scaled
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness import spec as S
+from harness.adapters.layouts import (
+    KERNEL_ORDERS, Layout, LayoutError, data_from_user, data_to_user, param_from_user, param_to_user,
+    user_data_shape,
+)
+
+layouts = st.builds(
+    Layout,
+    data=st.sampled_from(["NCHW", "NHWC"]),
+    kernel=st.sampled_from(KERNEL_ORDERS),
+    flip=st.booleans(),
+    linear=st.sampled_from(["out_in", "in_out"]),
+    flatten=st.sampled_from(["CHW", "HWC"]),
+)
+dims = st.integers(1, 5)
+
+
+@settings(max_examples=scaled(100))
+@given(layouts, dims, dims, dims, dims, st.integers(0, 2**16))
+def test_round_trips_are_exact(layout: Layout, o: int, i: int, kh: int, kw: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    conv = S.Conv2d("c", i, o, (kh, kw))
+    w = rng.normal(size=(o, i, kh, kw))
+    user_shape = tuple((o, i, kh, kw)["OIHW".index(c)] for c in layout.kernel)
+    w_user = param_to_user(conv, "weight", w, layout, user_shape)
+    assert w_user.shape == user_shape
+    assert np.array_equal(param_from_user(conv, "weight", w_user, layout, w.shape), w)
+
+    lin = S.Linear("fc", i * kh * kw, o)
+    wl = rng.normal(size=(o, i * kh * kw))
+    shape_l = (o, i * kh * kw) if layout.linear == "out_in" else (i * kh * kw, o)
+    for features_from in (None, (i, kh, kw)):
+        back = param_from_user(lin, "weight", param_to_user(lin, "weight", wl, layout, shape_l, features_from),
+                               layout, wl.shape, features_from)
+        assert np.array_equal(back, wl)
+
+    x = rng.normal(size=(2, i, kh, kw))
+    assert data_to_user(x, layout).shape == user_data_shape(x.shape, layout)
+    assert np.array_equal(data_from_user(data_to_user(x, layout), layout), x)
+    flat = x.reshape(2, -1)
+    assert np.array_equal(data_from_user(data_to_user(flat, layout, (i, kh, kw)), layout, (i, kh, kw)), flat)
+
+    for bias_shape in ((o,), (1, o, 1, 1), (o, 1), (1, o)):
+        b = rng.normal(size=o)
+        b_user = param_to_user(conv, "bias", b, layout, bias_shape)
+        assert b_user.shape == bias_shape
+        assert np.array_equal(param_from_user(conv, "bias", b_user, layout, (o,)), b)
+
+
+def test_kernel_orders_mean_what_they_say() -> None:
+    w = np.random.default_rng(0).normal(size=(4, 3, 2, 5))  # O, I, H, W
+    hwio = param_to_user(S.Conv2d("c", 3, 4, (2, 5)), "weight", w, Layout(kernel="HWIO"), (2, 5, 3, 4))
+    assert hwio[1, 4, 2, 3] == w[3, 2, 1, 4]
+    flipped = param_to_user(S.Conv2d("c", 3, 4, (2, 5)), "weight", w, Layout(flip=True), (4, 3, 2, 5))
+    assert flipped[3, 2, 0, 0] == w[3, 2, 1, 4]  # rotated 180 degrees in (H, W)
+
+
+def test_nhwc_and_hwc_flatten_mean_what_they_say() -> None:
+    x = np.arange(2 * 3 * 4 * 5, dtype=float).reshape(2, 3, 4, 5)  # N C H W
+    nhwc = data_to_user(x, Layout(data="NHWC"))
+    assert nhwc[1, 2, 3, 0] == x[1, 0, 2, 3]
+    hwc = data_to_user(x.reshape(2, -1), Layout(flatten="HWC"), (3, 4, 5))
+    assert np.array_equal(hwc, nhwc.reshape(2, -1))  # what flattening NHWC data gives
+    w = np.random.default_rng(0).normal(size=(7, 60))
+    lin = S.Linear("fc", 60, 7)
+    w_user = param_to_user(lin, "weight", w, Layout(linear="in_out", flatten="HWC"), (60, 7), (3, 4, 5))
+    # the same affine map, whichever layout computes it
+    np.testing.assert_allclose(hwc @ w_user, x.reshape(2, -1) @ w.T, rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(data="CHWN"), "data must be 'NCHW' or 'NHWC'"),
+        (dict(kernel="OIHH"), "kernel must be a permutation of 'OIHW'"),
+        (dict(linear="row"), "linear must be 'out_in' or 'in_out'"),
+        (dict(flatten="WHC"), "flatten must be 'CHW' or 'HWC'"),
+        (dict(flip=1), "flip must be True or False"),
+    ],
+)
+def test_layout_declaration_errors(kwargs, message: str) -> None:
+    with pytest.raises(LayoutError, match=message):
+        Layout(**kwargs)
+
+
+def test_misfit_shapes_get_hints() -> None:
+    conv = S.Conv2d("conv1", 3, 8, 5)
+    with pytest.raises(LayoutError) as err:
+        param_from_user(conv, "weight", np.zeros((5, 5, 3, 8)), Layout(), (8, 3, 5, 5))
+    assert "layer 'conv1': parameter 'weight' has shape (5, 5, 3, 8)" in str(err.value)
+    assert "expected (8, 3, 5, 5) there; looks like HWIO: pass Layout(kernel='HWIO')" in str(err.value)
+    lin = S.Linear("fc", 10, 4)
+    with pytest.raises(LayoutError, match=r"looks transposed: pass Layout\(linear='in_out'\)"):
+        param_from_user(lin, "weight", np.zeros((10, 4)), Layout(), (4, 10))
+    with pytest.raises(LayoutError, match=r"expected \(4,\) there$"):
+        param_from_user(lin, "bias", np.zeros(5), Layout(), (4,))
+    square = S.Conv2d("sq", 3, 5, 3)  # I = H = W: several orders fit; all are named, none guessed
+    with pytest.raises(LayoutError, match=r"looks like HWIO: .*also fits IHWO.*shapes alone cannot tell"):
+        param_from_user(square, "weight", np.zeros((3, 3, 3, 5)), Layout(), (5, 3, 3, 3))
+
+
+def test_layout_str_names_only_what_differs() -> None:
+    assert str(Layout()) == "Layout()"
+    assert str(Layout(kernel="HWIO", data="NHWC")) == "Layout(data='NHWC', kernel='HWIO')"
+
+
+def test_flattened_inputs_finds_linears_fed_by_a_4d_flatten() -> None:
+    from harness.adapters.layouts import flattened_inputs
+
+    spec = S.Sequential([
+        S.Conv2d("c", 2, 3, 3), S.Flatten("f"), S.Dropout("d", 0.5), S.Linear("fc1", 27, 4),
+        S.ReLU("r"), S.Linear("fc2", 4, 2), S.Flatten("f2"), S.Linear("fc3", 2, 2),
+    ])
+    assert flattened_inputs(spec, (2, 2, 5, 5)) == {"fc1": (3, 3, 3)}
