@@ -1,6 +1,7 @@
 """trigrad: is my backward right? The public API, re-exported; nothing else lives here."""
 
 from .adapters.arrays import ArrayError
+from .adapters.detect import Detection, detect_layout
 from .adapters.layer import AdapterError, wrap_functions, wrap_layer
 from .adapters.layouts import Layout, LayoutError
 from .adapters.weights import WeightsError, load_weights, read_weight_file
@@ -41,7 +42,7 @@ from .spec import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdapterError", "ArrayError", "Layout", "LayoutError", "WeightsError", "load_weights",
+    "AdapterError", "ArrayError", "Detection", "Layout", "detect_layout", "LayoutError", "WeightsError", "load_weights",
     "read_weight_file", "wrap_functions", "wrap_layer",
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "ELU", "Flatten", "GELU",
     "GlobalAvgPool2d", "Layer", "LayerNorm", "LeakyReLU", "Linear", "Loss", "MSE", "MaxPool2d",

@@ -105,7 +105,7 @@ def test_misfit_shapes_get_hints() -> None:
     with pytest.raises(LayoutError, match=r"expected \(4,\) there$"):
         param_from_user(lin, "bias", np.zeros(5), Layout(), (4,))
     square = S.Conv2d("sq", 3, 5, 3)  # I = H = W: several orders fit; all are named, none guessed
-    with pytest.raises(LayoutError, match=r"looks like HWIO: .*also fits IHWO.*shapes alone cannot tell"):
+    with pytest.raises(LayoutError, match=r"looks like HWIO: .*also fits IHWO.*detect_layout tells them apart"):
         param_from_user(square, "weight", np.zeros((3, 3, 3, 5)), Layout(), (5, 3, 3, 3))
 
 

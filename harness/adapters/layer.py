@@ -123,6 +123,10 @@ class WrappedLayer:
         self.layout = layout
         self.name = name or (spec.name if spec is not None else "layer")
         self.input_mutated = False  # set when the user's forward writes into its input
+        # (C, H, W) a 2-D input was flattened from: under an HWC flatten its features (and a
+        # Linear's weight columns) are in H, W, C order; set by the network wrapper
+        self.features_in: tuple[int, int, int] | None = None
+        self._features_out: tuple[int, int, int] | None = None
         self._x_shape: tuple[int, ...] | None = None
         self._y_shape: tuple[int, ...] | None = None
 
@@ -168,9 +172,13 @@ class WrappedLayer:
 
     def _dummy_input(self) -> tuple[int, ...]:
         # parameter shapes of conv / linear / norm layers do not depend on N, H, W
+        from ..spec import Dropout
+
         for attr, rank in (("in_channels", 4), ("in_features", 2), ("num_features", 2)):
             if hasattr(self.spec, attr):
                 return (2, getattr(self.spec, attr), *([4] * (rank - 2)))
+        if not (isinstance(self.spec, Dropout) and self.spec.training):
+            return (1,)  # its parameters (none, or LayerNorm's) do not depend on the input
         raise AdapterError(f"layer '{self.name}': call forward once before reading its parameters (their shape depends on the input)")
 
     # -- forward / backward in canonical terms
@@ -180,12 +188,13 @@ class WrappedLayer:
         if self.spec is not None:
             expected_out = self.spec.output_shape(x.shape)
         self._x_shape = x.shape
-        x_user = np.ascontiguousarray(data_to_user(x, self.layout)).astype(self.dtype)
+        self._features_out = self._output_features(x.shape, expected_out if self.spec is not None else None)
+        x_user = np.ascontiguousarray(data_to_user(x, self.layout, self.features_in)).astype(self.dtype)
         guard = x_user.copy()
         y = self._call_forward(x_user)
         if not _same_bits(x_user, guard):
             self.input_mutated = True
-        y64 = self._to_canonical_data(y, "forward output")
+        y64 = self._to_canonical_data(y, "forward output", self._features_out)
         if self.spec is not None and y64.shape != expected_out:
             raise AdapterError(
                 f"layer '{self.name}': forward returned shape {tuple(np.shape(y))}; the spec expects "
@@ -203,11 +212,11 @@ class WrappedLayer:
         dy = np.asarray(dy, dtype=np.float64)
         if dy.shape != self._y_shape:
             raise AdapterError(f"layer '{self.name}': upstream gradient shape {dy.shape} differs from the output shape {self._y_shape}")
-        dy_user = np.ascontiguousarray(data_to_user(dy, self.layout)).astype(self.dtype)
+        dy_user = np.ascontiguousarray(data_to_user(dy, self.layout, self._features_out)).astype(self.dtype)
         dx = self._call_backward(dy_user)
         if dx is None:
             raise AdapterError(f"layer '{self.name}': backward returned None; it must return the input gradient dx")
-        dx64 = self._to_canonical_data(dx, "backward's input gradient")
+        dx64 = self._to_canonical_data(dx, "backward's input gradient", self.features_in)
         if dx64.shape != self._x_shape:
             raise AdapterError(
                 f"layer '{self.name}': backward returned an input gradient of shape {tuple(np.shape(dx))}; "
@@ -215,14 +224,23 @@ class WrappedLayer:
             )
         return dx64
 
-    def _to_canonical_data(self, value: Any, what: str) -> np.ndarray:
+    def _output_features(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...] | None) -> tuple[int, int, int] | None:
+        from ..spec import Flatten
+
+        if isinstance(self.spec, Flatten) and len(x_shape) == 4:
+            return tuple(x_shape[1:])  # type: ignore[return-value]
+        if y_shape is not None and len(x_shape) == 2 and tuple(y_shape) == tuple(x_shape):
+            return self.features_in  # ReLU, dropout ... keep the feature order
+        return None
+
+    def _to_canonical_data(self, value: Any, what: str, features: tuple[int, int, int] | None = None) -> np.ndarray:
         if value is None:
             raise AdapterError(f"layer '{self.name}': {what} is None")
         v, _ = to_float64(value, f"layer '{self.name}' {what}")
         if not np.isfinite(v).all():
             idx = tuple(int(i) for i in np.argwhere(~np.isfinite(v))[0])
             raise AdapterError(f"layer '{self.name}': {what} has a non-finite value {v[idx]} at {list(idx)} (user layout)")
-        return data_from_user(v, self.layout)
+        return data_from_user(v, self.layout, features)
 
     # -- parameters in canonical terms
     def get_params(self) -> dict[str, np.ndarray]:
@@ -230,7 +248,7 @@ class WrappedLayer:
         out = {}
         for local in self._param_names():
             v, _ = to_float64(self._get_user(local), self._what(local))
-            out[local] = param_from_user(self.spec, local, v, self.layout, self._expected(local)) if self.spec else v
+            out[local] = param_from_user(self.spec, local, v, self.layout, self._expected(local), self.features_in) if self.spec else v
         return out
 
     def param_grads(self) -> dict[str, np.ndarray]:
@@ -250,7 +268,7 @@ class WrappedLayer:
                     f"layer '{self.name}': gradient of '{local}' has shape {v.shape} but the parameter has {p_shape}"
                 )
             v = v.reshape(p_shape)
-            out[local] = param_from_user(self.spec, local, v, self.layout, self._expected(local)) if self.spec else v
+            out[local] = param_from_user(self.spec, local, v, self.layout, self._expected(local), self.features_in) if self.spec else v
         return out
 
     def _trainable(self) -> set[str]:
@@ -265,7 +283,7 @@ class WrappedLayer:
         for local, value in values.items():
             current = self._get_user(local)
             _, kind = to_float64(current, self._what(local))
-            user = param_to_user(self.spec, local, np.asarray(value, np.float64), self.layout, kind.shape) if self.spec else np.asarray(value, np.float64)
+            user = param_to_user(self.spec, local, np.asarray(value, np.float64), self.layout, kind.shape, self.features_in) if self.spec else np.asarray(value, np.float64)
             if is_mutable(current):
                 write_into(current, user, self._what(local))
             else:
@@ -469,7 +487,7 @@ class FunctionLayer(WrappedLayer):
         # the arrays were handed to us by the user: replace, never write into them
         for local, value in values.items():
             _, kind = to_float64(self._params[local], self._what(local))
-            user = param_to_user(self.spec, local, np.asarray(value, np.float64), self.layout, kind.shape) if self.spec else np.asarray(value, np.float64)
+            user = param_to_user(self.spec, local, np.asarray(value, np.float64), self.layout, kind.shape, self.features_in) if self.spec else np.asarray(value, np.float64)
             self._params[local] = from_float64(user, kind)
 
     def _call_forward(self, x: np.ndarray) -> Any:

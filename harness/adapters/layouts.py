@@ -179,7 +179,7 @@ def shape_hint(layer: Layer, local: str, found: tuple[int, ...], expected: tuple
         fits = [k for k in KERNEL_ORDERS if tuple(expected["OIHW".index(c)] for c in k) == found]
         if fits and layout.kernel not in fits:
             return f"; looks like {fits[0]}: pass Layout(kernel={fits[0]!r})" + (
-                f" (also fits {', '.join(fits[1:])}: the shapes alone cannot tell these apart)" if len(fits) > 1 else "")
+                f" (also fits {', '.join(fits[1:])}: harness.detect_layout tells them apart by running the code)" if len(fits) > 1 else "")
     if isinstance(layer, Linear) and local == "weight" and found == tuple(expected[::-1]) and found != tuple(expected):
         other = "in_out" if layout.linear == "out_in" else "out_in"
         return f"; looks transposed: pass Layout(linear={other!r})"

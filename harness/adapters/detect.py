@@ -1,0 +1,123 @@
+"""Which layout does the user's code actually use? Try every candidate that fits the shapes.
+
+For each candidate :class:`Layout` the user's forward runs on one random input and its
+output is compared with the PyTorch reference fed the user's own parameters read under
+that layout. The candidate that reproduces the reference is the layout; if none does, the
+closest one is reported with its error (then the forward itself is wrong, or the layer is
+not what the spec says).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any
+
+import numpy as np
+
+from ..spec import Conv2d, Flatten, Layer, Linear, Sequential
+from .layer import WrappedLayer, wrap_layer
+from .layouts import KERNEL_ORDERS, Layout
+
+# a forward "matches" when it agrees with the reference to this relative error (by dtype)
+MATCH_TOL = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-9}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One layout tried: its relative (norm-wise) output error, or why it could not run."""
+
+    layout: Layout
+    error: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Result of :func:`detect_layout`: ``best`` and whether it ``matched`` within ``tol``."""
+
+    layer: str
+    best: Layout
+    error: float
+    matched: bool
+    tol: float
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        tried = f"{len(self.candidates)} candidate layouts tried"
+        if self.matched:
+            others = [c for c in self.candidates[1:] if c.error <= self.tol]
+            also = f"; {len(others)} other(s) match too, e.g. {others[0].layout}" if others else ""
+            return f"layer '{self.layer}': the code uses {self.best} (rel error {self.error:.1e}; {tried}){also}"
+        return (f"layer '{self.layer}': no layout reproduces the reference ({tried}); closest is {self.best}, "
+                f"off by {self.error:.2e} relative: the forward itself disagrees with the spec")
+
+
+def candidate_layouts(spec: Layer, params: dict[str, tuple[int, ...]] | None = None) -> list[Layout]:
+    """Layouts worth trying for ``spec``: data order always; kernel order x flip for a conv
+    (only orders whose shape fits the user's weight, when its shape is given); Linear
+    orientation; flatten order for a Flatten."""
+    datas = ("NCHW", "NHWC")
+    if isinstance(spec, Conv2d):
+        kernels = list(KERNEL_ORDERS)
+        if params and "weight" in params:
+            want = (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
+            kernels = [k for k in kernels if tuple(want["OIHW".index(c)] for c in k) == tuple(params["weight"])]
+        return [Layout(data=d, kernel=k, flip=f) for d, k, f in product(datas, kernels, (False, True))]
+    if isinstance(spec, Linear):
+        return [Layout(linear=o) for o in ("out_in", "in_out")]
+    if isinstance(spec, Flatten):
+        return [Layout(data=d, flatten=f) for d, f in product(datas, ("CHW", "HWC"))]
+    return [Layout(data=d) for d in datas]
+
+
+def _default_input(spec: Layer) -> tuple[int, ...]:
+    if isinstance(spec, Conv2d):
+        h = max(7, spec.dilation[0] * (spec.kernel_size[0] - 1) + 3)
+        w = max(6, spec.dilation[1] * (spec.kernel_size[1] - 1) + 2)  # H != W: tells H from W
+        return (2, spec.in_channels, h, w)
+    if isinstance(spec, Linear):
+        return (3, spec.in_features)
+    raise ValueError(f"layer '{spec.name}': pass input_shape= to detect_layout for a {type(spec).__name__}")
+
+
+def detect_layout(layer: Any, spec: Layer | None = None, *, input_shape: tuple[int, ...] | None = None,
+                  seed: int = 0, **wrap_kwargs: Any) -> Detection:
+    """Find the layout ``layer`` uses. ``layer`` is a :class:`WrappedLayer` (its declared
+    layout is ignored while trying) or a raw object-style layer (wrapped with
+    ``wrap_kwargs``). Parameters are only read; everything is restored afterwards."""
+    from reference_models import build
+
+    wrapped = layer if isinstance(layer, WrappedLayer) else wrap_layer(layer, spec, **wrap_kwargs)
+    spec = wrapped.spec if spec is None else spec
+    if spec is None:
+        raise ValueError("detect_layout needs the spec layer the code implements")
+    shape = tuple(input_shape) if input_shape is not None else _default_input(spec)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape)
+    user_shapes = {k: tuple(np.shape(wrapped._get_user(k))) for k in wrapped._param_names()}
+    ref = build("torch", Sequential([spec]))
+    tol = MATCH_TOL.get(wrapped.dtype, 1e-4)
+    declared = wrapped.layout
+    results = []
+    with wrapped.preserved():
+        try:
+            for cand in candidate_layouts(spec, user_shapes):
+                wrapped.layout = cand
+                try:
+                    y = wrapped.forward(x)
+                    params = {f"{spec.name}.{k}": v for k, v in wrapped.get_params().items()}
+                    y_ref = ref.forward(params, x).output
+                except Exception as e:  # this candidate does not even fit: record why
+                    results.append(Candidate(cand, np.inf, f"{type(e).__name__}: {str(e).splitlines()[0]}"))
+                    continue
+                err = float(np.linalg.norm(y - y_ref) / max(np.linalg.norm(y_ref), 1e-300))
+                results.append(Candidate(cand, err))
+        finally:
+            wrapped.layout = declared
+    results.sort(key=lambda c: c.error)
+    best = results[0]
+    return Detection(wrapped.name, best.layout, best.error, best.error <= tol, tol, results)
+
+
+__all__ = ["Candidate", "Detection", "candidate_layouts", "detect_layout"]
