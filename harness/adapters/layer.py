@@ -153,12 +153,12 @@ class WrappedLayer:
     @property
     def dtype(self) -> np.dtype:
         if getattr(self, "_dtype", None) is None:
-            self._dtype = np.dtype(np.float64)
             for local in self._param_names():
                 _, kind = to_float64(self._get_user(local), self._what(local))
                 if np.issubdtype(kind.dtype, np.floating):
-                    self._dtype = kind.dtype
-                    break
+                    self._dtype = kind.dtype  # cached: parameters keep their dtype
+                    return kind.dtype
+            return np.dtype(np.float64)  # no parameters (yet): not cached, a lazy layer may add some
         return self._dtype
 
     def _what(self, local: str) -> str:
@@ -267,9 +267,19 @@ class WrappedLayer:
                 raise AdapterError(
                     f"layer '{self.name}': gradient of '{local}' has shape {v.shape} but the parameter has {p_shape}"
                 )
-            v = v.reshape(p_shape)
+            v = v.reshape(p_shape) * self._grad_factor()
             out[local] = param_from_user(self.spec, local, v, self.layout, self._expected(local), self.features_in) if self.spec else v
         return out
+
+    def _grad_factor(self) -> float:
+        """What the user's parameter gradients must be multiplied by to be d<out, g>/dθ:
+        ``grad_scale="batch"`` for code that already divided them by the batch size."""
+        scale = getattr(self, "grad_scale", None)
+        if scale is None:
+            return 1.0
+        if scale == "batch":
+            return float(self._x_shape[0]) if self._x_shape else 1.0
+        return float(scale)
 
     def _trainable(self) -> set[str]:
         if self.spec is None:
@@ -345,15 +355,38 @@ class ObjectLayer(WrappedLayer):
     the object (attributes or dicts, see :class:`Ref`)."""
 
     def __init__(self, obj: Any, spec: Layer | None, *, params: Mapping[str, str] | None, grads: Mapping[str, str] | None,
-                 layout: Layout, forward: str, backward: str, name: str | None) -> None:
+                 layout: Layout, forward: str, backward: str, name: str | None, options: Mapping[str, Any]) -> None:
         super().__init__(spec, layout, name)
         self.obj = obj
         for method in (forward, backward):
             if not callable(getattr(obj, method, None)):
                 raise AdapterError(f"layer '{self.name}': {type(obj).__name__} has no method {method}(); pass forward=/backward= with its names")
         self._forward_name, self._backward_name = forward, backward
-        self.params = self._resolve_params(params)
-        self.grads = self._resolve_grads(grads)
+        unknown = set(options) - set(OPTIONS)
+        if unknown:
+            raise AdapterError(f"layer '{self.name}': unknown option(s) {sorted(unknown)}; known: {sorted(OPTIONS)}")
+        opts = {**OPTIONS, **options}
+        self.forward_args, self.forward_kwargs = tuple(opts["forward_args"]), dict(opts["forward_kwargs"])
+        self.backward_args, self.backward_kwargs = tuple(opts["backward_args"]), dict(opts["backward_kwargs"])
+        self.zero_grad, self.sgd, self.grad_scale = opts["zero_grad"], opts["sgd"], opts["grad_scale"]
+        if self.grad_scale is not None and self.grad_scale != "batch" and not isinstance(self.grad_scale, (int, float)):
+            raise AdapterError(f"layer '{self.name}': grad_scale must be 'batch' or a number, got {self.grad_scale!r}")
+        for method in filter(None, (self.zero_grad, self.sgd and self.sgd[0])):
+            if not callable(getattr(obj, method, None)):
+                raise AdapterError(f"layer '{self.name}': {type(obj).__name__} has no method {method}() (declared as an option)")
+        if opts["dtype"] is not None:
+            self._dtype = np.dtype(opts["dtype"])
+        self._declared_params, self._declared_grads = params, grads
+        self._sgd_grads: dict[str, np.ndarray] = {}
+        self._forwarded = False
+        self.params: dict[str, Ref] | None = None
+        self.grads: dict[str, Ref | None] = {}
+        if not opts["lazy"]:
+            self._resolve()
+
+    def _resolve(self) -> None:
+        self.params = self._resolve_params(self._declared_params)
+        self.grads = self._resolve_grads(self._declared_grads)
 
     def _resolve_params(self, declared: Mapping[str, str] | None) -> dict[str, Ref]:
         wanted = list(self.spec.local_params(self._dummy_input_safe())) if self.spec else list(declared or {})
@@ -396,15 +429,23 @@ class ObjectLayer(WrappedLayer):
         return out
 
     def _param_names(self) -> list[str]:
-        return list(self.params)
+        if self.params is None:  # lazy: the parameters appear in the first forward
+            if not self._forwarded:
+                return []
+            self._resolve()
+        return list(self.params)  # type: ignore[arg-type]
 
     def _get_user(self, local: str) -> Any:
-        return self.params[local].get(self.obj)
+        if self.params is None:
+            self._param_names()
+        return self.params[local].get(self.obj)  # type: ignore[index]
 
     def _put_user(self, local: str, value: Any) -> None:
         self.params[local].set(self.obj, value)
 
     def _get_grad(self, local: str) -> Any:
+        if self.sgd:
+            return self._sgd_grads.get(local)
         ref = self.grads.get(local)
         if ref is None:
             tried = _grad_candidates(self.params[local].path)
@@ -421,15 +462,45 @@ class ObjectLayer(WrappedLayer):
             raise AdapterError(f"layer '{self.name}': gradient of '{local}' declared at {ref!r} is missing after backward") from None
 
     def _call_forward(self, x: np.ndarray) -> Any:
-        return getattr(self.obj, self._forward_name)(x)
+        y = getattr(self.obj, self._forward_name)(x, *self.forward_args, **self.forward_kwargs)
+        self._forwarded = True
+        return y
 
     def _call_backward(self, dy: np.ndarray) -> Any:
-        return getattr(self.obj, self._backward_name)(dy)
+        if self.zero_grad:  # code that accumulates gradients until told to flush them
+            getattr(self.obj, self.zero_grad)()
+        if not self.sgd:
+            return getattr(self.obj, self._backward_name)(dy, *self.backward_args, **self.backward_kwargs)
+        # gradients exposed only through an in-place SGD step: recover them from the weight
+        # change (w_before - w_after) / lr, then put the weights back exactly
+        method, lr = self.sgd
+        names = [k for k in self._param_names() if k in self._trainable()]
+        with self.preserved():
+            before = {k: to_float64(self._get_user(k), self._what(k))[0] for k in names}
+            dx = getattr(self.obj, self._backward_name)(dy, *self.backward_args, **self.backward_kwargs)
+            if method:  # None: the backward itself applies the update
+                getattr(self.obj, method)()
+            self._sgd_grads = {k: (before[k] - to_float64(self._get_user(k), self._what(k))[0]) / lr for k in names}
+        return dx
+
+
+OPTIONS: dict[str, Any] = {
+    "forward_args": (),  # extra positional arguments every forward needs (a training flag ...)
+    "forward_kwargs": {},  # extra keyword arguments, e.g. {"training": True}
+    "backward_args": (),  # extra positional arguments every backward needs (a learning rate ...)
+    "backward_kwargs": {},
+    "lazy": False,  # parameters are created by the first forward
+    "zero_grad": None,  # name of the method that clears accumulated gradients
+    "sgd": None,  # (method, lr): gradients only visible through an in-place SGD step
+    "grad_scale": None,  # "batch" (gradients already divided by N) or a number to multiply by
+    "dtype": None,  # dtype to hand the user's code when it has no parameters to tell
+}
 
 
 def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str] | None = None,
                grads: Mapping[str, str] | None = None, layout: Layout = CANONICAL,
-               forward: str = "forward", backward: str = "backward", name: str | None = None) -> ObjectLayer:
+               forward: str = "forward", backward: str = "backward", name: str | None = None,
+               **options: Any) -> ObjectLayer:
     """Wrap an object-style layer: ``obj.forward(x) -> y``, ``obj.backward(dy) -> dx``.
 
     params / grads: where each canonical parameter and its gradient live on ``obj``, e.g.
@@ -438,10 +509,19 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
     names (``W``/``w``/``weight``/``kernel``..., gradients ``dW``/``grads['W']``...).
     layout: the user's conventions (:class:`Layout`); spec: the spec layer it implements
     (``None``: no reference, finite differences only).
+
+    Options for what real code does (see :data:`OPTIONS`): ``forward_args`` /
+    ``forward_kwargs`` (a required training flag), ``lazy=True`` (parameters created on the
+    first forward), ``zero_grad="zero_grad"`` (gradients accumulate until that method is
+    called; it is called before every backward), ``sgd=("step", lr)`` (gradients only
+    visible through an in-place update, by that method or, with ``None``, inside backward;
+    recovered as the weight change over lr, and the weights restored bit for bit),
+    ``backward_args`` / ``backward_kwargs``, ``grad_scale="batch"`` (gradients already divided by the batch size).
     """
     if spec is None and params is None:
         params = {}
-    return ObjectLayer(obj, spec, params=params, grads=grads, layout=layout, forward=forward, backward=backward, name=name)
+    return ObjectLayer(obj, spec, params=params, grads=grads, layout=layout, forward=forward, backward=backward,
+                       name=name, options=options)
 
 
 # --------------------------------------------------------------------------- function pairs
@@ -525,4 +605,4 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
                          layout=layout, name=name)
 
 
-__all__ = ["AdapterError", "FunctionLayer", "ObjectLayer", "Ref", "WrappedLayer", "wrap_functions", "wrap_layer"]
+__all__ = ["OPTIONS", "AdapterError", "FunctionLayer", "ObjectLayer", "Ref", "WrappedLayer", "wrap_functions", "wrap_layer"]
