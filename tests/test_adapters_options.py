@@ -162,3 +162,77 @@ def test_option_errors() -> None:
         fc(Dense(), zero_grad="flush")
     with pytest.raises(AdapterError, match=r"Dense has no method apply\(\)"):
         fc(Dense(), sgd=("apply", 0.1))
+
+
+class ConvReLU:
+    """One user layer computing conv (1x1, NCHW) then ReLU: a fused span of two spec layers."""
+
+    def __init__(self, seed: int = 3):
+        rng = np.random.default_rng(seed)
+        self.W, self.b = rng.normal(size=(3, 2, 1, 1)), rng.normal(size=3)
+
+    def forward(self, x):
+        self.x = x
+        self.z = np.einsum("nchw,oc->nohw", x, self.W[:, :, 0, 0]) + self.b[None, :, None, None]
+        return np.maximum(self.z, 0)
+
+    def backward(self, dy):
+        dz = dy * (self.z > 0)
+        self.dW = np.einsum("nohw,nchw->oc", dz, self.x)[:, :, None, None]
+        self.db = dz.sum((0, 2, 3))
+        return np.einsum("nohw,oc->nchw", dz, self.W[:, :, 0, 0])
+
+
+def test_activation_fused_into_the_layer_covers_a_span() -> None:
+    span = S.Sequential([S.Conv2d("conv1", 2, 3, 1), S.ReLU("relu1")])
+    layer = wrap_layer(ConvReLU(), span)
+    assert set(layer.params) == {"conv1.weight", "conv1.bias"}
+    x = np.random.default_rng(4).normal(size=(2, 2, 3, 3))
+    g = np.random.default_rng(5).normal(size=(2, 3, 3, 3))
+    y, dx = layer.forward(x), layer.backward(g)
+    ref = build("torch", span).vjp(layer.get_params(), x, g)
+    np.testing.assert_allclose(y, ref.output, rtol=1e-12)
+    np.testing.assert_allclose(dx, ref.input_grad, rtol=1e-12)
+    grads = layer.param_grads()
+    for k in grads:
+        np.testing.assert_allclose(grads[k], ref.param_grads[k], rtol=1e-12, atol=1e-15, err_msg=k)
+
+
+def test_span_with_two_weights_must_declare_them() -> None:
+    span = S.Sequential([S.Conv2d("a", 2, 3, 1), S.Conv2d("b", 3, 3, 1)])
+    with pytest.raises(AdapterError, match=r"'a.weight' and 'b.weight' would both be read from W; pass params="):
+        wrap_layer(ConvReLU(), span)
+
+
+def test_layer_without_spec_is_wrapped_for_finite_differences_only() -> None:
+    """A layer the spec does not know: no reference, but forward/backward and its declared
+    parameters and gradients still go through the same canonical interface."""
+    class Swish:
+        def __init__(self):
+            self.beta = np.array([1.3])
+
+        def forward(self, x):
+            self.x = x
+            return x / (1 + np.exp(-self.beta * x))
+
+        def backward(self, dy):
+            s = 1 / (1 + np.exp(-self.beta * self.x))
+            self.dbeta = np.array([(dy * self.x * self.x * s * (1 - s)).sum()])
+            return dy * (s + self.beta * self.x * s * (1 - s))
+
+    GX = np.random.default_rng(7).normal(size=X.shape)
+    layer = wrap_layer(Swish(), None, params={"beta": "beta"}, grads={"beta": "dbeta"})
+    assert layer.spec is None
+    y = layer.forward(X)
+    dx = layer.backward(GX)
+    assert y.shape == dx.shape == X.shape
+    # central differences of <f(x), g> along a random direction agree with the backward
+    d, h = np.random.default_rng(6).normal(size=X.shape), 1e-6
+    fd = ((layer.forward(X + h * d) * GX).sum() - (layer.forward(X - h * d) * GX).sum()) / (2 * h)
+    layer.forward(X)
+    assert abs(fd - (layer.backward(GX) * d).sum()) < 1e-7
+    with layer.preserved():
+        layer.set_params({"beta": np.array([2.0])})
+        assert layer.get_params()["beta"][0] == 2.0
+    assert layer.get_params()["beta"][0] == 1.3
+    assert set(layer.param_grads()) == {"beta"}

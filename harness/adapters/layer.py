@@ -91,6 +91,7 @@ _GRAD_CONTAINERS = ("", "grads", "grad", "gradients")
 
 
 def _candidates(local: str) -> list[str]:
+    local = local.rpartition(".")[2]  # "conv1.weight" in a fused span looks like "weight"
     out = []
     for name in PARAM_CANDIDATES.get(local, (local,)):
         for c in _CONTAINERS:
@@ -167,17 +168,51 @@ class WrappedLayer:
     def _expected(self, local: str) -> tuple[int, ...]:
         if self.spec is None:
             return tuple(np.shape(self._get_user(local)))
+        return self._spec_params()[local].shape
+
+    def _spec_params(self) -> dict[str, Any]:
+        """The spec's parameters by the names this wrapper uses: local (``weight``) for one
+        layer, paths relative to the span (``conv1.weight``) for a fused span of layers."""
+        from ..spec import named_params
+
         shape = self._x_shape or self._dummy_input()
-        return self.spec.local_params(shape)[local].shape
+        if not self.spec.children():
+            return self.spec.local_params(shape)
+        prefix = f"{self.spec.name}." if self.spec.name else ""
+        return {k[len(prefix):]: v for k, v in named_params(self.spec, shape).items()}
+
+    def _leaf(self, name: str) -> tuple[Layer, str]:
+        """(leaf spec layer, its local parameter name) for one of this wrapper's names."""
+        if not self.spec.children():
+            return self.spec, name
+        from ..spec import join_path, walk
+
+        path, _, local = name.rpartition(".")
+        return dict(walk(self.spec))[join_path(self.spec.name, path)], local
+
+    def _from_user(self, name: str, value: np.ndarray) -> np.ndarray:
+        if self.spec is None:
+            return value
+        leaf, local = self._leaf(name)
+        return param_from_user(leaf, local, value, self.layout, self._expected(name), self.features_in)
+
+    def _to_user(self, name: str, value: np.ndarray, user_shape: tuple[int, ...]) -> np.ndarray:
+        value = np.asarray(value, np.float64)
+        if self.spec is None:
+            return value
+        leaf, local = self._leaf(name)
+        return param_to_user(leaf, local, value, self.layout, user_shape, self.features_in)
 
     def _dummy_input(self) -> tuple[int, ...]:
         # parameter shapes of conv / linear / norm layers do not depend on N, H, W
-        from ..spec import Dropout
+        from ..spec import Dropout, walk
 
+        first = next((layer for _, layer in walk(self.spec) if not layer.children()), self.spec)
         for attr, rank in (("in_channels", 4), ("in_features", 2), ("num_features", 2)):
-            if hasattr(self.spec, attr):
-                return (2, getattr(self.spec, attr), *([4] * (rank - 2)))
-        if not (isinstance(self.spec, Dropout) and self.spec.training):
+            if hasattr(first, attr):  # spatial size large enough for any kernel a span holds
+                return (2, getattr(first, attr), *([64] * (rank - 2)))
+        if not any(isinstance(layer, Dropout) and layer.training for _, layer in walk(self.spec)) and not (
+                isinstance(self.spec, Dropout) and self.spec.training):
             return (1,)  # its parameters (none, or LayerNorm's) do not depend on the input
         raise AdapterError(f"layer '{self.name}': call forward once before reading its parameters (their shape depends on the input)")
 
@@ -248,7 +283,7 @@ class WrappedLayer:
         out = {}
         for local in self._param_names():
             v, _ = to_float64(self._get_user(local), self._what(local))
-            out[local] = param_from_user(self.spec, local, v, self.layout, self._expected(local), self.features_in) if self.spec else v
+            out[local] = self._from_user(local, v)
         return out
 
     def param_grads(self) -> dict[str, np.ndarray]:
@@ -268,7 +303,7 @@ class WrappedLayer:
                     f"layer '{self.name}': gradient of '{local}' has shape {v.shape} but the parameter has {p_shape}"
                 )
             v = v.reshape(p_shape) * self._grad_factor()
-            out[local] = param_from_user(self.spec, local, v, self.layout, self._expected(local), self.features_in) if self.spec else v
+            out[local] = self._from_user(local, v)
         return out
 
     def _grad_factor(self) -> float:
@@ -284,8 +319,7 @@ class WrappedLayer:
     def _trainable(self) -> set[str]:
         if self.spec is None:
             return set(self._param_names())
-        shape = self._x_shape or self._dummy_input()
-        return {k for k, info in self.spec.local_params(shape).items() if info.trainable}
+        return {k for k, info in self._spec_params().items() if info.trainable}
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
         """Write canonical values into the user's parameters, in the user's layout and dtype
@@ -293,7 +327,7 @@ class WrappedLayer:
         for local, value in values.items():
             current = self._get_user(local)
             _, kind = to_float64(current, self._what(local))
-            user = param_to_user(self.spec, local, np.asarray(value, np.float64), self.layout, kind.shape, self.features_in) if self.spec else np.asarray(value, np.float64)
+            user = self._to_user(local, value, kind.shape)
             if is_mutable(current):
                 write_into(current, user, self._what(local))
             else:
@@ -389,7 +423,7 @@ class ObjectLayer(WrappedLayer):
         self.grads = self._resolve_grads(self._declared_grads)
 
     def _resolve_params(self, declared: Mapping[str, str] | None) -> dict[str, Ref]:
-        wanted = list(self.spec.local_params(self._dummy_input_safe())) if self.spec else list(declared or {})
+        wanted = list(self._spec_params_safe()) if self.spec else list(declared or {})
         declared = dict(declared or {})
         unknown = [k for k in declared if self.spec is not None and k not in wanted]
         if unknown:
@@ -408,12 +442,18 @@ class ObjectLayer(WrappedLayer):
                     f"layer '{self.name}': cannot find parameter '{local}' on {type(self.obj).__name__} "
                     f"(tried {', '.join(_candidates(local)[:6])} ...); pass params={{'{local}': \"W\"}} with where it lives"
                 )
+            clash = [k for k, r in out.items() if r.path == found[0].path]
+            if clash:
+                raise AdapterError(
+                    f"layer '{self.name}': '{clash[0]}' and '{local}' would both be read from {found[0]!r}; "
+                    f"pass params= to say where each lives"
+                )
             out[local] = found[0]
         return out
 
-    def _dummy_input_safe(self) -> tuple[int, ...]:
+    def _spec_params_safe(self) -> dict[str, Any]:
         try:
-            return self._dummy_input()
+            return self._spec_params()
         except AdapterError:
             raise AdapterError(f"layer '{self.name}': {type(self.spec).__name__} needs its input shape to list its parameters") from None
 
@@ -537,7 +577,7 @@ class FunctionLayer(WrappedLayer):
         super().__init__(spec, layout, name)
         self._f, self._b, self._args, self._kwargs = forward, backward, tuple(args), dict(kwargs)
         if order is None:
-            order = list(spec.local_params(self._dummy_input())) if spec is not None and not isinstance(params, Mapping) else list(params)
+            order = list(self._spec_params()) if spec is not None and not isinstance(params, Mapping) else list(params)
         if isinstance(params, Mapping):
             missing = [k for k in order if k not in params]
             if missing:
@@ -567,7 +607,7 @@ class FunctionLayer(WrappedLayer):
         # the arrays were handed to us by the user: replace, never write into them
         for local, value in values.items():
             _, kind = to_float64(self._params[local], self._what(local))
-            user = param_to_user(self.spec, local, np.asarray(value, np.float64), self.layout, kind.shape, self.features_in) if self.spec else np.asarray(value, np.float64)
+            user = self._to_user(local, value, kind.shape)
             self._params[local] = from_float64(user, kind)
 
     def _call_forward(self, x: np.ndarray) -> Any:
