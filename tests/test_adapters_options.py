@@ -236,3 +236,46 @@ def test_layer_without_spec_is_wrapped_for_finite_differences_only() -> None:
         assert layer.get_params()["beta"][0] == 2.0
     assert layer.get_params()["beta"][0] == 1.3
     assert set(layer.param_grads()) == {"beta"}
+
+
+class OneImageConv:
+    """A 1x1 conv on a single (H, W) grayscale image, as in a first numpy course."""
+
+    def __init__(self, seed: int = 8):
+        rng = np.random.default_rng(seed)
+        self.W, self.b = rng.normal(size=(1, 1, 1, 1)), rng.normal(size=1)
+
+    def forward(self, img):
+        assert img.ndim == 2, "one (H, W) image"
+        self.img = img
+        return img * self.W[0, 0, 0, 0] + self.b[0]
+
+    def backward(self, dy):
+        self.dW = np.full((1, 1, 1, 1), (dy * self.img).sum())
+        self.db = np.array([dy.sum()])
+        return dy * self.W[0, 0, 0, 0]
+
+
+def test_single_examples_without_batch_or_channel_axis() -> None:
+    spec = S.Conv2d("c", 1, 1, 1)
+    layer = wrap_layer(OneImageConv(), spec, batched=False, channel_axis=False)
+    x = np.random.default_rng(9).normal(size=(3, 1, 4, 5))
+    g = np.random.default_rng(10).normal(size=(3, 1, 4, 5))
+    y, dx = layer.forward(x), layer.backward(g)
+    ref = build("torch", S.Sequential([spec])).vjp({f"c.{k}": v for k, v in layer.get_params().items()}, x, g)
+    np.testing.assert_allclose(y, ref.output, rtol=1e-12)
+    np.testing.assert_allclose(dx, ref.input_grad, rtol=1e-12)
+    for k, v in layer.param_grads().items():  # summed over the examples, like a batched layer
+        np.testing.assert_allclose(v, ref.param_grads[f"c.{k}"], rtol=1e-12)
+    with pytest.raises(AssertionError, match=r"one \(H, W\) image"):
+        wrap_layer(OneImageConv(), spec).forward(x)
+
+
+def test_single_example_option_errors() -> None:
+    with pytest.raises(AdapterError, match="channel_axis=False is for single examples: pass batched=False too"):
+        wrap_layer(OneImageConv(), S.Conv2d("c", 1, 1, 1), channel_axis=False)
+    with pytest.raises(AdapterError, match="batched=False and sgd= cannot be combined"):
+        wrap_layer(OneImageConv(), S.Conv2d("c", 1, 1, 1), batched=False, sgd=(None, 0.1))
+    layer = wrap_layer(OneImageConv(), S.Conv2d("c", 2, 2, 1), params={"weight": "W", "bias": "b"}, batched=False, channel_axis=False)
+    with pytest.raises(AdapterError, match="channel_axis=False needs 1 channel, the input has 2"):
+        layer.forward(np.ones((1, 2, 3, 3)))

@@ -403,6 +403,12 @@ class ObjectLayer(WrappedLayer):
         self.forward_args, self.forward_kwargs = tuple(opts["forward_args"]), dict(opts["forward_kwargs"])
         self.backward_args, self.backward_kwargs = tuple(opts["backward_args"]), dict(opts["backward_kwargs"])
         self.zero_grad, self.sgd, self.grad_scale = opts["zero_grad"], opts["sgd"], opts["grad_scale"]
+        self.batched, self.channel_axis = bool(opts["batched"]), bool(opts["channel_axis"])
+        if not self.batched and self.sgd:
+            raise AdapterError(f"layer '{self.name}': batched=False and sgd= cannot be combined")
+        if not self.channel_axis and self.batched:
+            raise AdapterError(f"layer '{self.name}': channel_axis=False is for single examples: pass batched=False too")
+        self._summed_grads: dict[str, np.ndarray] = {}
         if self.grad_scale is not None and self.grad_scale != "batch" and not isinstance(self.grad_scale, (int, float)):
             raise AdapterError(f"layer '{self.name}': grad_scale must be 'batch' or a number, got {self.grad_scale!r}")
         for method in filter(None, (self.zero_grad, self.sgd and self.sgd[0])):
@@ -486,6 +492,11 @@ class ObjectLayer(WrappedLayer):
     def _get_grad(self, local: str) -> Any:
         if self.sgd:
             return self._sgd_grads.get(local)
+        if not self.batched:
+            return self._summed_grads.get(local)
+        return self._read_grad(local)
+
+    def _read_grad(self, local: str) -> Any:
         ref = self.grads.get(local)
         if ref is None:
             tried = _grad_candidates(self.params[local].path)
@@ -502,27 +513,66 @@ class ObjectLayer(WrappedLayer):
             raise AdapterError(f"layer '{self.name}': gradient of '{local}' declared at {ref!r} is missing after backward") from None
 
     def _call_forward(self, x: np.ndarray) -> Any:
+        if not self.batched:  # code written for one example at a time: loop, then stack
+            self._x_user = x
+            ys = [self._add_channel(self._forward_one(self._drop_channel(xi))) for xi in x]
+            return np.stack([to_float64(y, f"layer '{self.name}' forward output")[0] for y in ys])
+        y = self._forward_one(x)
+        return y
+
+    def _forward_one(self, x: np.ndarray) -> Any:
         y = getattr(self.obj, self._forward_name)(x, *self.forward_args, **self.forward_kwargs)
         self._forwarded = True
         return y
 
-    def _call_backward(self, dy: np.ndarray) -> Any:
+    def _backward_one(self, dy: np.ndarray) -> Any:
         if self.zero_grad:  # code that accumulates gradients until told to flush them
             getattr(self.obj, self.zero_grad)()
+        return getattr(self.obj, self._backward_name)(dy, *self.backward_args, **self.backward_kwargs)
+
+    def _call_backward(self, dy: np.ndarray) -> Any:
+        if not self.batched:
+            # per example: forward again (the layer caches one example), backward, and sum
+            # the parameter gradients as a batched layer would
+            dxs, total = [], {}
+            for xi, dyi in zip(self._x_user, dy):
+                self._forward_one(self._drop_channel(xi))
+                dxs.append(self._add_channel(to_float64(self._backward_one(self._drop_channel(dyi)),
+                                                        f"layer '{self.name}' backward's input gradient")[0]))
+                for k in self._param_names():
+                    if k in self._trainable():
+                        g = self._read_grad(k)
+                        g = to_float64(g, f"layer '{self.name}' gradient of '{k}'")[0] if g is not None else None
+                        total[k] = g if k not in total or g is None else total[k] + g
+            self._summed_grads = total
+            return np.stack(dxs)
         if not self.sgd:
-            return getattr(self.obj, self._backward_name)(dy, *self.backward_args, **self.backward_kwargs)
+            return self._backward_one(dy)
         # gradients exposed only through an in-place SGD step: recover them from the weight
         # change (w_before - w_after) / lr, then put the weights back exactly
         method, lr = self.sgd
         names = [k for k in self._param_names() if k in self._trainable()]
         with self.preserved():
             before = {k: to_float64(self._get_user(k), self._what(k))[0] for k in names}
-            dx = getattr(self.obj, self._backward_name)(dy, *self.backward_args, **self.backward_kwargs)
+            dx = self._backward_one(dy)
             if method:  # None: the backward itself applies the update
                 getattr(self.obj, method)()
             self._sgd_grads = {k: (before[k] - to_float64(self._get_user(k), self._what(k))[0]) / lr for k in names}
         return dx
 
+    def _drop_channel(self, a: np.ndarray) -> np.ndarray:
+        """One example as the user's code wants it: without its channel axis if declared."""
+        if self.channel_axis or a.ndim != 3:
+            return a
+        axis = 0 if self.layout.data == "NCHW" else 2
+        if a.shape[axis] != 1:
+            raise AdapterError(f"layer '{self.name}': channel_axis=False needs 1 channel, the input has {a.shape[axis]}")
+        return a.squeeze(axis)
+
+    def _add_channel(self, a: Any) -> Any:
+        if self.channel_axis or np.ndim(a) != 2:
+            return a
+        return np.expand_dims(np.asarray(a), 0 if self.layout.data == "NCHW" else 2)
 
 OPTIONS: dict[str, Any] = {
     "forward_args": (),  # extra positional arguments every forward needs (a training flag ...)
@@ -534,6 +584,8 @@ OPTIONS: dict[str, Any] = {
     "sgd": None,  # (method, lr): gradients only visible through an in-place SGD step
     "grad_scale": None,  # "batch" (gradients already divided by N) or a number to multiply by
     "dtype": None,  # dtype to hand the user's code when it has no parameters to tell
+    "batched": True,  # False: the code takes one example at a time, (C, H, W) or (H, W, C)
+    "channel_axis": True,  # False (with batched=False): single-channel examples as (H, W)
 }
 
 
@@ -556,7 +608,8 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
     called; it is called before every backward), ``sgd=("step", lr)`` (gradients only
     visible through an in-place update, by that method or, with ``None``, inside backward;
     recovered as the weight change over lr, and the weights restored bit for bit),
-    ``backward_args`` / ``backward_kwargs``, ``grad_scale="batch"`` (gradients already divided by the batch size).
+    ``backward_args`` / ``backward_kwargs``, ``batched=False`` (one example at a time; with
+    ``channel_axis=False`` single-channel images as (H, W)), ``grad_scale="batch"`` (gradients already divided by the batch size).
     """
     if spec is None and params is None:
         params = {}

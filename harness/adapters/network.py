@@ -1,0 +1,534 @@
+"""A user's whole network seen in canonical conventions: layer by layer, or end to end.
+
+:func:`wrap_network` maps spec layer paths to the user's layers (objects or already
+:class:`WrappedLayer`\\ s) and optionally takes the user's own network ``forward`` /
+``backward``::
+
+    net = wrap_network({"conv1": c1, "relu1": r1, "pool1": p1, "flat": f, "fc1": fc}, spec,
+                       forward=model.forward, backward=model.backward,
+                       layout=Layout(linear="in_out"), input_shape=(8, 3, 32, 32))
+    y = net.forward(x)          # x canonical (N, C, H, W) float64 -> canonical output
+    dx = net.backward(g)        # g: d objective / d output, canonical
+    net.param_grads()           # {"conv1.weight": (O, I, kh, kw), "fc1.weight": (out, in), ...}
+
+Everything crossing this API is canonical float64 numpy: data NCHW (2-D ``(N, F)``
+features in C,H,W order), parameters in PyTorch layouts under their full canonical names
+(``conv1.weight``). The user's code sees its own ``layout``: 4-D data in ``layout.data``;
+features after a Flatten in ``layout.flatten`` order (this needs ``input_shape``); other
+2-D data (logits) unchanged.
+
+With ``forward``/``backward`` the pass runs through the user's own network code (which
+catches wiring bugs); without them the wrapped layers are chained in spec order (Sequential
+and Residual trees), which needs every leaf layer covered. ``mode="chain"`` / ``"network"``
+picks one explicitly, so both can be compared on the same objects.
+
+:func:`wrap_loss_model` wraps a CS231n-style model whose ``loss(X, y)`` returns
+``(loss, grads)`` with parameters in ``model.params`` (``W1``, ``b1`` ...); its gradients
+are those of the spec's reference under the given loss (``reference.loss_vjp``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from contextlib import ExitStack, contextmanager
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from ..spec import (BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Layer, Linear, Loss, ParamInfo, Residual,
+                    join_path, layer_shapes, named_params, walk)
+from .arrays import fingerprint, from_float64, is_mutable, to_float64, write_into
+from .layer import AdapterError, Ref, WrappedLayer, _copy, _restore_into, wrap_layer
+from .layouts import CANONICAL, Layout, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
+
+Shape = tuple[int, ...]
+CHW = tuple[int, int, int]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _close(name: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(name, valid, n=1)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _listing(names: list[str], limit: int = 24) -> str:
+    shown = ", ".join(names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}]"
+
+
+def _flattened_features(spec: Layer, shapes: Mapping[str, tuple[Shape, Shape]]) -> dict[str, CHW]:
+    """``{leaf path: (C, H, W)}`` for every leaf whose 2-D input was flattened from a 4-D
+    activation: the Linear it feeds and the feature-preserving layers in between (the same
+    rule as :func:`layouts.flattened_inputs`, which lists only the Linears)."""
+    out: dict[str, CHW] = {}
+    pending: CHW | None = None
+    for path, layer in walk(spec):
+        if layer.children():
+            continue
+        x_shape, y_shape = shapes[path]
+        if pending is not None and len(x_shape) == 2:
+            out[path] = pending
+        if isinstance(layer, Flatten):
+            pending = tuple(x_shape[1:]) if len(x_shape) == 4 else None  # type: ignore[assignment]
+        elif isinstance(layer, Linear) or x_shape != y_shape:
+            pending = None
+    return out
+
+
+def _needs_input_shape(spec: Layer, layouts: list[Layout]) -> bool:
+    """An HWC flatten reorders features, and which order depends on (C, H, W)."""
+    return any(lay.flatten == "HWC" for lay in layouts) and any(isinstance(l, Flatten) for _, l in walk(spec))
+
+
+def _dummy_input(layer: Layer) -> Shape:
+    # parameter shapes of conv / linear / norm layers do not depend on N, H, W (as layer.py)
+    for attr, rank in (("in_channels", 4), ("in_features", 2), ("num_features", 2)):
+        if hasattr(layer, attr):
+            return (2, getattr(layer, attr), *([4] * (rank - 2)))
+    return (1,)
+
+
+def _param_table(spec: Layer, input_shape: Shape | None) -> dict[str, tuple[str, Layer, str, ParamInfo]]:
+    """``{full name: (layer path, layer, local name, info)}`` in forward order; without an
+    input shape, shape-dependent buffers (a training dropout's mask) are left out."""
+    tree = dict(walk(spec))
+    if input_shape is not None:
+        infos = named_params(spec, input_shape)
+    else:
+        infos = {}
+        for path, layer in tree.items():
+            if layer.children() or (isinstance(layer, Dropout) and layer.training):
+                continue
+            infos.update({f"{path}.{k}": v for k, v in layer.local_params(_dummy_input(layer)).items()})
+    out = {}
+    for name, info in infos.items():
+        path, _, local = name.rpartition(".")
+        out[name] = (path, tree[path], local, info)
+    return out
+
+
+def _user_output(value: Any, what: str, layout: Layout, features: CHW | None) -> np.ndarray:
+    """The user's activation -> canonical float64, refusing None and non-finite values."""
+    if value is None:
+        raise AdapterError(f"{what} is None; it must return an array")
+    v, _ = to_float64(value, what)
+    if not np.isfinite(v).all():
+        idx = [int(i) for i in np.argwhere(~np.isfinite(v))[0]]
+        raise AdapterError(f"{what} has a non-finite value {v[tuple(idx)]} at {idx} (user layout)")
+    return data_from_user(v, layout, features)
+
+
+# --------------------------------------------------------------------------- whole networks
+
+
+class WrappedNetwork:
+    """The user's network in canonical terms; see the module docstring. Build with
+    :func:`wrap_network`.
+
+    ``layers``: ``{path: WrappedLayer}`` in forward order; ``covered``: those paths;
+    ``missing``: parameter-free leaves with no user object (only the user's network
+    forward/backward computes them, so they cannot be checked in isolation).
+    """
+
+    def __init__(self, layers: Mapping[str, Any], spec: Layer, *, forward: Callable | None, backward: Callable | None,
+                 layout: Layout, input_shape: Shape | None) -> None:
+        if not isinstance(spec, Layer):
+            raise AdapterError(f"wrap_network: spec must be a layer spec (e.g. harness.spec.Sequential), got {spec!r}")
+        if not isinstance(layout, Layout):
+            raise AdapterError(f"wrap_network: layout must be a harness.Layout, got {layout!r}")
+        if not isinstance(layers, Mapping):
+            raise AdapterError(f"wrap_network: layers must be a mapping {{spec path: layer}} in forward order, got {type(layers).__name__}")
+        if (forward is None) != (backward is None):
+            raise AdapterError("wrap_network: pass both forward= and backward= (the network's own passes) or neither")
+        for what, fn in (("forward", forward), ("backward", backward)):
+            if fn is not None and not callable(fn):
+                raise AdapterError(f"wrap_network: {what}= must be callable, got {fn!r}")
+        self.spec, self.layout = spec, layout
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self._net_forward, self._net_backward = forward, backward
+        tree = dict(walk(spec))
+        leaves = [p for p, l in tree.items() if not l.children()]
+        shapes = layer_shapes(spec, self.input_shape) if self.input_shape is not None else None
+
+        self.layers: dict[str, WrappedLayer] = {}
+        prev: str | None = None
+        for path, obj in layers.items():
+            if path not in tree:
+                raise AdapterError(f"wrap_network: '{path}' is not a layer of the spec{_close(path, leaves)}; "
+                                   f"its layers are {_listing(leaves)}")
+            if path not in leaves:
+                inside = [p for p in leaves if p.startswith(path + ".")]
+                raise AdapterError(f"wrap_network: '{path}' is a {type(tree[path]).__name__}, not a leaf layer; map its "
+                                   f"layers instead: {_listing(inside)}")
+            if prev is not None and leaves.index(path) < leaves.index(prev):
+                raise AdapterError(f"wrap_network: layers are not in forward order: '{path}' comes after '{prev}' in the "
+                                   f"mapping but before it in the spec; the spec's order is {_listing(leaves)}")
+            prev = path
+            if isinstance(obj, WrappedLayer):
+                if obj.spec is not None and obj.spec != tree[path]:
+                    raise AdapterError(f"wrap_network: the layer given for '{path}' was wrapped with spec {obj.spec!r}, "
+                                       f"but the network's spec has {tree[path]!r} there")
+                w = obj
+            else:
+                w = wrap_layer(obj, tree[path], layout=layout, name=path)
+            self.layers[path] = w
+
+        self.covered = list(self.layers)
+        self.missing = [p for p in leaves if p not in self.layers]
+        needed = [p for p in self.missing if tree[p].local_params(shapes[p][0] if shapes else _dummy_input(tree[p]))
+                  or (isinstance(tree[p], Dropout) and tree[p].training)]
+        if needed:
+            raise AdapterError(f"wrap_network: no layer given for {needed}, which have parameters (or a dropout mask); "
+                               f"every such spec layer needs its user object")
+
+        # under an HWC flatten the features after a Flatten (and the next Linear's weight
+        # columns) are in H, W, C order; the wrapped layers convert once told (C, H, W)
+        used = [layout, *(w.layout for w in self.layers.values())]
+        if shapes is None and _needs_input_shape(spec, used):
+            raise AdapterError("wrap_network: a Layout(flatten='HWC') reorders the features after the Flatten by the "
+                               "(C, H, W) it flattens; pass input_shape=(N, C, H, W) so they are known")
+        self._features = _flattened_features(spec, shapes) if shapes is not None else {}
+        for path, chw in self._features.items():
+            if path in self.layers and self.layers[path].features_in is None:
+                self.layers[path].features_in = chw
+        last = leaves[-1]
+        self._out_features = (shapes[last][0][1:] if isinstance(tree[last], Flatten) and len(shapes[last][0]) == 4
+                              else self._features.get(last)) if shapes is not None else None
+        self._mode: str | None = None
+        self._x_shape: Shape | None = None
+        self._y_shape: Shape | None = None
+        self._outputs: dict[str, np.ndarray] = {}
+        self._output_grads: dict[str, np.ndarray] = {}
+        self.input_mutated = False
+
+    def __repr__(self) -> str:
+        mode = "network forward/backward" if self.end_to_end else "chained layers"
+        miss = f", not covered {self.missing}" if self.missing else ""
+        return f"WrappedNetwork({len(self.covered)} layers covered{miss}; {mode}; {self.layout})"
+
+    @property
+    def end_to_end(self) -> bool:
+        """Whether the user's own network forward/backward were given (the default mode)."""
+        return self._net_forward is not None
+
+    @property
+    def dtype(self) -> np.dtype:
+        """What the user's network computes in: the first parameterised layer's dtype."""
+        for w in self.layers.values():
+            if w._param_names():
+                return w.dtype
+        return np.dtype(np.float64)
+
+    # -- parameters, by full canonical name
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {f"{p}.{k}": v for p, w in self.layers.items() for k, v in w.get_params().items()}
+
+    def param_grads(self) -> dict[str, np.ndarray]:
+        """Trainable parameters' gradients after :meth:`backward` (either mode)."""
+        return {f"{p}.{k}": v for p, w in self.layers.items() for k, v in w.param_grads().items()}
+
+    def set_params(self, values: Mapping[str, np.ndarray]) -> None:
+        """Write canonical values (any subset of :meth:`get_params`'s names) into the user's layers."""
+        valid = [f"{p}.{k}" for p, w in self.layers.items() for k in w._param_names()]
+        unknown = [k for k in values if k not in valid]
+        if unknown:
+            raise AdapterError(f"set_params: {unknown} are not parameters of the wrapped network"
+                               f"{_close(unknown[0], valid)}; its parameters are {_listing(valid)}")
+        by_layer: dict[str, dict[str, np.ndarray]] = {}
+        for name, v in values.items():
+            path, _, local = name.rpartition(".")
+            by_layer.setdefault(path, {})[local] = v
+        for path, vals in by_layer.items():
+            self.layers[path].set_params(vals)
+
+    @contextmanager
+    def preserved(self) -> Iterator[None]:
+        """Every layer's parameters restored bit for bit on exit, even when user code raises."""
+        with ExitStack() as stack:
+            for w in self.layers.values():
+                stack.enter_context(w.preserved())
+            yield
+
+    # -- forward / backward
+    def forward(self, x: np.ndarray, *, mode: str | None = None) -> np.ndarray:
+        """Canonical input -> canonical float64 output. ``mode``: ``"network"`` (the user's
+        own forward; the default when given) or ``"chain"`` (wrapped layers in spec order)."""
+        mode = mode or ("network" if self.end_to_end else "chain")
+        if mode not in ("network", "chain"):
+            raise AdapterError(f"forward: mode must be 'network' or 'chain', got {mode!r}")
+        if mode == "network" and not self.end_to_end:
+            raise AdapterError("forward: mode='network' needs the network's own passes: pass forward= and backward= to wrap_network")
+        if mode == "chain" and self.missing:
+            raise AdapterError(f"forward: cannot chain the layers: no user layer for {self.missing}; map them in "
+                               f"wrap_network's layers, or pass the network's own forward= and backward=")
+        x = np.asarray(x, dtype=np.float64)
+        expected = self.spec.output_shape(x.shape)
+        self._mode, self._x_shape, self._outputs, self._output_grads = None, x.shape, {}, {}
+        if mode == "chain":
+            y = self._fwd(self.spec, self.spec.name, x)
+        else:
+            x_user = np.ascontiguousarray(data_to_user(x, self.layout)).astype(self.dtype)
+            guard = x_user.copy()
+            raw = self._net_forward(x_user)  # type: ignore[misc]
+            self.input_mutated = self.input_mutated or guard.tobytes() != x_user.tobytes()
+            y = _user_output(raw, "network forward output", self.layout, self._out_features)
+            if y.shape != expected:
+                raise AdapterError(f"network forward returned shape {tuple(np.shape(raw))}; the spec expects "
+                                   f"{user_data_shape(expected, self.layout)} in the declared {self.layout}")
+            # the layers' own forward did not run: tell them their input shapes, which
+            # shape-dependent conversions (grad_scale="batch", lazy parameters) read
+            shapes = layer_shapes(self.spec, x.shape)
+            for path, w in self.layers.items():
+                w._x_shape = shapes[path][0]
+        self._mode, self._y_shape = mode, y.shape
+        return y
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        """Canonical upstream gradient (the output's shape) -> canonical input gradient, in the
+        mode of the last :meth:`forward`; then read :meth:`param_grads`."""
+        if self._mode is None:
+            raise AdapterError("backward called before forward")
+        g = np.asarray(g, dtype=np.float64)
+        if g.shape != self._y_shape:
+            raise AdapterError(f"backward: upstream gradient shape {g.shape} differs from the output shape {self._y_shape}")
+        if self._mode == "chain":
+            return self._bwd(self.spec, self.spec.name, g)
+        g_user = np.ascontiguousarray(data_to_user(g, self.layout, self._out_features)).astype(self.dtype)
+        raw = self._net_backward(g_user)  # type: ignore[misc]
+        dx = _user_output(raw, "network backward's input gradient", self.layout, None)
+        if dx.shape != self._x_shape:
+            raise AdapterError(f"network backward returned an input gradient of shape {tuple(np.shape(raw))}; expected "
+                               f"{user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})")  # type: ignore[arg-type]
+        return dx
+
+    def layer_outputs(self) -> dict[str, np.ndarray]:
+        """``{path: canonical output}`` of every layer (composites too, pre-order as
+        :func:`walk`) from the last chained forward."""
+        self._need_chain("layer_outputs")
+        return dict(self._outputs)
+
+    def layer_output_grads(self) -> dict[str, np.ndarray]:
+        """``{path: upstream gradient the layer received}`` from the last chained backward
+        (as the references' ``Result.output_grads``)."""
+        self._need_chain("layer_output_grads")
+        return dict(self._output_grads)
+
+    def _need_chain(self, what: str) -> None:
+        if self._mode != "chain":
+            raise AdapterError(f"{what}: needs a chained forward first (forward(x, mode='chain')); the user's own "
+                               f"network forward does not expose its intermediate values")
+
+    def _fwd(self, node: Layer, path: str, x: np.ndarray) -> np.ndarray:
+        if path:
+            self._outputs[path] = None  # type: ignore[assignment]  # pre-order slot
+        if not node.children():
+            y = self.layers[path].forward(x)
+        elif isinstance(node, Residual):  # post(block(x) + shortcut(x))
+            main = self._seq_fwd(node.block, path, x)
+            side = self._fwd(node.shortcut, join_path(path, node.shortcut.name), x) if node.shortcut else x
+            y = self._seq_fwd(node.post, path, main + side)
+        else:
+            y = self._seq_fwd(node.children(), path, x)
+        if path:
+            self._outputs[path] = y
+        return y
+
+    def _seq_fwd(self, nodes: tuple[Layer, ...], path: str, x: np.ndarray) -> np.ndarray:
+        for n in nodes:
+            x = self._fwd(n, join_path(path, n.name), x)
+        return x
+
+    def _bwd(self, node: Layer, path: str, g: np.ndarray) -> np.ndarray:
+        if path:
+            self._output_grads[path] = g
+        if not node.children():
+            return self.layers[path].backward(g)
+        if isinstance(node, Residual):  # the sum sends g to both branches
+            g = self._seq_bwd(node.post, path, g)
+            dx = self._seq_bwd(node.block, path, g)
+            return dx + (self._bwd(node.shortcut, join_path(path, node.shortcut.name), g) if node.shortcut else g)
+        return self._seq_bwd(node.children(), path, g)
+
+    def _seq_bwd(self, nodes: tuple[Layer, ...], path: str, g: np.ndarray) -> np.ndarray:
+        for n in reversed(nodes):
+            g = self._bwd(n, join_path(path, n.name), g)
+        return g
+
+
+def wrap_network(layers: Mapping[str, WrappedLayer | Any], spec: Layer, *, forward: Callable | None = None,
+                 backward: Callable | None = None, layout: Layout = CANONICAL,
+                 input_shape: Shape | None = None) -> WrappedNetwork:
+    """Wrap a user's network. ``layers``: ``{spec path: user layer}`` in forward order
+    (paths as :func:`walk` yields them, e.g. ``"conv1"``, ``"res.conv1"``); a
+    :class:`WrappedLayer` is used as is, anything else goes through
+    ``wrap_layer(obj, spec_layer, layout=layout)``. Parameter-free leaves (ReLU, Flatten,
+    pooling ...) may be left out when the user's network has no object for them; then only
+    the network's own ``forward(x_user) -> y_user`` / ``backward(dy_user) -> dx_user`` can run
+    it. ``input_shape`` (batch first, canonical) is needed under ``Layout(flatten="HWC")``.
+    """
+    return WrappedNetwork(layers, spec, forward=forward, backward=backward, layout=layout, input_shape=input_shape)
+
+
+# --------------------------------------------------------------------------- CS231n loss models
+
+
+def _cs231n_names(spec: Layer, table: Mapping[str, tuple[str, Layer, str, ParamInfo]]) -> dict[str, str]:
+    """CS231n's keys: W1/b1 for the first conv or affine layer, W2/b2 ..., gamma1/beta1 for
+    the batch norm after affine layer 1."""
+    keys: dict[str, str] = {}
+    i = 0
+    for path, layer in walk(spec):
+        if isinstance(layer, (Conv2d, Linear)):
+            i += 1
+            keys.update({f"{path}.weight": f"W{i}", f"{path}.bias": f"b{i}"})
+        elif isinstance(layer, (BatchNorm1d, BatchNorm2d)):
+            keys.update({f"{path}.weight": f"gamma{i}", f"{path}.bias": f"beta{i}"})
+    return {name: keys[name] for name, (*_, info) in table.items() if info.trainable and name in keys}
+
+
+class LossModel:
+    """A CS231n-style model: ``model.loss(X, y) -> (loss, grads)``, ``model.loss(X) -> scores``;
+    see :func:`wrap_loss_model`."""
+
+    def __init__(self, model: Any, spec: Layer, *, loss: Loss, params: Mapping[str, str] | None, layout: Layout,
+                 method: str, input_shape: Shape | None) -> None:
+        if not isinstance(loss, Loss):
+            raise AdapterError(f"wrap_loss_model: loss must be a loss spec such as SoftmaxCrossEntropy(), got {loss!r}")
+        if not isinstance(layout, Layout):
+            raise AdapterError(f"wrap_loss_model: layout must be a harness.Layout, got {layout!r}")
+        if not callable(getattr(model, method, None)):
+            raise AdapterError(f"wrap_loss_model: {type(model).__name__} has no method {method}(); pass method= with its name")
+        self.model, self.spec, self.loss, self.layout, self.method = model, spec, loss, layout, method
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self._table = _param_table(spec, self.input_shape)
+        if self.input_shape is None and _needs_input_shape(spec, [layout]):
+            raise AdapterError("wrap_loss_model: a Layout(flatten='HWC') reorders the first fully connected layer's "
+                               "weight rows by the (C, H, W) it flattens; pass input_shape=(N, C, H, W)")
+        self._flat = _flattened_features(spec, layer_shapes(spec, self.input_shape)) if self.input_shape else {}
+        valid = list(self._table)
+        if params is None:
+            params = {}
+            for name, key in _cs231n_names(spec, self._table).items():
+                tried = [f"params[{key!r}]", key]
+                found = next((t for t in tried if Ref(t).exists(model)), None)
+                if found is None:
+                    raise AdapterError(f"wrap_loss_model: cannot find '{name}' on {type(model).__name__} (tried "
+                                       f"{', '.join(tried)}); pass params={{'{name}': \"params['W1']\", ...}}")
+                params[name] = found
+        self.params: dict[str, Ref] = {}
+        for name, where in params.items():
+            if name not in self._table:
+                raise AdapterError(f"wrap_loss_model: '{name}' is not a parameter of the spec{_close(name, valid)}; "
+                                   f"its parameters are {_listing(valid)}")
+            ref = Ref(where)
+            if not ref.exists(model):
+                raise AdapterError(f"wrap_loss_model: parameter '{name}' declared at {where!r}, but "
+                                   f"{type(model).__name__} has nothing there")
+            self.params[name] = ref
+        missing = [n for n, (*_, info) in self._table.items() if info.trainable and n not in self.params]
+        if missing:
+            raise AdapterError(f"wrap_loss_model: no location given for {missing}; map every trainable parameter, "
+                               f"e.g. params={{'{missing[0]}': \"params['W1']\"}}")
+
+    @property
+    def dtype(self) -> np.dtype:
+        for ref in self.params.values():
+            _, kind = to_float64(ref.get(self.model), f"parameter at {ref!r}")
+            if np.issubdtype(kind.dtype, np.floating):
+                return kind.dtype
+        return np.dtype(np.float64)
+
+    def _canonical(self, name: str, value: Any, what: str) -> np.ndarray:
+        path, layer, local, info = self._table[name]
+        v, _ = to_float64(value, what)
+        user_shape = tuple(np.shape(self.params[name].get(self.model)))
+        if v.shape != user_shape:
+            if v.size != int(np.prod(user_shape)):
+                raise AdapterError(f"{what} has shape {v.shape} but the parameter has {user_shape}")
+            v = v.reshape(user_shape)
+        return param_from_user(layer, local, v, self.layout, info.shape, self._flat.get(path))
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {n: self._canonical(n, r.get(self.model), f"parameter '{n}' at {r!r}") for n, r in self.params.items()}
+
+    def set_params(self, values: Mapping[str, np.ndarray]) -> None:
+        """Write canonical values into the model's arrays (in place where mutable)."""
+        for name, value in values.items():
+            if name not in self.params:
+                raise AdapterError(f"set_params: '{name}' is not a parameter of the wrapped model"
+                                   f"{_close(name, list(self.params))}; its parameters are {_listing(list(self.params))}")
+            path, layer, local, _ = self._table[name]
+            ref, what = self.params[name], f"parameter '{name}' at {self.params[name]!r}"
+            current = ref.get(self.model)
+            _, kind = to_float64(current, what)
+            user = param_to_user(layer, local, np.asarray(value, np.float64), self.layout, kind.shape, self._flat.get(path))
+            if is_mutable(current):
+                write_into(current, user, what)
+            else:
+                ref.set(self.model, from_float64(user, kind, what))
+
+    @contextmanager
+    def preserved(self) -> Iterator[None]:
+        """The model's parameters restored bit for bit on exit, even when user code raises."""
+        saved = {n: (r.get(self.model), _copy(r.get(self.model)), fingerprint(r.get(self.model))) for n, r in self.params.items()}
+        try:
+            yield
+        finally:
+            for name, (obj, copy, fp) in saved.items():
+                if is_mutable(obj):
+                    _restore_into(obj, copy)
+                self.params[name].set(self.model, obj)
+                if fingerprint(self.params[name].get(self.model)) != fp:  # pragma: no cover - a harness bug
+                    raise AdapterError(f"could not restore parameter '{name}' bit for bit")
+
+    def _x_user(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(data_to_user(np.asarray(x, dtype=np.float64), self.layout)).astype(self.dtype)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """``model.loss(X)`` (no labels: the network's output) as canonical float64."""
+        x = np.asarray(x, dtype=np.float64)
+        raw = getattr(self.model, self.method)(self._x_user(x))
+        y = _user_output(raw, f"{self.method}(X) (the scores)", self.layout, None)
+        expected = self.spec.output_shape(x.shape)
+        if y.shape != expected:
+            raise AdapterError(f"{self.method}(X) returned shape {tuple(np.shape(raw))}; the spec expects {expected}")
+        return y
+
+    def loss_and_grads(self, x: np.ndarray, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+        """``model.loss(X, y)`` -> (loss, {canonical name: canonical gradient}) for the
+        trainable parameters; compare with ``reference.loss_vjp(params, x, self.loss, y)``."""
+        result = getattr(self.model, self.method)(self._x_user(x), np.array(y, copy=True))
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise AdapterError(f"{self.method}(X, y) must return (loss, grads), got {type(result).__name__}")
+        loss, grads = result
+        lv, _ = to_float64(loss, f"{self.method}(X, y) loss")
+        if lv.size != 1 or not np.isfinite(lv).all():
+            raise AdapterError(f"{self.method}(X, y) returned loss {loss!r}; expected one finite number")
+        if not isinstance(grads, Mapping):
+            raise AdapterError(f"{self.method}(X, y) must return grads as a dict keyed like the params, got {type(grads).__name__}")
+        out = {}
+        for name, ref in self.params.items():
+            if not self._table[name][3].trainable:
+                continue
+            key = ref.steps[-1][1]  # CS231n: grads['W1'] for params['W1']
+            if key not in grads:
+                raise AdapterError(f"{self.method}(X, y): grads has no {key!r} (the gradient of '{name}'); it has {sorted(grads)}")
+            out[name] = self._canonical(name, grads[key], f"gradient of '{name}' (grads[{key!r}])")
+        return float(lv.reshape(())), out
+
+
+def wrap_loss_model(model: Any, spec: Layer, *, loss: Loss, params: Mapping[str, str] | None = None,
+                    layout: Layout = CANONICAL, method: str = "loss", input_shape: Shape | None = None) -> LossModel:
+    """Wrap a CS231n-style model (``model.loss(X, y) -> (loss, grads)``). ``params`` maps
+    canonical names to :class:`Ref` paths on the model (``{"fc1.weight": "params['W1']"}``);
+    by default CS231n's ``W1, b1, W2 ...`` in the order of the conv/linear layers. ``grads``
+    is read by the last key of each path. CS231n stores Linear weights ``in_out``: pass
+    ``Layout(linear="in_out")``. Regularisation must be off (``model.reg = 0``): the
+    references compute the bare loss. ``input_shape`` is needed under an HWC flatten.
+    """
+    return LossModel(model, spec, loss=loss, params=params, layout=layout, method=method, input_shape=input_shape)
+
+
+__all__ = ["LossModel", "WrappedNetwork", "wrap_loss_model", "wrap_network"]
