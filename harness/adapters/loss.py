@@ -1,0 +1,110 @@
+"""A user's loss in canonical terms: its value and its gradient w.r.t. the network output.
+
+Handwritten code fuses softmax and cross-entropy in several ways; each is a ``style``:
+
+* ``"function"``: ``fn(scores, y) -> (loss, dscores)`` (CS231n's ``softmax_loss``);
+* ``"object"``: ``obj.forward(scores, y) -> loss`` then ``obj.backward() -> dscores``;
+* ``"softmax"``: a softmax *layer* ``obj.forward(scores) -> probs`` whose "backward"
+  ``obj.backward(y) -> probs - y`` passes the cross-entropy gradient straight through (its
+  loss value is computed here from the probabilities).
+
+Scores are ``(N, K)`` logits; ``y`` integer labels ``(N,)`` or one-hot / probabilities
+``(N, K)``, handed to the user's code as ``target_format`` says.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..spec import Loss, SoftmaxCrossEntropy, check_target
+from .arrays import to_float64
+from .layer import AdapterError
+
+STYLES = ("function", "object", "softmax")
+
+
+class WrappedLoss:
+    """``loss_and_grad(scores, target) -> (loss value, d loss / d scores)``, canonical float64."""
+
+    def __init__(self, user: Any, loss: Loss, *, style: str, forward: str, backward: str,
+                 target_format: str, grad_scale: float | str | None, dtype: Any) -> None:
+        if style not in STYLES:
+            raise AdapterError(f"loss: style must be one of {STYLES}, got {style!r}")
+        if target_format not in ("labels", "onehot"):
+            raise AdapterError(f"loss: target_format must be 'labels' or 'onehot', got {target_format!r}")
+        if style == "softmax" and not isinstance(loss, SoftmaxCrossEntropy):
+            raise AdapterError(f"loss: style='softmax' is a softmax fused with cross-entropy; the spec says {loss.kind}")
+        if style == "function" and not callable(user):
+            raise AdapterError(f"loss: style='function' needs a callable fn(scores, y) -> (loss, dscores), got {type(user).__name__}")
+        if style != "function":
+            for method in (forward, backward):
+                if not callable(getattr(user, method, None)):
+                    raise AdapterError(f"loss: {type(user).__name__} has no method {method}()")
+        self.user, self.spec, self.style = user, loss, style
+        self._forward, self._backward = forward, backward
+        self.target_format, self.grad_scale, self.dtype = target_format, grad_scale, np.dtype(dtype)
+
+    def _target(self, target: np.ndarray, k: int) -> np.ndarray:
+        if self.target_format == "onehot" and target.ndim == 1:
+            return np.eye(k, dtype=self.dtype)[target]
+        return target
+
+    def loss_and_grad(self, scores: np.ndarray, target: Any) -> tuple[float, np.ndarray]:
+        """The user's loss value and gradient for ``scores`` (N, K) and ``target``."""
+        scores = np.asarray(scores, dtype=np.float64)
+        target = np.asarray(target)
+        check_target(self.spec, scores.shape, target)
+        n, k = scores.shape[0], scores.shape[-1]
+        s_user, t_user = scores.astype(self.dtype), self._target(target, k)
+        if self.style == "function":
+            out = self.user(s_user, t_user)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise AdapterError(f"loss: the function must return (loss, dscores), got {type(out).__name__}")
+            value, grad = out
+        elif self.style == "object":
+            value = getattr(self.user, self._forward)(s_user, t_user)
+            grad = getattr(self.user, self._backward)()
+        else:
+            probs, _ = to_float64(getattr(self.user, self._forward)(s_user), "loss: the softmax layer's output")
+            grad = getattr(self.user, self._backward)(t_user)
+            labels = target if target.ndim == 1 else None
+            picked = probs[np.arange(n), labels] if labels is not None else None
+            per = -np.log(picked) if picked is not None else -(target * np.log(probs)).sum(axis=1)
+            value = per.sum() / (n if self.spec.reduction == "mean" else 1)
+        g, _ = to_float64(grad, "loss: the gradient w.r.t. the scores")
+        if g.shape != scores.shape:
+            raise AdapterError(f"loss: the gradient w.r.t. the scores has shape {g.shape}; expected {scores.shape}")
+        v, _ = to_float64(value, "loss: the loss value")
+        if v.size != 1:
+            raise AdapterError(f"loss: the loss value must be a scalar, got shape {v.shape}")
+        return float(v.reshape(())), g * self._scale(n)
+
+    def _scale(self, n: int) -> float:
+        if self.grad_scale is None:
+            return 1.0
+        if self.grad_scale == "batch":
+            return float(n)
+        if self.grad_scale == "unbatch":
+            return 1.0 / n
+        return float(self.grad_scale)
+
+
+def wrap_loss(user: Any | Callable, loss: Loss, *, style: str = "function", forward: str = "forward",
+              backward: str = "backward", target_format: str = "labels", grad_scale: float | str | None = None,
+              dtype: Any = np.float64) -> WrappedLoss:
+    """Wrap the user's loss (see the module docstring for the three ``style`` s).
+
+    ``target_format``: what the user's code takes, ``"labels"`` (N,) or ``"onehot"`` (N, K).
+    ``grad_scale``: multiply the user's score gradient by this to get d loss / d scores:
+    ``"unbatch"`` for a softmax backward returning ``probs - y`` under a mean loss (it never
+    divides by N), ``"batch"`` for one that divides although the loss is a sum, or a number.
+    """
+    if grad_scale is not None and grad_scale not in ("batch", "unbatch") and not isinstance(grad_scale, (int, float)):
+        raise AdapterError(f"loss: grad_scale must be 'batch', 'unbatch' or a number, got {grad_scale!r}")
+    return WrappedLoss(user, loss, style=style, forward=forward, backward=backward, target_format=target_format,
+                       grad_scale=grad_scale, dtype=dtype)
+
+
+__all__ = ["STYLES", "WrappedLoss", "wrap_loss"]
