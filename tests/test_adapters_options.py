@@ -279,3 +279,43 @@ def test_single_example_option_errors() -> None:
     layer = wrap_layer(OneImageConv(), S.Conv2d("c", 2, 2, 1), params={"weight": "W", "bias": "b"}, batched=False, channel_axis=False)
     with pytest.raises(AdapterError, match="channel_axis=False needs 1 channel, the input has 2"):
         layer.forward(np.ones((1, 2, 3, 3)))
+
+
+class SpacedConv:
+    """1-channel conv whose `spacing` counts the pixels *between* taps (0 = plain conv)."""
+
+    def __init__(self, spacing: int, k: int = 2, seed: int = 11):
+        rng = np.random.default_rng(seed)
+        self.W, self.b, self.spacing = rng.normal(size=(1, 1, k, k)), np.zeros(1), spacing
+
+    def forward(self, x):
+        step, k = self.spacing + 1, self.W.shape[2]
+        span = step * (k - 1) + 1
+        oh, ow = x.shape[2] - span + 1, x.shape[3] - span + 1
+        out = np.zeros((x.shape[0], 1, oh, ow))
+        for u in range(k):
+            for v in range(k):
+                out += x[:, :, u * step:u * step + oh, v * step:v * step + ow] * self.W[0, 0, u, v]
+        return out + self.b[0]
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("spacing", [0, 1, 2])
+def test_dilation_counted_from_zero(spacing: int) -> None:
+    layout = Layout(dilation_base=0)
+    dilation = layout.spec_dilation(spacing)
+    assert dilation == spacing + 1 and layout.user_dilation(dilation) == spacing
+    assert Layout().spec_dilation((2, 3)) == (2, 3) and layout.spec_dilation((0, 1)) == (1, 2)
+    spec = S.Conv2d("c", 1, 1, 2, dilation=dilation)
+    layer = wrap_layer(SpacedConv(spacing), spec, layout=layout)
+    x = np.random.default_rng(12).normal(size=(2, 1, 8, 8))
+    ref = build("torch", S.Sequential([spec])).forward({f"c.{k}": v for k, v in layer.get_params().items()}, x)
+    np.testing.assert_allclose(layer.forward(x), ref.output, rtol=1e-12)
+    if spacing:  # read as PyTorch's dilation the same code disagrees with the reference
+        wrong = S.Conv2d("c", 1, 1, 2, dilation=spacing)
+        with pytest.raises(AdapterError, match="forward returned shape"):
+            wrap_layer(SpacedConv(spacing), wrong).forward(x)
+    with pytest.raises(Exception, match="dilation_base must be 1"):
+        Layout(dilation_base=2)

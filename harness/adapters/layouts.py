@@ -38,6 +38,8 @@ class Layout:
     linear:  ``"out_in"`` (y = x W^T, PyTorch) or ``"in_out"`` (y = x W, most numpy code).
     flatten: ``"CHW"`` or ``"HWC"``: the feature order a Flatten produces (``"HWC"`` is what
              flattening NHWC data gives).
+    dilation_base: the dilation value the user's code means by "no dilation": 1 (PyTorch,
+             TensorFlow's rate) or 0 (code that counts the extra spacing between taps).
     """
 
     data: str = "NCHW"
@@ -45,8 +47,11 @@ class Layout:
     flip: bool = False
     linear: str = "out_in"
     flatten: str = "CHW"
+    dilation_base: int = 1
 
     def __post_init__(self) -> None:
+        if self.dilation_base not in (0, 1) or isinstance(self.dilation_base, bool):
+            raise LayoutError(f"layout: dilation_base must be 1 (PyTorch) or 0 (extra spacing), got {self.dilation_base!r}")
         if self.data not in ("NCHW", "NHWC"):
             raise LayoutError(f"layout: data must be 'NCHW' or 'NHWC', got {self.data!r}")
         if self.kernel not in KERNEL_ORDERS:
@@ -61,10 +66,20 @@ class Layout:
     def __str__(self) -> str:
         changed = [
             f"{k}={getattr(self, k)!r}" for k, d in (("data", "NCHW"), ("kernel", "OIHW"), ("flip", False),
-                                                   ("linear", "out_in"), ("flatten", "CHW"))
+                                                   ("linear", "out_in"), ("flatten", "CHW"), ("dilation_base", 1))
             if getattr(self, k) != d
         ]
         return f"Layout({', '.join(changed)})"
+
+    def spec_dilation(self, user_value: int | tuple[int, int]) -> int | tuple[int, int]:
+        """The spec's (PyTorch's) dilation for the value the user's code is configured with."""
+        shift = 1 - self.dilation_base
+        return tuple(v + shift for v in user_value) if isinstance(user_value, tuple) else user_value + shift  # type: ignore[return-value]
+
+    def user_dilation(self, spec_value: int | tuple[int, int]) -> int | tuple[int, int]:
+        """The value to configure the user's code with for the spec's dilation."""
+        shift = 1 - self.dilation_base
+        return tuple(v - shift for v in spec_value) if isinstance(spec_value, tuple) else spec_value - shift  # type: ignore[return-value]
 
 
 CANONICAL = Layout()

@@ -58,10 +58,11 @@ def _listing(names: list[str], limit: int = 24) -> str:
     return f"[{shown}{', ...' if len(names) > limit else ''}]"
 
 
-def _flattened_features(spec: Layer, shapes: Mapping[str, tuple[Shape, Shape]]) -> dict[str, CHW]:
+def _flattened_features(spec: Layer, shapes: Mapping[str, tuple[Shape, Shape]]) -> tuple[dict[str, CHW], CHW | None]:
     """``{leaf path: (C, H, W)}`` for every leaf whose 2-D input was flattened from a 4-D
     activation: the Linear it feeds and the feature-preserving layers in between (the same
-    rule as :func:`layouts.flattened_inputs`, which lists only the Linears)."""
+    rule as :func:`layouts.flattened_inputs`, which lists only the Linears); and the
+    (C, H, W) of the network's output if it is such a feature vector itself."""
     out: dict[str, CHW] = {}
     pending: CHW | None = None
     for path, layer in walk(spec):
@@ -74,7 +75,7 @@ def _flattened_features(spec: Layer, shapes: Mapping[str, tuple[Shape, Shape]]) 
             pending = tuple(x_shape[1:]) if len(x_shape) == 4 else None  # type: ignore[assignment]
         elif isinstance(layer, Linear) or x_shape != y_shape:
             pending = None
-    return out
+    return out, pending
 
 
 def _needs_input_shape(spec: Layer, layouts: list[Layout]) -> bool:
@@ -177,8 +178,7 @@ class WrappedNetwork:
 
         self.covered = list(self.layers)
         self.missing = [p for p in leaves if p not in self.layers]
-        needed = [p for p in self.missing if tree[p].local_params(shapes[p][0] if shapes else _dummy_input(tree[p]))
-                  or (isinstance(tree[p], Dropout) and tree[p].training)]
+        needed = [p for p in self.missing if tree[p].local_params(shapes[p][0] if shapes else _dummy_input(tree[p]))]
         if needed:
             raise AdapterError(f"wrap_network: no layer given for {needed}, which have parameters (or a dropout mask); "
                                f"every such spec layer needs its user object")
@@ -189,13 +189,10 @@ class WrappedNetwork:
         if shapes is None and _needs_input_shape(spec, used):
             raise AdapterError("wrap_network: a Layout(flatten='HWC') reorders the features after the Flatten by the "
                                "(C, H, W) it flattens; pass input_shape=(N, C, H, W) so they are known")
-        self._features = _flattened_features(spec, shapes) if shapes is not None else {}
-        for path, chw in self._features.items():
+        features, self._out_features = _flattened_features(spec, shapes) if shapes is not None else ({}, None)
+        for path, chw in features.items():
             if path in self.layers and self.layers[path].features_in is None:
                 self.layers[path].features_in = chw
-        last = leaves[-1]
-        self._out_features = (shapes[last][0][1:] if isinstance(tree[last], Flatten) and len(shapes[last][0]) == 4
-                              else self._features.get(last)) if shapes is not None else None
         self._mode: str | None = None
         self._x_shape: Shape | None = None
         self._y_shape: Shape | None = None
@@ -406,7 +403,7 @@ class LossModel:
         if self.input_shape is None and _needs_input_shape(spec, [layout]):
             raise AdapterError("wrap_loss_model: a Layout(flatten='HWC') reorders the first fully connected layer's "
                                "weight rows by the (C, H, W) it flattens; pass input_shape=(N, C, H, W)")
-        self._flat = _flattened_features(spec, layer_shapes(spec, self.input_shape)) if self.input_shape else {}
+        self._flat = _flattened_features(spec, layer_shapes(spec, self.input_shape))[0] if self.input_shape else {}
         valid = list(self._table)
         if params is None:
             params = {}
