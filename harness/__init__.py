@@ -5,6 +5,7 @@ from .adapters.detect import Detection, detect_layout
 from .adapters.layer import AdapterError, wrap_functions, wrap_layer
 from .adapters.layouts import Layout, LayoutError
 from .adapters.loss import wrap_loss
+from .adapters.network import LossModel, WrappedNetwork, wrap_loss_model, wrap_network
 from .adapters.weights import WeightsError, load_weights, read_weight_file
 from .interop import from_torch, to_torch
 from .spec import (
@@ -44,7 +45,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdapterError", "ArrayError", "Detection", "Layout", "detect_layout", "LayoutError", "WeightsError", "load_weights",
-    "read_weight_file", "wrap_functions", "wrap_layer", "wrap_loss",
+    "read_weight_file", "wrap_functions", "wrap_layer", "wrap_loss", "wrap_network", "wrap_loss_model",
+    "WrappedNetwork", "LossModel",
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "ELU", "Flatten", "GELU",
     "GlobalAvgPool2d", "Layer", "LayerNorm", "LeakyReLU", "Linear", "Loss", "MSE", "MaxPool2d",
     "ParamInfo", "Projection", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax",

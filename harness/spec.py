@@ -497,12 +497,15 @@ class _BatchNorm(Layer):
     momentum: float = 0.1
     affine: bool = True
     training: bool = True
+    over: str = "channel"
 
     _ranks: ClassVar[tuple[int, ...]] = ()
     _layout: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         _check_name(self.name, "layer")
+        if self.over not in ("channel", "feature"):
+            raise SpecError(f"layer '{self.name}': over must be 'channel' or 'feature', got {self.over!r}")
         if not isinstance(self.num_features, (int, np.integer)) or self.num_features < 1:
             raise SpecError(f"layer '{self.name}': num_features must be a positive int, got {self.num_features!r}")
         if not self.eps > 0:
@@ -515,19 +518,22 @@ class _BatchNorm(Layer):
                 f"layer '{path}': num_features={self.num_features} but the input has "
                 f"{shape[1]} channels (input shape {shape})"
             )
-        if self.training and int(np.prod(shape)) // shape[1] < 2:
+        if self.training and int(np.prod([shape[a] for a in self.reduce_axes(shape)])) < 2:
             raise SpecError(
                 f"layer '{path}': training-mode batch norm needs more than one value per "
-                f"channel, input shape {shape}"
+                f"{self.over}, input shape {shape}"
             )
         return shape
 
     def reduce_axes(self, shape: Shape) -> tuple[int, ...]:
-        """Axes the batch statistics are taken over (all but the channel axis 1)."""
+        """Axes the batch statistics are taken over: all but the channel axis 1, or only the
+        batch axis 0 with ``over="feature"``."""
+        if self.over == "feature":
+            return (0,)
         return tuple(a for a in range(len(shape)) if a != 1)
 
     def local_params(self, input_shape: Shape) -> dict[str, ParamInfo]:
-        c = (self.num_features,)
+        c = (self.num_features,) if self.over == "channel" else tuple(input_shape[1:])
         p = {"weight": ParamInfo(c), "bias": ParamInfo(c)} if self.affine else {}
         p["running_mean"] = ParamInfo(c, trainable=False)
         p["running_var"] = ParamInfo(c, trainable=False)
@@ -542,6 +548,10 @@ class BatchNorm2d(_BatchNorm):
     references report updated running statistics, with the unbiased variance, in
     ``Result.state``); ``training=False`` uses ``running_mean`` / ``running_var``.
     weight, bias, running_mean, running_var: ``(C,)``.
+
+    ``over="feature"`` is batch norm over flattened features, as code that applies a 1-D
+    batch norm to conv maps computes it: every (c, h, w) has its own statistics (over N) and
+    parameters of shape ``(C, H, W)``.
     """
 
     kind: ClassVar[str] = "BatchNorm2d"

@@ -128,13 +128,13 @@ def _linear(l: S.Linear, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
 
 def _batchnorm(l: S._BatchNorm, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
     axes = l.reduce_axes(x.shape)
-    bshape = [1] * x.ndim
-    bshape[1] = x.shape[1]
+    # parameters broadcast over the reduced axes: (1, C, 1, 1), or (1, C, H, W) per feature
+    bshape = [1 if a in axes else s for a, s in enumerate(x.shape)]
     p = ctx.params
     if l.training:
-        mean = jnp.mean(x, axis=axes)
-        var = jnp.mean((x - mean.reshape(bshape)) ** 2, axis=axes)  # biased: used to normalise
-        n = x.size // x.shape[1]
+        mean = jnp.mean(x, axis=axes).reshape(p[f"{path}.running_mean"].shape)
+        var = jnp.mean((x - mean.reshape(bshape)) ** 2, axis=axes).reshape(mean.shape)  # biased: used to normalise
+        n = math.prod(x.shape[a] for a in axes)
         m = l.momentum
         # running stats track the unbiased variance (PyTorch's rule)
         ctx.state[f"{path}.running_mean"] = (1 - m) * p[f"{path}.running_mean"] + m * mean

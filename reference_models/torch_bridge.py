@@ -66,6 +66,27 @@ class MaskedDropout(nn.Module):
         return x * self.mask / (1.0 - self.p) if self.training else x
 
 
+class FeatureBatchNorm(nn.Module):
+    """Batch norm with statistics and parameters per (c, h, w) feature (spec ``over="feature"``):
+    a 1-D batch norm of the flattened map, parameters kept in the map's shape ``(C, H, W)``."""
+
+    def __init__(self, layer: S.BatchNorm2d, feature_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.layer = layer
+        if layer.affine:
+            self.weight = nn.Parameter(torch.ones(feature_shape))
+            self.bias = nn.Parameter(torch.zeros(feature_shape))
+        self.register_buffer("running_mean", torch.zeros(feature_shape))
+        self.register_buffer("running_var", torch.ones(feature_shape))
+        self.train(layer.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = lambda t: t.view(-1) if t is not None else None  # noqa: E731 - views: updates land in the buffers
+        w, b = (self.weight, self.bias) if self.layer.affine else (None, None)
+        return F.batch_norm(x.reshape(x.shape[0], -1), flat(self.running_mean), flat(self.running_var), flat(w),
+                            flat(b), self.training, self.layer.momentum, self.layer.eps).reshape(x.shape)
+
+
 class Residual(nn.Module):
     """``post(block(x) + shortcut(x))``; children are registered under their spec names."""
 
@@ -110,6 +131,8 @@ def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.M
         if not layer.training:
             return MaskedDropout(layer.p, torch.ones(0)).eval()
         return MaskedDropout(layer.p, torch.as_tensor(params[f"{path}.mask"]))
+    if isinstance(layer, (S.BatchNorm2d, S.BatchNorm1d)) and layer.over == "feature":
+        return FeatureBatchNorm(layer, tuple(np.shape(params[f"{path}.running_mean"])))
     if isinstance(layer, (S.BatchNorm2d, S.BatchNorm1d)):
         cls = nn.BatchNorm2d if isinstance(layer, S.BatchNorm2d) else nn.BatchNorm1d
         return cls(layer.num_features, layer.eps, layer.momentum, layer.affine).train(layer.training)
@@ -214,6 +237,8 @@ def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
         if getattr(m, "bias", None) is None and m.elementwise_affine:
             raise _unsupported(m, path, "has a weight but no bias, which the spec does not support")
         return S.LayerNorm(name, tuple(m.normalized_shape), m.eps, m.elementwise_affine)
+    if isinstance(m, FeatureBatchNorm):
+        return S.from_dict({**m.layer.to_dict(), "name": name})  # type: ignore[return-value]
     if isinstance(m, MaskedDropout):
         return S.Dropout(name, m.p, m.training)
     if t is nn.Dropout:
@@ -354,4 +379,4 @@ def from_torch(module: nn.Module) -> tuple[S.Layer, dict[str, np.ndarray]]:
     return spec, params
 
 
-__all__ = ["GlobalAvgPool2d", "MaskedDropout", "Residual", "SamePadConv2d", "from_torch", "to_module"]
+__all__ = ["FeatureBatchNorm", "GlobalAvgPool2d", "MaskedDropout", "Residual", "SamePadConv2d", "from_torch", "to_module"]

@@ -46,7 +46,14 @@ def _batchnorm(layer: S.BatchNorm2d, x: Tensor, p: Callable[[str], Tensor], stat
     # F.batch_norm updates the running buffers in place: hand it copies and report them
     mean, var = p("running_mean").detach().clone(), p("running_var").detach().clone()
     w, b = (p("weight"), p("bias")) if layer.affine else (None, None)
-    y = F.batch_norm(x, mean, var, w, b, layer.training, layer.momentum, layer.eps)
+    if layer.over == "feature":  # every (c, h, w) its own statistics: a 1-D batch norm of the flattened map
+        shape = mean.shape
+        flat = lambda t: None if t is None else t.reshape(-1)  # noqa: E731
+        y = F.batch_norm(x.reshape(x.shape[0], -1), mean.view(-1), var.view(-1), flat(w), flat(b),
+                         layer.training, layer.momentum, layer.eps).reshape(x.shape)
+        mean, var = mean.view(shape), var.view(shape)
+    else:
+        y = F.batch_norm(x, mean, var, w, b, layer.training, layer.momentum, layer.eps)
     if layer.training:
         state["running_mean"], state["running_var"] = mean, var
     return y

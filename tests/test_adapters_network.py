@@ -64,7 +64,8 @@ class ReLU:
 
 
 class MaxPool2:
-    """2x2, stride 2; ``nhwc`` pools axes 1, 2 instead of 2, 3."""
+    """2x2, stride 2, gradient to the first maximum of each window (as PyTorch: ties after a
+    ReLU are common); ``nhwc`` pools axes 1, 2 instead of 2, 3."""
 
     def __init__(self, nhwc: bool = False):
         self.nhwc = nhwc
@@ -72,15 +73,16 @@ class MaxPool2:
     def forward(self, x):
         x = x.transpose(0, 3, 1, 2) if self.nhwc else x
         n, c, h, w = x.shape
-        win = x.reshape(n, c, h // 2, 2, w // 2, 2)
-        out = win.max(axis=(3, 5))
-        self.mask = win == out[:, :, :, None, :, None]
+        win = x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
+        self.onehot = np.eye(4)[win.argmax(axis=-1)]
+        out = win.max(axis=-1)
         return out.transpose(0, 2, 3, 1) if self.nhwc else out
 
     def backward(self, dout):
         dout = dout.transpose(0, 3, 1, 2) if self.nhwc else dout
-        dx = (self.mask * dout[:, :, :, None, :, None]).reshape(self.mask.shape[0], self.mask.shape[1],
-                                                                self.mask.shape[2] * 2, self.mask.shape[4] * 2)
+        n, c, h2, w2, _ = self.onehot.shape
+        dwin = self.onehot * dout[..., None]
+        dx = dwin.reshape(n, c, h2, w2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, 2 * h2, 2 * w2)
         return dx.transpose(0, 2, 3, 1) if self.nhwc else dx
 
 
@@ -200,6 +202,24 @@ def test_chained_and_end_to_end_match_reference(case, name) -> None:
     if nhwc:  # the HWC flatten really reorders: fc1 got its (C, H, W)
         assert net.layers["fc1"].features_in == (4, 3, 3) == flattened_inputs(spec, X_SHAPE)["fc1"]
         assert not np.allclose(user.layers[4].W.T, params["fc1.weight"])
+
+
+def test_hwc_features_as_the_network_output() -> None:
+    spec = S.Sequential([S.Conv2d("conv1", 2, 3, 3), S.ReLU("relu"), S.Flatten("flat"), S.ReLU("relu2")])
+    x_shape = (2, 2, 5, 4)  # H != W: a wrong (C, H, W) would show
+    rng = np.random.default_rng(5)
+    x, g = rng.normal(size=x_shape), rng.normal(size=(2, 3 * 3 * 2))
+    params = S.init_params(spec, x_shape, seed=2)
+    ref = build("torch", spec).vjp(params, x, g)
+    user = Net([Conv(2, 3, 3, 0, nhwc=True), ReLU(), Flatten(), ReLU()])
+    net = wrap_network(dict(zip(["conv1", "relu", "flat", "relu2"], user.layers)), spec, forward=user.forward,
+                       backward=user.backward, layout=Layout(data="NHWC", kernel="HWIO", flatten="HWC"),
+                       input_shape=x_shape)
+    net.set_params(params)
+    for mode in ("network", "chain"):
+        check_against(net, ref, x, g, mode=mode)
+    with pytest.raises(AdapterError, match=r"input shape \(2, 2, 4, 5\) differs from input_shape=\(2, 2, 5, 4\)"):
+        net.forward(x.transpose(0, 1, 3, 2))
 
 
 def test_chained_only_without_network_passes(case) -> None:
@@ -398,7 +418,7 @@ def _net_errors(spec):
     full = dict(zip(NAMES, user.layers))
     fwd, bwd = user.forward, user.backward
     return [
-        (dict(full, fc9=Linear(1, 1)), {}, r"'fc9' is not a layer of the spec \(did you mean 'fc1'\?\); its layers are \[conv1,"),
+        (dict(full, conv_1=Conv(3, 4, 3, 1)), {}, r"'conv_1' is not a layer of the spec \(did you mean 'conv1'\?\); its layers are \[conv1,"),
         ({"fc2": user.layers[6], "conv1": user.layers[0]}, {}, r"not in forward order: 'conv1' comes after 'fc2'"),
         ({k: v for k, v in full.items() if k != "fc1"}, {}, r"no layer given for \['fc1'\], which have parameters"),
         (full, {"forward": fwd}, "pass both forward= and backward="),

@@ -143,7 +143,7 @@ def other_case(draw) -> tuple[S.Layer, tuple[int, ...]]:
     hw = (draw(ints(1, 5)), draw(ints(1, 5)))
     kind = draw(st.sampled_from([
         "relu", "leaky", "elu", "sigmoid", "tanh", "gelu", "softmax", "flatten", "linear",
-        "bn2d", "bn1d", "layernorm", "dropout", "gap",
+        "bn2d", "bn-feature", "bn1d", "layernorm", "dropout", "gap",
     ]))
     shape4 = (n, c, *hw)
     if kind == "relu":
@@ -170,6 +170,8 @@ def other_case(draw) -> tuple[S.Layer, tuple[int, ...]]:
     if kind == "bn2d":
         n = max(n, -(-MIN_BN_VALUES // (hw[0] * hw[1])))
         return S.BatchNorm2d("a", c, draw(st.sampled_from([1e-5, 1e-3])), 0.1, draw(st.booleans()), draw(st.booleans())), (n, c, *hw)
+    if kind == "bn-feature":  # statistics per (c, h, w) over the batch: N >= 8 for the same reason
+        return S.BatchNorm2d("a", c, 1e-5, 0.1, draw(st.booleans()), draw(st.booleans()), "feature"), (MIN_BN_VALUES + n, c, *hw)
     if kind == "bn1d":
         shape = draw(st.sampled_from([(MIN_BN_VALUES + n, c), (n, c, -(-MIN_BN_VALUES // n))]))
         return S.BatchNorm1d("a", c, 1e-5, draw(st.floats(0.05, 0.5)), True, draw(st.booleans())), shape

@@ -121,6 +121,7 @@ CONSTRUCTION_ERRORS = [
     (lambda: S.Linear("fc", 10, 0), "layer 'fc': out_features must be a positive int"),
     (lambda: S.BatchNorm2d("bn", 0), "layer 'bn': num_features must be a positive int"),
     (lambda: S.BatchNorm2d("bn", 4, eps=0.0), "layer 'bn': eps must be > 0"),
+    (lambda: S.BatchNorm2d("bn", 4, over="pixel"), "layer 'bn': over must be 'channel' or 'feature'"),
     (lambda: S.LayerNorm("ln", "x"), "normalized_shape must be an int or a tuple of ints"),
     (lambda: S.LayerNorm("ln", ()), "normalized_shape must be non-empty and positive"),
     (lambda: S.Dropout("d", 1.0), "layer 'd': p must be in [0, 1)"),
@@ -159,6 +160,7 @@ SHAPE_ERRORS = [
     (S.BatchNorm2d("bn", 3), (2, 4, 5, 5), "layer 'bn': num_features=3 but the input has 4 channels"),
     (S.BatchNorm1d("bn", 3), (2, 3, 4, 5), "layer 'bn': expects input (N, C) or (N, C, L)"),
     (S.BatchNorm1d("bn", 3), (1, 3), "training-mode batch norm needs more than one value per channel"),
+    (S.BatchNorm2d("bn", 3, over="feature"), (1, 3, 4, 4), "needs more than one value per feature"),
     (S.LayerNorm("ln", (4,)), (2, 5), "normalized_shape=(4,) must equal the trailing axes"),
     (S.ReLU("r"), (2, 0), "input shape (2, 0) has a non-positive size"),
     (S.ReLU("r"), 7, "input shape must be a tuple of ints"),
@@ -231,3 +233,11 @@ def test_spec_import_is_light() -> None:
     code = "import harness, harness.spec, sys; print('torch' in sys.modules, 'jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_feature_batch_norm_has_per_feature_parameters() -> None:
+    bn = S.BatchNorm2d("bn", 3, over="feature")
+    assert {k: v.shape for k, v in bn.local_params((5, 3, 4, 2)).items()} == {
+        "weight": (3, 4, 2), "bias": (3, 4, 2), "running_mean": (3, 4, 2), "running_var": (3, 4, 2)}
+    assert bn.reduce_axes((5, 3, 4, 2)) == (0,)
+    assert S.BatchNorm2d("bn", 3).reduce_axes((5, 3, 4, 2)) == (0, 2, 3)

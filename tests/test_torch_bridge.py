@@ -18,6 +18,7 @@ def mixed_net() -> S.Sequential:
     return S.Sequential([
         S.Conv2d("conv1", 3, 8, 3, padding=((0, 1), (2, 0))),
         S.BatchNorm2d("bn1", 8),
+        S.BatchNorm2d("bnf2", 8, over="feature"),
         S.LeakyReLU("act", 0.2),
         S.Residual(
             "res",
@@ -33,6 +34,7 @@ def mixed_net() -> S.Sequential:
         S.Dropout("drop", 0.3),
         S.Linear("fc", 16, 6),
         S.BatchNorm1d("bn2", 6, training=False),
+        S.BatchNorm1d("bnf", 6, over="feature"),
         S.Sigmoid("sig"),
         S.Softmax("soft", 1),
     ])

@@ -216,6 +216,12 @@ class WrappedLayer:
             return (1,)  # its parameters (none, or LayerNorm's) do not depend on the input
         raise AdapterError(f"layer '{self.name}': call forward once before reading its parameters (their shape depends on the input)")
 
+    def note_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Record the canonical input shape when the layer ran inside the user's own network
+        code rather than through :meth:`forward` (batch size for ``grad_scale``, lazy params)."""
+        self._x_shape = tuple(shape)
+        self._forwarded = True
+
     # -- forward / backward in canonical terms
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Canonical input (batch first, NCHW) -> canonical float64 output."""

@@ -261,6 +261,9 @@ class WrappedNetwork:
             raise AdapterError(f"forward: cannot chain the layers: no user layer for {self.missing}; map them in "
                                f"wrap_network's layers, or pass the network's own forward= and backward=")
         x = np.asarray(x, dtype=np.float64)
+        if self.input_shape is not None and x.shape[1:] != self.input_shape[1:]:  # the features' (C, H, W) came from it
+            raise AdapterError(f"forward: input shape {x.shape} differs from input_shape={self.input_shape} given to "
+                               f"wrap_network (only the batch size may change)")
         expected = self.spec.output_shape(x.shape)
         self._mode, self._x_shape, self._outputs, self._output_grads = None, x.shape, {}, {}
         if mode == "chain":
@@ -278,7 +281,7 @@ class WrappedNetwork:
             # shape-dependent conversions (grad_scale="batch", lazy parameters) read
             shapes = layer_shapes(self.spec, x.shape)
             for path, w in self.layers.items():
-                w._x_shape = shapes[path][0]
+                w.note_input_shape(shapes[path][0])
         self._mode, self._y_shape = mode, y.shape
         return y
 
