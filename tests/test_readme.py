@@ -16,3 +16,6 @@ def test_readme_python_blocks_run() -> None:
         exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own README
     assert namespace["spec"].output_shape((2, 3, 32, 32)) == (2, 10)
     assert set(namespace["module"].state_dict()) == set(namespace["params"])
+    # the detection line the README shows is what the code prints
+    shown = str(namespace["tg"].detect_layout(namespace["Dense"](4, 3), namespace["tg"].Linear("fc", 4, 3)))
+    assert shown in README.read_text()
