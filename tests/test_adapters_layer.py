@@ -331,3 +331,56 @@ def test_error_function_pair_contracts() -> None:
     short.forward(X)
     with pytest.raises(AdapterError, match=r"backward must return \(dx, dweight, dbias\), got 2 values"):
         short.backward(np.ones((2, 4, 5, 5)))
+
+
+def test_error_remaining_paths() -> None:
+    class NoneOut(DictLinear):
+        def forward(self, x):
+            return None
+
+    with pytest.raises(AdapterError, match="layer 'fc': forward output is None"):
+        _fc(NoneOut(5, 3)).forward(np.ones((2, 5)))
+    fc = _fc(DictLinear(5, 3), grads={"weight": "grads['dw']"})
+    fc.forward(np.ones((2, 5)))
+    fc.backward(np.ones((2, 3)))
+    with pytest.raises(AdapterError, match=r"gradient of 'weight' declared at grads\['dw'\] is missing after backward"):
+        fc.param_grads()
+    drop = S.Dropout("d", 0.5)
+    with pytest.raises(AdapterError, match="layer 'd': Dropout needs its input shape to list its parameters"):
+        wrap_layer(DictLinear(5, 3), drop)
+    spec = S.Linear("fc", 4, 2)
+    pair = wrap_functions(lambda x, w, b: (x @ w.T + b, (x, w)), lambda d, c: (d @ c[1], None, d.sum(0)), spec,
+                          (np.ones((2, 4)), np.zeros(2)))
+    pair.forward(np.ones((3, 4)))
+    pair.backward(np.ones((3, 2)))
+    with pytest.raises(AdapterError, match="layer 'fc': no gradient for parameter 'weight' after backward"):
+        pair.param_grads()
+
+
+def test_torch_and_jax_parameters_are_written_and_restored() -> None:
+    torch = pytest.importorskip("torch")
+    jnp = pytest.importorskip("jax.numpy")
+
+    class TorchDense:
+        def __init__(self):
+            self.W = torch.nn.Parameter(torch.randn(3, 5, dtype=torch.float32))  # (out, in)
+            self.b = jnp.zeros(3, dtype=jnp.float32)  # an immutable jax array
+
+        def forward(self, x):
+            return x @ self.W.detach().numpy().T + np.asarray(self.b)
+
+        def backward(self, dy):
+            return dy @ self.W.detach().numpy()
+
+    user = TorchDense()
+    fc = wrap_layer(user, S.Linear("fc", 5, 3))
+    w_obj, b_obj = user.W, user.b
+    before = (fingerprint(user.W), fingerprint(user.b))
+    with fc.preserved():
+        fc.set_params({"weight": np.zeros((3, 5)), "bias": np.ones(3)})
+        assert user.W is w_obj and float(user.W.abs().sum()) == 0.0  # torch: written in place
+        assert user.b is not b_obj and float(user.b.sum()) == 3.0  # jax: replaced, same dtype
+        assert user.b.dtype == jnp.float32
+    assert user.W is w_obj and user.b is b_obj
+    assert (fingerprint(user.W), fingerprint(user.b)) == before
+    assert fc.dtype == np.float32
