@@ -416,7 +416,7 @@ class NoParamsLayer:
 def _net_errors(spec):
     user = make_net()
     full = dict(zip(NAMES, user.layers))
-    fwd, bwd = user.forward, user.backward
+    fwd = user.forward
     return [
         (dict(full, conv_1=Conv(3, 4, 3, 1)), {}, r"'conv_1' is not a layer of the spec \(did you mean 'conv1'\?\); its layers are \[conv1,"),
         ({"fc2": user.layers[6], "conv1": user.layers[0]}, {}, r"not in forward order: 'conv1' comes after 'fc2'"),

@@ -329,7 +329,7 @@ def test_bad_source_type():
 
 def test_layout_converts_a_tensorflow_style_file(tmp_path) -> None:
     """HWIO kernels, (in, out) dense weights and an HWC flatten: one Layout converts them all."""
-    from harness.adapters.layouts import Layout, param_to_user, spec_converter  # noqa: F401
+    from harness.adapters.layouts import Layout, param_to_user
     from harness.spec import Conv2d, Flatten, Linear, ReLU, Sequential, init_params, walk
 
     spec = Sequential([Conv2d("conv1", 2, 4, 3), ReLU("r"), Flatten("flat"), ReLU("r2"), Linear("fc", 4 * 3 * 3, 5)])

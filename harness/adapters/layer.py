@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -339,23 +340,31 @@ class WrappedLayer:
             else:
                 self._put_user(local, from_float64(user, kind))
 
-    @contextmanager
-    def preserved(self) -> Iterator[None]:
+    def preserved(self) -> ContextManager[None]:
         """Parameters are restored bit for bit on exit, even when user code raises; the
         restoration is verified by fingerprint."""
-        saved = {}
-        for local in self._param_names():
-            obj = self._get_user(local)
-            saved[local] = (obj, _copy(obj), fingerprint(obj))
-        try:
-            yield
-        finally:
-            for local, (obj, copy, fp) in saved.items():
-                if is_mutable(obj):
-                    _restore_into(obj, copy)
-                self._put_user(local, obj)
-                if fingerprint(self._get_user(local)) != fp:  # pragma: no cover - a harness bug
-                    raise AdapterError(f"layer '{self.name}': could not restore parameter '{local}' bit for bit")
+        places = {k: (partial(self._get_user, k), partial(self._put_user, k)) for k in self._param_names()}
+        return preserving(places, f"layer '{self.name}'")
+
+
+@contextmanager
+def preserving(places: Mapping[str, tuple[Callable[[], Any], Callable[[Any], None]]], owner: str) -> Iterator[None]:
+    """Save every array at ``places`` ({name: (get, set)}); on exit, even on an exception,
+    write the saved values back into the original objects, put those objects back where
+    they were (the user's code may have replaced them), and verify every fingerprint."""
+    saved = {}
+    for name, (get, _) in places.items():
+        obj = get()
+        saved[name] = (obj, _copy(obj), fingerprint(obj))
+    try:
+        yield
+    finally:
+        for name, (obj, copy, fp) in saved.items():
+            if is_mutable(obj):
+                _restore_into(obj, copy)
+            places[name][1](obj)
+            if fingerprint(places[name][0]()) != fp:  # pragma: no cover - a harness bug
+                raise AdapterError(f"{owner}: could not restore parameter '{name}' bit for bit")
 
 
 def _copy(obj: Any) -> Any:
@@ -704,4 +713,4 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
                          layout=layout, name=name)
 
 
-__all__ = ["OPTIONS", "AdapterError", "FunctionLayer", "ObjectLayer", "Ref", "WrappedLayer", "wrap_functions", "wrap_layer"]
+__all__ = ["OPTIONS", "preserving", "AdapterError", "FunctionLayer", "ObjectLayer", "Ref", "WrappedLayer", "wrap_functions", "wrap_layer"]

@@ -31,14 +31,15 @@ from __future__ import annotations
 
 import difflib
 from contextlib import ExitStack, contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from functools import partial
+from typing import Any, Callable, ContextManager, Iterator, Mapping
 
 import numpy as np
 
 from ..spec import (BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Layer, Linear, Loss, ParamInfo, Residual,
                     join_path, layer_shapes, named_params, walk)
-from .arrays import fingerprint, from_float64, is_mutable, to_float64, write_into
-from .layer import AdapterError, Ref, WrappedLayer, _copy, _restore_into, wrap_layer
+from .arrays import from_float64, is_mutable, to_float64, write_into
+from .layer import AdapterError, Ref, WrappedLayer, preserving, wrap_layer
 from .layouts import CANONICAL, Layout, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
 
 Shape = tuple[int, ...]
@@ -469,19 +470,10 @@ class LossModel:
             else:
                 ref.set(self.model, from_float64(user, kind, what))
 
-    @contextmanager
-    def preserved(self) -> Iterator[None]:
+    def preserved(self) -> ContextManager[None]:
         """The model's parameters restored bit for bit on exit, even when user code raises."""
-        saved = {n: (r.get(self.model), _copy(r.get(self.model)), fingerprint(r.get(self.model))) for n, r in self.params.items()}
-        try:
-            yield
-        finally:
-            for name, (obj, copy, fp) in saved.items():
-                if is_mutable(obj):
-                    _restore_into(obj, copy)
-                self.params[name].set(self.model, obj)
-                if fingerprint(self.params[name].get(self.model)) != fp:  # pragma: no cover - a harness bug
-                    raise AdapterError(f"could not restore parameter '{name}' bit for bit")
+        places = {n: (partial(r.get, self.model), partial(r.set, self.model)) for n, r in self.params.items()}
+        return preserving(places, "loss model")
 
     def _x_user(self, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(data_to_user(np.asarray(x, dtype=np.float64), self.layout)).astype(self.dtype)
