@@ -122,3 +122,47 @@ def test_flattened_inputs_finds_linears_fed_by_a_4d_flatten() -> None:
         S.ReLU("r"), S.Linear("fc2", 4, 2), S.Flatten("f2"), S.Linear("fc3", 2, 2),
     ])
     assert flattened_inputs(spec, (2, 2, 5, 5)) == {"fc1": (3, 3, 3)}
+
+
+def test_hwc_flatten_through_batch_norm_into_a_square_linear_means_the_same_network() -> None:
+    """Not just round trips: user-layout numpy code fed converted parameters computes the
+    reference's function (features in H, W, C order through a BatchNorm1d and a square
+    Linear, whose output — unlike its input — is not a flattened map)."""
+    from harness.adapters.layer import wrap_layer
+    from harness.adapters.layouts import feature_orders, spec_converter
+    from reference_models import build
+
+    c, h, w, n = 2, 3, 2, 6
+    d = c * h * w
+    spec = S.Sequential([S.Flatten("flat"), S.BatchNorm1d("bn", d), S.Linear("fc", d, d)])
+    shape = (n, c, h, w)
+    assert feature_orders(spec, shape) == ({"bn": (c, h, w), "fc": (c, h, w)}, None)
+    params = S.init_params(spec, shape, seed=1)
+    layout = Layout(data="NHWC", linear="in_out", flatten="HWC")
+    layers = dict(S.walk(spec))
+    user = {k: param_to_user(layers[k.split(".")[0]], k.split(".")[1], v, layout,
+                             v.shape[::-1] if k == "fc.weight" else v.shape, (c, h, w)) for k, v in params.items()}
+    assert not np.array_equal(user["bn.weight"], params["bn.weight"])  # per-feature params reordered
+    np.testing.assert_array_equal(user["fc.bias"], params["fc.bias"])  # the output side is not
+    convert = spec_converter(spec, shape, layout)
+    assert all(np.array_equal(convert(k, v), params[k]) for k, v in user.items())
+
+    x = np.random.default_rng(2).normal(size=shape)
+    u = data_to_user(x, layout).reshape(n, -1)  # what flattening NHWC data gives
+    z = (u - u.mean(0)) / np.sqrt(u.var(0) + 1e-5) * user["bn.weight"] + user["bn.bias"]
+    out = z @ user["fc.weight"] + user["fc.bias"]
+    ref = build("torch", spec).forward(params, x)
+    np.testing.assert_allclose(out, ref.output, rtol=1e-12, atol=1e-12)
+
+    class Dense:  # the square Linear alone, wrapped, fed the HWC-ordered features
+        W, b = user["fc.weight"], user["fc.bias"]
+
+        def forward(self, v):
+            return v @ self.W + self.b
+
+        def backward(self, dy):
+            raise NotImplementedError
+
+    fc = wrap_layer(Dense(), layers["fc"], layout=layout)
+    fc.features_in = (c, h, w)
+    np.testing.assert_allclose(fc.forward(ref.inputs["fc"]), ref.outputs["fc"], rtol=1e-12, atol=1e-12)

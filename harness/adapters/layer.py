@@ -268,11 +268,12 @@ class WrappedLayer:
 
     def _output_features(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...] | None) -> tuple[int, int, int] | None:
         from ..spec import Flatten
+        from .layouts import FEATURE_WISE
 
         if isinstance(self.spec, Flatten) and len(x_shape) == 4:
             return tuple(x_shape[1:])  # type: ignore[return-value]
-        if y_shape is not None and len(x_shape) == 2 and tuple(y_shape) == tuple(x_shape):
-            return self.features_in  # ReLU, dropout ... keep the feature order
+        if isinstance(self.spec, FEATURE_WISE) and len(x_shape) == 2:
+            return self.features_in  # ReLU, dropout, batch norm ... keep the feature order
         return None
 
     def _to_canonical_data(self, value: Any, what: str, features: tuple[int, int, int] | None = None) -> np.ndarray:

@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Conv2d, Layer, Linear, SpecError
+from ..spec import (ELU, GELU, BatchNorm1d, Conv2d, Dropout, Flatten, Layer, LayerNorm, LeakyReLU, Linear, ReLU,
+                    Sigmoid, Softmax, SpecError, Tanh, layer_shapes, named_params, walk)
+
+# Layers that act on a feature vector feature by feature (or symmetrically in them): an
+# HWC-ordered vector stays HWC-ordered through them; their per-feature parameters follow it.
+FEATURE_WISE = (ReLU, LeakyReLU, ELU, Sigmoid, Tanh, GELU, Softmax, Dropout, BatchNorm1d, LayerNorm)
 
 # the orders real code uses first, so hints name the likely one first
 _COMMON = ("OIHW", "HWIO", "OHWI", "IOHW", "HWOI", "IHWO")
@@ -126,25 +131,37 @@ def _kernel_perm(layout: Layout) -> list[int]:
     return [layout.kernel.index(c) for c in "OIHW"]  # user axes -> canonical axes
 
 
+def _hwc_features(layer: Layer, local: str, features_from: tuple[int, int, int] | None, layout: Layout,
+                  value: np.ndarray) -> np.ndarray | None:
+    """The HWC feature order if this parameter's last axis is a flattened (C, H, W) feature
+    axis under an HWC flatten: a Linear's weight columns, or the per-feature parameters of a
+    feature-wise layer (batch norm, layer norm, a dropout mask). A Linear's bias is not."""
+    if features_from is None or layout.flatten != "HWC" or value.ndim == 0:
+        return None
+    if isinstance(layer, Linear) and local != "weight":
+        return None
+    if not isinstance(layer, (Linear, *FEATURE_WISE)) or value.shape[-1] != int(np.prod(features_from)):
+        return None
+    return _feature_order(features_from)
+
+
 def param_from_user(layer: Layer, local: str, value: np.ndarray, layout: Layout,
                     expected: tuple[int, ...], features_from: tuple[int, int, int] | None = None) -> np.ndarray:
     """A parameter in the user's layout -> canonical ``expected`` shape.
 
     Conv weights are transposed from ``layout.kernel`` (and un-flipped); Linear weights
-    transposed if ``in_out`` and, after an HWC flatten, their input columns reordered;
-    anything else whose size matches (a bias stored as ``(1, C, 1, 1)`` or ``(C, 1)``) is
-    reshaped. Raises :class:`LayoutError` with a hint when the shape cannot fit.
+    transposed if ``in_out``; after an HWC flatten from ``features_from`` = (C, H, W), the
+    feature axis of a Linear's weight and of feature-wise layers' parameters is reordered;
+    anything else whose squeezed shape matches (a bias stored as ``(1, C, 1, 1)`` or
+    ``(C, 1)``) is reshaped. Raises :class:`LayoutError` with a hint when it cannot fit.
     """
     v = value
     if isinstance(layer, Conv2d) and local == "weight" and v.ndim == 4:
         v = v.transpose(_kernel_perm(layout))
         if layout.flip:
             v = v[:, :, ::-1, ::-1]
-    elif isinstance(layer, Linear) and local == "weight" and v.ndim == 2:
-        if layout.linear == "in_out":
-            v = v.T
-        if features_from is not None and layout.flatten == "HWC" and v.shape == expected:
-            v = v[:, np.argsort(_feature_order(features_from))]
+    elif isinstance(layer, Linear) and local == "weight" and v.ndim == 2 and layout.linear == "in_out":
+        v = v.T
     if v.shape != tuple(expected):
         if v.size == int(np.prod(expected)) and _squeezed(v.shape) == _squeezed(expected):
             v = v.reshape(expected)  # singleton axes only: (1, C, 1, 1) bias and the like
@@ -154,6 +171,9 @@ def param_from_user(layer: Layer, local: str, value: np.ndarray, layout: Layout,
                 f"{layout}; expected {_user_shape(layer, local, expected, layout)} there"
                 f"{shape_hint(layer, local, tuple(value.shape), expected, layout)}"
             )
+    order = _hwc_features(layer, local, features_from, layout, v)
+    if order is not None:
+        v = v[..., np.argsort(order)]
     return np.ascontiguousarray(v)
 
 
@@ -162,15 +182,15 @@ def param_to_user(layer: Layer, local: str, value: np.ndarray, layout: Layout, u
     """A canonical parameter -> the user's layout and ``user_shape``; the exact inverse of
     :func:`param_from_user`."""
     v = value
+    order = _hwc_features(layer, local, features_from, layout, v)
+    if order is not None:
+        v = v[..., order]
     if isinstance(layer, Conv2d) and local == "weight" and len(user_shape) == 4:
         if layout.flip:
             v = v[:, :, ::-1, ::-1]
         v = v.transpose(["OIHW".index(c) for c in layout.kernel])
-    elif isinstance(layer, Linear) and local == "weight" and len(user_shape) == 2:
-        if features_from is not None and layout.flatten == "HWC":
-            v = v[:, _feature_order(features_from)]
-        if layout.linear == "in_out":
-            v = v.T
+    elif isinstance(layer, Linear) and local == "weight" and len(user_shape) == 2 and layout.linear == "in_out":
+        v = v.T
     if v.shape != tuple(user_shape):
         v = v.reshape(user_shape)
     return np.ascontiguousarray(v)
@@ -201,42 +221,45 @@ def shape_hint(layer: Layer, local: str, found: tuple[int, ...], expected: tuple
     return ""
 
 
-def flattened_inputs(spec: Layer, input_shape: tuple[int, ...]) -> dict[str, tuple[int, int, int]]:
-    """``{path of a Linear: (C, H, W)}`` for every Linear whose input features come from
-    flattening a 4-D activation (through feature-preserving layers such as ReLU or Dropout):
-    the layers whose weight columns an HWC flatten reorders."""
-    from ..spec import Flatten, layer_shapes, walk
-
+def feature_orders(spec: Layer, input_shape: tuple[int, ...]) -> tuple[dict[str, tuple[int, int, int]], tuple[int, int, int] | None]:
+    """Where flattened features flow: ``{leaf path: (C, H, W)}`` for every leaf whose 2-D
+    input is a feature vector flattened from a 4-D activation (the feature-wise layers it
+    passes through and the Linear that consumes it), and the (C, H, W) of the network's
+    output when that is such a vector itself. Under an HWC flatten these are the places
+    whose feature order (and per-feature parameters) differ from the canonical C, H, W."""
     shapes = layer_shapes(spec, input_shape)
     out: dict[str, tuple[int, int, int]] = {}
-    pending = None
+    pending: tuple[int, int, int] | None = None
     for path, layer in walk(spec):
         if layer.children():
             continue
-        x_shape, y_shape = shapes[path]
+        x_shape = shapes[path][0]
+        if pending is not None and len(x_shape) == 2:
+            out[path] = pending
         if isinstance(layer, Flatten):
-            pending = tuple(x_shape[1:]) if len(x_shape) == 4 else None
-        elif isinstance(layer, Linear):
-            if pending is not None:
-                out[path] = pending  # type: ignore[assignment]
+            pending = tuple(x_shape[1:]) if len(x_shape) == 4 else None  # type: ignore[assignment]
+        elif not isinstance(layer, FEATURE_WISE):
             pending = None
-        elif x_shape != y_shape:
-            pending = None
-    return out
+    return out, pending
+
+
+def flattened_inputs(spec: Layer, input_shape: tuple[int, ...]) -> dict[str, tuple[int, int, int]]:
+    """``{path of a Linear: (C, H, W)}``: the Linears fed by a flattened 4-D activation,
+    whose weight columns an HWC flatten reorders."""
+    layers = dict(walk(spec))
+    return {p: chw for p, chw in feature_orders(spec, input_shape)[0].items() if isinstance(layers[p], Linear)}
 
 
 def spec_converter(spec: Layer, input_shape: tuple[int, ...], layout: Layout):
     """``convert(canonical_name, user_array) -> canonical array`` for a whole network
     declared in one ``layout`` (what :func:`harness.load_weights` takes as ``layout=``)."""
-    from ..spec import named_params, walk
-
     layers = dict(walk(spec))
     expected = named_params(spec, input_shape)
-    flat = flattened_inputs(spec, input_shape)
+    features = feature_orders(spec, input_shape)[0]
 
     def convert(name: str, value: np.ndarray) -> np.ndarray:
         path, _, local = name.rpartition(".")
-        return param_from_user(layers[path], local, value, layout, expected[name].shape, flat.get(path))
+        return param_from_user(layers[path], local, value, layout, expected[name].shape, features.get(path))
 
     return convert
 
@@ -249,5 +272,5 @@ def convert_params_from_user(layer: Layer, values: dict[str, np.ndarray], layout
 
 __all__ = [
     "CANONICAL", "KERNEL_ORDERS", "Layout", "LayoutError", "convert_params_from_user", "data_from_user",
-    "data_to_user", "flattened_inputs", "param_from_user", "spec_converter", "param_to_user", "shape_hint", "user_data_shape",
+    "data_to_user", "FEATURE_WISE", "feature_orders", "flattened_inputs", "param_from_user", "spec_converter", "param_to_user", "shape_hint", "user_data_shape",
 ]

@@ -40,7 +40,7 @@ from ..spec import (BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Layer, L
                     join_path, layer_shapes, named_params, walk)
 from .arrays import from_float64, is_mutable, to_float64, write_into
 from .layer import AdapterError, Ref, WrappedLayer, preserving, wrap_layer
-from .layouts import CANONICAL, Layout, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
+from .layouts import CANONICAL, Layout, feature_orders, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
 
 Shape = tuple[int, ...]
 CHW = tuple[int, int, int]
@@ -57,26 +57,6 @@ def _close(name: str, valid: list[str]) -> str:
 def _listing(names: list[str], limit: int = 24) -> str:
     shown = ", ".join(names[:limit])
     return f"[{shown}{', ...' if len(names) > limit else ''}]"
-
-
-def _flattened_features(spec: Layer, shapes: Mapping[str, tuple[Shape, Shape]]) -> tuple[dict[str, CHW], CHW | None]:
-    """``{leaf path: (C, H, W)}`` for every leaf whose 2-D input was flattened from a 4-D
-    activation: the Linear it feeds and the feature-preserving layers in between (the same
-    rule as :func:`layouts.flattened_inputs`, which lists only the Linears); and the
-    (C, H, W) of the network's output if it is such a feature vector itself."""
-    out: dict[str, CHW] = {}
-    pending: CHW | None = None
-    for path, layer in walk(spec):
-        if layer.children():
-            continue
-        x_shape, y_shape = shapes[path]
-        if pending is not None and len(x_shape) == 2:
-            out[path] = pending
-        if isinstance(layer, Flatten):
-            pending = tuple(x_shape[1:]) if len(x_shape) == 4 else None  # type: ignore[assignment]
-        elif isinstance(layer, Linear) or x_shape != y_shape:
-            pending = None
-    return out, pending
 
 
 def _needs_input_shape(spec: Layer, layouts: list[Layout]) -> bool:
@@ -190,7 +170,7 @@ class WrappedNetwork:
         if shapes is None and _needs_input_shape(spec, used):
             raise AdapterError("wrap_network: a Layout(flatten='HWC') reorders the features after the Flatten by the "
                                "(C, H, W) it flattens; pass input_shape=(N, C, H, W) so they are known")
-        features, self._out_features = _flattened_features(spec, shapes) if shapes is not None else ({}, None)
+        features, self._out_features = feature_orders(spec, self.input_shape) if shapes is not None else ({}, None)
         for path, chw in features.items():
             if path in self.layers and self.layers[path].features_in is None:
                 self.layers[path].features_in = chw
@@ -407,7 +387,7 @@ class LossModel:
         if self.input_shape is None and _needs_input_shape(spec, [layout]):
             raise AdapterError("wrap_loss_model: a Layout(flatten='HWC') reorders the first fully connected layer's "
                                "weight rows by the (C, H, W) it flattens; pass input_shape=(N, C, H, W)")
-        self._flat = _flattened_features(spec, layer_shapes(spec, self.input_shape))[0] if self.input_shape else {}
+        self._flat = feature_orders(spec, self.input_shape)[0] if self.input_shape else {}
         valid = list(self._table)
         if params is None:
             params = {}
