@@ -45,6 +45,9 @@ class Detection:
 
     def __str__(self) -> str:
         tried = f"{len(self.candidates)} candidate layouts tried"
+        if self.error == np.inf:
+            return (f"layer '{self.layer}': the code ran under none of the {len(self.candidates)} candidate layouts; "
+                    f"first failure: {self.candidates[0].reason}")
         if self.matched:
             others = [c for c in self.candidates[1:] if c.error <= self.tol]
             also = f"; {len(others)} other(s) match too, e.g. {others[0].layout}" if others else ""

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..spec import Layer, SpecError
 from .arrays import fingerprint, from_float64, is_mutable, to_float64, write_into
-from .layouts import CANONICAL, Layout, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
+from .layouts import CANONICAL, Layout, _squeezed, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
 
 
 class AdapterError(SpecError):
@@ -101,7 +101,11 @@ def _candidates(local: str) -> list[str]:
 
 
 def _grad_candidates(param_path: str) -> list[str]:
-    last = Ref(param_path).steps[-1][1]
+    steps = Ref(param_path).steps
+    last = steps[-1][1]
+    if isinstance(last, int):  # params in a list ("weights[0]"): gradients in a parallel list
+        owner = steps[-2][1] if len(steps) > 1 else ""
+        return [f"{c}[{last}]" for c in (f"d{owner}", f"grad_{owner}", f"{owner}_grad", *_GRAD_CONTAINERS[1:])]
     names = [f"d{last}", f"grad_{last}", f"{last}_grad", f"d_{last}"]
     out = [f"{c}[{n!r}]" if c else n for n in names for c in _GRAD_CONTAINERS]
     out += [f"{c}[{last!r}]" for c in _GRAD_CONTAINERS if c]
@@ -125,6 +129,7 @@ class WrappedLayer:
         self.layout = layout
         self.name = name or (spec.name if spec is not None else "layer")
         self.input_mutated = False  # set when the user's forward writes into its input
+        self.grad_mutated = False  # set when the user's backward writes into its upstream gradient
         # (C, H, W) a 2-D input was flattened from: under an HWC flatten its features (and a
         # Linear's weight columns) are in H, W, C order; set by the network wrapper
         self.features_in: tuple[int, int, int] | None = None
@@ -222,6 +227,7 @@ class WrappedLayer:
         code rather than through :meth:`forward` (batch size for ``grad_scale``, lazy params)."""
         self._x_shape = tuple(shape)
         self._forwarded = True
+        self._external = True  # the user's network ran it: per-call gradient caches are stale
 
     # -- forward / backward in canonical terms
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -255,7 +261,10 @@ class WrappedLayer:
         if dy.shape != self._y_shape:
             raise AdapterError(f"layer '{self.name}': upstream gradient shape {dy.shape} differs from the output shape {self._y_shape}")
         dy_user = np.ascontiguousarray(data_to_user(dy, self.layout, self._features_out)).astype(self.dtype)
+        guard = dy_user.copy()
         dx = self._call_backward(dy_user)
+        if not _same_bits(dy_user, guard):
+            self.grad_mutated = True
         if dx is None:
             raise AdapterError(f"layer '{self.name}': backward returned None; it must return the input gradient dx")
         dx64 = self._to_canonical_data(dx, "backward's input gradient", self.features_in)
@@ -306,9 +315,11 @@ class WrappedLayer:
                 raise AdapterError(f"layer '{self.name}': no gradient for parameter '{local}' after backward")
             v, _ = to_float64(g, f"layer '{self.name}' gradient of '{local}'")
             p_shape = tuple(np.shape(self._get_user(local)))
-            if v.shape != p_shape and v.size != int(np.prod(p_shape)):
+            if v.shape != p_shape and _squeezed(v.shape) != _squeezed(p_shape):
+                # equal sizes are not enough: a transposed gradient reshaped would scramble
+                hint = "; looks transposed" if v.shape == p_shape[::-1] else ""
                 raise AdapterError(
-                    f"layer '{self.name}': gradient of '{local}' has shape {v.shape} but the parameter has {p_shape}"
+                    f"layer '{self.name}': gradient of '{local}' has shape {v.shape} but the parameter has {p_shape}{hint}"
                 )
             v = v.reshape(p_shape) * self._grad_factor()
             out[local] = self._from_user(local, v)
@@ -340,6 +351,15 @@ class WrappedLayer:
                 write_into(current, user, self._what(local))
             else:
                 self._put_user(local, from_float64(user, kind))
+            # a property that returns a fresh copy swallows writes: perturbations would then
+            # change nothing and the backward would be blamed for it
+            now = to_float64(self._get_user(local), self._what(local))[0]
+            if not np.array_equal(now, from_float64(user, kind) if kind.family == "list" else
+                                  to_float64(from_float64(user, kind), self._what(local))[0], equal_nan=True):
+                raise AdapterError(
+                    f"{self._what(local)}: writing it had no effect (likely cause: it is a computed property or "
+                    f"a copy; declare params= with where the array is stored)"
+                )
 
     def preserved(self) -> ContextManager[None]:
         """Parameters are restored bit for bit on exit, even when user code raises; the
@@ -361,17 +381,41 @@ def preserving(places: Mapping[str, tuple[Callable[[], Any], Callable[[Any], Non
         yield
     finally:
         for name, (obj, copy, fp) in saved.items():
-            if is_mutable(obj):
+            if isinstance(obj, list):
+                _restore_list(obj, copy)
+            elif is_mutable(obj):
                 _restore_into(obj, copy)
-            places[name][1](obj)
-            if fingerprint(places[name][0]()) != fp:  # pragma: no cover - a harness bug
+            get, put = places[name]
+            if get() is not obj:  # the user's code replaced it: put the original back
+                try:
+                    put(obj)
+                except (AttributeError, TypeError) as e:
+                    raise AdapterError(f"{owner}: parameter '{name}' was replaced and cannot be put back "
+                                       f"({type(e).__name__}: {e})") from None
+            if fingerprint(get()) != fp:
                 raise AdapterError(f"{owner}: could not restore parameter '{name}' bit for bit")
 
 
 def _copy(obj: Any) -> Any:
     if type(obj).__module__.startswith("torch"):
         return obj.detach().clone()
+    if isinstance(obj, list):  # nested lists: a shallow copy would share the inner lists
+        import copy
+
+        return copy.deepcopy(obj)
     return obj.copy() if hasattr(obj, "copy") else obj
+
+
+def _restore_list(obj: list, saved: list) -> None:
+    """Put the saved values back into the user's own (nested) list objects."""
+    if len(obj) != len(saved):
+        obj[:] = saved
+        return
+    for i, (a, b) in enumerate(zip(obj, saved)):
+        if isinstance(a, list) and isinstance(b, list):
+            _restore_list(a, b)
+        else:
+            obj[i] = b
 
 
 def _restore_into(obj: Any, copy: Any) -> None:
@@ -382,6 +426,15 @@ def _restore_into(obj: Any, copy: Any) -> None:
             obj.copy_(copy)
     else:
         obj[...] = copy
+
+
+def _is_array(value: Any) -> bool:
+    """An array the harness can read (not, say, a list of a layer's [W, b])."""
+    try:
+        to_float64(value, "candidate")
+        return True
+    except SpecError:
+        return False
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -458,7 +511,7 @@ class ObjectLayer(WrappedLayer):
                     raise AdapterError(f"layer '{self.name}': parameter '{local}' declared at {ref!r}, but {type(self.obj).__name__} has nothing there")
                 out[local] = ref
                 continue
-            found = [Ref(c) for c in _candidates(local) if Ref(c).exists(self.obj)]
+            found = [Ref(c) for c in _candidates(local) if Ref(c).exists(self.obj) and _is_array(Ref(c).get(self.obj))]
             if not found:
                 raise AdapterError(
                     f"layer '{self.name}': cannot find parameter '{local}' on {type(self.obj).__name__} "
@@ -506,6 +559,11 @@ class ObjectLayer(WrappedLayer):
         self.params[local].set(self.obj, value)
 
     def _get_grad(self, local: str) -> Any:
+        if (self.sgd or not self.batched) and getattr(self, "_external", False):
+            raise AdapterError(
+                f"layer '{self.name}': with sgd= or batched=False its gradients are recovered around its own "
+                "backward call, which the network's own backward made; check this layer chained, not end to end"
+            )
         if self.sgd:
             return self._sgd_grads.get(local)
         if not self.batched:
@@ -529,6 +587,7 @@ class ObjectLayer(WrappedLayer):
             raise AdapterError(f"layer '{self.name}': gradient of '{local}' declared at {ref!r} is missing after backward") from None
 
     def _call_forward(self, x: np.ndarray) -> Any:
+        self._external, self._sgd_grads, self._summed_grads = False, {}, {}
         if not self.batched:  # code written for one example at a time: loop, then stack
             self._x_user = x
             ys = [self._add_channel(self._forward_one(self._drop_channel(xi))) for xi in x]
@@ -558,8 +617,11 @@ class ObjectLayer(WrappedLayer):
                 for k in self._param_names():
                     if k in self._trainable():
                         g = self._read_grad(k)
-                        g = to_float64(g, f"layer '{self.name}' gradient of '{k}'")[0] if g is not None else None
-                        total[k] = g if k not in total or g is None else total[k] + g
+                        if g is None:
+                            raise AdapterError(f"layer '{self.name}': no gradient for parameter '{k}' after the "
+                                               f"backward of example {len(dxs) - 1}")
+                        g = to_float64(g, f"layer '{self.name}' gradient of '{k}'")[0]
+                        total[k] = g if k not in total else total[k] + g
             self._summed_grads = total
             return np.stack(dxs)
         if not self.sgd:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .arrays import ArrayError, to_float64
 from ..spec import Conv2d, Layer, Linear, Shape, SpecError, named_params, walk
 
 NameMapping = Union[Mapping[str, str], Sequence[tuple[str, str]], Callable[[str], Optional[str]], None]
@@ -255,10 +256,17 @@ def load_weights(
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 problems["unmatched (in the file, not in the spec)"].append(label + hint)
             continue
-        arr = _as_array(value)
-        if arr is None or not _dtype_ok(name, arr.dtype):
-            found = "not an array" if arr is None else f"dtype {arr.dtype}"
+        try:  # numpy, torch (even requires_grad or bfloat16), jax, lists ...
+            arr, kind = to_float64(value, f"weights entry {label}")
+        except ArrayError:
+            try:
+                found = f"dtype {np.asarray(value).dtype}"  # strings, objects ...
+            except Exception:  # ragged lists and the like
+                found = "not an array"
             problems["not floating point"].append(f"{label} ({found})")
+            continue
+        if not _dtype_ok(name, kind.dtype):
+            problems["not floating point"].append(f"{label} (dtype {kind.dtype})")
             continue
         if convert is not None:
             try:
@@ -286,13 +294,6 @@ def load_weights(
             msg += "; none of the names matched the spec: pass mapping= to rename them"
         raise WeightsError(f"{where} do not fit the spec: {msg}")
     return {n: out[n] for n in expected}
-
-
-def _as_array(value: Any) -> np.ndarray | None:
-    try:
-        return np.asarray(value)
-    except Exception:  # e.g. a ragged list or a tensor that needs .detach()
-        return None
 
 
 def _dtype_ok(name: str, dtype: np.dtype) -> bool:
