@@ -251,11 +251,11 @@ def test_errors_name_the_users_names(tmp_path):
 
 def test_kernel_axis_order_hint():
     hwio = PARAMS["conv1.weight"].transpose(2, 3, 1, 0)  # (3, 3, 1, 4)
-    with pytest.raises(WeightsError, match=r"'conv1\.weight' expected \(4, 1, 3, 3\), found \(3, 3, 1, 4\): "
-                       r"looks like a different axis order: declare the layout \(e\.g\. kernel='HWIO'\)"):
+    with pytest.raises(WeightsError, match=r"'conv1\.weight' expected \(4, 1, 3, 3\), found \(3, 3, 1, 4\); "
+                       r"looks like HWIO: pass Layout\(kernel='HWIO'\)"):
         load_weights(canonical(conv1__weight=hwio), SPEC, SHAPE)
     ihwo = PARAMS["conv1.weight"].transpose(1, 2, 3, 0)  # the hint names the order the sizes imply
-    with pytest.raises(WeightsError, match="kernel='IHWO'"):
+    with pytest.raises(WeightsError, match=r"looks like IHWO: pass Layout\(kernel='IHWO'\)"):
         load_weights(canonical(conv1__weight=ihwo), SPEC, SHAPE)
     # moving the size-1 in-channel axis keeps the data order: that is just a reshape
     ohwi = PARAMS["conv1.weight"].transpose(0, 2, 3, 1)
@@ -264,12 +264,12 @@ def test_kernel_axis_order_hint():
 
 def test_flattened_kernel_is_not_reshaped_silently():
     flat = PARAMS["conv1.weight"].reshape(4, 9)  # which of OIHW / OHWI ... was flattened is unknown
-    with pytest.raises(WeightsError, match=r"found \(4, 9\): same number of values in another shape: reshape it"):
+    with pytest.raises(WeightsError, match=r"found \(4, 9\); same number of values in another shape: reshape it"):
         load_weights(canonical(conv1__weight=flat), SPEC, SHAPE)
 
 
 def test_linear_transpose_hint():
-    with pytest.raises(WeightsError, match=r"'fc1\.weight' expected \(3, 144\), found \(144, 3\): looks transposed: declare linear='in_out'"):
+    with pytest.raises(WeightsError, match=r"'fc1\.weight' expected \(3, 144\), found \(144, 3\); looks transposed: pass Layout\(linear='in_out'\)"):
         load_weights(canonical(fc1__weight=PARAMS["fc1.weight"].T), SPEC, SHAPE)
 
 

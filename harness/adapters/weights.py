@@ -13,7 +13,6 @@ module passes a ``convert`` hook, applied before the shape check.
 from __future__ import annotations
 
 import difflib
-import itertools
 import os
 import re
 import zipfile
@@ -23,7 +22,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from .arrays import ArrayError, to_float64
-from ..spec import Conv2d, Layer, Linear, Shape, SpecError, named_params, walk
+from .layouts import CANONICAL, Layout, _squeezed, shape_hint
+from ..spec import Layer, Shape, SpecError, named_params, walk
 
 NameMapping = Union[Mapping[str, str], Sequence[tuple[str, str]], Callable[[str], Optional[str]], None]
 Converter = Callable[[str, np.ndarray], Any]
@@ -277,7 +277,8 @@ def load_weights(
         shape = expected[name].shape
         if arr.shape != shape:
             if _squeezed(arr.shape) != _squeezed(shape):
-                hint = _shape_hint(arr.shape, shape, layers.get(name.rpartition(".")[0]))
+                hint = _shape_hint(arr.shape, shape, layers.get(name.rpartition(".")[0]), name.rpartition(".")[2],
+                                   layout if layout is not None else CANONICAL)
                 problems["mis-shaped"].append(f"{label} expected {shape}, found {arr.shape}{hint}")
                 continue
             arr = arr.reshape(shape)  # a (1, C, 1, 1) or (C, 1) bias: same numbers, other layout
@@ -303,29 +304,16 @@ def _dtype_ok(name: str, dtype: np.dtype) -> bool:
     return name.endswith(".mask") and (dtype == np.bool_ or np.issubdtype(dtype, np.integer))
 
 
-def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(s for s in shape if s != 1)
-
-
-def _shape_hint(found: tuple[int, ...], expected: tuple[int, ...], layer: Layer | None) -> str:
-    """The likely cause when the found shape holds as many values as the expected one."""
-    if len(found) != len(expected) or sorted(found) != sorted(expected):
+def _shape_hint(found: tuple[int, ...], expected: tuple[int, ...], layer: Layer | None, local: str,
+                layout: Layout) -> str:
+    """The likely cause, for a parameter whose shape does not fit even up to size-1 axes."""
+    hint = shape_hint(layer, local, found, expected, layout) if layer is not None else ""
+    if hint:
+        return hint
+    if np.prod(found, dtype=np.int64) == np.prod(expected, dtype=np.int64):
         # reshaping beyond size-1 axes could silently scramble values, so it is not done
-        same_size = np.prod(found, dtype=np.int64) == np.prod(expected, dtype=np.int64)
-        return ": same number of values in another shape: reshape it (or pass convert=)" if same_size else ""
-    if isinstance(layer, Linear):
-        return ": looks transposed: declare linear='in_out'"
-    example = ""
-    if isinstance(layer, Conv2d):
-        # name the order when the sizes pin it down (H before W: nobody stores W first)
-        orders = {
-            "".join("OIHW"[i] for i in perm)
-            for perm in itertools.permutations(range(4))
-            if tuple(expected[i] for i in perm) == found
-        }
-        orders = {o for o in orders if o.index("H") < o.index("W")}
-        example = f" (e.g. kernel='{orders.pop() if len(orders) == 1 else 'HWIO'}')"
-    return f": looks like a different axis order: declare the layout{example}"
+        return "; same number of values in another shape: reshape it (or pass convert=)"
+    return ""
 
 
 __all__ = ["WeightsError", "load_weights", "map_names", "read_weight_file"]
