@@ -166,3 +166,23 @@ def test_hwc_flatten_through_batch_norm_into_a_square_linear_means_the_same_netw
     fc = wrap_layer(Dense(), layers["fc"], layout=layout)
     fc.features_in = (c, h, w)
     np.testing.assert_allclose(fc.forward(ref.inputs["fc"]), ref.outputs["fc"], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("data", ["NCHW", "NHWC"])
+def test_batch_norm_over_flattened_features_with_flat_parameters(data: str) -> None:
+    """Code that batch-normalises flattened conv maps keeps gamma as (C*H*W,) in its own
+    data order; the spec's over='feature' parameters are (C, H, W)."""
+    from reference_models import build
+
+    bn = S.BatchNorm2d("bn", 2, over="feature")
+    shape = (8, 2, 3, 4)
+    params = S.init_params(S.Sequential([bn]), shape, seed=3)
+    layout = Layout(data=data)
+    user = {k.split(".")[1]: param_to_user(bn, k.split(".")[1], v, layout, (24,)) for k, v in params.items()}
+    for k, v in user.items():
+        np.testing.assert_array_equal(param_from_user(bn, k, v, layout, (2, 3, 4)), params[f"bn.{k}"])
+    x = np.random.default_rng(4).normal(size=shape)
+    u = data_to_user(x, layout).reshape(8, -1)  # the user's flattened features
+    y = (u - u.mean(0)) / np.sqrt(u.var(0) + 1e-5) * user["weight"] + user["bias"]
+    ref = build("torch", S.Sequential([bn])).forward(params, x).output
+    np.testing.assert_allclose(data_from_user(y.reshape(data_to_user(x, layout).shape), layout), ref, rtol=1e-12, atol=1e-12)

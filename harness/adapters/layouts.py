@@ -162,6 +162,11 @@ def param_from_user(layer: Layer, local: str, value: np.ndarray, layout: Layout,
             v = v[:, :, ::-1, ::-1]
     elif isinstance(layer, Linear) and local == "weight" and v.ndim == 2 and layout.linear == "in_out":
         v = v.T
+    elif _flat_feature_param(layer, v, expected):
+        # batch norm over flattened features, its parameters stored flat in the user's data
+        # order: C, H, W for NCHW code, H, W, C for NHWC code
+        c, h, w = expected
+        v = v.reshape(c, h, w) if layout.data == "NCHW" else v.reshape(h, w, c).transpose(2, 0, 1)
     if v.shape != tuple(expected):
         if v.size == int(np.prod(expected)) and _squeezed(v.shape) == _squeezed(expected):
             v = v.reshape(expected)  # singleton axes only: (1, C, 1, 1) bias and the like
@@ -191,9 +196,19 @@ def param_to_user(layer: Layer, local: str, value: np.ndarray, layout: Layout, u
         v = v.transpose(["OIHW".index(c) for c in layout.kernel])
     elif isinstance(layer, Linear) and local == "weight" and len(user_shape) == 2 and layout.linear == "in_out":
         v = v.T
+    elif len(user_shape) == 1 and _flat_feature_param(layer, np.empty(user_shape), v.shape):
+        v = v if layout.data == "NCHW" else v.transpose(1, 2, 0)
     if v.shape != tuple(user_shape):
         v = v.reshape(user_shape)
     return np.ascontiguousarray(v)
+
+
+def _flat_feature_param(layer: Layer, value: np.ndarray, expected: tuple[int, ...]) -> bool:
+    """A per-feature batch-norm parameter (``over="feature"``, canonical (C, H, W)) stored flat."""
+    from ..spec import BatchNorm2d
+
+    return (isinstance(layer, BatchNorm2d) and layer.over == "feature" and value.ndim == 1
+            and len(expected) == 3 and value.size == int(np.prod(expected)))
 
 
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
