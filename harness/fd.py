@@ -1,0 +1,131 @@
+"""Finite-difference probes of a scalar function: the third witness.
+
+The harness probes phi(t) = <f(x + t d), g>, a scalar function of one variable along a
+direction ``d`` (a random direction over a whole tensor, or one coordinate), and compares
+phi'(0) with the backward's ``<grad, d>``. Central differences at two steps are combined by
+Richardson extrapolation::
+
+    D(h) = (phi(h) - phi(-h)) / 2h                       error O(h^2)
+    R    = (4 D(h/2) - D(h)) / 3                         error O(h^4)
+
+and ``|D(h/2) - D(h)|`` estimates the error left, so a probe reports how far it can be
+trusted. Steps scale with the size of the perturbed values and the dtype of the code
+under test (``STEP`` below). A probe that crosses a kink — the reference's activation
+pattern (ReLU mask, max-pool argmax) differs between the points it evaluates — is flagged
+so the caller discards it and draws another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable
+
+import numpy as np
+
+# Relative step per dtype: roughly eps**(1/3) (the optimum for a plain central difference),
+# which Richardson extrapolation then makes accurate to ~eps**(2/3).
+STEP = {np.dtype(np.float64): 1e-4, np.dtype(np.float32): 3e-2, np.dtype(np.float16): 1e-1}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One finite-difference estimate of the directional derivative phi'(0).
+
+    ``value``: the Richardson-extrapolated estimate; ``error``: |D(h/2) - D(h)|, an estimate
+    of the error left (0 for a function the rule differentiates exactly); ``h``: the larger
+    step used; ``kink``: the activation pattern changed between the probe points (the
+    estimate is then meaningless and must be discarded); ``evals``: calls made.
+    """
+
+    value: float
+    error: float
+    h: float
+    kink: bool = False
+    evals: int = 4
+
+
+def step_for(x: np.ndarray, d: np.ndarray, dtype: Any = np.float64) -> float:
+    """A step for perturbing ``x`` along ``d``: no element moves by more than the dtype's
+    relative step times the scale of ``x`` (its rms, at least 1e-2 so tiny tensors still
+    move) — the same for a random direction and for a single coordinate."""
+    rel = STEP.get(np.dtype(dtype), STEP[np.dtype(np.float32)])
+    x_scale = max(float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0, 1e-2)
+    d_max = float(np.abs(d).max()) if d.size else 1.0
+    return rel * x_scale / max(d_max, 1e-300)
+
+
+def directional(phi: Callable[[float], float], h: float, *,
+                pattern: Callable[[float], Hashable] | None = None) -> Probe:
+    """Richardson-extrapolated central difference of ``phi`` at 0 with step ``h``.
+
+    ``pattern(t)``, if given, returns something comparable (e.g. the bytes of a ReLU mask)
+    describing which piece of a piecewise function is active at ``t``; if it differs
+    between any of the points used and 0, the probe is marked as crossing a kink.
+    """
+    ts = (h, -h, h / 2, -h / 2)
+    vals = [float(phi(t)) for t in ts]
+    d1 = (vals[0] - vals[1]) / (2 * h)
+    d2 = (vals[2] - vals[3]) / h
+    kink = False
+    if pattern is not None:
+        base = pattern(0.0)
+        kink = any(pattern(t) != base for t in ts)
+    return Probe(value=(4 * d2 - d1) / 3, error=abs(d2 - d1), h=h, kink=kink, evals=4)
+
+
+def along(f: Callable[[np.ndarray], float], x: np.ndarray, d: np.ndarray, *, dtype: Any = np.float64,
+          h: float | None = None, pattern: Callable[[np.ndarray], Hashable] | None = None) -> Probe:
+    """:func:`directional` of ``t -> f(x + t d)`` with a step from :func:`step_for`.
+
+    ``f`` takes an array shaped like ``x`` and returns a scalar; ``pattern`` takes the same
+    array. Neither ``x`` nor ``d`` is modified.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    d = np.asarray(d, dtype=np.float64)
+    if x.shape != d.shape:
+        raise ValueError(f"direction shape {d.shape} differs from the point's {x.shape}")
+    step = step_for(x, d, dtype) if h is None else h
+    pat = (lambda t: pattern(x + t * d)) if pattern is not None else None
+    return directional(lambda t: f(x + t * d), step, pattern=pat)
+
+
+def random_direction(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A unit-rms Gaussian direction: every element moves, so no element's gradient hides."""
+    d = rng.standard_normal(shape)
+    rms = float(np.sqrt(np.mean(np.square(d)))) if d.size else 1.0
+    return d / rms if rms > 0 else d
+
+
+def stratified_coordinates(shape: tuple[int, ...], count: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """``count`` distinct coordinates of a tensor of ``shape`` spread over it: every index of
+    the leading axis (output channels) and of each trailing spatial axis (kernel rows and
+    columns, hence borders) appears before any repeats, then the rest at random.
+
+    For a conv weight ``(O, I, kh, kw)`` this covers every output channel and every kernel
+    position with a handful of probes; for small tensors it returns every coordinate.
+    """
+    total = int(np.prod(shape)) if shape else 1
+    if total <= count:
+        return [tuple(int(i) for i in idx) for idx in np.ndindex(*shape)] if shape else [()]
+    chosen: dict[tuple[int, ...], None] = {}
+    # one pass per axis: walk its indices in a random order, other axes random
+    for axis in range(len(shape)):
+        for i in rng.permutation(shape[axis]):
+            if len(chosen) >= count:
+                break
+            idx = [int(rng.integers(s)) for s in shape]
+            idx[axis] = int(i)
+            chosen.setdefault(tuple(idx), None)
+    while len(chosen) < count:
+        chosen.setdefault(tuple(int(rng.integers(s)) for s in shape), None)
+    return list(chosen)
+
+
+def unit(shape: tuple[int, ...], index: tuple[int, ...]) -> np.ndarray:
+    """The coordinate direction ``e_index`` (float64)."""
+    e = np.zeros(shape)
+    e[index] = 1.0
+    return e
+
+
+__all__ = ["STEP", "Probe", "along", "directional", "random_direction", "step_for", "stratified_coordinates", "unit"]
