@@ -49,3 +49,74 @@ def rel_error(actual: Any, expected: Any) -> Error:
     scale = float(np.abs(b).max())
     worst = float(diff[idx]) / scale if scale > 0 else (0.0 if diff[idx] == 0 else np.inf)
     return Error(norm, worst, tuple(int(i) for i in idx), float(a[idx]), float(b[idx]))
+
+
+# --------------------------------------------------------------------------- tolerances
+
+# Relative tolerance per unit of rounding, by the dtype the user's code computes in, in the
+# spirit of jax's public_test_util: a result summing K products carries ~eps*sqrt(K) relative
+# rounding, and the table's factor leaves room for different summation orders.
+EPS = {np.dtype(np.float64): float(np.finfo(np.float64).eps), np.dtype(np.float32): float(np.finfo(np.float32).eps),
+       np.dtype(np.float16): float(np.finfo(np.float16).eps)}
+FACTOR = 64.0
+
+
+def tolerance(dtype: Any, reduction: int = 1, scale: float = 1.0) -> float:
+    """Relative tolerance for a tensor computed in ``dtype`` from sums of ``reduction``
+    terms (a conv's C_in*kh*kw, a Linear's in_features, a weight gradient's N*H*W ...):
+    ``scale * FACTOR * eps(dtype) * sqrt(reduction)``. ``scale`` is the user's knob."""
+    eps = EPS.get(np.dtype(dtype), EPS[np.dtype(np.float32)])
+    return scale * FACTOR * eps * float(np.sqrt(max(int(reduction), 1)))
+
+
+def relative_with_floor(actual: Any, expected: Any, floor: float = 0.0) -> float:
+    """||actual - expected|| / max(||expected||, floor): a tensor whose true value is zero (a
+    conv bias feeding batch norm) is judged against ``floor`` — a scale taken from the
+    layer's other tensors — instead of by a meaningless relative error."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    diff = float(np.linalg.norm(a - b))
+    denom = max(float(np.linalg.norm(b)), floor)
+    if denom == 0.0:
+        return 0.0 if diff == 0.0 else np.inf
+    return diff / denom
+
+
+# --------------------------------------------------------------------------- verdicts
+
+VERDICTS = ("pass", "forward", "backward", "both", "inconclusive", "reference", "error")
+
+
+def verdict(*, forward_ok: bool, backward_ok: bool, fd_consistent: bool | None,
+            refs_agree: bool = True, error: bool = False) -> str:
+    """The verdict table of DESIGN.md for one layer.
+
+    forward_ok:    the user's output matches the references.
+    backward_ok:   the user's gradients match the references' VJPs.
+    fd_consistent: the user's backward agrees with finite differences of the user's own
+                   forward (True / False), or ``None`` when the probes were unreliable
+                   (kinks crossed, noise above tolerance) even after re-probing.
+    refs_agree:    torch and jax agree with each other; if not, the references are at fault.
+    error:         the user's code raised or produced NaN / Inf.
+    """
+    if error:
+        return "error"
+    if not refs_agree:
+        return "reference"
+    if forward_ok and backward_ok:
+        # the backward matches the truth; a finite-difference disagreement then means the
+        # probe was unreliable (or a kink), never a silent pass or a false failure
+        return "pass" if fd_consistent else "inconclusive"
+    if forward_ok:
+        # the forward is right and the backward is not: a backward bug, unless the user's own
+        # finite differences agree with it, which a right forward makes impossible off kinks
+        return "backward" if fd_consistent is not True else "inconclusive"
+    if backward_ok:
+        # the backward is the true gradient of the spec; the forward computes something else
+        # (possibly differing by a constant, which leaves the gradient unchanged)
+        return "forward"
+    # both disagree: a backward that faithfully differentiates a wrong forward is a forward
+    # bug (or a layout mismatch); an inconsistent one is wrong on both sides
+    if fd_consistent is None:
+        return "inconclusive"
+    return "forward" if fd_consistent else "both"
