@@ -1,0 +1,128 @@
+"""What a check finds, as plain data: per tensor, per layer, per report.
+
+Everything here is numbers and strings, so ``Report.to_dict()`` is JSON-ready and other
+tools (the CLI, the pytest plugin, snapshots) build on it. Rendering beyond the plain
+``str(report)`` table lives in :mod:`harness.report`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class FDSummary:
+    """Finite differences of the user's own forward against the user's backward, for one
+    tensor: ``probes`` used, ``kinks`` discarded (the activation pattern changed), the worst
+    relative disagreement, and ``consistent`` (None: the probes were not reliable)."""
+
+    probes: int
+    kinks: int
+    worst: float
+    consistent: bool | None
+
+
+@dataclass
+class TensorResult:
+    """One compared tensor: the layer's ``output`` (forward), its ``input`` gradient, or a
+    parameter gradient (``weight``, ``bias`` ...). Errors are norm-wise relative (with a
+    floor for tensors that are truly zero); ``worst_*`` locate the worst element."""
+
+    name: str
+    side: str  # "forward" or "backward"
+    shape: tuple[int, ...]
+    tolerance: float
+    error_torch: float
+    error_jax: float
+    worst_index: tuple[int, ...]
+    worst_user: float
+    worst_ref: float
+    ok: bool
+    fd: FDSummary | None = None
+
+
+@dataclass
+class LayerResult:
+    """The verdict for one layer (``pass``, ``forward``, ``backward``, ``both``,
+    ``inconclusive``, ``reference`` or ``error``) and the figures behind it."""
+
+    name: str
+    kind: str
+    verdict: str
+    dtype: str
+    tensors: list[TensorResult] = field(default_factory=list)
+    refs_error: float = 0.0  # torch vs jax, worst over every compared tensor
+    message: str = ""
+    downstream_of: str | None = None  # in a network: fails only because of this earlier layer
+    diagnosis: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "pass"
+
+
+@dataclass
+class Report:
+    """The result of a check. ``ok``: every layer passed; ``first_failure``: the layer to fix
+    first (earliest in forward order whose own check failed), or None."""
+
+    seed: int
+    layers: list[LayerResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(layer.ok for layer in self.layers)
+
+    @property
+    def first_failure(self) -> str | None:
+        for layer in self.layers:
+            if not layer.ok and layer.downstream_of is None:
+                return layer.name
+        return None
+
+    def layer(self, name: str) -> LayerResult:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"no layer '{name}' in this report; layers: {[l.name for l in self.layers]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every figure, JSON-ready."""
+        return {"seed": self.seed, "ok": self.ok, "first_failure": self.first_failure,
+                "layers": [{**asdict(layer), "ok": layer.ok} for layer in self.layers]}
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), default=_jsonable, **kwargs)
+
+    def __str__(self) -> str:
+        head = f"{'layer':<22} {'verdict':<13} {'tensor':<10} {'vs torch':>10} {'vs jax':>10} {'tol':>9} {'fd':>10}"
+        lines = [f"trigrad report (seed {self.seed}): " + ("all layers pass" if self.ok else
+                                                          f"first failure: {self.first_failure}"), head]
+        for layer in self.layers:
+            first = True
+            for t in layer.tensors or [None]:
+                label = f"{layer.name:<22} {layer.verdict:<13}" if first else " " * 36
+                first = False
+                if t is None:
+                    lines.append(f"{label} {layer.message}")
+                    continue
+                fd = "-" if t.fd is None else ("kinks" if t.fd.consistent is None else f"{t.fd.worst:.1e}")
+                lines.append(f"{label} {t.name:<10} {t.error_torch:>10.2e} {t.error_jax:>10.2e} {t.tolerance:>9.1e} {fd:>10}")
+            if layer.message and layer.tensors:
+                lines.append(" " * 36 + layer.message)
+            for d in layer.diagnosis:
+                lines.append(" " * 36 + f"diagnosis: {d}")
+        return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and value != value:  # pragma: no cover - NaN
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+__all__ = ["FDSummary", "LayerResult", "Report", "TensorResult"]

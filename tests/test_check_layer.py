@@ -1,0 +1,135 @@
+"""check_layer: the verdict table on real handwritten layers, and the user's model untouched."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harness import spec as S
+from harness.adapters.arrays import fingerprint
+from harness.adapters.layouts import Layout
+from harness.check import check_layer
+
+
+class Dense:
+    """y = x W + b with W (in, out): correct, unless a subclass says otherwise."""
+
+    def __init__(self, n_in=4, n_out=3, dtype=np.float64, seed=0):
+        rng = np.random.default_rng(seed)
+        self.W, self.b = rng.normal(size=(n_in, n_out)).astype(dtype), rng.normal(size=n_out).astype(dtype)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        self.dW, self.db = self.x.T @ dy, dy.sum(axis=0)
+        return dy @ self.W.T
+
+
+class BiasNotSummed(Dense):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.db = dy[0]  # forgot to sum over the batch
+        return dx
+
+
+class ScaledForward(Dense):
+    """Forward uses 2W, and the backward faithfully differentiates that wrong forward."""
+
+    def forward(self, x):
+        self.x = x
+        return x @ (2 * self.W) + self.b
+
+    def backward(self, dy):
+        self.dW, self.db = 2 * self.x.T @ dy, dy.sum(axis=0)
+        return dy @ (2 * self.W).T
+
+
+class OffsetForward(Dense):
+    def forward(self, x):
+        return super().forward(x) + 1.0  # a constant offset: the gradient is still right
+
+
+class BothWrong(ScaledForward):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.dW = -self.dW
+        return dx
+
+
+class Raises(Dense):
+    def backward(self, dy):
+        raise IndexError("index 7 is out of bounds")
+
+
+def check(user, **kw):
+    before = {k: fingerprint(getattr(user, k)) for k in ("W", "b")}
+    report = check_layer(user, S.Linear("fc", 4, 3), layout=Layout(linear="in_out"), **kw)
+    assert {k: fingerprint(getattr(user, k)) for k in ("W", "b")} == before  # never change the user's model
+    return report
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_correct_layer_passes(dtype) -> None:
+    report = check(Dense(dtype=dtype))
+    assert report.ok and report.first_failure is None, str(report)
+    layer = report.layer("fc")
+    assert {t.name for t in layer.tensors} == {"output", "input", "weight", "bias"}
+    assert all(t.fd is not None and t.fd.consistent for t in layer.tensors if t.side == "backward")
+    assert layer.refs_error < 1e-12
+
+
+@pytest.mark.parametrize("user,expected", [
+    (BiasNotSummed(), "backward"),
+    (ScaledForward(), "forward"),
+    (OffsetForward(), "forward"),
+    (BothWrong(), "both"),
+])
+def test_verdicts_on_buggy_layers(user, expected: str) -> None:
+    report = check(user)
+    assert report.layer("fc").verdict == expected, str(report)
+    assert report.first_failure == "fc" and not report.ok
+
+
+def test_bias_bug_is_located_in_the_bias() -> None:
+    layer = check(BiasNotSummed()).layer("fc")
+    bad = {t.name for t in layer.tensors if not t.ok}
+    assert bad == {"bias"}
+    bias = next(t for t in layer.tensors if t.name == "bias")
+    assert bias.fd.consistent is False and bias.error_torch > 0.1
+
+
+def test_user_exception_becomes_an_error_verdict_with_the_users_frame() -> None:
+    report = check(Raises())
+    layer = report.layer("fc")
+    assert layer.verdict == "error"
+    assert "IndexError: index 7 is out of bounds at " in layer.message and "test_check_layer.py" in layer.message
+    assert "in backward" in layer.message
+
+
+def test_relu_conv_span_and_report_serialisation() -> None:
+    class ConvReLU:
+        def __init__(self):
+            rng = np.random.default_rng(3)
+            self.W, self.b = rng.normal(size=(3, 2, 1, 1)), rng.normal(size=3)
+
+        def forward(self, x):
+            self.x = x
+            self.z = np.einsum("nchw,oc->nohw", x, self.W[:, :, 0, 0]) + self.b[None, :, None, None]
+            return np.maximum(self.z, 0)
+
+        def backward(self, dy):
+            dz = dy * (self.z > 0)
+            self.dW = np.einsum("nohw,nchw->oc", dz, self.x)[:, :, None, None]
+            self.db = dz.sum((0, 2, 3))
+            return np.einsum("nohw,oc->nchw", dz, self.W[:, :, 0, 0])
+
+    span = S.Sequential([S.Conv2d("conv", 2, 3, 1), S.ReLU("relu")], name="block")
+    report = check_layer(ConvReLU(), span, input_shape=(2, 2, 5, 4), seed=4)
+    assert report.ok, str(report)
+    data = json.loads(report.to_json())
+    assert data["ok"] and data["layers"][0]["verdict"] == "pass" and data["seed"] == 4
+    assert "block" in str(report) and "pass" in str(report)
