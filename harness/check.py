@@ -19,6 +19,7 @@ import numpy as np
 from . import fd
 from .adapters.layer import WrappedLayer, wrap_layer
 from .compare import relative_with_floor, rel_error, tolerance, verdict
+from .diagnose import accumulates, diagnose
 from .results import FDSummary, LayerResult, Report, TensorResult
 from .spec import ELU, Conv2d, Layer, LeakyReLU, Linear, ReLU, Sequential, join_path, walk
 
@@ -167,6 +168,10 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
             fds = {"input": _fd_summary(probe_x(), dtype)}
             for k in grads_u:
                 fds[k] = _fd_summary(probe_param(k), dtype)
+            # a second backward at the same point must give the same gradients
+            wrapped.forward(x)
+            wrapped.backward(g)
+            again = wrapped.param_grads()
         except Exception as e:
             result.message = _user_frame(e)
             return report
@@ -187,6 +192,18 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     fd_consistent = False if False in consistency else (True if all(consistency) else None)
     result.verdict = verdict(forward_ok=forward_ok, backward_ok=backward_ok, fd_consistent=fd_consistent,
                              refs_agree=result.refs_error <= REFS_TOL)
+    window = int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None
+    by_name = {name: (user, tv) for name, _, user, tv, _, _, _ in tensors}
+    for tr in result.tensors:
+        if not tr.ok:
+            user, ref = by_name[tr.name]
+            result.diagnosis += [f"{tr.name}: {h}" for h in diagnose(tr.name, user, ref, batch=x.shape[0], window=window)]
+    for k, first in grads_u.items():
+        if accumulates(first, again[k]):
+            result.diagnosis.append(f"{k}: doubled on a second backward call: gradients accumulate instead of "
+                                    "being overwritten (declare zero_grad= if the code expects a flush)")
+            if result.verdict == "pass":
+                result.verdict = "backward"
     if wrapped.input_mutated:
         result.message = "note: the forward writes into its input array"
     return report

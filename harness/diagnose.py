@@ -1,0 +1,89 @@
+"""Cheap hypotheses about a failing tensor: which one explains the user's value?
+
+Each test compares the user's tensor ``u`` with the reference ``r`` under one hypothesis
+and accepts it when the hypothesis reproduces ``u`` to ``tol`` relative error (or, for the
+"where" hypotheses, when the error is confined to one region). The first line of each
+finding is meant for a person: ``"off by a factor of 4 (= the batch size)"``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _close(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
+    scale = float(np.linalg.norm(b))
+    return a.shape == b.shape and float(np.linalg.norm(a - b)) <= tol * max(scale, 1e-300)
+
+
+def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None = None,
+             window: int | None = None, tol: float = 1e-6) -> list[str]:
+    """Hypotheses that explain why ``user`` differs from ``ref`` (same shape) for the tensor
+    ``name`` (``output``, ``input``, ``weight``, ``bias`` ...). ``batch`` / ``window``: sizes a
+    constant factor is compared with. Conv tensors are ``(N or O, C, H, W)``."""
+    u, r = np.asarray(user, np.float64), np.asarray(ref, np.float64)
+    found: list[str] = []
+    if u.shape != r.shape or not np.isfinite(u).all():
+        return found
+    denom = float(np.vdot(r, r))
+    if denom > 0:
+        factor = float(np.vdot(u, r)) / denom
+        if _close(u, factor * r, tol) and abs(factor - 1) > tol:
+            if abs(factor + 1) <= tol:
+                found.append("wrong sign: the user's value is exactly -1 times the reference")
+            elif abs(factor) <= tol:
+                found.append("zero: the user's value is 0 where the reference is not (never computed, or overwritten)")
+            else:
+                found.append(f"off by a constant factor {_fraction(factor)}{_named(factor, batch, window)}")
+    if u.ndim == 2 and u.shape[0] == u.shape[1] and _close(u, r.T, tol):
+        found.append("transposed: the user's value equals the reference transposed")
+    if u.ndim == 4 and u.shape[2:] != (1, 1) and _close(u, r[:, :, ::-1, ::-1], tol):
+        found.append("kernel flipped: the user's value is the reference rotated 180 degrees in (H, W) "
+                     "(convolution where cross-correlation is meant, or the reverse)")
+    if u.ndim == 4 and u.shape[2] > 2 and u.shape[3] > 2:
+        found += _where(u, r, tol)
+    return found
+
+
+def _fraction(f: float) -> str:
+    for d in (1, 2, 3, 4, 6, 8, 9, 16, 25, 32, 64):
+        if abs(f * d - round(f * d)) < 1e-6 * max(1.0, abs(f * d)):
+            return f"{round(f * d)}/{d}" if d > 1 else f"{round(f)}"
+    return f"{f:.6g}"
+
+
+def _named(f: float, batch: int | None, window: int | None) -> str:
+    for size, what in ((batch, "the batch size"), (window, "the window size")):
+        if size and size > 1:
+            if abs(f - size) < 1e-6 * size:
+                return f" (= {what} {size}: a missing division by it, or a sum where a mean is meant)"
+            if abs(f * size - 1) < 1e-6:
+                return f" (= 1/{what} {size}: an extra division by it)"
+    return ""
+
+
+def _where(u: np.ndarray, r: np.ndarray, tol: float) -> list[str]:
+    """Is the error confined to the border, or to some channels?"""
+    err = np.abs(u - r)
+    total = float(err.sum())
+    if total <= tol * float(np.abs(r).sum()):
+        return []
+    out = []
+    inner = err[:, :, 1:-1, 1:-1].sum()
+    if inner <= tol * total:
+        out.append("only on the border: the interior matches (padding handled wrongly)")
+    per_channel = err.sum(axis=(0, 2, 3))
+    bad = np.flatnonzero(per_channel > tol * total)
+    if 0 < len(bad) < len(per_channel):
+        shown = ", ".join(str(int(c)) for c in bad[:8]) + (" ..." if len(bad) > 8 else "")
+        out.append(f"only in channel(s) {shown} of {len(per_channel)}: the others match (groups or channel indexing)")
+    return out
+
+
+def accumulates(first: np.ndarray, second: np.ndarray, tol: float = 1e-9) -> bool:
+    """A second backward call at the same point returned twice the first gradient: the code
+    adds into its gradient buffers instead of overwriting them."""
+    return _close(np.asarray(second, np.float64), 2 * np.asarray(first, np.float64), tol) and bool(np.any(first))
+
+
+__all__ = ["accumulates", "diagnose"]
