@@ -11,6 +11,8 @@ from harness.adapters.layer import AdapterError, wrap_layer
 from harness.adapters.layouts import Layout
 from reference_models import build
 
+from handwritten import ConvReLU
+
 SPEC = S.Linear("fc", 4, 3)
 RNG = np.random.default_rng(0)
 X, G = RNG.normal(size=(5, 4)), RNG.normal(size=(5, 3))
@@ -162,25 +164,6 @@ def test_option_errors() -> None:
         fc(Dense(), zero_grad="flush")
     with pytest.raises(AdapterError, match=r"Dense has no method apply\(\)"):
         fc(Dense(), sgd=("apply", 0.1))
-
-
-class ConvReLU:
-    """One user layer computing conv (1x1, NCHW) then ReLU: a fused span of two spec layers."""
-
-    def __init__(self, seed: int = 3):
-        rng = np.random.default_rng(seed)
-        self.W, self.b = rng.normal(size=(3, 2, 1, 1)), rng.normal(size=3)
-
-    def forward(self, x):
-        self.x = x
-        self.z = np.einsum("nchw,oc->nohw", x, self.W[:, :, 0, 0]) + self.b[None, :, None, None]
-        return np.maximum(self.z, 0)
-
-    def backward(self, dy):
-        dz = dy * (self.z > 0)
-        self.dW = np.einsum("nohw,nchw->oc", dz, self.x)[:, :, None, None]
-        self.db = dz.sum((0, 2, 3))
-        return np.einsum("nohw,oc->nchw", dz, self.W[:, :, 0, 0])
 
 
 def test_activation_fused_into_the_layer_covers_a_span() -> None:

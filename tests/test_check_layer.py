@@ -12,6 +12,8 @@ from harness.adapters.arrays import fingerprint
 from harness.adapters.layouts import Layout
 from harness.check import check_layer
 
+from handwritten import ConvReLU
+
 
 class Dense:
     """y = x W + b with W (in, out): correct, unless a subclass says otherwise."""
@@ -111,22 +113,6 @@ def test_user_exception_becomes_an_error_verdict_with_the_users_frame() -> None:
 
 
 def test_relu_conv_span_and_report_serialisation() -> None:
-    class ConvReLU:
-        def __init__(self):
-            rng = np.random.default_rng(3)
-            self.W, self.b = rng.normal(size=(3, 2, 1, 1)), rng.normal(size=3)
-
-        def forward(self, x):
-            self.x = x
-            self.z = np.einsum("nchw,oc->nohw", x, self.W[:, :, 0, 0]) + self.b[None, :, None, None]
-            return np.maximum(self.z, 0)
-
-        def backward(self, dy):
-            dz = dy * (self.z > 0)
-            self.dW = np.einsum("nohw,nchw->oc", dz, self.x)[:, :, None, None]
-            self.db = dz.sum((0, 2, 3))
-            return np.einsum("nohw,oc->nchw", dz, self.W[:, :, 0, 0])
-
     span = S.Sequential([S.Conv2d("conv", 2, 3, 1), S.ReLU("relu")], name="block")
     report = check_layer(ConvReLU(), span, input_shape=(2, 2, 5, 4), seed=4)
     assert report.ok, str(report)
