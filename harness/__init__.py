@@ -7,7 +7,7 @@ from .adapters.layouts import Layout, LayoutError
 from .adapters.loss import wrap_loss
 from .adapters.network import LossModel, WrappedNetwork, wrap_loss_model, wrap_network
 from .adapters.weights import WeightsError, load_weights, read_weight_file
-from .check import check_layer
+from .check import check_layer, check_network
 from .interop import from_torch, to_torch
 from .results import FDSummary, LayerResult, Report, TensorResult
 from .spec import (
@@ -46,7 +46,7 @@ from .spec import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "check_layer", "Report", "LayerResult", "TensorResult", "FDSummary",
+    "check_layer", "check_network", "Report", "LayerResult", "TensorResult", "FDSummary",
     "AdapterError", "ArrayError", "Detection", "Layout", "detect_layout", "LayoutError", "WeightsError", "load_weights",
     "read_weight_file", "wrap_functions", "wrap_layer", "wrap_loss", "wrap_network", "wrap_loss_model",
     "WrappedNetwork", "LossModel",

@@ -21,7 +21,7 @@ from .adapters.layer import WrappedLayer, wrap_layer
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import accumulates, diagnose
 from .results import FDSummary, LayerResult, Report, TensorResult
-from .spec import ELU, Conv2d, Layer, LeakyReLU, Linear, ReLU, Sequential, join_path, walk
+from .spec import ELU, Conv2d, Layer, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential, join_path, walk
 
 # finite differences of the user's forward must agree with its backward to this relative
 # error (of the summed terms), by dtype; Richardson makes float64 probes good to ~1e-10
@@ -57,6 +57,26 @@ def _user_frame(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _pool_argmax(layer: MaxPool2d, x: np.ndarray) -> bytes:
+    """Which element wins each max-pool window (PyTorch's indices): a change is a kink."""
+    import torch
+    import torch.nn.functional as F
+
+    _, idx = F.max_pool2d(torch.from_numpy(x), layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                          return_indices=True)
+    return idx.numpy().tobytes()
+
+
+def _untie(spec: Layer, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An input for a layer with max-pool windows, moved off ties (a ReLU before a pool
+    leaves whole windows of exact zeros, where the gradient is a matter of convention and
+    every finite-difference probe crosses a kink); other layers take ``x`` as it is."""
+    if not any(isinstance(layer, MaxPool2d) for _, layer in walk(Sequential([spec]))):
+        return x
+    scale = float(np.sqrt(np.mean(np.square(x)))) or 1.0
+    return x + 0.1 * scale * rng.standard_normal(x.shape)
+
+
 def _fd_summary(probes: list[tuple[fd.Probe, float, float]], dtype: np.dtype) -> FDSummary:
     """Summarise (probe, backward's <grad, d>, scale of the summed terms) triples."""
     tol = FD_TOL.get(dtype, FD_TOL[np.dtype(np.float32)])
@@ -88,8 +108,6 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     ``input_shape`` (a default is chosen for a Conv2d or Linear). ``fd_probes``: random
     directions per tensor. Returns a :class:`~harness.results.Report` with one layer.
     """
-    from reference_models import build
-
     wrapped = layer if isinstance(layer, WrappedLayer) else wrap_layer(layer, spec_layer, **wrap_kwargs)
     spec = wrapped.spec
     if spec is None:
@@ -98,11 +116,20 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     if x is None:
         x = _input(spec, tuple(input_shape) if input_shape is not None else _default_input(spec, rng), rng)
     x = np.asarray(x, dtype=np.float64)
+    g = rng.standard_normal(spec.output_shape(x.shape))  # never all ones: that hides transposes and flips
+    return Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
+
+
+def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.random.Generator, *,
+                fd_probes: int = 3, tol_scale: float = 1.0, name: str | None = None) -> LayerResult:
+    """The three-way check of ``wrapped`` at input ``x`` (canonical) with upstream gradient
+    ``g``; finite-difference directions come from ``rng``."""
+    from reference_models import build
+
+    spec = wrapped.spec
     y_shape = spec.output_shape(x.shape)
-    g = rng.standard_normal(y_shape)  # never all ones: that hides transposes and flips
     dtype = wrapped.dtype
-    result = LayerResult(name=wrapped.name, kind=type(spec).__name__, verdict="error", dtype=str(dtype))
-    report = Report(seed=seed, layers=[result])
+    result = LayerResult(name=name or wrapped.name, kind=type(spec).__name__, verdict="error", dtype=str(dtype))
     root = Sequential([spec])
     full = lambda p: {join_path(spec.name, k): v for k, v in p.items()}  # noqa: E731
 
@@ -114,14 +141,20 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
             params = wrapped.get_params()
         except Exception as e:  # user code raised or returned garbage: report, never crash
             result.message = _user_frame(e)
-            return report
+            return result
         torch_ref, jax_ref = build("torch", root), build("jax", root)
         t, j = torch_ref.vjp(full(params), x, g), jax_ref.vjp(full(params), x, g)
         # which side of its kink each ReLU-family layer is on, read off the reference (so a
         # wrong user forward cannot hide a crossing); None when the spec has no such kink
-        kinked = [p for p, lay in walk(root) if isinstance(lay, _KINKED)]
-        pattern = (lambda z: b"".join((torch_ref.forward(full(params), z).inputs[p] > 0).tobytes() for p in kinked)
-                   ) if kinked else None
+        layers = dict(walk(root))
+        kinked = [p for p, lay in layers.items() if isinstance(lay, (*_KINKED, MaxPool2d))]
+
+        def activation_pattern(prm: dict, z: np.ndarray) -> bytes:
+            inputs = torch_ref.forward(full(prm), z).inputs
+            return b"".join(_pool_argmax(layers[p], inputs[p]) if isinstance(layers[p], MaxPool2d)
+                            else (inputs[p] > 0).tobytes() for p in kinked)
+
+        pattern = (lambda z: activation_pattern(params, z)) if kinked else None
 
         # ---- references: user vs torch and jax, torch vs jax
         n = x.shape[0]
@@ -157,8 +190,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
                     wrapped.set_params({k: v})
                     return float((wrapped.forward(x) * g).sum())
 
-                pat = (lambda v: b"".join((torch_ref.forward(full({**params, k: v}), x).inputs[q] > 0).tobytes()
-                                          for q in kinked)) if kinked else None
+                pat = (lambda v: activation_pattern({**params, k: v}, x)) if kinked else None
                 p = fd.along(f, base, d, dtype=dtype, pattern=pat)
                 out.append((p, float((grads_u[k] * d).sum()), float(np.abs(grads_u[k] * d).sum())))
             wrapped.set_params({k: base})
@@ -174,7 +206,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
             again = wrapped.param_grads()
         except Exception as e:
             result.message = _user_frame(e)
-            return report
+            return result
 
     # ---- verdict
     for name, side, user, tv, jv, reduction, floor in tensors:
@@ -206,7 +238,82 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
                 result.verdict = "backward"
     if wrapped.input_mutated:
         result.message = "note: the forward writes into its input array"
+    return result
+
+
+
+
+def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, *,
+                  input_shape: tuple[int, ...] | None = None, seed: int = 0, fd_probes: int = 2,
+                  tol_scale: float = 1.0, **wrap_kwargs: Any) -> Report:
+    """Check a handwritten network layer by layer, then end to end.
+
+    ``net``: a :class:`~harness.adapters.network.WrappedNetwork`, or a mapping from spec
+    layer names to the user's layers (wrapped with ``spec`` and ``wrap_kwargs``).
+    Every layer is checked in isolation at the reference's own input to it and the
+    reference's own upstream gradient, so one layer's bug cannot make another fail. If the
+    network has its own ``forward`` / ``backward``, the whole network is then compared with
+    the references too (a ``(network)`` entry): when every layer passes alone and the
+    network does not, the wiring between layers is at fault.
+    """
+    from reference_models import build
+
+    from .adapters.network import WrappedNetwork, wrap_network
+
+    wrapped = net if isinstance(net, WrappedNetwork) else wrap_network(net, spec, **wrap_kwargs)
+    spec = wrapped.spec
+    rng = np.random.default_rng(seed)
+    if x is None:
+        if input_shape is None:
+            raise ValueError("check_network needs x= or input_shape=")
+        x = rng.standard_normal(tuple(input_shape))
+    x = np.asarray(x, dtype=np.float64)
+    g = rng.standard_normal(spec.output_shape(x.shape))
+    report = Report(seed=seed)
+    with wrapped.preserved():
+        params = wrapped.get_params()
+        ref = build("torch", spec).vjp(params, x, g)
+        for path, layer in wrapped.layers.items():
+            x_layer = _untie(layer.spec, ref.inputs[path], rng)
+            report.layers.append(check_point(layer, x_layer, ref.output_grads[path], rng,
+                                             fd_probes=fd_probes, tol_scale=tol_scale, name=path))
+        if wrapped.end_to_end:
+            first = next((layer.name for layer in report.layers if not layer.ok), None)
+            report.layers.append(_end_to_end(wrapped, x, g, ref, tol_scale, first))
     return report
 
 
-__all__ = ["check_layer"]
+def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, tol_scale: float, first_failure: str | None) -> LayerResult:
+    """The user's own network forward/backward against the reference, as one entry."""
+    result = LayerResult(name="(network)", kind="network", verdict="error", dtype=str(net.dtype))
+    try:
+        y = net.forward(x, mode="network")
+        dx = net.backward(g)
+        grads = net.param_grads()
+    except Exception as e:
+        result.message = _user_frame(e)
+        return result
+    n = x.shape[0]
+    pairs = [("output", "forward", y, ref.output), ("input", "backward", dx, ref.input_grad)]
+    pairs += [(k, "backward", v, ref.param_grads[k]) for k, v in grads.items()]
+    scale = FLOOR * max(float(np.linalg.norm(v)) for _, _, _, v in pairs[1:])
+    for name, side, user, r in pairs:
+        tol = tolerance(net.dtype, max(x.size // n, int(np.prod(r.shape)) // max(r.shape[0], 1)), tol_scale)
+        err = relative_with_floor(user, r, scale if side == "backward" else 0.0)
+        worst = rel_error(user, r)
+        result.tensors.append(TensorResult(name=name, side=side, shape=tuple(r.shape), tolerance=tol, error_torch=err,
+                                           error_jax=float("nan"), worst_index=worst.index, worst_user=worst.actual,
+                                           worst_ref=worst.expected, ok=err <= tol))
+    forward_ok = all(t.ok for t in result.tensors if t.side == "forward")
+    backward_ok = all(t.ok for t in result.tensors if t.side == "backward")
+    result.verdict = "pass" if forward_ok and backward_ok else ("both" if not (forward_ok or backward_ok)
+                                                                 else "forward" if not forward_ok else "backward")
+    if not result.ok and first_failure is None:
+        result.message = ("every layer passes alone but the network's own forward/backward does not: the wiring "
+                          "between layers is at fault (a skipped, repeated or reordered call)")
+    elif not result.ok:
+        result.downstream_of = first_failure  # explained by the failing layer: fix that first
+    return result
+
+
+__all__ = ["check_layer", "check_network", "check_point"]

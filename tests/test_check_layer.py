@@ -119,3 +119,43 @@ def test_relu_conv_span_and_report_serialisation() -> None:
     data = json.loads(report.to_json())
     assert data["ok"] and data["layers"][0]["verdict"] == "pass" and data["seed"] == 4
     assert "block" in str(report) and "pass" in str(report)
+
+
+class OverlapPool:
+    """3x3 max pool, stride 2 (overlapping windows), NCHW; ``assign`` is the classic bug of
+    writing the window's gradient with = where overlapping windows need +=."""
+
+    def __init__(self, assign: bool = False):
+        self.assign = assign
+
+    def forward(self, x):
+        self.x = x
+        n, c, h, w = x.shape
+        oh, ow = (h - 3) // 2 + 1, (w - 3) // 2 + 1
+        out = np.empty((n, c, oh, ow))
+        for i in range(oh):
+            for j in range(ow):
+                out[:, :, i, j] = x[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(2, 3))
+        return out
+
+    def backward(self, dy):
+        dx = np.zeros_like(self.x)
+        n, c = dy.shape[:2]
+        for i in range(dy.shape[2]):
+            for j in range(dy.shape[3]):
+                win = self.x[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].reshape(n, c, 9)
+                k = win.argmax(axis=2)
+                for a in range(n):
+                    for b in range(c):
+                        u, v = divmod(int(k[a, b]), 3)
+                        if self.assign:
+                            dx[a, b, 2 * i + u, 2 * j + v] = dy[a, b, i, j]
+                        else:
+                            dx[a, b, 2 * i + u, 2 * j + v] += dy[a, b, i, j]
+        return dx
+
+
+@pytest.mark.parametrize("assign,expected", [(False, "pass"), (True, "backward")])
+def test_overlapping_max_pool(assign: bool, expected: str) -> None:
+    report = check_layer(OverlapPool(assign), S.MaxPool2d("pool", 3, 2), input_shape=(2, 2, 9, 8), seed=5)
+    assert report.layer("pool").verdict == expected, str(report)
