@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from test_adapters_network import LAYOUTS, NAMES, X_SHAPE, Linear, make_net, make_spec
 
