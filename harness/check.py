@@ -77,6 +77,21 @@ def _untie(spec: Layer, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x + 0.1 * scale * rng.standard_normal(x.shape)
 
 
+def _layout_hint(wrapped: WrappedLayer, x: np.ndarray) -> list[str]:
+    """When the forward disagrees, ask whether another declared layout would reproduce the
+    reference: a layout mismatch looks exactly like a forward bug."""
+    from .adapters.detect import detect_layout
+
+    try:
+        found = detect_layout(wrapped, input_shape=x.shape)
+    except Exception:  # detection is a hint; a layer it cannot run under other layouts gets none
+        return []
+    if found.matched and found.best != wrapped.layout:
+        return [f"layout: the forward matches the reference under {found.best} (declared: {wrapped.layout}); "
+                "declare that layout"]
+    return []
+
+
 def _fd_summary(probes: list[tuple[fd.Probe, float, float]], dtype: np.dtype) -> FDSummary:
     """Summarise (probe, backward's <grad, d>, scale of the summed terms) triples."""
     tol = FD_TOL.get(dtype, FD_TOL[np.dtype(np.float32)])
@@ -230,6 +245,8 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         if not tr.ok:
             user, ref = by_name[tr.name]
             result.diagnosis += [f"{tr.name}: {h}" for h in diagnose(tr.name, user, ref, batch=x.shape[0], window=window)]
+    if not forward_ok and result.verdict in ("forward", "both"):
+        result.diagnosis += _layout_hint(wrapped, x)
     for k, first in grads_u.items():
         if accumulates(first, again[k]):
             result.diagnosis.append(f"{k}: doubled on a second backward call: gradients accumulate instead of "

@@ -159,3 +159,32 @@ class OverlapPool:
 def test_overlapping_max_pool(assign: bool, expected: str) -> None:
     report = check_layer(OverlapPool(assign), S.MaxPool2d("pool", 3, 2), input_shape=(2, 2, 9, 8), seed=5)
     assert report.layer("pool").verdict == expected, str(report)
+
+
+def test_a_layout_mismatch_is_named_when_the_forward_disagrees() -> None:
+    """Kernel stored (O, I, W, H) but declared OIHW: the shapes fit, the values do not; the
+    verdict is 'forward' and the diagnosis names the layout that reproduces the reference."""
+    from test_detect import AnyOrderConv
+
+    class OrderConv(AnyOrderConv):  # with a backward, in the same stored order
+        def forward(self, x):
+            self.x = x
+            return super().forward(x)
+
+        def backward(self, dy):
+            w = self.W.transpose([self.order.index(c) for c in "OIHW"])
+            k, (oh, ow) = w.shape[2], dy.shape[2:]
+            dx, dw = np.zeros_like(self.x), np.zeros_like(w)
+            for u in range(k):
+                for v in range(k):
+                    dx[:, :, u:u + oh, v:v + ow] += np.einsum("nohw,oc->nchw", dy, w[:, :, u, v])
+                    dw[:, :, u, v] = np.einsum("nohw,nchw->oc", dy, self.x[:, :, u:u + oh, v:v + ow])
+            self.dW, self.db = dw.transpose(["OIHW".index(c) for c in self.order]), dy.sum((0, 2, 3))
+            return dx
+
+    report = check_layer(OrderConv("OIWH", False), S.Conv2d("conv", 3, 5, 3), input_shape=(2, 3, 8, 7))
+    layer = report.layer("conv")
+    assert layer.verdict in ("forward", "both"), str(report)
+    assert any("Layout(kernel='OIWH')" in d and d.startswith("layout:") for d in layer.diagnosis), layer.diagnosis
+    assert check_layer(OrderConv("OIWH", False), S.Conv2d("conv", 3, 5, 3), input_shape=(2, 3, 8, 7),
+                       layout=Layout(kernel="OIWH")).ok
