@@ -1,0 +1,1 @@
+"""The bug zoo: correct handwritten numpy layers and realistic mutants of them."""

@@ -1,0 +1,237 @@
+"""Correct handwritten numpy layers (NCHW, written the way people write them) and mutants,
+each one realistic mistake. ``MUTANTS`` lists (name, factory, spec, wrap kwargs, input
+shape, expected verdict, expected diagnosis fragment or None)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import spec as S
+from harness.adapters.layouts import Layout
+
+# ------------------------------------------------------------------ correct layers
+
+
+class Dense:
+    def __init__(self, fin=6, fout=4, seed=0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        self.W = (rng.normal(size=(fin, fout)) / np.sqrt(fin)).astype(dtype)
+        self.b = rng.normal(size=fout).astype(dtype)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        self.dW, self.db = self.x.T @ dy, dy.sum(axis=0)
+        return dy @ self.W.T
+
+
+class Conv:
+    """Stride / pad conv, OIHW kernel, loops over kernel positions."""
+
+    def __init__(self, cin=2, cout=3, k=3, stride=2, pad=1, seed=0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        self.W = (rng.normal(size=(cout, cin, k, k)) / np.sqrt(cin * k * k)).astype(dtype)
+        self.b = rng.normal(size=cout).astype(dtype)
+        self.s, self.p = stride, pad
+
+    def _out(self, h, w):
+        k = self.W.shape[2]
+        return (h + 2 * self.p - k) // self.s + 1, (w + 2 * self.p - k) // self.s + 1
+
+    def forward(self, x):
+        self.x = x
+        self.xp = np.pad(x, ((0, 0), (0, 0), (self.p, self.p), (self.p, self.p)))
+        oh, ow = self._out(*x.shape[2:])
+        k, s = self.W.shape[2], self.s
+        out = np.zeros((x.shape[0], self.W.shape[0], oh, ow), x.dtype)
+        for u in range(k):
+            for v in range(k):
+                out += np.einsum("nchw,oc->nohw", self.xp[:, :, u:u + s * oh:s, v:v + s * ow:s], self.W[:, :, u, v])
+        return out + self.b[None, :, None, None]
+
+    def _dw_stride(self):
+        return self.s
+
+    def _dx_kernel(self):
+        return self.W
+
+    def _crop(self, dxp):
+        p = self.p
+        return dxp[:, :, p:dxp.shape[2] - p, p:dxp.shape[3] - p]
+
+    def backward(self, dy):
+        k, oh, ow = self.W.shape[2], dy.shape[2], dy.shape[3]
+        s, sw = self.s, self._dw_stride()
+        dxp, self.dW = np.zeros_like(self.xp), np.zeros_like(self.W)
+        wk = self._dx_kernel()
+        for u in range(k):
+            for v in range(k):
+                dxp[:, :, u:u + s * oh:s, v:v + s * ow:s] += np.einsum("nohw,oc->nchw", dy, wk[:, :, u, v])
+                self.dW[:, :, u, v] = np.einsum("nohw,nchw->oc", dy, self.xp[:, :, u:u + sw * oh:sw, v:v + sw * ow:sw])
+        self.db = dy.sum(axis=(0, 2, 3))
+        return self._crop(dxp)
+
+
+class ReLU:
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0)
+
+    def backward(self, dy):
+        return dy * (self.x > 0)
+
+
+class BatchNorm:
+    """Training-mode per-channel batch norm (NCHW), the full backward."""
+
+    def __init__(self, c=3, seed=0, eps=1e-5):
+        rng = np.random.default_rng(seed)
+        self.gamma, self.beta = 1 + 0.2 * rng.normal(size=c), 0.2 * rng.normal(size=c)
+        self.running_mean, self.running_var = np.zeros(c), np.ones(c)
+        self.eps = eps
+
+    def forward(self, x):
+        self.mu = x.mean(axis=(0, 2, 3), keepdims=True)
+        self.var = x.var(axis=(0, 2, 3), keepdims=True)
+        self.xhat = (x - self.mu) / np.sqrt(self.var + self.eps)
+        return self.gamma[None, :, None, None] * self.xhat + self.beta[None, :, None, None]
+
+    def backward(self, dy):
+        m = dy.shape[0] * dy.shape[2] * dy.shape[3]
+        self.dgamma = (dy * self.xhat).sum(axis=(0, 2, 3))
+        self.dbeta = dy.sum(axis=(0, 2, 3))
+        dxhat = dy * self.gamma[None, :, None, None]
+        inv = 1 / np.sqrt(self.var + self.eps)
+        return inv / m * (m * dxhat - dxhat.sum(axis=(0, 2, 3), keepdims=True)
+                          - self.xhat * (dxhat * self.xhat).sum(axis=(0, 2, 3), keepdims=True))
+
+
+class FlattenHWC:
+    """Flattens NCHW data in H, W, C order (a TensorFlow port's habit)."""
+
+    def forward(self, x):
+        self.shape = x.shape
+        return x.transpose(0, 2, 3, 1).reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        n, c, h, w = self.shape
+        return dy.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+# ------------------------------------------------------------------ mutants
+
+
+class DenseBiasNotSummed(Dense):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.db = dy[0]
+        return dx
+
+
+class DenseMeanGrads(Dense):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.dW = self.dW / len(dy)
+        return dx
+
+
+class DenseSignFlip(Dense):
+    def backward(self, dy):
+        return -super().backward(dy)
+
+
+class DenseTinyError(Dense):
+    """An error under 1% of the gradient norm: dW off by 0.5%."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.dW = self.dW * 1.005
+        return dx
+
+
+class DenseForwardNoBias(Dense):
+    """Forgets the bias in the forward; the backward is the true one."""
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+
+class DenseConsistentWrongForward(Dense):
+    """Uses W^2 elementwise in the forward and differentiates that faithfully."""
+
+    def forward(self, x):
+        self.x = x
+        return x @ (self.W * np.abs(self.W)) + self.b
+
+    def backward(self, dy):
+        self.dW = (self.x.T @ dy) * 2 * np.abs(self.W)
+        self.db = dy.sum(axis=0)
+        return dy @ (self.W * np.abs(self.W)).T
+
+
+class ConvFlippedKernelInDx(Conv):
+    def _dx_kernel(self):
+        return self.W[:, :, ::-1, ::-1]
+
+
+class ConvStrideIgnoredInDw(Conv):
+    def _dw_stride(self):
+        return 1
+
+
+class ConvCropOffByOne(Conv):
+    def _crop(self, dxp):
+        p = self.p
+        return dxp[:, :, p + 1:dxp.shape[2] - p + 1, p + 1:dxp.shape[3] - p + 1]
+
+
+class ReLUMaskFromGradient(ReLU):
+    def backward(self, dy):
+        return dy * (dy > 0)
+
+
+class BatchNormConstantStats(BatchNorm):
+    """Treats the batch mean and variance as constants in the backward."""
+
+    def backward(self, dy):
+        super().backward(dy)
+        return dy * self.gamma[None, :, None, None] / np.sqrt(self.var + self.eps)
+
+
+class FlattenHWCBackwardNotUndone(FlattenHWC):
+    def backward(self, dy):
+        return dy.reshape(self.shape)  # forgets to undo the H, W, C transpose
+
+
+LIN = S.Linear("fc", 6, 4)
+CONV = S.Conv2d("conv", 2, 3, 3, stride=2, padding=1)
+BN = S.BatchNorm2d("bn", 3)
+IN_OUT = {"layout": Layout(linear="in_out")}
+BN_NAMES = {"params": {"weight": "gamma", "bias": "beta", "running_mean": "running_mean",
+                       "running_var": "running_var"}, "grads": {"weight": "dgamma", "bias": "dbeta"}}
+
+CORRECT = [
+    ("dense", Dense, LIN, IN_OUT, (5, 6)),
+    ("conv", Conv, CONV, {}, (2, 2, 7, 6)),
+    ("relu", ReLU, S.ReLU("relu"), {}, (2, 3, 4, 5)),
+    ("batchnorm", BatchNorm, BN, BN_NAMES, (4, 3, 3, 2)),
+]
+
+MUTANTS = [
+    ("dense bias grad not summed over the batch", DenseBiasNotSummed, LIN, IN_OUT, (5, 6), "backward", None),
+    ("dense weight grad averaged over the batch", DenseMeanGrads, LIN, IN_OUT, (5, 6), "backward", "1/the batch size 5"),
+    ("dense input grad sign flipped", DenseSignFlip, LIN, IN_OUT, (5, 6), "backward", "wrong sign"),
+    ("dense weight grad 0.5% off", DenseTinyError, LIN, IN_OUT, (5, 6), "backward", "off by a constant factor"),
+    ("dense forward forgets the bias", DenseForwardNoBias, LIN, IN_OUT, (5, 6), "forward", None),
+    ("dense wrong forward, consistent backward", DenseConsistentWrongForward, LIN, IN_OUT, (5, 6), "forward", None),
+    ("conv dx with a flipped kernel", ConvFlippedKernelInDx, CONV, {}, (2, 2, 7, 6), "backward", None),
+    ("conv stride ignored in dW", ConvStrideIgnoredInDw, CONV, {}, (2, 2, 7, 6), "backward", None),
+    ("conv padding crop off by one", ConvCropOffByOne, CONV, {}, (2, 2, 7, 6), "backward", None),
+    ("relu mask taken from the gradient", ReLUMaskFromGradient, S.ReLU("relu"), {}, (2, 3, 4, 5), "backward", None),
+    ("batch norm backward with constant statistics", BatchNormConstantStats, BN, BN_NAMES, (4, 3, 3, 2), "backward", None),
+    ("flatten backward does not undo the HWC transpose", FlattenHWCBackwardNotUndone, S.Flatten("flat"),
+     {"layout": Layout(flatten="HWC")}, (2, 3, 2, 4), "backward", None),
+]
