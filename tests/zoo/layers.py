@@ -235,3 +235,144 @@ MUTANTS = [
     ("flatten backward does not undo the HWC transpose", FlattenHWCBackwardNotUndone, S.Flatten("flat"),
      {"layout": Layout(flatten="HWC")}, (2, 3, 2, 4), "backward", None),
 ]
+
+
+# ------------------------------------------------------------------ second batch
+
+
+class Sigmoid:
+    def forward(self, x):
+        self.y = 1 / (1 + np.exp(-x))
+        return self.y
+
+    def backward(self, dy):
+        return dy * self.y * (1 - self.y)
+
+
+class SigmoidDerivativeOfInput(Sigmoid):
+    def forward(self, x):
+        self.x = x
+        return super().forward(x)
+
+    def backward(self, dy):
+        return dy * self.x * (1 - self.x)  # y(1-y) written with the input
+
+
+class Tanh:
+    def forward(self, x):
+        self.y = np.tanh(x)
+        return self.y
+
+    def backward(self, dy):
+        return dy * (1 - self.y**2)
+
+
+class TanhMissingSquare(Tanh):
+    def backward(self, dy):
+        return dy * (1 - self.y)
+
+
+class LeakyReLU:
+    def __init__(self, slope=0.01):
+        self.slope = slope
+
+    def forward(self, x):
+        self.x = x
+        return np.where(x > 0, x, self.slope * x)
+
+    def backward(self, dy):
+        return dy * np.where(self.x > 0, 1.0, self.slope)
+
+
+class LeakyReLUZeroSlopeBackward(LeakyReLU):
+    def backward(self, dy):
+        return dy * (self.x > 0)  # copied from ReLU
+
+
+class AvgPool:
+    """2x2, stride 2."""
+
+    def forward(self, x):
+        self.shape = x.shape
+        n, c, h, w = x.shape
+        return x.reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
+
+    def backward(self, dy):
+        return np.repeat(np.repeat(dy, 2, axis=2), 2, axis=3) / 4
+
+
+class AvgPoolNotDivided(AvgPool):
+    def backward(self, dy):
+        return np.repeat(np.repeat(dy, 2, axis=2), 2, axis=3)
+
+
+class Softmax:
+    def forward(self, x):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.y = e / e.sum(axis=1, keepdims=True)
+        return self.y
+
+    def backward(self, dy):
+        return self.y * (dy - (dy * self.y).sum(axis=1, keepdims=True))
+
+
+class SoftmaxDiagonalOnly(Softmax):
+    def backward(self, dy):
+        return dy * self.y * (1 - self.y)  # the Jacobian's diagonal only
+
+
+class GlobalAvgPool:
+    def forward(self, x):
+        self.shape = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, dy):
+        n, c, h, w = self.shape
+        return np.broadcast_to(dy[:, :, None, None], self.shape) / (h * w)
+
+
+class GlobalAvgPoolNotDivided(GlobalAvgPool):
+    def backward(self, dy):
+        return np.broadcast_to(dy[:, :, None, None], self.shape).copy()
+
+
+class BatchNormMissingVarianceTerm(BatchNorm):
+    def backward(self, dy):
+        super().backward(dy)
+        m = dy.shape[0] * dy.shape[2] * dy.shape[3]
+        dxhat = dy * self.gamma[None, :, None, None]
+        return (dxhat - dxhat.sum(axis=(0, 2, 3), keepdims=True) / m) / np.sqrt(self.var + self.eps)
+
+
+class ConvBiasNotSummedSpatially(Conv):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.db = dy.sum(axis=0)[:, 0, 0]  # only the top-left output pixel
+        return dx
+
+
+CORRECT += [
+    ("sigmoid", Sigmoid, S.Sigmoid("sig"), {}, (2, 3, 4)),
+    ("tanh", Tanh, S.Tanh("tanh"), {}, (2, 3, 4)),
+    ("leaky_relu", LeakyReLU, S.LeakyReLU("lrelu", 0.01), {}, (2, 3, 4, 5)),
+    ("avgpool", AvgPool, S.AvgPool2d("pool", 2), {}, (2, 3, 4, 6)),
+    ("softmax", Softmax, S.Softmax("soft", 1), {}, (4, 5)),
+    ("global_avgpool", GlobalAvgPool, S.GlobalAvgPool2d("gap"), {}, (2, 3, 4, 5)),
+]
+
+MUTANTS += [
+    ("sigmoid derivative of the input, not the output", SigmoidDerivativeOfInput, S.Sigmoid("sig"), {}, (2, 3, 4),
+     "backward", None),
+    ("tanh derivative missing the square", TanhMissingSquare, S.Tanh("tanh"), {}, (2, 3, 4), "backward", None),
+    ("leaky relu backward with slope 0", LeakyReLUZeroSlopeBackward, S.LeakyReLU("lrelu", 0.01), {}, (2, 3, 4, 5),
+     "backward", None),
+    ("avg pool backward not divided by the window", AvgPoolNotDivided, S.AvgPool2d("pool", 2), {}, (2, 3, 4, 6),
+     "backward", "the window size 4"),
+    ("softmax backward with the Jacobian's diagonal only", SoftmaxDiagonalOnly, S.Softmax("soft", 1), {}, (4, 5),
+     "backward", None),
+    ("global avg pool backward not divided by H*W", GlobalAvgPoolNotDivided, S.GlobalAvgPool2d("gap"), {},
+     (2, 3, 4, 5), "backward", "off by a constant factor 20"),
+    ("batch norm backward missing the variance term", BatchNormMissingVarianceTerm, BN, BN_NAMES, (4, 3, 3, 2),
+     "backward", None),
+    ("conv bias grad not summed over H, W", ConvBiasNotSummedSpatially, CONV, {}, (2, 2, 7, 6), "backward", None),
+]
