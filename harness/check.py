@@ -148,12 +148,17 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     root = Sequential([spec])
     full = lambda p: {join_path(spec.name, k): v for k, v in p.items()}  # noqa: E731
 
+    # a forward at another point first: a backward that uses a cache from an earlier call
+    # (not the latest forward) then shows up as wrong
+    x_warm = x + rng.standard_normal(x.shape) * (float(np.std(x)) or 1.0)
     with wrapped.preserved():
         try:
+            wrapped.forward(x_warm)
             y_u = wrapped.forward(x)
             dx_u = wrapped.backward(g)
             grads_u = wrapped.param_grads()
             params = wrapped.get_params()
+            y_again = wrapped.forward(x)
         except Exception as e:  # user code raised or returned garbage: report, never crash
             result.message = _user_frame(e)
             return result
@@ -245,6 +250,14 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         if not tr.ok:
             user, ref = by_name[tr.name]
             result.diagnosis += [f"{tr.name}: {h}" for h in diagnose(tr.name, user, ref, batch=x.shape[0], window=window)]
+    if not np.array_equal(y_u, y_again):
+        result.diagnosis.append(f"output: the forward is not deterministic (two calls at the same input differ by "
+                                f"{relative_with_floor(y_again, y_u):.1e} relative)")
+    if not backward_ok:
+        stale = torch_ref.vjp(full(params), x_warm, g)
+        if relative_with_floor(dx_u, stale.input_grad) <= tolerance(dtype, x.size, tol_scale):
+            result.diagnosis.append("input: the backward uses a stale cache: it matches the gradient at the input of "
+                                    "an earlier forward call, not the latest")
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += _layout_hint(wrapped, x)
     for k, first in grads_u.items():

@@ -376,3 +376,64 @@ MUTANTS += [
      "backward", None),
     ("conv bias grad not summed over H, W", ConvBiasNotSummedSpatially, CONV, {}, (2, 2, 7, 6), "backward", None),
 ]
+
+
+# ------------------------------------------------------------------ third batch: call-order bugs
+
+
+class DenseCachesFirstInputOnly(Dense):
+    def forward(self, x):
+        if not hasattr(self, "x"):
+            self.x = x  # "optimisation": keep the first input
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        self.dW, self.db = self.x.T @ dy, dy.sum(axis=0)
+        return dy @ self.W.T
+
+
+class ReLUCachesFirstInputOnly(ReLU):
+    def forward(self, x):
+        if not hasattr(self, "x"):
+            self.x = x
+        return np.maximum(x, 0)
+
+
+class DenseNoisyForward(Dense):
+    """Leaves a random perturbation in the forward (a debugging leftover)."""
+
+    def forward(self, x):
+        return super().forward(x) + 1e-3 * np.random.default_rng().standard_normal((x.shape[0], self.W.shape[1]))
+
+
+class ConvAccumulatesDw(Conv):
+    def backward(self, dy):
+        old = getattr(self, "_acc", None)
+        dx = super().backward(dy)
+        self._acc = self.dW.copy() if old is None else old + self.dW
+        self.dW = self._acc.copy()
+        return dx
+
+
+class ConvBiasAddedTwice(Conv):
+    """Adds the bias twice, and differentiates that faithfully."""
+
+    def forward(self, x):
+        return super().forward(x) + self.b[None, :, None, None]
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.db = 2 * self.db
+        return dx
+
+
+MUTANTS += [
+    ("dense backward uses the first forward's input", DenseCachesFirstInputOnly, LIN, IN_OUT, (5, 6), "backward",
+     "stale cache"),
+    ("relu backward uses the first forward's mask", ReLUCachesFirstInputOnly, S.ReLU("relu"), {}, (2, 3, 4, 5),
+     "backward", "stale cache"),
+    ("dense forward not deterministic", DenseNoisyForward, LIN, IN_OUT, (5, 6), "forward", "not deterministic"),
+    ("conv dW accumulates across backward calls", ConvAccumulatesDw, CONV, {}, (2, 2, 7, 6), "backward",
+     "doubled on a second backward call"),
+    ("conv bias added twice, consistently", ConvBiasAddedTwice, CONV, {}, (2, 2, 7, 6), "forward", None),
+]
