@@ -254,10 +254,14 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         result.diagnosis.append(f"output: the forward is not deterministic (two calls at the same input differ by "
                                 f"{relative_with_floor(y_again, y_u):.1e} relative)")
     if not backward_ok:
+        # stale cache: every failing gradient is what the reference gives at the earlier input
         stale = torch_ref.vjp(full(params), x_warm, g)
-        if relative_with_floor(dx_u, stale.input_grad) <= tolerance(dtype, x.size, tol_scale):
-            result.diagnosis.append("input: the backward uses a stale cache: it matches the gradient at the input of "
-                                    "an earlier forward call, not the latest")
+        stale_values = {"input": stale.input_grad, **{k: stale.param_grads[join_path(spec.name, k)] for k in grads_u}}
+        failing = [tr for tr in result.tensors if tr.side == "backward" and not tr.ok]
+        if all(relative_with_floor(by_name[tr.name][0], stale_values[tr.name]) <= tr.tolerance for tr in failing):
+            names = ", ".join(tr.name for tr in failing)
+            result.diagnosis.append(f"{names}: the backward uses a stale cache: it matches the gradient at the input "
+                                    "of an earlier forward call, not the latest")
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += _layout_hint(wrapped, x)
     for k, first in grads_u.items():
