@@ -437,3 +437,119 @@ MUTANTS += [
      "doubled on a second backward call"),
     ("conv bias added twice, consistently", ConvBiasAddedTwice, CONV, {}, (2, 2, 7, 6), "forward", None),
 ]
+
+
+# ------------------------------------------------------------------ fourth batch: CS231n function pairs
+
+
+def affine_forward(x, w, b):
+    return x @ w + b, (x, w)
+
+
+def affine_backward(dout, cache):
+    x, w = cache
+    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+
+def affine_backward_mean_bias(dout, cache):
+    dx, dw, db = affine_backward(dout, cache)
+    return dx, dw, dout.mean(axis=0)
+
+
+def affine_backward_untransposed(dout, cache):
+    x, w = cache
+    return dout @ w, x.T @ dout, dout.sum(axis=0)  # w is square here, so the shapes hide it
+
+
+def relu_forward(x):
+    return np.maximum(x, 0), x
+
+
+def relu_backward(dout, cache):
+    return (dout * (cache > 0),)
+
+
+def relu_backward_no_mask(dout, cache):
+    return (dout.copy(),)
+
+
+def max_pool_forward(x, pool_param):
+    k, s = pool_param["pool_height"], pool_param["stride"]
+    n, c, h, w = x.shape
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    out = np.empty((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            out[:, :, i, j] = x[:, :, i * s:i * s + k, j * s:j * s + k].max(axis=(2, 3))
+    return out, (x, pool_param)
+
+
+def _max_pool_backward(dout, cache, accumulate):
+    x, pool_param = cache
+    k, s = pool_param["pool_height"], pool_param["stride"]
+    dx = np.zeros_like(x)
+    n, c = dout.shape[:2]
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            win = x[:, :, i * s:i * s + k, j * s:j * s + k].reshape(n, c, k * k)
+            a = win.argmax(axis=2)
+            for p in range(n):
+                for q in range(c):
+                    u, v = divmod(int(a[p, q]), k)
+                    if accumulate:
+                        dx[p, q, i * s + u, j * s + v] += dout[p, q, i, j]
+                    else:
+                        dx[p, q, i * s + u, j * s + v] = dout[p, q, i, j]
+    return (dx,)
+
+
+def max_pool_backward(dout, cache):
+    return _max_pool_backward(dout, cache, True)
+
+
+def max_pool_backward_assign(dout, cache):
+    return _max_pool_backward(dout, cache, False)  # = where overlapping windows need +=
+
+
+def _pair(forward, backward, spec, params=(), args=(), layout=None):
+    from harness.adapters.layer import wrap_functions
+
+    def make(seed=0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        arrays = [rng.normal(size=s).astype(dtype) for s in params]
+        return wrap_functions(forward, backward, spec, arrays, args=args, layout=layout or Layout())
+    return make
+
+
+SQ = S.Linear("affine", 5, 5)
+POOL = S.MaxPool2d("pool", 3, 2)
+POOL_ARGS = ({"pool_height": 3, "pool_width": 3, "stride": 2},)
+AFF = dict(spec=SQ, params=((5, 5), (5,)), layout=Layout(linear="in_out"))
+
+CORRECT += [
+    ("affine pair", _pair(affine_forward, affine_backward, **AFF), SQ, {}, (4, 5)),
+    ("relu pair", _pair(relu_forward, relu_backward, S.ReLU("relu")), S.ReLU("relu"), {}, (3, 4)),
+    ("max pool pair", _pair(max_pool_forward, max_pool_backward, POOL, args=POOL_ARGS), POOL, {}, (2, 2, 7, 6)),
+]
+
+MUTANTS += [
+    ("affine pair: bias grad averaged", _pair(affine_forward, affine_backward_mean_bias, **AFF), SQ, {}, (4, 5),
+     "backward", "1/the batch size 4"),
+    ("affine pair: dx with w, not w.T (square w)", _pair(affine_forward, affine_backward_untransposed, **AFF), SQ, {},
+     (4, 5), "backward", None),
+    ("relu pair: backward without the mask", _pair(relu_forward, relu_backward_no_mask, S.ReLU("relu")),
+     S.ReLU("relu"), {}, (3, 4), "backward", None),
+    ("max pool pair: overlapping windows assigned, not added",
+     _pair(max_pool_forward, max_pool_backward_assign, POOL, args=POOL_ARGS), POOL, {}, (2, 2, 7, 6), "backward", None),
+]
+
+
+def affine_backward_dw_transposed(dout, cache):
+    x, w = cache
+    return dout @ w.T, dout.T @ x, dout.sum(axis=0)  # (x^T dout)^T: fits only because w is square
+
+
+MUTANTS += [
+    ("affine pair: dw transposed (square w)", _pair(affine_forward, affine_backward_dw_transposed, **AFF), SQ, {},
+     (4, 5), "backward", "transposed"),
+]
