@@ -21,7 +21,7 @@ from .adapters.layer import WrappedLayer, wrap_layer
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import accumulates, diagnose
 from .results import FDSummary, LayerResult, Report, TensorResult
-from .spec import ELU, Conv2d, Layer, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential, join_path, walk
+from .spec import ELU, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, example_input_shape, join_path, walk
 
 # finite differences of the user's forward must agree with its backward to this relative
 # error (of the summed terms), by dtype; Richardson makes float64 probes good to ~1e-10
@@ -30,16 +30,6 @@ REFS_TOL = 1e-10  # torch and jax, both float64, disagreeing beyond this blame t
 FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
 _KINKED = (ReLU, LeakyReLU, ELU)
 _HARNESS = str(Path(__file__).resolve().parent)
-
-
-def _default_input(spec: Layer, rng: np.random.Generator) -> tuple[int, ...]:
-    first = next((layer for _, layer in walk(spec) if not layer.children()), spec)
-    if isinstance(first, Conv2d):
-        k = max(d * (s - 1) + 1 for d, s in zip(first.dilation, first.kernel_size))
-        return (2, first.in_channels, k + 5, k + 4)  # odd and even, H != W
-    if isinstance(first, Linear):
-        return (3, first.in_features)
-    raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(first).__name__}")
 
 
 def _input(spec: Layer, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -129,7 +119,10 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
         raise ValueError("check_layer needs the spec layer the code implements (FD-only checks come later)")
     rng = np.random.default_rng(seed)
     if x is None:
-        x = _input(spec, tuple(input_shape) if input_shape is not None else _default_input(spec, rng), rng)
+        shape = tuple(input_shape) if input_shape is not None else example_input_shape(spec)
+        if shape is None:
+            raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
+        x = _input(spec, shape, rng)
     x = np.asarray(x, dtype=np.float64)
     g = rng.standard_normal(spec.output_shape(x.shape))  # never all ones: that hides transposes and flips
     return Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])

@@ -845,6 +845,19 @@ def named_params(spec: Layer, input_shape: Shape) -> dict[str, ParamInfo]:
     return out
 
 
+def example_input_shape(spec: Layer) -> Shape | None:
+    """A small input that fits ``spec`` when its first layer tells the sizes (a Conv2d or a
+    Linear), else None: batch 2 (3 for a Linear), H != W so the two cannot be confused,
+    and room for the dilated kernel."""
+    first = next((layer for _, layer in walk(spec) if not layer.children()), spec)
+    if isinstance(first, Conv2d):
+        (dh, dw), (kh, kw) = first.dilation, first.kernel_size
+        return (2, first.in_channels, max(7, dh * (kh - 1) + 3), max(6, dw * (kw - 1) + 2))
+    if isinstance(first, Linear):
+        return (3, first.in_features)
+    return None
+
+
 def check_params(spec: Layer, input_shape: Shape, params: Mapping[str, Any]) -> None:
     """Raise :class:`SpecError` listing missing, unexpected and mis-shaped parameters."""
     expected = named_params(spec, input_shape)
@@ -938,5 +951,5 @@ __all__ = [
     "GlobalAvgPool2d", "Layer", "LayerNorm", "LeakyReLU", "Linear", "Loss", "MSE", "MaxPool2d",
     "ParamInfo", "Projection", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax",
     "SoftmaxCrossEntropy", "SpecError", "Tanh", "check_params", "check_target", "from_dict",
-    "init_params", "join_path", "layer_shapes", "named_params", "walk",
+    "example_input_shape", "init_params", "join_path", "layer_shapes", "named_params", "walk",
 ]

@@ -241,3 +241,9 @@ def test_feature_batch_norm_has_per_feature_parameters() -> None:
         "weight": (3, 4, 2), "bias": (3, 4, 2), "running_mean": (3, 4, 2), "running_var": (3, 4, 2)}
     assert bn.reduce_axes((5, 3, 4, 2)) == (0,)
     assert S.BatchNorm2d("bn", 3).reduce_axes((5, 3, 4, 2)) == (0, 2, 3)
+
+
+def test_example_input_shape() -> None:
+    assert S.example_input_shape(S.Conv2d("c", 3, 4, 5, dilation=2)) == (2, 3, 11, 10)
+    assert S.example_input_shape(S.Sequential([S.Linear("fc", 7, 2), S.ReLU("r")])) == (3, 7)
+    assert S.example_input_shape(S.ReLU("r")) is None

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Conv2d, Flatten, Layer, Linear, Sequential
+from ..spec import Conv2d, Flatten, Layer, Linear, Sequential, example_input_shape
 from .layer import WrappedLayer, wrap_layer
 from .layouts import KERNEL_ORDERS, Layout
 
@@ -74,16 +74,6 @@ def candidate_layouts(spec: Layer, params: dict[str, tuple[int, ...]] | None = N
     return [Layout(data=d) for d in datas]
 
 
-def _default_input(spec: Layer) -> tuple[int, ...]:
-    if isinstance(spec, Conv2d):
-        h = max(7, spec.dilation[0] * (spec.kernel_size[0] - 1) + 3)
-        w = max(6, spec.dilation[1] * (spec.kernel_size[1] - 1) + 2)  # H != W: tells H from W
-        return (2, spec.in_channels, h, w)
-    if isinstance(spec, Linear):
-        return (3, spec.in_features)
-    raise ValueError(f"layer '{spec.name}': pass input_shape= to detect_layout for a {type(spec).__name__}")
-
-
 def detect_layout(layer: Any, spec: Layer | None = None, *, input_shape: tuple[int, ...] | None = None,
                   seed: int = 0, **wrap_kwargs: Any) -> Detection:
     """Find the layout ``layer`` uses. ``layer`` is a :class:`WrappedLayer` (its declared
@@ -95,7 +85,9 @@ def detect_layout(layer: Any, spec: Layer | None = None, *, input_shape: tuple[i
     spec = wrapped.spec if spec is None else spec
     if spec is None:
         raise ValueError("detect_layout needs the spec layer the code implements")
-    shape = tuple(input_shape) if input_shape is not None else _default_input(spec)
+    shape = tuple(input_shape) if input_shape is not None else example_input_shape(spec)
+    if shape is None:
+        raise ValueError(f"layer '{spec.name}': pass input_shape= to detect_layout for a {type(spec).__name__}")
     rng = np.random.default_rng(seed)
     x = rng.normal(size=shape)
     user_shapes = {k: tuple(np.shape(wrapped._get_user(k))) for k in wrapped._param_names()}
