@@ -102,6 +102,21 @@ def _fd_summary(probes: list[tuple[fd.Probe, float, float]], dtype: np.dtype) ->
     return FDSummary(probes=len(probes), kinks=kinks, worst=worst, consistent=consistent)
 
 
+def _probes(f: Any, base: np.ndarray, grad: np.ndarray, rng: np.random.Generator, count: int, dtype: np.dtype,
+            pattern: Any) -> list[tuple[fd.Probe, float, float]]:
+    """``count`` finite-difference probes of ``f`` at ``base`` along random directions, as
+    (probe, backward's <grad, d>, scale of the summed terms); a probe that crosses a kink is
+    kept (it is counted) and replaced by another, up to ``3 * count`` draws in all."""
+    out: list[tuple[fd.Probe, float, float]] = []
+    for _ in range(3 * count):
+        d = fd.random_direction(base.shape, rng)
+        p = fd.along(f, base, d, dtype=dtype, pattern=pattern)
+        out.append((p, float((grad * d).sum()), float(np.abs(grad * d).sum())))
+        if sum(not q.kink for q, _, _ in out) >= count:
+            break
+    return out
+
+
 def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tuple[int, ...] | None = None,
                 x: np.ndarray | None = None, seed: int = 0, fd_probes: int = 3, tol_scale: float = 1.0,
                 **wrap_kwargs: Any) -> Report:
@@ -186,28 +201,18 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
 
         # ---- finite differences of the user's own forward (its backward's consistency)
         def probe_x() -> list[tuple[fd.Probe, float, float]]:
-            out = []
-            for _ in range(fd_probes):
-                d = fd.random_direction(x.shape, rng)
-                p = fd.along(lambda z: float((wrapped.forward(z) * g).sum()), x, d, dtype=dtype, pattern=pattern)
-                out.append((p, float((dx_u * d).sum()), float(np.abs(dx_u * d).sum())))
-            return out
+            return _probes(lambda z: float((wrapped.forward(z) * g).sum()), x, dx_u, rng, fd_probes, dtype, pattern)
 
         def probe_param(k: str) -> list[tuple[fd.Probe, float, float]]:
-            out = []
-            base = params[k]
-            for _ in range(fd_probes):
-                d = fd.random_direction(base.shape, rng)
+            def f(v: np.ndarray) -> float:
+                wrapped.set_params({k: v})
+                return float((wrapped.forward(x) * g).sum())
 
-                def f(v: np.ndarray) -> float:
-                    wrapped.set_params({k: v})
-                    return float((wrapped.forward(x) * g).sum())
-
-                pat = (lambda v: activation_pattern({**params, k: v}, x)) if kinked else None
-                p = fd.along(f, base, d, dtype=dtype, pattern=pat)
-                out.append((p, float((grads_u[k] * d).sum()), float(np.abs(grads_u[k] * d).sum())))
-            wrapped.set_params({k: base})
-            return out
+            pat = (lambda v: activation_pattern({**params, k: v}, x)) if kinked else None
+            try:
+                return _probes(f, params[k], grads_u[k], rng, fd_probes, dtype, pat)
+            finally:
+                wrapped.set_params({k: params[k]})
 
         try:
             fds = {"input": _fd_summary(probe_x(), dtype)}
