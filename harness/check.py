@@ -20,7 +20,7 @@ from . import fd
 from .adapters.layer import WrappedLayer, wrap_layer
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import accumulates, diagnose
-from .results import FDSummary, LayerResult, Report, TensorResult
+from .results import Boundary, FDSummary, LayerResult, Report, TensorResult
 from .spec import ELU, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, example_input_shape, join_path, walk
 
 # finite differences of the user's forward must agree with its backward to this relative
@@ -117,6 +117,37 @@ def _probes(f: Any, base: np.ndarray, grad: np.ndarray, rng: np.random.Generator
     return out
 
 
+Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
+
+
+def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummary], dtype: np.dtype,
+           tol_scale: float, *, batch: int, window: int | None) -> tuple[bool, bool]:
+    """Fill ``result`` from the compared tensors — (name, side, user, torch, jax, reduction
+    size, absolute floor) — and the finite-difference summaries: per-tensor results, the
+    verdict and the diagnosis of each failing tensor. Returns (forward_ok, backward_ok)."""
+    for name, side, user, tv, jv, reduction, floor in tensors:
+        tol = tolerance(dtype, reduction, tol_scale)
+        et, ej = relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)
+        worst = rel_error(user, tv)
+        result.tensors.append(TensorResult(
+            name=name, side=side, shape=tuple(np.shape(user)), tolerance=tol, error_torch=et, error_jax=ej,
+            worst_index=worst.index, worst_user=worst.actual, worst_ref=worst.expected,
+            ok=max(et, ej) <= tol, fd=fds.get(name) if side == "backward" else None,
+        ))
+    forward_ok = all(tr.ok for tr in result.tensors if tr.side == "forward")
+    backward_ok = all(tr.ok for tr in result.tensors if tr.side == "backward")
+    consistency = [s.consistent for s in fds.values()]
+    fd_consistent = False if False in consistency else (True if all(consistency) else None)
+    result.verdict = verdict(forward_ok=forward_ok, backward_ok=backward_ok, fd_consistent=fd_consistent,
+                             refs_agree=result.refs_error <= REFS_TOL)
+    by_name = {name: (user, tv) for name, _, user, tv, _, _, _ in tensors}
+    for tr in result.tensors:
+        if not tr.ok:
+            user, ref = by_name[tr.name]
+            result.diagnosis += [f"{tr.name}: {h}" for h in diagnose(tr.name, user, ref, batch=batch, window=window)]
+    return forward_ok, backward_ok
+
+
 def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tuple[int, ...] | None = None,
                 x: np.ndarray | None = None, seed: int = 0, fd_probes: int = 3, tol_scale: float = 1.0,
                 **wrap_kwargs: Any) -> Report:
@@ -188,7 +219,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         n = x.shape[0]
         refs_err = [relative_with_floor(t.output, j.output), relative_with_floor(t.input_grad, j.input_grad)]
         grad_scale = max([float(np.linalg.norm(t.input_grad))] + [float(np.linalg.norm(v)) for v in t.param_grads.values()])
-        tensors: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]] = [
+        tensors: list[Compared] = [
             ("output", "forward", y_u, t.output, j.output, x.size // n, 0.0),
             ("input", "backward", dx_u, t.input_grad, j.input_grad, int(np.prod(y_shape)) // n, FLOOR * grad_scale),
         ]
@@ -227,27 +258,9 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             return result
 
     # ---- verdict
-    for name, side, user, tv, jv, reduction, floor in tensors:
-        tol = tolerance(dtype, reduction, tol_scale)
-        et, ej = relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)
-        worst = rel_error(user, tv)
-        result.tensors.append(TensorResult(
-            name=name, side=side, shape=tuple(user.shape), tolerance=tol, error_torch=et, error_jax=ej,
-            worst_index=worst.index, worst_user=worst.actual, worst_ref=worst.expected,
-            ok=max(et, ej) <= tol, fd=fds.get(name) if side == "backward" else None,
-        ))
-    forward_ok = all(tr.ok for tr in result.tensors if tr.side == "forward")
-    backward_ok = all(tr.ok for tr in result.tensors if tr.side == "backward")
-    consistency = [s.consistent for s in fds.values()]
-    fd_consistent = False if False in consistency else (True if all(consistency) else None)
-    result.verdict = verdict(forward_ok=forward_ok, backward_ok=backward_ok, fd_consistent=fd_consistent,
-                             refs_agree=result.refs_error <= REFS_TOL)
     window = int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None
+    forward_ok, backward_ok = _judge(result, tensors, fds, dtype, tol_scale, batch=x.shape[0], window=window)
     by_name = {name: (user, tv) for name, _, user, tv, _, _, _ in tensors}
-    for tr in result.tensors:
-        if not tr.ok:
-            user, ref = by_name[tr.name]
-            result.diagnosis += [f"{tr.name}: {h}" for h in diagnose(tr.name, user, ref, batch=x.shape[0], window=window)]
     if not np.array_equal(y_u, y_again):
         result.diagnosis.append(f"output: the forward is not deterministic (two calls at the same input differ by "
                                 f"{relative_with_floor(y_again, y_u):.1e} relative)")
@@ -275,24 +288,41 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
 
 
 
-def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, *,
-                  input_shape: tuple[int, ...] | None = None, seed: int = 0, fd_probes: int = 2,
+def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, y: Any = None, *,
+                  loss: Any = None, input_shape: tuple[int, ...] | None = None, seed: int = 0, fd_probes: int = 2,
                   tol_scale: float = 1.0, **wrap_kwargs: Any) -> Report:
     """Check a handwritten network layer by layer, then end to end.
 
-    ``net``: a :class:`~harness.adapters.network.WrappedNetwork`, or a mapping from spec
-    layer names to the user's layers (wrapped with ``spec`` and ``wrap_kwargs``).
+    ``net``: a :class:`~harness.adapters.network.WrappedNetwork`, a mapping from spec layer
+    names to the user's layers (wrapped with ``spec`` and ``wrap_kwargs``), or a CS231n
+    :class:`~harness.adapters.network.LossModel` (``model.loss(X, y)``: checked as one
+    ``(network)`` entry under its loss). ``x``: canonical input (N, C, H, W) or (N, F), else
+    generated from ``seed`` with ``input_shape``. ``loss``: the user's loss from
+    :func:`~harness.wrap_loss`, checked as a ``(loss)`` entry at the reference's output
+    with targets ``y`` (generated from ``seed`` when None: labels for cross-entropy).
+
     Every layer is checked in isolation at the reference's own input to it and the
-    reference's own upstream gradient, so one layer's bug cannot make another fail. If the
-    network has its own ``forward`` / ``backward``, the whole network is then compared with
-    the references too (a ``(network)`` entry): when every layer passes alone and the
-    network does not, the wiring between layers is at fault.
+    reference's own upstream gradient (random, never all ones), so one layer's bug cannot
+    make another fail. If the network has its own ``forward`` / ``backward``, the whole
+    network is then compared with the references too (a ``(network)`` entry), boundary by
+    boundary where its layers can be watched: when every layer passes alone and the network
+    does not, the wiring between layers is at fault, and the first boundary where the
+    network's values leave the reference's says where.
     """
     from reference_models import build
 
-    from .adapters.network import WrappedNetwork, wrap_network
+    from .adapters.loss import WrappedLoss
+    from .adapters.network import LossModel, WrappedNetwork, wrap_network
 
-    wrapped = net if isinstance(net, WrappedNetwork) else wrap_network(net, spec, **wrap_kwargs)
+    if loss is not None and not isinstance(loss, WrappedLoss):
+        raise TypeError(f"check_network: loss= takes the user's loss wrapped with harness.wrap_loss(fn, "
+                        f"SoftmaxCrossEntropy(), ...), got {type(loss).__name__}")
+    if y is not None and loss is None and not isinstance(net, LossModel):
+        raise TypeError("check_network: y= (targets) needs loss= (the user's loss, from harness.wrap_loss)")
+    if isinstance(net, LossModel):
+        wrapped: Any = net
+    else:
+        wrapped = net if isinstance(net, WrappedNetwork) else wrap_network(net, spec, **wrap_kwargs)
     spec = wrapped.spec
     rng = np.random.default_rng(seed)
     if x is None:
@@ -300,8 +330,14 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
             raise ValueError("check_network needs x= or input_shape=")
         x = rng.standard_normal(tuple(input_shape))
     x = np.asarray(x, dtype=np.float64)
-    g = rng.standard_normal(spec.output_shape(x.shape))
+    out_shape = spec.output_shape(x.shape)
+    g = rng.standard_normal(out_shape)
     report = Report(seed=seed)
+    if isinstance(net, LossModel):
+        target = y if y is not None else _target(net.loss, out_shape, rng)
+        with net.preserved():
+            report.layers.append(_check_loss_model(net, x, target, rng, fd_probes, tol_scale))
+        return report
     with wrapped.preserved():
         params = wrapped.get_params()
         ref = build("torch", spec).vjp(params, x, g)
@@ -309,18 +345,116 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
             x_layer = _untie(layer.spec, ref.inputs[path], rng)
             report.layers.append(check_point(layer, x_layer, ref.output_grads[path], rng,
                                              fd_probes=fd_probes, tol_scale=tol_scale, name=path))
+        if loss is not None:
+            target = y if y is not None else _target(loss.spec, out_shape, rng)
+            report.layers.append(_check_loss(loss, ref.output, target, rng, fd_probes, tol_scale))
         if wrapped.end_to_end:
             first = next((layer.name for layer in report.layers if not layer.ok), None)
             report.layers.append(_end_to_end(wrapped, x, g, ref, tol_scale, first))
     return report
 
 
+def _target(loss: Any, out_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Targets for ``loss`` from the seed: class labels for cross-entropy, else values."""
+    from .spec import SoftmaxCrossEntropy
+
+    if isinstance(loss, SoftmaxCrossEntropy):
+        return rng.integers(0, out_shape[-1], size=out_shape[0])
+    return rng.standard_normal(out_shape)
+
+
+def _check_loss(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int,
+                tol_scale: float) -> LayerResult:
+    """The user's loss at ``scores`` (N, K): its value (forward) and d loss / d scores
+    (backward) against both references, and finite differences of its own value."""
+    from reference_models import build
+
+    from .spec import Flatten
+
+    result = LayerResult(name="(loss)", kind=wloss.spec.kind, verdict="error", dtype=str(wloss.dtype))
+    identity = Sequential([Flatten(name="scores")])  # the references' loss of the scores themselves
+    try:
+        value, dscores = wloss.loss_and_grad(scores, target)
+        value_f = lambda s: wloss.loss_and_grad(s, target)[0]  # noqa: E731
+        fds = {"scores": _fd_summary(_probes(value_f, scores, dscores, rng, fd_probes, wloss.dtype, None), wloss.dtype)}
+    except Exception as e:
+        result.message = _user_frame(e)
+        return result
+    t = build("torch", identity).loss_vjp({}, scores, wloss.spec, target)
+    j = build("jax", identity).loss_vjp({}, scores, wloss.spec, target)
+    result.refs_error = max(relative_with_floor(np.array(t.loss), np.array(j.loss)),
+                            relative_with_floor(t.input_grad, j.input_grad))
+    n = scores.shape[0]
+    tensors: list[Compared] = [
+        ("value", "forward", np.array(value), np.array(t.loss), np.array(j.loss), scores.size, 0.0),
+        ("scores", "backward", dscores, t.input_grad, j.input_grad, scores.size // n, 0.0),
+    ]
+    _judge(result, tensors, fds, wloss.dtype, tol_scale, batch=n, window=None)
+    return result
+
+
+def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int,
+                      tol_scale: float) -> LayerResult:
+    """A CS231n ``model.loss(X, y)`` as one ``(network)`` entry: the scores and the loss
+    (forward), every parameter's gradient (backward) against both references, and finite
+    differences of the model's own loss along random parameter directions."""
+    from reference_models import build
+
+    result = LayerResult(name="(network)", kind="loss model", verdict="error", dtype=str(model.dtype))
+    spec = model.spec
+    try:
+        params = model.get_params()
+        scores = model.scores(x)
+        value, grads = model.loss_and_grads(x, target)
+    except Exception as e:
+        result.message = _user_frame(e)
+        return result
+    torch_ref, jax_ref = build("torch", spec), build("jax", spec)
+    t, j = torch_ref.loss_vjp(params, x, model.loss, target), jax_ref.loss_vjp(params, x, model.loss, target)
+    layers = dict(walk(spec))
+    kinked = [p for p, lay in layers.items() if isinstance(lay, (*_KINKED, MaxPool2d))]
+
+    def pattern_at(prm: dict) -> bytes:
+        inputs = torch_ref.forward(prm, x).inputs
+        return b"".join(_pool_argmax(layers[p], inputs[p]) if isinstance(layers[p], MaxPool2d)
+                        else (inputs[p] > 0).tobytes() for p in kinked)
+
+    fds = {}
+    try:
+        for k in grads:
+            def f(v: np.ndarray, k: str = k) -> float:
+                model.set_params({k: v})
+                return model.loss_and_grads(x, target)[0]
+
+            pat = (lambda v, k=k: pattern_at({**params, k: v})) if kinked else None
+            try:
+                fds[k] = _fd_summary(_probes(f, params[k], grads[k], rng, fd_probes, model.dtype, pat), model.dtype)
+            finally:
+                model.set_params({k: params[k]})
+    except Exception as e:
+        result.message = _user_frame(e)
+        return result
+    result.refs_error = max([relative_with_floor(t.output, j.output), relative_with_floor(np.array(t.loss), np.array(j.loss))]
+                            + [relative_with_floor(t.param_grads[k], j.param_grads[k]) for k in grads])
+    n = x.shape[0]
+    scale = FLOOR * max(float(np.linalg.norm(t.param_grads[k])) for k in grads) if grads else 0.0
+    tensors: list[Compared] = [
+        ("output", "forward", scores, t.output, j.output, x.size // n, 0.0),
+        ("loss", "forward", np.array(value), np.array(t.loss), np.array(j.loss), x.size, 0.0),
+    ]
+    tensors += [(k, "backward", v, t.param_grads[k], j.param_grads[k], x.size, scale) for k, v in grads.items()]
+    _judge(result, tensors, fds, model.dtype, tol_scale, batch=n, window=None)
+    return result
+
+
 def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, tol_scale: float, first_failure: str | None) -> LayerResult:
-    """The user's own network forward/backward against the reference, as one entry."""
+    """The user's own network forward/backward against the reference, as one entry, with
+    the activation and gradient at every watched layer boundary."""
     result = LayerResult(name="(network)", kind="network", verdict="error", dtype=str(net.dtype))
     try:
-        y = net.forward(x, mode="network")
-        dx = net.backward(g)
+        with net.recording() as calls:
+            y = net.forward(x, mode="network")
+            dx = net.backward(g)
         grads = net.param_grads()
     except Exception as e:
         result.message = _user_frame(e)
@@ -340,12 +474,52 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, tol_scale: flo
     backward_ok = all(t.ok for t in result.tensors if t.side == "backward")
     result.verdict = "pass" if forward_ok and backward_ok else ("both" if not (forward_ok or backward_ok)
                                                                  else "forward" if not forward_ok else "backward")
+    tol = max(t.tolerance for t in result.tensors)
+    result.boundaries, where = _boundaries(calls, ref, tol)
     if not result.ok and first_failure is None:
         result.message = ("every layer passes alone but the network's own forward/backward does not: the wiring "
                           "between layers is at fault (a skipped, repeated or reordered call)")
+        result.diagnosis += where
     elif not result.ok:
         result.downstream_of = first_failure  # explained by the failing layer: fix that first
     return result
+
+
+def _boundaries(calls: dict[str, Any], ref: Any, tol: float) -> tuple[list[Boundary], list[str]]:
+    """Per watched layer: how often the user's network called it and how far the input,
+    output and upstream gradient it saw (its last call) are from the reference's; and the
+    findings a person needs: layers not called or called twice, and the first boundary
+    where the forward, and the backward, leave the reference."""
+    def err(values: list, expected: np.ndarray) -> float | None:
+        if not values or values[-1] is None:
+            return None
+        return relative_with_floor(values[-1], expected) if values[-1].shape == expected.shape else float("inf")
+
+    rows = [Boundary(name=p, forward_calls=len(c.inputs), backward_calls=len(c.grads),
+                     input_error=err(c.inputs, ref.inputs[p]), output_error=err(c.outputs, ref.outputs[p]),
+                     grad_error=err(c.grads, ref.output_grads[p])) for p, c in calls.items()]
+    found = []
+    for b in rows:
+        for what, count in (("forward", b.forward_calls), ("backward", b.backward_calls)):
+            if count != 1:
+                found.append(f"'{b.name}' is {'never called' if count == 0 else f'called {count} times'} by the "
+                             f"network's {what}")
+    bad = lambda e: e is not None and e > tol  # noqa: E731
+    prev = None
+    for b in rows:
+        if bad(b.input_error):
+            after = f" although '{prev.name}' produced the right output" if prev and not bad(prev.output_error) else ""
+            found.append(f"forward: '{b.name}' receives a wrong input ({b.input_error:.1e} relative){after}")
+            break
+        prev = b if b.forward_calls else prev
+    nxt = None
+    for b in reversed(rows):
+        if bad(b.grad_error):
+            after = f" although '{nxt.name}' received the right one" if nxt and not bad(nxt.grad_error) else ""
+            found.append(f"backward: '{b.name}' receives a wrong upstream gradient ({b.grad_error:.1e} relative){after}")
+            break
+        nxt = b if b.backward_calls else nxt
+    return rows, found
 
 
 __all__ = ["check_layer", "check_network", "check_point"]

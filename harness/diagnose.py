@@ -8,6 +8,8 @@ finding is meant for a person: ``"off by a factor of 4 (= the batch size)"``.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 
@@ -46,9 +48,10 @@ def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None 
 
 
 def _fraction(f: float) -> str:
-    for d in (1, 2, 3, 4, 6, 8, 9, 16, 25, 32, 64):
-        if abs(f * d - round(f * d)) < 1e-6 * max(1.0, abs(f * d)):
-            return f"{round(f * d)}/{d}" if d > 1 else f"{round(f)}"
+    """``f`` as a small fraction when it is one (``1/5``, ``3``), else 6 digits."""
+    q = Fraction(f).limit_denominator(64)
+    if abs(f - float(q)) < 1e-6 * max(1.0, abs(f)):
+        return f"{q.numerator}/{q.denominator}" if q.denominator > 1 else f"{q.numerator}"
     return f"{f:.6g}"
 
 

@@ -44,6 +44,20 @@ class TensorResult:
 
 
 @dataclass
+class Boundary:
+    """One layer as the user's own network pass saw it (the ``(network)`` entry): how many
+    times the network called its forward and backward, and the relative error of the input,
+    output and upstream gradient it saw against the reference (None: not recorded)."""
+
+    name: str
+    forward_calls: int
+    backward_calls: int
+    input_error: float | None
+    output_error: float | None
+    grad_error: float | None
+
+
+@dataclass
 class LayerResult:
     """The verdict for one layer (``pass``, ``forward``, ``backward``, ``both``,
     ``inconclusive``, ``reference`` or ``error``) and the figures behind it."""
@@ -57,6 +71,7 @@ class LayerResult:
     message: str = ""
     downstream_of: str | None = None  # in a network: fails only because of this earlier layer
     diagnosis: list[str] = field(default_factory=list)
+    boundaries: list[Boundary] = field(default_factory=list)  # the (network) entry's layer boundaries
 
     @property
     def ok(self) -> bool:
@@ -125,4 +140,4 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["FDSummary", "LayerResult", "Report", "TensorResult"]
+__all__ = ["Boundary", "FDSummary", "LayerResult", "Report", "TensorResult"]

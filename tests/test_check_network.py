@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from test_adapters_network import LAYOUTS, NAMES, X_SHAPE, Linear, make_net, make_spec
 
 from harness import spec as S
 from harness.adapters.arrays import fingerprint
-from harness.adapters.network import wrap_network
+from harness.adapters.layouts import Layout
+from harness.adapters.loss import wrap_loss
+from harness.adapters.network import wrap_loss_model, wrap_network
 from harness.check import check_network
 
 
@@ -63,3 +66,134 @@ def test_needs_an_input() -> None:
     w, _ = wrapped(*LAYOUTS["nchw"])
     with pytest.raises(ValueError, match="check_network needs x= or input_shape="):
         check_network(w)
+
+
+# --------------------------------------------------------------------------- boundaries
+
+
+def test_wiring_bug_names_the_skipped_layer_and_the_boundary() -> None:
+    nhwc, layout = LAYOUTS["nhwc"]
+    w, net = wrapped(nhwc, layout, make_net(nhwc, skip=5))
+    e2e = check_network(w, input_shape=X_SHAPE, seed=3).layer("(network)")
+    calls = {b.name: (b.forward_calls, b.backward_calls) for b in e2e.boundaries}
+    assert calls["relu2"] == (0, 0) and all(v == (1, 1) for k, v in calls.items() if k != "relu2")
+    assert "'relu2' is never called by the network's forward" in e2e.diagnosis
+    assert any("'fc2' receives a wrong input" in d and "although 'fc1' produced the right output" in d
+               for d in e2e.diagnosis), e2e.diagnosis
+    assert any("'fc1' receives a wrong upstream gradient" in d and "although 'fc2' received the right one" in d
+               for d in e2e.diagnosis), e2e.diagnosis
+    assert all("forward" not in vars(layer) for layer in net.layers)  # the watch is undone
+
+
+def test_a_layer_called_twice_is_named() -> None:
+    nhwc, layout = LAYOUTS["nchw"]
+    net = make_net(nhwc)
+
+    class Twice(type(net)):
+        def forward(self, x):
+            x = super().forward(x)
+            self.layers[5].forward(self.layers[5].forward(np.zeros((2, 10))))  # a stray extra call
+            return x
+
+    twice = Twice(net.layers)
+    w, _ = wrapped(nhwc, layout, twice)
+    e2e = check_network(w, input_shape=X_SHAPE, seed=4).layer("(network)")
+    assert not e2e.ok and "'relu2' is called 3 times by the network's forward" in e2e.diagnosis
+
+
+def test_boundaries_all_match_for_a_correct_network() -> None:
+    w, _ = wrapped(*LAYOUTS["nhwc"])
+    e2e = check_network(w, input_shape=X_SHAPE, seed=5).layer("(network)")
+    assert e2e.ok and [b.name for b in e2e.boundaries] == NAMES
+    for b in e2e.boundaries:
+        assert (b.forward_calls, b.backward_calls) == (1, 1)
+        assert max(b.input_error, b.output_error, b.grad_error) < 1e-12, b
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def softmax_loss(x, y, divide=True):
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = x.shape[0]
+    dx = np.exp(log_probs)
+    dx[np.arange(n), y] -= 1
+    return -log_probs[np.arange(n), y].mean(), dx / n if divide else dx
+
+
+def test_correct_loss_passes_and_is_reported() -> None:
+    w, _ = wrapped(*LAYOUTS["nchw"])
+    report = check_network(w, input_shape=X_SHAPE, loss=wrap_loss(softmax_loss, S.SoftmaxCrossEntropy()), seed=6)
+    assert report.ok, str(report)
+    entry = report.layer("(loss)")
+    assert [t.name for t in entry.tensors] == ["value", "scores"] and entry.tensors[1].fd.consistent
+    assert [l.name for l in report.layers][-2:] == ["(loss)", "(network)"]
+
+
+def test_loss_gradient_not_divided_by_the_batch() -> None:
+    w, _ = wrapped(*LAYOUTS["nchw"])
+    bad = wrap_loss(lambda s, y: softmax_loss(s, y, divide=False), S.SoftmaxCrossEntropy())
+    x = np.random.default_rng(0).standard_normal((4, *X_SHAPE[1:]))
+    report = check_network(w, x=x, y=np.array([0, 1, 2, 3]), loss=bad, seed=7)
+    entry = report.layer("(loss)")
+    assert report.first_failure == "(loss)" and entry.verdict == "backward", str(report)
+    assert any("= the batch size" in d for d in entry.diagnosis), entry.diagnosis
+
+
+def test_a_loss_that_raises_is_an_error_entry() -> None:
+    w, _ = wrapped(*LAYOUTS["nchw"])
+
+    def broken(s, y):
+        raise RuntimeError("labels out of range")
+
+    entry = check_network(w, input_shape=X_SHAPE, loss=wrap_loss(broken, S.SoftmaxCrossEntropy())).layer("(loss)")
+    assert entry.verdict == "error" and "RuntimeError: labels out of range" in entry.message
+    assert "test_check_network.py" in entry.message  # the user's frame
+
+
+def test_loss_arguments_are_checked() -> None:
+    w, _ = wrapped(*LAYOUTS["nchw"])
+    with pytest.raises(TypeError, match=r"loss= takes the user's loss wrapped with harness.wrap_loss"):
+        check_network(w, input_shape=X_SHAPE, loss=softmax_loss)
+    with pytest.raises(TypeError, match=r"y= \(targets\) needs loss="):
+        check_network(w, input_shape=X_SHAPE, y=np.zeros(2, dtype=int))
+
+
+# --------------------------------------------------------------------------- CS231n loss(X, y) models
+
+
+def _two_layer(bug: str | None = None):
+    from test_adapters_network import TwoLayerNet
+
+    class Model(TwoLayerNet):
+        def loss(self, X, y=None):
+            out = super().loss(X, y)
+            if y is None or bug is None:
+                return out
+            value, grads = out
+            if bug == "b2 not summed":
+                grads["b2"] = grads["b2"] / len(X)
+            return value, grads
+
+    spec = S.Sequential([S.Linear("fc1", 6, 7), S.ReLU("relu"), S.Linear("fc2", 7, 4)])
+    model = Model(6, 7, 4)
+    return wrap_loss_model(model, spec, loss=S.SoftmaxCrossEntropy(), layout=Layout(linear="in_out")), model
+
+
+def test_cs231n_loss_model_passes_and_is_untouched() -> None:
+    lm, model = _two_layer()
+    before = {k: fingerprint(v) for k, v in model.params.items()}
+    report = check_network(lm, input_shape=(5, 6), seed=8)
+    assert report.ok, str(report)
+    assert [t.name for t in report.layers[0].tensors] == ["output", "loss", "fc1.weight", "fc1.bias", "fc2.weight",
+                                                        "fc2.bias"]
+    assert {k: fingerprint(v) for k, v in model.params.items()} == before
+
+
+def test_cs231n_loss_model_bug_is_a_backward_failure() -> None:
+    lm, _ = _two_layer("b2 not summed")
+    entry = check_network(lm, input_shape=(5, 6), y=np.array([0, 1, 2, 3, 0]), seed=9).layers[0]
+    assert entry.verdict == "backward", entry
+    assert [t.name for t in entry.tensors if not t.ok] == ["fc2.bias"]
+    assert any("fc2.bias: off by a constant factor 1/5 (= 1/the batch size 5" in d for d in entry.diagnosis), entry.diagnosis

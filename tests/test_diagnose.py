@@ -19,6 +19,8 @@ def test_constant_factors_are_named() -> None:
     assert diagnose("bias", -R, R) == ["wrong sign: the user's value is exactly -1 times the reference"]
     assert diagnose("x", 0 * R, R)[0].startswith("zero:")
     assert "off by a constant factor 3/2" in diagnose("x", 1.5 * R, R)
+    assert diagnose("bias", R / 5, R, batch=5)[0].startswith("off by a constant factor 1/5 (= 1/the batch size 5")
+    assert diagnose("x", 0.123456789 * R, R) == ["off by a constant factor 0.123457"]  # not a small fraction
 
 
 def test_transpose_flip_border_channel() -> None:
