@@ -19,9 +19,9 @@ import numpy as np
 from . import fd
 from .adapters.layer import WrappedLayer, wrap_layer
 from .compare import relative_with_floor, rel_error, tolerance, verdict
-from .diagnose import accumulates, diagnose
+from .diagnose import accumulates, diagnose, window_overlap
 from .results import Boundary, FDSummary, LayerResult, Report, TensorResult
-from .spec import ELU, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, example_input_shape, join_path, walk
+from .spec import ELU, AvgPool2d, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, example_input_shape, join_path, walk
 
 # finite differences of the user's forward must agree with its backward to this relative
 # error (of the summed terms), by dtype; Richardson makes float64 probes good to ~1e-10
@@ -121,7 +121,7 @@ Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
 
 
 def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummary], dtype: np.dtype,
-           tol_scale: float, *, batch: int, window: int | None) -> tuple[bool, bool]:
+           tol_scale: float, *, batch: int, window: int | None = None, **hints: Any) -> tuple[bool, bool]:
     """Fill ``result`` from the compared tensors — (name, side, user, torch, jax, reduction
     size, absolute floor) — and the finite-difference summaries: per-tensor results, the
     verdict and the diagnosis of each failing tensor. Returns (forward_ok, backward_ok)."""
@@ -144,7 +144,7 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
     for tr in result.tensors:
         if not tr.ok:
             user, ref = by_name[tr.name]
-            result.diagnosis += [f"{tr.name}: {h}" for h in diagnose(tr.name, user, ref, batch=batch, window=window)]
+            result.diagnosis += [f"{tr.name}: {h}" for h in diagnose(tr.name, user, ref, batch=batch, window=window, **hints)]
     return forward_ok, backward_ok
 
 
@@ -259,7 +259,10 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
 
     # ---- verdict
     window = int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None
-    forward_ok, backward_ok = _judge(result, tensors, fds, dtype, tol_scale, batch=x.shape[0], window=window)
+    hints: dict[str, Any] = {"groups": getattr(spec, "groups", 1)}
+    if isinstance(spec, (MaxPool2d, AvgPool2d)) and x.ndim == 4:
+        hints["overlap"] = window_overlap(spec.kernel_size, spec.stride, spec.padding, spec._dilation(), x.shape[2:])
+    forward_ok, backward_ok = _judge(result, tensors, fds, dtype, tol_scale, batch=x.shape[0], window=window, **hints)
     by_name = {name: (user, tv) for name, _, user, tv, _, _, _ in tensors}
     if not np.array_equal(y_u, y_again):
         result.diagnosis.append(f"output: the forward is not deterministic (two calls at the same input differ by "

@@ -19,10 +19,13 @@ def _close(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
 
 
 def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None = None,
-             window: int | None = None, tol: float = 1e-6) -> list[str]:
+             window: int | None = None, overlap: np.ndarray | None = None, groups: int = 1,
+             tol: float = 1e-6) -> list[str]:
     """Hypotheses that explain why ``user`` differs from ``ref`` (same shape) for the tensor
     ``name`` (``output``, ``input``, ``weight``, ``bias`` ...). ``batch`` / ``window``: sizes a
-    constant factor is compared with. Conv tensors are ``(N or O, C, H, W)``."""
+    constant factor is compared with. Conv tensors are ``(N or O, C, H, W)``. ``overlap``:
+    ``(H, W)`` bool, the input positions that more than one pooling window covers (see
+    :func:`window_overlap`); ``groups``: a conv's groups, to name whole groups."""
     u, r = np.asarray(user, np.float64), np.asarray(ref, np.float64)
     found: list[str] = []
     if u.shape != r.shape or not np.isfinite(u).all():
@@ -43,8 +46,26 @@ def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None 
         found.append("kernel flipped: the user's value is the reference rotated 180 degrees in (H, W) "
                      "(convolution where cross-correlation is meant, or the reverse)")
     if u.ndim == 4 and u.shape[2] > 2 and u.shape[3] > 2:
-        found += _where(u, r, tol)
+        found += _where(u, r, tol, groups, axis=0 if name == "weight" else 1)
+    if u.ndim == 4 and overlap is not None and overlap.shape == u.shape[2:] and overlap.any() and not overlap.all():
+        err = np.abs(u - r)
+        if float(err[:, :, ~overlap].sum()) <= tol * float(err.sum()):
+            found.append("only where pooling windows overlap: positions covered by one window match (gradients "
+                         "assigned with = where overlapping windows need +=)")
     return found
+
+
+def window_overlap(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                   dilation: tuple[int, int], hw: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` bool: the input positions inside more than one pooling window."""
+    count = []
+    for k, s, p, d, n in zip(kernel, stride, padding, dilation, hw):
+        c = np.zeros(n, dtype=int)
+        for start in range(-p, n + p - d * (k - 1), s):
+            taps = start + d * np.arange(k)
+            c[taps[(taps >= 0) & (taps < n)]] += 1
+        count.append(c)
+    return np.outer(count[0], count[1]) > 1
 
 
 def _fraction(f: float) -> str:
@@ -65,8 +86,9 @@ def _named(f: float, batch: int | None, window: int | None) -> str:
     return ""
 
 
-def _where(u: np.ndarray, r: np.ndarray, tol: float) -> list[str]:
-    """Is the error confined to the border, or to some channels?"""
+def _where(u: np.ndarray, r: np.ndarray, tol: float, groups: int = 1, axis: int = 1) -> list[str]:
+    """Is the error confined to the border, or to some channels (``axis``: 1 for data
+    (N, C, H, W), 0 for a conv weight (O, I/groups, kh, kw), whose groups split O)?"""
     err = np.abs(u - r)
     total = float(err.sum())
     if total <= tol * float(np.abs(r).sum()):
@@ -75,11 +97,18 @@ def _where(u: np.ndarray, r: np.ndarray, tol: float) -> list[str]:
     inner = err[:, :, 1:-1, 1:-1].sum()
     if inner <= tol * total:
         out.append("only on the border: the interior matches (padding handled wrongly)")
-    per_channel = err.sum(axis=(0, 2, 3))
+    per_channel = err.sum(axis=tuple(a for a in range(4) if a != axis))
     bad = np.flatnonzero(per_channel > tol * total)
     if 0 < len(bad) < len(per_channel):
-        shown = ", ".join(str(int(c)) for c in bad[:8]) + (" ..." if len(bad) > 8 else "")
-        out.append(f"only in channel(s) {shown} of {len(per_channel)}: the others match (groups or channel indexing)")
+        size = len(per_channel) // groups if groups > 1 and len(per_channel) % groups == 0 else 0
+        whole = sorted({int(c) // size for c in bad}) if size else []
+        if whole and len(bad) == len(whole) * size:  # exactly whole groups of channels
+            out.append(f"only in group(s) {', '.join(map(str, whole))} of {groups}: the other groups match "
+                       "(group offsets or slicing)")
+        else:
+            shown = ", ".join(str(int(c)) for c in bad[:8]) + (" ..." if len(bad) > 8 else "")
+            what = "output channel(s)" if axis == 0 else "channel(s)"
+            out.append(f"only in {what} {shown} of {len(per_channel)}: the others match (groups or channel indexing)")
     return out
 
 
@@ -89,4 +118,4 @@ def accumulates(first: np.ndarray, second: np.ndarray, tol: float = 1e-9) -> boo
     return _close(np.asarray(second, np.float64), 2 * np.asarray(first, np.float64), tol) and bool(np.any(first))
 
 
-__all__ = ["accumulates", "diagnose"]
+__all__ = ["accumulates", "diagnose", "window_overlap"]

@@ -8,7 +8,7 @@ import numpy as np
 from harness import spec as S
 from harness.adapters.layouts import Layout
 from harness.check import check_layer
-from harness.diagnose import accumulates, diagnose
+from harness.diagnose import accumulates, diagnose, window_overlap
 
 R = np.random.default_rng(0).normal(size=(4, 3, 5, 5))
 
@@ -76,3 +76,32 @@ def test_check_layer_reports_accumulation_and_batch_factor() -> None:
     layer = report.layer("fc")
     assert layer.verdict == "backward"
     assert any(d.startswith("weight: off by a constant factor 1/3 (= 1/the batch size 3") for d in layer.diagnosis), layer.diagnosis
+
+
+def test_error_confined_to_overlapping_pool_windows() -> None:
+    overlap = window_overlap((3, 3), (2, 2), (0, 0), (1, 1), (5, 5))
+    assert overlap[2].all() and overlap[:, 2].all() and not overlap[0, 0] and overlap.sum() == 9
+    r = np.random.default_rng(1).standard_normal((2, 3, 5, 5))
+    u = r.copy()
+    u[:, :, overlap] *= 0.5  # the second window's share lost where windows overlap
+    assert any(h.startswith("only where pooling windows overlap") for h in diagnose("input", u, r, overlap=overlap))
+    u[0, 0, 0, 0] += 1.0  # an error outside the overlap too: not this hypothesis
+    assert not any(h.startswith("only where pooling windows overlap") for h in diagnose("input", u, r, overlap=overlap))
+    assert not window_overlap((2, 2), (2, 2), (0, 0), (1, 1), (4, 4)).any()  # non-overlapping windows: nothing to say
+
+
+def test_error_confined_to_whole_groups_is_named_by_group() -> None:
+    r = np.random.default_rng(2).standard_normal((6, 2, 3, 3))  # conv weight, groups=3: 2 output channels per group
+    u = r.copy()
+    u[2:4] += 1.0  # output channels 2, 3: group 1
+    found = diagnose("weight", u, r, groups=3)
+    assert "only in group(s) 1 of 3: the other groups match (group offsets or slicing)" in found, found
+    u = r.copy()
+    u[2] += 1.0  # one channel, not a whole group
+    found = diagnose("weight", u, r, groups=3)
+    assert any(h.startswith("only in output channel(s) 2 of 6") for h in found), found
+    data = np.random.default_rng(3).standard_normal((4, 6, 5, 5))  # activations: channels on axis 1
+    bad = data.copy()
+    bad[:, 4:6] *= 2
+    assert "only in group(s) 2 of 3: the other groups match (group offsets or slicing)" in diagnose(
+        "input", bad, data, groups=3)

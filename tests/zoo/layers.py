@@ -536,7 +536,7 @@ MUTANTS += [
     ("relu pair: backward without the mask", _pair(relu_forward, relu_backward_no_mask, S.ReLU("relu")),
      S.ReLU("relu"), {}, (3, 4), "backward", None),
     ("max pool pair: overlapping windows assigned, not added",
-     _pair(max_pool_forward, max_pool_backward_assign, POOL, args=POOL_ARGS), POOL, {}, (2, 2, 7, 6), "backward", None),
+     _pair(max_pool_forward, max_pool_backward_assign, POOL, args=POOL_ARGS), POOL, {}, (2, 2, 7, 6), "backward", "only where pooling windows overlap"),
 ]
 
 
