@@ -121,12 +121,16 @@ Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
 
 
 def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummary], dtype: np.dtype,
-           tol_scale: float, *, batch: int, window: int | None = None, **hints: Any) -> tuple[bool, bool]:
+           tol_scale: float, *, batch: int, window: int | None = None, noise: dict[str, float] | None = None,
+           **hints: Any) -> tuple[bool, bool]:
     """Fill ``result`` from the compared tensors — (name, side, user, torch, jax, reduction
     size, absolute floor) — and the finite-difference summaries: per-tensor results, the
-    verdict and the diagnosis of each failing tensor. Returns (forward_ok, backward_ok)."""
+    verdict and the diagnosis of each failing tensor. ``noise``: absolute error the reading of
+    a gradient adds (see ``WrappedLayer.grad_noise``). Returns (forward_ok, backward_ok)."""
+    noise = noise or {}
     for name, side, user, tv, jv, reduction, floor in tensors:
-        tol = tolerance(dtype, reduction, tol_scale)
+        # plus any error the reading of the gradient adds (an SGD-step recovery), relative to the truth
+        tol = tolerance(dtype, reduction, tol_scale) + noise.get(name, 0.0) / max(float(np.linalg.norm(tv)), floor, 1e-300)
         et, ej = relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)
         worst = rel_error(user, tv)
         result.tensors.append(TensorResult(
@@ -262,7 +266,8 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     hints: dict[str, Any] = {"groups": getattr(spec, "groups", 1)}
     if isinstance(spec, (MaxPool2d, AvgPool2d)) and x.ndim == 4:
         hints["overlap"] = window_overlap(spec.kernel_size, spec.stride, spec.padding, spec._dilation(), x.shape[2:])
-    forward_ok, backward_ok = _judge(result, tensors, fds, dtype, tol_scale, batch=x.shape[0], window=window, **hints)
+    forward_ok, backward_ok = _judge(result, tensors, fds, dtype, tol_scale, batch=x.shape[0], window=window,
+                                     noise=wrapped.grad_noise(), **hints)
     by_name = {name: (user, tv) for name, _, user, tv, _, _, _ in tensors}
     if not np.array_equal(y_u, y_again):
         result.diagnosis.append(f"output: the forward is not deterministic (two calls at the same input differ by "

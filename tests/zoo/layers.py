@@ -549,3 +549,31 @@ MUTANTS += [
     ("affine pair: dw transposed (square w)", _pair(affine_forward, affine_backward_dw_transposed, **AFF), SQ, {},
      (4, 5), "backward", "transposed"),
 ]
+
+
+# ------------------------------------------------------------------ gradients seen only through an SGD step
+
+
+class DenseSGD(Dense):
+    """Keeps no gradients: backward(dy, lr) updates W and b in place (a training-loop layer)."""
+
+    def backward(self, dy, lr):
+        dx = dy @ self.W.T
+        self.W -= lr * (self.x.T @ dy)
+        self.b -= lr * dy.sum(axis=0)
+        return dx
+
+
+class DenseSGDMeanWeight(DenseSGD):
+    def backward(self, dy, lr):
+        dx = dy @ self.W.T
+        self.W -= lr * (self.x.T @ dy) / len(dy)  # averaged over the batch although the loss sums
+        self.b -= lr * dy.sum(axis=0)
+        return dx
+
+
+# a small rate: float32 recovery (w_before - w_after) / lr then loses ~1e-4 relative
+SGD = {**IN_OUT, "sgd": (None, 1e-3), "backward_args": (1e-3,)}
+CORRECT += [("dense sgd step", DenseSGD, LIN, SGD, (5, 6))]
+MUTANTS += [("dense sgd step with the weight update averaged over the batch", DenseSGDMeanWeight, LIN, SGD, (5, 6),
+             "backward", "1/the batch size 5")]
