@@ -20,24 +20,16 @@ from . import fd
 from .adapters.layer import WrappedLayer, wrap_layer
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import accumulates, diagnose, window_overlap
+from .kinks import off_kinks, pattern, random_input
 from .results import Boundary, FDSummary, LayerResult, Report, TensorResult
-from .spec import ELU, AvgPool2d, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, example_input_shape, join_path, walk
+from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, example_input_shape, join_path
 
 # finite differences of the user's forward must agree with its backward to this relative
 # error (of the summed terms), by dtype; Richardson makes float64 probes good to ~1e-10
 FD_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 2e-2, np.dtype(np.float16): 1e-1}
 REFS_TOL = 1e-10  # torch and jax, both float64, disagreeing beyond this blame the references
 FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
-_KINKED = (ReLU, LeakyReLU, ELU)
 _HARNESS = str(Path(__file__).resolve().parent)
-
-
-def _input(spec: Layer, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """A random input; for a layer with a kink at 0 (ReLU family) kept at least 0.1 away."""
-    x = rng.standard_normal(shape)
-    if isinstance(spec, _KINKED):
-        x = np.sign(x) * (0.1 + np.abs(x))
-    return x
 
 
 def _user_frame(exc: BaseException) -> str:
@@ -45,26 +37,6 @@ def _user_frame(exc: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_HARNESS)]
     where = f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
-
-
-def _pool_argmax(layer: MaxPool2d, x: np.ndarray) -> bytes:
-    """Which element wins each max-pool window (PyTorch's indices): a change is a kink."""
-    import torch
-    import torch.nn.functional as F
-
-    _, idx = F.max_pool2d(torch.from_numpy(x), layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                          return_indices=True)
-    return idx.numpy().tobytes()
-
-
-def _untie(spec: Layer, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """An input for a layer with max-pool windows, moved off ties (a ReLU before a pool
-    leaves whole windows of exact zeros, where the gradient is a matter of convention and
-    every finite-difference probe crosses a kink); other layers take ``x`` as it is."""
-    if not any(isinstance(layer, MaxPool2d) for _, layer in walk(Sequential([spec]))):
-        return x
-    scale = float(np.sqrt(np.mean(np.square(x)))) or 1.0
-    return x + 0.1 * scale * rng.standard_normal(x.shape)
 
 
 def _layout_hint(wrapped: WrappedLayer, x: np.ndarray) -> list[str]:
@@ -172,7 +144,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
         shape = tuple(input_shape) if input_shape is not None else example_input_shape(spec)
         if shape is None:
             raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
-        x = _input(spec, shape, rng)
+        x = random_input(spec, shape, rng)
     x = np.asarray(x, dtype=np.float64)
     g = rng.standard_normal(spec.output_shape(x.shape))  # never all ones: that hides transposes and flips
     return Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
@@ -207,17 +179,10 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             return result
         torch_ref, jax_ref = build("torch", root), build("jax", root)
         t, j = torch_ref.vjp(full(params), x, g), jax_ref.vjp(full(params), x, g)
-        # which side of its kink each ReLU-family layer is on, read off the reference (so a
-        # wrong user forward cannot hide a crossing); None when the spec has no such kink
-        layers = dict(walk(root))
-        kinked = [p for p, lay in layers.items() if isinstance(lay, (*_KINKED, MaxPool2d))]
-
-        def activation_pattern(prm: dict, z: np.ndarray) -> bytes:
-            inputs = torch_ref.forward(full(prm), z).inputs
-            return b"".join(_pool_argmax(layers[p], inputs[p]) if isinstance(layers[p], MaxPool2d)
-                            else (inputs[p] > 0).tobytes() for p in kinked)
-
-        pattern = (lambda z: activation_pattern(params, z)) if kinked else None
+        # the activation pattern read off the reference (so a wrong user forward cannot hide
+        # a crossing); None when the spec has no kinks
+        at = pattern(torch_ref, root)
+        x_pattern = (lambda z: at(full(params), z)) if at else None
 
         # ---- references: user vs torch and jax, torch vs jax
         n = x.shape[0]
@@ -236,14 +201,14 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
 
         # ---- finite differences of the user's own forward (its backward's consistency)
         def probe_x() -> list[tuple[fd.Probe, float, float]]:
-            return _probes(lambda z: float((wrapped.forward(z) * g).sum()), x, dx_u, rng, fd_probes, dtype, pattern)
+            return _probes(lambda z: float((wrapped.forward(z) * g).sum()), x, dx_u, rng, fd_probes, dtype, x_pattern)
 
         def probe_param(k: str) -> list[tuple[fd.Probe, float, float]]:
             def f(v: np.ndarray) -> float:
                 wrapped.set_params({k: v})
                 return float((wrapped.forward(x) * g).sum())
 
-            pat = (lambda v: activation_pattern({**params, k: v}, x)) if kinked else None
+            pat = (lambda v: at(full({**params, k: v}), x)) if at else None
             try:
                 return _probes(f, params[k], grads_u[k], rng, fd_probes, dtype, pat)
             finally:
@@ -281,6 +246,12 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             names = ", ".join(tr.name for tr in failing)
             result.diagnosis.append(f"{names}: the backward uses a stale cache: it matches the gradient at the input "
                                     "of an earlier forward call, not the latest")
+    if isinstance(spec, Conv2d) and not next(tr.ok for tr in result.tensors if tr.name == "input"):
+        rotated = {**params, "weight": params["weight"][:, :, ::-1, ::-1]}
+        tol = next(tr.tolerance for tr in result.tensors if tr.name == "input")
+        if relative_with_floor(dx_u, torch_ref.vjp(full(rotated), x, g).input_grad) <= tol:
+            result.diagnosis.append("input: computed with the kernel not rotated 180 degrees (the input gradient "
+                                    "correlates the upstream gradient with the kernel rotated; this used it as is)")
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += _layout_hint(wrapped, x)
     for k, first in grads_u.items():
@@ -350,7 +321,7 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
         params = wrapped.get_params()
         ref = build("torch", spec).vjp(params, x, g)
         for path, layer in wrapped.layers.items():
-            x_layer = _untie(layer.spec, ref.inputs[path], rng)
+            x_layer = off_kinks(layer.spec, ref.inputs[path], rng, layer.dtype)
             report.layers.append(check_point(layer, x_layer, ref.output_grads[path], rng,
                                              fd_probes=fd_probes, tol_scale=tol_scale, name=path))
         if loss is not None:
@@ -419,13 +390,7 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
         return result
     torch_ref, jax_ref = build("torch", spec), build("jax", spec)
     t, j = torch_ref.loss_vjp(params, x, model.loss, target), jax_ref.loss_vjp(params, x, model.loss, target)
-    layers = dict(walk(spec))
-    kinked = [p for p, lay in layers.items() if isinstance(lay, (*_KINKED, MaxPool2d))]
-
-    def pattern_at(prm: dict) -> bytes:
-        inputs = torch_ref.forward(prm, x).inputs
-        return b"".join(_pool_argmax(layers[p], inputs[p]) if isinstance(layers[p], MaxPool2d)
-                        else (inputs[p] > 0).tobytes() for p in kinked)
+    at = pattern(torch_ref, spec)
 
     fds = {}
     try:
@@ -434,7 +399,7 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
                 model.set_params({k: v})
                 return model.loss_and_grads(x, target)[0]
 
-            pat = (lambda v, k=k: pattern_at({**params, k: v})) if kinked else None
+            pat = (lambda v, k=k: at({**params, k: v}, x)) if at else None
             try:
                 fds[k] = _fd_summary(_probes(f, params[k], grads[k], rng, fd_probes, model.dtype, pat), model.dtype)
             finally:

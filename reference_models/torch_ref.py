@@ -135,7 +135,9 @@ def _loss(loss: S.Loss, out: Tensor, target: Tensor) -> Tensor:
 
 
 def _t(a: np.ndarray, grad: bool = False) -> Tensor:
-    return torch.tensor(a, dtype=torch.int64 if np.issubdtype(a.dtype, np.integer) else _DT, requires_grad=grad)
+    # torch.tensor refuses negative strides (a flipped view such as w[:, :, ::-1, ::-1])
+    return torch.tensor(np.ascontiguousarray(a), dtype=torch.int64 if np.issubdtype(a.dtype, np.integer) else _DT,
+                        requires_grad=grad)
 
 
 def _np(t: Tensor) -> np.ndarray:

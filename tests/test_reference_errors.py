@@ -58,3 +58,19 @@ def test_inputs_and_running_stats_are_not_modified(backend: str) -> None:
     res = build(backend, spec).vjp(p, x, np.ones((2, 12)))
     assert np.array_equal(x, X) and all(np.array_equal(p[k], before[k]) for k in p)
     assert not np.array_equal(res.state["bn.running_mean"], p["bn.running_mean"])  # reported, not written
+
+
+def test_views_with_negative_strides_are_accepted() -> None:
+    import numpy as np
+
+    from harness import spec as S
+    from reference_models import build
+
+    spec = S.Sequential([S.Conv2d("c", 2, 3, 3)])
+    w = np.random.default_rng(0).standard_normal((3, 2, 3, 3))
+    x = np.random.default_rng(1).standard_normal((1, 2, 5, 5))
+    params = {"c.weight": w[:, :, ::-1, ::-1], "c.bias": np.zeros(3)}
+    copy = {k: v.copy() for k, v in params.items()}
+    for backend in ("torch", "jax"):
+        ref = build(backend, spec)
+        assert np.array_equal(ref.forward(params, x[:, :, ::-1]).output, ref.forward(copy, x[:, :, ::-1].copy()).output)

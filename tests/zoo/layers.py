@@ -227,7 +227,7 @@ MUTANTS = [
     ("dense weight grad 0.5% off", DenseTinyError, LIN, IN_OUT, (5, 6), "backward", "off by a constant factor"),
     ("dense forward forgets the bias", DenseForwardNoBias, LIN, IN_OUT, (5, 6), "forward", None),
     ("dense wrong forward, consistent backward", DenseConsistentWrongForward, LIN, IN_OUT, (5, 6), "forward", None),
-    ("conv dx with a flipped kernel", ConvFlippedKernelInDx, CONV, {}, (2, 2, 7, 6), "backward", None),
+    ("conv dx with a flipped kernel", ConvFlippedKernelInDx, CONV, {}, (2, 2, 7, 6), "backward", "kernel not rotated 180 degrees"),
     ("conv stride ignored in dW", ConvStrideIgnoredInDw, CONV, {}, (2, 2, 7, 6), "backward", None),
     ("conv padding crop off by one", ConvCropOffByOne, CONV, {}, (2, 2, 7, 6), "backward", None),
     ("relu mask taken from the gradient", ReLUMaskFromGradient, S.ReLU("relu"), {}, (2, 3, 4, 5), "backward", None),
