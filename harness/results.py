@@ -8,6 +8,7 @@ tools (the CLI, the pytest plugin, snapshots) build on it. Rendering beyond the 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -109,7 +110,9 @@ class Report:
                 "layers": [{**asdict(layer), "ok": layer.ok} for layer in self.layers]}
 
     def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), default=_jsonable, **kwargs)
+        """:meth:`to_dict` as strict JSON: a non-finite number (an infinite relative error
+        against a zero reference, a figure not computed) is written as ``null``."""
+        return json.dumps(_finite(self.to_dict()), default=_jsonable, allow_nan=False, **kwargs)
 
     def __str__(self) -> str:
         head = f"{'layer':<22} {'verdict':<13} {'tensor':<10} {'vs torch':>10} {'vs jax':>10} {'tol':>9} {'fd':>10}"
@@ -132,11 +135,21 @@ class Report:
         return "\n".join(lines)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and value != value:  # pragma: no cover - NaN
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    if hasattr(value, "item"):
-        return value.item()
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
     return str(value)
 
 

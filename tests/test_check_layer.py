@@ -188,3 +188,19 @@ def test_a_layout_mismatch_is_named_when_the_forward_disagrees() -> None:
     assert any("Layout(kernel='OIWH')" in d and d.startswith("layout:") for d in layer.diagnosis), layer.diagnosis
     assert check_layer(OrderConv("OIWH", False), S.Conv2d("conv", 3, 5, 3), input_shape=(2, 3, 8, 7),
                        layout=Layout(kernel="OIWH")).ok
+
+
+def test_json_is_strict_non_finite_figures_become_null() -> None:
+    from harness.results import LayerResult, Report, TensorResult
+
+    t = TensorResult(name="bias", side="backward", shape=(3,), tolerance=1e-12, error_torch=float("inf"),
+                     error_jax=float("nan"), worst_index=(np.int64(2),), worst_user=np.float64(1.0), worst_ref=0.0,
+                     ok=False)
+    report = Report(seed=1, layers=[LayerResult(name="fc", kind="Linear", verdict="backward", dtype="float64",
+                                                tensors=[t])])
+    text = report.to_json()
+    assert "Infinity" not in text and "NaN" not in text
+    data = json.loads(text)  # strict: the standard json module's parse_constant is never hit
+    tensor = data["layers"][0]["tensors"][0]
+    assert tensor["error_torch"] is None and tensor["error_jax"] is None
+    assert tensor["worst_index"] == [2] and tensor["worst_user"] == 1.0 and tensor["shape"] == [3]
