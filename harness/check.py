@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .adapters.layer import WrappedLayer, wrap_layer
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import accumulates, diagnose, window_overlap
 from .kinks import off_kinks, pattern, random_input
-from .results import Boundary, FDSummary, LayerResult, Report, TensorResult
+from .results import Boundary, FDSummary, LayerResult, Report, TensorResult, error_map
 from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, example_input_shape, join_path
 
 # finite differences of the user's forward must agree with its backward to this relative
@@ -110,6 +110,8 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
             worst_index=worst.index, worst_user=worst.actual, worst_ref=worst.expected,
             ok=max(et, ej) <= tol, fd=fds.get(name) if side == "backward" else None,
         ))
+        if not result.tensors[-1].ok:
+            result.tensors[-1].error_map = error_map(user, tv)
     forward_ok = all(tr.ok for tr in result.tensors if tr.side == "forward")
     backward_ok = all(tr.ok for tr in result.tensors if tr.side == "backward")
     consistency = [s.consistent for s in fds.values()]
@@ -269,7 +271,8 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
 
 def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, y: Any = None, *,
                   loss: Any = None, input_shape: tuple[int, ...] | None = None, seed: int = 0, fd_probes: int = 2,
-                  tol_scale: float = 1.0, **wrap_kwargs: Any) -> Report:
+                  tol_scale: float = 1.0, progress: Callable[[str, int, int], None] | None = None,
+                  **wrap_kwargs: Any) -> Report:
     """Check a handwritten network layer by layer, then end to end.
 
     ``net``: a :class:`~harness.adapters.network.WrappedNetwork`, a mapping from spec layer
@@ -314,20 +317,27 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
     report = Report(seed=seed)
     if isinstance(net, LossModel):
         target = y if y is not None else _target(net.loss, out_shape, rng)
+        if progress:
+            progress("(network)", 0, 1)
         with net.preserved():
             report.layers.append(_check_loss_model(net, x, target, rng, fd_probes, tol_scale))
         return report
+    total = len(wrapped.layers) + (loss is not None) + wrapped.end_to_end
+    tick = progress or (lambda name, done, total: None)
     with wrapped.preserved():
         params = wrapped.get_params()
         ref = build("torch", spec).vjp(params, x, g)
         for path, layer in wrapped.layers.items():
+            tick(path, len(report.layers), total)
             x_layer = off_kinks(layer.spec, ref.inputs[path], rng, layer.dtype)
             report.layers.append(check_point(layer, x_layer, ref.output_grads[path], rng,
                                              fd_probes=fd_probes, tol_scale=tol_scale, name=path))
         if loss is not None:
+            tick("(loss)", len(report.layers), total)
             target = y if y is not None else _target(loss.spec, out_shape, rng)
             report.layers.append(_check_loss(loss, ref.output, target, rng, fd_probes, tol_scale))
         if wrapped.end_to_end:
+            tick("(network)", len(report.layers), total)
             first = next((layer.name for layer in report.layers if not layer.ok), None)
             report.layers.append(_end_to_end(wrapped, x, g, ref, tol_scale, first))
     return report

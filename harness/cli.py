@@ -1,8 +1,12 @@
 """The ``trigrad`` command.
 
-``trigrad refs ARCH`` builds a known architecture's spec, runs both references on random
-weights, input and upstream gradient (one seed), and prints how closely PyTorch and JAX
-agree on every layer: the foundation everything else is checked against.
+* ``trigrad demo`` checks the bundled numpy LeNet, correct and with one mistake
+  (``--bug NAME``, ``--list``);
+* ``trigrad check TARGET`` checks the user's own code (see :mod:`harness.target`) and
+  exits 0 when everything passes, 1 when a disagreement was found, 2 on a usage or
+  configuration error (one clear line; ``--debug`` for the traceback);
+* ``trigrad refs ARCH`` runs both references on a known architecture and prints how closely
+  PyTorch and JAX agree on every layer: the foundation everything else is checked against.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Sequence
+import traceback
+from typing import Any, Sequence
 
 
 def _refs(args: argparse.Namespace) -> int:
@@ -62,6 +67,86 @@ def _refs(args: argparse.Namespace) -> int:
     return 0
 
 
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+def _outputs(report: Any, args: argparse.Namespace) -> None:
+    if args.json:
+        from .report import write_json
+
+        write_json(report, args.json)
+    if args.html:
+        from .report.html import write_html
+
+        write_html(report, args.html)
+
+
+def _console(args: argparse.Namespace) -> Any:
+    from rich.console import Console
+
+    return Console(no_color=args.no_color or None, highlight=False)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import list_bugs, run_demo
+
+    console = _console(args)
+    if args.list:
+        list_bugs(console)
+        return 0
+    try:
+        code, report = run_demo(console, bug=args.bug, seed=args.seed, full=args.full)
+    except ValueError as e:
+        print(f"trigrad demo: {e}", file=sys.stderr)
+        return 2
+    _outputs(report, args)
+    return code
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .demo import progress_bar, ticker
+    from .target import TargetError, call, load, run
+
+    console = _console(args)
+    try:
+        if args.fd_probes is not None and args.fd_probes < 1:
+            raise TargetError(f"--fd-probes must be at least 1, got {args.fd_probes}")
+        if args.tol_scale <= 0:
+            raise TargetError(f"--tol-scale must be positive, got {args.tol_scale}")
+        value = call(load(args.target, debug=args.debug), seed=args.seed, dtype=args.dtype, debug=args.debug)
+        with progress_bar(console) if not args.quiet else _null() as bar:
+            report = run(value, seed=args.seed, fd_probes=args.fd_probes, tol_scale=args.tol_scale,
+                         progress=ticker(bar, "checking"))
+        _outputs(report, args)
+    except TargetError as e:
+        if args.debug:
+            traceback.print_exception(e)
+        print(f"trigrad check: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # --json / --html could not be written
+        print(f"trigrad check: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        from .report import render_terminal
+
+        render_terminal(report, console, full=args.full)
+    return 0 if report.ok else 1
+
+
+def _null() -> Any:
+    from contextlib import nullcontext
+
+    return nullcontext(None)
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="seed for inputs, upstream gradients and probes (default 0)")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON (schema: harness/report/schema.json); - for stdout")
+    p.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    p.add_argument("--full", action="store_true", help="show every tensor of passing layers too")
+    p.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trigrad`` console script; returns the exit code."""
     from . import __version__
@@ -74,9 +159,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     refs.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     refs.add_argument("--size", type=int, default=None, help="input height and width (default: the architecture's)")
     refs.add_argument("--seed", type=int, default=0, help="seed for weights, input and upstream gradient")
+    demo = sub.add_parser("demo", help="check the bundled numpy LeNet, correct and with one mistake")
+    demo.add_argument("--bug", default=None, metavar="NAME", help="which mistake to show (default: a conv backward bug)")
+    demo.add_argument("--list", action="store_true", help="list the mistakes --bug can show, and exit")
+    _report_options(demo)
+    check = sub.add_parser("check", help="check your own layer or network: TARGET is file.py:function or module:function",
+                           description="Check the layer or network that TARGET's function returns (a wrapped layer "
+                           "or network, or a dict with 'check', 'spec', 'x', 'y', 'loss', 'input_shape'). Exit codes: "
+                           "0 all pass, 1 a disagreement was found, 2 usage or configuration error.")
+    check.add_argument("target", help="path/to/file.py:function or package.module:function")
+    check.add_argument("--dtype", choices=DTYPES, default=None,
+                       help="passed to the function as dtype= (it must take one): the dtype to build the layer in")
+    check.add_argument("--tol-scale", type=float, default=1.0, help="multiply every tolerance by this (default 1)")
+    check.add_argument("--fd-probes", type=int, default=None,
+                       help="finite-difference probes per tensor (default 3 for a layer, 2 per layer of a network)")
+    check.add_argument("--quiet", action="store_true", help="print nothing; the exit code tells")
+    check.add_argument("--debug", action="store_true", help="show the traceback of a usage or configuration error")
+    _report_options(check)
     args = parser.parse_args(argv)
     if args.command == "refs":
         return _refs(args)
+    if args.command == "demo":
+        from .demo import DEFAULT_BUG
+
+        args.bug = args.bug or DEFAULT_BUG
+        return _demo(args)
+    if args.command == "check":
+        return _check(args)
     parser.print_help()
     return 2
 

@@ -13,6 +13,24 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+SCHEMA = "trigrad.report/1"  # what to_dict() writes: harness/report/schema.json describes it
+ERROR_MAP_LIMIT = 20_000
+
+
+def error_map(user: Any, ref: Any) -> list | None:
+    """The ``TensorResult.error_map`` of ``user`` against ``ref`` (same shape), or None when
+    the tensor is a scalar or vector or larger than :data:`ERROR_MAP_LIMIT`."""
+    import numpy as np
+
+    u, r = np.asarray(user, np.float64), np.asarray(ref, np.float64)
+    if u.shape != r.shape or u.ndim < 2 or u.size > ERROR_MAP_LIMIT:
+        return None
+    scale = float(np.abs(r).max()) or 1.0
+    err = np.abs(u - r) / scale
+    err = np.where(np.isfinite(err), err, np.finfo(np.float64).max)
+    return np.vectorize(lambda v: float(f"{v:.3g}"))(err).tolist()
+
+
 @dataclass
 class FDSummary:
     """Finite differences of the user's own forward against the user's backward, for one
@@ -42,6 +60,10 @@ class TensorResult:
     worst_ref: float
     ok: bool
     fd: FDSummary | None = None
+    # for a failing tensor of rank >= 2 and at most ERROR_MAP_LIMIT elements: |user - torch|
+    # per element over max|torch|, 3 significant digits, nested like the tensor (e.g. a
+    # conv weight's (out, in, kh, kw)), so a border or channel pattern can be drawn
+    error_map: list | None = None
 
 
 @dataclass
@@ -106,7 +128,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """Every figure, JSON-ready."""
-        return {"seed": self.seed, "ok": self.ok, "first_failure": self.first_failure,
+        return {"schema": SCHEMA, "seed": self.seed, "ok": self.ok, "first_failure": self.first_failure,
                 "layers": [{**asdict(layer), "ok": layer.ok} for layer in self.layers]}
 
     def to_json(self, **kwargs: Any) -> str:
@@ -153,4 +175,4 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["Boundary", "FDSummary", "LayerResult", "Report", "TensorResult"]
+__all__ = ["ERROR_MAP_LIMIT", "SCHEMA", "Boundary", "FDSummary", "error_map", "LayerResult", "Report", "TensorResult"]

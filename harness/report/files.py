@@ -1,0 +1,48 @@
+"""Report files: strict JSON written atomically, and the JSON Schema it follows."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA_PATH = Path(__file__).with_name("schema.json")
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename,
+    so a reader never sees half a file."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:  # name the file the user asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from e
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(report: Any, path: str | os.PathLike) -> None:
+    """``report.to_json()`` (strict JSON: non-finite figures as null) written atomically;
+    ``"-"`` writes it to standard output."""
+    text = report.to_json(indent=1) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    write_atomic(path, text)
+
+
+def load_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of ``Report.to_dict()`` as written by :func:`write_json`."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+__all__ = ["SCHEMA_PATH", "load_schema", "write_atomic", "write_json"]

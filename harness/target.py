@@ -1,0 +1,179 @@
+"""What ``trigrad check TARGET`` checks: a user function, found by name, that returns it.
+
+TARGET is ``path/to/file.py:function`` or ``package.module:function``. The function takes
+no arguments, or ``seed`` / ``dtype`` if it wants them (trigrad passes ``--seed`` and
+``--dtype``), and returns one of:
+
+* a wrapped layer (:func:`harness.wrap_layer`, :func:`harness.wrap_functions`): checked
+  with :func:`harness.check_layer`;
+* a wrapped network (:func:`harness.wrap_network`) or CS231n model
+  (:func:`harness.wrap_loss_model`): checked with :func:`harness.check_network`;
+* a dict ``{"check": ..., "spec": ..., "x": ..., "y": ..., "loss": ..., "input_shape": ...,
+  "layout": ..., "options": {...}}`` where ``check`` is one of the above, or the user's raw
+  layer object (then ``spec`` is its spec layer) or ``{spec path: layer object}`` mapping
+  (then ``spec`` is the network's); ``options`` are further wrap keywords;
+* a tuple ``(check, spec)`` or ``(check, spec, x)``, short for that dict;
+* a :class:`harness.Report` already made.
+
+Everything that goes wrong before the check runs is a :class:`TargetError` (exit code 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+KEYS = ("check", "spec", "x", "y", "loss", "input_shape", "layout", "options")
+
+
+class TargetError(Exception):
+    """The target cannot be found, loaded, called or understood: a usage error."""
+
+
+def _user_frame(exc: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename
+              and not f.filename.startswith(str(Path(__file__).parent))]
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
+    """The function ``target`` names (``file.py:function`` or ``package.module:function``)."""
+    where, sep, name = target.rpartition(":")
+    if not sep or not where or not name.isidentifier():
+        raise TargetError(f"TARGET must be path/to/file.py:function or package.module:function, got {target!r}")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where).expanduser().resolve()
+        if not path.is_file():
+            raise TargetError(f"no file {where!r} (TARGET {target!r}; looked at {path})")
+        module_name = f"trigrad_target_{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.path.insert(0, str(path.parent))  # the file's own sibling imports resolve
+        try:
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception as e:
+            sys.modules.pop(module_name, None)
+            if debug:
+                raise
+            raise TargetError(f"importing {where} failed: {_user_frame(e)} (rerun with --debug for the traceback)") from e
+        finally:
+            sys.path.remove(str(path.parent))
+    else:
+        sys.path.insert(0, str(Path.cwd()))  # as `python -m`: modules in the current folder
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as e:
+            if e.name and where.startswith(e.name):
+                raise TargetError(f"no module {where!r} (TARGET {target!r}): not importable from {Path.cwd()} or "
+                                  "the installed packages") from e
+            if debug:
+                raise
+            raise TargetError(f"importing {where} failed: {_user_frame(e)} (rerun with --debug for the traceback)") from e
+        except Exception as e:
+            if debug:
+                raise
+            raise TargetError(f"importing {where} failed: {_user_frame(e)} (rerun with --debug for the traceback)") from e
+        finally:
+            sys.path.remove(str(Path.cwd()))
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        names = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
+                 and getattr(v, "__module__", None) == module.__name__]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else (f"; it defines {', '.join(sorted(names))}" if names else "")
+        what = "nothing" if fn is None else f"a {type(fn).__name__}, not a function"
+        raise TargetError(f"{where} has {what} named {name!r}{hint}")
+    return fn
+
+
+def call(fn: Callable[..., Any], *, seed: int, dtype: str | None, debug: bool = False) -> Any:
+    """``fn()``, with ``seed=`` / ``dtype=`` when its signature takes them."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kwargs: dict[str, Any] = {}
+    if "seed" in params:
+        kwargs["seed"] = seed
+    if dtype is not None:
+        if "dtype" not in params:
+            raise TargetError(f"--dtype {dtype} given, but {fn.__name__}() takes no 'dtype' argument; add one "
+                              f"(def {fn.__name__}(dtype=np.float64): ...) to build the layer in that dtype")
+        kwargs["dtype"] = np.dtype(dtype)
+    try:
+        return fn(**kwargs)
+    except Exception as e:
+        if debug:
+            raise
+        raise TargetError(f"{fn.__name__}() raised {_user_frame(e)} (rerun with --debug for the traceback)") from e
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, tuple):
+        if not 2 <= len(value) <= 3:
+            raise TargetError(f"the target returned a tuple of {len(value)}; expected (check, spec) or (check, spec, x)")
+        return dict(zip(("check", "spec", "x"), value))
+    if isinstance(value, Mapping) and "check" in value:
+        unknown = [k for k in value if k not in KEYS]
+        if unknown:
+            raise TargetError(f"the target's dict has unknown key(s) {unknown}; known: {', '.join(KEYS)}")
+        return dict(value)
+    return {"check": value}
+
+
+def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: float = 1.0,
+        progress: Callable[[str, int, int], None] | None = None) -> Any:
+    """Check what the target function returned (see the module docstring); a Report."""
+    from .adapters.layer import WrappedLayer
+    from .adapters.network import LossModel, WrappedNetwork
+    from .check import check_layer, check_network
+    from .results import Report
+    from .spec import Layer, SpecError
+
+    if isinstance(value, Report):
+        return value
+    d = _as_dict(value)
+    obj, spec = d["check"], d.get("spec")
+    wrap = dict(d.get("options") or {})
+    if d.get("layout") is not None:
+        wrap["layout"] = d["layout"]
+    budget = {} if fd_probes is None else {"fd_probes": fd_probes}
+    input_shape = tuple(d["input_shape"]) if d.get("input_shape") is not None else None
+    if spec is not None and not isinstance(spec, Layer):
+        raise TargetError(f"'spec' must be a harness spec layer (harness.Conv2d(...), harness.Sequential([...])), "
+                          f"got {type(spec).__name__}")
+    try:
+        network = isinstance(obj, (WrappedNetwork, LossModel)) or isinstance(obj, Mapping) or (
+            spec is not None and bool(spec.children()) and not isinstance(obj, WrappedLayer))
+        if network:
+            if d.get("x") is None and input_shape is None:
+                input_shape = getattr(obj, "input_shape", None)
+            if d.get("x") is None and input_shape is None:
+                raise TargetError("a network needs an input: return {'check': net, 'x': x} or "
+                                  "{'check': net, 'input_shape': (N, C, H, W)}")
+            return check_network(obj, spec, d.get("x"), d.get("y"), loss=d.get("loss"), input_shape=input_shape,
+                                 seed=seed, tol_scale=tol_scale, progress=progress, **budget, **wrap)
+        if not isinstance(obj, WrappedLayer) and spec is None:
+            raise TargetError(f"the target returned a {type(obj).__name__}: return a wrapped layer or network "
+                              "(harness.wrap_layer / wrap_functions / wrap_network), or {'check': obj, 'spec': ...}")
+        if d.get("y") is not None or d.get("loss") is not None:
+            raise TargetError("'y' and 'loss' are for networks; a single layer is checked with a random upstream gradient")
+        if progress:
+            progress(getattr(obj, "name", None) or spec.name, 0, 1)
+        return check_layer(obj, spec, x=d.get("x"), input_shape=input_shape, seed=seed, tol_scale=tol_scale,
+                           **budget, **wrap)
+    except (SpecError, TypeError, ValueError) as e:
+        raise TargetError(str(e)) from e
+
+
+__all__ = ["KEYS", "TargetError", "call", "load", "run"]
