@@ -24,3 +24,40 @@ def test_readme_python_blocks_run() -> None:
     for line in report_text.splitlines():
         if "diagnosis" in line or line.startswith("fc "):
             assert line.rstrip() in README.read_text(), line
+
+
+def _block_after(marker: str) -> str:
+    text = README.read_text()
+    start = text.index(marker)
+    return text[text.index("```\n", start) + 4:text.index("\n```", text.index("```\n", start) + 4)]
+
+
+def test_readme_check_walkthrough_runs_as_shown(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The file of the three calling styles, run with `trigrad check` as the README shows."""
+    from harness.cli import main
+
+    source = re.search(r"```py\n(# my_layers\.py.*?)```", README.read_text(), re.S).group(1)
+    (tmp_path / "my_layers.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "80")
+    shown = README.read_text()
+    assert main(["check", "my_layers.py:dense"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].strip() == "the entry passes (seed 0)"
+    assert main(["check", "my_layers.py:affine"]) == 1
+    out = capsys.readouterr().out
+    for line in out.splitlines():
+        assert line.rstrip() in shown, line
+    assert main(["check", "my_layers.py:mlp", "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_readme_demo_output_is_real(capsys, monkeypatch) -> None:
+    from harness.cli import main
+
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["demo", "--bug", "fc1-bias-averaged"]) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    shown = _block_after("Real output of `trigrad demo --bug fc1-bias-averaged`").splitlines()
+    assert len(lines) == len(shown)
+    for got, expected in zip(lines[:-2], shown[:-2]):  # the last two lines hold the time taken
+        assert got.rstrip() == expected.rstrip()

@@ -15,6 +15,16 @@ VERDICT_STYLE = {"pass": "green", "forward": "red", "backward": "red", "both": "
                  "reference": "magenta", "error": "bold red"}
 
 
+def caption() -> str:
+    import numpy as np
+
+    from ..check import FD_TOL
+
+    return ("relative errors; tol applies to the torch and jax columns; vs FD is your backward against finite "
+            f"differences of your own forward (tolerance {FD_TOL[np.dtype(np.float64)]:g} in float64, "
+            f"{FD_TOL[np.dtype(np.float32)]:g} in float32)")
+
+
 def _data(report: Any) -> dict:
     return report.to_dict() if hasattr(report, "to_dict") else report
 
@@ -48,7 +58,8 @@ def headline(report: Any) -> str:
     d = _data(report)
     failing = [layer["name"] for layer in d["layers"] if layer["verdict"] != "pass"]
     if not failing:
-        return f"all {len(d['layers'])} entries pass (seed {d['seed']})"
+        n = len(d["layers"])
+        return f"{'the entry passes' if n == 1 else f'all {n} entries pass'} (seed {d['seed']})"
     first = next((layer for layer in d["layers"] if layer["name"] == d["first_failure"]), None)
     side = f" ({first['verdict']})" if first else ""
     return (f"fix first: {d['first_failure']}{side}; {len(failing)} of {len(d['layers'])} entries fail "
@@ -70,7 +81,8 @@ def table(report: Any, *, full: bool = False, width: int = 120) -> Any:
 
     d = _data(report)
     wide = width >= 110
-    out = Table(title=headline(d), title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    out = Table(title=headline(d), title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+                caption=caption(), caption_justify="left", caption_style="dim")
     columns = ["layer", "verdict", "tensor", "vs torch", "vs jax", "vs FD", "tol"] + (["worst element"] if wide else [])
     for name in columns:
         out.add_column(name, justify="right" if name.startswith("vs") or name == "tol" else "left",
