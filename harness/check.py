@@ -22,7 +22,7 @@ from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import accumulates, diagnose, window_overlap
 from .kinks import off_kinks, pattern, random_input
 from .results import Boundary, FDSummary, LayerResult, Report, TensorResult, error_map
-from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, example_input_shape, join_path
+from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, example_input_shape, join_path, walk
 
 # finite differences of the user's forward must agree with its backward to this relative
 # error (of the summed terms), by dtype; Richardson makes float64 probes good to ~1e-10
@@ -118,6 +118,11 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
     fd_consistent = False if False in consistency else (True if all(consistency) else None)
     result.verdict = verdict(forward_ok=forward_ok, backward_ok=backward_ok, fd_consistent=fd_consistent,
                              refs_agree=result.refs_error <= REFS_TOL)
+    if result.verdict == "inconclusive":
+        unsure = [f"{k} ({s.kinks} of {s.probes} probes crossed a kink)" if s.kinks else f"{k} (probes too noisy)"
+                  for k, s in fds.items() if s.consistent is not True]
+        result.message = ("inconclusive: the finite-difference probes were not reliable for " + ", ".join(unsure) +
+                          "; rerun with another --seed or more --fd-probes") if unsure else result.message
     by_name = {name: (user, tv) for name, _, user, tv, _, _, _ in tensors}
     for tr in result.tensors:
         if not tr.ok:
@@ -230,7 +235,8 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
 
     # ---- verdict
     window = int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None
-    hints: dict[str, Any] = {"groups": getattr(spec, "groups", 1)}
+    convs = [layer for _, layer in walk(root) if isinstance(layer, Conv2d)]
+    hints: dict[str, Any] = {"groups": convs[0].groups if len(convs) == 1 else 1}
     if isinstance(spec, (MaxPool2d, AvgPool2d)) and x.ndim == 4:
         hints["overlap"] = window_overlap(spec.kernel_size, spec.stride, spec.padding, spec._dilation(), x.shape[2:])
     forward_ok, backward_ok = _judge(result, tensors, fds, dtype, tol_scale, batch=x.shape[0], window=window,
@@ -248,7 +254,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             names = ", ".join(tr.name for tr in failing)
             result.diagnosis.append(f"{names}: the backward uses a stale cache: it matches the gradient at the input "
                                     "of an earlier forward call, not the latest")
-    if isinstance(spec, Conv2d) and not next(tr.ok for tr in result.tensors if tr.name == "input"):
+    if isinstance(spec, Conv2d) and forward_ok and not next(tr.ok for tr in result.tensors if tr.name == "input"):
         rotated = {**params, "weight": params["weight"][:, :, ::-1, ::-1]}
         tol = next(tr.tolerance for tr in result.tensors if tr.name == "input")
         if relative_with_floor(dx_u, torch_ref.vjp(full(rotated), x, g).input_grad) <= tol:
@@ -338,8 +344,11 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
             report.layers.append(_check_loss(loss, ref.output, target, rng, fd_probes, tol_scale))
         if wrapped.end_to_end:
             tick("(network)", len(report.layers), total)
-            first = next((layer.name for layer in report.layers if not layer.ok), None)
-            report.layers.append(_end_to_end(wrapped, x, g, ref, tol_scale, first))
+            # the network runs on g, not the loss's gradient: only a layer that really fails explains it
+            first = next((layer.name for layer in report.layers[:len(wrapped.layers)]
+                          if layer.verdict in ("forward", "backward", "both", "error")), None)
+            jax_ref = build("jax", spec).vjp(params, x, g)
+            report.layers.append(_end_to_end(wrapped, x, g, ref, jax_ref, tol_scale, first))
     return report
 
 
@@ -430,11 +439,15 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
     return result
 
 
-def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, tol_scale: float, first_failure: str | None) -> LayerResult:
-    """The user's own network forward/backward against the reference, as one entry, with
+def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, tol_scale: float,
+                first_failure: str | None) -> LayerResult:
+    """The user's own network forward/backward against both references, as one entry, with
     the activation and gradient at every watched layer boundary."""
     result = LayerResult(name="(network)", kind="network", verdict="error", dtype=str(net.dtype))
     try:
+        for w in net.layers.values():  # code that accumulates until flushed: flush, as the isolated checks do
+            if getattr(w, "zero_grad", None):
+                getattr(w.obj, w.zero_grad)()
         with net.recording() as calls:
             y = net.forward(x, mode="network")
             dx = net.backward(g)
@@ -443,20 +456,25 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, tol_scale: flo
         result.message = _user_frame(e)
         return result
     n = x.shape[0]
-    pairs = [("output", "forward", y, ref.output), ("input", "backward", dx, ref.input_grad)]
-    pairs += [(k, "backward", v, ref.param_grads[k]) for k, v in grads.items()]
-    scale = FLOOR * max(float(np.linalg.norm(v)) for _, _, _, v in pairs[1:])
-    for name, side, user, r in pairs:
+    pairs = [("output", "forward", y, ref.output, jax_ref.output), ("input", "backward", dx, ref.input_grad,
+                                                                     jax_ref.input_grad)]
+    pairs += [(k, "backward", v, ref.param_grads[k], jax_ref.param_grads[k]) for k, v in grads.items()]
+    scale = FLOOR * max(float(np.linalg.norm(p[3])) for p in pairs[1:])
+    for name, side, user, r, rj in pairs:
         tol = tolerance(net.dtype, max(x.size // n, int(np.prod(r.shape)) // max(r.shape[0], 1)), tol_scale)
-        err = relative_with_floor(user, r, scale if side == "backward" else 0.0)
+        floor = scale if side == "backward" else 0.0
+        err, err_j = relative_with_floor(user, r, floor), relative_with_floor(user, rj, floor)
         worst = rel_error(user, r)
         result.tensors.append(TensorResult(name=name, side=side, shape=tuple(r.shape), tolerance=tol, error_torch=err,
-                                           error_jax=float("nan"), worst_index=worst.index, worst_user=worst.actual,
-                                           worst_ref=worst.expected, ok=err <= tol))
+                                           error_jax=err_j, worst_index=worst.index, worst_user=worst.actual,
+                                           worst_ref=worst.expected, ok=max(err, err_j) <= tol))
+    result.refs_error = max(relative_with_floor(p[3], p[4], scale if p[1] == "backward" else 0.0) for p in pairs)
     forward_ok = all(t.ok for t in result.tensors if t.side == "forward")
     backward_ok = all(t.ok for t in result.tensors if t.side == "backward")
     result.verdict = "pass" if forward_ok and backward_ok else ("both" if not (forward_ok or backward_ok)
                                                                  else "forward" if not forward_ok else "backward")
+    if result.refs_error > REFS_TOL:
+        result.verdict = "reference"
     tol = max(t.tolerance for t in result.tensors)
     result.boundaries, where = _boundaries(calls, ref, tol)
     if not result.ok and first_failure is None:
@@ -482,7 +500,7 @@ def _boundaries(calls: dict[str, Any], ref: Any, tol: float) -> tuple[list[Bound
                      input_error=err(c.inputs, ref.inputs[p]), output_error=err(c.outputs, ref.outputs[p]),
                      grad_error=err(c.grads, ref.output_grads[p])) for p, c in calls.items()]
     found = []
-    for b in rows:
+    for b in rows if any(b.forward_calls for b in rows) else []:  # nothing seen at all: the watch failed, not the net
         for what, count in (("forward", b.forward_calls), ("backward", b.backward_calls)):
             if count != 1:
                 found.append(f"'{b.name}' is {'never called' if count == 0 else f'called {count} times'} by the "

@@ -76,7 +76,7 @@ def _outputs(report: Any, args: argparse.Namespace) -> None:
 
         write_json(report, args.json)
     if args.html:
-        from .report.html import write_html
+        from .report import write_html
 
         write_html(report, args.html)
 

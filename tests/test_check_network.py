@@ -10,6 +10,7 @@ from harness import spec as S
 from harness.adapters.arrays import fingerprint
 from harness.adapters.layouts import Layout
 from harness.adapters.loss import wrap_loss
+from harness.adapters.layer import wrap_layer as tg_wrap_layer
 from harness.adapters.network import wrap_loss_model, wrap_network
 from harness.check import check_network
 
@@ -197,3 +198,57 @@ def test_cs231n_loss_model_bug_is_a_backward_failure() -> None:
     assert entry.verdict == "backward", entry
     assert [t.name for t in entry.tensors if not t.ok] == ["fc2.bias"]
     assert any("fc2.bias: off by a constant factor 1/5 (= 1/the batch size 5" in d for d in entry.diagnosis), entry.diagnosis
+
+
+# --------------------------------------------------------------------------- review findings, pinned
+
+
+class AccumulatingDense:
+    """Correct, but adds into its gradients until zero_grad() (declared with zero_grad=)."""
+
+    def __init__(self, n_in, n_out, seed):
+        r = np.random.default_rng(seed)
+        self.W, self.b = r.normal(size=(n_in, n_out)), r.normal(size=n_out)
+        self.zero_grad()
+
+    def zero_grad(self):
+        self.dW, self.db = np.zeros_like(self.W), np.zeros_like(self.b)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        self.dW += self.x.T @ dy
+        self.db += dy.sum(0)
+        return dy @ self.W.T
+
+
+def test_zero_grad_layers_are_flushed_before_the_end_to_end_pass() -> None:
+    spec = S.Sequential([S.Linear("fc1", 4, 5), S.Linear("fc2", 5, 3)])
+    fc1, fc2 = AccumulatingDense(4, 5, 1), AccumulatingDense(5, 3, 2)
+    lay = Layout(linear="in_out")
+    layers = {p: tg_wrap_layer(o, spec.children()[i], layout=lay, zero_grad="zero_grad", name=p)
+              for i, (p, o) in enumerate([("fc1", fc1), ("fc2", fc2)])}
+    net = wrap_network(layers, spec, forward=lambda x: fc2.forward(fc1.forward(x)),
+                       backward=lambda g: fc1.backward(fc2.backward(g)), layout=lay)
+    report = check_network(net, input_shape=(6, 4), seed=0)
+    assert report.ok, str(report)
+
+
+def test_a_loss_bug_does_not_hide_a_wiring_bug() -> None:
+    nhwc, layout = LAYOUTS["nchw"]
+    w, _ = wrapped(nhwc, layout, make_net(nhwc, skip=5))
+    bad = wrap_loss(lambda s, y: softmax_loss(s, y, divide=False), S.SoftmaxCrossEntropy())
+    report = check_network(w, input_shape=X_SHAPE, loss=bad, seed=3)
+    assert report.first_failure == "(loss)"
+    e2e = report.layer("(network)")
+    assert not e2e.ok and e2e.downstream_of is None and "wiring between layers" in e2e.message
+    assert "'relu2' is never called by the network's forward" in e2e.diagnosis
+
+
+def test_network_entry_is_compared_with_jax_too() -> None:
+    w, _ = wrapped(*LAYOUTS["nchw"])
+    e2e = check_network(w, input_shape=X_SHAPE, seed=1).layer("(network)")
+    assert all(t.error_jax == t.error_jax and t.error_jax < 1e-12 for t in e2e.tensors)  # a number, not NaN
+    assert e2e.refs_error < 1e-12

@@ -95,6 +95,7 @@ def test_error_confined_to_whole_groups_is_named_by_group() -> None:
     u = r.copy()
     u[2:4] += 1.0  # output channels 2, 3: group 1
     found = diagnose("weight", u, r, groups=3)
+    assert found == diagnose("conv.weight", u, r, groups=3)  # the same weight inside a fused span
     assert "only in group(s) 1 of 3: the other groups match (group offsets or slicing)" in found, found
     u = r.copy()
     u[2] += 1.0  # one channel, not a whole group

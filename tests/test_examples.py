@@ -173,3 +173,12 @@ def test_a_lenet5_sized_network_is_checked_end_to_end_in_under_5_seconds() -> No
         times.append(time.perf_counter() - start)
         assert report.ok, str(report)
     assert sorted(times)[1] < 5.0, times
+
+
+def test_a_conv_forward_bug_gets_no_backward_diagnoses() -> None:
+    """A true convolution with its exact gradient: the verdict is forward, and nothing says
+    the backward forgot a rotation or that the weight's outer taps are a padding border."""
+    _, report, _, _ = checked("conv1-true-convolution")
+    diagnosis = report.layer("conv1").diagnosis
+    assert not any("not rotated" in d or "border" in d for d in diagnosis), diagnosis
+    assert any("flip=True" in d for d in diagnosis), diagnosis

@@ -328,13 +328,15 @@ class WrappedLayer:
     def grad_noise(self) -> dict[str, float]:
         """``{local: absolute norm-wise error}`` the way gradients are read adds on top of the
         user's arithmetic: recovering them from an SGD step, (w_before - w_after) / lr, loses
-        up to half an ulp of each weight, so ||error|| <= eps * ||w|| / lr (twice that here).
-        Empty when gradients are read directly."""
+        up to half an ulp of each weight, so ||error|| <= eps/2 * ||w|| / lr; eps * ||w|| / lr
+        here, times any ``grad_scale`` the recovered gradient is multiplied by. Empty when
+        gradients are read directly."""
         sgd = getattr(self, "sgd", None)
         if not sgd or not np.issubdtype(self.dtype, np.floating):
             return {}
         eps, lr = float(np.finfo(self.dtype).eps), float(sgd[1])
-        return {k: eps * float(np.linalg.norm(to_float64(self._get_user(k), self._what(k))[0])) / abs(lr)
+        factor = abs(self._grad_factor())
+        return {k: eps * float(np.linalg.norm(to_float64(self._get_user(k), self._what(k))[0])) / abs(lr) * factor
                 for k in self._param_names() if k in self._trainable()}
 
     def _grad_factor(self) -> float:

@@ -40,6 +40,7 @@ from ..spec import (BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Layer, L
                     join_path, layer_shapes, named_params, walk)
 from .arrays import from_float64, is_mutable, to_float64, write_into
 from .layer import AdapterError, Ref, WrappedLayer, preserving, wrap_layer
+from .watch import Calls, watching
 from .layouts import CANONICAL, Layout, feature_orders, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
 
 Shape = tuple[int, ...]
@@ -100,58 +101,6 @@ def _user_output(value: Any, what: str, layout: Layout, features: CHW | None) ->
         idx = [int(i) for i in np.argwhere(~np.isfinite(v))[0]]
         raise AdapterError(f"{what} has a non-finite value {v[tuple(idx)]} at {idx} (user layout)")
     return data_from_user(v, layout, features)
-
-
-class Calls:
-    """What one layer saw during the user's own network passes (see
-    :meth:`WrappedNetwork.recording`): canonical float64 ``inputs`` / ``outputs`` of each
-    forward call and ``grads`` (upstream) / ``dxs`` (returned) of each backward call."""
-
-    def __init__(self) -> None:
-        self.inputs: list[np.ndarray] = []
-        self.outputs: list[np.ndarray] = []
-        self.grads: list[np.ndarray] = []
-        self.dxs: list[np.ndarray] = []
-
-
-def _patch(obj: Any, name: str, hook: Callable) -> Callable[[], None]:
-    """Shadow ``obj.name`` with ``hook(original, *args)`` on the instance; returns the undo."""
-    had = name in getattr(obj, "__dict__", {})
-    saved = obj.__dict__.get(name) if had else None
-    original = getattr(obj, name)
-    setattr(obj, name, partial(hook, original))
-
-    def undo() -> None:
-        if had:
-            setattr(obj, name, saved)
-        else:
-            delattr(obj, name)
-    return undo
-
-
-def _canonical_copy(w: WrappedLayer, value: Any, features: CHW | None) -> np.ndarray | None:
-    try:
-        v, _ = to_float64(value, "recorded")
-    except Exception:  # not an array: nothing to compare, the pass itself reports it
-        return None
-    return data_from_user(np.array(v, copy=True), w.layout, features)
-
-
-def _record_forward(w: WrappedLayer, c: Calls, original: Callable, x: Any, *args: Any, **kwargs: Any) -> Any:
-    x_in = _canonical_copy(w, x, w.features_in)
-    y = original(x, *args, **kwargs)
-    if x_in is not None:
-        c.inputs.append(x_in)
-        c.outputs.append(_canonical_copy(w, y, w._output_features(x_in.shape, None)))  # type: ignore[arg-type]
-    return y
-
-
-def _record_backward(w: WrappedLayer, c: Calls, original: Callable, g: Any, *args: Any, **kwargs: Any) -> Any:
-    shape = c.inputs[-1].shape if c.inputs else None
-    c.grads.append(_canonical_copy(w, g, w._output_features(shape, None) if shape else None))  # type: ignore[arg-type]
-    dx = original(g, *args, **kwargs)
-    c.dxs.append(_canonical_copy(w, dx, w.features_in))  # type: ignore[arg-type]
-    return dx
 
 
 # --------------------------------------------------------------------------- whole networks
@@ -336,38 +285,11 @@ class WrappedNetwork:
                                f"{user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})")  # type: ignore[arg-type]
         return dx
 
-    @contextmanager
-    def recording(self) -> Iterator[dict[str, Calls]]:
-        """Watch the user's own network passes at every layer boundary.
-
-        While active, each object-style layer's ``forward`` / ``backward`` (when the user's
-        network calls them by attribute, ``self.conv1.forward(x)``) are recorded as
-        :class:`Calls` in canonical float64, so the end-to-end pass can be compared with
-        the reference layer by layer. Layers that cannot be watched (function pairs, an
-        object shared by several paths, per-example code, ``__slots__``) are left out of
-        the yielded ``{path: Calls}``. The methods are restored on exit.
-        """
-        from .layer import ObjectLayer
-
-        objs = [id(w.obj) for w in self.layers.values() if isinstance(w, ObjectLayer)]
-        calls: dict[str, Calls] = {}
-        undo: list[Callable[[], None]] = []
-        try:
-            for path, w in self.layers.items():
-                if not isinstance(w, ObjectLayer) or not w.batched or objs.count(id(w.obj)) > 1:
-                    continue
-                c = Calls()
-                try:
-                    for name, hook in ((w._forward_name, partial(_record_forward, w, c)),
-                                       (w._backward_name, partial(_record_backward, w, c))):
-                        undo.append(_patch(w.obj, name, hook))
-                except (AttributeError, TypeError):  # __slots__ or a read-only object
-                    continue
-                calls[path] = c
-            yield calls
-        finally:
-            for restore in reversed(undo):
-                restore()
+    def recording(self) -> ContextManager[dict[str, Calls]]:
+        """Watch the user's own network passes at every layer boundary (see
+        :mod:`harness.adapters.watch`): ``with net.recording() as calls: net.forward(x)``
+        gives ``{path: Calls}`` for every layer that can be watched."""
+        return watching(self.layers)
 
     def layer_outputs(self) -> dict[str, np.ndarray]:
         """``{path: canonical output}`` of every layer (composites too, pre-order as
@@ -588,4 +510,4 @@ def wrap_loss_model(model: Any, spec: Layer, *, loss: Loss, params: Mapping[str,
     return LossModel(model, spec, loss=loss, params=params, layout=layout, method=method, input_shape=input_shape)
 
 
-__all__ = ["Calls", "LossModel", "WrappedNetwork", "wrap_loss_model", "wrap_network"]
+__all__ = ["LossModel", "WrappedNetwork", "wrap_loss_model", "wrap_network"]

@@ -23,6 +23,9 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would make it: mkstemp's 0600 would hide a shared report
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -574,6 +574,17 @@ class DenseSGDMeanWeight(DenseSGD):
 
 # a small rate: float32 recovery (w_before - w_after) / lr then loses ~1e-4 relative
 SGD = {**IN_OUT, "sgd": (None, 1e-3), "backward_args": (1e-3,)}
-CORRECT += [("dense sgd step", DenseSGD, LIN, SGD, (5, 6))]
+class DenseSGDMean(DenseSGD):
+    """A mean loss's habit: the step uses gradients divided by the batch (grad_scale="batch")."""
+
+    def backward(self, dy, lr):
+        dx = dy @ self.W.T
+        self.W -= lr * (self.x.T @ dy) / len(dy)
+        self.b -= lr * dy.sum(axis=0) / len(dy)
+        return dx
+
+
+CORRECT += [("dense sgd step", DenseSGD, LIN, SGD, (5, 6)),
+            ("dense sgd step, batch-averaged", DenseSGDMean, LIN, {**SGD, "grad_scale": "batch"}, (5, 6))]
 MUTANTS += [("dense sgd step with the weight update averaged over the batch", DenseSGDMeanWeight, LIN, SGD, (5, 6),
              "backward", "1/the batch size 5")]
