@@ -6,7 +6,7 @@ realistic mistake, ready for trigrad::
     import harness
 
     ex = build("fc1-bias-averaged")          # or build() for the correct network
-    report = harness.check_network(ex.net, x=ex.x)
+    report = harness.check_network(ex.net, x=ex.x, y=ex.y, loss=ex.loss)
     assert report.first_failure == ex.variant.layer
 
 ``VARIANTS`` maps each bug's name to its :class:`Variant` (where trigrad must find it).

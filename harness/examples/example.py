@@ -58,6 +58,8 @@ def build(variant: str = "correct", *, batch: int = 4, seed: int = 0, dtype: Any
 
     Weights come from ``seed`` (He-scaled, identical across variants); ``x`` and ``y`` from
     an independent stream of the same seed. ``dtype``: what the numpy code computes in.
+    At ``batch=1`` a mean is a sum, so the two batch-size mistakes (``fc1-bias-averaged``,
+    ``loss-grad-not-averaged``) compute the right numbers and cannot be seen.
     """
     if variant != "correct" and variant not in VARIANTS:
         raise ValueError(f"unknown example variant {variant!r}; valid: {', '.join(['correct', *VARIANTS])}")
