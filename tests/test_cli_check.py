@@ -202,3 +202,19 @@ def test_html_report_is_written_and_readable_by_others(user_file: Path, capsys, 
     text = page.read_text()
     assert 'id="trigrad-table"' in text and "fc" in text and "batch size" in text
     assert page.stat().st_mode & 0o044  # group/other may read it (umask permitting), unlike mkstemp's 0600
+
+
+def test_demo_on_a_terminal_draws_a_progress_bar() -> None:
+    import io
+
+    from rich.console import Console
+
+    from harness.demo import run_demo
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=100)
+    code, report = run_demo(console, bug="relu2-mask-from-gradient")
+    assert code == 0 and report.first_failure == "relu2"
+    out = buf.getvalue()
+    assert "\x1b[" in out  # colour on a terminal
+    assert "relu2-mask-from-gradient: " in out or "correct: " in out  # the bar's label, drawn then cleared
