@@ -9,7 +9,12 @@ from .adapters.network import LossModel, WrappedNetwork, wrap_loss_model, wrap_n
 from .adapters.weights import WeightsError, load_weights, read_weight_file
 from .check import check_layer, check_network
 from .interop import from_torch, to_torch
+from .regress import Comparison, check_equivalent
+from .regress import compare as compare_snapshot
 from .results import FDSummary, LayerResult, Report, TensorResult
+from .snapshot import Snapshot, SnapshotError
+from .snapshot import load as load_snapshot
+from .snapshot import record as record_snapshot
 from .spec import (
     ELU,
     GELU,
@@ -47,6 +52,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "check_layer", "check_network", "Report", "LayerResult", "TensorResult", "FDSummary",
+    "check_equivalent", "compare_snapshot", "record_snapshot", "load_snapshot", "Snapshot", "SnapshotError",
+    "Comparison",
     "AdapterError", "ArrayError", "Detection", "Layout", "detect_layout", "LayoutError", "WeightsError", "load_weights",
     "read_weight_file", "wrap_functions", "wrap_layer", "wrap_loss", "wrap_network", "wrap_loss_model",
     "WrappedNetwork", "LossModel",

@@ -10,8 +10,6 @@ three answers into a verdict. The user's parameters are restored bit for bit aft
 
 from __future__ import annotations
 
-import traceback
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -20,6 +18,7 @@ from . import fd
 from .adapters.layer import WrappedLayer, wrap_layer
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import accumulates, diagnose, window_overlap
+from .frames import user_frame
 from .kinks import off_kinks, pattern, random_input
 from .results import Boundary, FDSummary, LayerResult, Report, TensorResult, error_map
 from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, example_input_shape, join_path, walk
@@ -29,14 +28,6 @@ from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, example_input
 FD_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 2e-2, np.dtype(np.float16): 1e-1}
 REFS_TOL = 1e-10  # torch and jax, both float64, disagreeing beyond this blame the references
 FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
-_HARNESS = str(Path(__file__).resolve().parent)
-
-
-def _user_frame(exc: BaseException) -> str:
-    """The innermost traceback frame outside trigrad: where the user's code failed."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_HARNESS)]
-    where = f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def _layout_hint(wrapped: WrappedLayer, x: np.ndarray) -> list[str]:
@@ -182,7 +173,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             params = wrapped.get_params()
             y_again = wrapped.forward(x)
         except Exception as e:  # user code raised or returned garbage: report, never crash
-            result.message = _user_frame(e)
+            result.message = user_frame(e)
             return result
         torch_ref, jax_ref = build("torch", root), build("jax", root)
         t, j = torch_ref.vjp(full(params), x, g), jax_ref.vjp(full(params), x, g)
@@ -230,7 +221,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             wrapped.backward(g)
             again = wrapped.param_grads()
         except Exception as e:
-            result.message = _user_frame(e)
+            result.message = user_frame(e)
             return result
 
     # ---- verdict
@@ -376,7 +367,7 @@ def _check_loss(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.rand
         value_f = lambda s: wloss.loss_and_grad(s, target)[0]  # noqa: E731
         fds = {"scores": _fd_summary(_probes(value_f, scores, dscores, rng, fd_probes, wloss.dtype, None), wloss.dtype)}
     except Exception as e:
-        result.message = _user_frame(e)
+        result.message = user_frame(e)
         return result
     t = build("torch", identity).loss_vjp({}, scores, wloss.spec, target)
     j = build("jax", identity).loss_vjp({}, scores, wloss.spec, target)
@@ -405,7 +396,7 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
         scores = model.scores(x)
         value, grads = model.loss_and_grads(x, target)
     except Exception as e:
-        result.message = _user_frame(e)
+        result.message = user_frame(e)
         return result
     torch_ref, jax_ref = build("torch", spec), build("jax", spec)
     t, j = torch_ref.loss_vjp(params, x, model.loss, target), jax_ref.loss_vjp(params, x, model.loss, target)
@@ -424,7 +415,7 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
             finally:
                 model.set_params({k: params[k]})
     except Exception as e:
-        result.message = _user_frame(e)
+        result.message = user_frame(e)
         return result
     result.refs_error = max([relative_with_floor(t.output, j.output), relative_with_floor(np.array(t.loss), np.array(j.loss))]
                             + [relative_with_floor(t.param_grads[k], j.param_grads[k]) for k in grads])
@@ -453,7 +444,7 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
             dx = net.backward(g)
         grads = net.param_grads()
     except Exception as e:
-        result.message = _user_frame(e)
+        result.message = user_frame(e)
         return result
     n = x.shape[0]
     pairs = [("output", "forward", y, ref.output, jax_ref.output), ("input", "backward", dx, ref.input_grad,

@@ -25,24 +25,18 @@ import importlib
 import importlib.util
 import inspect
 import sys
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from .frames import user_frame
 
 KEYS = ("check", "spec", "x", "y", "loss", "input_shape", "layout", "options")
 
 
 class TargetError(Exception):
     """The target cannot be found, loaded, called or understood: a usage error."""
-
-
-def _user_frame(exc: BaseException) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename
-              and not f.filename.startswith(str(Path(__file__).parent))]
-    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
@@ -65,7 +59,7 @@ def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
             sys.modules.pop(module_name, None)
             if debug:
                 raise
-            raise TargetError(f"importing {where} failed: {_user_frame(e)} (rerun with --debug for the traceback)") from e
+            raise TargetError(f"importing {where} failed: {user_frame(e)} (rerun with --debug for the traceback)") from e
         finally:
             sys.path.remove(str(path.parent))
     else:
@@ -78,11 +72,11 @@ def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
                                   "the installed packages") from e
             if debug:
                 raise
-            raise TargetError(f"importing {where} failed: {_user_frame(e)} (rerun with --debug for the traceback)") from e
+            raise TargetError(f"importing {where} failed: {user_frame(e)} (rerun with --debug for the traceback)") from e
         except Exception as e:
             if debug:
                 raise
-            raise TargetError(f"importing {where} failed: {_user_frame(e)} (rerun with --debug for the traceback)") from e
+            raise TargetError(f"importing {where} failed: {user_frame(e)} (rerun with --debug for the traceback)") from e
         finally:
             sys.path.remove(str(Path.cwd()))
     fn = getattr(module, name, None)
@@ -115,7 +109,7 @@ def call(fn: Callable[..., Any], *, seed: int, dtype: str | None, debug: bool = 
     except Exception as e:
         if debug:
             raise
-        raise TargetError(f"{fn.__name__}() raised {_user_frame(e)} (rerun with --debug for the traceback)") from e
+        raise TargetError(f"{fn.__name__}() raised {user_frame(e)} (rerun with --debug for the traceback)") from e
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

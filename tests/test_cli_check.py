@@ -124,7 +124,7 @@ def test_module_target_from_the_current_folder(user_file: Path, capsys, monkeypa
     ("no_such_module_xyz:good", [], "no module 'no_such_module_xyz'"),
     ("{file}:goood", [], "has nothing named 'goood'; did you mean 'good'?"),
     ("{file}:SPEC", [], "has a Linear, not a function named 'SPEC'"),
-    ("{file}:raises", [], "raises() raised KeyError: 'nope' ("),
+    ("{file}:raises", [], "raises() raised KeyError: 'nope' at "),
     ("{file}:nothing", [], "the target returned a int: return a wrapped layer or network"),
     ("{file}:unknown_key", [], "unknown key(s) ['layuot']; known: check, spec"),
     ("{file}:network_without_input", [], "a network needs an input"),

@@ -60,14 +60,15 @@ def test_inputs_and_running_stats_are_not_modified(backend: str) -> None:
     assert not np.array_equal(res.state["bn.running_mean"], p["bn.running_mean"])  # reported, not written
 
 
-def test_views_with_negative_strides_are_accepted() -> None:
+@pytest.mark.parametrize("k", [3, 1])  # 1: ascontiguousarray keeps negative strides on length-1 axes
+def test_views_with_negative_strides_are_accepted(k: int) -> None:
     import numpy as np
 
     from harness import spec as S
     from reference_models import build
 
-    spec = S.Sequential([S.Conv2d("c", 2, 3, 3)])
-    w = np.random.default_rng(0).standard_normal((3, 2, 3, 3))
+    spec = S.Sequential([S.Conv2d("c", 2, 3, k)])
+    w = np.random.default_rng(0).standard_normal((3, 2, k, k))
     x = np.random.default_rng(1).standard_normal((1, 2, 5, 5))
     params = {"c.weight": w[:, :, ::-1, ::-1], "c.bias": np.zeros(3)}
     copy = {k: v.copy() for k, v in params.items()}
