@@ -8,6 +8,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["pytester"]  # the plugin's own tests run pytest inside pytest
+
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 settings.register_profile("ci", **_common)
 settings.register_profile("dev", max_examples=25, **_common)

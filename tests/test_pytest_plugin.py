@@ -1,0 +1,163 @@
+"""The pytest plugin, run inside pytest (pytester): the `backprop` fixture fails a test with
+the report table, snapshots are recorded, compared and updated, options reach the checks,
+and loading the plugin imports neither torch nor jax."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+# pytester's in-process runs unload every module imported during them; torch cannot be
+# imported twice in one process, so the frameworks (and trigrad's references) are loaded here
+import jax  # noqa: F401,E402
+import torch  # noqa: F401,E402
+
+import reference_models.jax_ref  # noqa: F401,E402
+import reference_models.torch_ref  # noqa: F401,E402
+
+USER_CODE = '''
+import numpy as np
+import harness as tg
+
+class Dense:
+    def __init__(self, bug=False, scale=1.0):
+        rng = np.random.default_rng(0)
+        self.W, self.b = rng.standard_normal((4, 3)) * scale, rng.standard_normal(3)
+        self.bug = bug
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        self.dW = self.x.T @ dy
+        self.db = dy.mean(axis=0) if self.bug else dy.sum(axis=0)
+        return dy @ self.W.T
+
+SPEC = tg.Linear("fc", 4, 3)
+IN_OUT = tg.Layout(linear="in_out")
+'''
+
+
+@pytest.fixture()
+def project(pytester: pytest.Pytester, request: pytest.FixtureRequest) -> pytest.Pytester:
+    pytester.makepyfile(user_code=USER_CODE)
+    return pytester
+
+
+def args(request: pytest.FixtureRequest, *more: str) -> list[str]:
+    # the entry point registers the plugin when trigrad is installed; else name it
+    loaded = request.config.pluginmanager.has_plugin("trigrad")
+    return [*([] if loaded else ["-p", "harness.pytest_plugin"]), "-p", "no:cacheprovider", *more]
+
+
+def test_check_passes_and_fails_with_the_table(project: pytest.Pytester, request) -> None:
+    project.makepyfile(test_layers='''
+from user_code import Dense, SPEC, IN_OUT
+
+def test_good(backprop):
+    report = backprop.check(Dense(), SPEC, layout=IN_OUT)
+    assert report.ok and report.seed == 0
+
+def test_bad(backprop):
+    backprop.check(Dense(bug=True), SPEC, layout=IN_OUT, input_shape=(5, 4))
+''')
+    result = project.runpytest(*args(request))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*fix first: fc (backward); 1 of 1 entries fail (seed 0)*",
+                                 "*bias*8.0e-01*", "*off by a constant factor 1/5 (= 1/the batch size 5*"])
+    assert "Traceback" not in result.stdout.str()  # the table is the message
+
+
+def test_seed_and_html_options(project: pytest.Pytester, request) -> None:
+    project.makepyfile(test_seed='''
+from user_code import Dense, SPEC, IN_OUT
+
+def test_seed(backprop):
+    assert backprop.check(Dense(), SPEC, layout=IN_OUT, seed=3).seed == 11
+''')
+    result = project.runpytest(*args(request, "--trigrad-seed", "11", "--trigrad-html", "pages"))
+    result.assert_outcomes(passed=1)
+    pages = list((project.path / "pages").glob("*.html"))
+    assert [p.name for p in pages] == ["test_seed.test_seed.1.html"]
+    assert 'id="trigrad-table"' in pages[0].read_text()
+
+
+def test_snapshot_is_recorded_then_compared_then_updated(project: pytest.Pytester, request, monkeypatch) -> None:
+    project.makepyfile(test_snap='''
+import os
+import harness as tg
+from user_code import Dense, SPEC, IN_OUT
+
+def test_dense(backprop):
+    layer = Dense(scale=float(os.environ.get("SCALE", "1")))
+    backprop.snapshot(tg.wrap_layer(layer, SPEC, layout=IN_OUT), input_shape=(5, 4))
+''')
+    first = project.runpytest(*args(request))
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines(["*no snapshot yet; recorded*test_dense.npz and test_dense.json*"])
+    folder = project.path / "__trigrad__" / "test_snap"
+    manifest = json.loads((folder / "test_dense.json").read_text())
+    assert manifest["format"] == "trigrad.snapshot/1" and set(manifest["entries"]) == {"fc"}
+
+    project.runpytest(*args(request)).assert_outcomes(passed=1)  # same code: the same
+
+    # the snapshot stores its parameters, so different weights are not a change...
+    monkeypatch.setenv("SCALE", "2")
+    project.runpytest(*args(request)).assert_outcomes(passed=1)
+    # ...but different code is
+    (project.path / "user_code.py").write_text(USER_CODE.replace("dy.sum(axis=0)", "dy.sum(axis=0) * 1.01"))
+    changed = project.runpytest(*args(request))
+    changed.assert_outcomes(failed=1)
+    changed.stdout.fnmatch_lines(["*1 of 1 entries differ: fc (broken)*", "*bias*broken*",
+                                  "*rerun with --trigrad-update if the change is intended*"])
+    project.runpytest(*args(request, "--trigrad-update")).assert_outcomes(passed=1)
+    project.runpytest(*args(request)).assert_outcomes(passed=1)
+
+
+def test_tampered_snapshot_fails_the_test_clearly(project: pytest.Pytester, request) -> None:
+    project.makepyfile(test_snap='''
+import harness as tg
+from user_code import Dense, SPEC, IN_OUT
+
+def test_dense(backprop):
+    backprop.snapshot(tg.wrap_layer(Dense(), SPEC, layout=IN_OUT), input_shape=(5, 4))
+''')
+    project.runpytest(*args(request, "--trigrad-update")).assert_outcomes(passed=1)
+    manifest = project.path / "__trigrad__" / "test_snap" / "test_dense.json"
+    data = json.loads(manifest.read_text())
+    key = next(iter(data["arrays"]))
+    data["arrays"][key]["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(data))
+    result = project.runpytest(*args(request))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*trigrad: *does not match the sha256*tampered with or corrupted*"])
+
+
+def test_equivalent(project: pytest.Pytester, request) -> None:
+    project.makepyfile(test_eq='''
+from user_code import Dense, SPEC, IN_OUT
+
+def test_same(backprop):
+    assert backprop.equivalent(Dense(), Dense(), SPEC, layout=IN_OUT).ok
+
+def test_differs(backprop):
+    backprop.equivalent(Dense(), Dense(bug=True), SPEC, layout=IN_OUT)
+''')
+    result = project.runpytest(*args(request))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*trigrad old vs new: 1 of 1 entries differ: fc (broken)*"])
+
+
+def test_options_are_listed(project: pytest.Pytester, request) -> None:
+    result = project.runpytest(*args(request, "--help"))
+    result.stdout.fnmatch_lines(["*--trigrad-update*", "*--trigrad-seed*", "*--trigrad-html*"])
+
+
+def test_loading_the_plugin_is_light() -> None:
+    code = ("import sys, harness.pytest_plugin; "
+            "assert not {'torch', 'jax', 'rich'} & set(sys.modules), sorted({'torch', 'jax', 'rich'} & set(sys.modules))")
+    subprocess.run([sys.executable, "-c", code], check=True)
