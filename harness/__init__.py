@@ -15,6 +15,7 @@ from .results import FDSummary, LayerResult, Report, TensorResult
 from .snapshot import Snapshot, SnapshotError
 from .snapshot import load as load_snapshot
 from .snapshot import record as record_snapshot
+from .sweep import SweepResult, check_config, sweep
 from .spec import (
     ELU,
     GELU,
@@ -53,7 +54,7 @@ __version__ = "0.1.0"
 __all__ = [
     "check_layer", "check_network", "Report", "LayerResult", "TensorResult", "FDSummary",
     "check_equivalent", "compare_snapshot", "record_snapshot", "load_snapshot", "Snapshot", "SnapshotError",
-    "Comparison",
+    "Comparison", "sweep", "SweepResult", "check_config",
     "AdapterError", "ArrayError", "Detection", "Layout", "detect_layout", "LayoutError", "WeightsError", "load_weights",
     "read_weight_file", "wrap_functions", "wrap_layer", "wrap_loss", "wrap_network", "wrap_loss_model",
     "WrappedNetwork", "LossModel",

@@ -133,6 +133,49 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    """``trigrad sweep TARGET``: TARGET's function returns {"make": make_layer, "spec":
+    spec_factory, "space": {...}, "options": {check kwargs}}; see :func:`harness.sweep.sweep`."""
+    from .sweep import sweep
+    from .target import TargetError, call, load
+
+    console = _console(args)
+    try:
+        value = call(load(args.target, debug=args.debug), seed=args.seed, dtype=None, debug=args.debug)
+        if not isinstance(value, dict) or not {"make", "spec", "space"} <= set(value) or \
+                set(value) - {"make", "spec", "space", "options"}:
+            raise TargetError("the target must return {'make': make_layer, 'spec': spec_factory, 'space': {...}} "
+                              f"(and optionally 'options': {{...}}), got {type(value).__name__}"
+                              + (f" with keys {sorted(value)}" if isinstance(value, dict) else ""))
+        try:
+            result = sweep(value["make"], value["spec"], value["space"], seed=args.seed, max_examples=args.max_examples,
+                           time_budget=args.time_budget, check_kwargs=value.get("options"),
+                           progress=console if not args.quiet else False)
+        except (ImportError, TypeError, ValueError) as e:
+            raise TargetError(str(e)) from e
+        if result.examples == 0 and result.skipped:
+            raise TargetError(f"the spec rejected every configuration drawn ({result.skipped}); last: {result.last_rejection}")
+        if result.report is not None and args.json:
+            from .report import write_json
+
+            write_json(result.report, args.json)
+    except TargetError as e:
+        if args.debug:
+            traceback.print_exception(e)
+        print(f"trigrad sweep: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # --json could not be written
+        print(f"trigrad sweep: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        console.print(str(result), markup=False, soft_wrap=True)  # the line to reproduce stays one line
+        if result.report is not None:
+            from .report import render_terminal
+
+            render_terminal(result.report, console)
+    return 0 if result.ok else 1
+
+
 def _null() -> Any:
     from contextlib import nullcontext
 
@@ -176,6 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--quiet", action="store_true", help="print nothing; the exit code tells")
     check.add_argument("--debug", action="store_true", help="show the traceback of a usage or configuration error")
     _report_options(check)
+    sw = sub.add_parser("sweep", help="search a layer's hyperparameters for the smallest configuration where its backprop is wrong",
+                        description="TARGET's function returns {'make': make_layer, 'spec': spec_factory, 'space': "
+                        "{name: [values, smallest first]}, 'options': {check kwargs}}. Exit codes: 0 no failing "
+                        "configuration found, 1 one found (shrunk), 2 usage or configuration error.")
+    sw.add_argument("target", help="path/to/file.py:function or package.module:function")
+    sw.add_argument("--seed", type=int, default=0, help="seed for the search and every check (default 0)")
+    sw.add_argument("--max-examples", type=int, default=100, help="configurations to check at most (default 100)")
+    sw.add_argument("--time-budget", type=float, default=60.0,
+                    help="seconds after which no new configuration is tried, unless shrinking a failure (default 60)")
+    sw.add_argument("--json", metavar="FILE", help="write the shrunk failing configuration's report as JSON; - for stdout")
+    sw.add_argument("--quiet", action="store_true", help="print nothing; the exit code tells")
+    sw.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
+    sw.add_argument("--debug", action="store_true", help="show the traceback of a usage or configuration error")
     args = parser.parse_args(argv)
     if args.command == "refs":
         return _refs(args)
@@ -186,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "sweep":
+        return _sweep(args)
     parser.print_help()
     return 2
 

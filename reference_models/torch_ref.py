@@ -135,8 +135,9 @@ def _loss(loss: S.Loss, out: Tensor, target: Tensor) -> Tensor:
 
 
 def _t(a: np.ndarray, grad: bool = False) -> Tensor:
-    # torch.tensor refuses negative strides (a flipped view such as w[:, :, ::-1, ::-1])
-    return torch.tensor(np.ascontiguousarray(a), dtype=torch.int64 if np.issubdtype(a.dtype, np.integer) else _DT,
+    # torch.tensor refuses negative strides (a flipped view such as w[:, :, ::-1, ::-1]);
+    # ascontiguousarray keeps them on axes of length 1 (a 1x1 kernel), a copy never does
+    return torch.tensor(np.array(a, order="C", copy=True), dtype=torch.int64 if np.issubdtype(a.dtype, np.integer) else _DT,
                         requires_grad=grad)
 
 

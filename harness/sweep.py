@@ -1,0 +1,431 @@
+"""Search a layer's hyperparameters for a configuration where its backprop is wrong, and
+shrink it to the smallest such configuration.
+
+Many backprop bugs only show for some configurations: stride 2 with an odd input width,
+overlapping pool windows, groups > 1, padding with dilation. :func:`sweep` draws
+configurations from a space of hyperparameters, checks each with
+:func:`harness.check_layer`, and lets hypothesis shrink a failing one::
+
+    def make_conv(kernel, stride, padding, width):          # the user's layer
+        return MyConv(3, 4, kernel, stride=stride, padding=padding)
+
+    def conv_spec(kernel, stride, padding, width):          # what it should compute
+        return tg.Conv2d("conv", 3, 4, kernel, stride=stride, padding=padding), (2, 3, 5, width)
+
+    result = sweep(make_conv, conv_spec, {"kernel": [1, 2, 3], "stride": [1, 2, 3],
+                                          "padding": [0, 1], "width": range(3, 8)})
+    assert result.ok, result     # prints the shrunk configuration and a line to reproduce it
+
+hypothesis is imported only inside :func:`sweep` (it is in the ``[test]`` extra).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .results import LayerResult, Report
+from .spec import Layer, SpecError
+
+SpecFactory = Callable[..., Any]
+MakeLayer = Callable[..., Any]
+NEEDS_HYPOTHESIS = "trigrad sweep needs hypothesis: pip install hypothesis"
+
+
+class _OutOfTime(BaseException):
+    """Raised through hypothesis to end the search when the time budget is spent before any
+    failure: a BaseException, so hypothesis lets it pass instead of shrinking it."""
+
+
+class _Broken(BaseException):
+    """Raised through hypothesis when ``spec_factory`` itself fails (not a SpecError): a
+    configuration mistake to report at once, not a failure to shrink."""
+
+
+class _Failing(Exception):
+    """Raised inside the hypothesis test for a failing configuration; hypothesis shrinks it."""
+
+
+@dataclass
+class SweepResult:
+    """What :func:`sweep` found.
+
+    ``ok``: no failing configuration was found; ``examples``: configurations checked;
+    ``skipped``: configurations the spec rejected; ``elapsed``: seconds; ``failing``: the
+    shrunk failing configuration (None when ok); ``report``: its :class:`~harness.Report`;
+    ``reproduce``: one line of Python that reruns that check (it needs ``imports`` first);
+    ``timed_out``: the time budget stopped the search, or the shrinking, early;
+    ``found_after``: configurations checked when the first failure was found, and
+    ``found_at``: seconds until then (the rest of ``elapsed`` was shrinking).
+    """
+
+    ok: bool
+    examples: int
+    skipped: int
+    elapsed: float
+    failing: dict[str, Any] | None = None
+    report: Report | None = None
+    reproduce: str | None = None
+    imports: str | None = None
+    seed: int = 0
+    timed_out: bool = False
+    last_rejection: str | None = None  # the spec's message for the last rejected configuration
+    found_after: int | None = None
+    found_at: float | None = None
+
+    def __str__(self) -> str:
+        tried = f"{self.examples} configurations checked, {self.skipped} rejected by the spec, {self.elapsed:.1f} s, seed {self.seed}"
+        if self.ok:
+            stop = "; stopped by the time budget" if self.timed_out else ""
+            return f"sweep: no failing configuration ({tried}{stop})"
+        shrunk = "smallest failing configuration" + (" found before the shrink budget ran out" if self.timed_out else "")
+        found = f"; the first failure came after {self.found_after} configurations, {self.found_at:.1f} s"
+        lines = [f"sweep: {shrunk} ({tried}{found}):", f"  {format_config(self.failing or {})}"]
+        lines += [f"  {line}" for line in _verdict_lines(self.report)]
+        lines += ["reproduce:", f"  {self.imports}", f"  {self.reproduce}"]
+        return "\n".join(lines)
+
+
+def format_config(cfg: Mapping[str, Any]) -> str:
+    """``kernel=3, stride=2, width=5``: a configuration as keyword arguments."""
+    return ", ".join(f"{k}={_literal(v)}" for k, v in cfg.items())
+
+
+def _verdict_lines(report: Report | None) -> list[str]:
+    """The failing layer's verdict, its message and diagnosis, or its worst failing tensor."""
+    if report is None or report.ok:
+        return []
+    layer = next(l for l in report.layers if not l.ok)
+    out = [f"{layer.name}: {layer.verdict}" + (f": {layer.message}" if layer.message else "")]
+    out += layer.diagnosis
+    if not layer.diagnosis:
+        out += [f"{t.name}: relative error {max(t.error_torch, t.error_jax):.1e} (tolerance {t.tolerance:.1e}), worst "
+                f"element {list(t.worst_index)}: {t.worst_user:.4g} vs {t.worst_ref:.4g} (yours vs torch)"
+                for t in layer.tensors if not t.ok]
+    return out
+
+
+# --------------------------------------------------------------------------- one configuration
+
+
+def _spec_of(spec_factory: SpecFactory, cfg: Mapping[str, Any]) -> tuple[Layer, tuple[int, ...]]:
+    """``spec_factory(**cfg)`` as (spec layer, input shape), checked by shape inference;
+    raises SpecError when the spec rejects the configuration, TypeError when the factory
+    returns something else."""
+    value = spec_factory(**cfg)
+    if isinstance(value, Mapping):
+        value = (value.get("spec"), value.get("input_shape"))
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], Layer)):
+        raise TypeError(f"{_name(spec_factory)}() must return (spec layer, input shape) or "
+                        f"{{'spec': ..., 'input_shape': ...}}, got {type(value).__name__}")
+    spec, shape = value[0], tuple(value[1])
+    spec.output_shape(shape)
+    return spec, shape
+
+
+def _error_report(spec: Layer, seed: int, message: str) -> Report:
+    return Report(seed=seed, layers=[LayerResult(name=spec.name, kind=type(spec).__name__, verdict="error",
+                                                 dtype="float64", message=message)])
+
+
+def _check(make_layer: MakeLayer, spec: Layer, shape: tuple[int, ...], cfg: Mapping[str, Any], seed: int,
+           check_kwargs: Mapping[str, Any]) -> Report:
+    """Check ``make_layer(**cfg)`` against ``spec``; anything the user's code raises that
+    check_layer does not turn into a verdict becomes an "error" report."""
+    from .check import check_layer
+    from .frames import user_frame
+
+    try:
+        layer = make_layer(**cfg)
+    except Exception as e:
+        return _error_report(spec, seed, f"{_name(make_layer)}({format_config(cfg)}) raised {user_frame(e)}")
+    try:
+        return check_layer(layer, spec, input_shape=shape, seed=seed, **check_kwargs)
+    except Exception as e:  # e.g. an AdapterError: the layer's parameters do not fit this spec
+        return _error_report(spec, seed, user_frame(e))
+
+
+def check_config(make_layer: MakeLayer, spec_factory: SpecFactory, config: Mapping[str, Any], *, seed: int = 0,
+                 **check_kwargs: Any) -> Report:
+    """Check one configuration as :func:`sweep` does: ``make_layer(**config)`` against
+    ``spec_factory(**config)`` = (spec layer, input shape) with :func:`harness.check_layer`
+    (``seed`` and ``check_kwargs`` passed on). Returns the Report; raises SpecError when
+    the spec rejects the configuration."""
+    spec, shape = _spec_of(spec_factory, config)
+    return _check(make_layer, spec, shape, config, seed, check_kwargs)
+
+
+# --------------------------------------------------------------------------- the line to reproduce
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _module_path(fn: Any) -> str | None:
+    """An importable module name for ``fn``'s module, or None (``__main__``, a function
+    defined inside another one)."""
+    module = getattr(fn, "__module__", None)
+    if not module or module == "__main__" or "<" in _name(fn):
+        return None
+    if module.startswith("trigrad_target_"):  # a file `trigrad check/sweep` loaded by path: its stem
+        stem = module[len("trigrad_target_"):]
+        return stem if stem.isidentifier() else None
+    return module
+
+
+def _literal(value: Any) -> str:
+    """``repr(value)`` as Python that evaluates to it after ``import harness, numpy``
+    (trigrad's own objects such as a Layout, numpy dtypes and scalars)."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    if isinstance(value, np.dtype):
+        return f"numpy.dtype({str(value)!r})"
+    if isinstance(value, type) and issubclass(value, np.generic):  # np.float32
+        return f"numpy.{value.__name__}"
+    text = repr(value)
+    if type(value).__module__.split(".")[0] == "harness" and text.startswith(type(value).__name__ + "("):
+        return "harness." + text
+    return text
+
+
+def reproduce_line(make_layer: MakeLayer, spec_factory: SpecFactory, config: Mapping[str, Any], *, seed: int,
+                   check_kwargs: Mapping[str, Any]) -> tuple[str, str]:
+    """(imports, call): a line of imports and one :func:`check_config` call that reruns the
+    check of ``config``; the call returns the Report."""
+    modules, names = ["harness.sweep"], []
+    for fn, role in ((make_layer, "make_layer"), (spec_factory, "spec_factory")):
+        module = _module_path(fn)
+        local = _name(fn).rpartition(".")[2]
+        # a local function or a lambda: named as written (or by its role), to be defined where the line is pasted
+        names.append(f"{module}.{_name(fn)}" if module else local if local.isidentifier() else role)
+        if module and module not in modules:
+            modules.append(module)
+    literals = [_literal(v) for v in (*config.values(), *check_kwargs.values())]
+    if any("numpy." in t for t in literals):
+        modules.append("numpy")
+    kwargs = "".join(f", {k}={_literal(v)}" for k, v in check_kwargs.items())
+    call = (f"harness.sweep.check_config({names[0]}, {names[1]}, "
+            f"{{{', '.join(f'{k!r}: {_literal(v)}' for k, v in config.items())}}}, seed={seed}{kwargs})")
+    return "import " + ", ".join(modules), call
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def _strategies(space: Mapping[str, Any]) -> dict[str, Any]:
+    """One hypothesis strategy per hyperparameter: lists, tuples, ranges and 1-D numpy arrays
+    are sampled (shrinking toward their first element), strategies are used as they are."""
+    from hypothesis import strategies as st
+    from hypothesis.strategies import SearchStrategy
+
+    out = {}
+    for name, values in space.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"sweep: hyperparameter names must be identifiers (they are keyword arguments), got {name!r}")
+        if isinstance(values, SearchStrategy):
+            out[name] = values
+        elif isinstance(values, (list, tuple, range)) or type(values).__name__ == "ndarray":
+            if len(values) == 0:
+                raise ValueError(f"sweep: no values for {name!r}")
+            out[name] = st.sampled_from(list(values) if type(values).__name__ == "ndarray" else values)
+        else:
+            raise TypeError(f"sweep: {name!r} must be a list of values (smallest first), a range or a hypothesis "
+                            f"strategy, got {type(values).__name__}")
+    return out
+
+
+def _check_signature(fn: Callable[..., Any], names: list[str], role: str) -> None:
+    """Refuse, before any check runs, a function that cannot take the space's names."""
+    if not callable(fn):
+        raise TypeError(f"sweep: {role} must be a function, got {type(fn).__name__}")
+    try:
+        inspect.signature(fn).bind(**dict.fromkeys(names))
+    except TypeError as e:
+        raise TypeError(f"sweep: {role} {_name(fn)}() cannot take the hyperparameters {names} as keyword "
+                        f"arguments: {e}") from None
+    except ValueError:  # no signature (a builtin): find out when it is called
+        pass
+
+
+class _Search:
+    """The state of one sweep: results by configuration (so hypothesis's replays and repeated
+    shrink candidates cost nothing and can never disagree), counts, clocks."""
+
+    def __init__(self, make_layer: MakeLayer, spec_factory: SpecFactory, seed: int, check_kwargs: Mapping[str, Any],
+                 time_budget: float, shrink_budget: float, tick: Callable[["_Search"], None]) -> None:
+        self.make_layer, self.spec_factory, self.seed, self.check_kwargs = make_layer, spec_factory, seed, check_kwargs
+        self.time_budget, self.shrink_budget, self.tick = time_budget, shrink_budget, tick
+        self.start = time.monotonic()
+        self.first_failure_at: float | None = None
+        self.found_after: int | None = None
+        self.results: dict[str, Report | None] = {}  # None: rejected by the spec
+        self.configs: dict[str, dict[str, Any]] = {}
+        self.examples = self.skipped = self.failures = 0
+        self.timed_out = False
+        self.last_rejection: str | None = None
+
+    def run(self, cfg: dict[str, Any]) -> None:
+        """The body of the hypothesis test: raise _Failing for a failing configuration."""
+        from hypothesis import assume
+
+        key = repr(sorted(cfg.items()))
+        if key not in self.results:
+            self._budget()
+            self.results[key], self.configs[key] = self._evaluate(cfg), cfg
+            self.tick(self)
+        report = self.results[key]
+        assume(report is not None)
+        if not report.ok:  # type: ignore[union-attr]
+            raise _Failing(key)
+
+    def _budget(self) -> None:
+        """Stop generating when the time budget is spent; once a failure is found, refuse new
+        shrink candidates when the shrink budget is spent (hypothesis then reports the
+        smallest failure it has)."""
+        from hypothesis import assume
+
+        now = time.monotonic()
+        if self.first_failure_at is None:
+            if now - self.start > self.time_budget:
+                self.timed_out = True
+                raise _OutOfTime
+        elif now - self.first_failure_at > self.shrink_budget:
+            self.timed_out = True
+            assume(False)
+
+    def _evaluate(self, cfg: dict[str, Any]) -> Report | None:
+        from .frames import user_frame
+
+        try:
+            spec, shape = _spec_of(self.spec_factory, cfg)
+        except SpecError as e:
+            self.skipped += 1
+            self.last_rejection = str(e)
+            return None
+        except Exception as e:
+            raise _Broken(f"sweep: {_name(self.spec_factory)}({format_config(cfg)}) raised {user_frame(e)}") from e
+        report = _check(self.make_layer, spec, shape, cfg, self.seed, self.check_kwargs)
+        self.examples += 1
+        if not report.ok:
+            self.failures += 1
+            if self.first_failure_at is None:
+                self.first_failure_at, self.found_after = time.monotonic(), self.examples
+        return report
+
+
+def _progress(progress: Any, max_examples: int) -> tuple[Any, Callable[[_Search], None]]:
+    """A rich progress bar (a context manager) and the callback updating it, or a no-op
+    pair when ``progress`` is False or the output is not a terminal."""
+    from contextlib import nullcontext
+
+    if progress is False:
+        return nullcontext(), lambda s: None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = progress if isinstance(progress, Console) else Console()
+    if not console.is_terminal:
+        return nullcontext(), lambda s: None
+    bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+                   TimeElapsedColumn(), console=console, transient=True)
+    task = bar.add_task("sweep", total=max_examples, status="")
+
+    def tick(s: _Search) -> None:
+        status = f"{s.skipped} rejected, {s.failures} failing" + (": shrinking" if s.failures else "")
+        bar.update(task, completed=min(s.examples, max_examples), status=status)
+    return bar, tick
+
+
+def sweep(make_layer: MakeLayer, spec_factory: SpecFactory, space: Mapping[str, Any], *, seed: int = 0,
+          max_examples: int = 100, time_budget: float = 60.0, shrink_budget: float = 20.0,
+          check_kwargs: Mapping[str, Any] | None = None, progress: bool | Any = True) -> SweepResult:
+    """Search ``space`` for a configuration where ``make_layer``'s backprop disagrees with
+    the references, and shrink it to the smallest one.
+
+    ``space``: hyperparameter name -> a list of values, smallest first (hypothesis shrinks
+    toward the first), a ``range``, or a hypothesis strategy; earlier names are shrunk first.
+    Each drawn configuration ``cfg`` is passed as keyword arguments to ``spec_factory``,
+    which returns ``(spec layer, input shape)`` (or ``{"spec": ..., "input_shape": ...}``),
+    and to ``make_layer``, which returns the user's layer, wrapped (:func:`harness.wrap_layer`,
+    :func:`harness.wrap_functions`) or raw (then wrapped with ``check_kwargs``: ``layout=``,
+    ``params=`` ...). Configurations the spec rejects (a SpecError, e.g. a kernel larger than
+    the padded input) are skipped, not failures; any other exception from ``spec_factory``
+    ends the sweep with a ValueError. A configuration fails when
+    :func:`harness.check_layer` (with ``seed`` and ``check_kwargs``) gives any verdict but
+    "pass", including "error" when the user's code raises.
+
+    At most ``max_examples`` configurations are checked. ``time_budget`` (s): no new
+    configuration is started after it, unless a failure has been found; then shrinking gets
+    ``shrink_budget`` more seconds, after which the smallest failure found so far is
+    reported (``timed_out``); so a sweep takes at most about ``time_budget + shrink_budget``
+    plus one check, which always completes. The same ``seed`` gives the
+    same configurations and the same shrunk result, unless a budget cuts the search short.
+    Nothing is written to disk (no hypothesis database), so sweeps can run in parallel
+    (pytest-xdist). ``progress``: a rich progress bar on a terminal (True, or a rich
+    Console to draw on); silent off a terminal or with False. Inside a hypothesis test
+    of its own, that test needs ``suppress_health_check=[HealthCheck.nested_given]``.
+    Returns a :class:`SweepResult`.
+    """
+    try:
+        import hypothesis
+    except ImportError:
+        raise ImportError(NEEDS_HYPOTHESIS) from None
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+    from hypothesis import strategies as st
+
+    if max_examples < 1 or time_budget <= 0 or shrink_budget <= 0:
+        raise ValueError(f"sweep: max_examples must be at least 1 and the budgets positive, got max_examples="
+                         f"{max_examples}, time_budget={time_budget}, shrink_budget={shrink_budget}")
+    check_kwargs = dict(check_kwargs or {})
+    strategies = _strategies(space)
+    _check_signature(make_layer, list(space), "make_layer")
+    _check_signature(spec_factory, list(space), "spec_factory")
+    bar, tick = _progress(progress, max_examples)
+    search = _Search(make_layer, spec_factory, seed, check_kwargs, time_budget, shrink_budget, tick)
+    # the "default" profile as parent: a profile the caller's test suite loaded must not leak in
+    config = settings(settings.get_profile("default"), max_examples=max_examples, deadline=None, database=None,
+                      derandomize=False, phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False,
+                      suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False)
+
+    @hypothesis.seed(seed)
+    @config
+    @given(st.fixed_dictionaries(strategies))
+    def search_space(cfg: dict[str, Any]) -> None:
+        search.run(cfg)
+
+    failing_key = None
+    with bar:
+        try:
+            search_space()
+        except _OutOfTime:
+            pass
+        except _Broken as e:
+            raise ValueError(e.args[0]) from e.__cause__
+        except _Failing as e:
+            failing_key = e.args[0]
+        except hypothesis.errors.Unsatisfiable:  # every configuration drawn was rejected by the spec
+            pass
+    return _result(search, failing_key, space)
+
+
+def _result(search: _Search, failing_key: str | None, space: Mapping[str, Any]) -> SweepResult:
+    result = SweepResult(ok=failing_key is None, examples=search.examples, skipped=search.skipped,
+                         elapsed=time.monotonic() - search.start, seed=search.seed, timed_out=search.timed_out,
+                         last_rejection=search.last_rejection)
+    if failing_key is not None:
+        result.found_after = search.found_after
+        result.found_at = search.first_failure_at - search.start  # type: ignore[operator]
+        cfg = search.configs[failing_key]
+        result.failing = {k: cfg[k] for k in space}  # in the space's order
+        result.report = search.results[failing_key]
+        result.imports, result.reproduce = reproduce_line(search.make_layer, search.spec_factory, result.failing,
+                                                          seed=search.seed, check_kwargs=search.check_kwargs)
+    return result
+
+
+__all__ = ["SweepResult", "check_config", "format_config", "reproduce_line", "sweep"]
