@@ -15,7 +15,7 @@ from .results import FDSummary, LayerResult, Report, TensorResult
 from .snapshot import Snapshot, SnapshotError
 from .snapshot import load as load_snapshot
 from .snapshot import record as record_snapshot
-from .sweep import SweepResult, check_config, sweep
+from .sweeper import SweepResult, check_config, sweep
 from .spec import (
     ELU,
     GELU,

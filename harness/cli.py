@@ -135,8 +135,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     """``trigrad sweep TARGET``: TARGET's function returns {"make": make_layer, "spec":
-    spec_factory, "space": {...}, "options": {check kwargs}}; see :func:`harness.sweep.sweep`."""
-    from .sweep import sweep
+    spec_factory, "space": {...}, "options": {check kwargs}}; see :func:`harness.sweep`."""
+    from .sweeper import sweep
     from .target import TargetError, call, load
 
     console = _console(args)

@@ -45,6 +45,8 @@ def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None 
     if u.ndim == 4 and u.shape[2:] != (1, 1) and _close(u, r[:, :, ::-1, ::-1], tol):
         found.append("kernel flipped: the user's value is the reference rotated 180 degrees in (H, W) "
                      "(convolution where cross-correlation is meant, or the reverse)")
+    if u.ndim == 4:
+        found += _shifted(u, r, tol)
     if u.ndim == 4 and u.shape[2] > 2 and u.shape[3] > 2:
         weight = name == "weight" or name.endswith(".weight")  # a conv weight (O, I/groups, kh, kw), maybe in a span
         found += _where(u, r, tol, groups, axis=0 if weight else 1)
@@ -54,6 +56,25 @@ def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None 
             found.append("only where pooling windows overlap: positions covered by one window match (gradients "
                          "assigned with = where overlapping windows need +=)")
     return found
+
+
+def _shifted(u: np.ndarray, r: np.ndarray, tol: float) -> list[str]:
+    """Is ``u`` the reference moved by one row and/or column (H, W of an (N, C, H, W)
+    tensor), apart from what moved out: an off-by-one in slicing, padding or cropping?"""
+    h, w = u.shape[2:]
+    out = []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if (dy, dx) == (0, 0) or (dy and h < 3) or (dx and w < 3):
+                continue
+            user = u[:, :, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
+            ref = r[:, :, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+            if float(np.linalg.norm(ref)) > 0 and _close(user, ref, tol):
+                moves = [f"one row {'down' if dy > 0 else 'up'}"] * bool(dy) + \
+                        [f"one column {'right' if dx > 0 else 'left'}"] * bool(dx)
+                out.append(f"shifted by {' and '.join(moves)}: the user's value is the reference moved "
+                           "(an off-by-one in slicing, padding or cropping)")
+    return out
 
 
 def window_overlap(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],

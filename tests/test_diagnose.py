@@ -106,3 +106,17 @@ def test_error_confined_to_whole_groups_is_named_by_group() -> None:
     bad[:, 4:6] *= 2
     assert "only in group(s) 2 of 3: the other groups match (group offsets or slicing)" in diagnose(
         "input", bad, data, groups=3)
+
+
+def test_a_one_column_or_row_shift_is_named() -> None:
+    r = np.random.default_rng(4).standard_normal((2, 3, 5, 6))
+    right = np.zeros_like(r)
+    right[..., 1:] = r[..., :-1]  # everything one column to the right; the first column lost
+    assert any(h.startswith("shifted by one column right") for h in diagnose("input", right, r))
+    up = np.zeros_like(r)
+    up[:, :, :-1] = r[:, :, 1:]
+    assert any(h.startswith("shifted by one row up") for h in diagnose("input", up, r))
+    assert not any(h.startswith("shifted") for h in diagnose("input", 2 * r, r))
+    both = np.zeros_like(r)
+    both[:, :, :-1, :-1] = r[:, :, 1:, 1:]
+    assert any(h.startswith("shifted by one row up and one column left") for h in diagnose("input", both, r))

@@ -1,7 +1,7 @@
-"""harness.sweep and `trigrad sweep`: a conv whose backward is wrong only for stride 2 with
+"""harness.sweep (harness/sweeper.py) and `trigrad sweep`: a conv whose backward is wrong only for stride 2 with
 an odd size is found and shrunk to its smallest failing configuration, deterministically;
 the correct conv passes; the time budget, spec rejections and user errors are handled; the
-CLI's exit codes; `import harness.sweep` loads no framework."""
+CLI's exit codes; `import harness.sweeper` loads no framework."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import harness as tg
 from harness.cli import main
 from harness.report import load_schema
 from harness.spec import SpecError
-from harness.sweep import SweepResult, check_config, sweep
+from harness.sweeper import SweepResult, check_config, sweep
 
 
 class Conv:
@@ -140,6 +140,8 @@ def test_the_bug_is_found_and_shrunk_to_the_smallest_configuration(found: SweepR
     assert cfg["stride"] == 2 and cfg["width"] % 2 == 1
     assert found.report.layer("conv").verdict == "backward"
     assert not next(t for t in found.report.layer("conv").tensors if t.name == "input").ok
+    # and the diagnosis names the off-by-one of the crop
+    assert any("shifted by one column" in d for d in found.report.layer("conv").diagnosis), found.report.layer("conv").diagnosis
     # minimal: any one parameter lowered to any smaller allowed value passes, or is rejected
     for name, values in SPACE.items():
         for smaller in list(values)[:list(values).index(cfg[name])]:
@@ -323,8 +325,8 @@ def test_cli_exit_1_prints_the_configuration_the_line_and_the_table(user_file: s
     assert main(["sweep", f"{user_file}:named", "--seed", "3", "--json", str(out_json)]) == 1
     out = capsys.readouterr().out
     assert "kernel=1, stride=2, width=3" in out
-    assert "import harness.sweep, my_sweep" in out
-    assert "harness.sweep.check_config(my_sweep.buggy, my_sweep.spec, {'kernel': 1, 'stride': 2, 'width': 3}, " \
+    assert "import harness, my_sweep" in out
+    assert "harness.check_config(my_sweep.buggy, my_sweep.spec, {'kernel': 1, 'stride': 2, 'width': 3}, " \
            "seed=3, fd_probes=2)" in out
     assert "fix first: conv (backward)" in out  # the report table
     data = json.loads(out_json.read_text())
@@ -348,7 +350,7 @@ def test_cli_exit_2_on_a_usage_or_configuration_error(user_file: str, target: st
 
 
 def test_importing_harness_sweep_loads_no_framework() -> None:
-    code = ("import sys, harness.sweep; "
+    code = ("import sys, harness.sweeper; "
             "print(sorted(m for m in ('torch', 'jax', 'hypothesis', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

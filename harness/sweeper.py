@@ -197,7 +197,7 @@ def reproduce_line(make_layer: MakeLayer, spec_factory: SpecFactory, config: Map
                    check_kwargs: Mapping[str, Any]) -> tuple[str, str]:
     """(imports, call): a line of imports and one :func:`check_config` call that reruns the
     check of ``config``; the call returns the Report."""
-    modules, names = ["harness.sweep"], []
+    modules, names = ["harness"], []
     for fn, role in ((make_layer, "make_layer"), (spec_factory, "spec_factory")):
         module = _module_path(fn)
         local = _name(fn).rpartition(".")[2]
@@ -209,7 +209,7 @@ def reproduce_line(make_layer: MakeLayer, spec_factory: SpecFactory, config: Map
     if any("numpy." in t for t in literals):
         modules.append("numpy")
     kwargs = "".join(f", {k}={_literal(v)}" for k, v in check_kwargs.items())
-    call = (f"harness.sweep.check_config({names[0]}, {names[1]}, "
+    call = (f"harness.check_config({names[0]}, {names[1]}, "
             f"{{{', '.join(f'{k!r}: {_literal(v)}' for k, v in config.items())}}}, seed={seed}{kwargs})")
     return "import " + ", ".join(modules), call
 
