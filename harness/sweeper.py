@@ -76,16 +76,21 @@ class SweepResult:
     found_at: float | None = None
 
     def __str__(self) -> str:
-        tried = f"{self.examples} configurations checked, {self.skipped} rejected by the spec, {self.elapsed:.1f} s, seed {self.seed}"
+        tried = (f"{_count(self.examples, 'configuration')} checked, {self.skipped} rejected by the spec, "
+                 f"{self.elapsed:.1f} s, seed {self.seed}")
         if self.ok:
             stop = "; stopped by the time budget" if self.timed_out else ""
             return f"sweep: no failing configuration ({tried}{stop})"
         shrunk = "smallest failing configuration" + (" found before the shrink budget ran out" if self.timed_out else "")
-        found = f"; the first failure came after {self.found_after} configurations, {self.found_at:.1f} s"
+        found = f"; the first failure came after {_count(self.found_after, 'configuration')}, {self.found_at:.1f} s"
         lines = [f"sweep: {shrunk} ({tried}{found}):", f"  {format_config(self.failing or {})}"]
         lines += [f"  {line}" for line in _verdict_lines(self.report)]
         lines += ["reproduce:", f"  {self.imports}", f"  {self.reproduce}"]
         return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def format_config(cfg: Mapping[str, Any]) -> str:

@@ -19,6 +19,9 @@ def test_readme_python_blocks_run() -> None:
     # the detection line the README shows is what the code prints
     shown = str(namespace["tg"].detect_layout(namespace["Dense"](4, 3), namespace["tg"].Linear("fc", 4, 3)))
     assert shown in README.read_text()
+    # the sweep's finding and its reproduce line (the first line holds timings)
+    for line in str(namespace["found"]).splitlines()[1:]:
+        assert line.rstrip() in README.read_text(), line
     # and the old-vs-new comparison, line for line
     for line in str(namespace["result"]).splitlines():
         assert line.rstrip() in README.read_text(), line
