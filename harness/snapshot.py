@@ -8,7 +8,7 @@ canonical float64 (NCHW, PyTorch parameter layouts), so a later version may chan
 layout, its dtype or its algorithm (loops to im2col) and still be compared.
 
 On disk a snapshot is two files written atomically (temporary file, then rename):
-``NAME.npz`` (numpy, written and read with ``allow_pickle=False``) and ``NAME.json``, the
+``NAME.npz`` (numpy, read with ``allow_pickle=False``; or ``NAME.safetensors``) and ``NAME.json``, the
 manifest: format, versions of trigrad, numpy, torch and jax, the spec, seed, dtype, per
 tensor its tolerance, and the sha256 of every array. Loading refuses a file whose arrays do
 not match the manifest's hashes, shapes or names.
@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,46 +86,75 @@ class Snapshot:
     versions: dict[str, str] = field(default_factory=_versions)
 
     # -- files
-    def save(self, path: str | os.PathLike) -> tuple[Path, Path]:
-        """Write ``PATH.npz`` and ``PATH.json`` atomically (``PATH`` may carry either suffix or
-        none); returns both paths."""
-        npz_path, json_path = paths(path)
-        npz_path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"params/{k}": v for k, v in self.params.items()}
+    def save(self, path: str | os.PathLike, *, container: str = "npz") -> tuple[Path, Path]:
+        """Write ``PATH.npz`` (or ``PATH.safetensors`` with ``container="safetensors"``, which
+        needs the safetensors package) and ``PATH.json`` atomically; ``PATH`` may carry a
+        suffix or none. Returns both paths."""
+        if container not in CONTAINERS:
+            raise ValueError(f"save: container must be one of {CONTAINERS}, got {container!r}")
+        data_path, json_path = paths(path, container)
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"params/{k}": np.ascontiguousarray(v) for k, v in self.params.items()}
         for e in self.entries.values():
-            arrays.update({f"entries/{e.name}/{k}": v for k, v in e.arrays.items()})
+            arrays.update({f"entries/{e.name}/{k}": np.ascontiguousarray(v) for k, v in e.arrays.items()})
         for key, value in arrays.items():
             if value.dtype.kind not in "fiub":  # object arrays would need pickle
                 raise SnapshotError(f"snapshot array '{key}' has dtype {value.dtype}; only numbers are stored")
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        if container == "npz":
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            blob = buf.getvalue()
+        else:
+            from safetensors.numpy import save as st_save
+
+            blob = st_save(arrays)
         manifest = {
-            "format": FORMAT, "versions": self.versions, "spec": self.spec, "seed": self.seed, "dtype": self.dtype,
-            "params": list(self.params),
+            "format": FORMAT, "container": container, "versions": self.versions, "spec": self.spec, "seed": self.seed,
+            "dtype": self.dtype, "params": list(self.params),
             "entries": {e.name: {"kind": e.kind, "arrays": list(e.arrays), "tolerances": e.tolerances}
                         for e in self.entries.values()},
             "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str, "sha256": _sha256(v)} for k, v in arrays.items()},
         }
-        write_atomic(npz_path, buf.getvalue())  # the arrays first: a crash in between leaves a refusable pair
+        write_atomic(data_path, blob)  # the arrays first: a crash in between leaves a refusable pair
         write_atomic(json_path, json.dumps(manifest, indent=1) + "\n")
-        return npz_path, json_path
+        return data_path, json_path
 
 
-def paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    """``(PATH.npz, PATH.json)`` for a snapshot path given with or without a suffix."""
+CONTAINERS = ("npz", "safetensors")
+
+
+def paths(path: str | os.PathLike, container: str = "npz") -> tuple[Path, Path]:
+    """``(PATH.npz or PATH.safetensors, PATH.json)`` for a snapshot path given with or
+    without a suffix."""
     p = Path(path)
-    if p.suffix in (".npz", ".json"):
+    if p.suffix in (".npz", ".json", ".safetensors"):
         p = p.with_suffix("")
-    return p.with_name(p.name + ".npz"), p.with_name(p.name + ".json")
+    return p.with_name(f"{p.name}.{container}"), p.with_name(p.name + ".json")
+
+
+def _read_arrays(data_path: Path, container: str) -> dict[str, np.ndarray]:
+    """Every array of the data file, never unpickling anything."""
+    try:
+        if container == "safetensors":
+            from safetensors.numpy import load_file
+
+            return load_file(str(data_path))
+        with np.load(data_path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ImportError as e:
+        raise SnapshotError(f"{data_path}: reading a safetensors snapshot needs the safetensors package "
+                            "(pip install safetensors)") from e
+    except Exception as e:  # pickled objects, a truncated or foreign file: never fall back to pickle
+        raise SnapshotError(f"{data_path}: unreadable without pickle or corrupted ({type(e).__name__}: {e}); "
+                            "re-record the snapshot") from e
 
 
 def load(path: str | os.PathLike) -> Snapshot:
     """Read a snapshot, refusing anything that does not match its manifest."""
-    npz_path, json_path = paths(path)
-    for p in (json_path, npz_path):
-        if not p.is_file():
-            raise SnapshotError(f"no snapshot file {p}; record one first (pytest --trigrad-update, or "
-                                f"harness.record(...).save('{npz_path.with_suffix('')}'))")
+    _, json_path = paths(path)
+    if not json_path.is_file():
+        raise SnapshotError(f"no snapshot file {json_path}; record one first (pytest --trigrad-update, or "
+                            f"harness.record_snapshot(...).save('{json_path.with_suffix('')}'))")
     try:
         manifest = json.loads(json_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
@@ -134,11 +162,13 @@ def load(path: str | os.PathLike) -> Snapshot:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise SnapshotError(f"{json_path}: format {found!r}, expected {FORMAT!r}; re-record the snapshot")
-    try:
-        with np.load(npz_path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # pickled objects, a truncated or foreign file
-        raise SnapshotError(f"{npz_path}: unreadable without pickle or corrupted ({e}); re-record the snapshot") from e
+    container = manifest.get("container", "npz")
+    if container not in CONTAINERS:
+        raise SnapshotError(f"{json_path}: container {container!r} is not one of {CONTAINERS}")
+    npz_path, _ = paths(path, container)
+    if not npz_path.is_file():
+        raise SnapshotError(f"no snapshot file {npz_path} (named by {json_path.name}); record the snapshot again")
+    arrays = _read_arrays(npz_path, container)
     expected = manifest.get("arrays", {})
     missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     if missing or extra:
@@ -250,4 +280,4 @@ def _network_entry(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, tol_scale: 
     return e
 
 
-__all__ = ["Entry", "FORMAT", "Snapshot", "SnapshotError", "load", "paths", "record"]
+__all__ = ["CONTAINERS", "Entry", "FORMAT", "Snapshot", "SnapshotError", "load", "paths", "record"]

@@ -235,3 +235,23 @@ def test_record_needs_wrapped_code_and_a_point() -> None:
         record(LoopConv())
     with pytest.raises(TypeError, match="pass the spec layer it implements"):
         check_equivalent(LoopConv(), Im2colConv())
+
+
+def test_safetensors_container(tmp_path) -> None:
+    pytest.importorskip("safetensors")
+    data, manifest = record(wrap(LoopConv()), input_shape=SHAPE, seed=3).save(tmp_path / "conv", container="safetensors")
+    assert data.name == "conv.safetensors" and json.loads(manifest.read_text())["container"] == "safetensors"
+    assert compare(wrap(Im2colConv()), tmp_path / "conv").ok
+    assert not compare(wrap(Im2colConv(overwrite=True)), tmp_path / "conv").ok
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(data))
+    arrays["entries/conv/x"] = arrays["entries/conv/x"] * 1.0000001
+    save_file(arrays, str(data))
+    with pytest.raises(SnapshotError, match="entries/conv/x' does not match the sha256"):
+        load(tmp_path / "conv")
+    data.write_bytes(b"garbage")
+    with pytest.raises(SnapshotError, match="unreadable without pickle or corrupted"):
+        load(tmp_path / "conv")
+    with pytest.raises(ValueError, match="container must be one of"):
+        record(wrap(LoopConv()), input_shape=SHAPE).save(tmp_path / "x", container="pickle")
