@@ -55,30 +55,35 @@ def step_for(x: np.ndarray, d: np.ndarray, dtype: Any = np.float64) -> float:
 
 
 def directional(phi: Callable[[float], float], h: float, *,
-                pattern: Callable[[float], Hashable] | None = None) -> Probe:
+                pattern: Callable[[float], Hashable] | None = None,
+                accept: Callable[[float], bool] | None = None) -> Probe:
     """Richardson-extrapolated central difference of ``phi`` at 0 with step ``h``.
 
     ``pattern(t)``, if given, returns something comparable (e.g. the bytes of a ReLU mask)
     describing which piece of a piecewise function is active at ``t``; if it differs
     between any of the points used and 0, the probe is marked as crossing a kink.
+    ``accept(value)``, if given, is asked about the plain central difference D(h) first:
+    when it already agrees with what the caller expects, the probe stops there (2 calls,
+    ``error`` 0: agreement needs no error bar); otherwise it goes on to Richardson.
     """
-    ts = (h, -h, h / 2, -h / 2)
-    vals = [float(phi(t)) for t in ts]
+    base = pattern(0.0) if pattern is not None else None
+    crossed = lambda ts: pattern is not None and any(pattern(t) != base for t in ts)  # noqa: E731
+    vals = [float(phi(h)), float(phi(-h))]
     d1 = (vals[0] - vals[1]) / (2 * h)
+    if accept is not None and accept(d1):
+        return Probe(value=d1, error=0.0, h=h, kink=crossed((h, -h)), evals=2)
+    vals += [float(phi(h / 2)), float(phi(-h / 2))]
     d2 = (vals[2] - vals[3]) / h
-    kink = False
-    if pattern is not None:
-        base = pattern(0.0)
-        kink = any(pattern(t) != base for t in ts)
-    return Probe(value=(4 * d2 - d1) / 3, error=abs(d2 - d1), h=h, kink=kink, evals=4)
+    return Probe(value=(4 * d2 - d1) / 3, error=abs(d2 - d1), h=h, kink=crossed((h, -h, h / 2, -h / 2)), evals=4)
 
 
 def along(f: Callable[[np.ndarray], float], x: np.ndarray, d: np.ndarray, *, dtype: Any = np.float64,
-          h: float | None = None, pattern: Callable[[np.ndarray], Hashable] | None = None) -> Probe:
+          h: float | None = None, pattern: Callable[[np.ndarray], Hashable] | None = None,
+          accept: Callable[[float], bool] | None = None) -> Probe:
     """:func:`directional` of ``t -> f(x + t d)`` with a step from :func:`step_for`.
 
     ``f`` takes an array shaped like ``x`` and returns a scalar; ``pattern`` takes the same
-    array. Neither ``x`` nor ``d`` is modified.
+    array; ``accept`` as in :func:`directional`. Neither ``x`` nor ``d`` is modified.
     """
     x = np.asarray(x, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)
@@ -86,7 +91,7 @@ def along(f: Callable[[np.ndarray], float], x: np.ndarray, d: np.ndarray, *, dty
         raise ValueError(f"direction shape {d.shape} differs from the point's {x.shape}")
     step = step_for(x, d, dtype) if h is None else h
     pat = (lambda t: pattern(x + t * d)) if pattern is not None else None
-    return directional(lambda t: f(x + t * d), step, pattern=pat)
+    return directional(lambda t: f(x + t * d), step, pattern=pat, accept=accept)
 
 
 def random_direction(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

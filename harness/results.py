@@ -35,12 +35,15 @@ def error_map(user: Any, ref: Any) -> list | None:
 class FDSummary:
     """Finite differences of the user's own forward against the user's backward, for one
     tensor: ``probes`` used, ``kinks`` discarded (the activation pattern changed), the worst
-    relative disagreement, and ``consistent`` (None: the probes were not reliable)."""
+    relative disagreement, and ``consistent`` (None: the probes were not reliable). ``joint``:
+    the figures are those of probes along the input and every parameter at once, which
+    agreed; a disagreement is always followed up tensor by tensor."""
 
     probes: int
     kinks: int
     worst: float
     consistent: bool | None
+    joint: bool = False  # probed along directions over the input and every parameter at once
 
 
 @dataclass
