@@ -154,9 +154,12 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
 
 
 def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.random.Generator, *,
-                fd_probes: int = 3, tol_scale: float = 1.0, name: str | None = None) -> LayerResult:
+                fd_probes: int = 3, tol_scale: float = 1.0, name: str | None = None,
+                refs: tuple[Any, Any] | None = None) -> LayerResult:
     """The three-way check of ``wrapped`` at input ``x`` (canonical) with upstream gradient
-    ``g``; finite-difference directions come from ``rng``."""
+    ``g``; finite-difference directions come from ``rng``. ``refs``: the torch and jax
+    values at exactly this point (``output``, ``input_grad``, ``param_grads`` by full name),
+    when the caller already has them from a whole-network pass."""
     from reference_models import build
 
     spec = wrapped.spec
@@ -180,8 +183,8 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         except Exception as e:  # user code raised or returned garbage: report, never crash
             result.message = user_frame(e)
             return result
-        torch_ref, jax_ref = build("torch", root), build("jax", root)
-        t, j = torch_ref.vjp(full(params), x, g), jax_ref.vjp(full(params), x, g)
+        torch_ref = build("torch", root)
+        t, j = refs if refs is not None else (torch_ref.vjp(full(params), x, g), build("jax", root).vjp(full(params), x, g))
         # the activation pattern read off the reference (so a wrong user forward cannot hide
         # a crossing); None when the spec has no kinks
         at = pattern(torch_ref, root)
@@ -359,11 +362,16 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
     with wrapped.preserved():
         params = wrapped.get_params()
         ref = build("torch", spec).vjp(params, x, g)
+        jax_ref = build("jax", spec).vjp(params, x, g)
+        feeds = _sequence_inputs(spec)
         for path, layer in wrapped.layers.items():
             tick(path, len(report.layers), total)
             x_layer = off_kinks(layer.spec, ref.inputs[path], rng, layer.dtype)
-            report.layers.append(check_point(layer, x_layer, ref.output_grads[path], rng,
-                                             fd_probes=fd_probes, tol_scale=tol_scale, name=path))
+            # a layer checked at the network's own point already has both references' values
+            refs = None if x_layer is not ref.inputs[path] or path not in feeds else tuple(
+                _layer_values(r, path, feeds[path]) for r in (ref, jax_ref))
+            report.layers.append(check_point(layer, x_layer, ref.output_grads[path], rng, fd_probes=fd_probes,
+                                             tol_scale=tol_scale, name=path, refs=refs))
         if loss is not None:
             tick("(loss)", len(report.layers), total)
             target = y if y is not None else _target(loss.spec, out_shape, rng)
@@ -373,9 +381,34 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
             # the network runs on g, not the loss's gradient: only a layer that really fails explains it
             first = next((layer.name for layer in report.layers[:len(wrapped.layers)]
                           if layer.verdict in ("forward", "backward", "both", "error")), None)
-            jax_ref = build("jax", spec).vjp(params, x, g)
             report.layers.append(_end_to_end(wrapped, x, g, ref, jax_ref, tol_scale, first))
     return report
+
+
+def _sequence_inputs(spec: Layer) -> dict[str, str | None]:
+    """``{leaf path: the path whose output is its only input, or None for the network's
+    input}`` for the leaves directly in the top-level Sequential: for them, the whole
+    network's reference pass holds the isolated layer's values too (its input gradient is
+    the upstream gradient of what feeds it). Leaves inside Residuals are left out."""
+    out: dict[str, str | None] = {}
+    if not isinstance(spec, Sequential):
+        return out
+    prev: str | None = None
+    for child in spec.children():
+        path = join_path(spec.name, child.name)
+        if not child.children():
+            out[path] = prev
+        prev = path
+    return out
+
+
+def _layer_values(result: Any, path: str, feed: str | None) -> Any:
+    """One layer's reference values, read off a whole-network result."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(output=result.outputs[path],
+                           input_grad=result.input_grad if feed is None else result.output_grads[feed],
+                           param_grads={k: v for k, v in result.param_grads.items() if k.startswith(path + ".")})
 
 
 def _target(loss: Any, out_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

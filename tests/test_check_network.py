@@ -252,3 +252,28 @@ def test_network_entry_is_compared_with_jax_too() -> None:
     e2e = check_network(w, input_shape=X_SHAPE, seed=1).layer("(network)")
     assert all(t.error_jax == t.error_jax and t.error_jax < 1e-12 for t in e2e.tensors)  # a number, not NaN
     assert e2e.refs_error < 1e-12
+
+
+def test_layer_values_read_off_the_network_pass_equal_the_layers_own_vjp() -> None:
+    """check_network reuses the whole network's reference pass for layers fed the network's
+    own point; it must be exactly what a per-layer VJP gives."""
+    from harness.check import _layer_values, _sequence_inputs
+    from harness.examples import build as example
+    from reference_models import build
+
+    ex = example()
+    params = ex.net.get_params()
+    g = np.random.default_rng(0).standard_normal(ex.spec.output_shape(ex.x.shape))
+    for backend in ("torch", "jax"):
+        whole = build(backend, ex.spec).vjp(params, ex.x, g)
+        feeds = _sequence_inputs(ex.spec)
+        assert list(feeds) == list(ex.model.layers()) and feeds["conv1"] is None and feeds["relu1"] == "conv1"
+        for path, feed in feeds.items():
+            layer = dict(S.walk(ex.spec))[path]
+            own = build(backend, S.Sequential([layer])).vjp(
+                {k: v for k, v in params.items() if k.startswith(path + ".")}, whole.inputs[path], whole.output_grads[path])
+            got = _layer_values(whole, path, feed)
+            for a, b in [(got.output, own.output), (got.input_grad, own.input_grad),
+                         *((got.param_grads[k], own.param_grads[k]) for k in own.param_grads)]:
+                assert np.allclose(a, b, rtol=1e-12, atol=1e-13), (backend, path)
+    assert _sequence_inputs(S.Residual("res", [S.ReLU("r")])) == {}
