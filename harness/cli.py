@@ -82,9 +82,11 @@ def _outputs(report: Any, args: argparse.Namespace) -> None:
 
 
 def _console(args: argparse.Namespace) -> Any:
+    """Where the human-readable output goes: stdout, or stderr when ``--json -`` takes stdout."""
     from rich.console import Console
 
-    return Console(no_color=args.no_color or None, highlight=False)
+    to_stderr = getattr(args, "json", None) == "-"
+    return Console(no_color=args.no_color or None, highlight=False, stderr=to_stderr)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -12,7 +12,8 @@ uses the fixture::
 * ``backprop.check(...)``: the three-way check; a failing check fails the test with the
   report table as the message. Returns the :class:`~harness.Report`.
 * ``backprop.snapshot(code, name=None, ...)``: compares the code with the snapshot stored
-  next to the test file; a missing snapshot is recorded and the test fails once, asking for
+  next to the test file (``__trigrad__/<module>/<class_function_params>-<hash>.npz``, one
+  per test and ``name``; workers of pytest-xdist never share one); a missing snapshot is recorded and the test fails once, asking for
   a look (as pytest-regressions does); ``--trigrad-update`` rewrites snapshots instead.
 * ``backprop.equivalent(old, new, spec, ...)``: two versions of the code, one report.
 
@@ -22,6 +23,7 @@ Options: ``--trigrad-update``, ``--trigrad-seed N`` (every check's seed),
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -68,8 +70,12 @@ class Backprop:
         return self.seed if self.seed is not None else (seed if seed is not None else 0)
 
     def _stem(self, name: str | None) -> str:
-        test = re.sub(r"[^\w.-]+", "_", self._request.node.name).strip("_")
-        return f"{test}-{name}" if name else test
+        """A file name unique to this test (class, function and parameters) and ``name``:
+        readable, with a short hash of the exact test id so ``a/b`` and ``a_b`` differ."""
+        node = self._request.node.nodeid.split("::", 1)[-1]
+        key = f"{node}|{name or ''}"
+        readable = re.sub(r"[^\w-]+", "_", node + (f"-{name}" if name else "")).strip("_")[:80]
+        return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
     def _html(self, report: Any) -> None:
         if not self.html_dir:
@@ -79,7 +85,7 @@ class Backprop:
         self._calls += 1
         folder = Path(self.html_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        module = Path(str(self._request.node.path)).stem
+        module = re.sub(r"[^\w-]+", "_", str(Path(self._request.node.nodeid.split("::")[0]).with_suffix("")))
         write_html(report, folder / f"{module}.{self._stem(None)}.{self._calls}.html")
 
     # -- the checks
@@ -105,6 +111,7 @@ class Backprop:
                  seed: int | None = None, tol_scale: float = 1.0) -> Any:
         """Compare wrapped ``code`` with its snapshot in ``__trigrad__/<test module>/`` next to
         the test file; record it when missing (failing once) or under ``--trigrad-update``."""
+        from .frames import user_frame
         from .regress import compare
         from .snapshot import SnapshotError, paths, record
 
@@ -112,7 +119,11 @@ class Backprop:
         path = folder / self._stem(name)
         exists = all(p.is_file() for p in paths(path))
         if self.update or not exists:
-            record(code, x=x, input_shape=input_shape, seed=self._seed(seed), tol_scale=tol_scale).save(path)
+            try:
+                snap = record(code, x=x, input_shape=input_shape, seed=self._seed(seed))
+            except Exception as e:  # the user's code raised while being recorded: say where
+                pytest.fail(f"trigrad: recording the snapshot failed: {user_frame(e)}", pytrace=False)
+            snap.save(path)
             if not self.update:
                 pytest.fail(f"trigrad: no snapshot yet; recorded {paths(path)[0]} and {paths(path)[1].name}. Look at "
                             "them (or at the check) and rerun: later runs compare with it.", pytrace=False)

@@ -169,29 +169,34 @@ def load(path: str | os.PathLike) -> Snapshot:
     if not npz_path.is_file():
         raise SnapshotError(f"no snapshot file {npz_path} (named by {json_path.name}); record the snapshot again")
     arrays = _read_arrays(npz_path, container)
-    expected = manifest.get("arrays", {})
+    expected = manifest.get("arrays")
+    if not isinstance(expected, dict):
+        raise SnapshotError(f"{json_path}: the manifest has no 'arrays' table; re-record the snapshot")
     missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     if missing or extra:
         raise SnapshotError(f"{npz_path}: arrays do not match {json_path.name} (missing {missing[:5]}, unexpected "
                             f"{extra[:5]}); the files were changed or come from different recordings")
     for key, info in expected.items():
         a = arrays[key]
-        if list(a.shape) != info["shape"] or a.dtype.str != info["dtype"] or _sha256(a) != info["sha256"]:
+        if not isinstance(info, dict) or list(a.shape) != info.get("shape") or a.dtype.str != info.get("dtype") \
+                or _sha256(a) != info.get("sha256"):
             raise SnapshotError(f"{npz_path}: array '{key}' does not match the sha256 in {json_path.name} "
                                 "(tampered with or corrupted); re-record the snapshot if the change is intended")
-    entries = {}
-    for name, e in manifest["entries"].items():
-        entries[name] = Entry(name=name, kind=e["kind"], tolerances=dict(e["tolerances"]),
-                              arrays={k: arrays[f"entries/{name}/{k}"] for k in e["arrays"]})
-    return Snapshot(spec=manifest["spec"], seed=manifest["seed"], dtype=manifest["dtype"],
-                    params={k: arrays[f"params/{k}"] for k in manifest["params"]}, entries=entries,
-                    versions=manifest["versions"])
+    try:
+        entries = {name: Entry(name=name, kind=e["kind"], tolerances=dict(e["tolerances"]),
+                               arrays={k: arrays[f"entries/{name}/{k}"] for k in e["arrays"]})
+                   for name, e in manifest["entries"].items()}
+        return Snapshot(spec=manifest["spec"], seed=manifest["seed"], dtype=manifest["dtype"],
+                        params={k: arrays[f"params/{k}"] for k in manifest["params"]}, entries=entries,
+                        versions=manifest["versions"])
+    except (KeyError, TypeError, AttributeError) as e:
+        raise SnapshotError(f"{json_path}: the manifest lacks {e} or has it malformed; re-record the snapshot") from e
 
 
 # --------------------------------------------------------------------------- recording
 
 
-def _layer_entry(w: Any, x: np.ndarray, g: np.ndarray, name: str, ref: Any | None, tol_scale: float) -> Entry:
+def _layer_entry(w: Any, x: np.ndarray, g: np.ndarray, name: str, ref: Any | None) -> Entry:
     """Run a wrapped layer at (x, g) and keep what it and the reference returned."""
     from .compare import tolerance
 
@@ -201,9 +206,8 @@ def _layer_entry(w: Any, x: np.ndarray, g: np.ndarray, name: str, ref: Any | Non
     grads = w.param_grads()
     e.arrays.update({f"grad/{k}": v for k, v in grads.items()})
     n = x.shape[0]
-    e.tolerances = {"output": tolerance(w.dtype, x.size // n, tol_scale),
-                    "input": tolerance(w.dtype, max(g.size // n, 1), tol_scale)}
-    e.tolerances.update({k: tolerance(w.dtype, n * int(np.prod(g.shape[2:])), tol_scale) for k in grads})
+    e.tolerances = {"output": tolerance(w.dtype, x.size // n), "input": tolerance(w.dtype, max(g.size // n, 1))}
+    e.tolerances.update({k: tolerance(w.dtype, n * int(np.prod(g.shape[2:]))) for k in grads})
     if ref is not None:
         prefix = f"{w.spec.name}." if w.spec.name else ""
         e.arrays["ref/output"], e.arrays["ref/input"] = ref.output, ref.input_grad
@@ -211,8 +215,8 @@ def _layer_entry(w: Any, x: np.ndarray, g: np.ndarray, name: str, ref: Any | Non
     return e
 
 
-def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, ...] | None = None, seed: int = 0,
-           tol_scale: float = 1.0) -> Snapshot:
+def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, ...] | None = None,
+           seed: int = 0) -> Snapshot:
     """Run ``target`` (a wrapped layer or network) at a point drawn from ``seed`` (or at ``x``)
     and record what it computed there, with the PyTorch reference's values when it has a
     spec. A network gets one entry per layer, each fed the reference's own input to it and
@@ -244,8 +248,7 @@ def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, 
                 from reference_models import build
 
                 ref = build("torch", Sequential([spec])).vjp({join_path(spec.name, k): v for k, v in params.items()}, x, g)
-            entries[target.name] = _layer_entry(target, x, g, target.name, ref, tol_scale)
-            params = {join_path(spec.name if spec else target.name, k): v for k, v in params.items()}
+            entries[target.name] = _layer_entry(target, x, g, target.name, ref)  # params keep their local names
         else:
             from reference_models import build
 
@@ -256,14 +259,14 @@ def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, 
                 local = {k[len(path) + 1:]: v for k, v in params.items() if k.startswith(path + ".")}
                 layer_ref = build("torch", Sequential([layer.spec])).vjp(
                     {join_path(layer.spec.name, k): v for k, v in local.items()}, ref.inputs[path], ref.output_grads[path])
-                entries[path] = _layer_entry(layer, ref.inputs[path], ref.output_grads[path], path, layer_ref, tol_scale)
+                entries[path] = _layer_entry(layer, ref.inputs[path], ref.output_grads[path], path, layer_ref)
             if target.end_to_end:
-                entries["(network)"] = _network_entry(target, x, g, ref, tol_scale)
+                entries["(network)"] = _network_entry(target, x, g, ref)
     return Snapshot(spec=spec.to_dict() if spec is not None else None, seed=seed, dtype=str(target.dtype),
                     params=params, entries=entries)
 
 
-def _network_entry(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, tol_scale: float) -> Entry:
+def _network_entry(net: Any, x: np.ndarray, g: np.ndarray, ref: Any) -> Entry:
     from .compare import tolerance
 
     e = Entry(name="(network)", kind="network", arrays={"x": x, "g": g})
@@ -275,7 +278,7 @@ def _network_entry(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, tol_scale: 
     e.arrays.update({f"ref/grad/{k}": ref.param_grads[k] for k in grads})
     n = x.shape[0]
     tol = tolerance(net.dtype, max(x.size // n, max(int(np.prod(v.shape)) // max(v.shape[0], 1) for v in grads.values())
-                                   if grads else 1), tol_scale)
+                                   if grads else 1))
     e.tolerances = {name: tol for name, _, _ in e.tensors()}
     return e
 

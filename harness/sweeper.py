@@ -22,9 +22,13 @@ hypothesis is imported only inside :func:`sweep` (it is in the ``[test]`` extra)
 from __future__ import annotations
 
 import inspect
+import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
 
 from .results import LayerResult, Report
 from .spec import Layer, SpecError
@@ -142,14 +146,30 @@ def _check(make_layer: MakeLayer, spec: Layer, shape: tuple[int, ...], cfg: Mapp
     from .check import check_layer
     from .frames import user_frame
 
+    # layers that draw their weights from the global RNGs (np.random.randn) see the same
+    # state inside the sweep (hypothesis reseeds them per example) and in check_config
+    with _global_rngs(seed):
+        try:
+            layer = make_layer(**cfg)
+        except Exception as e:
+            return _error_report(spec, seed, f"{_name(make_layer)}({format_config(cfg)}) raised {user_frame(e)}")
+        try:
+            return check_layer(layer, spec, input_shape=shape, seed=seed, **check_kwargs)
+        except Exception as e:  # e.g. an AdapterError: the layer's parameters do not fit this spec
+            return _error_report(spec, seed, user_frame(e))
+
+
+@contextmanager
+def _global_rngs(seed: int) -> Iterator[None]:
+    """``random`` and ``numpy.random`` seeded from ``seed`` inside, restored after."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
     try:
-        layer = make_layer(**cfg)
-    except Exception as e:
-        return _error_report(spec, seed, f"{_name(make_layer)}({format_config(cfg)}) raised {user_frame(e)}")
-    try:
-        return check_layer(layer, spec, input_shape=shape, seed=seed, **check_kwargs)
-    except Exception as e:  # e.g. an AdapterError: the layer's parameters do not fit this spec
-        return _error_report(spec, seed, user_frame(e))
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 def check_config(make_layer: MakeLayer, spec_factory: SpecFactory, config: Mapping[str, Any], *, seed: int = 0,

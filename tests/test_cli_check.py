@@ -218,3 +218,10 @@ def test_demo_on_a_terminal_draws_a_progress_bar() -> None:
     out = buf.getvalue()
     assert "\x1b[" in out  # colour on a terminal
     assert "relu2-mask-from-gradient: " in out or "correct: " in out  # the bar's label, drawn then cleared
+
+
+def test_json_to_stdout_keeps_stdout_pure_json(user_file: Path, capsys) -> None:
+    code, out, err = run(capsys, f"{user_file}:bad", "--json", "-")
+    assert code == 1
+    assert json.loads(out)["first_failure"] == "fc"  # stdout is the JSON alone
+    assert "fix first: fc (backward)" in err  # the table went to stderr

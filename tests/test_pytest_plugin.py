@@ -5,6 +5,7 @@ and loading the plugin imports neither torch nor jax."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -82,7 +83,7 @@ def test_seed(backprop):
     result = project.runpytest(*args(request, "--trigrad-seed", "11", "--trigrad-html", "pages"))
     result.assert_outcomes(passed=1)
     pages = list((project.path / "pages").glob("*.html"))
-    assert [p.name for p in pages] == ["test_seed.test_seed.1.html"]
+    assert len(pages) == 1 and re.fullmatch(r"test_seed\.test_seed-[0-9a-f]{8}\.1\.html", pages[0].name), pages
     assert 'id="trigrad-table"' in pages[0].read_text()
 
 
@@ -98,9 +99,9 @@ def test_dense(backprop):
 ''')
     first = project.runpytest(*args(request))
     first.assert_outcomes(failed=1)
-    first.stdout.fnmatch_lines(["*no snapshot yet; recorded*test_dense.npz and test_dense.json*"])
+    first.stdout.fnmatch_lines(["*no snapshot yet; recorded*test_dense-*.npz and test_dense-*.json*"])
     folder = project.path / "__trigrad__" / "test_snap"
-    manifest = json.loads((folder / "test_dense.json").read_text())
+    manifest = json.loads(next(folder.glob("test_dense-*.json")).read_text())
     assert manifest["format"] == "trigrad.snapshot/1" and set(manifest["entries"]) == {"fc"}
 
     project.runpytest(*args(request)).assert_outcomes(passed=1)  # same code: the same
@@ -127,7 +128,7 @@ def test_dense(backprop):
     backprop.snapshot(tg.wrap_layer(Dense(), SPEC, layout=IN_OUT), input_shape=(5, 4))
 ''')
     project.runpytest(*args(request, "--trigrad-update")).assert_outcomes(passed=1)
-    manifest = project.path / "__trigrad__" / "test_snap" / "test_dense.json"
+    manifest = next((project.path / "__trigrad__" / "test_snap").glob("test_dense-*.json"))
     data = json.loads(manifest.read_text())
     key = next(iter(data["arrays"]))
     data["arrays"][key]["sha256"] = "0" * 64
@@ -161,3 +162,53 @@ def test_loading_the_plugin_is_light() -> None:
     code = ("import sys, harness.pytest_plugin; "
             "assert not {'torch', 'jax', 'rich'} & set(sys.modules), sorted({'torch', 'jax', 'rich'} & set(sys.modules))")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_test_gets_its_own_snapshot(project: pytest.Pytester, request) -> None:
+    """Same function name in two classes, parameter ids that sanitise alike, a suffix-like id,
+    and a named second snapshot in one test: all distinct files, all passing on the rerun."""
+    project.makepyfile(test_many='''
+import pytest
+import harness as tg
+from user_code import Dense, SPEC, IN_OUT
+
+def layer(scale=1.0):
+    return tg.wrap_layer(Dense(scale=scale), SPEC, layout=IN_OUT)
+
+class TestOld:
+    def test_fc(self, backprop):
+        backprop.snapshot(layer(), input_shape=(5, 4))
+
+class TestNew:
+    def test_fc(self, backprop):
+        backprop.snapshot(layer(), input_shape=(3, 4), seed=1)
+
+@pytest.mark.parametrize("v", ["a/b", "a_b", "v.json"])
+def test_ids(backprop, v):
+    backprop.snapshot(layer(), input_shape=(2 + len(v), 4))
+
+def test_two(backprop):
+    backprop.snapshot(layer(), input_shape=(5, 4))
+    backprop.snapshot(layer(), "second", input_shape=(6, 4))
+''')
+    project.runpytest(*args(request, "--trigrad-update")).assert_outcomes(passed=6)
+    files = sorted(p.name for p in (project.path / "__trigrad__" / "test_many").glob("*.json"))
+    assert len(files) == 7, files
+    project.runpytest(*args(request)).assert_outcomes(passed=6)
+
+
+def test_user_code_raising_while_recording_fails_clearly(project: pytest.Pytester, request) -> None:
+    project.makepyfile(test_raise='''
+import harness as tg
+from user_code import Dense, SPEC, IN_OUT
+
+class Broken(Dense):
+    def backward(self, dy):
+        raise IndexError("off by one")
+
+def test_broken(backprop):
+    backprop.snapshot(tg.wrap_layer(Broken(), SPEC, layout=IN_OUT), input_shape=(5, 4))
+''')
+    result = project.runpytest(*args(request))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*trigrad: recording the snapshot failed: IndexError: off by one at *test_raise.py*"])

@@ -354,3 +354,41 @@ def test_importing_harness_sweep_loads_no_framework() -> None:
             "print(sorted(m for m in ('torch', 'jax', 'hypothesis', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+class GlobalRNGDense:
+    """Weights from numpy's global RNG, as most handwritten code; a backward that clips large
+    weights (a leftover of gradient clipping), so whether it fails depends on the draw."""
+
+    def __init__(self, n_in, n_out):
+        self.W = np.random.randn(n_out, n_in) * 0.5
+        self.b = np.zeros(n_out)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W.T + self.b
+
+    def backward(self, dy):
+        self.dW, self.db = dy.T @ self.x, dy.sum(0)
+        return dy @ np.clip(self.W, -1.0, 1.0)
+
+
+def test_the_reproduce_line_sees_the_same_global_rng_as_the_sweep() -> None:
+    def make(n_in, n_out):
+        return GlobalRNGDense(n_in, n_out)
+
+    def spec(n_in, n_out):
+        return tg.Linear("fc", n_in, n_out), (2, n_in)
+
+    state = np.random.get_state()
+    found = sweep(make, spec, {"n_in": [2, 3, 4, 6, 8], "n_out": [1, 2, 3]}, seed=0, progress=False,
+                  check_kwargs={"params": {"weight": "W", "bias": "b"}})
+    assert np.array_equal(np.random.get_state()[1], state[1])  # the user's global state is put back
+    assert not found.ok
+    np.random.seed(12345)  # whatever state the user's session is in when pasting the line
+    ns: dict = {}
+    exec(found.imports, ns)
+    ns.update(make=make, spec=spec)
+    again = eval(found.reproduce, ns)  # noqa: S307 - our own line
+    assert [l.verdict for l in again.layers] == [l.verdict for l in found.report.layers]
+    assert again.layer("fc").tensors[1].error_torch == found.report.layer("fc").tensors[1].error_torch
