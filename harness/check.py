@@ -98,7 +98,9 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
     noise = noise or {}
     for name, side, user, tv, jv, reduction, floor in tensors:
         # plus any error the reading of the gradient adds (an SGD-step recovery), relative to the truth
-        tol = tolerance(dtype, reduction, tol_scale) + noise.get(name, 0.0) / max(float(np.linalg.norm(tv)), floor, 1e-300)
+        tol = tolerance(dtype, reduction, tol_scale)
+        if noise.get(name):
+            tol += noise[name] / max(float(np.linalg.norm(tv)), floor, 1e-300)
         et, ej = relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)
         worst = rel_error(user, tv)
         result.tensors.append(TensorResult(
