@@ -22,7 +22,7 @@ from .diagnose import accumulates, diagnose, window_overlap
 from .frames import user_frame
 from .kinks import off_kinks, pattern, random_input
 from .results import Boundary, FDSummary, LayerResult, Report, TensorResult, error_map
-from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, example_input_shape, join_path, walk
+from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Residual, Sequential, example_input_shape, join_path, walk
 
 # finite differences of the user's forward must agree with its backward to this relative
 # error (of the summed terms), by dtype; Richardson makes float64 probes good to ~1e-10
@@ -388,19 +388,34 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
 
 
 def _sequence_inputs(spec: Layer) -> dict[str, str | None]:
-    """``{leaf path: the path whose output is its only input, or None for the network's
-    input}`` for the leaves directly in the top-level Sequential: for them, the whole
-    network's reference pass holds the isolated layer's values too (its input gradient is
-    the upstream gradient of what feeds it). Leaves inside Residuals are left out."""
+    """``{leaf path: the path whose output is the leaf's input and feeds nothing else, or None
+    for the network's input}``: for these leaves the whole network's reference pass holds
+    the isolated layer's values too (its input gradient is the upstream gradient of what
+    feeds it). Left out: leaves whose input is shared (the first layer of a residual block
+    and of its shortcut, which both read the block's input)."""
     out: dict[str, str | None] = {}
-    if not isinstance(spec, Sequential):
-        return out
-    prev: str | None = None
-    for child in spec.children():
-        path = join_path(spec.name, child.name)
-        if not child.children():
-            out[path] = prev
-        prev = path
+
+    def seq(nodes: Any, prefix: str, feed: str | None, shared: bool) -> str | None:
+        for i, node in enumerate(nodes):
+            feed = visit(node, join_path(prefix, node.name), feed, shared and i == 0)
+        return feed
+
+    def visit(node: Layer, path: str, feed: str | None, shared: bool) -> str | None:
+        if isinstance(node, Residual):
+            last = seq(node.block, path, feed, True)
+            if node.shortcut is not None:
+                visit(node.shortcut, join_path(path, node.shortcut.name), feed, True)
+            # d objective / d (block + shortcut) is the gradient at the block's last output
+            return seq(node.post, path, last, False) if node.post else path
+        if node.children():
+            seq(node.children(), path, feed, shared)
+            return path
+        if not shared:
+            out[path] = feed
+        return path
+
+    if isinstance(spec, Sequential):
+        seq(spec.children(), spec.name, None, False)
     return out
 
 

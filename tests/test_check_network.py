@@ -277,3 +277,35 @@ def test_layer_values_read_off_the_network_pass_equal_the_layers_own_vjp() -> No
                          *((got.param_grads[k], own.param_grads[k]) for k in own.param_grads)]:
                 assert np.allclose(a, b, rtol=1e-12, atol=1e-13), (backend, path)
     assert _sequence_inputs(S.Residual("res", [S.ReLU("r")])) == {}
+
+
+def test_layer_values_inside_residual_blocks() -> None:
+    """Inside a residual block every layer but the block's and the shortcut's first (whose
+    input the two branches share) reads its values off the whole network's pass."""
+    from harness.check import _layer_values, _sequence_inputs
+    from reference_models import build
+    from reference_models.architectures import resnet_basic_block
+
+    spec = S.Sequential([resnet_basic_block("b1", 4, 8, stride=2), resnet_basic_block("b2", 8, 8),
+                         S.GlobalAvgPool2d("gap"), S.Linear("fc", 8, 3)])
+    shape = (2, 4, 16, 16)
+    params = S.init_params(spec, shape, seed=0)
+    x = np.random.default_rng(0).standard_normal(shape)
+    g = np.random.default_rng(1).standard_normal(spec.output_shape(shape))
+    feeds = _sequence_inputs(spec)
+    leaves = [p for p, l in S.walk(spec) if not l.children()]
+    shared = sorted(set(leaves) - set(feeds))
+    assert shared == ["b1.conv1", "b1.downsample.0", "b2.conv1"], shared
+    assert feeds["gap"] == "b2.relu2" and feeds["b1.relu2"] == "b1.bn2"  # after the add: the block's last output
+    tree = dict(S.walk(spec))
+    for backend in ("torch", "jax"):
+        whole = build(backend, spec).vjp(params, x, g)
+        for path, feed in feeds.items():
+            layer = tree[path]
+            local = {S.join_path(layer.name, k[len(path) + 1:]): v for k, v in params.items() if k.startswith(path + ".")}
+            own = build(backend, S.Sequential([layer])).vjp(local, whole.inputs[path], whole.output_grads[path])
+            got = _layer_values(whole, path, feed)
+            assert np.allclose(got.output, own.output, rtol=1e-12, atol=1e-13), (backend, path)
+            assert np.allclose(got.input_grad, own.input_grad, rtol=1e-12, atol=1e-13), (backend, path)
+            for k, v in own.param_grads.items():
+                assert np.allclose(got.param_grads[f"{path}.{k.rpartition('.')[2]}"], v, rtol=1e-12, atol=1e-13)
