@@ -371,7 +371,7 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
             x_layer = off_kinks(layer.spec, ref.inputs[path], rng, layer.dtype)
             # a layer checked at the network's own point already has both references' values
             refs = None if x_layer is not ref.inputs[path] or path not in feeds else tuple(
-                _layer_values(r, path, feeds[path]) for r in (ref, jax_ref))
+                _layer_values(r, path, feeds[path], layer.spec.name) for r in (ref, jax_ref))
             report.layers.append(check_point(layer, x_layer, ref.output_grads[path], rng, fd_probes=fd_probes,
                                              tol_scale=tol_scale, name=path, refs=refs))
         if loss is not None:
@@ -419,13 +419,16 @@ def _sequence_inputs(spec: Layer) -> dict[str, str | None]:
     return out
 
 
-def _layer_values(result: Any, path: str, feed: str | None) -> Any:
-    """One layer's reference values, read off a whole-network result."""
+def _layer_values(result: Any, path: str, feed: str | None, name: str) -> Any:
+    """One layer's reference values, read off a whole-network result, with its parameter
+    gradients keyed as a reference of that layer alone names them (``name.weight``, where
+    ``name`` is the layer's own spec name and ``path`` its place in the network)."""
     from types import SimpleNamespace
 
     return SimpleNamespace(output=result.outputs[path],
                            input_grad=result.input_grad if feed is None else result.output_grads[feed],
-                           param_grads={k: v for k, v in result.param_grads.items() if k.startswith(path + ".")})
+                           param_grads={join_path(name, k[len(path) + 1:]): v for k, v in result.param_grads.items()
+                                        if k.startswith(path + ".")})
 
 
 def _target(loss: Any, out_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
