@@ -109,7 +109,7 @@ class AvgPool2d:
         return x[:, :, :h - h % kh, :w - w % kw].reshape(n, c, h // kh, kh, w // kw, kw).mean(axis=(3, 5))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        (kh, kw), (n, c, h, w) = self.k, self.shape
+        kh, kw = self.k
         dx = np.zeros(self.shape)
         up = np.repeat(np.repeat(dout, kh, axis=2), kw, axis=3) / (kh * kw)
         dx[:, :, :up.shape[2], :up.shape[3]] = up
@@ -131,7 +131,7 @@ class MaxPool2d:
         return np.take_along_axis(flat, self.arg[..., None], axis=-1)[..., 0]
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        (ph, pw), (kh, kw), (sh, sw) = self.pad, self.k, self.stride
+        (ph, pw), (_, kw), (sh, sw) = self.pad, self.k, self.stride
         n, c, oh, ow = dout.shape
         rows = (np.arange(oh) * sh)[:, None] + self.arg // kw
         cols = (np.arange(ow) * sw)[None, :] + self.arg % kw
