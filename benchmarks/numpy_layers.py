@@ -16,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from harness import spec as S
+from numpy_nets import Flatten, GlobalAvgPool, ReLU, Tanh  # the parameter-free layers, shared with the peers' nets
 
 
 class Conv2d:
@@ -77,24 +78,6 @@ class BatchNorm2d:
                                  - self.xh * (dxh * self.xh).sum(axis=(0, 2, 3), keepdims=True))
 
 
-class ReLU:
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.mask = x > 0
-        return x * self.mask
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return dout * self.mask
-
-
-class Tanh:
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.y = np.tanh(x)
-        return self.y
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return dout * (1 - self.y ** 2)
-
-
 class AvgPool2d:
     """Average over non-overlapping windows (stride = kernel, no padding), as LeNet-5's."""
 
@@ -141,25 +124,6 @@ class MaxPool2d:
         return dxp[:, :, ph:ph + self.shape[2], pw:pw + self.shape[3]]
 
 
-class GlobalAvgPool2d:
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.shape = x.shape
-        return x.mean(axis=(2, 3))
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        n, c, h, w = self.shape
-        return np.broadcast_to(dout[:, :, None, None] / (h * w), self.shape).copy()
-
-
-class Flatten:
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.shape = x.shape
-        return x.reshape(x.shape[0], -1)
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return dout.reshape(self.shape)
-
-
 class Linear:
     """x: (N, in) -> (N, out); W: (out, in); b: (out,)."""
 
@@ -181,7 +145,7 @@ class Linear:
 
 _MAKERS: dict[type, Any] = {S.Conv2d: Conv2d, S.BatchNorm2d: BatchNorm2d, S.MaxPool2d: MaxPool2d, S.Linear: Linear,
                             S.AvgPool2d: AvgPool2d}
-_PLAIN: dict[type, Any] = {S.ReLU: ReLU, S.Tanh: Tanh, S.GlobalAvgPool2d: GlobalAvgPool2d, S.Flatten: Flatten}
+_PLAIN: dict[type, Any] = {S.ReLU: ReLU, S.Tanh: Tanh, S.GlobalAvgPool2d: GlobalAvgPool, S.Flatten: Flatten}
 
 
 def layers_from_spec(spec: S.Layer, seed: int = 0) -> dict[str, Any]:
