@@ -27,12 +27,13 @@ numbers from the same process):
   extrapolated linearly; the output says "extrapolated from N of n coordinates".
 - calls: calls into the user's layer ``forward`` / ``backward`` (summed over layers) and
   the network's own passes, counted by wrapping the user's methods.
-- memory: peak RSS growth during one more (warm) run: ``VmHWM`` reset through
-  ``/proc/self/clear_refs`` just before, minus ``VmRSS`` at that moment; glibc's mmap
-  threshold is pinned (``MALLOC_MMAP_THRESHOLD_``) so large blocks freed by earlier runs
-  go back to the OS instead of being silently reused. It includes torch's and XLA's
-  allocations, which ``tracemalloc`` would not see. For a partial slow gradcheck the full
-  run's two dense Jacobians (16 bytes x inputs x outputs) are added as an estimate.
+- memory: peak RSS growth during one more (warm) run of each peer, after all timings:
+  ``VmHWM`` reset through ``/proc/self/clear_refs`` just before, minus ``VmRSS`` at that
+  moment; memory freed by earlier runs is first given back to the OS and glibc's mmap
+  threshold pinned (:func:`release_freed_memory`), so a run cannot silently reuse it. It
+  includes torch's and XLA's allocations, which ``tracemalloc`` would not see. For a
+  partial slow gradcheck the full run's two dense Jacobians (16 bytes x inputs x outputs)
+  are added as an estimate.
 - threads: numpy, torch and XLA run single-threaded in the measuring processes by default
   (``--threads``): the peers' costs are compared, not the libraries' parallel speedups, and
   on a shared 2-core machine a busy core stalls OpenMP barriers (a 32x32 float64 torch
@@ -50,6 +51,7 @@ with exact zeros or tied max-pool windows, as a network feeds them).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -80,7 +82,8 @@ CONSISTENT_FORWARD = ("dense wrong forward, consistent backward", "conv bias add
                       "conv1-true-convolution")
 SLOW_RUN = 30.0  # seconds: runs longer than this are repeated fewer times
 DATA_SEED = [0, 1]  # inputs and upstream gradients: independent of the user's weights (drawn from seed 0)
-MMAP_THRESHOLD = "65536"
+MMAP_THRESHOLD = 65536  # bytes: glibc serves larger blocks by mmap during the memory runs
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number
 
 MAIN_WORKLOADS = ("conv", "lenet5", "resnet")
 SCALING = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
@@ -127,6 +130,22 @@ def _status(field: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def release_freed_memory(pin: bool = False) -> None:
+    """Before a memory run: give memory freed by earlier runs back to the OS
+    (``malloc_trim``), and with ``pin`` make glibc serve every block of 64 KiB or more by
+    mmap from now on (``mallopt(M_MMAP_THRESHOLD)``, which also stops it raising that
+    threshold), so a run's peak RSS growth counts its own allocations instead of reusing
+    memory freed before. Pinned, large allocations get slower (fresh pages every time):
+    timings are taken before. A no-op without glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    if pin:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    libc.malloc_trim(0)
 
 
 def peak_rss_growth(fn: Callable[[], Any]) -> tuple[Any, float | None]:
@@ -227,7 +246,8 @@ def _runs_for(first: float, repeats: int) -> int:
 
 
 def time_workload(key: str, repeats: int, budget: float, max_coords: int, peers: tuple[str, ...] = PEERS) -> dict:
-    """Floor, then every peer: a warm-up run, timed runs, one memory run. Runs in a child."""
+    """Floor, then every peer: a warm-up run and timed runs; then one memory run of each
+    peer (after all timings: :func:`release_freed_memory` would slow them). Runs in a child."""
     import numpy as np
 
     import peer_checks as pc
@@ -245,34 +265,51 @@ def time_workload(key: str, repeats: int, budget: float, max_coords: int, peers:
     out: dict[str, Any] = {"workload": key, "params": wl.param_count(), "input_shape": list(wl.input_shape),
                            "coords": problem.n_coords, "outputs": problem.n_outputs, "floor": floor,
                            "budgets": budgets, "peers": {}}
+
+    def run(peer: str, memory: bool = False) -> Any:
+        coords = budgets["cs231n_coords"] if peer == "cs231n" else budgets["gradcheck_coords"]
+        return run_peer(peer, subject, counts, x, coords, budgets["gradcheck_outputs"], memory=memory)
+
     for peer in peers:
         _progress(f"{key}: {peer}")
-        coords = budgets["cs231n_coords"] if peer == "cs231n" else budgets["gradcheck_coords"]
-        outputs = budgets["gradcheck_outputs"]
-        run = lambda: run_peer(peer, subject, counts, x, coords, outputs)  # noqa: E731
-        first = run()
+        first = run(peer)
         n = _runs_for(first.seconds, repeats)
-        results = [run() for _ in range(n)]
-        last = run_peer(peer, subject, counts, x, coords, outputs, memory=True)
-        memory = last.memory_mib
-        measured = [r.seconds for r in results]
-        row = {"seconds": _median(measured), "measured_seconds": _median(measured), "runs": n,
-               "first_seconds": first.seconds, "times": measured, "caught": last.caught, "detail": last.detail,
-               "calls": last.calls, "memory_mib": memory, "coords": last.coords, "coords_total": last.coords_total,
-               "outputs": last.outputs, "outputs_total": last.outputs_total, "extrapolated": False}
-        if last.extrapolated is not None:
-            row["seconds"] = _median([r.extrapolated for r in results])
-            row["extrapolated"] = True
-            row["extrapolated_from"] = _extrapolation_note(last)
-        if peer == "gradcheck" and memory is not None and row["extrapolated"]:
-            extra = 16 * (last.coords_total * last.outputs_total - last.coords * last.outputs) / 2**20
-            row["memory_mib_full_estimate"] = memory + extra
-        if peer == "trigrad":
-            row["floor_ratio"] = row["seconds"] / floor["total"]
-            row["verdicts"] = last.verdicts
-        out["peers"][peer] = row
+        out["peers"][peer] = _timing_row([run(peer) for _ in range(n)], first, floor)
+    release_freed_memory(pin=True)
+    for peer in peers:
+        _progress(f"{key}: {peer} (memory)")
+        release_freed_memory()
+        _memory_row(out["peers"][peer], run(peer, memory=True))
     out["loadavg"] = {"before": load_before, "after": os.getloadavg()}  # others' load on this (shared) machine
     return out
+
+
+def _timing_row(results: list[Any], first: Any, floor: dict[str, float]) -> dict[str, Any]:
+    """One peer's timings: the median of ``results`` (extrapolated to the full run when the
+    runs were partial), the first (warm-up) run, what the last run said and counted."""
+    last = results[-1]
+    measured = [r.seconds for r in results]
+    row = {"seconds": _median(measured), "measured_seconds": _median(measured), "runs": len(results),
+           "first_seconds": first.seconds, "times": measured, "caught": last.caught, "detail": last.detail,
+           "calls": last.calls, "coords": last.coords, "coords_total": last.coords_total,
+           "outputs": last.outputs, "outputs_total": last.outputs_total, "extrapolated": False}
+    if last.extrapolated is not None:
+        row["seconds"] = _median([r.extrapolated for r in results])
+        row["extrapolated"] = True
+        row["extrapolated_from"] = _extrapolation_note(last)
+    if last.peer == "trigrad":
+        row["floor_ratio"] = row["seconds"] / floor["total"]
+        row["verdicts"] = last.verdicts
+    return row
+
+
+def _memory_row(row: dict[str, Any], r: Any) -> None:
+    """Add the memory run ``r`` to a peer's row; for a partial slow gradcheck also the full
+    run's estimate: the two dense Jacobians it would hold (16 bytes x inputs x outputs)."""
+    row["memory_mib"] = r.memory_mib
+    if r.peer == "gradcheck" and r.memory_mib is not None and row["extrapolated"]:
+        extra = 16 * (r.coords_total * r.outputs_total - r.coords * r.outputs) / 2**20
+        row["memory_mib_full_estimate"] = r.memory_mib + extra
 
 
 def _extrapolation_note(r: Any) -> str:
@@ -465,7 +502,7 @@ def thread_env(threads: int) -> dict[str, str]:
 
 def _child(args: list[str], threads: int = 0) -> dict:
     """Run ``peers.py --child ...`` in a fresh process; its last stdout line is JSON."""
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD, **thread_env(threads)}
+    env = {**os.environ, **thread_env(threads)}
     proc = subprocess.run([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"child {args} failed with exit {proc.returncode}")
@@ -514,7 +551,8 @@ def run_all(args: argparse.Namespace) -> dict:
                  "threads": args.threads or "library defaults",
                  "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": _machine(), "code": _code_state(),
                  "memory": "peak RSS growth (MiB) during one warm run: VmHWM reset via /proc/self/clear_refs, "
-                           f"minus VmRSS then; MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}"},
+                           f"minus VmRSS then; after all timings, freed memory trimmed and glibc's mmap threshold "
+                           f"pinned at {MMAP_THRESHOLD} bytes"},
         "workloads": {}, "scaling": [],
     }
     for key in workloads:
@@ -684,11 +722,16 @@ def main(argv: list[str] | None = None) -> None:
     args.max_coords = args.max_coords or (200 if args.quick else 2000)
     if args.child:
         kind, *rest = args.child
-        out = time_workload(rest[0], args.repeats, args.budget, args.max_coords) if kind == "workload" else detection(args.quick)
+        if kind == "workload":
+            out: Any = time_workload(rest[0], args.repeats, args.budget, args.max_coords)
+        elif kind == "profile":
+            out = {"profile": profile_lenet()}
+        else:
+            out = detection(args.quick)
         print(json.dumps(_jsonable(out)))
         return
-    if args.profile:
-        print(profile_lenet())
+    if args.profile:  # in a child, under the same thread settings as the measurements
+        print(_child(["profile"], args.threads)["profile"])
         return
     results = _jsonable(run_all(args))
     for w in [*results["workloads"].values(), *results["scaling"]]:

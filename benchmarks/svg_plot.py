@@ -22,14 +22,14 @@ def _tick_label(e: int) -> str:
 
 
 def loglog_svg(series: Series, *, title: str, xlabel: str, ylabel: str, y_seconds: bool = True,
-               dashed: tuple[str, ...] = (), width: int = 760, height: int = 480) -> str:
+               dashed: tuple[str, ...] = (), width: int = 800, height: int = 480) -> str:
     """The SVG text of a log-log plot: one coloured line with markers per series, filled
     markers for measured points, hollow ones for extrapolated points, a legend on the right;
     series named in ``dashed`` are drawn grey and dashed, without markers (a reference line)."""
     points = [(x, y) for pts in series.values() for x, y, _ in pts if x > 0 and y > 0]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     xd, yd = _decades(min(xs), max(xs)), _decades(min(ys), max(ys))
-    left, right, top, bottom = 70, 190, 40, 55
+    left, right, top, bottom = 70, 220, 40, 55
     pw, ph = width - left - right, height - top - bottom
 
     def px(x: float) -> float:
