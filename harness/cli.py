@@ -184,6 +184,11 @@ def _null() -> Any:
     return nullcontext(None)
 
 
+def _quiet_debug_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="print nothing; the exit code tells")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a usage or configuration error")
+
+
 def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for inputs, upstream gradients and probes (default 0)")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON (schema: harness/report/schema.json); - for stdout")
@@ -218,8 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--tol-scale", type=float, default=1.0, help="multiply every tolerance by this (default 1)")
     check.add_argument("--fd-probes", type=int, default=None,
                        help="finite-difference probes per tensor (default 3 for a layer, 2 per layer of a network)")
-    check.add_argument("--quiet", action="store_true", help="print nothing; the exit code tells")
-    check.add_argument("--debug", action="store_true", help="show the traceback of a usage or configuration error")
+    _quiet_debug_options(check)
     _report_options(check)
     sw = sub.add_parser("sweep", help="search a layer's hyperparameters for the smallest configuration where its backprop is wrong",
                         description="TARGET's function returns {'make': make_layer, 'spec': spec_factory, 'space': "
@@ -231,9 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sw.add_argument("--time-budget", type=float, default=60.0,
                     help="seconds after which no new configuration is tried, unless shrinking a failure (default 60)")
     sw.add_argument("--json", metavar="FILE", help="write the shrunk failing configuration's report as JSON; - for stdout")
-    sw.add_argument("--quiet", action="store_true", help="print nothing; the exit code tells")
     sw.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
-    sw.add_argument("--debug", action="store_true", help="show the traceback of a usage or configuration error")
+    _quiet_debug_options(sw)
     args = parser.parse_args(argv)
     if args.command == "refs":
         return _refs(args)

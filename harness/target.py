@@ -39,6 +39,13 @@ class TargetError(Exception):
     """The target cannot be found, loaded, called or understood: a usage error."""
 
 
+def _import_failed(where: str, e: Exception, debug: bool) -> None:
+    """The user's module raised while importing: its traceback with --debug, else one line."""
+    if debug:
+        raise e
+    raise TargetError(f"importing {where} failed: {user_frame(e)} (rerun with --debug for the traceback)") from e
+
+
 def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
     """The function ``target`` names (``file.py:function`` or ``package.module:function``)."""
     where, sep, name = target.rpartition(":")
@@ -57,9 +64,7 @@ def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
             spec.loader.exec_module(module)  # type: ignore[union-attr]
         except Exception as e:
             sys.modules.pop(module_name, None)
-            if debug:
-                raise
-            raise TargetError(f"importing {where} failed: {user_frame(e)} (rerun with --debug for the traceback)") from e
+            _import_failed(where, e, debug)
         finally:
             sys.path.remove(str(path.parent))
     else:
@@ -70,13 +75,9 @@ def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
             if e.name and where.startswith(e.name):
                 raise TargetError(f"no module {where!r} (TARGET {target!r}): not importable from {Path.cwd()} or "
                                   "the installed packages") from e
-            if debug:
-                raise
-            raise TargetError(f"importing {where} failed: {user_frame(e)} (rerun with --debug for the traceback)") from e
+            _import_failed(where, e, debug)
         except Exception as e:
-            if debug:
-                raise
-            raise TargetError(f"importing {where} failed: {user_frame(e)} (rerun with --debug for the traceback)") from e
+            _import_failed(where, e, debug)
         finally:
             sys.path.remove(str(Path.cwd()))
     fn = getattr(module, name, None)
