@@ -140,6 +140,9 @@ def compare(target: Any, snapshot: Snapshot | str | Path, *, tol_scale: float = 
     ``target`` (the current code, wrapped like the recorded one) at the recorded point and
     parameters; the user's parameters are restored bit for bit."""
     snap = snapshot if isinstance(snapshot, Snapshot) else load(snapshot)
+    where = str(snap.source) if snap.source is not None else "the snapshot"
+    snap.validate(where)  # one built or changed in memory gets the checks a loaded one had
+    _check_entries(target, snap, where)
     spec = target.spec
     if snap.spec is not None and spec is not None and spec.to_dict() != snap.spec:
         raise SnapshotError(f"the snapshot was recorded for another spec ({snap.spec.get('kind')} "
@@ -157,6 +160,27 @@ def compare(target: Any, snapshot: Snapshot | str | Path, *, tol_scale: float = 
         for entry in snap.entries.values():
             out.append(_compare_entry(target, entry, tol_scale * coarser))
     return Comparison(entries=out, title=title)
+
+
+def _check_entries(target: Any, snap: Snapshot, where: str) -> None:
+    """Refuse a snapshot that lacks an entry the code produces: an emptied or edited entry
+    list must not compare as "same" for want of anything to compare. (An entry the code no
+    longer has is reported per entry, as an error.)"""
+    from .adapters.layer import WrappedLayer
+
+    have = {name: e.kind for name, e in snap.entries.items()}
+    if isinstance(target, WrappedLayer):
+        if list(have.values()) != ["layer"]:
+            raise SnapshotError(f"{where}: has entries {have}, but this code is one layer and produces one layer "
+                                "entry; the snapshot was edited or recorded for other code: re-record it "
+                                "(pytest --trigrad-update)")
+        return
+    produced = list(target.layers) + (["(network)"] if target.end_to_end else [])
+    missing = [name for name in produced if name not in have]
+    if missing:
+        raise SnapshotError(f"{where}: has no entry for {missing[:5]}{' ...' if len(missing) > 5 else ''}, which this "
+                            f"code produces (the snapshot has {sorted(have)[:5]}); the entry list was emptied or "
+                            "edited, or the snapshot is of other code: re-record it (pytest --trigrad-update)")
 
 
 def _compare_entry(target: Any, entry: Any, tol_scale: float) -> EntryChange:

@@ -7,32 +7,31 @@ gradients), next to what the PyTorch reference returns at the same point. All ar
 canonical float64 (NCHW, PyTorch parameter layouts), so a later version may change its
 layout, its dtype or its algorithm (loops to im2col) and still be compared.
 
-On disk a snapshot is two files written atomically (temporary file, then rename):
-``NAME.npz`` (numpy, read with ``allow_pickle=False``; or ``NAME.safetensors``) and ``NAME.json``, the
-manifest: format, versions of trigrad, numpy, torch and jax, the spec, seed, dtype, per
-tensor its tolerance, and the sha256 of every array. Loading refuses a file whose arrays do
-not match the manifest's hashes, shapes or names.
+On disk a snapshot is ``NAME.npz`` (numpy, read with ``allow_pickle=False``; or
+``NAME.safetensors``) and ``NAME.json``, the manifest: format, versions of trigrad, numpy,
+torch and jax, the spec, seed, dtype, per tensor its tolerance, the sha256 of every array,
+and ``manifest_sha256``, the hash of the manifest itself. The data file embeds the same
+manifest and is the source of truth. Loading refuses arrays that do not match the manifest,
+a manifest edited by hand, and any field out of range (:mod:`harness.snapshot_manifest`);
+writes are locked and ordered so that concurrent or killed writers never leave a mixed pair
+(:mod:`harness.snapshot_files`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .report.files import write_atomic
-
-FORMAT = "trigrad.snapshot/1"
-
-
-class SnapshotError(Exception):
-    """A snapshot file is missing, corrupted, tampered with, or of another format or spec."""
+from .snapshot_files import decode, encode, paths, read_pair, write_pair
+from .snapshot_manifest import (CONTAINERS, FORMAT, RERECORD, SnapshotError, SnapshotWarning, canonical,
+                                differences, is_sealed, seal, validate)
 
 
 def _sha256(a: np.ndarray) -> str:
@@ -76,7 +75,8 @@ class Entry:
 
 @dataclass
 class Snapshot:
-    """A recorded point and what the code computed there; see the module docstring."""
+    """A recorded point and what the code computed there; see the module docstring.
+    ``source``: the file it was loaded from (None when recorded in memory)."""
 
     spec: dict[str, Any] | None
     seed: int
@@ -84,113 +84,119 @@ class Snapshot:
     params: dict[str, np.ndarray]
     entries: dict[str, Entry]
     versions: dict[str, str] = field(default_factory=_versions)
+    source: Path | None = None
 
-    # -- files
-    def save(self, path: str | os.PathLike, *, container: str = "npz") -> tuple[Path, Path]:
-        """Write ``PATH.npz`` (or ``PATH.safetensors`` with ``container="safetensors"``, which
-        needs the safetensors package) and ``PATH.json`` atomically; ``PATH`` may carry a
-        suffix or none. Returns both paths."""
-        if container not in CONTAINERS:
-            raise ValueError(f"save: container must be one of {CONTAINERS}, got {container!r}")
-        data_path, json_path = paths(path, container)
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"params/{k}": np.ascontiguousarray(v) for k, v in self.params.items()}
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array under its file key (``params/NAME``, ``entries/ENTRY/KEY``)."""
+        out = {f"params/{k}": np.ascontiguousarray(v) for k, v in self.params.items()}
         for e in self.entries.values():
-            arrays.update({f"entries/{e.name}/{k}": np.ascontiguousarray(v) for k, v in e.arrays.items()})
-        for key, value in arrays.items():
-            if value.dtype.kind not in "fiub":  # object arrays would need pickle
-                raise SnapshotError(f"snapshot array '{key}' has dtype {value.dtype}; only numbers are stored")
-        if container == "npz":
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            blob = buf.getvalue()
-        else:
-            from safetensors.numpy import save as st_save
+            out.update({f"entries/{e.name}/{k}": np.ascontiguousarray(v) for k, v in e.arrays.items()})
+        return out
 
-            blob = st_save(arrays)
-        manifest = {
+    def manifest(self, container: str = "npz", arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """The sealed manifest (with ``manifest_sha256``) describing this snapshot."""
+        arrays = self.arrays() if arrays is None else arrays
+        return seal({
             "format": FORMAT, "container": container, "versions": self.versions, "spec": self.spec, "seed": self.seed,
             "dtype": self.dtype, "params": list(self.params),
             "entries": {e.name: {"kind": e.kind, "arrays": list(e.arrays), "tolerances": e.tolerances}
                         for e in self.entries.values()},
             "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str, "sha256": _sha256(v)} for k, v in arrays.items()},
-        }
-        write_atomic(data_path, blob)  # the arrays first: a crash in between leaves a refusable pair
-        write_atomic(json_path, json.dumps(manifest, indent=1) + "\n")
+        })
+
+    def validate(self, where: str = "snapshot") -> None:
+        """Refuse a snapshot whose fields are out of range (an unknown dtype, a tolerance of
+        1e300, no entries): the checks :func:`load` applies, on one built in memory."""
+        validate(json.loads(json.dumps(self.manifest())), where)
+
+    # -- files
+    def save(self, path: str | os.PathLike, *, container: str = "npz") -> tuple[Path, Path]:
+        """Write ``PATH.npz`` (or ``PATH.safetensors`` with ``container="safetensors"``, which
+        needs the safetensors package) and ``PATH.json`` as one pair (locked, ordered; see
+        :mod:`harness.snapshot_files`); ``PATH`` may carry a suffix or none. Returns both
+        paths. A snapshot :func:`load` would refuse is not written."""
+        if container not in CONTAINERS:
+            raise ValueError(f"save: container must be one of {CONTAINERS}, got {container!r}")
+        data_path, json_path = paths(path, container)
+        arrays = self.arrays()
+        for key, value in arrays.items():
+            if value.dtype.kind not in "fiub":  # object arrays would need pickle
+                raise SnapshotError(f"snapshot array '{key}' has dtype {value.dtype}; only numbers are stored")
+        manifest = self.manifest(container, arrays)
+        validate(json.loads(json.dumps(manifest)), f"{json_path} (being saved)")
+        blob = encode(arrays, json.dumps(manifest, sort_keys=True), container)
+        write_pair(data_path, json_path, blob, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         return data_path, json_path
 
 
-CONTAINERS = ("npz", "safetensors")
-
-
-def paths(path: str | os.PathLike, container: str = "npz") -> tuple[Path, Path]:
-    """``(PATH.npz or PATH.safetensors, PATH.json)`` for a snapshot path given with or
-    without a suffix."""
-    p = Path(path)
-    if p.suffix in (".npz", ".json", ".safetensors"):
-        p = p.with_suffix("")
-    return p.with_name(f"{p.name}.{container}"), p.with_name(p.name + ".json")
-
-
-def _read_arrays(data_path: Path, container: str) -> dict[str, np.ndarray]:
-    """Every array of the data file, never unpickling anything."""
-    try:
-        if container == "safetensors":
-            from safetensors.numpy import load_file
-
-            return load_file(str(data_path))
-        with np.load(data_path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except ImportError as e:
-        raise SnapshotError(f"{data_path}: reading a safetensors snapshot needs the safetensors package "
-                            "(pip install safetensors)") from e
-    except Exception as e:  # pickled objects, a truncated or foreign file: never fall back to pickle
-        raise SnapshotError(f"{data_path}: unreadable without pickle or corrupted ({type(e).__name__}: {e}); "
-                            "re-record the snapshot") from e
-
-
 def load(path: str | os.PathLike) -> Snapshot:
-    """Read a snapshot, refusing anything that does not match its manifest."""
-    _, json_path = paths(path)
-    if not json_path.is_file():
-        raise SnapshotError(f"no snapshot file {json_path}; record one first (pytest --trigrad-update, or "
-                            f"harness.record_snapshot(...).save('{json_path.with_suffix('')}'))")
+    """Read a snapshot, refusing anything that does not match its manifest.
+
+    The manifest embedded in the data file decides; ``NAME.json`` must hash to its own
+    ``manifest_sha256`` (else it was edited: refused, naming the field) and equal the
+    embedded one (else a write was interrupted between its two renames: the complete
+    previous snapshot is used and a :class:`SnapshotWarning` says so)."""
+    json_path, text, data_path, blob, container = read_pair(path)
     try:
-        manifest = json.loads(json_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
+        on_disk = json.loads(text)
+    except ValueError as e:
         raise SnapshotError(f"{json_path}: not a valid JSON manifest ({e}); the file is corrupted") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise SnapshotError(f"{json_path}: format {found!r}, expected {FORMAT!r}; re-record the snapshot")
-    container = manifest.get("container", "npz")
-    if container not in CONTAINERS:
-        raise SnapshotError(f"{json_path}: container {container!r} is not one of {CONTAINERS}")
-    npz_path, _ = paths(path, container)
-    if not npz_path.is_file():
-        raise SnapshotError(f"no snapshot file {npz_path} (named by {json_path.name}); record the snapshot again")
-    arrays = _read_arrays(npz_path, container)
-    expected = manifest.get("arrays")
-    if not isinstance(expected, dict):
-        raise SnapshotError(f"{json_path}: the manifest has no 'arrays' table; re-record the snapshot")
+    if not isinstance(on_disk, dict) or on_disk.get("format") != FORMAT:
+        validate(on_disk, str(json_path))  # names the format found and says to re-record
+    arrays, embedded_text = decode(blob, data_path, container)
+    manifest = _embedded(embedded_text, data_path)
+    if not is_sealed(on_disk):
+        changed = [d for d in differences(on_disk, manifest) if "manifest_sha256" not in d] or \
+            ["field 'manifest_sha256' does not match the content"]
+        raise SnapshotError(f"{json_path}: edited or tampered manifest: {'; '.join(changed[:3])} (in {data_path.name}); "
+                            f"its manifest_sha256 no longer matches. Restore the file (e.g. git checkout) or {RERECORD}")
+    if canonical(on_disk) != canonical(manifest):
+        warnings.warn(SnapshotWarning(
+            f"{json_path}: an interrupted write: {json_path.name} and {data_path.name} come from different saves (a "
+            f"writer killed between its two renames, or one file restored without the other). Using the complete "
+            f"snapshot in {data_path.name}; {RERECORD} to make them agree"), stacklevel=2)
+    _check_arrays(arrays, manifest, data_path)
+    return _snapshot(manifest, arrays, data_path)
+
+
+def _embedded(text: str | None, data_path: Path) -> dict[str, Any]:
+    """The manifest embedded in the data file, parsed, hash-checked and validated."""
+    if text is None:
+        raise SnapshotError(f"{data_path}: has no embedded manifest (written by an older trigrad or another program); "
+                            f"{RERECORD}")
+    try:
+        manifest = json.loads(text)
+    except ValueError as e:
+        raise SnapshotError(f"{data_path}: the embedded manifest is not valid JSON ({e}); the file is corrupted") from e
+    if not isinstance(manifest, dict) or not is_sealed(manifest):
+        raise SnapshotError(f"{data_path}: the embedded manifest does not match its manifest_sha256 (tampered with "
+                            f"or corrupted); {RERECORD}")
+    validate(manifest, f"{data_path} (embedded manifest)")
+    return manifest
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], data_path: Path) -> None:
+    expected = manifest["arrays"]
     missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     if missing or extra:
-        raise SnapshotError(f"{npz_path}: arrays do not match {json_path.name} (missing {missing[:5]}, unexpected "
-                            f"{extra[:5]}); the files were changed or come from different recordings")
+        raise SnapshotError(f"{data_path}: arrays do not match its manifest (missing {missing[:5]}, unexpected "
+                            f"{extra[:5]}); the file was changed or comes from different recordings")
     for key, info in expected.items():
         a = arrays[key]
-        if not isinstance(info, dict) or list(a.shape) != info.get("shape") or a.dtype.str != info.get("dtype") \
-                or _sha256(a) != info.get("sha256"):
-            raise SnapshotError(f"{npz_path}: array '{key}' does not match the sha256 in {json_path.name} "
-                                "(tampered with or corrupted); re-record the snapshot if the change is intended")
-    try:
-        entries = {name: Entry(name=name, kind=e["kind"], tolerances=dict(e["tolerances"]),
-                               arrays={k: arrays[f"entries/{name}/{k}"] for k in e["arrays"]})
-                   for name, e in manifest["entries"].items()}
-        return Snapshot(spec=manifest["spec"], seed=manifest["seed"], dtype=manifest["dtype"],
-                        params={k: arrays[f"params/{k}"] for k in manifest["params"]}, entries=entries,
-                        versions=manifest["versions"])
-    except (KeyError, TypeError, AttributeError) as e:
-        raise SnapshotError(f"{json_path}: the manifest lacks {e} or has it malformed; re-record the snapshot") from e
+        if list(a.shape) != info["shape"] or a.dtype.str != info["dtype"] or _sha256(a) != info["sha256"]:
+            raise SnapshotError(f"{data_path}: array '{key}' does not match the sha256 in its manifest (tampered with "
+                                f"or corrupted; expected shape {info['shape']} {info['dtype']}, found {list(a.shape)} "
+                                f"{a.dtype.str}); re-record the snapshot if the change is intended")
+
+
+def _snapshot(manifest: dict[str, Any], arrays: dict[str, np.ndarray], source: Path) -> Snapshot:
+    """A Snapshot from a validated manifest and its hash-checked arrays."""
+    entries = {name: Entry(name=name, kind=e["kind"], tolerances={k: float(v) for k, v in e["tolerances"].items()},
+                           arrays={k: arrays[f"entries/{name}/{k}"] for k in e["arrays"]})
+               for name, e in manifest["entries"].items()}
+    return Snapshot(spec=manifest["spec"], seed=manifest["seed"], dtype=manifest["dtype"],
+                    params={k: arrays[f"params/{k}"] for k in manifest["params"]}, entries=entries,
+                    versions=manifest["versions"], source=source)
 
 
 # --------------------------------------------------------------------------- recording
@@ -283,4 +289,4 @@ def _network_entry(net: Any, x: np.ndarray, g: np.ndarray, ref: Any) -> Entry:
     return e
 
 
-__all__ = ["CONTAINERS", "Entry", "FORMAT", "Snapshot", "SnapshotError", "load", "paths", "record"]
+__all__ = ["CONTAINERS", "Entry", "FORMAT", "Snapshot", "SnapshotError", "SnapshotWarning", "load", "paths", "record"]

@@ -180,7 +180,7 @@ def test_network_snapshot_names_the_changed_layer(tmp_path) -> None:
 def test_files_manifest_and_atomic_write(saved) -> None:
     npz, manifest_path = paths(saved)
     manifest = json.loads(manifest_path.read_text())
-    assert manifest["format"] == "trigrad.snapshot/1" and manifest["seed"] == 3 and manifest["dtype"] == "float64"
+    assert manifest["format"] == "trigrad.snapshot/2" and manifest["seed"] == 3 and manifest["dtype"] == "float64"
     assert set(manifest["versions"]) == {"trigrad", "numpy", "torch", "jax"}
     assert manifest["spec"]["kind"] == "Conv2d" and all(len(a["sha256"]) == 64 for a in manifest["arrays"].values())
     assert not [f for f in os.listdir(saved.parent) if f.startswith(".")]  # no temporary files left
@@ -210,7 +210,7 @@ def test_tampered_array_is_refused(saved) -> None:
 @pytest.mark.parametrize("damage,message", [
     (lambda npz, js: npz.unlink(), r"no snapshot file .*conv\.npz"),
     (lambda npz, js: js.write_text("{not json"), r"not a valid JSON manifest"),
-    (lambda npz, js: js.write_text(json.dumps({"format": "other/9"})), r"format 'other/9', expected 'trigrad.snapshot/1'"),
+    (lambda npz, js: js.write_text(json.dumps({"format": "other/9"})), r"format 'other/9', expected 'trigrad.snapshot/2'"),
     (lambda npz, js: npz.write_bytes(npz.read_bytes()[:100]), r"unreadable without pickle or corrupted"),
     (lambda npz, js: _rewrite_npz(npz, lambda a: a.pop("params/bias")), r"missing \['params/bias'\]"),
     (lambda npz, js: _rewrite_npz(npz, lambda a: a.update(extra=np.zeros(2))), r"unexpected \['extra'\]"),
@@ -243,11 +243,14 @@ def test_safetensors_container(tmp_path) -> None:
     assert data.name == "conv.safetensors" and json.loads(manifest.read_text())["container"] == "safetensors"
     assert compare(wrap(Im2colConv()), tmp_path / "conv").ok
     assert not compare(wrap(Im2colConv(overwrite=True)), tmp_path / "conv").ok
+    from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
+    with safe_open(str(data), framework="np") as f:
+        metadata = f.metadata()  # the embedded manifest: kept, so only the array differs
     arrays = load_file(str(data))
     arrays["entries/conv/x"] = arrays["entries/conv/x"] * 1.0000001
-    save_file(arrays, str(data))
+    save_file(arrays, str(data), metadata=metadata)
     with pytest.raises(SnapshotError, match="entries/conv/x' does not match the sha256"):
         load(tmp_path / "conv")
     data.write_bytes(b"garbage")
