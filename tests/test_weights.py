@@ -209,7 +209,7 @@ def test_corrupt_files(tmp_path):
         read_weight_file(tmp_path / "w.npy")
     with zipfile.ZipFile(tmp_path / "t.npz", "w") as z:  # e.g. a torch checkpoint renamed to .npz
         z.writestr("archive/data.pkl", b"...")
-    with pytest.raises(WeightsError, match=r"entry 'archive/data\.pkl' is not a NumPy array; is this really a \.npz\?"):
+    with pytest.raises(WeightsError, match=r"\(entry 'archive/data\.pkl'\) is not a NumPy array; is this really a \.npz\?"):
         read_weight_file(tmp_path / "t.npz")
     (tmp_path / "w.safetensors").write_bytes(b"garbage")
     with pytest.raises(WeightsError, match=r"could not read '.*w\.safetensors' as \.safetensors"):
