@@ -123,7 +123,11 @@ class Backprop:
                 snap = record(code, x=x, input_shape=input_shape, seed=self._seed(seed))
             except Exception as e:  # the user's code raised while being recorded: say where
                 pytest.fail(f"trigrad: recording the snapshot failed: {user_frame(e)}", pytrace=False)
-            snap.save(path)
+            try:
+                snap.save(path)
+            except SnapshotError as e:  # a read-only or misplaced folder: say which and what to do
+                pytest.fail(f"trigrad: {e}, or record the snapshots with --trigrad-update in a checkout where it is "
+                            "writable and commit them.", pytrace=False)
             if not self.update:
                 pytest.fail(f"trigrad: no snapshot yet; recorded {paths(path)[0]} and {paths(path)[1].name}. Look at "
                             "them (or at the check) and rerun: later runs compare with it.", pytrace=False)

@@ -17,6 +17,7 @@ writer's JSON with another's data file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -145,8 +146,18 @@ def write_pair(data_path: Path, json_path: Path, blob: bytes, manifest_text: str
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
         raise SnapshotError(f"cannot write the snapshot {data_path.name} into the folder {folder} "
-                            f"({type(e).__name__}: {e.strerror or e}): the folder is read-only, not a folder, or "
-                            f"full; make {folder} writable, or record the snapshot where it is and commit it") from e
+                            f"({type(e).__name__}: {e.strerror or e}): {_why(folder, e)}; make {folder} a writable "
+                            "folder") from e
+
+
+def _why(folder: Path, error: OSError) -> str:
+    """The likely cause of a failed write into ``folder``, for the message."""
+    if error.errno == errno.ENOSPC:
+        return "the disk is full"
+    for p in (folder, *folder.parents):
+        if p.exists():
+            return f"{p} is a file, not a folder" if not p.is_dir() else f"{p} is read-only"
+    return "the folder cannot be created"
 
 
 # --------------------------------------------------------------------------- containers

@@ -212,3 +212,64 @@ def test_broken(backprop):
     result = project.runpytest(*args(request))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*trigrad: recording the snapshot failed: IndexError: off by one at *test_raise.py*"])
+
+
+READ_ONLY_TESTS = '''
+import harness as tg
+from user_code import Dense, SPEC, IN_OUT
+
+def test_dense(backprop):
+    backprop.snapshot(tg.wrap_layer(Dense(), SPEC, layout=IN_OUT), input_shape=(5, 4))
+
+def test_other(backprop):
+    assert backprop.equivalent(Dense(), Dense(), SPEC, layout=IN_OUT).ok
+'''
+
+
+def test_a_snapshot_folder_that_cannot_be_a_folder_fails_with_a_trigrad_message(project: pytest.Pytester,
+                                                                                 request) -> None:
+    """Root ignores chmod, so the unwritable folder is one whose parent is a regular file."""
+    project.makepyfile(test_snap=READ_ONLY_TESTS)
+    (project.path / "__trigrad__").write_text("not a folder")
+    for more in ((), ("--trigrad-update",)):
+        result = project.runpytest(*args(request, *more))
+        result.assert_outcomes(failed=1, passed=1)  # the other test is unaffected
+        result.stdout.fnmatch_lines([
+            "*trigrad: cannot write the snapshot test_dense-*.npz into the folder *__trigrad__/test_snap "
+            "(NotADirectoryError: Not a directory): *__trigrad__ is a file, not a folder; make *__trigrad__/test_snap "
+            "a writable folder, or record the snapshots with --trigrad-update in a checkout where it is writable and "
+            "commit them."])
+        out = result.stdout.str()
+        assert "Traceback" not in out and "pathlib" not in out and "snapshot_files.py" not in out
+    assert (project.path / "__trigrad__").read_text() == "not a folder"
+
+
+def test_a_read_only_snapshot_folder_still_compares_and_refuses_updates_clearly(project: pytest.Pytester, request,
+                                                                                 monkeypatch) -> None:
+    """A read-only folder (simulated: renames into it are denied, as on a read-only mount):
+    existing snapshots still compare; recording fails naming the folder, leaving no
+    temporaries and the previous snapshot intact."""
+    project.makepyfile(test_snap=READ_ONLY_TESTS)
+    project.makeconftest('''
+import errno, os, pytest
+
+@pytest.fixture(autouse=True)
+def read_only(monkeypatch):
+    if os.environ.get("READ_ONLY"):
+        def denied(src, dst, *a, **k):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dst))
+        monkeypatch.setattr(os, "replace", denied)
+''')
+    project.runpytest(*args(request, "--trigrad-update")).assert_outcomes(passed=2)
+    folder = project.path / "__trigrad__" / "test_snap"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    monkeypatch.setenv("READ_ONLY", "1")
+    project.runpytest(*args(request)).assert_outcomes(passed=2)  # reading needs no write
+    result = project.runpytest(*args(request, "--trigrad-update"))
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*trigrad: cannot write the snapshot test_dense-*.npz into the folder *__trigrad__/"
+                                 "test_snap (PermissionError: Permission denied): *__trigrad__/test_snap is read-only;*"])
+    assert "Traceback" not in result.stdout.str()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temporaries, nothing changed
+    monkeypatch.delenv("READ_ONLY")
+    project.runpytest(*args(request)).assert_outcomes(passed=2)
