@@ -4,7 +4,11 @@
   (``--bug NAME``, ``--list``);
 * ``trigrad check TARGET`` checks the user's own code (see :mod:`harness.target`) and
   exits 0 when everything passes, 1 when a disagreement was found, 2 on a usage or
-  configuration error (one clear line; ``--debug`` for the traceback);
+  configuration error (one clear line; ``--debug`` for the traceback) or when the check
+  did not end with a complete report (the user's code exited, crashed or timed out), 130
+  on Ctrl-C. The user's code runs in a child process (:mod:`harness.isolate`); report
+  paths are checked before it starts (:mod:`harness.report.paths`);
+* ``trigrad sweep TARGET`` searches a layer's hyperparameters (:func:`harness.sweep`), isolated the same way;
 * ``trigrad refs ARCH`` runs both references on a known architecture and prints how closely
   PyTorch and JAX agree on every layer: the foundation everything else is checked against.
 """
@@ -12,10 +16,14 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 import time
-import traceback
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+INTERRUPTED = "trigrad: interrupted; your parameters are restored and no file was written"
 
 
 def _refs(args: argparse.Namespace) -> int:
@@ -70,15 +78,16 @@ def _refs(args: argparse.Namespace) -> int:
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
-def _outputs(report: Any, args: argparse.Namespace) -> None:
-    if args.json:
+def _outputs(report: Any, paths: dict[str, str]) -> None:
+    """Write the report files (paths already checked by :func:`check_report_paths`)."""
+    if "json" in paths:
         from .report import write_json
 
-        write_json(report, args.json)
-    if args.html:
+        write_json(report, paths["json"])
+    if "html" in paths:
         from .report import write_html
 
-        write_html(report, args.html)
+        write_html(report, paths["html"])
 
 
 def _console(args: argparse.Namespace) -> Any:
@@ -91,91 +100,120 @@ def _console(args: argparse.Namespace) -> Any:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import list_bugs, run_demo
+    from .report.paths import ReportPathError, check_report_paths
 
     console = _console(args)
     if args.list:
         list_bugs(console)
         return 0
     try:
+        outputs = check_report_paths(args.json, args.html)
         code, report = run_demo(console, bug=args.bug, seed=args.seed, full=args.full)
-    except ValueError as e:
+        _outputs(report, outputs)
+    except (ValueError, OSError) as e:  # an unknown --bug, a report path refused or unwritable
         print(f"trigrad demo: {e}", file=sys.stderr)
         return 2
-    _outputs(report, args)
     return code
+
+
+def _ended(command: str, outcome: Any) -> int:
+    """A check that did not end with a report: one line saying what happened; exit 2 (130
+    for an interrupt). Nothing passed."""
+    if outcome.kind == "interrupted":
+        raise KeyboardInterrupt
+    message = outcome.message
+    if outcome.kind in ("timeout", "died", "exit"):
+        done = f"{len(outcome.done)} entries checked ({', '.join(outcome.done)})" if outcome.done else "no entry checked"
+        now = f", stopped in '{outcome.current}'" if outcome.current and outcome.kind != "died" else ""
+        message += f"; {done}{now}. Nothing passed: no report"
+    print(f"trigrad {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _request(command: str, args: argparse.Namespace, **fields: Any) -> dict:
+    return {"command": command, "target": args.target, "seed": args.seed, "debug": args.debug, **fields}
+
+
+def _target_files(target: str) -> list[Path]:
+    """The file TARGET names, if it is a file: a report must never replace it."""
+    where = target.rpartition(":")[0]
+    return [Path(where)] if where.endswith(".py") or "/" in where else []
 
 
 def _check(args: argparse.Namespace) -> int:
     from .demo import progress_bar, ticker
-    from .target import TargetError, call, load, run
+    from .isolate import run_isolated
+    from .report.paths import ReportPathError, check_report_paths
 
     console = _console(args)
+    problem = None
+    if args.fd_probes is not None and args.fd_probes < 1:
+        problem = f"--fd-probes must be at least 1, got {args.fd_probes}"
+    elif not args.tol_scale > 0 or args.tol_scale == float("inf"):
+        problem = f"--tol-scale must be positive and finite, got {args.tol_scale}"
+    elif args.timeout is not None and not args.timeout > 0:
+        problem = f"--timeout must be a positive number of seconds, got {args.timeout}"
     try:
-        if args.fd_probes is not None and args.fd_probes < 1:
-            raise TargetError(f"--fd-probes must be at least 1, got {args.fd_probes}")
-        if args.tol_scale <= 0:
-            raise TargetError(f"--tol-scale must be positive, got {args.tol_scale}")
-        value = call(load(args.target, debug=args.debug), seed=args.seed, dtype=args.dtype, debug=args.debug)
-        with progress_bar(console) if not args.quiet else _null() as bar:
-            report = run(value, seed=args.seed, fd_probes=args.fd_probes, tol_scale=args.tol_scale,
-                         progress=ticker(bar, "checking"))
-        _outputs(report, args)
-    except TargetError as e:
-        if args.debug:
-            traceback.print_exception(e)
-        print(f"trigrad check: {e}", file=sys.stderr)
+        outputs = {} if problem else check_report_paths(args.json, args.html, _target_files(args.target))
+    except ReportPathError as e:
+        problem = str(e)
+    if problem:
+        print(f"trigrad check: {problem}", file=sys.stderr)
         return 2
-    except OSError as e:  # --json / --html could not be written
+    request = _request("check", args, dtype=args.dtype, fd_probes=args.fd_probes, tol_scale=args.tol_scale)
+    with progress_bar(console) if not args.quiet else _null() as bar:
+        outcome = run_isolated(request, timeout=args.timeout, progress=ticker(bar, "checking"),
+                               plain_progress=not args.quiet and not sys.stderr.isatty())
+    if outcome.kind != "result":
+        return _ended("check", outcome)
+    report = outcome.value
+    if not report.get("layers"):
+        print("trigrad check: nothing was checked (the report has no entries); nothing passed", file=sys.stderr)
+        return 2
+    try:
+        _outputs(report, outputs)
+    except OSError as e:
         print(f"trigrad check: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     if not args.quiet:
         from .report import render_terminal
 
         render_terminal(report, console, full=args.full)
-    return 0 if report.ok else 1
+    # the verdicts decide, not a flag the child set
+    return 0 if all(layer.get("verdict") == "pass" for layer in report["layers"]) else 1
 
 
 def _sweep(args: argparse.Namespace) -> int:
     """``trigrad sweep TARGET``: TARGET's function returns {"make": make_layer, "spec":
     spec_factory, "space": {...}, "options": {check kwargs}}; see :func:`harness.sweep`."""
-    from .sweeper import sweep
-    from .target import TargetError, call, load
+    from .isolate import run_isolated
+    from .report.paths import ReportPathError, check_report_paths
 
     console = _console(args)
     try:
-        value = call(load(args.target, debug=args.debug), seed=args.seed, dtype=None, debug=args.debug)
-        if not isinstance(value, dict) or not {"make", "spec", "space"} <= set(value) or \
-                set(value) - {"make", "spec", "space", "options"}:
-            raise TargetError("the target must return {'make': make_layer, 'spec': spec_factory, 'space': {...}} "
-                              f"(and optionally 'options': {{...}}), got {type(value).__name__}"
-                              + (f" with keys {sorted(value)}" if isinstance(value, dict) else ""))
-        try:
-            result = sweep(value["make"], value["spec"], value["space"], seed=args.seed, max_examples=args.max_examples,
-                           time_budget=args.time_budget, check_kwargs=value.get("options"),
-                           progress=console if not args.quiet else False)
-        except (ImportError, TypeError, ValueError) as e:
-            raise TargetError(str(e)) from e
-        if result.examples == 0 and result.skipped:
-            raise TargetError(f"the spec rejected every configuration drawn ({result.skipped}); last: {result.last_rejection}")
-        if result.report is not None and args.json:
-            from .report import write_json
-
-            write_json(result.report, args.json)
-    except TargetError as e:
-        if args.debug:
-            traceback.print_exception(e)
+        outputs = check_report_paths(args.json, None, _target_files(args.target))
+    except ReportPathError as e:
         print(f"trigrad sweep: {e}", file=sys.stderr)
         return 2
-    except OSError as e:  # --json could not be written
+    request = _request("sweep", args, max_examples=args.max_examples, time_budget=args.time_budget,
+                       progress=not args.quiet, no_color=args.no_color)
+    outcome = run_isolated(request, timeout=args.timeout, plain_progress=not args.quiet and not sys.stderr.isatty())
+    if outcome.kind != "result":
+        return _ended("sweep", outcome)
+    result = outcome.value
+    try:
+        if result["report"] is not None:
+            _outputs(result["report"], outputs)
+    except OSError as e:
         print(f"trigrad sweep: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     if not args.quiet:
-        console.print(str(result), markup=False, soft_wrap=True)  # the line to reproduce stays one line
-        if result.report is not None:
+        console.print(result["text"], markup=False, soft_wrap=True)  # the line to reproduce stays one line
+        if result["report"] is not None:
             from .report import render_terminal
 
-            render_terminal(result.report, console)
-    return 0 if result.ok else 1
+            render_terminal(result["report"], console)
+    return 0 if result["ok"] else 1
 
 
 def _null() -> Any:
@@ -187,6 +225,31 @@ def _null() -> Any:
 def _quiet_debug_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing; the exit code tells")
     p.add_argument("--debug", action="store_true", help="show the traceback of a usage or configuration error")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop after this many seconds, say how far it got, and exit 2 (default: no limit)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that suggests the option a mistyped flag was probably meant to be."""
+
+    def _options(self) -> list[str]:
+        found = []
+        for action in self._actions:
+            found += [o for o in action.option_strings if o.startswith("--")]
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found += sub._options()
+        return sorted(set(found))
+
+    def error(self, message: str) -> NoReturn:
+        unknown = re.match(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            hints = []
+            for token in unknown.group(1).split():
+                close = difflib.get_close_matches(token.split("=")[0], self._options(), n=1) if token.startswith("-") else []
+                hints += [f"{token}: did you mean {close[0]}?"] if close else []
+            message += "".join(f"\n  {h}" for h in hints)
+        super().error(message)
 
 
 def _report_options(p: argparse.ArgumentParser) -> None:
@@ -201,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trigrad`` console script; returns the exit code."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="trigrad", description="Is my backward right? Three-way gradient checks.")
+    parser = _Parser(prog="trigrad", description="Is my backward right? Three-way gradient checks.")
     parser.add_argument("--version", action="version", version=f"trigrad {__version__}")
     sub = parser.add_subparsers(dest="command")
     refs = sub.add_parser("refs", help="run both reference networks on a known architecture and show their agreement")
@@ -238,6 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sw.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
     _quiet_debug_options(sw)
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "refs":
         return _refs(args)
     if args.command == "demo":

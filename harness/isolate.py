@@ -1,0 +1,277 @@
+"""Running the user's code in a child process, so that nothing it does can fake a pass.
+
+``trigrad check`` and ``trigrad sweep`` import and run code they do not control. That code
+may call ``sys.exit(0)`` or ``os._exit(0)``, crash the interpreter, print to stdout, or hang.
+The parent process (:func:`run_isolated`) owns the exit code, standard output and every file
+written; the child (``python -m harness.isolate``) only computes, and sends its progress and
+its final result over a pipe as JSON lines. The parent trusts nothing but a complete
+``result`` message: a child that exits, dies or times out before sending one is reported
+with what happened and where, and the command exits 2.
+
+In the child, standard output is the parent's standard error (so ``--json -`` stays pure
+JSON whatever the user's code prints) and standard input is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+_REAL_EXIT = os._exit  # kept before the child guards os._exit, to end the child itself
+PROGRESS_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal
+
+
+@dataclass
+class Outcome:
+    """What the child did. ``kind``: ``result`` (``value`` holds it), ``usage`` (a usage or
+    configuration error), ``exit`` (the user's code ended the process), ``died``,
+    ``timeout``, ``interrupted`` or ``internal`` (trigrad itself failed); ``message`` says
+    what happened, ``done`` lists the entries checked before the end."""
+
+    kind: str
+    message: str = ""
+    value: Any = None
+    done: list[str] = field(default_factory=list)
+    current: str | None = None
+
+
+# ---------------------------------------------------------------------------- parent side
+
+
+def _signal_name(status: int) -> str:
+    try:
+        return signal.Signals(-status).name
+    except ValueError:
+        return f"signal {-status}"
+
+
+class _Lines:
+    """JSON lines from the child's pipe, read without blocking past a deadline."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buffer, self.closed = fd, b"", False
+
+    def read(self, wait: float) -> list[dict]:
+        if self.closed:
+            time.sleep(max(0.0, min(wait, 0.05)))
+            return []
+        ready, _, _ = select.select([self.fd], [], [], max(0.0, wait))
+        if ready:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                self.closed = True
+            self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # not ours (the user's code wrote to our pipe): ignore it
+                continue
+        return out
+
+
+def _spawn(request: dict) -> tuple[subprocess.Popen, int]:
+    read_fd, write_fd = os.pipe()
+    request = {**request, "fd": write_fd, "sys_path": list(sys.path)}
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.isolate", json.dumps(request)],
+                                pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=2)
+    finally:
+        os.close(write_fd)
+    return proc, read_fd
+
+
+def _stop(proc: subprocess.Popen, first: int = signal.SIGINT) -> None:
+    """End the child: ``first`` (SIGINT lets the user's ``finally`` blocks run), then SIGKILL."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(first)
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()
+
+
+def _finish(proc: subprocess.Popen, out: Outcome | None, done: list[str], current: str | None) -> Outcome:
+    status = proc.wait()
+    if out is not None and (out.kind != "result" or status == 0):
+        out.done, out.current = done, current
+        return out
+    where = f" while checking '{current}'" if current else " before the check began"
+    if status < 0:
+        what = f"was killed by {_signal_name(status)}"
+    else:
+        what = f"exited with status {status}"
+    return Outcome("died", f"the process running your code {what}{where}, before the report was complete",
+                   done=done, current=current)
+
+
+def run_isolated(request: dict, *, timeout: float | None = None,
+                 progress: Callable[[str, int, int], None] | None = None,
+                 plain_progress: bool = False) -> Outcome:
+    """Run ``request`` (``{"command": "check" | "sweep", ...}``, see :func:`_work`) in a
+    child process and return its :class:`Outcome`. ``progress(name, done, total)`` is fed
+    from the child's progress; ``plain_progress`` also prints a line to stderr every
+    :data:`PROGRESS_EVERY` seconds (for CI logs, where no progress bar is drawn).
+    ``timeout``: seconds after which the child is stopped (``kind="timeout"``).
+    KeyboardInterrupt stops the child and is raised again."""
+    proc, read_fd = _spawn(request)
+    lines = _Lines(read_fd)
+    start = time.monotonic()
+    every = float(os.environ.get("TRIGRAD_PROGRESS_EVERY", PROGRESS_EVERY))
+    next_line = start + every
+    done: list[str] = []
+    current, position, final = None, (0, 0), None
+    try:
+        while final is None and (not lines.closed or proc.poll() is None):
+            now = time.monotonic()
+            if timeout is not None and now - start >= timeout:
+                _stop(proc, signal.SIGKILL)
+                return Outcome("timeout", f"stopped after the --timeout of {timeout:g} s", done=done, current=current)
+            wait = min(next_line - now, (start + timeout - now) if timeout is not None else 0.5, 0.5)
+            for event in lines.read(wait):
+                if event.get("t") == "progress":
+                    name, i, n = event["name"], int(event["done"]), int(event["total"])
+                    if current is not None and current != name and current not in done:
+                        done.append(current)
+                    current, position = name, (i, n)
+                    if progress:
+                        progress(name, i, n)
+                else:
+                    final = Outcome(event.get("t", "internal"), event.get("message", ""), event.get("value"))
+            if plain_progress and time.monotonic() >= next_line:
+                where = f"checking '{current}' ({position[0] + 1} of {position[1]})" if current else "loading your code"
+                print(f"trigrad: {time.monotonic() - start:.0f} s, {where}", file=sys.stderr, flush=True)
+                next_line += every
+    except KeyboardInterrupt:
+        _stop(proc)
+        raise
+    finally:
+        os.close(read_fd)
+    return _finish(proc, final, done, current)
+
+
+# ----------------------------------------------------------------------------- child side
+
+
+class _Channel:
+    """The child's end of the pipe: one JSON object per line."""
+
+    def __init__(self, fd: int) -> None:
+        self.file = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+
+    def send(self, t: str, **fields: Any) -> None:
+        self.file.write(json.dumps({"t": t, **fields}) + "\n")
+        self.file.flush()
+
+
+def _guard_os_exit(channel: _Channel) -> None:
+    """``os._exit`` says who called it before the process goes (the parent would otherwise
+    only see an exit status)."""
+    from .frames import caller_location
+
+    def _exit(status: int) -> None:
+        where = caller_location(sys._getframe(1)) or "in code outside any file"
+        channel.send("exit", message=f"your code called os._exit({status!r}) {where}")
+        _REAL_EXIT(status)
+
+    os._exit = _exit  # type: ignore[assignment]
+
+
+def _check(request: dict, channel: _Channel) -> Any:
+    from .target import call, load, run
+
+    value = call(load(request["target"], debug=request["debug"]), seed=request["seed"], dtype=request["dtype"],
+                 debug=request["debug"])
+    report = run(value, seed=request["seed"], fd_probes=request["fd_probes"], tol_scale=request["tol_scale"],
+                 progress=lambda name, i, n: channel.send("progress", name=name, done=i, total=n))
+    return json.loads(report.to_json())
+
+
+def _sweep(request: dict) -> dict:
+    """``trigrad sweep``: the target returns {"make", "spec", "space", "options"}."""
+    from .sweeper import sweep
+    from .target import TargetError, call, load
+
+    value = call(load(request["target"], debug=request["debug"]), seed=request["seed"], dtype=None,
+                 debug=request["debug"])
+    if not isinstance(value, dict) or not {"make", "spec", "space"} <= set(value) or \
+            set(value) - {"make", "spec", "space", "options"}:
+        raise TargetError("the target must return {'make': make_layer, 'spec': spec_factory, 'space': {...}} "
+                          f"(and optionally 'options': {{...}}), got {type(value).__name__}"
+                          + (f" with keys {sorted(value)}" if isinstance(value, dict) else ""))
+    bar = False
+    if request["progress"] and sys.stderr.isatty():
+        from rich.console import Console
+
+        bar = Console(stderr=True, no_color=request["no_color"] or None)
+    try:
+        result = sweep(value["make"], value["spec"], value["space"], seed=request["seed"],
+                       max_examples=request["max_examples"], time_budget=request["time_budget"],
+                       check_kwargs=value.get("options"), progress=bar)
+    except (ImportError, TypeError, ValueError) as e:
+        raise TargetError(str(e)) from e
+    if result.examples == 0 and result.skipped:
+        raise TargetError(f"the spec rejected every configuration drawn ({result.skipped}); last: {result.last_rejection}")
+    report = json.loads(result.report.to_json()) if result.report is not None else None
+    return {"text": str(result), "ok": result.ok, "report": report}
+
+
+def _work(request: dict, channel: _Channel) -> Any:
+    """The child's job: ``check`` returns the report's dict; ``sweep`` the sweep's summary."""
+    if request["command"] == "check":
+        return _check(request, channel)
+    return _sweep(request)
+
+
+def _child(argv: list[str]) -> int:
+    from .frames import user_frame, user_location
+    from .target import TargetError
+
+    request = json.loads(argv[0])
+    sys.path[:] = request["sys_path"]
+    sys.argv = [request["target"]]
+    channel = _Channel(request["fd"])
+    _guard_os_exit(channel)
+    try:
+        channel.send("result", value=_work(request, channel))
+        return 0
+    except TargetError as e:
+        if request["debug"]:
+            import traceback
+
+            traceback.print_exception(e)
+        channel.send("usage", message=str(e))
+    except SystemExit as e:
+        where = user_location(e.__traceback__) or "outside any file"
+        channel.send("exit", message=f"your code called sys.exit({e.code!r}) {where}")
+    except KeyboardInterrupt:
+        channel.send("interrupted")
+        return 130
+    except MemoryError as e:
+        channel.send("usage", message=f"ran out of memory {user_location(e.__traceback__) or 'in trigrad'}: the "
+                                      "input or the network is too large for this machine; try a smaller batch")
+    except Exception as e:  # noqa: BLE001 - anything else is reported, never a silent exit
+        import traceback
+
+        traceback.print_exception(e)
+        located = user_location(e.__traceback__)
+        kind = "usage" if located else "internal"
+        channel.send(kind, message=user_frame(e) if located else f"internal error in trigrad: {e!r} (please report it "
+                     "with the traceback above)")
+    return 2
+
+
+if __name__ == "__main__":
+    code = _child(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _REAL_EXIT(code)  # not the guarded one; and skip the user's atexit handlers

@@ -1,0 +1,210 @@
+"""`trigrad check` / `trigrad sweep` run the user's code in a child process: whatever that
+code does (sys.exit, os._exit, a crash, prints, a hang, Ctrl-C), exit 0 comes only after a
+complete report that passed, and anything else is one line and exit 2 (130 for Ctrl-C)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+USER = '''
+import os, sys, time
+import numpy as np
+import harness as tg
+
+print("user module imported")
+
+class Dense:
+    def __init__(self, action=None, bug=True):
+        rng = np.random.default_rng(0)
+        self.W, self.b = rng.standard_normal((4, 3)), rng.standard_normal(3)
+        self.action, self.bug = action, bug
+
+    def forward(self, x):
+        print("forward called")
+        if self.action == "exit-forward":
+            sys.exit(0)
+        if self.action == "sleep":
+            time.sleep(0.3)
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        if self.action == "exit-backward":
+            sys.exit(3)
+        if self.action == "os-exit":
+            os._exit(0)
+        if self.action == "kill":
+            os.kill(os.getpid(), 9)
+        self.dW = self.x.T @ dy
+        self.db = 3 * dy.sum(axis=0) if self.bug else dy.sum(axis=0)  # the bug: a x3 bias gradient
+        return dy @ self.W.T
+
+SPEC = tg.Linear("fc", 4, 3)
+LAYOUT = tg.Layout(linear="in_out")
+
+def layer(action=None, bug=True):
+    return tg.wrap_layer(Dense(action, bug), SPEC, layout=LAYOUT)
+
+def good(): return layer(bug=False)
+def bad(): return layer()
+def exit_forward(): return layer("exit-forward")
+def exit_backward(): return layer("exit-backward")
+def os_exit(): return layer("os-exit")
+def killed(): return layer("kill")
+def sleepy(): return layer("sleep", bug=False)
+def exit_bye(): sys.exit("bye")
+def hangs(): time.sleep(60)
+def empty(): return tg.Report(seed=0)
+def touch():
+    open(os.path.join(os.path.dirname(__file__), "called"), "w").close()
+    return layer(bug=False)
+'''
+
+
+@pytest.fixture()
+def user_file(tmp_path: Path) -> Path:
+    path = tmp_path / "user_layers.py"
+    path.write_text(textwrap.dedent(USER))
+    return path
+
+
+def check(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["check", *args])
+    out = capfd.readouterr()
+    return code, out.out, out.err
+
+
+def line_of(code: str) -> int:
+    """The line number of ``code`` in the user's file."""
+    return next(i for i, line in enumerate(textwrap.dedent(USER).splitlines(), 1) if code in line)
+
+
+@pytest.mark.parametrize("target, said", [
+    ("exit_forward", "your code called sys.exit(0) in Dense.forward ({file}:{line})"),
+    ("exit_backward", "your code called sys.exit(3) in Dense.backward ({file}:{line})"),
+    ("os_exit", "your code called os._exit(0) in Dense.backward ({file}:{line})"),
+    ("exit_bye", "your code called sys.exit('bye') in exit_bye ({file}:{line})"),
+    ("killed", "the process running your code was killed by SIGKILL while checking 'fc'"),
+])
+def test_user_code_that_ends_the_process_is_exit_2_never_a_pass(user_file: Path, capfd, target: str, said: str) -> None:
+    code, out, err = check(capfd, f"{user_file}:{target}")
+    assert code == 2, err
+    assert out == ""  # no table, no verdict: nothing passed
+    line = next(line for line in err.splitlines() if line.startswith("trigrad check: "))
+    call = {"exit_forward": "sys.exit(0)", "exit_backward": "sys.exit(3)", "os_exit": "os._exit(0)",
+            "exit_bye": 'sys.exit("bye")'}.get(target, "")
+    assert said.format(file=user_file, line=line_of(call) if call else 0) in line
+    assert line.endswith("Nothing passed: no report") and "Traceback" not in err
+
+
+def test_os_exit_at_import_is_exit_2(tmp_path: Path, capfd) -> None:
+    path = tmp_path / "quits.py"
+    path.write_text("import os\nos._exit(0)\ndef f():\n    pass\n")
+    code, out, err = check(capfd, f"{path}:f")
+    assert (code, out) == (2, "")
+    assert f"your code called os._exit(0) at import of quits.py ({path}:2)" in err
+
+
+def test_json_to_stdout_stays_pure_when_the_user_prints(user_file: Path, capfd) -> None:
+    code, out, err = check(capfd, f"{user_file}:bad", "--json", "-")
+    assert code == 1
+    data = json.loads(out)  # every byte of stdout is the report
+    assert data["first_failure"] == "fc"
+    assert "user module imported" in err and "forward called" in err
+
+
+def test_a_report_with_no_entries_is_not_a_pass(user_file: Path, capfd) -> None:
+    code, out, err = check(capfd, f"{user_file}:empty")
+    assert (code, out) == (2, "") and "nothing was checked" in err
+
+
+def test_timeout_stops_the_check_and_exits_2(user_file: Path, capfd) -> None:
+    start = time.perf_counter()
+    code, out, err = check(capfd, f"{user_file}:hangs", "--timeout", "1.5")
+    assert time.perf_counter() - start < 20
+    assert (code, out) == (2, "")
+    assert "stopped after the --timeout of 1.5 s; no entry checked. Nothing passed" in err
+
+
+def test_plain_progress_lines_when_stderr_is_not_a_terminal(user_file: Path, capfd, monkeypatch) -> None:
+    monkeypatch.setenv("TRIGRAD_PROGRESS_EVERY", "0.5")
+    code, _, err = check(capfd, f"{user_file}:sleepy")
+    assert code == 0
+    assert "checking 'fc' (1 of 1)" in err  # the forward sleeps 0.3 s a call: several seconds in all
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], cwd=cwd, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(user_file: Path) -> None:
+    proc = _cli("check", f"{user_file}:hangs", cwd=user_file.parent)
+    time.sleep(3)  # the child is sleeping in the user's function by now
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert out == "" and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "trigrad: interrupted; your parameters are restored and no file was written"
+
+
+def test_the_sweep_runs_isolated_too(tmp_path: Path, capfd) -> None:
+    path = tmp_path / "sweep_quits.py"
+    path.write_text("import sys\ndef space():\n    sys.exit(0)\n")
+    assert main(["sweep", f"{path}:space"]) == 2
+    assert "your code called sys.exit(0) in space" in capfd.readouterr().err
+
+
+# ----------------------------------------------------------------------- report paths
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--html", "{file}"], "that is the code under check; refusing to overwrite it"),
+    (["--json", "{dir}/other.py"], "refusing to write a report over a .py file"),
+    (["--json", "{dir}/r.json", "--html", "{dir}/r.json"], "are the same file"),
+    (["--json", "{dir}/notes.json"], "exists and is not a trigrad json report"),
+    (["--html", "{dir}/missing/r.html"], "does not exist; create it first"),
+    (["--json", "{dir}"], "is a folder"),
+])
+def test_report_paths_that_would_lose_data_are_refused_before_the_check(user_file: Path, capfd, args: list[str],
+                                                                      said: str) -> None:
+    folder = user_file.parent
+    (folder / "other.py").write_text("x = 1\n")
+    (folder / "notes.json").write_text('{"mine": true}\n')
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    code, out, err = check(capfd, f"{user_file}:touch", *(a.format(file=user_file, dir=folder) for a in args))
+    assert (code, out) == (2, "")
+    assert said in err and err.count("\n") == 1
+    assert not (folder / "called").exists()  # refused before the user's code ran
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+def test_an_existing_report_keeps_its_mode_and_a_symlink_is_written_through(user_file: Path, capfd) -> None:
+    folder = user_file.parent
+    report = folder / "private.json"
+    assert check(capfd, f"{user_file}:bad", "--json", str(report), "--quiet")[0] == 1
+    report.chmod(0o600)
+    link = folder / "link.json"
+    link.symlink_to(report)
+    assert check(capfd, f"{user_file}:good", "--json", str(link), "--quiet")[0] == 0
+    assert link.is_symlink() and os.readlink(link) == str(report)
+    assert json.loads(report.read_text())["ok"] is True  # the link's target holds the new report
+    assert oct(report.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_a_mistyped_flag_suggests_the_right_one(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["check", "x.py:f", "--jsn", "r.json"])
+    assert e.value.code == 2
+    assert "--jsn: did you mean --json?" in capsys.readouterr().err
