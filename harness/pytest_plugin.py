@@ -14,7 +14,8 @@ uses the fixture::
 * ``backprop.snapshot(code, name=None, ...)``: compares the code with the snapshot stored
   next to the test file (``__trigrad__/<module>/<class_function_params>-<hash>.npz``, one
   per test and ``name``; workers of pytest-xdist never share one); a missing snapshot is recorded and the test fails once, asking for
-  a look (as pytest-regressions does); ``--trigrad-update`` rewrites snapshots instead.
+  a look (as pytest-regressions does); ``--trigrad-update`` rewrites snapshots instead. A
+  folder that cannot be written fails the test with a message naming it and what to do.
 * ``backprop.equivalent(old, new, spec, ...)``: two versions of the code, one report.
 
 Options: ``--trigrad-update``, ``--trigrad-seed N`` (every check's seed),

@@ -148,8 +148,9 @@ def load(path: str | os.PathLike) -> Snapshot:
     if not is_sealed(on_disk):
         changed = [d for d in differences(on_disk, manifest) if "manifest_sha256" not in d] or \
             ["field 'manifest_sha256' does not match the content"]
-        raise SnapshotError(f"{json_path}: edited or tampered manifest: {'; '.join(changed[:3])} (in {data_path.name}); "
-                            f"its manifest_sha256 no longer matches. Restore the file (e.g. git checkout) or {RERECORD}")
+        raise SnapshotError(f"{json_path}: edited or tampered manifest (its manifest_sha256 no longer matches; compared "
+                            f"with the one recorded in {data_path.name}): {'; '.join(changed[:3])}. Restore the file "
+                            f"(e.g. git checkout) or {RERECORD}")
     if canonical(on_disk) != canonical(manifest):
         warnings.warn(SnapshotWarning(
             f"{json_path}: an interrupted write: {json_path.name} and {data_path.name} come from different saves (a "

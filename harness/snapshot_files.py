@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .snapshot_manifest import CONTAINERS, SnapshotError, SnapshotWarning
+from .snapshot_manifest import CONTAINERS, SnapshotError, SnapshotWarning, is_sealed
 
 try:  # POSIX; elsewhere writes are atomic per file but two writers are not serialised
     import fcntl
@@ -247,10 +247,12 @@ def _read(path: Path, mode: str) -> Any:
 
 
 def _container_of(text: str, path: str | os.PathLike) -> str:
-    """The container the JSON names; when it names none (unreadable, tampered), whichever
-    data file exists, so the loader can still compare the JSON with the embedded manifest."""
+    """The container the JSON names if its hash vouches for it; else (unreadable, edited)
+    whichever data file exists, so the loader can compare the JSON with the embedded manifest
+    and name the edited field."""
     try:
-        container = json.loads(text).get("container")
+        manifest = json.loads(text)
+        container = manifest.get("container") if is_sealed(manifest) else None
     except (ValueError, AttributeError):
         container = None
     if container in CONTAINERS:

@@ -20,7 +20,7 @@ CONTAINERS = ("npz", "safetensors")
 HASH_FIELD = "manifest_sha256"
 # the dtypes the user's code may compute in; anything else (int64, bool) would make the
 # precision ratio of regress.compare multiply every tolerance by ~1e284
-KNOWN_DTYPES = ("float16", "float32", "float64", "longdouble", "float96", "float128")
+KNOWN_DTYPES = ("float16", "float32", "float64", "float96", "float128")  # the last two: long double
 KINDS = ("layer", "network")
 REQUIRED_ARRAYS = ("x", "g", "output", "input")
 # room above the tolerance this trigrad would compute, for a later trigrad's tolerance

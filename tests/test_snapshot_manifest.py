@@ -105,6 +105,7 @@ HAND_EDITS = {
                       r"field 'entries\.fc\.tolerances\.bias' is \"abc\" here"),
     "entries emptied": (lambda m: m.update(entries={}), r"field 'entries\.fc' was removed"),
     "entries deleted": (lambda m: m.pop("entries"), r"field 'entries' was removed"),
+    "container": (lambda m: m.update(container="safetensors"), r"field 'container' is \"safetensors\" here, \"npz\""),
     "hash alone": (lambda m: m.update(manifest_sha256="0" * 64), r"field 'manifest_sha256' does not match"),
 }
 
