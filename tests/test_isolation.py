@@ -208,3 +208,31 @@ def test_a_mistyped_flag_suggests_the_right_one(capsys) -> None:
         main(["check", "x.py:f", "--jsn", "r.json"])
     assert e.value.code == 2
     assert "--jsn: did you mean --json?" in capsys.readouterr().err
+
+
+def test_ctrl_c_inside_the_users_code_restores_the_parameters_bit_for_bit() -> None:
+    import numpy as np
+
+    import harness as tg
+
+    class Interrupted:
+        def __init__(self) -> None:
+            rng = np.random.default_rng(0)
+            self.W, self.b, self.calls = rng.standard_normal((4, 3)), rng.standard_normal(3), 0
+
+        def forward(self, x):
+            self.x, self.calls = x, self.calls + 1
+            if self.calls == 6:  # mid finite differences: W is perturbed right now
+                raise KeyboardInterrupt
+            return x @ self.W + self.b
+
+        def backward(self, dy):
+            self.dW, self.db = self.x.T @ dy, dy.sum(axis=0)
+            return dy @ self.W.T
+
+    layer = Interrupted()
+    W, b = layer.W.copy(), layer.b.copy()
+    with pytest.raises(KeyboardInterrupt):
+        tg.check_layer(tg.wrap_layer(layer, tg.Linear("fc", 4, 3), layout=tg.Layout(linear="in_out")), input_shape=(2, 4))
+    assert layer.calls == 6
+    assert layer.W.tobytes() == W.tobytes() and layer.b.tobytes() == b.tobytes()
