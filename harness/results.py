@@ -140,23 +140,29 @@ class Report:
         return json.dumps(_finite(self.to_dict()), default=_jsonable, allow_nan=False, **kwargs)
 
     def __str__(self) -> str:
+        from .report.safe_text import visible  # user strings may hold escape sequences: shown, not sent
+
+        def name(value: Any) -> str:
+            return visible(value, one_line=True)
+
         head = f"{'layer':<22} {'verdict':<13} {'tensor':<10} {'vs torch':>10} {'vs jax':>10} {'tol':>9} {'fd':>10}"
         lines = [f"trigrad report (seed {self.seed}): " + ("all layers pass" if self.ok else
-                                                          f"first failure: {self.first_failure}"), head]
+                                                          f"first failure: {name(self.first_failure)}"), head]
         for layer in self.layers:
             first = True
             for t in layer.tensors or [None]:
-                label = f"{layer.name:<22} {layer.verdict:<13}" if first else " " * 36
+                label = f"{name(layer.name):<22} {name(layer.verdict):<13}" if first else " " * 36
                 first = False
                 if t is None:
-                    lines.append(f"{label} {layer.message}")
+                    lines.append(f"{label} {visible(layer.message)}")
                     continue
                 fd = "-" if t.fd is None else ("kinks" if t.fd.consistent is None else f"{t.fd.worst:.1e}")
-                lines.append(f"{label} {t.name:<10} {t.error_torch:>10.2e} {t.error_jax:>10.2e} {t.tolerance:>9.1e} {fd:>10}")
+                lines.append(f"{label} {name(t.name):<10} {t.error_torch:>10.2e} {t.error_jax:>10.2e} "
+                             f"{t.tolerance:>9.1e} {fd:>10}")
             if layer.message and layer.tensors:
-                lines.append(" " * 36 + layer.message)
+                lines.append(" " * 36 + visible(layer.message))
             for d in layer.diagnosis:
-                lines.append(" " * 36 + f"diagnosis: {d}")
+                lines.append(" " * 36 + f"diagnosis: {visible(d)}")
         return "\n".join(lines)
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from .files import write_atomic
+from .safe_text import visible
+from .validate import report_data
 
 VERDICT_COLOURS = {"pass": "#1a7f37", "forward": "#cf222e", "backward": "#cf222e", "both": "#cf222e",
                    "inconclusive": "#bf8700", "reference": "#8250df", "error": "#82071e", "unknown": "#6e7781"}
@@ -53,8 +55,10 @@ box.addEventListener("change", function () {
 
 
 def _e(value: Any) -> str:
-    """Escape anything for HTML text or a quoted attribute: names and messages are user code's."""
-    return html.escape(str(value), quote=True)
+    """Escape anything for HTML text or a quoted attribute: names and messages are user code's.
+    Control characters are shown as escapes too (``\\x1b``): a page read with ``cat`` or
+    ``less -R`` must not act on the terminal."""
+    return html.escape(visible(value), quote=True)
 
 
 def _num(value: Any) -> float | None:
@@ -352,9 +356,10 @@ def _heatmaps(layers: list[dict]) -> str:
 
 def render_html(report: Any, *, title: str = "trigrad report") -> str:
     """The report (a ``Report`` or its ``to_dict()``, e.g. loaded from JSON) as one
-    self-contained HTML5 page."""
-    data = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-    layers = [layer for layer in data.get("layers") or [] if isinstance(layer, dict)]
+    self-contained HTML5 page. A dict that does not follow ``schema.json`` raises
+    :class:`~harness.report.ReportError` naming the bad field's JSON path."""
+    data = report_data(report)
+    layers = list(data["layers"])
     bars = _bars_svg(layers)
     body = (_header(data, layers, title) + _table(data, layers)
             + (f"<h2>Errors per tensor</h2><figure>{bars}</figure>" if bars else "") + _heatmaps(layers))
@@ -369,7 +374,8 @@ def render_html(report: Any, *, title: str = "trigrad report") -> str:
 
 def write_html(report: Any, path: str | os.PathLike, *, title: str = "trigrad report") -> None:
     """Write :func:`render_html` to ``path`` atomically (a temporary file in the same folder,
-    then a rename), so a reader never sees half a page."""
+    then a rename), so a reader never sees half a page; a bad report (:class:`ReportError`)
+    writes nothing."""
     write_atomic(path, render_html(report, title=title))
 
 
