@@ -33,7 +33,8 @@ def deflated_zeros(head: bytes, n_zeros: int, mib: int = 1 << 20) -> bytes:
     flush the compressor starts afresh, so every MiB of zeros compresses to the same bytes."""
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
     first = c.compress(head) + c.flush(zlib.Z_FULL_FLUSH)
-    one, again = c.compress(bytes(mib)) + c.flush(zlib.Z_FULL_FLUSH), c.compress(bytes(mib)) + c.flush(zlib.Z_FULL_FLUSH)
+    one = c.compress(bytes(mib)) + c.flush(zlib.Z_FULL_FLUSH)
+    again = c.compress(bytes(mib)) + c.flush(zlib.Z_FULL_FLUSH)
     assert one == again and n_zeros % mib == 0
     return first + one * (n_zeros // mib) + c.flush()
 

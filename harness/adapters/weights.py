@@ -59,7 +59,9 @@ def max_weight_bytes(max_bytes: int | str | None = None) -> int:
     """The limit on the bytes of arrays one weight file may hold once read (inflated):
     ``max_bytes`` if given, else the environment variable ``TRIGRAD_MAX_WEIGHT_BYTES``, else
     :data:`DEFAULT_MAX_BYTES` (1 GiB). Either may be an integer or a size like ``"4GiB"``."""
-    value, source = (max_bytes, "max_bytes") if max_bytes is not None else (os.environ.get(MAX_BYTES_ENV), MAX_BYTES_ENV)
+    value, source = max_bytes, "max_bytes"
+    if value is None:
+        value, source = os.environ.get(MAX_BYTES_ENV), MAX_BYTES_ENV
     if value is None or value == "":
         return DEFAULT_MAX_BYTES
     m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*", str(value), re.I)
