@@ -38,7 +38,10 @@ __all__ = [
     "ArrayKind",
     "fingerprint",
     "from_float64",
+    "NonFinite",
+    "is_float_dtype",
     "is_mutable",
+    "nonfinite",
     "require_float",
     "to_float64",
     "write_into",
@@ -470,6 +473,36 @@ def write_into(target: Any, values: np.ndarray, what: str) -> None:
         f"{_type_name(target)}; the parameter must be replaced instead (assign from_float64(values, kind) "
         f"with setattr or dict assignment)"
     )
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """How many values of an array are NaN or Inf (``count`` of ``size``) and the first one
+    (``value`` at ``index``, in the array's own layout)."""
+
+    count: int
+    size: int
+    index: tuple[int, ...]
+    value: float
+
+    def __str__(self) -> str:
+        verb = "is" if self.count == 1 else "are"
+        return f"{self.count} of {self.size} values {verb} NaN or Inf (the first, {self.value}, at {list(self.index)})"
+
+
+def nonfinite(values: np.ndarray) -> NonFinite | None:
+    """None when every value is finite, else a :class:`NonFinite` (str: ``"2 of 12 values are
+    NaN or Inf (the first, nan, at [1, 2])"``); pass the user's layout to get its indices."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    return NonFinite(int(np.count_nonzero(bad)), int(values.size), first, float(values[first]))
+
+
+def is_float_dtype(dtype: Any) -> bool:
+    """Whether ``dtype`` is a floating-point dtype (numpy's, or ml_dtypes' bfloat16/float8)."""
+    return _is_float_dtype(np.dtype(dtype))
 
 
 def fingerprint(a: Any) -> str:

@@ -9,7 +9,7 @@ not what the spec says).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from ..spec import Conv2d, Flatten, Layer, Linear, Sequential, example_input_shape
 from .layer import WrappedLayer, wrap_layer
-from .layouts import KERNEL_ORDERS, Layout
+from .layouts import KERNEL_ORDERS, Layout, LayoutError, user_data_shape
 
 # a forward "matches" when it agrees with the reference to this relative error (by dtype)
 MATCH_TOL = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-9}
@@ -115,4 +115,44 @@ def detect_layout(layer: Any, spec: Layer | None = None, *, input_shape: tuple[i
     return Detection(wrapped.name, best.layout, best.error, best.error <= tol, tol, results)
 
 
-__all__ = ["Candidate", "Detection", "candidate_layouts", "detect_layout"]
+def _fields(spec: Layer) -> tuple[str, ...]:
+    """The :class:`Layout` fields :func:`candidate_layouts` varies for ``spec``."""
+    if isinstance(spec, Conv2d):
+        return ("data", "kernel", "flip")
+    if isinstance(spec, Linear):
+        return ("linear",)
+    if isinstance(spec, Flatten):
+        return ("data", "flatten")
+    return ("data",)
+
+
+def suggest(declared: Layout, found: Layout, spec: Layer) -> Layout | None:
+    """``declared`` with the fields that matter for ``spec`` taken from ``found`` (the rest —
+    a network-wide layout's ``linear`` on a conv, say — kept), or None when they already agree."""
+    changes = {f: getattr(found, f) for f in _fields(spec) if getattr(found, f) != getattr(declared, f)}
+    return replace(declared, **changes) if changes else None
+
+
+def layout_conflict(wrapped: WrappedLayer, x_shape: tuple[int, ...], exc: BaseException) -> LayoutError | None:
+    """After the user's code raised ``exc`` under its declared layout on a canonical input of
+    ``x_shape``: a :class:`LayoutError` naming the declared layout, the shapes and the layout
+    under which the code runs and reproduces the reference, when there is one and the
+    declared layout is not among those that match (the declaration, not the code, is then
+    wrong); else None (detection that cannot run gives None too)."""
+    spec = wrapped.spec
+    try:
+        found = detect_layout(wrapped, input_shape=x_shape)
+    except Exception:  # detection is a second opinion: a layer it cannot run under other layouts gets none
+        return None
+    matching = [c.layout for c in found.candidates if c.error <= found.tol]
+    better = [s for s in (suggest(wrapped.layout, m, spec) for m in matching)]
+    if not matching or None in better:
+        return None
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return LayoutError(
+        f"layer '{wrapped.name}': the code raised {type(exc).__name__}{': ' + reason[:160] if reason else ''} when given "
+        f"its input as {user_data_shape(x_shape, wrapped.layout)} in the declared {wrapped.layout} (canonical "
+        f"{tuple(x_shape)}); under {better[0]} it runs and reproduces the reference: declare that layout")
+
+
+__all__ = ["Candidate", "Detection", "candidate_layouts", "detect_layout", "layout_conflict", "suggest"]

@@ -14,102 +14,16 @@ numpy arrays (NCHW data, PyTorch parameter layouts, local parameter names ``weig
 
 from __future__ import annotations
 
-import re
-from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 import numpy as np
 
+from ..faults import call_user
 from ..spec import Layer, SpecError
-from .arrays import fingerprint, from_float64, is_mutable, to_float64, write_into
+from .arrays import ArrayError, NonFinite, from_float64, is_float_dtype, is_mutable, nonfinite, to_float64, write_into
 from .layouts import CANONICAL, Layout, _squeezed, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
-
-
-class AdapterError(SpecError):
-    """The user's layer does not fit what was declared; the message names layer and value."""
-
-
-# --------------------------------------------------------------------------- references into user objects
-
-_STEP = re.compile(r"""\.?([A-Za-z_]\w*)|\[\s*(?:'([^']*)'|"([^"]*)"|(\d+))\s*\]""")
-
-
-class Ref:
-    """Where a user object keeps one array: ``"W"``, ``"params['w']"``, ``"grads.dW"``,
-    ``"weights[0]"`` — attribute names and dict keys / list indices, in order."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.steps: list[tuple[str, Any]] = []
-        pos = 0
-        while pos < len(path):
-            m = _STEP.match(path, pos)
-            if not m or m.end() == pos:
-                raise AdapterError(f"cannot parse the parameter reference {path!r} at position {pos}: use attributes and [key]s, e.g. \"params['W']\"")
-            attr, k1, k2, idx = m.groups()
-            self.steps.append(("attr", attr) if attr else ("key", int(idx) if idx is not None else (k1 if k1 is not None else k2)))
-            pos = m.end()
-
-    def _parent(self, obj: Any) -> Any:
-        for kind, key in self.steps[:-1]:
-            obj = getattr(obj, key) if kind == "attr" else obj[key]
-        return obj
-
-    def get(self, obj: Any) -> Any:
-        parent = self._parent(obj)
-        kind, key = self.steps[-1]
-        return getattr(parent, key) if kind == "attr" else parent[key]
-
-    def set(self, obj: Any, value: Any) -> None:
-        parent = self._parent(obj)
-        kind, key = self.steps[-1]
-        if kind == "attr":
-            setattr(parent, key, value)
-        else:
-            parent[key] = value
-
-    def exists(self, obj: Any) -> bool:
-        try:
-            return self.get(obj) is not None
-        except (AttributeError, KeyError, IndexError, TypeError):
-            return False
-
-    def __repr__(self) -> str:
-        return self.path
-
-
-# Where handwritten code usually keeps parameters; tried in order when none are declared.
-PARAM_CANDIDATES: dict[str, tuple[str, ...]] = {
-    "weight": ("W", "w", "weight", "weights", "kernel", "filters", "gamma"),
-    "bias": ("b", "bias", "biases", "beta"),
-    "running_mean": ("running_mean", "mean", "moving_mean"),
-    "running_var": ("running_var", "var", "moving_var"),
-    "mask": ("mask",),
-}
-_CONTAINERS = ("", "params", "param", "weights", "parameters")
-_GRAD_CONTAINERS = ("", "grads", "grad", "gradients")
-
-
-def _candidates(local: str) -> list[str]:
-    local = local.rpartition(".")[2]  # "conv1.weight" in a fused span looks like "weight"
-    out = []
-    for name in PARAM_CANDIDATES.get(local, (local,)):
-        for c in _CONTAINERS:
-            out.append(f"{c}[{name!r}]" if c else name)
-    return out
-
-
-def _grad_candidates(param_path: str) -> list[str]:
-    steps = Ref(param_path).steps
-    last = steps[-1][1]
-    if isinstance(last, int):  # params in a list ("weights[0]"): gradients in a parallel list
-        owner = steps[-2][1] if len(steps) > 1 else ""
-        return [f"{c}[{last}]" for c in (f"d{owner}", f"grad_{owner}", f"{owner}_grad", *_GRAD_CONTAINERS[1:])]
-    names = [f"d{last}", f"grad_{last}", f"{last}_grad", f"d_{last}"]
-    out = [f"{c}[{n!r}]" if c else n for n in names for c in _GRAD_CONTAINERS]
-    out += [f"{c}[{last!r}]" for c in _GRAD_CONTAINERS if c]
-    return out
+from .refs import AdapterError, Ref, ValueFinding, _candidates, _grad_candidates, preserving
 
 
 # --------------------------------------------------------------------------- the common core
@@ -136,6 +50,11 @@ class WrappedLayer:
         self._features_out: tuple[int, int, int] | None = None
         self._x_shape: tuple[int, ...] | None = None
         self._y_shape: tuple[int, ...] | None = None
+        # what the user's code last returned: the dtype of each tensor ("output", "input", a
+        # parameter's gradient), and a parameter gradient's NaN/Inf (in the user's layout)
+        self.returned: dict[str, np.dtype] = {}
+        self.nonfinite_grads: dict[str, NonFinite] = {}
+        self._grad_dtypes: dict[str, np.dtype | None] = {}  # set where gradients are not read as returned
 
     # -- subclass hooks
     def _param_names(self) -> list[str]:
@@ -242,12 +161,12 @@ class WrappedLayer:
         y = self._call_forward(x_user)
         if not _same_bits(x_user, guard):
             self.input_mutated = True
-        y64 = self._to_canonical_data(y, "forward output", self._features_out)
+        y64 = self._to_canonical_data(y, "output", "forward output", self._features_out)
         if self.spec is not None and y64.shape != expected_out:
-            raise AdapterError(
+            hint = _data_hint(np.shape(y), expected_out, self.layout)  # another layout explains it: configuration
+            raise (AdapterError if hint else ValueFinding)(
                 f"layer '{self.name}': forward returned shape {tuple(np.shape(y))}; the spec expects "
-                f"{user_data_shape(expected_out, self.layout)} in the declared {self.layout}"
-                f"{_data_hint(np.shape(y), expected_out, self.layout)}"
+                f"{user_data_shape(expected_out, self.layout)} in the declared {self.layout}{hint}"
             )
         self._y_shape = y64.shape
         return y64
@@ -266,12 +185,14 @@ class WrappedLayer:
         if not _same_bits(dy_user, guard):
             self.grad_mutated = True
         if dx is None:
-            raise AdapterError(f"layer '{self.name}': backward returned None; it must return the input gradient dx")
-        dx64 = self._to_canonical_data(dx, "backward's input gradient", self.features_in)
+            raise ValueFinding(f"layer '{self.name}': backward returned None; it must return the input gradient dx")
+        dx64 = self._to_canonical_data(dx, "input", "backward's input gradient", self.features_in)
         if dx64.shape != self._x_shape:
-            raise AdapterError(
+            hint = _data_hint(np.shape(dx), self._x_shape, self.layout)
+            raise (AdapterError if hint else ValueFinding)(
                 f"layer '{self.name}': backward returned an input gradient of shape {tuple(np.shape(dx))}; "
-                f"expected {user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})"
+                f"expected {user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared "
+                f"{self.layout}){hint}"
             )
         return dx64
 
@@ -285,14 +206,48 @@ class WrappedLayer:
             return self.features_in  # ReLU, dropout, batch norm ... keep the feature order
         return None
 
-    def _to_canonical_data(self, value: Any, what: str, features: tuple[int, int, int] | None = None) -> np.ndarray:
-        if value is None:
-            raise AdapterError(f"layer '{self.name}': {what} is None")
-        v, _ = to_float64(value, f"layer '{self.name}' {what}")
-        if not np.isfinite(v).all():
-            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(v))[0])
-            raise AdapterError(f"layer '{self.name}': {what} has a non-finite value {v[idx]} at {list(idx)} (user layout)")
+    def _to_canonical_data(self, value: Any, name: str, what: str,
+                           features: tuple[int, int, int] | None = None) -> np.ndarray:
+        """An activation the user's code returned (``name``: ``"output"`` or ``"input"``, its
+        gradient) -> canonical float64; :class:`ValueFinding` when it is None, not an array,
+        integer, or holds NaN/Inf (first index in the user's layout, and the count)."""
+        v, kind = self._read_returned(value, what)
+        self._note_dtype(name, what, kind.dtype)
+        bad = nonfinite(v)
+        if bad:
+            raise ValueFinding(f"layer '{self.name}': {what} has a non-finite value {bad.value} at {list(bad.index)} "
+                               f"(user layout; {bad.count} of {bad.size} NaN or Inf)")
         return data_from_user(v, self.layout, features)
+
+    def _read_returned(self, value: Any, what: str) -> tuple[np.ndarray, Any]:
+        """A value the user's code returned, as a float64 copy and its ArrayKind;
+        :class:`ValueFinding` when it is None or cannot be read as a real array."""
+        if value is None:
+            raise ValueFinding(f"layer '{self.name}': {what} is None; it must return an array")
+        try:
+            return to_float64(value, f"layer '{self.name}' {what}")
+        except ArrayError as e:
+            raise ValueFinding(str(e)) from None
+
+    def _note_dtype(self, name: str, what: str, dtype: np.dtype | None) -> None:
+        """Record the dtype of a returned tensor; an integer or bool one is a :class:`ValueFinding`
+        (every value truncated: no gradient check can pass or mean anything)."""
+        if dtype is None:  # computed by the harness (an SGD-step recovery): nothing the code returned
+            return
+        if not is_float_dtype(dtype):
+            raise ValueFinding(
+                f"layer '{self.name}': {what} is {dtype} while {self.computes_in()}: integer values cannot "
+                "carry a gradient (likely cause: an array allocated with an integer dtype, e.g. np.zeros_like of "
+                "integer data, or an astype(int))")
+        self.returned[name] = np.dtype(dtype)
+
+    def computes_in(self) -> str:
+        """``"the parameters are float32"`` or, without parameters, ``"its input is float64"``."""
+        return f"the parameters are {self.dtype}" if self._param_names() else f"its input is {self.dtype}"
+
+    def dtype_notes(self) -> list[str]:
+        """One line per tensor the code last returned in another dtype than it computes in."""
+        return [note for name, dt in self.returned.items() if (note := dtype_note(name, dt, self.dtype, self.computes_in()))]
 
     # -- parameters in canonical terms
     def get_params(self) -> dict[str, np.ndarray]:
@@ -303,8 +258,19 @@ class WrappedLayer:
             out[local] = self._from_user(local, v)
         return out
 
+    def nonfinite_params(self) -> dict[str, NonFinite]:
+        """``{local: NonFinite}`` for every parameter whose value (the user's, in the user's
+        layout) holds NaN or Inf."""
+        out = {}
+        for local in self._param_names():
+            bad = nonfinite(to_float64(self._get_user(local), self._what(local))[0])
+            if bad:
+                out[local] = bad
+        return out
+
     def param_grads(self) -> dict[str, np.ndarray]:
-        """Canonical float64 gradients of the trainable parameters, after :meth:`backward`."""
+        """Canonical float64 gradients of the trainable parameters, after :meth:`backward`;
+        NaN/Inf in them are kept (and recorded in :attr:`nonfinite_grads`), not raised."""
         out = {}
         trainable = self._trainable()
         for local in self._param_names():
@@ -312,16 +278,23 @@ class WrappedLayer:
                 continue
             g = self._get_grad(local)
             if g is None:
-                raise AdapterError(f"layer '{self.name}': no gradient for parameter '{local}' after backward")
-            v, _ = to_float64(g, f"layer '{self.name}' gradient of '{local}'")
+                raise ValueFinding(f"layer '{self.name}': no gradient for parameter '{local}' after backward")
+            v, kind = self._read_returned(g, f"gradient of '{local}'")
+            self._note_dtype(local, f"gradient of '{local}'", self._grad_dtypes.get(local, kind.dtype))
             p_shape = tuple(np.shape(self._get_user(local)))
             if v.shape != p_shape and _squeezed(v.shape) != _squeezed(p_shape):
                 # equal sizes are not enough: a transposed gradient reshaped would scramble
                 hint = "; looks transposed" if v.shape == p_shape[::-1] else ""
-                raise AdapterError(
+                raise ValueFinding(
                     f"layer '{self.name}': gradient of '{local}' has shape {v.shape} but the parameter has {p_shape}{hint}"
                 )
-            v = v.reshape(p_shape) * self._grad_factor()
+            v = v.reshape(p_shape)
+            bad = nonfinite(v)  # reported by the check (with the gradient still compared), not raised
+            if bad:
+                self.nonfinite_grads[local] = bad
+            else:
+                self.nonfinite_grads.pop(local, None)
+            v = v * self._grad_factor()
             out[local] = self._from_user(local, v)
         return out
 
@@ -382,66 +355,6 @@ class WrappedLayer:
         return preserving(places, f"layer '{self.name}'")
 
 
-@contextmanager
-def preserving(places: Mapping[str, tuple[Callable[[], Any], Callable[[Any], None]]], owner: str) -> Iterator[None]:
-    """Save every array at ``places`` ({name: (get, set)}); on exit, even on an exception,
-    write the saved values back into the original objects, put those objects back where
-    they were (the user's code may have replaced them), and verify every fingerprint."""
-    saved = {}
-    for name, (get, _) in places.items():
-        obj = get()
-        saved[name] = (obj, _copy(obj), fingerprint(obj))
-    try:
-        yield
-    finally:
-        for name, (obj, copy, fp) in saved.items():
-            if isinstance(obj, list):
-                _restore_list(obj, copy)
-            elif is_mutable(obj):
-                _restore_into(obj, copy)
-            get, put = places[name]
-            if get() is not obj:  # the user's code replaced it: put the original back
-                try:
-                    put(obj)
-                except (AttributeError, TypeError) as e:
-                    raise AdapterError(f"{owner}: parameter '{name}' was replaced and cannot be put back "
-                                       f"({type(e).__name__}: {e})") from None
-            if fingerprint(get()) != fp:
-                raise AdapterError(f"{owner}: could not restore parameter '{name}' bit for bit")
-
-
-def _copy(obj: Any) -> Any:
-    if type(obj).__module__.startswith("torch"):
-        return obj.detach().clone()
-    if isinstance(obj, list):  # nested lists: a shallow copy would share the inner lists
-        import copy
-
-        return copy.deepcopy(obj)
-    return obj.copy() if hasattr(obj, "copy") else obj
-
-
-def _restore_list(obj: list, saved: list) -> None:
-    """Put the saved values back into the user's own (nested) list objects."""
-    if len(obj) != len(saved):
-        obj[:] = saved
-        return
-    for i, (a, b) in enumerate(zip(obj, saved)):
-        if isinstance(a, list) and isinstance(b, list):
-            _restore_list(a, b)
-        else:
-            obj[i] = b
-
-
-def _restore_into(obj: Any, copy: Any) -> None:
-    if type(obj).__module__.startswith("torch"):
-        import torch
-
-        with torch.no_grad():
-            obj.copy_(copy)
-    else:
-        obj[...] = copy
-
-
 def _is_array(value: Any) -> bool:
     """An array the harness can read (not, say, a list of a layer's [W, b])."""
     try:
@@ -453,6 +366,19 @@ def _is_array(value: Any) -> bool:
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def dtype_note(name: str, found: np.dtype, expected: np.dtype, computes_in: str) -> str | None:
+    """``"output: is float32 while the parameters are float64: a silent downcast ..."`` when a
+    floating-point tensor the code returned is not in the dtype it computes in, else None."""
+    found, expected = np.dtype(found), np.dtype(expected)
+    if found == expected or not (is_float_dtype(found) and is_float_dtype(expected)):
+        return None
+    if found.itemsize < expected.itemsize:
+        return (f"{name}: is {found} while {computes_in}: a silent downcast (likely cause: an array allocated or "
+                f"cast as {found}, e.g. np.zeros(shape, np.{found}); its values keep only {found}'s precision)")
+    return (f"{name}: is {found} while {computes_in}: a silent upcast (likely cause: a {found} array or constant "
+            f"mixed in; the tolerances follow {expected})")
 
 
 def _data_hint(found: tuple[int, ...], expected: tuple[int, ...], layout: Layout) -> str:
@@ -604,40 +530,44 @@ class ObjectLayer(WrappedLayer):
         self._external, self._sgd_grads, self._summed_grads = False, {}, {}
         if not self.batched:  # code written for one example at a time: loop, then stack
             self._x_user = x
-            ys = [self._add_channel(self._forward_one(self._drop_channel(xi))) for xi in x]
-            return np.stack([to_float64(y, f"layer '{self.name}' forward output")[0] for y in ys])
+            ys = [self._read_returned(self._add_channel(self._forward_one(self._drop_channel(xi))), "forward output")
+                  for xi in x]
+            # in the examples' own dtype (exact: the values came from it), so the output's dtype is checked
+            return np.stack([y for y, _ in ys]).astype(ys[0][1].dtype)
         y = self._forward_one(x)
         return y
 
     def _forward_one(self, x: np.ndarray) -> Any:
-        y = getattr(self.obj, self._forward_name)(x, *self.forward_args, **self.forward_kwargs)
+        y = call_user(getattr(self.obj, self._forward_name), x, *self.forward_args, **self.forward_kwargs)
         self._forwarded = True
         return y
 
     def _backward_one(self, dy: np.ndarray) -> Any:
         if self.zero_grad:  # code that accumulates gradients until told to flush them
-            getattr(self.obj, self.zero_grad)()
-        return getattr(self.obj, self._backward_name)(dy, *self.backward_args, **self.backward_kwargs)
+            call_user(getattr(self.obj, self.zero_grad))
+        return call_user(getattr(self.obj, self._backward_name), dy, *self.backward_args, **self.backward_kwargs)
 
     def _call_backward(self, dy: np.ndarray) -> Any:
         if not self.batched:
             # per example: forward again (the layer caches one example), backward, and sum
             # the parameter gradients as a batched layer would
-            dxs, total = [], {}
+            dxs, total, kinds = [], {}, {}
             for xi, dyi in zip(self._x_user, dy):
                 self._forward_one(self._drop_channel(xi))
-                dxs.append(self._add_channel(to_float64(self._backward_one(self._drop_channel(dyi)),
-                                                        f"layer '{self.name}' backward's input gradient")[0]))
+                dx, kinds["input"] = self._read_returned(self._add_channel(self._backward_one(self._drop_channel(dyi))),
+                                                         "backward's input gradient")
+                dxs.append(dx)
                 for k in self._param_names():
                     if k in self._trainable():
                         g = self._read_grad(k)
                         if g is None:
-                            raise AdapterError(f"layer '{self.name}': no gradient for parameter '{k}' after the "
+                            raise ValueFinding(f"layer '{self.name}': no gradient for parameter '{k}' after the "
                                                f"backward of example {len(dxs) - 1}")
-                        g = to_float64(g, f"layer '{self.name}' gradient of '{k}'")[0]
+                        g, kinds[k] = self._read_returned(g, f"gradient of '{k}'")
                         total[k] = g if k not in total else total[k] + g
             self._summed_grads = total
-            return np.stack(dxs)
+            self._grad_dtypes = {k: kinds[k].dtype for k in total}  # summed here in float64: report the code's dtype
+            return np.stack(dxs).astype(kinds["input"].dtype)  # exact: the values came from that dtype
         if not self.sgd:
             return self._backward_one(dy)
         # gradients exposed only through an in-place SGD step: recover them from the weight
@@ -648,8 +578,9 @@ class ObjectLayer(WrappedLayer):
             before = {k: to_float64(self._get_user(k), self._what(k))[0] for k in names}
             dx = self._backward_one(dy)
             if method:  # None: the backward itself applies the update
-                getattr(self.obj, method)()
+                call_user(getattr(self.obj, method))
             self._sgd_grads = {k: (before[k] - to_float64(self._get_user(k), self._what(k))[0]) / lr for k in names}
+            self._grad_dtypes = dict.fromkeys(names)  # computed here, in float64: not a dtype the code returned
         return dx
 
     def _drop_channel(self, a: np.ndarray) -> np.ndarray:
@@ -756,17 +687,17 @@ class FunctionLayer(WrappedLayer):
             self._params[local] = from_float64(user, kind)
 
     def _call_forward(self, x: np.ndarray) -> Any:
-        result = self._f(x, *self._params.values(), *self._args, **self._kwargs)
+        result = call_user(self._f, x, *self._params.values(), *self._args, **self._kwargs)
         if not (isinstance(result, tuple) and len(result) == 2):
-            raise AdapterError(f"layer '{self.name}': forward must return (out, cache), got {type(result).__name__}")
+            raise ValueFinding(f"layer '{self.name}': forward must return (out, cache), got {type(result).__name__}")
         out, self._cache = result
         return out
 
     def _call_backward(self, dy: np.ndarray) -> Any:
-        result = self._b(dy, self._cache)
+        result = call_user(self._b, dy, self._cache)
         result = result if isinstance(result, tuple) else (result,)
         if len(result) != 1 + len(self._params):
-            raise AdapterError(
+            raise ValueFinding(
                 f"layer '{self.name}': backward must return (dx, {', '.join('d' + k for k in self._params)}), "
                 f"got {len(result)} values"
             )
@@ -790,4 +721,4 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
                          layout=layout, name=name)
 
 
-__all__ = ["OPTIONS", "preserving", "AdapterError", "FunctionLayer", "ObjectLayer", "Ref", "WrappedLayer", "wrap_functions", "wrap_layer"]
+__all__ = ["OPTIONS", "preserving", "AdapterError", "ValueFinding", "dtype_note", "FunctionLayer", "ObjectLayer", "Ref", "WrappedLayer", "wrap_functions", "wrap_layer"]

@@ -18,9 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..faults import call_user
 from ..spec import Loss, SoftmaxCrossEntropy, check_target
-from .arrays import to_float64
-from .layer import AdapterError
+from .layer import AdapterError, ValueFinding
+from .network import _returned
 
 STYLES = ("function", "object", "softmax")
 
@@ -45,6 +46,7 @@ class WrappedLoss:
         self.user, self.spec, self.style = user, loss, style
         self._forward, self._backward = forward, backward
         self.target_format, self.grad_scale, self.dtype = target_format, grad_scale, np.dtype(dtype)
+        self.returned: dict[str, np.dtype] = {}  # dtypes of what the user's loss last returned
 
     def _target(self, target: np.ndarray, k: int) -> np.ndarray:
         if self.target_format == "onehot" and target.ndim == 1:
@@ -59,26 +61,26 @@ class WrappedLoss:
         n, k = scores.shape[0], scores.shape[-1]
         s_user, t_user = scores.astype(self.dtype), self._target(target, k)
         if self.style == "function":
-            out = self.user(s_user, t_user)
+            out = call_user(self.user, s_user, t_user)
             if not (isinstance(out, tuple) and len(out) == 2):
-                raise AdapterError(f"loss: the function must return (loss, dscores), got {type(out).__name__}")
+                raise ValueFinding(f"loss: the function must return (loss, dscores), got {type(out).__name__}")
             value, grad = out
         elif self.style == "object":
-            value = getattr(self.user, self._forward)(s_user, t_user)
-            grad = getattr(self.user, self._backward)()
+            value = call_user(getattr(self.user, self._forward), s_user, t_user)
+            grad = call_user(getattr(self.user, self._backward))
         else:
-            probs, _ = to_float64(getattr(self.user, self._forward)(s_user), "loss: the softmax layer's output")
-            grad = getattr(self.user, self._backward)(t_user)
+            probs, _ = _returned(call_user(getattr(self.user, self._forward), s_user), "loss: the softmax layer's output")
+            grad = call_user(getattr(self.user, self._backward), t_user)
             labels = target if target.ndim == 1 else None
             picked = probs[np.arange(n), labels] if labels is not None else None
             per = -np.log(picked) if picked is not None else -(target * np.log(probs)).sum(axis=1)
             value = per.sum() / (n if self.spec.reduction == "mean" else 1)
-        g, _ = to_float64(grad, "loss: the gradient w.r.t. the scores")
+        g, self.returned["scores"] = _returned(grad, "loss: the gradient w.r.t. the scores")
         if g.shape != scores.shape:
-            raise AdapterError(f"loss: the gradient w.r.t. the scores has shape {g.shape}; expected {scores.shape}")
-        v, _ = to_float64(value, "loss: the loss value")
+            raise ValueFinding(f"loss: the gradient w.r.t. the scores has shape {g.shape}; expected {scores.shape}")
+        v, self.returned["value"] = _returned(value, "loss: the loss value")
         if v.size != 1:
-            raise AdapterError(f"loss: the loss value must be a scalar, got shape {v.shape}")
+            raise ValueFinding(f"loss: the loss value must be a scalar, got shape {v.shape}")
         return float(v.reshape(())), g * self._scale(n)
 
     def _scale(self, n: int) -> float:

@@ -38,8 +38,9 @@ import numpy as np
 
 from ..spec import (BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Layer, Linear, Loss, ParamInfo, Residual,
                     join_path, layer_shapes, named_params, walk)
-from .arrays import from_float64, is_mutable, to_float64, write_into
-from .layer import AdapterError, Ref, WrappedLayer, preserving, wrap_layer
+from ..faults import call_user
+from .arrays import ArrayError, NonFinite, from_float64, is_float_dtype, is_mutable, nonfinite, to_float64, write_into
+from .layer import AdapterError, Ref, ValueFinding, WrappedLayer, _data_hint, preserving, wrap_layer
 from .watch import Calls, watching
 from .layouts import CANONICAL, Layout, feature_orders, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
 
@@ -92,14 +93,32 @@ def _param_table(spec: Layer, input_shape: Shape | None) -> dict[str, tuple[str,
     return out
 
 
-def _user_output(value: Any, what: str, layout: Layout, features: CHW | None) -> np.ndarray:
-    """The user's activation -> canonical float64, refusing None and non-finite values."""
+def _returned(value: Any, what: str) -> tuple[np.ndarray, np.dtype]:
+    """A value the user's code returned -> (float64 copy, its dtype); :class:`ValueFinding`
+    when it is None, not a real array, or integer (see :mod:`harness.faults`)."""
     if value is None:
-        raise AdapterError(f"{what} is None; it must return an array")
-    v, _ = to_float64(value, what)
-    if not np.isfinite(v).all():
-        idx = [int(i) for i in np.argwhere(~np.isfinite(v))[0]]
-        raise AdapterError(f"{what} has a non-finite value {v[tuple(idx)]} at {idx} (user layout)")
+        raise ValueFinding(f"{what} is None; it must return an array")
+    try:
+        v, kind = to_float64(value, what)
+    except ArrayError as e:
+        raise ValueFinding(str(e)) from None
+    if not is_float_dtype(kind.dtype):
+        raise ValueFinding(f"{what} is {kind.dtype}: integer values cannot carry a gradient (likely cause: an array "
+                           "allocated with an integer dtype, or an astype(int))")
+    return v, kind.dtype
+
+
+def _user_output(value: Any, what: str, layout: Layout, features: CHW | None,
+                 returned: dict[str, np.dtype] | None = None, name: str = "output") -> np.ndarray:
+    """The user's activation -> canonical float64, refusing None, integer and non-finite
+    values (:class:`ValueFinding`); its dtype is recorded in ``returned[name]``."""
+    v, dtype = _returned(value, what)
+    if returned is not None:
+        returned[name] = dtype
+    bad = nonfinite(v)
+    if bad:
+        raise ValueFinding(f"{what} has a non-finite value {bad.value} at {list(bad.index)} (user layout; "
+                           f"{bad.count} of {bad.size} NaN or Inf)")
     return data_from_user(v, layout, features)
 
 
@@ -181,6 +200,7 @@ class WrappedNetwork:
         self._outputs: dict[str, np.ndarray] = {}
         self._output_grads: dict[str, np.ndarray] = {}
         self.input_mutated = False
+        self.returned: dict[str, np.dtype] = {}  # dtypes of what the network's own passes last returned
 
     def __repr__(self) -> str:
         mode = "network forward/backward" if self.end_to_end else "chained layers"
@@ -253,12 +273,14 @@ class WrappedNetwork:
         else:
             x_user = np.ascontiguousarray(data_to_user(x, self.layout)).astype(self.dtype)
             guard = x_user.copy()
-            raw = self._net_forward(x_user)  # type: ignore[misc]
+            raw = call_user(self._net_forward, x_user)  # type: ignore[arg-type]
             self.input_mutated = self.input_mutated or guard.tobytes() != x_user.tobytes()
-            y = _user_output(raw, "network forward output", self.layout, self._out_features)
+            y = _user_output(raw, "network forward output", self.layout, self._out_features, self.returned)
             if y.shape != expected:
-                raise AdapterError(f"network forward returned shape {tuple(np.shape(raw))}; the spec expects "
-                                   f"{user_data_shape(expected, self.layout)} in the declared {self.layout}")
+                hint = _data_hint(np.shape(raw), expected, self.layout)  # another layout explains it: configuration
+                raise (AdapterError if hint else ValueFinding)(
+                    f"network forward returned shape {tuple(np.shape(raw))}; the spec expects "
+                    f"{user_data_shape(expected, self.layout)} in the declared {self.layout}{hint}")
             # the layers' own forward did not run: tell them their input shapes, which
             # shape-dependent conversions (grad_scale="batch", lazy parameters) read
             shapes = layer_shapes(self.spec, x.shape)
@@ -278,10 +300,10 @@ class WrappedNetwork:
         if self._mode == "chain":
             return self._bwd(self.spec, self.spec.name, g)
         g_user = np.ascontiguousarray(data_to_user(g, self.layout, self._out_features)).astype(self.dtype)
-        raw = self._net_backward(g_user)  # type: ignore[misc]
-        dx = _user_output(raw, "network backward's input gradient", self.layout, None)
+        raw = call_user(self._net_backward, g_user)  # type: ignore[arg-type]
+        dx = _user_output(raw, "network backward's input gradient", self.layout, None, self.returned, "input")
         if dx.shape != self._x_shape:
-            raise AdapterError(f"network backward returned an input gradient of shape {tuple(np.shape(raw))}; expected "
+            raise (AdapterError if _data_hint(np.shape(raw), self._x_shape, self.layout) else ValueFinding)(f"network backward returned an input gradient of shape {tuple(np.shape(raw))}; expected "
                                f"{user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})")  # type: ignore[arg-type]
         return dx
 
@@ -419,6 +441,8 @@ class LossModel:
         if missing:
             raise AdapterError(f"wrap_loss_model: no location given for {missing}; map every trainable parameter, "
                                f"e.g. params={{'{missing[0]}': \"params['W1']\"}}")
+        self.returned: dict[str, np.dtype] = {}  # dtypes of what model.loss last returned
+        self.nonfinite_grads: dict[str, NonFinite] = {}  # NaN/Inf in its last gradients, in the user's layout
 
     @property
     def dtype(self) -> np.dtype:
@@ -428,15 +452,27 @@ class LossModel:
                 return kind.dtype
         return np.dtype(np.float64)
 
-    def _canonical(self, name: str, value: Any, what: str) -> np.ndarray:
+    def _canonical(self, name: str, value: Any, what: str, returned: bool = False) -> np.ndarray:
+        """A parameter (or, ``returned``, a gradient the model returned: read as a finding,
+        its dtype and NaN/Inf recorded) in the user's layout -> canonical."""
         path, layer, local, info = self._table[name]
-        v, _ = to_float64(value, what)
+        if returned:
+            v, self.returned[name] = _returned(value, what)
+        else:
+            v, _ = to_float64(value, what)
         user_shape = tuple(np.shape(self.params[name].get(self.model)))
         if v.shape != user_shape:
             if v.size != int(np.prod(user_shape)):
-                raise AdapterError(f"{what} has shape {v.shape} but the parameter has {user_shape}")
+                raise (ValueFinding if returned else AdapterError)(f"{what} has shape {v.shape} but the parameter has {user_shape}")
             v = v.reshape(user_shape)
+        if returned and nonfinite(v):
+            self.nonfinite_grads[name] = nonfinite(v)  # type: ignore[assignment]
         return param_from_user(layer, local, v, self.layout, info.shape, self._flat.get(path))
+
+    def nonfinite_params(self) -> dict[str, NonFinite]:
+        """``{name: NonFinite}`` for every parameter whose value holds NaN or Inf (user layout)."""
+        values = {n: to_float64(r.get(self.model), f"parameter '{n}' at {r!r}")[0] for n, r in self.params.items()}
+        return {n: bad for n, v in values.items() if (bad := nonfinite(v))}
 
     def get_params(self) -> dict[str, np.ndarray]:
         return {n: self._canonical(n, r.get(self.model), f"parameter '{n}' at {r!r}") for n, r in self.params.items()}
@@ -468,33 +504,33 @@ class LossModel:
     def scores(self, x: np.ndarray) -> np.ndarray:
         """``model.loss(X)`` (no labels: the network's output) as canonical float64."""
         x = np.asarray(x, dtype=np.float64)
-        raw = getattr(self.model, self.method)(self._x_user(x))
-        y = _user_output(raw, f"{self.method}(X) (the scores)", self.layout, None)
+        raw = call_user(getattr(self.model, self.method), self._x_user(x))
+        y = _user_output(raw, f"{self.method}(X) (the scores)", self.layout, None, self.returned)
         expected = self.spec.output_shape(x.shape)
         if y.shape != expected:
-            raise AdapterError(f"{self.method}(X) returned shape {tuple(np.shape(raw))}; the spec expects {expected}")
+            raise ValueFinding(f"{self.method}(X) returned shape {tuple(np.shape(raw))}; the spec expects {expected}")
         return y
 
     def loss_and_grads(self, x: np.ndarray, y: Any) -> tuple[float, dict[str, np.ndarray]]:
         """``model.loss(X, y)`` -> (loss, {canonical name: canonical gradient}) for the
         trainable parameters; compare with ``reference.loss_vjp(params, x, self.loss, y)``."""
-        result = getattr(self.model, self.method)(self._x_user(x), np.array(y, copy=True))
+        result = call_user(getattr(self.model, self.method), self._x_user(x), np.array(y, copy=True))
         if not (isinstance(result, tuple) and len(result) == 2):
-            raise AdapterError(f"{self.method}(X, y) must return (loss, grads), got {type(result).__name__}")
+            raise ValueFinding(f"{self.method}(X, y) must return (loss, grads), got {type(result).__name__}")
         loss, grads = result
-        lv, _ = to_float64(loss, f"{self.method}(X, y) loss")
+        lv, _ = _returned(loss, f"{self.method}(X, y) loss")
         if lv.size != 1 or not np.isfinite(lv).all():
-            raise AdapterError(f"{self.method}(X, y) returned loss {loss!r}; expected one finite number")
+            raise ValueFinding(f"{self.method}(X, y) returned loss {loss!r}; expected one finite number")
         if not isinstance(grads, Mapping):
-            raise AdapterError(f"{self.method}(X, y) must return grads as a dict keyed like the params, got {type(grads).__name__}")
-        out = {}
+            raise ValueFinding(f"{self.method}(X, y) must return grads as a dict keyed like the params, got {type(grads).__name__}")
+        out, self.nonfinite_grads = {}, {}
         for name, ref in self.params.items():
             if not self._table[name][3].trainable:
                 continue
             key = ref.steps[-1][1]  # CS231n: grads['W1'] for params['W1']
             if key not in grads:
                 raise AdapterError(f"{self.method}(X, y): grads has no {key!r} (the gradient of '{name}'); it has {sorted(grads)}")
-            out[name] = self._canonical(name, grads[key], f"gradient of '{name}' (grads[{key!r}])")
+            out[name] = self._canonical(name, grads[key], f"gradient of '{name}' (grads[{key!r}])", returned=True)
         return float(lv.reshape(())), out
 
 

@@ -1,0 +1,176 @@
+"""References into the user's objects: where a layer keeps each array (:class:`Ref`), where
+handwritten code usually keeps parameters and gradients, and how saved arrays are put back
+bit for bit (:func:`preserving`); and the adapters' errors.
+
+A :class:`Ref` names one array by the steps that reach it from the user's object
+(``"W"``, ``"params['w']"``, ``"grads.dW"``, ``"weights[0]"``)."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
+
+from ..faults import CodeFault
+from ..spec import SpecError
+from .arrays import fingerprint, is_mutable
+
+class AdapterError(SpecError):
+    """The user's layer does not fit what was declared; the message names layer and value."""
+
+
+class ValueFinding(AdapterError, CodeFault):
+    """The user's code returned a value no declaration can make right: ``None``, a
+    non-array, a complex or integer array, NaN or Inf, or a shape that fits neither the
+    declared layout nor another one. A check reports it as the layer's verdict ``error``
+    (see :mod:`harness.faults`); a shape that another layout explains is a plain
+    :class:`AdapterError` instead (a configuration error)."""
+
+
+# --------------------------------------------------------------------------- references into user objects
+
+_STEP = re.compile(r"""\.?([A-Za-z_]\w*)|\[\s*(?:'([^']*)'|"([^"]*)"|(\d+))\s*\]""")
+
+
+class Ref:
+    """Where a user object keeps one array: ``"W"``, ``"params['w']"``, ``"grads.dW"``,
+    ``"weights[0]"`` — attribute names and dict keys / list indices, in order."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.steps: list[tuple[str, Any]] = []
+        pos = 0
+        while pos < len(path):
+            m = _STEP.match(path, pos)
+            if not m or m.end() == pos:
+                raise AdapterError(f"cannot parse the parameter reference {path!r} at position {pos}: use attributes and [key]s, e.g. \"params['W']\"")
+            attr, k1, k2, idx = m.groups()
+            self.steps.append(("attr", attr) if attr else ("key", int(idx) if idx is not None else (k1 if k1 is not None else k2)))
+            pos = m.end()
+
+    def _parent(self, obj: Any) -> Any:
+        for kind, key in self.steps[:-1]:
+            obj = getattr(obj, key) if kind == "attr" else obj[key]
+        return obj
+
+    def get(self, obj: Any) -> Any:
+        parent = self._parent(obj)
+        kind, key = self.steps[-1]
+        return getattr(parent, key) if kind == "attr" else parent[key]
+
+    def set(self, obj: Any, value: Any) -> None:
+        parent = self._parent(obj)
+        kind, key = self.steps[-1]
+        if kind == "attr":
+            setattr(parent, key, value)
+        else:
+            parent[key] = value
+
+    def exists(self, obj: Any) -> bool:
+        try:
+            return self.get(obj) is not None
+        except (AttributeError, KeyError, IndexError, TypeError):
+            return False
+
+    def __repr__(self) -> str:
+        return self.path
+
+
+# Where handwritten code usually keeps parameters; tried in order when none are declared.
+PARAM_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "weight": ("W", "w", "weight", "weights", "kernel", "filters", "gamma"),
+    "bias": ("b", "bias", "biases", "beta"),
+    "running_mean": ("running_mean", "mean", "moving_mean"),
+    "running_var": ("running_var", "var", "moving_var"),
+    "mask": ("mask",),
+}
+_CONTAINERS = ("", "params", "param", "weights", "parameters")
+_GRAD_CONTAINERS = ("", "grads", "grad", "gradients")
+
+
+def _candidates(local: str) -> list[str]:
+    local = local.rpartition(".")[2]  # "conv1.weight" in a fused span looks like "weight"
+    out = []
+    for name in PARAM_CANDIDATES.get(local, (local,)):
+        for c in _CONTAINERS:
+            out.append(f"{c}[{name!r}]" if c else name)
+    return out
+
+
+def _grad_candidates(param_path: str) -> list[str]:
+    steps = Ref(param_path).steps
+    last = steps[-1][1]
+    if isinstance(last, int):  # params in a list ("weights[0]"): gradients in a parallel list
+        owner = steps[-2][1] if len(steps) > 1 else ""
+        return [f"{c}[{last}]" for c in (f"d{owner}", f"grad_{owner}", f"{owner}_grad", *_GRAD_CONTAINERS[1:])]
+    names = [f"d{last}", f"grad_{last}", f"{last}_grad", f"d_{last}"]
+    out = [f"{c}[{n!r}]" if c else n for n in names for c in _GRAD_CONTAINERS]
+    out += [f"{c}[{last!r}]" for c in _GRAD_CONTAINERS if c]
+    return out
+
+
+
+# --------------------------------------------------------------------------- restoring
+
+
+@contextmanager
+def preserving(places: Mapping[str, tuple[Callable[[], Any], Callable[[Any], None]]], owner: str) -> Iterator[None]:
+    """Save every array at ``places`` ({name: (get, set)}); on exit, even on an exception,
+    write the saved values back into the original objects, put those objects back where
+    they were (the user's code may have replaced them), and verify every fingerprint."""
+    saved = {}
+    for name, (get, _) in places.items():
+        obj = get()
+        saved[name] = (obj, _copy(obj), fingerprint(obj))
+    try:
+        yield
+    finally:
+        for name, (obj, copy, fp) in saved.items():
+            if isinstance(obj, list):
+                _restore_list(obj, copy)
+            elif is_mutable(obj):
+                _restore_into(obj, copy)
+            get, put = places[name]
+            if get() is not obj:  # the user's code replaced it: put the original back
+                try:
+                    put(obj)
+                except (AttributeError, TypeError) as e:
+                    raise AdapterError(f"{owner}: parameter '{name}' was replaced and cannot be put back "
+                                       f"({type(e).__name__}: {e})") from None
+            if fingerprint(get()) != fp:
+                raise AdapterError(f"{owner}: could not restore parameter '{name}' bit for bit")
+
+
+def _copy(obj: Any) -> Any:
+    if type(obj).__module__.startswith("torch"):
+        return obj.detach().clone()
+    if isinstance(obj, list):  # nested lists: a shallow copy would share the inner lists
+        import copy
+
+        return copy.deepcopy(obj)
+    return obj.copy() if hasattr(obj, "copy") else obj
+
+
+def _restore_list(obj: list, saved: list) -> None:
+    """Put the saved values back into the user's own (nested) list objects."""
+    if len(obj) != len(saved):
+        obj[:] = saved
+        return
+    for i, (a, b) in enumerate(zip(obj, saved)):
+        if isinstance(a, list) and isinstance(b, list):
+            _restore_list(a, b)
+        else:
+            obj[i] = b
+
+
+def _restore_into(obj: Any, copy: Any) -> None:
+    if type(obj).__module__.startswith("torch"):
+        import torch
+
+        with torch.no_grad():
+            obj.copy_(copy)
+    else:
+        obj[...] = copy
+
+
+__all__ = ["AdapterError", "PARAM_CANDIDATES", "Ref", "ValueFinding", "preserving"]
