@@ -11,6 +11,7 @@ from .check import check_layer, check_network
 from .interop import from_torch, to_torch
 from .regress import Comparison, check_equivalent
 from .regress import compare as compare_snapshot
+from .resources import ResourceError
 from .results import FDSummary, LayerResult, Report, TensorResult
 from .snapshot import Snapshot, SnapshotError
 from .snapshot import load as load_snapshot
@@ -56,7 +57,7 @@ __all__ = [
     "check_equivalent", "compare_snapshot", "record_snapshot", "load_snapshot", "Snapshot", "SnapshotError",
     "Comparison", "sweep", "SweepResult", "check_config",
     "AdapterError", "ArrayError", "Detection", "Layout", "detect_layout", "LayoutError", "WeightsError", "load_weights",
-    "read_weight_file", "wrap_functions", "wrap_layer", "wrap_loss", "wrap_network", "wrap_loss_model",
+    "read_weight_file", "ResourceError", "wrap_functions", "wrap_layer", "wrap_loss", "wrap_network", "wrap_loss_model",
     "WrappedNetwork", "LossModel",
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "ELU", "Flatten", "GELU",
     "GlobalAvgPool2d", "Layer", "LayerNorm", "LeakyReLU", "Linear", "Loss", "MSE", "MaxPool2d",
