@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .files import write_atomic
+from .paths import HTML_MARKER
 from .safe_text import visible
 from .validate import report_data
 
@@ -365,8 +366,8 @@ def render_html(report: Any, *, title: str = "trigrad report") -> str:
             + (f"<h2>Errors per tensor</h2><figure>{bars}</figure>" if bars else "") + _heatmaps(layers))
     # the policy makes any accidental external reference fail loudly (a console error) rather
     # than silently reach for the network
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">' + HTML_MARKER
+            + '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
             "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>{body}\n"
             f"<script>{SCRIPT}</script></body></html>\n")
