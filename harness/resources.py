@@ -9,7 +9,8 @@ over the float64 bytes of a layer's input plus output (in a fresh process, after
 check; ReLU, Linear and 3x3 Conv2d layers from 8 MiB to 128 MiB of activations) was 13 to
 21; :data:`LAYER_COPIES` adds headroom. A network check also keeps both references'
 activations and upstream gradients for every layer at once (:data:`NETWORK_COPIES` per
-layer), and checks its layers one at a time.
+layer), and checks its layers one at a time: on conv-relu-conv-relu networks the estimate
+was 1.3x and 1.4x the measured peak (448 MiB for 341 MiB, 2,018 MiB for 1,414 MiB).
 
 :func:`require` compares the estimate with the memory the machine has available
 (``MemAvailable`` in ``/proc/meminfo``, else ``os.sysconf``) and raises
