@@ -14,8 +14,11 @@ import numpy as np
 
 
 def _close(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
+    """``a`` within ``tol`` relative (norm-wise) of ``b``; never for NaN/Inf (nothing explains them)."""
+    if a.shape != b.shape or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return False
     scale = float(np.linalg.norm(b))
-    return a.shape == b.shape and float(np.linalg.norm(a - b)) <= tol * max(scale, 1e-300)
+    return float(np.linalg.norm(a - b)) <= tol * max(scale, 1e-300)
 
 
 def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None = None,

@@ -18,9 +18,16 @@ so the caller discards it and draws another.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .results import FDSummary
+
+# finite differences of the user's forward must agree with its backward to this relative
+# error (of the summed terms), by dtype; Richardson makes float64 probes good to ~1e-10
+FD_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 2e-2, np.dtype(np.float16): 1e-1}
 
 # Relative step per dtype: roughly eps**(1/3) (the optimum for a plain central difference),
 # which Richardson extrapolation then makes accurate to ~eps**(2/3).
@@ -133,4 +140,55 @@ def unit(shape: tuple[int, ...], index: tuple[int, ...]) -> np.ndarray:
     return e
 
 
-__all__ = ["STEP", "Probe", "along", "directional", "random_direction", "step_for", "stratified_coordinates", "unit"]
+Judged = tuple[Probe, float, float]  # (probe, the backward's <grad, d>, scale of the summed terms)
+
+
+def fd_tol(dtype: Any) -> float:
+    """:data:`FD_TOL` for ``dtype`` (float32's for dtypes it does not list)."""
+    return FD_TOL.get(np.dtype(dtype), FD_TOL[np.dtype(np.float32)])
+
+
+def probes(f: Callable[[np.ndarray], float], base: np.ndarray, grad: np.ndarray, rng: np.random.Generator, count: int,
+           dtype: Any, pattern: Callable[[np.ndarray], Hashable] | None) -> list[Judged]:
+    """``count`` probes of ``f`` at ``base`` along random directions, each with the backward's
+    ``<grad, d>`` (``grad`` shaped like ``base``) and the scale of its summed terms; a probe
+    that crosses a kink is kept (it is counted) and replaced by another, up to ``3 * count``
+    draws in all. A plain central difference that already agrees settles a probe."""
+    out: list[Judged] = []
+    tol = fd_tol(dtype)
+    for _ in range(3 * count):
+        d = random_direction(base.shape, rng)
+        bwd, scale = float((grad * d).sum()), float(np.abs(grad * d).sum())
+        p = along(f, base, d, dtype=dtype, pattern=pattern,
+                  accept=lambda v: abs(v - bwd) <= 0.5 * tol * max(scale, 1e-300))
+        out.append((p, bwd, scale))
+        if sum(not q.kink for q, _, _ in out) >= count:
+            break
+    return out
+
+
+def summary(judged: list[Judged], dtype: Any) -> "FDSummary":
+    """The :class:`~harness.results.FDSummary` of judged probes: ``worst`` relative
+    disagreement (NaN when the backward or a probe gave NaN: never hidden by ``max``), and
+    ``consistent`` (None when the probes were too noisy or all crossed kinks)."""
+    from .results import FDSummary
+
+    tol = fd_tol(dtype)
+    worst, verdicts = 0.0, []
+    for p, bwd, scale in judged:
+        if p.kink:
+            continue
+        err = abs(p.value - bwd) / max(scale, 1e-300)
+        if np.isnan(err) or err > worst:  # max() would drop a NaN
+            worst = err
+        if err <= tol:
+            verdicts.append(True)
+        elif p.error / max(scale, 1e-300) > tol:  # the probe itself is that noisy: no evidence
+            verdicts.append(None)
+        else:
+            verdicts.append(False)  # NaN lands here: a gradient with NaN is never consistent
+    consistent = False if False in verdicts else (True if verdicts and all(verdicts) else None)
+    return FDSummary(probes=len(judged), kinks=sum(p.kink for p, _, _ in judged), worst=worst, consistent=consistent)
+
+
+__all__ = ["FD_TOL", "STEP", "Judged", "Probe", "along", "fd_tol", "probes", "summary", "directional", "random_direction", "step_for", "stratified_coordinates", "unit"]

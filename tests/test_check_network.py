@@ -257,7 +257,7 @@ def test_network_entry_is_compared_with_jax_too() -> None:
 def test_layer_values_read_off_the_network_pass_equal_the_layers_own_vjp() -> None:
     """check_network reuses the whole network's reference pass for layers fed the network's
     own point; it must be exactly what a per-layer VJP gives."""
-    from harness.check import _layer_values, _sequence_inputs
+    from harness.network_check import _layer_values, _sequence_inputs
     from harness.examples import build as example
     from reference_models import build
 
@@ -283,7 +283,7 @@ def test_layer_values_read_off_the_network_pass_equal_the_layers_own_vjp() -> No
 def test_layer_values_inside_residual_blocks() -> None:
     """Inside a residual block every layer but the block's and the shortcut's first (whose
     input the two branches share) reads its values off the whole network's pass."""
-    from harness.check import _layer_values, _sequence_inputs
+    from harness.network_check import _layer_values, _sequence_inputs
     from reference_models import build
     from reference_models.architectures import resnet_basic_block
 

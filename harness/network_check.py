@@ -1,0 +1,378 @@
+"""The check of a whole network: every layer in isolation at the reference's own point, the
+user's loss, and the user's own network end to end, boundary by boundary.
+
+Re-exported as :func:`harness.check.check_network` and :func:`harness.check_network`.
+Exceptions follow :mod:`harness.faults`: the user's code's faults become an entry's verdict
+``error``; configuration errors propagate.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from . import resources
+from .adapters.arrays import nonfinite
+from .check import FLOOR, REFS_TOL, Compared, _fd_summary, _judge, _nonfinite_message, _probes, check_point
+from .compare import relative_with_floor, rel_error, tolerance
+from .faults import CodeFault, call_user, codes_fault
+from .frames import user_frame
+from .kinks import off_kinks, pattern
+from .results import Boundary, LayerResult, Report, TensorResult
+from .spec import Layer, Residual, Sequential, join_path
+
+
+def _fault(exc: Exception) -> str:
+    """The verdict ``error``'s message for ``exc`` met while running the user's code, or
+    re-raise it (a configuration error or a trigrad bug; see :mod:`harness.faults`)."""
+    if not codes_fault(exc):
+        raise exc
+    return str(exc) if isinstance(exc, CodeFault) else user_frame(exc)
+
+
+def _dtype_notes(returned: dict[str, np.dtype], dtype: np.dtype, computes_in: str) -> list[str]:
+    from .adapters.layer import dtype_note
+
+    return [n for name, dt in returned.items() if (n := dtype_note(name, dt, dtype, computes_in))]
+
+
+def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, y: Any = None, *,
+                  loss: Any = None, input_shape: tuple[int, ...] | None = None, seed: int = 0, fd_probes: int = 2,
+                  tol_scale: float = 1.0, progress: Callable[[str, int, int], None] | None = None,
+                  **wrap_kwargs: Any) -> Report:
+    """Check a handwritten network layer by layer, then end to end.
+
+    ``net``: a :class:`~harness.adapters.network.WrappedNetwork`, a mapping from spec layer
+    names to the user's layers (wrapped with ``spec`` and ``wrap_kwargs``), or a CS231n
+    :class:`~harness.adapters.network.LossModel` (``model.loss(X, y)``: checked as one
+    ``(network)`` entry under its loss). ``x``: canonical input (N, C, H, W) or (N, F), else
+    generated from ``seed`` with ``input_shape``. ``loss``: the user's loss from
+    :func:`~harness.wrap_loss`, checked as a ``(loss)`` entry at the reference's output
+    with targets ``y`` (generated from ``seed`` when None: labels for cross-entropy).
+
+    Every layer is checked in isolation at the reference's own input to it and the
+    reference's own upstream gradient (random, never all ones), so one layer's bug cannot
+    make another fail. If the network has its own ``forward`` / ``backward``, the whole
+    network is then compared with the references too (a ``(network)`` entry), boundary by
+    boundary where its layers can be watched: when every layer passes alone and the network
+    does not, the wiring between layers is at fault, and the first boundary where the
+    network's values leave the reference's says where.
+
+    Raises a :class:`~harness.spec.SpecError` for a configuration mistake (see
+    :mod:`harness.faults`), and :class:`~harness.resources.ResourceError` — before any
+    user code or reference runs — when the check would need more memory than is available.
+    """
+    from reference_models import build
+
+    from .adapters.loss import WrappedLoss
+    from .adapters.network import LossModel, WrappedNetwork, wrap_network
+
+    if loss is not None and not isinstance(loss, WrappedLoss):
+        raise TypeError(f"check_network: loss= takes the user's loss wrapped with harness.wrap_loss(fn, "
+                        f"SoftmaxCrossEntropy(), ...), got {type(loss).__name__}")
+    if y is not None and loss is None and not isinstance(net, LossModel):
+        raise TypeError("check_network: y= (targets) needs loss= (the user's loss, from harness.wrap_loss)")
+    if isinstance(net, LossModel):
+        wrapped: Any = net
+    else:
+        wrapped = net if isinstance(net, WrappedNetwork) else wrap_network(net, spec, **wrap_kwargs)
+    spec = wrapped.spec
+    rng = np.random.default_rng(seed)
+    if x is None and input_shape is None:
+        raise ValueError("check_network needs x= or input_shape=")
+    shape = tuple(np.shape(x)) if x is not None else tuple(input_shape)  # type: ignore[arg-type]
+    resources.require(resources.network_estimate(spec, shape), f"checking the network on input {shape}")
+    x = np.asarray(rng.standard_normal(shape) if x is None else x, dtype=np.float64)
+    out_shape = spec.output_shape(x.shape)
+    g = rng.standard_normal(out_shape)
+    report = Report(seed=seed)
+    if isinstance(net, LossModel):
+        target = y if y is not None else _target(net.loss, out_shape, rng)
+        if progress:
+            progress("(network)", 0, 1)
+        with net.preserved():
+            report.layers.append(_check_loss_model(net, x, target, rng, fd_probes, tol_scale))
+        return report
+    total = len(wrapped.layers) + (loss is not None) + wrapped.end_to_end
+    tick = progress or (lambda name, done, total: None)
+    with wrapped.preserved():
+        params = wrapped.get_params()
+        ref = build("torch", spec).vjp(params, x, g)
+        jax_ref = build("jax", spec).vjp(params, x, g)
+        for path in wrapped.layers:
+            tick(path, len(report.layers), total)
+            report.layers.append(_isolated(wrapped, path, ref, jax_ref, rng, fd_probes, tol_scale, report))
+        poisoned = not np.isfinite(ref.output).all()
+        if loss is not None:
+            tick("(loss)", len(report.layers), total)
+            target = y if y is not None else _target(loss.spec, out_shape, rng)
+            report.layers.append(_unreachable("(loss)", loss.spec.kind, str(loss.dtype), report) if poisoned else
+                                 _check_loss(loss, ref.output, target, rng, fd_probes, tol_scale))
+        if wrapped.end_to_end:
+            tick("(network)", len(report.layers), total)
+            # the network runs on g, not the loss's gradient: only a layer that really fails explains it
+            first = next((layer.name for layer in report.layers[:len(wrapped.layers)]
+                          if layer.verdict in ("forward", "backward", "both", "error")), None)
+            report.layers.append(_unreachable("(network)", "network", str(wrapped.dtype), report) if poisoned else
+                                 _end_to_end(wrapped, x, g, ref, jax_ref, tol_scale, first))
+    return report
+
+
+def _isolated(wrapped: Any, path: str, ref: Any, jax_ref: Any, rng: np.random.Generator, fd_probes: int,
+              tol_scale: float, report: Report) -> LayerResult:
+    """The layer at ``path`` checked alone at the reference's own input to it (moved off
+    kinks) and upstream gradient; reference values the whole-network passes already hold
+    are reused. Not checked when the reference's values reaching it hold NaN/Inf."""
+    layer = wrapped.layers[path]
+    if not np.isfinite(ref.inputs[path]).all() or not np.isfinite(ref.output_grads[path]).all():
+        return _unreachable(path, type(layer.spec).__name__, str(layer.dtype), report)
+    feeds = _sequence_inputs(wrapped.spec)
+    x_layer = off_kinks(layer.spec, ref.inputs[path], rng, layer.dtype)
+    # a layer checked at the network's own point already has both references' values
+    refs = None if x_layer is not ref.inputs[path] or path not in feeds else tuple(
+        _layer_values(r, path, feeds[path], layer.spec.name) for r in (ref, jax_ref))
+    return check_point(layer, x_layer, ref.output_grads[path], rng, fd_probes=fd_probes, tol_scale=tol_scale,
+                       name=path, refs=refs)
+
+
+def _unreachable(name: str, kind: str, dtype: str, report: Report) -> LayerResult:
+    """An entry that cannot be checked: the reference's own values reaching it hold NaN/Inf
+    (the parameters of an earlier layer do, or the network overflows at this input)."""
+    first = next((layer.name for layer in report.layers if layer.verdict == "error"), None)
+    why = f"see '{first}'" if first else "the network overflows at this input: check a smaller or normalised input"
+    return LayerResult(name=name, kind=kind, verdict="error", dtype=dtype, downstream_of=first,
+                       message=f"not checked: the reference's values reaching it hold NaN/Inf ({why})")
+
+
+def _sequence_inputs(spec: Layer) -> dict[str, str | None]:
+    """``{leaf path: the path whose output is the leaf's input and feeds nothing else, or None
+    for the network's input}``: for these leaves the whole network's reference pass holds
+    the isolated layer's values too (its input gradient is the upstream gradient of what
+    feeds it). Left out: leaves whose input is shared (the first layer of a residual block
+    and of its shortcut, which both read the block's input)."""
+    out: dict[str, str | None] = {}
+
+    def seq(nodes: Any, prefix: str, feed: str | None, shared: bool) -> str | None:
+        for i, node in enumerate(nodes):
+            feed = visit(node, join_path(prefix, node.name), feed, shared and i == 0)
+        return feed
+
+    def visit(node: Layer, path: str, feed: str | None, shared: bool) -> str | None:
+        if isinstance(node, Residual):
+            last = seq(node.block, path, feed, True)
+            if node.shortcut is not None:
+                visit(node.shortcut, join_path(path, node.shortcut.name), feed, True)
+            # d objective / d (block + shortcut) is the gradient at the block's last output
+            return seq(node.post, path, last, False) if node.post else path
+        if node.children():
+            seq(node.children(), path, feed, shared)
+            return path
+        if not shared:
+            out[path] = feed
+        return path
+
+    if isinstance(spec, Sequential):
+        seq(spec.children(), spec.name, None, False)
+    return out
+
+
+def _layer_values(result: Any, path: str, feed: str | None, name: str) -> Any:
+    """One layer's reference values, read off a whole-network result, with its parameter
+    gradients keyed as a reference of that layer alone names them (``name.weight``, where
+    ``name`` is the layer's own spec name and ``path`` its place in the network)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(output=result.outputs[path],
+                           input_grad=result.input_grad if feed is None else result.output_grads[feed],
+                           param_grads={join_path(name, k[len(path) + 1:]): v for k, v in result.param_grads.items()
+                                        if k.startswith(path + ".")})
+
+
+def _target(loss: Any, out_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Targets for ``loss`` from the seed: class labels for cross-entropy, else values."""
+    from .spec import SoftmaxCrossEntropy
+
+    if isinstance(loss, SoftmaxCrossEntropy):
+        return rng.integers(0, out_shape[-1], size=out_shape[0])
+    return rng.standard_normal(out_shape)
+
+
+def _check_loss(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int,
+                tol_scale: float) -> LayerResult:
+    """The user's loss at ``scores`` (N, K): its value (forward) and d loss / d scores
+    (backward) against both references, and finite differences of its own value."""
+    from reference_models import build
+
+    from .spec import Flatten
+
+    result = LayerResult(name="(loss)", kind=wloss.spec.kind, verdict="error", dtype=str(wloss.dtype))
+    identity = Sequential([Flatten(name="scores")])  # the references' loss of the scores themselves
+    try:
+        value, dscores = wloss.loss_and_grad(scores, target)
+        value_f = lambda s: wloss.loss_and_grad(s, target)[0]  # noqa: E731
+        fds = {"scores": _fd_summary(_probes(value_f, scores, dscores, rng, fd_probes, wloss.dtype, None), wloss.dtype)}
+    except Exception as e:
+        result.message = _fault(e)
+        return result
+    t = build("torch", identity).loss_vjp({}, scores, wloss.spec, target)
+    j = build("jax", identity).loss_vjp({}, scores, wloss.spec, target)
+    result.refs_error = max(relative_with_floor(np.array(t.loss), np.array(j.loss)),
+                            relative_with_floor(t.input_grad, j.input_grad))
+    n = scores.shape[0]
+    tensors: list[Compared] = [
+        ("value", "forward", np.array(value), np.array(t.loss), np.array(j.loss), scores.size, 0.0),
+        ("scores", "backward", dscores, t.input_grad, j.input_grad, scores.size // n, 0.0),
+    ]
+    _judge(result, tensors, fds, wloss.dtype, tol_scale, batch=n, window=None)
+    result.diagnosis += _dtype_notes(wloss.returned, wloss.dtype, f"the loss computes in {wloss.dtype}")
+    return result
+
+
+def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int,
+                      tol_scale: float) -> LayerResult:
+    """A CS231n ``model.loss(X, y)`` as one ``(network)`` entry: the scores and the loss
+    (forward), every parameter's gradient (backward) against both references, and finite
+    differences of the model's own loss along random parameter directions."""
+    from reference_models import build
+
+    result = LayerResult(name="(network)", kind="loss model", verdict="error", dtype=str(model.dtype))
+    spec = model.spec
+    bad_params = model.nonfinite_params()
+    if bad_params:
+        result.message = ("the user's parameters hold NaN/Inf before any call: " +
+                          "; ".join(f"{k}: {bad}" for k, bad in bad_params.items()) + " (user layout)")
+        return result
+    params = model.get_params()
+    try:
+        scores = model.scores(x)
+        value, grads = model.loss_and_grads(x, target)
+    except Exception as e:
+        result.message = _fault(e)
+        return result
+    bad_grads = dict(model.nonfinite_grads)
+    torch_ref, jax_ref = build("torch", spec), build("jax", spec)
+    t, j = torch_ref.loss_vjp(params, x, model.loss, target), jax_ref.loss_vjp(params, x, model.loss, target)
+    at = pattern(torch_ref, spec)
+
+    fds = {}
+    try:
+        for k in grads:
+            def f(v: np.ndarray, k: str = k) -> float:
+                model.set_params({k: v})
+                return model.loss_and_grads(x, target)[0]
+
+            pat = (lambda v, k=k: at({**params, k: v}, x)) if at else None
+            try:
+                fds[k] = _fd_summary(_probes(f, params[k], grads[k], rng, fd_probes, model.dtype, pat), model.dtype)
+            finally:
+                model.set_params({k: params[k]})
+    except Exception as e:
+        result.message = _fault(e)
+        return result
+    result.refs_error = max([relative_with_floor(t.output, j.output), relative_with_floor(np.array(t.loss), np.array(j.loss))]
+                            + [relative_with_floor(t.param_grads[k], j.param_grads[k]) for k in grads])
+    n = x.shape[0]
+    scale = FLOOR * max(float(np.linalg.norm(t.param_grads[k])) for k in grads) if grads else 0.0
+    tensors: list[Compared] = [
+        ("output", "forward", scores, t.output, j.output, x.size // n, 0.0),
+        ("loss", "forward", np.array(value), np.array(t.loss), np.array(j.loss), x.size, 0.0),
+    ]
+    tensors += [(k, "backward", v, t.param_grads[k], j.param_grads[k], x.size, scale) for k, v in grads.items()]
+    _judge(result, tensors, fds, model.dtype, tol_scale, batch=n, window=None,
+           nonfinite_found={**bad_grads, **{k: b for k, (_, _, u, *_) in zip(("output", "loss"), tensors) if (b := nonfinite(u))}})
+    result.diagnosis += _dtype_notes(model.returned, model.dtype, f"the parameters are {model.dtype}")
+    return result
+
+
+def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, tol_scale: float,
+                first_failure: str | None) -> LayerResult:
+    """The user's own network forward/backward against both references, as one entry, with
+    the activation and gradient at every watched layer boundary."""
+    result = LayerResult(name="(network)", kind="network", verdict="error", dtype=str(net.dtype))
+    try:
+        for w in net.layers.values():  # code that accumulates until flushed: flush, as the isolated checks do
+            if getattr(w, "zero_grad", None):
+                call_user(getattr(w.obj, w.zero_grad))
+        with net.recording() as calls:
+            y = net.forward(x, mode="network")
+            dx = net.backward(g)
+        grads = net.param_grads()
+    except Exception as e:
+        result.message = _fault(e)
+        return result
+    bad = {f"{p}.{k}": b for p, w in net.layers.items() for k, b in w.nonfinite_grads.items()}
+    n = x.shape[0]
+    pairs = [("output", "forward", y, ref.output, jax_ref.output), ("input", "backward", dx, ref.input_grad,
+                                                                     jax_ref.input_grad)]
+    pairs += [(k, "backward", v, ref.param_grads[k], jax_ref.param_grads[k]) for k, v in grads.items()]
+    scale = FLOOR * max(float(np.linalg.norm(p[3])) for p in pairs[1:])
+    for name, side, user, r, rj in pairs:
+        tol = tolerance(net.dtype, max(x.size // n, int(np.prod(r.shape)) // max(r.shape[0], 1)), tol_scale)
+        floor = scale if side == "backward" else 0.0
+        err, err_j = relative_with_floor(user, r, floor), relative_with_floor(user, rj, floor)
+        worst = rel_error(user, r)
+        result.tensors.append(TensorResult(name=name, side=side, shape=tuple(r.shape), tolerance=tol, error_torch=err,
+                                           error_jax=err_j, worst_index=worst.index, worst_user=worst.actual,
+                                           worst_ref=worst.expected, ok=max(err, err_j) <= tol))
+    result.refs_error = max(relative_with_floor(p[3], p[4], scale if p[1] == "backward" else 0.0) for p in pairs)
+    forward_ok = all(t.ok for t in result.tensors if t.side == "forward")
+    backward_ok = all(t.ok for t in result.tensors if t.side == "backward")
+    result.verdict = "pass" if forward_ok and backward_ok else ("both" if not (forward_ok or backward_ok)
+                                                                 else "forward" if not forward_ok else "backward")
+    if result.refs_error > REFS_TOL:
+        result.verdict = "reference"
+    result.diagnosis += _dtype_notes(net.returned, net.dtype, f"the parameters are {net.dtype}")
+    if bad:  # NaN/Inf in the gradients the network's own backward left in its layers
+        result.verdict, result.message = "error", _nonfinite_message(bad, "the network's own backward")
+        result.downstream_of = first_failure
+        return result
+    tol = max(t.tolerance for t in result.tensors)
+    result.boundaries, where = _boundaries(calls, ref, tol)
+    if not result.ok and first_failure is None:
+        result.message = ("every layer passes alone but the network's own forward/backward does not: the wiring "
+                          "between layers is at fault (a skipped, repeated or reordered call)")
+        result.diagnosis += where
+    elif not result.ok:
+        result.downstream_of = first_failure  # explained by the failing layer: fix that first
+    return result
+
+
+def _boundaries(calls: dict[str, Any], ref: Any, tol: float) -> tuple[list[Boundary], list[str]]:
+    """Per watched layer: how often the user's network called it and how far the input,
+    output and upstream gradient it saw (its last call) are from the reference's; and the
+    findings a person needs: layers not called or called twice, and the first boundary
+    where the forward, and the backward, leave the reference."""
+    def err(values: list, expected: np.ndarray) -> float | None:
+        if not values or values[-1] is None:
+            return None
+        return relative_with_floor(values[-1], expected) if values[-1].shape == expected.shape else float("inf")
+
+    rows = [Boundary(name=p, forward_calls=len(c.inputs), backward_calls=len(c.grads),
+                     input_error=err(c.inputs, ref.inputs[p]), output_error=err(c.outputs, ref.outputs[p]),
+                     grad_error=err(c.grads, ref.output_grads[p])) for p, c in calls.items()]
+    found = []
+    for b in rows if any(b.forward_calls for b in rows) else []:  # nothing seen at all: the watch failed, not the net
+        for what, count in (("forward", b.forward_calls), ("backward", b.backward_calls)):
+            if count != 1:
+                found.append(f"'{b.name}' is {'never called' if count == 0 else f'called {count} times'} by the "
+                             f"network's {what}")
+    bad = lambda e: e is not None and e > tol  # noqa: E731
+    prev = None
+    for b in rows:
+        if bad(b.input_error):
+            after = f" although '{prev.name}' produced the right output" if prev and not bad(prev.output_error) else ""
+            found.append(f"forward: '{b.name}' receives a wrong input ({b.input_error:.1e} relative){after}")
+            break
+        prev = b if b.forward_calls else prev
+    nxt = None
+    for b in reversed(rows):
+        if bad(b.grad_error):
+            after = f" although '{nxt.name}' received the right one" if nxt and not bad(nxt.grad_error) else ""
+            found.append(f"backward: '{b.name}' receives a wrong upstream gradient ({b.grad_error:.1e} relative){after}")
+            break
+        nxt = b if b.backward_calls else nxt
+    return rows, found
+
+
+__all__ = ["check_network"]
