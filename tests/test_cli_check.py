@@ -60,6 +60,12 @@ def raises():
 def nothing():
     return 42
 
+def wrong_orientation():
+    return {"check": Dense(), "spec": SPEC, "layout": tg.Layout(linear="out_in"), "input_shape": (5, 4)}
+
+def huge():
+    return {"check": Dense(), "spec": SPEC, "layout": LAYOUT, "input_shape": (10**9, 4)}
+
 def unknown_key():
     return {"check": Dense(), "spec": SPEC, "layuot": LAYOUT}
 
@@ -130,6 +136,8 @@ def test_module_target_from_the_current_folder(user_file: Path, capsys, monkeypa
     ("{file}:network_without_input", [], "a network needs an input"),
     ("{file}:good", ["--dtype", "float32"], "--dtype float32 given, but good() takes no 'dtype' argument"),
     ("{file}:good", ["--fd-probes", "0"], "--fd-probes must be at least 1, got 0"),
+    ("{file}:wrong_orientation", [], "layer 'fc'"),
+    ("{file}:huge", [], "GiB"),
     ("{file}:good", ["--tol-scale", "-1"], "--tol-scale must be positive"),
     ("{file}:good", ["--json", "/no/such/dir/r.json"], "the folder /no/such/dir does not exist"),
 ])
