@@ -13,7 +13,6 @@ from typing import Any, Callable
 import numpy as np
 
 from . import resources
-from .adapters.arrays import nonfinite
 from .check import FLOOR, REFS_TOL, Compared, _fd_summary, _judge, _nonfinite_message, _probes, check_point
 from .compare import relative_with_floor, rel_error, tolerance
 from .faults import CodeFault, call_user, codes_fault
@@ -279,8 +278,8 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
         ("loss", "forward", np.array(value), np.array(t.loss), np.array(j.loss), x.size, 0.0),
     ]
     tensors += [(k, "backward", v, t.param_grads[k], j.param_grads[k], x.size, scale) for k, v in grads.items()]
-    _judge(result, tensors, fds, model.dtype, tol_scale, batch=n, window=None,
-           nonfinite_found={**bad_grads, **{k: b for k, (_, _, u, *_) in zip(("output", "loss"), tensors) if (b := nonfinite(u))}})
+    # the scores and the loss value were refused if not finite (ValueFinding); the gradients are named here
+    _judge(result, tensors, fds, model.dtype, tol_scale, batch=n, window=None, nonfinite_found=bad_grads)
     result.diagnosis += _dtype_notes(model.returned, model.dtype, f"the parameters are {model.dtype}")
     return result
 

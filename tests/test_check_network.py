@@ -175,6 +175,11 @@ def _two_layer(bug: str | None = None):
             value, grads = out
             if bug == "b2 not summed":
                 grads["b2"] = grads["b2"] / len(X)
+            if bug == "W1 nan":
+                grads["W1"] = grads["W1"].copy()
+                grads["W1"][0, 3] = np.nan
+            if bug == "b1 float32":
+                grads["b1"] = grads["b1"].astype(np.float32)
             return value, grads
 
     spec = S.Sequential([S.Linear("fc1", 6, 7), S.ReLU("relu"), S.Linear("fc2", 7, 4)])
@@ -198,6 +203,14 @@ def test_cs231n_loss_model_bug_is_a_backward_failure() -> None:
     assert entry.verdict == "backward", entry
     assert [t.name for t in entry.tensors if not t.ok] == ["fc2.bias"]
     assert any("fc2.bias: off by a constant factor 1/5 (= 1/the batch size 5" in d for d in entry.diagnosis), entry.diagnosis
+
+
+def test_cs231n_loss_model_nan_gradient_is_named_and_a_float32_one_said() -> None:
+    entry = check_network(_two_layer("W1 nan")[0], input_shape=(5, 6), seed=9).layers[0]
+    assert entry.verdict == "error", entry
+    assert "fc1.weight: 1 of 42 values is NaN or Inf (the first, nan, at [0, 3])" in entry.message
+    entry = check_network(_two_layer("b1 float32")[0], input_shape=(5, 6), seed=9).layers[0]
+    assert any("fc1.bias: is float32 while the parameters are float64: a silent downcast" in d for d in entry.diagnosis)
 
 
 # --------------------------------------------------------------------------- review findings, pinned

@@ -465,8 +465,8 @@ class LossModel:
             if v.size != int(np.prod(user_shape)):
                 raise (ValueFinding if returned else AdapterError)(f"{what} has shape {v.shape} but the parameter has {user_shape}")
             v = v.reshape(user_shape)
-        if returned and nonfinite(v):
-            self.nonfinite_grads[name] = nonfinite(v)  # type: ignore[assignment]
+        if returned and (bad := nonfinite(v)):
+            self.nonfinite_grads[name] = bad
         return param_from_user(layer, local, v, self.layout, info.shape, self._flat.get(path))
 
     def nonfinite_params(self) -> dict[str, NonFinite]:
