@@ -89,8 +89,13 @@ def _spawn(request: dict) -> tuple[subprocess.Popen, int]:
     return proc, read_fd
 
 
-def _stop(proc: subprocess.Popen, first: int = signal.SIGINT) -> None:
-    """End the child: ``first`` (SIGINT lets the user's ``finally`` blocks run), then SIGKILL."""
+def _stop(proc: subprocess.Popen, first: int = signal.SIGINT, grace: float = 0.0) -> None:
+    """End the child: after ``grace`` seconds to end by itself (a terminal's Ctrl-C reaches
+    it too), ``first`` (SIGINT lets the user's ``finally`` blocks run), then SIGKILL."""
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
     if proc.poll() is None:
         try:
             proc.send_signal(first)
@@ -152,7 +157,7 @@ def run_isolated(request: dict, *, timeout: float | None = None,
                 print(f"trigrad: {time.monotonic() - start:.0f} s, {where}", file=sys.stderr, flush=True)
                 next_line += every
     except KeyboardInterrupt:
-        _stop(proc)
+        _stop(proc, grace=2.0)
         raise
     finally:
         os.close(read_fd)
@@ -254,6 +259,7 @@ def _child(argv: list[str]) -> int:
         where = user_location(e.__traceback__) or "outside any file"
         channel.send("exit", message=f"your code called sys.exit({e.code!r}) {where}")
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the goodbye
         channel.send("interrupted")
         return 130
     except MemoryError as e:
@@ -271,7 +277,10 @@ def _child(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    code = _child(sys.argv[1:])
+    try:
+        code = _child(sys.argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C outside the user's code (while starting or sending): quietly
+        code = 130
     sys.stdout.flush()
     sys.stderr.flush()
     _REAL_EXIT(code)  # not the guarded one; and skip the user's atexit handlers

@@ -73,7 +73,7 @@ def test_valid_reports_render() -> None:
     (lambda d: d["layers"][0]["tensors"][1]["fd"].__setitem__("probes", None),
      r"\$\.layers\[0\]\.tensors\[1\]\.fd\.probes: expected an integer, found null"),
     (lambda d: d["layers"][0]["tensors"][1]["error_map"][1][0][0].__setitem__(1, "x"),
-     r"\$\.layers\[0\]\.tensors\[1\]\.error_map\[1\]\[0\]\[0\]\[1\]: expected a number or a list"),
+     r"\$\.layers\[0\]\.tensors\[1\]\.error_map\[1\]\[0\]\[0\]\[1\]: expected a number or null or a list"),
     (lambda d: d["layers"][2]["boundaries"][0].__setitem__("forward_calls", -1),
      r"\$\.layers\[2\]\.boundaries\[0\]\.forward_calls: expected an integer of at least 0, found int -1"),
     (lambda d: d.__setitem__("seed", "7"), r"\$\.seed: expected an integer, found the string '7'"),
