@@ -11,9 +11,11 @@ from .check import check_layer, check_network
 from .interop import from_torch, to_torch
 from .regress import Comparison, check_equivalent
 from .regress import compare as compare_snapshot
+from .report.validate import ReportError
 from .resources import ResourceError
 from .results import FDSummary, LayerResult, Report, TensorResult
 from .snapshot import Snapshot, SnapshotError
+from .snapshot_manifest import SnapshotWarning
 from .snapshot import load as load_snapshot
 from .snapshot import record as record_snapshot
 from .sweeper import SweepResult, check_config, sweep
@@ -54,7 +56,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "check_layer", "check_network", "Report", "LayerResult", "TensorResult", "FDSummary",
-    "check_equivalent", "compare_snapshot", "record_snapshot", "load_snapshot", "Snapshot", "SnapshotError",
+    "check_equivalent", "compare_snapshot", "record_snapshot", "load_snapshot", "Snapshot", "SnapshotError", "SnapshotWarning",
+    "ReportError",
     "Comparison", "sweep", "SweepResult", "check_config",
     "AdapterError", "ArrayError", "Detection", "Layout", "detect_layout", "LayoutError", "WeightsError", "load_weights",
     "read_weight_file", "ResourceError", "wrap_functions", "wrap_layer", "wrap_loss", "wrap_network", "wrap_loss_model",
