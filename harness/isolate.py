@@ -56,13 +56,15 @@ class _Lines:
     """JSON lines from the child's pipe, read without blocking past a deadline."""
 
     def __init__(self, fd: int) -> None:
-        self.fd, self.buffer, self.closed = fd, b"", False
+        self.fd, self.buffer, self.closed, self.idle = fd, b"", False, False
 
     def read(self, wait: float) -> list[dict]:
+        """Complete lines read within ``wait`` seconds; ``idle``: nothing was there to read."""
         if self.closed:
             time.sleep(max(0.0, min(wait, 0.05)))
             return []
         ready, _, _ = select.select([self.fd], [], [], max(0.0, wait))
+        self.idle = not ready
         if ready:
             chunk = os.read(self.fd, 1 << 16)
             if not chunk:
@@ -76,6 +78,30 @@ class _Lines:
             except ValueError:  # not ours (the user's code wrote to our pipe): ignore it
                 continue
         return out
+
+
+class _Seen:
+    """The child's progress so far: entries done, the one being checked, where it stands."""
+
+    def __init__(self, progress: Callable[[str, int, int], None] | None) -> None:
+        self.progress, self.done, self.current, self.position = progress, [], None, (0, 0)
+
+    def event(self, event: dict) -> Outcome | None:
+        """Take one message; the final :class:`Outcome` when it is one."""
+        if event.get("t") != "progress":
+            return Outcome(event.get("t", "internal"), event.get("message", ""), event.get("value"))
+        name, i, n = event["name"], int(event["done"]), int(event["total"])
+        if self.current is not None and self.current != name and self.current not in self.done:
+            self.done.append(self.current)
+        self.current, self.position = name, (i, n)
+        if self.progress:
+            self.progress(name, i, n)
+        return None
+
+    def where(self) -> str:
+        if self.current is None:
+            return "loading your code"
+        return f"checking '{self.current}' ({self.position[0] + 1} of {self.position[1]})"
 
 
 def _spawn(request: dict) -> tuple[subprocess.Popen, int]:
@@ -133,35 +159,30 @@ def run_isolated(request: dict, *, timeout: float | None = None,
     start = time.monotonic()
     every = float(os.environ.get("TRIGRAD_PROGRESS_EVERY", PROGRESS_EVERY))
     next_line = start + every
-    done: list[str] = []
-    current, position, final = None, (0, 0), None
+    seen = _Seen(progress)
+    final = None
     try:
-        while final is None and (not lines.closed or proc.poll() is None):
+        while final is None:
+            exited = proc.poll() is not None
             now = time.monotonic()
             if timeout is not None and now - start >= timeout:
                 _stop(proc, signal.SIGKILL)
-                return Outcome("timeout", f"stopped after the --timeout of {timeout:g} s", done=done, current=current)
-            wait = min(next_line - now, (start + timeout - now) if timeout is not None else 0.5, 0.5)
+                return Outcome("timeout", f"stopped after the --timeout of {timeout:g} s", done=seen.done,
+                               current=seen.current)
+            wait = 0.0 if exited else min(next_line - now, (start + timeout - now) if timeout is not None else 0.5, 0.5)
             for event in lines.read(wait):
-                if event.get("t") == "progress":
-                    name, i, n = event["name"], int(event["done"]), int(event["total"])
-                    if current is not None and current != name and current not in done:
-                        done.append(current)
-                    current, position = name, (i, n)
-                    if progress:
-                        progress(name, i, n)
-                else:
-                    final = Outcome(event.get("t", "internal"), event.get("message", ""), event.get("value"))
+                final = final or seen.event(event)
+            if exited and (lines.closed or lines.idle):  # drained (a grandchild may still hold the pipe open)
+                break
             if plain_progress and time.monotonic() >= next_line:
-                where = f"checking '{current}' ({position[0] + 1} of {position[1]})" if current else "loading your code"
-                print(f"trigrad: {time.monotonic() - start:.0f} s, {where}", file=sys.stderr, flush=True)
+                print(f"trigrad: {time.monotonic() - start:.0f} s, {seen.where()}", file=sys.stderr, flush=True)
                 next_line += every
     except KeyboardInterrupt:
         _stop(proc, grace=2.0)
         raise
     finally:
         os.close(read_fd)
-    return _finish(proc, final, done, current)
+    return _finish(proc, final, seen.done, seen.current)
 
 
 # ----------------------------------------------------------------------------- child side

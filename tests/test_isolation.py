@@ -236,3 +236,15 @@ def test_ctrl_c_inside_the_users_code_restores_the_parameters_bit_for_bit() -> N
         tg.check_layer(tg.wrap_layer(layer, tg.Linear("fc", 4, 3), layout=tg.Layout(linear="in_out")), input_shape=(2, 4))
     assert layer.calls == 6
     assert layer.W.tobytes() == W.tobytes() and layer.b.tobytes() == b.tobytes()
+
+
+def test_a_grandchild_holding_the_pipe_does_not_keep_the_check_waiting(tmp_path: Path, capfd) -> None:
+    path = tmp_path / "spawns.py"
+    path.write_text("import os, subprocess\n"
+                    "def f():\n"
+                    "    subprocess.Popen(['sleep', '30'], close_fds=False)  # inherits every open fd\n"
+                    "    os.kill(os.getpid(), 9)\n")
+    start = time.perf_counter()
+    code = main(["check", f"{path}:f"])
+    assert time.perf_counter() - start < 20
+    assert code == 2 and "killed by SIGKILL" in capfd.readouterr().err
