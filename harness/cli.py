@@ -100,7 +100,7 @@ def _console(args: argparse.Namespace) -> Any:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import list_bugs, run_demo
-    from .report.paths import ReportPathError, check_report_paths
+    from .report.paths import check_report_paths
 
     console = _console(args)
     if args.list:
@@ -116,6 +116,14 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _say(command: str, message: str) -> int:
+    """One line on stderr (escape sequences from the user's strings shown, never emitted); exit 2."""
+    from .report.safe_text import visible
+
+    print(f"trigrad {command}: {visible(message, one_line=True)}", file=sys.stderr)
+    return 2
+
+
 def _ended(command: str, outcome: Any) -> int:
     """A check that did not end with a report: one line saying what happened; exit 2 (130
     for an interrupt). Nothing passed."""
@@ -126,8 +134,24 @@ def _ended(command: str, outcome: Any) -> int:
         done = f"{len(outcome.done)} entries checked ({', '.join(outcome.done)})" if outcome.done else "no entry checked"
         now = f", stopped in '{outcome.current}'" if outcome.current and outcome.kind != "died" else ""
         message += f"; {done}{now}. Nothing passed: no report"
-    print(f"trigrad {command}: {message}", file=sys.stderr)
-    return 2
+    return _say(command, message)
+
+
+def _unsound(report: Any) -> str | None:
+    """Why the child's report cannot be trusted for an exit code, or None: it must follow the
+    schema, hold at least one entry, and no entry may pass without comparing a tensor."""
+    from .report.validate import ReportError, report_data
+
+    try:
+        report_data(report)
+    except ReportError as e:
+        return f"the report is malformed ({e}); nothing passed"
+    if not report["layers"]:
+        return "nothing was checked (the report has no entries); nothing passed"
+    empty = [layer["name"] for layer in report["layers"] if layer["verdict"] == "pass" and not layer["tensors"]]
+    if empty:
+        return f"entry '{empty[0]}' passes without comparing any tensor; nothing passed"
+    return None
 
 
 def _request(command: str, args: argparse.Namespace, **fields: Any) -> dict:
@@ -140,79 +164,100 @@ def _target_files(target: str) -> list[Path]:
     return [Path(where)] if where.endswith(".py") or "/" in where else []
 
 
+def _paths(args: argparse.Namespace, html: bool = True) -> dict[str, str]:
+    """The report paths, checked (:func:`check_report_paths`): before the check, and again
+    just before writing, since the user's code ran in between and may have made files."""
+    from .report.paths import check_report_paths
+
+    return check_report_paths(args.json, args.html if html else None, _target_files(args.target))
+
+
+def _number_problems(args: argparse.Namespace) -> str | None:
+    """A numeric option out of range, said with its name (NaN and infinity are out of range)."""
+    finite = lambda v: v == v and v not in (float("inf"), float("-inf"))  # noqa: E731
+    if args.seed < 0:
+        return f"--seed must be a non-negative integer, got {args.seed}"
+    if getattr(args, "fd_probes", None) is not None and args.fd_probes < 1:
+        return f"--fd-probes must be at least 1, got {args.fd_probes}"
+    if hasattr(args, "tol_scale") and not (args.tol_scale > 0 and finite(args.tol_scale)):
+        return f"--tol-scale must be positive and finite, got {args.tol_scale}"
+    if args.timeout is not None and not (args.timeout > 0 and finite(args.timeout)):
+        return f"--timeout must be a positive number of seconds, got {args.timeout}"
+    if hasattr(args, "time_budget") and not (args.time_budget > 0 and finite(args.time_budget)):
+        return f"--time-budget must be a positive number of seconds, got {args.time_budget}"
+    return None
+
+
 def _check(args: argparse.Namespace) -> int:
     from .demo import progress_bar, ticker
     from .isolate import run_isolated
-    from .report.paths import ReportPathError, check_report_paths
+    from .report.paths import ReportPathError
 
     console = _console(args)
-    problem = None
-    if args.fd_probes is not None and args.fd_probes < 1:
-        problem = f"--fd-probes must be at least 1, got {args.fd_probes}"
-    elif not args.tol_scale > 0 or args.tol_scale == float("inf"):
-        problem = f"--tol-scale must be positive and finite, got {args.tol_scale}"
-    elif args.timeout is not None and not args.timeout > 0:
-        problem = f"--timeout must be a positive number of seconds, got {args.timeout}"
     try:
-        outputs = {} if problem else check_report_paths(args.json, args.html, _target_files(args.target))
-    except ReportPathError as e:
-        problem = str(e)
-    if problem:
-        print(f"trigrad check: {problem}", file=sys.stderr)
-        return 2
-    request = _request("check", args, dtype=args.dtype, fd_probes=args.fd_probes, tol_scale=args.tol_scale)
-    with progress_bar(console) if not args.quiet else _null() as bar:
-        outcome = run_isolated(request, timeout=args.timeout, progress=ticker(bar, "checking"),
-                               plain_progress=not args.quiet and not sys.stderr.isatty())
-    if outcome.kind != "result":
-        return _ended("check", outcome)
-    report = outcome.value
-    if not report.get("layers"):
-        print("trigrad check: nothing was checked (the report has no entries); nothing passed", file=sys.stderr)
-        return 2
-    try:
-        _outputs(report, outputs)
-    except OSError as e:
-        print(f"trigrad check: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        from .report import render_terminal
+        problem = _number_problems(args)
+        if problem:
+            return _say("check", problem)
+        _paths(args)
+        request = _request("check", args, dtype=args.dtype, fd_probes=args.fd_probes, tol_scale=args.tol_scale)
+        with progress_bar(console) if not args.quiet else _null() as bar:
+            outcome = run_isolated(request, timeout=args.timeout, progress=ticker(bar, "checking"),
+                                   plain_progress=not args.quiet and not sys.stderr.isatty())
+        if outcome.kind != "result":
+            return _ended("check", outcome)
+        report = outcome.value
+        problem = _unsound(report)
+        if problem:
+            return _say("check", problem)
+        if not args.quiet:
+            from .report import render_terminal
 
-        render_terminal(report, console, full=args.full)
+            render_terminal(report, console, full=args.full)
+        _outputs(report, _paths(args))
+    except ReportPathError as e:
+        return _say("check", str(e))
+    except OSError as e:
+        return _say("check", f"cannot write {e.filename}: {e.strerror}")
     # the verdicts decide, not a flag the child set
-    return 0 if all(layer.get("verdict") == "pass" for layer in report["layers"]) else 1
+    return 0 if all(layer["verdict"] == "pass" for layer in report["layers"]) else 1
 
 
 def _sweep(args: argparse.Namespace) -> int:
     """``trigrad sweep TARGET``: TARGET's function returns {"make": make_layer, "spec":
     spec_factory, "space": {...}, "options": {check kwargs}}; see :func:`harness.sweep`."""
     from .isolate import run_isolated
-    from .report.paths import ReportPathError, check_report_paths
+    from .report.paths import ReportPathError
 
     console = _console(args)
     try:
-        outputs = check_report_paths(args.json, None, _target_files(args.target))
-    except ReportPathError as e:
-        print(f"trigrad sweep: {e}", file=sys.stderr)
-        return 2
-    request = _request("sweep", args, max_examples=args.max_examples, time_budget=args.time_budget,
-                       progress=not args.quiet, no_color=args.no_color)
-    outcome = run_isolated(request, timeout=args.timeout, plain_progress=not args.quiet and not sys.stderr.isatty())
-    if outcome.kind != "result":
-        return _ended("sweep", outcome)
-    result = outcome.value
-    try:
-        if result["report"] is not None:
-            _outputs(result["report"], outputs)
-    except OSError as e:
-        print(f"trigrad sweep: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        console.print(result["text"], markup=False, soft_wrap=True)  # the line to reproduce stays one line
-        if result["report"] is not None:
-            from .report import render_terminal
+        problem = _number_problems(args)
+        if problem:
+            return _say("sweep", problem)
+        _paths(args, html=False)
+        request = _request("sweep", args, max_examples=args.max_examples, time_budget=args.time_budget,
+                           progress=not args.quiet, no_color=args.no_color)
+        outcome = run_isolated(request, timeout=args.timeout, plain_progress=not args.quiet and not sys.stderr.isatty())
+        if outcome.kind != "result":
+            return _ended("sweep", outcome)
+        result = outcome.value
+        if result["report"] is not None and _unsound(result["report"]):
+            return _say("sweep", _unsound(result["report"]))
+        if not args.quiet:
+            console.print(result["text"], markup=False, soft_wrap=True)  # the line to reproduce stays one line
+            if result["report"] is not None:
+                from .report import render_terminal
 
-            render_terminal(result["report"], console)
+                render_terminal(result["report"], console)
+        # no failing configuration: the JSON says so (an empty report that passes), rather
+        # than leaving stdout empty or an older report in place
+        from .results import SCHEMA
+
+        empty = {"schema": SCHEMA, "seed": args.seed, "ok": True, "first_failure": None, "layers": []}
+        _outputs(result["report"] if result["report"] is not None else empty, _paths(args, html=False))
+    except ReportPathError as e:
+        return _say("sweep", str(e))
+    except OSError as e:
+        return _say("sweep", f"cannot write {e.filename}: {e.strerror}")
     return 0 if result["ok"] else 1
 
 
@@ -230,25 +275,37 @@ def _quiet_debug_options(p: argparse.ArgumentParser) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that suggests the option a mistyped flag was probably meant to be."""
+    """argparse that suggests what a mistyped flag or command was probably meant to be."""
 
-    def _options(self) -> list[str]:
-        found = []
-        for action in self._actions:
-            found += [o for o in action.option_strings if o.startswith("--")]
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
-                    found += sub._options()
-        return sorted(set(found))
+    argv: Sequence[str] = ()  # the arguments being parsed: which command's flags apply
+
+    def _commands(self) -> dict[str, argparse.ArgumentParser]:
+        return next((dict(a.choices) for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+    def _flags(self, parser: argparse.ArgumentParser) -> list[str]:
+        return [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+
+    def _hint(self, token: str) -> str | None:
+        commands = self._commands()
+        command = next((a for a in self.argv if a in commands), None)
+        mine = self._flags(self) + (self._flags(commands[command]) if command else [])
+        flag = token.split("=")[0]
+        close = difflib.get_close_matches(flag, mine, n=1)
+        if close:
+            return f"{token}: did you mean {close[0]}?"
+        elsewhere = [name for name, p in commands.items() if flag in self._flags(p)]
+        if elsewhere:
+            return f"{flag} is an option of {' and '.join(elsewhere)}" + (f", not of {command}" if command else "")
+        return None
 
     def error(self, message: str) -> NoReturn:
         unknown = re.match(r"unrecognized arguments: (.*)", message)
-        if unknown:
-            hints = []
-            for token in unknown.group(1).split():
-                close = difflib.get_close_matches(token.split("=")[0], self._options(), n=1) if token.startswith("-") else []
-                hints += [f"{token}: did you mean {close[0]}?"] if close else []
-            message += "".join(f"\n  {h}" for h in hints)
+        hints = [self._hint(t) for t in unknown.group(1).split() if t.startswith("-")] if unknown else []
+        choice = re.search(r"invalid choice: '([^']*)'", message)
+        if choice and self._commands():
+            close = difflib.get_close_matches(choice.group(1), list(self._commands()), n=1)
+            hints += [f"did you mean {close[0]!r}?"] if close else []
+        message += "".join(f"\n  {h}" for h in hints if h)
         super().error(message)
 
 
@@ -258,6 +315,7 @@ def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
     p.add_argument("--full", action="store_true", help="show every tensor of passing layers too")
     p.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -300,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sw.add_argument("--json", metavar="FILE", help="write the shrunk failing configuration's report as JSON; - for stdout")
     sw.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
     _quiet_debug_options(sw)
+    parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     try:
         return _dispatch(parser, args)

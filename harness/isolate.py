@@ -108,31 +108,28 @@ def _spawn(request: dict) -> tuple[subprocess.Popen, int]:
     read_fd, write_fd = os.pipe()
     request = {**request, "fd": write_fd, "sys_path": list(sys.path)}
     try:
+        # a session of its own: a terminal's Ctrl-C reaches only the parent, which ends the child
+        # and everything the user's code started (no half-printed tracebacks from the child)
         proc = subprocess.Popen([sys.executable, "-m", "harness.isolate", json.dumps(request)],
-                                pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=2)
+                                pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=2, start_new_session=True)
     finally:
         os.close(write_fd)
     return proc, read_fd
 
 
-def _stop(proc: subprocess.Popen, first: int = signal.SIGINT, grace: float = 0.0) -> None:
-    """End the child: after ``grace`` seconds to end by itself (a terminal's Ctrl-C reaches
-    it too), ``first`` (SIGINT lets the user's ``finally`` blocks run), then SIGKILL."""
+def _stop(proc: subprocess.Popen) -> None:
+    """End the child and whatever it started (its process group). Nothing of the user's is
+    lost: the child only computes, and the parent writes every file."""
     try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # already gone
         pass
-    if proc.poll() is None:
-        try:
-            proc.send_signal(first)
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     proc.wait()
 
 
 def _finish(proc: subprocess.Popen, out: Outcome | None, done: list[str], current: str | None) -> Outcome:
     status = proc.wait()
+    _stop(proc)  # what the user's code left running (a daemon process, a server) ends with the check
     if out is not None and (out.kind != "result" or status == 0):
         out.done, out.current = done, current
         return out
@@ -153,7 +150,7 @@ def run_isolated(request: dict, *, timeout: float | None = None,
     from the child's progress; ``plain_progress`` also prints a line to stderr every
     :data:`PROGRESS_EVERY` seconds (for CI logs, where no progress bar is drawn).
     ``timeout``: seconds after which the child is stopped (``kind="timeout"``).
-    KeyboardInterrupt stops the child and is raised again."""
+    KeyboardInterrupt ends the child at once and is raised again."""
     proc, read_fd = _spawn(request)
     lines = _Lines(read_fd)
     start = time.monotonic()
@@ -166,7 +163,7 @@ def run_isolated(request: dict, *, timeout: float | None = None,
             exited = proc.poll() is not None
             now = time.monotonic()
             if timeout is not None and now - start >= timeout:
-                _stop(proc, signal.SIGKILL)
+                _stop(proc)
                 return Outcome("timeout", f"stopped after the --timeout of {timeout:g} s", done=seen.done,
                                current=seen.current)
             wait = 0.0 if exited else min(next_line - now, (start + timeout - now) if timeout is not None else 0.5, 0.5)
@@ -178,7 +175,7 @@ def run_isolated(request: dict, *, timeout: float | None = None,
                 print(f"trigrad: {time.monotonic() - start:.0f} s, {seen.where()}", file=sys.stderr, flush=True)
                 next_line += every
     except KeyboardInterrupt:
-        _stop(proc, grace=2.0)
+        _stop(proc)
         raise
     finally:
         os.close(read_fd)
@@ -197,6 +194,20 @@ class _Channel:
     def send(self, t: str, **fields: Any) -> None:
         self.file.write(json.dumps({"t": t, **fields}) + "\n")
         self.file.flush()
+
+
+def _watch_parent() -> None:
+    """End the child when the parent is gone (killed by CI, say): nothing would read its report."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        _REAL_EXIT(2)
+
+    threading.Thread(target=watch, name="trigrad-parent-watch", daemon=True).start()
 
 
 def _guard_os_exit(channel: _Channel) -> None:
@@ -266,6 +277,7 @@ def _child(argv: list[str]) -> int:
     sys.path[:] = request["sys_path"]
     sys.argv = [request["target"]]
     channel = _Channel(request["fd"])
+    _watch_parent()
     _guard_os_exit(channel)
     try:
         channel.send("result", value=_work(request, channel))

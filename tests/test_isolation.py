@@ -69,6 +69,23 @@ def empty(): return tg.Report(seed=0)
 def touch():
     open(os.path.join(os.path.dirname(__file__), "called"), "w").close()
     return layer(bug=False)
+def makes_a_file():  # a file appears at the report path while the check runs
+    open(os.path.join(os.path.dirname(__file__), "results.json"), "w").write('{"my": "metrics"}')
+    return layer(bug=False)
+def links_to_itself():
+    os.symlink(__file__, os.path.join(os.path.dirname(__file__), "link.json"))
+    return layer(bug=False)
+def escapes():
+    raise ValueError("\x1b]0;TITLE\x07 and \x1b[2J")
+def weird_verdict():
+    return tg.Report(seed=0, layers=[tg.LayerResult("fc", "Linear", "weird", "float64")])
+def passes_without_tensors():
+    return tg.Report(seed=0, layers=[tg.LayerResult("fc", "Linear", "pass", "float64")])
+def leaves_a_process():
+    import subprocess
+    proc = subprocess.Popen(["sleep", "60"])
+    open(os.path.join(os.path.dirname(__file__), "pid"), "w").write(str(proc.pid))
+    return layer(bug=False)
 '''
 
 
@@ -248,3 +265,75 @@ def test_a_grandchild_holding_the_pipe_does_not_keep_the_check_waiting(tmp_path:
     code = main(["check", f"{path}:f"])
     assert time.perf_counter() - start < 20
     assert code == 2 and "killed by SIGKILL" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("target, args, said", [
+    ("makes_a_file", ["--json", "{dir}/results.json"], "exists and is not a trigrad json report"),
+    ("links_to_itself", ["--json", "{dir}/link.json"], "that is the code under check"),
+])
+def test_report_paths_are_checked_again_when_writing(user_file: Path, capfd, target: str, args: list[str],
+                                                     said: str) -> None:
+    """The user's code ran between the first check of the path and the write."""
+    code, out, err = check(capfd, f"{user_file}:{target}", *(a.format(dir=user_file.parent) for a in args))
+    assert code == 2 and said in err
+    assert "def links_to_itself" in user_file.read_text()  # the code under check is intact
+    if target == "makes_a_file":
+        assert (user_file.parent / "results.json").read_text() == '{"my": "metrics"}'
+
+
+@pytest.mark.parametrize("target, said", [
+    ("weird_verdict", "the report is malformed"),
+    ("passes_without_tensors", "entry 'fc' passes without comparing any tensor"),
+])
+def test_a_report_that_cannot_be_trusted_is_exit_2(user_file: Path, capfd, target: str, said: str) -> None:
+    code, out, err = check(capfd, f"{user_file}:{target}")
+    assert (code, out) == (2, "") and said in err and "Traceback" not in err
+
+
+def test_escape_sequences_in_a_one_line_message_are_shown_not_emitted(user_file: Path, capfd) -> None:
+    code, _, err = check(capfd, f"{user_file}:escapes")
+    assert code == 2
+    assert "\x1b" not in err and "\x07" not in err
+    assert "\\x1b]0;TITLE\\x07 and \\x1b[2J" in err
+
+
+def test_what_the_users_code_leaves_running_ends_with_the_check(user_file: Path, capfd) -> None:
+    assert check(capfd, f"{user_file}:leaves_a_process", "--quiet")[0] == 0
+    pid = int((user_file.parent / "pid").read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":  # killed, waiting for its new parent to reap it
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"process {pid} started by the user's code is still running after the check")
+
+
+@pytest.mark.parametrize("args, said", [
+    (["demo", "--timeout", "5"], "--timeout is an option of check and sweep, not of demo"),
+    (["chek", "x.py:f"], "did you mean 'check'?"),
+    (["check", "x.py:f", "--seed", "-1"], None),
+])
+def test_flags_and_commands_get_suggestions_and_ranges(capsys, args: list[str], said: str | None) -> None:
+    try:
+        code = main(args)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert said in err if said else err == "trigrad check: --seed must be a non-negative integer, got -1\n"
+
+
+def test_a_large_earlier_report_may_be_replaced_and_a_device_may_not(tmp_path: Path) -> None:
+    from harness.report.paths import ReportPathError, check_report_path
+    from harness.results import SCHEMA
+
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"schema": SCHEMA, "seed": 0, "layers": [{"pad": "x" * (3 << 20)}]}, indent=1))
+    assert check_report_path("--json", str(big), "json") == big
+    with pytest.raises(ReportPathError, match="not a regular file"):
+        check_report_path("--html", "/dev/stdout", "html")

@@ -318,6 +318,11 @@ def user_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_cli_exit_0_when_nothing_fails(user_file: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["sweep", f"{user_file}:good"]) == 0
     assert "no failing configuration" in capsys.readouterr().out
+    # --json -: stdout is still JSON, a report with no failing entry (not empty, not stale)
+    assert main(["sweep", f"{user_file}:good", "--max-examples", "3", "--json", "-", "--quiet"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    jsonschema.validate(data, load_schema())
+    assert data["ok"] is True and data["layers"] == [] and data["first_failure"] is None
 
 
 def test_cli_exit_1_prints_the_configuration_the_line_and_the_table(user_file: str, tmp_path, capsys) -> None:

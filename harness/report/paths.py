@@ -8,8 +8,9 @@ file; a missing folder is said before minutes of checking. A symlink is written 
 
 from __future__ import annotations
 
-import json
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Iterable
 
@@ -28,21 +29,21 @@ class ReportPathError(ValueError):
     """A report path that would lose the user's data or cannot be written: a usage error."""
 
 
+# how write_json begins a report: read from the head, so a report of any size is recognised
+_JSON_HEAD = re.compile(r'\A\s*\{\s*"schema"\s*:\s*"' + re.escape(SCHEMA) + '"')
+
+
 def _is_report(path: Path, kind: str) -> bool:
     """Whether the existing file at ``path`` is a trigrad report of ``kind`` (json/html)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(1 << 20 if kind == "json" else 4096)
+            text = f.read(4096).decode("utf-8", "replace")
     except OSError:
         return False
-    text = head.decode("utf-8", "replace")
     if kind == "html":
         # reports written before the marker existed carry the default title
         return HTML_MARKER in text or (text.startswith("<!DOCTYPE html>") and "<title>trigrad report</title>" in text)
-    try:
-        return json.loads(text).get("schema") == SCHEMA
-    except (ValueError, AttributeError):
-        return False
+    return bool(_JSON_HEAD.match(text))
 
 
 def check_report_path(option: str, path: str, kind: str, protected: Iterable[Path] = ()) -> Path:
@@ -60,6 +61,10 @@ def check_report_path(option: str, path: str, kind: str, protected: Iterable[Pat
                               f"use a .{kind} name")
     if real.is_dir():
         raise ReportPathError(f"{option} {path}: is a folder; give a file name such as {Path(path) / ('report.' + kind)}")
+    special = [str(q) for q in (real, Path(path).expanduser().absolute()) if str(q).startswith(("/dev/", "/proc/"))]
+    if special or (real.exists() and not stat.S_ISREG(real.stat().st_mode)):
+        raise ReportPathError(f"{option} {path}: not a regular file (a device, pipe or terminal); write the report "
+                              "to a file" + (", or --json - for standard output" if kind == "json" else ""))
     if not real.parent.is_dir():
         raise ReportPathError(f"{option} {path}: the folder {real.parent} does not exist; create it first")
     if not os.access(real.parent, os.W_OK):
