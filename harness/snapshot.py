@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from .snapshot_files import decode, encode, paths, read_pair, write_pair
-from .snapshot_manifest import (CONTAINERS, FORMAT, RERECORD, SnapshotError, SnapshotWarning, canonical,
-                                differences, is_sealed, seal, validate)
+from .snapshot_manifest import (CONTAINERS, FORMAT, HASH_FIELD, RERECORD, SnapshotError, SnapshotWarning, canonical,
+                                differences, is_sealed, parse, seal, successor, validate)
 
 
 def _sha256(a: np.ndarray) -> str:
@@ -93,8 +93,10 @@ class Snapshot:
             out.update({f"entries/{e.name}/{k}": np.ascontiguousarray(v) for k, v in e.arrays.items()})
         return out
 
-    def manifest(self, container: str = "npz", arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-        """The sealed manifest (with ``manifest_sha256``) describing this snapshot."""
+    def manifest(self, container: str = "npz", arrays: dict[str, np.ndarray] | None = None,
+                 where: str = "the snapshot (in memory)") -> dict[str, Any]:
+        """The sealed manifest (with ``manifest_sha256``) describing this snapshot (``where``
+        names it in an error)."""
         arrays = self.arrays() if arrays is None else arrays
         return seal({
             "format": FORMAT, "container": container, "versions": self.versions, "spec": self.spec, "seed": self.seed,
@@ -102,12 +104,12 @@ class Snapshot:
             "entries": {e.name: {"kind": e.kind, "arrays": list(e.arrays), "tolerances": e.tolerances}
                         for e in self.entries.values()},
             "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str, "sha256": _sha256(v)} for k, v in arrays.items()},
-        })
+        }, where)
 
     def validate(self, where: str = "snapshot") -> None:
         """Refuse a snapshot whose fields are out of range (an unknown dtype, a tolerance of
         1e300, no entries): the checks :func:`load` applies, on one built in memory."""
-        validate(json.loads(json.dumps(self.manifest())), where)
+        validate(parse(json.dumps(self.manifest(where=where)), where), where)
 
     # -- files
     def save(self, path: str | os.PathLike, *, container: str = "npz") -> tuple[Path, Path]:
@@ -122,10 +124,16 @@ class Snapshot:
         for key, value in arrays.items():
             if value.dtype.kind not in "fiub":  # object arrays would need pickle
                 raise SnapshotError(f"snapshot array '{key}' has dtype {value.dtype}; only numbers are stored")
-        manifest = self.manifest(container, arrays)
-        validate(json.loads(json.dumps(manifest)), f"{json_path} (being saved)")
-        blob = encode(arrays, json.dumps(manifest, sort_keys=True), container)
-        write_pair(data_path, json_path, blob, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        where = f"{json_path} (being saved)"
+        manifest = self.manifest(container, arrays, where)
+        validate(parse(json.dumps(manifest), where), where)
+
+        def build(previous: dict[str, Any] | None) -> tuple[bytes, str]:  # under the lock
+            final = successor(manifest, previous)
+            return (encode(arrays, json.dumps(final, sort_keys=True), container),
+                    json.dumps(final, indent=1, sort_keys=True) + "\n")
+
+        write_pair(data_path, json_path, build)
         return data_path, json_path
 
 
@@ -134,14 +142,13 @@ def load(path: str | os.PathLike) -> Snapshot:
 
     The manifest embedded in the data file decides; ``NAME.json`` must hash to its own
     ``manifest_sha256`` (else it was edited: refused, naming the field) and equal the
-    embedded one (else a write was interrupted between its two renames: the complete
-    previous snapshot is used and a :class:`SnapshotWarning` says so)."""
+    embedded one, or else be the JSON of a save killed between its two renames: one whose
+    ``replaces`` names the embedded manifest (the complete previous snapshot is used and a
+    :class:`SnapshotWarning` says so). Any other pair of files is refused: they come from
+    different snapshots (a data file copied or swapped)."""
     json_path, text, data_path, blob, container = read_pair(path)
-    try:
-        on_disk = json.loads(text)
-    except ValueError as e:
-        raise SnapshotError(f"{json_path}: not a valid JSON manifest ({e}); the file is corrupted") from e
-    if not isinstance(on_disk, dict) or on_disk.get("format") != FORMAT:
+    on_disk = parse(text, str(json_path))
+    if on_disk.get("format") != FORMAT:
         validate(on_disk, str(json_path))  # names the format found and says to re-record
     arrays, embedded_text = decode(blob, data_path, container)
     manifest = _embedded(embedded_text, data_path)
@@ -152,12 +159,30 @@ def load(path: str | os.PathLike) -> Snapshot:
                             f"with the one recorded in {data_path.name}): {'; '.join(changed[:3])}. Restore the file "
                             f"(e.g. git checkout) or {RERECORD}")
     if canonical(on_disk) != canonical(manifest):
-        warnings.warn(SnapshotWarning(
-            f"{json_path}: an interrupted write: {json_path.name} and {data_path.name} come from different saves (a "
-            f"writer killed between its two renames, or one file restored without the other). Using the complete "
-            f"snapshot in {data_path.name}; {RERECORD} to make them agree"), stacklevel=2)
+        _mismatched(on_disk, manifest, json_path, data_path)
     _check_arrays(arrays, manifest, data_path)
     return _snapshot(manifest, arrays, data_path)
+
+
+def _mismatched(on_disk: dict[str, Any], manifest: dict[str, Any], json_path: Path, data_path: Path) -> None:
+    """Two sealed manifests that differ: a save killed between its renames (a warning) if the
+    JSON names the data file's manifest as the one it replaced, else a SnapshotError."""
+    if on_disk.get("replaces") is not None and on_disk.get("replaces") == manifest[HASH_FIELD]:
+        warnings.warn(SnapshotWarning(
+            f"{json_path}: an interrupted write: {json_path.name} and {data_path.name} come from different saves (a "
+            f"writer killed between its two renames: {json_path.name} is the new save's, {data_path.name} the one it "
+            f"was replacing). Using the complete snapshot in {data_path.name}; {RERECORD} to make them agree"),
+            stacklevel=3)
+        return
+    changed = [d for d in differences(on_disk, manifest) if "manifest_sha256" not in d and "'replaces'" not in d]
+    replaced = on_disk.get("replaces")
+    raise SnapshotError(
+        f"{json_path} and {data_path}: the data file and the manifest come from different snapshots: a copied or "
+        f"swapped file? {json_path.name} describes snapshot {str(on_disk[HASH_FIELD])[:12]} and {data_path.name} holds "
+        f"{manifest[HASH_FIELD][:12]} ({json_path.name} against {data_path.name}: {'; '.join(changed[:3]) or 'other'}). "
+        f"A save killed between its two renames leaves a {json_path.name} naming the data file's snapshot as the one "
+        f"it replaced; this one names {str(replaced)[:12] if replaced else 'none'}. Restore both files from one save "
+        f"(e.g. git checkout {json_path.name} {data_path.name}) or {RERECORD}")
 
 
 def _embedded(text: str | None, data_path: Path) -> dict[str, Any]:
@@ -165,11 +190,8 @@ def _embedded(text: str | None, data_path: Path) -> dict[str, Any]:
     if text is None:
         raise SnapshotError(f"{data_path}: has no embedded manifest (written by an older trigrad or another program); "
                             f"{RERECORD}")
-    try:
-        manifest = json.loads(text)
-    except ValueError as e:
-        raise SnapshotError(f"{data_path}: the embedded manifest is not valid JSON ({e}); the file is corrupted") from e
-    if not isinstance(manifest, dict) or not is_sealed(manifest):
+    manifest = parse(text, f"{data_path} (embedded manifest)")
+    if not is_sealed(manifest):
         raise SnapshotError(f"{data_path}: the embedded manifest does not match its manifest_sha256 (tampered with "
                             f"or corrupted); {RERECORD}")
     validate(manifest, f"{data_path} (embedded manifest)")

@@ -10,7 +10,10 @@ temporaries of dead writers are removed, both temporaries are written in full, t
 JSON is renamed into place and the data file last. The data file's rename is the commit
 point: a writer killed before it leaves the previous data file, whose embedded manifest
 describes it completely, so the previous snapshot stays usable and the reader reports an
-interrupted write. Readers (:func:`read_pair`) take the lock shared, so they never see one
+interrupted write. The new manifest records (``replaces``) the hash of the manifest
+embedded in the data file it replaces, read under the lock (:func:`previous_manifest`), so
+the reader can tell that pair (new JSON, the data file it replaced) from a data file copied
+in from another snapshot. Readers (:func:`read_pair`) take the lock shared, so they never see one
 writer's JSON with another's data file.
 """
 
@@ -29,7 +32,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .snapshot_manifest import CONTAINERS, SnapshotError, SnapshotWarning, is_sealed
+from .snapshot_manifest import CONTAINERS, SnapshotError, SnapshotWarning, is_sealed, parse
 
 try:  # POSIX; elsewhere writes are atomic per file but two writers are not serialised
     import fcntl
@@ -122,10 +125,32 @@ def _write_temp(target: Path, data: bytes) -> Path:
     return tmp
 
 
-def write_pair(data_path: Path, json_path: Path, blob: bytes, manifest_text: str) -> None:
-    """Commit ``blob`` (the data file, embedding the manifest) and ``manifest_text`` as one
-    pair; see the module docstring for the order. An OSError becomes a SnapshotError that
-    names the folder and what to do."""
+def previous_manifest(data_path: Path, container: str) -> dict[str, Any] | None:
+    """The sealed manifest embedded in the data file a save is about to replace; None when
+    there is no such file, or it is unreadable or its manifest unsealed (nothing a reader
+    could fall back to). Reads the manifest only, not the arrays."""
+    if not data_path.is_file():
+        return None
+    try:
+        if container == "npz":
+            with np.load(data_path, allow_pickle=False) as data:
+                raw = data[MANIFEST_KEY] if MANIFEST_KEY in data.files else None
+            text = raw.tobytes().decode("utf-8") if raw is not None and raw.dtype == np.uint8 else None
+        else:
+            with open(data_path, "rb") as f:
+                head = f.read(8)
+                text = _safetensors_metadata(head + f.read(int.from_bytes(head, "little"))).get(METADATA_KEY)
+        manifest = parse(text, str(data_path)) if text is not None else None
+    except Exception:  # any damage (a truncated zip, a bad header, SnapshotError): vouch for nothing
+        return None
+    return manifest if is_sealed(manifest) else None
+
+
+def write_pair(data_path: Path, json_path: Path, build: Callable[[dict[str, Any] | None], tuple[bytes, str]]) -> None:
+    """Commit the pair ``build(previous)`` returns, ``(data file bytes embedding the manifest,
+    manifest text)``, as one; ``previous`` is :func:`previous_manifest` of the data file being
+    replaced, read under the lock. See the module docstring for the order. An OSError becomes
+    a SnapshotError that names the folder and what to do."""
     folder = data_path.parent
     temps: list[Path] = []
     try:
@@ -133,6 +158,7 @@ def write_pair(data_path: Path, json_path: Path, blob: bytes, manifest_text: str
         with _locked(folder, exclusive=True):
             _step("locked")
             remove_stale(data_path, json_path)
+            blob, manifest_text = build(previous_manifest(data_path, data_path.suffix[1:]))
             temps.append(_write_temp(json_path, manifest_text.encode("utf-8")))
             _step("json-temp")
             temps.append(_write_temp(data_path, blob))
@@ -251,13 +277,14 @@ def _container_of(text: str, path: str | os.PathLike) -> str:
     whichever data file exists, so the loader can compare the JSON with the embedded manifest
     and name the edited field."""
     try:
-        manifest = json.loads(text)
+        manifest = parse(text, "")
         container = manifest.get("container") if is_sealed(manifest) else None
-    except (ValueError, AttributeError):
+    except SnapshotError:  # the loader parses it again and says what is wrong
         container = None
     if container in CONTAINERS:
         return container
     return next((c for c in CONTAINERS if paths(path, c)[0].is_file()), "npz")
 
 
-__all__ = ["MANIFEST_KEY", "METADATA_KEY", "decode", "encode", "paths", "read_pair", "remove_stale", "write_pair"]
+__all__ = ["MANIFEST_KEY", "METADATA_KEY", "decode", "encode", "paths", "previous_manifest", "read_pair", "remove_stale",
+           "write_pair"]

@@ -5,6 +5,15 @@ entries say what is compared), so it is guarded like the arrays: it carries
 ``manifest_sha256``, the sha256 of its canonical JSON without that field, and every field is
 validated before anything trusts it. A manifest that fails here is refused with a
 :class:`SnapshotError` naming the field, what was expected and what was found.
+
+Manifest text is read with :func:`parse`, never bare ``json.loads``: text no trigrad writes
+(nesting deeper than a manifest needs, lone surrogates that cannot be hashed, NaN and
+infinities, keys given twice, integers of thousands of digits) is refused naming the field,
+instead of escaping as a RecursionError or UnicodeEncodeError.
+
+``replaces`` (a sealed field) is the hash of the manifest embedded in the data file a save
+replaced, or null: a JSON that differs from the data file next to it is a save killed between
+its two renames only when it names that data file's manifest here (see :mod:`harness.snapshot`).
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import hashlib
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 FORMAT = "trigrad.snapshot/2"
 CONTAINERS = ("npz", "safetensors")
@@ -28,6 +37,11 @@ REQUIRED_ARRAYS = ("x", "g", "output", "input")
 TOL_SLACK = 4.0
 RERECORD = "re-record it (pytest --trigrad-update, or harness.record_snapshot(...).save(path))"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+MAX_DEPTH = 100  # a manifest nests 4 levels, its spec 2 per nested block; JSON's parser recurses
+MAX_DIGITS = 40  # no seed or size is longer (2**128 has 39 digits); Python refuses 4300+
+MAX_ELEMENTS = 2**62  # more than any array numpy can hold
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
 
 
 class SnapshotError(Exception):
@@ -44,16 +58,42 @@ def canonical(manifest: dict[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def seal(manifest: dict[str, Any]) -> dict[str, Any]:
-    """``manifest`` with ``manifest_sha256`` set to the hash of its canonical JSON."""
+def digest(manifest: dict[str, Any], where: str = "the snapshot (in memory)") -> str:
+    """The sha256 of the manifest's canonical JSON; a SnapshotError naming ``where`` and the
+    field when a string in it is no Unicode text (a lone surrogate cannot be encoded, so
+    cannot be hashed)."""
+    text = canonical(manifest)
+    try:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError:
+        check_tree(manifest, where)  # raises, naming the field
+        raise
+
+
+def seal(manifest: dict[str, Any], where: str = "the snapshot (in memory)") -> dict[str, Any]:
+    """``manifest`` with ``manifest_sha256`` set to the hash of its canonical JSON (``where``
+    names it in an error)."""
     sealed = {k: v for k, v in manifest.items() if k != HASH_FIELD}
-    sealed[HASH_FIELD] = hashlib.sha256(canonical(sealed).encode("utf-8")).hexdigest()
+    sealed[HASH_FIELD] = digest(sealed, where)
     return sealed
 
 
-def is_sealed(manifest: dict[str, Any]) -> bool:
-    """Whether ``manifest_sha256`` matches the rest of the manifest."""
-    return manifest.get(HASH_FIELD) == hashlib.sha256(canonical(manifest).encode("utf-8")).hexdigest()
+def is_sealed(manifest: Any) -> bool:
+    """Whether ``manifest`` is an object whose ``manifest_sha256`` matches the rest of it."""
+    return isinstance(manifest, dict) and manifest.get(HASH_FIELD) == digest(manifest)
+
+
+def successor(manifest: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """``manifest`` sealed with ``replaces``: the hash of ``previous`` (the sealed manifest in
+    the data file this save replaces; None when there is none). A save of the very content
+    already there keeps its ``replaces``, so re-recording an unchanged snapshot leaves both
+    files byte for byte as they were (no churn in a checked-in snapshot)."""
+    replaces = None if previous is None else previous[HASH_FIELD]
+    if previous is not None and "replaces" in previous:
+        strip = lambda m: {k: v for k, v in m.items() if k not in ("replaces", HASH_FIELD)}  # noqa: E731
+        if canonical(strip(manifest)) == canonical(strip(previous)):
+            replaces = previous["replaces"]
+    return seal({**manifest, "replaces": replaces})
 
 
 def differences(found: Any, truth: Any, where: str = "") -> list[str]:
@@ -78,6 +118,106 @@ def differences(found: Any, truth: Any, where: str = "") -> list[str]:
 def _short(value: Any) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Repeated(dict):
+    """A JSON object in which the keys ``repeated`` were given more than once."""
+
+    repeated: list[str]
+
+
+class _LongInteger:
+    """Stands for a JSON integer of ``digits`` digits (more than MAX_DIGITS): never converted."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) == len(pairs):
+        return out
+    seen: set[str] = set()
+    marked = _Repeated(out)
+    marked.repeated = [k for k, _ in pairs if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+    return marked
+
+
+def _integer(text: str) -> int | _LongInteger:
+    digits = len(text.lstrip("-"))
+    return _LongInteger(digits) if digits > MAX_DIGITS else int(text)
+
+
+def parse(text: Any, where: str) -> dict[str, Any]:
+    """The manifest object in ``text``; a SnapshotError naming ``where`` (the file) and the
+    field for anything that is no JSON object trigrad could have written (see the module
+    docstring). Checks only the JSON itself: :func:`validate` checks the fields."""
+    cause = f"the file is corrupted or was edited: {RERECORD}"
+    if not isinstance(text, str):
+        raise SnapshotError(f"{where}: the manifest is a {type(text).__name__}, expected JSON text; {cause}")
+    try:
+        value = json.loads(text, object_pairs_hook=_object, parse_int=_integer)
+    except RecursionError:
+        raise SnapshotError(f"{where}: nested more than {MAX_DEPTH} levels deep (deeper than the JSON parser "
+                            f"follows), not a manifest; {cause}") from None
+    except ValueError as e:
+        raise SnapshotError(f"{where}: not a valid JSON manifest ({e}); {cause}") from e
+    if not isinstance(value, dict):
+        raise SnapshotError(f"{where}: the manifest is a JSON {_JSON_TYPES.get(type(value), '?')}, expected an "
+                            f"object; {cause}")
+    check_tree(value, where)
+    return value
+
+
+def _safe(text: str) -> str:
+    """``text`` printable: a lone surrogate shown as its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _path(path: tuple) -> str:
+    parts = [_safe(str(p)) for p in path]
+    return ".".join(parts) if len(parts) <= 8 else ".".join(parts[:5]) + "..."
+
+
+def check_tree(value: Any, where: str) -> None:
+    """Refuse, naming the field, nesting deeper than MAX_DEPTH, a string or key that is no
+    Unicode text, a NaN or infinite number, an integer of more than MAX_DIGITS digits, or a
+    key given twice. Iterative: a deep tree cannot exhaust the stack here."""
+    def fail(path: tuple, what: str) -> None:
+        raise SnapshotError(f"{where}: field '{_path(path)}' {what}; the manifest was edited or written by another "
+                            f"program: {RERECORD}")
+
+    stack: list[tuple[Any, tuple]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            fail(path, f"is nested more than {MAX_DEPTH} levels deep (a manifest needs a few)")
+        if isinstance(node, _Repeated):
+            fail((*path, node.repeated[0]), "is given twice in one object (JSON readers disagree on which counts)")
+        if isinstance(node, dict):
+            for key, item in node.items():
+                _check_text(key, (*path, key), fail, "(a key) ")
+                stack.append((item, (*path, key)))
+        elif isinstance(node, list):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node))
+        elif isinstance(node, str):
+            _check_text(node, path, fail)
+        elif isinstance(node, float) and not math.isfinite(node):
+            fail(path, "is NaN, expected a finite number" if node != node else
+                 "is infinite (beyond 1.8e308, or the literal Infinity), expected a finite number")
+        elif isinstance(node, _LongInteger):
+            fail(path, f"is an integer of {node.digits} digits, expected at most {MAX_DIGITS}")
+
+
+def _check_text(text: str, path: tuple, fail: Callable[[tuple, str], None], what: str = "") -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        fail(path, f"{what}is not Unicode text: a lone surrogate '{_safe(text[e.start])}' at character {e.start}, "
+                   "which cannot be encoded, so not hashed")
 
 
 # --------------------------------------------------------------------------- validation
@@ -127,8 +267,10 @@ def validate(manifest: Any, where: str) -> None:
     for k, v in versions.items():
         if not isinstance(v, str):
             f.fail(f"versions.{k}", "a version string", v)
-    if manifest.get("spec") is not None and not isinstance(manifest["spec"], dict):
-        f.fail("spec", "an object or null", manifest["spec"])
+    f.get(manifest, "spec", "spec", (dict, type(None)), "an object or null")
+    replaces = manifest.get("replaces")  # absent in snapshots of earlier trigrads of this format
+    if replaces is not None and not (isinstance(replaces, str) and _HEX64.fullmatch(replaces)):
+        f.fail("replaces", "null or the 64 hex digits of the manifest this save replaced", replaces)
     params = _names(f, manifest, "params")
     arrays = _arrays_table(f, manifest)
     entries = f.get(manifest, "entries", "entries", dict, "an object of entries")
@@ -160,8 +302,10 @@ def _arrays_table(f: _Fields, manifest: dict) -> dict[str, dict]:
         if not isinstance(info, dict):
             f.fail(path, "an object with shape, dtype and sha256", info)
         shape = f.get(info, "shape", f"{path}.shape", list, "a list of sizes")
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-            f.fail(f"{path}.shape", "a list of non-negative integers", shape)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape) or \
+                len(shape) > 64 or math.prod(shape) > MAX_ELEMENTS:
+            f.fail(f"{path}.shape", f"a list of at most 64 non-negative sizes, of at most {MAX_ELEMENTS} elements",
+                   shape)
         dtype = f.get(info, "dtype", f"{path}.dtype", str, "a numeric array dtype such as '<f8'")
         if not re.fullmatch(r"[<>|=][fiub]\d{1,2}", dtype):
             f.fail(f"{path}.dtype", "a numeric array dtype such as '<f8'", dtype)
@@ -212,4 +356,4 @@ def _tolerance(dtype: str, reduction: int) -> float:
 
 
 __all__ = ["CONTAINERS", "FORMAT", "HASH_FIELD", "KNOWN_DTYPES", "SnapshotError", "SnapshotWarning", "canonical",
-           "differences", "is_sealed", "seal", "validate"]
+           "check_tree", "differences", "digest", "is_sealed", "parse", "seal", "successor", "validate"]

@@ -9,7 +9,11 @@ outvoted by it. Files are never unpickled."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import warnings
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -147,6 +151,11 @@ FORGED = {
     "array sha": (lambda m: m["arrays"]["params/bias"].update(sha256="x"), r"field 'arrays\.params/bias\.sha256'"),
     "array row": (lambda m: m["arrays"].pop("params/bias"), r"field 'arrays' .*missing \['params/bias'\]"),
     "container": (lambda m: m.update(container="pickle"), r"field 'container' is \"pickle\""),
+    "a shape of 1e30 elements": (lambda m: m["arrays"]["entries/fc/x"].update(shape=[10**15, 10**15]),
+                                 r"field 'arrays\.entries/fc/x\.shape' is \[1000000000000000, 1000000000000000\], "
+                                 r"expected a list of at most 64 non-negative sizes, of at most 4611686018427387904"),
+    "spec missing": (lambda m: m.pop("spec"), r"field 'spec' is missing \(expected an object or null\)"),
+    "replaces": (lambda m: m.update(replaces="abc"), r"field 'replaces' is \"abc\", expected null or the 64 hex"),
     "format": (lambda m: m.pop("format"), r"format None, expected 'trigrad\.snapshot/2'"),
 }
 
@@ -157,7 +166,9 @@ def test_a_forged_manifest_is_refused_by_the_field_checks(saved, edit) -> None:
     forge(saved, change)
     with pytest.raises(SnapshotError, match=message) as refused:  # never a TypeError or KeyError
         compare(wrap(Dense(bias_factor=3.0)), saved)
-    assert "fc.npz (embedded manifest)" in str(refused.value) or "format" in edit
+    # the field checks name the data file; a NaN is refused by the parser in the JSON, read first
+    named = "fc.json: " if edit == "tolerance nan" else "fc.npz (embedded manifest)"
+    assert named in str(refused.value) or "format" in edit
 
 
 def test_every_snapshot_the_code_records_passes_the_field_checks(tmp_path) -> None:
@@ -205,23 +216,139 @@ def test_an_in_memory_snapshot_gets_the_field_checks(tmp_path) -> None:
     with pytest.raises(SnapshotError, match=r"fc\.json \(being saved\): field 'dtype'"):
         snap.save(tmp_path / "fc")
     assert list(tmp_path.iterdir()) == []  # nothing written
-    snap.dtype, snap.entries = "float64", {}
+    snap.dtype, snap.versions = "float64", {**snap.versions, "numpy": "2.\ud800"}
+    with pytest.raises(SnapshotError, match=r"fc\.json \(being saved\): field 'versions\.numpy' is not Unicode "
+                                            r"text: a lone surrogate '\\ud800' at character 2"):
+        snap.save(tmp_path / "fc")
+    snap.versions["numpy"], snap.entries = "2.0", {}
     with pytest.raises(SnapshotError, match=r"field 'entries' is \{\}"):
         compare(wrap(Dense(bias_factor=3.0)), snap)
 
 
-def test_a_resealed_json_is_outvoted_by_the_embedded_manifest(saved) -> None:
-    """A JSON that hashes right but differs from the data file's manifest (a write killed
-    between its renames, or a clever edit) is not trusted: the embedded manifest decides."""
-    js = paths(saved)[1]
+def test_a_resealed_json_is_outvoted_or_refused(saved) -> None:
+    """A JSON that hashes right but differs from the data file's manifest is never trusted: if
+    it names the data file's manifest as the one it replaced (what a save killed between its
+    renames leaves), the embedded manifest decides with a warning; otherwise it is refused."""
+    js, embedded = paths(saved)[1], load_embedded(saved)
     manifest = json.loads(js.read_text())
     set_tolerances(0.5)(manifest)
     js.write_text(json.dumps(seal(manifest), indent=1))
+    with pytest.raises(SnapshotError, match=r"fc\.json and .*fc\.npz: the data file and the manifest come from "
+                                            r"different snapshots: a copied or swapped file\?"):
+        compare(wrap(Dense(bias_factor=3.0)), saved)
+    js.write_text(json.dumps(seal({**manifest, "replaces": embedded["manifest_sha256"]}), indent=1))
     with pytest.warns(SnapshotWarning, match=r"fc\.json: an interrupted write: fc\.json and fc\.npz come from "
                                              r"different saves.*Using the complete snapshot in fc\.npz"):
         tripled_is_caught(saved)
     with warnings.catch_warnings(record=True):
         assert load(saved).entries["fc"].tolerances["bias"] < 1e-12
+
+
+def load_embedded(path) -> dict:
+    with np.load(paths(path)[0], allow_pickle=False) as data:
+        return json.loads(data["__manifest__"].tobytes().decode())
+
+
+MIXUPS = {  # how a pair ends up mixed: shell commands a user or a script might run
+    "bad.npz copied over good.npz": lambda d: shutil.copy(d / "bad.npz", d / "good.npz"),
+    "bad.json copied over good.json": lambda d: shutil.copy(d / "bad.json", d / "good.json"),
+    "the data files swapped": lambda d: (os.replace(d / "good.npz", d / "t"), os.replace(d / "bad.npz", d / "good.npz"),
+                                         os.replace(d / "t", d / "bad.npz")),
+    "good re-recorded, then bad.npz copied over": lambda d: (
+        record(wrap(Dense()), input_shape=(5, 4), seed=4).save(d / "good"),
+        shutil.copy(d / "bad.npz", d / "good.npz")),
+}
+
+
+@pytest.mark.parametrize("mixup", MIXUPS, ids=list(MIXUPS))
+def test_a_data_file_and_a_manifest_of_different_snapshots_are_refused(tmp_path, mixup) -> None:
+    """An old JSON next to another snapshot's data file is no killed save (which leaves a new
+    JSON next to the data file it replaced): it must be an error, not a warning and "same"."""
+    record(wrap(Dense()), input_shape=(5, 4), seed=3).save(tmp_path / "good")
+    record(wrap(Dense(bias_factor=3.0)), input_shape=(5, 4), seed=3).save(tmp_path / "bad")
+    MIXUPS[mixup](tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SnapshotWarning)  # refused outright, not warned about
+        with pytest.raises(SnapshotError, match=r"good\.json and .*good\.npz: the data file and the manifest come "
+                                                r"from different snapshots: a copied or swapped file\?") as refused:
+            tg.compare_snapshot(wrap(Dense(bias_factor=3.0)), tmp_path / "good")
+    text = str(refused.value)
+    assert re.search(r"field 'arrays\.entries/fc/[\w/]+\.sha256' is \\?\"[0-9a-f]{6}", text), text
+    assert "git checkout" in text and "--trigrad-update" in text
+
+
+def test_a_save_names_the_manifest_it_replaces_and_an_unchanged_one_stays_byte_identical(tmp_path) -> None:
+    snap = record(wrap(Dense()), input_shape=(5, 4), seed=3)
+    npz, js = snap.save(tmp_path / "fc")
+    first = load_embedded(tmp_path / "fc")
+    assert first["replaces"] is None  # nothing replaced
+    snap.save(tmp_path / "fc")  # the same content again: no churn in a checked-in snapshot
+    assert load_embedded(tmp_path / "fc") == first and json.loads(js.read_text()) == first
+    snap.seed = 4
+    snap.save(tmp_path / "fc")
+    assert load_embedded(tmp_path / "fc")["replaces"] == first["manifest_sha256"]
+
+
+def raw(manifest: dict, path: tuple, text: str) -> str:
+    """``manifest`` as JSON with the field at ``path`` replaced by the raw JSON ``text``."""
+    m = json.loads(json.dumps(manifest))
+    node = m
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = "@@"
+    return json.dumps(m).replace('"@@"', text)
+
+
+def with_field(path: tuple, value) -> Callable[[dict], str]:
+    return lambda m: raw(m, path, json.dumps(value))
+
+
+MALFORMED = {  # manifest text -> what the refusal must say
+    "nested 200000 deep": (lambda m: "[" * 200000 + "]" * 200000, r"nested more than 100 levels deep"),
+    "a field nested 150 deep": (lambda m: raw(m, ("spec",), "[" * 150 + "]" * 150),
+                                r"field 'spec\.0\.0\.0\.0\.\.\.' is nested more than 100 levels deep"),
+    "a lone surrogate in a value": (with_field(("versions", "numpy"), "1.\ud800"),
+                                    r"field 'versions\.numpy' is not Unicode text: a lone surrogate '\\ud800' at "
+                                    r"character 2"),
+    "a lone surrogate in a key": (with_field(("versions", "\udfff"), "1"),
+                                  r"field 'versions\.\\udfff' \(a key\) is not Unicode text"),
+    "a list, not an object": (lambda m: "[1, 2]", r"the manifest is a JSON array, expected an object"),
+    "null, not an object": (lambda m: "null", r"the manifest is a JSON null, expected an object"),
+    "a number beyond float (1e400)": (lambda m: raw(m, ("entries", "fc", "tolerances", "bias"), "1e400"),
+                                      r"field 'entries\.fc\.tolerances\.bias' is infinite"),
+    "the literal NaN": (lambda m: raw(m, ("entries", "fc", "tolerances", "bias"), "NaN"),
+                        r"field 'entries\.fc\.tolerances\.bias' is NaN, expected a finite number"),
+    "the literal -Infinity": (lambda m: raw(m, ("seed",), "-Infinity"), r"field 'seed' is infinite"),
+    "an integer of 5000 digits": (lambda m: raw(m, ("seed",), "9" * 5000),
+                                  r"field 'seed' is an integer of 5000 digits, expected at most 40"),
+    "a key given twice": (lambda m: json.dumps(m)[:-1] + ', "dtype": "float32"}', r"field 'dtype' is given twice"),
+    "a nested key given twice": (lambda m: raw(m, ("entries", "fc", "kind"), '"layer", "kind": "network"'),
+                                 r"field 'entries\.fc\.kind' is given twice"),
+    "empty": (lambda m: "", r"not a valid JSON manifest \(Expecting value"),
+}
+
+
+@pytest.mark.parametrize("where", ["fc.json", "fc.npz (embedded manifest)"])
+@pytest.mark.parametrize("case", MALFORMED, ids=list(MALFORMED))
+def test_a_malformed_manifest_is_a_snapshot_error_naming_the_file_and_field(saved, case, where) -> None:
+    """Never a RecursionError, UnicodeEncodeError, ValueError or TypeError from the parser or the
+    hashing: a SnapshotError that names the file, the field and what is wrong with it."""
+    make, message = MALFORMED[case]
+    text = make(load_embedded(saved))
+    npz, js = paths(saved)
+    if where == "fc.json":
+        js.write_text(text, encoding="utf-8", errors="surrogatepass")
+    else:
+        with np.load(npz, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        arrays["__manifest__"] = np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8)
+        with open(npz, "wb") as f:
+            np.savez(f, **arrays)
+    with pytest.raises(SnapshotError, match=message) as refused:
+        compare(wrap(Dense(bias_factor=3.0)), saved)
+    text = str(refused.value)
+    assert f"{where}: " in text and "re-record it" in text, text
+    text.encode("utf-8")  # the message itself can be printed
 
 
 def test_a_data_file_without_an_embedded_manifest_is_refused(saved) -> None:
