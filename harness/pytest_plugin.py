@@ -140,6 +140,11 @@ class Backprop:
         if not result.ok:
             pytest.fail(f"{result}\n(snapshot {paths(path)[0]}; rerun with --trigrad-update if the change is intended)",
                         pytrace=False)
+        if result.wrong_when_recorded:  # unchanged is a pass, but the summary should say what is pinned
+            import warnings
+
+            warnings.warn(f"trigrad: {', '.join(result.wrong_when_recorded)} in {paths(path)[0].name} disagreed with "
+                          "the reference when recorded; the snapshot pins that behaviour", stacklevel=2)
         return result
 
     def equivalent(self, old: Any, new: Any, spec_or_shape: Any = None, *, x: Any = None,

@@ -76,6 +76,13 @@ class Comparison:
     def ok(self) -> bool:
         return all(e.status == "same" for e in self.entries)
 
+    @property
+    def wrong_when_recorded(self) -> list[str]:
+        """``entry.tensor`` names that are ``same`` but were already off the reference when the
+        snapshot was taken: unchanged, not correct (a snapshot pins behaviour, bugs included)."""
+        return [f"{e.name}.{t.name}" for e in self.entries for t in e.tensors
+                if t.status == "same" and t.old_error is not None and t.old_error > t.tolerance]
+
     def entry(self, name: str) -> EntryChange:
         for e in self.entries:
             if e.name == name:
@@ -98,6 +105,10 @@ class Comparison:
                          if t.status != "same" else "")
                 lines.append(f"{e.name:<16} {t.name:<14} {t.status:<8} {t.change:>9.1e} {fmt(t.old_error):>10} "
                              f"{fmt(t.new_error):>10} {t.tolerance:>8.1e}  {where}")
+        wrong = self.wrong_when_recorded
+        if wrong:
+            lines.append(f"note: {', '.join(wrong)} already disagreed with the reference when the snapshot was taken: "
+                         "'same' means unchanged, not correct (run trigrad check on it)")
         return "\n".join(lines)
 
 

@@ -273,3 +273,17 @@ def read_only(monkeypatch):
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temporaries, nothing changed
     monkeypatch.delenv("READ_ONLY")
     project.runpytest(*args(request)).assert_outcomes(passed=2)
+
+
+def test_a_snapshot_of_buggy_code_passes_with_a_warning(project: pytest.Pytester, request) -> None:
+    project.makepyfile(test_pinned='''
+import harness as tg
+from user_code import Dense, SPEC, IN_OUT
+
+def test_dense(backprop):
+    backprop.snapshot(tg.wrap_layer(Dense(bug=True), SPEC, layout=IN_OUT), input_shape=(5, 4))
+''')
+    project.runpytest(*args(request)).assert_outcomes(failed=1)  # recorded
+    result = project.runpytest(*args(request))
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*trigrad: fc.bias in test_dense-*.npz disagreed with the reference when recorded*"])

@@ -347,3 +347,12 @@ def test_spec_less_layers_compare_across_wrapper_names() -> None:
     old = tg.wrap_layer(Scale(), None, params={"w": "w"}, grads={"w": "dw"}, name="loops")
     new = tg.wrap_layer(Scale(), None, params={"w": "w"}, grads={"w": "dw"}, name="vectorised")
     assert check_equivalent(old, new, (4, 3)).ok
+
+
+def test_a_snapshot_of_buggy_code_says_same_means_unchanged_not_correct(tmp_path) -> None:
+    buggy = record(wrap(Im2colConv(overwrite=True)), input_shape=SHAPE, seed=3)
+    result = compare(wrap(Im2colConv(overwrite=True)), buggy)
+    assert result.ok  # a snapshot pins behaviour: the same bug is no change
+    assert result.wrong_when_recorded == ["conv.input"]
+    assert "note: conv.input already disagreed with the reference when the snapshot was taken" in str(result)
+    assert compare(wrap(LoopConv()), record(wrap(LoopConv()), input_shape=SHAPE, seed=3)).wrong_when_recorded == []
