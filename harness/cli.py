@@ -20,7 +20,6 @@ import difflib
 import re
 import sys
 import time
-from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 INTERRUPTED = "trigrad: interrupted; your parameters are restored and no file was written"
@@ -158,18 +157,14 @@ def _request(command: str, args: argparse.Namespace, **fields: Any) -> dict:
     return {"command": command, "target": args.target, "seed": args.seed, "debug": args.debug, **fields}
 
 
-def _target_files(target: str) -> list[Path]:
-    """The file TARGET names, if it is a file: a report must never replace it."""
-    where = target.rpartition(":")[0]
-    return [Path(where)] if where.endswith(".py") or "/" in where else []
-
-
 def _paths(args: argparse.Namespace, html: bool = True) -> dict[str, str]:
     """The report paths, checked (:func:`check_report_paths`): before the check, and again
     just before writing, since the user's code ran in between and may have made files."""
     from .report.paths import check_report_paths
+    from .target import target_file
 
-    return check_report_paths(args.json, args.html if html else None, _target_files(args.target))
+    code = target_file(args.target)  # a report must never replace the code under check
+    return check_report_paths(args.json, args.html if html else None, [code] if code else [])
 
 
 def _number_problems(args: argparse.Namespace) -> str | None:

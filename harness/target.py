@@ -46,13 +46,19 @@ def _import_failed(where: str, e: Exception, debug: bool) -> None:
     raise TargetError(f"importing {where} failed: {user_frame(e)} (rerun with --debug for the traceback)") from e
 
 
+def target_file(target: str) -> Path | None:
+    """The file a ``file.py:function`` TARGET names (None for ``package.module:function``)."""
+    where = target.rpartition(":")[0]
+    return Path(where).expanduser() if where.endswith(".py") or "/" in where or "\\" in where else None
+
+
 def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
     """The function ``target`` names (``file.py:function`` or ``package.module:function``)."""
     where, sep, name = target.rpartition(":")
     if not sep or not where or not name.isidentifier():
         raise TargetError(f"TARGET must be path/to/file.py:function or package.module:function, got {target!r}")
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        path = Path(where).expanduser().resolve()
+    if target_file(target) is not None:
+        path = target_file(target).resolve()
         if not path.is_file():
             raise TargetError(f"no file {where!r} (TARGET {target!r}; looked at {path})")
         module_name = f"trigrad_target_{path.stem}"
@@ -171,4 +177,4 @@ def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: f
         raise TargetError(str(e)) from e
 
 
-__all__ = ["KEYS", "TargetError", "call", "load", "run"]
+__all__ = ["KEYS", "TargetError", "call", "load", "run", "target_file"]
