@@ -66,7 +66,6 @@ class ConvIm2colStrideIgnored(ConvIm2col):
 
     def _index(self, c, h, w):
         ch, rows, cols, oh, ow = super()._index(c, h, w)
-        k = self.W.shape[2]
         i0, j0 = rows[:, :1], cols[:, :1]
         return ch, i0 + np.repeat(np.arange(oh), ow)[None, :], j0 + np.tile(np.arange(ow), oh)[None, :], oh, ow
 
@@ -406,14 +405,14 @@ LAYERS_ACCEPT: dict[str, tuple[str, ...]] = {
     "conv dx with a flipped kernel": ("kernel not rotated 180 degrees",),
     "conv stride ignored in dW": ("the backward ignores the stride",),
     "conv padding crop off by one": ("shifted by one row up and one column left", "the backward ignores the padding"),
-    "relu mask taken from the gradient": (),
+    "relu mask taken from the gradient": ("mask taken from the upstream gradient",),
     "batch norm backward with constant statistics": ("misses both the mean's and the variance's paths",),
     "flatten backward does not undo the HWC transpose": ("laid out as (N, H, W, C) and reshaped as (N, C, H, W)",),
-    "sigmoid derivative of the input, not the output": (),
-    "tanh derivative missing the square": (),
-    "leaky relu backward with slope 0": (),
+    "sigmoid derivative of the input, not the output": ("evaluated at the input x instead of the output y",),
+    "tanh derivative missing the square": ("the square missing from the derivative 1-y^2",),
+    "leaky relu backward with slope 0": ("the negative slope dropped",),
     "avg pool backward not divided by the window": ("the window size 4",),
-    "softmax backward with the Jacobian's diagonal only": (),
+    "softmax backward with the Jacobian's diagonal only": ("only the diagonal y(1-y) of the softmax Jacobian",),
     "global avg pool backward not divided by H*W": ("(= the number of pixels H*W 20",),
     "batch norm backward missing the variance term": ("misses the path through the variance",),
     "conv bias grad not summed over H, W": ("only the first window (output position (0, 0))",),
