@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from ..compare import relative_with_floor
-from ..spec import BatchNorm1d, BatchNorm2d, LayerNorm, Linear, MaxPool2d
+from ..spec import AvgPool2d, BatchNorm1d, BatchNorm2d, LayerNorm, Linear, MaxPool2d
 from .elementwise import wrong_derivative
 from .point import Point, _alternatives, _vjp
 
@@ -21,7 +21,7 @@ def wrong_gradients(p: Point, names: list[str], forward_ok: bool) -> list[str]:
     found += _partial_sums(p, [n for n in names if n != "input"])
     found += _ignored_hyperparameter(p, names)
     if "input" in names and forward_ok:
-        for check in (_pool_routing, _norm_terms, _weight_transposed, wrong_derivative):
+        for check in (_pool_routing, _window_transposed, _norm_terms, _weight_transposed, wrong_derivative):
             found += check(p)
     return found
 
@@ -36,7 +36,8 @@ def _partial_sums(p: Point, names: list[str]) -> list[str]:
     spatial = p.g.shape[2:] if p.g.ndim == 4 else ()
     cases: list[tuple[str, tuple]] = []
     if n > 1:
-        cases += [(f"only the {w} sample of the batch ({i + 1} of {n})", (i,)) for w, i in (("first", 0), ("last", n - 1))]
+        cases += [(f"only the {w} sample of the batch ({i + 1} of {n})", (i,))
+                  for w, i in (("first", 0), ("last", n - 1))]
     if spatial and int(np.prod(spatial)) > 1:
         h, w = spatial
         for word, (i, j) in (("first", (0, 0)), ("last", (h - 1, w - 1))):
@@ -94,6 +95,22 @@ def _pool_routing(p: Point) -> list[str]:
     if p.fits("input", spread / k):
         return [f"input: the upstream gradient is spread over the pooling window and divided by its size {k} "
                 "(average pooling's backward), where max pooling sends it to the maximum only"]
+    return []
+
+
+def _window_transposed(p: Point) -> list[str]:
+    """A pool's input gradient with the row and column inside every (square, non-overlapping,
+    unpadded) window swapped: ``(N, C, H/k, k, W/k, k)`` with its two ``k`` axes exchanged."""
+    spec, (n, c, *hw) = p.spec, p.x.shape
+    if not isinstance(spec, (MaxPool2d, AvgPool2d)) or p.x.ndim != 4 or spec._dilation() != (1, 1):
+        return []
+    (kh, kw), stride = spec.kernel_size, spec.stride
+    if kh != kw or kh < 2 or stride != (kh, kw) or any(spec.padding) or hw[0] % kh or hw[1] % kw:
+        return []
+    ref = p.ref["input"].reshape(n, c, hw[0] // kh, kh, hw[1] // kw, kw)
+    if p.fits("input", ref.transpose(0, 1, 2, 5, 4, 3).reshape(p.x.shape)):
+        return ["input: the row and column inside each pooling window swapped: every gradient lands at the mirror "
+                "of its position in the window (the window's axes exchanged when it is unfolded)"]
     return []
 
 
