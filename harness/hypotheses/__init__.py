@@ -11,7 +11,6 @@ tensor within the tensor's tolerance — and differs from the true value.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..results import LayerResult
@@ -57,9 +56,6 @@ def counts(spec: Layer, x: np.ndarray) -> dict[str, int]:
     if isinstance(spec, Conv2d):
         out["the number of output channels"] = spec.out_channels
     return out
-
-
-
 
 
 __all__ = ["EPS_TRIED", "Point", "counts", "explain", "reproduces_under"]

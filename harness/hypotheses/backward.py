@@ -13,6 +13,7 @@ from ..spec import AvgPool2d, BatchNorm1d, BatchNorm2d, LayerNorm, Linear, MaxPo
 from .elementwise import wrong_derivative
 from .point import Point, _alternatives, _vjp
 
+
 def wrong_gradients(p: Point, names: list[str], forward_ok: bool) -> list[str]:
     """Hypotheses for the failing gradients ``names``."""
     found = []

@@ -8,6 +8,7 @@ import numpy as np
 from ..spec import Conv2d, Linear
 from .point import Point, _alternatives, _top_left, _vjp
 
+
 def wrong_forward(p: Point) -> list[str]:
     """The output equals the reference at another stride / padding / dilation / eps (its
     top-left corner when that output is larger: the code indexes with the other value but
