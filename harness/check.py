@@ -28,6 +28,7 @@ from .adapters.layouts import CANONICAL, user_data_shape
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import accumulates, diagnose, window_overlap
 from .faults import CodeFault, codes_fault
+from .hypotheses import counts, explain
 from .frames import user_frame
 from .kinks import pattern, random_input
 from .results import FDSummary, LayerResult, Report, TensorResult, error_map
@@ -39,17 +40,19 @@ FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the lay
 _fd_summary, _probes = fd.summary, fd.probes  # the names network_check and older code use
 
 
-def _layout_hint(wrapped: WrappedLayer, x: np.ndarray) -> list[str]:
+def _layout_hint(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, result: LayerResult) -> list[str]:
     """When the forward disagrees, ask whether another declared layout would reproduce the
-    reference: a layout mismatch looks exactly like a forward bug."""
+    reference: a layout mismatch looks exactly like a forward bug. Said only when that
+    layout reproduces every compared tensor within its tolerance."""
     from .adapters.detect import detect_layout, suggest
+    from .hypotheses import reproduces_under
 
     try:
         found = detect_layout(wrapped, input_shape=x.shape)
     except Exception:  # detection is a hint; a layer it cannot run under other layouts gets none
         return []
     better = suggest(wrapped.layout, found.best, wrapped.spec) if found.matched else None
-    if better is not None:
+    if better is not None and reproduces_under(wrapped, better, x, g, result):
         return [f"layout: the forward matches the reference under {better} (declared: {wrapped.layout}); "
                 "declare that layout"]
     return []
@@ -109,7 +112,10 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
     for tr in result.tensors:
         if not tr.ok and tr.name not in bad:  # no hypothesis explains a NaN
             user, ref = by_name[tr.name]
-            result.diagnosis += [f"{tr.name}: {h}" for h in diagnose(tr.name, user, ref, batch=batch, window=window, **hints)]
+            sized = forward_ok or tr.side == "forward"  # a wrong forward's faithful gradient: no size to blame
+            result.diagnosis += [f"{tr.name}: {h}" for h in diagnose(
+                tr.name, user, ref, batch=batch if sized else None, window=window if sized else None,
+                **{**hints, "counts": hints.get("counts") if sized else None})]
     return forward_ok, backward_ok
 
 
@@ -226,8 +232,10 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
                                 f"{relative_with_floor(y_again, y_u):.1e} relative)")
     if not backward_ok and not bad_grads:
         result.diagnosis += _backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, (x_warm, x, g))
+    if not bad_grads and result.verdict not in ("pass", "error", "reference"):
+        result.diagnosis += explain(result, tensors, spec, params, x, g)
     if not forward_ok and result.verdict in ("forward", "both"):
-        result.diagnosis += _layout_hint(wrapped, x)
+        result.diagnosis += _layout_hint(wrapped, x, g, result)
     _accumulation(result, grads_u, again)
     if wrapped.input_mutated:
         result.message = "; ".join(filter(None, [result.message, "note: the forward writes into its input array"]))
@@ -249,7 +257,8 @@ def _hints(spec: Layer, x: np.ndarray) -> dict[str, Any]:
     """What the diagnosis needs to know about the layer: its window size, groups, overlap."""
     convs = [layer for _, layer in walk(Sequential([spec])) if isinstance(layer, Conv2d)]
     hints: dict[str, Any] = {"groups": convs[0].groups if len(convs) == 1 else 1,
-                             "window": int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None}
+                             "window": int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None,
+                             "counts": counts(spec, x)}
     if isinstance(spec, (MaxPool2d, AvgPool2d)) and x.ndim == 4:
         hints["overlap"] = window_overlap(spec.kernel_size, spec.stride, spec.padding, spec._dilation(), x.shape[2:])
     return hints

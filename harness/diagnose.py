@@ -23,12 +23,13 @@ def _close(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
 
 def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None = None,
              window: int | None = None, overlap: np.ndarray | None = None, groups: int = 1,
-             tol: float = 1e-6) -> list[str]:
+             counts: dict[str, int] | None = None, tol: float = 1e-6) -> list[str]:
     """Hypotheses that explain why ``user`` differs from ``ref`` (same shape) for the tensor
     ``name`` (``output``, ``input``, ``weight``, ``bias`` ...). ``batch`` / ``window``: sizes a
     constant factor is compared with. Conv tensors are ``(N or O, C, H, W)``. ``overlap``:
     ``(H, W)`` bool, the input positions that more than one pooling window covers (see
-    :func:`window_overlap`); ``groups``: a conv's groups, to name whole groups."""
+    :func:`window_overlap`); ``groups``: a conv's groups, to name whole groups. ``counts``:
+    further sizes a factor may equal, by what they count (``{"the number of windows": 12}``)."""
     u, r = np.asarray(user, np.float64), np.asarray(ref, np.float64)
     found: list[str] = []
     if u.shape != r.shape or not np.isfinite(u).all():
@@ -42,9 +43,11 @@ def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None 
             elif abs(factor) <= tol:
                 found.append("zero: the user's value is 0 where the reference is not (never computed, or overwritten)")
             else:
-                found.append(f"off by a constant factor {_fraction(factor)}{_named(factor, batch, window)}")
+                found.append(f"off by a constant factor {_fraction(factor)}{_named(factor, batch, window, counts)}")
     if u.ndim == 2 and u.shape[0] == u.shape[1] and _close(u, r.T, tol):
         found.append("transposed: the user's value equals the reference transposed")
+    if 3 <= u.ndim <= 4:
+        found += _permuted(u, r, tol, weight=name == "weight" or name.endswith(".weight"))
     if u.ndim == 4 and u.shape[2:] != (1, 1) and _close(u, r[:, :, ::-1, ::-1], tol):
         found.append("kernel flipped: the user's value is the reference rotated 180 degrees in (H, W) "
                      "(convolution where cross-correlation is meant, or the reverse)")
@@ -101,13 +104,17 @@ def _fraction(f: float) -> str:
     return f"{f:.6g}"
 
 
-def _named(f: float, batch: int | None, window: int | None) -> str:
-    for size, what in ((batch, "the batch size"), (window, "the window size")):
-        if size and size > 1:
-            if abs(f - size) < 1e-6 * size:
-                return f" (= {what} {size}: a missing division by it, or a sum where a mean is meant)"
-            if abs(f * size - 1) < 1e-6:
-                return f" (= 1/{what} {size}: an extra division by it)"
+def _named(f: float, batch: int | None, window: int | None, counts: dict[str, int] | None = None) -> str:
+    """Which size the factor ``f`` (or ``1/f``) is: the batch, the window, or one of ``counts``
+    (all of them when several sizes are equal: the value alone cannot tell them apart)."""
+    sizes = [(batch, "the batch size"), (window, "the window size")] + [(v, k) for k, v in (counts or {}).items()]
+    sizes = [(s, what) for s, what in sizes if s and s > 1]
+    times = [f"{what} {s}" for s, what in sizes if abs(f - s) < 1e-6 * s]
+    if times:
+        return f" (= {' or '.join(times)}: a missing division by it, or a sum where a mean is meant)"
+    over = [f"{what} {s}" for s, what in sizes if abs(f * s - 1) < 1e-6]
+    if over:
+        return f" (= 1/{' or 1/'.join(over)}: an extra division by it)"
     return ""
 
 
@@ -124,7 +131,7 @@ def _where(u: np.ndarray, r: np.ndarray, tol: float, groups: int = 1, axis: int 
         out.append("only on the border: the interior matches (padding handled wrongly)")
     per_channel = err.sum(axis=tuple(a for a in range(4) if a != axis))
     bad = np.flatnonzero(per_channel > tol * total)
-    if 0 < len(bad) < len(per_channel):
+    if 0 < len(bad) <= len(per_channel) // 2:  # a strict subset, at most half: else "channels" explains nothing
         size = len(per_channel) // groups if groups > 1 and len(per_channel) % groups == 0 else 0
         whole = sorted({int(c) // size for c in bad}) if size else []
         if whole and len(bad) == len(whole) * size:  # exactly whole groups of channels
@@ -133,7 +140,36 @@ def _where(u: np.ndarray, r: np.ndarray, tol: float, groups: int = 1, axis: int 
         else:
             shown = ", ".join(str(int(c)) for c in bad[:8]) + (" ..." if len(bad) > 8 else "")
             what = "output channel(s)" if axis == 0 else "channel(s)"
-            out.append(f"only in {what} {shown} of {len(per_channel)}: the others match (groups or channel indexing)")
+            out.append(f"only in {len(bad)} of {len(per_channel)} {what} ({shown}): the others match "
+                       "(groups or channel indexing)")
+    return out
+
+
+_AXES = {3: "NCL", 4: "NCHW"}
+
+
+def _permuted(u: np.ndarray, r: np.ndarray, tol: float, weight: bool = False) -> list[str]:
+    """Is ``u`` (3-D ``(N, C, L)`` or 4-D ``(N, C, H, W)``; a conv weight ``(O, I, kh, kw)``)
+    the reference with its axes permuted (H and W swapped in a col2im), or the reference's
+    values laid out in another axis order and read back in this one (a reshape that does not
+    undo a transpose)? Transposes of a square 2-D tensor and 180-degree flips are named elsewhere."""
+    from itertools import permutations
+
+    names = ("O", "I", "kh", "kw") if weight and u.ndim == 4 else tuple(_AXES[u.ndim])
+    out = []
+    for p in permutations(range(u.ndim)):
+        if p == tuple(range(u.ndim)):
+            continue
+        moved = np.ascontiguousarray(r.transpose(p))
+        order = ", ".join(names[a] for a in p)
+        if moved.shape == u.shape and _close(u, moved, tol):
+            swapped = [names[a] for a, b in enumerate(p) if a != b]
+            what = f"axes {' and '.join(swapped)} swapped" if len(swapped) == 2 else f"axes permuted to ({order})"
+            out.append(f"{what}: the user's value is the reference with its axes in ({order}) order "
+                       "(an index order mixed up, e.g. H and W in col2im)")
+        elif moved.shape != u.shape and _close(u, moved.reshape(u.shape), tol):
+            out.append(f"values in the wrong order: the user's value is the reference laid out as ({order}) and "
+                       f"reshaped as ({', '.join(names)}) (a reshape that does not undo a transpose)")
     return out
 
 

@@ -32,7 +32,7 @@ def test_transpose_flip_border_channel() -> None:
     assert any("only on the border" in h for h in diagnose("input", border, R))
     chan = R.copy()
     chan[:, 2] *= 3
-    assert any("only in channel(s) 2 of 3" in h for h in diagnose("input", chan, R))
+    assert any("only in 1 of 3 channel(s) (2)" in h for h in diagnose("input", chan, R))
 
 
 def test_no_story_when_nothing_simple_fits() -> None:
@@ -100,7 +100,7 @@ def test_error_confined_to_whole_groups_is_named_by_group() -> None:
     u = r.copy()
     u[2] += 1.0  # one channel, not a whole group
     found = diagnose("weight", u, r, groups=3)
-    assert any(h.startswith("only in output channel(s) 2 of 6") for h in found), found
+    assert any(h.startswith("only in 1 of 6 output channel(s) (2)") for h in found), found
     data = np.random.default_rng(3).standard_normal((4, 6, 5, 5))  # activations: channels on axis 1
     bad = data.copy()
     bad[:, 4:6] *= 2
@@ -120,3 +120,37 @@ def test_a_one_column_or_row_shift_is_named() -> None:
     both = np.zeros_like(r)
     both[:, :, :-1, :-1] = r[:, :, 1:, 1:]
     assert any(h.startswith("shifted by one row up and one column left") for h in diagnose("input", both, r))
+
+
+def test_channel_hint_only_for_at_most_half_the_channels() -> None:
+    data = np.random.default_rng(5).standard_normal((2, 6, 4, 4))
+    bad = data.copy()
+    bad[:, :4] += 1.0  # 4 of 6 channels wrong: "channels" explains nothing
+    assert not any(h.startswith("only in") for h in diagnose("input", bad, data))
+    bad = data.copy()
+    bad[:, [1, 4, 5]] += 1.0  # exactly half
+    assert "only in 3 of 6 channel(s) (1, 4, 5): the others match (groups or channel indexing)" in diagnose(
+        "input", bad, data)
+
+
+def test_axes_swapped_and_values_in_the_wrong_order() -> None:
+    r = np.random.default_rng(6).standard_normal((2, 3, 4, 4))
+    found = diagnose("input", r.transpose(0, 1, 3, 2), r)
+    assert found == ["axes H and W swapped: the user's value is the reference with its axes in (N, C, W, H) order "
+                     "(an index order mixed up, e.g. H and W in col2im)"], found
+    w = np.random.default_rng(7).standard_normal((3, 3, 2, 2))
+    assert any(h.startswith("axes O and I swapped") for h in diagnose("weight", w.transpose(1, 0, 2, 3), w))
+    hwc = r.transpose(0, 2, 3, 1).reshape(r.shape)  # NHWC values read back as NCHW
+    assert any(h.startswith("values in the wrong order: the user's value is the reference laid out as (N, H, W, C)")
+               for h in diagnose("input", hwc, r))
+    assert not any("axes" in h or "order" in h for h in diagnose("input", r + 0.1, r))
+
+
+def test_factor_named_by_windows_or_channels_and_every_equal_size() -> None:
+    sizes = {"the number of windows (output positions)": 12, "the number of channels": 3}
+    assert "off by a constant factor 12 (= the number of windows (output positions) 12: a missing division by it, " \
+           "or a sum where a mean is meant)" in diagnose("weight", 12 * R, R, batch=4, counts=sizes)
+    assert "off by a constant factor 1/3 (= 1/the number of channels 3: an extra division by it)" in diagnose(
+        "weight", R / 3, R, batch=4, counts=sizes)
+    both = diagnose("weight", 3 * R, R, batch=3, counts=sizes)[0]
+    assert "(= the batch size 3 or the number of channels 3:" in both, both  # the value cannot tell them apart

@@ -123,14 +123,15 @@ _ALL = [
     Variant("conv2-dx-kernel-not-rotated", "conv2's input gradient uses the kernel without rotating it 180 degrees",
             "conv2", "backward", "kernel not rotated", layers=(("conv2", ConvDxKernelNotRotated),)),
     Variant("flat-backward-nchw", "the flatten's backward unflattens as if the features were C, H, W",
-            "flat", "backward", layers=(("flat", FlattenBackwardNCHW),)),
+            "flat", "backward", "laid out as (N, H, W, C)", layers=(("flat", FlattenBackwardNCHW),)),
     Variant("relu2-mask-from-gradient", "relu2's backward masks by the gradient's sign instead of the input's",
-            "relu2", "backward", layers=(("relu2", ReLUMaskFromGradient),)),
+            "relu2", "backward", "mask taken from the upstream gradient", layers=(("relu2", ReLUMaskFromGradient),)),
     Variant("conv1-true-convolution", "conv1 convolves (kernel rotated) where cross-correlation is meant; "
             "its backward is that forward's exact gradient", "conv1", "forward", "kernel flipped",
             layers=(("conv1", TrueConvolution),)),
     Variant("pool1-window-transposed", "pool1's backward puts each gradient at the max's mirror position in "
-            "its window (row and column swapped)", "pool1", "backward", layers=(("pool1", PoolWindowTransposed),)),
+            "its window (row and column swapped)", "pool1", "backward", "inside each pooling window swapped",
+            layers=(("pool1", PoolWindowTransposed),)),
     Variant("conv2-grad-accumulates", "conv2's weight gradient adds up over backward calls and is never reset",
             "conv2", "backward", "accumulate", layers=(("conv2", ConvGradAccumulates),)),
     Variant("backward-skips-relu3", "the network's backward skips relu3; every layer is right on its own",
