@@ -23,6 +23,7 @@ import numpy as np
 
 from . import fd, resources
 from .adapters.arrays import NonFinite, nonfinite
+from .adapters.effects import SideEffect
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
 from .compare import relative_with_floor, rel_error, tolerance, verdict
@@ -100,6 +101,7 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
                              refs_agree=result.refs_error <= REFS_TOL, error=bool(bad))
     if bad:
         result.message = _nonfinite_message(bad, "the code")
+        result.error_side = "backward" if any(side == "backward" for name, side, *_ in tensors if name in bad) else "forward"
     if result.verdict == "inconclusive":
         unsure = [f"{k} ({s.kinks} of {s.probes} probes crossed a kink)" if s.kinks else f"{k} (probes too noisy)"
                   for k, s in fds.items() if s.consistent is not True]
@@ -181,24 +183,31 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         result.message = ("the user's parameters hold NaN/Inf before any call: " + "; ".join(
             f"{k}: {bad}" for k, bad in bad_params.items()) + " (user layout); likely cause: a diverged training run, "
             "an uninitialised array (np.empty) or a division by zero in the initialisation")
+        result.error_side = "setup"
         return result
     full = lambda p: {join_path(spec.name, k): v for k, v in p.items()}  # noqa: E731
 
     # a forward at another point first: a backward that uses a cache from an earlier call
     # (not the latest forward) then shows up as wrong
     x_warm = x + rng.standard_normal(x.shape) * (float(np.std(x)) or 1.0)
+    wrapped.effects.clear()  # the writes this check sees, not those of earlier calls
     with wrapped.preserved():
-        stage = "forward"
+        y_u = None
         try:
             wrapped.forward(x_warm)
             y_u = wrapped.forward(x)
-            stage = "backward"
+            params = wrapped.get_params()
             dx_u = wrapped.backward(g)
             grads_u = wrapped.param_grads()
-            params = wrapped.get_params()
+            if any(e.side == "backward" and e.array.startswith("parameter") for e in wrapped.effects):
+                wrapped.set_params(params)  # a backward that stepped the weights: the forward again at the same ones
             y_again = wrapped.forward(x)
         except Exception as e:  # the user's code raised or returned garbage: a verdict; a wrong declaration: raised
-            result.message = _fault_message(wrapped, e, x, stage)
+            result.error_side = wrapped.running or "forward"
+            result.message = _fault_message(wrapped, e, x, result.error_side)
+            if y_u is not None and result.error_side == "backward":  # the forward ran: a bug in it is still found
+                _forward_behind_crash(result, wrapped, x, g, y_u, params, refs, tol_scale)
+            apply_effects(result, wrapped.side_effects())
             return result
         bad_grads, dtype_notes = dict(wrapped.nonfinite_grads), wrapped.dtype_notes()
         torch_ref = build("torch", Sequential([spec]))
@@ -215,7 +224,9 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             wrapped.backward(g)
             again = wrapped.param_grads()
         except Exception as e:
+            result.error_side = wrapped.running or "forward"
             result.message = _fault_message(wrapped, e, x, "fd")
+            apply_effects(result, wrapped.side_effects())
             return result
 
     forward_ok, backward_ok = _judge(result, tensors, fds, wrapped.dtype, tol_scale, batch=x.shape[0],
@@ -229,9 +240,40 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += _layout_hint(wrapped, x)
     _accumulation(result, grads_u, again)
-    if wrapped.input_mutated:
-        result.message = "; ".join(filter(None, [result.message, "note: the forward writes into its input array"]))
+    apply_effects(result, wrapped.side_effects())
     return result
+
+
+def apply_effects(result: LayerResult, found: list[SideEffect]) -> None:
+    """Each write the user's code made into what it was handed (see
+    :mod:`harness.adapters.effects`) is a diagnosis line and fails the side that made it:
+    ``pass`` (or ``inconclusive``) becomes that side, the other side ``both``."""
+    for effect in found:
+        result.diagnosis.append(effect.finding())
+        if result.verdict in ("pass", "inconclusive"):
+            result.verdict = effect.side
+        elif result.verdict in ("forward", "backward") and result.verdict != effect.side:
+            result.verdict = "both"
+
+
+def _forward_behind_crash(result: LayerResult, wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray,
+                          y_u: np.ndarray, params: dict[str, np.ndarray], refs: Any, tol_scale: float) -> None:
+    """The backward crashed after the forward ran: the forward's output is still compared
+    with both references (a row in the table, failing if wrong), the verdict stays ``error``
+    and the message says when the forward disagrees too."""
+    from reference_models import build
+
+    spec, message = wrapped.spec, result.message
+    full = {join_path(spec.name, k): v for k, v in params.items()}
+    t, j = refs if refs is not None else (build(b, Sequential([spec])).vjp(full, x, g) for b in ("torch", "jax"))
+    result.refs_error = relative_with_floor(t.output, j.output)
+    tensors: list[Compared] = [("output", "forward", y_u, t.output, j.output, x.size // x.shape[0], 0.0)]
+    forward_ok, _ = _judge(result, tensors, {}, wrapped.dtype, tol_scale, batch=x.shape[0], **_hints(spec, x))
+    result.verdict, result.message = "error", message
+    if not forward_ok:
+        worst = result.tensors[0]
+        result.message += (f"; the forward also disagrees with the references (output: {worst.error_torch:.1e} "
+                           f"relative, tolerance {worst.tolerance:.1e}): fix it too")
 
 
 def _accumulation(result: LayerResult, first: dict[str, np.ndarray], again: dict[str, np.ndarray]) -> None:

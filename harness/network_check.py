@@ -13,13 +13,14 @@ from typing import Any, Callable
 import numpy as np
 
 from . import resources
-from .check import FLOOR, REFS_TOL, Compared, _fd_summary, _judge, _nonfinite_message, _probes, check_point
+from .check import FLOOR, REFS_TOL, Compared, _fd_summary, _judge, _nonfinite_message, _probes, apply_effects, check_point
 from .compare import relative_with_floor, rel_error, tolerance
 from .faults import CodeFault, call_user, codes_fault
 from .frames import user_frame
 from .kinks import off_kinks, pattern
 from .results import Boundary, LayerResult, Report, TensorResult
 from .spec import Layer, Residual, Sequential, join_path
+from .adapters.shared import layer_note, shared_objects, sharing_finding
 
 
 def _fault(exc: Exception) -> str:
@@ -115,6 +116,10 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
                           if layer.verdict in ("forward", "backward", "both", "error")), None)
             report.layers.append(_unreachable("(network)", "network", str(wrapped.dtype), report) if poisoned else
                                  _end_to_end(wrapped, x, g, ref, jax_ref, tol_scale, first))
+            if not report.layers[-1].ok:  # a shared object fails only there: say so on each place it is mapped
+                for paths in shared_objects(wrapped.layers):
+                    for path in paths:
+                        report.layer(path).diagnosis.append(layer_note(path, paths))
     return report
 
 
@@ -212,7 +217,7 @@ def _check_loss(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.rand
         value_f = lambda s: wloss.loss_and_grad(s, target)[0]  # noqa: E731
         fds = {"scores": _fd_summary(_probes(value_f, scores, dscores, rng, fd_probes, wloss.dtype, None), wloss.dtype)}
     except Exception as e:
-        result.message = _fault(e)
+        result.message, result.error_side = _fault(e), wloss.running
         return result
     t = build("torch", identity).loss_vjp({}, scores, wloss.spec, target)
     j = build("jax", identity).loss_vjp({}, scores, wloss.spec, target)
@@ -241,13 +246,16 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
     if bad_params:
         result.message = ("the user's parameters hold NaN/Inf before any call: " +
                           "; ".join(f"{k}: {bad}" for k, bad in bad_params.items()) + " (user layout)")
+        result.error_side = "setup"
         return result
     params = model.get_params()
+    side = "forward"  # model.loss(X) computes the scores; model.loss(X, y) the loss and the gradients
     try:
         scores = model.scores(x)
+        side = "backward"  # the scores of the same X came out: the gradients' part is where it fails
         value, grads = model.loss_and_grads(x, target)
     except Exception as e:
-        result.message = _fault(e)
+        result.message, result.error_side = _fault(e), side
         return result
     bad_grads = dict(model.nonfinite_grads)
     torch_ref, jax_ref = build("torch", spec), build("jax", spec)
@@ -267,7 +275,7 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
             finally:
                 model.set_params({k: params[k]})
     except Exception as e:
-        result.message = _fault(e)
+        result.message, result.error_side = _fault(e), "backward"
         return result
     result.refs_error = max([relative_with_floor(t.output, j.output), relative_with_floor(np.array(t.loss), np.array(j.loss))]
                             + [relative_with_floor(t.param_grads[k], j.param_grads[k]) for k in grads])
@@ -289,6 +297,7 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
     """The user's own network forward/backward against both references, as one entry, with
     the activation and gradient at every watched layer boundary."""
     result = LayerResult(name="(network)", kind="network", verdict="error", dtype=str(net.dtype))
+    net.running, net.effects[:] = None, []
     try:
         for w in net.layers.values():  # code that accumulates until flushed: flush, as the isolated checks do
             if getattr(w, "zero_grad", None):
@@ -298,7 +307,9 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
             dx = net.backward(g)
         grads = net.param_grads()
     except Exception as e:
-        result.message = _fault(e)
+        result.message, result.error_side = _fault(e), net.running or "setup"  # setup: flushing the gradients
+        result.diagnosis += [sharing_finding(paths, True) for paths in shared_objects(net.layers)]
+        apply_effects(result, net.side_effects())
         return result
     bad = {f"{p}.{k}": b for p, w in net.layers.items() for k, b in w.nonfinite_grads.items()}
     n = x.shape[0]
@@ -324,16 +335,25 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
     result.diagnosis += _dtype_notes(net.returned, net.dtype, f"the parameters are {net.dtype}")
     if bad:  # NaN/Inf in the gradients the network's own backward left in its layers
         result.verdict, result.message = "error", _nonfinite_message(bad, "the network's own backward")
+        result.error_side = "backward"
         result.downstream_of = first_failure
+        apply_effects(result, net.side_effects())
         return result
     tol = max(t.tolerance for t in result.tensors)
     result.boundaries, where = _boundaries(calls, ref, tol)
-    if not result.ok and first_failure is None:
-        result.message = ("every layer passes alone but the network's own forward/backward does not: the wiring "
-                          "between layers is at fault (a skipped, repeated or reordered call)")
+    failed = not result.ok
+    shared = [sharing_finding(paths, failed) for paths in shared_objects(net.layers)]
+    apply_effects(result, net.side_effects())  # the network's own writes into what it was handed
+    if failed and first_failure is None:
+        result.message = "; ".join(shared) or ("every layer passes alone but the network's own forward/backward does "
+                                               "not: the wiring between layers is at fault (a skipped, repeated or "
+                                               "reordered call)")
         result.diagnosis += where
-    elif not result.ok:
+    elif failed:
         result.downstream_of = first_failure  # explained by the failing layer: fix that first
+        result.diagnosis += shared
+    else:
+        result.message = "; ".join(filter(None, [result.message, *shared]))
     return result
 
 
