@@ -119,7 +119,8 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
             if not report.layers[-1].ok:  # a shared object fails only there: say so on each place it is mapped
                 for paths in shared_objects(wrapped.layers):
                     for path in paths:
-                        report.layer(path).diagnosis.append(layer_note(path, paths))
+                        entry = report.layer(path)
+                        entry.message = "; ".join(filter(None, [entry.message, layer_note(path, paths)]))
     return report
 
 

@@ -85,7 +85,8 @@ def headline(report: Any) -> str:
         n = len(d["layers"])
         return f"{'the entry passes' if n == 1 else f'all {n} entries pass'} (seed {d['seed']})"
     first = next((layer for layer in d["layers"] if layer["name"] == d["first_failure"]), None)
-    side = f" ({verdict_text(first)})" if first else ""
+    side = "" if not first else (f" (error in the {first['error_side']})" if first["verdict"] == "error" and
+                                 first.get("error_side") else f" ({first['verdict']})")
     return (f"fix first: {_name(d['first_failure'])}{side}; {len(failing)} of {len(d['layers'])} entries fail "
             f"(seed {d['seed']})")
 
