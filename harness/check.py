@@ -192,7 +192,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     x_warm = x + rng.standard_normal(x.shape) * (float(np.std(x)) or 1.0)
     wrapped.effects.clear()  # the writes this check sees, not those of earlier calls
     with wrapped.preserved():
-        y_u = None
+        y_u = params = None
         try:
             wrapped.forward(x_warm)
             y_u = wrapped.forward(x)
@@ -205,7 +205,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         except Exception as e:  # the user's code raised or returned garbage: a verdict; a wrong declaration: raised
             result.error_side = wrapped.running or "forward"
             result.message = _fault_message(wrapped, e, x, result.error_side)
-            if y_u is not None and result.error_side == "backward":  # the forward ran: a bug in it is still found
+            if params is not None and result.error_side == "backward":  # the forward ran: a bug in it is still found
                 _forward_behind_crash(result, wrapped, x, g, y_u, params, refs, tol_scale)
             apply_effects(result, wrapped.side_effects())
             return result

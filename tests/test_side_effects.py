@@ -295,3 +295,40 @@ def test_a_pure_object_at_two_places_passes_with_a_note() -> None:
     report = check_network(wrapped, input_shape=(5, 4))
     assert report.ok, str(report)
     assert "note: 'drop1' and 'drop2' are the same object" in report.layer("(network)").message
+
+
+def test_a_network_declaring_its_writes_passes_and_its_layers_inherit_the_declaration() -> None:
+    class Centres(Net):
+        def forward(self, x):
+            m = x.mean()
+            x -= m
+            return super().forward(x + m)
+
+    net = Centres([Dense(4, 6, seed=1), ReLUInPlaceForward(), Dense(6, 3, seed=2)])
+    spec = S.Sequential([S.Linear("fc1", 4, 6), S.ReLU("relu"), S.Linear("fc2", 6, 3)])
+    layers = dict(zip(["fc1", "relu", "fc2"], net.layers))
+    strict = check_network(wrap_network(layers, spec, forward=net.forward, backward=net.backward, layout=IN_OUT),
+                           input_shape=(5, 4))
+    assert strict.layer("relu").verdict == "forward" and strict.layer("(network)").verdict == "forward"
+    declared = check_network(wrap_network(layers, spec, forward=net.forward, backward=net.backward, layout=IN_OUT,
+                                          inplace={"input"}), input_shape=(5, 4))
+    assert declared.ok, str(declared)
+
+
+def test_a_loss_object_whose_backward_raises_names_the_backward() -> None:
+    class SoftmaxLoss:
+        def forward(self, s, y):
+            e = np.exp(s - s.max(axis=1, keepdims=True))
+            self.p, self.y = e / e.sum(axis=1, keepdims=True), y
+            return -np.log(self.p[np.arange(len(y)), y]).mean()
+
+        def backward(self):
+            raise IndexError("labels not one-hot")
+
+    from harness.adapters.loss import wrap_loss
+
+    _, wrapped = _net(ReLU(), ReLU())
+    entry = check_network(wrapped, input_shape=(5, 4),
+                          loss=wrap_loss(SoftmaxLoss(), S.SoftmaxCrossEntropy(), style="object")).layer("(loss)")
+    assert entry.verdict == "error" and entry.error_side == "backward"
+    assert "IndexError: labels not one-hot" in entry.message and "in backward" in entry.message
