@@ -23,7 +23,7 @@ import numpy as np
 
 from . import fd, resources
 from .adapters.arrays import NonFinite, nonfinite
-from .adapters.effects import SideEffect
+from .adapters.effects import apply_effects
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
 from .compare import relative_with_floor, rel_error, tolerance, verdict
@@ -192,23 +192,12 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     x_warm = x + rng.standard_normal(x.shape) * (float(np.std(x)) or 1.0)
     wrapped.effects.clear()  # the writes this check sees, not those of earlier calls
     with wrapped.preserved():
-        y_u = params = None
+        seen: dict[str, Any] = {}
         try:
-            wrapped.forward(x_warm)
-            y_u = wrapped.forward(x)
-            params = wrapped.get_params()
-            dx_u = wrapped.backward(g)
-            grads_u = wrapped.param_grads()
-            if any(e.side == "backward" and e.array.startswith("parameter") for e in wrapped.effects):
-                wrapped.set_params(params)  # a backward that stepped the weights: the forward again at the same ones
-            y_again = wrapped.forward(x)
+            _first_calls(wrapped, x_warm, x, g, seen)
         except Exception as e:  # the user's code raised or returned garbage: a verdict; a wrong declaration: raised
-            result.error_side = wrapped.running or "forward"
-            result.message = _fault_message(wrapped, e, x, result.error_side)
-            if params is not None and result.error_side == "backward":  # the forward ran: a bug in it is still found
-                _forward_behind_crash(result, wrapped, x, g, y_u, params, refs, tol_scale)
-            apply_effects(result, wrapped.side_effects())
-            return result
+            return _crashed(result, wrapped, e, (x, g), seen, refs, tol_scale)
+        y_u, params, dx_u, grads_u, y_again = (seen[k] for k in ("y", "params", "dx", "grads", "y_again"))
         bad_grads, dtype_notes = dict(wrapped.nonfinite_grads), wrapped.dtype_notes()
         torch_ref = build("torch", Sequential([spec]))
         t, j = refs if refs is not None else (torch_ref.vjp(full(params), x, g),
@@ -244,16 +233,32 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     return result
 
 
-def apply_effects(result: LayerResult, found: list[SideEffect]) -> None:
-    """Each write the user's code made into what it was handed (see
-    :mod:`harness.adapters.effects`) is a diagnosis line and fails the side that made it:
-    ``pass`` (or ``inconclusive``) becomes that side, the other side ``both``."""
-    for effect in found:
-        result.diagnosis.append(effect.finding())
-        if result.verdict in ("pass", "inconclusive"):
-            result.verdict = effect.side
-        elif result.verdict in ("forward", "backward") and result.verdict != effect.side:
-            result.verdict = "both"
+def _first_calls(wrapped: WrappedLayer, x_warm: np.ndarray, x: np.ndarray, g: np.ndarray, seen: dict[str, Any]) -> None:
+    """The check's calls into the user's code, in order, each value into ``seen`` as it comes
+    (``y``, ``params``, ``dx``, ``grads``, ``y_again``): a forward at another point, the
+    forward and backward at the point, the forward again (determinism)."""
+    wrapped.forward(x_warm)
+    seen["y"] = wrapped.forward(x)
+    seen["params"] = wrapped.get_params()
+    seen["dx"] = wrapped.backward(g)
+    seen["grads"] = wrapped.param_grads()
+    if any(e.side == "backward" and e.array.startswith("parameter") for e in wrapped.effects):
+        wrapped.set_params(seen["params"])  # a backward that stepped the weights: the forward again at the same ones
+    seen["y_again"] = wrapped.forward(x)
+
+
+def _crashed(result: LayerResult, wrapped: WrappedLayer, exc: Exception, point: tuple[np.ndarray, np.ndarray],
+             seen: dict[str, Any], refs: Any, tol_scale: float) -> LayerResult:
+    """The verdict ``error`` for ``exc`` met in :func:`_first_calls`, on the side that ran it
+    (re-raised when it is a configuration error); a forward that ran before a backward crash
+    is still compared."""
+    x, g = point
+    result.error_side = wrapped.running or "forward"
+    result.message = _fault_message(wrapped, exc, x, result.error_side)
+    if "params" in seen and result.error_side == "backward":  # the forward ran: a bug in it is still found
+        _forward_behind_crash(result, wrapped, x, g, seen["y"], seen["params"], refs, tol_scale)
+    apply_effects(result, wrapped.side_effects())
+    return result
 
 
 def _forward_behind_crash(result: LayerResult, wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray,

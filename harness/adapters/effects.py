@@ -96,6 +96,18 @@ def change(before: np.ndarray, after: Any) -> str | None:
     return f"{int(differs.sum())} of {before.size} values changed, first at {first}"
 
 
+def apply_effects(result: Any, found: list[SideEffect]) -> None:
+    """Each write in ``found`` is a diagnosis line of ``result`` (a
+    :class:`~harness.results.LayerResult`) and fails the side that made it: ``pass`` (or
+    ``inconclusive``) becomes that side, the other side ``both``."""
+    for effect in found:
+        result.diagnosis.append(effect.finding())
+        if result.verdict in ("pass", "inconclusive"):
+            result.verdict = effect.side
+        elif result.verdict in ("forward", "backward") and result.verdict != effect.side:
+            result.verdict = "both"
+
+
 class Effects:
     """Recording of the user's writes, for :class:`~harness.adapters.layer.WrappedLayer`:
     :meth:`_watched_forward` / :meth:`_watched_backward` wrap its ``_call_forward`` /
@@ -174,4 +186,4 @@ class Effects:
         return dx
 
 
-__all__ = ["Effects", "INPLACE", "SideEffect", "change", "parse_inplace"]
+__all__ = ["Effects", "INPLACE", "SideEffect", "apply_effects", "change", "parse_inplace"]
