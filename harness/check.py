@@ -101,7 +101,8 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
                              refs_agree=result.refs_error <= REFS_TOL, error=bool(bad))
     if bad:
         result.message = _nonfinite_message(bad, "the code")
-        result.error_side = "backward" if any(side == "backward" for name, side, *_ in tensors if name in bad) else "forward"
+        backward = any(side == "backward" for name, side, *_ in tensors if name in bad)
+        result.error_side = "backward" if backward else "forward"
     if result.verdict == "inconclusive":
         unsure = [f"{k} ({s.kinks} of {s.probes} probes crossed a kink)" if s.kinks else f"{k} (probes too noisy)"
                   for k, s in fds.items() if s.consistent is not True]

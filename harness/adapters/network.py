@@ -313,7 +313,8 @@ class WrappedNetwork(Effects):
 
     def _params_seen(self) -> dict[str, Any]:
         """Every layer's trainable parameters, the user's own arrays (the network's own code uses them)."""
-        return {f"{p}.{k}": w._get_user(k) for p, w in self.layers.items() for k in w._param_names() if k in w._trainable()}
+        return {f"{p}.{k}": w._get_user(k) for p, w in self.layers.items() for k in w._param_names()
+                if k in w._trainable()}
 
     def recording(self) -> ContextManager[dict[str, Calls]]:
         """Watch the user's own network passes at every layer boundary (see
