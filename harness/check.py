@@ -23,6 +23,7 @@ import numpy as np
 
 from . import fd, resources
 from .adapters.arrays import NonFinite, nonfinite
+from .adapters.effects import apply_effects
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
 from .compare import relative_with_floor, rel_error, tolerance, verdict
@@ -103,6 +104,8 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
                              refs_agree=result.refs_error <= REFS_TOL, error=bool(bad))
     if bad:
         result.message = _nonfinite_message(bad, "the code")
+        backward = any(side == "backward" for name, side, *_ in tensors if name in bad)
+        result.error_side = "backward" if backward else "forward"
     if result.verdict == "inconclusive":
         unsure = [f"{k} ({s.kinks} of {s.probes} probes crossed a kink)" if s.kinks else f"{k} (probes too noisy)"
                   for k, s in fds.items() if s.consistent is not True]
@@ -187,25 +190,21 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         result.message = ("the user's parameters hold NaN/Inf before any call: " + "; ".join(
             f"{k}: {bad}" for k, bad in bad_params.items()) + " (user layout); likely cause: a diverged training run, "
             "an uninitialised array (np.empty) or a division by zero in the initialisation")
+        result.error_side = "setup"
         return result
     full = lambda p: {join_path(spec.name, k): v for k, v in p.items()}  # noqa: E731
 
     # a forward at another point first: a backward that uses a cache from an earlier call
     # (not the latest forward) then shows up as wrong
     x_warm = x + rng.standard_normal(x.shape) * (float(np.std(x)) or 1.0)
+    wrapped.effects.clear()  # the writes this check sees, not those of earlier calls
     with wrapped.preserved():
-        stage = "forward"
+        seen: dict[str, Any] = {}
         try:
-            wrapped.forward(x_warm)
-            y_u = wrapped.forward(x)
-            stage = "backward"
-            dx_u = wrapped.backward(g)
-            grads_u = wrapped.param_grads()
-            params = wrapped.get_params()
-            y_again = wrapped.forward(x)
+            _first_calls(wrapped, x_warm, x, g, seen)
         except Exception as e:  # the user's code raised or returned garbage: a verdict; a wrong declaration: raised
-            result.message = _fault_message(wrapped, e, x, stage)
-            return result
+            return _crashed(result, wrapped, e, (x, g), seen, refs, tol_scale)
+        y_u, params, dx_u, grads_u, y_again = (seen[k] for k in ("y", "params", "dx", "grads", "y_again"))
         bad_grads, dtype_notes = dict(wrapped.nonfinite_grads), wrapped.dtype_notes()
         torch_ref = build("torch", Sequential([spec]))
         t, j = refs if refs is not None else (torch_ref.vjp(full(params), x, g),
@@ -221,7 +220,9 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             wrapped.backward(g)
             again = wrapped.param_grads()
         except Exception as e:
+            result.error_side = wrapped.running or "forward"
             result.message = _fault_message(wrapped, e, x, "fd")
+            apply_effects(result, wrapped.side_effects())
             return result
 
     forward_ok, backward_ok = _judge(result, tensors, fds, wrapped.dtype, tol_scale, batch=x.shape[0],
@@ -237,9 +238,56 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += _layout_hint(wrapped, x, g, result)
     _accumulation(result, grads_u, again)
-    if wrapped.input_mutated:
-        result.message = "; ".join(filter(None, [result.message, "note: the forward writes into its input array"]))
+    apply_effects(result, wrapped.side_effects())
     return result
+
+
+def _first_calls(wrapped: WrappedLayer, x_warm: np.ndarray, x: np.ndarray, g: np.ndarray, seen: dict[str, Any]) -> None:
+    """The check's calls into the user's code, in order, each value into ``seen`` as it comes
+    (``y``, ``params``, ``dx``, ``grads``, ``y_again``): a forward at another point, the
+    forward and backward at the point, the forward again (determinism)."""
+    wrapped.forward(x_warm)
+    seen["y"] = wrapped.forward(x)
+    seen["params"] = wrapped.get_params()
+    seen["dx"] = wrapped.backward(g)
+    seen["grads"] = wrapped.param_grads()
+    if any(e.side == "backward" and e.array.startswith("parameter") for e in wrapped.effects):
+        wrapped.set_params(seen["params"])  # a backward that stepped the weights: the forward again at the same ones
+    seen["y_again"] = wrapped.forward(x)
+
+
+def _crashed(result: LayerResult, wrapped: WrappedLayer, exc: Exception, point: tuple[np.ndarray, np.ndarray],
+             seen: dict[str, Any], refs: Any, tol_scale: float) -> LayerResult:
+    """The verdict ``error`` for ``exc`` met in :func:`_first_calls`, on the side that ran it
+    (re-raised when it is a configuration error); a forward that ran before a backward crash
+    is still compared."""
+    x, g = point
+    result.error_side = wrapped.running or "forward"
+    result.message = _fault_message(wrapped, exc, x, result.error_side)
+    if "params" in seen and result.error_side == "backward":  # the forward ran: a bug in it is still found
+        _forward_behind_crash(result, wrapped, x, g, seen["y"], seen["params"], refs, tol_scale)
+    apply_effects(result, wrapped.side_effects())
+    return result
+
+
+def _forward_behind_crash(result: LayerResult, wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray,
+                          y_u: np.ndarray, params: dict[str, np.ndarray], refs: Any, tol_scale: float) -> None:
+    """The backward crashed after the forward ran: the forward's output is still compared
+    with both references (a row in the table, failing if wrong), the verdict stays ``error``
+    and the message says when the forward disagrees too."""
+    from reference_models import build
+
+    spec, message = wrapped.spec, result.message
+    full = {join_path(spec.name, k): v for k, v in params.items()}
+    t, j = refs if refs is not None else (build(b, Sequential([spec])).vjp(full, x, g) for b in ("torch", "jax"))
+    result.refs_error = relative_with_floor(t.output, j.output)
+    tensors: list[Compared] = [("output", "forward", y_u, t.output, j.output, x.size // x.shape[0], 0.0)]
+    forward_ok, _ = _judge(result, tensors, {}, wrapped.dtype, tol_scale, batch=x.shape[0], **_hints(spec, x))
+    result.verdict, result.message = "error", message
+    if not forward_ok:
+        worst = result.tensors[0]
+        result.message += (f"; the forward also disagrees with the references (output: {worst.error_torch:.1e} "
+                           f"relative, tolerance {worst.tolerance:.1e}): fix it too")
 
 
 def _accumulation(result: LayerResult, first: dict[str, np.ndarray], again: dict[str, np.ndarray]) -> None:

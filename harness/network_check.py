@@ -13,27 +13,12 @@ from typing import Any, Callable
 import numpy as np
 
 from . import resources
-from .check import FLOOR, REFS_TOL, Compared, _fd_summary, _judge, _nonfinite_message, _probes, check_point
-from .compare import relative_with_floor, rel_error, tolerance
-from .faults import CodeFault, call_user, codes_fault
-from .frames import user_frame
+from .check import FLOOR, Compared, _fd_summary, _judge, _probes, check_point
+from .compare import relative_with_floor
 from .kinks import off_kinks, pattern
-from .results import Boundary, LayerResult, Report, TensorResult
+from .results import LayerResult, Report
 from .spec import Layer, Residual, Sequential, join_path
-
-
-def _fault(exc: Exception) -> str:
-    """The verdict ``error``'s message for ``exc`` met while running the user's code, or
-    re-raise it (a configuration error or a trigrad bug; see :mod:`harness.faults`)."""
-    if not codes_fault(exc):
-        raise exc
-    return str(exc) if isinstance(exc, CodeFault) else user_frame(exc)
-
-
-def _dtype_notes(returned: dict[str, np.dtype], dtype: np.dtype, computes_in: str) -> list[str]:
-    from .adapters.layer import dtype_note
-
-    return [n for name, dt in returned.items() if (n := dtype_note(name, dt, dtype, computes_in))]
+from .end_to_end import _dtype_notes, _end_to_end, _fault, note_shared
 
 
 def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, y: Any = None, *,
@@ -115,6 +100,8 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
                           if layer.verdict in ("forward", "backward", "both", "error")), None)
             report.layers.append(_unreachable("(network)", "network", str(wrapped.dtype), report) if poisoned else
                                  _end_to_end(wrapped, x, g, ref, jax_ref, tol_scale, first))
+            if not report.layers[-1].ok:  # a shared object fails only there: say so on each place it is mapped
+                note_shared(report, wrapped.layers)
     return report
 
 
@@ -212,7 +199,7 @@ def _check_loss(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.rand
         value_f = lambda s: wloss.loss_and_grad(s, target)[0]  # noqa: E731
         fds = {"scores": _fd_summary(_probes(value_f, scores, dscores, rng, fd_probes, wloss.dtype, None), wloss.dtype)}
     except Exception as e:
-        result.message = _fault(e)
+        result.message, result.error_side = _fault(e), wloss.running
         return result
     t = build("torch", identity).loss_vjp({}, scores, wloss.spec, target)
     j = build("jax", identity).loss_vjp({}, scores, wloss.spec, target)
@@ -241,13 +228,16 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
     if bad_params:
         result.message = ("the user's parameters hold NaN/Inf before any call: " +
                           "; ".join(f"{k}: {bad}" for k, bad in bad_params.items()) + " (user layout)")
+        result.error_side = "setup"
         return result
     params = model.get_params()
+    side = "forward"  # model.loss(X) computes the scores; model.loss(X, y) the loss and the gradients
     try:
         scores = model.scores(x)
+        side = "backward"  # the scores of the same X came out: the gradients' part is where it fails
         value, grads = model.loss_and_grads(x, target)
     except Exception as e:
-        result.message = _fault(e)
+        result.message, result.error_side = _fault(e), side
         return result
     bad_grads = dict(model.nonfinite_grads)
     torch_ref, jax_ref = build("torch", spec), build("jax", spec)
@@ -267,7 +257,7 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
             finally:
                 model.set_params({k: params[k]})
     except Exception as e:
-        result.message = _fault(e)
+        result.message, result.error_side = _fault(e), "backward"
         return result
     result.refs_error = max([relative_with_floor(t.output, j.output), relative_with_floor(np.array(t.loss), np.array(j.loss))]
                             + [relative_with_floor(t.param_grads[k], j.param_grads[k]) for k in grads])
@@ -282,96 +272,6 @@ def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.ran
     _judge(result, tensors, fds, model.dtype, tol_scale, batch=n, window=None, nonfinite_found=bad_grads)
     result.diagnosis += _dtype_notes(model.returned, model.dtype, f"the parameters are {model.dtype}")
     return result
-
-
-def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, tol_scale: float,
-                first_failure: str | None) -> LayerResult:
-    """The user's own network forward/backward against both references, as one entry, with
-    the activation and gradient at every watched layer boundary."""
-    result = LayerResult(name="(network)", kind="network", verdict="error", dtype=str(net.dtype))
-    try:
-        for w in net.layers.values():  # code that accumulates until flushed: flush, as the isolated checks do
-            if getattr(w, "zero_grad", None):
-                call_user(getattr(w.obj, w.zero_grad))
-        with net.recording() as calls:
-            y = net.forward(x, mode="network")
-            dx = net.backward(g)
-        grads = net.param_grads()
-    except Exception as e:
-        result.message = _fault(e)
-        return result
-    bad = {f"{p}.{k}": b for p, w in net.layers.items() for k, b in w.nonfinite_grads.items()}
-    n = x.shape[0]
-    pairs = [("output", "forward", y, ref.output, jax_ref.output), ("input", "backward", dx, ref.input_grad,
-                                                                     jax_ref.input_grad)]
-    pairs += [(k, "backward", v, ref.param_grads[k], jax_ref.param_grads[k]) for k, v in grads.items()]
-    scale = FLOOR * max(float(np.linalg.norm(p[3])) for p in pairs[1:])
-    for name, side, user, r, rj in pairs:
-        tol = tolerance(net.dtype, max(x.size // n, int(np.prod(r.shape)) // max(r.shape[0], 1)), tol_scale)
-        floor = scale if side == "backward" else 0.0
-        err, err_j = relative_with_floor(user, r, floor), relative_with_floor(user, rj, floor)
-        worst = rel_error(user, r)
-        result.tensors.append(TensorResult(name=name, side=side, shape=tuple(r.shape), tolerance=tol, error_torch=err,
-                                           error_jax=err_j, worst_index=worst.index, worst_user=worst.actual,
-                                           worst_ref=worst.expected, ok=max(err, err_j) <= tol))
-    result.refs_error = max(relative_with_floor(p[3], p[4], scale if p[1] == "backward" else 0.0) for p in pairs)
-    forward_ok = all(t.ok for t in result.tensors if t.side == "forward")
-    backward_ok = all(t.ok for t in result.tensors if t.side == "backward")
-    result.verdict = "pass" if forward_ok and backward_ok else ("both" if not (forward_ok or backward_ok)
-                                                                 else "forward" if not forward_ok else "backward")
-    if result.refs_error > REFS_TOL:
-        result.verdict = "reference"
-    result.diagnosis += _dtype_notes(net.returned, net.dtype, f"the parameters are {net.dtype}")
-    if bad:  # NaN/Inf in the gradients the network's own backward left in its layers
-        result.verdict, result.message = "error", _nonfinite_message(bad, "the network's own backward")
-        result.downstream_of = first_failure
-        return result
-    tol = max(t.tolerance for t in result.tensors)
-    result.boundaries, where = _boundaries(calls, ref, tol)
-    if not result.ok and first_failure is None:
-        result.message = ("every layer passes alone but the network's own forward/backward does not: the wiring "
-                          "between layers is at fault (a skipped, repeated or reordered call)")
-        result.diagnosis += where
-    elif not result.ok:
-        result.downstream_of = first_failure  # explained by the failing layer: fix that first
-    return result
-
-
-def _boundaries(calls: dict[str, Any], ref: Any, tol: float) -> tuple[list[Boundary], list[str]]:
-    """Per watched layer: how often the user's network called it and how far the input,
-    output and upstream gradient it saw (its last call) are from the reference's; and the
-    findings a person needs: layers not called or called twice, and the first boundary
-    where the forward, and the backward, leave the reference."""
-    def err(values: list, expected: np.ndarray) -> float | None:
-        if not values or values[-1] is None:
-            return None
-        return relative_with_floor(values[-1], expected) if values[-1].shape == expected.shape else float("inf")
-
-    rows = [Boundary(name=p, forward_calls=len(c.inputs), backward_calls=len(c.grads),
-                     input_error=err(c.inputs, ref.inputs[p]), output_error=err(c.outputs, ref.outputs[p]),
-                     grad_error=err(c.grads, ref.output_grads[p])) for p, c in calls.items()]
-    found = []
-    for b in rows if any(b.forward_calls for b in rows) else []:  # nothing seen at all: the watch failed, not the net
-        for what, count in (("forward", b.forward_calls), ("backward", b.backward_calls)):
-            if count != 1:
-                found.append(f"'{b.name}' is {'never called' if count == 0 else f'called {count} times'} by the "
-                             f"network's {what}")
-    bad = lambda e: e is not None and e > tol  # noqa: E731
-    prev = None
-    for b in rows:
-        if bad(b.input_error):
-            after = f" although '{prev.name}' produced the right output" if prev and not bad(prev.output_error) else ""
-            found.append(f"forward: '{b.name}' receives a wrong input ({b.input_error:.1e} relative){after}")
-            break
-        prev = b if b.forward_calls else prev
-    nxt = None
-    for b in reversed(rows):
-        if bad(b.grad_error):
-            after = f" although '{nxt.name}' received the right one" if nxt and not bad(nxt.grad_error) else ""
-            found.append(f"backward: '{b.name}' receives a wrong upstream gradient ({b.grad_error:.1e} relative){after}")
-            break
-        nxt = b if b.backward_calls else nxt
-    return rows, found
 
 
 __all__ = ["check_network"]

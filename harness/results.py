@@ -98,6 +98,10 @@ class LayerResult:
     downstream_of: str | None = None  # in a network: fails only because of this earlier layer
     diagnosis: list[str] = field(default_factory=list)
     boundaries: list[Boundary] = field(default_factory=list)  # the (network) entry's layer boundaries
+    # for the verdict "error": which side of the user's code raised or returned garbage —
+    # "forward", "backward", or "setup" (building or wrapping the layer, its parameters as
+    # given); None when no user code failed (the reference's values reaching it hold NaN/Inf)
+    error_side: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -151,7 +155,8 @@ class Report:
         for layer in self.layers:
             first = True
             for t in layer.tensors or [None]:
-                label = f"{name(layer.name):<22} {name(layer.verdict):<13}" if first else " " * 36
+                shown = f"{layer.verdict} ({layer.error_side})" if layer.verdict == "error" and layer.error_side else layer.verdict
+                label = f"{name(layer.name):<22} {name(shown):<13}" if first else " " * 36
                 first = False
                 if t is None:
                     lines.append(f"{label} {visible(layer.message)}")

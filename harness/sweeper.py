@@ -136,7 +136,7 @@ def _spec_of(spec_factory: SpecFactory, cfg: Mapping[str, Any]) -> tuple[Layer, 
 
 def _error_report(spec: Layer, seed: int, message: str) -> Report:
     return Report(seed=seed, layers=[LayerResult(name=spec.name, kind=type(spec).__name__, verdict="error",
-                                                 dtype="float64", message=message)])
+                                                 dtype="float64", message=message, error_side="setup")])
 
 
 def _check(make_layer: MakeLayer, spec: Layer, shape: tuple[int, ...], cfg: Mapping[str, Any], seed: int,

@@ -23,13 +23,15 @@ from ..faults import call_user
 from ..spec import Layer, SpecError
 from .arrays import ArrayError, NonFinite, from_float64, is_float_dtype, is_mutable, nonfinite, to_float64, write_into
 from .layouts import CANONICAL, Layout, _squeezed, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
-from .refs import AdapterError, Ref, ValueFinding, _candidates, _grad_candidates, preserving
+from .effects import Effects, parse_inplace
+from .notes import _data_hint, dtype_note
+from .refs import AdapterError, Ref, ValueFinding, _candidates, _copy, _grad_candidates, preserving
 
 
 # --------------------------------------------------------------------------- the common core
 
 
-class WrappedLayer:
+class WrappedLayer(Effects):
     """Base: conversions, checks and restoration shared by every calling style.
 
     Subclasses provide ``_call_forward(x_user)``, ``_call_backward(dy_user)`` and the
@@ -42,8 +44,7 @@ class WrappedLayer:
         self.spec = spec
         self.layout = layout
         self.name = name or (spec.name if spec is not None else "layer")
-        self.input_mutated = False  # set when the user's forward writes into its input
-        self.grad_mutated = False  # set when the user's backward writes into its upstream gradient
+        self._init_effects()  # the writes the user's code makes into what it is handed (see .effects)
         # (C, H, W) a 2-D input was flattened from: under an HWC flatten its features (and a
         # Linear's weight columns) are in H, W, C order; set by the network wrapper
         self.features_in: tuple[int, int, int] | None = None
@@ -157,10 +158,7 @@ class WrappedLayer:
         self._x_shape = x.shape
         self._features_out = self._output_features(x.shape, expected_out if self.spec is not None else None)
         x_user = np.ascontiguousarray(data_to_user(x, self.layout, self.features_in)).astype(self.dtype)
-        guard = x_user.copy()
-        y = self._call_forward(x_user)
-        if not _same_bits(x_user, guard):
-            self.input_mutated = True
+        y = self._watched_forward(x_user)
         y64 = self._to_canonical_data(y, "output", "forward output", self._features_out)
         if self.spec is not None and y64.shape != expected_out:
             hint = _data_hint(np.shape(y), expected_out, self.layout)  # another layout explains it: configuration
@@ -180,10 +178,7 @@ class WrappedLayer:
         if dy.shape != self._y_shape:
             raise AdapterError(f"layer '{self.name}': upstream gradient shape {dy.shape} differs from the output shape {self._y_shape}")
         dy_user = np.ascontiguousarray(data_to_user(dy, self.layout, self._features_out)).astype(self.dtype)
-        guard = dy_user.copy()
-        dx = self._call_backward(dy_user)
-        if not _same_bits(dy_user, guard):
-            self.grad_mutated = True
+        dx = self._watched_backward(dy_user)
         if dx is None:
             raise ValueFinding(f"layer '{self.name}': backward returned None; it must return the input gradient dx")
         dx64 = self._to_canonical_data(dx, "input", "backward's input gradient", self.features_in)
@@ -364,32 +359,6 @@ def _is_array(value: Any) -> bool:
         return False
 
 
-def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and a.tobytes() == b.tobytes()
-
-
-def dtype_note(name: str, found: np.dtype, expected: np.dtype, computes_in: str) -> str | None:
-    """``"output: is float32 while the parameters are float64: a silent downcast ..."`` when a
-    floating-point tensor the code returned is not in the dtype it computes in, else None."""
-    found, expected = np.dtype(found), np.dtype(expected)
-    if found == expected or not (is_float_dtype(found) and is_float_dtype(expected)):
-        return None
-    if found.itemsize < expected.itemsize:
-        return (f"{name}: is {found} while {computes_in}: a silent downcast (likely cause: an array allocated or "
-                f"cast as {found}, e.g. np.zeros(shape, np.{found}); its values keep only {found}'s precision)")
-    return (f"{name}: is {found} while {computes_in}: a silent upcast (likely cause: a {found} array or constant "
-            f"mixed in; the tolerances follow {expected})")
-
-
-def _data_hint(found: tuple[int, ...], expected: tuple[int, ...], layout: Layout) -> str:
-    found = tuple(found)
-    if len(found) == 4 and len(expected) == 4:
-        for other in ("NCHW", "NHWC"):
-            if other != layout.data and user_data_shape(expected, Layout(data=other)) == found:
-                return f"; looks like {other}: pass Layout(data={other!r})"
-    return ""
-
-
 # --------------------------------------------------------------------------- object style
 
 
@@ -413,6 +382,7 @@ class ObjectLayer(WrappedLayer):
         self.backward_args, self.backward_kwargs = tuple(opts["backward_args"]), dict(opts["backward_kwargs"])
         self.zero_grad, self.sgd, self.grad_scale = opts["zero_grad"], opts["sgd"], opts["grad_scale"]
         self.batched, self.channel_axis = bool(opts["batched"]), bool(opts["channel_axis"])
+        self.inplace = parse_inplace(opts["inplace"], f"layer '{self.name}'")
         if not self.batched and self.sgd:
             raise AdapterError(f"layer '{self.name}': batched=False and sgd= cannot be combined")
         if not self.channel_axis and self.batched:
@@ -609,6 +579,7 @@ OPTIONS: dict[str, Any] = {
     "dtype": None,  # dtype to hand the user's code when it has no parameters to tell
     "batched": True,  # False: the code takes one example at a time, (C, H, W) or (H, W, C)
     "channel_axis": True,  # False (with batched=False): single-channel examples as (H, W)
+    "inplace": None,  # writes declared deliberate: {"input", "upstream", "params"} (see harness.adapters.effects)
 }
 
 
@@ -633,6 +604,10 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
     recovered as the weight change over lr, and the weights restored bit for bit),
     ``backward_args`` / ``backward_kwargs``, ``batched=False`` (one example at a time; with
     ``channel_axis=False`` single-channel images as (H, W)), ``grad_scale="batch"`` (gradients already divided by the batch size).
+    ``inplace={"input", "upstream", "params"}``: writes that are deliberate, not findings — the
+    forward (or the backward, through its cache) writing into the forward's input, the backward
+    into its upstream gradient, either changing a trainable parameter; any subset (an unknown
+    name is an AdapterError). Undeclared, each is a failing finding on the side that wrote.
     """
     if spec is None and params is None:
         params = {}
@@ -649,8 +624,9 @@ class FunctionLayer(WrappedLayer):
 
     def __init__(self, forward: Callable, backward: Callable, spec: Layer | None, params: Mapping[str, Any] | Sequence[Any],
                  *, args: Sequence[Any], kwargs: Mapping[str, Any], order: Sequence[str] | None, layout: Layout,
-                 name: str | None) -> None:
+                 name: str | None, inplace: Any = None) -> None:
         super().__init__(spec, layout, name)
+        self.inplace = parse_inplace(inplace, f"layer '{self.name}'")
         self._f, self._b, self._args, self._kwargs = forward, backward, tuple(args), dict(kwargs)
         if order is None:
             order = list(self._spec_params()) if spec is not None and not isinstance(params, Mapping) else list(params)
@@ -687,7 +663,8 @@ class FunctionLayer(WrappedLayer):
             self._params[local] = from_float64(user, kind)
 
     def _call_forward(self, x: np.ndarray) -> Any:
-        result = call_user(self._f, x, *self._params.values(), *self._args, **self._kwargs)
+        self._handed = {k: _copy(v) for k, v in self._params.items()}  # the user's own arrays are never handed over
+        result = call_user(self._f, x, *self._handed.values(), *self._args, **self._kwargs)
         if not (isinstance(result, tuple) and len(result) == 2):
             raise ValueFinding(f"layer '{self.name}': forward must return (out, cache), got {type(result).__name__}")
         out, self._cache = result
@@ -708,17 +685,18 @@ class FunctionLayer(WrappedLayer):
 def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = None,
                    params: Mapping[str, Any] | Sequence[Any] = (), *, args: Sequence[Any] = (),
                    kwargs: Mapping[str, Any] | None = None, order: Sequence[str] | None = None,
-                   layout: Layout = CANONICAL, name: str | None = None) -> FunctionLayer:
+                   layout: Layout = CANONICAL, name: str | None = None, inplace: Any = None) -> FunctionLayer:
     """Wrap a CS231n-style function pair.
 
     ``forward(x, *params, *args, **kwargs) -> (out, cache)`` and
     ``backward(dout, cache) -> (dx, *param_grads)``. ``params``: the user's arrays, as a
     mapping by canonical local name (``{"weight": w, "bias": b}``) or a sequence in the
     spec's order (weight, bias); extra arguments such as ``conv_param`` go in ``args``.
-    The arrays are never modified: perturbed values are passed as new arrays.
+    The arrays are never modified: the code is handed copies, perturbed values new arrays.
+    ``inplace``: writes that are deliberate (see :func:`wrap_layer`).
     """
     return FunctionLayer(forward, backward, spec, params, args=args, kwargs=kwargs or {}, order=order,
-                         layout=layout, name=name)
+                         layout=layout, name=name, inplace=inplace)
 
 
 __all__ = ["OPTIONS", "preserving", "AdapterError", "ValueFinding", "dtype_note", "FunctionLayer", "ObjectLayer", "Ref", "WrappedLayer", "wrap_functions", "wrap_layer"]

@@ -47,6 +47,8 @@ class WrappedLoss:
         self._forward, self._backward = forward, backward
         self.target_format, self.grad_scale, self.dtype = target_format, grad_scale, np.dtype(dtype)
         self.returned: dict[str, np.dtype] = {}  # dtypes of what the user's loss last returned
+        # the side whose code ran last (None: a loss function computing value and gradient in one call)
+        self.running: str | None = None
 
     def _target(self, target: np.ndarray, k: int) -> np.ndarray:
         if self.target_format == "onehot" and target.ndim == 1:
@@ -60,6 +62,7 @@ class WrappedLoss:
         check_target(self.spec, scores.shape, target)
         n, k = scores.shape[0], scores.shape[-1]
         s_user, t_user = scores.astype(self.dtype), self._target(target, k)
+        self.running = None if self.style == "function" else "forward"
         if self.style == "function":
             out = call_user(self.user, s_user, t_user)
             if not (isinstance(out, tuple) and len(out) == 2):
@@ -67,17 +70,21 @@ class WrappedLoss:
             value, grad = out
         elif self.style == "object":
             value = call_user(getattr(self.user, self._forward), s_user, t_user)
+            self.running = "backward"
             grad = call_user(getattr(self.user, self._backward))
         else:
             probs, _ = _returned(call_user(getattr(self.user, self._forward), s_user), "loss: the softmax layer's output")
+            self.running = "backward"
             grad = call_user(getattr(self.user, self._backward), t_user)
             labels = target if target.ndim == 1 else None
             picked = probs[np.arange(n), labels] if labels is not None else None
             per = -np.log(picked) if picked is not None else -(target * np.log(probs)).sum(axis=1)
             value = per.sum() / (n if self.spec.reduction == "mean" else 1)
+        self.running = "backward"  # what it returned is read: the gradient first, then the value
         g, self.returned["scores"] = _returned(grad, "loss: the gradient w.r.t. the scores")
         if g.shape != scores.shape:
             raise ValueFinding(f"loss: the gradient w.r.t. the scores has shape {g.shape}; expected {scores.shape}")
+        self.running = "forward"
         v, self.returned["value"] = _returned(value, "loss: the loss value")
         if v.size != 1:
             raise ValueFinding(f"loss: the loss value must be a scalar, got shape {v.shape}")

@@ -92,6 +92,12 @@ def _verdict(layer: dict) -> str:
     return v if (v := str(layer.get("verdict", "unknown"))) in VERDICT_COLOURS else "unknown"
 
 
+def _verdict_text(layer: dict, verdict: str) -> str:
+    """The verdict as shown: ``error (backward)`` names the side of the user's code that failed."""
+    text, side = str(layer.get("verdict", verdict)), layer.get("error_side")
+    return f"{text} ({side})" if text == "error" and side else text
+
+
 def _badge(verdict: str, text: str) -> str:
     """A pill coloured by verdict."""
     return f'<span class="badge b-{verdict}">{_e(text)}</span>'
@@ -189,7 +195,7 @@ def _layer_block(i: int, layer: dict, first: str | None) -> str:
     span, rows = f' rowspan="{len(tensors)}"' if len(tensors) > 1 else "", []
     for j, t in enumerate(tensors):
         head = (f'<td class="lname mono"{span}><b>{_e(name)}</b></td><td{span}>{_e(layer.get("kind", ""))}</td>'
-                f"<td{span}>{_badge(verdict, str(layer.get('verdict', verdict)))}</td>") if j == 0 else ""
+                f"<td{span}>{_badge(verdict, _verdict_text(layer, verdict))}</td>") if j == 0 else ""
         body = _tensor_cells(t) if t else '<td colspan="10" class="muted">no tensor compared</td>'
         rows.append(f'<tr class="{cls}" data-layer="{_e(name)}">{head}{body}</tr>')
     if extra := _notes(layer) + _boundaries(layer):

@@ -85,9 +85,16 @@ def headline(report: Any) -> str:
         n = len(d["layers"])
         return f"{'the entry passes' if n == 1 else f'all {n} entries pass'} (seed {d['seed']})"
     first = next((layer for layer in d["layers"] if layer["name"] == d["first_failure"]), None)
-    side = f" ({first['verdict']})" if first else ""
+    side = "" if not first else (f" (error in the {first['error_side']})" if first["verdict"] == "error" and
+                                 first.get("error_side") else f" ({first['verdict']})")
     return (f"fix first: {_name(d['first_failure'])}{side}; {len(failing)} of {len(d['layers'])} entries fail "
             f"(seed {d['seed']})")
+
+
+def verdict_text(layer: dict) -> str:
+    """The verdict as shown: ``"error (backward)"`` names the side of the code that failed."""
+    side = layer.get("error_side")
+    return f"{layer['verdict']} ({side})" if layer["verdict"] == "error" and side else layer["verdict"]
 
 
 def _ratio(t: dict) -> float:
@@ -132,7 +139,7 @@ def _label(d: dict, layer: dict) -> tuple[Any, Any]:
     from rich.text import Text
 
     first = layer["name"] == d["first_failure"]
-    verdict = Text(layer["verdict"], style=VERDICT_STYLE.get(layer["verdict"], ""))
+    verdict = Text(verdict_text(layer), style=VERDICT_STYLE.get(layer["verdict"], ""))
     if first:
         verdict.append(" <", style="bold red")
     return Text(_name(layer["name"]), style="bold red" if first else ""), verdict
@@ -256,4 +263,4 @@ def render_terminal(report: Any, console: Any = None, *, full: bool = False) -> 
         console.print(Text.assemble((f"{name}: ", style or "bold"), (line, style)))
 
 
-__all__ = ["findings", "headline", "render_terminal", "table"]
+__all__ = ["findings", "headline", "render_terminal", "table", "verdict_text"]

@@ -95,7 +95,7 @@ def _expected(schema: Mapping) -> str:
     if "const" in schema:
         return repr(schema["const"])
     if "enum" in schema:
-        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+        return "one of " + ", ".join("null" if v is None else repr(v) for v in schema["enum"])
     if "oneOf" in schema:
         return " or ".join(_expected(s) for s in schema["oneOf"])
     kinds = schema.get("type", [])
@@ -142,7 +142,7 @@ def _check(value: Any, schema: Mapping, path: str, depth: int) -> None:
         return _check(value, fits[0], path, depth + 1)
     if "const" in schema and not (isinstance(value, str) and value == schema["const"]):
         raise _fail(path, _expected(schema), value)
-    if "enum" in schema and not (isinstance(value, str) and value in schema["enum"]):
+    if "enum" in schema and not ((isinstance(value, str) or value is None) and value in schema["enum"]):
         raise _fail(path, _expected(schema), value)
     if not _type_ok(value, schema):
         raise _fail(path, _expected(schema), value)

@@ -588,3 +588,94 @@ CORRECT += [("dense sgd step", DenseSGD, LIN, SGD, (5, 6)),
             ("dense sgd step, batch-averaged", DenseSGDMean, LIN, {**SGD, "grad_scale": "batch"}, (5, 6))]
 MUTANTS += [("dense sgd step with the weight update averaged over the batch", DenseSGDMeanWeight, LIN, SGD, (5, 6),
              "backward", "1/the batch size 5")]
+
+
+# ------------------------------------------------------------------ side effects and crashes (issue 12)
+
+
+class Dropout:
+    """Inverted dropout with a fixed 0/1 mask (the spec's buffer ``mask``)."""
+
+    def __init__(self, p=0.5, shape=(2, 3, 4, 5), seed=0):
+        self.p = p
+        self.mask = (np.random.default_rng(seed).random(shape) >= p).astype(np.float64)
+
+    def forward(self, x):
+        return x * self.mask / (1 - self.p)
+
+    def backward(self, dout):
+        return dout * self.mask / (1 - self.p)
+
+
+class DropoutScalesUpstreamInPlace(Dropout):
+    """The values are right; the caller's upstream gradient is not left alone."""
+
+    def backward(self, dout):
+        dout *= self.mask  # saves an allocation ...
+        dout /= 1 - self.p
+        return dout  # ... and returns the caller's own array, now changed
+
+
+class ReLUZeroesCachedInput(ReLU):
+    def backward(self, dy):
+        self.x[self.x < 0] = 0  # "clean" the cache; the caller's input array changes under it
+        return dy * (self.x > 0)
+
+
+class ReLUInPlaceForward(ReLU):
+    def forward(self, x):
+        np.maximum(x, 0, out=x)  # no allocation: the caller's array becomes the output
+        self.x = x
+        return x
+
+
+class DenseStepsInBackward(Dense):
+    """Applies an SGD step inside backward (undeclared): the model changes on every backward."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.W -= 0.1 * self.dW
+        return dx
+
+
+class DenseNoBiasBackwardCrashes(Dense):
+    """The forward forgets the bias; the backward multiplies by W instead of W.T and crashes."""
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dy):
+        self.dW, self.db = self.x.T @ dy, dy.sum(axis=0)
+        return dy @ self.W  # (N, 4) @ (6, 4): ValueError
+
+
+class DenseBackwardCrashes(Dense):
+    """A right forward; the backward crashes the same way."""
+
+    def backward(self, dy):
+        self.dW, self.db = self.x.T @ dy, dy.sum(axis=0)
+        return dy @ self.W
+
+
+DROP = S.Dropout("drop", 0.5)
+CORRECT += [
+    ("dropout", Dropout, DROP, {"lazy": True}, (2, 3, 4, 5)),
+    ("dropout scaling its upstream in place, declared", DropoutScalesUpstreamInPlace, DROP,
+     {"lazy": True, "inplace": {"upstream"}}, (2, 3, 4, 5)),
+    ("relu with an in-place forward, declared", ReLUInPlaceForward, S.ReLU("relu"), {"inplace": "input"},
+     (2, 3, 4, 5)),
+]
+MUTANTS += [
+    ("dropout backward scales its upstream gradient in place", DropoutScalesUpstreamInPlace, DROP, {"lazy": True},
+     (2, 3, 4, 5),
+     "backward", "backward writes into its upstream gradient: the caller's array is changed"),
+    ("relu backward zeroes its cached input", ReLUZeroesCachedInput, S.ReLU("relu"), {}, (2, 3, 4, 5), "backward",
+     "backward writes into the input array its forward was given"),
+    ("relu forward writes into its input", ReLUInPlaceForward, S.ReLU("relu"), {}, (2, 3, 4, 5), "forward",
+     "forward writes into its input array: the caller's array is changed"),
+    ("dense backward applies an undeclared SGD step", DenseStepsInBackward, LIN, IN_OUT, (5, 6), "backward",
+     "backward changes parameter 'weight'"),
+    ("dense forward forgets the bias, backward crashes", DenseNoBiasBackwardCrashes, LIN, IN_OUT, (5, 6), "error",
+     None),
+]
