@@ -402,6 +402,11 @@ LAYERS_ACCEPT: dict[str, tuple[str, ...]] = {
     "dense weight grad 0.5% off": ("off by a constant factor 1.005",),
     "dense forward forgets the bias": ("leaves out the bias",),
     "dense wrong forward, consistent backward": (),
+    "dropout backward scales its upstream gradient in place": ("backward writes into its upstream gradient",),
+    "relu backward zeroes its cached input": ("backward writes into the input array its forward was given",),
+    "relu forward writes into its input": ("forward writes into its input array",),
+    "dense backward applies an undeclared SGD step": ("backward changes parameter 'weight'",),
+    "dense forward forgets the bias, backward crashes": (),  # the message says both sides; no diagnosis line
     "conv dx with a flipped kernel": ("kernel not rotated 180 degrees",),
     "conv stride ignored in dW": ("the backward ignores the stride",),
     "conv padding crop off by one": ("shifted by one row up and one column left", "the backward ignores the padding"),
