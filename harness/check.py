@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import fd, resources
+from . import fd, resources, ties
 from .adapters.arrays import NonFinite, nonfinite
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
@@ -96,10 +96,16 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
     fd_consistent = False if False in consistency else (True if all(consistency) else None)
     bad = dict(nonfinite_found) if nonfinite_found is not None else {
         name: found for name, _, user, *_ in tensors if (found := nonfinite(np.asarray(user, np.float64)))}
+    # unreliable only because every probe of some tensor crossed a kink (none was noisy or disagreed)
+    kinks_only = all(s.consistent is not None or s.kinks == s.probes for s in fds.values())
     result.verdict = verdict(forward_ok=forward_ok, backward_ok=backward_ok, fd_consistent=fd_consistent,
-                             refs_agree=result.refs_error <= REFS_TOL, error=bool(bad))
+                             refs_agree=result.refs_error <= REFS_TOL, error=bool(bad), fd_kinks_only=kinks_only)
     if bad:
         result.message = _nonfinite_message(bad, "the code")
+    if result.verdict == "pass" and fd_consistent is None:
+        crossed = ", ".join(f"{k}: {s.kinks} of {s.probes}" for k, s in fds.items() if s.consistent is None)
+        result.message = ("note: finite differences could not witness this (every probe crossed a kink; " + crossed +
+                          "); both references agree with the gradients")
     if result.verdict == "inconclusive":
         unsure = [f"{k} ({s.kinks} of {s.probes} probes crossed a kink)" if s.kinks else f"{k} (probes too noisy)"
                   for k, s in fds.items() if s.consistent is not True]
@@ -138,7 +144,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
-    x = random_input(spec, shape, rng) if x is None else x
+    x = random_input(spec, shape, rng, wrapped.dtype) if x is None else x
     x = np.asarray(x, dtype=np.float64)
     g = rng.standard_normal(spec.output_shape(x.shape))  # never all ones: that hides transposes and flips
     return Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
@@ -146,7 +152,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
 
 def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: str) -> str:
     """The verdict ``error``'s message for ``exc``, met while ``phase`` (``"forward"``,
-    ``"backward"`` or ``"fd"``) ran the user's code; re-raises it unless it is the code's
+    ``"backward"``, ``"fd"`` or ``"ties"``) ran the user's code; re-raises it unless it is the code's
     fault (the rule of :mod:`harness.faults`). When the forward raised under its declared
     layout but runs and reproduces the reference under another, the declaration is at
     fault: :class:`~harness.adapters.layouts.LayoutError` naming both and the shapes."""
@@ -154,7 +160,8 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
 
     if not codes_fault(exc):
         raise exc
-    where = " (in a later call: a finite-difference probe or a second backward)" if phase == "fd" else ""
+    where = {"fd": " (in a later call: a finite-difference probe or a second backward)",
+             "ties": " (at a deliberate tie or zero: inputs with exact ties in a window or exact zeros)"}.get(phase, "")
     if isinstance(exc, CodeFault):
         return f"{exc}{where}"
     if phase == "forward" and wrapped.spec is not None and (conflict := layout_conflict(wrapped, x.shape, exc)):
@@ -217,9 +224,17 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         except Exception as e:
             result.message = _fault_message(wrapped, e, x, "fd")
             return result
+        try:  # deliberate ties and zeros: the gradient there must be a valid subgradient
+            at_ties = ties.probe(wrapped, x.shape, np.random.default_rng(rng.integers(2**63)))
+        except Exception as e:
+            result.message = _fault_message(wrapped, e, x, "ties")
+            return result
 
     forward_ok, backward_ok = _judge(result, tensors, fds, wrapped.dtype, tol_scale, batch=x.shape[0],
                                      noise=wrapped.grad_noise(), nonfinite_found=bad_grads, **_hints(spec, x))
+    if at_ties and forward_ok and backward_ok and result.verdict in ("pass", "inconclusive"):
+        result.verdict, result.message = "backward", ""  # the tie-free point could not see it
+        result.diagnosis += at_ties
     result.diagnosis += dtype_notes
     if not np.array_equal(y_u, y_again):
         result.diagnosis.append(f"output: the forward is not deterministic (two calls at the same input differ by "
