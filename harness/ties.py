@@ -180,7 +180,7 @@ def _judge_windows(share: np.ndarray, is_max: np.ndarray, stray: float, dtype: A
         else:
             what = ("part of it goes to elements that are not the window's maximum" if off.any() else
                     "a tied maximum gets a share of the opposite sign" if negative.any() else
-                    f"the shares sum to {float(sums[0]):.6g} times the upstream value instead of 1")
+                    f"the shares sum to {float(sums[0]):.9g} times the upstream value instead of 1")
             found.append(f"input: max pool gradient at tied maxima is not a valid subgradient in {int(wrong.sum())} "
                          f"windows: {what} {where}")
     if stray > tol and not found:
