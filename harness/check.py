@@ -16,6 +16,7 @@ mistake (a layout, a parameter name, a check too large for the machine) propagat
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any, Mapping
 
@@ -185,9 +186,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     result = LayerResult(name=name or wrapped.name, kind=type(spec).__name__, verdict="error", dtype=str(wrapped.dtype))
     bad_params = wrapped.nonfinite_params()
     if bad_params:  # before any call: NaN weights would only show up as NaN outputs
-        result.message = ("the user's parameters hold NaN/Inf before any call: " + "; ".join(
-            f"{k}: {bad}" for k, bad in bad_params.items()) + " (user layout); likely cause: a diverged training run, "
-            "an uninitialised array (np.empty) or a division by zero in the initialisation")
+        result.message = _bad_params_message(bad_params)
         return result
     full = lambda p: {join_path(spec.name, k): v for k, v in p.items()}  # noqa: E731
 
@@ -224,8 +223,8 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         except Exception as e:
             result.message = _fault_message(wrapped, e, x, "fd")
             return result
-        try:  # deliberate ties and zeros: the gradient there must be a valid subgradient
-            at_ties = ties.probe(wrapped, x.shape, np.random.default_rng(rng.integers(2**63)))
+        try:  # deliberate ties and zeros (a copy of rng: the draws of later checks stay as they were)
+            at_ties = ties.probe(wrapped, x.shape, copy.deepcopy(rng))
         except Exception as e:
             result.message = _fault_message(wrapped, e, x, "ties")
             return result
@@ -235,10 +234,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     if at_ties and forward_ok and backward_ok and result.verdict in ("pass", "inconclusive"):
         result.verdict, result.message = "backward", ""  # the tie-free point could not see it
         result.diagnosis += at_ties
-    result.diagnosis += dtype_notes
-    if not np.array_equal(y_u, y_again):
-        result.diagnosis.append(f"output: the forward is not deterministic (two calls at the same input differ by "
-                                f"{relative_with_floor(y_again, y_u):.1e} relative)")
+    result.diagnosis += dtype_notes + _nondeterminism(y_u, y_again)
     if not backward_ok and not bad_grads:
         result.diagnosis += _backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, (x_warm, x, g))
     if not forward_ok and result.verdict in ("forward", "both"):
@@ -247,6 +243,19 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     if wrapped.input_mutated:
         result.message = "; ".join(filter(None, [result.message, "note: the forward writes into its input array"]))
     return result
+
+
+def _bad_params_message(bad: Mapping[str, NonFinite]) -> str:
+    return ("the user's parameters hold NaN/Inf before any call: " + "; ".join(f"{k}: {v}" for k, v in bad.items()) +
+            " (user layout); likely cause: a diverged training run, an uninitialised array (np.empty) or a division "
+            "by zero in the initialisation")
+
+
+def _nondeterminism(y: np.ndarray, y_again: np.ndarray) -> list[str]:
+    if np.array_equal(y, y_again):
+        return []
+    return [f"output: the forward is not deterministic (two calls at the same input differ by "
+            f"{relative_with_floor(y_again, y):.1e} relative)"]
 
 
 def _accumulation(result: LayerResult, first: dict[str, np.ndarray], again: dict[str, np.ndarray]) -> None:
