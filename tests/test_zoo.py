@@ -8,7 +8,9 @@ import pytest
 
 from harness.adapters.arrays import fingerprint
 from harness.check import check_layer
-from zoo.layers import CORRECT, MUTANTS
+from zoo import layers, ties
+
+CORRECT, MUTANTS = layers.CORRECT + ties.CORRECT, layers.MUTANTS + ties.MUTANTS
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in divide")  # a mutant's 0 / 0
 
