@@ -116,8 +116,9 @@ def _windows(layer: MaxPool2d, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndar
     tw = _taps(w, layer.kernel_size[1], layer.stride[1], layer.padding[1], layer.dilation[1])
     for k, s, d in zip(layer.kernel_size, layer.stride, layer.dilation):
         periods.append(-(-(d * (k - 1) + 1) // s))
-    rows = np.broadcast_to(th[:, None, :, None], (len(th), len(tw), th.shape[1], tw.shape[1])).reshape(len(th), len(tw), -1)
-    cols = np.broadcast_to(tw[None, :, None, :], (len(th), len(tw), th.shape[1], tw.shape[1])).reshape(len(th), len(tw), -1)
+    full = (len(th), len(tw), th.shape[1], tw.shape[1])
+    rows = np.broadcast_to(th[:, None, :, None], full).reshape(len(th), len(tw), -1)
+    cols = np.broadcast_to(tw[None, :, None, :], full).reshape(len(th), len(tw), -1)
     valid = (rows >= 0) & (cols >= 0)
     return np.where(valid, rows * w + cols, 0), valid, (periods[0], periods[1])
 
@@ -166,23 +167,23 @@ def _judge_windows(share: np.ndarray, is_max: np.ndarray, stray: float, dtype: A
     if wrong.any():
         first = tuple(int(i) for i in np.argwhere(wrong)[0])
         k, sums = ties[wrong], total[wrong]
-        where = f"(first at window {list(first)}, {int(ties[first])} tied maxima)"
+        where = f"first at window {list(first)} (N, C, OH, OW), {int(ties[first])} tied maxima"
         tied = int((ties >= 2).sum())
         if (k >= 2).all() and np.allclose(sums, k, atol=tol * k.max()) and not negative.any() and not off.any():
             many = f"{int(k.min())}" if k.min() == k.max() else f"{int(k.min())} to {int(k.max())}"
             found.append(f"input: at tied maxima the gradient is copied to each of the k ties: k times too large "
-                         f"(k = {many} in {int(wrong.sum())} of {tied} windows with ties {where}); a valid "
+                         f"(k = {many}; {int(wrong.sum())} of {tied} windows with ties; {where}); a valid "
                          "subgradient splits the upstream value over the ties (or picks one)")
         elif (k >= 2).all() and np.allclose(sums, 0, atol=tol) and not off.any():
             found.append(f"input: at tied maxima no gradient is routed (the upstream value is lost) in "
-                         f"{int(wrong.sum())} of {tied} windows with ties {where}; a valid subgradient sends it to "
-                         "one of the tied maxima or splits it over them")
+                         f"{int(wrong.sum())} of {tied} windows with ties ({where}); a valid subgradient sends it "
+                         "to one of the tied maxima or splits it over them")
         else:
             what = ("part of it goes to elements that are not the window's maximum" if off.any() else
                     "a tied maximum gets a share of the opposite sign" if negative.any() else
                     f"the shares sum to {float(sums[0]):.9g} times the upstream value instead of 1")
             found.append(f"input: max pool gradient at tied maxima is not a valid subgradient in {int(wrong.sum())} "
-                         f"windows: {what} {where}")
+                         f"windows: {what} ({where})")
     if stray > tol and not found:
         found.append(f"input: at tied maxima the gradient reaches elements outside the windows' maxima "
                      f"({stray:.3g} times the upstream value)")
