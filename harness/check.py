@@ -16,12 +16,13 @@ mistake (a layout, a parameter name, a check too large for the machine) propagat
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
 
-from . import fd, resources
+from . import fd, resources, ties
 from .adapters.arrays import NonFinite, nonfinite
 from .adapters.effects import apply_effects
 from .adapters.layer import WrappedLayer, wrap_layer
@@ -100,12 +101,18 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
     fd_consistent = False if False in consistency else (True if all(consistency) else None)
     bad = dict(nonfinite_found) if nonfinite_found is not None else {
         name: found for name, _, user, *_ in tensors if (found := nonfinite(np.asarray(user, np.float64)))}
+    # unreliable only because every probe of some tensor crossed a kink (none was noisy or disagreed)
+    kinks_only = all(s.consistent is not None or s.kinks == s.probes for s in fds.values())
     result.verdict = verdict(forward_ok=forward_ok, backward_ok=backward_ok, fd_consistent=fd_consistent,
-                             refs_agree=result.refs_error <= REFS_TOL, error=bool(bad))
+                             refs_agree=result.refs_error <= REFS_TOL, error=bool(bad), fd_kinks_only=kinks_only)
     if bad:
         result.message = _nonfinite_message(bad, "the code")
         backward = any(side == "backward" for name, side, *_ in tensors if name in bad)
         result.error_side = "backward" if backward else "forward"
+    if result.verdict == "pass" and fd_consistent is None:
+        crossed = ", ".join(f"{k}: {s.kinks} of {s.probes}" for k, s in fds.items() if s.consistent is None)
+        result.message = ("note: finite differences could not witness this (every probe crossed a kink; " + crossed +
+                          "); both references agree with the gradients")
     if result.verdict == "inconclusive":
         unsure = [f"{k} ({s.kinks} of {s.probes} probes crossed a kink)" if s.kinks else f"{k} (probes too noisy)"
                   for k, s in fds.items() if s.consistent is not True]
@@ -147,7 +154,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
-    x = random_input(spec, shape, rng) if x is None else x
+    x = random_input(spec, shape, rng, wrapped.dtype) if x is None else x
     x = np.asarray(x, dtype=np.float64)
     g = rng.standard_normal(spec.output_shape(x.shape))  # never all ones: that hides transposes and flips
     return Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
@@ -155,7 +162,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
 
 def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: str) -> str:
     """The verdict ``error``'s message for ``exc``, met while ``phase`` (``"forward"``,
-    ``"backward"`` or ``"fd"``) ran the user's code; re-raises it unless it is the code's
+    ``"backward"``, ``"fd"`` or ``"ties"``) ran the user's code; re-raises it unless it is the code's
     fault (the rule of :mod:`harness.faults`). When the forward raised under its declared
     layout but runs and reproduces the reference under another, the declaration is at
     fault: :class:`~harness.adapters.layouts.LayoutError` naming both and the shapes."""
@@ -163,7 +170,8 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
 
     if not codes_fault(exc):
         raise exc
-    where = " (in a later call: a finite-difference probe or a second backward)" if phase == "fd" else ""
+    where = {"fd": " (in a later call: a finite-difference probe or a second backward)",
+             "ties": " (at a deliberate tie or zero: inputs with exact ties in a window or exact zeros)"}.get(phase, "")
     if isinstance(exc, CodeFault):
         return f"{exc}{where}"
     if phase == "forward" and wrapped.spec is not None and (conflict := layout_conflict(wrapped, x.shape, exc)):
@@ -187,9 +195,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     result = LayerResult(name=name or wrapped.name, kind=type(spec).__name__, verdict="error", dtype=str(wrapped.dtype))
     bad_params = wrapped.nonfinite_params()
     if bad_params:  # before any call: NaN weights would only show up as NaN outputs
-        result.message = ("the user's parameters hold NaN/Inf before any call: " + "; ".join(
-            f"{k}: {bad}" for k, bad in bad_params.items()) + " (user layout); likely cause: a diverged training run, "
-            "an uninitialised array (np.empty) or a division by zero in the initialisation")
+        result.message = _bad_params_message(bad_params)
         result.error_side = "setup"
         return result
     full = lambda p: {join_path(spec.name, k): v for k, v in p.items()}  # noqa: E731
@@ -224,13 +230,20 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             result.message = _fault_message(wrapped, e, x, "fd")
             apply_effects(result, wrapped.side_effects())
             return result
+        try:  # deliberate ties and zeros (a copy of rng: the draws of later checks stay as they were)
+            at_ties = ties.probe(wrapped, x.shape, copy.deepcopy(rng))
+        except Exception as e:
+            result.error_side = wrapped.running or "backward"
+            result.message = _fault_message(wrapped, e, x, "ties")
+            apply_effects(result, wrapped.side_effects())
+            return result
 
     forward_ok, backward_ok = _judge(result, tensors, fds, wrapped.dtype, tol_scale, batch=x.shape[0],
                                      noise=wrapped.grad_noise(), nonfinite_found=bad_grads, **_hints(spec, x))
-    result.diagnosis += dtype_notes
-    if not np.array_equal(y_u, y_again):
-        result.diagnosis.append(f"output: the forward is not deterministic (two calls at the same input differ by "
-                                f"{relative_with_floor(y_again, y_u):.1e} relative)")
+    if at_ties and forward_ok and backward_ok and result.verdict in ("pass", "inconclusive"):
+        result.verdict, result.message = "backward", ""  # the tie-free point could not see it
+        result.diagnosis += at_ties
+    result.diagnosis += dtype_notes + _nondeterminism(y_u, y_again)
     if not backward_ok and not bad_grads:
         result.diagnosis += _backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, (x_warm, x, g))
     if not bad_grads and result.verdict not in ("pass", "error", "reference"):
@@ -288,6 +301,19 @@ def _forward_behind_crash(result: LayerResult, wrapped: WrappedLayer, x: np.ndar
         worst = result.tensors[0]
         result.message += (f"; the forward also disagrees with the references (output: {worst.error_torch:.1e} "
                            f"relative, tolerance {worst.tolerance:.1e}): fix it too")
+
+
+def _bad_params_message(bad: Mapping[str, NonFinite]) -> str:
+    return ("the user's parameters hold NaN/Inf before any call: " + "; ".join(f"{k}: {v}" for k, v in bad.items()) +
+            " (user layout); likely cause: a diverged training run, an uninitialised array (np.empty) or a division "
+            "by zero in the initialisation")
+
+
+def _nondeterminism(y: np.ndarray, y_again: np.ndarray) -> list[str]:
+    if np.array_equal(y, y_again):
+        return []
+    return [f"output: the forward is not deterministic (two calls at the same input differ by "
+            f"{relative_with_floor(y_again, y):.1e} relative)"]
 
 
 def _accumulation(result: LayerResult, first: dict[str, np.ndarray], again: dict[str, np.ndarray]) -> None:

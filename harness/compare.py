@@ -88,7 +88,7 @@ VERDICTS = ("pass", "forward", "backward", "both", "inconclusive", "reference", 
 
 
 def verdict(*, forward_ok: bool, backward_ok: bool, fd_consistent: bool | None,
-            refs_agree: bool = True, error: bool = False) -> str:
+            refs_agree: bool = True, error: bool = False, fd_kinks_only: bool = False) -> str:
     """The verdict table of DESIGN.md for one layer.
 
     forward_ok:    the user's output matches the references.
@@ -98,6 +98,9 @@ def verdict(*, forward_ok: bool, backward_ok: bool, fd_consistent: bool | None,
                    (kinks crossed, noise above tolerance) even after re-probing.
     refs_agree:    torch and jax agree with each other; if not, the references are at fault.
     error:         the user's code raised or produced NaN / Inf.
+    fd_kinks_only: ``fd_consistent`` is None only because every probe of some tensor
+                   crossed a kink (none was noisy): when both references agree with the
+                   user, FD is then no witness against them and the verdict is ``pass``.
     """
     if error:
         return "error"
@@ -106,7 +109,7 @@ def verdict(*, forward_ok: bool, backward_ok: bool, fd_consistent: bool | None,
     if forward_ok and backward_ok:
         # the backward matches the truth; a finite-difference disagreement then means the
         # probe was unreliable (or a kink), never a silent pass or a false failure
-        return "pass" if fd_consistent else "inconclusive"
+        return "pass" if fd_consistent or (fd_consistent is None and fd_kinks_only) else "inconclusive"
     if forward_ok:
         # the forward is right and the backward is not: a backward bug, unless the user's own
         # finite differences agree with it, which a right forward makes impossible off kinks

@@ -19,11 +19,18 @@ from .spec import ELU, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, walk
 KINKED = (ReLU, LeakyReLU, ELU)  # a kink at input 0
 
 
-def random_input(spec: Layer, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """A standard normal input; for a ReLU-family layer kept at least 0.1 away from 0."""
+def random_input(spec: Layer, shape: tuple[int, ...], rng: np.random.Generator,
+                 dtype: Any = np.float64) -> np.ndarray:
+    """A standard normal input; for a ReLU-family layer kept at least 0.1 (and the dtype's
+    :func:`margin`) away from 0; for a max pool ``(N, C, H, W)``, every window's maximum
+    leading its runner-up by the margin, so no finite-difference probe in ``dtype``
+    (float32 steps are ~300 times float64's) can cross a tie."""
     x = rng.standard_normal(shape)
     if isinstance(spec, KINKED):
         x = np.sign(x) * (0.1 + np.abs(x))
+        x = np.sign(x) * np.maximum(np.abs(x), margin(x, dtype))
+    if isinstance(spec, MaxPool2d) and len(shape) == 4:
+        x = _separate(spec, x, margin(x, dtype))
     return x
 
 

@@ -341,3 +341,20 @@ def test_a_residual_numpy_network_passes_check_network() -> None:
     report = check_network(net, input_shape=(4, 4, 12, 12), seed=0)
     assert report.ok, str(report)
     assert [l.name for l in report.layers] == [p for p, l in S.walk(spec) if not l.children()]
+
+
+def test_a_loss_model_whose_probes_all_cross_kinks_passes_with_a_note() -> None:
+    """The first example's hidden pre-activations sit 1e-9 from the ReLU's kink (as after
+    training to a tie): every finite-difference probe of fc1 flips one, yet both references
+    agree with the model's gradients to 1e-15: FD is no witness against them, so the entry
+    passes and says why; a real bug elsewhere still fails."""
+    x = np.random.default_rng(3).standard_normal((5, 6))
+    y = np.array([0, 1, 2, 3, 0])
+    for bug, expected in ((None, "pass"), ("b2 not summed", "backward")):
+        lm, model = _two_layer(bug)
+        pre = x.reshape(5, -1) @ model.params["W1"]
+        model.params["b1"] = -pre[0] + 1e-9 * np.where(np.arange(7) % 2, 1.0, -1.0)
+        entry = check_network(lm, x=x, y=y, seed=3).layers[0]
+        assert entry.verdict == expected, entry
+        if expected == "pass":
+            assert "every probe crossed a kink; fc1.weight: 6 of 6, fc1.bias: 6 of 6" in entry.message, entry.message

@@ -28,6 +28,15 @@ def test_verdict_table(forward_ok: bool, backward_ok: bool, fd, expected: str) -
     assert verdict(forward_ok=forward_ok, backward_ok=backward_ok, fd_consistent=fd) == expected
 
 
+def test_fd_unreliable_only_because_of_kinks_is_no_witness_against_both_references() -> None:
+    kw = {"fd_consistent": None, "fd_kinks_only": True}
+    assert verdict(forward_ok=True, backward_ok=True, **kw) == "pass"
+    assert verdict(forward_ok=True, backward_ok=False, **kw) == "backward"
+    assert verdict(forward_ok=False, backward_ok=False, **kw) == "inconclusive"
+    # a probe that disagreed is not a kink: still inconclusive
+    assert verdict(forward_ok=True, backward_ok=True, fd_consistent=False, fd_kinks_only=True) == "inconclusive"
+
+
 def test_errors_and_reference_disagreement_come_first() -> None:
     assert verdict(forward_ok=True, backward_ok=True, fd_consistent=True, error=True) == "error"
     assert verdict(forward_ok=False, backward_ok=False, fd_consistent=False, refs_agree=False) == "reference"

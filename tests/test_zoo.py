@@ -8,7 +8,11 @@ import pytest
 
 from harness.adapters.arrays import fingerprint
 from harness.check import check_layer
-from zoo.layers import CORRECT, MUTANTS
+from zoo import layers, ties
+
+CORRECT, MUTANTS = layers.CORRECT + ties.CORRECT, layers.MUTANTS + ties.MUTANTS
+
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in divide")  # a mutant's 0 / 0
 
 
 def _params(user) -> dict[str, str]:
@@ -25,16 +29,56 @@ def test_mutant_is_caught(name, make, spec, kwargs, shape, expected, diag) -> No
     assert report.first_failure == layer.name
     assert layer.verdict == expected, str(report)
     if diag:
-        assert any(diag in d for d in layer.diagnosis), (layer.diagnosis, str(report))
+        assert any(diag in d for d in layer.diagnosis) or diag in layer.message, (layer.diagnosis, str(report))
+
+
+def _build(make, spec, kwargs, seed, dtype):
+    """The layer at ``seed`` computing in ``dtype``: through its constructor, else (parameter-free
+    object layers) with the wrapper's ``dtype=`` option, so float32 really runs in float32."""
+    from harness.adapters.layer import WrappedLayer, wrap_layer
+
+    try:
+        user = make(seed=seed, dtype=dtype)
+    except TypeError:  # parameter-free layers
+        user = make()
+    if isinstance(user, WrappedLayer):
+        return user
+    wrapped = wrap_layer(user, spec, **kwargs)
+    if not wrapped._param_names():
+        wrapped = wrap_layer(user, spec, **{**kwargs, "dtype": dtype})
+    return wrapped
+
+
+SEEDS = 20
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,make,spec,kwargs,shape", CORRECT, ids=[c[0] for c in CORRECT])
 def test_correct_layers_pass_over_seeds(name, make, spec, kwargs, shape, dtype) -> None:
-    for seed in range(20):
-        try:
-            user = make(seed=seed, dtype=dtype)
-        except TypeError:  # parameter-free or float64-only layers
-            user = make()
-        report = check_layer(user, spec, input_shape=shape, seed=seed, **kwargs)
+    """No false alarm and no inconclusive verdict at any of 20 seeds, in the dtype asked for
+    (ties and zeros probed too: any valid tie-breaking passes)."""
+    for seed in range(SEEDS):
+        user = _build(make, spec, kwargs, seed, dtype)
+        assert user.dtype == np.dtype(dtype)
+        report = check_layer(user, spec, input_shape=shape, seed=seed)
         assert report.ok, (seed, str(report))
+
+
+TIE_BUGS = [m for m in MUTANTS if m[6] and ("ties" in m[6] or "exactly 0" in m[6] or "tie or zero" in m[6])]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,make,spec,kwargs,shape,expected,diag", TIE_BUGS, ids=[m[0] for m in TIE_BUGS])
+def test_tie_bugs_are_caught_in_both_dtypes_and_reach_the_json(name, make, spec, kwargs, shape, expected, diag,
+                                                              dtype) -> None:
+    """A backward wrong only at exact ties / zeros fails on the right side with its own line
+    (in the JSON too), at several seeds and in float32; the tie-free comparison alone passes."""
+    import json
+
+    for seed in range(3):
+        report = check_layer(_build(make, spec, kwargs, seed, dtype), spec, input_shape=shape, seed=seed)
+        layer = report.layers[0]
+        assert layer.verdict == expected, (seed, str(report))
+        assert all(t.ok for t in layer.tensors), "the tie-free point must not see it: the probe did"
+        found = json.loads(report.to_json())["layers"][0]
+        assert any(diag in d for d in found["diagnosis"]) or diag in found["message"], found

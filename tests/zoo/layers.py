@@ -86,10 +86,11 @@ class ReLU:
 class BatchNorm:
     """Training-mode per-channel batch norm (NCHW), the full backward."""
 
-    def __init__(self, c=3, seed=0, eps=1e-5):
+    def __init__(self, c=3, seed=0, eps=1e-5, dtype=np.float64):
         rng = np.random.default_rng(seed)
-        self.gamma, self.beta = 1 + 0.2 * rng.normal(size=c), 0.2 * rng.normal(size=c)
-        self.running_mean, self.running_var = np.zeros(c), np.ones(c)
+        self.gamma = (1 + 0.2 * rng.normal(size=c)).astype(dtype)
+        self.beta = (0.2 * rng.normal(size=c)).astype(dtype)
+        self.running_mean, self.running_var = np.zeros(c, dtype), np.ones(c, dtype)
         self.eps = eps
 
     def forward(self, x):
@@ -513,7 +514,10 @@ def _pair(forward, backward, spec, params=(), args=(), layout=None):
     def make(seed=0, dtype=np.float64):
         rng = np.random.default_rng(seed)
         arrays = [rng.normal(size=s).astype(dtype) for s in params]
-        return wrap_functions(forward, backward, spec, arrays, args=args, layout=layout or Layout())
+        wrapped = wrap_functions(forward, backward, spec, arrays, args=args, layout=layout or Layout())
+        if not params:  # no parameters to tell the dtype: hand the code its inputs in this one
+            wrapped._dtype = np.dtype(dtype)
+        return wrapped
     return make
 
 
