@@ -206,7 +206,7 @@ class MaxPoolLoop:
         n, c, h, w = x.shape
         k, self.x = self.k, x
         oh, ow = (h - k) // self.s + 1, (w - k) // self.s + 1
-        out = np.empty((n, c, oh, ow))
+        out = np.empty((n, c, oh, ow), x.dtype)
         for i in range(oh):
             for j in range(ow):
                 r, q = self._start(i), self._start(j)
@@ -214,7 +214,11 @@ class MaxPoolLoop:
         return out
 
     def _route(self, win, g):
-        return (win == win.max(axis=(2, 3), keepdims=True)) * g
+        # to the first maximum only: a mask of every tied maximum would copy g to each tie
+        n, c = win.shape[:2]
+        first = np.zeros((n, c, win.shape[2] * win.shape[3]), win.dtype)
+        np.put_along_axis(first, win.reshape(n, c, -1).argmax(axis=2)[..., None], 1.0, axis=2)
+        return first.reshape(win.shape) * g
 
     def backward(self, dy):
         dx, k = np.zeros_like(self.x), self.k

@@ -474,7 +474,7 @@ def max_pool_forward(x, pool_param):
     k, s = pool_param["pool_height"], pool_param["stride"]
     n, c, h, w = x.shape
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
-    out = np.empty((n, c, oh, ow))
+    out = np.empty((n, c, oh, ow), x.dtype)
     for i in range(oh):
         for j in range(ow):
             out[:, :, i, j] = x[:, :, i * s:i * s + k, j * s:j * s + k].max(axis=(2, 3))

@@ -174,7 +174,8 @@ CORRECT += [
      (2, 2, 6, 5)),
     ("max pool loops, first tie", MaxPoolLoop, MP2, {}, (2, 3, 4, 6)),
     ("relu with dx[x >= 0]", ReLUGreaterEqual, S.ReLU("relu"), {}, (2, 3, 4, 5)),
-    ("relu in place, output mask x > 0", ReLUInPlace, S.ReLU("relu"), {}, (2, 3, 4, 5)),
+    # the in-place forward is deliberate here (declared): the tie behaviour is what is checked
+    ("relu in place, output mask x > 0", ReLUInPlace, S.ReLU("relu"), {"inplace": {"input"}}, (2, 3, 4, 5)),
     ("elu, gradient from the output", ELUFromOutput, S.ELU("elu", 1.0), {}, (2, 3, 4, 5)),
     ("elu alpha 0.5, gradient from the output", lambda: ELUFromOutput(0.5), S.ELU("elu", 0.5), {}, (2, 3, 4, 5)),
 ]
@@ -188,7 +189,8 @@ MUTANTS += [
      "backward", "copied to each of the k ties: k times too large"),
     ("max pool loops: ties split with integer division", MaxPoolLoopIntegerSplit, MP2, {}, (2, 3, 4, 6),
      "backward", "no gradient is routed (the upstream value is lost)"),
-    ("relu in place, output mask x >= 0", ReLUInPlaceMaskGreaterEqual, S.ReLU("relu"), {}, (2, 3, 4, 5),
+    ("relu in place, output mask x >= 0", ReLUInPlaceMaskGreaterEqual, S.ReLU("relu"), {"inplace": {"input"}},
+     (2, 3, 4, 5),
      "backward", None),
     ("relu derivative as max(x, 0) / x", ReLUSlopeRatio, S.ReLU("relu"), {}, (2, 3, 4, 5), "error",
      "at a deliberate tie or zero"),
