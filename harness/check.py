@@ -28,9 +28,10 @@ from .adapters.effects import apply_effects
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
 from .compare import relative_with_floor, rel_error, tolerance, verdict
-from .diagnose import accumulates, diagnose, window_overlap
+from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
 from .hypotheses import counts, explain
+from .findings import accumulation, backward_hypotheses, bad_params_message, layout_hint, nondeterminism
 from .frames import user_frame
 from .kinks import pattern, random_input
 from .results import FDSummary, LayerResult, Report, TensorResult, error_map
@@ -40,26 +41,6 @@ FD_TOL = fd.FD_TOL
 REFS_TOL = 1e-10  # torch and jax, both float64, disagreeing beyond this blame the references
 FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
 _fd_summary, _probes = fd.summary, fd.probes  # the names network_check and older code use
-
-
-def _layout_hint(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, result: LayerResult) -> list[str]:
-    """When the forward disagrees, ask whether another declared layout would reproduce the
-    reference: a layout mismatch looks exactly like a forward bug. Said only when that
-    layout reproduces every compared tensor within its tolerance."""
-    from .adapters.detect import detect_layout, suggest
-    from .hypotheses import reproduces_under
-
-    try:
-        found = detect_layout(wrapped, input_shape=x.shape)
-    except Exception:  # detection is a hint; a layer it cannot run under other layouts gets none
-        return []
-    better = suggest(wrapped.layout, found.best, wrapped.spec) if found.matched else None
-    if better is not None and reproduces_under(wrapped, better, x, g, result):
-        return [f"layout: the forward matches the reference under {better} (declared: {wrapped.layout}); "
-                "declare that layout"]
-    return []
-
-
 Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
 
 
@@ -195,7 +176,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     result = LayerResult(name=name or wrapped.name, kind=type(spec).__name__, verdict="error", dtype=str(wrapped.dtype))
     bad_params = wrapped.nonfinite_params()
     if bad_params:  # before any call: NaN weights would only show up as NaN outputs
-        result.message = _bad_params_message(bad_params)
+        result.message = bad_params_message(bad_params)
         result.error_side = "setup"
         return result
     full = lambda p: {join_path(spec.name, k): v for k, v in p.items()}  # noqa: E731
@@ -243,14 +224,14 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     if at_ties and forward_ok and backward_ok and result.verdict in ("pass", "inconclusive"):
         result.verdict, result.message = "backward", ""  # the tie-free point could not see it
         result.diagnosis += at_ties
-    result.diagnosis += dtype_notes + _nondeterminism(y_u, y_again)
+    result.diagnosis += dtype_notes + nondeterminism(y_u, y_again)
     if not backward_ok and not bad_grads:
-        result.diagnosis += _backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, (x_warm, x, g))
+        result.diagnosis += backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, (x_warm, x, g))
     if not bad_grads and result.verdict not in ("pass", "error", "reference"):
         result.diagnosis += explain(result, tensors, spec, params, x, g)
     if not forward_ok and result.verdict in ("forward", "both"):
-        result.diagnosis += _layout_hint(wrapped, x, g, result)
-    _accumulation(result, grads_u, again)
+        result.diagnosis += layout_hint(wrapped, x, g, result)
+    accumulation(result, grads_u, again)
     apply_effects(result, wrapped.side_effects())
     return result
 
@@ -301,30 +282,6 @@ def _forward_behind_crash(result: LayerResult, wrapped: WrappedLayer, x: np.ndar
         worst = result.tensors[0]
         result.message += (f"; the forward also disagrees with the references (output: {worst.error_torch:.1e} "
                            f"relative, tolerance {worst.tolerance:.1e}): fix it too")
-
-
-def _bad_params_message(bad: Mapping[str, NonFinite]) -> str:
-    return ("the user's parameters hold NaN/Inf before any call: " + "; ".join(f"{k}: {v}" for k, v in bad.items()) +
-            " (user layout); likely cause: a diverged training run, an uninitialised array (np.empty) or a division "
-            "by zero in the initialisation")
-
-
-def _nondeterminism(y: np.ndarray, y_again: np.ndarray) -> list[str]:
-    if np.array_equal(y, y_again):
-        return []
-    return [f"output: the forward is not deterministic (two calls at the same input differ by "
-            f"{relative_with_floor(y_again, y):.1e} relative)"]
-
-
-def _accumulation(result: LayerResult, first: dict[str, np.ndarray], again: dict[str, np.ndarray]) -> None:
-    """A second backward at the same point that doubles a gradient: code that accumulates
-    instead of overwriting (a failure even when the first call was right)."""
-    for k, value in first.items():
-        if accumulates(value, again[k]):
-            result.diagnosis.append(f"{k}: doubled on a second backward call: gradients accumulate instead of "
-                                    "being overwritten (declare zero_grad= if the code expects a flush)")
-            if result.verdict == "pass":
-                result.verdict = "backward"
 
 
 def _hints(spec: Layer, x: np.ndarray) -> dict[str, Any]:
@@ -400,31 +357,6 @@ def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarra
         return fds
     finally:
         wrapped.set_params({k: params[k] for k in names})
-
-
-def _backward_hypotheses(result: LayerResult, tensors: list[Compared], forward_ok: bool, torch_ref: Any, spec: Layer,
-                         params: dict[str, np.ndarray], point: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[str]:
-    """Hypotheses that need the reference again, at ``point`` = (earlier input, input,
-    upstream gradient): a stale cache (every failing gradient is the reference's at the
-    earlier input) and a conv input gradient computed with the kernel not rotated."""
-    x_warm, x, g = point
-    full = lambda p: {join_path(spec.name, k): v for k, v in p.items()}  # noqa: E731
-    by_name = {name: user for name, _, user, *_ in tensors}
-    found = []
-    stale = torch_ref.vjp(full(params), x_warm, g)
-    stale_values = {"input": stale.input_grad, **{k: stale.param_grads[join_path(spec.name, k)]
-                                                  for k in by_name if k not in ("output", "input")}}
-    failing = [tr for tr in result.tensors if tr.side == "backward" and not tr.ok]
-    if all(relative_with_floor(by_name[tr.name], stale_values[tr.name]) <= tr.tolerance for tr in failing):
-        found.append(f"{', '.join(tr.name for tr in failing)}: the backward uses a stale cache: it matches the gradient "
-                     "at the input of an earlier forward call, not the latest")
-    dx = next(tr for tr in result.tensors if tr.name == "input")
-    if isinstance(spec, Conv2d) and forward_ok and not dx.ok:
-        rotated = {**params, "weight": params["weight"][:, :, ::-1, ::-1]}
-        if relative_with_floor(by_name["input"], torch_ref.vjp(full(rotated), x, g).input_grad) <= dx.tolerance:
-            found.append("input: computed with the kernel not rotated 180 degrees (the input gradient correlates the "
-                         "upstream gradient with the kernel rotated; this used it as is)")
-    return found
 
 
 from .network_check import check_network  # noqa: E402  (it builds on check_point above)

@@ -1,0 +1,87 @@
+"""Findings beyond the verdict on a checked point, each confirmed before it is said: a
+layout that reproduces every tensor, NaN/Inf parameters, a forward that is not
+deterministic, gradients that accumulate across backward calls, a stale cache, a conv
+input gradient computed with the kernel not rotated."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from .adapters.arrays import NonFinite
+from .adapters.layer import WrappedLayer
+from .compare import relative_with_floor
+from .diagnose import accumulates
+from .results import LayerResult
+from .spec import Conv2d, Layer, join_path
+
+
+def layout_hint(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, result: LayerResult) -> list[str]:
+    """When the forward disagrees, ask whether another declared layout would reproduce the
+    reference: a layout mismatch looks exactly like a forward bug. Said only when that
+    layout reproduces every compared tensor within its tolerance."""
+    from .adapters.detect import detect_layout, suggest
+    from .hypotheses import reproduces_under
+
+    try:
+        found = detect_layout(wrapped, input_shape=x.shape)
+    except Exception:  # detection is a hint; a layer it cannot run under other layouts gets none
+        return []
+    better = suggest(wrapped.layout, found.best, wrapped.spec) if found.matched else None
+    if better is not None and reproduces_under(wrapped, better, x, g, result):
+        return [f"layout: the forward matches the reference under {better} (declared: {wrapped.layout}); "
+                "declare that layout"]
+    return []
+
+
+def bad_params_message(bad: Mapping[str, NonFinite]) -> str:
+    return ("the user's parameters hold NaN/Inf before any call: " + "; ".join(f"{k}: {v}" for k, v in bad.items()) +
+            " (user layout); likely cause: a diverged training run, an uninitialised array (np.empty) or a division "
+            "by zero in the initialisation")
+
+
+def nondeterminism(y: np.ndarray, y_again: np.ndarray) -> list[str]:
+    if np.array_equal(y, y_again):
+        return []
+    return [f"output: the forward is not deterministic (two calls at the same input differ by "
+            f"{relative_with_floor(y_again, y):.1e} relative)"]
+
+
+def accumulation(result: LayerResult, first: dict[str, np.ndarray], again: dict[str, np.ndarray]) -> None:
+    """A second backward at the same point that doubles a gradient: code that accumulates
+    instead of overwriting (a failure even when the first call was right)."""
+    for k, value in first.items():
+        if accumulates(value, again[k]):
+            result.diagnosis.append(f"{k}: doubled on a second backward call: gradients accumulate instead of "
+                                    "being overwritten (declare zero_grad= if the code expects a flush)")
+            if result.verdict == "pass":
+                result.verdict = "backward"
+
+
+def backward_hypotheses(result: LayerResult, tensors: list[tuple], forward_ok: bool, torch_ref: Any, spec: Layer,
+                         params: dict[str, np.ndarray], point: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[str]:
+    """Hypotheses that need the reference again, at ``point`` = (earlier input, input,
+    upstream gradient): a stale cache (every failing gradient is the reference's at the
+    earlier input) and a conv input gradient computed with the kernel not rotated."""
+    x_warm, x, g = point
+    full = lambda p: {join_path(spec.name, k): v for k, v in p.items()}  # noqa: E731
+    by_name = {name: user for name, _, user, *_ in tensors}
+    found = []
+    stale = torch_ref.vjp(full(params), x_warm, g)
+    stale_values = {"input": stale.input_grad, **{k: stale.param_grads[join_path(spec.name, k)]
+                                                  for k in by_name if k not in ("output", "input")}}
+    failing = [tr for tr in result.tensors if tr.side == "backward" and not tr.ok]
+    if all(relative_with_floor(by_name[tr.name], stale_values[tr.name]) <= tr.tolerance for tr in failing):
+        found.append(f"{', '.join(tr.name for tr in failing)}: the backward uses a stale cache: it matches the gradient "
+                     "at the input of an earlier forward call, not the latest")
+    dx = next(tr for tr in result.tensors if tr.name == "input")
+    if isinstance(spec, Conv2d) and forward_ok and not dx.ok:
+        rotated = {**params, "weight": params["weight"][:, :, ::-1, ::-1]}
+        if relative_with_floor(by_name["input"], torch_ref.vjp(full(rotated), x, g).input_grad) <= dx.tolerance:
+            found.append("input: computed with the kernel not rotated 180 degrees (the input gradient correlates the "
+                         "upstream gradient with the kernel rotated; this used it as is)")
+    return found
+
+
+__all__ = ["accumulation", "backward_hypotheses", "bad_params_message", "layout_hint", "nondeterminism"]
