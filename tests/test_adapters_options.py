@@ -302,3 +302,41 @@ def test_dilation_counted_from_zero(spacing: int) -> None:
             wrap_layer(SpacedConv(spacing), wrong).forward(x)
     with pytest.raises(Exception, match="dilation_base must be 1"):
         Layout(dilation_base=2)
+
+
+class OneImageFilters:
+    """F 3x3 filters over one (H, W) grayscale image (a first numpy course's conv): the
+    output keeps its filter axis, (F, H-2, W-2)."""
+
+    def __init__(self, filters: int = 4, seed: int = 3):
+        rng = np.random.default_rng(seed)
+        self.W, self.b = rng.normal(size=(filters, 1, 3, 3)), rng.normal(size=filters)
+
+    def forward(self, img):
+        assert img.ndim == 2, "one (H, W) image"
+        self.img = img
+        h, w = img.shape
+        out = np.empty((len(self.W), h - 2, w - 2))
+        for i in range(h - 2):
+            for j in range(w - 2):
+                out[:, i, j] = (self.W[:, 0] * img[i:i + 3, j:j + 3]).sum(axis=(1, 2)) + self.b
+        return out
+
+    def backward(self, dy):
+        assert dy.ndim == 3, "the upstream gradient has the output's filter axis"
+        self.dW, self.db, dimg = np.zeros_like(self.W), dy.sum(axis=(1, 2)), np.zeros_like(self.img)
+        for i in range(dy.shape[1]):
+            for j in range(dy.shape[2]):
+                self.dW[:, 0] += dy[:, i, j, None, None] * self.img[i:i + 3, j:j + 3]
+                dimg[i:i + 3, j:j + 3] += (dy[:, i, j, None, None] * self.W[:, 0]).sum(axis=0)
+        return dimg
+
+
+def test_channel_axis_false_is_about_the_input_not_the_upstream_gradient() -> None:
+    """A correct single-channel conv with 4 filters was refused with 'needs 1 channel, the
+    input has 4' (the upstream gradient's channels): a false alarm."""
+    from harness import check_layer
+
+    report = check_layer(wrap_layer(OneImageFilters(), S.Conv2d("conv", 1, 4, 3), batched=False, channel_axis=False),
+                            input_shape=(2, 1, 6, 7))
+    assert report.ok, str(report)

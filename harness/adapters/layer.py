@@ -500,8 +500,11 @@ class ObjectLayer(WrappedLayer):
         self._external, self._sgd_grads, self._summed_grads = False, {}, {}
         if not self.batched:  # code written for one example at a time: loop, then stack
             self._x_user = x
-            ys = [self._read_returned(self._add_channel(self._forward_one(self._drop_channel(xi))), "forward output")
-                  for xi in x]
+            raw = [self._forward_one(self._drop_channel(xi)) for xi in x]
+            # channel_axis=False is about the input; the output keeps its channels unless the
+            # code returned (H, W) too, and the upstream gradient must match what it returned
+            self._flat_output = not self.channel_axis and np.ndim(raw[0]) == 2
+            ys = [self._read_returned(self._add_channel(y), "forward output") for y in raw]
             # in the examples' own dtype (exact: the values came from it), so the output's dtype is checked
             return np.stack([y for y, _ in ys]).astype(ys[0][1].dtype)
         y = self._forward_one(x)
@@ -524,7 +527,8 @@ class ObjectLayer(WrappedLayer):
             dxs, total, kinds = [], {}, {}
             for xi, dyi in zip(self._x_user, dy):
                 self._forward_one(self._drop_channel(xi))
-                dx, kinds["input"] = self._read_returned(self._add_channel(self._backward_one(self._drop_channel(dyi))),
+                dyi = self._drop_channel(dyi) if getattr(self, "_flat_output", True) else dyi
+                dx, kinds["input"] = self._read_returned(self._add_channel(self._backward_one(dyi)),
                                                          "backward's input gradient")
                 dxs.append(dx)
                 for k in self._param_names():
