@@ -340,3 +340,42 @@ def test_channel_axis_false_is_about_the_input_not_the_upstream_gradient() -> No
     report = check_layer(wrap_layer(OneImageFilters(), S.Conv2d("conv", 1, 4, 3), batched=False, channel_axis=False),
                             input_shape=(2, 1, 6, 7))
     assert report.ok, str(report)
+
+
+def _affine_forward(x, w, b):
+    return x @ w + b, (x, w)
+
+
+def _affine_backward_per_example(dout, cache):
+    """Gradients already divided by the batch size (the loss's 1/N folded in here)."""
+    x, w = cache
+    n = x.shape[0]
+    return dout @ w.T, x.T @ dout / n, dout.sum(axis=0) / n
+
+
+def _relu_forward(x):
+    return np.maximum(x, 0), x
+
+
+def _relu_backward(dout, x):
+    return dout * (x > 0)
+
+
+def test_function_pairs_take_grad_scale_and_dtype() -> None:
+    """Options wrap_layer has, for CS231n pairs too (before: TypeError 'unexpected keyword')."""
+    from harness import check_layer, wrap_functions
+
+    rng = np.random.default_rng(0)
+    spec, w, b = S.Linear("fc", 5, 3), rng.normal(size=(5, 3)), rng.normal(size=3)
+    kw = dict(layout=Layout(linear="in_out"))
+    scaled = wrap_functions(_affine_forward, _affine_backward_per_example, spec, [w, b], grad_scale="batch", **kw)
+    assert check_layer(scaled, input_shape=(4, 5)).ok
+    unscaled = check_layer(wrap_functions(_affine_forward, _affine_backward_per_example, spec, [w, b], **kw),
+                           input_shape=(4, 5)).layers[0]
+    assert unscaled.verdict == "backward" and any("1/the batch size 4" in d for d in unscaled.diagnosis)
+    relu = wrap_functions(_relu_forward, _relu_backward, S.ReLU("relu"), dtype=np.float32)
+    assert relu.dtype == np.float32
+    report = check_layer(relu, input_shape=(2, 6))
+    assert report.ok and report.layers[0].dtype == "float32"
+    with pytest.raises(AdapterError, match="grad_scale must be 'batch' or a number, got 'mean'"):
+        wrap_functions(_affine_forward, _affine_backward_per_example, spec, [w, b], grad_scale="mean", **kw)

@@ -388,8 +388,7 @@ class ObjectLayer(WrappedLayer):
         if not self.channel_axis and self.batched:
             raise AdapterError(f"layer '{self.name}': channel_axis=False is for single examples: pass batched=False too")
         self._summed_grads: dict[str, np.ndarray] = {}
-        if self.grad_scale is not None and self.grad_scale != "batch" and not isinstance(self.grad_scale, (int, float)):
-            raise AdapterError(f"layer '{self.name}': grad_scale must be 'batch' or a number, got {self.grad_scale!r}")
+        _check_grad_scale(self.name, self.grad_scale)
         for method in filter(None, (self.zero_grad, self.sgd and self.sgd[0])):
             if not callable(getattr(obj, method, None)):
                 raise AdapterError(f"layer '{self.name}': {type(obj).__name__} has no method {method}() (declared as an option)")
@@ -622,15 +621,24 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
 # --------------------------------------------------------------------------- function pairs
 
 
+def _check_grad_scale(name: str, value: Any) -> None:
+    if value is not None and value != "batch" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise AdapterError(f"layer '{name}': grad_scale must be 'batch' or a number, got {value!r}")
+
+
 class FunctionLayer(WrappedLayer):
     """CS231n style: ``forward(x, *params, *args) -> (out, cache)`` and
     ``backward(dout, cache) -> (dx, *param_grads)``, parameters in ``order``."""
 
     def __init__(self, forward: Callable, backward: Callable, spec: Layer | None, params: Mapping[str, Any] | Sequence[Any],
                  *, args: Sequence[Any], kwargs: Mapping[str, Any], order: Sequence[str] | None, layout: Layout,
-                 name: str | None, inplace: Any = None) -> None:
+                 name: str | None, inplace: Any = None, grad_scale: Any = None, dtype: Any = None) -> None:
         super().__init__(spec, layout, name)
         self.inplace = parse_inplace(inplace, f"layer '{self.name}'")
+        _check_grad_scale(self.name, grad_scale)
+        self.grad_scale = grad_scale
+        if dtype is not None:  # for parameter-free pairs, which have no array to tell it
+            self._dtype = np.dtype(dtype)
         self._f, self._b, self._args, self._kwargs = forward, backward, tuple(args), dict(kwargs)
         if order is None:
             order = list(self._spec_params()) if spec is not None and not isinstance(params, Mapping) else list(params)
@@ -689,7 +697,8 @@ class FunctionLayer(WrappedLayer):
 def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = None,
                    params: Mapping[str, Any] | Sequence[Any] = (), *, args: Sequence[Any] = (),
                    kwargs: Mapping[str, Any] | None = None, order: Sequence[str] | None = None,
-                   layout: Layout = CANONICAL, name: str | None = None, inplace: Any = None) -> FunctionLayer:
+                   layout: Layout = CANONICAL, name: str | None = None, inplace: Any = None, grad_scale: Any = None,
+                   dtype: Any = None) -> FunctionLayer:
     """Wrap a CS231n-style function pair.
 
     ``forward(x, *params, *args, **kwargs) -> (out, cache)`` and
@@ -697,10 +706,12 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
     mapping by canonical local name (``{"weight": w, "bias": b}``) or a sequence in the
     spec's order (weight, bias); extra arguments such as ``conv_param`` go in ``args``.
     The arrays are never modified: the code is handed copies, perturbed values new arrays.
-    ``inplace``: writes that are deliberate (see :func:`wrap_layer`).
+    ``inplace``: writes that are deliberate; ``grad_scale``: ``"batch"`` for gradients already
+    divided by the batch size, or a number to multiply them by; ``dtype``: the dtype to hand a
+    parameter-free pair (as for :func:`wrap_layer`).
     """
     return FunctionLayer(forward, backward, spec, params, args=args, kwargs=kwargs or {}, order=order,
-                         layout=layout, name=name, inplace=inplace)
+                         layout=layout, name=name, inplace=inplace, grad_scale=grad_scale, dtype=dtype)
 
 
 __all__ = ["OPTIONS", "preserving", "AdapterError", "ValueFinding", "dtype_note", "FunctionLayer", "ObjectLayer", "Ref", "WrappedLayer", "wrap_functions", "wrap_layer"]
