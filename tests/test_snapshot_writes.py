@@ -23,6 +23,7 @@ from harness import snapshot_files
 from harness.regress import compare
 from harness.snapshot import SnapshotError, SnapshotWarning, load, paths, record
 from harness.snapshot_manifest import canonical
+from zoo.layers import Dense  # x @ W + b, W of shape (in, out)
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL") or snapshot_files.fcntl is None,
                                 reason="needs POSIX processes and flock")
@@ -65,20 +66,6 @@ CHILD = textwrap.dedent('''
 ''')
 
 
-class Dense:
-    def __init__(self):
-        rng = np.random.default_rng(0)
-        self.W, self.b = rng.standard_normal((4, 3)), rng.standard_normal(3)
-
-    def forward(self, x):
-        self.x = x
-        return x @ self.W + self.b
-
-    def backward(self, dy):
-        self.dW, self.db = self.x.T @ dy, dy.sum(axis=0)
-        return dy @ self.W.T
-
-
 def wrap(layer: Dense):
     return tg.wrap_layer(layer, SPEC, layout=tg.Layout(linear="in_out"))
 
@@ -107,7 +94,7 @@ def load_noting(path: Path) -> tuple[object, list[str]]:
 
 @pytest.fixture(scope="module")
 def original():
-    return record(wrap(Dense()), input_shape=(5, 4), seed=3)
+    return record(wrap(Dense(4, 3)), input_shape=(5, 4), seed=3)
 
 
 def test_a_writer_killed_between_any_two_steps_loses_nothing(tmp_path, original) -> None:
@@ -132,7 +119,7 @@ def test_a_writer_killed_between_any_two_steps_loses_nothing(tmp_path, original)
         assert temporaries(folder) == [], step  # the dead writer's temporaries are gone
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SnapshotWarning)
-            assert compare(wrap(Dense()), folder / "fc").ok, step
+            assert compare(wrap(Dense(4, 3)), folder / "fc").ok, step
         snap.save(folder / "fc")  # the lock died with the writer: the next save goes through...
         assert load_noting(folder / "fc")[1] == [], step  # ...and leaves a consistent pair
 
