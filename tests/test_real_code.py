@@ -162,6 +162,12 @@ def wrap_conv_returns_dict(m, seed):
     return tg.check_layer(layer, input_shape=(2, 2, 7, 7), seed=seed)
 
 
+def wrap_true_convolution_pair(m, seed):
+    K, b = np.random.default_rng(seed).normal(size=(3, 2, 3, 3)), np.zeros(3)
+    layer = tg.wrap_functions(m.conv_forward, m.conv_backward, tg.Conv2d("conv", 2, 3, 3), (K, b), layout=tg.Layout(flip=True))
+    return tg.check_layer(layer, input_shape=(2, 2, 6, 5), seed=seed)
+
+
 def wrap_gray_conv_pair(m, seed):
     kernels, bias = np.random.default_rng(seed).normal(size=(4, 3, 3)), np.zeros(4)
     layer = tg.wrap_functions(m.conv_gray_forward, m.conv_gray_backward, tg.Conv2d("conv", 1, 4, 3), (kernels, bias),
@@ -195,6 +201,10 @@ def wrap_keras_conv_nhwc(m, seed):
 def wrap_keras_dense_relu(m, seed):
     span = tg.Sequential([tg.Linear("fc", 6, 4), tg.ReLU("relu")], name="dense")
     return tg.check_layer(m.Dense(4, 6, activation="relu", seed=seed), span, layout=IN_OUT, input_shape=(3, 6), seed=seed)
+
+
+def wrap_keras_lazy_dense(m, seed):
+    return tg.check_layer(m.LazyDense(3, seed=seed), tg.Linear("fc", 5, 3), layout=IN_OUT, lazy=True, seed=seed)
 
 
 def wrap_keras_dropout_nhwc(m, seed):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import harness as tg
-from realcode import cs231n, frameworks, keras_like, numpyml, objects, single
+from realcode import cs231n, frameworks, keras_like, numpyml, objects, pairs, single
 from realcode.table import item
 
 IN_OUT = tg.Layout(linear="in_out")
@@ -74,6 +74,11 @@ MISSING = [
                             input_shape=(2, 3, 7, 7))),
     ("an activation fused into the layer", "Sequential(", f"{BUG_MESSAGE} (a span): verdict forward, no diagnosis",
      lambda: tg.check_layer(keras_like.Dense(4, 6, activation="relu"), tg.Linear("fc", 6, 4), layout=IN_OUT)),
+    ("weights built by the first forward", "lazy=True", f"{BUG_MESSAGE} lazy=True (it says 'pass params=')",
+     lambda: tg.check_layer(keras_like.LazyDense(3), tg.Linear("fc", 5, 3), layout=IN_OUT)),
+    ("a true convolution", "Layout(flip=True)", None,
+     lambda: tg.check_layer(tg.wrap_functions(pairs.conv_forward_true, pairs.conv_backward_true, tg.Conv2d("conv", 2, 3, 3),
+                                              (W4333[:3, :2], np.zeros(3))), input_shape=(2, 2, 6, 5))),
     ("a flush that clears the cached input", "flush=", item("7", "zero_grad= emptying the cache suggests flush="),
      lambda: tg.check_layer(numpyml.FullyConnected(5, 5), tg.Linear("fc", 5, 5), layout=IN_OUT, zero_grad="flush_gradients")),
     ("a first layer returning None", "input_grad=False", item("5", "a None dx names input_grad=False"),

@@ -1,6 +1,7 @@
 """Keras-like layers in numpy: data NHWC, conv kernels HWIO ``(kh, kw, in, out)``, dense
-``x @ W + b`` with W ``(in, out)``, an optional fused activation, a training flag on
-forward, and a model that runs its ``layers`` list forward and in reverse.
+``x @ W + b`` with W ``(in, out)``, an optional fused activation, weights built by the first
+call, a training flag on forward, and a model that runs its ``layers`` list forward and in
+reverse.
 """
 
 from __future__ import annotations
@@ -87,6 +88,37 @@ class DenseIgnoresActivation(Dense):
     ignore_activation = True  # bug: the fused relu's derivative is skipped
 
 
+class LazyDense:
+    """Keras-style deferred build: W (in, units) is created by the first forward, when the
+    input's width is known."""
+
+    cache_once = False
+
+    def __init__(self, units, seed=0):
+        self.units, self.seed = units, seed
+        self.W = self.b = self.x = None
+
+    def build(self, input_dim):
+        rng = np.random.default_rng(self.seed)
+        self.W = rng.normal(0, 1 / np.sqrt(input_dim), (input_dim, self.units))
+        self.b = rng.normal(0, 0.1, self.units)
+
+    def forward(self, x):
+        if self.W is None:
+            self.build(x.shape[-1])
+        if not (self.cache_once and self.x is not None):  # bug variant: the input cached at build time only
+            self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        self.dW, self.db = self.x.T @ dy, dy.sum(axis=0)
+        return dy @ self.W.T
+
+
+class LazyDenseCachesOnce(LazyDense):
+    cache_once = True
+
+
 class ReLU:
     def forward(self, x):
         self.x = x
@@ -156,6 +188,8 @@ CONV2D = NS(Conv2D=Conv2D)
 CONV2D_OVERWRITES_DX = NS(Conv2D=Conv2DOverwritesDx)
 DENSE_RELU = NS(Dense=Dense)
 DENSE_RELU_IGNORES_ACTIVATION = NS(Dense=DenseIgnoresActivation)
+LAZY_DENSE = NS(LazyDense=LazyDense)
+LAZY_DENSE_CACHES_ONCE = NS(LazyDense=LazyDenseCachesOnce)
 DROPOUT = NS(Dropout=Dropout)
 DROPOUT_REDRAWN = NS(Dropout=DropoutRedrawn)
 MODEL = NS(model=lambda seed: _model(Conv2D, Dense, seed))

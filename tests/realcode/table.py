@@ -84,6 +84,8 @@ SHAPES = [
     Shape("conv_returns_dict", "function pair", "sliding_window_view conv, stride kwarg, returns (dx, {'W', 'b'})", pairs.CONV_DICT,
           [Bug("kernel_grad_transposed", pairs.CONV_DICT_KERNEL_TRANSPOSED, "conv", "backward")],
           missing=item("3, 4", "forward_kwargs= on wrap_functions and a (dx, {'W': dW, 'b': db}) return (today: TypeError, unexpected keyword argument)")),
+    Shape("true_convolution_pair", "function pair", "textbook convolution: the kernel flipped", pairs.TRUE_CONV,
+          [Bug("kernel_grad_not_flipped_back", pairs.TRUE_CONV_NOT_FLIPPED_BACK, "conv", "backward")]),
     Shape("gray_conv_pair", "function pair", "one (H, W) image per call, kernels (F, k, k)",
           single.CONV_GRAY, [Bug("region_flipped_in_backward", single.CONV_GRAY_FLIPPED, "conv", "backward")],
           missing=item("3", "batched=False / channel_axis=False on wrap_functions (today: TypeError, unexpected keyword argument)")),
@@ -106,6 +108,8 @@ SHAPES = [
     Shape("keras_nhwc_net", "network", "NHWC network, HWC flatten, x and input_shape in NHWC",
           keras_like.MODEL, [Bug("dw_averaged", keras_like.MODEL_AVERAGED_DW, "fc", "backward")],
           missing=item("1", "x= and input_shape= of a network read in NHWC (today: \"in_channels=3 but the input has 6 channels\")")),
+    Shape("keras_lazy_dense", "object", "weights built by the first forward", keras_like.LAZY_DENSE,
+          [Bug("input_cached_at_build_only", keras_like.LAZY_DENSE_CACHES_ONCE, "fc", "backward")]),
     # one example at a time
     Shape("gray_conv_object", "object", "batched=False, (H, W) input, (F, H', W') output",
           single.CONV3X3, [Bug("grads_accumulate_across_examples", single.CONV3X3_ACCUMULATES, "conv", "backward")]),
