@@ -25,6 +25,7 @@ import numpy as np
 from . import fd, resources, ties
 from .adapters.arrays import NonFinite, nonfinite
 from .adapters.effects import apply_effects
+from .adapters.feed import fault_hint
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
 from .compare import relative_with_floor, rel_error, tolerance, verdict
@@ -159,7 +160,7 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
         raise conflict from None
     given = "" if wrapped.layout == CANONICAL else (f" (given its input as {user_data_shape(x.shape, wrapped.layout)} "
                                                     f"in the declared {wrapped.layout})")
-    return f"{user_frame(exc)}{where}{given}"
+    return f"{user_frame(exc)}{where}{given}{fault_hint(wrapped, exc)}"
 
 
 def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.random.Generator, *,

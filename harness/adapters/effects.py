@@ -11,6 +11,8 @@ the user's caller would see is a finding on the side that made it:
 - the forward or the backward changes a trainable parameter.
 
 Writes declared deliberate with ``inplace=`` (see :data:`INPLACE`) are not findings. The
+arrays handed may be torch tensors or CuPy arrays (see :mod:`.feed`): their host copies are
+compared; jax arrays are immutable, so no write into them can happen and none is looked for. The
 recording lives in :class:`Effects`, a base of :class:`~harness.adapters.layer.WrappedLayer`;
 :func:`apply_effects` (in :mod:`harness.check`) turns what it recorded into the verdict.
 """
@@ -25,6 +27,7 @@ import numpy as np
 
 from ..spec import SpecError
 from .arrays import to_float64
+from .feed import snapshot
 
 # the values of the inplace= option: writes the user's code makes on purpose
 INPLACE: dict[str, str] = {
@@ -165,23 +168,26 @@ class Effects:
             if k in after:
                 self._note(side, f"parameter '{k}'", "params", value, after[k])
 
-    def _watched_forward(self, x_user: np.ndarray) -> Any:
+    def _watched_forward(self, x_user: Any) -> Any:
         self.running, self._fed, self._handed = "forward", None, {}
-        guard, params = x_user.copy(), self._param_copies()
+        # a host copy in the user's dtype (numpy, torch, CuPy); None for an immutable jax array
+        guard, params = snapshot(x_user), self._param_copies()
         y = self._call_forward(x_user)  # type: ignore[attr-defined]
-        self._note("forward", "input", "input", guard, x_user)
+        if guard is not None:
+            self._note("forward", "input", "input", guard, snapshot(x_user))
         self._compare_params("forward", params)
-        self._fed = (x_user, x_user.copy())
+        self._fed = (x_user, snapshot(x_user))
         return y
 
-    def _watched_backward(self, dy_user: np.ndarray) -> Any:
+    def _watched_backward(self, dy_user: Any) -> Any:
         self.running = "backward"
-        guard = dy_user.copy()
+        guard = snapshot(dy_user)
         params = {} if getattr(self, "sgd", None) else self._param_copies()  # an SGD step changes them by design
         dx = self._call_backward(dy_user)  # type: ignore[attr-defined]
-        self._note("backward", "upstream", "upstream", guard, dy_user)
-        if self._fed is not None:
-            self._note("backward", "cached input", "input", self._fed[1], self._fed[0])
+        if guard is not None:
+            self._note("backward", "upstream", "upstream", guard, snapshot(dy_user))
+        if self._fed is not None and self._fed[1] is not None:
+            self._note("backward", "cached input", "input", self._fed[1], snapshot(self._fed[0]))
         self._compare_params("backward", params)
         return dx
 

@@ -22,13 +22,13 @@ class FunctionLayer(WrappedLayer):
 
     def __init__(self, forward: Callable, backward: Callable, spec: Layer | None, params: Mapping[str, Any] | Sequence[Any],
                  *, args: Sequence[Any], kwargs: Mapping[str, Any], order: Sequence[str] | None, layout: Layout,
-                 name: str | None, inplace: Any = None, grad_scale: Any = None, dtype: Any = None) -> None:
+                 name: str | None, inplace: Any = None, grad_scale: Any = None, dtype: Any = None,
+                 array_type: Any = None) -> None:
         super().__init__(spec, layout, name)
         self.inplace = parse_inplace(inplace, f"layer '{self.name}'")
         _check_grad_scale(self.name, grad_scale)
         self.grad_scale = grad_scale
-        if dtype is not None:  # for parameter-free pairs, which have no array to tell it
-            self._dtype = np.dtype(dtype)
+        self._declare_types(dtype, array_type)
         self._f, self._b, self._args, self._kwargs = forward, backward, tuple(args), dict(kwargs)
         if order is None:
             order = list(self._spec_params()) if spec is not None and not isinstance(params, Mapping) else list(params)
@@ -44,6 +44,7 @@ class FunctionLayer(WrappedLayer):
             self._params = dict(zip(order, params))
         self._grads: dict[str, Any] = {}
         self._cache: Any = None
+        self.feed_kind()  # a declared array type the parameters contradict: said now
 
     def _param_names(self) -> list[str]:
         return list(self._params)
@@ -88,7 +89,7 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
                    params: Mapping[str, Any] | Sequence[Any] = (), *, args: Sequence[Any] = (),
                    kwargs: Mapping[str, Any] | None = None, order: Sequence[str] | None = None,
                    layout: Layout = CANONICAL, name: str | None = None, inplace: Any = None, grad_scale: Any = None,
-                   dtype: Any = None) -> FunctionLayer:
+                   dtype: Any = None, array_type: Any = None) -> FunctionLayer:
     """Wrap a CS231n-style function pair.
 
     ``forward(x, *params, *args, **kwargs) -> (out, cache)`` and
@@ -98,7 +99,10 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
     The arrays are never modified: the code is handed copies, perturbed values new arrays.
     ``inplace``: writes that are deliberate; ``grad_scale``: ``"batch"`` for gradients already
     divided by the batch size, or a number to multiply them by; ``dtype``: the dtype to hand a
-    parameter-free pair (as for :func:`wrap_layer`).
+    parameter-free pair (as for :func:`wrap_layer`; a torch or jax dtype too); ``array_type``:
+    ``"numpy"``, ``"torch"``, ``"jax"`` or ``"cupy"``, the arrays the pair computes with
+    (undeclared: the parameters' type), in which its input and upstream gradient are handed.
     """
     return FunctionLayer(forward, backward, spec, params, args=args, kwargs=kwargs or {}, order=order,
-                         layout=layout, name=name, inplace=inplace, grad_scale=grad_scale, dtype=dtype)
+                         layout=layout, name=name, inplace=inplace, grad_scale=grad_scale, dtype=dtype,
+                         array_type=array_type)

@@ -39,6 +39,7 @@ from ..spec import Dropout, Flatten, Layer, ParamInfo, Residual, join_path, laye
 from ..faults import call_user
 from .arrays import ArrayError, is_float_dtype, nonfinite, to_float64
 from .effects import Effects, parse_inplace
+from .feed import hand_network, typed
 from .layer import AdapterError, ValueFinding, WrappedLayer, _data_hint, wrap_layer
 from .watch import Calls, watching
 from .layouts import CANONICAL, Layout, feature_orders, data_from_user, data_to_user, user_data_shape
@@ -93,8 +94,7 @@ def _param_table(spec: Layer, input_shape: Shape | None) -> dict[str, tuple[str,
 
 
 def _returned(value: Any, what: str) -> tuple[np.ndarray, np.dtype]:
-    """A value the user's code returned -> (float64 copy, its dtype); :class:`ValueFinding`
-    when it is None, not a real array, or integer (see :mod:`harness.faults`)."""
+    """The user's code's value -> (float64 copy, its dtype); :class:`ValueFinding` if None, not real, or integer."""
     if value is None:
         raise ValueFinding(f"{what} is None; it must return an array")
     try:
@@ -271,7 +271,7 @@ class WrappedNetwork(Effects):
         if mode == "chain":
             y = self._fwd(self.spec, self.spec.name, x)
         else:
-            x_user = np.ascontiguousarray(data_to_user(x, self.layout)).astype(self.dtype)
+            x_user = hand_network(self, data_to_user(x, self.layout), "input")
             raw = self._watched_forward(x_user)
             y = _user_output(raw, "network forward output", self.layout, self._out_features, self.returned)
             if y.shape != expected:
@@ -297,7 +297,7 @@ class WrappedNetwork(Effects):
             raise AdapterError(f"backward: upstream gradient shape {g.shape} differs from the output shape {self._y_shape}")
         if self._mode == "chain":
             return self._bwd(self.spec, self.spec.name, g)
-        g_user = np.ascontiguousarray(data_to_user(g, self.layout, self._out_features)).astype(self.dtype)
+        g_user = hand_network(self, data_to_user(g, self.layout, self._out_features), "upstream gradient")
         raw = self._watched_backward(g_user)
         dx = _user_output(raw, "network backward's input gradient", self.layout, None, self.returned, "input")
         if dx.shape != self._x_shape:
@@ -378,7 +378,7 @@ class WrappedNetwork(Effects):
 
 def wrap_network(layers: Mapping[str, WrappedLayer | Any], spec: Layer, *, forward: Callable | None = None,
                  backward: Callable | None = None, layout: Layout = CANONICAL,
-                 input_shape: Shape | None = None, inplace: Any = None) -> WrappedNetwork:
+                 input_shape: Shape | None = None, inplace: Any = None, array_type: Any = None) -> WrappedNetwork:
     """Wrap a user's network. ``layers``: ``{spec path: user layer}`` in forward order
     (paths as :func:`walk` yields them, e.g. ``"conv1"``, ``"res.conv1"``); a
     :class:`WrappedLayer` is used as is, anything else goes through
@@ -388,9 +388,10 @@ def wrap_network(layers: Mapping[str, WrappedLayer | Any], spec: Layer, *, forwa
     it. ``input_shape`` (batch first, canonical) is needed under ``Layout(flatten="HWC")``.
     ``inplace={"input", "upstream", "params"}``: writes that are deliberate, for the network's
     own passes and the layers wrapped here (see :func:`~harness.adapters.layer.wrap_layer`).
+    ``array_type=`` ("torch", "jax", "cupy", "numpy"): what its own passes and parameter-free layers are handed.
     """
-    return WrappedNetwork(layers, spec, forward=forward, backward=backward, layout=layout, input_shape=input_shape,
-                          inplace=inplace)
+    return typed(WrappedNetwork(layers, spec, forward=forward, backward=backward, layout=layout,
+                                input_shape=input_shape, inplace=inplace), array_type)
 
 
 from .loss_model import LossModel, wrap_loss_model  # noqa: E402  (it builds on the helpers above)

@@ -46,8 +46,7 @@ class ObjectLayer(WrappedLayer):
         for method in filter(None, (self.zero_grad, self.sgd and self.sgd[0])):
             if not callable(getattr(obj, method, None)):
                 raise AdapterError(f"layer '{self.name}': {type(obj).__name__} has no method {method}() (declared as an option)")
-        if opts["dtype"] is not None:
-            self._dtype = np.dtype(opts["dtype"])
+        self._declare_types(opts["dtype"], opts["array_type"])
         self._declared_params, self._declared_grads = params, grads
         self._sgd_grads: dict[str, np.ndarray] = {}
         self._forwarded = False
@@ -55,6 +54,7 @@ class ObjectLayer(WrappedLayer):
         self.grads: dict[str, Ref | None] = {}
         if not opts["lazy"]:
             self._resolve()
+            self.feed_kind()  # a declared array type its parameters contradict: said now, not at the first call
 
     def _resolve(self) -> None:
         self.params = self._resolve_params(self._declared_params)
@@ -222,7 +222,11 @@ class ObjectLayer(WrappedLayer):
     def _add_channel(self, a: Any) -> Any:
         if self.channel_axis or np.ndim(a) != 2:
             return a
-        return np.expand_dims(np.asarray(a), 0 if self.layout.data == "NCHW" else 2)
+        axis = 0 if self.layout.data == "NCHW" else 2
+        if isinstance(a, (np.ndarray, list, tuple)):
+            return np.expand_dims(np.asarray(a), axis)
+        shape = list(a.shape)  # a torch / jax / CuPy array: kept as it is (np.asarray would refuse some)
+        return a.reshape(tuple(shape[:axis] + [1] + shape[axis:]))
 
 OPTIONS: dict[str, Any] = {
     "forward_args": (),  # extra positional arguments every forward needs (a training flag ...)
@@ -237,6 +241,7 @@ OPTIONS: dict[str, Any] = {
     "batched": True,  # False: the code takes one example at a time, (C, H, W) or (H, W, C)
     "channel_axis": True,  # False (with batched=False): single-channel examples as (H, W)
     "inplace": None,  # writes declared deliberate: {"input", "upstream", "params"} (see harness.adapters.effects)
+    "array_type": None,  # "numpy" | "torch" | "jax" | "cupy": the arrays the code computes with (see .feed)
 }
 
 
@@ -265,6 +270,10 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
     forward (or the backward, through its cache) writing into the forward's input, the backward
     into its upstream gradient, either changing a trainable parameter; any subset (an unknown
     name is an AdapterError). Undeclared, each is a failing finding on the side that wrote.
+    ``array_type="torch"`` (``"jax"``, ``"cupy"``, ``"numpy"``): the arrays the code computes
+    with; its input and upstream gradient are handed as such, in its dtype (``dtype=`` may be
+    a torch or jax dtype) and on its parameters' device. Undeclared: its parameters' type,
+    else the type ``dtype=`` names, else (in a network) the network's, else numpy.
     """
     if spec is None and params is None:
         params = {}

@@ -121,11 +121,12 @@ def preserving(places: Mapping[str, tuple[Callable[[], Any], Callable[[Any], Non
     saved = {}
     for name, (get, _) in places.items():
         obj = get()
-        saved[name] = (obj, _copy(obj), fingerprint(obj))
+        saved[name] = (obj, _copy(obj), fingerprint(obj), _autograd_state(obj))
     try:
         yield
     finally:
-        for name, (obj, copy, fp) in saved.items():
+        for name, (obj, copy, fp, grad_state) in saved.items():
+            _restore_autograd(obj, grad_state)
             if isinstance(obj, list):
                 _restore_list(obj, copy)
             elif is_mutable(obj):
@@ -139,6 +140,31 @@ def preserving(places: Mapping[str, tuple[Callable[[], Any], Callable[[Any], Non
                                        f"({type(e).__name__}: {e})") from None
             if fingerprint(get()) != fp:
                 raise AdapterError(f"{owner}: could not restore parameter '{name}' bit for bit")
+
+
+def _autograd_state(obj: Any) -> tuple[bool, Any, Any] | None:
+    """A torch tensor's ``requires_grad``, its ``.grad`` tensor and a copy of its values:
+    code that runs torch autograd inside its backward fills ``.grad``, which the user's
+    training loop would then see (None for anything but a torch tensor)."""
+    if not type(obj).__module__.startswith("torch"):
+        return None
+    grad = obj.grad
+    return obj.requires_grad, grad, None if grad is None else grad.detach().clone()
+
+
+def _restore_autograd(obj: Any, state: tuple[bool, Any, Any] | None) -> None:
+    if state is None:
+        return
+    import torch
+
+    requires_grad, grad, values = state
+    with torch.no_grad():
+        if grad is not None and grad.shape == values.shape:
+            grad.copy_(values)  # the same .grad tensor object, its values as they were
+        if obj.grad is not grad:
+            obj.grad = grad
+    if obj.requires_grad != requires_grad and obj.is_leaf:
+        obj.requires_grad_(requires_grad)
 
 
 def _copy(obj: Any) -> Any:

@@ -13,9 +13,10 @@ from typing import Any, ContextManager, Mapping
 import numpy as np
 
 from ..spec import Layer, SpecError
-from .arrays import ArrayError, NonFinite, from_float64, is_float_dtype, is_mutable, nonfinite, to_float64, write_into
+from .arrays import ArrayError, ArrayKind, NonFinite, from_float64, is_float_dtype, is_mutable, nonfinite, to_float64, write_into
 from .layouts import Layout, _squeezed, data_from_user, data_to_user, param_from_user, param_to_user, user_data_shape
 from .effects import Effects
+from .feed import FeedOptions, default_dtype, hand, parse_array_type, read_dtype, resolve
 from .notes import _data_hint, dtype_note
 from .refs import AdapterError, ValueFinding, preserving
 
@@ -45,6 +46,9 @@ class WrappedLayer(Effects):
         self.returned: dict[str, np.dtype] = {}
         self.nonfinite_grads: dict[str, NonFinite] = {}
         self._grad_dtypes: dict[str, np.dtype | None] = {}  # set where gradients are not read as returned
+        # the array type the code computes with (numpy, torch, jax, cupy): see .feed
+        self.feed_options = FeedOptions()
+        self._feed: ArrayKind | None = None
 
     # -- subclass hooks
     def _param_names(self) -> list[str]:
@@ -74,8 +78,32 @@ class WrappedLayer(Effects):
                 if np.issubdtype(kind.dtype, np.floating):
                     self._dtype = kind.dtype  # cached: parameters keep their dtype
                     return kind.dtype
-            return np.dtype(np.float64)  # no parameters (yet): not cached, a lazy layer may add some
+            return default_dtype(self.feed_options)  # no parameters (yet): not cached, a lazy layer may add some
         return self._dtype
+
+    def _declare_types(self, dtype: Any, array_type: Any) -> None:
+        """The ``dtype=`` and ``array_type=`` options (see :mod:`.feed`)."""
+        owner = f"layer '{self.name}'"
+        np_dtype, implied, framework = read_dtype(dtype, owner)
+        if np_dtype is not None:  # for parameter-free code, which has no array to tell it
+            self._dtype = np_dtype
+        self.feed_options = FeedOptions(parse_array_type(array_type, owner), implied, framework)
+
+    def feed_kind(self) -> ArrayKind:
+        """The array type, dtype and device the code is handed (shape left empty): declared,
+        else its parameters' (see :mod:`.feed`); a declaration they contradict is an AdapterError."""
+        if self._feed is not None:
+            return self._feed
+        names = self._param_names()
+        kinds = [(k, to_float64(self._get_user(k), self._what(k))[1]) for k in names]
+        kind = resolve(f"layer '{self.name}'", self.feed_options, kinds, self.dtype)
+        if names:  # cached once there are parameters to tell (a lazy layer creates them later)
+            self._feed = kind
+        return kind
+
+    def _hand(self, values: np.ndarray, what: str) -> Any:
+        """Canonical-layout-converted float64 ``values`` as the array the code is handed."""
+        return hand(values, self.feed_kind(), f"layer '{self.name}' {what}")
 
     def _what(self, local: str) -> str:
         return f"layer '{self.name}' parameter '{local}'"
@@ -146,7 +174,7 @@ class WrappedLayer(Effects):
             expected_out = self.spec.output_shape(x.shape)
         self._x_shape = x.shape
         self._features_out = self._output_features(x.shape, expected_out if self.spec is not None else None)
-        x_user = np.ascontiguousarray(data_to_user(x, self.layout, self.features_in)).astype(self.dtype)
+        x_user = self._hand(data_to_user(x, self.layout, self.features_in), "input")
         y = self._watched_forward(x_user)
         y64 = self._to_canonical_data(y, "output", "forward output", self._features_out)
         if self.spec is not None and y64.shape != expected_out:
@@ -166,7 +194,7 @@ class WrappedLayer(Effects):
         dy = np.asarray(dy, dtype=np.float64)
         if dy.shape != self._y_shape:
             raise AdapterError(f"layer '{self.name}': upstream gradient shape {dy.shape} differs from the output shape {self._y_shape}")
-        dy_user = np.ascontiguousarray(data_to_user(dy, self.layout, self._features_out)).astype(self.dtype)
+        dy_user = self._hand(data_to_user(dy, self.layout, self._features_out), "upstream gradient")
         dx = self._watched_backward(dy_user)
         if dx is None:
             raise ValueFinding(f"layer '{self.name}': backward returned None; it must return the input gradient dx")
