@@ -3,7 +3,8 @@
 Every ``x`` / ``input_shape`` the user gives is read in the declared ``layout.data``: an
 NHWC layer or network takes ``(N, H, W, C)``; ``detect_layout`` reads its ``input_shape``
 in each candidate's data order; an input that does not fit says which layout it was read in
-and how to fix it.
+and how to fix it. And float32 reaches every layer: a parameter-free layer inside a float32
+network is handed float32 and judged with float32's tolerances.
 
 The layers are written the way TensorFlow-habit numpy code is: NHWC data, HWIO kernels,
 im2col by fancy indexing with ``np.add.at`` in the backward, a max pool looping over the
@@ -20,6 +21,7 @@ import pytest
 import harness
 from harness import AdapterError, Layout, check_layer, check_network, detect_layout, wrap_layer, wrap_network
 from harness import spec as S
+from harness.compare import tolerance
 from harness.target import TargetError, run
 
 NHWC = Layout(data="NHWC", kernel="HWIO")
@@ -342,3 +344,45 @@ def test_a_sweep_reads_the_spec_factorys_shape_in_the_codes_layout() -> None:
     assert harness.check_config(make_layer, spec_factory, {"k": 3}).ok
     result = harness.sweep(make_layer, spec_factory, {"k": [3, 9]}, max_examples=8, progress=False)
     assert result.ok and result.examples == 1 and result.skipped >= 1  # k=9 does not fit a 6x4 image padded by 1
+
+
+# --------------------------------------------------------------------------- float32 reaches every layer
+
+
+def test_a_parameter_free_layer_in_a_float32_network_is_handed_and_judged_in_float32() -> None:
+    relu = ReLU(cast=np.float32)  # float32 code: casts its results to float32, right only when handed float32
+    user = Net(dtype=np.float32, relu=relu)
+    net = wrapped_net(user)
+    assert net.dtype == np.float32 and net.layers["relu1"].dtype == np.float32
+    assert net.layers["pool1"].dtype == np.float32 and net.layers["flat"].dtype == np.float32
+    report = check_network(net, x=nhwc_input().astype(np.float32))
+    assert report.ok, [(l.name, l.verdict, l.message, l.diagnosis) for l in report.layers]
+    assert {dtype for _, dtype in relu.seen} == {np.dtype(np.float32)}
+    result = report.layer("relu1")
+    assert result.dtype == "float32"
+    per_example = 6 * 4 * 4  # the ReLU's input and output: (H, W, C) per example
+    for t in result.tensors:
+        assert t.tolerance == pytest.approx(tolerance(np.float32, per_example))
+        assert t.tolerance > 1e3 * tolerance(np.float64, per_example)
+
+
+def test_a_float32_networks_relu_bug_is_found_in_float32() -> None:
+    class NoMask(ReLU):
+        def backward(self, dout):
+            super().backward(dout)
+            return dout.astype(np.float32)  # the mask forgotten: gradient flows where x < 0 too
+
+    report = check_network(wrapped_net(Net(dtype=np.float32, relu=NoMask(cast=np.float32))), input_shape=X_NHWC)
+    assert report.first_failure == "relu1" and report.layer("relu1").verdict == "backward"
+    assert report.layer("relu1").dtype == "float32"
+
+
+def test_a_declared_dtype_wins_and_a_layer_alone_stays_float64() -> None:
+    user = Net(dtype=np.float32)
+    own = wrap_layer(user.layers[1], S.ReLU("relu1"), dtype=np.float64)
+    layers = {**dict(zip(NAMES, user.layers)), "relu1": own}
+    net = wrap_network(layers, NET_SPEC, layout=NET_LAYOUT, input_shape=X_NHWC)
+    assert net.layers["relu1"].dtype == np.float64 and net.layers["pool1"].dtype == np.float32
+    assert wrap_layer(ReLU(), S.ReLU("r")).dtype == np.float64  # no network to take a dtype from
+    free = wrap_network({"relu": ReLU()}, S.Sequential([S.ReLU("relu")]))
+    assert free.dtype == np.float64 and free.layers["relu"].dtype == np.float64

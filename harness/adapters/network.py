@@ -167,6 +167,8 @@ class WrappedNetwork(Effects):
             else:
                 w = wrap_layer(obj, tree[path], layout=layout, name=path, inplace=self.inplace)
             self.layers[path] = w
+            if not w._param_names() and getattr(w, "_dtype", None) is None:  # parameter-free, no dtype= of its own
+                w._network_dtype = lambda: self.dtype  # computes in what the network computes in
 
         self.covered = list(self.layers)
         self.missing = [p for p in leaves if p not in self.layers]
@@ -204,7 +206,8 @@ class WrappedNetwork(Effects):
 
     @property
     def dtype(self) -> np.dtype:
-        """What the user's network computes in: the first parameterised layer's dtype."""
+        """What the user's network computes in: the first parameterised layer's dtype (its
+        parameter-free layers without ``dtype=`` too), float64 without any parameters."""
         for w in self.layers.values():
             if w._param_names():
                 return w.dtype
@@ -379,6 +382,7 @@ def wrap_network(layers: Mapping[str, WrappedLayer | Any], spec: Layer, *, forwa
     it. ``input_shape`` (needed under ``Layout(flatten="HWC")``) is in the declared layout:
     4-D in ``layout.data`` (NHWC: ``(N, H, W, C)``), 2-D as it is; one that does not fit the
     spec is an :class:`AdapterError` naming that layout and the fix (:mod:`.inputs`).
+    Parameter-free layers without their own ``dtype=`` compute in the network's dtype.
     ``inplace={"input", "upstream", "params"}``: writes that are deliberate, for the network's
     own passes and the layers wrapped here (see :func:`~harness.adapters.layer.wrap_layer`).
     """
