@@ -388,11 +388,10 @@ def sweep(make_layer: MakeLayer, spec_factory: SpecFactory, space: Mapping[str, 
     ``space``: hyperparameter name -> a list of values, smallest first (hypothesis shrinks
     toward the first), a ``range``, or a hypothesis strategy; earlier names are shrunk first.
     Each drawn configuration ``cfg`` is passed as keyword arguments to ``spec_factory``,
-    which returns ``(spec layer, input shape)`` (or ``{"spec": ..., "input_shape": ...}``;
-    the shape in the code's declared layout, as :func:`harness.check_layer` reads it),
-    and to ``make_layer``, which returns the user's layer, wrapped (:func:`harness.wrap_layer`,
-    :func:`harness.wrap_functions`) or raw (then wrapped with ``check_kwargs``: ``layout=``,
-    ``params=`` ...). Configurations the spec rejects (a SpecError, e.g. a kernel larger than
+    which returns ``(spec layer, input shape)`` (or ``{"spec": ..., "input_shape": ...}``; the
+    shape in the code's declared layout), and to ``make_layer``, which returns the user's layer,
+    wrapped (:func:`harness.wrap_layer`, :func:`harness.wrap_functions`) or raw (then wrapped
+    with ``check_kwargs``: ``layout=``, ``params=`` ...). Configurations the spec rejects (a SpecError, e.g. a kernel larger than
     the padded input) are skipped, not failures; any other exception from ``spec_factory``
     ends the sweep with a ValueError. A configuration fails when
     :func:`harness.check_layer` (with ``seed`` and ``check_kwargs``) gives any verdict but

@@ -167,8 +167,7 @@ class WrappedNetwork(Effects):
             else:
                 w = wrap_layer(obj, tree[path], layout=layout, name=path, inplace=self.inplace)
             self.layers[path] = w
-            if not w._param_names() and getattr(w, "_dtype", None) is None:  # parameter-free, no dtype= of its own
-                w._network_dtype = lambda: self.dtype  # computes in what the network computes in
+        self._share_dtype()
 
         self.covered = list(self.layers)
         self.missing = [p for p in leaves if p not in self.layers]
@@ -212,6 +211,12 @@ class WrappedNetwork(Effects):
             if w._param_names():
                 return w.dtype
         return np.dtype(np.float64)
+
+    def _share_dtype(self) -> None:
+        """Parameter-free layers without a ``dtype=`` of their own compute in the network's dtype."""
+        for w in self.layers.values():
+            if not w._param_names() and getattr(w, "_dtype", None) is None:
+                w._network_dtype = lambda: self.dtype  # read when asked: a lazy layer's parameters come later
 
     # -- parameters, by full canonical name
     def get_params(self) -> dict[str, np.ndarray]:
