@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from .adapters.inputs import canonical_shape, refusal
+from .adapters.inputs import canonical_shape, read_shape, refusal
+from .adapters.layouts import CANONICAL, Layout
 from .results import LayerResult, Report
 from .spec import Layer, SpecError
 
@@ -159,8 +160,8 @@ def _check(make_layer: MakeLayer, spec: Layer, shape: tuple[int, ...], cfg: Mapp
         except Exception as e:
             return _error_report(spec, seed, f"{_name(make_layer)}({format_config(cfg)}) raised {user_frame(e)}")
         # read in the code's declared data layout as check_layer reads it; not fitting: SpecError, a rejection
-        layout = layer.layout if isinstance(layer, WrappedLayer) else check_kwargs.get("layout")
-        spec.output_shape(canonical_shape(shape, getattr(layout, "data", "NCHW")))
+        layout = layer.layout if isinstance(layer, WrappedLayer) else check_kwargs.get("layout", CANONICAL)
+        read_shape(shape, spec, layout if isinstance(layout, Layout) else CANONICAL)
         try:
             return check_layer(layer, spec, input_shape=shape, seed=seed, **check_kwargs)
         except Exception as e:  # e.g. an AdapterError: the layer's parameters do not fit this spec

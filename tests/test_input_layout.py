@@ -295,6 +295,40 @@ def test_the_wrapped_network_keeps_input_shape_as_given() -> None:
         net.forward(np.zeros((2, 3, 4, 6)))  # the low-level forward is canonical
 
 
+class LossNet(Net):
+    """A CS231n-style model around the NHWC network: ``loss(X)`` -> scores, ``loss(X, y)`` ->
+    (mean softmax loss, grads by W1/b1/W2/b2), the arrays shared with the layers."""
+
+    def __init__(self):
+        super().__init__()
+        conv, fc = self.layers[0], self.layers[4]
+        self.params = {"W1": conv.W, "b1": conv.b, "W2": fc.W, "b2": fc.b}
+
+    def loss(self, X, y=None):
+        scores = self.forward(X)
+        if y is None:
+            return scores
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        n = X.shape[0]
+        loss = -np.log(probs[np.arange(n), y]).mean()
+        dscores = probs.copy()
+        dscores[np.arange(n), y] -= 1
+        self.backward(dscores / n)
+        conv, fc = self.layers[0], self.layers[4]
+        return loss, {"W1": conv.dW, "b1": conv.db, "W2": fc.dW, "b2": fc.db}
+
+
+def test_a_loss_model_takes_x_and_input_shape_in_its_layout() -> None:
+    model = LossNet()
+    lm = harness.wrap_loss_model(model, NET_SPEC, loss=S.SoftmaxCrossEntropy(), layout=NET_LAYOUT, input_shape=X_NHWC)
+    assert lm.input_shape == X_NHWC
+    report = check_network(lm, x=nhwc_input())
+    assert report.ok and report.layers[0].name == "(network)", report.layers[0].message
+    with pytest.raises(AdapterError, match=re.escape("input_shape (2, 3, 6, 4), read as NHWC (N, H, W, C)")):
+        harness.wrap_loss_model(model, NET_SPEC, loss=S.SoftmaxCrossEntropy(), layout=NET_LAYOUT, input_shape=X_NCHW)
+
+
 # --------------------------------------------------------------------------- detect_layout
 
 
@@ -344,6 +378,14 @@ def test_a_sweep_reads_the_spec_factorys_shape_in_the_codes_layout() -> None:
     assert harness.check_config(make_layer, spec_factory, {"k": 3}).ok
     result = harness.sweep(make_layer, spec_factory, {"k": [3, 9]}, max_examples=8, progress=False)
     assert result.ok and result.examples == 1 and result.skipped >= 1  # k=9 does not fit a 6x4 image padded by 1
+
+    def nchw_factory(k):  # the shape laid out canonically: it does not fit the NHWC code
+        return spec_factory(k)[0], X_NCHW
+
+    result = harness.sweep(make_layer, nchw_factory, {"k": [3]}, max_examples=4, progress=False)
+    assert result.examples == 0 and result.skipped >= 1
+    assert result.last_rejection.startswith("input_shape (2, 3, 6, 4), read as NHWC (N, H, W, C) as declared by ")
+    assert "pass input_shape in NHWC: (2, 6, 4, 3)" in result.last_rejection
 
 
 # --------------------------------------------------------------------------- float32 reaches every layer
