@@ -575,6 +575,10 @@ def trigrad(subject: Any, *, x: np.ndarray | None = None, input_shape: tuple[int
     import harness
     from harness.adapters.network import WrappedNetwork
 
+    from harness.adapters.layouts import data_to_user
+
+    if x is not None:  # the peers' x is canonical; trigrad reads x in the code's declared layout
+        x = data_to_user(np.asarray(x, dtype=np.float64), subject.layout)
     t0 = time.perf_counter()
     if isinstance(subject, WrappedNetwork):
         report = harness.check_network(subject, x=x, y=target, loss=loss, seed=seed)

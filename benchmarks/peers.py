@@ -422,6 +422,7 @@ def detection(quick: bool) -> dict:
     import numpy as np
 
     import peer_checks as pc
+    from harness.adapters.layouts import data_from_user
     from harness.examples.example import build as build_example
     from harness.examples.variants import VARIANTS
 
@@ -445,7 +446,8 @@ def detection(quick: bool) -> dict:
         for peer in PEERS:
             ex = build_example(name, batch=4)
             counts = pc.count_calls(ex.net)
-            r = run_peer(peer, ex.net, counts, ex.x, None, None, loss=ex.loss, target=ex.y)
+            x = data_from_user(ex.x, ex.net.layout)  # the peers take canonical NCHW; ex.x is the code's NHWC
+            r = run_peer(peer, ex.net, counts, x, None, None, loss=ex.loss, target=ex.y)
             peers[peer] = _brief(r, name)
         v = VARIANTS.get(name)
         if v is None:

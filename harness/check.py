@@ -26,6 +26,7 @@ from . import fd, resources, ties
 from .adapters.arrays import NonFinite, nonfinite
 from .adapters.effects import apply_effects
 from .adapters.feed import fault_hint
+from .adapters.inputs import read_input, read_shape
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
 from .compare import relative_with_floor, rel_error, tolerance, verdict
@@ -118,9 +119,15 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
 
     ``layer``: a :class:`~harness.adapters.layer.WrappedLayer`, or an object-style layer
     wrapped with ``spec_layer`` and ``wrap_kwargs`` (``layout=``, ``params=`` ...).
-    ``x``: the input (canonical NCHW, batch first), else generated from ``seed`` with
-    ``input_shape`` (a default is chosen for a Conv2d or Linear). ``fd_probes``: random
-    directions per tensor. Returns a :class:`~harness.results.Report` with one layer.
+    ``x``: the input, batch first, else generated from ``seed`` with ``input_shape`` (a
+    default is chosen for a Conv2d or Linear). ``fd_probes``: random directions per tensor.
+    Returns a :class:`~harness.results.Report` with one layer.
+
+    ``x`` and ``input_shape`` are in the layer's declared layout: 4-D in ``layout.data``
+    (``Layout(data="NHWC")``: ``(N, H, W, C)``; the default ``(N, C, H, W)``), 2-D ``(N, D)``
+    as they are (the rule of :mod:`harness.adapters.inputs`). One that does not fit the spec
+    read that way is an :class:`~harness.adapters.refs.AdapterError` naming the layout it was
+    read in and the fix (``pass x in NHWC (x.transpose(0, 2, 3, 1))``).
 
     Raises a :class:`~harness.spec.SpecError` for a configuration mistake (see
     :mod:`harness.faults`), and :class:`~harness.resources.ResourceError` — before any
@@ -131,8 +138,10 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     if spec is None:
         raise ValueError("check_layer needs the spec layer the code implements (FD-only checks come later)")
     rng = np.random.default_rng(seed)
-    shape = tuple(np.shape(x)) if x is not None else (tuple(input_shape) if input_shape is not None
-                                                        else example_input_shape(spec))
+    if x is not None:  # in the layer's declared data layout (see harness.adapters.inputs); canonical from here on
+        x = read_input(x, spec, wrapped.layout)
+    shape = x.shape if x is not None else (read_shape(input_shape, spec, wrapped.layout) if input_shape is not None
+                                           else example_input_shape(spec))
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")

@@ -21,11 +21,11 @@ def layout_hint(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, result: Lay
     """When the forward disagrees, ask whether another declared layout would reproduce the
     reference: a layout mismatch looks exactly like a forward bug. Said only when that
     layout reproduces every compared tensor within its tolerance."""
-    from .adapters.detect import detect_layout, suggest
+    from .adapters.detect import detect_canonical, suggest
     from .hypotheses import reproduces_under
 
     try:
-        found = detect_layout(wrapped, input_shape=x.shape)
+        found = detect_canonical(wrapped, x.shape)  # x is canonical here
     except Exception:  # detection is a hint; a layer it cannot run under other layouts gets none
         return []
     better = suggest(wrapped.layout, found.best, wrapped.spec) if found.matched else None

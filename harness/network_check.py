@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import resources
+from .adapters.inputs import read_input, read_shape
 from .check import FLOOR, Compared, _fd_summary, _judge, _probes, check_point
 from .compare import relative_with_floor
 from .kinks import off_kinks, pattern
@@ -30,8 +31,11 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
     ``net``: a :class:`~harness.adapters.network.WrappedNetwork`, a mapping from spec layer
     names to the user's layers (wrapped with ``spec`` and ``wrap_kwargs``), or a CS231n
     :class:`~harness.adapters.network.LossModel` (``model.loss(X, y)``: checked as one
-    ``(network)`` entry under its loss). ``x``: canonical input (N, C, H, W) or (N, F), else
-    generated from ``seed`` with ``input_shape``. ``loss``: the user's loss from
+    ``(network)`` entry under its loss). ``x``: the input, else generated from ``seed`` with
+    ``input_shape``; both in the network's declared layout: 4-D in ``layout.data``
+    (``Layout(data="NHWC")``: ``(N, H, W, C)``; the default ``(N, C, H, W)``), 2-D ``(N, F)``
+    as they are (the rule of :mod:`harness.adapters.inputs`; an input that does not fit is an
+    ``AdapterError`` naming the layout it was read in and the fix). ``loss``: the user's loss from
     :func:`~harness.wrap_loss`, checked as a ``(loss)`` entry at the reference's output
     with targets ``y`` (generated from ``seed`` when None: labels for cross-entropy).
 
@@ -50,22 +54,16 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
     from reference_models import build
 
     from .adapters.loss import WrappedLoss
-    from .adapters.network import LossModel, WrappedNetwork, wrap_network
+    from .adapters.network import LossModel
 
     if loss is not None and not isinstance(loss, WrappedLoss):
         raise TypeError(f"check_network: loss= takes the user's loss wrapped with harness.wrap_loss(fn, "
                         f"SoftmaxCrossEntropy(), ...), got {type(loss).__name__}")
     if y is not None and loss is None and not isinstance(net, LossModel):
         raise TypeError("check_network: y= (targets) needs loss= (the user's loss, from harness.wrap_loss)")
-    if isinstance(net, LossModel):
-        wrapped: Any = net
-    else:
-        wrapped = net if isinstance(net, WrappedNetwork) else wrap_network(net, spec, **wrap_kwargs)
+    wrapped, x, shape = _wrapped_input(net, spec, x, input_shape, wrap_kwargs)
     spec = wrapped.spec
     rng = np.random.default_rng(seed)
-    if x is None and input_shape is None:
-        raise ValueError("check_network needs x= or input_shape=")
-    shape = tuple(np.shape(x)) if x is not None else tuple(input_shape)  # type: ignore[arg-type]
     resources.require(resources.network_estimate(spec, shape), f"checking the network on input {shape}")
     x = np.asarray(rng.standard_normal(shape) if x is None else x, dtype=np.float64)
     out_shape = spec.output_shape(x.shape)
@@ -103,6 +101,29 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
             if not report.layers[-1].ok:  # a shared object fails only there: say so on each place it is mapped
                 note_shared(report, wrapped.layers)
     return report
+
+
+def _wrapped_input(net: Any, spec: Layer | None, x: Any, input_shape: Any,
+                   wrap_kwargs: dict[str, Any]) -> tuple[Any, np.ndarray | None, tuple[int, ...]]:
+    """(the network wrapped, its canonical input or None, the canonical input shape): ``x``
+    / ``input_shape`` read in the network's declared layout (:mod:`harness.adapters.inputs`).
+    A mapping is wrapped here with ``wrap_kwargs`` and told the input's shape (an HWC flatten
+    needs its (C, H, W)); an input that does not fit is refused under the name it was given."""
+    from .adapters.layouts import Layout
+    from .adapters.network import LossModel, WrappedNetwork, wrap_network
+
+    if x is None and input_shape is None:
+        raise ValueError("check_network needs x= or input_shape=")
+    if isinstance(net, (LossModel, WrappedNetwork)):
+        wrapped = net
+    else:
+        given = tuple(np.shape(x)) if x is not None else input_shape
+        if isinstance(spec, Layer) and isinstance(wrap_kwargs.get("layout", Layout()), Layout):
+            read_shape(given, spec, wrap_kwargs.get("layout", Layout()), "x" if x is not None else "input_shape",
+                       is_array=x is not None)
+        wrapped = wrap_network(net, spec, input_shape=given, **wrap_kwargs)
+    x = read_input(x, wrapped.spec, wrapped.layout) if x is not None else None
+    return wrapped, x, (x.shape if x is not None else read_shape(input_shape, wrapped.spec, wrapped.layout))
 
 
 def _isolated(wrapped: Any, path: str, ref: Any, jax_ref: Any, rng: np.random.Generator, fd_probes: int,

@@ -237,7 +237,8 @@ def check_equivalent(old: Any, new: Any, spec_or_shape: Any = None, *, x: np.nda
     ``old`` / ``new``: wrapped layers or networks, or raw layer objects wrapped with
     ``spec_or_shape`` (a spec layer) and ``wrap_kwargs`` (``layout=``...; the same for both,
     or wrap them yourself when their layouts differ). ``spec_or_shape`` may instead be the
-    input shape, for already-wrapped code. ``new`` is run with ``old``'s parameters.
+    input shape, for already-wrapped code. ``new`` is run with ``old``'s parameters. ``x``
+    and the input shape are in ``old``'s declared layout (4-D in ``layout.data``).
     """
     from .adapters.layer import WrappedLayer, wrap_layer
     from .spec import Layer

@@ -250,7 +250,10 @@ def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, 
     and record what it computed there, with the PyTorch reference's values when it has a
     spec. A network gets one entry per layer, each fed the reference's own input to it and
     upstream gradient (so entries are independent), plus ``(network)`` for its own pass.
-    The user's parameters are restored bit for bit."""
+    ``x`` / ``input_shape`` are in the target's declared layout (4-D in ``layout.data``);
+    the snapshot stores the canonical (NCHW) input. The user's parameters are restored bit
+    for bit."""
+    from .adapters.inputs import read_input, read_shape
     from .adapters.layer import WrappedLayer
     from .adapters.network import WrappedNetwork
     from .kinks import random_input
@@ -261,12 +264,14 @@ def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, 
                         f"{type(target).__name__}")
     spec = target.spec
     rng = np.random.default_rng(seed)
-    if x is None:
-        shape = input_shape or getattr(target, "input_shape", None) or (example_input_shape(spec) if spec else None)
+    if x is not None:  # x / input_shape in the target's declared layout (adapters.inputs); recorded canonical
+        x = read_input(x, spec, target.layout)
+    else:
+        given = input_shape or getattr(target, "input_shape", None)
+        shape = read_shape(given, spec, target.layout) if given else (example_input_shape(spec) if spec else None)
         if shape is None:
             raise ValueError(f"record: pass x= or input_shape= for a {type(spec).__name__ if spec else 'spec-less'} target")
         x = random_input(spec, tuple(shape), rng) if spec is not None else rng.standard_normal(tuple(shape))
-    x = np.asarray(x, dtype=np.float64)
     entries: dict[str, Entry] = {}
     with target.preserved():
         if isinstance(target, WrappedLayer):

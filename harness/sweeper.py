@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from .adapters.inputs import canonical_shape, read_shape, refusal
+from .adapters.layouts import CANONICAL, Layout
 from .results import LayerResult, Report
 from .spec import Layer, SpecError
 
@@ -120,9 +122,10 @@ def _verdict_lines(report: Report | None) -> list[str]:
 
 
 def _spec_of(spec_factory: SpecFactory, cfg: Mapping[str, Any]) -> tuple[Layer, tuple[int, ...]]:
-    """``spec_factory(**cfg)`` as (spec layer, input shape), checked by shape inference;
-    raises SpecError when the spec rejects the configuration, TypeError when the factory
-    returns something else."""
+    """``spec_factory(**cfg)`` as (spec layer, input shape in the code's layout), checked by
+    shape inference in either data order (:func:`_check` checks the code's own); raises
+    SpecError when the spec rejects the configuration, TypeError when the factory returns
+    something else."""
     value = spec_factory(**cfg)
     if isinstance(value, Mapping):
         value = (value.get("spec"), value.get("input_shape"))
@@ -130,7 +133,8 @@ def _spec_of(spec_factory: SpecFactory, cfg: Mapping[str, Any]) -> tuple[Layer, 
         raise TypeError(f"{_name(spec_factory)}() must return (spec layer, input shape) or "
                         f"{{'spec': ..., 'input_shape': ...}}, got {type(value).__name__}")
     spec, shape = value[0], tuple(value[1])
-    spec.output_shape(shape)
+    if refusal(spec, canonical_shape(shape, "NHWC")) is not None:
+        spec.output_shape(shape)  # fits read neither way: the NCHW reading's refusal
     return spec, shape
 
 
@@ -142,7 +146,9 @@ def _error_report(spec: Layer, seed: int, message: str) -> Report:
 def _check(make_layer: MakeLayer, spec: Layer, shape: tuple[int, ...], cfg: Mapping[str, Any], seed: int,
            check_kwargs: Mapping[str, Any]) -> Report:
     """Check ``make_layer(**cfg)`` against ``spec``; anything the user's code raises that
-    check_layer does not turn into a verdict becomes an "error" report."""
+    check_layer does not turn into a verdict becomes an "error" report; SpecError when the
+    input shape does not fit the spec in the code's declared layout."""
+    from .adapters.layer import WrappedLayer
     from .check import check_layer
     from .frames import user_frame
 
@@ -153,6 +159,9 @@ def _check(make_layer: MakeLayer, spec: Layer, shape: tuple[int, ...], cfg: Mapp
             layer = make_layer(**cfg)
         except Exception as e:
             return _error_report(spec, seed, f"{_name(make_layer)}({format_config(cfg)}) raised {user_frame(e)}")
+        # read in the code's declared data layout as check_layer reads it; not fitting: SpecError, a rejection
+        layout = layer.layout if isinstance(layer, WrappedLayer) else check_kwargs.get("layout", CANONICAL)
+        read_shape(shape, spec, layout if isinstance(layout, Layout) else CANONICAL)
         try:
             return check_layer(layer, spec, input_shape=shape, seed=seed, **check_kwargs)
         except Exception as e:  # e.g. an AdapterError: the layer's parameters do not fit this spec
@@ -334,7 +343,12 @@ class _Search:
             return None
         except Exception as e:
             raise _Broken(f"sweep: {_name(self.spec_factory)}({format_config(cfg)}) raised {user_frame(e)}") from e
-        report = _check(self.make_layer, spec, shape, cfg, self.seed, self.check_kwargs)
+        try:
+            report = _check(self.make_layer, spec, shape, cfg, self.seed, self.check_kwargs)
+        except SpecError as e:  # the shape does not fit the spec in the code's declared data layout
+            self.skipped += 1
+            self.last_rejection = str(e)
+            return None
         self.examples += 1
         if not report.ok:
             self.failures += 1
@@ -375,10 +389,10 @@ def sweep(make_layer: MakeLayer, spec_factory: SpecFactory, space: Mapping[str, 
     ``space``: hyperparameter name -> a list of values, smallest first (hypothesis shrinks
     toward the first), a ``range``, or a hypothesis strategy; earlier names are shrunk first.
     Each drawn configuration ``cfg`` is passed as keyword arguments to ``spec_factory``,
-    which returns ``(spec layer, input shape)`` (or ``{"spec": ..., "input_shape": ...}``),
-    and to ``make_layer``, which returns the user's layer, wrapped (:func:`harness.wrap_layer`,
-    :func:`harness.wrap_functions`) or raw (then wrapped with ``check_kwargs``: ``layout=``,
-    ``params=`` ...). Configurations the spec rejects (a SpecError, e.g. a kernel larger than
+    which returns ``(spec layer, input shape)`` (or ``{"spec": ..., "input_shape": ...}``; the
+    shape in the code's declared layout), and to ``make_layer``, which returns the user's layer,
+    wrapped (:func:`harness.wrap_layer`, :func:`harness.wrap_functions`) or raw (then wrapped
+    with ``check_kwargs``: ``layout=``, ``params=`` ...). Configurations the spec rejects (a SpecError, e.g. a kernel larger than
     the padded input) are skipped, not failures; any other exception from ``spec_factory``
     ends the sweep with a ValueError. A configuration fails when
     :func:`harness.check_layer` (with ``seed`` and ``check_kwargs``) gives any verdict but

@@ -15,6 +15,11 @@ no arguments, or ``seed`` / ``dtype`` if it wants them (trigrad passes ``--seed`
 * a tuple ``(check, spec)`` or ``(check, spec, x)``, short for that dict;
 * a :class:`harness.Report` already made.
 
+``x`` and ``input_shape`` are in the declared layout (``layout``, or the wrapped code's):
+4-D in ``layout.data``, e.g. ``(N, H, W, C)`` under ``Layout(data="NHWC")`` (the rule of
+:mod:`harness.adapters.inputs`); a wrapped network's own ``input_shape`` is used when
+neither is given.
+
 Everything that goes wrong before the check runs is a :class:`TargetError` (exit code 2).
 """
 
@@ -161,7 +166,8 @@ def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: f
                 input_shape = getattr(obj, "input_shape", None)
             if d.get("x") is None and input_shape is None:
                 raise TargetError("a network needs an input: return {'check': net, 'x': x} or "
-                                  "{'check': net, 'input_shape': (N, C, H, W)}")
+                                  "{'check': net, 'input_shape': (N, C, H, W)} (in the declared layout: "
+                                  "(N, H, W, C) under Layout(data='NHWC'))")
             return check_network(obj, spec, d.get("x"), d.get("y"), loss=d.get("loss"), input_shape=input_shape,
                                  seed=seed, tol_scale=tol_scale, progress=progress, **budget, **wrap)
         if not isinstance(obj, WrappedLayer) and spec is None:

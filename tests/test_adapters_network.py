@@ -184,9 +184,11 @@ def test_chained_and_end_to_end_match_reference(case, name) -> None:
     spec, x, g, params, ref = case
     nhwc, layout = LAYOUTS[name]
     user = make_net(nhwc)
+    # input_shape in the declared layout: (N, H, W, C) under NHWC; forward/backward stay canonical
+    shape = (X_SHAPE[0], *X_SHAPE[2:], X_SHAPE[1]) if nhwc else X_SHAPE
     net = wrap_network(dict(zip(NAMES, user.layers)), spec, forward=user.forward, backward=user.backward,
-                       layout=layout, input_shape=X_SHAPE)
-    assert net.covered == NAMES and net.missing == [] and net.end_to_end
+                       layout=layout, input_shape=shape)
+    assert net.covered == NAMES and net.missing == [] and net.end_to_end and net.input_shape == shape
     net.set_params(params)
     got = net.get_params()
     assert list(got) == list(params)  # forward order, canonical names
@@ -214,11 +216,12 @@ def test_hwc_features_as_the_network_output() -> None:
     user = Net([Conv(2, 3, 3, 0, nhwc=True), ReLU(), Flatten(), ReLU()])
     net = wrap_network(dict(zip(["conv1", "relu", "flat", "relu2"], user.layers)), spec, forward=user.forward,
                        backward=user.backward, layout=Layout(data="NHWC", kernel="HWIO", flatten="HWC"),
-                       input_shape=x_shape)
+                       input_shape=(2, 5, 4, 2))  # NHWC, as declared
     net.set_params(params)
     for mode in ("network", "chain"):
         check_against(net, ref, x, g, mode=mode)
-    with pytest.raises(AdapterError, match=r"input shape \(2, 2, 4, 5\) differs from input_shape=\(2, 2, 5, 4\)"):
+    with pytest.raises(AdapterError, match=r"input shape \(2, 4, 5, 2\) differs from input_shape=\(2, 5, 4, 2\) "
+                                           r"given to wrap_network \(both in the declared Layout\(data='NHWC'"):
         net.forward(x.transpose(0, 1, 3, 2))
 
 

@@ -232,8 +232,8 @@ CONV = S.Conv2d("conv", 2, 3, 3, stride=2, padding=1)
 
 def test_nchw_code_declared_nhwc_is_a_layout_error_naming_layout_and_shapes() -> None:
     user = Conv()
-    with pytest.raises(LayoutError) as e:
-        _check(user, CONV, layout=Layout(data="NHWC"), input_shape=(2, 2, 7, 6))
+    with pytest.raises(LayoutError) as e:  # input_shape in the declared NHWC: (N, H, W, C)
+        _check(user, CONV, layout=Layout(data="NHWC"), input_shape=(2, 7, 6, 2))
     message = str(e.value)
     assert "layer 'conv'" in message and "declared Layout(data='NHWC')" in message
     assert "input as (2, 7, 6, 2)" in message and "canonical (2, 2, 7, 6)" in message
@@ -243,7 +243,7 @@ def test_nchw_code_declared_nhwc_is_a_layout_error_naming_layout_and_shapes() ->
 
 def test_a_network_layout_declares_the_other_fields_kept_in_the_suggestion() -> None:
     with pytest.raises(LayoutError, match=r"under Layout\(linear='in_out'\) it runs"):
-        _check(Conv(), CONV, layout=Layout(data="NHWC", linear="in_out"), input_shape=(2, 2, 7, 6))
+        _check(Conv(), CONV, layout=Layout(data="NHWC", linear="in_out"), input_shape=(2, 7, 6, 2))
 
 
 def test_a_wrong_gradient_location_propagates() -> None:
@@ -311,7 +311,7 @@ def test_a_wrong_layout_in_a_network_propagates_from_check_network() -> None:
     before = fingerprint(conv.W)
     net = wrap_network({"conv": conv, "relu": ReLU()}, spec, layout=Layout(data="NHWC"))
     with pytest.raises(LayoutError, match=r"layer 'conv'.*declared Layout\(data='NHWC'\)"):
-        check_network(net, input_shape=(2, 2, 7, 6))
+        check_network(net, input_shape=(2, 7, 6, 2))
     assert fingerprint(conv.W) == before
 
 
@@ -319,7 +319,7 @@ def test_trigrad_check_turns_a_configuration_error_into_a_target_error() -> None
     """What `trigrad check` exits 2 on (target.run wraps SpecError in TargetError); the
     user's own bug stays a report (exit 1)."""
     with pytest.raises(TargetError, match=r"declare that layout"):
-        run({"check": Conv(), "spec": CONV, "layout": Layout(data="NHWC"), "input_shape": (2, 2, 7, 6)})
+        run({"check": Conv(), "spec": CONV, "layout": Layout(data="NHWC"), "input_shape": (2, 7, 6, 2)})
     report = run({"check": CropsTheOutput(), "spec": CONV, "input_shape": (2, 2, 7, 6)})
     assert report.layer("conv").verdict == "error"
     assert issubclass(LayoutError, SpecError) and issubclass(AdapterError, SpecError)

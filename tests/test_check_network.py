@@ -16,10 +16,12 @@ from harness.check import check_network
 
 
 def wrapped(nhwc: bool, layout, net=None):
+    """The network wrapped with its input_shape in its declared layout (``w.input_shape``)."""
     spec = make_spec()
     net = net or make_net(nhwc)
+    shape = (X_SHAPE[0], *X_SHAPE[2:], X_SHAPE[1]) if layout.data == "NHWC" else X_SHAPE
     w = wrap_network(dict(zip(NAMES, net.layers)), spec, forward=net.forward, backward=net.backward,
-                     layout=layout, input_shape=X_SHAPE)
+                     layout=layout, input_shape=shape)
     w.set_params(S.init_params(spec, X_SHAPE, seed=3))
     return w, net
 
@@ -28,7 +30,7 @@ def wrapped(nhwc: bool, layout, net=None):
 def test_correct_network_passes_layer_by_layer_and_end_to_end(name: str) -> None:
     w, net = wrapped(*LAYOUTS[name])
     before = {k: fingerprint(v) for k, v in w.get_params().items()}
-    report = check_network(w, input_shape=X_SHAPE, seed=1)
+    report = check_network(w, input_shape=w.input_shape, seed=1)
     assert report.ok, str(report)
     assert [l.name for l in report.layers] == NAMES + ["(network)"]
     assert {k: fingerprint(v) for k, v in w.get_params().items()} == before
@@ -46,7 +48,7 @@ def test_the_buggy_layer_is_first_and_the_network_entry_is_downstream() -> None:
     net = make_net(nhwc)
     net.layers[4] = BadLinear(36, 10)
     w, _ = wrapped(nhwc, layout, net)
-    report = check_network(w, input_shape=X_SHAPE, seed=2)
+    report = check_network(w, input_shape=w.input_shape, seed=2)
     assert report.first_failure == "fc1", str(report)
     assert report.layer("fc1").verdict == "backward"
     assert all(report.layer(n).ok for n in NAMES if n != "fc1")  # isolation: nothing else fails
@@ -56,7 +58,7 @@ def test_the_buggy_layer_is_first_and_the_network_entry_is_downstream() -> None:
 def test_wiring_bug_is_reported_when_every_layer_passes() -> None:
     nhwc, layout = LAYOUTS["nchw"]
     w, _ = wrapped(nhwc, layout, make_net(nhwc, skip=5))  # the network skips relu2
-    report = check_network(w, input_shape=X_SHAPE, seed=3)
+    report = check_network(w, input_shape=w.input_shape, seed=3)
     assert all(report.layer(n).ok for n in NAMES)
     e2e = report.layer("(network)")
     assert not e2e.ok and e2e.downstream_of is None and "wiring between layers" in e2e.message
@@ -75,7 +77,7 @@ def test_needs_an_input() -> None:
 def test_wiring_bug_names_the_skipped_layer_and_the_boundary() -> None:
     nhwc, layout = LAYOUTS["nhwc"]
     w, net = wrapped(nhwc, layout, make_net(nhwc, skip=5))
-    e2e = check_network(w, input_shape=X_SHAPE, seed=3).layer("(network)")
+    e2e = check_network(w, input_shape=w.input_shape, seed=3).layer("(network)")
     calls = {b.name: (b.forward_calls, b.backward_calls) for b in e2e.boundaries}
     assert calls["relu2"] == (0, 0) and all(v == (1, 1) for k, v in calls.items() if k != "relu2")
     assert "'relu2' is never called by the network's forward" in e2e.diagnosis
@@ -98,13 +100,13 @@ def test_a_layer_called_twice_is_named() -> None:
 
     twice = Twice(net.layers)
     w, _ = wrapped(nhwc, layout, twice)
-    e2e = check_network(w, input_shape=X_SHAPE, seed=4).layer("(network)")
+    e2e = check_network(w, input_shape=w.input_shape, seed=4).layer("(network)")
     assert not e2e.ok and "'relu2' is called 3 times by the network's forward" in e2e.diagnosis
 
 
 def test_boundaries_all_match_for_a_correct_network() -> None:
     w, _ = wrapped(*LAYOUTS["nhwc"])
-    e2e = check_network(w, input_shape=X_SHAPE, seed=5).layer("(network)")
+    e2e = check_network(w, input_shape=w.input_shape, seed=5).layer("(network)")
     assert e2e.ok and [b.name for b in e2e.boundaries] == NAMES
     for b in e2e.boundaries:
         assert (b.forward_calls, b.backward_calls) == (1, 1)
@@ -125,7 +127,7 @@ def softmax_loss(x, y, divide=True):
 
 def test_correct_loss_passes_and_is_reported() -> None:
     w, _ = wrapped(*LAYOUTS["nchw"])
-    report = check_network(w, input_shape=X_SHAPE, loss=wrap_loss(softmax_loss, S.SoftmaxCrossEntropy()), seed=6)
+    report = check_network(w, input_shape=w.input_shape, loss=wrap_loss(softmax_loss, S.SoftmaxCrossEntropy()), seed=6)
     assert report.ok, str(report)
     entry = report.layer("(loss)")
     assert [t.name for t in entry.tensors] == ["value", "scores"] and entry.tensors[1].fd.consistent
@@ -148,7 +150,7 @@ def test_a_loss_that_raises_is_an_error_entry() -> None:
     def broken(s, y):
         raise RuntimeError("labels out of range")
 
-    entry = check_network(w, input_shape=X_SHAPE, loss=wrap_loss(broken, S.SoftmaxCrossEntropy())).layer("(loss)")
+    entry = check_network(w, input_shape=w.input_shape, loss=wrap_loss(broken, S.SoftmaxCrossEntropy())).layer("(loss)")
     assert entry.verdict == "error" and "RuntimeError: labels out of range" in entry.message
     assert "test_check_network.py" in entry.message  # the user's frame
 
@@ -156,9 +158,9 @@ def test_a_loss_that_raises_is_an_error_entry() -> None:
 def test_loss_arguments_are_checked() -> None:
     w, _ = wrapped(*LAYOUTS["nchw"])
     with pytest.raises(TypeError, match=r"loss= takes the user's loss wrapped with harness.wrap_loss"):
-        check_network(w, input_shape=X_SHAPE, loss=softmax_loss)
+        check_network(w, input_shape=w.input_shape, loss=softmax_loss)
     with pytest.raises(TypeError, match=r"y= \(targets\) needs loss="):
-        check_network(w, input_shape=X_SHAPE, y=np.zeros(2, dtype=int))
+        check_network(w, input_shape=w.input_shape, y=np.zeros(2, dtype=int))
 
 
 # --------------------------------------------------------------------------- CS231n loss(X, y) models
@@ -253,7 +255,7 @@ def test_a_loss_bug_does_not_hide_a_wiring_bug() -> None:
     nhwc, layout = LAYOUTS["nchw"]
     w, _ = wrapped(nhwc, layout, make_net(nhwc, skip=5))
     bad = wrap_loss(lambda s, y: softmax_loss(s, y, divide=False), S.SoftmaxCrossEntropy())
-    report = check_network(w, input_shape=X_SHAPE, loss=bad, seed=3)
+    report = check_network(w, input_shape=w.input_shape, loss=bad, seed=3)
     assert report.first_failure == "(loss)"
     e2e = report.layer("(network)")
     assert not e2e.ok and e2e.downstream_of is None and "wiring between layers" in e2e.message
@@ -262,7 +264,7 @@ def test_a_loss_bug_does_not_hide_a_wiring_bug() -> None:
 
 def test_network_entry_is_compared_with_jax_too() -> None:
     w, _ = wrapped(*LAYOUTS["nchw"])
-    e2e = check_network(w, input_shape=X_SHAPE, seed=1).layer("(network)")
+    e2e = check_network(w, input_shape=w.input_shape, seed=1).layer("(network)")
     assert all(t.error_jax == t.error_jax and t.error_jax < 1e-12 for t in e2e.tensors)  # a number, not NaN
     assert e2e.refs_error < 1e-12
 
@@ -276,9 +278,10 @@ def test_layer_values_read_off_the_network_pass_equal_the_layers_own_vjp() -> No
 
     ex = example()
     params = ex.net.get_params()
-    g = np.random.default_rng(0).standard_normal(ex.spec.output_shape(ex.x.shape))
+    x = ex.x.transpose(0, 3, 1, 2)  # the example's x is in its code's NHWC; the references take NCHW
+    g = np.random.default_rng(0).standard_normal(ex.spec.output_shape(x.shape))
     for backend in ("torch", "jax"):
-        whole = build(backend, ex.spec).vjp(params, ex.x, g)
+        whole = build(backend, ex.spec).vjp(params, x, g)
         feeds = _sequence_inputs(ex.spec)
         assert list(feeds) == list(ex.model.layers()) and feeds["conv1"] is None and feeds["relu1"] == "conv1"
         for path, feed in feeds.items():

@@ -100,7 +100,8 @@ class NHWCPool:
 
 
 def test_data_order_is_found() -> None:
-    found = detect_layout(NHWCPool(), S.MaxPool2d("pool", 2), input_shape=(2, 3, 4, 6))
+    # input_shape is read in each candidate's own data order: (N, H, W, C) = (2, 4, 6, 3) for NHWC
+    found = detect_layout(NHWCPool(), S.MaxPool2d("pool", 2), input_shape=(2, 4, 6, 3))
     assert found.matched and found.best == Layout(data="NHWC")
 
 

@@ -57,11 +57,14 @@ def checked(name: str) -> tuple[Variant, Report, dict[str, str], dict[str, str]]
 def test_correct_example_matches_the_pytorch_reference() -> None:
     ex = build()
     assert ex.name == "correct" and ex.variant is None
-    assert ex.x.shape == (4, 3, 16, 16) and ex.x.dtype == np.float64 and ex.y.shape == (4,)
-    g = np.random.default_rng(7).standard_normal(ex.spec.output_shape(ex.x.shape))
+    # x in the code's own NHWC, as check_network takes it; the wrapped network's forward is canonical
+    assert ex.x.shape == (4, 16, 16, 3) and ex.x.dtype == np.float64 and ex.y.shape == (4,)
+    assert ex.net.input_shape == ex.x.shape
+    x = ex.x.transpose(0, 3, 1, 2)
+    g = np.random.default_rng(7).standard_normal(ex.spec.output_shape(x.shape))
     params = ex.net.get_params()
-    ref = reference("torch", ex.spec).vjp(params, ex.x, g)
-    assert_close(ex.net.forward(ex.x), ref.output, "output")
+    ref = reference("torch", ex.spec).vjp(params, x, g)
+    assert_close(ex.net.forward(x), ref.output, "output")
     assert_close(ex.net.backward(g), ref.input_grad, "input grad")
     grads = ex.net.param_grads()
     assert set(grads) == set(ref.param_grads)
@@ -74,7 +77,7 @@ def test_correct_example_matches_the_pytorch_reference() -> None:
 
 def test_correct_loss_matches_the_reference() -> None:
     ex = build()
-    ref = reference("torch", ex.spec).loss_vjp(ex.net.get_params(), ex.x, ex.loss.spec, ex.y)
+    ref = reference("torch", ex.spec).loss_vjp(ex.net.get_params(), ex.x.transpose(0, 3, 1, 2), ex.loss.spec, ex.y)
     value, dscores = ex.loss.loss_and_grad(ref.output, ex.y)
     assert abs(value - ref.loss) <= 1e-12 * abs(ref.loss)
     assert_close(dscores, ref.cotangent, "dscores")
@@ -161,7 +164,7 @@ def test_a_lenet5_sized_network_is_checked_end_to_end_in_under_5_seconds() -> No
 
     model = LeNet(1, 32, 120, 10, seed=0)
     assert sum(np.size(v) for layer in model.layers().values() for k, v in vars(layer).items() if k in "Wb") == 73022
-    x = np.random.default_rng(1).standard_normal((8, 1, 32, 32))
+    x = np.random.default_rng(1).standard_normal((8, 32, 32, 1))  # NHWC, the code's (and LAYOUT's) data order
     net = wrap_network(model.layers(), lenet_spec(1, 32, 120, 10), forward=model.forward, backward=model.backward,
                        layout=LAYOUT, input_shape=x.shape)
     loss = wrap_loss(softmax_loss, SoftmaxCrossEntropy())

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from itertools import product
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..spec import Conv2d, Flatten, Layer, Linear, Sequential, example_input_shape
+from .inputs import AXES, as_shape, canonical_shape, refusal
 from .layer import WrappedLayer, wrap_layer
-from .layouts import KERNEL_ORDERS, Layout, LayoutError, user_data_shape
+from .layouts import KERNEL_ORDERS, Layout, LayoutError, data_from_user, user_data_shape
+from .refs import AdapterError
 
 # a forward "matches" when it agrees with the reference to this relative error (by dtype)
 MATCH_TOL = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-9}
@@ -78,18 +80,52 @@ def detect_layout(layer: Any, spec: Layer | None = None, *, input_shape: tuple[i
                   seed: int = 0, **wrap_kwargs: Any) -> Detection:
     """Find the layout ``layer`` uses. ``layer`` is a :class:`WrappedLayer` (its declared
     layout is ignored while trying) or a raw object-style layer (wrapped with
-    ``wrap_kwargs``). Parameters are only read; everything is restored afterwards."""
-    from reference_models import build
+    ``wrap_kwargs``). Parameters are only read; everything is restored afterwards.
 
+    ``input_shape``: the shape of the input the code takes, read in each candidate layout's
+    own data order (``(N, H, W, C)`` for an NHWC candidate, ``(N, C, H, W)`` for an NCHW one;
+    2-D as it is: the rule of :mod:`harness.adapters.inputs`); the code is handed the same
+    random array under every candidate. Candidates the shape does not fit read their way are
+    skipped (listed with the reason); an :class:`AdapterError` when it fits none. Without
+    it, a small input that fits the spec is chosen (a Conv2d's or Linear's)."""
     wrapped = layer if isinstance(layer, WrappedLayer) else wrap_layer(layer, spec, **wrap_kwargs)
     spec = wrapped.spec if spec is None else spec
     if spec is None:
         raise ValueError("detect_layout needs the spec layer the code implements")
-    shape = tuple(input_shape) if input_shape is not None else example_input_shape(spec)
-    if shape is None:
-        raise ValueError(f"layer '{spec.name}': pass input_shape= to detect_layout for a {type(spec).__name__}")
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=shape)
+    if input_shape is None:
+        shape = example_input_shape(spec)
+        if shape is None:
+            raise ValueError(f"layer '{spec.name}': pass input_shape= to detect_layout for a {type(spec).__name__}")
+        x = rng.normal(size=shape)
+        return _detect(wrapped, spec, lambda cand: x)
+    x_user = rng.normal(size=as_shape(input_shape, "input_shape"))
+
+    def read(cand: Layout) -> np.ndarray | str:  # the user's array in the candidate's data order, or why not
+        why = refusal(spec, canonical_shape(x_user.shape, cand.data))
+        return data_from_user(x_user, cand) if why is None else (
+            f"input_shape {x_user.shape} read as {cand.data} {AXES[cand.data]} does not fit: {why}")
+
+    found = _detect(wrapped, spec, read)
+    if all(c.reason.startswith("input_shape ") for c in found.candidates):
+        reasons = sorted({c.reason for c in found.candidates})
+        raise AdapterError(f"detect_layout: layer '{wrapped.name}': the input_shape fits no candidate layout: "
+                           + "; ".join(reasons))
+    return found
+
+
+def detect_canonical(wrapped: WrappedLayer, x_shape: tuple[int, ...], seed: int = 0) -> Detection:
+    """:func:`detect_layout` at a canonical input shape (NCHW for every candidate): what the
+    harness itself asks when a check finds a declared layout suspicious."""
+    x = np.random.default_rng(seed).normal(size=x_shape)
+    return _detect(wrapped, wrapped.spec, lambda cand: x)
+
+
+def _detect(wrapped: WrappedLayer, spec: Layer, x_for: Callable[[Layout], np.ndarray | str]) -> Detection:
+    """Run ``wrapped`` under every candidate layout on ``x_for(candidate)`` (canonical; a
+    string is why the candidate is skipped) and rank the candidates by output error."""
+    from reference_models import build
+
     user_shapes = {k: tuple(np.shape(wrapped._get_user(k))) for k in wrapped._param_names()}
     ref = build("torch", Sequential([spec]))
     tol = MATCH_TOL.get(wrapped.dtype, 1e-4)
@@ -98,6 +134,10 @@ def detect_layout(layer: Any, spec: Layer | None = None, *, input_shape: tuple[i
     with wrapped.preserved():
         try:
             for cand in candidate_layouts(spec, user_shapes):
+                x = x_for(cand)
+                if isinstance(x, str):
+                    results.append(Candidate(cand, np.inf, x))
+                    continue
                 wrapped.layout = cand
                 try:
                     y = wrapped.forward(x)
@@ -141,7 +181,7 @@ def layout_conflict(wrapped: WrappedLayer, x_shape: tuple[int, ...], exc: BaseEx
     wrong); else None (detection that cannot run gives None too)."""
     spec = wrapped.spec
     try:
-        found = detect_layout(wrapped, input_shape=x_shape)
+        found = detect_canonical(wrapped, x_shape)
     except Exception:  # detection is a second opinion: a layer it cannot run under other layouts gets none
         return None
     matching = [c.layout for c in found.candidates if c.error <= found.tol]
@@ -155,4 +195,4 @@ def layout_conflict(wrapped: WrappedLayer, x_shape: tuple[int, ...], exc: BaseEx
         f"{tuple(x_shape)}); under {better[0]} it runs and reproduces the reference: declare that layout")
 
 
-__all__ = ["Candidate", "Detection", "candidate_layouts", "detect_layout", "layout_conflict", "suggest"]
+__all__ = ["Candidate", "Detection", "candidate_layouts", "detect_canonical", "detect_layout", "layout_conflict", "suggest"]

@@ -14,6 +14,7 @@ from ..faults import call_user
 from ..spec import BatchNorm1d, BatchNorm2d, Conv2d, Layer, Linear, Loss, ParamInfo, walk
 from .arrays import NonFinite, from_float64, is_mutable, nonfinite, to_float64, write_into
 from .layouts import CANONICAL, Layout, data_to_user, feature_orders, param_from_user, param_to_user
+from .inputs import AXES, read_shape
 from .network import Shape, _close, _listing, _needs_input_shape, _param_table, _returned, _user_output
 from .refs import AdapterError, Ref, ValueFinding, preserving
 
@@ -48,12 +49,13 @@ class LossModel:
         if not callable(getattr(model, method, None)):
             raise AdapterError(f"wrap_loss_model: {type(model).__name__} has no method {method}(); pass method= with its name")
         self.model, self.spec, self.loss, self.layout, self.method = model, spec, loss, layout, method
-        self.input_shape = tuple(input_shape) if input_shape is not None else None
-        self._table = _param_table(spec, self.input_shape)
-        if self.input_shape is None and _needs_input_shape(spec, [layout]):
+        self.input_shape = tuple(input_shape) if input_shape is not None else None  # as given, in layout.data
+        canonical = read_shape(input_shape, spec, layout) if input_shape is not None else None
+        self._table = _param_table(spec, canonical)
+        if canonical is None and _needs_input_shape(spec, [layout]):
             raise AdapterError("wrap_loss_model: a Layout(flatten='HWC') reorders the first fully connected layer's "
-                               "weight rows by the (C, H, W) it flattens; pass input_shape=(N, C, H, W)")
-        self._flat = feature_orders(spec, self.input_shape)[0] if self.input_shape else {}
+                               f"weight rows by the (C, H, W) it flattens; pass input_shape={AXES[layout.data]}")
+        self._flat = feature_orders(spec, canonical)[0] if canonical else {}
         valid = list(self._table)
         if params is None:
             params = {}
@@ -178,7 +180,9 @@ def wrap_loss_model(model: Any, spec: Layer, *, loss: Loss, params: Mapping[str,
     by default CS231n's ``W1, b1, W2 ...`` in the order of the conv/linear layers. ``grads``
     is read by the last key of each path. CS231n stores Linear weights ``in_out``: pass
     ``Layout(linear="in_out")``. Regularisation must be off (``model.reg = 0``): the
-    references compute the bare loss. ``input_shape`` is needed under an HWC flatten.
+    references compute the bare loss. ``input_shape`` is needed under an HWC flatten; it is
+    in the declared layout (4-D in ``layout.data``: the rule of :mod:`.inputs`), as is the
+    ``x`` :func:`harness.check_network` takes for the model.
     """
     return LossModel(model, spec, loss=loss, params=params, layout=layout, method=method, input_shape=input_shape)
 

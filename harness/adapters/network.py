@@ -15,21 +15,18 @@ Everything crossing this API is canonical float64 numpy: data NCHW (2-D ``(N, F)
 features in C,H,W order), parameters in PyTorch layouts under their full canonical names
 (``conv1.weight``). The user's code sees its own ``layout``: 4-D data in ``layout.data``;
 features after a Flatten in ``layout.flatten`` order (this needs ``input_shape``); other
-2-D data (logits) unchanged.
+2-D data (logits) unchanged. What the user gives (``input_shape=``, kept as given) is in
+the user's layout instead: the rule of :mod:`harness.adapters.inputs`.
 
 With ``forward``/``backward`` the pass runs through the user's own network code (which
 catches wiring bugs); without them the wrapped layers are chained in spec order (Sequential
 and Residual trees), which needs every leaf layer covered. ``mode="chain"`` / ``"network"``
-picks one explicitly, so both can be compared on the same objects.
-
-:func:`wrap_loss_model` wraps a CS231n-style model whose ``loss(X, y)`` returns
-``(loss, grads)`` with parameters in ``model.params`` (``W1``, ``b1`` ...); its gradients
-are those of the spec's reference under the given loss (``reference.loss_vjp``).
+picks one explicitly, so both can be compared on the same objects. CS231n-style models
+(``model.loss(X, y)``): :func:`wrap_loss_model` (:mod:`.loss_model`).
 """
 
 from __future__ import annotations
 
-import difflib
 from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, ContextManager, Iterator, Mapping
 
@@ -41,7 +38,9 @@ from .arrays import ArrayError, is_float_dtype, nonfinite, to_float64
 from .effects import Effects, parse_inplace
 from .feed import hand_network, typed
 from .layer import AdapterError, ValueFinding, WrappedLayer, _data_hint, wrap_layer
+from .notes import _close, _listing
 from .watch import Calls, watching
+from .inputs import AXES, read_shape
 from .layouts import CANONICAL, Layout, feature_orders, data_from_user, data_to_user, user_data_shape
 
 Shape = tuple[int, ...]
@@ -49,16 +48,6 @@ CHW = tuple[int, int, int]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _close(name: str, valid: list[str]) -> str:
-    match = difflib.get_close_matches(name, valid, n=1)
-    return f" (did you mean '{match[0]}'?)" if match else ""
-
-
-def _listing(names: list[str], limit: int = 24) -> str:
-    shown = ", ".join(names[:limit])
-    return f"[{shown}{', ...' if len(names) > limit else ''}]"
 
 
 def _needs_input_shape(spec: Layer, layouts: list[Layout]) -> bool:
@@ -149,11 +138,12 @@ class WrappedNetwork(Effects):
             if fn is not None and not callable(fn):
                 raise AdapterError(f"wrap_network: {what}= must be callable, got {fn!r}")
         self.spec, self.layout = spec, layout
-        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.input_shape = tuple(input_shape) if input_shape is not None else None  # as given, in layout.data
+        self._input_shape = read_shape(input_shape, spec, layout) if input_shape is not None else None  # canonical
         self._net_forward, self._net_backward = forward, backward
         tree = dict(walk(spec))
         leaves = [p for p, l in tree.items() if not l.children()]
-        shapes = layer_shapes(spec, self.input_shape) if self.input_shape is not None else None
+        shapes = layer_shapes(spec, self._input_shape) if self._input_shape is not None else None
 
         self.layers: dict[str, WrappedLayer] = {}
         prev: str | None = None
@@ -177,6 +167,7 @@ class WrappedNetwork(Effects):
             else:
                 w = wrap_layer(obj, tree[path], layout=layout, name=path, inplace=self.inplace)
             self.layers[path] = w
+        self._share_dtype()
 
         self.covered = list(self.layers)
         self.missing = [p for p in leaves if p not in self.layers]
@@ -190,8 +181,8 @@ class WrappedNetwork(Effects):
         used = [layout, *(w.layout for w in self.layers.values())]
         if shapes is None and _needs_input_shape(spec, used):
             raise AdapterError("wrap_network: a Layout(flatten='HWC') reorders the features after the Flatten by the "
-                               "(C, H, W) it flattens; pass input_shape=(N, C, H, W) so they are known")
-        features, self._out_features = feature_orders(spec, self.input_shape) if shapes is not None else ({}, None)
+                               f"(C, H, W) it flattens; pass input_shape={AXES[layout.data]} so they are known")
+        features, self._out_features = feature_orders(spec, self._input_shape) if shapes is not None else ({}, None)
         for path, chw in features.items():
             if path in self.layers and self.layers[path].features_in is None:
                 self.layers[path].features_in = chw
@@ -214,11 +205,18 @@ class WrappedNetwork(Effects):
 
     @property
     def dtype(self) -> np.dtype:
-        """What the user's network computes in: the first parameterised layer's dtype."""
+        """What the user's network computes in: the first parameterised layer's dtype (its
+        parameter-free layers without ``dtype=`` too), float64 without any parameters."""
         for w in self.layers.values():
             if w._param_names():
                 return w.dtype
         return np.dtype(np.float64)
+
+    def _share_dtype(self) -> None:
+        """Parameter-free layers without a ``dtype=`` of their own compute in the network's dtype."""
+        for w in self.layers.values():
+            if not w._param_names() and getattr(w, "_dtype", None) is None:
+                w._network_dtype = lambda: self.dtype  # read when asked: a lazy layer's parameters come later
 
     # -- parameters, by full canonical name
     def get_params(self) -> dict[str, np.ndarray]:
@@ -263,9 +261,10 @@ class WrappedNetwork(Effects):
             raise AdapterError(f"forward: cannot chain the layers: no user layer for {self.missing}; map them in "
                                f"wrap_network's layers, or pass the network's own forward= and backward=")
         x = np.asarray(x, dtype=np.float64)
-        if self.input_shape is not None and x.shape[1:] != self.input_shape[1:]:  # the features' (C, H, W) came from it
-            raise AdapterError(f"forward: input shape {x.shape} differs from input_shape={self.input_shape} given to "
-                               f"wrap_network (only the batch size may change)")
+        if self._input_shape is not None and x.shape[1:] != self._input_shape[1:]:  # the features' (C, H, W) came from it
+            raise AdapterError(f"forward: input shape {user_data_shape(x.shape, self.layout)} differs from input_shape="
+                               f"{self.input_shape} given to wrap_network (both in the declared {self.layout}; only "
+                               f"the batch size may change)")
         expected = self.spec.output_shape(x.shape)
         self._mode, self._x_shape, self._outputs, self._output_grads = None, x.shape, {}, {}
         if mode == "chain":
@@ -385,7 +384,10 @@ def wrap_network(layers: Mapping[str, WrappedLayer | Any], spec: Layer, *, forwa
     ``wrap_layer(obj, spec_layer, layout=layout)``. Parameter-free leaves (ReLU, Flatten,
     pooling ...) may be left out when the user's network has no object for them; then only
     the network's own ``forward(x_user) -> y_user`` / ``backward(dy_user) -> dx_user`` can run
-    it. ``input_shape`` (batch first, canonical) is needed under ``Layout(flatten="HWC")``.
+    it. ``input_shape`` (needed under ``Layout(flatten="HWC")``) is in the declared layout:
+    4-D in ``layout.data`` (NHWC: ``(N, H, W, C)``), 2-D as it is; one that does not fit the
+    spec is an :class:`AdapterError` naming that layout and the fix (:mod:`.inputs`).
+    Parameter-free layers without their own ``dtype=`` compute in the network's dtype.
     ``inplace={"input", "upstream", "params"}``: writes that are deliberate, for the network's
     own passes and the layers wrapped here (see :func:`~harness.adapters.layer.wrap_layer`).
     ``array_type=`` ("torch", "jax", "cupy", "numpy"): what its own passes and parameter-free layers are handed.

@@ -1,7 +1,10 @@
 """Hints the adapters give about what the user's code returned: a float dtype other than the
-one it computes in, a data shape that another layout explains."""
+one it computes in, a data shape that another layout explains; a name that is close to a
+valid one."""
 
 from __future__ import annotations
+
+import difflib
 
 import numpy as np
 
@@ -31,4 +34,14 @@ def _data_hint(found: tuple[int, ...], expected: tuple[int, ...], layout: Layout
     return ""
 
 
-__all__ = ["_data_hint", "dtype_note"]
+def _close(name: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(name, valid, n=1)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _listing(names: list[str], limit: int = 24) -> str:
+    shown = ", ".join(names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}]"
+
+
+__all__ = ["_close", "_data_hint", "_listing", "dtype_note"]

@@ -8,7 +8,7 @@ code returns, and restoration of parameters. The calling styles subclass it:
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, ContextManager, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 import numpy as np
 
@@ -49,6 +49,8 @@ class WrappedLayer(Effects):
         # the array type the code computes with (numpy, torch, jax, cupy): see .feed
         self.feed_options = FeedOptions()
         self._feed: ArrayKind | None = None
+        # set by a network for a parameter-free layer without dtype=: its dtype, read when asked
+        self._network_dtype: Callable[[], np.dtype] | None = None
 
     # -- subclass hooks
     def _param_names(self) -> list[str]:
@@ -69,16 +71,22 @@ class WrappedLayer(Effects):
     def _call_backward(self, dy: np.ndarray) -> Any:
         raise NotImplementedError
 
-    # -- dtype the user computes in: their parameters' dtype, else float64
+    # -- dtype the user computes in: a declared dtype=, their parameters' dtype, the network's, else float64
     @property
     def dtype(self) -> np.dtype:
+        """What the user's code is handed and judged in: a declared ``dtype=``; else its
+        parameters' dtype; else, parameter-free inside a network (ReLU, pooling ...), the
+        dtype the network's parameterised layers compute in; else float64."""
         if getattr(self, "_dtype", None) is None:
             for local in self._param_names():
                 _, kind = to_float64(self._get_user(local), self._what(local))
                 if np.issubdtype(kind.dtype, np.floating):
                     self._dtype = kind.dtype  # cached: parameters keep their dtype
                     return kind.dtype
-            return default_dtype(self.feed_options)  # no parameters (yet): not cached, a lazy layer may add some
+            # no parameters (yet): not cached, a lazy layer may add some, the network's may change
+            if self._network_dtype is not None:
+                return np.dtype(self._network_dtype())
+            return default_dtype(self.feed_options)
         return self._dtype
 
     def _declare_types(self, dtype: Any, array_type: Any) -> None:

@@ -40,7 +40,9 @@ class Example:
              forward/backward, declared layout ``LAYOUT``).
     spec:    the spec it implements; ``loss``: the user's softmax loss wrapped
              (:func:`harness.wrap_loss`); ``model``: the raw numpy :class:`LeNet`.
-    x:       canonical input (N, C, H, W) float64; ``y``: integer labels (N,).
+    x:       the input in the code's own layout, NHWC (N, H, W, C), float64 (what
+             :func:`harness.check_network` takes, as it reads ``x`` in the declared layout);
+             ``y``: integer labels (N,).
     """
 
     name: str
@@ -68,13 +70,14 @@ def build(variant: str = "correct", *, batch: int = 4, seed: int = 0, dtype: Any
     model = network(IN_CHANNELS, SIZE, HIDDEN, CLASSES, seed=seed, dtype=dtype,
                     layers=dict(bug.layers) if bug else None)
     spec = lenet_spec()
-    input_shape = (batch, IN_CHANNELS, SIZE, SIZE)
+    input_shape = (batch, SIZE, SIZE, IN_CHANNELS)  # NHWC, the declared LAYOUT's data order
     net = wrap_network(model.layers(), spec, forward=model.forward, backward=model.backward, layout=LAYOUT,
                        input_shape=input_shape)
     loss = wrap_loss((bug.loss if bug and bug.loss else softmax_loss), SoftmaxCrossEntropy(), style="function",
                      dtype=dtype)
     data = np.random.default_rng([seed, 1])  # independent of the weights' stream
-    x = data.standard_normal(input_shape)
+    # drawn in NCHW and transposed: the same values as when the example took canonical inputs
+    x = np.ascontiguousarray(data.standard_normal((batch, IN_CHANNELS, SIZE, SIZE)).transpose(0, 2, 3, 1))
     y = data.integers(0, CLASSES, size=batch)
     return Example(name=variant, variant=bug, net=net, spec=spec, loss=loss, model=model, x=x, y=y)
 
