@@ -131,7 +131,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
         raise ValueError("check_layer needs the spec layer the code implements (FD-only checks come later)")
     rng = np.random.default_rng(seed)
     shape = tuple(np.shape(x)) if x is not None else (tuple(input_shape) if input_shape is not None
-                                                        else example_input_shape(spec))
+                                                        else wrapped._input_shape() or example_input_shape(spec))
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
@@ -156,6 +156,8 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
     if isinstance(exc, CodeFault):
         return f"{exc}{where}"
     if phase == "forward" and wrapped.spec is not None and (conflict := layout_conflict(wrapped, x.shape, exc)):
+        raise conflict from None
+    if phase == "forward" and (conflict := wrapped.mask_conflict(x.shape)):
         raise conflict from None
     given = "" if wrapped.layout == CANONICAL else (f" (given its input as {user_data_shape(x.shape, wrapped.layout)} "
                                                     f"in the declared {wrapped.layout})")
@@ -232,8 +234,15 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += layout_hint(wrapped, x, g, result)
     accumulation(result, grads_u, again)
-    apply_effects(result, wrapped.side_effects())
+    _finish(result, wrapped)
     return result
+
+
+def _finish(result: LayerResult, wrapped: WrappedLayer) -> None:
+    """The writes the code made into what it was handed (findings), then the notes on what was
+    not checked (running statistics the code does not keep)."""
+    apply_effects(result, wrapped.side_effects())
+    result.message = "; ".join(filter(None, [result.message, *wrapped.notes()]))
 
 
 def _first_calls(wrapped: WrappedLayer, x_warm: np.ndarray, x: np.ndarray, g: np.ndarray, seen: dict[str, Any]) -> None:
