@@ -27,6 +27,7 @@ from .adapters.arrays import NonFinite, nonfinite
 from .adapters.effects import apply_effects
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
+from .adapters.state import UNREPLAYABLE
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
@@ -118,7 +119,8 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     ``layer``: a :class:`~harness.adapters.layer.WrappedLayer`, or an object-style layer
     wrapped with ``spec_layer`` and ``wrap_kwargs`` (``layout=``, ``params=`` ...).
     ``x``: the input (canonical NCHW, batch first), else generated from ``seed`` with
-    ``input_shape`` (a default is chosen for a Conv2d or Linear). ``fd_probes``: random
+    ``input_shape`` (a default is chosen for a Conv2d, Linear, per-channel BatchNorm or LayerNorm,
+    and a dropout mask kept at construction gives its own shape). ``fd_probes``: random
     directions per tensor. Returns a :class:`~harness.results.Report` with one layer.
 
     Raises a :class:`~harness.spec.SpecError` for a configuration mistake (see
@@ -243,6 +245,8 @@ def _finish(result: LayerResult, wrapped: WrappedLayer) -> None:
     not checked (running statistics the code does not keep)."""
     apply_effects(result, wrapped.side_effects())
     result.message = "; ".join(filter(None, [result.message, *wrapped.notes()]))
+    if wrapped.replay is not None and any("the forward is not deterministic" in line for line in result.diagnosis):
+        result.diagnosis.append(UNREPLAYABLE)
 
 
 def _first_calls(wrapped: WrappedLayer, x_warm: np.ndarray, x: np.ndarray, g: np.ndarray, seen: dict[str, Any]) -> None:

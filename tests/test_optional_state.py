@@ -169,6 +169,10 @@ def test_eval_mode_pair_without_running_stats_is_refused_naming_params() -> None
 
 def test_pair_missing_a_trainable_parameter_is_refused() -> None:
     gamma, _ = _bn_arrays()
+    with pytest.raises(AdapterError, match=r"layer 'bn': params gives \['weight'\] as a place \('gamma'\); only a dropout "
+                                           r"mask is read from a place \(after each forward\): pass the arrays themselves"):
+        wrap_functions(batchnorm_forward, batchnorm_backward_alt, S.BatchNorm1d("bn", 5),
+                       {"weight": "gamma", "bias": gamma}, args=({"mode": "train"},))
     with pytest.raises(AdapterError, match=r"layer 'bn': params lack \['bias'\] \(the spec's parameters are "
                                            r"\['weight', 'bias', 'running_mean', 'running_var'\]\); got \['weight'\]"):
         wrap_functions(batchnorm_forward, batchnorm_backward_alt, S.BatchNorm1d("bn", 5), {"weight": gamma},
@@ -771,3 +775,43 @@ def test_object_whose_forward_creates_running_stats_in_bn_param_is_left_as_it_wa
     assert wrapped.params["running_mean"].path == "bn_param['running_mean']"
     assert check_layer(wrapped, seed=2).ok
     assert layer.bn_param["running_mean"] is rm
+
+
+def test_a_mask_from_an_unseeded_generator_cannot_be_replayed_and_the_report_says_so() -> None:
+    class FreshGenerator(DropoutNHWC):
+        def forward(self, x):
+            self.mask = np.random.default_rng().random(x.shape) > self.p  # new entropy on every call
+            return x * self.mask / (1 - self.p)
+
+    report = check_layer(FreshGenerator(), S.Dropout("drop", 0.5), input_shape=(3, 4))
+    assert report.layers[0].verdict != "pass"
+    assert any(line.startswith("likely cause: the dropout mask is drawn from a generator the forward creates unseeded")
+               for line in report.layers[0].diagnosis), str(report)
+
+
+def test_shapes_that_only_the_input_tells_are_asked_for() -> None:
+    pair = wrap_functions(dropout_forward, dropout_backward, S.Dropout("drop", p=0.2), {},
+                          args=({"mode": "train", "p": 0.8},))
+    with pytest.raises(AdapterError, match=r"layer 'drop': its dropout mask is drawn by its forward, which has not run, "
+                                           r"and its input shape is not known: pass x= or input_shape= to check_layer"):
+        pair.get_params()
+    bn = wrap_layer(PerActivationBN(60), S.BatchNorm2d("bn", 3, over="feature"))
+    with pytest.raises(AdapterError, match=r"layer 'bn': the shape of its parameter 'weight' is the input's \(or its "
+                                           r"\(C, H, W\)\), which is not known yet; pass x= or input_shape= to "
+                                           r"check_layer \(input_shape= to wrap_network\), or run its forward once"):
+        bn.get_params()
+    bn.expect_input((4, 3, 4, 5))
+    assert bn.get_params()["weight"].shape == (3, 4, 5)
+
+
+def test_a_mask_drawn_from_torchs_generator_is_replayed_too() -> None:
+    torch = pytest.importorskip("torch")
+
+    class TorchMaskDropout(DropoutNHWC):
+        def forward(self, x):
+            self.mask = (torch.rand(x.shape, dtype=torch.float64) > self.p).numpy()
+            return x * self.mask / (1 - self.p)
+
+    state = torch.get_rng_state().clone()
+    assert check_layer(TorchMaskDropout(), S.Dropout("drop", 0.5), input_shape=(3, 4), seed=1).ok
+    assert torch.equal(state, torch.get_rng_state())

@@ -86,6 +86,9 @@ class FunctionLayer(WrappedLayer):
                 self._absent[local] = None  # training mode, not kept: not checked (a note says so)
             else:
                 (eval_missing if leaf_local in state.RUNNING else missing).append(local)
+        if unused := [k for k in declared if k not in self._after]:
+            raise AdapterError(f"layer '{self.name}': params gives {unused} as a place ({declared[unused[0]]!r}); only a "
+                               "dropout mask is read from a place (after each forward): pass the arrays themselves")
         if missing:
             raise AdapterError(f"layer '{self.name}': params lack {missing} (the spec's parameters are "
                                f"{list(self._spec_params())}); got {list(self._params)}")
@@ -187,10 +190,20 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
     """Wrap a CS231n-style function pair.
 
     ``forward(x, *params, *args, **kwargs) -> (out, cache)`` and
-    ``backward(dout, cache) -> (dx, *param_grads)``. ``params``: the user's arrays, as a
-    mapping by canonical local name (``{"weight": w, "bias": b}``) or a sequence in the
-    spec's order (weight, bias); extra arguments such as ``conv_param`` go in ``args``.
-    The arrays are never modified: the code is handed copies, perturbed values new arrays.
+    ``backward(dout, cache) -> (dx, *param_grads)`` (gradients of the trainable parameters
+    only). ``params``: the user's arrays, as a mapping by canonical local name (``{"weight": w,
+    "bias": b}``) or a sequence in the spec's order (weight, bias), for a batch norm
+    ``[gamma, beta]`` or ``[gamma, beta, running_mean, running_var]``; extra arguments such as
+    ``conv_param`` or ``bn_param`` go in ``args``. The arrays are never modified: the code is
+    handed copies (dicts in ``args`` / ``kwargs`` too), perturbed values new arrays.
+    Running statistics not in ``params`` are read from a dict argument holding
+    ``running_mean`` / ``running_var`` (CS231n's ``bn_param``); a training-mode batch norm
+    may have none (then not checked, and the report says so). A dropout's mask is read after
+    every forward from a dict argument (``dropout_param['mask']``) or from the cache the forward
+    returns (CS231n's ``(dropout_param, mask)``: the one 0/1-valued array of the input's
+    shape), each forward replayed from one random state; elsewhere, declare where it is read:
+    ``params={"mask": "cache[1]"}`` (``cache``: the forward's second value; ``args[i]`` /
+    ``kwargs['name']``: the copies it was handed).
     ``inplace``: writes that are deliberate; ``grad_scale``: ``"batch"`` for gradients already
     divided by the batch size, or a number to multiply them by; ``dtype``: the dtype to hand a
     parameter-free pair (as for :func:`wrap_layer`).

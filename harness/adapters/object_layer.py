@@ -331,6 +331,19 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
     forward (or the backward, through its cache) writing into the forward's input, the backward
     into its upstream gradient, either changing a trainable parameter; any subset (an unknown
     name is an AdapterError). Undeclared, each is a failing finding on the side that wrote.
+
+    Optional state (see :mod:`.state`): a training-mode batch norm whose object keeps no
+    running statistics needs no declaration (they are then not checked, and the report says
+    so); they are looked for at ``running_mean`` / ``mean`` / ``moving_mean`` ..., in the
+    usual dicts and in a ``bn_param`` dict; in eval mode they must be found or declared
+    (``params={"running_mean": ..., "running_var": ...}``). A dropout's mask (0/1, bool, or 0
+    and its 1/(1-p) scale; the input's shape in the declared data layout) is found at
+    ``mask``, ``_mask``, ``params['mask']``, ``cache['mask']``, ``dropout_param['mask']`` ...,
+    kept at construction (it then sizes the check's input) or drawn by every forward (looked
+    for after the first one, and every forward replayed from one random state so each call
+    drops the same units); elsewhere, declare ``params={"mask": "where"}``. Parameters with
+    extra unit axes (a ``(F, 1)`` bias, a ``(1, D)`` gamma) are read as they are and written
+    back in their own shape.
     """
     if spec is None and params is None:
         params = {}

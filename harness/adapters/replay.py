@@ -61,13 +61,13 @@ class Replay:
         """Run the block from the fixed state; every random state is as before afterwards."""
         saved_np, saved_py = np.random.get_state(), random.getstate()
         torch = sys.modules.get("torch")
-        saved_torch = torch.random.get_rng_state() if torch is not None else None
+        saved_torch = torch.get_rng_state() if torch is not None else None  # the CPU generator only
         own = _generators(self._obj)
         saved_own = [(g, _get(g)) for g in own]
         np.random.set_state(self._np)
         random.setstate(self._py)
         if torch is not None:
-            torch.random.manual_seed(self._seed)
+            torch.default_generator.manual_seed(self._seed)
         for g in own:
             _set(g, self._own.setdefault(id(g), _get(g)))
         try:
@@ -76,7 +76,7 @@ class Replay:
             np.random.set_state(saved_np)
             random.setstate(saved_py)
             if torch is not None:
-                torch.random.set_rng_state(saved_torch)
+                torch.set_rng_state(saved_torch)
             for g, state in saved_own:
                 _set(g, state)
 

@@ -121,6 +121,11 @@ def forget(obj: Any, names: Iterable[str]) -> None:
 # --------------------------------------------------------------------------- dropout masks
 
 
+UNREPLAYABLE = ("likely cause: the dropout mask is drawn from a generator the forward creates unseeded (e.g. "
+                "np.random.default_rng()), which trigrad cannot replay; draw it from np.random or from a generator "
+                "kept on the object (self.rng), or keep the mask fixed, so every call drops the same units")
+
+
 def mask_from_user(value: np.ndarray, what: str, where: str, option: str) -> np.ndarray:
     """A mask as the code keeps it (0/1, bool, or 0 and one scale such as ``1/(1-p)``) -> 0/1
     float64; :class:`AdapterError` when the array holds anything else (then it is not a mask)."""
@@ -290,5 +295,5 @@ class OptionalState:
         return [absent_note(self._absent)] if self._absent else []  # type: ignore[attr-defined]
 
 
-__all__ = ["OptionalState", "expect_inputs", "RUNNING", "absent_note", "default", "deferred", "draws", "eval_error", "find_mask", "fresh", "in_dicts",
+__all__ = ["OptionalState", "UNREPLAYABLE", "expect_inputs", "RUNNING", "absent_note", "default", "deferred", "draws", "eval_error", "find_mask", "fresh", "in_dicts",
            "mask_candidates", "mask_from_user", "mask_scale", "optional", "place"]
