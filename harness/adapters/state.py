@@ -134,7 +134,7 @@ def mask_from_user(value: np.ndarray, what: str, where: str, option: str) -> np.
         shown = np.unique(kept)[:4].tolist()
         raise AdapterError(
             f"{what}: the array read as its dropout mask at {where} holds values other than 0 and one constant "
-            f"(e.g. {shown}); a mask is 0 where a unit is dropped and 1 (or the 1/(1-p) scale) where it is kept. "
+            f"(e.g. {shown}); a mask is 0 where a unit is dropped and 1 (or the 1/(1-p) scale) where it is kept; "
             f"{option}")
     return (value != 0).astype(np.float64)
 
