@@ -29,6 +29,7 @@ from .adapters.feed import fault_hint
 from .adapters.inputs import read_input, read_shape
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
+from .adapters.state import UNREPLAYABLE
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
@@ -120,8 +121,9 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     ``layer``: a :class:`~harness.adapters.layer.WrappedLayer`, or an object-style layer
     wrapped with ``spec_layer`` and ``wrap_kwargs`` (``layout=``, ``params=`` ...).
     ``x``: the input, batch first, else generated from ``seed`` with ``input_shape`` (a
-    default is chosen for a Conv2d or Linear). ``fd_probes``: random directions per tensor.
-    Returns a :class:`~harness.results.Report` with one layer.
+    default is chosen for a Conv2d, Linear, per-channel BatchNorm or LayerNorm, and a dropout
+    mask kept at construction gives its own shape). ``fd_probes``: random directions per
+    tensor. Returns a :class:`~harness.results.Report` with one layer.
 
     ``x`` and ``input_shape`` are in the layer's declared layout: 4-D in ``layout.data``
     (``Layout(data="NHWC")``: ``(N, H, W, C)``; the default ``(N, C, H, W)``), 2-D ``(N, D)``
@@ -141,7 +143,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     if x is not None:  # in the layer's declared data layout (see harness.adapters.inputs); canonical from here on
         x = read_input(x, spec, wrapped.layout)
     shape = x.shape if x is not None else (read_shape(input_shape, spec, wrapped.layout) if input_shape is not None
-                                           else example_input_shape(spec))
+                                           else wrapped._input_shape() or example_input_shape(spec))
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
@@ -166,6 +168,8 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
     if isinstance(exc, CodeFault):
         return f"{exc}{where}"
     if phase == "forward" and wrapped.spec is not None and (conflict := layout_conflict(wrapped, x.shape, exc)):
+        raise conflict from None
+    if phase == "forward" and (conflict := wrapped.mask_conflict(x.shape)):
         raise conflict from None
     given = "" if wrapped.layout == CANONICAL else (f" (given its input as {user_data_shape(x.shape, wrapped.layout)} "
                                                     f"in the declared {wrapped.layout})")
@@ -242,8 +246,17 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += layout_hint(wrapped, x, g, result)
     accumulation(result, grads_u, again)
-    apply_effects(result, wrapped.side_effects())
+    _finish(result, wrapped)
     return result
+
+
+def _finish(result: LayerResult, wrapped: WrappedLayer) -> None:
+    """The writes the code made into what it was handed (findings), then the notes on what was
+    not checked (running statistics the code does not keep)."""
+    apply_effects(result, wrapped.side_effects())
+    result.message = "; ".join(filter(None, [result.message, *wrapped.notes()]))
+    if wrapped.replay is not None and any("the forward is not deterministic" in line for line in result.diagnosis):
+        result.diagnosis.append(UNREPLAYABLE)
 
 
 def _first_calls(wrapped: WrappedLayer, x_warm: np.ndarray, x: np.ndarray, g: np.ndarray, seen: dict[str, Any]) -> None:

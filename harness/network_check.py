@@ -20,6 +20,7 @@ from .kinks import off_kinks, pattern
 from .results import LayerResult, Report
 from .spec import Layer, Residual, Sequential, join_path
 from .end_to_end import _dtype_notes, _end_to_end, _fault, note_shared
+from .adapters.state import expect_inputs
 
 
 def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, y: Any = None, *,
@@ -78,6 +79,7 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
         return report
     total = len(wrapped.layers) + (loss is not None) + wrapped.end_to_end
     tick = progress or (lambda name, done, total: None)
+    expect_inputs(wrapped, x.shape)  # a layer whose forward draws its dropout mask is primed at its own input shape
     with wrapped.preserved():
         params = wrapped.get_params()
         ref = build("torch", spec).vjp(params, x, g)

@@ -846,15 +846,23 @@ def named_params(spec: Layer, input_shape: Shape) -> dict[str, ParamInfo]:
 
 
 def example_input_shape(spec: Layer) -> Shape | None:
-    """A small input that fits ``spec`` when its first layer tells the sizes (a Conv2d or a
-    Linear), else None: batch 2 (3 for a Linear), H != W so the two cannot be confused,
-    and room for the dilated kernel."""
+    """A small input that fits ``spec`` when its first layer tells the sizes (a Conv2d, a
+    Linear, a per-channel batch norm or a layer norm: every layer whose parameters fix the
+    input's channels or features), else None: batch 2 (3 for a Linear), H != W so the two
+    cannot be confused, and room for the dilated kernel. A per-feature batch norm's
+    parameters (and a dropout's mask) have the input's shape, which its spec does not tell."""
     first = next((layer for _, layer in walk(spec) if not layer.children()), spec)
     if isinstance(first, Conv2d):
         (dh, dw), (kh, kw) = first.dilation, first.kernel_size
         return (2, first.in_channels, max(7, dh * (kh - 1) + 3), max(6, dw * (kw - 1) + 2))
     if isinstance(first, Linear):
         return (3, first.in_features)
+    if isinstance(first, BatchNorm2d) and first.over == "channel":
+        return (2, first.num_features, 7, 6)
+    if isinstance(first, BatchNorm1d):  # (N, C): over="feature" is the same there
+        return (4, first.num_features)
+    if isinstance(first, LayerNorm):
+        return (3, *first.normalized_shape)
     return None
 
 

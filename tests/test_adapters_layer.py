@@ -345,9 +345,14 @@ def test_error_remaining_paths() -> None:
     fc.backward(np.ones((2, 3)))
     with pytest.raises(AdapterError, match=r"gradient of 'weight' declared at grads\['dw'\] is missing after backward"):
         fc.param_grads()
-    drop = S.Dropout("d", 0.5)
-    with pytest.raises(AdapterError, match="layer 'd': Dropout needs its input shape to list its parameters"):
-        wrap_layer(DictLinear(5, 3), drop)
+    drop = wrap_layer(DictLinear(5, 5), S.Dropout("d", 0.5))  # a mask may be drawn by the forward: looked for then
+    with pytest.raises(AdapterError, match="layer 'd': its dropout mask is drawn by its forward, which has not run, and "
+                                           "its input shape is not known: pass x= or input_shape="):
+        drop.get_params()
+    drop.forward(np.ones((2, 5)))
+    with pytest.raises(AdapterError, match=r"layer 'd': cannot find its dropout mask 'mask' on DictLinear after the "
+                                           r"forward \(tried mask, _mask, .*; pass params=\{'mask': "):
+        drop.get_params()
     spec = S.Linear("fc", 4, 2)
     pair = wrap_functions(lambda x, w, b: (x @ w.T + b, (x, w)), lambda d, c: (d @ c[1], None, d.sum(0)), spec,
                           (np.ones((2, 4)), np.zeros(2)))

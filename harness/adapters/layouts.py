@@ -150,23 +150,27 @@ def param_from_user(layer: Layer, local: str, value: np.ndarray, layout: Layout,
     """A parameter in the user's layout -> canonical ``expected`` shape.
 
     Conv weights are transposed from ``layout.kernel`` (and un-flipped); Linear weights
-    transposed if ``in_out``; after an HWC flatten from ``features_from`` = (C, H, W), the
-    feature axis of a Linear's weight and of feature-wise layers' parameters is reordered;
-    anything else whose squeezed shape matches (a bias stored as ``(1, C, 1, 1)`` or
-    ``(C, 1)``) is reshaped. Raises :class:`LayoutError` with a hint when it cannot fit.
+    transposed if ``in_out``; a dropout mask (the input's shape) follows ``layout.data``; after
+    an HWC flatten from ``features_from`` = (C, H, W), the feature axis of a Linear's weight and
+    of feature-wise layers' parameters is reordered. Extra unit axes are accepted where the
+    squeeze is unambiguous: a bias ``(F, 1)`` or ``(1, C, 1, 1)``, a per-activation ``gamma``
+    ``(1, C*H*W)``, a conv weight missing its unit axes (put back in the declared kernel order
+    before it is transposed). Raises :class:`LayoutError` with a hint when it cannot fit.
     """
-    v = value
+    v = _unit_axes(layer, local, value, layout, expected)
     if isinstance(layer, Conv2d) and local == "weight" and v.ndim == 4:
         v = v.transpose(_kernel_perm(layout))
         if layout.flip:
             v = v[:, :, ::-1, ::-1]
     elif isinstance(layer, Linear) and local == "weight" and v.ndim == 2 and layout.linear == "in_out":
         v = v.T
-    elif _flat_feature_param(layer, v, expected):
-        # batch norm over flattened features, its parameters stored flat in the user's data
-        # order: C, H, W for NCHW code, H, W, C for NHWC code
+    elif isinstance(layer, Dropout) and local == "mask" and v.ndim == 4 and len(expected) == 4:
+        v = data_from_user(v, layout)  # the mask has the input's shape, in the user's data layout
+    elif (order := _feature_param_order(layer, local, v, expected, layout)) is not None:
+        # batch norm over flattened features: (C*H*W,) in the user's data order (C, H, W for
+        # NCHW code, H, W, C for NHWC code), or (H, W, C) as NHWC code broadcasts it
         c, h, w = expected
-        v = v.reshape(c, h, w) if layout.data == "NCHW" else v.reshape(h, w, c).transpose(2, 0, 1)
+        v = v.reshape(c, h, w) if order == "chw" else v.reshape(h, w, c).transpose(2, 0, 1)
     if v.shape != tuple(expected):
         if v.size == int(np.prod(expected)) and _squeezed(v.shape) == _squeezed(expected):
             v = v.reshape(expected)  # singleton axes only: (1, C, 1, 1) bias and the like
@@ -184,31 +188,64 @@ def param_from_user(layer: Layer, local: str, value: np.ndarray, layout: Layout,
 
 def param_to_user(layer: Layer, local: str, value: np.ndarray, layout: Layout, user_shape: tuple[int, ...],
                   features_from: tuple[int, int, int] | None = None) -> np.ndarray:
-    """A canonical parameter -> the user's layout and ``user_shape``; the exact inverse of
-    :func:`param_from_user`."""
+    """A canonical parameter -> the user's layout and ``user_shape`` (the shape the user's
+    array has, unit axes included); the exact inverse of :func:`param_from_user`."""
     v = value
     order = _hwc_features(layer, local, features_from, layout, v)
     if order is not None:
         v = v[..., order]
-    if isinstance(layer, Conv2d) and local == "weight" and len(user_shape) == 4:
+    if isinstance(layer, Conv2d) and local == "weight" and v.ndim == 4:
         if layout.flip:
             v = v[:, :, ::-1, ::-1]
         v = v.transpose(["OIHW".index(c) for c in layout.kernel])
-    elif isinstance(layer, Linear) and local == "weight" and len(user_shape) == 2 and layout.linear == "in_out":
+    elif isinstance(layer, Linear) and local == "weight" and v.ndim == 2 and layout.linear == "in_out":
         v = v.T
-    elif len(user_shape) == 1 and _flat_feature_param(layer, np.empty(user_shape), v.shape):
-        v = v if layout.data == "NCHW" else v.transpose(1, 2, 0)
+    elif isinstance(layer, Dropout) and local == "mask" and v.ndim == 4 and len(user_shape) == 4:
+        v = data_to_user(v, layout)
+    elif v.ndim == 3 and _feature_param_order(layer, local, np.empty(user_shape), v.shape, layout) == "hwc":
+        v = v.transpose(1, 2, 0)
     if v.shape != tuple(user_shape):
-        v = v.reshape(user_shape)
+        v = v.reshape(user_shape)  # unit axes, or a flat per-feature parameter, in the order reached above
     return np.ascontiguousarray(v)
 
 
-def _flat_feature_param(layer: Layer, value: np.ndarray, expected: tuple[int, ...]) -> bool:
-    """A per-feature batch-norm parameter (``over="feature"``, canonical (C, H, W)) stored flat."""
+def _unit_axes(layer: Layer, local: str, value: np.ndarray, layout: Layout, expected: tuple[int, ...]) -> np.ndarray:
+    """A conv or Linear weight stored without (or with extra) unit axes, reshaped to its full
+    shape in the declared order, so the transpose that follows moves the right axes."""
+    if not (local == "weight" and isinstance(layer, (Conv2d, Linear))):
+        return value
+    full = _user_shape(layer, local, tuple(expected), layout)
+    if value.shape != full and value.size == int(np.prod(full)) and _squeezed(value.shape) == _squeezed(full):
+        return value.reshape(full)
+    return value
+
+
+def _feature_param_order(layer: Layer, local: str, value: np.ndarray, expected: tuple[int, ...],
+                         layout: Layout) -> str | None:
+    """How a per-feature batch-norm parameter (``over="feature"``, canonical (C, H, W)) is
+    stored: ``"chw"`` or ``"hwc"`` when it must be reshaped from flat (unit axes allowed) or
+    from NHWC code's (H, W, C) (a leading unit axis allowed); None when it is (C, H, W) up to
+    unit axes already. :class:`LayoutError` when two readings fit and disagree."""
     from ..spec import BatchNorm2d
 
-    return (isinstance(layer, BatchNorm2d) and layer.over == "feature" and value.ndim == 1
-            and len(expected) == 3 and value.size == int(np.prod(expected)))
+    if not (isinstance(layer, BatchNorm2d) and layer.over == "feature" and len(expected) == 3
+            and value.size == int(np.prod(expected)) and local in ("weight", "bias", "running_mean", "running_var")):
+        return None
+    c, h, w = expected
+    found = _squeezed(value.shape)
+    if len(found) <= 1 and len(_squeezed(expected)) > 1:
+        return "chw" if layout.data == "NCHW" else "hwc"  # flat, in the user's data order
+    if layout.data == "NCHW":
+        return None
+    if value.shape in ((h, w, c), (1, h, w, c)):
+        return "hwc"  # NHWC code's own order, as it broadcasts against (N, H, W, C)
+    hwc, chw = found == _squeezed((h, w, c)), found == _squeezed((c, h, w))
+    if hwc and chw and c > 1 and h * w > 1:  # both readings fit once the unit axes are gone, and they differ
+        raise LayoutError(
+            f"layer '{layer.name}': parameter '{local}' has shape {tuple(value.shape)}, which under the declared "
+            f"{layout} reads both as (H, W, C) = {(h, w, c)} and as (C, H, W) = {(c, h, w)} once its unit axes are "
+            f"dropped; keep it as (H, W, C), (1, H, W, C) or flat (C*H*W values in NHWC order) so the order is known")
+    return "hwc" if hwc else None
 
 
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -233,6 +270,9 @@ def shape_hint(layer: Layer, local: str, found: tuple[int, ...], expected: tuple
     if isinstance(layer, Linear) and local == "weight" and found == tuple(expected[::-1]) and found != tuple(expected):
         other = "in_out" if layout.linear == "out_in" else "out_in"
         return f"; looks transposed: pass Layout(linear={other!r})"
+    if isinstance(layer, Dropout) and local == "mask":
+        return ("; a dropout mask has the input's shape: one kept at construction fixes it, so check the layer on an "
+                "input of that shape (x= or input_shape=), or let its forward draw the mask")
     return ""
 
 

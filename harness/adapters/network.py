@@ -35,8 +35,10 @@ import numpy as np
 from ..spec import Dropout, Flatten, Layer, ParamInfo, Residual, join_path, layer_shapes, named_params, walk
 from ..faults import call_user
 from .arrays import ArrayError, is_float_dtype, nonfinite, to_float64
+from . import state
 from .effects import Effects, parse_inplace
 from .feed import hand_network, typed
+from .replay import replaying
 from .layer import AdapterError, ValueFinding, WrappedLayer, _data_hint, wrap_layer
 from .notes import _close, _listing
 from .watch import Calls, watching
@@ -56,11 +58,7 @@ def _needs_input_shape(spec: Layer, layouts: list[Layout]) -> bool:
 
 
 def _dummy_input(layer: Layer) -> Shape:
-    # parameter shapes of conv / linear / norm layers do not depend on N, H, W (as layer.py)
-    for attr, rank in (("in_channels", 4), ("in_features", 2), ("num_features", 2)):
-        if hasattr(layer, attr):
-            return (2, getattr(layer, attr), *([4] * (rank - 2)))
-    return (1,)
+    return state.dummy_input(layer)[0]  # parameter shapes of conv / linear / norm layers do not depend on N, H, W
 
 
 def _param_table(spec: Layer, input_shape: Shape | None) -> dict[str, tuple[str, Layer, str, ParamInfo]]:
@@ -170,6 +168,7 @@ class WrappedNetwork(Effects):
         self._share_dtype()
 
         self.covered = list(self.layers)
+        state.expect_inputs(self, self._input_shape)  # a mask a forward draws can then be read before any pass
         self.missing = [p for p in leaves if p not in self.layers]
         needed = [p for p in self.missing if tree[p].local_params(shapes[p][0] if shapes else _dummy_input(tree[p]))]
         if needed:
@@ -228,7 +227,7 @@ class WrappedNetwork(Effects):
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
         """Write canonical values (any subset of :meth:`get_params`'s names) into the user's layers."""
-        valid = [f"{p}.{k}" for p, w in self.layers.items() for k in w._param_names()]
+        valid = [f"{p}.{k}" for p, w in self.layers.items() for k in [*w._param_names(), *w._absent]]
         unknown = [k for k in values if k not in valid]
         if unknown:
             raise AdapterError(f"set_params: {unknown} are not parameters of the wrapped network"
@@ -305,7 +304,8 @@ class WrappedNetwork(Effects):
         return dx
 
     def _call_forward(self, x_user: np.ndarray) -> Any:
-        return call_user(self._net_forward, x_user)  # type: ignore[arg-type]
+        with replaying(self.layers):  # a layer that draws its mask draws what it draws when checked alone
+            return call_user(self._net_forward, x_user)  # type: ignore[arg-type]
 
     def _call_backward(self, g_user: np.ndarray) -> Any:
         return call_user(self._net_backward, g_user)  # type: ignore[arg-type]

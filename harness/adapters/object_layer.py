@@ -3,7 +3,8 @@ gradients kept on the object; the options real code needs (see :data:`OPTIONS`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from ..spec import Layer
 from .arrays import to_float64
 from .effects import parse_inplace
 from .layouts import CANONICAL, Layout
+from . import state
 from .refs import AdapterError, Ref, ValueFinding, _candidates, _grad_candidates
 from .wrapped import WrappedLayer, _check_grad_scale, _is_array
 
@@ -22,8 +24,8 @@ class ObjectLayer(WrappedLayer):
 
     def __init__(self, obj: Any, spec: Layer | None, *, params: Mapping[str, str] | None, grads: Mapping[str, str] | None,
                  layout: Layout, forward: str, backward: str, name: str | None, options: Mapping[str, Any]) -> None:
+        self.obj = obj  # before the base's __init__: a layer that draws its mask replays the object's generators
         super().__init__(spec, layout, name)
-        self.obj = obj
         for method in (forward, backward):
             if not callable(getattr(obj, method, None)):
                 raise AdapterError(f"layer '{self.name}': {type(obj).__name__} has no method {method}(); pass forward=/backward= with its names")
@@ -52,6 +54,7 @@ class ObjectLayer(WrappedLayer):
         self._forwarded = False
         self.params: dict[str, Ref] | None = None
         self.grads: dict[str, Ref | None] = {}
+        self._pending: dict[str, Ref | None] = {}  # a mask the forward draws: located after it ran
         if not opts["lazy"]:
             self._resolve()
             self.feed_kind()  # a declared array type its parameters contradict: said now, not at the first call
@@ -66,28 +69,81 @@ class ObjectLayer(WrappedLayer):
         unknown = [k for k in declared if self.spec is not None and k not in wanted]
         if unknown:
             raise AdapterError(f"layer '{self.name}': params names {unknown} are not parameters of {type(self.spec).__name__}; expected some of {wanted}")
-        out = {}
+        out: dict[str, Ref] = {}
+        self._absent, self._pending, eval_missing = {}, {}, []
         for local in wanted:
+            leaf, leaf_local = self._leaf(local) if self.spec is not None else (None, local)
+            later = leaf is not None and state.deferred(leaf, leaf_local)  # a mask drawn by the forward
             if local in declared:
                 ref = Ref(declared[local])
+                if not ref.exists(self.obj) and later:
+                    self._pending[local] = ref
+                    continue
                 if not ref.exists(self.obj):
                     raise AdapterError(f"layer '{self.name}': parameter '{local}' declared at {ref!r}, but {type(self.obj).__name__} has nothing there")
                 out[local] = ref
                 continue
-            found = [Ref(c) for c in _candidates(local) if Ref(c).exists(self.obj) and _is_array(Ref(c).get(self.obj))]
-            if not found:
+            found = self._find(local, later)
+            if found is None and leaf is not None and state.optional(leaf, leaf_local):
+                self._absent[local] = None  # training mode: not kept, not checked (a note says so)
+            elif found is None and later:
+                self._pending[local] = None
+            elif found is None and leaf is not None and leaf_local in state.RUNNING:
+                eval_missing.append(local)
+            elif found is None:
                 raise AdapterError(
                     f"layer '{self.name}': cannot find parameter '{local}' on {type(self.obj).__name__} "
                     f"(tried {', '.join(_candidates(local)[:6])} ...); pass params={{'{local}': \"W\"}} with where it lives"
                 )
-            clash = [k for k, r in out.items() if r.path == found[0].path]
-            if clash:
+            elif clash := [k for k, r in out.items() if r.path == found.path]:
                 raise AdapterError(
-                    f"layer '{self.name}': '{clash[0]}' and '{local}' would both be read from {found[0]!r}; "
+                    f"layer '{self.name}': '{clash[0]}' and '{local}' would both be read from {found!r}; "
                     f"pass params= to say where each lives"
                 )
-            out[local] = found[0]
+            else:
+                out[local] = found
+        if eval_missing:
+            raise state.eval_error(self.name, type(self._leaf(eval_missing[0])[0]).__name__, eval_missing,
+                                   f"tried {', '.join(_candidates('running_mean')[:4])} ... on {type(self.obj).__name__}",
+                                   "pass params={" + ", ".join(f"'{k}': \"...\"" for k in eval_missing) +
+                                   "} with where they live")
         return out
+
+    def _find(self, local: str, mask: bool) -> Ref | None:
+        """The first usual place that holds an array for ``local`` on the object, or None."""
+        tried = state.mask_candidates() if mask else state.candidates(local)
+        return next((Ref(c) for c in tried if Ref(c).exists(self.obj) and _is_array(Ref(c).get(self.obj))), None)
+
+    def _resolve_pending(self) -> None:
+        """After a forward: locate the mask it drew (declared, or in the usual places)."""
+        for local, ref in list(self._pending.items()):
+            found = ref if ref is not None and ref.exists(self.obj) else (self._find(local, True) if ref is None else None)
+            if found is None:
+                tried = f"declared at {ref!r}" if ref is not None else f"tried {', '.join(state.mask_candidates()[:8])} ..."
+                raise AdapterError(
+                    f"layer '{self.name}': cannot find its dropout mask '{local}' on {type(self.obj).__name__} after "
+                    f"the forward ({tried}); pass params={{'{local}': \"...\"}} with where the mask of the input's "
+                    "shape lives (0 where a unit is dropped)")
+            self.params[local] = found  # type: ignore[index]
+            del self._pending[local]
+
+    @contextmanager
+    def preserved(self) -> Iterator[None]:
+        """As the base's; running statistics the object did not keep and its forward created
+        during the block (in a ``bn_param`` dict, say) are removed again."""
+        absent = dict(self._absent)
+        try:
+            with super().preserved():
+                yield
+        finally:
+            state.forget(self.obj, absent)
+
+    def _peek(self, local: str) -> Any:
+        ref = (self.params or {}).get(local)
+        return ref.get(self.obj) if ref is not None and ref.exists(self.obj) else None
+
+    def _place(self, name: str) -> str:
+        return repr((self.params or {}).get(name, name))
 
     def _spec_params_safe(self) -> dict[str, Any]:
         try:
@@ -111,7 +167,17 @@ class ObjectLayer(WrappedLayer):
             if not self._forwarded:
                 return []
             self._resolve()
+        if self._pending and self._forwarded:
+            self._resolve_pending()
         return list(self.params)  # type: ignore[arg-type]
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        self._prime()
+        if self._pending and not self._forwarded:
+            raise AdapterError(
+                f"layer '{self.name}': its dropout mask is drawn by its forward, which has not run, and its input shape "
+                "is not known: pass x= or input_shape= to check_layer (input_shape= or x= to check_network)")
+        return super().get_params()
 
     def _get_user(self, local: str) -> Any:
         if self.params is None:
@@ -274,6 +340,19 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
     with; its input and upstream gradient are handed as such, in its dtype (``dtype=`` may be
     a torch or jax dtype) and on its parameters' device. Undeclared: its parameters' type,
     else the type ``dtype=`` names, else (in a network) the network's, else numpy.
+
+    Optional state (see :mod:`.state`): a training-mode batch norm whose object keeps no
+    running statistics needs no declaration (they are then not checked, and the report says
+    so); they are looked for at ``running_mean`` / ``mean`` / ``moving_mean`` ..., in the
+    usual dicts and in a ``bn_param`` dict; in eval mode they must be found or declared
+    (``params={"running_mean": ..., "running_var": ...}``). A dropout's mask (0/1, bool, or 0
+    and its 1/(1-p) scale; the input's shape in the declared data layout) is found at
+    ``mask``, ``_mask``, ``params['mask']``, ``cache['mask']``, ``dropout_param['mask']`` ...,
+    kept at construction (it then sizes the check's input) or drawn by every forward (looked
+    for after the first one, and every forward replayed from one random state so each call
+    drops the same units); elsewhere, declare ``params={"mask": "where"}``. Parameters with
+    extra unit axes (a ``(F, 1)`` bias, a ``(1, D)`` gamma) are read as they are and written
+    back in their own shape.
     """
     if spec is None and params is None:
         params = {}

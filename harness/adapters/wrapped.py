@@ -19,9 +19,11 @@ from .effects import Effects
 from .feed import FeedOptions, default_dtype, hand, parse_array_type, read_dtype, resolve
 from .notes import _data_hint, dtype_note
 from .refs import AdapterError, ValueFinding, preserving
+from . import state
+from .replay import Replay
 
 
-class WrappedLayer(Effects):
+class WrappedLayer(Effects, state.OptionalState):
     """Base: conversions, checks and restoration shared by every calling style.
 
     Subclasses provide ``_call_forward(x_user)``, ``_call_backward(dy_user)`` and the
@@ -51,6 +53,11 @@ class WrappedLayer(Effects):
         self._feed: ArrayKind | None = None
         # set by a network for a parameter-free layer without dtype=: its dtype, read when asked
         self._network_dtype: Callable[[], np.dtype] | None = None
+        # optional state (see .state): running statistics the code does not keep, by name; the
+        # input shape when known before any forward; one random state for code that draws a mask
+        self._absent: dict[str, None] = {}
+        self._expected_input: tuple[int, ...] | None = None
+        self.replay = Replay(self.name, getattr(self, "obj", None)) if state.draws(spec) else None
 
     # -- subclass hooks
     def _param_names(self) -> list[str]:
@@ -64,6 +71,13 @@ class WrappedLayer(Effects):
 
     def _get_grad(self, local: str) -> Any:
         raise NotImplementedError
+
+    def _peek(self, local: str) -> Any:
+        """The user's value of an already located parameter, or None (never searches)."""
+        try:
+            return self._get_user(local)
+        except (AttributeError, KeyError, IndexError, TypeError):
+            return None
 
     def _call_forward(self, x: np.ndarray) -> Any:
         raise NotImplementedError
@@ -119,6 +133,11 @@ class WrappedLayer(Effects):
     def _expected(self, local: str) -> tuple[int, ...]:
         if self.spec is None:
             return tuple(np.shape(self._get_user(local)))
+        if self._input_shape() is None and state.shape_dependent(*self._leaf(local)):
+            raise AdapterError(
+                f"layer '{self.name}': the shape of its parameter '{local}' is the input's (or its (C, H, W)), which is "
+                "not known yet; pass x= or input_shape= to check_layer (input_shape= to wrap_network), or run its "
+                "forward once")
         return self._spec_params()[local].shape
 
     def _spec_params(self) -> dict[str, Any]:
@@ -126,7 +145,7 @@ class WrappedLayer(Effects):
         layer, paths relative to the span (``conv1.weight``) for a fused span of layers."""
         from ..spec import named_params
 
-        shape = self._x_shape or self._dummy_input()
+        shape = self._input_shape() or state.dummy_input(self.spec)[0]
         if not self.spec.children():
             return self.spec.local_params(shape)
         prefix = f"{self.spec.name}." if self.spec.name else ""
@@ -145,6 +164,9 @@ class WrappedLayer(Effects):
         if self.spec is None:
             return value
         leaf, local = self._leaf(name)
+        if state.deferred(leaf, local):  # 0/1, bool, or 0 and the 1/(1-p) scale -> 0/1
+            value = state.mask_from_user(value, f"layer '{self.name}'", self._place(name),
+                                         f"pass params={{'{name}': \"...\"}} with where the mask lives")
         return param_from_user(leaf, local, value, self.layout, self._expected(name), self.features_in)
 
     def _to_user(self, name: str, value: np.ndarray, user_shape: tuple[int, ...]) -> np.ndarray:
@@ -152,20 +174,8 @@ class WrappedLayer(Effects):
         if self.spec is None:
             return value
         leaf, local = self._leaf(name)
-        return param_to_user(leaf, local, value, self.layout, user_shape, self.features_in)
-
-    def _dummy_input(self) -> tuple[int, ...]:
-        # parameter shapes of conv / linear / norm layers do not depend on N, H, W
-        from ..spec import Dropout, walk
-
-        first = next((layer for _, layer in walk(self.spec) if not layer.children()), self.spec)
-        for attr, rank in (("in_channels", 4), ("in_features", 2), ("num_features", 2)):
-            if hasattr(first, attr):  # spatial size large enough for any kernel a span holds
-                return (2, getattr(first, attr), *([64] * (rank - 2)))
-        if not any(isinstance(layer, Dropout) and layer.training for _, layer in walk(self.spec)) and not (
-                isinstance(self.spec, Dropout) and self.spec.training):
-            return (1,)  # its parameters (none, or LayerNorm's) do not depend on the input
-        raise AdapterError(f"layer '{self.name}': call forward once before reading its parameters (their shape depends on the input)")
+        user = param_to_user(leaf, local, value, self.layout, user_shape, self.features_in)
+        return user * state.mask_scale(self._get_user(name)) if state.deferred(leaf, local) else user
 
     def note_input_shape(self, shape: tuple[int, ...]) -> None:
         """Record the canonical input shape when the layer ran inside the user's own network
@@ -183,7 +193,8 @@ class WrappedLayer(Effects):
         self._x_shape = x.shape
         self._features_out = self._output_features(x.shape, expected_out if self.spec is not None else None)
         x_user = self._hand(data_to_user(x, self.layout, self.features_in), "input")
-        y = self._watched_forward(x_user)
+        with self._replaying():
+            y = self._watched_forward(x_user)
         y64 = self._to_canonical_data(y, "output", "forward output", self._features_out)
         if self.spec is not None and y64.shape != expected_out:
             hint = _data_hint(np.shape(y), expected_out, self.layout)  # another layout explains it: configuration
@@ -203,7 +214,8 @@ class WrappedLayer(Effects):
         if dy.shape != self._y_shape:
             raise AdapterError(f"layer '{self.name}': upstream gradient shape {dy.shape} differs from the output shape {self._y_shape}")
         dy_user = self._hand(data_to_user(dy, self.layout, self._features_out), "upstream gradient")
-        dx = self._watched_backward(dy_user)
+        with self._replaying():
+            dx = self._watched_backward(dy_user)
         if dx is None:
             raise ValueFinding(f"layer '{self.name}': backward returned None; it must return the input gradient dx")
         dx64 = self._to_canonical_data(dx, "input", "backward's input gradient", self.features_in)
@@ -271,12 +283,14 @@ class WrappedLayer(Effects):
 
     # -- parameters in canonical terms
     def get_params(self) -> dict[str, np.ndarray]:
-        """Canonical float64 copies of every parameter, by local name."""
+        """Canonical float64 copies of every parameter, by local name; running statistics the
+        code does not keep (training mode) as PyTorch's initial values."""
+        self._prime()
         out = {}
         for local in self._param_names():
             v, _ = to_float64(self._get_user(local), self._what(local))
             out[local] = self._from_user(local, v)
-        return out
+        return {**out, **{k: state.default(k, self._expected(k)) for k in self._absent}}
 
     def nonfinite_params(self) -> dict[str, NonFinite]:
         """``{local: NonFinite}`` for every parameter whose value (the user's, in the user's
@@ -351,6 +365,8 @@ class WrappedLayer(Effects):
         """Write canonical values into the user's parameters, in the user's layout and dtype
         (in place where the array is mutable, else by replacing it)."""
         for local, value in values.items():
+            if local in self._absent:
+                continue  # running statistics the code does not keep: nowhere to write them
             current = self._get_user(local)
             _, kind = to_float64(current, self._what(local))
             user = self._to_user(local, value, kind.shape)
@@ -371,7 +387,8 @@ class WrappedLayer(Effects):
     def preserved(self) -> ContextManager[None]:
         """Parameters are restored bit for bit on exit, even when user code raises; the
         restoration is verified by fingerprint."""
-        places = {k: (partial(self._get_user, k), partial(self._put_user, k)) for k in self._param_names()}
+        places = {k: (partial(self._get_user, k), partial(self._put_user, k)) for k in self._param_names()
+                  if self._peek(k) is not None}  # a mask the forward has not drawn yet: nothing to restore
         return preserving(places, f"layer '{self.name}'")
 
 
