@@ -90,11 +90,25 @@ class WrappedLayer(Effects):
         layer, paths relative to the span (``conv1.weight``) for a fused span of layers."""
         from ..spec import named_params
 
-        shape = self._x_shape or self._dummy_input()
         if not self.spec.children():
-            return self.spec.local_params(shape)
+            return self.spec.local_params(self._x_shape or self._dummy_input())
         prefix = f"{self.spec.name}." if self.spec.name else ""
-        return {k[len(prefix):]: v for k, v in named_params(self.spec, shape).items()}
+        if self._x_shape is not None:
+            return {k[len(prefix):]: v for k, v in named_params(self.spec, self._x_shape).items()}
+        self._dummy_input()  # refuses a span whose parameters depend on the input (a training dropout's mask)
+        return self._span_params(prefix)
+
+    def _span_params(self, prefix: str) -> dict[str, Any]:
+        """A fused span's parameters before any input is known: each leaf's own, listed at a
+        made-up input of its own (their shapes do not depend on N, H, W), so a span that
+        starts with a Flatten, or flattens a conv's output, needs no input shape."""
+        from ..spec import join_path, walk
+
+        out = {}
+        for path, leaf in walk(self.spec):
+            if not leaf.children():
+                out.update({join_path(path, k)[len(prefix):]: v for k, v in leaf.local_params(_leaf_input(leaf)).items()})
+        return out
 
     def _leaf(self, name: str) -> tuple[Layer, str]:
         """(leaf spec layer, its local parameter name) for one of this wrapper's names."""
@@ -337,6 +351,14 @@ class WrappedLayer(Effects):
         restoration is verified by fingerprint."""
         places = {k: (partial(self._get_user, k), partial(self._put_user, k)) for k in self._param_names()}
         return preserving(places, f"layer '{self.name}'")
+
+
+def _leaf_input(layer: Layer) -> tuple[int, ...]:
+    """A made-up input for one leaf layer, enough to list its parameters."""
+    for attr, rank in (("in_channels", 4), ("in_features", 2), ("num_features", 2)):
+        if hasattr(layer, attr):
+            return (2, getattr(layer, attr), *([64] * (rank - 2)))
+    return (1,)
 
 
 def _is_array(value: Any) -> bool:
