@@ -27,6 +27,8 @@ class WrappedLayer(Effects):
     parameter store (``_get_user(local)``, ``_put_user(local, value)``, ``_get_grad(local)``).
     """
 
+    input_grad: bool = True  # False: the code computes no input gradient (declared; see harness.adapters.options)
+
     def __init__(self, spec: Layer | None, layout: Layout, name: str | None) -> None:
         if not isinstance(layout, Layout):
             raise AdapterError(f"layout must be a harness.Layout, got {layout!r}")
@@ -182,17 +184,24 @@ class WrappedLayer(Effects):
             raise AdapterError(f"layer '{self.name}': upstream gradient shape {dy.shape} differs from the output shape {self._y_shape}")
         dy_user = np.ascontiguousarray(data_to_user(dy, self.layout, self._features_out)).astype(self.dtype)
         dx = self._watched_backward(dy_user)
+        if not self.input_grad:  # declared: the code computes none (a first layer); nothing to compare
+            return None
         if dx is None:
-            raise ValueFinding(f"layer '{self.name}': backward returned None; it must return the input gradient dx")
+            raise ValueFinding(f"layer '{self.name}': backward returned None; it must return the input gradient dx "
+                               "(a first layer that computes none: declare input_grad=False)")
         dx64 = self._to_canonical_data(dx, "input", "backward's input gradient", self.features_in)
         if dx64.shape != self._x_shape:
             hint = _data_hint(np.shape(dx), self._x_shape, self.layout)
             raise (AdapterError if hint else ValueFinding)(
                 f"layer '{self.name}': backward returned an input gradient of shape {tuple(np.shape(dx))}; "
                 f"expected {user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared "
-                f"{self.layout}){hint}"
+                f"{self.layout}){hint or self._shape_hint(dx)}"
             )
         return dx64
+
+    def _shape_hint(self, dx: Any) -> str:
+        """More on an input gradient of the wrong shape, from what a calling style knows."""
+        return ""
 
     def _output_features(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...] | None) -> tuple[int, int, int] | None:
         from ..spec import Flatten
@@ -307,6 +316,8 @@ class WrappedLayer(Effects):
             return {}
         eps, lr = float(np.finfo(self.dtype).eps), float(sgd[1])
         factor = abs(self._grad_factor())
+        if not getattr(self, "batched", True) and self._x_shape:  # one recovery per example, summed
+            factor *= self._x_shape[0]
         return {k: eps * float(np.linalg.norm(to_float64(self._get_user(k), self._what(k))[0])) / abs(lr) * factor
                 for k in self._param_names() if k in self._trainable()}
 
