@@ -27,6 +27,7 @@ from .adapters.arrays import NonFinite, nonfinite
 from .adapters.effects import apply_effects
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
+from .adapters.options import call_hint
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
@@ -160,7 +161,7 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
         raise conflict from None
     given = "" if wrapped.layout == CANONICAL else (f" (given its input as {user_data_shape(x.shape, wrapped.layout)} "
                                                     f"in the declared {wrapped.layout})")
-    return f"{user_frame(exc)}{where}{given}"
+    return f"{user_frame(exc)}{where}{given}{call_hint(wrapped, exc, x.shape, wrapped.running or phase)}"
 
 
 def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.random.Generator, *,

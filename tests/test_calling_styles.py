@@ -681,3 +681,49 @@ def test_snapshot_of_a_network_whose_first_layer_computes_no_input_gradient(tmp_
     changed = compare_snapshot(net, snap)
     assert {t.name: t.status for t in changed.entry("conv1").tensors} == {"output": "same", "weight": "same",
                                                                            "bias": "broken"}
+
+
+# --------------------------------------------------------------------------- a missing declaration names its option
+
+
+def test_missing_declarations_name_their_option() -> None:
+    rng = np.random.default_rng(0)
+    conv = S.Conv2d("conv", 2, 3, 3)
+    params = [rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3)]
+    entry = check_layer(wrap_functions(conv_single_forward, conv_single_backward, conv, params),
+                        input_shape=(3, 2, 5, 6)).layers[0]
+    assert entry.message.endswith("one axis fewer than the spec's (N, ...) output: code written for one example at "
+                                  "a time? declare batched=False")
+
+    def gray_forward(img, w, b):
+        return conv_single_forward(img[None], w, b)
+
+    gray = [rng.normal(size=(4, 1, 3, 3)), rng.normal(size=4)]
+    entry = check_layer(wrap_functions(gray_forward, conv_single_backward, S.Conv2d("conv", 1, 4, 3), gray, batched=False),
+                        input_shape=(2, 1, 6, 5)).layers[0]
+    assert (entry.verdict, entry.error_side) == ("error", "forward")
+    assert entry.message.endswith("(called once per example (batched=False), each of shape (1, 6, 5); code that "
+                                  "takes a single-channel image as (H, W)? declare channel_axis=False)")
+
+    entry = check_layer(wrap_functions(leaky_relu_forward, leaky_relu_backward, S.LeakyReLU("act", 0.1)),
+                        input_shape=(3, 7)).layers[0]
+    assert entry.message == ("TypeError: leaky_relu_forward() missing 1 required keyword-only argument: 'slope'; the "
+                             "forward needs arguments it was not given: pass them with args= / forward_kwargs=")
+
+    class NeedsLr(Dense):
+        def backward(self, dy, lr):
+            return super().backward(dy)
+
+    entry = check_layer(wrap_layer(NeedsLr(), S.Linear("fc", 6, 4), layout=IN_OUT), input_shape=(5, 6)).layers[0]
+    assert entry.error_side == "backward" and entry.message.endswith(
+        "the backward needs arguments it was not given: pass them with backward_args= / backward_kwargs=")
+
+    with pytest.raises(AdapterError, match=r"cannot find the gradient of 'weight' .* or, if it is only applied to the "
+                                           r"weights, declare sgd=\('step', lr\) \(its step\(\) applies it\) or "
+                                           r"sgd=\(None, lr\) \(backward applies it\)"):
+        check_layer(wrap_layer(OneImageConvWithStep(), conv, batched=False), input_shape=(3, 2, 5, 5))
+
+    entry = check_layer(wrap_layer(NumpyMLDense(), S.Linear("fc", 5, 3), layout=IN_OUT), input_shape=(4, 5)).layers[0]
+    assert entry.message.endswith("it is a list of 1 array: one input gradient per input cached by earlier forwards "
+                                  "(the forward appends its input to a list until flushed, as numpy-ml's layers do): "
+                                  "declare flush='flush_gradients' (called before every forward)")

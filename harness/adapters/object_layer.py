@@ -157,7 +157,8 @@ class ObjectLayer(PerExample, WrappedLayer):
             if not found:
                 raise AdapterError(
                     f"layer '{self.name}': cannot find the gradient of '{local}' (kept at {self.params[local]!r}) after "
-                    f"backward (tried {', '.join(tried[:6])} ...); pass grads={{'{local}': \"dW\"}}"
+                    f"backward (tried {', '.join(tried[:6])} ...); pass grads={{'{local}': \"dW\"}}, return it from "
+                    f"backward as (dx, dW, db), or, if it is only applied to the weights, {self._sgd_hint()}"
                 )
             ref = self.grads[local] = found[0]
         try:
@@ -205,8 +206,24 @@ class ObjectLayer(PerExample, WrappedLayer):
                 f"flush_gradients() does; declare flush={self.zero_grad!r} instead of zero_grad= (called before "
                 "every forward)")
 
+    def _sgd_hint(self) -> str:
+        step = next((m for m in ("step", "update", "apply_gradients", "update_params", "sgd_step")
+                     if callable(getattr(self.obj, m, None))), None)
+        by_method = f"sgd=({step!r}, lr) (its {step}() applies it)" if step else "sgd=('method', lr) (a method applies it)"
+        return f"declare {by_method} or sgd=(None, lr) (backward applies it)"
+
     def _shape_hint(self, dx: Any) -> str:
-        return f"; {self._flush_hint()}" if self.zero_grad and np.size(dx) == 0 else ""
+        if self.zero_grad and np.size(dx) == 0:
+            return f"; {self._flush_hint()}"
+        if isinstance(dx, list) and dx and all(_is_array(d) and not isinstance(d, list) for d in dx):
+            flush = next((m for m in ("flush_gradients", "flush", "clear", "reset") if callable(getattr(self.obj, m, None))),
+                         None)
+            name = f"flush={flush!r}" if flush else "flush= with the name of the method that clears it"
+            return (f"; it is a list of {len(dx)} array{'s' * (len(dx) != 1)}: one input gradient per input cached by "
+                    "earlier forwards (the "
+                    f"forward appends its input to a list until flushed, as numpy-ml's layers do): declare {name} "
+                    "(called before every forward)")
+        return ""
 
     def _call_backward(self, dy: np.ndarray) -> Any:
         if not self.batched:

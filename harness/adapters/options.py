@@ -58,4 +58,25 @@ def merged_kwargs(owner: str, kwargs: Mapping[str, Any] | None, forward_kwargs: 
     return dict(chosen or {})
 
 
-__all__ = ["SHARED", "apply_shared", "merged_kwargs"]
+def call_hint(layer: Any, exc: BaseException, x_shape: tuple[int, ...], side: str) -> str:
+    """The option a crash of the user's code (``exc``, on ``side``) most likely asks for, as a
+    suffix for its message: arguments the code needs and was not given, and what one example
+    looked like when the code runs per example (``x_shape``: the canonical batch)."""
+    from .layouts import user_data_shape
+
+    out = ""
+    if isinstance(exc, TypeError) and "required" in str(exc) and "argument" in str(exc):
+        pair = hasattr(layer, "_f")  # a function pair
+        given = {("forward", True): "args= / forward_kwargs=", ("forward", False): "forward_args= / forward_kwargs=",
+                 ("backward", False): "backward_args= / backward_kwargs="}.get((side, pair))
+        if given:
+            out += f"; the {side} needs arguments it was not given: pass them with {given}"
+    if not getattr(layer, "batched", True) and len(x_shape) == 4:
+        one = user_data_shape(x_shape, layer.layout)[1:]
+        single = layer.channel_axis and x_shape[1] == 1
+        out += (f" (called once per example (batched=False), each of shape {one}" +
+                ("; code that takes a single-channel image as (H, W)? declare channel_axis=False)" if single else ")"))
+    return out
+
+
+__all__ = ["SHARED", "apply_shared", "call_hint", "merged_kwargs"]

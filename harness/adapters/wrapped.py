@@ -169,7 +169,8 @@ class WrappedLayer(Effects):
             hint = _data_hint(np.shape(y), expected_out, self.layout)  # another layout explains it: configuration
             raise (AdapterError if hint else ValueFinding)(
                 f"layer '{self.name}': forward returned shape {tuple(np.shape(y))}; the spec expects "
-                f"{user_data_shape(expected_out, self.layout)} in the declared {self.layout}{hint}"
+                f"{user_data_shape(expected_out, self.layout)} in the declared {self.layout}"
+                f"{hint or self._one_example_hint(y, expected_out)}"
             )
         self._y_shape = y64.shape
         return y64
@@ -201,6 +202,13 @@ class WrappedLayer(Effects):
 
     def _shape_hint(self, dx: Any) -> str:
         """More on an input gradient of the wrong shape, from what a calling style knows."""
+        return ""
+
+    def _one_example_hint(self, y: Any, expected: tuple[int, ...]) -> str:
+        """A batched call whose output lacks the batch axis: code written for one example."""
+        if getattr(self, "batched", True) and np.ndim(y) == len(expected) - 1:
+            return ("; one axis fewer than the spec's (N, ...) output: code written for one example at a time? "
+                    "declare batched=False")
         return ""
 
     def _output_features(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...] | None) -> tuple[int, int, int] | None:
