@@ -532,6 +532,25 @@ def test_one_example_at_a_time_with_sgd_inside_backward(seed: int) -> None:
     assert verdict(bad) == "backward" and [t.name for t in bad.layers[0].tensors if not t.ok] == ["weight"]
 
 
+def test_one_example_sgd_restores_the_weights_when_a_later_example_raises() -> None:
+    class FailsOnSecond(OneExampleDense):
+        calls = 0
+
+        def backward(self, dy):
+            FailsOnSecond.calls += 1
+            dx = super().backward(dy)  # the step has been taken
+            if FailsOnSecond.calls == 2:
+                raise RuntimeError("boom")
+            return dx
+
+    user = FailsOnSecond()
+    before = fingerprint(user.W), fingerprint(user.b)
+    entry = check_layer(wrap_layer(user, S.Linear("fc", 6, 4), layout=IN_OUT, batched=False, sgd=(None, 0.05)),
+                        input_shape=(3, 6)).layers[0]
+    assert (entry.verdict, entry.error_side) == ("error", "backward") and entry.message.startswith("RuntimeError: boom")
+    assert (fingerprint(user.W), fingerprint(user.b)) == before
+
+
 class OneImageConvWithStep:
     """One (C, H, W) image; the gradients are applied by step(), never exposed."""
 
