@@ -30,6 +30,7 @@ from .adapters.inputs import read_input, read_shape
 from .adapters.layer import WrappedLayer, wrap_layer
 from .adapters.layouts import CANONICAL, user_data_shape
 from .adapters.state import UNREPLAYABLE
+from .adapters.options import call_hint
 from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
@@ -45,6 +46,7 @@ REFS_TOL = 1e-10  # torch and jax, both float64, disagreeing beyond this blame t
 FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
 _fd_summary, _probes = fd.summary, fd.probes  # the names network_check and older code use
 Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
+NO_INPUT_GRAD = "note: input gradient not computed (input_grad=False); not compared"
 
 
 def _nonfinite_message(found: Mapping[str, NonFinite], what: str) -> str:
@@ -173,7 +175,8 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
         raise conflict from None
     given = "" if wrapped.layout == CANONICAL else (f" (given its input as {user_data_shape(x.shape, wrapped.layout)} "
                                                     f"in the declared {wrapped.layout})")
-    return f"{user_frame(exc)}{where}{given}{fault_hint(wrapped, exc)}"
+    hints = call_hint(wrapped, exc, x.shape, wrapped.running or phase) + fault_hint(wrapped, exc)
+    return f"{user_frame(exc)}{where}{given}{hints}"
 
 
 def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.random.Generator, *,
@@ -226,7 +229,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             apply_effects(result, wrapped.side_effects())
             return result
         try:  # deliberate ties and zeros (a copy of rng: the draws of later checks stay as they were)
-            at_ties = ties.probe(wrapped, x.shape, copy.deepcopy(rng))
+            at_ties = ties.probe(wrapped, x.shape, copy.deepcopy(rng)) if dx_u is not None else []
         except Exception as e:
             result.error_side = wrapped.running or "backward"
             result.message = _fault_message(wrapped, e, x, "ties")
@@ -247,6 +250,8 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         result.diagnosis += layout_hint(wrapped, x, g, result)
     accumulation(result, grads_u, again)
     _finish(result, wrapped)
+    if dx_u is None:  # declared input_grad=False: said on the entry, whatever the verdict
+        result.message = "; ".join(filter(None, [result.message, NO_INPUT_GRAD]))
     return result
 
 
@@ -318,17 +323,17 @@ def _hints(spec: Layer, x: np.ndarray) -> dict[str, Any]:
     return hints
 
 
-def _compared(result: LayerResult, x: np.ndarray, y_u: np.ndarray, dx_u: np.ndarray, grads_u: dict[str, np.ndarray],
+def _compared(result: LayerResult, x: np.ndarray, y_u: np.ndarray, dx_u: np.ndarray | None, grads_u: dict[str, np.ndarray],
               t: Any, j: Any, spec: Layer) -> list[Compared]:
     """The user's output, input gradient and parameter gradients next to both references'
     values, with their reduction sizes and floors; sets ``result.refs_error`` (torch vs jax)."""
     n, y_shape = x.shape[0], t.output.shape
     refs_err = [relative_with_floor(t.output, j.output), relative_with_floor(t.input_grad, j.input_grad)]
     grad_scale = max([float(np.linalg.norm(t.input_grad))] + [float(np.linalg.norm(v)) for v in t.param_grads.values()])
-    tensors: list[Compared] = [
-        ("output", "forward", y_u, t.output, j.output, x.size // n, 0.0),
-        ("input", "backward", dx_u, t.input_grad, j.input_grad, int(np.prod(y_shape)) // n, FLOOR * grad_scale),
-    ]
+    tensors: list[Compared] = [("output", "forward", y_u, t.output, j.output, x.size // n, 0.0)]
+    if dx_u is not None:  # None: declared input_grad=False (the code computes no input gradient)
+        tensors.append(("input", "backward", dx_u, t.input_grad, j.input_grad, int(np.prod(y_shape)) // n,
+                        FLOOR * grad_scale))
     for k, v in grads_u.items():
         name = join_path(spec.name, k)
         refs_err.append(relative_with_floor(t.param_grads[name], j.param_grads[name], FLOOR * grad_scale))
@@ -338,17 +343,21 @@ def _compared(result: LayerResult, x: np.ndarray, y_u: np.ndarray, dx_u: np.ndar
     return tensors
 
 
-def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarray, grads_u: dict[str, np.ndarray],
+def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarray | None, grads_u: dict[str, np.ndarray],
             params: dict[str, np.ndarray], rng: np.random.Generator, count: int, at: Any, full: Any) -> dict[str, FDSummary]:
     """Finite differences of the user's own forward (its backward's consistency): first along
     directions over the input and every parameter at once; when that disagrees or is
-    unreliable, per tensor to say which. The parameters are put back afterwards."""
+    unreliable, per tensor to say which. ``dx_u`` None (input_grad=False): the parameters
+    only. The parameters are put back afterwards."""
     dtype, names = wrapped.dtype, list(grads_u)
-    cuts = np.cumsum([x.size, *(params[k].size for k in names)])[:-1]
+    with_x = dx_u is not None
+    sizes = ([x.size] if with_x else []) + [params[k].size for k in names]
+    cuts = np.cumsum(sizes)[:-1]
 
     def split(v: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         parts = np.split(v, cuts)
-        return parts[0].reshape(x.shape), {k: p.reshape(params[k].shape) for k, p in zip(names, parts[1:])}
+        xv = parts.pop(0).reshape(x.shape) if with_x else x
+        return xv, {k: p.reshape(params[k].shape) for k, p in zip(names, parts)}
 
     def joint(v: np.ndarray) -> float:
         xv, pv = split(v)
@@ -364,15 +373,17 @@ def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarra
     try:
         if names:  # one direction over everything: an inconsistent backward would need a measure-zero direction to hide
             pat = (lambda v: at(full({**params, **split(v)[1]}), split(v)[0])) if at else None
-            base = np.concatenate([x.ravel(), *(params[k].ravel() for k in names)])
-            grad = np.concatenate([dx_u.ravel(), *(grads_u[k].ravel() for k in names)])
+            base = np.concatenate([*([x.ravel()] if with_x else []), *(params[k].ravel() for k in names)])
+            grad = np.concatenate([*([dx_u.ravel()] if with_x else []), *(grads_u[k].ravel() for k in names)])
             together = fd.summary(fd.probes(joint, base, grad, rng, count, dtype, pat), dtype)
             if together.consistent:
-                return {name: replace(together, joint=True) for name in ("input", *names)}
+                return {name: replace(together, joint=True) for name in (*(["input"] if with_x else []), *names)}
             wrapped.set_params({k: params[k] for k in names})
-        x_pat = (lambda z: at(full(params), z)) if at else None
-        fds = {"input": fd.summary(fd.probes(lambda z: float((wrapped.forward(z) * g).sum()), x, dx_u, rng, count,
-                                             dtype, x_pat), dtype)}
+        fds = {}
+        if with_x:
+            x_pat = (lambda z: at(full(params), z)) if at else None
+            fds["input"] = fd.summary(fd.probes(lambda z: float((wrapped.forward(z) * g).sum()), x, dx_u, rng, count,
+                                                dtype, x_pat), dtype)
         for k in names:
             pat = (lambda v, k=k: at(full({**params, k: v}), x)) if at else None
             fds[k] = fd.summary(fd.probes(one(k), params[k], grads_u[k], rng, count, dtype, pat), dtype)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .adapters.effects import apply_effects
-from .check import FLOOR, REFS_TOL, _nonfinite_message
+from .check import FLOOR, NO_INPUT_GRAD, REFS_TOL, _nonfinite_message
 from .compare import relative_with_floor, rel_error, tolerance
 from .faults import CodeFault, call_user, codes_fault
 from .frames import user_frame
@@ -39,8 +39,8 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
     net.running, net.effects[:] = None, []
     try:
         for w in net.layers.values():  # code that accumulates until flushed: flush, as the isolated checks do
-            if getattr(w, "zero_grad", None):
-                call_user(getattr(w.obj, w.zero_grad))
+            for method in filter(None, (getattr(w, "zero_grad", None), getattr(w, "flush", None))):
+                call_user(getattr(w.obj, method))
         with net.recording() as calls:
             y = net.forward(x, mode="network")
             dx = net.backward(g)
@@ -52,10 +52,11 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
         return result
     bad = {f"{p}.{k}": b for p, w in net.layers.items() for k, b in w.nonfinite_grads.items()}
     n = x.shape[0]
-    pairs = [("output", "forward", y, ref.output, jax_ref.output), ("input", "backward", dx, ref.input_grad,
-                                                                     jax_ref.input_grad)]
+    pairs = [("output", "forward", y, ref.output, jax_ref.output)]
+    if dx is not None:  # None: the first layer is declared input_grad=False (the network's input gradient is not computed)
+        pairs.append(("input", "backward", dx, ref.input_grad, jax_ref.input_grad))
     pairs += [(k, "backward", v, ref.param_grads[k], jax_ref.param_grads[k]) for k, v in grads.items()]
-    scale = FLOOR * max(float(np.linalg.norm(p[3])) for p in pairs[1:])
+    scale = FLOOR * max((float(np.linalg.norm(p[3])) for p in pairs[1:]), default=0.0)
     for name, side, user, r, rj in pairs:
         tol = tolerance(net.dtype, max(x.size // n, int(np.prod(r.shape)) // max(r.shape[0], 1)), tol_scale)
         floor = scale if side == "backward" else 0.0
@@ -79,6 +80,9 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
         apply_effects(result, net.side_effects())
         return result
     _explain(result, net, calls, ref, first_failure)
+    if dx is None:
+        result.message = "; ".join(filter(None, [result.message, NO_INPUT_GRAD.replace("(input_grad=False)",
+                                                                                      "(input_grad=False on the first layer)")]))
     return result
 
 

@@ -75,8 +75,8 @@ def backward_hypotheses(result: LayerResult, tensors: list[tuple], forward_ok: b
     if all(relative_with_floor(by_name[tr.name], stale_values[tr.name]) <= tr.tolerance for tr in failing):
         found.append(f"{', '.join(tr.name for tr in failing)}: the backward uses a stale cache: it matches the gradient "
                      "at the input of an earlier forward call, not the latest")
-    dx = next(tr for tr in result.tensors if tr.name == "input")
-    if isinstance(spec, Conv2d) and forward_ok and not dx.ok:
+    dx = next((tr for tr in result.tensors if tr.name == "input"), None)  # None: input_grad=False
+    if isinstance(spec, Conv2d) and forward_ok and dx is not None and not dx.ok:
         rotated = {**params, "weight": params["weight"][:, :, ::-1, ::-1]}
         if relative_with_floor(by_name["input"], torch_ref.vjp(full(rotated), x, g).input_grad) <= dx.tolerance:
             found.append("input: computed with the kernel not rotated 180 degrees (the input gradient correlates the "

@@ -210,7 +210,7 @@ def _compare_entry(target: Any, entry: Any, tol_scale: float) -> EntryChange:
             dx, grads = layer.backward(a["g"]), layer.param_grads()
     except Exception as e:  # the user's code raised: report where, keep comparing the rest
         return EntryChange(entry.name, "error", message=user_frame(e))
-    new = {"output": y, "input": dx, **grads}
+    new = {"output": y, **({"input": dx} if dx is not None else {}), **grads}  # None: input_grad=False
     known = {name for name, _, _ in entry.tensors()}
     extra = sorted(set(new) - known)
     # as check.py: a gradient that is truly zero is judged against the entry's other gradients

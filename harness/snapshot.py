@@ -231,15 +231,21 @@ def _layer_entry(w: Any, x: np.ndarray, g: np.ndarray, name: str, ref: Any | Non
 
     e = Entry(name=name, kind="layer", arrays={"x": x, "g": g})
     e.arrays["output"] = w.forward(x)
-    e.arrays["input"] = w.backward(g)
+    dx = w.backward(g)
+    if dx is not None:  # None: declared input_grad=False (nothing to record or compare)
+        e.arrays["input"] = dx
     grads = w.param_grads()
     e.arrays.update({f"grad/{k}": v for k, v in grads.items()})
     n = x.shape[0]
-    e.tolerances = {"output": tolerance(w.dtype, x.size // n), "input": tolerance(w.dtype, max(g.size // n, 1))}
+    e.tolerances = {"output": tolerance(w.dtype, x.size // n)}
+    if dx is not None:
+        e.tolerances["input"] = tolerance(w.dtype, max(g.size // n, 1))
     e.tolerances.update({k: tolerance(w.dtype, n * int(np.prod(g.shape[2:]))) for k in grads})
     if ref is not None:
         prefix = f"{w.spec.name}." if w.spec.name else ""
-        e.arrays["ref/output"], e.arrays["ref/input"] = ref.output, ref.input_grad
+        e.arrays["ref/output"] = ref.output
+        if dx is not None:
+            e.arrays["ref/input"] = ref.input_grad
         e.arrays.update({f"ref/grad/{k}": ref.param_grads[prefix + k] for k in grads})
     return e
 
@@ -305,10 +311,12 @@ def _network_entry(net: Any, x: np.ndarray, g: np.ndarray, ref: Any) -> Entry:
 
     e = Entry(name="(network)", kind="network", arrays={"x": x, "g": g})
     e.arrays["output"] = net.forward(x, mode="network")
-    e.arrays["input"] = net.backward(g)
+    dx = net.backward(g)
     grads = net.param_grads()
     e.arrays.update({f"grad/{k}": v for k, v in grads.items()})
-    e.arrays["ref/output"], e.arrays["ref/input"] = ref.output, ref.input_grad
+    e.arrays["ref/output"] = ref.output
+    if dx is not None:  # None: the first layer is declared input_grad=False
+        e.arrays["input"], e.arrays["ref/input"] = dx, ref.input_grad
     e.arrays.update({f"ref/grad/{k}": ref.param_grads[k] for k in grads})
     n = x.shape[0]
     tol = tolerance(net.dtype, max(x.size // n, max(int(np.prod(v.shape)) // max(v.shape[0], 1) for v in grads.values())

@@ -31,7 +31,7 @@ HASH_FIELD = "manifest_sha256"
 # precision ratio of regress.compare multiply every tolerance by ~1e284
 KNOWN_DTYPES = ("float16", "float32", "float64", "float96", "float128")  # the last two: long double
 KINDS = ("layer", "network")
-REQUIRED_ARRAYS = ("x", "g", "output", "input")
+REQUIRED_ARRAYS = ("x", "g", "output")  # and "input", except for code declared input_grad=False
 # room above the tolerance this trigrad would compute, for a later trigrad's tolerance
 # policy; far below what would hide a real bug (a factor 3 on a gradient)
 TOL_SLACK = 4.0
@@ -324,12 +324,14 @@ def _entry(f: _Fields, name: str, entry: Any, dtype: str, arrays: dict[str, dict
         f.fail(f"{path}.kind", "'network' for the entry '(network)', 'layer' for every other", kind)
     names = _names(f, entry, "arrays", f"{path}.arrays")
     grads = [k[len("grad/"):] for k in names if k.startswith("grad/")]
-    allowed = {*REQUIRED_ARRAYS, "ref/output", "ref/input", *(f"grad/{g}" for g in grads),
-               *(f"ref/grad/{g}" for g in grads)}
+    has_input = "input" in names  # absent: the code was declared input_grad=False
+    allowed = {*REQUIRED_ARRAYS, "ref/output", *(["input", "ref/input"] if has_input else []),
+               *(f"grad/{g}" for g in grads), *(f"ref/grad/{g}" for g in grads)}
     if not set(REQUIRED_ARRAYS) <= set(names) or not set(names) <= allowed:
-        f.fail(f"{path}.arrays", f"{list(REQUIRED_ARRAYS)}, 'grad/NAME' per parameter and optionally 'ref/...'", names)
+        f.fail(f"{path}.arrays", f"{[*REQUIRED_ARRAYS, 'input']} ('input' not for code declared input_grad=False), "
+               "'grad/NAME' per parameter and optionally 'ref/...'", names)
     tols = f.get(entry, "tolerances", f"{path}.tolerances", dict, "an object: tensor -> tolerance")
-    tensors = ["output", "input", *grads]
+    tensors = ["output", *(["input"] if has_input else []), *grads]
     if sorted(tols) != sorted(tensors):
         f.fail(f"{path}.tolerances", f"one tolerance per tensor {tensors}", sorted(tols))
     largest = max((math.prod(arrays.get(f"entries/{name}/{k}", {}).get("shape", [])) for k in names), default=1)

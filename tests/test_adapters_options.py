@@ -257,8 +257,7 @@ def test_single_examples_without_batch_or_channel_axis() -> None:
 def test_single_example_option_errors() -> None:
     with pytest.raises(AdapterError, match="channel_axis=False is for single examples: pass batched=False too"):
         wrap_layer(OneImageConv(), S.Conv2d("c", 1, 1, 1), channel_axis=False)
-    with pytest.raises(AdapterError, match="batched=False and sgd= cannot be combined"):
-        wrap_layer(OneImageConv(), S.Conv2d("c", 1, 1, 1), batched=False, sgd=(None, 0.1))
+    # batched=False with sgd= is no longer refused: see tests/test_calling_styles.py
     layer = wrap_layer(OneImageConv(), S.Conv2d("c", 2, 2, 1), params={"weight": "W", "bias": "b"}, batched=False, channel_axis=False)
     with pytest.raises(AdapterError, match="channel_axis=False needs 1 channel, the input has 2"):
         layer.forward(np.ones((1, 2, 3, 3)))

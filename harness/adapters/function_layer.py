@@ -9,28 +9,26 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..faults import call_user
-from ..spec import Layer
+from ..spec import Layer, join_path
 from .arrays import from_float64, to_float64
-from .effects import parse_inplace
 from .layouts import CANONICAL, Layout
 from . import state
+from .options import apply_shared, merged_kwargs
+from .per_example import PerExample
 from .refs import PARAM_CANDIDATES, AdapterError, Ref, ValueFinding, _copy
-from .wrapped import WrappedLayer, _check_grad_scale
+from .returns import aliases, numbered, split
+from .wrapped import WrappedLayer
 
 
-class FunctionLayer(WrappedLayer):
+class FunctionLayer(PerExample, WrappedLayer):
     """CS231n style: ``forward(x, *params, *args) -> (out, cache)`` and
     ``backward(dout, cache) -> (dx, *param_grads)``, parameters in ``order``."""
 
     def __init__(self, forward: Callable, backward: Callable, spec: Layer | None, params: Mapping[str, Any] | Sequence[Any],
                  *, args: Sequence[Any], kwargs: Mapping[str, Any], order: Sequence[str] | None, layout: Layout,
-                 name: str | None, inplace: Any = None, grad_scale: Any = None, dtype: Any = None,
-                 array_type: Any = None) -> None:
+                 name: str | None, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(spec, layout, name)
-        self.inplace = parse_inplace(inplace, f"layer '{self.name}'")
-        _check_grad_scale(self.name, grad_scale)
-        self.grad_scale = grad_scale
-        self._declare_types(dtype, array_type)
+        apply_shared(self, options or {})
         self._f, self._b, self._args, self._kwargs = forward, backward, tuple(args), dict(kwargs)
         self._in_args: dict[str, str] = {}  # running statistics found in a dict argument (bn_param), by path
         self._after: dict[str, str | None] = {}  # masks read after each forward: their path (None: search the cache)
@@ -38,6 +36,7 @@ class FunctionLayer(WrappedLayer):
         self._locate_buffers()
         self._positional = [k for k in self._params if k not in self._in_args and k not in self._after]  # in order
         self._grads: dict[str, Any] = {}
+        self._summed_grads: dict[str, np.ndarray] = {}
         self._cache: Any = None
         self.feed_kind()  # a declared array type the parameters contradict: said now
 
@@ -113,7 +112,7 @@ class FunctionLayer(WrappedLayer):
     def _put_user(self, local: str, value: Any) -> None:
         self._params[local] = value
 
-    def _get_grad(self, local: str) -> Any:
+    def _raw_grad(self, local: str) -> Any:
         return self._grads.get(local)
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
@@ -141,9 +140,13 @@ class FunctionLayer(WrappedLayer):
         return super().get_params()
 
     def _call_forward(self, x: np.ndarray) -> Any:
-        # the user's own arrays and dicts are never handed over: copies, with the current
-        # running statistics put where the user's dict holds them
-        self._handed = {k: _copy(self._params[k]) for k in self._positional}
+        self._handed = {k: _copy(self._params[k]) for k in self._positional}  # the user's own arrays are never handed over
+        self._summed_grads = {}
+        return self._forward_examples(x) if not self.batched else self._forward_one(x)
+
+    def _forward_one(self, x: np.ndarray) -> Any:
+        # the user's own dicts are never handed over either: copies, with the current running
+        # statistics put where the user's dict holds them
         args, kwargs = [state.fresh(a) for a in self._args], {k: state.fresh(v) for k, v in self._kwargs.items()}
         handed = self._root(args, kwargs)
         for local, path in self._in_args.items():
@@ -171,32 +174,36 @@ class FunctionLayer(WrappedLayer):
         self._params[local] = mask
 
     def _call_backward(self, dy: np.ndarray) -> Any:
-        result = call_user(self._b, dy, self._cache)
-        result = result if isinstance(result, tuple) else (result,)
-        names = [k for k in self._params if k in self._trainable()]
-        if len(result) != 1 + len(names):
-            raise ValueFinding(
-                f"layer '{self.name}': backward must return (dx, {', '.join('d' + k for k in names)}), "
-                f"got {len(result)} values"
-            )
-        self._grads = dict(zip(names, result[1:]))
-        return result[0]
+        return self._backward_examples(dy) if not self.batched else self._backward_one(dy)
+
+    def _backward_one(self, dy: np.ndarray) -> Any:
+        names = self._trainable_names()
+        full = (lambda k: join_path(self.spec.name, k)) if self.spec is not None else (lambda k: k)
+        number = numbered(names)
+        dx, grads = split(call_user(self._b, dy, self._cache), names, lambda k: aliases(k, None, full(k), number.get(k)),
+                          f"layer '{self.name}'", input_grad=self.input_grad, tuple_only=False)
+        self._grads = grads or {}
+        return dx
 
 
 def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = None,
                    params: Mapping[str, Any] | Sequence[Any] = (), *, args: Sequence[Any] = (),
-                   kwargs: Mapping[str, Any] | None = None, order: Sequence[str] | None = None,
-                   layout: Layout = CANONICAL, name: str | None = None, inplace: Any = None, grad_scale: Any = None,
-                   dtype: Any = None, array_type: Any = None) -> FunctionLayer:
+                   kwargs: Mapping[str, Any] | None = None, forward_kwargs: Mapping[str, Any] | None = None,
+                   order: Sequence[str] | None = None, layout: Layout = CANONICAL, name: str | None = None,
+                   inplace: Any = None, grad_scale: Any = None, dtype: Any = None, batched: bool = True,
+                   channel_axis: bool = True, input_grad: bool = True, array_type: Any = None) -> FunctionLayer:
     """Wrap a CS231n-style function pair.
 
-    ``forward(x, *params, *args, **kwargs) -> (out, cache)`` and
-    ``backward(dout, cache) -> (dx, *param_grads)`` (gradients of the trainable parameters
-    only). ``params``: the user's arrays, as a mapping by canonical local name (``{"weight": w,
-    "bias": b}``) or a sequence in the spec's order (weight, bias), for a batch norm
-    ``[gamma, beta]`` or ``[gamma, beta, running_mean, running_var]``; extra arguments such as
-    ``conv_param`` or ``bn_param`` go in ``args``. The arrays are never modified: the code is
-    handed copies (dicts in ``args`` / ``kwargs`` too), perturbed values new arrays.
+    ``forward(x, *params, *args, **kwargs) -> (out, cache)`` and ``backward(dout, cache)``
+    returning ``(dx, dW, db)``, ``(dx, [dW, db])``, ``(dx, (dW, db))`` or
+    ``(dx, {"W": dW, "b": db})`` (see :mod:`harness.adapters.returns`). ``params``: the
+    user's arrays, as a mapping by canonical local name (``{"weight": w, "bias": b}``) or a
+    sequence in the spec's order (weight, bias; for a fused span such as
+    ``Sequential([Flatten, Linear])`` its parameters in forward order); extra arguments such
+    as ``conv_param`` go in ``args``, keyword ones in ``kwargs`` (or ``forward_kwargs``, as
+    :func:`wrap_layer` spells it; not both). The arrays are never modified: the code is
+    handed copies (dicts in ``args`` / ``kwargs`` too), perturbed values new arrays. For a
+    batch norm ``params`` is ``[gamma, beta]`` or ``[gamma, beta, running_mean, running_var]``.
     Running statistics not in ``params`` are read from a dict argument holding
     ``running_mean`` / ``running_var`` (CS231n's ``bn_param``); a training-mode batch norm
     may have none (then not checked, and the report says so). A dropout's mask is read after
@@ -205,12 +212,20 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
     shape), each forward replayed from one random state; elsewhere, declare where it is read:
     ``params={"mask": "cache[1]"}`` (``cache``: the forward's second value; ``args[i]`` /
     ``kwargs['name']``: the copies it was handed).
-    ``inplace``: writes that are deliberate; ``grad_scale``: ``"batch"`` for gradients already
-    divided by the batch size, or a number to multiply them by; ``dtype``: the dtype to hand a
-    parameter-free pair (as for :func:`wrap_layer`; a torch or jax dtype too); ``array_type``:
-    ``"numpy"``, ``"torch"``, ``"jax"`` or ``"cupy"``, the arrays the pair computes with
-    (undeclared: the parameters' type), in which its input and upstream gradient are handed.
+
+    The options :func:`wrap_layer` has, with the same meaning: ``inplace`` (writes that are
+    deliberate); ``grad_scale="batch"`` (gradients already divided by the batch size) or a
+    number to multiply them by; ``dtype`` (the dtype to hand a parameter-free pair);
+    ``batched=False`` (a pair written for one example, (C, H, W): called per example, the
+    parameter gradients summed); ``channel_axis=False`` (with ``batched=False``: one
+    single-channel (H, W) image); ``input_grad=False`` (a first layer that computes no input
+    gradient: backward may return None or (None, dW, db); the input gradient is not compared);
+    ``array_type``: ``"numpy"``, ``"torch"``, ``"jax"`` or ``"cupy"``, the arrays the pair
+    computes with (undeclared: the parameters' type), in which its input and upstream
+    gradient are handed (``dtype`` may then be a torch or jax dtype).
     """
-    return FunctionLayer(forward, backward, spec, params, args=args, kwargs=kwargs or {}, order=order,
-                         layout=layout, name=name, inplace=inplace, grad_scale=grad_scale, dtype=dtype,
-                         array_type=array_type)
+    options = dict(inplace=inplace, grad_scale=grad_scale, dtype=dtype, batched=batched, channel_axis=channel_axis,
+                   input_grad=input_grad, array_type=array_type)
+    kwargs = merged_kwargs(f"layer '{name or (spec.name if spec is not None else 'layer')}'", kwargs, forward_kwargs)
+    return FunctionLayer(forward, backward, spec, params, args=args, kwargs=kwargs, order=order, layout=layout,
+                         name=name, options=options)

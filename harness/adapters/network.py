@@ -41,7 +41,7 @@ from .feed import hand_network, typed
 from .replay import replaying
 from .layer import AdapterError, ValueFinding, WrappedLayer, _data_hint, wrap_layer
 from .notes import _close, _listing
-from .watch import Calls, watching
+from .watch import Calls, returns_kept, watching
 from .inputs import AXES, read_shape
 from .layouts import CANONICAL, Layout, feature_orders, data_from_user, data_to_user, user_data_shape
 
@@ -59,6 +59,16 @@ def _needs_input_shape(spec: Layer, layouts: list[Layout]) -> bool:
 
 def _dummy_input(layer: Layer) -> Shape:
     return state.dummy_input(layer)[0]  # parameter shapes of conv / linear / norm layers do not depend on N, H, W
+
+
+def _input_grad(layers: Mapping[str, WrappedLayer], first: str | None) -> bool:
+    """Whether the network's input gradient is computed: not when its first layer is declared
+    ``input_grad=False``, which no other layer may be (the layer before it needs it)."""
+    late = [p for p, w in layers.items() if not w.input_grad and p != first]
+    if late:
+        raise AdapterError(f"wrap_network: '{late[0]}' is declared input_grad=False, but only the network's first "
+                           f"layer ('{first}') may compute no input gradient: the layer before '{late[0]}' needs it")
+    return first not in layers or layers[first].input_grad  # type: ignore[index]
 
 
 def _param_table(spec: Layer, input_shape: Shape | None) -> dict[str, tuple[str, Layer, str, ParamInfo]]:
@@ -169,6 +179,7 @@ class WrappedNetwork(Effects):
 
         self.covered = list(self.layers)
         state.expect_inputs(self, self._input_shape)  # a mask a forward draws can then be read before any pass
+        self.input_grad = _input_grad(self.layers, leaves[0] if leaves else None)
         self.missing = [p for p in leaves if p not in self.layers]
         needed = [p for p in self.missing if tree[p].local_params(shapes[p][0] if shapes else _dummy_input(tree[p]))]
         if needed:
@@ -296,7 +307,10 @@ class WrappedNetwork(Effects):
         if self._mode == "chain":
             return self._bwd(self.spec, self.spec.name, g)
         g_user = hand_network(self, data_to_user(g, self.layout, self._out_features), "upstream gradient")
-        raw = self._watched_backward(g_user)
+        with returns_kept(self.layers):  # gradients the layers return to the network's code: read from there
+            raw = self._watched_backward(g_user)
+        if not self.input_grad:  # the first layer is declared to compute none
+            return None
         dx = _user_output(raw, "network backward's input gradient", self.layout, None, self.returned, "input")
         if dx.shape != self._x_shape:
             raise (AdapterError if _data_hint(np.shape(raw), self._x_shape, self.layout) else ValueFinding)(f"network backward returned an input gradient of shape {tuple(np.shape(raw))}; expected "
@@ -366,7 +380,8 @@ class WrappedNetwork(Effects):
         if isinstance(node, Residual):  # the sum sends g to both branches
             g = self._seq_bwd(node.post, path, g)
             dx = self._seq_bwd(node.block, path, g)
-            return dx + (self._bwd(node.shortcut, join_path(path, node.shortcut.name), g) if node.shortcut else g)
+            side = self._bwd(node.shortcut, join_path(path, node.shortcut.name), g) if node.shortcut else g
+            return None if dx is None or side is None else dx + side  # None: a first layer with input_grad=False
         return self._seq_bwd(node.children(), path, g)
 
     def _seq_bwd(self, nodes: tuple[Layer, ...], path: str, g: np.ndarray) -> np.ndarray:

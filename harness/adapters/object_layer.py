@@ -9,16 +9,19 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from ..faults import call_user
-from ..spec import Layer
+from ..frames import user_frame
+from ..spec import Layer, join_path
 from .arrays import to_float64
-from .effects import parse_inplace
 from .layouts import CANONICAL, Layout
 from . import state
+from .options import SHARED, apply_shared
+from .per_example import Grads, PerExample
 from .refs import AdapterError, Ref, ValueFinding, _candidates, _grad_candidates
-from .wrapped import WrappedLayer, _check_grad_scale, _is_array
+from .returns import aliases, numbered, split
+from .wrapped import WrappedLayer, _is_array
 
 
-class ObjectLayer(WrappedLayer):
+class ObjectLayer(PerExample, WrappedLayer):
     """``obj.forward(x) -> y``, ``obj.backward(dy) -> dx``, parameters and gradients kept on
     the object (attributes or dicts, see :class:`Ref`)."""
 
@@ -36,21 +39,19 @@ class ObjectLayer(WrappedLayer):
         opts = {**OPTIONS, **options}
         self.forward_args, self.forward_kwargs = tuple(opts["forward_args"]), dict(opts["forward_kwargs"])
         self.backward_args, self.backward_kwargs = tuple(opts["backward_args"]), dict(opts["backward_kwargs"])
-        self.zero_grad, self.sgd, self.grad_scale = opts["zero_grad"], opts["sgd"], opts["grad_scale"]
-        self.batched, self.channel_axis = bool(opts["batched"]), bool(opts["channel_axis"])
-        self.inplace = parse_inplace(opts["inplace"], f"layer '{self.name}'")
-        if not self.batched and self.sgd:
-            raise AdapterError(f"layer '{self.name}': batched=False and sgd= cannot be combined")
-        if not self.channel_axis and self.batched:
-            raise AdapterError(f"layer '{self.name}': channel_axis=False is for single examples: pass batched=False too")
+        self.zero_grad, self.sgd, self.flush = opts["zero_grad"], opts["sgd"], opts["flush"]
+        apply_shared(self, opts)
         self._summed_grads: dict[str, np.ndarray] = {}
-        _check_grad_scale(self.name, self.grad_scale)
-        for method in filter(None, (self.zero_grad, self.sgd and self.sgd[0])):
+        for option in ("zero_grad", "flush"):
+            if opts[option] is not None and not isinstance(opts[option], str):
+                raise AdapterError(f"layer '{self.name}': {option}= takes the name of a method of "
+                                   f"{type(obj).__name__}, e.g. {option}=\"flush_gradients\", got {opts[option]!r}")
+        for method in filter(None, (self.zero_grad, self.flush, self.sgd and self.sgd[0])):
             if not callable(getattr(obj, method, None)):
                 raise AdapterError(f"layer '{self.name}': {type(obj).__name__} has no method {method}() (declared as an option)")
-        self._declare_types(opts["dtype"], opts["array_type"])
         self._declared_params, self._declared_grads = params, grads
         self._sgd_grads: dict[str, np.ndarray] = {}
+        self._returned_grads: dict[str, object] | None = None  # gradients the last backward returned, if any
         self._forwarded = False
         self.params: dict[str, Ref] | None = None
         self.grads: dict[str, Ref | None] = {}
@@ -193,10 +194,26 @@ class ObjectLayer(WrappedLayer):
                 f"layer '{self.name}': with sgd= or batched=False its gradients are recovered around its own "
                 "backward call, which the network's own backward made; check this layer chained, not end to end"
             )
-        if self.sgd:
-            return self._sgd_grads.get(local)
-        if not self.batched:
-            return self._summed_grads.get(local)
+        return super()._get_grad(local)
+
+    def note_input_shape(self, shape: tuple[int, ...]) -> None:
+        super().note_input_shape(shape)
+        self._returned_grads = None  # the network's own backward runs next; the watch records what it returns
+
+    def keep_returned(self, result: Any) -> None:
+        """Read the gradients a backward the user's network called returned (the watch hands
+        them here); an unreadable structure is left to the network's own report."""
+        try:
+            self._returned_grads = self._split(result)[1]
+        except Exception:
+            self._returned_grads = None
+
+    def _raw_grad(self, local: str) -> Any:
+        """The gradient of ``local`` as the code left it: a declared ``grads=`` place wins, then
+        what the backward returned ((dx, dW, db), (dx, {"W": dW}) ...), then the usual names."""
+        declared = local in (self._declared_grads or {})
+        if not declared and self._returned_grads is not None and self._returned_grads.get(local) is not None:
+            return self._returned_grads[local]
         return self._read_grad(local)
 
     def _read_grad(self, local: str) -> Any:
@@ -207,7 +224,8 @@ class ObjectLayer(WrappedLayer):
             if not found:
                 raise AdapterError(
                     f"layer '{self.name}': cannot find the gradient of '{local}' (kept at {self.params[local]!r}) after "
-                    f"backward (tried {', '.join(tried[:6])} ...); pass grads={{'{local}': \"dW\"}}"
+                    f"backward (tried {', '.join(tried[:6])} ...); pass grads={{'{local}': \"dW\"}}, return it from "
+                    f"backward as (dx, dW, db), or, if it is only applied to the weights, {self._sgd_hint()}"
                 )
             ref = self.grads[local] = found[0]
         try:
@@ -218,81 +236,86 @@ class ObjectLayer(WrappedLayer):
     def _call_forward(self, x: np.ndarray) -> Any:
         self._external, self._sgd_grads, self._summed_grads = False, {}, {}
         if not self.batched:  # code written for one example at a time: loop, then stack
-            self._x_user = x
-            raw = [self._forward_one(self._drop_channel(xi)) for xi in x]
-            # channel_axis=False is about the input; the output keeps its channels unless the
-            # code returned (H, W) too, and the upstream gradient must match what it returned
-            self._flat_output = not self.channel_axis and np.ndim(raw[0]) == 2
-            ys = [self._read_returned(self._add_channel(y), "forward output") for y in raw]
-            # in the examples' own dtype (exact: the values came from it), so the output's dtype is checked
-            return np.stack([y for y, _ in ys]).astype(ys[0][1].dtype)
-        y = self._forward_one(x)
-        return y
+            return self._forward_examples(x)
+        return self._forward_one(x)
 
     def _forward_one(self, x: np.ndarray) -> Any:
+        if self.flush:  # numpy-ml style: the flush clears the cached inputs too, so it goes before the forward
+            call_user(getattr(self.obj, self.flush))
         y = call_user(getattr(self.obj, self._forward_name), x, *self.forward_args, **self.forward_kwargs)
         self._forwarded = True
         return y
 
+    def _split(self, result: Any) -> tuple[Any, dict[str, Any] | None]:
+        names = self._trainable_names()
+        declared = {k: self.params[k].path for k in names} if self.params else {}
+        full = (lambda k: join_path(self.spec.name, k)) if self.spec is not None else (lambda k: k)
+        number = numbered(names)
+        return split(result, names, lambda k: aliases(k, declared.get(k), full(k), number.get(k)), f"layer '{self.name}'",
+                     input_grad=self.input_grad, tuple_only=True)
+
     def _backward_one(self, dy: np.ndarray) -> Any:
+        """The user's backward (after ``zero_grad``); returns dx and keeps any gradients it returned."""
         if self.zero_grad:  # code that accumulates gradients until told to flush them
             call_user(getattr(self.obj, self.zero_grad))
-        return call_user(getattr(self.obj, self._backward_name), dy, *self.backward_args, **self.backward_kwargs)
+        try:
+            result = call_user(getattr(self.obj, self._backward_name), dy, *self.backward_args, **self.backward_kwargs)
+        except (IndexError, ValueError) as e:
+            if not self.zero_grad:
+                raise
+            raise ValueFinding(f"layer '{self.name}': backward raised {user_frame(e)} right after "
+                               f"{self.zero_grad}() (zero_grad={self.zero_grad!r}); {self._flush_hint()}") from e
+        dx, self._returned_grads = self._split(result)
+        return dx
+
+    def _flush_hint(self) -> str:
+        return (f"likely cause: {self.zero_grad}() also empties what the forward cached (the input), as numpy-ml's "
+                f"flush_gradients() does; declare flush={self.zero_grad!r} instead of zero_grad= (called before "
+                "every forward)")
+
+    def _sgd_hint(self) -> str:
+        step = next((m for m in ("step", "update", "apply_gradients", "update_params", "sgd_step")
+                     if callable(getattr(self.obj, m, None))), None)
+        by_method = f"sgd=({step!r}, lr) (its {step}() applies it)" if step else "sgd=('method', lr) (a method applies it)"
+        return f"declare {by_method} or sgd=(None, lr) (backward applies it)"
+
+    def _shape_hint(self, dx: Any) -> str:
+        if self.zero_grad and np.size(dx) == 0:
+            return f"; {self._flush_hint()}"
+        if isinstance(dx, list) and dx and all(_is_array(d) and not isinstance(d, list) for d in dx):
+            flush = next((m for m in ("flush_gradients", "flush", "clear", "reset") if callable(getattr(self.obj, m, None))),
+                         None)
+            name = f"flush={flush!r}" if flush else "flush= with the name of the method that clears it"
+            return (f"; it is a list of {len(dx)} array{'s' * (len(dx) != 1)}: one input gradient per input cached by "
+                    "earlier forwards (the "
+                    f"forward appends its input to a list until flushed, as numpy-ml's layers do): declare {name} "
+                    "(called before every forward)")
+        return ""
 
     def _call_backward(self, dy: np.ndarray) -> Any:
         if not self.batched:
-            # per example: forward again (the layer caches one example), backward, and sum
-            # the parameter gradients as a batched layer would
-            dxs, total, kinds = [], {}, {}
-            for xi, dyi in zip(self._x_user, dy):
-                self._forward_one(self._drop_channel(xi))
-                dyi = self._drop_channel(dyi) if getattr(self, "_flat_output", True) else dyi
-                dx, kinds["input"] = self._read_returned(self._add_channel(self._backward_one(dyi)),
-                                                         "backward's input gradient")
-                dxs.append(dx)
-                for k in self._param_names():
-                    if k in self._trainable():
-                        g = self._read_grad(k)
-                        if g is None:
-                            raise ValueFinding(f"layer '{self.name}': no gradient for parameter '{k}' after the "
-                                               f"backward of example {len(dxs) - 1}")
-                        g, kinds[k] = self._read_returned(g, f"gradient of '{k}'")
-                        total[k] = g if k not in total else total[k] + g
-            self._summed_grads = total
-            self._grad_dtypes = {k: kinds[k].dtype for k in total}  # summed here in float64: report the code's dtype
-            return np.stack(dxs).astype(kinds["input"].dtype)  # exact: the values came from that dtype
+            return self._backward_examples(dy)
         if not self.sgd:
             return self._backward_one(dy)
-        # gradients exposed only through an in-place SGD step: recover them from the weight
-        # change (w_before - w_after) / lr, then put the weights back exactly
+        dx, grads = self._sgd_step(dy)
+        self._sgd_grads = {k: v for k, (v, _) in grads.items()}
+        self._grad_dtypes = dict.fromkeys(grads)  # computed here, in float64: not a dtype the code returned
+        return dx
+
+    def _sgd_step(self, dy: np.ndarray) -> tuple[Any, Grads]:
+        """Gradients exposed only through an in-place SGD step: the backward, the step, the
+        gradients recovered from the weight change (w_before - w_after) / lr, and the
+        weights put back exactly."""
         method, lr = self.sgd
-        names = [k for k in self._param_names() if k in self._trainable()]
+        names = self._trainable_names()
         with self.preserved():
             before = {k: to_float64(self._get_user(k), self._what(k))[0] for k in names}
             dx = self._backward_one(dy)
             if method:  # None: the backward itself applies the update
                 call_user(getattr(self.obj, method))
-            self._sgd_grads = {k: (before[k] - to_float64(self._get_user(k), self._what(k))[0]) / lr for k in names}
-            self._grad_dtypes = dict.fromkeys(names)  # computed here, in float64: not a dtype the code returned
-        return dx
+            grads = {k: ((before[k] - to_float64(self._get_user(k), self._what(k))[0]) / lr, None) for k in names}
+        return dx, grads
 
-    def _drop_channel(self, a: np.ndarray) -> np.ndarray:
-        """One example as the user's code wants it: without its channel axis if declared."""
-        if self.channel_axis or a.ndim != 3:
-            return a
-        axis = 0 if self.layout.data == "NCHW" else 2
-        if a.shape[axis] != 1:
-            raise AdapterError(f"layer '{self.name}': channel_axis=False needs 1 channel, the input has {a.shape[axis]}")
-        return a.squeeze(axis)
-
-    def _add_channel(self, a: Any) -> Any:
-        if self.channel_axis or np.ndim(a) != 2:
-            return a
-        axis = 0 if self.layout.data == "NCHW" else 2
-        if isinstance(a, (np.ndarray, list, tuple)):
-            return np.expand_dims(np.asarray(a), axis)
-        shape = list(a.shape)  # a torch / jax / CuPy array: kept as it is (np.asarray would refuse some)
-        return a.reshape(tuple(shape[:axis] + [1] + shape[axis:]))
 
 OPTIONS: dict[str, Any] = {
     "forward_args": (),  # extra positional arguments every forward needs (a training flag ...)
@@ -300,14 +323,10 @@ OPTIONS: dict[str, Any] = {
     "backward_args": (),  # extra positional arguments every backward needs (a learning rate ...)
     "backward_kwargs": {},
     "lazy": False,  # parameters are created by the first forward
-    "zero_grad": None,  # name of the method that clears accumulated gradients
+    "zero_grad": None,  # name of the method that clears accumulated gradients (called before every backward)
+    "flush": None,  # name of the method that clears the cached inputs and the gradients (called before every forward)
     "sgd": None,  # (method, lr): gradients only visible through an in-place SGD step
-    "grad_scale": None,  # "batch" (gradients already divided by N) or a number to multiply by
-    "dtype": None,  # dtype to hand the user's code when it has no parameters to tell
-    "batched": True,  # False: the code takes one example at a time, (C, H, W) or (H, W, C)
-    "channel_axis": True,  # False (with batched=False): single-channel examples as (H, W)
-    "inplace": None,  # writes declared deliberate: {"input", "upstream", "params"} (see harness.adapters.effects)
-    "array_type": None,  # "numpy" | "torch" | "jax" | "cupy": the arrays the code computes with (see .feed)
+    **SHARED,  # grad_scale, dtype, batched, channel_axis, input_grad, inplace: as function pairs take them
 }
 
 
@@ -327,11 +346,16 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
     Options for what real code does (see :data:`OPTIONS`): ``forward_args`` /
     ``forward_kwargs`` (a required training flag), ``lazy=True`` (parameters created on the
     first forward), ``zero_grad="zero_grad"`` (gradients accumulate until that method is
-    called; it is called before every backward), ``sgd=("step", lr)`` (gradients only
-    visible through an in-place update, by that method or, with ``None``, inside backward;
-    recovered as the weight change over lr, and the weights restored bit for bit),
-    ``backward_args`` / ``backward_kwargs``, ``batched=False`` (one example at a time; with
-    ``channel_axis=False`` single-channel images as (H, W)), ``grad_scale="batch"`` (gradients already divided by the batch size).
+    called; it is called before every backward), ``flush="flush_gradients"`` (a method that
+    clears the cached inputs as well as the gradients, numpy-ml style: called before every
+    forward), ``sgd=("step", lr)`` (gradients only visible through an in-place update, by that
+    method or, with ``None``, inside backward; recovered as the weight change over lr, and
+    the weights restored bit for bit), ``backward_args`` / ``backward_kwargs``,
+    ``batched=False`` (one example at a time, (C, H, W) or (H, W, C); with
+    ``channel_axis=False`` single-channel images as (H, W); combines with ``sgd=``: one step
+    per example), ``grad_scale="batch"`` (gradients already divided by the batch size),
+    ``input_grad=False`` (a first layer that computes no input gradient: backward may return
+    None; the input gradient is not compared).
     ``inplace={"input", "upstream", "params"}``: writes that are deliberate, not findings — the
     forward (or the backward, through its cache) writing into the forward's input, the backward
     into its upstream gradient, either changing a trainable parameter; any subset (an unknown
@@ -353,6 +377,12 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
     drops the same units); elsewhere, declare ``params={"mask": "where"}``. Parameters with
     extra unit axes (a ``(F, 1)`` bias, a ``(1, D)`` gamma) are read as they are and written
     back in their own shape.
+
+    A backward may return its parameter gradients instead of keeping them:
+    ``(dx, dW, db)``, ``(dx, [dW, db])``, ``(dx, (dW, db))`` or ``(dx, {"W": dW, "b": db})``
+    (see :mod:`harness.adapters.returns`). Then they are read from what it returned, also
+    when the object keeps a copy too (the returned ones are what the code hands its
+    optimiser); a gradient declared with ``grads=`` is read from there instead.
     """
     if spec is None and params is None:
         params = {}

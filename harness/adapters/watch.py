@@ -68,9 +68,12 @@ def _hooks(w: WrappedLayer, c: Calls, forward: Callable, backward: Callable) -> 
             c.grads.append(_canonical(w, _data(args, kwargs), w._output_features(shape, None) if shape else None))
         c.depth += 1
         try:
-            return backward(self, *args, **kwargs)
+            result = backward(self, *args, **kwargs)
         finally:
             c.depth -= 1
+        if outer and hasattr(w, "keep_returned"):  # gradients it returned to the network (dx, dW, db) ...
+            w.keep_returned(result)
+        return result
     return fwd, bwd
 
 
@@ -86,7 +89,7 @@ def _install(w: ObjectLayer, c: Calls) -> Callable[[], None] | None:
     if not (callable(forward) and callable(backward)):
         return None
     fwd, bwd = _hooks(w, c, forward, backward)
-    namespace: dict[str, Any] = {"__slots__": (), names[0]: fwd, names[1]: bwd}
+    namespace: dict[str, Any] = {"__slots__": (), names[0]: fwd, names[1]: bwd, "_trigrad_watched": True}
     if getattr(cls, "__call__", None) is forward:  # __call__ = forward: layer(x) goes through the hook too
         namespace["__call__"] = fwd
     try:
@@ -121,4 +124,14 @@ def watching(layers: Mapping[str, WrappedLayer]) -> Iterator[dict[str, Calls]]:
             restore()
 
 
-__all__ = ["Calls", "watching"]
+@contextmanager
+def returns_kept(layers: Mapping[str, WrappedLayer]) -> Iterator[None]:
+    """While the user's network runs its own backward: keep what each object layer's backward
+    returns to it (gradients returned as (dx, dW, db) ...), for ``param_grads``; layers a
+    :func:`watching` block already watches keep theirs through it."""
+    todo = {p: w for p, w in layers.items() if isinstance(w, ObjectLayer) and not getattr(w.obj, "_trigrad_watched", False)}
+    with watching(todo):
+        yield
+
+
+__all__ = ["Calls", "returns_kept", "watching"]

@@ -30,6 +30,8 @@ class WrappedLayer(Effects, state.OptionalState):
     parameter store (``_get_user(local)``, ``_put_user(local, value)``, ``_get_grad(local)``).
     """
 
+    input_grad: bool = True  # False: the code computes no input gradient (declared; see harness.adapters.options)
+
     def __init__(self, spec: Layer | None, layout: Layout, name: str | None) -> None:
         if not isinstance(layout, Layout):
             raise AdapterError(f"layout must be a harness.Layout, got {layout!r}")
@@ -145,11 +147,26 @@ class WrappedLayer(Effects, state.OptionalState):
         layer, paths relative to the span (``conv1.weight``) for a fused span of layers."""
         from ..spec import named_params
 
-        shape = self._input_shape() or state.dummy_input(self.spec)[0]
+        known = self._input_shape()
         if not self.spec.children():
-            return self.spec.local_params(shape)
+            return self.spec.local_params(known or state.dummy_input(self.spec)[0])
         prefix = f"{self.spec.name}." if self.spec.name else ""
-        return {k[len(prefix):]: v for k, v in named_params(self.spec, shape).items()}
+        dummy, exact = state.dummy_input(self.spec)
+        if known is not None or not exact:  # a mask or per-feature parameters: the input's shape, however made up
+            return {k[len(prefix):]: v for k, v in named_params(self.spec, known or dummy).items()}
+        return self._span_params(prefix)
+
+    def _span_params(self, prefix: str) -> dict[str, Any]:
+        """A fused span's parameters before any input is known: each leaf's own, listed at a
+        made-up input of its own (their shapes do not depend on N, H, W), so a span that
+        starts with a Flatten, or flattens a conv's output, needs no input shape."""
+        from ..spec import join_path, walk
+
+        out = {}
+        for path, leaf in walk(self.spec):
+            if not leaf.children():
+                out.update({join_path(path, k)[len(prefix):]: v for k, v in leaf.local_params(state.dummy_input(leaf)[0]).items()})
+        return out
 
     def _leaf(self, name: str) -> tuple[Layer, str]:
         """(leaf spec layer, its local parameter name) for one of this wrapper's names."""
@@ -200,7 +217,8 @@ class WrappedLayer(Effects, state.OptionalState):
             hint = _data_hint(np.shape(y), expected_out, self.layout)  # another layout explains it: configuration
             raise (AdapterError if hint else ValueFinding)(
                 f"layer '{self.name}': forward returned shape {tuple(np.shape(y))}; the spec expects "
-                f"{user_data_shape(expected_out, self.layout)} in the declared {self.layout}{hint}"
+                f"{user_data_shape(expected_out, self.layout)} in the declared {self.layout}"
+                f"{hint or self._one_example_hint(y, expected_out)}"
             )
         self._y_shape = y64.shape
         return y64
@@ -216,17 +234,31 @@ class WrappedLayer(Effects, state.OptionalState):
         dy_user = self._hand(data_to_user(dy, self.layout, self._features_out), "upstream gradient")
         with self._replaying():
             dx = self._watched_backward(dy_user)
+        if not self.input_grad:  # declared: the code computes none (a first layer); nothing to compare
+            return None
         if dx is None:
-            raise ValueFinding(f"layer '{self.name}': backward returned None; it must return the input gradient dx")
+            raise ValueFinding(f"layer '{self.name}': backward returned None; it must return the input gradient dx "
+                               "(a first layer that computes none: declare input_grad=False)")
         dx64 = self._to_canonical_data(dx, "input", "backward's input gradient", self.features_in)
         if dx64.shape != self._x_shape:
             hint = _data_hint(np.shape(dx), self._x_shape, self.layout)
             raise (AdapterError if hint else ValueFinding)(
                 f"layer '{self.name}': backward returned an input gradient of shape {tuple(np.shape(dx))}; "
                 f"expected {user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared "
-                f"{self.layout}){hint}"
+                f"{self.layout}){hint or self._shape_hint(dx)}"
             )
         return dx64
+
+    def _shape_hint(self, dx: Any) -> str:
+        """More on an input gradient of the wrong shape, from what a calling style knows."""
+        return ""
+
+    def _one_example_hint(self, y: Any, expected: tuple[int, ...]) -> str:
+        """A batched call whose output lacks the batch axis: code written for one example."""
+        if getattr(self, "batched", True) and np.ndim(y) == len(expected) - 1:
+            return ("; one axis fewer than the spec's (N, ...) output: code written for one example at a time? "
+                    "declare batched=False")
+        return ""
 
     def _output_features(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...] | None) -> tuple[int, int, int] | None:
         from ..spec import Flatten
@@ -343,6 +375,8 @@ class WrappedLayer(Effects, state.OptionalState):
             return {}
         eps, lr = float(np.finfo(self.dtype).eps), float(sgd[1])
         factor = abs(self._grad_factor())
+        if not getattr(self, "batched", True) and self._x_shape:  # one recovery per example, summed
+            factor *= self._x_shape[0]
         return {k: eps * float(np.linalg.norm(to_float64(self._get_user(k), self._what(k))[0])) / abs(lr) * factor
                 for k in self._param_names() if k in self._trainable()}
 
