@@ -10,6 +10,7 @@ import numpy as np
 from ..faults import call_user
 from ..spec import Layer
 from .arrays import to_float64
+from .composite import sub_objects, under
 from .effects import parse_inplace
 from .layouts import CANONICAL, Layout
 from .refs import AdapterError, Ref, ValueFinding, _candidates, _grad_candidates
@@ -53,6 +54,7 @@ class ObjectLayer(WrappedLayer):
         self._forwarded = False
         self.params: dict[str, Ref] | None = None
         self.grads: dict[str, Ref | None] = {}
+        self._owners: dict[str, str] = {}  # {name: Ref path of the sub-object holding it} in a composite
         if not opts["lazy"]:
             self._resolve()
 
@@ -67,6 +69,9 @@ class ObjectLayer(WrappedLayer):
         if unknown:
             raise AdapterError(f"layer '{self.name}': params names {unknown} are not parameters of {type(self.spec).__name__}; expected some of {wanted}")
         out = {}
+        # a composite (Sequential / Residual) object: each sub-layer's parameters on its own object
+        composite = self.spec is not None and bool(self.spec.children())
+        owners = sub_objects(self.obj, self.spec, [k for k in wanted if k not in declared], self.name) if composite else {}
         for local in wanted:
             if local in declared:
                 ref = Ref(declared[local])
@@ -74,12 +79,7 @@ class ObjectLayer(WrappedLayer):
                     raise AdapterError(f"layer '{self.name}': parameter '{local}' declared at {ref!r}, but {type(self.obj).__name__} has nothing there")
                 out[local] = ref
                 continue
-            found = [Ref(c) for c in _candidates(local) if Ref(c).exists(self.obj) and _is_array(Ref(c).get(self.obj))]
-            if not found:
-                raise AdapterError(
-                    f"layer '{self.name}': cannot find parameter '{local}' on {type(self.obj).__name__} "
-                    f"(tried {', '.join(_candidates(local)[:6])} ...); pass params={{'{local}': \"W\"}} with where it lives"
-                )
+            found = self._find_param(local, owners.get(local.rpartition(".")[0], ""))
             clash = [k for k, r in out.items() if r.path == found[0].path]
             if clash:
                 raise AdapterError(
@@ -88,6 +88,23 @@ class ObjectLayer(WrappedLayer):
                 )
             out[local] = found[0]
         return out
+
+    def _find_param(self, local: str, owner: str) -> list[Ref]:
+        """Where parameter ``local`` lives: the usual names on the object, or on the sub-object
+        at ``owner`` (a composite's layer, ``"conv1"``); AdapterError naming params= if nowhere."""
+        tried = [under(owner, c) for c in _candidates(local)]
+        found = [Ref(c) for c in tried if Ref(c).exists(self.obj) and _is_array(Ref(c).get(self.obj))]
+        if found:
+            self._owners[local] = owner
+            return found
+        on = f"{owner} (a {type(Ref(owner).get(self.obj)).__name__})" if owner else type(self.obj).__name__
+        leaf = local.rpartition(".")[0]
+        hint = (f"; nor is there a sub-object for '{leaf}' (an attribute named {leaf.rpartition('.')[2]!r}, or a "
+                ".layers list in forward order)") if leaf and not owner else ""
+        raise AdapterError(
+            f"layer '{self.name}': cannot find parameter '{local}' on {on} (tried {', '.join(tried[:6])} ...){hint}; "
+            f"pass params={{'{local}': \"{tried[0]}\"}} with where it lives"
+        )
 
     def _spec_params_safe(self) -> dict[str, Any]:
         try:
@@ -136,7 +153,8 @@ class ObjectLayer(WrappedLayer):
     def _read_grad(self, local: str) -> Any:
         ref = self.grads.get(local)
         if ref is None:
-            tried = _grad_candidates(self.params[local].path)
+            owner = self._owners.get(local, "")  # a composite's layer: its gradients live on its own object
+            tried = [under(owner, c) for c in _grad_candidates(self.params[local].path[len(owner):].lstrip("."))]
             found = [Ref(c) for c in tried if Ref(c).exists(self.obj)]
             if not found:
                 raise AdapterError(
