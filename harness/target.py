@@ -204,9 +204,7 @@ def _run_loss(obj: Any, spec: Any, d: Mapping[str, Any], wrap: dict[str, Any], i
     if wrap and isinstance(obj, WrappedLoss):
         raise TargetError(f"'options' {sorted(wrap)} are wrap_loss keywords; the loss is already wrapped: pass them to "
                           "harness.wrap_loss instead")
-    if wrap:
-        if spec is None:
-            raise TargetError("'options' wrap a raw loss: give its 'spec' too (harness.SoftmaxCrossEntropy())")
+    if wrap:  # a raw loss (it has a loss spec): options are wrap_loss keywords
         obj = wrap_loss(obj, spec, **wrap)
     scores = d.get("scores") if d.get("scores") is not None else d.get("x")
     if scores is None and input_shape is None:

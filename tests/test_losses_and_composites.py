@@ -322,3 +322,33 @@ def test_composite_misuse_is_a_clear_error_naming_params() -> None:
         tg.wrap_layer(block, block_spec())
     declared = tg.wrap_layer(block, block_spec(), params={"conv2.weight": "conv2.kernel_weights"})
     assert declared.params["conv2.weight"].path == "conv2.kernel_weights"
+
+
+def test_the_rarer_misuses_are_clear_errors_too() -> None:
+    with pytest.raises(AdapterError, match=r"scores has shape \(4, 3\) but input_shape=\(5, 3\); pass one of them"):
+        tg.check_loss(softmax_loss, SCE, scores=np.zeros((4, 3)), input_shape=(5, 3))
+    with pytest.raises(TargetError, match=r"'loss' is for networks"):
+        run({"check": softmax_loss, "spec": SCE, "input_shape": (4, 3), "loss": tg.wrap_loss(softmax_loss, SCE)})
+    with pytest.raises(TargetError, match=r"'layout' is for layers and networks"):
+        run({"check": softmax_loss, "spec": SCE, "input_shape": (4, 3), "layout": IN_OUT})
+    fn, params = two_layer_net(0, names=["W1", "b1", "W2", "b2"])
+    with pytest.raises(AdapterError, match=r"params keys 'W1' and 'fc1.weight' both name 'fc1.weight'"):
+        tg.wrap_loss_model(fn, NET, loss=SCE, params={**params, "fc1.weight": params["W1"]}, layout=IN_OUT)
+    with pytest.raises(AdapterError, match=r"a loss_and_grads function gives no scores"):
+        tg.wrap_loss_model(fn, NET, loss=SCE, params=params, layout=IN_OUT).scores(np.zeros((2, 6)))
+    model = type("Model", (), {"params": params, "loss": lambda self, X, y=None: 0.0})()
+    with pytest.raises(AdapterError, match=r"params\['fc1.weight'\] is a ndarray; for a model with a loss\(\) method "
+                                           r"params= says where each array lives on it"):
+        tg.wrap_loss_model(model, NET, loss=SCE, params={"fc1.weight": params["W1"]}, layout=IN_OUT)
+    both = S.Residual("res", [S.Conv2d("conv1", 2, 2, 3, padding=1), S.ReLU("relu"), S.Conv2d("conv2", 2, 2, 3, padding=1)],
+                      shortcut=S.Conv2d("shortcut", 2, 2, 1))
+    rng = np.random.default_rng(0)
+    three = Stack()
+    three.layers = [Conv(2, 2, 3, 1, 1, rng), BatchNorm(2), Conv(2, 2, 3, 1, 1, rng)]
+    with pytest.raises(AdapterError, match=r"layers holds 3 objects, which could be the layers \['conv1', 'conv2', "
+                                           r"'shortcut'\] or \['conv1', 'relu', 'conv2'\] of 'res'"):
+        tg.wrap_layer(three, both)
+    bare = type("Bare", (), {"forward": lambda self, x: x, "backward": lambda self, d: d})()
+    with pytest.raises(AdapterError, match=r"cannot find parameter 'conv.weight' on Bare \(tried W, .*; nor is there a "
+                                           r"sub-object for 'conv' \(an attribute named 'conv', or a .layers list"):
+        tg.wrap_layer(bare, STACK, layout=IN_OUT)

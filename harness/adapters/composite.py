@@ -134,8 +134,8 @@ def _positions(holder: Any, where: str, node: Layer, rel: str,
         return {i: (f"{path}[{k}]", items[k]) for k, i in enumerate(fits[0])}, None
     with_params = f" ({len(owning)} with parameters)" if len(owning) != len(every) else ""
     if fits:
-        return {}, (f"{path} holds {len(items)} objects, which could be '{node.name or 'the span'}''s layers "
-                    f"{[kids[i].name for i in fits[0]]} or {[kids[i].name for i in fits[1]]}")
+        return {}, (f"{path} holds {len(items)} objects, which could be the layers {[kids[i].name for i in fits[0]]} "
+                    f"or {[kids[i].name for i in fits[1]]} of '{node.name or 'the span'}'")
     return {}, (f"{path or 'the object'} holds {len(items)} objects, but '{node.name or 'the span'}' has "
                 f"{len(kids)} layers{with_params}; it should hold them in forward order")
 
