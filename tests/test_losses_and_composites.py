@@ -178,8 +178,19 @@ def test_loss_and_grads_with_dotted_names_passes_and_is_untouched(seed: int) -> 
 
 
 def test_loss_and_grads_by_the_users_names_and_its_bug() -> None:
-    fn, params = two_layer_net(1, names=["W1", "b1", "W2", "b2"])
-    assert tg.check_network(tg.wrap_loss_model(fn, NET, loss=SCE, params=params, layout=IN_OUT), input_shape=(8, 6)).ok
+    for names in (["W1", "b1", "W2", "b2"], ["w_in", "b_in", "w_out", "b_out"]):  # CS231n's, or any in forward order
+        fn, params = two_layer_net(1, names=names)
+        model = tg.wrap_loss_model(fn, NET, loss=SCE, params=params, layout=IN_OUT)
+        assert tg.check_network(model, input_shape=(8, 6)).ok
+    assert model.in_order == {"w_in": "fc1.weight", "b_in": "fc1.bias", "w_out": "fc2.weight", "b_out": "fc2.bias"}
+    swapped = {"w_out": params["w_out"], "b_out": params["b_out"], "w_in": params["w_in"], "b_in": params["b_in"]}
+    with pytest.raises(AdapterError, match=r"params \['w_out', 'b_out', 'w_in', 'b_in'\] were read in forward order as "
+                                           r"\['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias'\], but .*; key them "
+                                           r"by the canonical names instead"):
+        tg.wrap_loss_model(fn, NET, loss=SCE, params=swapped, layout=IN_OUT)
+    with pytest.raises(AdapterError, match=r"params keys \['w_in', 'b_in'\] are neither canonical nor CS231n names; "
+                                           r"read in forward order they must give one array per trainable parameter"):
+        tg.wrap_loss_model(fn, NET, loss=SCE, params={"w_in": params["w_in"], "b_in": params["b_in"]}, layout=IN_OUT)
     fn, params = two_layer_net(1, bug=True)
     entry = tg.check_network(tg.wrap_loss_model(fn, NET, loss=SCE, params=params, layout=IN_OUT),
                              input_shape=(8, 6)).layers[0]

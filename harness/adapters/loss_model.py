@@ -12,7 +12,7 @@ from typing import Any, ContextManager, Mapping
 import numpy as np
 
 from ..faults import call_user
-from ..spec import BatchNorm1d, BatchNorm2d, Conv2d, Layer, Linear, Loss, ParamInfo, walk
+from ..spec import BatchNorm1d, BatchNorm2d, Conv2d, Layer, Linear, Loss, ParamInfo, SpecError, walk
 from .arrays import NonFinite, from_float64, is_mutable, nonfinite, to_float64, write_into
 from .layouts import CANONICAL, Layout, data_to_user, feature_orders, param_from_user, param_to_user
 from .network import Shape, _close, _listing, _needs_input_shape, _param_table, _returned, _user_output
@@ -49,6 +49,7 @@ class LossModel:
             raise AdapterError(f"wrap_loss_model: layout must be a harness.Layout, got {layout!r}")
         # a bare function loss_and_grads(x, y): no model object, the parameters are the arrays it closes over
         self.has_scores = callable(getattr(model, method, None))
+        self.in_order: dict[Any, str] = {}  # the user's own names read in forward order -> canonical
         if not self.has_scores and not callable(model):
             raise AdapterError(f"wrap_loss_model: {type(model).__name__} has no method {method}(); pass method= with its "
                                "name, or a function loss_and_grads(x, y) -> (loss, grads) with params={name: array}")
@@ -65,9 +66,23 @@ class LossModel:
             places = self._method_places(params)
         else:
             # the arrays live in a dict of their own; Refs into it reach the very arrays the function closes over
-            self.model, self._fn, places = _closed_over(model, params, self._table, spec)
+            self.model, self._fn, places, self.in_order = _closed_over(model, params, self._table, spec)
             self.what = f"{getattr(model, '__name__', type(model).__name__)}(x, y)"
-        self.params: dict[str, Ref] = {}
+        self.params = self._bind(places)
+        self.returned: dict[str, np.dtype] = {}  # dtypes of what model.loss last returned
+        self.nonfinite_grads: dict[str, NonFinite] = {}  # NaN/Inf in its last gradients, in the user's layout
+        if self.in_order:
+            try:  # names read in order: an array that does not fit its place says the order was another
+                self.get_params()
+            except SpecError as e:
+                raise AdapterError(f"wrap_loss_model: params {list(self.in_order)} were read in forward order as "
+                                   f"{list(self.in_order.values())}, but {e}; key them by the canonical names "
+                                   f"instead") from None
+
+    def _bind(self, places: Mapping[str, str]) -> dict[str, Ref]:
+        """``{canonical name: Ref}`` checked: every name a parameter of the spec, something at
+        every place, every trainable parameter placed."""
+        out: dict[str, Ref] = {}
         valid = list(self._table)
         for name, where in places.items():
             if name not in self._table:
@@ -76,15 +91,14 @@ class LossModel:
             ref = Ref(where)
             if not ref.exists(self.model):
                 raise AdapterError(f"wrap_loss_model: parameter '{name}' declared at {where!r}, but "
-                                   f"{type(model).__name__} has nothing there")
-            self.params[name] = ref
-        missing = [n for n, (*_, info) in self._table.items() if info.trainable and n not in self.params]
+                                   f"{type(self.model).__name__} has nothing there")
+            out[name] = ref
+        missing = [n for n, (*_, info) in self._table.items() if info.trainable and n not in out]
         if missing:
             example = f"'{missing[0]}': W1" if not self.has_scores else f"'{missing[0]}': \"params['W1']\""
             raise AdapterError(f"wrap_loss_model: no location given for {missing}; map every trainable parameter, "
                                f"e.g. params={{{example}}}")
-        self.returned: dict[str, np.dtype] = {}  # dtypes of what model.loss last returned
-        self.nonfinite_grads: dict[str, NonFinite] = {}  # NaN/Inf in its last gradients, in the user's layout
+        return out
 
     def _method_places(self, params: Mapping[str, Any] | None) -> dict[str, str]:
         """``{canonical name: Ref path on the model}``: as declared, else CS231n's W1, b1 ..."""
@@ -222,10 +236,12 @@ def _kind(value: Any) -> str:
 
 
 def _closed_over(fn: Any, params: Any, table: Mapping[str, tuple[str, Layer, str, ParamInfo]],
-                 spec: Layer) -> tuple[dict[Any, Any], Any, dict[str, str]]:
+                 spec: Layer) -> tuple[dict[Any, Any], Any, dict[str, str], dict[Any, str]]:
     """For ``loss_and_grads(x, y)``: (a dict holding the user's own arrays under the user's
-    keys, the function, ``{canonical name: Ref path into that dict}``). Keys are canonical
-    names (``"fc1.weight"``) or CS231n's (``"W1"``, ``"b1"``, ``"gamma1"`` ...)."""
+    keys, the function, ``{canonical name: Ref path into that dict}``, ``{user's name:
+    canonical name}`` when read in order, else empty). Keys are canonical
+    names (``"fc1.weight"``) or CS231n's (``"W1"``, ``"b1"``, ``"gamma1"`` ...); when none
+    is, the user's own names in forward order."""
     name = getattr(fn, "__name__", type(fn).__name__)
     if not isinstance(params, Mapping) or not params:
         raise AdapterError(f"wrap_loss_model: {name}(x, y) computes with arrays it closes over; pass them as "
@@ -233,9 +249,16 @@ def _closed_over(fn: Any, params: Any, table: Mapping[str, tuple[str, Layer, str
                            f"or CS231n's W1, b1 ...), got {params!r}")
     cs231n = {key: canonical for canonical, key in _cs231n_names(spec, table).items()}
     valid = list(table) + list(cs231n)
+    trainable = [n for n, (*_, info) in table.items() if info.trainable]
+    # the user's own names only (w_in, b_in ...): read in forward order, one per trainable parameter
+    in_order = dict(zip(params, trainable)) if not any(k in table or k in cs231n for k in params) else {}
+    if in_order and len(params) != len(trainable):
+        raise AdapterError(f"wrap_loss_model: params keys {list(params)} are neither canonical nor CS231n names; read "
+                           f"in forward order they must give one array per trainable parameter, {_listing(trainable)}, "
+                           f"got {len(params)}; or key them by the canonical names")
     places: dict[str, str] = {}
     for key, value in params.items():
-        canonical = key if key in table else cs231n.get(key)
+        canonical = in_order.get(key) or (key if key in table else cs231n.get(key))
         if canonical is None:
             raise AdapterError(f"wrap_loss_model: params key {key!r} is not a parameter of the spec{_close(str(key), valid)}; "
                                f"use its canonical names {_listing(list(table))} (or CS231n's W1, b1 ...)")
@@ -247,7 +270,7 @@ def _closed_over(fn: Any, params: Any, table: Mapping[str, tuple[str, Layer, str
                                f"place; trigrad perturbs the very arrays {name}(x, y) closes over (and restores them bit "
                                "for bit): pass those arrays (writeable numpy arrays or torch tensors)")
         places[canonical] = f"[{key!r}]"
-    return dict(params), fn, places
+    return dict(params), fn, places, in_order
 
 
 def wrap_loss_model(model: Any, spec: Layer, *, loss: Loss, params: Mapping[str, Any] | None = None,
@@ -264,8 +287,10 @@ def wrap_loss_model(model: Any, spec: Layer, *, loss: Loss, params: Mapping[str,
     data layout (N, C, H, W) / (N, H, W, C) / (N, D), ``y`` as labels (N,) or targets;
     ``params`` is ``{name: array}``, the very arrays the function closes over (written in
     place while probing, restored bit for bit), named canonically (``"conv1.weight"``) or
-    CS231n-style (``"W1"``, ``"b1"``, ``"gamma1"``); ``grads`` keyed by those names or the
-    canonical ones. Only the loss and the gradients are checked (no scores to compare).
+    CS231n-style (``"W1"``, ``"b1"``, ``"gamma1"``), or, when none is either, by the user's
+    own names read in forward order (one per trainable parameter, each array's shape checked
+    against its place); ``grads`` keyed by those names or the canonical ones. Only the loss
+    and the gradients are checked (no scores to compare).
 
     CS231n stores Linear weights ``in_out``: pass ``Layout(linear="in_out")``.
     Regularisation must be off (``model.reg = 0``): the references compute the bare loss.
