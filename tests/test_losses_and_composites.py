@@ -87,9 +87,13 @@ def test_check_loss_takes_given_scores_and_labels_and_wraps_a_raw_object() -> No
 
 
 def test_forward_kwargs_reach_the_loss_and_are_needed() -> None:
-    report = tg.check_loss(tg.wrap_loss(CrossEntropyLoss(), SCE, style="object"), input_shape=(4, 3))
-    entry = report.layers[0]
-    assert entry.verdict == "error" and "missing 1 required positional argument: 'reg'" in entry.message
+    with pytest.raises(AdapterError, match=r"loss: CrossEntropyLoss.forward\(\) cannot be called with \(scores, y\): "
+                                           r"missing a required argument: 'reg'; pass it with wrap_loss\(\.\.\., "
+                                           r"forward_kwargs=\{'reg': \.\.\.\}\)"):
+        tg.check_loss(tg.wrap_loss(CrossEntropyLoss(), SCE, style="object"), input_shape=(4, 3))
+    with pytest.raises(AdapterError, match=r"softmax_loss\(\) cannot be called with \(scores, y, reg=\): got an "
+                                           r"unexpected keyword argument 'reg'; the call is fn\(scores, y, "):
+        tg.check_loss(tg.wrap_loss(softmax_loss, SCE, forward_kwargs={"reg": 0.0}), input_shape=(4, 3))
     kw = tg.wrap_loss(lambda x, y, reduction: softmax_loss(x, y), SCE, forward_kwargs={"reduction": "mean"})
     assert tg.check_loss(kw, input_shape=(4, 3)).ok
     with pytest.raises(AdapterError, match=r"forward_kwargs must be a dict of keyword arguments for the loss's "

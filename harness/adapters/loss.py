@@ -14,6 +14,8 @@ Scores are ``(N, K)`` logits; ``y`` integer labels ``(N,)`` or one-hot / probabi
 
 from __future__ import annotations
 
+import inspect
+import re
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -69,16 +71,16 @@ class WrappedLoss:
         s_user, t_user = scores.astype(self.dtype), self._target(target, k)
         self.running = None if self.style == "function" else "forward"
         if self.style == "function":
-            out = call_user(self.user, s_user, t_user, **self.forward_kwargs)
+            out = self._call_forward(self.user, s_user, t_user)
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise ValueFinding(f"loss: the function must return (loss, dscores), got {type(out).__name__}")
             value, grad = out
         elif self.style == "object":
-            value = call_user(getattr(self.user, self._forward), s_user, t_user, **self.forward_kwargs)
+            value = self._call_forward(getattr(self.user, self._forward), s_user, t_user)
             self.running = "backward"
             grad = call_user(getattr(self.user, self._backward))
         else:
-            probs, _ = _returned(call_user(getattr(self.user, self._forward), s_user, **self.forward_kwargs),
+            probs, _ = _returned(self._call_forward(getattr(self.user, self._forward), s_user),
                                  "loss: the softmax layer's output")
             self.running = "backward"
             grad = call_user(getattr(self.user, self._backward), t_user)
@@ -95,6 +97,24 @@ class WrappedLoss:
         if v.size != 1:
             raise ValueFinding(f"loss: the loss value must be a scalar, got shape {v.shape}")
         return float(v.reshape(())), g * self._scale(n)
+
+    def _call_forward(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args, **forward_kwargs)``, the call checked against ``fn``'s signature first:
+        arguments it needs and is not given are a missing declaration (AdapterError naming
+        ``forward_kwargs``), not a fault of its code."""
+        try:
+            inspect.signature(fn).bind(*args, **self.forward_kwargs)
+        except TypeError as e:
+            name = getattr(fn, "__qualname__", type(fn).__name__)
+            missing = re.findall(r"missing a required argument: '(\w+)'", str(e))
+            fix = (f"pass it with wrap_loss(..., forward_kwargs={{'{missing[0]}': ...}})" if missing else
+                   "the call is fn(scores, y, **forward_kwargs) (a softmax layer: forward(scores, **forward_kwargs)); "
+                   "declare what it takes with wrap_loss(..., forward_kwargs=, style=)")
+            raise AdapterError(f"loss: {name}() cannot be called with (scores{', y' if len(args) > 1 else ''}"
+                               f"{''.join(f', {k}=' for k in self.forward_kwargs)}): {e}; {fix}") from None
+        except ValueError:
+            pass  # no signature to read (a builtin): call it and see
+        return call_user(fn, *args, **self.forward_kwargs)
 
     def _scale(self, n: int) -> float:
         if self.grad_scale is None:
