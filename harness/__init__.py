@@ -9,6 +9,7 @@ from .adapters.network import LossModel, WrappedNetwork, wrap_loss_model, wrap_n
 from .adapters.weights import WeightsError, load_weights, read_weight_file
 from .check import check_layer, check_network
 from .interop import from_torch, to_torch
+from .loss_check import check_loss
 from .regress import Comparison, check_equivalent
 from .regress import compare as compare_snapshot
 from .report.validate import ReportError
@@ -55,7 +56,7 @@ from .spec import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "check_layer", "check_network", "Report", "LayerResult", "TensorResult", "FDSummary",
+    "check_layer", "check_network", "check_loss", "Report", "LayerResult", "TensorResult", "FDSummary",
     "check_equivalent", "compare_snapshot", "record_snapshot", "load_snapshot", "Snapshot", "SnapshotError", "SnapshotWarning",
     "ReportError",
     "Comparison", "sweep", "SweepResult", "check_config",

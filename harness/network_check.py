@@ -1,5 +1,6 @@
 """The check of a whole network: every layer in isolation at the reference's own point, the
-user's loss, and the user's own network end to end, boundary by boundary.
+user's loss (:mod:`harness.loss_check`), and the user's own network end to end, boundary by
+boundary.
 
 Re-exported as :func:`harness.check.check_network` and :func:`harness.check_network`.
 Exceptions follow :mod:`harness.faults`: the user's code's faults become an entry's verdict
@@ -14,13 +15,13 @@ import numpy as np
 
 from . import resources
 from .adapters.inputs import read_input, read_shape
-from .check import FLOOR, Compared, _fd_summary, _judge, _probes, check_point
-from .compare import relative_with_floor
-from .kinks import off_kinks, pattern
+from .adapters.state import expect_inputs
+from .check import check_point
+from .kinks import off_kinks
 from .results import LayerResult, Report
 from .spec import Layer, Residual, Sequential, join_path
-from .end_to_end import _dtype_notes, _end_to_end, _fault, note_shared
-from .adapters.state import expect_inputs
+from .end_to_end import _end_to_end, note_shared
+from .loss_check import loss_entry, loss_model_entry, loss_targets
 
 
 def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, y: Any = None, *,
@@ -71,11 +72,11 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
     g = rng.standard_normal(out_shape)
     report = Report(seed=seed)
     if isinstance(net, LossModel):
-        target = y if y is not None else _target(net.loss, out_shape, rng)
+        target = y if y is not None else loss_targets(net.loss, out_shape, rng)
         if progress:
             progress("(network)", 0, 1)
         with net.preserved():
-            report.layers.append(_check_loss_model(net, x, target, rng, fd_probes, tol_scale))
+            report.layers.append(loss_model_entry(net, x, target, rng, fd_probes, tol_scale))
         return report
     total = len(wrapped.layers) + (loss is not None) + wrapped.end_to_end
     tick = progress or (lambda name, done, total: None)
@@ -90,9 +91,9 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
         poisoned = not np.isfinite(ref.output).all()
         if loss is not None:
             tick("(loss)", len(report.layers), total)
-            target = y if y is not None else _target(loss.spec, out_shape, rng)
+            target = y if y is not None else loss_targets(loss.spec, out_shape, rng)
             report.layers.append(_unreachable("(loss)", loss.spec.kind, str(loss.dtype), report) if poisoned else
-                                 _check_loss(loss, ref.output, target, rng, fd_probes, tol_scale))
+                                 loss_entry(loss, ref.output, target, rng, fd_probes, tol_scale))
         if wrapped.end_to_end:
             tick("(network)", len(report.layers), total)
             # the network runs on g, not the loss's gradient: only a layer that really fails explains it
@@ -196,105 +197,6 @@ def _layer_values(result: Any, path: str, feed: str | None, name: str) -> Any:
                            input_grad=result.input_grad if feed is None else result.output_grads[feed],
                            param_grads={join_path(name, k[len(path) + 1:]): v for k, v in result.param_grads.items()
                                         if k.startswith(path + ".")})
-
-
-def _target(loss: Any, out_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """Targets for ``loss`` from the seed: class labels for cross-entropy, else values."""
-    from .spec import SoftmaxCrossEntropy
-
-    if isinstance(loss, SoftmaxCrossEntropy):
-        return rng.integers(0, out_shape[-1], size=out_shape[0])
-    return rng.standard_normal(out_shape)
-
-
-def _check_loss(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int,
-                tol_scale: float) -> LayerResult:
-    """The user's loss at ``scores`` (N, K): its value (forward) and d loss / d scores
-    (backward) against both references, and finite differences of its own value."""
-    from reference_models import build
-
-    from .spec import Flatten
-
-    result = LayerResult(name="(loss)", kind=wloss.spec.kind, verdict="error", dtype=str(wloss.dtype))
-    identity = Sequential([Flatten(name="scores")])  # the references' loss of the scores themselves
-    try:
-        value, dscores = wloss.loss_and_grad(scores, target)
-        value_f = lambda s: wloss.loss_and_grad(s, target)[0]  # noqa: E731
-        fds = {"scores": _fd_summary(_probes(value_f, scores, dscores, rng, fd_probes, wloss.dtype, None), wloss.dtype)}
-    except Exception as e:
-        result.message, result.error_side = _fault(e), wloss.running
-        return result
-    t = build("torch", identity).loss_vjp({}, scores, wloss.spec, target)
-    j = build("jax", identity).loss_vjp({}, scores, wloss.spec, target)
-    result.refs_error = max(relative_with_floor(np.array(t.loss), np.array(j.loss)),
-                            relative_with_floor(t.input_grad, j.input_grad))
-    n = scores.shape[0]
-    tensors: list[Compared] = [
-        ("value", "forward", np.array(value), np.array(t.loss), np.array(j.loss), scores.size, 0.0),
-        ("scores", "backward", dscores, t.input_grad, j.input_grad, scores.size // n, 0.0),
-    ]
-    _judge(result, tensors, fds, wloss.dtype, tol_scale, batch=n, window=None)
-    result.diagnosis += _dtype_notes(wloss.returned, wloss.dtype, f"the loss computes in {wloss.dtype}")
-    return result
-
-
-def _check_loss_model(model: Any, x: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int,
-                      tol_scale: float) -> LayerResult:
-    """A CS231n ``model.loss(X, y)`` as one ``(network)`` entry: the scores and the loss
-    (forward), every parameter's gradient (backward) against both references, and finite
-    differences of the model's own loss along random parameter directions."""
-    from reference_models import build
-
-    result = LayerResult(name="(network)", kind="loss model", verdict="error", dtype=str(model.dtype))
-    spec = model.spec
-    bad_params = model.nonfinite_params()
-    if bad_params:
-        result.message = ("the user's parameters hold NaN/Inf before any call: " +
-                          "; ".join(f"{k}: {bad}" for k, bad in bad_params.items()) + " (user layout)")
-        result.error_side = "setup"
-        return result
-    params = model.get_params()
-    side = "forward"  # model.loss(X) computes the scores; model.loss(X, y) the loss and the gradients
-    try:
-        scores = model.scores(x)
-        side = "backward"  # the scores of the same X came out: the gradients' part is where it fails
-        value, grads = model.loss_and_grads(x, target)
-    except Exception as e:
-        result.message, result.error_side = _fault(e), side
-        return result
-    bad_grads = dict(model.nonfinite_grads)
-    torch_ref, jax_ref = build("torch", spec), build("jax", spec)
-    t, j = torch_ref.loss_vjp(params, x, model.loss, target), jax_ref.loss_vjp(params, x, model.loss, target)
-    at = pattern(torch_ref, spec)
-
-    fds = {}
-    try:
-        for k in grads:
-            def f(v: np.ndarray, k: str = k) -> float:
-                model.set_params({k: v})
-                return model.loss_and_grads(x, target)[0]
-
-            pat = (lambda v, k=k: at({**params, k: v}, x)) if at else None
-            try:
-                fds[k] = _fd_summary(_probes(f, params[k], grads[k], rng, fd_probes, model.dtype, pat), model.dtype)
-            finally:
-                model.set_params({k: params[k]})
-    except Exception as e:
-        result.message, result.error_side = _fault(e), "backward"
-        return result
-    result.refs_error = max([relative_with_floor(t.output, j.output), relative_with_floor(np.array(t.loss), np.array(j.loss))]
-                            + [relative_with_floor(t.param_grads[k], j.param_grads[k]) for k in grads])
-    n = x.shape[0]
-    scale = FLOOR * max(float(np.linalg.norm(t.param_grads[k])) for k in grads) if grads else 0.0
-    tensors: list[Compared] = [
-        ("output", "forward", scores, t.output, j.output, x.size // n, 0.0),
-        ("loss", "forward", np.array(value), np.array(t.loss), np.array(j.loss), x.size, 0.0),
-    ]
-    tensors += [(k, "backward", v, t.param_grads[k], j.param_grads[k], x.size, scale) for k, v in grads.items()]
-    # the scores and the loss value were refused if not finite (ValueFinding); the gradients are named here
-    _judge(result, tensors, fds, model.dtype, tol_scale, batch=n, window=None, nonfinite_found=bad_grads)
-    result.diagnosis += _dtype_notes(model.returned, model.dtype, f"the parameters are {model.dtype}")
-    return result
 
 
 __all__ = ["check_network"]

@@ -8,10 +8,14 @@ no arguments, or ``seed`` / ``dtype`` if it wants them (trigrad passes ``--seed`
   with :func:`harness.check_layer`;
 * a wrapped network (:func:`harness.wrap_network`) or CS231n model
   (:func:`harness.wrap_loss_model`): checked with :func:`harness.check_network`;
+* a wrapped loss (:func:`harness.wrap_loss`): checked with :func:`harness.check_loss`;
 * a dict ``{"check": ..., "spec": ..., "x": ..., "y": ..., "loss": ..., "input_shape": ...,
   "layout": ..., "options": {...}}`` where ``check`` is one of the above, or the user's raw
-  layer object (then ``spec`` is its spec layer) or ``{spec path: layer object}`` mapping
-  (then ``spec`` is the network's); ``options`` are further wrap keywords;
+  layer object (then ``spec`` is its spec layer; a composite object holding its sub-layers
+  takes a ``Sequential`` / ``Residual`` spec) or ``{spec path: layer object}`` mapping (then
+  ``spec`` is the network's), or the user's raw loss function / object (then ``spec`` is a
+  loss spec, ``SoftmaxCrossEntropy()`` or ``MSE()``, and ``"scores"`` (or ``"x"``) the
+  ``(N, K)`` scores, ``"y"`` the targets); ``options`` are further wrap keywords;
 * a tuple ``(check, spec)`` or ``(check, spec, x)``, short for that dict;
 * a :class:`harness.Report` already made.
 
@@ -37,7 +41,7 @@ import numpy as np
 
 from .frames import user_frame
 
-KEYS = ("check", "spec", "x", "y", "loss", "input_shape", "layout", "options")
+KEYS = ("check", "spec", "x", "scores", "y", "loss", "input_shape", "layout", "options")
 
 
 class TargetError(Exception):
@@ -141,10 +145,11 @@ def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: f
         progress: Callable[[str, int, int], None] | None = None) -> Any:
     """Check what the target function returned (see the module docstring); a Report."""
     from .adapters.layer import WrappedLayer
+    from .adapters.loss import WrappedLoss
     from .adapters.network import LossModel, WrappedNetwork
     from .check import check_layer, check_network
     from .results import Report
-    from .spec import Layer, SpecError
+    from .spec import Layer, Loss, SpecError
 
     if isinstance(value, Report):
         return value
@@ -155,12 +160,18 @@ def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: f
         wrap["layout"] = d["layout"]
     budget = {} if fd_probes is None else {"fd_probes": fd_probes}
     input_shape = tuple(d["input_shape"]) if d.get("input_shape") is not None else None
-    if spec is not None and not isinstance(spec, Layer):
-        raise TargetError(f"'spec' must be a harness spec layer (harness.Conv2d(...), harness.Sequential([...])), "
-                          f"got {type(spec).__name__}")
+    if spec is not None and not isinstance(spec, (Layer, Loss)):
+        raise TargetError(f"'spec' must be a harness spec layer (harness.Conv2d(...), harness.Sequential([...])) or a "
+                          f"loss spec (harness.SoftmaxCrossEntropy()), got {type(spec).__name__}")
+    if d.get("scores") is not None and not (isinstance(obj, WrappedLoss) or isinstance(spec, Loss)):
+        raise TargetError("'scores' is for a loss check: return {'check': loss_fn, 'spec': SoftmaxCrossEntropy(), "
+                          "'scores': scores}; a layer or network takes 'x'")
     try:
-        network = isinstance(obj, (WrappedNetwork, LossModel)) or isinstance(obj, Mapping) or (
-            spec is not None and bool(spec.children()) and not isinstance(obj, WrappedLayer))
+        if isinstance(obj, WrappedLoss) or isinstance(spec, Loss):
+            return _run_loss(obj, spec, d, wrap, input_shape, seed=seed, tol_scale=tol_scale, budget=budget,
+                             progress=progress)
+        # a raw object with a composite spec is one composite layer; a mapping is a network
+        network = isinstance(obj, (WrappedNetwork, LossModel)) or isinstance(obj, Mapping)
         if network:
             if d.get("x") is None and input_shape is None:
                 input_shape = getattr(obj, "input_shape", None)
@@ -181,6 +192,32 @@ def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: f
                            **budget, **wrap)
     except (SpecError, TypeError, ValueError) as e:
         raise TargetError(str(e)) from e
+
+
+def _run_loss(obj: Any, spec: Any, d: Mapping[str, Any], wrap: dict[str, Any], input_shape: tuple[int, ...] | None,
+              *, seed: int, tol_scale: float, budget: dict[str, int], progress: Any) -> Any:
+    """A loss check: ``obj`` a WrappedLoss, or the user's raw loss with a loss ``spec``
+    (wrapped with ``options`` as wrap_loss keywords); scores from ``"scores"`` or ``"x"``."""
+    from .adapters.loss import WrappedLoss, wrap_loss
+    from .loss_check import check_loss
+
+    if d.get("scores") is not None and d.get("x") is not None:
+        raise TargetError("the target gives both 'scores' and 'x'; a loss check takes one of them (the (N, K) scores)")
+    if d.get("loss") is not None:
+        raise TargetError("'loss' is for networks (the loss after them); a loss checked alone is the 'check' itself")
+    if "layout" in wrap:
+        raise TargetError("'layout' is for layers and networks; a loss takes (N, K) scores, the same in every layout")
+    if wrap and isinstance(obj, WrappedLoss):
+        raise TargetError(f"'options' {sorted(wrap)} are wrap_loss keywords; the loss is already wrapped: pass them to "
+                          "harness.wrap_loss instead")
+    if wrap:  # a raw loss (it has a loss spec): options are wrap_loss keywords
+        obj = wrap_loss(obj, spec, **wrap)
+    scores = d.get("scores") if d.get("scores") is not None else d.get("x")
+    if scores is None and input_shape is None:
+        raise TargetError("a loss needs its scores: return {'check': loss, 'scores': scores} or "
+                          "{'check': loss, 'input_shape': (N, K)}")
+    return check_loss(obj, spec, scores=scores, y=d.get("y"), input_shape=input_shape, seed=seed, tol_scale=tol_scale,
+                      progress=progress, **budget)
 
 
 __all__ = ["KEYS", "TargetError", "call", "load", "run", "target_file"]

@@ -14,7 +14,9 @@ Scores are ``(N, K)`` logits; ``y`` integer labels ``(N,)`` or one-hot / probabi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import inspect
+import re
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -30,7 +32,8 @@ class WrappedLoss:
     """``loss_and_grad(scores, target) -> (loss value, d loss / d scores)``, canonical float64."""
 
     def __init__(self, user: Any, loss: Loss, *, style: str, forward: str, backward: str,
-                 target_format: str, grad_scale: float | str | None, dtype: Any) -> None:
+                 target_format: str, grad_scale: float | str | None, dtype: Any,
+                 forward_kwargs: Mapping[str, Any] | None = None) -> None:
         if style not in STYLES:
             raise AdapterError(f"loss: style must be one of {STYLES}, got {style!r}")
         if target_format not in ("labels", "onehot"):
@@ -43,7 +46,11 @@ class WrappedLoss:
             for method in (forward, backward):
                 if not callable(getattr(user, method, None)):
                     raise AdapterError(f"loss: {type(user).__name__} has no method {method}()")
+        if forward_kwargs is not None and not isinstance(forward_kwargs, Mapping):
+            raise AdapterError(f"loss: forward_kwargs must be a dict of keyword arguments for the loss's forward, "
+                               f"e.g. forward_kwargs={{'reg': 0.0}}, got {type(forward_kwargs).__name__}")
         self.user, self.spec, self.style = user, loss, style
+        self.forward_kwargs: dict[str, Any] = dict(forward_kwargs or {})
         self._forward, self._backward = forward, backward
         self.target_format, self.grad_scale, self.dtype = target_format, grad_scale, np.dtype(dtype)
         self.returned: dict[str, np.dtype] = {}  # dtypes of what the user's loss last returned
@@ -64,16 +71,17 @@ class WrappedLoss:
         s_user, t_user = scores.astype(self.dtype), self._target(target, k)
         self.running = None if self.style == "function" else "forward"
         if self.style == "function":
-            out = call_user(self.user, s_user, t_user)
+            out = self._call_forward(self.user, s_user, t_user)
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise ValueFinding(f"loss: the function must return (loss, dscores), got {type(out).__name__}")
             value, grad = out
         elif self.style == "object":
-            value = call_user(getattr(self.user, self._forward), s_user, t_user)
+            value = self._call_forward(getattr(self.user, self._forward), s_user, t_user)
             self.running = "backward"
             grad = call_user(getattr(self.user, self._backward))
         else:
-            probs, _ = _returned(call_user(getattr(self.user, self._forward), s_user), "loss: the softmax layer's output")
+            probs, _ = _returned(self._call_forward(getattr(self.user, self._forward), s_user),
+                                 "loss: the softmax layer's output")
             self.running = "backward"
             grad = call_user(getattr(self.user, self._backward), t_user)
             labels = target if target.ndim == 1 else None
@@ -90,6 +98,24 @@ class WrappedLoss:
             raise ValueFinding(f"loss: the loss value must be a scalar, got shape {v.shape}")
         return float(v.reshape(())), g * self._scale(n)
 
+    def _call_forward(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args, **forward_kwargs)``, the call checked against ``fn``'s signature first:
+        arguments it needs and is not given are a missing declaration (AdapterError naming
+        ``forward_kwargs``), not a fault of its code."""
+        try:
+            inspect.signature(fn).bind(*args, **self.forward_kwargs)
+        except TypeError as e:
+            name = getattr(fn, "__qualname__", type(fn).__name__)
+            missing = re.findall(r"missing a required argument: '(\w+)'", str(e))
+            fix = (f"pass it with wrap_loss(..., forward_kwargs={{'{missing[0]}': ...}})" if missing else
+                   "the call is fn(scores, y, **forward_kwargs) (a softmax layer: forward(scores, **forward_kwargs)); "
+                   "declare what it takes with wrap_loss(..., forward_kwargs=, style=)")
+            raise AdapterError(f"loss: {name}() cannot be called with (scores{', y' if len(args) > 1 else ''}"
+                               f"{''.join(f', {k}=' for k in self.forward_kwargs)}): {e}; {fix}") from None
+        except ValueError:
+            pass  # no signature to read (a builtin): call it and see
+        return call_user(fn, *args, **self.forward_kwargs)
+
     def _scale(self, n: int) -> float:
         if self.grad_scale is None:
             return 1.0
@@ -102,18 +128,22 @@ class WrappedLoss:
 
 def wrap_loss(user: Any | Callable, loss: Loss, *, style: str = "function", forward: str = "forward",
               backward: str = "backward", target_format: str = "labels", grad_scale: float | str | None = None,
-              dtype: Any = np.float64) -> WrappedLoss:
+              dtype: Any = np.float64, forward_kwargs: Mapping[str, Any] | None = None) -> WrappedLoss:
     """Wrap the user's loss (see the module docstring for the three ``style`` s).
 
     ``target_format``: what the user's code takes, ``"labels"`` (N,) or ``"onehot"`` (N, K).
     ``grad_scale``: multiply the user's score gradient by this to get d loss / d scores:
     ``"unbatch"`` for a softmax backward returning ``probs - y`` under a mean loss (it never
     divides by N), ``"batch"`` for one that divides although the loss is a sum, or a number.
+    ``forward_kwargs``: extra keyword arguments the user's loss needs on every call, e.g.
+    ``{"reg": 0.0}`` or ``{"reduction": "mean"}``; passed to the function (``"function"``),
+    to ``obj.forward`` (``"object"``, ``"softmax"``). Regularisation must be off: the
+    references compute the bare loss of the scores.
     """
     if grad_scale is not None and grad_scale not in ("batch", "unbatch") and not isinstance(grad_scale, (int, float)):
         raise AdapterError(f"loss: grad_scale must be 'batch', 'unbatch' or a number, got {grad_scale!r}")
     return WrappedLoss(user, loss, style=style, forward=forward, backward=backward, target_format=target_format,
-                       grad_scale=grad_scale, dtype=dtype)
+                       grad_scale=grad_scale, dtype=dtype, forward_kwargs=forward_kwargs)
 
 
 __all__ = ["STYLES", "WrappedLoss", "wrap_loss"]

@@ -1,7 +1,8 @@
 """A CS231n-style model seen in canonical conventions: ``model.loss(X, y)`` returns
-``(loss, grads)`` with parameters in ``model.params`` (``W1``, ``b1`` ...); its gradients are
-those of the spec's reference under the given loss (``reference.loss_vjp``). Re-exported by
-:mod:`harness.adapters.network`."""
+``(loss, grads)`` with parameters in ``model.params`` (``W1``, ``b1`` ...), or a bare
+function ``loss_and_grads(x, y) -> (loss, grads)`` over arrays given as ``params=``; its
+gradients are those of the spec's reference under the given loss (``reference.loss_vjp``).
+Re-exported by :mod:`harness.adapters.network`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, ContextManager, Mapping
 import numpy as np
 
 from ..faults import call_user
-from ..spec import BatchNorm1d, BatchNorm2d, Conv2d, Layer, Linear, Loss, ParamInfo, walk
+from ..spec import BatchNorm1d, BatchNorm2d, Conv2d, Layer, Linear, Loss, ParamInfo, SpecError, walk
 from .arrays import NonFinite, from_float64, is_mutable, nonfinite, to_float64, write_into
 from .layouts import CANONICAL, Layout, data_to_user, feature_orders, param_from_user, param_to_user
 from .inputs import AXES, read_shape
@@ -38,17 +39,22 @@ def _cs231n_names(spec: Layer, table: Mapping[str, tuple[str, Layer, str, ParamI
 
 class LossModel:
     """A CS231n-style model: ``model.loss(X, y) -> (loss, grads)``, ``model.loss(X) -> scores``;
+    or a function ``loss_and_grads(x, y) -> (loss, grads)`` over the arrays in ``params``;
     see :func:`wrap_loss_model`."""
 
-    def __init__(self, model: Any, spec: Layer, *, loss: Loss, params: Mapping[str, str] | None, layout: Layout,
+    def __init__(self, model: Any, spec: Layer, *, loss: Loss, params: Mapping[str, Any] | None, layout: Layout,
                  method: str, input_shape: Shape | None) -> None:
         if not isinstance(loss, Loss):
             raise AdapterError(f"wrap_loss_model: loss must be a loss spec such as SoftmaxCrossEntropy(), got {loss!r}")
         if not isinstance(layout, Layout):
             raise AdapterError(f"wrap_loss_model: layout must be a harness.Layout, got {layout!r}")
-        if not callable(getattr(model, method, None)):
-            raise AdapterError(f"wrap_loss_model: {type(model).__name__} has no method {method}(); pass method= with its name")
-        self.model, self.spec, self.loss, self.layout, self.method = model, spec, loss, layout, method
+        # a bare function loss_and_grads(x, y): no model object, the parameters are the arrays it closes over
+        self.has_scores = callable(getattr(model, method, None))
+        self.in_order: dict[Any, str] = {}  # the user's own names read in forward order -> canonical
+        if not self.has_scores and not callable(model):
+            raise AdapterError(f"wrap_loss_model: {type(model).__name__} has no method {method}(); pass method= with its "
+                               "name, or a function loss_and_grads(x, y) -> (loss, grads) with params={name: array}")
+        self.spec, self.loss, self.layout, self.method = spec, loss, layout, method
         self.input_shape = tuple(input_shape) if input_shape is not None else None  # as given, in layout.data
         canonical = read_shape(input_shape, spec, layout) if input_shape is not None else None
         self._table = _param_table(spec, canonical)
@@ -56,32 +62,64 @@ class LossModel:
             raise AdapterError("wrap_loss_model: a Layout(flatten='HWC') reorders the first fully connected layer's "
                                f"weight rows by the (C, H, W) it flattens; pass input_shape={AXES[layout.data]}")
         self._flat = feature_orders(spec, canonical)[0] if canonical else {}
+        if self.has_scores:
+            self.model, self._fn = model, None  # model.<method> looked up at each call (it may be replaced)
+            self.what = f"{method}(X, y)"
+            places = self._method_places(params)
+        else:
+            # the arrays live in a dict of their own; Refs into it reach the very arrays the function closes over
+            self.model, self._fn, places, self.in_order = _closed_over(model, params, self._table, spec)
+            self.what = f"{getattr(model, '__name__', type(model).__name__)}(x, y)"
+        self.params = self._bind(places)
+        self.returned: dict[str, np.dtype] = {}  # dtypes of what model.loss last returned
+        self.nonfinite_grads: dict[str, NonFinite] = {}  # NaN/Inf in its last gradients, in the user's layout
+        if self.in_order:
+            try:  # names read in order: an array that does not fit its place says the order was another
+                self.get_params()
+            except SpecError as e:
+                raise AdapterError(f"wrap_loss_model: params {list(self.in_order)} were read in forward order as "
+                                   f"{list(self.in_order.values())}, but {e}; key them by the canonical names "
+                                   f"instead") from None
+
+    def _bind(self, places: Mapping[str, str]) -> dict[str, Ref]:
+        """``{canonical name: Ref}`` checked: every name a parameter of the spec, something at
+        every place, every trainable parameter placed."""
+        out: dict[str, Ref] = {}
         valid = list(self._table)
-        if params is None:
-            params = {}
-            for name, key in _cs231n_names(spec, self._table).items():
-                tried = [f"params[{key!r}]", key]
-                found = next((t for t in tried if Ref(t).exists(model)), None)
-                if found is None:
-                    raise AdapterError(f"wrap_loss_model: cannot find '{name}' on {type(model).__name__} (tried "
-                                       f"{', '.join(tried)}); pass params={{'{name}': \"params['W1']\", ...}}")
-                params[name] = found
-        self.params: dict[str, Ref] = {}
-        for name, where in params.items():
+        for name, where in places.items():
             if name not in self._table:
                 raise AdapterError(f"wrap_loss_model: '{name}' is not a parameter of the spec{_close(name, valid)}; "
                                    f"its parameters are {_listing(valid)}")
             ref = Ref(where)
-            if not ref.exists(model):
+            if not ref.exists(self.model):
                 raise AdapterError(f"wrap_loss_model: parameter '{name}' declared at {where!r}, but "
-                                   f"{type(model).__name__} has nothing there")
-            self.params[name] = ref
-        missing = [n for n, (*_, info) in self._table.items() if info.trainable and n not in self.params]
+                                   f"{type(self.model).__name__} has nothing there")
+            out[name] = ref
+        missing = [n for n, (*_, info) in self._table.items() if info.trainable and n not in out]
         if missing:
+            example = f"'{missing[0]}': W1" if not self.has_scores else f"'{missing[0]}': \"params['W1']\""
             raise AdapterError(f"wrap_loss_model: no location given for {missing}; map every trainable parameter, "
-                               f"e.g. params={{'{missing[0]}': \"params['W1']\"}}")
-        self.returned: dict[str, np.dtype] = {}  # dtypes of what model.loss last returned
-        self.nonfinite_grads: dict[str, NonFinite] = {}  # NaN/Inf in its last gradients, in the user's layout
+                               f"e.g. params={{{example}}}")
+        return out
+
+    def _method_places(self, params: Mapping[str, Any] | None) -> dict[str, str]:
+        """``{canonical name: Ref path on the model}``: as declared, else CS231n's W1, b1 ..."""
+        if params is not None:
+            bad = [k for k, v in params.items() if not isinstance(v, str)]
+            if bad:
+                raise AdapterError(f"wrap_loss_model: params['{bad[0]}'] is a {type(params[bad[0]]).__name__}; for a model "
+                                   f"with a {self.method}() method params= says where each array lives on it, e.g. "
+                                   f"{{'{bad[0]}': \"params['W1']\"}}")
+            return dict(params)
+        places = {}
+        for name, key in _cs231n_names(self.spec, self._table).items():
+            tried = [f"params[{key!r}]", key]
+            found = next((t for t in tried if Ref(t).exists(self.model)), None)
+            if found is None:
+                raise AdapterError(f"wrap_loss_model: cannot find '{name}' on {type(self.model).__name__} (tried "
+                                   f"{', '.join(tried)}); pass params={{'{name}': \"params['W1']\", ...}}")
+            places[name] = found
+        return places
 
     @property
     def dtype(self) -> np.dtype:
@@ -140,10 +178,17 @@ class LossModel:
     def _x_user(self, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(data_to_user(np.asarray(x, dtype=np.float64), self.layout)).astype(self.dtype)
 
+    def _call(self, *args: Any) -> Any:
+        return call_user(self._fn or getattr(self.model, self.method), *args)
+
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """``model.loss(X)`` (no labels: the network's output) as canonical float64."""
+        """``model.loss(X)`` (no labels: the network's output) as canonical float64; only
+        for a model with the method (:attr:`has_scores`)."""
+        if not self.has_scores:
+            raise AdapterError("wrap_loss_model: a loss_and_grads function gives no scores; only its loss and gradients "
+                               "are checked")
         x = np.asarray(x, dtype=np.float64)
-        raw = call_user(getattr(self.model, self.method), self._x_user(x))
+        raw = self._call(self._x_user(x))
         y = _user_output(raw, f"{self.method}(X) (the scores)", self.layout, None, self.returned)
         expected = self.spec.output_shape(x.shape)
         if y.shape != expected:
@@ -151,38 +196,109 @@ class LossModel:
         return y
 
     def loss_and_grads(self, x: np.ndarray, y: Any) -> tuple[float, dict[str, np.ndarray]]:
-        """``model.loss(X, y)`` -> (loss, {canonical name: canonical gradient}) for the
-        trainable parameters; compare with ``reference.loss_vjp(params, x, self.loss, y)``."""
-        result = call_user(getattr(self.model, self.method), self._x_user(x), np.array(y, copy=True))
+        """``model.loss(X, y)`` (or ``loss_and_grads(x, y)``) -> (loss, {canonical name:
+        canonical gradient}) for the trainable parameters; compare with
+        ``reference.loss_vjp(params, x, self.loss, y)``."""
+        result = self._call(self._x_user(x), np.array(y, copy=True))
         if not (isinstance(result, tuple) and len(result) == 2):
-            raise ValueFinding(f"{self.method}(X, y) must return (loss, grads), got {type(result).__name__}")
+            raise ValueFinding(f"{self.what} must return (loss, grads), got {_kind(result)}")
         loss, grads = result
-        lv, _ = _returned(loss, f"{self.method}(X, y) loss")
+        lv, _ = _returned(loss, f"{self.what} loss")
         if lv.size != 1 or not np.isfinite(lv).all():
-            raise ValueFinding(f"{self.method}(X, y) returned loss {loss!r}; expected one finite number")
+            raise ValueFinding(f"{self.what} returned loss {loss!r}; expected one finite number")
         if not isinstance(grads, Mapping):
-            raise ValueFinding(f"{self.method}(X, y) must return grads as a dict keyed like the params, got {type(grads).__name__}")
+            raise ValueFinding(f"{self.what} must return grads as a dict keyed like the params (e.g. "
+                               f"{{'{next(iter(self.params))}': dW}}), got {type(grads).__name__}")
+        self._refuse_unknown(grads)
         out, self.nonfinite_grads = {}, {}
         for name, ref in self.params.items():
             if not self._table[name][3].trainable:
                 continue
-            key = ref.steps[-1][1]  # CS231n: grads['W1'] for params['W1']
-            if key not in grads:
-                raise AdapterError(f"{self.method}(X, y): grads has no {key!r} (the gradient of '{name}'); it has {sorted(grads)}")
+            own = ref.steps[-1][1]  # CS231n: grads['W1'] for params['W1']; or the canonical name
+            key = next((k for k in (own, name) if k in grads), None)
+            if key is None:
+                raise AdapterError(f"{self.what}: grads has no {own!r} (the gradient of '{name}'); "
+                                   f"it has {sorted(map(str, grads))}")
             out[name] = self._canonical(name, grads[key], f"gradient of '{name}' (grads[{key!r}])", returned=True)
         return float(lv.reshape(())), out
 
+    def _refuse_unknown(self, grads: Mapping[Any, Any]) -> None:
+        """AdapterError for a key of ``grads`` that names no trainable parameter: neither
+        its own key in ``params`` nor its canonical name (with the closest one)."""
+        names = [str(k) for n, ref in self.params.items() if self._table[n][3].trainable for k in (ref.steps[-1][1], n)]
+        unknown = [k for k in grads if str(k) not in names]
+        if unknown:
+            raise AdapterError(f"{self.what}: grads has the key {unknown[0]!r}, which names no parameter"
+                               f"{_close(str(unknown[0]), names)}; keys are the params' names or the canonical "
+                               f"names {_listing(list(self.params))}")
 
-def wrap_loss_model(model: Any, spec: Layer, *, loss: Loss, params: Mapping[str, str] | None = None,
+
+def _kind(value: Any) -> str:
+    return f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
+
+
+def _closed_over(fn: Any, params: Any, table: Mapping[str, tuple[str, Layer, str, ParamInfo]],
+                 spec: Layer) -> tuple[dict[Any, Any], Any, dict[str, str], dict[Any, str]]:
+    """For ``loss_and_grads(x, y)``: (a dict holding the user's own arrays under the user's
+    keys, the function, ``{canonical name: Ref path into that dict}``, ``{user's name:
+    canonical name}`` when read in order, else empty). Keys are canonical
+    names (``"fc1.weight"``) or CS231n's (``"W1"``, ``"b1"``, ``"gamma1"`` ...); when none
+    is, the user's own names in forward order."""
+    name = getattr(fn, "__name__", type(fn).__name__)
+    if not isinstance(params, Mapping) or not params:
+        raise AdapterError(f"wrap_loss_model: {name}(x, y) computes with arrays it closes over; pass them as "
+                           f"params={{name: array}}, e.g. params={{'fc1.weight': W1, 'fc1.bias': b1}} (canonical names, "
+                           f"or CS231n's W1, b1 ...), got {params!r}")
+    cs231n = {key: canonical for canonical, key in _cs231n_names(spec, table).items()}
+    valid = list(table) + list(cs231n)
+    trainable = [n for n, (*_, info) in table.items() if info.trainable]
+    # the user's own names only (w_in, b_in ...): read in forward order, one per trainable parameter
+    in_order = dict(zip(params, trainable)) if not any(k in table or k in cs231n for k in params) else {}
+    if in_order and len(params) != len(trainable):
+        raise AdapterError(f"wrap_loss_model: params keys {list(params)} are neither canonical nor CS231n names; read "
+                           f"in forward order they must give one array per trainable parameter, {_listing(trainable)}, "
+                           f"got {len(params)}; or key them by the canonical names")
+    places: dict[str, str] = {}
+    for key, value in params.items():
+        canonical = in_order.get(key) or (key if key in table else cs231n.get(key))
+        if canonical is None:
+            raise AdapterError(f"wrap_loss_model: params key {key!r} is not a parameter of the spec{_close(str(key), valid)}; "
+                               f"use its canonical names {_listing(list(table))} (or CS231n's W1, b1 ...)")
+        if canonical in places:
+            raise AdapterError(f"wrap_loss_model: params keys {places[canonical][2:-2]!r} and {key!r} both name "
+                               f"'{canonical}'; give each parameter once")
+        if isinstance(value, str) or not is_mutable(value):
+            raise AdapterError(f"wrap_loss_model: params[{key!r}] is a {type(value).__name__} that cannot be written in "
+                               f"place; trigrad perturbs the very arrays {name}(x, y) closes over (and restores them bit "
+                               "for bit): pass those arrays (writeable numpy arrays or torch tensors)")
+        places[canonical] = f"[{key!r}]"
+    return dict(params), fn, places, in_order
+
+
+def wrap_loss_model(model: Any, spec: Layer, *, loss: Loss, params: Mapping[str, Any] | None = None,
                     layout: Layout = CANONICAL, method: str = "loss", input_shape: Shape | None = None) -> LossModel:
-    """Wrap a CS231n-style model (``model.loss(X, y) -> (loss, grads)``). ``params`` maps
-    canonical names to :class:`Ref` paths on the model (``{"fc1.weight": "params['W1']"}``);
-    by default CS231n's ``W1, b1, W2 ...`` in the order of the conv/linear layers. ``grads``
-    is read by the last key of each path. CS231n stores Linear weights ``in_out``: pass
-    ``Layout(linear="in_out")``. Regularisation must be off (``model.reg = 0``): the
-    references compute the bare loss. ``input_shape`` is needed under an HWC flatten; it is
-    in the declared layout (4-D in ``layout.data``: the rule of :mod:`.inputs`), as is the
-    ``x`` :func:`harness.check_network` takes for the model.
+    """Wrap a CS231n-style model (``model.loss(X, y) -> (loss, grads)``, ``model.loss(X) ->
+    scores``) or a function ``loss_and_grads(x, y) -> (loss, grads)``.
+
+    A model: ``params`` maps canonical names to :class:`Ref` paths on it
+    (``{"fc1.weight": "params['W1']"}``); by default CS231n's ``W1, b1, W2 ...`` in the order
+    of the conv/linear layers. ``grads`` is read by the last key of each path (or the
+    canonical name).
+
+    A function (``model`` is callable and has no ``method``): ``x`` is handed in the user's
+    data layout (N, C, H, W) / (N, H, W, C) / (N, D), ``y`` as labels (N,) or targets;
+    ``params`` is ``{name: array}``, the very arrays the function closes over (written in
+    place while probing, restored bit for bit), named canonically (``"conv1.weight"``) or
+    CS231n-style (``"W1"``, ``"b1"``, ``"gamma1"``), or, when none is either, by the user's
+    own names read in forward order (one per trainable parameter, each array's shape checked
+    against its place); ``grads`` keyed by those names or the canonical ones. Only the loss
+    and the gradients are checked (no scores to compare).
+
+    CS231n stores Linear weights ``in_out``: pass ``Layout(linear="in_out")``.
+    Regularisation must be off (``model.reg = 0``): the references compute the bare loss.
+    ``input_shape`` is needed under an HWC flatten; it is in the declared layout (4-D in
+    ``layout.data``: the rule of :mod:`.inputs`), as is the ``x`` :func:`harness.check_network`
+    takes for the model.
     """
     return LossModel(model, spec, loss=loss, params=params, layout=layout, method=method, input_shape=input_shape)
 

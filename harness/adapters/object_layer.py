@@ -12,6 +12,7 @@ from ..faults import call_user
 from ..frames import user_frame
 from ..spec import Layer, join_path
 from .arrays import to_float64
+from .composite import sub_objects, under
 from .layouts import CANONICAL, Layout
 from . import state
 from .options import SHARED, apply_shared
@@ -56,6 +57,7 @@ class ObjectLayer(PerExample, WrappedLayer):
         self.params: dict[str, Ref] | None = None
         self.grads: dict[str, Ref | None] = {}
         self._pending: dict[str, Ref | None] = {}  # a mask the forward draws: located after it ran
+        self._owners: dict[str, str] = {}  # {name: Ref path of the sub-object holding it} in a composite
         if not opts["lazy"]:
             self._resolve()
             self.feed_kind()  # a declared array type its parameters contradict: said now, not at the first call
@@ -72,6 +74,9 @@ class ObjectLayer(PerExample, WrappedLayer):
             raise AdapterError(f"layer '{self.name}': params names {unknown} are not parameters of {type(self.spec).__name__}; expected some of {wanted}")
         out: dict[str, Ref] = {}
         self._absent, self._pending, eval_missing = {}, {}, []
+        # a composite (Sequential / Residual) object: each sub-layer's parameters on its own object
+        composite = self.spec is not None and bool(self.spec.children())
+        owners = sub_objects(self.obj, self.spec, [k for k in wanted if k not in declared], self.name) if composite else {}
         for local in wanted:
             leaf, leaf_local = self._leaf(local) if self.spec is not None else (None, local)
             later = leaf is not None and state.deferred(leaf, leaf_local)  # a mask drawn by the forward
@@ -84,7 +89,8 @@ class ObjectLayer(PerExample, WrappedLayer):
                     raise AdapterError(f"layer '{self.name}': parameter '{local}' declared at {ref!r}, but {type(self.obj).__name__} has nothing there")
                 out[local] = ref
                 continue
-            found = self._find(local, later)
+            owner = owners.get(local.rpartition(".")[0], "")
+            found = self._find(local, later, owner)
             if found is None and leaf is not None and state.optional(leaf, leaf_local):
                 self._absent[local] = None  # training mode: not kept, not checked (a note says so)
             elif found is None and later:
@@ -92,10 +98,7 @@ class ObjectLayer(PerExample, WrappedLayer):
             elif found is None and leaf is not None and leaf_local in state.RUNNING:
                 eval_missing.append(local)
             elif found is None:
-                raise AdapterError(
-                    f"layer '{self.name}': cannot find parameter '{local}' on {type(self.obj).__name__} "
-                    f"(tried {', '.join(_candidates(local)[:6])} ...); pass params={{'{local}': \"W\"}} with where it lives"
-                )
+                raise self._not_found(local, owner)
             elif clash := [k for k, r in out.items() if r.path == found.path]:
                 raise AdapterError(
                     f"layer '{self.name}': '{clash[0]}' and '{local}' would both be read from {found!r}; "
@@ -110,10 +113,26 @@ class ObjectLayer(PerExample, WrappedLayer):
                                    "} with where they live")
         return out
 
-    def _find(self, local: str, mask: bool) -> Ref | None:
-        """The first usual place that holds an array for ``local`` on the object, or None."""
-        tried = state.mask_candidates() if mask else state.candidates(local)
-        return next((Ref(c) for c in tried if Ref(c).exists(self.obj) and _is_array(Ref(c).get(self.obj))), None)
+    def _find(self, local: str, mask: bool, owner: str = "") -> Ref | None:
+        """The first usual place that holds an array for ``local`` on the object, or on the
+        sub-object at ``owner`` (a composite's layer, ``"conv1"``); None if nowhere."""
+        tried = [under(owner, c) for c in (state.mask_candidates() if mask else state.candidates(local))]
+        found = next((Ref(c) for c in tried if Ref(c).exists(self.obj) and _is_array(Ref(c).get(self.obj))), None)
+        if found is not None:
+            self._owners[local] = owner
+        return found
+
+    def _not_found(self, local: str, owner: str) -> AdapterError:
+        """Parameter ``local`` is nowhere: the places tried, and params= to declare it."""
+        tried = [under(owner, c) for c in _candidates(local)]
+        on = f"{owner} (a {type(Ref(owner).get(self.obj)).__name__})" if owner else type(self.obj).__name__
+        leaf = local.rpartition(".")[0]
+        hint = (f"; nor is there a sub-object for '{leaf}' (an attribute named {leaf.rpartition('.')[2]!r}, or a "
+                ".layers list in forward order)") if leaf and not owner else ""
+        return AdapterError(
+            f"layer '{self.name}': cannot find parameter '{local}' on {on} (tried {', '.join(tried[:6])} ...){hint}; "
+            f"pass params={{'{local}': \"{tried[0]}\"}} with where it lives"
+        )
 
     def _resolve_pending(self) -> None:
         """After a forward: locate the mask it drew (declared, or in the usual places)."""
@@ -219,7 +238,8 @@ class ObjectLayer(PerExample, WrappedLayer):
     def _read_grad(self, local: str) -> Any:
         ref = self.grads.get(local)
         if ref is None:
-            tried = _grad_candidates(self.params[local].path)
+            owner = self._owners.get(local, "")  # a composite's layer: its gradients live on its own object
+            tried = [under(owner, c) for c in _grad_candidates(self.params[local].path[len(owner):].lstrip("."))]
             found = [Ref(c) for c in tried if Ref(c).exists(self.obj)]
             if not found:
                 raise AdapterError(

@@ -1,0 +1,199 @@
+"""The checks of a user's loss: :func:`check_loss` (a loss alone, at random or given scores),
+the ``(loss)`` entry :func:`~harness.network_check.check_network` adds at the reference's
+output, and the ``(network)`` entry of a CS231n-style loss model (``model.loss(X, y)`` or a
+``loss_and_grads(x, y)`` function).
+
+Scores are ``(N, K)`` (2-D: the same in every data layout); targets are integer labels
+``(N,)`` for cross-entropy (or probabilities ``(N, K)``), values of the scores' shape for
+MSE. Exceptions follow :mod:`harness.faults`: the user's code's faults become the entry's
+verdict ``error``; configuration errors propagate.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .check import FLOOR, Compared, _fd_summary, _judge, _probes
+from .compare import relative_with_floor
+from .end_to_end import _dtype_notes, _fault
+from .kinks import pattern
+from .results import LayerResult, Report
+from .spec import Loss, Sequential, SoftmaxCrossEntropy, check_target
+
+
+def loss_targets(loss: Loss, out_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Targets for ``loss`` from the seed: class labels ``(N,)`` for cross-entropy, else
+    standard normal values of ``out_shape``."""
+    if isinstance(loss, SoftmaxCrossEntropy):
+        return rng.integers(0, out_shape[-1], size=out_shape[0])
+    return rng.standard_normal(out_shape)
+
+
+def check_loss(loss: Any, spec: Loss | None = None, *, scores: np.ndarray | None = None, y: Any = None,
+               input_shape: tuple[int, ...] | None = None, seed: int = 0, tol_scale: float = 1.0,
+               fd_probes: int = 2, progress: Callable[[str, int, int], None] | None = None) -> Report:
+    """Check a handwritten loss alone: its value (forward) and d loss / d scores (backward)
+    against PyTorch and JAX, and finite differences of its own value.
+
+    ``loss``: a :class:`~harness.adapters.loss.WrappedLoss` (:func:`harness.wrap_loss`), or
+    the user's raw loss with ``spec`` (``SoftmaxCrossEntropy()``, ``MSE()``): a function
+    ``fn(scores, y) -> (loss, dscores)`` (CS231n's ``softmax_loss``), or an object with
+    ``forward(scores, y) -> loss`` and ``backward() -> dscores``, wrapped with
+    :func:`harness.wrap_loss`'s defaults (labels as integers; for other conventions wrap it
+    yourself). ``scores``: ``(N, K)``, else standard normal from ``seed`` with
+    ``input_shape=(N, K)``. ``y``: targets, else generated from ``seed`` (labels in
+    ``[0, K)`` for cross-entropy). Returns a :class:`~harness.results.Report` with one
+    ``(loss)`` entry. Configuration mistakes raise :class:`~harness.adapters.layer.AdapterError`
+    (or the :class:`~harness.spec.SpecError` the targets' check raises).
+    """
+    wloss = _as_wrapped(loss, spec)
+    rng = np.random.default_rng(seed)
+    if scores is None:
+        if input_shape is None:
+            raise _error("check_loss needs scores= (N, K) or input_shape=(N, K) to generate them")
+        s = rng.standard_normal(tuple(int(n) for n in input_shape))
+    else:
+        if input_shape is not None and tuple(np.shape(scores)) != tuple(input_shape):
+            raise _error(f"check_loss: scores has shape {np.shape(scores)} but input_shape={tuple(input_shape)}; "
+                         "pass one of them")
+        s = np.asarray(scores, dtype=np.float64)
+    target = loss_targets(wloss.spec, s.shape, rng) if y is None else np.asarray(y)
+    check_target(wloss.spec, s.shape, target)  # a target that does not fit is a configuration error, raised here
+    if progress:
+        progress("(loss)", 0, 1)
+    report = Report(seed=seed)
+    report.layers.append(loss_entry(wloss, s, target, rng, fd_probes, tol_scale))
+    return report
+
+
+def _error(message: str) -> Exception:
+    from .adapters.refs import AdapterError
+
+    return AdapterError(message)
+
+
+def _as_wrapped(loss: Any, spec: Loss | None) -> Any:
+    """``loss`` as a WrappedLoss: as given, or the raw function / object wrapped for ``spec``."""
+    from .adapters.loss import WrappedLoss, wrap_loss
+
+    if spec is not None and not isinstance(spec, Loss):
+        raise _error(f"check_loss: spec must be a loss spec such as harness.SoftmaxCrossEntropy() or harness.MSE(), "
+                     f"got {type(spec).__name__}")
+    if isinstance(loss, WrappedLoss):
+        if spec is not None and spec != loss.spec:
+            raise _error(f"check_loss: the loss was wrapped for {loss.spec!r} but spec={spec!r}; pass one of them")
+        return loss
+    if spec is None:
+        raise _error(f"check_loss: got a {type(loss).__name__}; pass spec= (harness.SoftmaxCrossEntropy() or "
+                     "harness.MSE()) with it, or wrap it with harness.wrap_loss(fn, spec, ...)")
+    is_object = callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None))
+    if not is_object and not callable(loss):
+        raise _error(f"check_loss: a {type(loss).__name__} is neither a function fn(scores, y) -> (loss, dscores) nor "
+                     "an object with forward(scores, y) and backward(); wrap it with harness.wrap_loss(..., style=)")
+    return wrap_loss(loss, spec, style="object" if is_object else "function")
+
+
+def loss_entry(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int,
+               tol_scale: float) -> LayerResult:
+    """The ``(loss)`` entry: the user's loss at ``scores`` (N, K), its value (forward) and
+    d loss / d scores (backward) against both references, and finite differences of its own value."""
+    from reference_models import build
+
+    from .spec import Flatten
+
+    result = LayerResult(name="(loss)", kind=wloss.spec.kind, verdict="error", dtype=str(wloss.dtype))
+    identity = Sequential([Flatten(name="scores")])  # the references' loss of the scores themselves
+    try:
+        value, dscores = wloss.loss_and_grad(scores, target)
+        value_f = lambda s: wloss.loss_and_grad(s, target)[0]  # noqa: E731
+        fds = {"scores": _fd_summary(_probes(value_f, scores, dscores, rng, fd_probes, wloss.dtype, None), wloss.dtype)}
+    except Exception as e:
+        result.message, result.error_side = _fault(e), wloss.running
+        return result
+    t = build("torch", identity).loss_vjp({}, scores, wloss.spec, target)
+    j = build("jax", identity).loss_vjp({}, scores, wloss.spec, target)
+    result.refs_error = max(relative_with_floor(np.array(t.loss), np.array(j.loss)),
+                            relative_with_floor(t.input_grad, j.input_grad))
+    n = scores.shape[0]
+    tensors: list[Compared] = [
+        ("value", "forward", np.array(value), np.array(t.loss), np.array(j.loss), scores.size, 0.0),
+        ("scores", "backward", dscores, t.input_grad, j.input_grad, scores.size // n, 0.0),
+    ]
+    _judge(result, tensors, fds, wloss.dtype, tol_scale, batch=n, window=None)
+    result.diagnosis += _dtype_notes(wloss.returned, wloss.dtype, f"the loss computes in {wloss.dtype}")
+    return result
+
+
+def loss_model_entry(model: Any, x: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int,
+                     tol_scale: float) -> LayerResult:
+    """A CS231n ``model.loss(X, y)`` (or a ``loss_and_grads(x, y)`` function) as one
+    ``(network)`` entry: the scores (when the model gives them) and the loss (forward), every
+    parameter's gradient (backward) against both references, and finite differences of the
+    model's own loss along random parameter directions."""
+    from reference_models import build
+
+    result = LayerResult(name="(network)", kind="loss model", verdict="error", dtype=str(model.dtype))
+    spec = model.spec
+    bad_params = model.nonfinite_params()
+    if bad_params:
+        result.message = ("the user's parameters hold NaN/Inf before any call: " +
+                          "; ".join(f"{k}: {bad}" for k, bad in bad_params.items()) + " (user layout)")
+        result.error_side = "setup"
+        return result
+    params = model.get_params()
+    # model.loss(X) computes the scores; model.loss(X, y) the loss and the gradients; a
+    # loss_and_grads function computes all at once: no side can be told apart
+    side = "forward" if model.has_scores else None
+    try:
+        scores = model.scores(x) if model.has_scores else None
+        side = "backward" if model.has_scores else None  # the scores came out: the gradients' part fails
+        value, grads = model.loss_and_grads(x, target)
+    except Exception as e:
+        result.message, result.error_side = _fault(e), side
+        return result
+    bad_grads = dict(model.nonfinite_grads)
+    torch_ref, jax_ref = build("torch", spec), build("jax", spec)
+    t, j = torch_ref.loss_vjp(params, x, model.loss, target), jax_ref.loss_vjp(params, x, model.loss, target)
+    fds = _param_fds(model, x, target, params, grads, rng, fd_probes, pattern(torch_ref, spec))
+    if isinstance(fds, Exception):
+        result.message, result.error_side = _fault(fds), "backward"
+        return result
+    compared = [(t.loss, j.loss)] + [(t.param_grads[k], j.param_grads[k]) for k in grads]
+    compared += [(t.output, j.output)] if scores is not None else []
+    result.refs_error = max(relative_with_floor(np.array(a), np.array(b)) for a, b in compared)
+    n = x.shape[0]
+    scale = FLOOR * max(float(np.linalg.norm(t.param_grads[k])) for k in grads) if grads else 0.0
+    tensors: list[Compared] = [("output", "forward", scores, t.output, j.output, x.size // n, 0.0)] if scores is not None else []
+    tensors.append(("loss", "forward", np.array(value), np.array(t.loss), np.array(j.loss), x.size, 0.0))
+    tensors += [(k, "backward", v, t.param_grads[k], j.param_grads[k], x.size, scale) for k, v in grads.items()]
+    # the scores and the loss value were refused if not finite (ValueFinding); the gradients are named here
+    _judge(result, tensors, fds, model.dtype, tol_scale, batch=n, window=None, nonfinite_found=bad_grads)
+    result.diagnosis += _dtype_notes(model.returned, model.dtype, f"the parameters are {model.dtype}")
+    return result
+
+
+def _param_fds(model: Any, x: np.ndarray, target: np.ndarray, params: dict[str, np.ndarray],
+               grads: dict[str, np.ndarray], rng: np.random.Generator, fd_probes: int,
+               at: Callable[..., Any] | None) -> dict[str, Any] | Exception:
+    """Finite differences of the model's own loss along random directions of each parameter
+    (each put back after its probes); the user's code's exception instead, when it raises."""
+    fds = {}
+    try:
+        for k in grads:
+            def f(v: np.ndarray, k: str = k) -> float:
+                model.set_params({k: v})
+                return model.loss_and_grads(x, target)[0]
+
+            pat = (lambda v, k=k: at({**params, k: v}, x)) if at else None
+            try:
+                fds[k] = _fd_summary(_probes(f, params[k], grads[k], rng, fd_probes, model.dtype, pat), model.dtype)
+            finally:
+                model.set_params({k: params[k]})
+    except Exception as e:
+        return e
+    return fds
+
+
+__all__ = ["check_loss", "loss_entry", "loss_model_entry", "loss_targets"]
