@@ -31,6 +31,7 @@ from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
 from .hypotheses import counts, explain
+from .hints import call_error, per_example_hint, scale_hint
 from .findings import accumulation, backward_hypotheses, bad_params_message, layout_hint, nondeterminism
 from .frames import user_frame
 from .kinks import pattern, random_input
@@ -225,6 +226,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         result.verdict, result.message = "backward", ""  # the tie-free point could not see it
         result.diagnosis += at_ties
     result.diagnosis += dtype_notes + nondeterminism(y_u, y_again)
+    result.diagnosis += scale_hint(wrapped, result, tensors, x.shape[0])
     if not backward_ok and not bad_grads:
         result.diagnosis += backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, (x_warm, x, g))
     if not bad_grads and result.verdict not in ("pass", "error", "reference"):
@@ -257,7 +259,11 @@ def _crashed(result: LayerResult, wrapped: WrappedLayer, exc: Exception, point: 
     is still compared."""
     x, g = point
     result.error_side = wrapped.running or "forward"
+    if (unbound := call_error(wrapped, exc, result.error_side)) is not None:  # called without an argument it needs
+        raise unbound from None
     result.message = _fault_message(wrapped, exc, x, result.error_side)
+    if result.error_side == "forward":  # code for one example at a time handed a batch
+        result.message += per_example_hint(wrapped, exc, x)
     if "params" in seen and result.error_side == "backward":  # the forward ran: a bug in it is still found
         _forward_behind_crash(result, wrapped, x, g, seen["y"], seen["params"], refs, tol_scale)
     apply_effects(result, wrapped.side_effects())
