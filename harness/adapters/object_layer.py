@@ -12,6 +12,7 @@ from ..spec import Layer
 from .arrays import to_float64
 from .effects import parse_inplace
 from .layouts import CANONICAL, Layout
+from .missing import lazy_hint, sgd_hint
 from .refs import AdapterError, Ref, ValueFinding, _candidates, _grad_candidates
 from .wrapped import WrappedLayer, _check_grad_scale, _is_array
 
@@ -79,6 +80,7 @@ class ObjectLayer(WrappedLayer):
                 raise AdapterError(
                     f"layer '{self.name}': cannot find parameter '{local}' on {type(self.obj).__name__} "
                     f"(tried {', '.join(_candidates(local)[:6])} ...); pass params={{'{local}': \"W\"}} with where it lives"
+                    f"{lazy_hint(self, local)}"
                 )
             clash = [k for k, r in out.items() if r.path == found[0].path]
             if clash:
@@ -141,7 +143,7 @@ class ObjectLayer(WrappedLayer):
             if not found:
                 raise AdapterError(
                     f"layer '{self.name}': cannot find the gradient of '{local}' (kept at {self.params[local]!r}) after "
-                    f"backward (tried {', '.join(tried[:6])} ...); pass grads={{'{local}': \"dW\"}}"
+                    f"backward (tried {', '.join(tried[:6])} ...); {sgd_hint(self, local)}pass grads={{'{local}': \"dW\"}}"
                 )
             ref = self.grads[local] = found[0]
         try:
