@@ -28,10 +28,10 @@ def layout_hint(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, result: Lay
         found = detect_layout(wrapped, input_shape=x.shape)
     except Exception:  # detection is a hint; a layer it cannot run under other layouts gets none
         return []
-    better = suggest(wrapped.layout, found.best, wrapped.spec) if found.matched else None
-    if better is not None and reproduces_under(wrapped, better, x, g, result):
-        return [f"layout: the forward matches the reference under {better} (declared: {wrapped.layout}); "
-                "declare that layout"]
+    for better in found.preferred(wrapped.layout, wrapped.spec):  # the smallest change first
+        if reproduces_under(wrapped, better, x, g, result):
+            return [f"layout: the forward matches the reference under {better} (declared: {wrapped.layout}); "
+                    "declare that layout"]
     return []
 
 
