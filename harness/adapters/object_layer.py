@@ -12,7 +12,6 @@ from ..spec import Layer
 from .arrays import to_float64
 from .effects import parse_inplace
 from .layouts import CANONICAL, Layout
-from .missing import lazy_hint, sgd_hint
 from .refs import AdapterError, Ref, ValueFinding, _candidates, _grad_candidates
 from .wrapped import WrappedLayer, _check_grad_scale, _is_array
 
@@ -77,6 +76,8 @@ class ObjectLayer(WrappedLayer):
                 continue
             found = [Ref(c) for c in _candidates(local) if Ref(c).exists(self.obj) and _is_array(Ref(c).get(self.obj))]
             if not found:
+                from .missing import lazy_hint  # (imported here: the hint is needed only on this error path)
+
                 raise AdapterError(
                     f"layer '{self.name}': cannot find parameter '{local}' on {type(self.obj).__name__} "
                     f"(tried {', '.join(_candidates(local)[:6])} ...); pass params={{'{local}': \"W\"}} with where it lives"
@@ -141,6 +142,8 @@ class ObjectLayer(WrappedLayer):
             tried = _grad_candidates(self.params[local].path)
             found = [Ref(c) for c in tried if Ref(c).exists(self.obj)]
             if not found:
+                from .missing import sgd_hint  # (imported here: the hint is needed only on this error path)
+
                 raise AdapterError(
                     f"layer '{self.name}': cannot find the gradient of '{local}' (kept at {self.params[local]!r}) after "
                     f"backward (tried {', '.join(tried[:6])} ...); {sgd_hint(self, local)}pass grads={{'{local}': \"dW\"}}"
