@@ -76,8 +76,6 @@ class ObjectLayer(WrappedLayer):
                 continue
             found = [Ref(c) for c in _candidates(local) if Ref(c).exists(self.obj) and _is_array(Ref(c).get(self.obj))]
             if not found:
-                from .missing import lazy_hint  # (imported here: the hint is needed only on this error path)
-
                 raise AdapterError(
                     f"layer '{self.name}': cannot find parameter '{local}' on {type(self.obj).__name__} "
                     f"(tried {', '.join(_candidates(local)[:6])} ...); pass params={{'{local}': \"W\"}} with where it lives"
@@ -142,8 +140,6 @@ class ObjectLayer(WrappedLayer):
             tried = _grad_candidates(self.params[local].path)
             found = [Ref(c) for c in tried if Ref(c).exists(self.obj)]
             if not found:
-                from .missing import sgd_hint  # (imported here: the hint is needed only on this error path)
-
                 raise AdapterError(
                     f"layer '{self.name}': cannot find the gradient of '{local}' (kept at {self.params[local]!r}) after "
                     f"backward (tried {', '.join(tried[:6])} ...); {sgd_hint(self, local)}pass grads={{'{local}': \"dW\"}}"
@@ -275,3 +271,6 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
         params = {}
     return ObjectLayer(obj, spec, params=params, grads=grads, layout=layout, forward=forward, backward=backward,
                        name=name, options=options)
+
+
+from .missing import lazy_hint, sgd_hint  # noqa: E402  (the hints of two error messages above)
