@@ -198,12 +198,14 @@ def test_no_fused_activation_hint_without_an_activation(cls, ok: bool) -> None:
 
 
 def test_nhwc_network_with_chw_flatten_is_told_flatten_hwc() -> None:
-    model = keras_like.MODEL.model(0)
-    spec = tg.Sequential([tg.Conv2d("conv", 3, 4, 3), tg.ReLU("relu"), tg.Flatten("flat"), tg.Linear("fc", 64, 5)])
+    # 6 channels of 6x6: the input shape reads the same in NCHW and in NHWC
+    model = keras_like.Sequential([keras_like.Conv2D(4, 3, 6), keras_like.ReLU(), keras_like.Flatten(),
+                                   keras_like.Dense(5, 64, seed=1)])
+    spec = tg.Sequential([tg.Conv2d("conv", 6, 4, 3), tg.ReLU("relu"), tg.Flatten("flat"), tg.Linear("fc", 64, 5)])
     declared = tg.Layout(data="NHWC", kernel="HWIO", linear="in_out")
     net = tg.wrap_network(dict(zip(["conv", "relu", "flat", "fc"], model.layers)), spec, forward=model.forward,
-                          backward=model.backward, layout=declared, input_shape=(2, 3, 6, 6))
-    flat = next(e for e in tg.check_network(net, input_shape=(2, 3, 6, 6)).layers if e.name == "flat")
+                          backward=model.backward, layout=declared)
+    flat = next(e for e in tg.check_network(net, input_shape=(2, 6, 6, 6)).layers if e.name == "flat")
     hints = [line for line in flat.diagnosis if line.startswith("layout:")]
     assert hints == [f"layout: the forward matches the reference under "
                      f"Layout(data='NHWC', kernel='HWIO', linear='in_out', flatten='HWC') (declared: {declared}); "
