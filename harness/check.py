@@ -28,6 +28,7 @@ from .adapters.effects import apply_effects
 from .adapters.feed import fault_hint
 from .adapters.inputs import read_input, read_shape
 from .adapters.layer import WrappedLayer, wrap_layer
+from .adapters.wrapped import ONE_EXAMPLE_GUESS
 from .adapters.layouts import CANONICAL, user_data_shape
 from .adapters.state import UNREPLAYABLE
 from .adapters.options import call_hint
@@ -35,6 +36,7 @@ from .compare import relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
 from .hypotheses import counts, explain
+from .hints import call_error, per_example_hint, scale_hint
 from .findings import accumulation, backward_hypotheses, bad_params_message, layout_hint, nondeterminism
 from .frames import user_frame
 from .kinks import pattern, random_input
@@ -155,7 +157,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     return Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
 
 
-def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: str) -> str:
+def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: str, confirmed: str = "") -> str:
     """The verdict ``error``'s message for ``exc``, met while ``phase`` (``"forward"``,
     ``"backward"``, ``"fd"`` or ``"ties"``) ran the user's code; re-raises it unless it is the code's
     fault (the rule of :mod:`harness.faults`). When the forward raised under its declared
@@ -168,15 +170,16 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
     where = {"fd": " (in a later call: a finite-difference probe or a second backward)",
              "ties": " (at a deliberate tie or zero: inputs with exact ties in a window or exact zeros)"}.get(phase, "")
     if isinstance(exc, CodeFault):
-        return f"{exc}{where}"
+        return f"{exc}{where}{confirmed}"
     if phase == "forward" and wrapped.spec is not None and (conflict := layout_conflict(wrapped, x.shape, exc)):
         raise conflict from None
     if phase == "forward" and (conflict := wrapped.mask_conflict(x.shape)):
         raise conflict from None
     given = "" if wrapped.layout == CANONICAL else (f" (given its input as {user_data_shape(x.shape, wrapped.layout)} "
                                                     f"in the declared {wrapped.layout})")
-    hints = call_hint(wrapped, exc, x.shape, wrapped.running or phase) + fault_hint(wrapped, exc)
-    return f"{user_frame(exc)}{where}{given}{hints}"
+    # ``confirmed``: a per-example run's hint (harness.hints), which replaces the guesses from shapes
+    guess = "" if confirmed else call_hint(wrapped, exc, x.shape, wrapped.running or phase)
+    return f"{user_frame(exc)}{where}{given}{guess}{fault_hint(wrapped, exc)}{confirmed}"
 
 
 def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.random.Generator, *,
@@ -242,6 +245,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         result.verdict, result.message = "backward", ""  # the tie-free point could not see it
         result.diagnosis += at_ties
     result.diagnosis += dtype_notes + nondeterminism(y_u, y_again)
+    result.diagnosis += scale_hint(wrapped, result, tensors, x.shape[0])
     if not backward_ok and not bad_grads:
         result.diagnosis += backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, (x_warm, x, g))
     if not bad_grads and result.verdict not in ("pass", "error", "reference"):
@@ -285,7 +289,13 @@ def _crashed(result: LayerResult, wrapped: WrappedLayer, exc: Exception, point: 
     is still compared."""
     x, g = point
     result.error_side = wrapped.running or "forward"
-    result.message = _fault_message(wrapped, exc, x, result.error_side)
+    if (unbound := call_error(wrapped, exc, result.error_side)) is not None:  # called without an argument it needs
+        raise unbound from None
+    # code for one example at a time handed a batch: a hint confirmed by a per-example run
+    confirmed = per_example_hint(wrapped, exc, x) if result.error_side == "forward" else ""
+    result.message = _fault_message(wrapped, exc, x, result.error_side, confirmed)
+    if confirmed:  # it replaces the guess from the output's rank, too
+        result.message = result.message.replace(ONE_EXAMPLE_GUESS, "")
     if "params" in seen and result.error_side == "backward":  # the forward ran: a bug in it is still found
         _forward_behind_crash(result, wrapped, x, g, seen["y"], seen["params"], refs, tol_scale)
     apply_effects(result, wrapped.side_effects())

@@ -21,17 +21,17 @@ def layout_hint(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, result: Lay
     """When the forward disagrees, ask whether another declared layout would reproduce the
     reference: a layout mismatch looks exactly like a forward bug. Said only when that
     layout reproduces every compared tensor within its tolerance."""
-    from .adapters.detect import detect_canonical, suggest
+    from .adapters.detect import detect_canonical
     from .hypotheses import reproduces_under
 
     try:
         found = detect_canonical(wrapped, x.shape)  # x is canonical here
     except Exception:  # detection is a hint; a layer it cannot run under other layouts gets none
         return []
-    better = suggest(wrapped.layout, found.best, wrapped.spec) if found.matched else None
-    if better is not None and reproduces_under(wrapped, better, x, g, result):
-        return [f"layout: the forward matches the reference under {better} (declared: {wrapped.layout}); "
-                "declare that layout"]
+    for better in found.preferred(wrapped.layout, wrapped.spec):  # the smallest change first
+        if reproduces_under(wrapped, better, x, g, result):
+            return [f"layout: the forward matches the reference under {better} (declared: {wrapped.layout}); "
+                    "declare that layout"]
     return []
 
 

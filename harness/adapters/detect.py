@@ -57,6 +57,26 @@ class Detection:
         return (f"layer '{self.layer}': no layout reproduces the reference ({tried}); closest is {self.best}, "
                 f"off by {self.error:.2e} relative: the forward itself disagrees with the spec")
 
+    def preferred(self, declared: Layout, spec: Layer) -> list[Layout]:
+        """What to declare instead of ``declared`` (nothing when it matches too): :func:`suggest`
+        for each candidate that matched, distinct, the fewest changed fields first and, among
+        as few, those keeping the declared data order first (a network's layers share it: a
+        Flatten that matches under NCHW, and under NHWC with an HWC flatten, in an NHWC
+        network needs ``flatten='HWC'``)."""
+        out: list[Layout] = []
+        for c in (c for c in self.candidates if c.error <= self.tol):
+            better = suggest(declared, c.layout, spec)
+            if better is None:  # the declared layout matches too: nothing to change
+                return []
+            if better not in out:
+                out.append(better)
+
+        def cost(layout: Layout) -> tuple[int, bool]:
+            changed = [f for f in _fields(spec) if getattr(layout, f) != getattr(declared, f)]
+            return len(changed), "data" in changed
+
+        return sorted(out, key=cost)
+
 
 def candidate_layouts(spec: Layer, params: dict[str, tuple[int, ...]] | None = None) -> list[Layout]:
     """Layouts worth trying for ``spec``: data order always; kernel order x flip for a conv
@@ -192,7 +212,8 @@ def layout_conflict(wrapped: WrappedLayer, x_shape: tuple[int, ...], exc: BaseEx
     return LayoutError(
         f"layer '{wrapped.name}': the code raised {type(exc).__name__}{': ' + reason[:160] if reason else ''} when given "
         f"its input as {user_data_shape(x_shape, wrapped.layout)} in the declared {wrapped.layout} (canonical "
-        f"{tuple(x_shape)}); under {better[0]} it runs and reproduces the reference: declare that layout")
+        f"{tuple(x_shape)}); under {found.preferred(wrapped.layout, spec)[0]} it runs and reproduces the reference: "
+        "declare that layout")
 
 
 __all__ = ["Candidate", "Detection", "candidate_layouts", "detect_canonical", "detect_layout", "layout_conflict", "suggest"]

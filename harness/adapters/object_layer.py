@@ -131,7 +131,7 @@ class ObjectLayer(PerExample, WrappedLayer):
                 ".layers list in forward order)") if leaf and not owner else ""
         return AdapterError(
             f"layer '{self.name}': cannot find parameter '{local}' on {on} (tried {', '.join(tried[:6])} ...){hint}; "
-            f"pass params={{'{local}': \"{tried[0]}\"}} with where it lives"
+            f"pass params={{'{local}': \"{tried[0]}\"}} with where it lives{lazy_hint(self, local)}"
         )
 
     def _resolve_pending(self) -> None:
@@ -244,8 +244,8 @@ class ObjectLayer(PerExample, WrappedLayer):
             if not found:
                 raise AdapterError(
                     f"layer '{self.name}': cannot find the gradient of '{local}' (kept at {self.params[local]!r}) after "
-                    f"backward (tried {', '.join(tried[:6])} ...); pass grads={{'{local}': \"dW\"}}, return it from "
-                    f"backward as (dx, dW, db), or, if it is only applied to the weights, {self._sgd_hint()}"
+                    f"backward (tried {', '.join(tried[:6])} ...); {sgd_hint(self, local)}pass grads={{'{local}': \"dW\"}}, "
+                    f"return it from backward as (dx, dW, db), or, if it is only applied to the weights, {self._sgd_hint()}"
                 )
             ref = self.grads[local] = found[0]
         try:
@@ -408,3 +408,6 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
         params = {}
     return ObjectLayer(obj, spec, params=params, grads=grads, layout=layout, forward=forward, backward=backward,
                        name=name, options=options)
+
+
+from .missing import lazy_hint, sgd_hint  # noqa: E402  (the hints of two error messages above)

@@ -256,8 +256,7 @@ class WrappedLayer(Effects, state.OptionalState):
     def _one_example_hint(self, y: Any, expected: tuple[int, ...]) -> str:
         """A batched call whose output lacks the batch axis: code written for one example."""
         if getattr(self, "batched", True) and np.ndim(y) == len(expected) - 1:
-            return ("; one axis fewer than the spec's (N, ...) output: code written for one example at a time? "
-                    "declare batched=False")
+            return ONE_EXAMPLE_GUESS
         return ""
 
     def _output_features(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...] | None) -> tuple[int, int, int] | None:
@@ -424,6 +423,11 @@ class WrappedLayer(Effects, state.OptionalState):
         places = {k: (partial(self._get_user, k), partial(self._put_user, k)) for k in self._param_names()
                   if self._peek(k) is not None}  # a mask the forward has not drawn yet: nothing to restore
         return preserving(places, f"layer '{self.name}'")
+
+
+# the guess from the output's rank alone; harness.hints replaces it when a per-example run confirms it
+ONE_EXAMPLE_GUESS = ("; one axis fewer than the spec's (N, ...) output: code written for one example at a time? "
+                     "declare batched=False")
 
 
 def _is_array(value: Any) -> bool:

@@ -1,18 +1,21 @@
 """Hypotheses about a wrong forward: the reference at another stride, padding, dilation or
-eps; the bias left out or added twice; the kernel rotated or read in another axis order."""
+eps; the bias left out or added twice; the kernel rotated or read in another axis order; an
+activation fused into the layer (:mod:`.fused`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..spec import Conv2d, Linear
+from .fused import fused_activation
 from .point import Point, _alternatives, _top_left, _vjp
 
 
 def wrong_forward(p: Point) -> list[str]:
     """The output equals the reference at another stride / padding / dilation / eps (its
     top-left corner when that output is larger: the code indexes with the other value but
-    sizes the output right), or with the bias left out or added twice."""
+    sizes the output right), or with the bias left out or added twice, or passed through an
+    activation the spec does not have (one fused into the layer)."""
     found = []
     shape = p.user["output"].shape
     for field, at, alt in _alternatives(p.spec, p.x.shape[2:]):
@@ -28,7 +31,7 @@ def wrong_forward(p: Point) -> list[str]:
             got = _vjp(p.spec, p, params={**p.params, "bias": k * p.params["bias"]}, forward_only=True)
             if got and p.fits("output", got["output"]):
                 found.append(f"output: the forward {what}: equals the reference with the bias times {k:g}")
-    return found
+    return found + fused_activation(p)
 
 
 def _forward_kernel(p: Point) -> list[str]:
