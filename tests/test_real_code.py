@@ -11,9 +11,6 @@ describes the architecture, which every check needs, and is not a wrapping of th
 * every buggy variant is found: the report fails, its first failure is the expected layer and
   that entry's verdict names the expected side;
 * every wrapping is at most 5 lines.
-
-Cases that need an API the issue-13 contract (/work/i13/CONTRACT.md) adds are strict xfails
-naming the contract item; they turn red when the feature lands, and the marker goes.
 """
 
 from __future__ import annotations
@@ -328,16 +325,12 @@ def wrap_jax_dense(m, seed):
 # =========================================================================== the checks
 
 
-def _marked(reason: str | None) -> list:
-    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-
-
 def _wrap(shape: Shape) -> Callable[[Any, int], tg.Report]:
     return globals()[f"wrap_{shape.name}"]
 
 
-CORRECT = [pytest.param(s, id=s.name, marks=_marked(s.missing)) for s in SHAPES]
-BUGGY = [pytest.param(s, b, id=f"{s.name}-{b.name}", marks=_marked(b.missing)) for s in SHAPES for b in s.bugs]
+CORRECT = [pytest.param(s, id=s.name) for s in SHAPES]
+BUGGY = [pytest.param(s, b, id=f"{s.name}-{b.name}") for s in SHAPES for b in s.bugs]
 
 
 def test_enough_shapes_each_wrapped_once() -> None:
