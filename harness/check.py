@@ -221,7 +221,8 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         at = pattern(torch_ref, Sequential([spec]))
         tensors = _compared(result, x, y_u, dx_u, grads_u, t, j, spec)
         try:
-            fds = _fd_all(wrapped, x, g, dx_u, grads_u, params, rng, fd_probes, at, full)
+            fds = _fd_all(wrapped, x, g, dx_u, grads_u, params, rng, fd_probes, at, full,
+                          _true_grads(result, tensors, wrapped.dtype, tol_scale))
             # a second backward at the same point must give the same gradients
             wrapped.forward(x)
             wrapped.backward(g)
@@ -353,12 +354,28 @@ def _compared(result: LayerResult, x: np.ndarray, y_u: np.ndarray, dx_u: np.ndar
     return tensors
 
 
+def _true_grads(result: LayerResult, tensors: list[Compared], dtype: np.dtype, tol_scale: float) -> dict[str, np.ndarray] | None:
+    """The references' gradients by tensor name (``input``, local parameter names) when they
+    are the true gradients of the user's forward too: the forward matches both references and
+    they agree with each other. Else None."""
+    if result.refs_error > REFS_TOL:
+        return None
+    for _, side, user, tv, jv, reduction, floor in tensors:
+        if side == "forward" and max(relative_with_floor(user, tv, floor),
+                                     relative_with_floor(user, jv, floor)) > tolerance(dtype, reduction, tol_scale):
+            return None
+    return {name: np.asarray(tv, np.float64) for name, side, _, tv, *_ in tensors if side == "backward"}
+
+
 def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarray | None, grads_u: dict[str, np.ndarray],
-            params: dict[str, np.ndarray], rng: np.random.Generator, count: int, at: Any, full: Any) -> dict[str, FDSummary]:
+            params: dict[str, np.ndarray], rng: np.random.Generator, count: int, at: Any, full: Any,
+            true: dict[str, np.ndarray] | None = None) -> dict[str, FDSummary]:
     """Finite differences of the user's own forward (its backward's consistency): first along
     directions over the input and every parameter at once; when that disagrees or is
     unreliable, per tensor to say which. ``dx_u`` None (input_grad=False): the parameters
-    only. The parameters are put back afterwards."""
+    only. ``true``: the references' gradients when they are the forward's true ones (see
+    :func:`_true_grads`): a probe that sides with them is no agreement, however coarse the
+    tolerance. The parameters are put back afterwards."""
     dtype, names = wrapped.dtype, list(grads_u)
     with_x = dx_u is not None
     sizes = ([x.size] if with_x else []) + [params[k].size for k in names]
@@ -385,7 +402,9 @@ def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarra
             pat = (lambda v: at(full({**params, **split(v)[1]}), split(v)[0])) if at else None
             base = np.concatenate([*([x.ravel()] if with_x else []), *(params[k].ravel() for k in names)])
             grad = np.concatenate([*([dx_u.ravel()] if with_x else []), *(grads_u[k].ravel() for k in names)])
-            together = fd.summary(fd.probes(joint, base, grad, rng, count, dtype, pat), dtype)
+            ref = np.concatenate([*([true["input"].ravel()] if with_x else []), *(true[k].ravel() for k in names)]) \
+                if true is not None else None
+            together = fd.summary(fd.probes(joint, base, grad, rng, count, dtype, pat, ref), dtype)
             if together.consistent:
                 return {name: replace(together, joint=True) for name in (*(["input"] if with_x else []), *names)}
             wrapped.set_params({k: params[k] for k in names})
@@ -393,10 +412,11 @@ def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarra
         if with_x:
             x_pat = (lambda z: at(full(params), z)) if at else None
             fds["input"] = fd.summary(fd.probes(lambda z: float((wrapped.forward(z) * g).sum()), x, dx_u, rng, count,
-                                                dtype, x_pat), dtype)
+                                                dtype, x_pat, true["input"] if true else None), dtype)
         for k in names:
             pat = (lambda v, k=k: at(full({**params, k: v}), x)) if at else None
-            fds[k] = fd.summary(fd.probes(one(k), params[k], grads_u[k], rng, count, dtype, pat), dtype)
+            fds[k] = fd.summary(fd.probes(one(k), params[k], grads_u[k], rng, count, dtype, pat,
+                                          true[k] if true else None), dtype)
             wrapped.set_params({k: params[k]})
         return fds
     finally:

@@ -140,7 +140,8 @@ def unit(shape: tuple[int, ...], index: tuple[int, ...]) -> np.ndarray:
     return e
 
 
-Judged = tuple[Probe, float, float]  # (probe, the backward's <grad, d>, scale of the summed terms)
+# (probe, the backward's <grad, d>, scale of the summed terms[, the references' <ref, d>])
+Judged = tuple[Probe, float, float] | tuple[Probe, float, float, float]
 
 
 def fd_tol(dtype: Any) -> float:
@@ -149,22 +150,36 @@ def fd_tol(dtype: Any) -> float:
 
 
 def probes(f: Callable[[np.ndarray], float], base: np.ndarray, grad: np.ndarray, rng: np.random.Generator, count: int,
-           dtype: Any, pattern: Callable[[np.ndarray], Hashable] | None) -> list[Judged]:
+           dtype: Any, pattern: Callable[[np.ndarray], Hashable] | None, ref: np.ndarray | None = None) -> list[Judged]:
     """``count`` probes of ``f`` at ``base`` along random directions, each with the backward's
     ``<grad, d>`` (``grad`` shaped like ``base``) and the scale of its summed terms; a probe
     that crosses a kink is kept (it is counted) and replaced by another, up to ``3 * count``
-    draws in all. A plain central difference that already agrees settles a probe."""
+    draws in all. A plain central difference that already agrees settles a probe.
+
+    ``ref``: the references' gradient, when ``f`` is known to match the reference function
+    (the forward agrees): each probe also carries ``<ref, d>``, so :func:`summary` can tell a
+    probe too coarse to separate the two (float32) from one that sides with the backward."""
     out: list[Judged] = []
     tol = fd_tol(dtype)
     for _ in range(3 * count):
         d = random_direction(base.shape, rng)
         bwd, scale = float((grad * d).sum()), float(np.abs(grad * d).sum())
-        p = along(f, base, d, dtype=dtype, pattern=pattern,
-                  accept=lambda v: abs(v - bwd) <= 0.5 * tol * max(scale, 1e-300))
-        out.append((p, bwd, scale))
-        if sum(not q.kink for q, _, _ in out) >= count:
+        r = float((ref * d).sum()) if ref is not None else None
+        p = along(f, base, d, dtype=dtype, pattern=pattern,  # settled early only if no closer to the reference
+                  accept=lambda v: abs(v - bwd) <= 0.5 * tol * max(scale, 1e-300) and (r is None or abs(v - bwd) <= abs(v - r)))
+        out.append((p, bwd, scale) if r is None else (p, bwd, scale, r))
+        if sum(not q[0].kink for q in out) >= count:
             break
     return out
+
+
+def _sides_with_ref(p: Probe, bwd: float, scale: float, ref: float | None) -> bool:
+    """The probe is clearly closer to the references' ``<ref, d>`` than to the backward's: the
+    two differ by more than twice the probe's distance to the reference plus its own error."""
+    if ref is None:
+        return False
+    apart, to_ref = abs(bwd - ref), abs(p.value - ref) + p.error
+    return apart > 2 * to_ref and abs(p.value - bwd) > to_ref and apart > 1e-12 * max(scale, 1e-300)
 
 
 def summary(judged: list[Judged], dtype: Any) -> "FDSummary":
@@ -175,20 +190,22 @@ def summary(judged: list[Judged], dtype: Any) -> "FDSummary":
 
     tol = fd_tol(dtype)
     worst, verdicts = 0.0, []
-    for p, bwd, scale in judged:
+    for p, bwd, scale, *ref in judged:
         if p.kink:
             continue
         err = abs(p.value - bwd) / max(scale, 1e-300)
         if np.isnan(err) or err > worst:  # max() would drop a NaN
             worst = err
-        if err <= tol:
+        if _sides_with_ref(p, bwd, scale, ref[0] if ref else None):
+            verdicts.append(False)  # within tol of the backward, but it sees the references' value: a coarse tol, not agreement
+        elif err <= tol:
             verdicts.append(True)
         elif p.error / max(scale, 1e-300) > tol:  # the probe itself is that noisy: no evidence
             verdicts.append(None)
         else:
             verdicts.append(False)  # NaN lands here: a gradient with NaN is never consistent
     consistent = False if False in verdicts else (True if verdicts and all(verdicts) else None)
-    return FDSummary(probes=len(judged), kinks=sum(p.kink for p, _, _ in judged), worst=worst, consistent=consistent)
+    return FDSummary(probes=len(judged), kinks=sum(q[0].kink for q in judged), worst=worst, consistent=consistent)
 
 
 __all__ = ["FD_TOL", "STEP", "Judged", "Probe", "along", "fd_tol", "probes", "summary", "directional", "random_direction", "step_for", "stratified_coordinates", "unit"]
