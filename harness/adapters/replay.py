@@ -45,31 +45,41 @@ def _set(gen: Any, state: Any) -> None:
         gen.set_state(state)
 
 
+def _fresh(gen: Any, seed: int) -> Any:
+    """A state for ``gen``'s kind of generator, seeded with ``seed``."""
+    if isinstance(gen, np.random.Generator):
+        return type(gen.bit_generator)(seed).state
+    return np.random.RandomState(seed).get_state()
+
+
 class Replay:
-    """One layer's fixed random state (seeded from its name), entered around every call."""
+    """One layer's fixed random state (seeded from its name), entered around every call: one
+    state for every forward, another for every backward (a backward that draws a mask of its
+    own must not draw the forward's by construction)."""
 
     def __init__(self, name: str, obj: Any = None) -> None:
         seed = zlib.crc32(name.encode())
-        self._np = np.random.RandomState(seed).get_state()
-        self._py = random.Random(seed).getstate()
-        self._seed = seed
+        self._seed = {False: seed, True: seed ^ 0x5BD1E995}  # by backward=
+        self._np = {b: np.random.RandomState(s).get_state() for b, s in self._seed.items()}
+        self._py = {b: random.Random(s).getstate() for b, s in self._seed.items()}
         self._obj = obj
-        self._own: dict[int, Any] = {}  # the object's generators' states at the first call
+        self._own: dict[int, Any] = {}  # the object's generators' states at the first forward
 
     @contextmanager
-    def call(self) -> Iterator[None]:
-        """Run the block from the fixed state; every random state is as before afterwards."""
+    def call(self, backward: bool = False) -> Iterator[None]:
+        """Run the block from the fixed state of a forward (or of a backward); every random
+        state is as before afterwards."""
         saved_np, saved_py = np.random.get_state(), random.getstate()
         torch = sys.modules.get("torch")
         saved_torch = torch.get_rng_state() if torch is not None else None  # the CPU generator only
         own = _generators(self._obj)
         saved_own = [(g, _get(g)) for g in own]
-        np.random.set_state(self._np)
-        random.setstate(self._py)
+        np.random.set_state(self._np[backward])
+        random.setstate(self._py[backward])
         if torch is not None:
-            torch.default_generator.manual_seed(self._seed)
+            torch.default_generator.manual_seed(self._seed[backward])
         for g in own:
-            _set(g, self._own.setdefault(id(g), _get(g)))
+            _set(g, _fresh(g, self._seed[True]) if backward else self._own.setdefault(id(g), _get(g)))
         try:
             yield
         finally:

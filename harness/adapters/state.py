@@ -255,9 +255,9 @@ class OptionalState:
         """Where the user's code keeps a parameter, for messages."""
         return "the value given"
 
-    def _replaying(self) -> ContextManager[None]:
+    def _replaying(self, backward: bool = False) -> ContextManager[None]:
         replay = self.replay  # type: ignore[attr-defined]
-        return replay.call() if replay is not None else nullcontext()
+        return replay.call(backward) if replay is not None else nullcontext()
 
     def _prime(self) -> None:
         """Before the first forward: a layer that draws its dropout mask in its forward runs it

@@ -232,7 +232,7 @@ class WrappedLayer(Effects, state.OptionalState):
         if dy.shape != self._y_shape:
             raise AdapterError(f"layer '{self.name}': upstream gradient shape {dy.shape} differs from the output shape {self._y_shape}")
         dy_user = self._hand(data_to_user(dy, self.layout, self._features_out), "upstream gradient")
-        with self._replaying():
+        with self._replaying(backward=True):  # its own state: a mask drawn again is not the forward's
             dx = self._watched_backward(dy_user)
         if not self.input_grad:  # declared: the code computes none (a first layer); nothing to compare
             return None
