@@ -4,8 +4,9 @@ differences of the user's own forward.
 For one point (input x, the user's parameters, a random upstream gradient g, all from one
 seed) it compares the user's output with both references, the user's input and parameter
 gradients with both references' VJPs, and the user's backward with central differences of
-``<f_user(x; θ), g>`` along random directions; :func:`harness.compare.verdict` turns the
-three answers into a verdict. The user's parameters are restored bit for bit afterwards.
+``<f_user(x; θ), g>`` along random directions (:mod:`harness.fd_check`);
+:func:`harness.compare.verdict` turns the three answers into a verdict. The user's
+parameters are restored bit for bit afterwards.
 
 What goes wrong on the way follows :mod:`harness.faults`: the user's code raising, or
 returning None, NaN/Inf, an integer array or a shape no layout explains, is the layer's
@@ -17,7 +18,6 @@ mistake (a layout, a parameter name, a check too large for the machine) propagat
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -32,9 +32,10 @@ from .adapters.wrapped import ONE_EXAMPLE_GUESS
 from .adapters.layouts import CANONICAL, user_data_shape
 from .adapters.state import UNREPLAYABLE
 from .adapters.options import call_hint
-from .compare import relative_with_floor, rel_error, tolerance, verdict
+from .compare import REFS_TOL, relative_with_floor, rel_error, tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
+from .fd_check import _fd_all, _true_grads
 from .hypotheses import counts, explain
 from .hints import call_error, per_example_hint, scale_hint
 from .findings import accumulation, backward_hypotheses, bad_params_message, layout_hint, nondeterminism
@@ -44,7 +45,6 @@ from .results import FDSummary, LayerResult, Report, TensorResult, error_map
 from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, example_input_shape, join_path, walk
 
 FD_TOL = fd.FD_TOL
-REFS_TOL = 1e-10  # torch and jax, both float64, disagreeing beyond this blame the references
 FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
 _fd_summary, _probes = fd.summary, fd.probes  # the names network_check and older code use
 Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
@@ -206,13 +206,14 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     x_warm = x + rng.standard_normal(x.shape) * (float(np.std(x)) or 1.0)
     wrapped.effects.clear()  # the writes this check sees, not those of earlier calls
     with wrapped.preserved():
-        seen: dict[str, Any] = {}
+        seen: dict[str, Any] = {}  # what the code's calls gave, by name; the diagnosis reads it after the verdict
         try:
             _first_calls(wrapped, x_warm, x, g, seen)
         except Exception as e:  # the user's code raised or returned garbage: a verdict; a wrong declaration: raised
             return _crashed(result, wrapped, e, (x, g), seen, refs, tol_scale)
-        y_u, params, dx_u, grads_u, y_again = (seen[k] for k in ("y", "params", "dx", "grads", "y_again"))
-        bad_grads, dtype_notes = dict(wrapped.nonfinite_grads), wrapped.dtype_notes()
+        y_u, params, dx_u, grads_u = (seen[k] for k in ("y", "params", "dx", "grads"))
+        # taken now: the calls below record their own returns over these
+        seen["bad_grads"], seen["dtype_notes"] = dict(wrapped.nonfinite_grads), wrapped.dtype_notes()
         torch_ref = build("torch", Sequential([spec]))
         t, j = refs if refs is not None else (torch_ref.vjp(full(params), x, g),
                                               build("jax", Sequential([spec])).vjp(full(params), x, g))
@@ -226,38 +227,55 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
             # a second backward at the same point must give the same gradients
             wrapped.forward(x)
             wrapped.backward(g)
-            again = wrapped.param_grads()
+            seen["again"] = wrapped.param_grads()
         except Exception as e:
-            result.error_side = wrapped.running or "forward"
-            result.message = _fault_message(wrapped, e, x, "fd")
-            apply_effects(result, wrapped.side_effects())
-            return result
+            return _later_fault(result, wrapped, e, x, "fd", "forward")
         try:  # deliberate ties and zeros (a copy of rng: the draws of later checks stay as they were)
-            at_ties = ties.probe(wrapped, x.shape, copy.deepcopy(rng)) if dx_u is not None else []
+            seen["ties"] = ties.probe(wrapped, x.shape, copy.deepcopy(rng)) if dx_u is not None else []
         except Exception as e:
-            result.error_side = wrapped.running or "backward"
-            result.message = _fault_message(wrapped, e, x, "ties")
-            apply_effects(result, wrapped.side_effects())
-            return result
+            return _later_fault(result, wrapped, e, x, "ties", "backward")
 
-    forward_ok, backward_ok = _judge(result, tensors, fds, wrapped.dtype, tol_scale, batch=x.shape[0],
-                                     noise=wrapped.grad_noise(), nonfinite_found=bad_grads, **_hints(spec, x))
-    if at_ties and forward_ok and backward_ok and result.verdict in ("pass", "inconclusive"):
+    ok = _judge(result, tensors, fds, wrapped.dtype, tol_scale, batch=x.shape[0], noise=wrapped.grad_noise(),
+                nonfinite_found=seen["bad_grads"], **_hints(spec, x))
+    _diagnose_entry(result, wrapped, tensors, ok, (x_warm, x, g), seen, torch_ref)
+    return result
+
+
+def _later_fault(result: LayerResult, wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: str,
+                 side: str) -> LayerResult:
+    """The verdict ``error`` for ``exc`` met in a call after the first ones (``phase``: ``"fd"``
+    or ``"ties"``), on the side whose code ran (``side`` when none is known); re-raised when
+    it is a configuration error (:func:`_fault_message`)."""
+    result.error_side = wrapped.running or side
+    result.message = _fault_message(wrapped, exc, x, phase)
+    apply_effects(result, wrapped.side_effects())
+    return result
+
+
+def _diagnose_entry(result: LayerResult, wrapped: WrappedLayer, tensors: list[Compared], ok: tuple[bool, bool],
+                    point: tuple[np.ndarray, np.ndarray, np.ndarray], seen: dict[str, Any], torch_ref: Any) -> None:
+    """After the verdict (``ok``: forward_ok, backward_ok): a failure only the deliberate ties
+    showed, then the diagnosis lines (dtype notes, nondeterminism, a batch-size factor, the
+    confirmed hypotheses, a layout that explains a wrong forward, accumulation), the code's
+    writes and notes. ``point``: (earlier input, input, upstream gradient); ``seen``: what
+    :func:`check_point` recorded of the code's calls."""
+    (forward_ok, backward_ok), (_, x, g) = ok, point
+    spec, params, bad_grads = wrapped.spec, seen["params"], seen["bad_grads"]
+    if seen["ties"] and forward_ok and backward_ok and result.verdict in ("pass", "inconclusive"):
         result.verdict, result.message = "backward", ""  # the tie-free point could not see it
-        result.diagnosis += at_ties
-    result.diagnosis += dtype_notes + nondeterminism(y_u, y_again)
+        result.diagnosis += seen["ties"]
+    result.diagnosis += seen["dtype_notes"] + nondeterminism(seen["y"], seen["y_again"])
     result.diagnosis += scale_hint(wrapped, result, tensors, x.shape[0])
     if not backward_ok and not bad_grads:
-        result.diagnosis += backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, (x_warm, x, g))
+        result.diagnosis += backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, point)
     if not bad_grads and result.verdict not in ("pass", "error", "reference"):
         result.diagnosis += explain(result, tensors, spec, params, x, g)
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += layout_hint(wrapped, x, g, result)
-    accumulation(result, grads_u, again)
+    accumulation(result, seen["grads"], seen["again"])
     _finish(result, wrapped)
-    if dx_u is None:  # declared input_grad=False: said on the entry, whatever the verdict
+    if seen["dx"] is None:  # declared input_grad=False: said on the entry, whatever the verdict
         result.message = "; ".join(filter(None, [result.message, NO_INPUT_GRAD]))
-    return result
 
 
 def _finish(result: LayerResult, wrapped: WrappedLayer) -> None:
@@ -352,75 +370,6 @@ def _compared(result: LayerResult, x: np.ndarray, y_u: np.ndarray, dx_u: np.ndar
                         FLOOR * grad_scale))
     result.refs_error = max(refs_err)
     return tensors
-
-
-def _true_grads(result: LayerResult, tensors: list[Compared], dtype: np.dtype, tol_scale: float) -> dict[str, np.ndarray] | None:
-    """The references' gradients by tensor name (``input``, local parameter names) when they
-    are the true gradients of the user's forward too: the forward matches both references and
-    they agree with each other. Else None."""
-    if result.refs_error > REFS_TOL:
-        return None
-    for _, side, user, tv, jv, reduction, floor in tensors:
-        if side == "forward" and max(relative_with_floor(user, tv, floor),
-                                     relative_with_floor(user, jv, floor)) > tolerance(dtype, reduction, tol_scale):
-            return None
-    return {name: np.asarray(tv, np.float64) for name, side, _, tv, *_ in tensors if side == "backward"}
-
-
-def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarray | None, grads_u: dict[str, np.ndarray],
-            params: dict[str, np.ndarray], rng: np.random.Generator, count: int, at: Any, full: Any,
-            true: dict[str, np.ndarray] | None = None) -> dict[str, FDSummary]:
-    """Finite differences of the user's own forward (its backward's consistency): first along
-    directions over the input and every parameter at once; when that disagrees or is
-    unreliable, per tensor to say which. ``dx_u`` None (input_grad=False): the parameters
-    only. ``true``: the references' gradients when they are the forward's true ones (see
-    :func:`_true_grads`): a probe that sides with them is no agreement, however coarse the
-    tolerance. The parameters are put back afterwards."""
-    dtype, names = wrapped.dtype, list(grads_u)
-    with_x = dx_u is not None
-    sizes = ([x.size] if with_x else []) + [params[k].size for k in names]
-    cuts = np.cumsum(sizes)[:-1]
-
-    def split(v: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        parts = np.split(v, cuts)
-        xv = parts.pop(0).reshape(x.shape) if with_x else x
-        return xv, {k: p.reshape(params[k].shape) for k, p in zip(names, parts)}
-
-    def joint(v: np.ndarray) -> float:
-        xv, pv = split(v)
-        wrapped.set_params(pv)
-        return float((wrapped.forward(xv) * g).sum())
-
-    def one(k: str) -> Any:
-        def f(v: np.ndarray) -> float:
-            wrapped.set_params({k: v})
-            return float((wrapped.forward(x) * g).sum())
-        return f
-
-    try:
-        if names:  # one direction over everything: an inconsistent backward would need a measure-zero direction to hide
-            pat = (lambda v: at(full({**params, **split(v)[1]}), split(v)[0])) if at else None
-            base = np.concatenate([*([x.ravel()] if with_x else []), *(params[k].ravel() for k in names)])
-            grad = np.concatenate([*([dx_u.ravel()] if with_x else []), *(grads_u[k].ravel() for k in names)])
-            ref = np.concatenate([*([true["input"].ravel()] if with_x else []), *(true[k].ravel() for k in names)]) \
-                if true is not None else None
-            together = fd.summary(fd.probes(joint, base, grad, rng, count, dtype, pat, ref), dtype)
-            if together.consistent:
-                return {name: replace(together, joint=True) for name in (*(["input"] if with_x else []), *names)}
-            wrapped.set_params({k: params[k] for k in names})
-        fds = {}
-        if with_x:
-            x_pat = (lambda z: at(full(params), z)) if at else None
-            fds["input"] = fd.summary(fd.probes(lambda z: float((wrapped.forward(z) * g).sum()), x, dx_u, rng, count,
-                                                dtype, x_pat, true["input"] if true else None), dtype)
-        for k in names:
-            pat = (lambda v, k=k: at(full({**params, k: v}), x)) if at else None
-            fds[k] = fd.summary(fd.probes(one(k), params[k], grads_u[k], rng, count, dtype, pat,
-                                          true[k] if true else None), dtype)
-            wrapped.set_params({k: params[k]})
-        return fds
-    finally:
-        wrapped.set_params({k: params[k] for k in names})
 
 
 from .network_check import check_network  # noqa: E402  (it builds on check_point above)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from .adapters.effects import apply_effects
-from .check import FLOOR, NO_INPUT_GRAD, REFS_TOL, _nonfinite_message
-from .compare import relative_with_floor, rel_error, tolerance
+from .check import FLOOR, NO_INPUT_GRAD, _nonfinite_message
+from .compare import REFS_TOL, relative_with_floor, rel_error, tolerance
 from .faults import CodeFault, call_user, codes_fault
 from .frames import user_frame
 from .results import Boundary, LayerResult, Report, TensorResult

@@ -11,7 +11,8 @@ numpy arrays (NCHW data, PyTorch parameter layouts, local parameter names ``weig
     with conv.preserved():           # parameters restored bit for bit on exit, even on error
         conv.set_params({...})
 
-The common core lives in :mod:`.wrapped`, the object style in :mod:`.object_layer`, the
+The common core lives in :mod:`.wrapped` (its parameter side in :mod:`.wrapped_params`), the
+object style in :mod:`.object_layer` (where it finds parameters: :mod:`.object_refs`), the
 function pairs in :mod:`.function_layer`; this module gathers them.
 """
 

@@ -23,7 +23,7 @@ import numpy as np
 from ..faults import call_user
 from ..spec import Loss, SoftmaxCrossEntropy, check_target
 from .layer import AdapterError, ValueFinding
-from .network import _returned
+from .network_parts import _returned
 
 STYLES = ("function", "object", "softmax")
 

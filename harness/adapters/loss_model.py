@@ -16,7 +16,8 @@ from ..spec import BatchNorm1d, BatchNorm2d, Conv2d, Layer, Linear, Loss, ParamI
 from .arrays import NonFinite, from_float64, is_mutable, nonfinite, to_float64, write_into
 from .layouts import CANONICAL, Layout, data_to_user, feature_orders, param_from_user, param_to_user
 from .inputs import AXES, read_shape
-from .network import Shape, _close, _listing, _needs_input_shape, _param_table, _returned, _user_output
+from .network_parts import Shape, _needs_input_shape, _param_table, _returned, _user_output
+from .notes import _close, _listing
 from .refs import AdapterError, Ref, ValueFinding, preserving
 
 

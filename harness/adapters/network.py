@@ -32,90 +32,19 @@ from typing import Any, Callable, ContextManager, Iterator, Mapping
 
 import numpy as np
 
-from ..spec import Dropout, Flatten, Layer, ParamInfo, Residual, join_path, layer_shapes, named_params, walk
+from ..spec import Layer, Residual, join_path, layer_shapes, walk
 from ..faults import call_user
-from .arrays import ArrayError, is_float_dtype, nonfinite, to_float64
 from . import state
 from .effects import Effects, parse_inplace
 from .feed import hand_network, typed
 from .replay import replaying
 from .layer import AdapterError, ValueFinding, WrappedLayer, _data_hint, wrap_layer
+from .loss_model import LossModel, wrap_loss_model  # re-exported: CS231n-style models
+from .network_parts import Shape, _dummy_input, _input_grad, _needs_input_shape, _user_output
 from .notes import _close, _listing
 from .watch import Calls, returns_kept, watching
 from .inputs import AXES, read_shape
-from .layouts import CANONICAL, Layout, feature_orders, data_from_user, data_to_user, user_data_shape
-
-Shape = tuple[int, ...]
-CHW = tuple[int, int, int]
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _needs_input_shape(spec: Layer, layouts: list[Layout]) -> bool:
-    """An HWC flatten reorders features, and which order depends on (C, H, W)."""
-    return any(lay.flatten == "HWC" for lay in layouts) and any(isinstance(l, Flatten) for _, l in walk(spec))
-
-
-def _dummy_input(layer: Layer) -> Shape:
-    return state.dummy_input(layer)[0]  # parameter shapes of conv / linear / norm layers do not depend on N, H, W
-
-
-def _input_grad(layers: Mapping[str, WrappedLayer], first: str | None) -> bool:
-    """Whether the network's input gradient is computed: not when its first layer is declared
-    ``input_grad=False``, which no other layer may be (the layer before it needs it)."""
-    late = [p for p, w in layers.items() if not w.input_grad and p != first]
-    if late:
-        raise AdapterError(f"wrap_network: '{late[0]}' is declared input_grad=False, but only the network's first "
-                           f"layer ('{first}') may compute no input gradient: the layer before '{late[0]}' needs it")
-    return first not in layers or layers[first].input_grad  # type: ignore[index]
-
-
-def _param_table(spec: Layer, input_shape: Shape | None) -> dict[str, tuple[str, Layer, str, ParamInfo]]:
-    """``{full name: (layer path, layer, local name, info)}`` in forward order; without an
-    input shape, shape-dependent buffers (a training dropout's mask) are left out."""
-    tree = dict(walk(spec))
-    if input_shape is not None:
-        infos = named_params(spec, input_shape)
-    else:
-        infos = {}
-        for path, layer in tree.items():
-            if layer.children() or (isinstance(layer, Dropout) and layer.training):
-                continue
-            infos.update({f"{path}.{k}": v for k, v in layer.local_params(_dummy_input(layer)).items()})
-    out = {}
-    for name, info in infos.items():
-        path, _, local = name.rpartition(".")
-        out[name] = (path, tree[path], local, info)
-    return out
-
-
-def _returned(value: Any, what: str) -> tuple[np.ndarray, np.dtype]:
-    """The user's code's value -> (float64 copy, its dtype); :class:`ValueFinding` if None, not real, or integer."""
-    if value is None:
-        raise ValueFinding(f"{what} is None; it must return an array")
-    try:
-        v, kind = to_float64(value, what)
-    except ArrayError as e:
-        raise ValueFinding(str(e)) from None
-    if not is_float_dtype(kind.dtype):
-        raise ValueFinding(f"{what} is {kind.dtype}: integer values cannot carry a gradient (likely cause: an array "
-                           "allocated with an integer dtype, or an astype(int))")
-    return v, kind.dtype
-
-
-def _user_output(value: Any, what: str, layout: Layout, features: CHW | None,
-                 returned: dict[str, np.dtype] | None = None, name: str = "output") -> np.ndarray:
-    """The user's activation -> canonical float64, refusing None, integer and non-finite
-    values (:class:`ValueFinding`); its dtype is recorded in ``returned[name]``."""
-    v, dtype = _returned(value, what)
-    if returned is not None:
-        returned[name] = dtype
-    bad = nonfinite(v)
-    if bad:
-        raise ValueFinding(f"{what} has a non-finite value {bad.value} at {list(bad.index)} (user layout; "
-                           f"{bad.count} of {bad.size} NaN or Inf)")
-    return data_from_user(v, layout, features)
+from .layouts import CANONICAL, Layout, feature_orders, data_to_user, user_data_shape
 
 
 # --------------------------------------------------------------------------- whole networks
@@ -410,7 +339,5 @@ def wrap_network(layers: Mapping[str, WrappedLayer | Any], spec: Layer, *, forwa
     return typed(WrappedNetwork(layers, spec, forward=forward, backward=backward, layout=layout,
                                 input_shape=input_shape, inplace=inplace), array_type)
 
-
-from .loss_model import LossModel, wrap_loss_model  # noqa: E402  (it builds on the helpers above)
 
 __all__ = ["LossModel", "WrappedNetwork", "wrap_loss_model", "wrap_network"]

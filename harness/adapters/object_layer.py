@@ -1,5 +1,6 @@
 """Object-style layers: ``obj.forward(x) -> y``, ``obj.backward(dy) -> dx``, parameters and
-gradients kept on the object; the options real code needs (see :data:`OPTIONS`)."""
+gradients kept on the object; the options real code needs (see :data:`OPTIONS`) and the
+calls into the object. Where the parameters and gradients live: :mod:`.object_refs`."""
 
 from __future__ import annotations
 
@@ -12,19 +13,19 @@ from ..faults import call_user
 from ..frames import user_frame
 from ..spec import Layer, join_path
 from .arrays import to_float64
-from .composite import sub_objects, under
 from .layouts import CANONICAL, Layout
 from . import state
 from .options import SHARED, apply_shared
 from .per_example import Grads, PerExample
-from .refs import AdapterError, Ref, ValueFinding, _candidates, _grad_candidates
+from .object_refs import ObjectRefs
+from .refs import AdapterError, Ref, ValueFinding
 from .returns import aliases, numbered, split
 from .wrapped import WrappedLayer, _is_array
 
 
-class ObjectLayer(PerExample, WrappedLayer):
+class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
     """``obj.forward(x) -> y``, ``obj.backward(dy) -> dx``, parameters and gradients kept on
-    the object (attributes or dicts, see :class:`Ref`)."""
+    the object (attributes or dicts, see :class:`Ref`; located by :class:`ObjectRefs`)."""
 
     def __init__(self, obj: Any, spec: Layer | None, *, params: Mapping[str, str] | None, grads: Mapping[str, str] | None,
                  layout: Layout, forward: str, backward: str, name: str | None, options: Mapping[str, Any]) -> None:
@@ -62,91 +63,6 @@ class ObjectLayer(PerExample, WrappedLayer):
             self._resolve()
             self.feed_kind()  # a declared array type its parameters contradict: said now, not at the first call
 
-    def _resolve(self) -> None:
-        self.params = self._resolve_params(self._declared_params)
-        self.grads = self._resolve_grads(self._declared_grads)
-
-    def _resolve_params(self, declared: Mapping[str, str] | None) -> dict[str, Ref]:
-        wanted = list(self._spec_params_safe()) if self.spec else list(declared or {})
-        declared = dict(declared or {})
-        unknown = [k for k in declared if self.spec is not None and k not in wanted]
-        if unknown:
-            raise AdapterError(f"layer '{self.name}': params names {unknown} are not parameters of {type(self.spec).__name__}; expected some of {wanted}")
-        out: dict[str, Ref] = {}
-        self._absent, self._pending, eval_missing = {}, {}, []
-        # a composite (Sequential / Residual) object: each sub-layer's parameters on its own object
-        composite = self.spec is not None and bool(self.spec.children())
-        owners = sub_objects(self.obj, self.spec, [k for k in wanted if k not in declared], self.name) if composite else {}
-        for local in wanted:
-            leaf, leaf_local = self._leaf(local) if self.spec is not None else (None, local)
-            later = leaf is not None and state.deferred(leaf, leaf_local)  # a mask drawn by the forward
-            if local in declared:
-                ref = Ref(declared[local])
-                if not ref.exists(self.obj) and later:
-                    self._pending[local] = ref
-                    continue
-                if not ref.exists(self.obj):
-                    raise AdapterError(f"layer '{self.name}': parameter '{local}' declared at {ref!r}, but {type(self.obj).__name__} has nothing there")
-                out[local] = ref
-                continue
-            owner = owners.get(local.rpartition(".")[0], "")
-            found = self._find(local, later, owner)
-            if found is None and leaf is not None and state.optional(leaf, leaf_local):
-                self._absent[local] = None  # training mode: not kept, not checked (a note says so)
-            elif found is None and later:
-                self._pending[local] = None
-            elif found is None and leaf is not None and leaf_local in state.RUNNING:
-                eval_missing.append(local)
-            elif found is None:
-                raise self._not_found(local, owner)
-            elif clash := [k for k, r in out.items() if r.path == found.path]:
-                raise AdapterError(
-                    f"layer '{self.name}': '{clash[0]}' and '{local}' would both be read from {found!r}; "
-                    f"pass params= to say where each lives"
-                )
-            else:
-                out[local] = found
-        if eval_missing:
-            raise state.eval_error(self.name, type(self._leaf(eval_missing[0])[0]).__name__, eval_missing,
-                                   f"tried {', '.join(_candidates('running_mean')[:4])} ... on {type(self.obj).__name__}",
-                                   "pass params={" + ", ".join(f"'{k}': \"...\"" for k in eval_missing) +
-                                   "} with where they live")
-        return out
-
-    def _find(self, local: str, mask: bool, owner: str = "") -> Ref | None:
-        """The first usual place that holds an array for ``local`` on the object, or on the
-        sub-object at ``owner`` (a composite's layer, ``"conv1"``); None if nowhere."""
-        tried = [under(owner, c) for c in (state.mask_candidates() if mask else state.candidates(local))]
-        found = next((Ref(c) for c in tried if Ref(c).exists(self.obj) and _is_array(Ref(c).get(self.obj))), None)
-        if found is not None:
-            self._owners[local] = owner
-        return found
-
-    def _not_found(self, local: str, owner: str) -> AdapterError:
-        """Parameter ``local`` is nowhere: the places tried, and params= to declare it."""
-        tried = [under(owner, c) for c in _candidates(local)]
-        on = f"{owner} (a {type(Ref(owner).get(self.obj)).__name__})" if owner else type(self.obj).__name__
-        leaf = local.rpartition(".")[0]
-        hint = (f"; nor is there a sub-object for '{leaf}' (an attribute named {leaf.rpartition('.')[2]!r}, or a "
-                ".layers list in forward order)") if leaf and not owner else ""
-        return AdapterError(
-            f"layer '{self.name}': cannot find parameter '{local}' on {on} (tried {', '.join(tried[:6])} ...){hint}; "
-            f"pass params={{'{local}': \"{tried[0]}\"}} with where it lives{lazy_hint(self, local)}"
-        )
-
-    def _resolve_pending(self) -> None:
-        """After a forward: locate the mask it drew (declared, or in the usual places)."""
-        for local, ref in list(self._pending.items()):
-            found = ref if ref is not None and ref.exists(self.obj) else (self._find(local, True) if ref is None else None)
-            if found is None:
-                tried = f"declared at {ref!r}" if ref is not None else f"tried {', '.join(state.mask_candidates()[:8])} ..."
-                raise AdapterError(
-                    f"layer '{self.name}': cannot find its dropout mask '{local}' on {type(self.obj).__name__} after "
-                    f"the forward ({tried}); pass params={{'{local}': \"...\"}} with where the mask of the input's "
-                    "shape lives (0 where a unit is dropped)")
-            self.params[local] = found  # type: ignore[index]
-            del self._pending[local]
-
     @contextmanager
     def preserved(self) -> Iterator[None]:
         """As the base's; running statistics the object did not keep and its forward created
@@ -158,39 +74,6 @@ class ObjectLayer(PerExample, WrappedLayer):
         finally:
             state.forget(self.obj, absent)
 
-    def _peek(self, local: str) -> Any:
-        ref = (self.params or {}).get(local)
-        return ref.get(self.obj) if ref is not None and ref.exists(self.obj) else None
-
-    def _place(self, name: str) -> str:
-        return repr((self.params or {}).get(name, name))
-
-    def _spec_params_safe(self) -> dict[str, Any]:
-        try:
-            return self._spec_params()
-        except AdapterError:
-            raise AdapterError(f"layer '{self.name}': {type(self.spec).__name__} needs its input shape to list its parameters") from None
-
-    def _resolve_grads(self, declared: Mapping[str, str] | None) -> dict[str, Ref]:
-        declared = dict(declared or {})
-        out = {}
-        for local, ref in self.params.items():
-            if local in declared:
-                out[local] = Ref(declared[local])
-            else:
-                # gradients usually appear only after the first backward: resolve then
-                out[local] = None  # type: ignore[assignment]
-        return out
-
-    def _param_names(self) -> list[str]:
-        if self.params is None:  # lazy: the parameters appear in the first forward
-            if not self._forwarded:
-                return []
-            self._resolve()
-        if self._pending and self._forwarded:
-            self._resolve_pending()
-        return list(self.params)  # type: ignore[arg-type]
-
     def get_params(self) -> dict[str, np.ndarray]:
         self._prime()
         if self._pending and not self._forwarded:
@@ -198,14 +81,6 @@ class ObjectLayer(PerExample, WrappedLayer):
                 f"layer '{self.name}': its dropout mask is drawn by its forward, which has not run, and its input shape "
                 "is not known: pass x= or input_shape= to check_layer (input_shape= or x= to check_network)")
         return super().get_params()
-
-    def _get_user(self, local: str) -> Any:
-        if self.params is None:
-            self._param_names()
-        return self.params[local].get(self.obj)  # type: ignore[index]
-
-    def _put_user(self, local: str, value: Any) -> None:
-        self.params[local].set(self.obj, value)
 
     def _get_grad(self, local: str) -> Any:
         if (self.sgd or not self.batched) and getattr(self, "_external", False):
@@ -234,24 +109,6 @@ class ObjectLayer(PerExample, WrappedLayer):
         if not declared and self._returned_grads is not None and self._returned_grads.get(local) is not None:
             return self._returned_grads[local]
         return self._read_grad(local)
-
-    def _read_grad(self, local: str) -> Any:
-        ref = self.grads.get(local)
-        if ref is None:
-            owner = self._owners.get(local, "")  # a composite's layer: its gradients live on its own object
-            tried = [under(owner, c) for c in _grad_candidates(self.params[local].path[len(owner):].lstrip("."))]
-            found = [Ref(c) for c in tried if Ref(c).exists(self.obj)]
-            if not found:
-                raise AdapterError(
-                    f"layer '{self.name}': cannot find the gradient of '{local}' (kept at {self.params[local]!r}) after "
-                    f"backward (tried {', '.join(tried[:6])} ...); {sgd_hint(self, local)}pass grads={{'{local}': \"dW\"}}, "
-                    f"return it from backward as (dx, dW, db), or, if it is only applied to the weights, {self._sgd_hint()}"
-                )
-            ref = self.grads[local] = found[0]
-        try:
-            return ref.get(self.obj)
-        except (AttributeError, KeyError, IndexError, TypeError):
-            raise AdapterError(f"layer '{self.name}': gradient of '{local}' declared at {ref!r} is missing after backward") from None
 
     def _call_forward(self, x: np.ndarray) -> Any:
         self._external, self._sgd_grads, self._summed_grads = False, {}, {}
@@ -292,12 +149,6 @@ class ObjectLayer(PerExample, WrappedLayer):
         return (f"likely cause: {self.zero_grad}() also empties what the forward cached (the input), as numpy-ml's "
                 f"flush_gradients() does; declare flush={self.zero_grad!r} instead of zero_grad= (called before "
                 "every forward)")
-
-    def _sgd_hint(self) -> str:
-        step = next((m for m in ("step", "update", "apply_gradients", "update_params", "sgd_step")
-                     if callable(getattr(self.obj, m, None))), None)
-        by_method = f"sgd=({step!r}, lr) (its {step}() applies it)" if step else "sgd=('method', lr) (a method applies it)"
-        return f"declare {by_method} or sgd=(None, lr) (backward applies it)"
 
     def _shape_hint(self, dx: Any) -> str:
         if self.zero_grad and np.size(dx) == 0:
@@ -409,5 +260,3 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
     return ObjectLayer(obj, spec, params=params, grads=grads, layout=layout, forward=forward, backward=backward,
                        name=name, options=options)
 
-
-from .missing import lazy_hint, sgd_hint  # noqa: E402  (the hints of two error messages above)

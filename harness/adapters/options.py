@@ -10,7 +10,7 @@ import numpy as np
 
 from .effects import parse_inplace
 from .refs import AdapterError
-from .wrapped import _check_grad_scale
+from .wrapped_params import _check_grad_scale
 
 SHARED: dict[str, Any] = {
     "grad_scale": None,  # "batch" (gradients already divided by N) or a number to multiply by

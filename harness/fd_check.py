@@ -1,0 +1,91 @@
+"""Finite differences in the check of one layer: the user's backward against central
+differences of the user's own forward ``<f_user(x; θ), g>`` (the third witness; the probes
+themselves are :mod:`harness.fd`). Along one direction over the input and every parameter
+at once, then per tensor when that does not settle it; the references' gradients ride
+along when they are the forward's true ones, so a coarse tolerance cannot let a probe that
+sides with them count as agreement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import fd
+from .adapters.wrapped import WrappedLayer
+from .compare import REFS_TOL, relative_with_floor, tolerance
+from .results import FDSummary, LayerResult
+
+if TYPE_CHECKING:  # the check's tensor rows; imported for the annotations only (check imports this module)
+    from .check import Compared
+
+
+def _true_grads(result: LayerResult, tensors: list[Compared], dtype: np.dtype, tol_scale: float) -> dict[str, np.ndarray] | None:
+    """The references' gradients by tensor name (``input``, local parameter names) when they
+    are the true gradients of the user's forward too: the forward matches both references and
+    they agree with each other. Else None."""
+    if result.refs_error > REFS_TOL:
+        return None
+    for _, side, user, tv, jv, reduction, floor in tensors:
+        if side == "forward" and max(relative_with_floor(user, tv, floor),
+                                     relative_with_floor(user, jv, floor)) > tolerance(dtype, reduction, tol_scale):
+            return None
+    return {name: np.asarray(tv, np.float64) for name, side, _, tv, *_ in tensors if side == "backward"}
+
+
+def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarray | None, grads_u: dict[str, np.ndarray],
+            params: dict[str, np.ndarray], rng: np.random.Generator, count: int, at: Any, full: Any,
+            true: dict[str, np.ndarray] | None = None) -> dict[str, FDSummary]:
+    """Finite differences of the user's own forward (its backward's consistency): first along
+    directions over the input and every parameter at once; when that disagrees or is
+    unreliable, per tensor to say which. ``dx_u`` None (input_grad=False): the parameters
+    only. ``true``: the references' gradients when they are the forward's true ones (see
+    :func:`_true_grads`): a probe that sides with them is no agreement, however coarse the
+    tolerance. The parameters are put back afterwards."""
+    dtype, names = wrapped.dtype, list(grads_u)
+    with_x = dx_u is not None
+    sizes = ([x.size] if with_x else []) + [params[k].size for k in names]
+    cuts = np.cumsum(sizes)[:-1]
+
+    def split(v: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        parts = np.split(v, cuts)
+        xv = parts.pop(0).reshape(x.shape) if with_x else x
+        return xv, {k: p.reshape(params[k].shape) for k, p in zip(names, parts)}
+
+    def joint(v: np.ndarray) -> float:
+        xv, pv = split(v)
+        wrapped.set_params(pv)
+        return float((wrapped.forward(xv) * g).sum())
+
+    def one(k: str) -> Any:
+        def f(v: np.ndarray) -> float:
+            wrapped.set_params({k: v})
+            return float((wrapped.forward(x) * g).sum())
+        return f
+
+    try:
+        if names:  # one direction over everything: an inconsistent backward would need a measure-zero direction to hide
+            pat = (lambda v: at(full({**params, **split(v)[1]}), split(v)[0])) if at else None
+            base = np.concatenate([*([x.ravel()] if with_x else []), *(params[k].ravel() for k in names)])
+            grad = np.concatenate([*([dx_u.ravel()] if with_x else []), *(grads_u[k].ravel() for k in names)])
+            ref = np.concatenate([*([true["input"].ravel()] if with_x else []), *(true[k].ravel() for k in names)]) \
+                if true is not None else None
+            together = fd.summary(fd.probes(joint, base, grad, rng, count, dtype, pat, ref), dtype)
+            if together.consistent:
+                return {name: replace(together, joint=True) for name in (*(["input"] if with_x else []), *names)}
+            wrapped.set_params({k: params[k] for k in names})
+        fds = {}
+        if with_x:
+            x_pat = (lambda z: at(full(params), z)) if at else None
+            fds["input"] = fd.summary(fd.probes(lambda z: float((wrapped.forward(z) * g).sum()), x, dx_u, rng, count,
+                                                dtype, x_pat, true["input"] if true else None), dtype)
+        for k in names:
+            pat = (lambda v, k=k: at(full({**params, k: v}), x)) if at else None
+            fds[k] = fd.summary(fd.probes(one(k), params[k], grads_u[k], rng, count, dtype, pat,
+                                          true[k] if true else None), dtype)
+            wrapped.set_params({k: params[k]})
+        return fds
+    finally:
+        wrapped.set_params({k: params[k] for k in names})
