@@ -32,7 +32,7 @@ from .adapters.wrapped import ONE_EXAMPLE_GUESS
 from .adapters.layouts import CANONICAL, user_data_shape
 from .adapters.state import UNREPLAYABLE
 from .adapters.options import call_hint
-from .compare import REFS_TOL, relative_with_floor, rel_error, tolerance, verdict
+from .compare import REFS_TOL, relative_with_floor, rel_error, tensor_tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
 from .fd_check import _fd_all, _true_grads
@@ -71,9 +71,7 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
     noise = noise or {}
     for name, side, user, tv, jv, reduction, floor in tensors:
         # plus any error the reading of the gradient adds (an SGD-step recovery), relative to the truth
-        tol = tolerance(dtype, reduction, tol_scale)
-        if noise.get(name):
-            tol += noise[name] / max(float(np.linalg.norm(tv)), floor, 1e-300)
+        tol = tensor_tolerance(dtype, reduction, tol_scale, noise.get(name, 0.0), tv, floor)
         et, ej = relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)
         worst = rel_error(user, tv)
         result.tensors.append(TensorResult(
@@ -223,7 +221,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         tensors = _compared(result, x, y_u, dx_u, grads_u, t, j, spec)
         try:
             fds = _fd_all(wrapped, x, g, dx_u, grads_u, params, rng, fd_probes, at, full,
-                          _true_grads(result, tensors, wrapped.dtype, tol_scale))
+                          _true_grads(result, tensors, wrapped.dtype, tol_scale, wrapped.grad_noise()))
             # a second backward at the same point must give the same gradients
             wrapped.forward(x)
             wrapped.backward(g)

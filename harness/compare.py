@@ -70,6 +70,15 @@ def tolerance(dtype: Any, reduction: int = 1, scale: float = 1.0) -> float:
     return scale * FACTOR * eps * float(np.sqrt(max(int(reduction), 1)))
 
 
+def tensor_tolerance(dtype: Any, reduction: int, scale: float, noise: float, ref: Any, floor: float) -> float:
+    """:func:`tolerance` plus ``noise``, an absolute norm-wise error the reading of the
+    gradient adds (an SGD-step recovery), made relative to the reference ``ref``."""
+    tol = tolerance(dtype, reduction, scale)
+    if noise:
+        tol += noise / max(float(np.linalg.norm(np.asarray(ref, dtype=np.float64))), floor, 1e-300)
+    return tol
+
+
 def relative_with_floor(actual: Any, expected: Any, floor: float = 0.0) -> float:
     """||actual - expected|| / max(||expected||, floor): a tensor whose true value is zero (a
     conv bias feeding batch norm) is judged against ``floor`` — a scale taken from the

@@ -15,24 +15,31 @@ import numpy as np
 
 from . import fd
 from .adapters.wrapped import WrappedLayer
-from .compare import REFS_TOL, relative_with_floor, tolerance
+from .compare import REFS_TOL, relative_with_floor, tensor_tolerance
 from .results import FDSummary, LayerResult
 
 if TYPE_CHECKING:  # the check's tensor rows; imported for the annotations only (check imports this module)
     from .check import Compared
 
 
-def _true_grads(result: LayerResult, tensors: list[Compared], dtype: np.dtype, tol_scale: float) -> dict[str, np.ndarray] | None:
-    """The references' gradients by tensor name (``input``, local parameter names) when they
-    are the true gradients of the user's forward too: the forward matches both references and
-    they agree with each other. Else None."""
+def _true_grads(result: LayerResult, tensors: list[Compared], dtype: np.dtype, tol_scale: float,
+                noise: dict[str, float]) -> dict[str, np.ndarray] | None:
+    """For finite differences to side with: by tensor name (``input``, local parameter
+    names), the references' gradient where they reject the user's, the user's own where they
+    accept it. Only when the references' gradients are the true gradients of the user's
+    forward too (the forward matches both, and they agree with each other), and some gradient
+    is rejected; else None. ``noise``: what reading a gradient adds (``grad_noise``)."""
     if result.refs_error > REFS_TOL:
         return None
-    for _, side, user, tv, jv, reduction, floor in tensors:
-        if side == "forward" and max(relative_with_floor(user, tv, floor),
-                                     relative_with_floor(user, jv, floor)) > tolerance(dtype, reduction, tol_scale):
+    out, rejected = {}, False
+    for name, side, user, tv, jv, reduction, floor in tensors:
+        tol = tensor_tolerance(dtype, reduction, tol_scale, noise.get(name, 0.0), tv, floor)
+        wrong = max(relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)) > tol
+        if side == "forward" and wrong:
             return None
-    return {name: np.asarray(tv, np.float64) for name, side, _, tv, *_ in tensors if side == "backward"}
+        if side == "backward":
+            out[name], rejected = np.asarray(tv if wrong else user, np.float64), rejected or wrong
+    return out if rejected else None
 
 
 def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarray | None, grads_u: dict[str, np.ndarray],
