@@ -24,14 +24,14 @@ from .refs import Ref, _candidates
 
 
 def sgd_hint(layer: Any, local: str) -> str:
-    """``"backward changed 'weight' itself (an SGD step inside backward?): declare sgd=(None, lr) ...; else "``
+    """``"backward changed 'weight' itself (an SGD step inside backward?): declare sgd=(None, lr) ..."``
     when the last backward of ``layer`` (an ObjectLayer) wrote into parameter ``local``, else
     ``""``. (``sgd=('step', lr)`` is for a step applied by another method: then the backward
     changes nothing, and there is no evidence to name it on.)"""
     if not any(e.side == "backward" and e.array == f"parameter '{local}'" for e in layer.effects):
         return ""
     return (f"backward changed '{local}' itself (an SGD step inside backward?): declare sgd=(None, lr) with its "
-            "learning rate; else ")
+            "learning rate")
 
 
 @contextmanager

@@ -172,11 +172,12 @@ class ObjectRefs:
             tried = [under(owner, c) for c in _grad_candidates(self.params[local].path[len(owner):].lstrip("."))]
             found = [Ref(c) for c in tried if Ref(c).exists(self.obj)]
             if not found:
-                raise AdapterError(
-                    f"layer '{self.name}': cannot find the gradient of '{local}' (kept at {self.params[local]!r}) after "
-                    f"backward (tried {', '.join(tried[:6])} ...); {sgd_hint(self, local)}pass grads={{'{local}': \"dW\"}}, "
-                    f"return it from backward as (dx, dW, db), or, if it is only applied to the weights, {self._sgd_hint()}"
-                )
+                # the SGD step seen in backward, when it was; else every way a gradient can be given
+                ways = sgd_hint(self, local) or (
+                    f"pass grads={{'{local}': \"dW\"}} or return it from backward as (dx, dW, db); or, if it is only "
+                    f"applied to the weights, {self._sgd_hint()}")
+                raise AdapterError(f"layer '{self.name}': cannot find the gradient of '{local}' (kept at "
+                                   f"{self.params[local]!r}) after backward (tried {', '.join(tried[:6])} ...); {ways}")
             ref = self.grads[local] = found[0]
         try:
             return ref.get(self.obj)
