@@ -83,7 +83,10 @@ def _as_wrapped(loss: Any, spec: Loss | None) -> Any:
                      f"got {type(spec).__name__}")
     if isinstance(loss, WrappedLoss):
         if spec is not None and spec != loss.spec:
-            raise _error(f"check_loss: the loss was wrapped for {loss.spec!r} but spec={spec!r}; pass one of them")
+            from .hypotheses.conventions import declaration
+
+            raise _error(f"check_loss: the loss was wrapped for {declaration(loss.spec)} but spec={declaration(spec)}; "
+                         "pass one of them")
         return loss
     if spec is None:
         raise _error(f"check_loss: got a {type(loss).__name__}; pass spec= (harness.SoftmaxCrossEntropy() or "
@@ -101,13 +104,16 @@ def loss_entry(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.rando
     d loss / d scores (backward) against both references, and finite differences of its own value."""
     from reference_models import build
 
+    from .hypotheses.conventions import log_eps_part, loss_log_eps
     from .spec import Flatten
 
     result = LayerResult(name="(loss)", kind=wloss.spec.kind, verdict="error", dtype=str(wloss.dtype))
     identity = Sequential([Flatten(name="scores")])  # the references' loss of the scores themselves
     try:
         value, dscores = wloss.loss_and_grad(scores, target)
-        value_f = lambda s: wloss.loss_and_grad(s, target)[0]  # noqa: E731
+        # a declared epsilon in the log is the value's only: its part is taken out before finite
+        # differences, which then see the textbook gradient the code computes (SoftmaxCrossEntropy)
+        value_f = lambda s: wloss.loss_and_grad(s, target)[0] - log_eps_part(wloss.spec, s, target)  # noqa: E731
         fds = {"scores": _fd_summary(_probes(value_f, scores, dscores, rng, fd_probes, wloss.dtype, None), wloss.dtype)}
     except Exception as e:
         result.message, result.error_side = _fault(e), wloss.running
@@ -122,6 +128,9 @@ def loss_entry(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.rando
         ("scores", "backward", dscores, t.input_grad, j.input_grad, scores.size // n, 0.0),
     ]
     _judge(result, tensors, fds, wloss.dtype, tol_scale, batch=n, window=None)
+    value_entry = next(tr for tr in result.tensors if tr.name == "value")
+    if not value_entry.ok:
+        result.diagnosis += loss_log_eps(wloss.spec, scores, target, float(value), float(t.loss), value_entry.tolerance)
     result.diagnosis += _dtype_notes(wloss.returned, wloss.dtype, f"the loss computes in {wloss.dtype}")
     return result
 

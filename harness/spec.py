@@ -618,13 +618,15 @@ class Dropout(Layer):
 
     In training mode the 0/1 buffer ``mask`` has the full input shape (batch included)
     and is supplied with the parameters, so every witness drops the same units.
-    ``training=False`` is the identity.
+    ``training=False`` is the identity. ``inverted=False``: dropout that does not scale in
+    training (y = x * mask) and scales by (1 - p) at test time instead.
     """
 
     kind: ClassVar[str] = "Dropout"
     name: str
     p: float = 0.5
     training: bool = True
+    inverted: bool = True
 
     def __post_init__(self) -> None:
         _check_name(self.name, "layer")
@@ -766,13 +768,18 @@ class Loss:
 @dataclass(frozen=True)
 class SoftmaxCrossEntropy(Loss):
     """Cross-entropy of softmax(logits ``(N, K)``) with integer labels ``(N,)`` or
-    probabilities ``(N, K)``; ``reduction`` "mean" divides by N."""
+    probabilities ``(N, K)``; ``reduction`` "mean" divides by N. ``log_eps``: the epsilon
+    some code adds inside the log of its loss value, -log(p + log_eps); the gradient is the
+    textbook one, (p - target) (/ N), as such code computes it."""
 
     kind: ClassVar[str] = "SoftmaxCrossEntropy"
     reduction: str = "mean"
+    log_eps: float = 0.0
 
     def __post_init__(self) -> None:
         self._check_reduction()
+        if not 0.0 <= self.log_eps < 1.0:
+            raise SpecError(f"SoftmaxCrossEntropy: log_eps must be in [0, 1), got {self.log_eps!r}")
 
 
 @dataclass(frozen=True)

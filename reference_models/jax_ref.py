@@ -158,6 +158,8 @@ def _layernorm(l: S.LayerNorm, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
 
 
 def _dropout(l: S.Dropout, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    if not l.inverted:  # scaled at test time, not in training
+        return x * ctx.params[f"{path}.mask"] if l.training else x * (1.0 - l.p)
     return x * ctx.params[f"{path}.mask"] / (1.0 - l.p) if l.training else x
 
 
@@ -234,6 +236,11 @@ def _loss_value(loss: Loss, out: jax.Array, target: jax.Array) -> jax.Array:
             per = -jnp.take_along_axis(logp, target[:, None].astype(jnp.int64), axis=1)[:, 0]
         else:  # probabilities
             per = -jnp.sum(target * logp, axis=1)
+        if loss.log_eps:  # the value of -log(p + log_eps), the textbook gradient (the spec's docstring)
+            prob = jnp.exp(logp) + loss.log_eps
+            with_eps = -(jnp.log(jnp.take_along_axis(prob, target[:, None].astype(jnp.int64), axis=1)[:, 0])
+                         if target.ndim == 1 else jnp.sum(target * jnp.log(prob), axis=1))
+            per = per + jax.lax.stop_gradient(with_eps - per)
         total = jnp.sum(per)
         return total / out.shape[0] if loss.reduction == "mean" else total
     if isinstance(loss, S.MSE):

@@ -55,14 +55,17 @@ class GlobalAvgPool2d(nn.Module):
 
 class MaskedDropout(nn.Module):
     """Dropout with a fixed 0/1 ``mask`` buffer (full input shape): ``x * mask / (1 - p)``
-    in training mode, the identity in eval mode."""
+    in training mode, the identity in eval mode; ``inverted=False``: ``x * mask`` in
+    training, ``x * (1 - p)`` in eval mode."""
 
-    def __init__(self, p: float, mask: torch.Tensor) -> None:
+    def __init__(self, p: float, mask: torch.Tensor, inverted: bool = True) -> None:
         super().__init__()
-        self.p = p
+        self.p, self.inverted = p, inverted
         self.register_buffer("mask", mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.inverted:
+            return x * self.mask if self.training else x * (1.0 - self.p)
         return x * self.mask / (1.0 - self.p) if self.training else x
 
 
@@ -129,8 +132,8 @@ def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.M
         return SamePadConv2d(layer)
     if isinstance(layer, S.Dropout):
         if not layer.training:
-            return MaskedDropout(layer.p, torch.ones(0)).eval()
-        return MaskedDropout(layer.p, torch.as_tensor(params[f"{path}.mask"]))
+            return MaskedDropout(layer.p, torch.ones(0), layer.inverted).eval()
+        return MaskedDropout(layer.p, torch.as_tensor(params[f"{path}.mask"]), layer.inverted)
     if isinstance(layer, (S.BatchNorm2d, S.BatchNorm1d)) and layer.over == "feature":
         return FeatureBatchNorm(layer, tuple(np.shape(params[f"{path}.running_mean"])))
     if isinstance(layer, (S.BatchNorm2d, S.BatchNorm1d)):
@@ -240,7 +243,7 @@ def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     if isinstance(m, FeatureBatchNorm):
         return S.from_dict({**m.layer.to_dict(), "name": name})  # type: ignore[return-value]
     if isinstance(m, MaskedDropout):
-        return S.Dropout(name, m.p, m.training)
+        return S.Dropout(name, m.p, m.training, m.inverted)
     if t is nn.Dropout:
         # a random torch mask cannot be reproduced: an eval-mode dropout is exact
         return S.Dropout(name, m.p, training=False)

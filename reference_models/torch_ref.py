@@ -60,6 +60,8 @@ def _batchnorm(layer: S.BatchNorm2d, x: Tensor, p: Callable[[str], Tensor], stat
 
 
 def _dropout(layer: S.Dropout, x: Tensor, p: Callable[[str], Tensor]) -> Tensor:
+    if not layer.inverted:  # scaled at test time, not in training
+        return x * p("mask") if layer.training else x * (1.0 - layer.p)
     return x * p("mask") / (1.0 - layer.p) if layer.training else x
 
 
@@ -121,12 +123,26 @@ class _Run:
         return x
 
 
+def _log_eps_value(loss: S.SoftmaxCrossEntropy, out: Tensor, target: Tensor) -> Tensor:
+    """-sum(target * log(softmax(out) + log_eps)) (/ N): the value code with an epsilon in the log computes."""
+    prob = F.softmax(out, dim=1)
+    if target.dtype == torch.int64:
+        total = -torch.log(prob[torch.arange(out.shape[0]), target] + loss.log_eps).sum()
+    else:
+        total = -(target * torch.log(prob + loss.log_eps)).sum()
+    return total / out.shape[0] if loss.reduction == "mean" else total
+
+
 def _loss(loss: S.Loss, out: Tensor, target: Tensor) -> Tensor:
     if isinstance(loss, S.SoftmaxCrossEntropy):
         if target.dtype == torch.int64:
-            return F.cross_entropy(out, target, reduction=loss.reduction)
-        nll = -(target * F.log_softmax(out, dim=1)).sum()
-        return nll / out.shape[0] if loss.reduction == "mean" else nll
+            value = F.cross_entropy(out, target, reduction=loss.reduction)
+        else:
+            nll = -(target * F.log_softmax(out, dim=1)).sum()
+            value = nll / out.shape[0] if loss.reduction == "mean" else nll
+        if loss.log_eps:  # the value of -log(p + log_eps), the textbook gradient (the spec's docstring)
+            value = value + (_log_eps_value(loss, out, target) - value).detach()
+        return value
     if isinstance(loss, S.MSE):
         return F.mse_loss(out, target, reduction=loss.reduction)
     if isinstance(loss, S.Projection):

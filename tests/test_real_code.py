@@ -277,6 +277,25 @@ def wrap_dropout_object(m, seed):
     return tg.check_layer(m.Dropout(0.25, seed=seed), tg.Dropout("drop", p=0.25), input_shape=(4, 6), seed=seed)
 
 
+# --------------------------------------------------------------------------- "deep learning from scratch" conventions
+
+
+def wrap_dlfs_batchnorm(m, seed):
+    rng = np.random.default_rng(seed)
+    bn = m.BatchNormalization(rng.normal(size=48) + 1, rng.normal(size=48))
+    spec = tg.BatchNorm2d("bn", 3, eps=1e-6, over="feature")
+    return tg.check_layer(bn, spec, input_shape=(4, 3, 4, 4), seed=seed)
+
+
+def wrap_dlfs_dropout(m, seed):
+    return tg.check_layer(m.Dropout(0.25), tg.Dropout("drop", 0.25, inverted=False), input_shape=(4, 6), seed=seed)
+
+
+def wrap_dlfs_softmax_loss(m, seed):
+    loss = tg.wrap_loss(m.SoftmaxWithLoss(), tg.SoftmaxCrossEntropy(log_eps=1e-7), style="object")
+    return tg.check_loss(loss, input_shape=(8, 10), seed=seed)
+
+
 # --------------------------------------------------------------------------- composites, networks, losses
 
 

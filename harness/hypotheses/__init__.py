@@ -6,7 +6,8 @@ tensor within the tensor's tolerance — and differs from the true value.
 
 ``point``: the checked point and the reference at a variant; ``forward``: a wrong forward;
 ``backward``: a wrong gradient; ``elementwise``: an activation's derivative written wrong;
-``layout``: whether another layout reproduces every tensor.
+``layout``: whether another layout reproduces every tensor; ``conventions``: a convention a
+spec field declares (a norm's eps, a non-inverted dropout, an epsilon in a loss's log).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import numpy as np
 from ..results import LayerResult
 from ..spec import AvgPool2d, BatchNorm2d, Conv2d, GlobalAvgPool2d, Layer, MaxPool2d
 from .backward import wrong_gradients
+from .conventions import EPS_TRIED, conventions, declaration
 from .forward import wrong_forward
 from .layout import reproduces_under
-from .point import EPS_TRIED, Point
+from .point import Point
 
 
 def explain(result: LayerResult, tensors: list[tuple], spec: Layer, params: dict[str, np.ndarray],
@@ -30,7 +32,7 @@ def explain(result: LayerResult, tensors: list[tuple], spec: Layer, params: dict
         return []
     p = Point(spec, params, x, g, {t[0]: np.asarray(t[2], np.float64) for t in tensors},
               {t[0]: np.asarray(t[3], np.float64) for t in tensors}, {tr.name: tr.tolerance for tr in result.tensors})
-    found: list[str] = []
+    found = conventions(p, failing)
     if "output" in failing:
         found += wrong_forward(p)
     backward = [n for n in failing if n != "output"]
@@ -58,4 +60,4 @@ def counts(spec: Layer, x: np.ndarray) -> dict[str, int]:
     return out
 
 
-__all__ = ["EPS_TRIED", "Point", "counts", "explain", "reproduces_under"]
+__all__ = ["EPS_TRIED", "Point", "counts", "declaration", "explain", "reproduces_under"]

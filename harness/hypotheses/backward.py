@@ -65,8 +65,6 @@ def _ignored_hyperparameter(p: Point, names: list[str]) -> list[str]:
     if p.g.ndim != 4:
         return found
     for field, at, alt in _alternatives(p.spec, p.x.shape[2:]):
-        if field == "eps":
-            continue
         try:
             out_shape = alt.output_shape(p.x.shape)
         except Exception:

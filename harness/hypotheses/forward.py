@@ -1,5 +1,5 @@
-"""Hypotheses about a wrong forward: the reference at another stride, padding, dilation or
-eps; the bias left out or added twice; the kernel rotated or read in another axis order; an
+"""Hypotheses about a wrong forward: the reference at another stride, padding or dilation
+(a norm's eps: :mod:`.conventions`); the bias left out or added twice; the kernel rotated or read in another axis order; an
 activation fused into the layer (:mod:`.fused`)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from .point import Point, _alternatives, _top_left, _vjp
 
 
 def wrong_forward(p: Point) -> list[str]:
-    """The output equals the reference at another stride / padding / dilation / eps (its
+    """The output equals the reference at another stride / padding / dilation (its
     top-left corner when that output is larger: the code indexes with the other value but
     sizes the output right), or with the bias left out or added twice, or passed through an
     activation the spec does not have (one fused into the layer)."""
@@ -23,8 +23,7 @@ def wrong_forward(p: Point) -> list[str]:
         value = _top_left(got["output"], shape) if got else None
         if p.fits("output", value):
             corner = "" if got["output"].shape == shape else f", its top-left {shape[2]}x{shape[3]}"
-            what = "a wrong eps" if field == "eps" else f"the forward ignores its {field}"
-            found.append(f"output: {what}: equals the reference at {at}{corner}")
+            found.append(f"output: the forward ignores its {field}: equals the reference at {at}{corner}")
     found += _forward_kernel(p)
     if isinstance(p.spec, (Conv2d, Linear)) and "bias" in p.params:
         for k, what in ((0.0, "leaves out the bias"), (2.0, "adds the bias twice")):

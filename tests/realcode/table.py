@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import composite, cs231n, cs231n_net, cs231n_norm, frameworks, keras_like, nets, numpyml, objects, pairs, single
+from . import composite, cs231n, cs231n_net, cs231n_norm, dlfs, frameworks, keras_like, nets, numpyml, objects, pairs, single
 
 
 @dataclass
@@ -107,6 +107,13 @@ SHAPES = [
     Shape("dropout_object", "object", "own generator, mask kept in self._mask",
           objects.DROPOUT_OBJECT, [Bug("backward_unscaled", objects.DROPOUT_OBJECT_UNSCALED, "drop", "backward"),
                                    Bug("forward_unscaled", objects.DROPOUT_OBJECT_FORWARD_UNSCALED, "drop", "forward")]),
+    # "deep learning from scratch" conventions, declared
+    Shape("dlfs_batchnorm", "object", "batch norm of conv maps as flattened features, eps written 10e-7 (eps=1e-06)",
+          dlfs.BATCHNORM, [Bug("no_mean_path", dlfs.BATCHNORM_NO_MEAN_PATH, "bn", "backward")]),
+    Shape("dlfs_dropout", "object", "non-inverted dropout: x * mask in training (inverted=False)", dlfs.DROPOUT,
+          [Bug("mask_forgotten_in_backward", dlfs.DROPOUT_MASK_FORGOTTEN, "drop", "backward")]),
+    Shape("dlfs_softmax_loss", "loss", "1e-7 inside the log, textbook gradient (log_eps=1e-07)", dlfs.SOFTMAX_LOSS,
+          [Bug("not_averaged", dlfs.SOFTMAX_LOSS_NOT_AVERAGED, "(loss)", "backward")]),
     # composites, networks, losses
     Shape("residual_block", "object (composite)", "block with conv/bn/relu sub-objects as attributes", composite.RESIDUAL_BLOCK,
           [Bug("shortcut_grad_forgotten", composite.RESIDUAL_BLOCK_NO_SHORTCUT_GRAD, "res", "backward")]),

@@ -390,13 +390,13 @@ MUTANTS = [
     ("batch norm backward without the mean's path", BatchNormNoMeanPath, BN, BN_NAMES, (4, 3, 3, 2), "backward",
      ("misses the path through the mean",)),
     ("batch norm with eps 1e-3", BatchNormWrongEps, BN, BN_NAMES, (4, 3, 3, 2), "forward",
-     ("a wrong eps: equals the reference at eps = 0.001",)),
+     ("the forward matches the reference with eps=0.001 (declared 1e-05): declare BatchNorm2d(",)),
     ("layer norm backward without the variance's path", LayerNormNoVariancePath, LN, LN_NAMES, (3, 4, 5), "backward",
      ("misses the path through the variance",)),
     ("layer norm backward with constant statistics", LayerNormConstantStats, LN, LN_NAMES, (3, 4, 5), "backward",
      ("misses both the mean's and the variance's paths",)),
     ("layer norm without eps", LayerNormNoEps, LN, LN_NAMES, (3, 4, 5), "forward",
-     ("a wrong eps: equals the reference at eps = 0",)),
+     ("the forward matches the reference with no eps (declared 1e-05)",)),
 ]
 
 LAYERS_ACCEPT: dict[str, tuple[str, ...]] = {
