@@ -32,9 +32,10 @@ def _dtype_notes(returned: dict[str, np.dtype], dtype: np.dtype, computes_in: st
 
 
 def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, tol_scale: float,
-                first_failure: str | None) -> LayerResult:
+                first_failure: str | None, unsure: list[str] | None = None) -> LayerResult:
     """The user's own network forward/backward against both references, as one entry, with
-    the activation and gradient at every watched layer boundary."""
+    the activation and gradient at every watched layer boundary. ``unsure``: the layers whose
+    own check was inconclusive (they may explain a failure here; the wiring is not blamed)."""
     result = LayerResult(name="(network)", kind="network", verdict="error", dtype=str(net.dtype))
     net.running, net.effects[:] = None, []
     try:
@@ -79,14 +80,15 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
         result.downstream_of = first_failure
         apply_effects(result, net.side_effects())
         return result
-    _explain(result, net, calls, ref, first_failure)
+    _explain(result, net, calls, ref, first_failure, unsure or [])
     if dx is None:
         result.message = "; ".join(filter(None, [result.message, NO_INPUT_GRAD.replace("(input_grad=False)",
                                                                                       "(input_grad=False on the first layer)")]))
     return result
 
 
-def _explain(result: LayerResult, net: Any, calls: dict[str, Any], ref: Any, first_failure: str | None) -> None:
+def _explain(result: LayerResult, net: Any, calls: dict[str, Any], ref: Any, first_failure: str | None,
+             unsure: list[str]) -> None:
     """Why the end-to-end pass fails: a layer that fails alone (``downstream_of``), one object
     mapped at several places, or the wiring (the first boundary that leaves the reference);
     and the network's own writes into what it was handed."""
@@ -96,15 +98,21 @@ def _explain(result: LayerResult, net: Any, calls: dict[str, Any], ref: Any, fir
     shared = [sharing_finding(paths, failed) for paths in shared_objects(net.layers)]
     apply_effects(result, net.side_effects())  # the network's own writes into what it was handed
     if failed and first_failure is None:
-        result.message = "; ".join(shared) or ("every layer passes alone but the network's own forward/backward does "
-                                               "not: the wiring between layers is at fault (a skipped, repeated or "
-                                               "reordered call)")
+        result.message = "; ".join(shared) or (
+            f"{_listed(unsure)} could not be judged alone (inconclusive), and may explain this: rerun with another "
+            "--seed or more --fd-probes before suspecting the wiring" if unsure else
+            "every layer passes alone but the network's own forward/backward does not: the wiring between layers "
+            "is at fault (a skipped, repeated or reordered call)")
         result.diagnosis += where
     elif failed:
         result.downstream_of = first_failure  # explained by the failing layer: fix that first
         result.diagnosis += shared
     else:
         result.message = "; ".join(filter(None, [result.message, *shared]))
+
+
+def _listed(names: list[str]) -> str:
+    return " and ".join(f"'{n}'" for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def note_shared(report: Report, layers: dict[str, Any]) -> None:

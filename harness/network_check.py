@@ -99,8 +99,9 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
             # the network runs on g, not the loss's gradient: only a layer that really fails explains it
             first = next((layer.name for layer in report.layers[:len(wrapped.layers)]
                           if layer.verdict in ("forward", "backward", "both", "error")), None)
+            unsure = [layer.name for layer in report.layers[:len(wrapped.layers)] if layer.verdict == "inconclusive"]
             report.layers.append(_unreachable("(network)", "network", str(wrapped.dtype), report) if poisoned else
-                                 _end_to_end(wrapped, x, g, ref, jax_ref, tol_scale, first))
+                                 _end_to_end(wrapped, x, g, ref, jax_ref, tol_scale, first, unsure))
             if not report.layers[-1].ok:  # a shared object fails only there: say so on each place it is mapped
                 note_shared(report, wrapped.layers)
     return report

@@ -361,3 +361,28 @@ def test_a_loss_model_whose_probes_all_cross_kinks_passes_with_a_note() -> None:
         assert entry.verdict == expected, entry
         if expected == "pass":
             assert "every probe crossed a kink; fc1.weight: 6 of 6, fc1.bias: 6 of 6" in entry.message, entry.message
+
+
+def test_a_network_failure_with_an_inconclusive_layer_does_not_blame_the_wiring() -> None:
+    """(network) fails while no layer failed alone: when a layer could not be judged alone it
+    is named as a possible cause, and the wiring is not accused."""
+    from types import SimpleNamespace
+
+    from harness.end_to_end import _explain
+    from harness.results import LayerResult, TensorResult
+
+    def entry() -> LayerResult:
+        result = LayerResult(name="(network)", kind="network", verdict="backward", dtype="float64")
+        result.tensors.append(TensorResult(name="input", side="backward", shape=(2, 3), tolerance=1e-12,
+                                           error_torch=0.3, error_jax=0.3, worst_index=(0, 0), worst_user=1.0,
+                                           worst_ref=0.7, ok=False))
+        return result
+
+    net = SimpleNamespace(layers={}, side_effects=lambda: [])
+    unsure = entry()
+    _explain(unsure, net, {}, None, None, ["fc1"])
+    assert unsure.message.startswith("'fc1' could not be judged alone (inconclusive), and may explain this")
+    assert "wiring between layers is at fault" not in unsure.message
+    judged = entry()
+    _explain(judged, net, {}, None, None, [])
+    assert "the wiring between layers is at fault" in judged.message
