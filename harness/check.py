@@ -145,7 +145,7 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     if x is not None:  # in the layer's declared data layout (see harness.adapters.inputs); canonical from here on
         x = read_input(x, spec, wrapped.layout)
     shape = x.shape if x is not None else (read_shape(input_shape, spec, wrapped.layout) if input_shape is not None
-                                           else wrapped._input_shape() or example_input_shape(spec))
+                                           else wrapped.kept_mask_input() or example_input_shape(spec))
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
@@ -176,7 +176,7 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
     given = "" if wrapped.layout == CANONICAL else (f" (given its input as {user_data_shape(x.shape, wrapped.layout)} "
                                                     f"in the declared {wrapped.layout})")
     # ``confirmed``: a per-example run's hint (harness.hints), which replaces the guesses from shapes
-    guess = "" if confirmed else call_hint(wrapped, exc, x.shape, wrapped.running or phase)
+    guess = "" if confirmed else call_hint(wrapped, x.shape)
     return f"{user_frame(exc)}{where}{given}{guess}{fault_hint(wrapped, exc)}{confirmed}"
 
 

@@ -65,14 +65,15 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
 
     @contextmanager
     def preserved(self) -> Iterator[None]:
-        """As the base's; running statistics the object did not keep and its forward created
-        during the block (in a ``bn_param`` dict, say) are removed again."""
-        absent = dict(self._absent)
+        """As the base's; the places of running statistics the object did not keep are left as
+        they were: created during the block (in a ``bn_param`` dict, say), removed again; there
+        before (``None`` until the first forward), set back."""
+        before = state.remember(self.obj, self._absent)
         try:
             with super().preserved():
                 yield
         finally:
-            state.forget(self.obj, absent)
+            state.restore_slots(self.obj, before)
 
     def get_params(self) -> dict[str, np.ndarray]:
         self._prime()

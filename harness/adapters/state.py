@@ -24,6 +24,7 @@ from typing import Any, ContextManager, Iterable, Sequence
 import numpy as np
 
 from ..spec import Dropout, Layer, _BatchNorm, walk
+from .inputs import canonical_shape
 from .refs import AdapterError, Ref, _copy
 
 RUNNING = ("running_mean", "running_var")
@@ -87,15 +88,6 @@ def dummy_input(spec: Layer) -> tuple[tuple[int, ...], bool]:
     return (1,), exact  # no sizing layer: parameters none, or LayerNorm's (which do not depend on the input)
 
 
-def mask_input(spec: Layer, user_shape: tuple[int, ...], layout: Any) -> tuple[int, ...]:
-    """The canonical input shape a lone dropout's stored mask (``user_shape``, in the user's
-    data layout) implies: a mask kept at construction sizes the input."""
-    if len(user_shape) == 4 and layout.data == "NHWC":
-        n, h, w, c = user_shape
-        return (n, c, h, w)
-    return tuple(user_shape)
-
-
 def candidates(local: str) -> list[str]:
     """Where object-style code keeps a parameter: the usual places, and for running statistics
     also a CS231n-style ``bn_param`` dict the object hands its batchnorm function."""
@@ -106,16 +98,31 @@ def candidates(local: str) -> list[str]:
     return _candidates(local) + extra
 
 
-def forget(obj: Any, names: Iterable[str]) -> None:
-    """Remove what the user's forward created during a check at the usual places of running
-    statistics the object did not keep (CS231n's batchnorm creates them in ``bn_param`` on its
-    first call): the object is left as it was."""
-    for local in names:
-        for path in candidates(local):
-            ref = Ref(path)
-            if ref.exists(obj):
-                parent, (kind, key) = ref._parent(obj), ref.steps[-1]
-                delattr(parent, key) if kind == "attr" else parent.pop(key)
+def _present(ref: Ref, obj: Any) -> tuple[bool, Any]:
+    """(whether something is at ``ref`` on ``obj``, None included, and its value)."""
+    try:
+        return True, ref.get(obj)
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return False, None
+
+
+def remember(obj: Any, names: Iterable[str]) -> list[tuple[Ref, bool, Any]]:
+    """What is at the usual places of running statistics the object did not keep, before a
+    check: (place, whether it was there, None included, its value). See :func:`restore_slots`."""
+    return [(ref, *_present(ref, obj)) for local in names for ref in map(Ref, candidates(local))]
+
+
+def restore_slots(obj: Any, remembered: list[tuple[Ref, bool, Any]]) -> None:
+    """Put those places back as they were: what the user's forward created during a check is
+    removed (CS231n's batchnorm creates its statistics in ``bn_param`` on its first call), and
+    what was there before (``self.running_mean = None`` until the first forward) is set back."""
+    for ref, existed, value in remembered:
+        now, current = _present(ref, obj)
+        if existed and (not now or current is not value):
+            ref.set(obj, value)
+        elif not existed and now:
+            parent, (kind, key) = ref._parent(obj), ref.steps[-1]
+            delattr(parent, key) if kind == "attr" else parent.pop(key)
 
 
 # --------------------------------------------------------------------------- dropout masks
@@ -158,7 +165,10 @@ def mask_candidates() -> list[str]:
 def _is_mask(value: Any, shape: tuple[int, ...] | None) -> bool:
     if not isinstance(value, np.ndarray) and type(value).__module__.split(".")[0] not in ("torch", "jax", "cupy"):
         return False
-    v = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+    if type(value).__module__.startswith("cupy"):
+        v = value.get()  # CuPy refuses np.asarray: an explicit copy to the host
+    else:
+        v = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
     if shape is not None and v.shape != tuple(shape) or v.dtype.kind not in "biuf" or v.size == 0:
         return False
     kept = v[v != 0].astype(np.float64)
@@ -244,8 +254,13 @@ class OptionalState:
         (:meth:`expect_input`), or what a dropout mask kept at construction implies."""
         if self._x_shape or self._expected_input:  # type: ignore[attr-defined]
             return self._x_shape or self._expected_input  # type: ignore[attr-defined]
+        return self.kept_mask_input()
+
+    def kept_mask_input(self) -> tuple[int, ...] | None:
+        """The canonical input shape a dropout mask kept at construction implies, or None (a
+        check's default input: never the shape of an earlier check)."""
         mask = self._peek("mask") if isinstance(self.spec, Dropout) else None  # type: ignore[attr-defined]
-        return mask_input(self.spec, tuple(np.shape(mask)), self.layout) if mask is not None else None  # type: ignore[attr-defined]
+        return canonical_shape(tuple(np.shape(mask)), self.layout.data) if mask is not None else None  # type: ignore[attr-defined]
 
     def expect_input(self, shape: tuple[int, ...]) -> None:
         """The canonical input shape this layer will see (a network tells it before any forward)."""
