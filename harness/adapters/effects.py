@@ -173,10 +173,11 @@ class Effects:
         # a host copy in the user's dtype (numpy, torch, CuPy); None for an immutable jax array
         guard, params = snapshot(x_user), self._param_copies()
         y = self._call_forward(x_user)  # type: ignore[attr-defined]
+        after = snapshot(x_user)  # one host copy: compared now, and kept to see the backward's writes
         if guard is not None:
-            self._note("forward", "input", "input", guard, snapshot(x_user))
+            self._note("forward", "input", "input", guard, after)
         self._compare_params("forward", params)
-        self._fed = (x_user, snapshot(x_user))
+        self._fed = (x_user, after)
         return y
 
     def _watched_backward(self, dy_user: Any) -> Any:

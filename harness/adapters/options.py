@@ -43,6 +43,10 @@ def apply_shared(layer: Any, options: Mapping[str, Any]) -> None:
     layer.input_grad = _flag(owner, "input_grad", opts["input_grad"])
     if not layer.channel_axis and layer.batched:
         raise AdapterError(f"{owner}: channel_axis=False is for single examples: pass batched=False too")
+    if not layer.batched and getattr(layer, "replay", None) is not None:  # a training dropout (see .state.draws)
+        raise AdapterError(f"{owner}: batched=False with a training-mode dropout is not supported: its mask is "
+                           "drawn per call, and the examples run one by one could not drop the units the references "
+                           "drop; check it on the batch (a dropout layer rarely needs batched=False)")
 
 
 def merged_kwargs(owner: str, kwargs: Mapping[str, Any] | None, forward_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -58,13 +62,12 @@ def merged_kwargs(owner: str, kwargs: Mapping[str, Any] | None, forward_kwargs: 
     return dict(chosen or {})
 
 
-def call_hint(layer: Any, exc: BaseException, x_shape: tuple[int, ...], side: str) -> str:
-    """The option a crash of the user's code (``exc``, on ``side``) most likely asks for, as a
-    suffix for its message: arguments the code needs and was not given, and what one example
-    looked like when the code runs per example (``x_shape``: the canonical batch)."""
+def call_hint(layer: Any, x_shape: tuple[int, ...]) -> str:
+    """For code declared ``batched=False`` that crashed: what one example looked like, as a
+    suffix for its message (``x_shape``: the canonical batch). Arguments missing at the call
+    itself are :mod:`harness.hints`' (confirmed at the call boundary)."""
     from .layouts import user_data_shape
 
-    # arguments missing at the call itself are harness.hints' (confirmed at the call boundary)
     out = ""
     if not getattr(layer, "batched", True) and len(x_shape) == 4:
         one = user_data_shape(x_shape, layer.layout)[1:]

@@ -74,13 +74,13 @@ class Replay:
         saved_torch = torch.get_rng_state() if torch is not None else None  # the CPU generator only
         own = _generators(self._obj)
         saved_own = [(g, _get(g)) for g in own]
-        np.random.set_state(self._np[backward])
-        random.setstate(self._py[backward])
-        if torch is not None:
-            torch.default_generator.manual_seed(self._seed[backward])
-        for g in own:
-            _set(g, _fresh(g, self._seed[True]) if backward else self._own.setdefault(id(g), _get(g)))
-        try:
+        try:  # from here on every state is put back, even if setting one of them fails
+            np.random.set_state(self._np[backward])
+            random.setstate(self._py[backward])
+            if torch is not None:
+                torch.default_generator.manual_seed(self._seed[backward])
+            for g in own:
+                _set(g, _fresh(g, self._seed[True]) if backward else self._own.setdefault(id(g), _get(g)))
             yield
         finally:
             np.random.set_state(saved_np)
