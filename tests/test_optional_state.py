@@ -815,3 +815,69 @@ def test_a_mask_drawn_from_torchs_generator_is_replayed_too() -> None:
     state = torch.get_rng_state().clone()
     assert check_layer(TorchMaskDropout(), S.Dropout("drop", 0.5), input_shape=(3, 4), seed=1).ok
     assert torch.equal(state, torch.get_rng_state())
+
+
+class LazyStatsBN:
+    """Running statistics None until the first forward, as from-scratch code often starts."""
+
+    def __init__(self, d: int):
+        self.gamma, self.beta = np.ones(d), np.zeros(d)
+        self.running_mean = self.running_var = None
+
+    def forward(self, x):
+        if self.running_mean is None:
+            self.running_mean, self.running_var = np.zeros(x.shape[1]), np.ones(x.shape[1])
+        self.xc = x - x.mean(0)
+        self.std = np.sqrt(x.var(0) + 1e-5)
+        self.xn = self.xc / self.std
+        return self.gamma * self.xn + self.beta
+
+    def backward(self, dy):
+        n = dy.shape[0]
+        self.dgamma, self.dbeta = (dy * self.xn).sum(0), dy.sum(0)
+        dxn = dy * self.gamma
+        return (n * dxn - dxn.sum(0) - self.xn * (dxn * self.xn).sum(0)) / (n * self.std)
+
+
+def test_slots_of_statistics_the_code_creates_later_are_put_back_as_they_were() -> None:
+    layer = LazyStatsBN(4)
+    assert check_layer(layer, S.BatchNorm1d("bn", 4), input_shape=(5, 4)).ok
+    # before the fix the check deleted the attributes, and the user's next forward raised AttributeError
+    assert layer.running_mean is None and layer.running_var is None
+    layer.forward(np.random.default_rng(0).normal(size=(5, 4)))
+
+
+def test_a_check_without_input_shape_does_not_reuse_an_earlier_checks_shape() -> None:
+    from harness import wrap_layer
+
+    class Dense:
+        def __init__(self):
+            self.W, self.b = np.random.default_rng(0).normal(size=(6, 3)), np.zeros(3)
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.W + self.b
+
+        def backward(self, dy):
+            self.dW, self.db = self.x.T @ dy, dy.sum(0)
+            return dy @ self.W.T
+
+    wrapped = wrap_layer(Dense(), S.Linear("fc", 6, 3), layout=Layout(linear="in_out"))
+    first = check_layer(wrapped).layers[0].tensors[0].shape
+    check_layer(wrapped, input_shape=(7, 6))
+    assert check_layer(wrapped).layers[0].tensors[0].shape == first  # the default, not (7, 3)
+
+
+def test_batched_false_with_a_training_dropout_is_refused() -> None:
+    from harness import wrap_layer
+
+    class Drop:
+        def forward(self, x):
+            self.mask = np.random.rand(*x.shape) > 0.5
+            return x * self.mask / 0.5
+
+        def backward(self, dy):
+            return dy * self.mask / 0.5
+
+    with pytest.raises(AdapterError, match=r"layer 'd': batched=False with a training-mode dropout is not supported"):
+        wrap_layer(Drop(), S.Dropout("d", 0.5), batched=False)
