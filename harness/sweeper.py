@@ -25,7 +25,6 @@ import inspect
 import random
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -34,6 +33,7 @@ from .adapters.inputs import canonical_shape, read_shape, refusal
 from .adapters.layouts import CANONICAL, Layout
 from .results import LayerResult, Report
 from .spec import Layer, SpecError
+from .sweep_result import SweepResult, _name, format_config, reproduce_line
 
 SpecFactory = Callable[..., Any]
 MakeLayer = Callable[..., Any]
@@ -52,70 +52,6 @@ class _Broken(BaseException):
 
 class _Failing(Exception):
     """Raised inside the hypothesis test for a failing configuration; hypothesis shrinks it."""
-
-
-@dataclass
-class SweepResult:
-    """What :func:`sweep` found.
-
-    ``ok``: no failing configuration was found; ``examples``: configurations checked;
-    ``skipped``: configurations the spec rejected; ``elapsed``: seconds; ``failing``: the
-    shrunk failing configuration (None when ok); ``report``: its :class:`~harness.Report`;
-    ``reproduce``: one line of Python that reruns that check (it needs ``imports`` first);
-    ``timed_out``: the time budget stopped the search, or the shrinking, early;
-    ``found_after``: configurations checked when the first failure was found, and
-    ``found_at``: seconds until then (the rest of ``elapsed`` was shrinking).
-    """
-
-    ok: bool
-    examples: int
-    skipped: int
-    elapsed: float
-    failing: dict[str, Any] | None = None
-    report: Report | None = None
-    reproduce: str | None = None
-    imports: str | None = None
-    seed: int = 0
-    timed_out: bool = False
-    last_rejection: str | None = None  # the spec's message for the last rejected configuration
-    found_after: int | None = None
-    found_at: float | None = None
-
-    def __str__(self) -> str:
-        tried = (f"{_count(self.examples, 'configuration')} checked, {self.skipped} rejected by the spec, "
-                 f"{self.elapsed:.1f} s, seed {self.seed}")
-        if self.ok:
-            stop = "; stopped by the time budget" if self.timed_out else ""
-            return f"sweep: no failing configuration ({tried}{stop})"
-        shrunk = "smallest failing configuration" + (" found before the shrink budget ran out" if self.timed_out else "")
-        found = f"; the first failure came after {_count(self.found_after, 'configuration')}, {self.found_at:.1f} s"
-        lines = [f"sweep: {shrunk} ({tried}{found}):", f"  {format_config(self.failing or {})}"]
-        lines += [f"  {line}" for line in _verdict_lines(self.report)]
-        lines += ["reproduce:", f"  {self.imports}", f"  {self.reproduce}"]
-        return "\n".join(lines)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def format_config(cfg: Mapping[str, Any]) -> str:
-    """``kernel=3, stride=2, width=5``: a configuration as keyword arguments."""
-    return ", ".join(f"{k}={_literal(v)}" for k, v in cfg.items())
-
-
-def _verdict_lines(report: Report | None) -> list[str]:
-    """The failing layer's verdict, its message and diagnosis, or its worst failing tensor."""
-    if report is None or report.ok:
-        return []
-    layer = next(l for l in report.layers if not l.ok)
-    out = [f"{layer.name}: {layer.verdict}" + (f": {layer.message}" if layer.message else "")]
-    out += layer.diagnosis
-    if not layer.diagnosis:
-        out += [f"{t.name}: relative error {max(t.error_torch, t.error_jax):.1e} (tolerance {t.tolerance:.1e}), worst "
-                f"element {list(t.worst_index)}: {t.worst_user:.4g} vs {t.worst_ref:.4g} (yours vs torch)"
-                for t in layer.tensors if not t.ok]
-    return out
 
 
 # --------------------------------------------------------------------------- one configuration
@@ -192,60 +128,6 @@ def check_config(make_layer: MakeLayer, spec_factory: SpecFactory, config: Mappi
 
 
 # --------------------------------------------------------------------------- the line to reproduce
-
-
-def _name(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
-
-def _module_path(fn: Any) -> str | None:
-    """An importable module name for ``fn``'s module, or None (``__main__``, a function
-    defined inside another one)."""
-    module = getattr(fn, "__module__", None)
-    if not module or module == "__main__" or "<" in _name(fn):
-        return None
-    if module.startswith("trigrad_target_"):  # a file `trigrad check/sweep` loaded by path: its stem
-        stem = module[len("trigrad_target_"):]
-        return stem if stem.isidentifier() else None
-    return module
-
-
-def _literal(value: Any) -> str:
-    """``repr(value)`` as Python that evaluates to it after ``import harness, numpy``
-    (trigrad's own objects such as a Layout, numpy dtypes and scalars)."""
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return repr(value.item())
-    if isinstance(value, np.dtype):
-        return f"numpy.dtype({str(value)!r})"
-    if isinstance(value, type) and issubclass(value, np.generic):  # np.float32
-        return f"numpy.{value.__name__}"
-    text = repr(value)
-    if type(value).__module__.split(".")[0] == "harness" and text.startswith(type(value).__name__ + "("):
-        return "harness." + text
-    return text
-
-
-def reproduce_line(make_layer: MakeLayer, spec_factory: SpecFactory, config: Mapping[str, Any], *, seed: int,
-                   check_kwargs: Mapping[str, Any]) -> tuple[str, str]:
-    """(imports, call): a line of imports and one :func:`check_config` call that reruns the
-    check of ``config``; the call returns the Report."""
-    modules, names = ["harness"], []
-    for fn, role in ((make_layer, "make_layer"), (spec_factory, "spec_factory")):
-        module = _module_path(fn)
-        local = _name(fn).rpartition(".")[2]
-        # a local function or a lambda: named as written (or by its role), to be defined where the line is pasted
-        names.append(f"{module}.{_name(fn)}" if module else local if local.isidentifier() else role)
-        if module and module not in modules:
-            modules.append(module)
-    literals = [_literal(v) for v in (*config.values(), *check_kwargs.values())]
-    if any("numpy." in t for t in literals):
-        modules.append("numpy")
-    kwargs = "".join(f", {k}={_literal(v)}" for k, v in check_kwargs.items())
-    call = (f"harness.check_config({names[0]}, {names[1]}, "
-            f"{{{', '.join(f'{k!r}: {_literal(v)}' for k, v in config.items())}}}, seed={seed}{kwargs})")
-    return "import " + ", ".join(modules), call
 
 
 # --------------------------------------------------------------------------- the search
