@@ -33,6 +33,7 @@ from .adapters.inputs import canonical_shape, read_shape, refusal
 from .adapters.layouts import CANONICAL, Layout
 from .results import LayerResult, Report
 from .spec import Layer, SpecError
+from .adapters.replay import kept_random_state
 from .sweep_result import SweepResult, _name, format_config, reproduce_line
 
 SpecFactory = Callable[..., Any]
@@ -107,14 +108,10 @@ def _check(make_layer: MakeLayer, spec: Layer, shape: tuple[int, ...], cfg: Mapp
 @contextmanager
 def _global_rngs(seed: int) -> Iterator[None]:
     """``random`` and ``numpy.random`` seeded from ``seed`` inside, restored after."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
+    with kept_random_state():
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
         yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
 
 
 def check_config(make_layer: MakeLayer, spec_factory: SpecFactory, config: Mapping[str, Any], *, seed: int = 0,

@@ -11,16 +11,14 @@ declaration to name in the message, said only on evidence.
 from __future__ import annotations
 
 import copy
-import random
-import sys
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..spec import example_input_shape
 from .layouts import data_to_user
 from .refs import Ref, _candidates
+from .replay import kept_random_state
 
 
 def sgd_hint(layer: Any, local: str) -> str:
@@ -34,22 +32,6 @@ def sgd_hint(layer: Any, local: str) -> str:
             "learning rate")
 
 
-@contextmanager
-def _random_state_kept() -> Iterator[None]:
-    """The global random generators (Python's, numpy's, torch's when loaded) as they were:
-    a layer that draws its weights from them must not change what the user's code draws next."""
-    py, np_state = random.getstate(), np.random.get_state()
-    torch = sys.modules.get("torch")
-    torch_state = torch.get_rng_state() if torch is not None else None
-    try:
-        yield
-    finally:
-        random.setstate(py)
-        np.random.set_state(np_state)
-        if torch is not None:
-            torch.set_rng_state(torch_state)
-
-
 def _after_one_forward(layer: Any, local: str) -> tuple[tuple[int, ...], str] | None:
     """(the user-layout input shape, where ``local`` is) when a deep copy of ``layer.obj``,
     run forward once on a small random input, has parameter ``local``; None otherwise (or
@@ -58,7 +40,7 @@ def _after_one_forward(layer: Any, local: str) -> tuple[tuple[int, ...], str] | 
     if shape is None or not getattr(layer, "batched", True):
         return None
     x = data_to_user(np.random.default_rng(0).normal(size=shape), layer.layout)
-    with _random_state_kept():
+    with kept_random_state():
         try:
             twin = copy.deepcopy(layer.obj)
             getattr(twin, layer._forward_name)(x, *layer.forward_args, **layer.forward_kwargs)

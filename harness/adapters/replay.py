@@ -69,26 +69,37 @@ class Replay:
     def call(self, backward: bool = False) -> Iterator[None]:
         """Run the block from the fixed state of a forward (or of a backward); every random
         state is as before afterwards."""
-        saved_np, saved_py = np.random.get_state(), random.getstate()
         torch = sys.modules.get("torch")
-        saved_torch = torch.get_rng_state() if torch is not None else None  # the CPU generator only
         own = _generators(self._obj)
         saved_own = [(g, _get(g)) for g in own]
-        try:  # from here on every state is put back, even if setting one of them fails
-            np.random.set_state(self._np[backward])
-            random.setstate(self._py[backward])
-            if torch is not None:
-                torch.default_generator.manual_seed(self._seed[backward])
-            for g in own:
-                _set(g, _fresh(g, self._seed[True]) if backward else self._own.setdefault(id(g), _get(g)))
-            yield
-        finally:
-            np.random.set_state(saved_np)
-            random.setstate(saved_py)
-            if torch is not None:
-                torch.set_rng_state(saved_torch)
-            for g, state in saved_own:
-                _set(g, state)
+        with kept_random_state():
+            try:  # from here on every state is put back, even if setting one of them fails
+                np.random.set_state(self._np[backward])
+                random.setstate(self._py[backward])
+                if torch is not None:
+                    torch.default_generator.manual_seed(self._seed[backward])
+                for g in own:
+                    _set(g, _fresh(g, self._seed[True]) if backward else self._own.setdefault(id(g), _get(g)))
+                yield
+            finally:
+                for g, state in saved_own:
+                    _set(g, state)
+
+
+@contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Python's, numpy's and (when loaded) torch's global generators as they were, after the
+    block: what the user's code draws next is not changed by a check."""
+    saved_np, saved_py = np.random.get_state(), random.getstate()
+    torch = sys.modules.get("torch")
+    saved_torch = torch.get_rng_state() if torch is not None else None  # the CPU generator only
+    try:
+        yield
+    finally:
+        np.random.set_state(saved_np)
+        random.setstate(saved_py)
+        if torch is not None:
+            torch.set_rng_state(saved_torch)
 
 
 @contextmanager
@@ -130,4 +141,4 @@ def _hook(obj: Any, name: str, replay: Replay) -> Callable[[], None]:
     return undo
 
 
-__all__ = ["Replay", "replaying"]
+__all__ = ["Replay", "kept_random_state", "replaying"]
