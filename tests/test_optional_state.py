@@ -19,6 +19,7 @@ from harness.adapters.layer import AdapterError, wrap_functions, wrap_layer
 from harness.adapters.layouts import Layout, LayoutError
 from harness.adapters.network import wrap_network
 from harness.check import check_layer, check_network
+from realcode.keras_like import Sequential as Net  # a network that runs its layers in order, as from-scratch code does
 
 NOT_CHECKED = "note: running_mean and running_var are not kept by the code (none found), so not checked"
 
@@ -694,19 +695,6 @@ class Dense:
         return dout @ self.W.T
 
 
-class Net:
-    def __init__(self, layers):
-        self.layers = layers
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
-
-    def backward(self, dout):
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
-        return dout
 
 
 def _network(layers, spec, layout):
