@@ -124,9 +124,6 @@ def check_config(make_layer: MakeLayer, spec_factory: SpecFactory, config: Mappi
     return _check(make_layer, spec, shape, config, seed, check_kwargs)
 
 
-# --------------------------------------------------------------------------- the line to reproduce
-
-
 # --------------------------------------------------------------------------- the search
 
 
