@@ -53,16 +53,9 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
     :mod:`harness.faults`), and :class:`~harness.resources.ResourceError` — before any
     user code or reference runs — when the check would need more memory than is available.
     """
-    from reference_models import build
-
-    from .adapters.loss import WrappedLoss
     from .adapters.network import LossModel
 
-    if loss is not None and not isinstance(loss, WrappedLoss):
-        raise TypeError(f"check_network: loss= takes the user's loss wrapped with harness.wrap_loss(fn, "
-                        f"SoftmaxCrossEntropy(), ...), got {type(loss).__name__}")
-    if y is not None and loss is None and not isinstance(net, LossModel):
-        raise TypeError("check_network: y= (targets) needs loss= (the user's loss, from harness.wrap_loss)")
+    _refuse_loss_arguments(net, loss, y)
     wrapped, x, shape = _wrapped_input(net, spec, x, input_shape, wrap_kwargs)
     spec = wrapped.spec
     rng = np.random.default_rng(seed)
@@ -78,33 +71,63 @@ def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = No
         with net.preserved():
             report.layers.append(loss_model_entry(net, x, target, rng, fd_probes, tol_scale))
         return report
-    total = len(wrapped.layers) + (loss is not None) + wrapped.end_to_end
     tick = progress or (lambda name, done, total: None)
+    _check_wrapped(wrapped, x, g, report, loss=loss, y=y, rng=rng, fd_probes=fd_probes, tol_scale=tol_scale, tick=tick)
+    return report
+
+
+def _refuse_loss_arguments(net: Any, loss: Any, y: Any) -> None:
+    """``loss=`` must be a wrapped loss; ``y=`` needs a loss to be the targets of."""
+    from .adapters.loss import WrappedLoss
+    from .adapters.network import LossModel
+
+    if loss is not None and not isinstance(loss, WrappedLoss):
+        raise TypeError(f"check_network: loss= takes the user's loss wrapped with harness.wrap_loss(fn, "
+                        f"SoftmaxCrossEntropy(), ...), got {type(loss).__name__}")
+    if y is not None and loss is None and not isinstance(net, LossModel):
+        raise TypeError("check_network: y= (targets) needs loss= (the user's loss, from harness.wrap_loss)")
+
+
+def _check_wrapped(wrapped: Any, x: np.ndarray, g: np.ndarray, report: Report, *, loss: Any, y: Any,
+                   rng: np.random.Generator, fd_probes: int, tol_scale: float,
+                   tick: Callable[[str, int, int], None]) -> None:
+    """Append to ``report`` every layer checked alone, then the loss's ``(loss)`` entry and
+    the network's own ``(network)`` entry when there are, all against one reference pass of
+    the whole network at canonical input ``x`` and upstream gradient ``g``."""
+    from reference_models import build
+
+    total = len(wrapped.layers) + (loss is not None) + wrapped.end_to_end
     expect_inputs(wrapped, x.shape)  # a layer whose forward draws its dropout mask is primed at its own input shape
     with wrapped.preserved():
         params = wrapped.get_params()
-        ref = build("torch", spec).vjp(params, x, g)
-        jax_ref = build("jax", spec).vjp(params, x, g)
+        ref = build("torch", wrapped.spec).vjp(params, x, g)
+        jax_ref = build("jax", wrapped.spec).vjp(params, x, g)
         for path in wrapped.layers:
             tick(path, len(report.layers), total)
             report.layers.append(_isolated(wrapped, path, ref, jax_ref, rng, fd_probes, tol_scale, report))
         poisoned = not np.isfinite(ref.output).all()
         if loss is not None:
             tick("(loss)", len(report.layers), total)
-            target = y if y is not None else loss_targets(loss.spec, out_shape, rng)
+            target = y if y is not None else loss_targets(loss.spec, g.shape, rng)
             report.layers.append(_unreachable("(loss)", loss.spec.kind, str(loss.dtype), report) if poisoned else
                                  loss_entry(loss, ref.output, target, rng, fd_probes, tol_scale))
         if wrapped.end_to_end:
             tick("(network)", len(report.layers), total)
-            # the network runs on g, not the loss's gradient: only a layer that really fails explains it
-            first = next((layer.name for layer in report.layers[:len(wrapped.layers)]
-                          if layer.verdict in ("forward", "backward", "both", "error")), None)
-            unsure = [layer.name for layer in report.layers[:len(wrapped.layers)] if layer.verdict == "inconclusive"]
             report.layers.append(_unreachable("(network)", "network", str(wrapped.dtype), report) if poisoned else
-                                 _end_to_end(wrapped, x, g, ref, jax_ref, tol_scale, first, unsure))
+                                 _whole_network(wrapped, x, g, ref, jax_ref, tol_scale, report))
             if not report.layers[-1].ok:  # a shared object fails only there: say so on each place it is mapped
                 note_shared(report, wrapped.layers)
-    return report
+
+
+def _whole_network(wrapped: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, tol_scale: float,
+                   report: Report) -> LayerResult:
+    """The ``(network)`` entry: the user's own passes against the references, told which
+    layers already failed or were inconclusive alone."""
+    # the network runs on g, not the loss's gradient: only a layer that really fails explains it
+    first = next((layer.name for layer in report.layers[:len(wrapped.layers)]
+                  if layer.verdict in ("forward", "backward", "both", "error")), None)
+    unsure = [layer.name for layer in report.layers[:len(wrapped.layers)] if layer.verdict == "inconclusive"]
+    return _end_to_end(wrapped, x, g, ref, jax_ref, tol_scale, first, unsure)
 
 
 def _wrapped_input(net: Any, spec: Layer | None, x: Any, input_shape: Any,

@@ -124,9 +124,6 @@ def check_config(make_layer: MakeLayer, spec_factory: SpecFactory, config: Mappi
     return _check(make_layer, spec, shape, config, seed, check_kwargs)
 
 
-# --------------------------------------------------------------------------- the line to reproduce
-
-
 # --------------------------------------------------------------------------- the search
 
 
@@ -290,11 +287,9 @@ def sweep(make_layer: MakeLayer, spec_factory: SpecFactory, space: Mapping[str, 
     Returns a :class:`SweepResult`.
     """
     try:
-        import hypothesis
+        import hypothesis  # noqa: F401  (only to say what is missing before anything else)
     except ImportError:
         raise ImportError(NEEDS_HYPOTHESIS) from None
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-    from hypothesis import strategies as st
 
     if max_examples < 1 or time_budget <= 0 or shrink_budget <= 0:
         raise ValueError(f"sweep: max_examples must be at least 1 and the budgets positive, got max_examples="
@@ -305,30 +300,40 @@ def sweep(make_layer: MakeLayer, spec_factory: SpecFactory, space: Mapping[str, 
     _check_signature(spec_factory, list(space), "spec_factory")
     bar, tick = _progress(progress, max_examples)
     search = _Search(make_layer, spec_factory, seed, check_kwargs, time_budget, shrink_budget, tick)
+    with bar:
+        failing_key = _explore(search, strategies, max_examples)
+    return _result(search, failing_key, space)
+
+
+def _explore(search: _Search, strategies: dict[str, Any], max_examples: int) -> str | None:
+    """Run hypothesis over the configurations, seeded with the sweep's seed: the key of the
+    shrunk failing configuration, or None when none failed (or the time ran out first)."""
+    import hypothesis
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+    from hypothesis import strategies as st
+
     # the "default" profile as parent: a profile the caller's test suite loaded must not leak in
     config = settings(settings.get_profile("default"), max_examples=max_examples, deadline=None, database=None,
                       derandomize=False, phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False,
                       suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False)
 
-    @hypothesis.seed(seed)
+    @hypothesis.seed(search.seed)
     @config
     @given(st.fixed_dictionaries(strategies))
     def search_space(cfg: dict[str, Any]) -> None:
         search.run(cfg)
 
-    failing_key = None
-    with bar:
-        try:
-            search_space()
-        except _OutOfTime:
-            pass
-        except _Broken as e:
-            raise ValueError(e.args[0]) from e.__cause__
-        except _Failing as e:
-            failing_key = e.args[0]
-        except hypothesis.errors.Unsatisfiable:  # every configuration drawn was rejected by the spec
-            pass
-    return _result(search, failing_key, space)
+    try:
+        search_space()
+    except _OutOfTime:
+        pass
+    except _Broken as e:
+        raise ValueError(e.args[0]) from e.__cause__
+    except _Failing as e:
+        return e.args[0]
+    except hypothesis.errors.Unsatisfiable:  # every configuration drawn was rejected by the spec
+        pass
+    return None
 
 
 def _result(search: _Search, failing_key: str | None, space: Mapping[str, Any]) -> SweepResult:

@@ -558,3 +558,26 @@ def test_import_does_not_pull_in_torch_or_jax():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_every_name_of_the_module_before_its_split_is_still_imported_from_it():
+    """arrays.py became the façade of array_kind / array_cast / array_read / array_write:
+    each name it defined (private helpers other modules import included) is still there,
+    the same object as in the module that now holds it."""
+    import harness.adapters.arrays as arrays
+    from harness.adapters import array_cast, array_kind, array_read, array_write
+
+    homes = {
+        array_kind: ["ArrayError", "ArrayKind", "FAMILIES", "_TORCH_NUMPY_NATIVE", "_loaded_type", "_is_torch",
+                     "_is_jax", "_is_cupy", "_type_name", "_brief", "_is_float_dtype", "_is_real_numeric",
+                     "_check_real", "require_float", "is_float_dtype"],
+        array_cast: ["_IEEE", "_nan_bits", "_cast", "_cast_for_user"],
+        array_read: ["to_float64", "_read", "_ragged_detail", "NonFinite", "nonfinite", "fingerprint"],
+        array_write: ["from_float64", "_import", "is_mutable", "write_into"],
+    }
+    for module, names in homes.items():
+        for name in names:
+            assert getattr(arrays, name) is getattr(module, name), name
+    assert sorted(arrays.__all__) == sorted(
+        ["ArrayError", "ArrayKind", "fingerprint", "from_float64", "NonFinite", "is_float_dtype", "is_mutable",
+         "nonfinite", "require_float", "to_float64", "write_into"])

@@ -63,17 +63,7 @@ class WrappedNetwork(Effects):
                  layout: Layout, input_shape: Shape | None, inplace: Any = None) -> None:
         self._init_effects()  # the network's own passes' writes into what they are handed (see .effects)
         self.inplace = parse_inplace(inplace, "wrap_network")
-        if not isinstance(spec, Layer):
-            raise AdapterError(f"wrap_network: spec must be a layer spec (e.g. harness.spec.Sequential), got {spec!r}")
-        if not isinstance(layout, Layout):
-            raise AdapterError(f"wrap_network: layout must be a harness.Layout, got {layout!r}")
-        if not isinstance(layers, Mapping):
-            raise AdapterError(f"wrap_network: layers must be a mapping {{spec path: layer}} in forward order, got {type(layers).__name__}")
-        if (forward is None) != (backward is None):
-            raise AdapterError("wrap_network: pass both forward= and backward= (the network's own passes) or neither")
-        for what, fn in (("forward", forward), ("backward", backward)):
-            if fn is not None and not callable(fn):
-                raise AdapterError(f"wrap_network: {what}= must be callable, got {fn!r}")
+        _check_arguments(layers, spec, layout, forward, backward)
         self.spec, self.layout = spec, layout
         self.input_shape = tuple(input_shape) if input_shape is not None else None  # as given, in layout.data
         self._input_shape = read_shape(input_shape, spec, layout) if input_shape is not None else None  # canonical
@@ -83,6 +73,28 @@ class WrappedNetwork(Effects):
         shapes = layer_shapes(spec, self._input_shape) if self._input_shape is not None else None
 
         self.layers: dict[str, WrappedLayer] = {}
+        self._wrap_layers(layers, tree, leaves)
+        self._share_dtype()
+
+        self.covered = list(self.layers)
+        state.expect_inputs(self, self._input_shape)  # a mask a forward draws can then be read before any pass
+        self.input_grad = _input_grad(self.layers, leaves[0] if leaves else None)
+        self.missing = [p for p in leaves if p not in self.layers]
+        needed = [p for p in self.missing if tree[p].local_params(shapes[p][0] if shapes else _dummy_input(tree[p]))]
+        if needed:
+            raise AdapterError(f"wrap_network: no layer given for {needed}, which have parameters (or a dropout mask); "
+                               f"every such spec layer needs its user object")
+        self._tell_features(shapes)
+        self._mode: str | None = None
+        self._x_shape: Shape | None = None
+        self._y_shape: Shape | None = None
+        self._outputs: dict[str, np.ndarray] = {}
+        self._output_grads: dict[str, np.ndarray] = {}
+        self.returned: dict[str, np.dtype] = {}  # dtypes of what the network's own passes last returned
+
+    def _wrap_layers(self, layers: Mapping[str, Any], tree: dict[str, Layer], leaves: list[str]) -> None:
+        """Fill ``self.layers``: each user layer at its spec leaf, in the spec's forward order,
+        wrapped unless it already is (then with that leaf's spec)."""
         prev: str | None = None
         for path, obj in layers.items():
             if path not in tree:
@@ -102,35 +114,21 @@ class WrappedNetwork(Effects):
                                        f"but the network's spec has {tree[path]!r} there")
                 w = obj
             else:
-                w = wrap_layer(obj, tree[path], layout=layout, name=path, inplace=self.inplace)
+                w = wrap_layer(obj, tree[path], layout=self.layout, name=path, inplace=self.inplace)
             self.layers[path] = w
-        self._share_dtype()
 
-        self.covered = list(self.layers)
-        state.expect_inputs(self, self._input_shape)  # a mask a forward draws can then be read before any pass
-        self.input_grad = _input_grad(self.layers, leaves[0] if leaves else None)
-        self.missing = [p for p in leaves if p not in self.layers]
-        needed = [p for p in self.missing if tree[p].local_params(shapes[p][0] if shapes else _dummy_input(tree[p]))]
-        if needed:
-            raise AdapterError(f"wrap_network: no layer given for {needed}, which have parameters (or a dropout mask); "
-                               f"every such spec layer needs its user object")
-
-        # under an HWC flatten the features after a Flatten (and the next Linear's weight
-        # columns) are in H, W, C order; the wrapped layers convert once told (C, H, W)
-        used = [layout, *(w.layout for w in self.layers.values())]
-        if shapes is None and _needs_input_shape(spec, used):
+    def _tell_features(self, shapes: dict[str, Any] | None) -> None:
+        """Under an HWC flatten the features after a Flatten (and the next Linear's weight
+        columns) are in H, W, C order; the wrapped layers convert once told (C, H, W), which
+        needs the input shape. Sets ``_out_features``: the network output's order, if flattened."""
+        used = [self.layout, *(w.layout for w in self.layers.values())]
+        if shapes is None and _needs_input_shape(self.spec, used):
             raise AdapterError("wrap_network: a Layout(flatten='HWC') reorders the features after the Flatten by the "
-                               f"(C, H, W) it flattens; pass input_shape={AXES[layout.data]} so they are known")
-        features, self._out_features = feature_orders(spec, self._input_shape) if shapes is not None else ({}, None)
+                               f"(C, H, W) it flattens; pass input_shape={AXES[self.layout.data]} so they are known")
+        features, self._out_features = feature_orders(self.spec, self._input_shape) if shapes is not None else ({}, None)
         for path, chw in features.items():
             if path in self.layers and self.layers[path].features_in is None:
                 self.layers[path].features_in = chw
-        self._mode: str | None = None
-        self._x_shape: Shape | None = None
-        self._y_shape: Shape | None = None
-        self._outputs: dict[str, np.ndarray] = {}
-        self._output_grads: dict[str, np.ndarray] = {}
-        self.returned: dict[str, np.dtype] = {}  # dtypes of what the network's own passes last returned
 
     def __repr__(self) -> str:
         mode = "network forward/backward" if self.end_to_end else "chained layers"
@@ -317,6 +315,21 @@ class WrappedNetwork(Effects):
         for n in reversed(nodes):
             g = self._bwd(n, join_path(path, n.name), g)
         return g
+
+
+def _check_arguments(layers: Any, spec: Any, layout: Any, forward: Any, backward: Any) -> None:
+    """Refuse arguments of the wrong type before anything is wrapped."""
+    if not isinstance(spec, Layer):
+        raise AdapterError(f"wrap_network: spec must be a layer spec (e.g. harness.spec.Sequential), got {spec!r}")
+    if not isinstance(layout, Layout):
+        raise AdapterError(f"wrap_network: layout must be a harness.Layout, got {layout!r}")
+    if not isinstance(layers, Mapping):
+        raise AdapterError(f"wrap_network: layers must be a mapping {{spec path: layer}} in forward order, got {type(layers).__name__}")
+    if (forward is None) != (backward is None):
+        raise AdapterError("wrap_network: pass both forward= and backward= (the network's own passes) or neither")
+    for what, fn in (("forward", forward), ("backward", backward)):
+        if fn is not None and not callable(fn):
+            raise AdapterError(f"wrap_network: {what}= must be callable, got {fn!r}")
 
 
 def wrap_network(layers: Mapping[str, WrappedLayer | Any], spec: Layer, *, forward: Callable | None = None,

@@ -128,20 +128,8 @@ def load_weights(
     lists every unmatched (only if ``strict``), missing, mis-shaped or non-float entry.
     ``max_bytes`` limits what a weight file may inflate to (see :func:`max_weight_bytes`).
     """
-    if isinstance(source, Mapping):
-        arrays, where = source, "the weights"
-    elif isinstance(source, (str, os.PathLike)):
-        arrays, where = read_weight_file(source, max_bytes=max_bytes), f"the weights in '{source}'"
-    else:
-        raise WeightsError(
-            f"weights source must be a path or a dict of name -> array, got {type(source).__name__}"
-        )
-    if layout is not None:
-        if convert is not None:
-            raise WeightsError("pass either layout= or convert=, not both")
-        from .layouts import spec_converter
-
-        convert = spec_converter(spec, input_shape, layout)
+    arrays, where = _source(source, max_bytes)
+    convert = _converter(spec, input_shape, layout, convert)
     entries = _rename(arrays, mapping)
     expected = named_params(spec, input_shape)
     layers = dict(walk(spec))
@@ -161,34 +149,71 @@ def load_weights(
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 problems["unmatched (in the file, not in the spec)"].append(label + hint)
             continue
-        try:  # numpy, torch (even requires_grad or bfloat16), jax, lists ...
-            arr, kind = to_float64(value, f"weights entry {label}")
-        except ArrayError:
-            try:
-                found = f"dtype {np.asarray(value).dtype}"  # strings, objects ...
-            except Exception:  # ragged lists and the like
-                found = "not an array"
-            problems["not floating point"].append(f"{label} ({found})")
-            continue
-        if not _dtype_ok(name, kind.dtype):
-            problems["not floating point"].append(f"{label} (dtype {kind.dtype})")
-            continue
-        if convert is not None:
-            try:
-                arr = np.asarray(convert(name, arr))
-            except Exception as e:  # a layout that does not fit this array: report, keep going
-                problems["convert failed"].append(f"{label} of shape {arr.shape}: {e}")
-                continue
-        shape = expected[name].shape
-        if arr.shape != shape:
-            if _squeezed(arr.shape) != _squeezed(shape):
-                hint = _shape_hint(arr.shape, shape, layers.get(name.rpartition(".")[0]), name.rpartition(".")[2],
-                                   layout if layout is not None else CANONICAL)
-                problems["mis-shaped"].append(f"{label} expected {shape}, found {arr.shape}{hint}")
-                continue
-            arr = arr.reshape(shape)  # a (1, C, 1, 1) or (C, 1) bias: same numbers, other layout
-        out[name] = np.array(arr, dtype=np.float64)  # a copy: the caller's arrays stay theirs
+        where_in_spec = (layers.get(name.rpartition(".")[0]), layout if layout is not None else CANONICAL)
+        arr = _entry(name, label, value, expected[name].shape, convert, where_in_spec, problems)
+        if arr is not None:
+            out[name] = arr
 
+    _raise_problems(problems, missing, expected, entries, where)
+    return {n: out[n] for n in expected}
+
+
+def _source(source: Any, max_bytes: int | str | None) -> tuple[Mapping[str, Any], str]:
+    """The user's ``{name: array}`` and how errors name where they came from."""
+    if isinstance(source, Mapping):
+        return source, "the weights"
+    if isinstance(source, (str, os.PathLike)):
+        return read_weight_file(source, max_bytes=max_bytes), f"the weights in '{source}'"
+    raise WeightsError(
+        f"weights source must be a path or a dict of name -> array, got {type(source).__name__}"
+    )
+
+
+def _converter(spec: Layer, input_shape: Shape, layout: Any, convert: Converter | None) -> Converter | None:
+    """``convert`` as given, or built from ``layout`` for the whole network."""
+    if layout is not None:
+        if convert is not None:
+            raise WeightsError("pass either layout= or convert=, not both")
+        from .layouts import spec_converter
+
+        convert = spec_converter(spec, input_shape, layout)
+    return convert
+
+
+def _entry(name: str, label: str, value: Any, shape: tuple[int, ...], convert: Converter | None,
+           where_in_spec: tuple[Layer | None, Layout], problems: dict[str, list[str]]) -> np.ndarray | None:
+    """One entry as a canonical float64 copy of ``shape``, or None after adding what is wrong
+    with it to ``problems``. ``where_in_spec``: (its layer, the layout) for shape hints."""
+    try:  # numpy, torch (even requires_grad or bfloat16), jax, lists ...
+        arr, kind = to_float64(value, f"weights entry {label}")
+    except ArrayError:
+        try:
+            found = f"dtype {np.asarray(value).dtype}"  # strings, objects ...
+        except Exception:  # ragged lists and the like
+            found = "not an array"
+        problems["not floating point"].append(f"{label} ({found})")
+        return None
+    if not _dtype_ok(name, kind.dtype):
+        problems["not floating point"].append(f"{label} (dtype {kind.dtype})")
+        return None
+    if convert is not None:
+        try:
+            arr = np.asarray(convert(name, arr))
+        except Exception as e:  # a layout that does not fit this array: report, keep going
+            problems["convert failed"].append(f"{label} of shape {arr.shape}: {e}")
+            return None
+    if arr.shape != shape:
+        if _squeezed(arr.shape) != _squeezed(shape):
+            hint = _shape_hint(arr.shape, shape, where_in_spec[0], name.rpartition(".")[2], where_in_spec[1])
+            problems["mis-shaped"].append(f"{label} expected {shape}, found {arr.shape}{hint}")
+            return None
+        arr = arr.reshape(shape)  # a (1, C, 1, 1) or (C, 1) bias: same numbers, other layout
+    return np.array(arr, dtype=np.float64)  # a copy: the caller's arrays stay theirs
+
+
+def _raise_problems(problems: dict[str, list[str]], missing: list[str], expected: Mapping[str, Any],
+                    entries: Mapping[str, Any], where: str) -> None:
+    """One WeightsError listing every problem (the missing names last filled in), if any."""
     if missing:
         buffers = any(not expected[n].trainable for n in missing)
         note = " (buffers such as running_mean/running_var/mask are required too)" if buffers else ""
@@ -199,7 +224,6 @@ def load_weights(
         if entries and not any(n in expected for n in entries):
             msg += "; none of the names matched the spec: pass mapping= to rename them"
         raise WeightsError(f"{where} do not fit the spec: {msg}")
-    return {n: out[n] for n in expected}
 
 
 def _dtype_ok(name: str, dtype: np.dtype) -> bool:
