@@ -40,7 +40,7 @@ from typing import Any
 
 FENCE = re.compile(r"^```(\S*)(.*)$")
 MARKER = re.compile(r"<!--\s*not run:\s*(.+?)\s*-->", re.S)
-RULES = set("─━═│┃┼╇╈┿┡┩┬┴╋╍┄-")
+RULES = {chr(c) for c in range(0x2500, 0x2580)} | {"-"}  # box drawing: table rules and borders
 NUMBER = re.compile(r"^[-+]?\d+(\.\d+)?(e[-+]?\d+)?$")
 PUNCT = "()[],;:"
 ROUNDING = 1e-12  # outside a table: errors at rounding level are noise
