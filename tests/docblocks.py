@@ -142,7 +142,7 @@ def run_page(path: Path, folder: Path, capsys: Any) -> tuple[list[Block], dict]:
     """Run a page's blocks in order (cwd must be ``folder``); compare every shown output
     with the real one. Returns the blocks and the page's namespace."""
     page = blocks(path)
-    namespace: dict = {"__name__": f"docs_{path.stem.replace('-', '_')}"}
+    namespace: dict = {"__name__": "__main__"}  # as in a script the reader runs
     previous: Block | None = None
     for block in page:
         if block.marker is not None:
