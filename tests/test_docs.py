@@ -22,7 +22,9 @@ from docblocks import run_page, unmarked_skips
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
-SLOW: set[str] = set()
+# pages whose blocks take 10 s or more (a demo, `trigrad refs`, a sweep, whole-network references):
+# run by `pytest -m slow` and .ci/run
+SLOW = {"cli.md", "report.md", "spec.md", "sweeps.md"}
 
 
 def _check_getting_started(ns: dict) -> None:
