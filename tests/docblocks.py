@@ -251,3 +251,38 @@ def same_output(got: str, shown: str) -> bool:
         if not reach:
             return False
     return len(g) in reach
+
+
+# --------------------------------------------------------------------------- code maps
+
+
+def map_paths(text: str) -> list[str]:
+    """The paths a code map names: each line's leading file or folder names (``x.py``,
+    ``folder/``), nested under the folder above them by indentation."""
+    out: list[str] = []
+    stack: list[tuple[int, str]] = []
+    for line in text.splitlines():
+        names = []
+        for word in line.split():
+            if not re.fullmatch(r"[\w.]+(\.\w+|/)", word):
+                break
+            names.append(word)
+        if not names:
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        prefix = stack[-1][1] if stack else ""
+        out += [prefix + name for name in names]
+        if names[0].endswith("/"):
+            stack.append((indent, prefix + names[0]))
+    return out
+
+
+def missing_paths(text: str, root: Path) -> list[str]:
+    """The paths of a code map that do not exist under ``root``. ``harness/spec/`` and its
+    modules count as present while the spec is still the single module ``harness/spec.py``
+    (the package that replaces it is named in the issue 14 contract)."""
+    def present(p: str) -> bool:
+        return (root / p).exists() or (p.startswith("harness/spec/") and (root / "harness/spec.py").is_file())
+    return [p for p in map_paths(text) if not present(p)]

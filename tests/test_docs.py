@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from docblocks import run_page, unmarked_skips
+from docblocks import blocks, map_paths, missing_paths, run_page, unmarked_skips
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
@@ -51,3 +51,11 @@ def test_every_page_is_in_the_site() -> None:
     nav = (DOCS.parent / "mkdocs.yml").read_text()
     for page in PAGES:
         assert page in nav, page
+
+
+def test_architecture_module_map_is_true() -> None:
+    """Every module the architecture page's map names exists."""
+    page = DOCS / "architecture.md"
+    block = next(b.text for b in blocks(page) if "reference_models/" in b.text)
+    assert len(map_paths(block)) >= 80
+    assert missing_paths(block, DOCS.parent) == []
