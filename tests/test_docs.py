@@ -27,13 +27,75 @@ PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
 SLOW = {"cli.md", "report.md", "spec.md", "sweeps.md"}
 
 
+def _verdicts(report) -> list[tuple[str, str]]:
+    return [(layer.name, layer.verdict) for layer in report.layers]
+
+
 def _check_getting_started(ns: dict) -> None:
-    assert ns["report"].first_failure == "fc"
+    assert _verdicts(ns["report"]) == [("fc", "backward")]
     assert [t.name for t in ns["report"].layer("fc").tensors] == ["output", "input", "weight", "bias"]
+    assert [t.name for t in ns["report"].layer("fc").tensors if not t.ok] == ["weight"]
+
+
+def _check_layouts(ns: dict) -> None:
+    assert ns["found"].matched and ns["found"].best.linear == "in_out"
+
+
+def _check_objects(ns: dict) -> None:
+    assert _verdicts(ns["report"]) == [("fc", "pass")]
+    assert ns["dx"].shape == (5, 4) and ns["y"].shape == (5, 3)
+
+
+def _check_functions(ns: dict) -> None:
+    assert _verdicts(ns["report"]) == [("fc", "backward")]
+
+
+def _check_networks(ns: dict) -> None:
+    assert _verdicts(ns["report"]) == [("fc1", "pass"), ("relu", "pass"), ("fc2", "pass"), ("(network)", "backward")]
+    assert set(ns["weights"]) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+
+
+def _check_losses(ns: dict) -> None:
+    assert _verdicts(ns["report"]) == [("(loss)", "backward")]
+
+
+def _check_arrays(ns: dict) -> None:
+    assert _verdicts(ns["report"]) == [("fc", "pass")]
+    assert [t.name for t in ns["report"].layer("fc").tensors] == ["output", "input", "weight", "bias"]
+
+
+def _check_regression(ns: dict) -> None:
+    assert [(e.name, e.status) for e in ns["result"].entries] == [("fc", "broken")]
+    assert ns["later"].ok and (Path.cwd() / "fc_snapshot.npz").is_file() and (Path.cwd() / "fc_snapshot.json").is_file()
+
+
+def _check_report(ns: dict) -> None:
+    assert ns["data"]["layers"][0]["verdict"] == "pass"
+    assert (Path.cwd() / "demo.json").is_file() and (Path.cwd() / "demo.html").is_file()
+
+
+def _check_sweeps(ns: dict) -> None:
+    assert ns["found"].failing == {"kernel": 2, "stride": 1, "width": 4}
+
+
+def _check_spec(ns: dict) -> None:
+    assert ns["spec"].output_shape((8, 3, 32, 32)) == (8, 10)
+    assert ns["res"].output.shape == (8, 10) and ns["res"].input_grad.shape == (8, 3, 32, 32)
+    assert set(ns["module"].state_dict()) == set(ns["params"])
 
 
 CHECKS = {
     "getting-started.md": _check_getting_started,
+    "wrapping/layouts.md": _check_layouts,
+    "wrapping/objects.md": _check_objects,
+    "wrapping/functions.md": _check_functions,
+    "wrapping/networks.md": _check_networks,
+    "wrapping/losses.md": _check_losses,
+    "wrapping/arrays.md": _check_arrays,
+    "regression.md": _check_regression,
+    "report.md": _check_report,
+    "sweeps.md": _check_sweeps,
+    "spec.md": _check_spec,
 }
 
 
@@ -59,3 +121,16 @@ def test_architecture_module_map_is_true() -> None:
     block = next(b.text for b in blocks(page) if "reference_models/" in b.text)
     assert len(map_paths(block)) >= 80
     assert missing_paths(block, DOCS.parent) == []
+
+
+def test_a_wrong_page_fails(tmp_path, capsys, monkeypatch) -> None:
+    """The runner is a real check: a shown verdict that is not the real one fails, and a block
+    that is neither run nor marked is reported."""
+    monkeypatch.chdir(tmp_path)
+    page = tmp_path / "wrong.md"
+    page.write_text('```python\nprint("fc pass")\n```\n\n```text\nfc backward\n```\n')
+    with pytest.raises(AssertionError, match="the block before printed"):
+        run_page(page, tmp_path, capsys)
+    page.write_text("```text\nquoted, not run\n```\n\n<!-- not run: an excerpt -->\n```python\nimport nothing_here\n```\n")
+    blocks_, _ = run_page(page, tmp_path, capsys)
+    assert unmarked_skips(blocks_) == ["wrong.md:1 (text)"]
