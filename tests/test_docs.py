@@ -57,6 +57,7 @@ def _check_networks(ns: dict) -> None:
 
 def _check_losses(ns: dict) -> None:
     assert _verdicts(ns["report"]) == [("(loss)", "backward")]
+    assert _verdicts(ns["model_report"]) == [("(network)", "pass")]
 
 
 def _check_arrays(ns: dict) -> None:
