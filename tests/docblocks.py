@@ -118,6 +118,8 @@ def runnable(command: str) -> bool:
     """A `trigrad` command runs here; an install or CI command is left to .ci/run; anything
     else is an error of the page (it must be marked)."""
     words = shlex.split(command.split("&&")[0], comments=True) if command.strip() else []
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        words = words[1:]  # VAR=value before the command
     if words and words[0] == "trigrad":
         return True
     if not words or words[0] in NOT_RUN_COMMANDS or words[0].endswith("pip"):
