@@ -34,12 +34,12 @@ import contextlib
 import io
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 FENCE = re.compile(r"^```(\S*)(.*)$")
-MARKER = re.compile(r"<!--\s*not run:\s*(.+?)\s*-->", re.S)
+MARKER = re.compile(r"<!--\s*not run:\s*(.+?)\s*-->", re.DOTALL)
 RULES = {chr(c) for c in range(0x2500, 0x2580)} | {"-"}  # box drawing: table rules and borders
 NUMBER = re.compile(r"^[-+]?\d+(\.\d+)?(e[-+]?\d+)?$")
 PUNCT = "()[],;:"
@@ -59,7 +59,6 @@ class Block:
     marker: str | None  # the reason of a preceding <!-- not run: ... -->
     ran: bool = False
     output: str | None = None  # what a run block printed
-    notes: list[str] = field(default_factory=list)
 
     def where(self) -> str:
         return f"{self.page}:{self.line} ({self.lang or 'text'})"
