@@ -287,3 +287,17 @@ def missing_paths(text: str, root: Path) -> list[str]:
     def present(p: str) -> bool:
         return (root / p).exists() or (p.startswith("harness/spec/") and (root / "harness/spec.py").is_file())
     return [p for p in map_paths(text) if not present(p)]
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Any:
+    """The pages' tensors are tiny: torch's intra-op thread pool only costs time (several
+    times per check on a loaded 2-core machine). Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

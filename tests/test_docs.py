@@ -18,9 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from docblocks import blocks, map_paths, missing_paths, run_page, unmarked_skips
+from docblocks import blocks, map_paths, missing_paths, one_torch_thread, run_page, unmarked_skips
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    with one_torch_thread():
+        yield
+
+
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
 # pages whose blocks take 10 s or more (a demo, `trigrad refs`, a sweep, whole-network references):
 # run by `pytest -m slow` and .ci/run

@@ -12,7 +12,14 @@ import re
 from pathlib import Path
 
 import pytest
-from docblocks import blocks, map_paths, missing_paths, run_page, same_output, unmarked_skips
+from docblocks import blocks, map_paths, missing_paths, one_torch_thread, run_page, same_output, unmarked_skips
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    with one_torch_thread():
+        yield
+
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
