@@ -1,5 +1,5 @@
 """Issue 13 acceptance, the messages: each real-code quirk run *without* the declaration that
-handles it must get a message naming that option (docs/wrapping-real-code.md lists the
+handles it must get a message naming that option (docs/wrapping/ lists the
 quirk, the declaration and the message). Companion of tests/test_real_code.py (the shapes
 themselves). The hints behind the messages, and that they are not given where they do not apply:
 tests/test_hints.py.
