@@ -281,12 +281,8 @@ def map_paths(text: str) -> list[str]:
 
 
 def missing_paths(text: str, root: Path) -> list[str]:
-    """The paths of a code map that do not exist under ``root``. ``harness/spec/`` and its
-    modules count as present while the spec is still the single module ``harness/spec.py``
-    (the package that replaces it is named in the issue 14 contract)."""
-    def present(p: str) -> bool:
-        return (root / p).exists() or (p.startswith("harness/spec/") and (root / "harness/spec.py").is_file())
-    return [p for p in map_paths(text) if not present(p)]
+    """The paths of a code map that do not exist under ``root``."""
+    return [p for p in map_paths(text) if not (root / p).exists()]
 
 
 @contextlib.contextmanager

@@ -247,3 +247,31 @@ def test_example_input_shape() -> None:
     assert S.example_input_shape(S.Conv2d("c", 3, 4, 5, dilation=2)) == (2, 3, 11, 10)
     assert S.example_input_shape(S.Sequential([S.Linear("fc", 7, 2), S.ReLU("r")])) == (3, 7)
     assert S.example_input_shape(S.ReLU("r")) is None
+
+
+def test_every_spec_class_is_registered_once_under_its_kind() -> None:
+    from harness.spec import serial
+
+    def concrete(base: type) -> set[type]:
+        found = set()
+        for cls in base.__subclasses__():
+            if cls.__module__.startswith("harness.spec.") and "kind" in vars(cls):
+                found.add(cls)
+            found |= concrete(cls)
+        return found
+
+    assert set(serial.LAYER_KINDS.values()) == concrete(S.Layer)
+    assert set(serial.LOSS_KINDS.values()) == concrete(S.Loss)
+    assert all(cls.kind == kind for kind, cls in {**serial.LAYER_KINDS, **serial.LOSS_KINDS}.items())
+    assert S.LAYER_KINDS is serial.LAYER_KINDS and S.Conv2d is serial.LAYER_KINDS["Conv2d"]
+
+
+def test_child_fields_are_rebuilt_and_the_json_form_is_unchanged() -> None:
+    block = S.Residual("b", [S.ReLU("r")], shortcut=S.Flatten("f"), post=())
+    data = block.to_dict()
+    assert json.dumps(data) == (
+        '{"kind": "Residual", "name": "b", "block": [{"kind": "ReLU", "name": "r"}], '
+        '"shortcut": {"kind": "Flatten", "name": "f"}, "post": []}'
+    )
+    assert S.from_dict(json.loads(json.dumps(data))) == block
+    assert S.from_dict({**data, "shortcut": None}).shortcut is None

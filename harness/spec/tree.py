@@ -1,0 +1,119 @@
+"""Whole spec trees: :func:`walk` (every layer by dotted path), :func:`layer_shapes`,
+:func:`named_params` (canonical parameter names, as in a PyTorch ``state_dict``),
+:func:`example_input_shape`, :func:`check_params` and :func:`init_params`.
+
+Everything here works through the :class:`~harness.spec.base.Layer` interface (``children``,
+``local_params``, shape inference), so a new layer family needs nothing here; only
+:func:`example_input_shape` knows the families whose first layer tells an input's size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from .base import Layer, ParamInfo, Shape, SpecError, _shape, join_path
+from .convolution import Conv2d
+from .linear import Linear
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+
+
+def walk(spec: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+    """Every layer as ``(dotted path, layer)`` in pre-order (a composite before its children),
+    which is forward order. The root ``Sequential`` named ``""`` is not yielded."""
+    path = join_path(prefix, spec.name)
+    if path:
+        yield path, spec
+    for child in spec.children():
+        yield from walk(child, path)
+
+
+def layer_shapes(spec: Layer, input_shape: Shape) -> dict[str, tuple[Shape, Shape]]:
+    """``{path: (input shape, output shape)}`` for every layer, in forward order (as :func:`walk`).
+
+    Raises :class:`SpecError` naming the first layer whose input does not fit.
+    """
+    record: dict[str, tuple[Shape, Shape]] = {}
+    spec._visit(_shape(input_shape, spec.name or "<root>"), spec.name, record)
+    return record
+
+
+def named_params(spec: Layer, input_shape: Shape) -> dict[str, ParamInfo]:
+    """Every parameter and buffer by canonical name (``conv1.weight``), in forward order."""
+    shapes = layer_shapes(spec, input_shape)
+    out: dict[str, ParamInfo] = {}
+    for path, layer in walk(spec):
+        for local, info in layer.local_params(shapes[path][0]).items():
+            out[f"{path}.{local}"] = info
+    return out
+
+
+def example_input_shape(spec: Layer) -> Shape | None:
+    """A small input that fits ``spec`` when its first layer tells the sizes (a Conv2d, a
+    Linear, a per-channel batch norm or a layer norm: every layer whose parameters fix the
+    input's channels or features), else None: batch 2 (3 for a Linear), H != W so the two
+    cannot be confused, and room for the dilated kernel. A per-feature batch norm's
+    parameters (and a dropout's mask) have the input's shape, which its spec does not tell."""
+    first = next((layer for _, layer in walk(spec) if not layer.children()), spec)
+    if isinstance(first, Conv2d):
+        (dh, dw), (kh, kw) = first.dilation, first.kernel_size
+        return (2, first.in_channels, max(7, dh * (kh - 1) + 3), max(6, dw * (kw - 1) + 2))
+    if isinstance(first, Linear):
+        return (3, first.in_features)
+    if isinstance(first, BatchNorm2d) and first.over == "channel":
+        return (2, first.num_features, 7, 6)
+    if isinstance(first, BatchNorm1d):  # (N, C): over="feature" is the same there
+        return (4, first.num_features)
+    if isinstance(first, LayerNorm):
+        return (3, *first.normalized_shape)
+    return None
+
+
+def check_params(spec: Layer, input_shape: Shape, params: Mapping[str, Any]) -> None:
+    """Raise :class:`SpecError` listing missing, unexpected and mis-shaped parameters."""
+    expected = named_params(spec, input_shape)
+    missing = [k for k in expected if k not in params]
+    extra = [k for k in params if k not in expected]
+    wrong = [
+        f"{k}: expected {expected[k].shape}, found {tuple(np.shape(params[k]))}"
+        for k in expected
+        if k in params and tuple(np.shape(params[k])) != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {missing}")
+    if extra:
+        problems.append(f"unexpected {extra}")
+    if wrong:
+        problems.append("wrong shape " + "; ".join(wrong))
+    if problems:
+        raise SpecError("parameters do not fit the spec: " + ", ".join(problems))
+
+
+def init_params(spec: Layer, input_shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random float64 parameters for ``spec`` (PyTorch-like fan-in scaling), deterministic in
+    ``seed``. Batch-norm weights and running statistics are randomised too (not 1 and 0), so a
+    check cannot pass by accident; dropout masks are random 0/1 with the layer's rate."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for name, info in named_params(spec, input_shape).items():
+        local = name.rsplit(".", 1)[1]
+        shape = info.shape
+        if local == "mask":
+            layer = dict(walk(spec))[name.rsplit(".", 1)[0]]
+            out[name] = (rng.random(shape) >= layer.p).astype(np.float64)
+        elif local == "running_var":
+            out[name] = rng.uniform(0.5, 2.0, shape)
+        elif local == "running_mean":
+            out[name] = rng.normal(0.0, 0.5, shape)
+        elif len(shape) == 1 or local == "bias":
+            base = 1.0 if local == "weight" else 0.0  # norm-layer scales near 1
+            out[name] = base + rng.uniform(-0.5, 0.5, shape)
+        else:
+            fan_in = int(np.prod(shape[1:]))
+            bound = 1.0 / math.sqrt(fan_in)
+            out[name] = rng.uniform(-bound, bound, shape) * math.sqrt(3.0)
+    return out
+
