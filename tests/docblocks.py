@@ -263,8 +263,9 @@ def map_paths(text: str) -> list[str]:
     out: list[str] = []
     stack: list[tuple[int, str]] = []
     for line in text.splitlines():
+        # the names column ends at the first run of two spaces (the description follows)
         names = []
-        for word in line.split():
+        for word in re.split(r"\s{2,}", line.strip())[0].split(" "):
             if not re.fullmatch(r"[\w.]+(\.\w+|/)", word):
                 break
             names.append(word)
