@@ -18,7 +18,8 @@ mistake (a layout, a parameter name, a check too large for the machine) propagat
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -28,18 +29,18 @@ from .adapters.effects import apply_effects
 from .adapters.feed import fault_hint
 from .adapters.inputs import read_input, read_shape
 from .adapters.layer import WrappedLayer, wrap_layer
-from .adapters.wrapped import ONE_EXAMPLE_GUESS
 from .adapters.layouts import CANONICAL, user_data_shape
-from .adapters.state import UNREPLAYABLE
 from .adapters.options import call_hint
-from .compare import REFS_TOL, relative_with_floor, rel_error, tensor_tolerance, verdict
+from .adapters.state import UNREPLAYABLE
+from .adapters.wrapped import ONE_EXAMPLE_GUESS
+from .compare import REFS_TOL, rel_error, relative_with_floor, tensor_tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
 from .fd_check import _fd_all, _true_grads
-from .hypotheses import counts, explain
-from .hints import call_error, per_example_hint, scale_hint
 from .findings import accumulation, backward_hypotheses, bad_params_message, layout_hint, nondeterminism
 from .frames import user_frame
+from .hints import call_error, per_example_hint, scale_hint
+from .hypotheses import counts, explain
 from .kinks import pattern, random_input
 from .results import FDSummary, LayerResult, Report, TensorResult, error_map
 from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, example_input_shape, join_path, walk

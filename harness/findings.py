@@ -5,7 +5,8 @@ input gradient computed with the kernel not rotated."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

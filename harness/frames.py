@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import sysconfig
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Callable
+from typing import Any
 
 _HARNESS = str(Path(__file__).resolve().parent)
 _REFERENCES = str(Path(__file__).resolve().parent.parent / "reference_models")

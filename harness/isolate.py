@@ -21,8 +21,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 _REAL_EXIT = os._exit  # kept before the child guards os._exit, to end the child itself
 PROGRESS_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal
@@ -298,7 +299,7 @@ def _child(argv: list[str]) -> int:
     except MemoryError as e:
         channel.send("usage", message=f"ran out of memory {user_location(e.__traceback__) or 'in trigrad'}: the "
                                       "input or the network is too large for this machine; try a smaller batch")
-    except Exception as e:  # noqa: BLE001 - anything else is reported, never a silent exit
+    except Exception as e:  # anything else is reported, never a silent exit
         import traceback
 
         traceback.print_exception(e)

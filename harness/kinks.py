@@ -9,7 +9,8 @@ is recognised, discarded and replaced.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

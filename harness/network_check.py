@@ -9,7 +9,8 @@ Exceptions follow :mod:`harness.faults`: the user's code's faults become an entr
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -17,11 +18,11 @@ from . import resources
 from .adapters.inputs import read_input, read_shape
 from .adapters.state import expect_inputs
 from .check import check_point
+from .end_to_end import _end_to_end, note_shared
 from .kinks import off_kinks
+from .loss_check import loss_entry, loss_model_entry, loss_targets
 from .results import LayerResult, Report
 from .spec import Layer, Residual, Sequential, join_path
-from .end_to_end import _end_to_end, note_shared
-from .loss_check import loss_entry, loss_model_entry, loss_targets
 
 
 def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, y: Any = None, *,

@@ -12,7 +12,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
 SCHEMA = "trigrad.report/1"  # what to_dict() writes: harness/report/schema.json describes it
 ERROR_MAP_LIMIT = 20_000
 

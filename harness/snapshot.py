@@ -30,8 +30,21 @@ from typing import Any
 import numpy as np
 
 from .snapshot_files import decode, encode, paths, read_pair, write_pair
-from .snapshot_manifest import (CONTAINERS, FORMAT, HASH_FIELD, RERECORD, SnapshotError, SnapshotWarning, canonical,
-                                differences, is_sealed, parse, seal, successor, validate)
+from .snapshot_manifest import (
+    CONTAINERS,
+    FORMAT,
+    HASH_FIELD,
+    RERECORD,
+    SnapshotError,
+    SnapshotWarning,
+    canonical,
+    differences,
+    is_sealed,
+    parse,
+    seal,
+    successor,
+    validate,
+)
 
 
 def _sha256(a: np.ndarray) -> str:

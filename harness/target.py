@@ -34,8 +34,9 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -171,7 +172,7 @@ def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: f
             return _run_loss(obj, spec, d, wrap, input_shape, seed=seed, tol_scale=tol_scale, budget=budget,
                              progress=progress)
         # a raw object with a composite spec is one composite layer; a mapping is a network
-        network = isinstance(obj, (WrappedNetwork, LossModel)) or isinstance(obj, Mapping)
+        network = isinstance(obj, (WrappedNetwork, LossModel, Mapping))
         if network:
             if d.get("x") is None and input_shape is None:
                 input_shape = getattr(obj, "input_shape", None)

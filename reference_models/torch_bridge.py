@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import operator
 from collections import OrderedDict
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -303,7 +304,7 @@ def _trace(m: nn.Module, name: str, path: str) -> S.Layer:
         graph = Tracer().trace(m)
     except Exception as e:  # fx cannot trace data-dependent control flow
         raise _unsupported(m, path, f"could not be traced by torch.fx ({type(e).__name__}: {e})") from None
-    nodes = [n for n in graph.nodes]
+    nodes = list(graph.nodes)
     placeholders = [n for n in nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise _unsupported(m, path, f"takes {len(placeholders)} inputs; only single-input modules convert")
@@ -354,7 +355,7 @@ def _trace(m: nn.Module, name: str, path: str) -> S.Layer:
         return out[::-1]
 
     x = placeholders[0]
-    result = [n for n in nodes if n.op == "output"][0].args[0]
+    result = next(n for n in nodes if n.op == "output").args[0]
     if add is None:
         return S.Sequential(chain(result, x), name=name)
     a, b = chain(add.args[0], x), chain(add.args[1], x)

@@ -10,7 +10,8 @@ output and differentiating with respect to it: that works the same eagerly and u
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch

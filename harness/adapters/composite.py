@@ -17,7 +17,8 @@ one per layer with parameters (a block that applies ReLU as a function), and for
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -9,9 +9,10 @@ not what the spec says).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import product
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -205,7 +206,7 @@ def layout_conflict(wrapped: WrappedLayer, x_shape: tuple[int, ...], exc: BaseEx
     except Exception:  # detection is a second opinion: a layer it cannot run under other layouts gets none
         return None
     matching = [c.layout for c in found.candidates if c.error <= found.tol]
-    better = [s for s in (suggest(wrapped.layout, m, spec) for m in matching)]
+    better = [suggest(wrapped.layout, m, spec) for m in matching]
     if not matching or None in better:
         return None
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -20,8 +20,9 @@ recording lives in :class:`Effects`, a base of :class:`~harness.adapters.layer.W
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 

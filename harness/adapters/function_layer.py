@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..faults import call_user
 from ..spec import Layer, join_path
+from . import state
 from .arrays import from_float64, to_float64
 from .layouts import CANONICAL, Layout
-from . import state
 from .options import apply_shared, merged_kwargs
 from .per_example import PerExample
 from .refs import PARAM_CANDIDATES, AdapterError, Ref, ValueFinding, _copy
@@ -224,8 +225,8 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
     computes with (undeclared: the parameters' type), in which its input and upstream
     gradient are handed (``dtype`` may then be a torch or jax dtype).
     """
-    options = dict(inplace=inplace, grad_scale=grad_scale, dtype=dtype, batched=batched, channel_axis=channel_axis,
-                   input_grad=input_grad, array_type=array_type)
+    options = {"inplace": inplace, "grad_scale": grad_scale, "dtype": dtype, "batched": batched,
+               "channel_axis": channel_axis, "input_grad": input_grad, "array_type": array_type}
     kwargs = merged_kwargs(f"layer '{name or (spec.name if spec is not None else 'layer')}'", kwargs, forward_kwargs)
     return FunctionLayer(forward, backward, spec, params, args=args, kwargs=kwargs, order=order, layout=layout,
                          name=name, options=options)

@@ -15,8 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import (ELU, GELU, BatchNorm1d, Conv2d, Dropout, Flatten, Layer, LayerNorm, LeakyReLU, Linear, ReLU,
-                    Sigmoid, Softmax, SpecError, Tanh, layer_shapes, named_params, walk)
+from ..spec import (
+    ELU,
+    GELU,
+    BatchNorm1d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    SpecError,
+    Tanh,
+    layer_shapes,
+    named_params,
+    walk,
+)
 
 # Layers that act on a feature vector feature by feature (or symmetrically in them): an
 # HWC-ordered vector stays HWC-ordered through them; their per-feature parameters follow it.

@@ -27,25 +27,25 @@ picks one explicitly, so both can be compared on the same objects. CS231n-style 
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
-from typing import Any, Callable, ContextManager, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Any
 
 import numpy as np
 
-from ..spec import Layer, Residual, join_path, layer_shapes, walk
 from ..faults import call_user
+from ..spec import Layer, Residual, join_path, layer_shapes, walk
 from . import state
 from .effects import Effects, parse_inplace
 from .feed import hand_network, typed
-from .replay import replaying
+from .inputs import AXES, read_shape
 from .layer import AdapterError, ValueFinding, WrappedLayer, _data_hint, wrap_layer
+from .layouts import CANONICAL, Layout, data_to_user, feature_orders, user_data_shape
 from .loss_model import LossModel, wrap_loss_model  # re-exported: CS231n-style models
 from .network_parts import Shape, _dummy_input, _input_grad, _needs_input_shape, _user_output
 from .notes import _close, _listing
+from .replay import replaying
 from .watch import Calls, returns_kept, watching
-from .inputs import AXES, read_shape
-from .layouts import CANONICAL, Layout, feature_orders, data_to_user, user_data_shape
-
 
 # --------------------------------------------------------------------------- whole networks
 
@@ -258,7 +258,7 @@ class WrappedNetwork(Effects):
         return {f"{p}.{k}": w._get_user(k) for p, w in self.layers.items() for k in w._param_names()
                 if k in w._trainable()}
 
-    def recording(self) -> ContextManager[dict[str, Calls]]:
+    def recording(self) -> AbstractContextManager[dict[str, Calls]]:
         """Watch the user's own network passes at every layer boundary (see
         :mod:`harness.adapters.watch`): ``with net.recording() as calls: net.forward(x)``
         gives ``{path: Calls}`` for every layer that can be watched."""

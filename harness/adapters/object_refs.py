@@ -8,11 +8,12 @@ places tried and the declaration that fixes it.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..spec import Layer
-from .composite import sub_objects, under
 from . import state
+from .composite import sub_objects, under
 from .missing import lazy_hint, sgd_hint
 from .refs import AdapterError, Ref, _candidates, _grad_candidates
 from .wrapped import _is_array
@@ -157,7 +158,7 @@ class ObjectRefs:
     def _resolve_grads(self, declared: Mapping[str, str] | None) -> dict[str, Ref]:
         declared = dict(declared or {})
         out = {}
-        for local, ref in self.params.items():
+        for local in self.params:
             if local in declared:
                 out[local] = Ref(declared[local])
             else:

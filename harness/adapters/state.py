@@ -18,8 +18,9 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Any, ContextManager, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def _is_mask(value: Any, shape: tuple[int, ...] | None) -> bool:
         v = value.get()  # CuPy refuses np.asarray: an explicit copy to the host
     else:
         v = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
-    if shape is not None and v.shape != tuple(shape) or v.dtype.kind not in "biuf" or v.size == 0:
+    if (shape is not None and v.shape != tuple(shape)) or v.dtype.kind not in "biuf" or v.size == 0:
         return False
     kept = v[v != 0].astype(np.float64)
     return not kept.size or (kept.min() > 0 and float(np.ptp(kept)) <= 1e-6 * float(kept.max()))
@@ -270,7 +271,7 @@ class OptionalState:
         """Where the user's code keeps a parameter, for messages."""
         return "the value given"
 
-    def _replaying(self, backward: bool = False) -> ContextManager[None]:
+    def _replaying(self, backward: bool = False) -> AbstractContextManager[None]:
         replay = self.replay  # type: ignore[attr-defined]
         return replay.call(backward) if replay is not None else nullcontext()
 

@@ -8,18 +8,19 @@ and :mod:`.function_layer` (CS231n function pairs).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ..spec import Layer, SpecError
+from . import state
 from .arrays import ArrayError, ArrayKind, NonFinite, is_float_dtype, nonfinite, to_float64
-from .layouts import Layout, data_from_user, data_to_user, user_data_shape
 from .effects import Effects
 from .feed import FeedOptions, default_dtype, hand, parse_array_type, read_dtype, resolve
+from .layouts import Layout, data_from_user, data_to_user, user_data_shape
 from .notes import _data_hint, dtype_note
 from .refs import AdapterError, ValueFinding
-from . import state
 from .replay import Replay
 from .wrapped_params import ParamAccess
 

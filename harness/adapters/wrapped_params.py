@@ -7,16 +7,18 @@ store (``_param_names``, ``_get_user``, ``_put_user``, ``_get_grad``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from functools import partial
-from typing import Any, ContextManager, Mapping
+from typing import Any
 
 import numpy as np
 
 from ..spec import Layer
+from . import state
 from .arrays import NonFinite, from_float64, is_mutable, nonfinite, to_float64, write_into
 from .layouts import Layout, _squeezed, param_from_user, param_to_user
 from .refs import AdapterError, ValueFinding, preserving
-from . import state
 
 
 class ParamAccess:
@@ -224,7 +226,7 @@ class ParamAccess:
                     f"a copy; declare params= with where the array is stored)"
                 )
 
-    def preserved(self) -> ContextManager[None]:
+    def preserved(self) -> AbstractContextManager[None]:
         """Parameters are restored bit for bit on exit, even when user code raises; the
         restoration is verified by fingerprint."""
         places = {k: (partial(self._get_user, k), partial(self._put_user, k)) for k in self._param_names()

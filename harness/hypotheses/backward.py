@@ -4,7 +4,7 @@ path, a square weight not transposed, the upstream gradient passed through."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -5,6 +5,7 @@ The hint names the span to check it as."""
 from __future__ import annotations
 
 from dataclasses import MISSING, fields
+
 from ..spec import ELU, GELU, Layer, LeakyReLU, ReLU, Sequential, Sigmoid, Softmax, Tanh, _Elementwise
 from .point import Point, _vjp
 

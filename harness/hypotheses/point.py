@@ -6,13 +6,15 @@ Tensors are canonical: data ``(N, C, H, W)`` (or ``(N, F)``), conv weights
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..compare import relative_with_floor
 from ..spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, join_path
+
 
 @dataclass
 class Point:

@@ -187,7 +187,7 @@ def _wide(d: dict, rows: list, worst: bool, messages: bool = True) -> Any:
             cells = [[Text("")] * 6]
         for i, row in enumerate(cells):
             out.add_row(*(head if i == 0 else ("", "")), *(row if worst else row[:-1]), style=style,
-                        end_section=len(cells) > 1 and i == len(cells) - 1 or not layer["tensors"])
+                        end_section=(len(cells) > 1 and i == len(cells) - 1) or not layer["tensors"])
     return out
 
 
