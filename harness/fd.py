@@ -195,7 +195,7 @@ def summary(judged: list[Judged], dtype: Any) -> FDSummary:
     from .results import FDSummary
 
     tol = fd_tol(dtype)
-    worst, verdicts = 0.0, []
+    worst, verdicts = 0.0, list[bool | None]()
     for p, bwd, scale, *ref in judged:
         if p.kink:
             continue

@@ -56,7 +56,7 @@ class SweepResult:
         return "\n".join(lines)
 
 
-def _count(n: int, noun: str) -> str:
+def _count(n: int | None, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 

@@ -54,7 +54,7 @@ def _conv2d(l: S.Conv2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
     y = lax.conv_general_dilated(
         x, ctx.params[f"{path}.weight"],
         window_strides=l.stride,
-        padding=l.pads(x.shape[2:]),
+        padding=l.pads((x.shape[2], x.shape[3])),
         rhs_dilation=l.dilation,
         dimension_numbers=("NCHW", "OIHW", "NCHW"),
         feature_group_count=l.groups,

@@ -123,7 +123,7 @@ class Effects:
     def _init_effects(self) -> None:
         self.effects: list[SideEffect] = []
         self.running: str | None = None
-        self._fed: tuple[np.ndarray, np.ndarray] | None = None  # the last forward's input and its copy
+        self._fed: tuple[Any, np.ndarray | None] | None = None  # the last forward's input and its copy
         self._handed: dict[str, Any] = {}  # copies of the parameters a function pair's forward was handed
 
     @property

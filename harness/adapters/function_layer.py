@@ -68,7 +68,8 @@ class FunctionLayer(PerExample, WrappedLayer):
         ``bn_param``) or not kept (training mode; an AdapterError in eval mode), masks in a dict
         argument or the cache; anything else missing is an AdapterError."""
         declared, self._after = self._after, {}
-        missing, eval_missing = [], []
+        missing: list[str] = []
+        eval_missing: list[str] = []
         for local in (self._spec_params() if self.spec is not None else {}):
             leaf, leaf_local = self._leaf(local)
             if local in self._params:
@@ -157,8 +158,8 @@ class FunctionLayer(PerExample, WrappedLayer):
             raise ValueFinding(f"layer '{self.name}': forward must return (out, cache), got {type(result).__name__}")
         out, self._cache = result
         handed.cache = self._cache
-        for local, path in self._after.items():  # the mask this forward used
-            self._read_mask(local, path, handed, np.shape(x))
+        for local, place in self._after.items():  # the mask this forward used
+            self._read_mask(local, place, handed, np.shape(x))
         return out
 
     def _read_mask(self, local: str, path: str | None, handed: SimpleNamespace, shape: tuple[int, ...]) -> None:

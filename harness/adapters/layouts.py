@@ -198,9 +198,9 @@ def param_from_user(layer: Layer, local: str, value: np.ndarray, layout: Layout,
                 f"{layout}; expected {_user_shape(layer, local, expected, layout)} there"
                 f"{shape_hint(layer, local, tuple(value.shape), expected, layout)}"
             )
-    order = _hwc_features(layer, local, features_from, layout, v)
-    if order is not None:
-        v = v[..., np.argsort(order)]
+    hwc = _hwc_features(layer, local, features_from, layout, v)
+    if hwc is not None:
+        v = v[..., np.argsort(hwc)]
     return np.ascontiguousarray(v)
 
 

@@ -121,7 +121,7 @@ class WrappedNetwork(Effects):
         if shapes is None and _needs_input_shape(spec, used):
             raise AdapterError("wrap_network: a Layout(flatten='HWC') reorders the features after the Flatten by the "
                                f"(C, H, W) it flattens; pass input_shape={AXES[layout.data]} so they are known")
-        features, self._out_features = feature_orders(spec, self._input_shape) if shapes is not None else ({}, None)
+        features, self._out_features = feature_orders(spec, self._input_shape) if self._input_shape is not None else ({}, None)
         for path, chw in features.items():
             if path in self.layers and self.layers[path].features_in is None:
                 self.layers[path].features_in = chw
@@ -225,7 +225,7 @@ class WrappedNetwork(Effects):
         self._mode, self._y_shape = mode, y.shape
         return y
 
-    def backward(self, g: np.ndarray) -> np.ndarray:
+    def backward(self, g: np.ndarray) -> np.ndarray | None:
         """Canonical upstream gradient (the output's shape) -> canonical input gradient, in the
         mode of the last :meth:`forward`; then read :meth:`param_grads`."""
         if self._mode is None:
@@ -242,8 +242,9 @@ class WrappedNetwork(Effects):
             return None
         dx = _user_output(raw, "network backward's input gradient", self.layout, None, self.returned, "input")
         if dx.shape != self._x_shape:
+            assert self._x_shape is not None  # set by the forward, which ran (_mode is set)
             raise (AdapterError if _data_hint(np.shape(raw), self._x_shape, self.layout) else ValueFinding)(f"network backward returned an input gradient of shape {tuple(np.shape(raw))}; expected "
-                               f"{user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})")  # type: ignore[arg-type]
+                               f"{user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})")
         return dx
 
     def _call_forward(self, x_user: np.ndarray) -> Any:
@@ -301,22 +302,25 @@ class WrappedNetwork(Effects):
             x = self._fwd(n, join_path(path, n.name), x)
         return x
 
-    def _bwd(self, node: Layer, path: str, g: np.ndarray) -> np.ndarray:
+    def _bwd(self, node: Layer, path: str, g: np.ndarray) -> np.ndarray | None:
         if path:
             self._output_grads[path] = g
         if not node.children():
             return self.layers[path].backward(g)
         if isinstance(node, Residual):  # the sum sends g to both branches
-            g = self._seq_bwd(node.post, path, g)
-            dx = self._seq_bwd(node.block, path, g)
-            side = self._bwd(node.shortcut, join_path(path, node.shortcut.name), g) if node.shortcut else g
+            after = self._seq_bwd(node.post, path, g)
+            assert after is not None  # the post layers follow the block: never the first layer
+            dx = self._seq_bwd(node.block, path, after)
+            side = self._bwd(node.shortcut, join_path(path, node.shortcut.name), after) if node.shortcut else after
             return None if dx is None or side is None else dx + side  # None: a first layer with input_grad=False
         return self._seq_bwd(node.children(), path, g)
 
-    def _seq_bwd(self, nodes: tuple[Layer, ...], path: str, g: np.ndarray) -> np.ndarray:
+    def _seq_bwd(self, nodes: tuple[Layer, ...], path: str, g: np.ndarray) -> np.ndarray | None:
+        out: np.ndarray | None = g
         for n in reversed(nodes):
-            g = self._bwd(n, join_path(path, n.name), g)
-        return g
+            assert out is not None  # None comes only from the first layer (_input_grad: input_grad=False)
+            out = self._bwd(n, join_path(path, n.name), out)
+        return out
 
 
 def wrap_network(layers: Mapping[str, WrappedLayer | Any], spec: Layer, *, forward: Callable | None = None,

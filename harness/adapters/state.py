@@ -250,6 +250,8 @@ class OptionalState:
     was not checked. Expects the wrapper's ``spec``, ``layout``, ``replay``, ``_absent``,
     ``_x_shape``, ``_expected_input``, ``_y_shape``, ``_peek`` and ``_call_forward``."""
 
+    _expected_input: tuple[int, ...] | None
+
     def _input_shape(self) -> tuple[int, ...] | None:
         """The canonical input shape when known: the last forward's, one given
         (:meth:`expect_input`), or what a dropout mask kept at construction implies."""
@@ -297,7 +299,7 @@ class OptionalState:
         from .layouts import LayoutError, user_data_shape
 
         mask = self._peek("mask") if isinstance(self.spec, Dropout) else None  # type: ignore[attr-defined]
-        found, given = tuple(np.shape(mask)), user_data_shape(tuple(x_shape), self.layout)  # type: ignore[attr-defined]
+        found, given = tuple(np.shape(mask)) if mask is not None else (), user_data_shape(tuple(x_shape), self.layout)  # type: ignore[attr-defined]
         if mask is None or found == given:
             return None
         return LayoutError(

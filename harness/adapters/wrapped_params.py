@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,16 @@ class ParamAccess:
     _absent: dict[str, None]
     nonfinite_grads: dict[str, NonFinite]
     _grad_dtypes: dict[str, np.dtype | None]
+
+    if TYPE_CHECKING:  # provided by WrappedLayer and state.OptionalState
+
+        @property
+        def dtype(self) -> np.dtype: ...
+        def _input_shape(self) -> tuple[int, ...] | None: ...
+        def _prime(self) -> None: ...
+        def _place(self, name: str) -> str: ...
+        def _read_returned(self, value: Any, what: str) -> tuple[np.ndarray, Any]: ...
+        def _note_dtype(self, name: str, what: str, dtype: np.dtype | None) -> None: ...
 
     # -- the parameter store (subclass hooks)
     def _param_names(self) -> list[str]:
@@ -74,6 +84,7 @@ class ParamAccess:
         layer, paths relative to the span (``conv1.weight``) for a fused span of layers."""
         from ..spec import named_params
 
+        assert self.spec is not None  # only a wrapper with a spec lists the spec's parameters
         known = self._input_shape()
         if not self.spec.children():
             return self.spec.local_params(known or state.dummy_input(self.spec)[0])
@@ -89,6 +100,7 @@ class ParamAccess:
         starts with a Flatten, or flattens a conv's output, needs no input shape."""
         from ..spec import join_path, walk
 
+        assert self.spec is not None
         out = {}
         for path, leaf in walk(self.spec):
             if not leaf.children():
@@ -97,6 +109,7 @@ class ParamAccess:
 
     def _leaf(self, name: str) -> tuple[Layer, str]:
         """(leaf spec layer, its local parameter name) for one of this wrapper's names."""
+        assert self.spec is not None
         if not self.spec.children():
             return self.spec, name
         from ..spec import join_path, walk
