@@ -236,8 +236,8 @@ def _sweep(args: argparse.Namespace) -> int:
         if outcome.kind != "result":
             return _ended("sweep", outcome)
         result = outcome.value
-        if result["report"] is not None and _unsound(result["report"]):
-            return _say("sweep", _unsound(result["report"]))
+        if result["report"] is not None and (why := _unsound(result["report"])):
+            return _say("sweep", why)
         if not args.quiet:
             console.print(result["text"], markup=False, soft_wrap=True)  # the line to reproduce stays one line
             if result["report"] is not None:

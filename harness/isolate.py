@@ -85,7 +85,8 @@ class _Seen:
     """The child's progress so far: entries done, the one being checked, where it stands."""
 
     def __init__(self, progress: Callable[[str, int, int], None] | None) -> None:
-        self.progress, self.done, self.current, self.position = progress, [], None, (0, 0)
+        self.progress, self.current, self.position = progress, None, (0, 0)
+        self.done: list[str] = []
 
     def event(self, event: dict) -> Outcome | None:
         """Take one message; the final :class:`Outcome` when it is one."""
@@ -246,7 +247,7 @@ def _sweep(request: dict) -> dict:
         raise TargetError("the target must return {'make': make_layer, 'spec': spec_factory, 'space': {...}} "
                           f"(and optionally 'options': {{...}}), got {type(value).__name__}"
                           + (f" with keys {sorted(value)}" if isinstance(value, dict) else ""))
-    bar = False
+    bar: Any = False  # or the rich Console the sweep's progress bar draws on
     if request["progress"] and sys.stderr.isatty():
         from rich.console import Console
 

@@ -126,7 +126,7 @@ def _wrapped_input(net: Any, spec: Layer | None, x: Any, input_shape: Any,
         if isinstance(spec, Layer) and isinstance(wrap_kwargs.get("layout", Layout()), Layout):
             read_shape(given, spec, wrap_kwargs.get("layout", Layout()), "x" if x is not None else "input_shape",
                        is_array=x is not None)
-        wrapped = wrap_network(net, spec, input_shape=given, **wrap_kwargs)
+        wrapped = wrap_network(net, spec, input_shape=given, **wrap_kwargs)  # type: ignore[arg-type]  # None: it says a spec is needed
     x = read_input(x, wrapped.spec, wrapped.layout) if x is not None else None
     return wrapped, x, (x.shape if x is not None else read_shape(input_shape, wrapped.spec, wrapped.layout))
 

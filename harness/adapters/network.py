@@ -97,7 +97,7 @@ class WrappedNetwork(Effects):
                                    f"mapping but before it in the spec; the spec's order is {_listing(leaves)}")
             prev = path
             if isinstance(obj, WrappedLayer):
-                if obj.spec is not None and obj.spec != tree[path]:
+                if obj.spec != tree[path]:  # None too: a spec-less wrapper cannot be checked as this layer
                     raise AdapterError(f"wrap_network: the layer given for '{path}' was wrapped with spec {obj.spec!r}, "
                                        f"but the network's spec has {tree[path]!r} there")
                 w = obj

@@ -98,7 +98,7 @@ def verdict_text(layer: dict) -> str:
 
 
 def _ratio(t: dict) -> float:
-    errors = [e for e in (t.get("error_torch"), t.get("error_jax")) if not _missing(e)]
+    errors = [e for e in (t.get("error_torch"), t.get("error_jax")) if e is not None and not _missing(e)]
     return max(errors, default=0.0) / max(t.get("tolerance") or 1e-300, 1e-300)
 
 
