@@ -16,10 +16,9 @@ from .report.validate import ReportError
 from .resources import ResourceError
 from .results import FDSummary, LayerResult, Report, TensorResult
 from .snapshot import Snapshot, SnapshotError
-from .snapshot_manifest import SnapshotWarning
 from .snapshot import load as load_snapshot
 from .snapshot import record as record_snapshot
-from .sweeper import SweepResult, check_config, sweep
+from .snapshot_manifest import SnapshotWarning
 from .spec import (
     ELU,
     GELU,
@@ -52,6 +51,7 @@ from .spec import (
     named_params,
     walk,
 )
+from .sweeper import SweepResult, check_config, sweep
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,8 @@ mistake (a layout, a parameter name, a check too large for the machine) propagat
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -28,18 +29,18 @@ from .adapters.effects import apply_effects
 from .adapters.feed import fault_hint
 from .adapters.inputs import read_input, read_shape
 from .adapters.layer import WrappedLayer, wrap_layer
-from .adapters.wrapped import ONE_EXAMPLE_GUESS
 from .adapters.layouts import CANONICAL, user_data_shape
-from .adapters.state import UNREPLAYABLE
 from .adapters.options import call_hint
-from .compare import REFS_TOL, relative_with_floor, rel_error, tensor_tolerance, verdict
+from .adapters.state import UNREPLAYABLE
+from .adapters.wrapped import ONE_EXAMPLE_GUESS
+from .compare import REFS_TOL, rel_error, relative_with_floor, tensor_tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .faults import CodeFault, codes_fault
 from .fd_check import _fd_all, _true_grads
-from .hypotheses import counts, explain
-from .hints import call_error, per_example_hint, scale_hint
 from .findings import accumulation, backward_hypotheses, bad_params_message, layout_hint, nondeterminism
 from .frames import user_frame
+from .hints import call_error, per_example_hint, scale_hint
+from .hypotheses import counts, explain
 from .kinks import pattern, random_input
 from .results import FDSummary, LayerResult, Report, TensorResult, error_map
 from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, example_input_shape, join_path, walk
@@ -171,8 +172,8 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
         return f"{exc}{where}{confirmed}"
     if phase == "forward" and wrapped.spec is not None and (conflict := layout_conflict(wrapped, x.shape, exc)):
         raise conflict from None
-    if phase == "forward" and (conflict := wrapped.mask_conflict(x.shape)):
-        raise conflict from None
+    if phase == "forward" and (clash := wrapped.mask_conflict(x.shape)):
+        raise clash from None
     given = "" if wrapped.layout == CANONICAL else (f" (given its input as {user_data_shape(x.shape, wrapped.layout)} "
                                                     f"in the declared {wrapped.layout})")
     # ``confirmed``: a per-example run's hint (harness.hints), which replaces the guesses from shapes
@@ -191,6 +192,7 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
     from reference_models import build
 
     spec = wrapped.spec
+    assert spec is not None  # check_layer and wrap_network refuse a wrapper without one
     result = LayerResult(name=name or wrapped.name, kind=type(spec).__name__, verdict="error", dtype=str(wrapped.dtype))
     bad_params = wrapped.nonfinite_params()
     if bad_params:  # before any call: NaN weights would only show up as NaN outputs
@@ -259,6 +261,7 @@ def _diagnose_entry(result: LayerResult, wrapped: WrappedLayer, tensors: list[Co
     :func:`check_point` recorded of the code's calls."""
     (forward_ok, backward_ok), (_, x, g) = ok, point
     spec, params, bad_grads = wrapped.spec, seen["params"], seen["bad_grads"]
+    assert spec is not None  # as in check_point
     if seen["ties"] and forward_ok and backward_ok and result.verdict in ("pass", "inconclusive"):
         result.verdict, result.message = "backward", ""  # the tie-free point could not see it
         result.diagnosis += seen["ties"]
@@ -327,6 +330,7 @@ def _forward_behind_crash(result: LayerResult, wrapped: WrappedLayer, x: np.ndar
     from reference_models import build
 
     spec, message = wrapped.spec, result.message
+    assert spec is not None  # as in check_point
     full = {join_path(spec.name, k): v for k, v in params.items()}
     t, j = refs if refs is not None else (build(b, Sequential([spec])).vjp(full, x, g) for b in ("torch", "jax"))
     result.refs_error = relative_with_floor(t.output, j.output)

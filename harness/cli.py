@@ -20,7 +20,8 @@ import difflib
 import re
 import sys
 import time
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 INTERRUPTED = "trigrad: interrupted; your parameters are restored and no file was written"
 
@@ -65,7 +66,7 @@ def _refs(args: argparse.Namespace) -> int:
         e_out = rel_error(a.outputs[path], b.outputs[path]).norm
         e_grad = rel_error(a.output_grads[path], b.output_grads[path]).norm
         worst = max(worst, e_out, e_grad)
-        print(f"{path:<28} {str(out_shape):<20} {e_out:<24.2e} {e_grad:<14.2e}")
+        print(f"{path:<28} {out_shape!s:<20} {e_out:<24.2e} {e_grad:<14.2e}")
     for name in a.param_grads:
         worst = max(worst, rel_error(a.param_grads[name], b.param_grads[name]).norm)
     e_dx = rel_error(a.input_grad, b.input_grad)
@@ -235,8 +236,8 @@ def _sweep(args: argparse.Namespace) -> int:
         if outcome.kind != "result":
             return _ended("sweep", outcome)
         result = outcome.value
-        if result["report"] is not None and _unsound(result["report"]):
-            return _say("sweep", _unsound(result["report"]))
+        if result["report"] is not None and (why := _unsound(result["report"])):
+            return _say("sweep", why)
         if not args.quiet:
             console.print(result["text"], markup=False, soft_wrap=True)  # the line to reproduce stays one line
             if result["report"] is not None:

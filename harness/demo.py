@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DEFAULT_BUG = "conv2-dx-kernel-not-rotated"
 

@@ -107,8 +107,8 @@ def _fraction(f: float) -> str:
 def _named(f: float, batch: int | None, window: int | None, counts: dict[str, int] | None = None) -> str:
     """Which size the factor ``f`` (or ``1/f``) is: the batch, the window, or one of ``counts``
     (all of them when several sizes are equal: the value alone cannot tell them apart)."""
-    sizes = [(batch, "the batch size"), (window, "the window size")] + [(v, k) for k, v in (counts or {}).items()]
-    sizes = [(s, what) for s, what in sizes if s and s > 1]
+    given = [(batch, "the batch size"), (window, "the window size")] + [(v, k) for k, v in (counts or {}).items()]
+    sizes = [(s, what) for s, what in given if s and s > 1]
     times = [f"{what} {s}" for s, what in sizes if abs(f - s) < 1e-6 * s]
     if times:
         return f" (= {' or '.join(times)}: a missing division by it, or a sum where a mean is meant)"

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 
 from .adapters.effects import apply_effects
+from .adapters.shared import layer_note, shared_objects, sharing_finding
 from .check import FLOOR, NO_INPUT_GRAD, _nonfinite_message
-from .compare import REFS_TOL, relative_with_floor, rel_error, tolerance
+from .compare import REFS_TOL, rel_error, relative_with_floor, tolerance
 from .faults import CodeFault, call_user, codes_fault
 from .frames import user_frame
 from .results import Boundary, LayerResult, Report, TensorResult
-from .adapters.shared import layer_note, shared_objects, sharing_finding
 
 
 def _fault(exc: Exception) -> str:

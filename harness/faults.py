@@ -27,7 +27,8 @@ user's.
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 _MARK = "_trigrad_user_code"

@@ -17,8 +17,9 @@ so the caller discards it and draws another.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -165,12 +166,17 @@ def probes(f: Callable[[np.ndarray], float], base: np.ndarray, grad: np.ndarray,
         d = random_direction(base.shape, rng)
         bwd, scale = float((grad * d).sum()), float(np.abs(grad * d).sum())
         r = float((ref * d).sum()) if ref is not None else None
-        p = along(f, base, d, dtype=dtype, pattern=pattern,  # settled early only if no closer to the reference
-                  accept=lambda v: abs(v - bwd) <= 0.5 * tol * max(scale, 1e-300) and (r is None or abs(v - bwd) <= abs(v - r)))
+        p = along(f, base, d, dtype=dtype, pattern=pattern, accept=_settles(bwd, scale, r, tol))
         out.append((p, bwd, scale) if r is None else (p, bwd, scale, r))
         if sum(not q[0].kink for q in out) >= count:
             break
     return out
+
+
+def _settles(bwd: float, scale: float, ref: float | None, tol: float) -> Callable[[float], bool]:
+    """Whether a plain central difference ``v`` settles a probe: it agrees with the backward's
+    ``<grad, d>`` and is no closer to the reference's ``<ref, d>`` (when there is one)."""
+    return lambda v: abs(v - bwd) <= 0.5 * tol * max(scale, 1e-300) and (ref is None or abs(v - bwd) <= abs(v - ref))
 
 
 def _sides_with_ref(p: Probe, bwd: float, scale: float, ref: float | None) -> bool:
@@ -182,14 +188,14 @@ def _sides_with_ref(p: Probe, bwd: float, scale: float, ref: float | None) -> bo
     return apart > 2 * to_ref and abs(p.value - bwd) > to_ref and apart > 1e-12 * max(scale, 1e-300)
 
 
-def summary(judged: list[Judged], dtype: Any) -> "FDSummary":
+def summary(judged: list[Judged], dtype: Any) -> FDSummary:
     """The :class:`~harness.results.FDSummary` of judged probes: ``worst`` relative
     disagreement (NaN when the backward or a probe gave NaN: never hidden by ``max``), and
     ``consistent`` (None when the probes were too noisy or all crossed kinks)."""
     from .results import FDSummary
 
     tol = fd_tol(dtype)
-    worst, verdicts = 0.0, []
+    worst, verdicts = 0.0, list[bool | None]()
     for p, bwd, scale, *ref in judged:
         if p.kink:
             continue

@@ -76,7 +76,7 @@ def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarra
         if names:  # one direction over everything: an inconsistent backward would need a measure-zero direction to hide
             pat = (lambda v: at(full({**params, **split(v)[1]}), split(v)[0])) if at else None
             base = np.concatenate([*([x.ravel()] if with_x else []), *(params[k].ravel() for k in names)])
-            grad = np.concatenate([*([dx_u.ravel()] if with_x else []), *(grads_u[k].ravel() for k in names)])
+            grad = np.concatenate([*([dx_u.ravel()] if dx_u is not None else []), *(grads_u[k].ravel() for k in names)])
             ref = np.concatenate([*([true["input"].ravel()] if with_x else []), *(true[k].ravel() for k in names)]) \
                 if true is not None else None
             together = fd.summary(fd.probes(joint, base, grad, rng, count, dtype, pat, ref), dtype)
@@ -84,7 +84,7 @@ def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarra
                 return {name: replace(together, joint=True) for name in (*(["input"] if with_x else []), *names)}
             wrapped.set_params({k: params[k] for k in names})
         fds = {}
-        if with_x:
+        if dx_u is not None:  # with_x
             x_pat = (lambda z: at(full(params), z)) if at else None
             fds["input"] = fd.summary(fd.probes(lambda z: float((wrapped.forward(z) * g).sum()), x, dx_u, rng, count,
                                                 dtype, x_pat, true["input"] if true else None), dtype)

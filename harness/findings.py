@@ -5,7 +5,8 @@ input gradient computed with the kernel not rotated."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,8 @@ def layout_hint(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, result: Lay
     from .adapters.detect import detect_canonical
     from .hypotheses import reproduces_under
 
+    if wrapped.spec is None:  # nothing to detect against (detect_canonical would raise)
+        return []
     try:
         found = detect_canonical(wrapped, x.shape)  # x is canonical here
     except Exception:  # detection is a hint; a layer it cannot run under other layouts gets none

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import sysconfig
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Callable
+from typing import Any
 
 _HARNESS = str(Path(__file__).resolve().parent)
 _REFERENCES = str(Path(__file__).resolve().parent.parent / "reference_models")
@@ -69,7 +70,7 @@ def user_location(tb: TracebackType | None) -> str | None:
 def caller_location(frame: FrameType | None) -> str | None:
     """The same description for the nearest frame up the stack from ``frame`` that is the
     user's code (e.g. who called ``os._exit``)."""
-    stack = []
+    stack: list[tuple[FrameType, int]] = []
     while frame is not None:
         stack.insert(0, (frame, frame.f_lineno))
         frame = frame.f_back

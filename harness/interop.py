@@ -4,7 +4,8 @@ module out. Thin lazy wrappers over :mod:`reference_models.torch_bridge`, so tha
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -21,8 +21,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 _REAL_EXIT = os._exit  # kept before the child guards os._exit, to end the child itself
 PROGRESS_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal
@@ -84,7 +85,8 @@ class _Seen:
     """The child's progress so far: entries done, the one being checked, where it stands."""
 
     def __init__(self, progress: Callable[[str, int, int], None] | None) -> None:
-        self.progress, self.done, self.current, self.position = progress, [], None, (0, 0)
+        self.progress, self.current, self.position = progress, None, (0, 0)
+        self.done: list[str] = []
 
     def event(self, event: dict) -> Outcome | None:
         """Take one message; the final :class:`Outcome` when it is one."""
@@ -245,7 +247,7 @@ def _sweep(request: dict) -> dict:
         raise TargetError("the target must return {'make': make_layer, 'spec': spec_factory, 'space': {...}} "
                           f"(and optionally 'options': {{...}}), got {type(value).__name__}"
                           + (f" with keys {sorted(value)}" if isinstance(value, dict) else ""))
-    bar = False
+    bar: Any = False  # or the rich Console the sweep's progress bar draws on
     if request["progress"] and sys.stderr.isatty():
         from rich.console import Console
 
@@ -298,7 +300,7 @@ def _child(argv: list[str]) -> int:
     except MemoryError as e:
         channel.send("usage", message=f"ran out of memory {user_location(e.__traceback__) or 'in trigrad'}: the "
                                       "input or the network is too large for this machine; try a smaller batch")
-    except Exception as e:  # noqa: BLE001 - anything else is reported, never a silent exit
+    except Exception as e:  # anything else is reported, never a silent exit
         import traceback
 
         traceback.print_exception(e)

@@ -9,7 +9,8 @@ is recognised, discarded and replaced.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +105,12 @@ def pool_argmax(layer: MaxPool2d, x: np.ndarray) -> bytes:
     return idx.numpy().tobytes()
 
 
+def _side(layer: Layer, x: np.ndarray) -> bytes:
+    """One kinked layer's part of the pattern at its input ``x``: the element that wins each
+    max-pool window, or which side of 0 each input of a ReLU-family layer is."""
+    return pool_argmax(layer, x) if isinstance(layer, MaxPool2d) else (x > 0).tobytes()
+
+
 def pattern(reference: Any, spec: Layer) -> Callable[[dict, np.ndarray], bytes] | None:
     """``f(params, x) -> bytes``: the reference's activation pattern at a point (which side
     of 0 each ReLU-family input is, which element wins each max-pool window); None when the
@@ -115,8 +122,7 @@ def pattern(reference: Any, spec: Layer) -> Callable[[dict, np.ndarray], bytes] 
 
     def at(params: dict, x: np.ndarray) -> bytes:
         inputs = reference.forward(params, x).inputs
-        return b"".join(pool_argmax(layers[p], inputs[p]) if isinstance(layers[p], MaxPool2d)
-                        else (inputs[p] > 0).tobytes() for p in kinked)
+        return b"".join(_side(layers[p], inputs[p]) for p in kinked)
     return at
 
 

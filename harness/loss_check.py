@@ -11,7 +11,8 @@ verdict ``error``; configuration errors propagate.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -9,7 +9,8 @@ Exceptions follow :mod:`harness.faults`: the user's code's faults become an entr
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -17,11 +18,11 @@ from . import resources
 from .adapters.inputs import read_input, read_shape
 from .adapters.state import expect_inputs
 from .check import check_point
+from .end_to_end import _end_to_end, note_shared
 from .kinks import off_kinks
+from .loss_check import loss_entry, loss_model_entry, loss_targets
 from .results import LayerResult, Report
 from .spec import Layer, Residual, Sequential, join_path
-from .end_to_end import _end_to_end, note_shared
-from .loss_check import loss_entry, loss_model_entry, loss_targets
 
 
 def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, y: Any = None, *,
@@ -148,7 +149,7 @@ def _wrapped_input(net: Any, spec: Layer | None, x: Any, input_shape: Any,
         if isinstance(spec, Layer) and isinstance(wrap_kwargs.get("layout", Layout()), Layout):
             read_shape(given, spec, wrap_kwargs.get("layout", Layout()), "x" if x is not None else "input_shape",
                        is_array=x is not None)
-        wrapped = wrap_network(net, spec, input_shape=given, **wrap_kwargs)
+        wrapped = wrap_network(net, spec, input_shape=given, **wrap_kwargs)  # type: ignore[arg-type]  # None: it says a spec is needed
     x = read_input(x, wrapped.spec, wrapped.layout) if x is not None else None
     return wrapped, x, (x.shape if x is not None else read_shape(input_shape, wrapped.spec, wrapped.layout))
 

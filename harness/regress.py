@@ -26,12 +26,12 @@ import numpy as np
 
 from .compare import rel_error, relative_with_floor
 from .frames import user_frame
+from .snapshot import Snapshot, SnapshotError, load, record
 
 # a truly-zero tensor (a bias feeding batch norm) is rounding noise of sums whose terms are as
 # large as the entry's other gradients; two versions' noise is compared against this fraction
 # of them (check.py's 1e-3 judges one version against the reference; two noisy versions need more)
 ZERO_FLOOR = 1e-2
-from .snapshot import Snapshot, SnapshotError, load, record
 
 STATUSES = ("same", "fixed", "closer", "further", "broken", "error")
 

@@ -12,7 +12,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
 SCHEMA = "trigrad.report/1"  # what to_dict() writes: harness/report/schema.json describes it
 ERROR_MAP_LIMIT = 20_000
 
@@ -154,7 +153,8 @@ class Report:
                                                           f"first failure: {name(self.first_failure)}"), head]
         for layer in self.layers:
             first = True
-            for t in layer.tensors or [None]:
+            rows: list[TensorResult | None] = [*layer.tensors] or [None]  # a layer without tensors: its message
+            for t in rows:
                 shown = f"{layer.verdict} ({layer.error_side})" if layer.verdict == "error" and layer.error_side else layer.verdict
                 label = f"{name(layer.name):<22} {name(shown):<13}" if first else " " * 36
                 first = False

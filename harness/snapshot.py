@@ -30,8 +30,21 @@ from typing import Any
 import numpy as np
 
 from .snapshot_files import decode, encode, paths, read_pair, write_pair
-from .snapshot_manifest import (CONTAINERS, FORMAT, HASH_FIELD, RERECORD, SnapshotError, SnapshotWarning, canonical,
-                                differences, is_sealed, parse, seal, successor, validate)
+from .snapshot_manifest import (
+    CONTAINERS,
+    FORMAT,
+    HASH_FIELD,
+    RERECORD,
+    SnapshotError,
+    SnapshotWarning,
+    canonical,
+    differences,
+    is_sealed,
+    parse,
+    seal,
+    successor,
+    validate,
+)
 
 
 def _sha256(a: np.ndarray) -> str:
@@ -293,9 +306,10 @@ def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, 
             from reference_models import build
 
             params = target.get_params()
-            g = rng.standard_normal(spec.output_shape(x.shape))
-            ref = build("torch", spec).vjp(params, x, g)
+            g = rng.standard_normal(target.spec.output_shape(x.shape))
+            ref = build("torch", target.spec).vjp(params, x, g)
             for path, layer in target.layers.items():
+                assert layer.spec is not None  # a network's layers are the spec's
                 local = {k[len(path) + 1:]: v for k, v in params.items() if k.startswith(path + ".")}
                 layer_ref = build("torch", Sequential([layer.spec])).vjp(
                     {join_path(layer.spec.name, k): v for k, v in local.items()}, ref.inputs[path], ref.output_grads[path])

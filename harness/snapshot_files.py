@@ -27,8 +27,9 @@ import os
 import re
 import secrets
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def remove_stale(data_path: Path, json_path: Path) -> list[str]:
     """Remove the temporaries a dead writer left for this snapshot; returns their names.
     Best effort: a read-only folder keeps them (they are invisible to readers anyway)."""
     targets = {p.name for p in paths(json_path, "npz") + paths(json_path, "safetensors")} | {data_path.name}
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(data_path.parent)
     except OSError:
@@ -193,7 +194,10 @@ def encode(arrays: dict[str, np.ndarray], manifest_text: str, container: str) ->
     """The data file's bytes: every array plus the embedded manifest."""
     if container == "npz":
         buf = io.BytesIO()
-        np.savez(buf, **arrays, **{MANIFEST_KEY: np.frombuffer(manifest_text.encode("utf-8"), np.uint8)})
+        # typed Any: numpy's stub would otherwise match an array to savez's allow_pickle flag
+        entries: dict[str, Any] = dict(arrays)
+        manifest: dict[str, Any] = {MANIFEST_KEY: np.frombuffer(manifest_text.encode("utf-8"), np.uint8)}
+        np.savez(buf, **entries, **manifest)
         return buf.getvalue()
     from safetensors.numpy import save as st_save
 

@@ -22,7 +22,8 @@ import hashlib
 import json
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 FORMAT = "trigrad.snapshot/2"
 CONTAINERS = ("npz", "safetensors")

@@ -5,8 +5,9 @@ importable names, trigrad's own objects and numpy values as literals)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .results import Report
 
@@ -55,7 +56,7 @@ class SweepResult:
         return "\n".join(lines)
 
 
-def _count(n: int, noun: str) -> str:
+def _count(n: int | None, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 

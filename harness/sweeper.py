@@ -24,16 +24,17 @@ from __future__ import annotations
 import inspect
 import random
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
 from .adapters.inputs import canonical_shape, read_shape, refusal
 from .adapters.layouts import CANONICAL, Layout
+from .adapters.replay import kept_random_state
 from .results import LayerResult, Report
 from .spec import Layer, SpecError
-from .adapters.replay import kept_random_state
 from .sweep_result import SweepResult, _name, format_config, reproduce_line
 
 SpecFactory = Callable[..., Any]
@@ -167,7 +168,7 @@ class _Search:
     shrink candidates cost nothing and can never disagree), counts, clocks."""
 
     def __init__(self, make_layer: MakeLayer, spec_factory: SpecFactory, seed: int, check_kwargs: Mapping[str, Any],
-                 time_budget: float, shrink_budget: float, tick: Callable[["_Search"], None]) -> None:
+                 time_budget: float, shrink_budget: float, tick: Callable[[_Search], None]) -> None:
         self.make_layer, self.spec_factory, self.seed, self.check_kwargs = make_layer, spec_factory, seed, check_kwargs
         self.time_budget, self.shrink_budget, self.tick = time_budget, shrink_budget, tick
         self.start = time.monotonic()

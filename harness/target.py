@@ -34,8 +34,9 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -66,8 +67,8 @@ def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
     where, sep, name = target.rpartition(":")
     if not sep or not where or not name.isidentifier():
         raise TargetError(f"TARGET must be path/to/file.py:function or package.module:function, got {target!r}")
-    if target_file(target) is not None:
-        path = target_file(target).resolve()
+    if (file := target_file(target)) is not None:
+        path = file.resolve()
         if not path.is_file():
             raise TargetError(f"no file {where!r} (TARGET {target!r}; looked at {path})")
         module_name = f"trigrad_target_{path.stem}"
@@ -108,6 +109,7 @@ def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
 
 def call(fn: Callable[..., Any], *, seed: int, dtype: str | None, debug: bool = False) -> Any:
     """``fn()``, with ``seed=`` / ``dtype=`` when its signature takes them."""
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -171,7 +173,7 @@ def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: f
             return _run_loss(obj, spec, d, wrap, input_shape, seed=seed, tol_scale=tol_scale, budget=budget,
                              progress=progress)
         # a raw object with a composite spec is one composite layer; a mapping is a network
-        network = isinstance(obj, (WrappedNetwork, LossModel)) or isinstance(obj, Mapping)
+        network = isinstance(obj, (WrappedNetwork, LossModel, Mapping))
         if network:
             if d.get("x") is None and input_shape is None:
                 input_shape = getattr(obj, "input_shape", None)
@@ -187,7 +189,7 @@ def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: f
         if d.get("y") is not None or d.get("loss") is not None:
             raise TargetError("'y' and 'loss' are for networks; a single layer is checked with a random upstream gradient")
         if progress:
-            progress(getattr(obj, "name", None) or spec.name, 0, 1)
+            progress(getattr(obj, "name", None) or (spec.name if spec is not None else ""), 0, 1)
         return check_layer(obj, spec, x=d.get("x"), input_shape=input_shape, seed=seed, tol_scale=tol_scale,
                            **budget, **wrap)
     except (SpecError, TypeError, ValueError) as e:

@@ -99,7 +99,7 @@ def tied_input(shape: tuple[int, int, int, int], rng: np.random.Generator) -> np
     """``(N, C, H, W)`` with many exact ties: the first plane all zeros (whole windows of
     equal values, as after a ReLU), the others small integers (pairs and triples of tied
     maxima, zeros after a ReLU next to negative values)."""
-    n, c, h, w = shape
+    n, c, _, _ = shape
     x = rng.integers(-2, 3, size=shape).astype(np.float64)
     relu = rng.random((n, c)) < 0.5
     x[relu] = np.maximum(x[relu], 0.0)

@@ -13,14 +13,27 @@ counter is not part of the spec. :data:`ARCHITECTURES` maps names to builders an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import numpy as np
 
 from harness.spec import (
-    AvgPool2d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Layer, Linear, MaxPool2d, ReLU,
-    Residual, Sequential, Shape, SpecError, Tanh, named_params,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool2d,
+    Layer,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Residual,
+    Sequential,
+    Shape,
+    SpecError,
+    Tanh,
+    named_params,
 )
 
 

@@ -17,9 +17,10 @@ reference by design: it imports neither torch nor ``torch_ref``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +54,7 @@ def _conv2d(l: S.Conv2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
     y = lax.conv_general_dilated(
         x, ctx.params[f"{path}.weight"],
         window_strides=l.stride,
-        padding=l.pads(x.shape[2:]),
+        padding=l.pads((x.shape[2], x.shape[3])),
         rhs_dilation=l.dilation,
         dimension_numbers=("NCHW", "OIHW", "NCHW"),
         feature_group_count=l.groups,
@@ -64,11 +65,11 @@ def _conv2d(l: S.Conv2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
 
 def _window(l: S._Pool2d) -> dict[str, Any]:
     (p, q), (sh, sw) = l.padding, l.stride
-    return dict(
-        window_dimensions=(1, 1, *l.kernel_size),
-        window_strides=(1, 1, sh, sw),
-        padding=((0, 0), (0, 0), (p, p), (q, q)),
-    )
+    return {
+        "window_dimensions": (1, 1, *l.kernel_size),
+        "window_strides": (1, 1, sh, sw),
+        "padding": ((0, 0), (0, 0), (p, p), (q, q)),
+    }
 
 
 def _maxpool2d(l: S.MaxPool2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
@@ -274,7 +275,9 @@ def _forward_core(spec: Layer, params, x):
 
 
 def _pullback(spec: Layer, trainable, buffers, x, eps):
-    f = lambda tr, x, eps: _run(spec, {**tr, **buffers}, x, eps)
+    def f(tr, x, eps):
+        return _run(spec, {**tr, **buffers}, x, eps)
+
     return jax.vjp(f, trainable, x, eps, has_aux=True)
 
 

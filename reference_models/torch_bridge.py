@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import operator
 from collections import OrderedDict
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -23,93 +24,12 @@ from torch import nn
 
 from harness import spec as S
 
+from .torch_modules import FeatureBatchNorm, GlobalAvgPool2d, MaskedDropout, Residual, SamePadConv2d
+
+if TYPE_CHECKING:
+    import torch.fx as fx
+
 # --------------------------------------------------------------------------- spec -> module
-
-
-class SamePadConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose padding is computed per input from the spec (asymmetric or
-    TensorFlow-style "same" padding, which ``nn.Conv2d`` cannot express)."""
-
-    def __init__(self, layer: S.Conv2d) -> None:
-        super().__init__(
-            layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, 0,
-            layer.dilation, layer.groups, layer.bias,
-        )
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        (t, b), (l, r) = self.layer.pads(tuple(x.shape[2:]))
-        return F.conv2d(F.pad(x, (l, r, t, b)), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-
-
-class GlobalAvgPool2d(nn.Module):
-    """Mean over H, W: ``(N, C, H, W)`` -> ``(N, C)`` (``(N, C, 1, 1)`` with keepdims)."""
-
-    def __init__(self, keepdims: bool = False) -> None:
-        super().__init__()
-        self.keepdims = keepdims
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3), keepdim=self.keepdims)
-
-
-class MaskedDropout(nn.Module):
-    """Dropout with a fixed 0/1 ``mask`` buffer (full input shape): ``x * mask / (1 - p)``
-    in training mode, the identity in eval mode; ``inverted=False``: ``x * mask`` in
-    training, ``x * (1 - p)`` in eval mode."""
-
-    def __init__(self, p: float, mask: torch.Tensor, inverted: bool = True) -> None:
-        super().__init__()
-        self.p, self.inverted = p, inverted
-        self.register_buffer("mask", mask)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.inverted:
-            return x * self.mask if self.training else x * (1.0 - self.p)
-        return x * self.mask / (1.0 - self.p) if self.training else x
-
-
-class FeatureBatchNorm(nn.Module):
-    """Batch norm with statistics and parameters per (c, h, w) feature (spec ``over="feature"``):
-    a 1-D batch norm of the flattened map, parameters kept in the map's shape ``(C, H, W)``."""
-
-    def __init__(self, layer: S.BatchNorm2d, feature_shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.layer = layer
-        if layer.affine:
-            self.weight = nn.Parameter(torch.ones(feature_shape))
-            self.bias = nn.Parameter(torch.zeros(feature_shape))
-        self.register_buffer("running_mean", torch.zeros(feature_shape))
-        self.register_buffer("running_var", torch.ones(feature_shape))
-        self.train(layer.training)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = lambda t: t.view(-1) if t is not None else None  # noqa: E731 - views: updates land in the buffers
-        w, b = (self.weight, self.bias) if self.layer.affine else (None, None)
-        return F.batch_norm(x.reshape(x.shape[0], -1), flat(self.running_mean), flat(self.running_var), flat(w),
-                            flat(b), self.training, self.layer.momentum, self.layer.eps).reshape(x.shape)
-
-
-class Residual(nn.Module):
-    """``post(block(x) + shortcut(x))``; children are registered under their spec names."""
-
-    def __init__(self, block: list[tuple[str, nn.Module]], shortcut: tuple[str, nn.Module] | None,
-                 post: list[tuple[str, nn.Module]]) -> None:
-        super().__init__()
-        for name, m in [*block, *([shortcut] if shortcut else []), *post]:
-            self.add_module(name, m)
-        self.block_names = [n for n, _ in block]
-        self.shortcut_name = shortcut[0] if shortcut else None
-        self.post_names = [n for n, _ in post]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        for n in self.block_names:
-            y = self._modules[n](y)
-        y = y + (self._modules[self.shortcut_name](x) if self.shortcut_name else x)
-        for n in self.post_names:
-            y = self._modules[n](y)
-        return y
 
 
 def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.Module:
@@ -203,51 +123,56 @@ def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     if t in _ACTIVATIONS:
         return _ACTIVATIONS[t](m, name)
     if isinstance(m, SamePadConv2d):
-        return m.layer if m.layer.name == name else S.from_dict({**m.layer.to_dict(), "name": name})  # type: ignore[return-value]
-    if t is nn.Conv2d:
+        return m.layer if m.layer.name == name else _renamed(m.layer, name)
+    if type(m) is nn.Conv2d:
         if m.padding_mode != "zeros":
             raise _unsupported(m, path, f"uses padding_mode={m.padding_mode!r}; only zero padding is supported")
         return S.Conv2d(name, m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
                         m.dilation, m.groups, m.bias is not None)
-    if t is nn.Linear:
+    if type(m) is nn.Linear:
         return S.Linear(name, m.in_features, m.out_features, m.bias is not None)
-    if t is nn.MaxPool2d:
+    if type(m) is nn.MaxPool2d:
         if m.ceil_mode or m.return_indices:
             raise _unsupported(m, path, "uses ceil_mode or return_indices, which the spec does not support")
         return S.MaxPool2d(name, m.kernel_size, m.stride, m.padding, m.dilation)
-    if t is nn.AvgPool2d:
+    if type(m) is nn.AvgPool2d:
         if m.ceil_mode or m.divisor_override:
             raise _unsupported(m, path, "uses ceil_mode or divisor_override, which the spec does not support")
         return S.AvgPool2d(name, m.kernel_size, m.stride, m.padding, m.count_include_pad)
-    if t is nn.AdaptiveAvgPool2d:
+    if type(m) is nn.AdaptiveAvgPool2d:
         size = m.output_size if isinstance(m.output_size, tuple) else (m.output_size, m.output_size)
         if tuple(size) != (1, 1):
             raise _unsupported(m, path, f"has output_size={m.output_size}; only 1 (global pooling) is supported")
         return S.GlobalAvgPool2d(name, keepdims=True)
     if isinstance(m, GlobalAvgPool2d):
         return S.GlobalAvgPool2d(name, m.keepdims)
-    if t is nn.Flatten:
+    if type(m) is nn.Flatten:
         if m.start_dim != 1 or m.end_dim != -1:
             raise _unsupported(m, path, "flattens other than (start_dim=1, end_dim=-1)")
         return S.Flatten(name)
-    if t in (nn.BatchNorm2d, nn.BatchNorm1d):
+    if type(m) is nn.BatchNorm2d or type(m) is nn.BatchNorm1d:
         if not m.track_running_stats:
             raise _unsupported(m, path, "has track_running_stats=False; the spec needs running statistics")
-        cls = S.BatchNorm2d if t is nn.BatchNorm2d else S.BatchNorm1d
+        cls = S.BatchNorm2d if type(m) is nn.BatchNorm2d else S.BatchNorm1d
         momentum = 0.1 if m.momentum is None else m.momentum
         return cls(name, m.num_features, m.eps, momentum, m.affine, m.training)
-    if t is nn.LayerNorm:
+    if type(m) is nn.LayerNorm:
         if getattr(m, "bias", None) is None and m.elementwise_affine:
             raise _unsupported(m, path, "has a weight but no bias, which the spec does not support")
         return S.LayerNorm(name, tuple(m.normalized_shape), m.eps, m.elementwise_affine)
     if isinstance(m, FeatureBatchNorm):
-        return S.from_dict({**m.layer.to_dict(), "name": name})  # type: ignore[return-value]
+        return _renamed(m.layer, name)
     if isinstance(m, MaskedDropout):
         return S.Dropout(name, m.p, m.training, m.inverted)
-    if t is nn.Dropout:
+    if type(m) is nn.Dropout:
         # a random torch mask cannot be reproduced: an eval-mode dropout is exact
         return S.Dropout(name, m.p, training=False)
     return None
+
+
+def _renamed(layer: S.Layer, name: str) -> S.Layer:
+    """``layer`` under another name (rebuilt from its dict, so the spec checks it again)."""
+    return cast(S.Layer, S.from_dict({**layer.to_dict(), "name": name}))  # a layer's dict gives a layer
 
 
 _FUNCTIONS: dict[Any, Any] = {
@@ -282,7 +207,7 @@ def _convert(m: nn.Module, name: str, path: str) -> S.Layer:
         kids = [_convert(c, n, S.join_path(path, n)) for n, c in m.named_children() if not isinstance(c, nn.Identity)]
         return S.Sequential(kids, name=name)
     if isinstance(m, Residual):
-        kid = lambda n: _convert(m._modules[n], n, S.join_path(path, n))  # noqa: E731
+        kid = lambda n: _convert(m.get_submodule(n), n, S.join_path(path, n))  # noqa: E731
         return S.Residual(name, [kid(n) for n in m.block_names],
                           kid(m.shortcut_name) if m.shortcut_name else None, [kid(n) for n in m.post_names])
     if not list(m.children()):
@@ -293,6 +218,18 @@ def _convert(m: nn.Module, name: str, path: str) -> S.Layer:
 def _trace(m: nn.Module, name: str, path: str) -> S.Layer:
     """Convert a custom module by tracing its forward with torch.fx, its direct children
     kept as leaves: a chain becomes a Sequential, one ``a + b`` a Residual."""
+    nodes = _traced_nodes(m, path)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise _unsupported(m, path, f"takes {len(placeholders)} inputs; only single-input modules convert")
+    flow = _Flow(m, path)
+    for n in nodes:
+        flow.read(n)
+    return flow.spec(name, placeholders[0], next(n for n in nodes if n.op == "output").args[0])
+
+
+def _traced_nodes(m: nn.Module, path: str) -> list[fx.Node]:
+    """The nodes of ``m``'s forward traced by torch.fx, its direct children kept as leaves."""
     import torch.fx as fx
 
     class Tracer(fx.Tracer):
@@ -303,65 +240,71 @@ def _trace(m: nn.Module, name: str, path: str) -> S.Layer:
         graph = Tracer().trace(m)
     except Exception as e:  # fx cannot trace data-dependent control flow
         raise _unsupported(m, path, f"could not be traced by torch.fx ({type(e).__name__}: {e})") from None
-    nodes = [n for n in graph.nodes]
-    placeholders = [n for n in nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise _unsupported(m, path, f"takes {len(placeholders)} inputs; only single-input modules convert")
-    used: dict[str, int] = {}
-    layers: dict[fx.Node, S.Layer] = {}
+    return list(graph.nodes)
 
-    def unique(base: str) -> str:
+
+class _Flow:
+    """The data flow of a traced forward, read node by node: the spec layer of each node that
+    is one, the ``nn.Identity`` calls to step over, and the one residual add (if any)."""
+
+    def __init__(self, m: nn.Module, path: str) -> None:
+        self.m, self.path = m, path
+        self.used: dict[str, int] = {}
+        self.layers: dict[fx.Node, S.Layer] = {}
+        self.skip: set[fx.Node] = set()  # nn.Identity calls (e.g. a stem without max-pool): no layer
+        self.add: fx.Node | None = None
+
+    def unique(self, base: str) -> str:
         # a parameter-free child applied twice (torchvision reuses one ReLU) gets a new name
-        used[base] = used.get(base, 0) + 1
-        return base if used[base] == 1 else f"{base}_{used[base]}"
+        self.used[base] = self.used.get(base, 0) + 1
+        return base if self.used[base] == 1 else f"{base}_{self.used[base]}"
 
-    add = None
-    skip: set[fx.Node] = set()  # nn.Identity calls (e.g. a stem without max-pool): no layer
-    for n in nodes:
-        if n.op == "call_module" and isinstance(m.get_submodule(n.target), nn.Identity):
-            skip.add(n)
+    def read(self, n: fx.Node) -> None:
+        m, path = self.m, self.path
+        if n.op == "call_module" and isinstance(m.get_submodule(str(n.target)), nn.Identity):
+            self.skip.add(n)
         elif n.op == "call_module":
-            sub = m.get_submodule(n.target)
-            new = unique(n.target)
-            if new != n.target and any(True for _ in sub.parameters()):
-                raise _unsupported(m, path, f"applies child '{n.target}' twice (shared weights are not supported)")
-            layers[n] = _convert(sub, new, S.join_path(path, n.target))
+            target = str(n.target)
+            sub = m.get_submodule(target)
+            new = self.unique(target)
+            if new != target and any(True for _ in sub.parameters()):
+                raise _unsupported(m, path, f"applies child '{target}' twice (shared weights are not supported)")
+            self.layers[n] = _convert(sub, new, S.join_path(path, target))
         elif n.op == "call_function" and n.target in _FUNCTIONS:
             if n.target is torch.flatten and (n.args[1:] or [n.kwargs.get("start_dim", 0)])[0] != 1:
                 raise _unsupported(m, path, "calls torch.flatten other than from dim 1")
-            layers[n] = _FUNCTIONS[n.target](unique(n.name), n.args, n.kwargs)
-        elif n.op == "call_method" and _method(n) is not None:
-            layers[n] = S.from_dict({**_method(n).to_dict(), "name": unique(n.name)})  # type: ignore[union-attr]
+            self.layers[n] = _FUNCTIONS[n.target](self.unique(n.name), n.args, n.kwargs)
+        elif n.op == "call_method" and (method := _method(n)) is not None:
+            self.layers[n] = _renamed(method, self.unique(n.name))
         elif n.op == "call_function" and n.target in (operator.add, torch.add, operator.iadd):
-            if add is not None:
+            if self.add is not None:
                 raise _unsupported(m, path, "adds more than once; only one residual add per module converts")
-            add = n
-        elif n.op in ("placeholder", "output"):
-            continue
-        else:
+            self.add = n
+        elif n.op not in ("placeholder", "output"):
             raise _unsupported(m, path, f"uses {n.op} {n.target!r}, which the spec does not know")
 
-    def chain(end: Any, start: Any) -> list[S.Layer]:
+    def chain(self, end: Any, start: Any) -> list[S.Layer]:
+        """The layers from ``start`` (exclusive) to ``end`` (inclusive), following first arguments."""
         out: list[S.Layer] = []
         while end is not start:
-            if end in skip:
+            if end in self.skip:
                 end = end.args[0]
                 continue
-            if end not in layers or len(end.args) < 1:
-                raise _unsupported(m, path, "has a data flow other than a chain with one residual add")
-            out.append(layers[end])
+            if end not in self.layers or len(end.args) < 1:
+                raise _unsupported(self.m, self.path, "has a data flow other than a chain with one residual add")
+            out.append(self.layers[end])
             end = end.args[0]
         return out[::-1]
 
-    x = placeholders[0]
-    result = [n for n in nodes if n.op == "output"][0].args[0]
-    if add is None:
-        return S.Sequential(chain(result, x), name=name)
-    a, b = chain(add.args[0], x), chain(add.args[1], x)
-    block, side = (a, b) if len(a) >= len(b) else (b, a)
-    if len(side) > 1:
-        raise _unsupported(m, path, "has a shortcut of several modules; wrap them in one nn.Sequential")
-    return S.Residual(name, block, side[0] if side else None, chain(result, add))
+    def spec(self, name: str, x: fx.Node, result: Any) -> S.Layer:
+        """The module as a Sequential (a plain chain from ``x`` to ``result``) or a Residual."""
+        if self.add is None:
+            return S.Sequential(self.chain(result, x), name=name)
+        a, b = self.chain(self.add.args[0], x), self.chain(self.add.args[1], x)
+        block, side = (a, b) if len(a) >= len(b) else (b, a)
+        if len(side) > 1:
+            raise _unsupported(self.m, self.path, "has a shortcut of several modules; wrap them in one nn.Sequential")
+        return S.Residual(name, block, side[0] if side else None, self.chain(result, self.add))
 
 
 def from_torch(module: nn.Module) -> tuple[S.Layer, dict[str, np.ndarray]]:

@@ -10,7 +10,8 @@ output and differentiating with respect to it: that works the same eagerly and u
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ _DT = torch.float64
 
 
 def _conv(layer: S.Conv2d, x: Tensor, p: Callable[[str], Tensor]) -> Tensor:
-    (t, b), (l, r) = layer.pads(tuple(x.shape[2:]))
+    (t, b), (l, r) = layer.pads((x.shape[2], x.shape[3]))
     if t or b or l or r:
         x = F.pad(x, (l, r, t, b))  # F.pad lists the last axis first
     bias = p("bias") if layer.bias else None
@@ -42,7 +43,7 @@ def _avgpool(layer: S.AvgPool2d, x: Tensor, p: Any) -> Tensor:
     )
 
 
-def _batchnorm(layer: S.BatchNorm2d, x: Tensor, p: Callable[[str], Tensor], state: dict) -> Tensor:
+def _batchnorm(layer: S.BatchNorm2d | S.BatchNorm1d, x: Tensor, p: Callable[[str], Tensor], state: dict) -> Tensor:
     # F.batch_norm updates the running buffers in place: hand it copies and report them
     mean, var = p("running_mean").detach().clone(), p("running_var").detach().clone()
     w, b = (p("weight"), p("bias")) if layer.affine else (None, None)
@@ -80,7 +81,8 @@ _LEAVES: dict[type, Callable[..., Tensor]] = {
     S.Flatten: lambda L, x, p: torch.flatten(x, 1),
     S.Linear: lambda L, x, p: F.linear(x, p("weight"), p("bias") if L.bias else None),
     S.LayerNorm: lambda L, x, p: F.layer_norm(
-        x, L.normalized_shape, *((p("weight"), p("bias")) if L.elementwise_affine else (None, None)), L.eps
+        x, L.normalized_shape, p("weight") if L.elementwise_affine else None,
+        p("bias") if L.elementwise_affine else None, L.eps
     ),
     S.Dropout: _dropout,
 }

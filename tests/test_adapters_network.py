@@ -430,6 +430,9 @@ def _net_errors(spec):
         (list(full.items()), {}, "layers must be a mapping"),
         (dict(full, fc1=wrap_layer(user.layers[4], S.Linear("fc1", 36, 11), layout=Layout(linear="in_out"))), {},
          "the layer given for 'fc1' was wrapped with spec"),
+        # wrapped without a spec: refused here, not a "layers holds None" SpecError deep in check_network
+        (dict(full, fc1=wrap_layer(user.layers[4], None, layout=Layout(linear="in_out"))), {},
+         r"the layer given for 'fc1' was wrapped with spec None, but the network's spec has Linear"),
         (full, {"layout": Layout(linear="in_out", flatten="HWC")}, "pass input_shape="),
     ]
 

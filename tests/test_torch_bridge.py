@@ -64,6 +64,19 @@ def test_named_root_keeps_its_prefix() -> None:
     assert list(to_module(spec, params).state_dict()) == ["head.fc.weight", "head.fc.bias"]
 
 
+@pytest.mark.parametrize("padding", ["same", ((0, 1), (2, 0))])
+def test_padded_conv_takes_an_unbatched_input_like_nn_conv2d(padding) -> None:
+    # SamePadConv2d computed "same" padding from x.shape[2:]: for a (C, H, W) input that is
+    # (W,), and it raised IndexError where nn.Conv2d (and F.pad, on the last two axes) take it
+    spec = S.Sequential([S.Conv2d("conv", 2, 3, 3, stride=2, padding=padding)])
+    x = np.random.default_rng(0).normal(size=(1, 2, 7, 8))
+    module = to_module(spec, S.init_params(spec, x.shape, seed=1))
+    batched = module(torch.tensor(x)).detach().numpy()
+    unbatched = module(torch.tensor(x[0])).detach().numpy()
+    assert unbatched.shape == batched.shape[1:]
+    np.testing.assert_allclose(unbatched, batched[0], rtol=1e-12, atol=1e-12)
+
+
 def test_to_module_missing_parameter_is_named() -> None:
     spec = S.Sequential([S.Linear("fc", 4, 2)])
     with pytest.raises(S.SpecError, match=r"no values given for parameters \['fc.bias'\]"):

@@ -17,7 +17,8 @@ one per layer with parameters (a block that applies ReLU as a function), and for
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -128,7 +129,7 @@ def _positions(holder: Any, where: str, node: Layer, rel: str,
         readings += [[i for i in r if i != skip] for r in (every, owning)]
     fits = [r for k, r in enumerate(readings) if len(r) == len(items) and r not in readings[:k]]
     if len(fits) > 1:  # a reading that puts another object where an attribute of the layer's name is cannot be it
-        named = {i: found[1] for i in every if (found := _by_name(holder, where, kids[i].name))}
+        named = {i: hit[1] for i in every if (hit := _by_name(holder, where, kids[i].name))}
         fits = [r for r in fits if all(named.get(i, items[k]) is items[k] for k, i in enumerate(r))] or fits
     if len(fits) == 1:
         return {i: (f"{path}[{k}]", items[k]) for k, i in enumerate(fits[0])}, None

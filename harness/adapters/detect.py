@@ -9,9 +9,10 @@ not what the spec says).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import product
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -137,6 +138,8 @@ def detect_layout(layer: Any, spec: Layer | None = None, *, input_shape: tuple[i
 def detect_canonical(wrapped: WrappedLayer, x_shape: tuple[int, ...], seed: int = 0) -> Detection:
     """:func:`detect_layout` at a canonical input shape (NCHW for every candidate): what the
     harness itself asks when a check finds a declared layout suspicious."""
+    if wrapped.spec is None:
+        raise ValueError("detect_layout needs the spec layer the code implements")
     x = np.random.default_rng(seed).normal(size=x_shape)
     return _detect(wrapped, wrapped.spec, lambda cand: x)
 
@@ -200,12 +203,14 @@ def layout_conflict(wrapped: WrappedLayer, x_shape: tuple[int, ...], exc: BaseEx
     declared layout is not among those that match (the declaration, not the code, is then
     wrong); else None (detection that cannot run gives None too)."""
     spec = wrapped.spec
+    if spec is None:  # nothing to detect against (detect_canonical would raise)
+        return None
     try:
         found = detect_canonical(wrapped, x_shape)
     except Exception:  # detection is a second opinion: a layer it cannot run under other layouts gets none
         return None
     matching = [c.layout for c in found.candidates if c.error <= found.tol]
-    better = [s for s in (suggest(wrapped.layout, m, spec) for m in matching)]
+    better = [suggest(wrapped.layout, m, spec) for m in matching]
     if not matching or None in better:
         return None
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

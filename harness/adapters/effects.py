@@ -20,8 +20,9 @@ recording lives in :class:`Effects`, a base of :class:`~harness.adapters.layer.W
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,7 @@ class Effects:
     def _init_effects(self) -> None:
         self.effects: list[SideEffect] = []
         self.running: str | None = None
-        self._fed: tuple[np.ndarray, np.ndarray] | None = None  # the last forward's input and its copy
+        self._fed: tuple[Any, np.ndarray | None] | None = None  # the last forward's input and its copy
         self._handed: dict[str, Any] = {}  # copies of the parameters a function pair's forward was handed
 
     @property

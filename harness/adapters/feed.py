@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def read_dtype(value: Any, owner: str) -> tuple[np.dtype | None, str | None, str
     return dtype, None, None
 
 
-def default_dtype(opts: "FeedOptions") -> np.dtype:
+def default_dtype(opts: FeedOptions) -> np.dtype:
     """The dtype to hand parameter-free code that declares none: float64, except for jax code
     when jax's x64 mode is off (jax would silently compute a float64 input in float32, and the
     check would hold float32 results to float64 tolerances)."""

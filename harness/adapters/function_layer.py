@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..faults import call_user
 from ..spec import Layer, join_path
+from . import state
 from .arrays import from_float64, to_float64
 from .layouts import CANONICAL, Layout
-from . import state
 from .options import apply_shared, merged_kwargs
 from .per_example import PerExample
 from .refs import PARAM_CANDIDATES, AdapterError, Ref, ValueFinding, _copy
@@ -67,7 +68,8 @@ class FunctionLayer(PerExample, WrappedLayer):
         ``bn_param``) or not kept (training mode; an AdapterError in eval mode), masks in a dict
         argument or the cache; anything else missing is an AdapterError."""
         declared, self._after = self._after, {}
-        missing, eval_missing = [], []
+        missing: list[str] = []
+        eval_missing: list[str] = []
         for local in (self._spec_params() if self.spec is not None else {}):
             leaf, leaf_local = self._leaf(local)
             if local in self._params:
@@ -156,8 +158,8 @@ class FunctionLayer(PerExample, WrappedLayer):
             raise ValueFinding(f"layer '{self.name}': forward must return (out, cache), got {type(result).__name__}")
         out, self._cache = result
         handed.cache = self._cache
-        for local, path in self._after.items():  # the mask this forward used
-            self._read_mask(local, path, handed, np.shape(x))
+        for local, place in self._after.items():  # the mask this forward used
+            self._read_mask(local, place, handed, np.shape(x))
         return out
 
     def _read_mask(self, local: str, path: str | None, handed: SimpleNamespace, shape: tuple[int, ...]) -> None:
@@ -224,8 +226,8 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
     computes with (undeclared: the parameters' type), in which its input and upstream
     gradient are handed (``dtype`` may then be a torch or jax dtype).
     """
-    options = dict(inplace=inplace, grad_scale=grad_scale, dtype=dtype, batched=batched, channel_axis=channel_axis,
-                   input_grad=input_grad, array_type=array_type)
+    options = {"inplace": inplace, "grad_scale": grad_scale, "dtype": dtype, "batched": batched,
+               "channel_axis": channel_axis, "input_grad": input_grad, "array_type": array_type}
     kwargs = merged_kwargs(f"layer '{name or (spec.name if spec is not None else 'layer')}'", kwargs, forward_kwargs)
     return FunctionLayer(forward, backward, spec, params, args=args, kwargs=kwargs, order=order, layout=layout,
                          name=name, options=options)

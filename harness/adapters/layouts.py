@@ -15,8 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import (ELU, GELU, BatchNorm1d, Conv2d, Dropout, Flatten, Layer, LayerNorm, LeakyReLU, Linear, ReLU,
-                    Sigmoid, Softmax, SpecError, Tanh, layer_shapes, named_params, walk)
+from ..spec import (
+    ELU,
+    GELU,
+    BatchNorm1d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    SpecError,
+    Tanh,
+    layer_shapes,
+    named_params,
+    walk,
+)
 
 # Layers that act on a feature vector feature by feature (or symmetrically in them): an
 # HWC-ordered vector stays HWC-ordered through them; their per-feature parameters follow it.
@@ -180,9 +198,9 @@ def param_from_user(layer: Layer, local: str, value: np.ndarray, layout: Layout,
                 f"{layout}; expected {_user_shape(layer, local, expected, layout)} there"
                 f"{shape_hint(layer, local, tuple(value.shape), expected, layout)}"
             )
-    order = _hwc_features(layer, local, features_from, layout, v)
-    if order is not None:
-        v = v[..., np.argsort(order)]
+    hwc = _hwc_features(layer, local, features_from, layout, v)
+    if hwc is not None:
+        v = v[..., np.argsort(hwc)]
     return np.ascontiguousarray(v)
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +85,7 @@ class WrappedLoss:
                                  "loss: the softmax layer's output")
             self.running = "backward"
             grad = call_user(getattr(self.user, self._backward), t_user)
+            assert isinstance(self.spec, SoftmaxCrossEntropy)  # style="softmax" requires it (__init__)
             labels = target if target.ndim == 1 else None
             picked = probs[np.arange(n), labels] if labels is not None else None
             per = -np.log(picked) if picked is not None else -(target * np.log(probs)).sum(axis=1)

@@ -6,20 +6,21 @@ Re-exported by :mod:`harness.adapters.network`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from functools import partial
-from typing import Any, ContextManager, Mapping
+from typing import Any
 
 import numpy as np
 
 from ..faults import call_user
 from ..spec import BatchNorm1d, BatchNorm2d, Conv2d, Layer, Linear, Loss, ParamInfo, SpecError, walk
 from .arrays import NonFinite, from_float64, is_mutable, nonfinite, to_float64, write_into
-from .layouts import CANONICAL, Layout, data_to_user, feature_orders, param_from_user, param_to_user
 from .inputs import AXES, read_shape
+from .layouts import CANONICAL, Layout, data_to_user, feature_orders, param_from_user, param_to_user
 from .network_parts import Shape, _needs_input_shape, _param_table, _returned, _user_output
 from .notes import _close, _listing
 from .refs import AdapterError, Ref, ValueFinding, preserving
-
 
 # --------------------------------------------------------------------------- CS231n loss models
 
@@ -171,7 +172,7 @@ class LossModel:
             else:
                 ref.set(self.model, from_float64(user, kind, what))
 
-    def preserved(self) -> ContextManager[None]:
+    def preserved(self) -> AbstractContextManager[None]:
         """The model's parameters restored bit for bit on exit, even when user code raises."""
         places = {n: (partial(r.get, self.model), partial(r.set, self.model)) for n, r in self.params.items()}
         return preserving(places, "loss model")

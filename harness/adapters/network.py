@@ -27,25 +27,25 @@ picks one explicitly, so both can be compared on the same objects. CS231n-style 
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
-from typing import Any, Callable, ContextManager, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Any
 
 import numpy as np
 
-from ..spec import Layer, Residual, join_path, layer_shapes, walk
 from ..faults import call_user
+from ..spec import Layer, Residual, join_path, layer_shapes, walk
 from . import state
 from .effects import Effects, parse_inplace
 from .feed import hand_network, typed
-from .replay import replaying
+from .inputs import AXES, read_shape
 from .layer import AdapterError, ValueFinding, WrappedLayer, _data_hint, wrap_layer
+from .layouts import CANONICAL, Layout, data_to_user, feature_orders, user_data_shape
 from .loss_model import LossModel, wrap_loss_model  # re-exported: CS231n-style models
 from .network_parts import Shape, _dummy_input, _input_grad, _needs_input_shape, _user_output
 from .notes import _close, _listing
+from .replay import replaying
 from .watch import Calls, returns_kept, watching
-from .inputs import AXES, read_shape
-from .layouts import CANONICAL, Layout, feature_orders, data_to_user, user_data_shape
-
 
 # --------------------------------------------------------------------------- whole networks
 
@@ -109,7 +109,7 @@ class WrappedNetwork(Effects):
                                    f"mapping but before it in the spec; the spec's order is {_listing(leaves)}")
             prev = path
             if isinstance(obj, WrappedLayer):
-                if obj.spec is not None and obj.spec != tree[path]:
+                if obj.spec != tree[path]:  # None too: a spec-less wrapper cannot be checked as this layer
                     raise AdapterError(f"wrap_network: the layer given for '{path}' was wrapped with spec {obj.spec!r}, "
                                        f"but the network's spec has {tree[path]!r} there")
                 w = obj
@@ -125,7 +125,7 @@ class WrappedNetwork(Effects):
         if shapes is None and _needs_input_shape(self.spec, used):
             raise AdapterError("wrap_network: a Layout(flatten='HWC') reorders the features after the Flatten by the "
                                f"(C, H, W) it flattens; pass input_shape={AXES[self.layout.data]} so they are known")
-        features, self._out_features = feature_orders(self.spec, self._input_shape) if shapes is not None else ({}, None)
+        features, self._out_features = feature_orders(self.spec, self._input_shape) if self._input_shape is not None else ({}, None)
         for path, chw in features.items():
             if path in self.layers and self.layers[path].features_in is None:
                 self.layers[path].features_in = chw
@@ -223,7 +223,7 @@ class WrappedNetwork(Effects):
         self._mode, self._y_shape = mode, y.shape
         return y
 
-    def backward(self, g: np.ndarray) -> np.ndarray:
+    def backward(self, g: np.ndarray) -> np.ndarray | None:
         """Canonical upstream gradient (the output's shape) -> canonical input gradient, in the
         mode of the last :meth:`forward`; then read :meth:`param_grads`."""
         if self._mode is None:
@@ -240,8 +240,9 @@ class WrappedNetwork(Effects):
             return None
         dx = _user_output(raw, "network backward's input gradient", self.layout, None, self.returned, "input")
         if dx.shape != self._x_shape:
+            assert self._x_shape is not None  # set by the forward, which ran (_mode is set)
             raise (AdapterError if _data_hint(np.shape(raw), self._x_shape, self.layout) else ValueFinding)(f"network backward returned an input gradient of shape {tuple(np.shape(raw))}; expected "
-                               f"{user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})")  # type: ignore[arg-type]
+                               f"{user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})")
         return dx
 
     def _call_forward(self, x_user: np.ndarray) -> Any:
@@ -256,7 +257,7 @@ class WrappedNetwork(Effects):
         return {f"{p}.{k}": w._get_user(k) for p, w in self.layers.items() for k in w._param_names()
                 if k in w._trainable()}
 
-    def recording(self) -> ContextManager[dict[str, Calls]]:
+    def recording(self) -> AbstractContextManager[dict[str, Calls]]:
         """Watch the user's own network passes at every layer boundary (see
         :mod:`harness.adapters.watch`): ``with net.recording() as calls: net.forward(x)``
         gives ``{path: Calls}`` for every layer that can be watched."""
@@ -299,22 +300,25 @@ class WrappedNetwork(Effects):
             x = self._fwd(n, join_path(path, n.name), x)
         return x
 
-    def _bwd(self, node: Layer, path: str, g: np.ndarray) -> np.ndarray:
+    def _bwd(self, node: Layer, path: str, g: np.ndarray) -> np.ndarray | None:
         if path:
             self._output_grads[path] = g
         if not node.children():
             return self.layers[path].backward(g)
         if isinstance(node, Residual):  # the sum sends g to both branches
-            g = self._seq_bwd(node.post, path, g)
-            dx = self._seq_bwd(node.block, path, g)
-            side = self._bwd(node.shortcut, join_path(path, node.shortcut.name), g) if node.shortcut else g
+            after = self._seq_bwd(node.post, path, g)
+            assert after is not None  # the post layers follow the block: never the first layer
+            dx = self._seq_bwd(node.block, path, after)
+            side = self._bwd(node.shortcut, join_path(path, node.shortcut.name), after) if node.shortcut else after
             return None if dx is None or side is None else dx + side  # None: a first layer with input_grad=False
         return self._seq_bwd(node.children(), path, g)
 
-    def _seq_bwd(self, nodes: tuple[Layer, ...], path: str, g: np.ndarray) -> np.ndarray:
+    def _seq_bwd(self, nodes: tuple[Layer, ...], path: str, g: np.ndarray) -> np.ndarray | None:
+        out: np.ndarray | None = g
         for n in reversed(nodes):
-            g = self._bwd(n, join_path(path, n.name), g)
-        return g
+            assert out is not None  # None comes only from the first layer (_input_grad: input_grad=False)
+            out = self._bwd(n, join_path(path, n.name), out)
+        return out
 
 
 def _check_arguments(layers: Any, spec: Any, layout: Any, forward: Any, backward: Any) -> None:

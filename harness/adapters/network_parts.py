@@ -7,17 +7,17 @@ its input gradient, and a value the user's code returned read as canonical float
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from ..spec import Dropout, Flatten, Layer, ParamInfo, named_params, walk
-from .arrays import ArrayError, is_float_dtype, nonfinite, to_float64
 from . import state
+from .arrays import ArrayError, is_float_dtype, nonfinite, to_float64
 from .layouts import Layout, data_from_user
 from .refs import AdapterError, ValueFinding
 from .wrapped import WrappedLayer
-
 
 Shape = tuple[int, ...]
 CHW = tuple[int, int, int]

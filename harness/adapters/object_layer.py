@@ -4,20 +4,21 @@ calls into the object. Where the parameters and gradients live: :mod:`.object_re
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
 from ..faults import call_user
 from ..frames import user_frame
 from ..spec import Layer, join_path
+from . import state
 from .arrays import to_float64
 from .layouts import CANONICAL, Layout
-from . import state
+from .object_refs import ObjectRefs
 from .options import SHARED, apply_shared
 from .per_example import Grads, PerExample
-from .object_refs import ObjectRefs
 from .refs import AdapterError, Ref, ValueFinding
 from .returns import aliases, numbered, split
 from .wrapped import WrappedLayer, _is_array

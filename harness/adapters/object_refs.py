@@ -8,11 +8,12 @@ places tried and the declaration that fixes it.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..spec import Layer
-from .composite import sub_objects, under
 from . import state
+from .composite import sub_objects, under
 from .missing import lazy_hint, sgd_hint
 from .refs import AdapterError, Ref, _candidates, _grad_candidates
 from .wrapped import _is_array
@@ -36,10 +37,15 @@ class ObjectRefs:
     _absent: dict[str, None]
     _forwarded: bool
 
+    if TYPE_CHECKING:  # provided by the layer (WrappedLayer's ParamAccess)
+
+        def _leaf(self, name: str) -> tuple[Layer, str]: ...
+        def _spec_params(self) -> dict[str, Any]: ...
+
     # -- locating the parameters (once; a mask the forward draws, after it)
     def _resolve(self) -> None:
-        self.params = self._resolve_params(self._declared_params)
-        self.grads = self._resolve_grads(self._declared_grads)
+        self.params = params = self._resolve_params(self._declared_params)
+        self.grads = self._resolve_grads(params, self._declared_grads)
 
     def _resolve_params(self, declared: Mapping[str, str] | None) -> dict[str, Ref]:
         wanted = list(self._spec_params_safe()) if self.spec else list(declared or {})
@@ -51,7 +57,7 @@ class ObjectRefs:
         self._absent, self._pending, eval_missing = {}, {}, []
         # a composite (Sequential / Residual) object: each sub-layer's parameters on its own object
         composite = self.spec is not None and bool(self.spec.children())
-        owners = sub_objects(self.obj, self.spec, [k for k in wanted if k not in declared], self.name) if composite else {}
+        owners = sub_objects(self.obj, self.spec, [k for k in wanted if k not in declared], self.name) if composite and self.spec is not None else {}
         for local in wanted:
             leaf, leaf_local = self._leaf(local) if self.spec is not None else (None, local)
             later = leaf is not None and state.deferred(leaf, leaf_local)  # a mask drawn by the forward
@@ -141,10 +147,15 @@ class ObjectRefs:
     def _get_user(self, local: str) -> Any:
         if self.params is None:
             self._param_names()
-        return self.params[local].get(self.obj)  # type: ignore[index]
+        return self._ref(local).get(self.obj)
 
     def _put_user(self, local: str, value: Any) -> None:
-        self.params[local].set(self.obj, value)
+        self._ref(local).set(self.obj, value)
+
+    def _ref(self, local: str) -> Ref:
+        """Where parameter ``local`` lives: a TypeError while the parameters are not located yet
+        (the callers that may run that early catch it)."""
+        return self.params[local]  # type: ignore[index]
 
     def _peek(self, local: str) -> Any:
         ref = (self.params or {}).get(local)
@@ -154,22 +165,22 @@ class ObjectRefs:
         return repr((self.params or {}).get(name, name))
 
     # -- gradients: declared places, else found after the first backward
-    def _resolve_grads(self, declared: Mapping[str, str] | None) -> dict[str, Ref]:
+    def _resolve_grads(self, params: dict[str, Ref], declared: Mapping[str, str] | None) -> dict[str, Ref | None]:
         declared = dict(declared or {})
-        out = {}
-        for local, ref in self.params.items():
+        out: dict[str, Ref | None] = {}
+        for local in params:
             if local in declared:
                 out[local] = Ref(declared[local])
             else:
                 # gradients usually appear only after the first backward: resolve then
-                out[local] = None  # type: ignore[assignment]
+                out[local] = None
         return out
 
     def _read_grad(self, local: str) -> Any:
         ref = self.grads.get(local)
         if ref is None:
             owner = self._owners.get(local, "")  # a composite's layer: its gradients live on its own object
-            tried = [under(owner, c) for c in _grad_candidates(self.params[local].path[len(owner):].lstrip("."))]
+            tried = [under(owner, c) for c in _grad_candidates(self._ref(local).path[len(owner):].lstrip("."))]
             found = [Ref(c) for c in tried if Ref(c).exists(self.obj)]
             if not found:
                 # the SGD step seen in backward, when it was; else every way a gradient can be given
@@ -177,7 +188,7 @@ class ObjectRefs:
                     f"pass grads={{'{local}': \"dW\"}} or return it from backward as (dx, dW, db); or, if it is only "
                     f"applied to the weights, {self._sgd_hint()}")
                 raise AdapterError(f"layer '{self.name}': cannot find the gradient of '{local}' (kept at "
-                                   f"{self.params[local]!r}) after backward (tried {', '.join(tried[:6])} ...); {ways}")
+                                   f"{self._ref(local)!r}) after backward (tried {', '.join(tried[:6])} ...); {ways}")
             ref = self.grads[local] = found[0]
         try:
             return ref.get(self.obj)

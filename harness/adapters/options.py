@@ -4,7 +4,8 @@ checked in one place so :func:`~harness.adapters.object_layer.wrap_layer` and
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

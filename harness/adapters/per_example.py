@@ -75,7 +75,9 @@ class PerExample(_Base):
     def _backward_examples(self, dy: np.ndarray) -> np.ndarray | None:
         """Per example: the forward again, the backward; the input gradients stacked (None
         with ``input_grad=False``), the parameter gradients summed (read by ``_get_grad``)."""
-        dxs, total, kinds = [], {}, {}
+        dxs: list[np.ndarray] = []
+        total: dict[str, np.ndarray] = {}
+        kinds: dict[str, Any] = {}
         for i, (xi, dyi) in enumerate(zip(self._x_user, dy)):
             self._forward_one(self._drop_channel(xi))
             dyi = self._drop_channel(dyi) if getattr(self, "_flat_output", True) else dyi

@@ -8,12 +8,14 @@ A :class:`Ref` names one array by the steps that reach it from the user's object
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from ..faults import CodeFault
 from ..spec import SpecError
 from .arrays import fingerprint, is_mutable
+
 
 class AdapterError(SpecError):
     """The user's layer does not fit what was declared; the message names layer and value."""
@@ -90,11 +92,7 @@ _GRAD_CONTAINERS = ("", "grads", "grad", "gradients")
 
 def _candidates(local: str) -> list[str]:
     local = local.rpartition(".")[2]  # "conv1.weight" in a fused span looks like "weight"
-    out = []
-    for name in PARAM_CANDIDATES.get(local, (local,)):
-        for c in _CONTAINERS:
-            out.append(f"{c}[{name!r}]" if c else name)
-    return out
+    return [f"{c}[{name!r}]" if c else name for name in PARAM_CANDIDATES.get(local, (local,)) for c in _CONTAINERS]
 
 
 def _grad_candidates(param_path: str) -> list[str]:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import random
 import sys
 import zlib
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def _hook(obj: Any, name: str, replay: Replay) -> Callable[[], None]:
             return forward(self, *args, **kwargs)
 
     namespace: dict[str, Any] = {"__slots__": (), name: replayed}
-    if getattr(cls, "__call__", None) is forward:
+    if getattr(cls, "__call__", None) is forward:  # noqa: B004 - identity with forward, not callability
         namespace["__call__"] = replayed
     try:
         obj.__class__ = type(cls.__name__, (cls,), namespace)

@@ -20,7 +20,8 @@ and the forms expected.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .refs import PARAM_CANDIDATES, ValueFinding
 

@@ -12,7 +12,8 @@ fails, and a note otherwise.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def shared_objects(layers: Mapping[str, Any]) -> list[list[str]]:

@@ -18,8 +18,9 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Any, ContextManager, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def _is_mask(value: Any, shape: tuple[int, ...] | None) -> bool:
         v = value.get()  # CuPy refuses np.asarray: an explicit copy to the host
     else:
         v = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
-    if shape is not None and v.shape != tuple(shape) or v.dtype.kind not in "biuf" or v.size == 0:
+    if (shape is not None and v.shape != tuple(shape)) or v.dtype.kind not in "biuf" or v.size == 0:
         return False
     kept = v[v != 0].astype(np.float64)
     return not kept.size or (kept.min() > 0 and float(np.ptp(kept)) <= 1e-6 * float(kept.max()))
@@ -249,6 +250,8 @@ class OptionalState:
     was not checked. Expects the wrapper's ``spec``, ``layout``, ``replay``, ``_absent``,
     ``_x_shape``, ``_expected_input``, ``_y_shape``, ``_peek`` and ``_call_forward``."""
 
+    _expected_input: tuple[int, ...] | None
+
     def _input_shape(self) -> tuple[int, ...] | None:
         """The canonical input shape when known: the last forward's, one given
         (:meth:`expect_input`), or what a dropout mask kept at construction implies."""
@@ -270,7 +273,7 @@ class OptionalState:
         """Where the user's code keeps a parameter, for messages."""
         return "the value given"
 
-    def _replaying(self, backward: bool = False) -> ContextManager[None]:
+    def _replaying(self, backward: bool = False) -> AbstractContextManager[None]:
         replay = self.replay  # type: ignore[attr-defined]
         return replay.call(backward) if replay is not None else nullcontext()
 
@@ -296,7 +299,7 @@ class OptionalState:
         from .layouts import LayoutError, user_data_shape
 
         mask = self._peek("mask") if isinstance(self.spec, Dropout) else None  # type: ignore[attr-defined]
-        found, given = tuple(np.shape(mask)), user_data_shape(tuple(x_shape), self.layout)  # type: ignore[attr-defined]
+        found, given = tuple(np.shape(mask)) if mask is not None else (), user_data_shape(tuple(x_shape), self.layout)  # type: ignore[attr-defined]
         if mask is None or found == given:
             return None
         return LayoutError(

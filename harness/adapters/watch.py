@@ -10,8 +10,9 @@ computes, never raise into it, and are removed on exit.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def _install(w: ObjectLayer, c: Calls) -> Callable[[], None] | None:
         return None
     fwd, bwd = _hooks(w, c, forward, backward)
     namespace: dict[str, Any] = {"__slots__": (), names[0]: fwd, names[1]: bwd, "_trigrad_watched": True}
-    if getattr(cls, "__call__", None) is forward:  # __call__ = forward: layer(x) goes through the hook too
+    if getattr(cls, "__call__", None) is forward:  # noqa: B004 - __call__ = forward: layer(x) goes through the hook too
         namespace["__call__"] = fwd
     try:
         obj.__class__ = type(cls.__name__, (cls,), namespace)

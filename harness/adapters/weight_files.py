@@ -17,7 +17,7 @@ import tokenize
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -150,7 +150,8 @@ def _read_npz(p: Path, budget: _Budget) -> dict[str, np.ndarray]:
             for info in infos:  # the directory's word first: refuse a bomb before inflating anything
                 entry = info.filename[:-4] if info.filename.endswith(".npy") else info.filename  # as np.load
                 if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                    method = zipfile.compressor_names.get(info.compress_type, str(info.compress_type))
+                    names = getattr(zipfile, "compressor_names", {})  # undocumented (not in typeshed)
+                    method = names.get(info.compress_type, str(info.compress_type))
                     raise WeightsError(f"'{p}' (entry '{entry}'): compression method {method}; NumPy writes .npz "
                                        "files stored (np.savez) or deflated (np.savez_compressed) only")
                 declared.take(info.file_size, f"'{p}' (entry '{entry}')", "the zip directory says it inflates "
@@ -173,7 +174,7 @@ def _read_npz(p: Path, budget: _Budget) -> dict[str, np.ndarray]:
     return out
 
 
-def _read_npy(f: BinaryIO, available: int, where: str, budget: _Budget, npz: bool = False) -> np.ndarray:
+def _read_npy(f: IO[bytes], available: int, where: str, budget: _Budget, npz: bool = False) -> np.ndarray:
     """One ``.npy`` from ``f`` (at its magic string), ``available`` bytes long at most: the
     header's shape is checked against those bytes and the limit before the array is allocated."""
     fmt = np.lib.format
@@ -203,7 +204,7 @@ def _read_npy(f: BinaryIO, available: int, where: str, budget: _Budget, npz: boo
         buf = bytearray(nbytes)
         view, done = memoryview(buf), 0
         while done < nbytes:
-            n = f.readinto(view[done:done + _CHUNK])
+            n = f.readinto(view[done:done + _CHUNK])  # type: ignore[attr-defined]  # files and zip entries have it; typing.IO lacks it
             if not n:
                 raise _corrupt(where, f"{what} but the data ends after {_size(done)}")
             done += n

@@ -15,19 +15,18 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from ..spec import Layer, Shape, named_params, walk
 from .arrays import ArrayError, to_float64
 from .layouts import CANONICAL, Layout, _squeezed, shape_hint
-from ..spec import Layer, Shape, named_params, walk
-
-NameMapping = Union[Mapping[str, str], Sequence[tuple[str, str]], Callable[[str], Optional[str]], None]
-Converter = Callable[[str, np.ndarray], Any]
-
 from .weight_files import DEFAULT_MAX_BYTES, MAX_BYTES_ENV, WeightsError, max_weight_bytes, read_weight_file
 
+NameMapping = Mapping[str, str] | Sequence[tuple[str, str]] | Callable[[str], str | None] | None
+Converter = Callable[[str, np.ndarray], Any]
 
 # --------------------------------------------------------------------------- renaming
 
@@ -71,7 +70,7 @@ def _rename(arrays: Mapping[str, Any], mapping: NameMapping) -> dict[str, tuple[
     return out
 
 
-def _renamer(mapping: NameMapping) -> Callable[[str], Optional[str]]:
+def _renamer(mapping: NameMapping) -> Callable[[str], str | None]:
     if mapping is None:
         return lambda name: name
     if isinstance(mapping, Mapping):

@@ -8,18 +8,19 @@ and :mod:`.function_layer` (CS231n function pairs).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ..spec import Layer, SpecError
+from . import state
 from .arrays import ArrayError, ArrayKind, NonFinite, is_float_dtype, nonfinite, to_float64
-from .layouts import Layout, data_from_user, data_to_user, user_data_shape
 from .effects import Effects
 from .feed import FeedOptions, default_dtype, hand, parse_array_type, read_dtype, resolve
+from .layouts import Layout, data_from_user, data_to_user, user_data_shape
 from .notes import _data_hint, dtype_note
 from .refs import AdapterError, ValueFinding
-from . import state
 from .replay import Replay
 from .wrapped_params import ParamAccess
 
@@ -141,7 +142,7 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
         self._y_shape = y64.shape
         return y64
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """Canonical upstream gradient (the output's shape) -> canonical input gradient.
         Parameter gradients are then read with :meth:`param_grads`."""
         if self._y_shape is None:
@@ -159,6 +160,7 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
                                "(a first layer that computes none: declare input_grad=False)")
         dx64 = self._to_canonical_data(dx, "input", "backward's input gradient", self.features_in)
         if dx64.shape != self._x_shape:
+            assert self._x_shape is not None  # set by the forward, which ran (_y_shape is set)
             hint = _data_hint(np.shape(dx), self._x_shape, self.layout)
             raise (AdapterError if hint else ValueFinding)(
                 f"layer '{self.name}': backward returned an input gradient of shape {tuple(np.shape(dx))}; "

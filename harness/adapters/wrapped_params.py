@@ -7,16 +7,18 @@ store (``_param_names``, ``_get_user``, ``_put_user``, ``_get_grad``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from functools import partial
-from typing import Any, ContextManager, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..spec import Layer
+from . import state
 from .arrays import NonFinite, from_float64, is_mutable, nonfinite, to_float64, write_into
 from .layouts import Layout, _squeezed, param_from_user, param_to_user
 from .refs import AdapterError, ValueFinding, preserving
-from . import state
 
 
 class ParamAccess:
@@ -32,6 +34,16 @@ class ParamAccess:
     _absent: dict[str, None]
     nonfinite_grads: dict[str, NonFinite]
     _grad_dtypes: dict[str, np.dtype | None]
+
+    if TYPE_CHECKING:  # provided by WrappedLayer and state.OptionalState
+
+        @property
+        def dtype(self) -> np.dtype: ...
+        def _input_shape(self) -> tuple[int, ...] | None: ...
+        def _prime(self) -> None: ...
+        def _place(self, name: str) -> str: ...
+        def _read_returned(self, value: Any, what: str) -> tuple[np.ndarray, Any]: ...
+        def _note_dtype(self, name: str, what: str, dtype: np.dtype | None) -> None: ...
 
     # -- the parameter store (subclass hooks)
     def _param_names(self) -> list[str]:
@@ -72,6 +84,7 @@ class ParamAccess:
         layer, paths relative to the span (``conv1.weight``) for a fused span of layers."""
         from ..spec import named_params
 
+        assert self.spec is not None  # only a wrapper with a spec lists the spec's parameters
         known = self._input_shape()
         if not self.spec.children():
             return self.spec.local_params(known or state.dummy_input(self.spec)[0])
@@ -87,6 +100,7 @@ class ParamAccess:
         starts with a Flatten, or flattens a conv's output, needs no input shape."""
         from ..spec import join_path, walk
 
+        assert self.spec is not None
         out = {}
         for path, leaf in walk(self.spec):
             if not leaf.children():
@@ -95,6 +109,7 @@ class ParamAccess:
 
     def _leaf(self, name: str) -> tuple[Layer, str]:
         """(leaf spec layer, its local parameter name) for one of this wrapper's names."""
+        assert self.spec is not None
         if not self.spec.children():
             return self.spec, name
         from ..spec import join_path, walk
@@ -224,7 +239,7 @@ class ParamAccess:
                     f"a copy; declare params= with where the array is stored)"
                 )
 
-    def preserved(self) -> ContextManager[None]:
+    def preserved(self) -> AbstractContextManager[None]:
         """Parameters are restored bit for bit on exit, even when user code raises; the
         restoration is verified by fingerprint."""
         places = {k: (partial(self._get_user, k), partial(self._put_user, k)) for k in self._param_names()

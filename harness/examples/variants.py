@@ -7,8 +7,8 @@ Read a bug class next to the class it overrides: the difference is the bug.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

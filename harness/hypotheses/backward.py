@@ -4,7 +4,7 @@ path, a square weight not transposed, the upstream gradient passed through."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def _partial_sums(p: Point, names: list[str]) -> list[str]:
 def _ignored_hyperparameter(p: Point, names: list[str]) -> list[str]:
     """A backward written for stride 1 (or no dilation / other padding): the gradients equal
     the reference's VJP at that value with ``g`` placed in the top-left of its larger output."""
-    found = []
+    found: list[str] = []
     if p.g.ndim != 4:
         return found
     for field, at, alt in _alternatives(p.spec, p.x.shape[2:]):

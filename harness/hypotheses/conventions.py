@@ -9,8 +9,9 @@ with ``over="feature"``), a layer norm's ``normalized_shape``; cross-entropy sco
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import MISSING, fields, replace
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

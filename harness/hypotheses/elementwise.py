@@ -3,7 +3,7 @@ the upstream gradient ``g``, the input ``x`` and the reference's output ``y`` (s
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -5,6 +5,7 @@ The hint names the span to check it as."""
 from __future__ import annotations
 
 from dataclasses import MISSING, fields
+
 from ..spec import ELU, GELU, Layer, LeakyReLU, ReLU, Sequential, Sigmoid, Softmax, Tanh, _Elementwise
 from .point import Point, _vjp
 
@@ -38,7 +39,7 @@ def _show(layer: Layer, named: bool = True) -> str:
     written (required fields by position, the others only where they differ from what the
     layer has without them)."""
     required = {f.name: getattr(layer, f.name) for f in fields(layer)  # type: ignore[arg-type]
-                if f.default is MISSING and f.default_factory is MISSING}  # type: ignore[misc]
+                if f.default is MISSING and f.default_factory is MISSING}
     try:
         plain = type(layer)(**required)
     except Exception:  # a layer that cannot be built from its required fields alone: show every field

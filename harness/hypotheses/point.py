@@ -6,13 +6,15 @@ Tensors are canonical: data ``(N, C, H, W)`` (or ``(N, F)``), conv weights
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..compare import relative_with_floor
 from ..spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, join_path
+
 
 @dataclass
 class Point:
@@ -66,20 +68,20 @@ def _alternatives(spec: Layer, hw: tuple[int, ...]) -> Iterator[tuple[str, str, 
     :mod:`.conventions`)."""
     def alt(field: str, value: Any, shown: Any, declared: Any) -> Iterator[tuple[str, str, Layer]]:
         try:
-            yield field, f"{field} {shown} (declared {declared})", replace(spec, **{field: value})
+            yield field, f"{field} {shown} (declared {declared})", replace(spec, **{field: value})  # type: ignore[type-var]  # every concrete Layer is a dataclass
         except Exception:  # an alternative the spec refuses
             return
 
     if isinstance(spec, (Conv2d, MaxPool2d, AvgPool2d)):
         if tuple(spec.stride) != (1, 1):
             yield from alt("stride", 1, 1, _short(spec.stride))
-        pads = spec.pads(hw) if isinstance(spec, Conv2d) else tuple((q, q) for q in spec.padding)
+        pads = spec.pads((hw[0], hw[1])) if isinstance(spec, Conv2d) else tuple((q, q) for q in spec.padding)
         flat = sorted({v for pair in pads for v in pair})
         for q in sorted({0} | {v + d for v in flat for d in (-1, 1)}):
             if q >= 0 and [q] != flat:
                 yield from alt("padding", q, q, _short(flat[0] if len(flat) == 1 else pads))
-        if getattr(spec, "dilation", (1, 1)) not in ((1, 1), 1):
-            yield from alt("dilation", 1, 1, _short(spec.dilation))
+        if (dilation := getattr(spec, "dilation", (1, 1))) not in ((1, 1), 1):
+            yield from alt("dilation", 1, 1, _short(dilation))
 
 
 def _short(v: Any) -> str:

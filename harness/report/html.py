@@ -301,8 +301,8 @@ def _tiles(t: dict) -> tuple[np.ndarray, int, list[str], tuple[int, ...]] | None
     index = tuple(int(i) for i in np.unravel_index(np.ravel_multi_index(index, arr.shape),
                                                     arr.reshape(tiled).shape)) if ok else ()
     arr = np.where(np.isfinite(arr), arr, MAP_HI).reshape(tiled)  # not finite: as wrong as can be
-    notes = [f"showing the first {MAX_TILES} of {n} {what}"
-             for n, what in zip(arr.shape[:2], ("rows", "columns")) if n > MAX_TILES]
+    grid: tuple[int, ...] = arr.shape[:2]  # numpy's stub reads reshape(tuple[int, ...]) as 0-d
+    notes = [f"showing the first {MAX_TILES} of {n} {what}" for n, what in zip(grid, ("rows", "columns")) if n > MAX_TILES]
     arr = arr[:MAX_TILES, :MAX_TILES]
     index = index if index and index[0] < MAX_TILES and index[1] < MAX_TILES else ()
     kh, kw = (math.ceil(n / MAX_CELLS) for n in arr.shape[2:])

@@ -98,7 +98,7 @@ def verdict_text(layer: dict) -> str:
 
 
 def _ratio(t: dict) -> float:
-    errors = [e for e in (t.get("error_torch"), t.get("error_jax")) if not _missing(e)]
+    errors = [e for e in (t.get("error_torch"), t.get("error_jax")) if e is not None and not _missing(e)]
     return max(errors, default=0.0) / max(t.get("tolerance") or 1e-300, 1e-300)
 
 
@@ -187,7 +187,7 @@ def _wide(d: dict, rows: list, worst: bool, messages: bool = True) -> Any:
             cells = [[Text("")] * 6]
         for i, row in enumerate(cells):
             out.add_row(*(head if i == 0 else ("", "")), *(row if worst else row[:-1]), style=style,
-                        end_section=len(cells) > 1 and i == len(cells) - 1 or not layer["tensors"])
+                        end_section=(len(cells) > 1 and i == len(cells) - 1) or not layer["tensors"])
     return out
 
 

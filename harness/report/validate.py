@@ -160,7 +160,7 @@ def _check(value: Any, schema: Mapping, path: str, depth: int) -> None:
     elif isinstance(value, (list, tuple)) and "items" in schema:
         items = _resolve(schema["items"])
         nulls = schema is _schema()["$defs"][NULL_CELLS]
-        if _takes_numbers(items) and all(_is(v, "number") or nulls and v is None for v in value):
+        if _takes_numbers(items) and all(_is(v, "number") or (nulls and v is None) for v in value):
             return  # the common case (a row of an error map), without a call per element
         for i, item in enumerate(value):
             if not (nulls and item is None):
