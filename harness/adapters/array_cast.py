@@ -8,6 +8,7 @@ Casting into an integer or bool dtype refuses values it cannot hold exactly.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from .array_kind import ArrayError, _is_float_dtype
 
@@ -36,7 +37,7 @@ def _nan_bits(src: np.ndarray, dst: np.dtype) -> np.ndarray:
     return out.astype(_IEEE[dst])
 
 
-def _cast(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _cast(x: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
     """``x`` as a new C-contiguous array of ``dtype`` (never a view), NaN bits preserved."""
     dtype = np.dtype(dtype)
     # overflow to inf and NaN casts are the honest IEEE results; numpy's warnings are noise

@@ -15,7 +15,15 @@ import numpy as np
 
 from .array_cast import _cast
 from .array_kind import (
-    _TORCH_NUMPY_NATIVE, ArrayError, ArrayKind, _brief, _check_real, _is_cupy, _is_jax, _is_torch, _type_name,
+    _TORCH_NUMPY_NATIVE,
+    ArrayError,
+    ArrayKind,
+    _brief,
+    _check_real,
+    _is_cupy,
+    _is_jax,
+    _is_torch,
+    _type_name,
 )
 
 

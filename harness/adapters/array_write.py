@@ -16,7 +16,15 @@ import numpy as np
 
 from .array_cast import _cast_for_user
 from .array_kind import (
-    _TORCH_NUMPY_NATIVE, FAMILIES, ArrayError, ArrayKind, _brief, _check_real, _is_cupy, _is_jax, _is_torch,
+    _TORCH_NUMPY_NATIVE,
+    FAMILIES,
+    ArrayError,
+    ArrayKind,
+    _brief,
+    _check_real,
+    _is_cupy,
+    _is_jax,
+    _is_torch,
     _type_name,
 )
 
@@ -116,12 +124,11 @@ def write_into(target: Any, values: np.ndarray, what: str) -> None:
     values = np.asarray(values, dtype=np.float64)
     _refuse_immutable(target, what)
     shape = tuple(getattr(target, "shape", ()))
-    if isinstance(target, np.ndarray) or _is_torch(target) or _is_cupy(target):
-        if tuple(values.shape) != shape:
-            raise ArrayError(
-                f"{what}: shape mismatch: expected {shape}, found {tuple(values.shape)} "
-                f"(likely cause: values computed for a different parameter)"
-            )
+    if (isinstance(target, np.ndarray) or _is_torch(target) or _is_cupy(target)) and tuple(values.shape) != shape:
+        raise ArrayError(
+            f"{what}: shape mismatch: expected {shape}, found {tuple(values.shape)} "
+            f"(likely cause: values computed for a different parameter)"
+        )
     if isinstance(target, np.ndarray):
         _check_real(target.dtype, what)
         target[...] = _cast_for_user(values, target.dtype, what)

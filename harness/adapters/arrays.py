@@ -29,8 +29,21 @@ from __future__ import annotations
 # helpers included (feed.py reads _TORCH_NUMPY_NATIVE here)
 from .array_cast import _IEEE, _cast, _cast_for_user, _nan_bits  # noqa: F401
 from .array_kind import (  # noqa: F401
-    _TORCH_NUMPY_NATIVE, FAMILIES, ArrayError, ArrayKind, _brief, _check_real, _is_cupy, _is_float_dtype, _is_jax,
-    _is_real_numeric, _is_torch, _loaded_type, _type_name, is_float_dtype, require_float,
+    _TORCH_NUMPY_NATIVE,
+    FAMILIES,
+    ArrayError,
+    ArrayKind,
+    _brief,
+    _check_real,
+    _is_cupy,
+    _is_float_dtype,
+    _is_jax,
+    _is_real_numeric,
+    _is_torch,
+    _loaded_type,
+    _type_name,
+    is_float_dtype,
+    require_float,
 )
 from .array_read import NonFinite, _ragged_detail, _read, fingerprint, nonfinite, to_float64  # noqa: F401
 from .array_write import _import, from_float64, is_mutable, write_into  # noqa: F401

@@ -8,14 +8,15 @@ Shapes always include the batch axis. Argument helpers normalise what a user may
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Mapping, Union
+from typing import Any, ClassVar
 
 import numpy as np
 
 Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
-PaddingArg = Union[int, tuple[int, int], Pads, str]
+PaddingArg = int | tuple[int, int] | Pads | str
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 

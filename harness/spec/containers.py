@@ -4,8 +4,9 @@ inference through them, saying which layer's output did not fit the next."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from .base import Layer, Shape, SpecError, _check_name, join_path
 

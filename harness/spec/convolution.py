@@ -60,7 +60,7 @@ class Conv2d(Layer):
                 total = max((math.ceil(size / s) - 1) * s + d * (k - 1) + 1 - size, 0)
                 out.append((total // 2, total - total // 2))
             return (out[0], out[1])
-        return self.padding  # type: ignore[return-value]
+        return self.padding
 
     def _infer(self, shape: Shape, path: str) -> Shape:
         _expect_rank(shape, (4,), "(N, C, H, W)", path)
@@ -69,7 +69,7 @@ class Conv2d(Layer):
                 f"layer '{path}': in_channels={self.in_channels} but the input has {shape[1]} "
                 f"channels (input shape {shape}, NCHW)"
             )
-        pads = self.pads(shape[2:])
+        pads = self.pads((shape[2], shape[3]))
         hw = []
         for axis, size, (lo, hi), k, s, d in zip("HW", shape[2:], pads, self.kernel_size, self.stride, self.dilation):
             o = _window_out(size, lo, hi, k, s, d)

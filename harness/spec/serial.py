@@ -11,8 +11,9 @@ sub-layers are declared on the class (``child_fields``), so nothing else here ch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any
 
 from . import activations, containers, convolution, dropout, linear, losses, normalization, pooling
 from .base import Layer, SpecError
@@ -64,7 +65,7 @@ def from_dict(data: Mapping[str, Any]) -> Layer | Loss:
     """Rebuild a layer or loss spec from :meth:`Layer.to_dict` / :meth:`Loss.to_dict` output."""
     data = dict(data)
     kind = data.pop("kind", None)
-    cls: Any = LAYER_KINDS.get(kind) or LOSS_KINDS.get(kind)  # type: ignore[arg-type]
+    cls: Any = LAYER_KINDS.get(kind) or LOSS_KINDS.get(kind)
     if cls is None:
         raise SpecError(f"unknown spec kind {kind!r}; known: {sorted(LAYER_KINDS) + sorted(LOSS_KINDS)}")
     child_fields: Mapping[str, str] = getattr(cls, "child_fields", {})

@@ -10,12 +10,14 @@ Everything here works through the :class:`~harness.spec.base.Layer` interface (`
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
 from .base import Layer, ParamInfo, Shape, SpecError, _shape, join_path
 from .convolution import Conv2d
+from .dropout import Dropout
 from .linear import Linear
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
@@ -103,6 +105,7 @@ def init_params(spec: Layer, input_shape: Shape, seed: int = 0) -> dict[str, np.
         shape = info.shape
         if local == "mask":
             layer = dict(walk(spec))[name.rsplit(".", 1)[0]]
+            assert isinstance(layer, Dropout)  # the only kind with a mask
             out[name] = (rng.random(shape) >= layer.p).astype(np.float64)
         elif local == "running_var":
             out[name] = rng.uniform(0.5, 2.0, shape)
