@@ -55,13 +55,25 @@ NO_INPUT_GRAD = "note: input gradient not computed (input_grad=False); not compa
 def _nonfinite_message(found: Mapping[str, NonFinite], what: str) -> str:
     """``"the backward returned NaN/Inf: weight: 2 of 12 values ... (user layout); likely cause ..."``."""
     listed = "; ".join(f"{name}: {bad}" for name, bad in found.items())
-    return (f"{what} returned NaN/Inf: {listed} (user layout); likely cause: a division by zero, a log or sqrt of a "
-            "non-positive value, an overflow, or an uninitialised array (np.empty)")
+    return (
+        f"{what} returned NaN/Inf: {listed} (user layout); likely cause: a division by zero, a log or sqrt of a "
+        "non-positive value, an overflow, or an uninitialised array (np.empty)"
+    )
 
 
-def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummary], dtype: np.dtype,
-           tol_scale: float, *, batch: int, window: int | None = None, noise: dict[str, float] | None = None,
-           nonfinite_found: Mapping[str, NonFinite] | None = None, **hints: Any) -> tuple[bool, bool]:
+def _judge(
+    result: LayerResult,
+    tensors: list[Compared],
+    fds: dict[str, FDSummary],
+    dtype: np.dtype,
+    tol_scale: float,
+    *,
+    batch: int,
+    window: int | None = None,
+    noise: dict[str, float] | None = None,
+    nonfinite_found: Mapping[str, NonFinite] | None = None,
+    **hints: Any,
+) -> tuple[bool, bool]:
     """Fill ``result`` from the compared tensors — (name, side, user, torch, jax, reduction
     size, absolute floor) — and the finite-difference summaries: per-tensor results, the
     verdict and the diagnosis of each failing tensor. ``noise``: absolute error the reading of
@@ -75,50 +87,98 @@ def _judge(result: LayerResult, tensors: list[Compared], fds: dict[str, FDSummar
         tol = tensor_tolerance(dtype, reduction, tol_scale, noise.get(name, 0.0), tv, floor)
         et, ej = relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)
         worst = rel_error(user, tv)
-        result.tensors.append(TensorResult(
-            name=name, side=side, shape=tuple(np.shape(user)), tolerance=tol, error_torch=et, error_jax=ej,
-            worst_index=worst.index, worst_user=worst.actual, worst_ref=worst.expected,
-            ok=max(et, ej) <= tol, fd=fds.get(name) if side == "backward" else None,
-        ))
+        result.tensors.append(
+            TensorResult(
+                name=name,
+                side=side,
+                shape=tuple(np.shape(user)),
+                tolerance=tol,
+                error_torch=et,
+                error_jax=ej,
+                worst_index=worst.index,
+                worst_user=worst.actual,
+                worst_ref=worst.expected,
+                ok=max(et, ej) <= tol,
+                fd=fds.get(name) if side == "backward" else None,
+            )
+        )
         if not result.tensors[-1].ok:
             result.tensors[-1].error_map = error_map(user, tv)
     forward_ok = all(tr.ok for tr in result.tensors if tr.side == "forward")
     backward_ok = all(tr.ok for tr in result.tensors if tr.side == "backward")
     consistency = [s.consistent for s in fds.values()]
     fd_consistent = False if False in consistency else (True if all(consistency) else None)
-    bad = dict(nonfinite_found) if nonfinite_found is not None else {
-        name: found for name, _, user, *_ in tensors if (found := nonfinite(np.asarray(user, np.float64)))}
+    bad = (
+        dict(nonfinite_found)
+        if nonfinite_found is not None
+        else {name: found for name, _, user, *_ in tensors if (found := nonfinite(np.asarray(user, np.float64)))}
+    )
     # unreliable only because every probe of some tensor crossed a kink (none was noisy or disagreed)
     kinks_only = all(s.consistent is not None or s.kinks == s.probes for s in fds.values())
-    result.verdict = verdict(forward_ok=forward_ok, backward_ok=backward_ok, fd_consistent=fd_consistent,
-                             refs_agree=result.refs_error <= REFS_TOL, error=bool(bad), fd_kinks_only=kinks_only)
+    result.verdict = verdict(
+        forward_ok=forward_ok,
+        backward_ok=backward_ok,
+        fd_consistent=fd_consistent,
+        refs_agree=result.refs_error <= REFS_TOL,
+        error=bool(bad),
+        fd_kinks_only=kinks_only,
+    )
     if bad:
         result.message = _nonfinite_message(bad, "the code")
         backward = any(side == "backward" for name, side, *_ in tensors if name in bad)
         result.error_side = "backward" if backward else "forward"
     if result.verdict == "pass" and fd_consistent is None:
         crossed = ", ".join(f"{k}: {s.kinks} of {s.probes}" for k, s in fds.items() if s.consistent is None)
-        result.message = ("note: finite differences could not witness this (every probe crossed a kink; " + crossed +
-                          "); both references agree with the gradients")
+        result.message = (
+            "note: finite differences could not witness this (every probe crossed a kink; "
+            + crossed
+            + "); both references agree with the gradients"
+        )
     if result.verdict == "inconclusive":
-        unsure = [f"{k} ({s.kinks} of {s.probes} probes crossed a kink)" if s.kinks else f"{k} (probes too noisy)"
-                  for k, s in fds.items() if s.consistent is not True]
-        result.message = ("inconclusive: the finite-difference probes were not reliable for " + ", ".join(unsure) +
-                          "; rerun with another --seed or more --fd-probes") if unsure else result.message
+        unsure = [
+            f"{k} ({s.kinks} of {s.probes} probes crossed a kink)" if s.kinks else f"{k} (probes too noisy)"
+            for k, s in fds.items()
+            if s.consistent is not True
+        ]
+        result.message = (
+            (
+                "inconclusive: the finite-difference probes were not reliable for "
+                + ", ".join(unsure)
+                + "; rerun with another --seed or more --fd-probes"
+            )
+            if unsure
+            else result.message
+        )
     by_name = {name: (user, tv) for name, _, user, tv, _, _, _ in tensors}
     for tr in result.tensors:
         if not tr.ok and tr.name not in bad:  # no hypothesis explains a NaN
             user, ref = by_name[tr.name]
             sized = forward_ok or tr.side == "forward"  # a wrong forward's faithful gradient: no size to blame
-            result.diagnosis += [f"{tr.name}: {h}" for h in diagnose(
-                tr.name, user, ref, batch=batch if sized else None, window=window if sized else None,
-                **{**hints, "counts": hints.get("counts") if sized else None})]
+            result.diagnosis += [
+                f"{tr.name}: {h}"
+                for h in diagnose(
+                    tr.name,
+                    user,
+                    ref,
+                    batch=batch if sized else None,
+                    window=window if sized else None,
+                    **{**hints, "counts": hints.get("counts") if sized else None},
+                )
+            ]
     return forward_ok, backward_ok
 
 
-def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tuple[int, ...] | None = None,
-                x: np.ndarray | None = None, seed: int = 0, fd_probes: int = 3, tol_scale: float = 1.0,
-                **wrap_kwargs: Any) -> Report:
+def check_layer(
+    layer: Any,
+    spec_layer: Layer | None = None,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    x: np.ndarray | None = None,
+    seed: int = 0,
+    fd_probes: int = 3,
+    tol_scale: float = 1.0,
+    **wrap_kwargs: Any,
+) -> Report:
     """Check one handwritten layer against PyTorch, JAX and finite differences.
 
     ``layer``: a :class:`~harness.adapters.layer.WrappedLayer`, or an object-style layer
@@ -145,8 +205,15 @@ def check_layer(layer: Any, spec_layer: Layer | None = None, *, input_shape: tup
     rng = np.random.default_rng(seed)
     if x is not None:  # in the layer's declared data layout (see harness.adapters.inputs); canonical from here on
         x = read_input(x, spec, wrapped.layout)
-    shape = x.shape if x is not None else (read_shape(input_shape, spec, wrapped.layout) if input_shape is not None
-                                           else wrapped.kept_mask_input() or example_input_shape(spec))
+    shape = (
+        x.shape
+        if x is not None
+        else (
+            read_shape(input_shape, spec, wrapped.layout)
+            if input_shape is not None
+            else wrapped.kept_mask_input() or example_input_shape(spec)
+        )
+    )
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
@@ -166,24 +233,37 @@ def _fault_message(wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: 
 
     if not codes_fault(exc):
         raise exc
-    where = {"fd": " (in a later call: a finite-difference probe or a second backward)",
-             "ties": " (at a deliberate tie or zero: inputs with exact ties in a window or exact zeros)"}.get(phase, "")
+    where = {
+        "fd": " (in a later call: a finite-difference probe or a second backward)",
+        "ties": " (at a deliberate tie or zero: inputs with exact ties in a window or exact zeros)",
+    }.get(phase, "")
     if isinstance(exc, CodeFault):
         return f"{exc}{where}{confirmed}"
     if phase == "forward" and wrapped.spec is not None and (conflict := layout_conflict(wrapped, x.shape, exc)):
         raise conflict from None
     if phase == "forward" and (clash := wrapped.mask_conflict(x.shape)):
         raise clash from None
-    given = "" if wrapped.layout == CANONICAL else (f" (given its input as {user_data_shape(x.shape, wrapped.layout)} "
-                                                    f"in the declared {wrapped.layout})")
+    given = (
+        ""
+        if wrapped.layout == CANONICAL
+        else (f" (given its input as {user_data_shape(x.shape, wrapped.layout)} in the declared {wrapped.layout})")
+    )
     # ``confirmed``: a per-example run's hint (harness.hints), which replaces the guesses from shapes
     guess = "" if confirmed else call_hint(wrapped, x.shape)
     return f"{user_frame(exc)}{where}{given}{guess}{fault_hint(wrapped, exc)}{confirmed}"
 
 
-def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.random.Generator, *,
-                fd_probes: int = 3, tol_scale: float = 1.0, name: str | None = None,
-                refs: tuple[Any, Any] | None = None) -> LayerResult:
+def check_point(
+    wrapped: WrappedLayer,
+    x: np.ndarray,
+    g: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    fd_probes: int = 3,
+    tol_scale: float = 1.0,
+    name: str | None = None,
+    refs: tuple[Any, Any] | None = None,
+) -> LayerResult:
     """The three-way check of ``wrapped`` at input ``x`` (canonical) with upstream gradient
     ``g``; finite-difference directions come from ``rng``. ``refs``: the torch and jax
     values at exactly this point (``output``, ``input_grad``, ``param_grads`` by full name),
@@ -215,15 +295,29 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         # taken now: the calls below record their own returns over these
         seen["bad_grads"], seen["dtype_notes"] = dict(wrapped.nonfinite_grads), wrapped.dtype_notes()
         torch_ref = build("torch", Sequential([spec]))
-        t, j = refs if refs is not None else (torch_ref.vjp(full(params), x, g),
-                                              build("jax", Sequential([spec])).vjp(full(params), x, g))
+        t, j = (
+            refs
+            if refs is not None
+            else (torch_ref.vjp(full(params), x, g), build("jax", Sequential([spec])).vjp(full(params), x, g))
+        )
         # the activation pattern read off the reference (so a wrong user forward cannot hide
         # a crossing); None when the spec has no kinks
         at = pattern(torch_ref, Sequential([spec]))
         tensors = _compared(result, x, y_u, dx_u, grads_u, t, j, spec)
         try:
-            fds = _fd_all(wrapped, x, g, dx_u, grads_u, params, rng, fd_probes, at, full,
-                          _true_grads(result, tensors, wrapped.dtype, tol_scale, wrapped.grad_noise()))
+            fds = _fd_all(
+                wrapped,
+                x,
+                g,
+                dx_u,
+                grads_u,
+                params,
+                rng,
+                fd_probes,
+                at,
+                full,
+                _true_grads(result, tensors, wrapped.dtype, tol_scale, wrapped.grad_noise()),
+            )
             # a second backward at the same point must give the same gradients
             wrapped.forward(x)
             wrapped.backward(g)
@@ -235,14 +329,24 @@ def check_point(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, rng: np.ran
         except Exception as e:
             return _later_fault(result, wrapped, e, x, "ties", "backward")
 
-    ok = _judge(result, tensors, fds, wrapped.dtype, tol_scale, batch=x.shape[0], noise=wrapped.grad_noise(),
-                nonfinite_found=seen["bad_grads"], **_hints(spec, x))
+    ok = _judge(
+        result,
+        tensors,
+        fds,
+        wrapped.dtype,
+        tol_scale,
+        batch=x.shape[0],
+        noise=wrapped.grad_noise(),
+        nonfinite_found=seen["bad_grads"],
+        **_hints(spec, x),
+    )
     _diagnose_entry(result, wrapped, tensors, ok, (x_warm, x, g), seen, torch_ref)
     return result
 
 
-def _later_fault(result: LayerResult, wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: str,
-                 side: str) -> LayerResult:
+def _later_fault(
+    result: LayerResult, wrapped: WrappedLayer, exc: Exception, x: np.ndarray, phase: str, side: str
+) -> LayerResult:
     """The verdict ``error`` for ``exc`` met in a call after the first ones (``phase``: ``"fd"``
     or ``"ties"``), on the side whose code ran (``side`` when none is known); re-raised when
     it is a configuration error (:func:`_fault_message`)."""
@@ -252,8 +356,15 @@ def _later_fault(result: LayerResult, wrapped: WrappedLayer, exc: Exception, x: 
     return result
 
 
-def _diagnose_entry(result: LayerResult, wrapped: WrappedLayer, tensors: list[Compared], ok: tuple[bool, bool],
-                    point: tuple[np.ndarray, np.ndarray, np.ndarray], seen: dict[str, Any], torch_ref: Any) -> None:
+def _diagnose_entry(
+    result: LayerResult,
+    wrapped: WrappedLayer,
+    tensors: list[Compared],
+    ok: tuple[bool, bool],
+    point: tuple[np.ndarray, np.ndarray, np.ndarray],
+    seen: dict[str, Any],
+    torch_ref: Any,
+) -> None:
     """After the verdict (``ok``: forward_ok, backward_ok): a failure only the deliberate ties
     showed, then the diagnosis lines (dtype notes, nondeterminism, a batch-size factor, the
     confirmed hypotheses, a layout that explains a wrong forward, accumulation), the code's
@@ -302,8 +413,15 @@ def _first_calls(wrapped: WrappedLayer, x_warm: np.ndarray, x: np.ndarray, g: np
     seen["y_again"] = wrapped.forward(x)
 
 
-def _crashed(result: LayerResult, wrapped: WrappedLayer, exc: Exception, point: tuple[np.ndarray, np.ndarray],
-             seen: dict[str, Any], refs: Any, tol_scale: float) -> LayerResult:
+def _crashed(
+    result: LayerResult,
+    wrapped: WrappedLayer,
+    exc: Exception,
+    point: tuple[np.ndarray, np.ndarray],
+    seen: dict[str, Any],
+    refs: Any,
+    tol_scale: float,
+) -> LayerResult:
     """The verdict ``error`` for ``exc`` met in :func:`_first_calls`, on the side that ran it
     (re-raised when it is a configuration error); a forward that ran before a backward crash
     is still compared."""
@@ -322,8 +440,16 @@ def _crashed(result: LayerResult, wrapped: WrappedLayer, exc: Exception, point: 
     return result
 
 
-def _forward_behind_crash(result: LayerResult, wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray,
-                          y_u: np.ndarray, params: dict[str, np.ndarray], refs: Any, tol_scale: float) -> None:
+def _forward_behind_crash(
+    result: LayerResult,
+    wrapped: WrappedLayer,
+    x: np.ndarray,
+    g: np.ndarray,
+    y_u: np.ndarray,
+    params: dict[str, np.ndarray],
+    refs: Any,
+    tol_scale: float,
+) -> None:
     """The backward crashed after the forward ran: the forward's output is still compared
     with both references (a row in the table, failing if wrong), the verdict stays ``error``
     and the message says when the forward disagrees too."""
@@ -339,23 +465,35 @@ def _forward_behind_crash(result: LayerResult, wrapped: WrappedLayer, x: np.ndar
     result.verdict, result.message = "error", message
     if not forward_ok:
         worst = result.tensors[0]
-        result.message += (f"; the forward also disagrees with the references (output: {worst.error_torch:.1e} "
-                           f"relative, tolerance {worst.tolerance:.1e}): fix it too")
+        result.message += (
+            f"; the forward also disagrees with the references (output: {worst.error_torch:.1e} "
+            f"relative, tolerance {worst.tolerance:.1e}): fix it too"
+        )
 
 
 def _hints(spec: Layer, x: np.ndarray) -> dict[str, Any]:
     """What the diagnosis needs to know about the layer: its window size, groups, overlap."""
     convs = [layer for _, layer in walk(Sequential([spec])) if isinstance(layer, Conv2d)]
-    hints: dict[str, Any] = {"groups": convs[0].groups if len(convs) == 1 else 1,
-                             "window": int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None,
-                             "counts": counts(spec, x)}
+    hints: dict[str, Any] = {
+        "groups": convs[0].groups if len(convs) == 1 else 1,
+        "window": int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None,
+        "counts": counts(spec, x),
+    }
     if isinstance(spec, (MaxPool2d, AvgPool2d)) and x.ndim == 4:
         hints["overlap"] = window_overlap(spec.kernel_size, spec.stride, spec.padding, spec._dilation(), x.shape[2:])
     return hints
 
 
-def _compared(result: LayerResult, x: np.ndarray, y_u: np.ndarray, dx_u: np.ndarray | None, grads_u: dict[str, np.ndarray],
-              t: Any, j: Any, spec: Layer) -> list[Compared]:
+def _compared(
+    result: LayerResult,
+    x: np.ndarray,
+    y_u: np.ndarray,
+    dx_u: np.ndarray | None,
+    grads_u: dict[str, np.ndarray],
+    t: Any,
+    j: Any,
+    spec: Layer,
+) -> list[Compared]:
     """The user's output, input gradient and parameter gradients next to both references'
     values, with their reduction sizes and floors; sets ``result.refs_error`` (torch vs jax)."""
     n, y_shape = x.shape[0], t.output.shape
@@ -363,13 +501,23 @@ def _compared(result: LayerResult, x: np.ndarray, y_u: np.ndarray, dx_u: np.ndar
     grad_scale = max([float(np.linalg.norm(t.input_grad))] + [float(np.linalg.norm(v)) for v in t.param_grads.values()])
     tensors: list[Compared] = [("output", "forward", y_u, t.output, j.output, x.size // n, 0.0)]
     if dx_u is not None:  # None: declared input_grad=False (the code computes no input gradient)
-        tensors.append(("input", "backward", dx_u, t.input_grad, j.input_grad, int(np.prod(y_shape)) // n,
-                        FLOOR * grad_scale))
+        tensors.append(
+            ("input", "backward", dx_u, t.input_grad, j.input_grad, int(np.prod(y_shape)) // n, FLOOR * grad_scale)
+        )
     for k, v in grads_u.items():
         name = join_path(spec.name, k)
         refs_err.append(relative_with_floor(t.param_grads[name], j.param_grads[name], FLOOR * grad_scale))
-        tensors.append((k, "backward", v, t.param_grads[name], j.param_grads[name], n * int(np.prod(y_shape[2:])),
-                        FLOOR * grad_scale))
+        tensors.append(
+            (
+                k,
+                "backward",
+                v,
+                t.param_grads[name],
+                j.param_grads[name],
+                n * int(np.prod(y_shape[2:])),
+                FLOOR * grad_scale,
+            )
+        )
     result.refs_error = max(refs_err)
     return tensors
 

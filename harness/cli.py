@@ -36,7 +36,10 @@ def _refs(args: argparse.Namespace) -> int:
 
     make = architectures.ARCHITECTURES.get(args.arch)
     if make is None:
-        print(f"trigrad: unknown architecture {args.arch!r}; known: {', '.join(architectures.ARCHITECTURES)}", file=sys.stderr)
+        print(
+            f"trigrad: unknown architecture {args.arch!r}; known: {', '.join(architectures.ARCHITECTURES)}",
+            file=sys.stderr,
+        )
         return 2
     spec = make()
     channels, height, width = architectures.INPUT_SHAPES[args.arch]
@@ -131,7 +134,9 @@ def _ended(command: str, outcome: Any) -> int:
         raise KeyboardInterrupt
     message = outcome.message
     if outcome.kind in ("timeout", "died", "exit"):
-        done = f"{len(outcome.done)} entries checked ({', '.join(outcome.done)})" if outcome.done else "no entry checked"
+        done = (
+            f"{len(outcome.done)} entries checked ({', '.join(outcome.done)})" if outcome.done else "no entry checked"
+        )
         now = f", stopped in '{outcome.current}'" if outcome.current and outcome.kind != "died" else ""
         message += f"; {done}{now}. Nothing passed: no report"
     return _say(command, message)
@@ -197,8 +202,12 @@ def _check(args: argparse.Namespace) -> int:
         _paths(args)
         request = _request("check", args, dtype=args.dtype, fd_probes=args.fd_probes, tol_scale=args.tol_scale)
         with progress_bar(console) if not args.quiet else _null() as bar:
-            outcome = run_isolated(request, timeout=args.timeout, progress=ticker(bar, "checking"),
-                                   plain_progress=not args.quiet and not sys.stderr.isatty())
+            outcome = run_isolated(
+                request,
+                timeout=args.timeout,
+                progress=ticker(bar, "checking"),
+                plain_progress=not args.quiet and not sys.stderr.isatty(),
+            )
         if outcome.kind != "result":
             return _ended("check", outcome)
         report = outcome.value
@@ -230,8 +239,14 @@ def _sweep(args: argparse.Namespace) -> int:
         if problem:
             return _say("sweep", problem)
         _paths(args, html=False)
-        request = _request("sweep", args, max_examples=args.max_examples, time_budget=args.time_budget,
-                           progress=not args.quiet, no_color=args.no_color)
+        request = _request(
+            "sweep",
+            args,
+            max_examples=args.max_examples,
+            time_budget=args.time_budget,
+            progress=not args.quiet,
+            no_color=args.no_color,
+        )
         outcome = run_isolated(request, timeout=args.timeout, plain_progress=not args.quiet and not sys.stderr.isatty())
         if outcome.kind != "result":
             return _ended("sweep", outcome)
@@ -266,8 +281,13 @@ def _null() -> Any:
 def _quiet_debug_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing; the exit code tells")
     p.add_argument("--debug", action="store_true", help="show the traceback of a usage or configuration error")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="stop after this many seconds, say how far it got, and exit 2 (default: no limit)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds, say how far it got, and exit 2 (default: no limit)",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -307,11 +327,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for inputs, upstream gradients and probes (default 0)")
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON (schema: harness/report/schema.json); - for stdout")
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the report as JSON (schema: harness/report/schema.json); - for stdout",
+    )
     p.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
     p.add_argument("--full", action="store_true", help="show every tensor of passing layers too")
     p.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -327,31 +350,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     refs.add_argument("--size", type=int, default=None, help="input height and width (default: the architecture's)")
     refs.add_argument("--seed", type=int, default=0, help="seed for weights, input and upstream gradient")
     demo = sub.add_parser("demo", help="check the bundled numpy LeNet, correct and with one mistake")
-    demo.add_argument("--bug", default=None, metavar="NAME", help="which mistake to show (default: a conv backward bug)")
+    demo.add_argument(
+        "--bug", default=None, metavar="NAME", help="which mistake to show (default: a conv backward bug)"
+    )
     demo.add_argument("--list", action="store_true", help="list the mistakes --bug can show, and exit")
     _report_options(demo)
-    check = sub.add_parser("check", help="check your own layer or network: TARGET is file.py:function or module:function",
-                           description="Check the layer or network that TARGET's function returns (a wrapped layer "
-                           "or network, or a dict with 'check', 'spec', 'x', 'y', 'loss', 'input_shape'). Exit codes: "
-                           "0 all pass, 1 a disagreement was found, 2 usage or configuration error.")
+    check = sub.add_parser(
+        "check",
+        help="check your own layer or network: TARGET is file.py:function or module:function",
+        description="Check the layer or network that TARGET's function returns (a wrapped layer "
+        "or network, or a dict with 'check', 'spec', 'x', 'y', 'loss', 'input_shape'). Exit codes: "
+        "0 all pass, 1 a disagreement was found, 2 usage or configuration error.",
+    )
     check.add_argument("target", help="path/to/file.py:function or package.module:function")
-    check.add_argument("--dtype", choices=DTYPES, default=None,
-                       help="passed to the function as dtype= (it must take one): the dtype to build the layer in")
+    check.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=None,
+        help="passed to the function as dtype= (it must take one): the dtype to build the layer in",
+    )
     check.add_argument("--tol-scale", type=float, default=1.0, help="multiply every tolerance by this (default 1)")
-    check.add_argument("--fd-probes", type=int, default=None,
-                       help="finite-difference probes per tensor (default 3 for a layer, 2 per layer of a network)")
+    check.add_argument(
+        "--fd-probes",
+        type=int,
+        default=None,
+        help="finite-difference probes per tensor (default 3 for a layer, 2 per layer of a network)",
+    )
     _quiet_debug_options(check)
     _report_options(check)
-    sw = sub.add_parser("sweep", help="search a layer's hyperparameters for the smallest configuration where its backprop is wrong",
-                        description="TARGET's function returns {'make': make_layer, 'spec': spec_factory, 'space': "
-                        "{name: [values, smallest first]}, 'options': {check kwargs}}. Exit codes: 0 no failing "
-                        "configuration found, 1 one found (shrunk), 2 usage or configuration error.")
+    sw = sub.add_parser(
+        "sweep",
+        help="search a layer's hyperparameters for the smallest configuration where its backprop is wrong",
+        description="TARGET's function returns {'make': make_layer, 'spec': spec_factory, 'space': "
+        "{name: [values, smallest first]}, 'options': {check kwargs}}. Exit codes: 0 no failing "
+        "configuration found, 1 one found (shrunk), 2 usage or configuration error.",
+    )
     sw.add_argument("target", help="path/to/file.py:function or package.module:function")
     sw.add_argument("--seed", type=int, default=0, help="seed for the search and every check (default 0)")
     sw.add_argument("--max-examples", type=int, default=100, help="configurations to check at most (default 100)")
-    sw.add_argument("--time-budget", type=float, default=60.0,
-                    help="seconds after which no new configuration is tried, unless shrinking a failure (default 60)")
-    sw.add_argument("--json", metavar="FILE", help="write the shrunk failing configuration's report as JSON; - for stdout")
+    sw.add_argument(
+        "--time-budget",
+        type=float,
+        default=60.0,
+        help="seconds after which no new configuration is tried, unless shrinking a failure (default 60)",
+    )
+    sw.add_argument(
+        "--json", metavar="FILE", help="write the shrunk failing configuration's report as JSON; - for stdout"
+    )
     sw.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
     _quiet_debug_options(sw)
     parser.argv = list(sys.argv[1:] if argv is None else argv)

@@ -56,8 +56,11 @@ def rel_error(actual: Any, expected: Any) -> Error:
 # Relative tolerance per unit of rounding, by the dtype the user's code computes in, in the
 # spirit of jax's public_test_util: a result summing K products carries ~eps*sqrt(K) relative
 # rounding, and the table's factor leaves room for different summation orders.
-EPS = {np.dtype(np.float64): float(np.finfo(np.float64).eps), np.dtype(np.float32): float(np.finfo(np.float32).eps),
-       np.dtype(np.float16): float(np.finfo(np.float16).eps)}
+EPS = {
+    np.dtype(np.float64): float(np.finfo(np.float64).eps),
+    np.dtype(np.float32): float(np.finfo(np.float32).eps),
+    np.dtype(np.float16): float(np.finfo(np.float16).eps),
+}
 FACTOR = 64.0
 REFS_TOL = 1e-10  # torch and jax, both float64, disagreeing beyond this blame the references
 
@@ -97,8 +100,15 @@ def relative_with_floor(actual: Any, expected: Any, floor: float = 0.0) -> float
 VERDICTS = ("pass", "forward", "backward", "both", "inconclusive", "reference", "error")
 
 
-def verdict(*, forward_ok: bool, backward_ok: bool, fd_consistent: bool | None,
-            refs_agree: bool = True, error: bool = False, fd_kinks_only: bool = False) -> str:
+def verdict(
+    *,
+    forward_ok: bool,
+    backward_ok: bool,
+    fd_consistent: bool | None,
+    refs_agree: bool = True,
+    error: bool = False,
+    fd_kinks_only: bool = False,
+) -> str:
     """The verdict table of DESIGN.md for one layer.
 
     forward_ok:    the user's output matches the references.

@@ -24,8 +24,14 @@ def progress_bar(console: Any) -> Any:
 
     if not console.is_terminal:
         return nullcontext(None)
-    return Progress(TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def ticker(bar: Any, label: str) -> Callable[[str, int, int], None] | None:
@@ -36,6 +42,7 @@ def ticker(bar: Any, label: str) -> Callable[[str, int, int], None] | None:
 
     def tick(name: str, done: int, total: int) -> None:
         bar.update(task, description=f"{label}: {name}", completed=done, total=total)
+
     return tick
 
 
@@ -80,8 +87,10 @@ def run_demo(console: Any, *, bug: str = DEFAULT_BUG, seed: int = 0, full: bool 
     start = time.perf_counter()
     ex = build(seed=seed)
     n_params = sum(v.size for v in ex.net.get_params().values())
-    console.print(f"[bold]trigrad demo[/]: a handwritten numpy LeNet ({n_params:,} parameters; NHWC data, HWIO "
-                  f"kernels, x @ W + b) checked layer by layer against PyTorch, JAX and finite differences.")
+    console.print(
+        f"[bold]trigrad demo[/]: a handwritten numpy LeNet ({n_params:,} parameters; NHWC data, HWIO "
+        f"kernels, x @ W + b) checked layer by layer against PyTorch, JAX and finite differences."
+    )
     console.print(Rule("1. the correct network"))
     with progress_bar(console) as bar:
         good = check_network(ex.net, x=ex.x, y=ex.y, loss=ex.loss, seed=seed, progress=ticker(bar, "correct"))
@@ -98,11 +107,15 @@ def run_demo(console: Any, *, bug: str = DEFAULT_BUG, seed: int = 0, full: bool 
     found = bad.first_failure == variant.layer and bad.layer(variant.layer).verdict == variant.side
     console.print(Rule())
     if good.ok and found:
-        console.print(f"[green]the correct network passes; the mistake is found in [bold]{variant.layer}[/] "
-                      f"({variant.side})[/] in {time.perf_counter() - start:.1f} s. Other mistakes: trigrad demo --list")
+        console.print(
+            f"[green]the correct network passes; the mistake is found in [bold]{variant.layer}[/] "
+            f"({variant.side})[/] in {time.perf_counter() - start:.1f} s. Other mistakes: trigrad demo --list"
+        )
         return 0, bad
-    console.print(f"[red]unexpected: correct network ok={good.ok}; mistake expected in {variant.layer} "
-                  f"({variant.side}), report says {bad.first_failure}[/]")
+    console.print(
+        f"[red]unexpected: correct network ok={good.ok}; mistake expected in {variant.layer} "
+        f"({variant.side}), report says {bad.first_failure}[/]"
+    )
     return 1, bad
 
 

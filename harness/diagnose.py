@@ -21,9 +21,18 @@ def _close(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
     return float(np.linalg.norm(a - b)) <= tol * max(scale, 1e-300)
 
 
-def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None = None,
-             window: int | None = None, overlap: np.ndarray | None = None, groups: int = 1,
-             counts: dict[str, int] | None = None, tol: float = 1e-6) -> list[str]:
+def diagnose(
+    name: str,
+    user: np.ndarray,
+    ref: np.ndarray,
+    *,
+    batch: int | None = None,
+    window: int | None = None,
+    overlap: np.ndarray | None = None,
+    groups: int = 1,
+    counts: dict[str, int] | None = None,
+    tol: float = 1e-6,
+) -> list[str]:
     """Hypotheses that explain why ``user`` differs from ``ref`` (same shape) for the tensor
     ``name`` (``output``, ``input``, ``weight``, ``bias`` ...). ``batch`` / ``window``: sizes a
     constant factor is compared with. Conv tensors are ``(N or O, C, H, W)``. ``overlap``:
@@ -49,8 +58,10 @@ def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None 
     if 3 <= u.ndim <= 4:
         found += _permuted(u, r, tol, weight=name == "weight" or name.endswith(".weight"))
     if u.ndim == 4 and u.shape[2:] != (1, 1) and _close(u, r[:, :, ::-1, ::-1], tol):
-        found.append("kernel flipped: the user's value is the reference rotated 180 degrees in (H, W) "
-                     "(convolution where cross-correlation is meant, or the reverse)")
+        found.append(
+            "kernel flipped: the user's value is the reference rotated 180 degrees in (H, W) "
+            "(convolution where cross-correlation is meant, or the reverse)"
+        )
     if u.ndim == 4:
         found += _shifted(u, r, tol)
     if u.ndim == 4 and u.shape[2] > 2 and u.shape[3] > 2:
@@ -59,8 +70,10 @@ def diagnose(name: str, user: np.ndarray, ref: np.ndarray, *, batch: int | None 
     if u.ndim == 4 and overlap is not None and overlap.shape == u.shape[2:] and overlap.any() and not overlap.all():
         err = np.abs(u - r)
         if float(err[:, :, ~overlap].sum()) <= tol * float(err.sum()):
-            found.append("only where pooling windows overlap: positions covered by one window match (gradients "
-                         "assigned with = where overlapping windows need +=)")
+            found.append(
+                "only where pooling windows overlap: positions covered by one window match (gradients "
+                "assigned with = where overlapping windows need +=)"
+            )
     return found
 
 
@@ -73,18 +86,26 @@ def _shifted(u: np.ndarray, r: np.ndarray, tol: float) -> list[str]:
         for dx in (-1, 0, 1):
             if (dy, dx) == (0, 0) or (dy and h < 3) or (dx and w < 3):
                 continue
-            user = u[:, :, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
-            ref = r[:, :, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+            user = u[:, :, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)]
+            ref = r[:, :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
             if float(np.linalg.norm(ref)) > 0 and _close(user, ref, tol):
-                moves = [f"one row {'down' if dy > 0 else 'up'}"] * bool(dy) + \
-                        [f"one column {'right' if dx > 0 else 'left'}"] * bool(dx)
-                out.append(f"shifted by {' and '.join(moves)}: the user's value is the reference moved "
-                           "(an off-by-one in slicing, padding or cropping)")
+                moves = [f"one row {'down' if dy > 0 else 'up'}"] * bool(dy) + [
+                    f"one column {'right' if dx > 0 else 'left'}"
+                ] * bool(dx)
+                out.append(
+                    f"shifted by {' and '.join(moves)}: the user's value is the reference moved "
+                    "(an off-by-one in slicing, padding or cropping)"
+                )
     return out
 
 
-def window_overlap(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-                   dilation: tuple[int, int], hw: tuple[int, int]) -> np.ndarray:
+def window_overlap(
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    hw: tuple[int, int],
+) -> np.ndarray:
     """``(H, W)`` bool: the input positions inside more than one pooling window."""
     count = []
     for k, s, p, d, n in zip(kernel, stride, padding, dilation, hw):
@@ -135,13 +156,17 @@ def _where(u: np.ndarray, r: np.ndarray, tol: float, groups: int = 1, axis: int 
         size = len(per_channel) // groups if groups > 1 and len(per_channel) % groups == 0 else 0
         whole = sorted({int(c) // size for c in bad}) if size else []
         if whole and len(bad) == len(whole) * size:  # exactly whole groups of channels
-            out.append(f"only in group(s) {', '.join(map(str, whole))} of {groups}: the other groups match "
-                       "(group offsets or slicing)")
+            out.append(
+                f"only in group(s) {', '.join(map(str, whole))} of {groups}: the other groups match "
+                "(group offsets or slicing)"
+            )
         else:
             shown = ", ".join(str(int(c)) for c in bad[:8]) + (" ..." if len(bad) > 8 else "")
             what = "output channel(s)" if axis == 0 else "channel(s)"
-            out.append(f"only in {len(bad)} of {len(per_channel)} {what} ({shown}): the others match "
-                       "(groups or channel indexing)")
+            out.append(
+                f"only in {len(bad)} of {len(per_channel)} {what} ({shown}): the others match "
+                "(groups or channel indexing)"
+            )
     return out
 
 
@@ -165,11 +190,15 @@ def _permuted(u: np.ndarray, r: np.ndarray, tol: float, weight: bool = False) ->
         if moved.shape == u.shape and _close(u, moved, tol):
             swapped = [names[a] for a, b in enumerate(p) if a != b]
             what = f"axes {' and '.join(swapped)} swapped" if len(swapped) == 2 else f"axes permuted to ({order})"
-            out.append(f"{what}: the user's value is the reference with its axes in ({order}) order "
-                       "(an index order mixed up, e.g. H and W in col2im)")
+            out.append(
+                f"{what}: the user's value is the reference with its axes in ({order}) order "
+                "(an index order mixed up, e.g. H and W in col2im)"
+            )
         elif moved.shape != u.shape and _close(u, moved.reshape(u.shape), tol):
-            out.append(f"values in the wrong order: the user's value is the reference laid out as ({order}) and "
-                       f"reshaped as ({', '.join(names)}) (a reshape that does not undo a transpose)")
+            out.append(
+                f"values in the wrong order: the user's value is the reference laid out as ({order}) and "
+                f"reshaped as ({', '.join(names)}) (a reshape that does not undo a transpose)"
+            )
     return out
 
 

@@ -31,8 +31,16 @@ def _dtype_notes(returned: dict[str, np.dtype], dtype: np.dtype, computes_in: st
     return [n for name, dt in returned.items() if (n := dtype_note(name, dt, dtype, computes_in))]
 
 
-def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, tol_scale: float,
-                first_failure: str | None, unsure: list[str] | None = None) -> LayerResult:
+def _end_to_end(
+    net: Any,
+    x: np.ndarray,
+    g: np.ndarray,
+    ref: Any,
+    jax_ref: Any,
+    tol_scale: float,
+    first_failure: str | None,
+    unsure: list[str] | None = None,
+) -> LayerResult:
     """The user's own network forward/backward against both references, as one entry, with
     the activation and gradient at every watched layer boundary. ``unsure``: the layers whose
     own check was inconclusive (they may explain a failure here; the wiring is not blamed)."""
@@ -54,7 +62,9 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
     bad = {f"{p}.{k}": b for p, w in net.layers.items() for k, b in w.nonfinite_grads.items()}
     n = x.shape[0]
     pairs = [("output", "forward", y, ref.output, jax_ref.output)]
-    if dx is not None:  # None: the first layer is declared input_grad=False (the network's input gradient is not computed)
+    if (
+        dx is not None
+    ):  # None: the first layer is declared input_grad=False (the network's input gradient is not computed)
         pairs.append(("input", "backward", dx, ref.input_grad, jax_ref.input_grad))
     pairs += [(k, "backward", v, ref.param_grads[k], jax_ref.param_grads[k]) for k, v in grads.items()]
     scale = FLOOR * max((float(np.linalg.norm(p[3])) for p in pairs[1:]), default=0.0)
@@ -63,14 +73,28 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
         floor = scale if side == "backward" else 0.0
         err, err_j = relative_with_floor(user, r, floor), relative_with_floor(user, rj, floor)
         worst = rel_error(user, r)
-        result.tensors.append(TensorResult(name=name, side=side, shape=tuple(r.shape), tolerance=tol, error_torch=err,
-                                           error_jax=err_j, worst_index=worst.index, worst_user=worst.actual,
-                                           worst_ref=worst.expected, ok=max(err, err_j) <= tol))
+        result.tensors.append(
+            TensorResult(
+                name=name,
+                side=side,
+                shape=tuple(r.shape),
+                tolerance=tol,
+                error_torch=err,
+                error_jax=err_j,
+                worst_index=worst.index,
+                worst_user=worst.actual,
+                worst_ref=worst.expected,
+                ok=max(err, err_j) <= tol,
+            )
+        )
     result.refs_error = max(relative_with_floor(p[3], p[4], scale if p[1] == "backward" else 0.0) for p in pairs)
     forward_ok = all(t.ok for t in result.tensors if t.side == "forward")
     backward_ok = all(t.ok for t in result.tensors if t.side == "backward")
-    result.verdict = "pass" if forward_ok and backward_ok else ("both" if not (forward_ok or backward_ok)
-                                                                 else "forward" if not forward_ok else "backward")
+    result.verdict = (
+        "pass"
+        if forward_ok and backward_ok
+        else ("both" if not (forward_ok or backward_ok) else "forward" if not forward_ok else "backward")
+    )
     if result.refs_error > REFS_TOL:
         result.verdict = "reference"
     result.diagnosis += _dtype_notes(net.returned, net.dtype, f"the parameters are {net.dtype}")
@@ -82,13 +106,18 @@ def _end_to_end(net: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, 
         return result
     _explain(result, net, calls, ref, first_failure, unsure or [])
     if dx is None:
-        result.message = "; ".join(filter(None, [result.message, NO_INPUT_GRAD.replace("(input_grad=False)",
-                                                                                      "(input_grad=False on the first layer)")]))
+        result.message = "; ".join(
+            filter(
+                None,
+                [result.message, NO_INPUT_GRAD.replace("(input_grad=False)", "(input_grad=False on the first layer)")],
+            )
+        )
     return result
 
 
-def _explain(result: LayerResult, net: Any, calls: dict[str, Any], ref: Any, first_failure: str | None,
-             unsure: list[str]) -> None:
+def _explain(
+    result: LayerResult, net: Any, calls: dict[str, Any], ref: Any, first_failure: str | None, unsure: list[str]
+) -> None:
     """Why the end-to-end pass fails: a layer that fails alone (``downstream_of``), one object
     mapped at several places, or the wiring (the first boundary that leaves the reference);
     and the network's own writes into what it was handed."""
@@ -100,9 +129,11 @@ def _explain(result: LayerResult, net: Any, calls: dict[str, Any], ref: Any, fir
     if failed and first_failure is None:
         result.message = "; ".join(shared) or (
             f"{_listed(unsure)} could not be judged alone (inconclusive), and may explain this: rerun with another "
-            "--seed or more --fd-probes before suspecting the wiring" if unsure else
-            "every layer passes alone but the network's own forward/backward does not: the wiring between layers "
-            "is at fault (a skipped, repeated or reordered call)")
+            "--seed or more --fd-probes before suspecting the wiring"
+            if unsure
+            else "every layer passes alone but the network's own forward/backward does not: the wiring between layers "
+            "is at fault (a skipped, repeated or reordered call)"
+        )
         result.diagnosis += where
     elif failed:
         result.downstream_of = first_failure  # explained by the failing layer: fix that first
@@ -128,20 +159,30 @@ def _boundaries(calls: dict[str, Any], ref: Any, tol: float) -> tuple[list[Bound
     output and upstream gradient it saw (its last call) are from the reference's; and the
     findings a person needs: layers not called or called twice, and the first boundary
     where the forward, and the backward, leave the reference."""
+
     def err(values: list, expected: np.ndarray) -> float | None:
         if not values or values[-1] is None:
             return None
         return relative_with_floor(values[-1], expected) if values[-1].shape == expected.shape else float("inf")
 
-    rows = [Boundary(name=p, forward_calls=len(c.inputs), backward_calls=len(c.grads),
-                     input_error=err(c.inputs, ref.inputs[p]), output_error=err(c.outputs, ref.outputs[p]),
-                     grad_error=err(c.grads, ref.output_grads[p])) for p, c in calls.items()]
+    rows = [
+        Boundary(
+            name=p,
+            forward_calls=len(c.inputs),
+            backward_calls=len(c.grads),
+            input_error=err(c.inputs, ref.inputs[p]),
+            output_error=err(c.outputs, ref.outputs[p]),
+            grad_error=err(c.grads, ref.output_grads[p]),
+        )
+        for p, c in calls.items()
+    ]
     found = []
     for b in rows if any(b.forward_calls for b in rows) else []:  # nothing seen at all: the watch failed, not the net
         for what, count in (("forward", b.forward_calls), ("backward", b.backward_calls)):
             if count != 1:
-                found.append(f"'{b.name}' is {'never called' if count == 0 else f'called {count} times'} by the "
-                             f"network's {what}")
+                found.append(
+                    f"'{b.name}' is {'never called' if count == 0 else f'called {count} times'} by the network's {what}"
+                )
     bad = lambda e: e is not None and e > tol  # noqa: E731
     prev = None
     for b in rows:
@@ -154,7 +195,9 @@ def _boundaries(calls: dict[str, Any], ref: Any, tol: float) -> tuple[list[Bound
     for b in reversed(rows):
         if bad(b.grad_error):
             after = f" although '{nxt.name}' received the right one" if nxt and not bad(nxt.grad_error) else ""
-            found.append(f"backward: '{b.name}' receives a wrong upstream gradient ({b.grad_error:.1e} relative){after}")
+            found.append(
+                f"backward: '{b.name}' receives a wrong upstream gradient ({b.grad_error:.1e} relative){after}"
+            )
             break
         nxt = b if b.backward_calls else nxt
     return rows, found

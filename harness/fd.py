@@ -62,9 +62,13 @@ def step_for(x: np.ndarray, d: np.ndarray, dtype: Any = np.float64) -> float:
     return rel * x_scale / max(d_max, 1e-300)
 
 
-def directional(phi: Callable[[float], float], h: float, *,
-                pattern: Callable[[float], Hashable] | None = None,
-                accept: Callable[[float], bool] | None = None) -> Probe:
+def directional(
+    phi: Callable[[float], float],
+    h: float,
+    *,
+    pattern: Callable[[float], Hashable] | None = None,
+    accept: Callable[[float], bool] | None = None,
+) -> Probe:
     """Richardson-extrapolated central difference of ``phi`` at 0 with step ``h``.
 
     ``pattern(t)``, if given, returns something comparable (e.g. the bytes of a ReLU mask)
@@ -85,9 +89,16 @@ def directional(phi: Callable[[float], float], h: float, *,
     return Probe(value=(4 * d2 - d1) / 3, error=abs(d2 - d1), h=h, kink=crossed((h, -h, h / 2, -h / 2)), evals=4)
 
 
-def along(f: Callable[[np.ndarray], float], x: np.ndarray, d: np.ndarray, *, dtype: Any = np.float64,
-          h: float | None = None, pattern: Callable[[np.ndarray], Hashable] | None = None,
-          accept: Callable[[float], bool] | None = None) -> Probe:
+def along(
+    f: Callable[[np.ndarray], float],
+    x: np.ndarray,
+    d: np.ndarray,
+    *,
+    dtype: Any = np.float64,
+    h: float | None = None,
+    pattern: Callable[[np.ndarray], Hashable] | None = None,
+    accept: Callable[[float], bool] | None = None,
+) -> Probe:
     """:func:`directional` of ``t -> f(x + t d)`` with a step from :func:`step_for`.
 
     ``f`` takes an array shaped like ``x`` and returns a scalar; ``pattern`` takes the same
@@ -150,8 +161,16 @@ def fd_tol(dtype: Any) -> float:
     return FD_TOL.get(np.dtype(dtype), FD_TOL[np.dtype(np.float32)])
 
 
-def probes(f: Callable[[np.ndarray], float], base: np.ndarray, grad: np.ndarray, rng: np.random.Generator, count: int,
-           dtype: Any, pattern: Callable[[np.ndarray], Hashable] | None, ref: np.ndarray | None = None) -> list[Judged]:
+def probes(
+    f: Callable[[np.ndarray], float],
+    base: np.ndarray,
+    grad: np.ndarray,
+    rng: np.random.Generator,
+    count: int,
+    dtype: Any,
+    pattern: Callable[[np.ndarray], Hashable] | None,
+    ref: np.ndarray | None = None,
+) -> list[Judged]:
     """``count`` probes of ``f`` at ``base`` along random directions, each with the backward's
     ``<grad, d>`` (``grad`` shaped like ``base``) and the scale of its summed terms; a probe
     that crosses a kink is kept (it is counted) and replaced by another, up to ``3 * count``
@@ -203,7 +222,9 @@ def summary(judged: list[Judged], dtype: Any) -> FDSummary:
         if np.isnan(err) or err > worst:  # max() would drop a NaN
             worst = err
         if _sides_with_ref(p, bwd, scale, ref[0] if ref else None):
-            verdicts.append(False)  # within tol of the backward, but it sees the references' value: a coarse tol, not agreement
+            verdicts.append(
+                False
+            )  # within tol of the backward, but it sees the references' value: a coarse tol, not agreement
         elif err <= tol:
             verdicts.append(True)
         elif p.error / max(scale, 1e-300) > tol:  # the probe itself is that noisy: no evidence
@@ -214,4 +235,18 @@ def summary(judged: list[Judged], dtype: Any) -> FDSummary:
     return FDSummary(probes=len(judged), kinks=sum(q[0].kink for q in judged), worst=worst, consistent=consistent)
 
 
-__all__ = ["FD_TOL", "STEP", "Judged", "Probe", "along", "fd_tol", "probes", "summary", "directional", "random_direction", "step_for", "stratified_coordinates", "unit"]
+__all__ = [
+    "FD_TOL",
+    "STEP",
+    "Judged",
+    "Probe",
+    "along",
+    "fd_tol",
+    "probes",
+    "summary",
+    "directional",
+    "random_direction",
+    "step_for",
+    "stratified_coordinates",
+    "unit",
+]

@@ -22,8 +22,9 @@ if TYPE_CHECKING:  # the check's tensor rows; imported for the annotations only 
     from .check import Compared
 
 
-def _true_grads(result: LayerResult, tensors: list[Compared], dtype: np.dtype, tol_scale: float,
-                noise: dict[str, float]) -> dict[str, np.ndarray] | None:
+def _true_grads(
+    result: LayerResult, tensors: list[Compared], dtype: np.dtype, tol_scale: float, noise: dict[str, float]
+) -> dict[str, np.ndarray] | None:
     """For finite differences to side with: by tensor name (``input``, local parameter
     names), the references' gradient where they reject the user's, the user's own where they
     accept it. Only when the references' gradients are the true gradients of the user's
@@ -42,9 +43,19 @@ def _true_grads(result: LayerResult, tensors: list[Compared], dtype: np.dtype, t
     return out if rejected else None
 
 
-def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarray | None, grads_u: dict[str, np.ndarray],
-            params: dict[str, np.ndarray], rng: np.random.Generator, count: int, at: Any, full: Any,
-            true: dict[str, np.ndarray] | None = None) -> dict[str, FDSummary]:
+def _fd_all(
+    wrapped: WrappedLayer,
+    x: np.ndarray,
+    g: np.ndarray,
+    dx_u: np.ndarray | None,
+    grads_u: dict[str, np.ndarray],
+    params: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    count: int,
+    at: Any,
+    full: Any,
+    true: dict[str, np.ndarray] | None = None,
+) -> dict[str, FDSummary]:
     """Finite differences of the user's own forward (its backward's consistency): first along
     directions over the input and every parameter at once; when that disagrees or is
     unreliable, per tensor to say which. ``dx_u`` None (input_grad=False): the parameters
@@ -70,6 +81,7 @@ def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarra
         def f(v: np.ndarray) -> float:
             wrapped.set_params({k: v})
             return float((wrapped.forward(x) * g).sum())
+
         return f
 
     try:
@@ -77,8 +89,11 @@ def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarra
             pat = (lambda v: at(full({**params, **split(v)[1]}), split(v)[0])) if at else None
             base = np.concatenate([*([x.ravel()] if with_x else []), *(params[k].ravel() for k in names)])
             grad = np.concatenate([*([dx_u.ravel()] if dx_u is not None else []), *(grads_u[k].ravel() for k in names)])
-            ref = np.concatenate([*([true["input"].ravel()] if with_x else []), *(true[k].ravel() for k in names)]) \
-                if true is not None else None
+            ref = (
+                np.concatenate([*([true["input"].ravel()] if with_x else []), *(true[k].ravel() for k in names)])
+                if true is not None
+                else None
+            )
             together = fd.summary(fd.probes(joint, base, grad, rng, count, dtype, pat, ref), dtype)
             if together.consistent:
                 return {name: replace(together, joint=True) for name in (*(["input"] if with_x else []), *names)}
@@ -86,12 +101,24 @@ def _fd_all(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, dx_u: np.ndarra
         fds = {}
         if dx_u is not None:  # with_x
             x_pat = (lambda z: at(full(params), z)) if at else None
-            fds["input"] = fd.summary(fd.probes(lambda z: float((wrapped.forward(z) * g).sum()), x, dx_u, rng, count,
-                                                dtype, x_pat, true["input"] if true else None), dtype)
+            fds["input"] = fd.summary(
+                fd.probes(
+                    lambda z: float((wrapped.forward(z) * g).sum()),
+                    x,
+                    dx_u,
+                    rng,
+                    count,
+                    dtype,
+                    x_pat,
+                    true["input"] if true else None,
+                ),
+                dtype,
+            )
         for k in names:
             pat = (lambda v, k=k: at(full({**params, k: v}), x)) if at else None
-            fds[k] = fd.summary(fd.probes(one(k), params[k], grads_u[k], rng, count, dtype, pat,
-                                          true[k] if true else None), dtype)
+            fds[k] = fd.summary(
+                fd.probes(one(k), params[k], grads_u[k], rng, count, dtype, pat, true[k] if true else None), dtype
+            )
             wrapped.set_params({k: params[k]})
         return fds
     finally:

@@ -33,22 +33,29 @@ def layout_hint(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, result: Lay
         return []
     for better in found.preferred(wrapped.layout, wrapped.spec):  # the smallest change first
         if reproduces_under(wrapped, better, x, g, result):
-            return [f"layout: the forward matches the reference under {better} (declared: {wrapped.layout}); "
-                    "declare that layout"]
+            return [
+                f"layout: the forward matches the reference under {better} (declared: {wrapped.layout}); "
+                "declare that layout"
+            ]
     return []
 
 
 def bad_params_message(bad: Mapping[str, NonFinite]) -> str:
-    return ("the user's parameters hold NaN/Inf before any call: " + "; ".join(f"{k}: {v}" for k, v in bad.items()) +
-            " (user layout); likely cause: a diverged training run, an uninitialised array (np.empty) or a division "
-            "by zero in the initialisation")
+    return (
+        "the user's parameters hold NaN/Inf before any call: "
+        + "; ".join(f"{k}: {v}" for k, v in bad.items())
+        + " (user layout); likely cause: a diverged training run, an uninitialised array (np.empty) or a division "
+        "by zero in the initialisation"
+    )
 
 
 def nondeterminism(y: np.ndarray, y_again: np.ndarray) -> list[str]:
     if np.array_equal(y, y_again):
         return []
-    return [f"output: the forward is not deterministic (two calls at the same input differ by "
-            f"{relative_with_floor(y_again, y):.1e} relative)"]
+    return [
+        f"output: the forward is not deterministic (two calls at the same input differ by "
+        f"{relative_with_floor(y_again, y):.1e} relative)"
+    ]
 
 
 def accumulation(result: LayerResult, first: dict[str, np.ndarray], again: dict[str, np.ndarray]) -> None:
@@ -56,14 +63,23 @@ def accumulation(result: LayerResult, first: dict[str, np.ndarray], again: dict[
     instead of overwriting (a failure even when the first call was right)."""
     for k, value in first.items():
         if accumulates(value, again[k]):
-            result.diagnosis.append(f"{k}: doubled on a second backward call: gradients accumulate instead of "
-                                    "being overwritten (declare zero_grad= if the code expects a flush)")
+            result.diagnosis.append(
+                f"{k}: doubled on a second backward call: gradients accumulate instead of "
+                "being overwritten (declare zero_grad= if the code expects a flush)"
+            )
             if result.verdict == "pass":
                 result.verdict = "backward"
 
 
-def backward_hypotheses(result: LayerResult, tensors: list[tuple], forward_ok: bool, torch_ref: Any, spec: Layer,
-                         params: dict[str, np.ndarray], point: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[str]:
+def backward_hypotheses(
+    result: LayerResult,
+    tensors: list[tuple],
+    forward_ok: bool,
+    torch_ref: Any,
+    spec: Layer,
+    params: dict[str, np.ndarray],
+    point: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> list[str]:
     """Hypotheses that need the reference again, at ``point`` = (earlier input, input,
     upstream gradient): a stale cache (every failing gradient is the reference's at the
     earlier input) and a conv input gradient computed with the kernel not rotated."""
@@ -72,18 +88,24 @@ def backward_hypotheses(result: LayerResult, tensors: list[tuple], forward_ok: b
     by_name = {name: user for name, _, user, *_ in tensors}
     found = []
     stale = torch_ref.vjp(full(params), x_warm, g)
-    stale_values = {"input": stale.input_grad, **{k: stale.param_grads[join_path(spec.name, k)]
-                                                  for k in by_name if k not in ("output", "input")}}
+    stale_values = {
+        "input": stale.input_grad,
+        **{k: stale.param_grads[join_path(spec.name, k)] for k in by_name if k not in ("output", "input")},
+    }
     failing = [tr for tr in result.tensors if tr.side == "backward" and not tr.ok]
     if all(relative_with_floor(by_name[tr.name], stale_values[tr.name]) <= tr.tolerance for tr in failing):
-        found.append(f"{', '.join(tr.name for tr in failing)}: the backward uses a stale cache: it matches the gradient "
-                     "at the input of an earlier forward call, not the latest")
+        found.append(
+            f"{', '.join(tr.name for tr in failing)}: the backward uses a stale cache: it matches the gradient "
+            "at the input of an earlier forward call, not the latest"
+        )
     dx = next((tr for tr in result.tensors if tr.name == "input"), None)  # None: input_grad=False
     if isinstance(spec, Conv2d) and forward_ok and dx is not None and not dx.ok:
         rotated = {**params, "weight": params["weight"][:, :, ::-1, ::-1]}
         if relative_with_floor(by_name["input"], torch_ref.vjp(full(rotated), x, g).input_grad) <= dx.tolerance:
-            found.append("input: computed with the kernel not rotated 180 degrees (the input gradient correlates the "
-                         "upstream gradient with the kernel rotated; this used it as is)")
+            found.append(
+                "input: computed with the kernel not rotated 180 degrees (the input gradient correlates the "
+                "upstream gradient with the kernel rotated; this used it as is)"
+            )
     return found
 
 

@@ -21,15 +21,21 @@ _LIBRARY = re.compile(r"[\\/](site|dist)-packages[\\/](numpy|scipy|torch|jax|jax
 def _foreign(filename: str) -> bool:
     """A frame of the user's code: not trigrad's own (harness, reference_models), nor
     importlib's (importing the user's file), nor the ``exit()`` / ``quit()`` builtins'."""
-    return (not filename.startswith((_HARNESS, _REFERENCES)) and "importlib" not in filename
-            and "_sitebuiltins" not in filename)
+    return (
+        not filename.startswith((_HARNESS, _REFERENCES))
+        and "importlib" not in filename
+        and "_sitebuiltins" not in filename
+    )
 
 
 def _library(filename: str) -> bool:
     """Python's own library, a numeric library the user's code calls (numpy, torch, jax ...),
     or generated code (a dataclass's ``__init__`` is compiled from ``<string>``)."""
-    return (bool(_LIBRARY.search(filename)) or (filename.startswith(_STDLIB) and "-packages" not in filename)
-            or filename == "<string>")
+    return (
+        bool(_LIBRARY.search(filename))
+        or (filename.startswith(_STDLIB) and "-packages" not in filename)
+        or filename == "<string>"
+    )
 
 
 def _innermost(items: list, filename: Callable[[Any], str]) -> Any:

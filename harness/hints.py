@@ -54,11 +54,15 @@ def scale_hint(wrapped: Any, result: LayerResult, tensors: list[tuple], batch: i
             return []
     names = ", ".join(t[0] for t in grads)
     if declared is None:
-        return [f"{names}: every parameter gradient is the reference divided by the batch size {batch}, the input "
-                "gradient is right: if your code divides by the batch size on purpose (a mean loss folded into the "
-                "layer), declare grad_scale='batch'"]
-    return [f"{names}: every parameter gradient is the reference times the batch size {batch} under the declared "
-            "grad_scale='batch': the code does not divide by the batch size; drop grad_scale="]
+        return [
+            f"{names}: every parameter gradient is the reference divided by the batch size {batch}, the input "
+            "gradient is right: if your code divides by the batch size on purpose (a mean loss folded into the "
+            "layer), declare grad_scale='batch'"
+        ]
+    return [
+        f"{names}: every parameter gradient is the reference times the batch size {batch} under the declared "
+        "grad_scale='batch': the code does not divide by the batch size; drop grad_scale="
+    ]
 
 
 # --------------------------------------------------------------------------- a call missing an argument
@@ -72,8 +76,11 @@ def _at_call(exc: BaseException) -> bool:
     """``exc`` was raised by the call into the user's function itself (binding its
     arguments), not by a line inside it: the innermost frame is :func:`faults.call_user`'s."""
     frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and frames[-1].name == "call_user" and \
-        Path(frames[-1].filename).resolve() == Path(faults.__file__).resolve()
+    return (
+        bool(frames)
+        and frames[-1].name == "call_user"
+        and Path(frames[-1].filename).resolve() == Path(faults.__file__).resolve()
+    )
 
 
 def _call_shape(wrapped: Any, phase: str) -> tuple[str, str, str, str, str] | None:
@@ -86,8 +93,13 @@ def _call_shape(wrapped: Any, phase: str) -> tuple[str, str, str, str, str] | No
         name = getattr(wrapped._f, "__name__", "forward")
         args = [f"args[{i}]" for i in range(len(getattr(wrapped, "_args", ())))]
         kwargs = [f"{k}=..." for k in getattr(wrapped, "_kwargs", {})]
-        return name, f"{name}({', '.join(['x', *wrapped._param_names(), *args, *kwargs])})", "args", "kwargs", \
-            "params= and "
+        return (
+            name,
+            f"{name}({', '.join(['x', *wrapped._param_names(), *args, *kwargs])})",
+            "args",
+            "kwargs",
+            "params= and ",
+        )
     method = getattr(wrapped, f"_{phase}_name", None)
     if method is None or not hasattr(wrapped, "obj"):
         return None
@@ -115,8 +127,11 @@ def call_error(wrapped: Any, exc: BaseException, phase: str) -> AdapterError | N
         names = re.findall(r"'([^']+)'", missing.group(2))
         kw = "{" + ", ".join(f"{n!r}: ..." for n in names) + "}"
         it = "it" if len(names) == 1 else "them"
-        fix = (f"pass {it} with {keyword}={kw}" if missing.group(1) == "keyword-only" else
-               f"pass {it} with {positional}=({', '.join(names)},) or {keyword}={kw}")
+        fix = (
+            f"pass {it} with {keyword}={kw}"
+            if missing.group(1) == "keyword-only"
+            else f"pass {it} with {positional}=({', '.join(names)},) or {keyword}={kw}"
+        )
     elif _TOO_MANY.search(text):
         fix = f"it takes fewer positional arguments: check {params}{positional}="
     elif unexpected := _UNEXPECTED.search(text):
@@ -181,14 +196,19 @@ def per_example_hint(wrapped: Any, exc: BaseException, x: np.ndarray) -> str:
         one = user_data_shape(x.shape, wrapped.layout)[1:]
         if not options.get("channel_axis", True):
             one = tuple(n for i, n in enumerate(one) if i != (0 if wrapped.layout.data == "NCHW" else 2))
-        what = {"batched=False": "one example at a time",
-                "channel_axis=False": "its single-channel examples as (H, W), with no channel axis"}.get(
-                    declare, "one example at a time, as (H, W) with no channel axis")
+        what = {
+            "batched=False": "one example at a time",
+            "channel_axis=False": "its single-channel examples as (H, W), with no channel axis",
+        }.get(declare, "one example at a time, as (H, W) with no channel axis")
         if _reproduces(wrapped, x, y):
-            return (f"; the code takes {what}: run on each example alone, as {one}, it runs and reproduces the "
-                    f"reference; declare {declare}")
-        runs = runs or (f"; likely cause: the code takes {what} (run on each example alone, as {one}, it runs, but "
-                        f"its output differs from the reference); declare {declare} if so")
+            return (
+                f"; the code takes {what}: run on each example alone, as {one}, it runs and reproduces the "
+                f"reference; declare {declare}"
+            )
+        runs = runs or (
+            f"; likely cause: the code takes {what} (run on each example alone, as {one}, it runs, but "
+            f"its output differs from the reference); declare {declare} if so"
+        )
     return runs or ""
 
 

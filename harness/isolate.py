@@ -112,8 +112,13 @@ def _spawn(request: dict) -> tuple[subprocess.Popen, int]:
     try:
         # a session of its own: a terminal's Ctrl-C reaches only the parent, which ends the child
         # and everything the user's code started (no half-printed tracebacks from the child)
-        proc = subprocess.Popen([sys.executable, "-m", "harness.isolate", json.dumps(request)],
-                                pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=2, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.isolate", json.dumps(request)],
+            pass_fds=(write_fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=2,
+            start_new_session=True,
+        )
     finally:
         os.close(write_fd)
     return proc, read_fd
@@ -140,13 +145,21 @@ def _finish(proc: subprocess.Popen, out: Outcome | None, done: list[str], curren
         what = f"was killed by {_signal_name(status)}"
     else:
         what = f"exited with status {status}"
-    return Outcome("died", f"the process running your code {what}{where}, before the report was complete",
-                   done=done, current=current)
+    return Outcome(
+        "died",
+        f"the process running your code {what}{where}, before the report was complete",
+        done=done,
+        current=current,
+    )
 
 
-def run_isolated(request: dict, *, timeout: float | None = None,
-                 progress: Callable[[str, int, int], None] | None = None,
-                 plain_progress: bool = False) -> Outcome:
+def run_isolated(
+    request: dict,
+    *,
+    timeout: float | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    plain_progress: bool = False,
+) -> Outcome:
     """Run ``request`` (``{"command": "check" | "sweep", ...}``, see :func:`_work`) in a
     child process and return its :class:`Outcome`. ``progress(name, done, total)`` is fed
     from the child's progress; ``plain_progress`` also prints a line to stderr every
@@ -166,8 +179,9 @@ def run_isolated(request: dict, *, timeout: float | None = None,
             now = time.monotonic()
             if timeout is not None and now - start >= timeout:
                 _stop(proc)
-                return Outcome("timeout", f"stopped after the --timeout of {timeout:g} s", done=seen.done,
-                               current=seen.current)
+                return Outcome(
+                    "timeout", f"stopped after the --timeout of {timeout:g} s", done=seen.done, current=seen.current
+                )
             wait = 0.0 if exited else min(next_line - now, (start + timeout - now) if timeout is not None else 0.5, 0.5)
             for event in lines.read(wait):
                 final = final or seen.event(event)
@@ -228,10 +242,19 @@ def _guard_os_exit(channel: _Channel) -> None:
 def _check(request: dict, channel: _Channel) -> Any:
     from .target import call, load, run
 
-    value = call(load(request["target"], debug=request["debug"]), seed=request["seed"], dtype=request["dtype"],
-                 debug=request["debug"])
-    report = run(value, seed=request["seed"], fd_probes=request["fd_probes"], tol_scale=request["tol_scale"],
-                 progress=lambda name, i, n: channel.send("progress", name=name, done=i, total=n))
+    value = call(
+        load(request["target"], debug=request["debug"]),
+        seed=request["seed"],
+        dtype=request["dtype"],
+        debug=request["debug"],
+    )
+    report = run(
+        value,
+        seed=request["seed"],
+        fd_probes=request["fd_probes"],
+        tol_scale=request["tol_scale"],
+        progress=lambda name, i, n: channel.send("progress", name=name, done=i, total=n),
+    )
     return json.loads(report.to_json())
 
 
@@ -240,26 +263,41 @@ def _sweep(request: dict) -> dict:
     from .sweeper import sweep
     from .target import TargetError, call, load
 
-    value = call(load(request["target"], debug=request["debug"]), seed=request["seed"], dtype=None,
-                 debug=request["debug"])
-    if not isinstance(value, dict) or not {"make", "spec", "space"} <= set(value) or \
-            set(value) - {"make", "spec", "space", "options"}:
-        raise TargetError("the target must return {'make': make_layer, 'spec': spec_factory, 'space': {...}} "
-                          f"(and optionally 'options': {{...}}), got {type(value).__name__}"
-                          + (f" with keys {sorted(value)}" if isinstance(value, dict) else ""))
+    value = call(
+        load(request["target"], debug=request["debug"]), seed=request["seed"], dtype=None, debug=request["debug"]
+    )
+    if (
+        not isinstance(value, dict)
+        or not {"make", "spec", "space"} <= set(value)
+        or set(value) - {"make", "spec", "space", "options"}
+    ):
+        raise TargetError(
+            "the target must return {'make': make_layer, 'spec': spec_factory, 'space': {...}} "
+            f"(and optionally 'options': {{...}}), got {type(value).__name__}"
+            + (f" with keys {sorted(value)}" if isinstance(value, dict) else "")
+        )
     bar: Any = False  # or the rich Console the sweep's progress bar draws on
     if request["progress"] and sys.stderr.isatty():
         from rich.console import Console
 
         bar = Console(stderr=True, no_color=request["no_color"] or None)
     try:
-        result = sweep(value["make"], value["spec"], value["space"], seed=request["seed"],
-                       max_examples=request["max_examples"], time_budget=request["time_budget"],
-                       check_kwargs=value.get("options"), progress=bar)
+        result = sweep(
+            value["make"],
+            value["spec"],
+            value["space"],
+            seed=request["seed"],
+            max_examples=request["max_examples"],
+            time_budget=request["time_budget"],
+            check_kwargs=value.get("options"),
+            progress=bar,
+        )
     except (ImportError, TypeError, ValueError) as e:
         raise TargetError(str(e)) from e
     if result.examples == 0 and result.skipped:
-        raise TargetError(f"the spec rejected every configuration drawn ({result.skipped}); last: {result.last_rejection}")
+        raise TargetError(
+            f"the spec rejected every configuration drawn ({result.skipped}); last: {result.last_rejection}"
+        )
     report = json.loads(result.report.to_json()) if result.report is not None else None
     return {"text": str(result), "ok": result.ok, "report": report}
 
@@ -298,16 +336,23 @@ def _child(argv: list[str]) -> int:
         channel.send("interrupted")
         return 130
     except MemoryError as e:
-        channel.send("usage", message=f"ran out of memory {user_location(e.__traceback__) or 'in trigrad'}: the "
-                                      "input or the network is too large for this machine; try a smaller batch")
+        channel.send(
+            "usage",
+            message=f"ran out of memory {user_location(e.__traceback__) or 'in trigrad'}: the "
+            "input or the network is too large for this machine; try a smaller batch",
+        )
     except Exception as e:  # anything else is reported, never a silent exit
         import traceback
 
         traceback.print_exception(e)
         located = user_location(e.__traceback__)
         kind = "usage" if located else "internal"
-        channel.send(kind, message=user_frame(e) if located else f"internal error in trigrad: {e!r} (please report it "
-                     "with the traceback above)")
+        channel.send(
+            kind,
+            message=user_frame(e)
+            if located
+            else f"internal error in trigrad: {e!r} (please report it with the traceback above)",
+        )
     return 2
 
 

@@ -20,8 +20,7 @@ from .spec import ELU, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, walk
 KINKED = (ReLU, LeakyReLU, ELU)  # a kink at input 0
 
 
-def random_input(spec: Layer, shape: tuple[int, ...], rng: np.random.Generator,
-                 dtype: Any = np.float64) -> np.ndarray:
+def random_input(spec: Layer, shape: tuple[int, ...], rng: np.random.Generator, dtype: Any = np.float64) -> np.ndarray:
     """A standard normal input; for a ReLU-family layer kept at least 0.1 (and the dtype's
     :func:`margin`) away from 0; for a max pool ``(N, C, H, W)``, every window's maximum
     leading its runner-up by the margin, so no finite-difference probe in ``dtype``
@@ -75,8 +74,12 @@ def _separate(layer: MaxPool2d, x: np.ndarray, gap: float, rounds: int = 20) -> 
     n, c, h, w = x.shape
     th = _taps(h, layer.kernel_size[0], layer.stride[0], layer.padding[0], layer.dilation[0])
     tw = _taps(w, layer.kernel_size[1], layer.stride[1], layer.padding[1], layer.dilation[1])
-    rows = np.broadcast_to(th[:, None, :, None], (len(th), len(tw), th.shape[1], tw.shape[1])).reshape(len(th), len(tw), -1)
-    cols = np.broadcast_to(tw[None, :, None, :], (len(th), len(tw), th.shape[1], tw.shape[1])).reshape(len(th), len(tw), -1)
+    rows = np.broadcast_to(th[:, None, :, None], (len(th), len(tw), th.shape[1], tw.shape[1])).reshape(
+        len(th), len(tw), -1
+    )
+    cols = np.broadcast_to(tw[None, :, None, :], (len(th), len(tw), th.shape[1], tw.shape[1])).reshape(
+        len(th), len(tw), -1
+    )
     valid = (rows >= 0) & (cols >= 0)
     flat = np.where(valid, rows * w + cols, 0)  # (OH, OW, taps) into the H*W plane
     plane = x.reshape(n, c, h * w)
@@ -100,8 +103,9 @@ def pool_argmax(layer: MaxPool2d, x: np.ndarray) -> bytes:
     import torch
     import torch.nn.functional as F
 
-    _, idx = F.max_pool2d(torch.from_numpy(x), layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                          return_indices=True)
+    _, idx = F.max_pool2d(
+        torch.from_numpy(x), layer.kernel_size, layer.stride, layer.padding, layer.dilation, return_indices=True
+    )
     return idx.numpy().tobytes()
 
 
@@ -123,6 +127,7 @@ def pattern(reference: Any, spec: Layer) -> Callable[[dict, np.ndarray], bytes] 
     def at(params: dict, x: np.ndarray) -> bytes:
         inputs = reference.forward(params, x).inputs
         return b"".join(_side(layers[p], inputs[p]) for p in kinked)
+
     return at
 
 

@@ -32,9 +32,18 @@ def loss_targets(loss: Loss, out_shape: tuple[int, ...], rng: np.random.Generato
     return rng.standard_normal(out_shape)
 
 
-def check_loss(loss: Any, spec: Loss | None = None, *, scores: np.ndarray | None = None, y: Any = None,
-               input_shape: tuple[int, ...] | None = None, seed: int = 0, tol_scale: float = 1.0,
-               fd_probes: int = 2, progress: Callable[[str, int, int], None] | None = None) -> Report:
+def check_loss(
+    loss: Any,
+    spec: Loss | None = None,
+    *,
+    scores: np.ndarray | None = None,
+    y: Any = None,
+    input_shape: tuple[int, ...] | None = None,
+    seed: int = 0,
+    tol_scale: float = 1.0,
+    fd_probes: int = 2,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Report:
     """Check a handwritten loss alone: its value (forward) and d loss / d scores (backward)
     against PyTorch and JAX, and finite differences of its own value.
 
@@ -57,8 +66,10 @@ def check_loss(loss: Any, spec: Loss | None = None, *, scores: np.ndarray | None
         s = rng.standard_normal(tuple(int(n) for n in input_shape))
     else:
         if input_shape is not None and tuple(np.shape(scores)) != tuple(input_shape):
-            raise _error(f"check_loss: scores has shape {np.shape(scores)} but input_shape={tuple(input_shape)}; "
-                         "pass one of them")
+            raise _error(
+                f"check_loss: scores has shape {np.shape(scores)} but input_shape={tuple(input_shape)}; "
+                "pass one of them"
+            )
         s = np.asarray(scores, dtype=np.float64)
     target = loss_targets(wloss.spec, s.shape, rng) if y is None else np.asarray(y)
     check_target(wloss.spec, s.shape, target)  # a target that does not fit is a configuration error, raised here
@@ -80,27 +91,36 @@ def _as_wrapped(loss: Any, spec: Loss | None) -> Any:
     from .adapters.loss import WrappedLoss, wrap_loss
 
     if spec is not None and not isinstance(spec, Loss):
-        raise _error(f"check_loss: spec must be a loss spec such as harness.SoftmaxCrossEntropy() or harness.MSE(), "
-                     f"got {type(spec).__name__}")
+        raise _error(
+            f"check_loss: spec must be a loss spec such as harness.SoftmaxCrossEntropy() or harness.MSE(), "
+            f"got {type(spec).__name__}"
+        )
     if isinstance(loss, WrappedLoss):
         if spec is not None and spec != loss.spec:
             from .hypotheses.conventions import declaration
 
-            raise _error(f"check_loss: the loss was wrapped for {declaration(loss.spec)} but spec={declaration(spec)}; "
-                         "pass one of them")
+            raise _error(
+                f"check_loss: the loss was wrapped for {declaration(loss.spec)} but spec={declaration(spec)}; "
+                "pass one of them"
+            )
         return loss
     if spec is None:
-        raise _error(f"check_loss: got a {type(loss).__name__}; pass spec= (harness.SoftmaxCrossEntropy() or "
-                     "harness.MSE()) with it, or wrap it with harness.wrap_loss(fn, spec, ...)")
+        raise _error(
+            f"check_loss: got a {type(loss).__name__}; pass spec= (harness.SoftmaxCrossEntropy() or "
+            "harness.MSE()) with it, or wrap it with harness.wrap_loss(fn, spec, ...)"
+        )
     is_object = callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None))
     if not is_object and not callable(loss):
-        raise _error(f"check_loss: a {type(loss).__name__} is neither a function fn(scores, y) -> (loss, dscores) nor "
-                     "an object with forward(scores, y) and backward(); wrap it with harness.wrap_loss(..., style=)")
+        raise _error(
+            f"check_loss: a {type(loss).__name__} is neither a function fn(scores, y) -> (loss, dscores) nor "
+            "an object with forward(scores, y) and backward(); wrap it with harness.wrap_loss(..., style=)"
+        )
     return wrap_loss(loss, spec, style="object" if is_object else "function")
 
 
-def loss_entry(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int,
-               tol_scale: float) -> LayerResult:
+def loss_entry(
+    wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int, tol_scale: float
+) -> LayerResult:
     """The ``(loss)`` entry: the user's loss at ``scores`` (N, K), its value (forward) and
     d loss / d scores (backward) against both references, and finite differences of its own value."""
     from reference_models import build
@@ -121,8 +141,9 @@ def loss_entry(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.rando
         return result
     t = build("torch", identity).loss_vjp({}, scores, wloss.spec, target)
     j = build("jax", identity).loss_vjp({}, scores, wloss.spec, target)
-    result.refs_error = max(relative_with_floor(np.array(t.loss), np.array(j.loss)),
-                            relative_with_floor(t.input_grad, j.input_grad))
+    result.refs_error = max(
+        relative_with_floor(np.array(t.loss), np.array(j.loss)), relative_with_floor(t.input_grad, j.input_grad)
+    )
     n = scores.shape[0]
     tensors: list[Compared] = [
         ("value", "forward", np.array(value), np.array(t.loss), np.array(j.loss), scores.size, 0.0),
@@ -136,8 +157,9 @@ def loss_entry(wloss: Any, scores: np.ndarray, target: np.ndarray, rng: np.rando
     return result
 
 
-def loss_model_entry(model: Any, x: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int,
-                     tol_scale: float) -> LayerResult:
+def loss_model_entry(
+    model: Any, x: np.ndarray, target: np.ndarray, rng: np.random.Generator, fd_probes: int, tol_scale: float
+) -> LayerResult:
     """A CS231n ``model.loss(X, y)`` (or a ``loss_and_grads(x, y)`` function) as one
     ``(network)`` entry: the scores (when the model gives them) and the loss (forward), every
     parameter's gradient (backward) against both references, and finite differences of the
@@ -148,8 +170,11 @@ def loss_model_entry(model: Any, x: np.ndarray, target: np.ndarray, rng: np.rand
     spec = model.spec
     bad_params = model.nonfinite_params()
     if bad_params:
-        result.message = ("the user's parameters hold NaN/Inf before any call: " +
-                          "; ".join(f"{k}: {bad}" for k, bad in bad_params.items()) + " (user layout)")
+        result.message = (
+            "the user's parameters hold NaN/Inf before any call: "
+            + "; ".join(f"{k}: {bad}" for k, bad in bad_params.items())
+            + " (user layout)"
+        )
         result.error_side = "setup"
         return result
     params = model.get_params()
@@ -175,7 +200,9 @@ def loss_model_entry(model: Any, x: np.ndarray, target: np.ndarray, rng: np.rand
     result.refs_error = max(relative_with_floor(np.array(a), np.array(b)) for a, b in compared)
     n = x.shape[0]
     scale = FLOOR * max(float(np.linalg.norm(t.param_grads[k])) for k in grads) if grads else 0.0
-    tensors: list[Compared] = [("output", "forward", scores, t.output, j.output, x.size // n, 0.0)] if scores is not None else []
+    tensors: list[Compared] = (
+        [("output", "forward", scores, t.output, j.output, x.size // n, 0.0)] if scores is not None else []
+    )
     tensors.append(("loss", "forward", np.array(value), np.array(t.loss), np.array(j.loss), x.size, 0.0))
     tensors += [(k, "backward", v, t.param_grads[k], j.param_grads[k], x.size, scale) for k, v in grads.items()]
     # the scores and the loss value were refused if not finite (ValueFinding); the gradients are named here
@@ -184,14 +211,22 @@ def loss_model_entry(model: Any, x: np.ndarray, target: np.ndarray, rng: np.rand
     return result
 
 
-def _param_fds(model: Any, x: np.ndarray, target: np.ndarray, params: dict[str, np.ndarray],
-               grads: dict[str, np.ndarray], rng: np.random.Generator, fd_probes: int,
-               at: Callable[..., Any] | None) -> dict[str, Any] | Exception:
+def _param_fds(
+    model: Any,
+    x: np.ndarray,
+    target: np.ndarray,
+    params: dict[str, np.ndarray],
+    grads: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    fd_probes: int,
+    at: Callable[..., Any] | None,
+) -> dict[str, Any] | Exception:
     """Finite differences of the model's own loss along random directions of each parameter
     (each put back after its probes); the user's code's exception instead, when it raises."""
     fds = {}
     try:
         for k in grads:
+
             def f(v: np.ndarray, k: str = k) -> float:
                 model.set_params({k: v})
                 return model.loss_and_grads(x, target)[0]

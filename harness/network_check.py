@@ -25,10 +25,20 @@ from .results import LayerResult, Report
 from .spec import Layer, Residual, Sequential, join_path
 
 
-def check_network(net: Any, spec: Layer | None = None, x: np.ndarray | None = None, y: Any = None, *,
-                  loss: Any = None, input_shape: tuple[int, ...] | None = None, seed: int = 0, fd_probes: int = 2,
-                  tol_scale: float = 1.0, progress: Callable[[str, int, int], None] | None = None,
-                  **wrap_kwargs: Any) -> Report:
+def check_network(
+    net: Any,
+    spec: Layer | None = None,
+    x: np.ndarray | None = None,
+    y: Any = None,
+    *,
+    loss: Any = None,
+    input_shape: tuple[int, ...] | None = None,
+    seed: int = 0,
+    fd_probes: int = 2,
+    tol_scale: float = 1.0,
+    progress: Callable[[str, int, int], None] | None = None,
+    **wrap_kwargs: Any,
+) -> Report:
     """Check a handwritten network layer by layer, then end to end.
 
     ``net``: a :class:`~harness.adapters.network.WrappedNetwork`, a mapping from spec layer
@@ -83,15 +93,27 @@ def _refuse_loss_arguments(net: Any, loss: Any, y: Any) -> None:
     from .adapters.network import LossModel
 
     if loss is not None and not isinstance(loss, WrappedLoss):
-        raise TypeError(f"check_network: loss= takes the user's loss wrapped with harness.wrap_loss(fn, "
-                        f"SoftmaxCrossEntropy(), ...), got {type(loss).__name__}")
+        raise TypeError(
+            f"check_network: loss= takes the user's loss wrapped with harness.wrap_loss(fn, "
+            f"SoftmaxCrossEntropy(), ...), got {type(loss).__name__}"
+        )
     if y is not None and loss is None and not isinstance(net, LossModel):
         raise TypeError("check_network: y= (targets) needs loss= (the user's loss, from harness.wrap_loss)")
 
 
-def _check_wrapped(wrapped: Any, x: np.ndarray, g: np.ndarray, report: Report, *, loss: Any, y: Any,
-                   rng: np.random.Generator, fd_probes: int, tol_scale: float,
-                   tick: Callable[[str, int, int], None]) -> None:
+def _check_wrapped(
+    wrapped: Any,
+    x: np.ndarray,
+    g: np.ndarray,
+    report: Report,
+    *,
+    loss: Any,
+    y: Any,
+    rng: np.random.Generator,
+    fd_probes: int,
+    tol_scale: float,
+    tick: Callable[[str, int, int], None],
+) -> None:
     """Append to ``report`` every layer checked alone, then the loss's ``(loss)`` entry and
     the network's own ``(network)`` entry when there are, all against one reference pass of
     the whole network at canonical input ``x`` and upstream gradient ``g``."""
@@ -110,29 +132,43 @@ def _check_wrapped(wrapped: Any, x: np.ndarray, g: np.ndarray, report: Report, *
         if loss is not None:
             tick("(loss)", len(report.layers), total)
             target = y if y is not None else loss_targets(loss.spec, g.shape, rng)
-            report.layers.append(_unreachable("(loss)", loss.spec.kind, str(loss.dtype), report) if poisoned else
-                                 loss_entry(loss, ref.output, target, rng, fd_probes, tol_scale))
+            report.layers.append(
+                _unreachable("(loss)", loss.spec.kind, str(loss.dtype), report)
+                if poisoned
+                else loss_entry(loss, ref.output, target, rng, fd_probes, tol_scale)
+            )
         if wrapped.end_to_end:
             tick("(network)", len(report.layers), total)
-            report.layers.append(_unreachable("(network)", "network", str(wrapped.dtype), report) if poisoned else
-                                 _whole_network(wrapped, x, g, ref, jax_ref, tol_scale, report))
+            report.layers.append(
+                _unreachable("(network)", "network", str(wrapped.dtype), report)
+                if poisoned
+                else _whole_network(wrapped, x, g, ref, jax_ref, tol_scale, report)
+            )
             if not report.layers[-1].ok:  # a shared object fails only there: say so on each place it is mapped
                 note_shared(report, wrapped.layers)
 
 
-def _whole_network(wrapped: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, tol_scale: float,
-                   report: Report) -> LayerResult:
+def _whole_network(
+    wrapped: Any, x: np.ndarray, g: np.ndarray, ref: Any, jax_ref: Any, tol_scale: float, report: Report
+) -> LayerResult:
     """The ``(network)`` entry: the user's own passes against the references, told which
     layers already failed or were inconclusive alone."""
     # the network runs on g, not the loss's gradient: only a layer that really fails explains it
-    first = next((layer.name for layer in report.layers[:len(wrapped.layers)]
-                  if layer.verdict in ("forward", "backward", "both", "error")), None)
-    unsure = [layer.name for layer in report.layers[:len(wrapped.layers)] if layer.verdict == "inconclusive"]
+    first = next(
+        (
+            layer.name
+            for layer in report.layers[: len(wrapped.layers)]
+            if layer.verdict in ("forward", "backward", "both", "error")
+        ),
+        None,
+    )
+    unsure = [layer.name for layer in report.layers[: len(wrapped.layers)] if layer.verdict == "inconclusive"]
     return _end_to_end(wrapped, x, g, ref, jax_ref, tol_scale, first, unsure)
 
 
-def _wrapped_input(net: Any, spec: Layer | None, x: Any, input_shape: Any,
-                   wrap_kwargs: dict[str, Any]) -> tuple[Any, np.ndarray | None, tuple[int, ...]]:
+def _wrapped_input(
+    net: Any, spec: Layer | None, x: Any, input_shape: Any, wrap_kwargs: dict[str, Any]
+) -> tuple[Any, np.ndarray | None, tuple[int, ...]]:
     """(the network wrapped, its canonical input or None, the canonical input shape): ``x``
     / ``input_shape`` read in the network's declared layout (:mod:`harness.adapters.inputs`).
     A mapping is wrapped here with ``wrap_kwargs`` and told the input's shape (an HWC flatten
@@ -147,15 +183,28 @@ def _wrapped_input(net: Any, spec: Layer | None, x: Any, input_shape: Any,
     else:
         given = tuple(np.shape(x)) if x is not None else input_shape
         if isinstance(spec, Layer) and isinstance(wrap_kwargs.get("layout", Layout()), Layout):
-            read_shape(given, spec, wrap_kwargs.get("layout", Layout()), "x" if x is not None else "input_shape",
-                       is_array=x is not None)
+            read_shape(
+                given,
+                spec,
+                wrap_kwargs.get("layout", Layout()),
+                "x" if x is not None else "input_shape",
+                is_array=x is not None,
+            )
         wrapped = wrap_network(net, spec, input_shape=given, **wrap_kwargs)  # type: ignore[arg-type]  # None: it says a spec is needed
     x = read_input(x, wrapped.spec, wrapped.layout) if x is not None else None
     return wrapped, x, (x.shape if x is not None else read_shape(input_shape, wrapped.spec, wrapped.layout))
 
 
-def _isolated(wrapped: Any, path: str, ref: Any, jax_ref: Any, rng: np.random.Generator, fd_probes: int,
-              tol_scale: float, report: Report) -> LayerResult:
+def _isolated(
+    wrapped: Any,
+    path: str,
+    ref: Any,
+    jax_ref: Any,
+    rng: np.random.Generator,
+    fd_probes: int,
+    tol_scale: float,
+    report: Report,
+) -> LayerResult:
     """The layer at ``path`` checked alone at the reference's own input to it (moved off
     kinks) and upstream gradient; reference values the whole-network passes already hold
     are reused. Not checked when the reference's values reaching it hold NaN/Inf."""
@@ -165,10 +214,14 @@ def _isolated(wrapped: Any, path: str, ref: Any, jax_ref: Any, rng: np.random.Ge
     feeds = _sequence_inputs(wrapped.spec)
     x_layer = off_kinks(layer.spec, ref.inputs[path], rng, layer.dtype)
     # a layer checked at the network's own point already has both references' values
-    refs = None if x_layer is not ref.inputs[path] or path not in feeds else tuple(
-        _layer_values(r, path, feeds[path], layer.spec.name) for r in (ref, jax_ref))
-    return check_point(layer, x_layer, ref.output_grads[path], rng, fd_probes=fd_probes, tol_scale=tol_scale,
-                       name=path, refs=refs)
+    refs = (
+        None
+        if x_layer is not ref.inputs[path] or path not in feeds
+        else tuple(_layer_values(r, path, feeds[path], layer.spec.name) for r in (ref, jax_ref))
+    )
+    return check_point(
+        layer, x_layer, ref.output_grads[path], rng, fd_probes=fd_probes, tol_scale=tol_scale, name=path, refs=refs
+    )
 
 
 def _unreachable(name: str, kind: str, dtype: str, report: Report) -> LayerResult:
@@ -176,8 +229,14 @@ def _unreachable(name: str, kind: str, dtype: str, report: Report) -> LayerResul
     (the parameters of an earlier layer do, or the network overflows at this input)."""
     first = next((layer.name for layer in report.layers if layer.verdict == "error"), None)
     why = f"see '{first}'" if first else "the network overflows at this input: check a smaller or normalised input"
-    return LayerResult(name=name, kind=kind, verdict="error", dtype=dtype, downstream_of=first,
-                       message=f"not checked: the reference's values reaching it hold NaN/Inf ({why})")
+    return LayerResult(
+        name=name,
+        kind=kind,
+        verdict="error",
+        dtype=dtype,
+        downstream_of=first,
+        message=f"not checked: the reference's values reaching it hold NaN/Inf ({why})",
+    )
 
 
 def _sequence_inputs(spec: Layer) -> dict[str, str | None]:
@@ -218,10 +277,13 @@ def _layer_values(result: Any, path: str, feed: str | None, name: str) -> Any:
     ``name`` is the layer's own spec name and ``path`` its place in the network)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(output=result.outputs[path],
-                           input_grad=result.input_grad if feed is None else result.output_grads[feed],
-                           param_grads={join_path(name, k[len(path) + 1:]): v for k, v in result.param_grads.items()
-                                        if k.startswith(path + ".")})
+    return SimpleNamespace(
+        output=result.outputs[path],
+        input_grad=result.input_grad if feed is None else result.output_grads[feed],
+        param_grads={
+            join_path(name, k[len(path) + 1 :]): v for k, v in result.param_grads.items() if k.startswith(path + ".")
+        },
+    )
 
 
 __all__ = ["check_network"]

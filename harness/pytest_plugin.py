@@ -37,12 +37,22 @@ SNAPSHOT_DIR = "__trigrad__"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("trigrad", "trigrad backprop checks")
-    group.addoption("--trigrad-update", action="store_true", default=False,
-                    help="record trigrad snapshots anew instead of comparing with them")
-    group.addoption("--trigrad-seed", type=int, default=None, metavar="N",
-                    help="seed for every trigrad check (default: each call's own, else 0)")
-    group.addoption("--trigrad-html", default=None, metavar="DIR",
-                    help="write one HTML report per trigrad check into DIR")
+    group.addoption(
+        "--trigrad-update",
+        action="store_true",
+        default=False,
+        help="record trigrad snapshots anew instead of comparing with them",
+    )
+    group.addoption(
+        "--trigrad-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed for every trigrad check (default: each call's own, else 0)",
+    )
+    group.addoption(
+        "--trigrad-html", default=None, metavar="DIR", help="write one HTML report per trigrad check into DIR"
+    )
 
 
 def _table(report: Any) -> str:
@@ -90,15 +100,33 @@ class Backprop:
         write_html(report, folder / f"{module}.{self._stem(None)}.{self._calls}.html")
 
     # -- the checks
-    def check(self, code: Any, spec: Any = None, *, x: Any = None, y: Any = None, loss: Any = None,
-              input_shape: tuple[int, ...] | None = None, seed: int | None = None, tol_scale: float = 1.0,
-              fd_probes: int | None = None, **wrap_kwargs: Any) -> Any:
+    def check(
+        self,
+        code: Any,
+        spec: Any = None,
+        *,
+        x: Any = None,
+        y: Any = None,
+        loss: Any = None,
+        input_shape: tuple[int, ...] | None = None,
+        seed: int | None = None,
+        tol_scale: float = 1.0,
+        fd_probes: int | None = None,
+        **wrap_kwargs: Any,
+    ) -> Any:
         """Check ``code`` (a wrapped layer or network, a CS231n model, or a raw layer object
         or ``{name: layer}`` mapping with its ``spec``) and fail the test if it disagrees."""
         from .target import TargetError, run
 
-        value = {"check": code, "spec": spec, "x": x, "y": y, "loss": loss, "input_shape": input_shape,
-                 "options": wrap_kwargs}
+        value = {
+            "check": code,
+            "spec": spec,
+            "x": x,
+            "y": y,
+            "loss": loss,
+            "input_shape": input_shape,
+            "options": wrap_kwargs,
+        }
         try:
             report = run(value, seed=self._seed(seed), fd_probes=fd_probes, tol_scale=tol_scale)
         except TargetError as e:
@@ -108,8 +136,16 @@ class Backprop:
             pytest.fail(_table(report), pytrace=False)
         return report
 
-    def snapshot(self, code: Any, name: str | None = None, *, x: Any = None, input_shape: tuple[int, ...] | None = None,
-                 seed: int | None = None, tol_scale: float = 1.0) -> Any:
+    def snapshot(
+        self,
+        code: Any,
+        name: str | None = None,
+        *,
+        x: Any = None,
+        input_shape: tuple[int, ...] | None = None,
+        seed: int | None = None,
+        tol_scale: float = 1.0,
+    ) -> Any:
         """Compare wrapped ``code`` with its snapshot in ``__trigrad__/<test module>/`` next to
         the test file; record it when missing (failing once) or under ``--trigrad-update``."""
         from .frames import user_frame
@@ -127,34 +163,62 @@ class Backprop:
             try:
                 snap.save(path)
             except SnapshotError as e:  # a read-only or misplaced folder: say which and what to do
-                pytest.fail(f"trigrad: {e}, or record the snapshots with --trigrad-update in a checkout where it is "
-                            "writable and commit them.", pytrace=False)
+                pytest.fail(
+                    f"trigrad: {e}, or record the snapshots with --trigrad-update in a checkout where it is "
+                    "writable and commit them.",
+                    pytrace=False,
+                )
             if not self.update:
-                pytest.fail(f"trigrad: no snapshot yet; recorded {paths(path)[0]} and {paths(path)[1].name}. Look at "
-                            "them (or at the check) and rerun: later runs compare with it.", pytrace=False)
+                pytest.fail(
+                    f"trigrad: no snapshot yet; recorded {paths(path)[0]} and {paths(path)[1].name}. Look at "
+                    "them (or at the check) and rerun: later runs compare with it.",
+                    pytrace=False,
+                )
             return None
         try:
             result = compare(code, path, tol_scale=tol_scale)
         except SnapshotError as e:
             pytest.fail(f"trigrad: {e}", pytrace=False)
         if not result.ok:
-            pytest.fail(f"{result}\n(snapshot {paths(path)[0]}; rerun with --trigrad-update if the change is intended)",
-                        pytrace=False)
+            pytest.fail(
+                f"{result}\n(snapshot {paths(path)[0]}; rerun with --trigrad-update if the change is intended)",
+                pytrace=False,
+            )
         if result.wrong_when_recorded:  # unchanged is a pass, but the summary should say what is pinned
             import warnings
 
-            warnings.warn(f"trigrad: {', '.join(result.wrong_when_recorded)} in {paths(path)[0].name} disagreed with "
-                          "the reference when recorded; the snapshot pins that behaviour", stacklevel=2)
+            warnings.warn(
+                f"trigrad: {', '.join(result.wrong_when_recorded)} in {paths(path)[0].name} disagreed with "
+                "the reference when recorded; the snapshot pins that behaviour",
+                stacklevel=2,
+            )
         return result
 
-    def equivalent(self, old: Any, new: Any, spec_or_shape: Any = None, *, x: Any = None,
-                   input_shape: tuple[int, ...] | None = None, seed: int | None = None, tol_scale: float = 1.0,
-                   **wrap_kwargs: Any) -> Any:
+    def equivalent(
+        self,
+        old: Any,
+        new: Any,
+        spec_or_shape: Any = None,
+        *,
+        x: Any = None,
+        input_shape: tuple[int, ...] | None = None,
+        seed: int | None = None,
+        tol_scale: float = 1.0,
+        **wrap_kwargs: Any,
+    ) -> Any:
         """Fail unless ``new`` computes what ``old`` does (see :func:`harness.check_equivalent`)."""
         from .regress import check_equivalent
 
-        result = check_equivalent(old, new, spec_or_shape, x=x, input_shape=input_shape, seed=self._seed(seed),
-                                  tol_scale=tol_scale, **wrap_kwargs)
+        result = check_equivalent(
+            old,
+            new,
+            spec_or_shape,
+            x=x,
+            input_shape=input_shape,
+            seed=self._seed(seed),
+            tol_scale=tol_scale,
+            **wrap_kwargs,
+        )
         if not result.ok:
             pytest.fail(str(result), pytrace=False)
         return result

@@ -80,8 +80,12 @@ class Comparison:
     def wrong_when_recorded(self) -> list[str]:
         """``entry.tensor`` names that are ``same`` but were already off the reference when the
         snapshot was taken: unchanged, not correct (a snapshot pins behaviour, bugs included)."""
-        return [f"{e.name}.{t.name}" for e in self.entries for t in e.tensors
-                if t.status == "same" and t.old_error is not None and t.old_error > t.tolerance]
+        return [
+            f"{e.name}.{t.name}"
+            for e in self.entries
+            for t in e.tensors
+            if t.status == "same" and t.old_error is not None and t.old_error > t.tolerance
+        ]
 
     def entry(self, name: str) -> EntryChange:
         for e in self.entries:
@@ -91,24 +95,37 @@ class Comparison:
 
     def __str__(self) -> str:
         changed = [e for e in self.entries if e.status != "same"]
-        head = (f"trigrad {self.title}: all {len(self.entries)} entries the same" if not changed else
-                f"trigrad {self.title}: {len(changed)} of {len(self.entries)} entries differ: "
-                + ", ".join(f"{e.name} ({e.status})" for e in changed))
-        lines = [head, f"{'entry':<16} {'tensor':<14} {'status':<8} {'change':>9} {'old vs ref':>10} "
-                       f"{'new vs ref':>10} {'tol':>8}  first differing element"]
+        head = (
+            f"trigrad {self.title}: all {len(self.entries)} entries the same"
+            if not changed
+            else f"trigrad {self.title}: {len(changed)} of {len(self.entries)} entries differ: "
+            + ", ".join(f"{e.name} ({e.status})" for e in changed)
+        )
+        lines = [
+            head,
+            f"{'entry':<16} {'tensor':<14} {'status':<8} {'change':>9} {'old vs ref':>10} "
+            f"{'new vs ref':>10} {'tol':>8}  first differing element",
+        ]
         fmt = lambda v: "-" if v is None else f"{v:.1e}"  # noqa: E731
         for e in self.entries:
             if e.message:
                 lines.append(f"{e.name:<16} {'':<14} {e.status:<8} {e.message}")
             for t in e.tensors:
-                where = (f"{t.changed}/{t.size} differ, most at {list(t.worst_index)}: {t.old:.6g} -> {t.new:.6g}"
-                         if t.status != "same" else "")
-                lines.append(f"{e.name:<16} {t.name:<14} {t.status:<8} {t.change:>9.1e} {fmt(t.old_error):>10} "
-                             f"{fmt(t.new_error):>10} {t.tolerance:>8.1e}  {where}")
+                where = (
+                    f"{t.changed}/{t.size} differ, most at {list(t.worst_index)}: {t.old:.6g} -> {t.new:.6g}"
+                    if t.status != "same"
+                    else ""
+                )
+                lines.append(
+                    f"{e.name:<16} {t.name:<14} {t.status:<8} {t.change:>9.1e} {fmt(t.old_error):>10} "
+                    f"{fmt(t.new_error):>10} {t.tolerance:>8.1e}  {where}"
+                )
         wrong = self.wrong_when_recorded
         if wrong:
-            lines.append(f"note: {', '.join(wrong)} already disagreed with the reference when the snapshot was taken: "
-                         "'same' means unchanged, not correct (run trigrad check on it)")
+            lines.append(
+                f"note: {', '.join(wrong)} already disagreed with the reference when the snapshot was taken: "
+                "'same' means unchanged, not correct (run trigrad check on it)"
+            )
         return "\n".join(lines)
 
 
@@ -124,21 +141,34 @@ def _status(change: float, tol: float, old_err: float | None, new_err: float | N
     return "closer" if new_err < old_err else "further"
 
 
-def _tensor(name: str, old: np.ndarray, new: np.ndarray, ref: np.ndarray | None, tol: float,
-            floor: float = 0.0) -> TensorChange:
+def _tensor(
+    name: str, old: np.ndarray, new: np.ndarray, ref: np.ndarray | None, tol: float, floor: float = 0.0
+) -> TensorChange:
     """``floor``: the norm a truly-zero tensor (a bias feeding batch norm) is measured against,
     so that rounding noise around zero is not a change."""
     if new.shape != old.shape:
-        return TensorChange(name, "further", float("inf"), tol, None, None, (), float("nan"), float("nan"),
-                            old.size, old.size)
+        return TensorChange(
+            name, "further", float("inf"), tol, None, None, (), float("nan"), float("nan"), old.size, old.size
+        )
     change = relative_with_floor(new, old, floor)
     worst = rel_error(new, old)
     scale = max(float(np.abs(old).max()) if old.size else 0.0, floor / max(np.sqrt(old.size), 1.0))
     changed = int(np.count_nonzero(np.abs(new - old) > tol * max(scale, 1e-300)))
     old_err = relative_with_floor(old, ref, floor) if ref is not None else None
     new_err = relative_with_floor(new, ref, floor) if ref is not None else None
-    return TensorChange(name, _status(change, tol, old_err, new_err), change, tol, old_err, new_err, worst.index,
-                        worst.expected, worst.actual, changed, old.size)
+    return TensorChange(
+        name,
+        _status(change, tol, old_err, new_err),
+        change,
+        tol,
+        old_err,
+        new_err,
+        worst.index,
+        worst.expected,
+        worst.actual,
+        changed,
+        old.size,
+    )
 
 
 def _worst(statuses: list[str]) -> str:
@@ -146,7 +176,9 @@ def _worst(statuses: list[str]) -> str:
     return max(statuses, key=order.__getitem__, default="same")
 
 
-def compare(target: Any, snapshot: Snapshot | str | Path, *, tol_scale: float = 1.0, title: str = "snapshot") -> Comparison:
+def compare(
+    target: Any, snapshot: Snapshot | str | Path, *, tol_scale: float = 1.0, title: str = "snapshot"
+) -> Comparison:
     """Re-run every entry of ``snapshot`` (a :class:`Snapshot` or a path to one) through
     ``target`` (the current code, wrapped like the recorded one) at the recorded point and
     parameters; the user's parameters are restored bit for bit."""
@@ -156,8 +188,10 @@ def compare(target: Any, snapshot: Snapshot | str | Path, *, tol_scale: float = 
     _check_entries(target, snap, where)
     spec = target.spec
     if snap.spec is not None and spec is not None and spec.to_dict() != snap.spec:
-        raise SnapshotError(f"the snapshot was recorded for another spec ({snap.spec.get('kind')} "
-                            f"'{snap.spec.get('name')}'); this code implements {spec!r}: re-record it")
+        raise SnapshotError(
+            f"the snapshot was recorded for another spec ({snap.spec.get('kind')} "
+            f"'{snap.spec.get('name')}'); this code implements {spec!r}: re-record it"
+        )
     out = []
     with target.preserved():
         try:
@@ -182,16 +216,20 @@ def _check_entries(target: Any, snap: Snapshot, where: str) -> None:
     have = {name: e.kind for name, e in snap.entries.items()}
     if isinstance(target, WrappedLayer):
         if list(have.values()) != ["layer"]:
-            raise SnapshotError(f"{where}: has entries {have}, but this code is one layer and produces one layer "
-                                "entry; the snapshot was edited or recorded for other code: re-record it "
-                                "(pytest --trigrad-update)")
+            raise SnapshotError(
+                f"{where}: has entries {have}, but this code is one layer and produces one layer "
+                "entry; the snapshot was edited or recorded for other code: re-record it "
+                "(pytest --trigrad-update)"
+            )
         return
     produced = list(target.layers) + (["(network)"] if target.end_to_end else [])
     missing = [name for name in produced if name not in have]
     if missing:
-        raise SnapshotError(f"{where}: has no entry for {missing[:5]}{' ...' if len(missing) > 5 else ''}, which this "
-                            f"code produces (the snapshot has {sorted(have)[:5]}); the entry list was emptied or "
-                            "edited, or the snapshot is of other code: re-record it (pytest --trigrad-update)")
+        raise SnapshotError(
+            f"{where}: has no entry for {missing[:5]}{' ...' if len(missing) > 5 else ''}, which this "
+            f"code produces (the snapshot has {sorted(have)[:5]}); the entry list was emptied or "
+            "edited, or the snapshot is of other code: re-record it (pytest --trigrad-update)"
+        )
 
 
 def _compare_entry(target: Any, entry: Any, tol_scale: float) -> EntryChange:
@@ -214,24 +252,47 @@ def _compare_entry(target: Any, entry: Any, tol_scale: float) -> EntryChange:
     known = {name for name, _, _ in entry.tensors()}
     extra = sorted(set(new) - known)
     # as check.py: a gradient that is truly zero is judged against the entry's other gradients
-    floor = ZERO_FLOOR * max([float(np.linalg.norm(a[r or k])) for n, k, r in entry.tensors() if n != "output"], default=0.0)
+    floor = ZERO_FLOOR * max(
+        [float(np.linalg.norm(a[r or k])) for n, k, r in entry.tensors() if n != "output"], default=0.0
+    )
     tensors = []
     for name, key, ref_key in entry.tensors():
         if name not in new:
-            tensors.append(TensorChange(name, "further", float("inf"), 0.0, None, None, (), float("nan"),
-                                        float("nan"), 0, 0))
+            tensors.append(
+                TensorChange(name, "further", float("inf"), 0.0, None, None, (), float("nan"), float("nan"), 0, 0)
+            )
             continue
         tol = entry.tolerances.get(name, 0.0) * tol_scale
-        tensors.append(_tensor(name, a[key], np.asarray(new[name], np.float64), a.get(ref_key) if ref_key else None, tol,
-                               floor if name != "output" else 0.0))
+        tensors.append(
+            _tensor(
+                name,
+                a[key],
+                np.asarray(new[name], np.float64),
+                a.get(ref_key) if ref_key else None,
+                tol,
+                floor if name != "output" else 0.0,
+            )
+        )
     status = _worst([t.status for t in tensors] + ["further"] * bool(extra))
-    return EntryChange(entry.name, status, tensors,
-                       message=f"new gradient(s) {extra} not in the snapshot: re-record it" if extra else "")
+    return EntryChange(
+        entry.name,
+        status,
+        tensors,
+        message=f"new gradient(s) {extra} not in the snapshot: re-record it" if extra else "",
+    )
 
 
-def check_equivalent(old: Any, new: Any, spec_or_shape: Any = None, *, x: np.ndarray | None = None,
-                     input_shape: tuple[int, ...] | None = None, seed: int = 0, tol_scale: float = 1.0,
-                     **wrap_kwargs: Any) -> Comparison:
+def check_equivalent(
+    old: Any,
+    new: Any,
+    spec_or_shape: Any = None,
+    *,
+    x: np.ndarray | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    seed: int = 0,
+    tol_scale: float = 1.0,
+    **wrap_kwargs: Any,
+) -> Comparison:
     """Two versions of the user's code at one point, against each other and the reference.
 
     ``old`` / ``new``: wrapped layers or networks, or raw layer objects wrapped with
@@ -251,8 +312,10 @@ def check_equivalent(old: Any, new: Any, spec_or_shape: Any = None, *, x: np.nda
         if isinstance(code, WrappedLayer) or hasattr(code, "end_to_end"):
             return code
         if spec is None:
-            raise TypeError(f"check_equivalent: {which} is a {type(code).__name__}; pass the spec layer it implements "
-                            "as spec_or_shape, or wrap it first")
+            raise TypeError(
+                f"check_equivalent: {which} is a {type(code).__name__}; pass the spec layer it implements "
+                "as spec_or_shape, or wrap it first"
+            )
         return wrap_layer(code, spec, **wrap_kwargs)
 
     old_w, new_w = wrapped(old, "old"), wrapped(new, "new")

@@ -31,7 +31,7 @@ BYTES = 8  # float64: the harness and both references compute in it
 LAYER_COPIES = 24  # float64 copies of a layer's input + output one layer check holds at its peak (measured 13-21)
 NETWORK_COPIES = 8  # per layer, held for the whole network check: both references' activations and gradients
 PARAM_COPIES = 12  # of the parameters: the user's, canonical, both references', gradients, FD perturbations
-GiB = 2 ** 30
+GiB = 2**30
 
 
 class ResourceError(SpecError):
@@ -58,8 +58,11 @@ def available_bytes() -> int | None:
 def _leaves(spec: Any, input_shape: tuple[int, ...]) -> list[int]:
     """Elements of each leaf layer's input plus output, in forward order."""
     shapes = layer_shapes(spec, tuple(input_shape))
-    return [int(np.prod(shapes[path][0])) + int(np.prod(shapes[path][1]))
-            for path, layer in walk(spec) if not layer.children() and path in shapes]
+    return [
+        int(np.prod(shapes[path][0])) + int(np.prod(shapes[path][1]))
+        for path, layer in walk(spec)
+        if not layer.children() and path in shapes
+    ]
 
 
 def _params(spec: Any, input_shape: tuple[int, ...]) -> int:
@@ -79,7 +82,9 @@ def network_estimate(spec: Any, input_shape: tuple[int, ...]) -> int:
     whole-network reference passes (``NETWORK_COPIES`` each), plus the largest single-layer
     check (``LAYER_COPIES``), plus the parameters."""
     leaves = _leaves(spec, input_shape) or [0]
-    return BYTES * (NETWORK_COPIES * sum(leaves) + LAYER_COPIES * max(leaves) + PARAM_COPIES * _params(spec, input_shape))
+    return BYTES * (
+        NETWORK_COPIES * sum(leaves) + LAYER_COPIES * max(leaves) + PARAM_COPIES * _params(spec, input_shape)
+    )
 
 
 def require(needed: int, what: str) -> None:
@@ -92,8 +97,18 @@ def require(needed: int, what: str) -> None:
     raise ResourceError(
         f"{what}: this check needs about {needed / GiB:,.1f} GiB (about {LAYER_COPIES} float64 copies of every "
         f"activation it compares); the machine has {available / GiB:,.1f} GiB available. Check a smaller input: a "
-        "batch of 2 and a few pixels test the same code paths (likely cause: the training shape passed as input_shape)")
+        "batch of 2 and a few pixels test the same code paths (likely cause: the training shape passed as input_shape)"
+    )
 
 
-__all__ = ["BYTES", "LAYER_COPIES", "NETWORK_COPIES", "PARAM_COPIES", "ResourceError", "available_bytes",
-           "layer_estimate", "network_estimate", "require"]
+__all__ = [
+    "BYTES",
+    "LAYER_COPIES",
+    "NETWORK_COPIES",
+    "PARAM_COPIES",
+    "ResourceError",
+    "available_bytes",
+    "layer_estimate",
+    "network_estimate",
+    "require",
+]

@@ -134,8 +134,13 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """Every figure, JSON-ready."""
-        return {"schema": SCHEMA, "seed": self.seed, "ok": self.ok, "first_failure": self.first_failure,
-                "layers": [{**asdict(layer), "ok": layer.ok} for layer in self.layers]}
+        return {
+            "schema": SCHEMA,
+            "seed": self.seed,
+            "ok": self.ok,
+            "first_failure": self.first_failure,
+            "layers": [{**asdict(layer), "ok": layer.ok} for layer in self.layers],
+        }
 
     def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as strict JSON: a non-finite number (an infinite relative error
@@ -149,21 +154,30 @@ class Report:
             return visible(value, one_line=True)
 
         head = f"{'layer':<22} {'verdict':<13} {'tensor':<10} {'vs torch':>10} {'vs jax':>10} {'tol':>9} {'fd':>10}"
-        lines = [f"trigrad report (seed {self.seed}): " + ("all layers pass" if self.ok else
-                                                          f"first failure: {name(self.first_failure)}"), head]
+        lines = [
+            f"trigrad report (seed {self.seed}): "
+            + ("all layers pass" if self.ok else f"first failure: {name(self.first_failure)}"),
+            head,
+        ]
         for layer in self.layers:
             first = True
             rows: list[TensorResult | None] = [*layer.tensors] or [None]  # a layer without tensors: its message
             for t in rows:
-                shown = f"{layer.verdict} ({layer.error_side})" if layer.verdict == "error" and layer.error_side else layer.verdict
+                shown = (
+                    f"{layer.verdict} ({layer.error_side})"
+                    if layer.verdict == "error" and layer.error_side
+                    else layer.verdict
+                )
                 label = f"{name(layer.name):<22} {name(shown):<13}" if first else " " * 36
                 first = False
                 if t is None:
                     lines.append(f"{label} {visible(layer.message)}")
                     continue
                 fd = "-" if t.fd is None else ("kinks" if t.fd.consistent is None else f"{t.fd.worst:.1e}")
-                lines.append(f"{label} {name(t.name):<10} {t.error_torch:>10.2e} {t.error_jax:>10.2e} "
-                             f"{t.tolerance:>9.1e} {fd:>10}")
+                lines.append(
+                    f"{label} {name(t.name):<10} {t.error_torch:>10.2e} {t.error_jax:>10.2e} "
+                    f"{t.tolerance:>9.1e} {fd:>10}"
+                )
             if layer.message and layer.tensors:
                 lines.append(" " * 36 + visible(layer.message))
             for d in layer.diagnosis:

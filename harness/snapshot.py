@@ -82,7 +82,7 @@ class Entry:
     def tensors(self) -> list[tuple[str, str, str | None]]:
         """``(tensor name, array key of the user's value, key of the reference's or None)``."""
         out = [("output", "output", "ref/output"), ("input", "input", "ref/input")]
-        out += [(k[len("grad/"):], k, "ref/" + k) for k in self.arrays if k.startswith("grad/")]
+        out += [(k[len("grad/") :], k, "ref/" + k) for k in self.arrays if k.startswith("grad/")]
         return [(n, k, r if r in self.arrays else None) for n, k, r in out if k in self.arrays]
 
 
@@ -106,18 +106,34 @@ class Snapshot:
             out.update({f"entries/{e.name}/{k}": np.ascontiguousarray(v) for k, v in e.arrays.items()})
         return out
 
-    def manifest(self, container: str = "npz", arrays: dict[str, np.ndarray] | None = None,
-                 where: str = "the snapshot (in memory)") -> dict[str, Any]:
+    def manifest(
+        self,
+        container: str = "npz",
+        arrays: dict[str, np.ndarray] | None = None,
+        where: str = "the snapshot (in memory)",
+    ) -> dict[str, Any]:
         """The sealed manifest (with ``manifest_sha256``) describing this snapshot (``where``
         names it in an error)."""
         arrays = self.arrays() if arrays is None else arrays
-        return seal({
-            "format": FORMAT, "container": container, "versions": self.versions, "spec": self.spec, "seed": self.seed,
-            "dtype": self.dtype, "params": list(self.params),
-            "entries": {e.name: {"kind": e.kind, "arrays": list(e.arrays), "tolerances": e.tolerances}
-                        for e in self.entries.values()},
-            "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str, "sha256": _sha256(v)} for k, v in arrays.items()},
-        }, where)
+        return seal(
+            {
+                "format": FORMAT,
+                "container": container,
+                "versions": self.versions,
+                "spec": self.spec,
+                "seed": self.seed,
+                "dtype": self.dtype,
+                "params": list(self.params),
+                "entries": {
+                    e.name: {"kind": e.kind, "arrays": list(e.arrays), "tolerances": e.tolerances}
+                    for e in self.entries.values()
+                },
+                "arrays": {
+                    k: {"shape": list(v.shape), "dtype": v.dtype.str, "sha256": _sha256(v)} for k, v in arrays.items()
+                },
+            },
+            where,
+        )
 
     def validate(self, where: str = "snapshot") -> None:
         """Refuse a snapshot whose fields are out of range (an unknown dtype, a tolerance of
@@ -143,8 +159,10 @@ class Snapshot:
 
         def build(previous: dict[str, Any] | None) -> tuple[bytes, str]:  # under the lock
             final = successor(manifest, previous)
-            return (encode(arrays, json.dumps(final, sort_keys=True), container),
-                    json.dumps(final, indent=1, sort_keys=True) + "\n")
+            return (
+                encode(arrays, json.dumps(final, sort_keys=True), container),
+                json.dumps(final, indent=1, sort_keys=True) + "\n",
+            )
 
         write_pair(data_path, json_path, build)
         return data_path, json_path
@@ -166,11 +184,14 @@ def load(path: str | os.PathLike) -> Snapshot:
     arrays, embedded_text = decode(blob, data_path, container)
     manifest = _embedded(embedded_text, data_path)
     if not is_sealed(on_disk):
-        changed = [d for d in differences(on_disk, manifest) if "manifest_sha256" not in d] or \
-            ["field 'manifest_sha256' does not match the content"]
-        raise SnapshotError(f"{json_path}: edited or tampered manifest (its manifest_sha256 no longer matches; compared "
-                            f"with the one recorded in {data_path.name}): {'; '.join(changed[:3])}. Restore the file "
-                            f"(e.g. git checkout) or {RERECORD}")
+        changed = [d for d in differences(on_disk, manifest) if "manifest_sha256" not in d] or [
+            "field 'manifest_sha256' does not match the content"
+        ]
+        raise SnapshotError(
+            f"{json_path}: edited or tampered manifest (its manifest_sha256 no longer matches; compared "
+            f"with the one recorded in {data_path.name}): {'; '.join(changed[:3])}. Restore the file "
+            f"(e.g. git checkout) or {RERECORD}"
+        )
     if canonical(on_disk) != canonical(manifest):
         _mismatched(on_disk, manifest, json_path, data_path)
     _check_arrays(arrays, manifest, data_path)
@@ -181,11 +202,14 @@ def _mismatched(on_disk: dict[str, Any], manifest: dict[str, Any], json_path: Pa
     """Two sealed manifests that differ: a save killed between its renames (a warning) if the
     JSON names the data file's manifest as the one it replaced, else a SnapshotError."""
     if on_disk.get("replaces") is not None and on_disk.get("replaces") == manifest[HASH_FIELD]:
-        warnings.warn(SnapshotWarning(
-            f"{json_path}: an interrupted write: {json_path.name} and {data_path.name} come from different saves (a "
-            f"writer killed between its two renames: {json_path.name} is the new save's, {data_path.name} the one it "
-            f"was replacing). Using the complete snapshot in {data_path.name}; {RERECORD} to make them agree"),
-            stacklevel=3)
+        warnings.warn(
+            SnapshotWarning(
+                f"{json_path}: an interrupted write: {json_path.name} and {data_path.name} come from different saves (a "
+                f"writer killed between its two renames: {json_path.name} is the new save's, {data_path.name} the one it "
+                f"was replacing). Using the complete snapshot in {data_path.name}; {RERECORD} to make them agree"
+            ),
+            stacklevel=3,
+        )
         return
     changed = [d for d in differences(on_disk, manifest) if "manifest_sha256" not in d and "'replaces'" not in d]
     replaced = on_disk.get("replaces")
@@ -195,18 +219,22 @@ def _mismatched(on_disk: dict[str, Any], manifest: dict[str, Any], json_path: Pa
         f"{manifest[HASH_FIELD][:12]} ({json_path.name} against {data_path.name}: {'; '.join(changed[:3]) or 'other'}). "
         f"A save killed between its two renames leaves a {json_path.name} naming the data file's snapshot as the one "
         f"it replaced; this one names {str(replaced)[:12] if replaced else 'none'}. Restore both files from one save "
-        f"(e.g. git checkout {json_path.name} {data_path.name}) or {RERECORD}")
+        f"(e.g. git checkout {json_path.name} {data_path.name}) or {RERECORD}"
+    )
 
 
 def _embedded(text: str | None, data_path: Path) -> dict[str, Any]:
     """The manifest embedded in the data file, parsed, hash-checked and validated."""
     if text is None:
-        raise SnapshotError(f"{data_path}: has no embedded manifest (written by an older trigrad or another program); "
-                            f"{RERECORD}")
+        raise SnapshotError(
+            f"{data_path}: has no embedded manifest (written by an older trigrad or another program); {RERECORD}"
+        )
     manifest = parse(text, f"{data_path} (embedded manifest)")
     if not is_sealed(manifest):
-        raise SnapshotError(f"{data_path}: the embedded manifest does not match its manifest_sha256 (tampered with "
-                            f"or corrupted); {RERECORD}")
+        raise SnapshotError(
+            f"{data_path}: the embedded manifest does not match its manifest_sha256 (tampered with "
+            f"or corrupted); {RERECORD}"
+        )
     validate(manifest, f"{data_path} (embedded manifest)")
     return manifest
 
@@ -215,24 +243,40 @@ def _check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], data_
     expected = manifest["arrays"]
     missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     if missing or extra:
-        raise SnapshotError(f"{data_path}: arrays do not match its manifest (missing {missing[:5]}, unexpected "
-                            f"{extra[:5]}); the file was changed or comes from different recordings")
+        raise SnapshotError(
+            f"{data_path}: arrays do not match its manifest (missing {missing[:5]}, unexpected "
+            f"{extra[:5]}); the file was changed or comes from different recordings"
+        )
     for key, info in expected.items():
         a = arrays[key]
         if list(a.shape) != info["shape"] or a.dtype.str != info["dtype"] or _sha256(a) != info["sha256"]:
-            raise SnapshotError(f"{data_path}: array '{key}' does not match the sha256 in its manifest (tampered with "
-                                f"or corrupted; expected shape {info['shape']} {info['dtype']}, found {list(a.shape)} "
-                                f"{a.dtype.str}); re-record the snapshot if the change is intended")
+            raise SnapshotError(
+                f"{data_path}: array '{key}' does not match the sha256 in its manifest (tampered with "
+                f"or corrupted; expected shape {info['shape']} {info['dtype']}, found {list(a.shape)} "
+                f"{a.dtype.str}); re-record the snapshot if the change is intended"
+            )
 
 
 def _snapshot(manifest: dict[str, Any], arrays: dict[str, np.ndarray], source: Path) -> Snapshot:
     """A Snapshot from a validated manifest and its hash-checked arrays."""
-    entries = {name: Entry(name=name, kind=e["kind"], tolerances={k: float(v) for k, v in e["tolerances"].items()},
-                           arrays={k: arrays[f"entries/{name}/{k}"] for k in e["arrays"]})
-               for name, e in manifest["entries"].items()}
-    return Snapshot(spec=manifest["spec"], seed=manifest["seed"], dtype=manifest["dtype"],
-                    params={k: arrays[f"params/{k}"] for k in manifest["params"]}, entries=entries,
-                    versions=manifest["versions"], source=source)
+    entries = {
+        name: Entry(
+            name=name,
+            kind=e["kind"],
+            tolerances={k: float(v) for k, v in e["tolerances"].items()},
+            arrays={k: arrays[f"entries/{name}/{k}"] for k in e["arrays"]},
+        )
+        for name, e in manifest["entries"].items()
+    }
+    return Snapshot(
+        spec=manifest["spec"],
+        seed=manifest["seed"],
+        dtype=manifest["dtype"],
+        params={k: arrays[f"params/{k}"] for k in manifest["params"]},
+        entries=entries,
+        versions=manifest["versions"],
+        source=source,
+    )
 
 
 # --------------------------------------------------------------------------- recording
@@ -263,8 +307,9 @@ def _layer_entry(w: Any, x: np.ndarray, g: np.ndarray, name: str, ref: Any | Non
     return e
 
 
-def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, ...] | None = None,
-           seed: int = 0) -> Snapshot:
+def record(
+    target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, ...] | None = None, seed: int = 0
+) -> Snapshot:
     """Run ``target`` (a wrapped layer or network) at a point drawn from ``seed`` (or at ``x``)
     and record what it computed there, with the PyTorch reference's values when it has a
     spec. A network gets one entry per layer, each fed the reference's own input to it and
@@ -279,8 +324,10 @@ def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, 
     from .spec import Sequential, example_input_shape, join_path
 
     if not isinstance(target, (WrappedLayer, WrappedNetwork)):
-        raise TypeError(f"record: wrap the code first (harness.wrap_layer / wrap_functions / wrap_network), got "
-                        f"{type(target).__name__}")
+        raise TypeError(
+            f"record: wrap the code first (harness.wrap_layer / wrap_functions / wrap_network), got "
+            f"{type(target).__name__}"
+        )
     spec = target.spec
     rng = np.random.default_rng(seed)
     if x is not None:  # x / input_shape in the target's declared layout (adapters.inputs); recorded canonical
@@ -289,7 +336,9 @@ def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, 
         given = input_shape or getattr(target, "input_shape", None)
         shape = read_shape(given, spec, target.layout) if given else (example_input_shape(spec) if spec else None)
         if shape is None:
-            raise ValueError(f"record: pass x= or input_shape= for a {type(spec).__name__ if spec else 'spec-less'} target")
+            raise ValueError(
+                f"record: pass x= or input_shape= for a {type(spec).__name__ if spec else 'spec-less'} target"
+            )
         x = random_input(spec, tuple(shape), rng) if spec is not None else rng.standard_normal(tuple(shape))
     entries: dict[str, Entry] = {}
     with target.preserved():
@@ -300,7 +349,9 @@ def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, 
             if spec is not None:
                 from reference_models import build
 
-                ref = build("torch", Sequential([spec])).vjp({join_path(spec.name, k): v for k, v in params.items()}, x, g)
+                ref = build("torch", Sequential([spec])).vjp(
+                    {join_path(spec.name, k): v for k, v in params.items()}, x, g
+                )
             entries[target.name] = _layer_entry(target, x, g, target.name, ref)  # params keep their local names
         else:
             from reference_models import build
@@ -310,14 +361,22 @@ def record(target: Any, *, x: np.ndarray | None = None, input_shape: tuple[int, 
             ref = build("torch", target.spec).vjp(params, x, g)
             for path, layer in target.layers.items():
                 assert layer.spec is not None  # a network's layers are the spec's
-                local = {k[len(path) + 1:]: v for k, v in params.items() if k.startswith(path + ".")}
+                local = {k[len(path) + 1 :]: v for k, v in params.items() if k.startswith(path + ".")}
                 layer_ref = build("torch", Sequential([layer.spec])).vjp(
-                    {join_path(layer.spec.name, k): v for k, v in local.items()}, ref.inputs[path], ref.output_grads[path])
+                    {join_path(layer.spec.name, k): v for k, v in local.items()},
+                    ref.inputs[path],
+                    ref.output_grads[path],
+                )
                 entries[path] = _layer_entry(layer, ref.inputs[path], ref.output_grads[path], path, layer_ref)
             if target.end_to_end:
                 entries["(network)"] = _network_entry(target, x, g, ref)
-    return Snapshot(spec=spec.to_dict() if spec is not None else None, seed=seed, dtype=str(target.dtype),
-                    params=params, entries=entries)
+    return Snapshot(
+        spec=spec.to_dict() if spec is not None else None,
+        seed=seed,
+        dtype=str(target.dtype),
+        params=params,
+        entries=entries,
+    )
 
 
 def _network_entry(net: Any, x: np.ndarray, g: np.ndarray, ref: Any) -> Entry:
@@ -333,8 +392,10 @@ def _network_entry(net: Any, x: np.ndarray, g: np.ndarray, ref: Any) -> Entry:
         e.arrays["input"], e.arrays["ref/input"] = dx, ref.input_grad
     e.arrays.update({f"ref/grad/{k}": ref.param_grads[k] for k in grads})
     n = x.shape[0]
-    tol = tolerance(net.dtype, max(x.size // n, max(int(np.prod(v.shape)) // max(v.shape[0], 1) for v in grads.values())
-                                   if grads else 1))
+    tol = tolerance(
+        net.dtype,
+        max(x.size // n, max(int(np.prod(v.shape)) // max(v.shape[0], 1) for v in grads.values()) if grads else 1),
+    )
     e.tolerances = {name: tol for name, _, _ in e.tensors()}
     return e
 

@@ -172,9 +172,11 @@ def write_pair(data_path: Path, json_path: Path, build: Callable[[dict[str, Any]
         for tmp in temps:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-        raise SnapshotError(f"cannot write the snapshot {data_path.name} into the folder {folder} "
-                            f"({type(e).__name__}: {e.strerror or e}): {_why(folder, e)}; make {folder} a writable "
-                            "folder") from e
+        raise SnapshotError(
+            f"cannot write the snapshot {data_path.name} into the folder {folder} "
+            f"({type(e).__name__}: {e.strerror or e}): {_why(folder, e)}; make {folder} a writable "
+            "folder"
+        ) from e
 
 
 def _why(folder: Path, error: OSError) -> str:
@@ -215,17 +217,21 @@ def decode(blob: bytes, data_path: Path, container: str) -> tuple[dict[str, np.n
         with np.load(io.BytesIO(blob), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except ImportError as e:
-        raise SnapshotError(f"{data_path}: reading a safetensors snapshot needs the safetensors package "
-                            "(pip install safetensors)") from e
+        raise SnapshotError(
+            f"{data_path}: reading a safetensors snapshot needs the safetensors package (pip install safetensors)"
+        ) from e
     except Exception as e:  # pickled objects, a truncated or foreign file: never fall back to pickle
-        raise SnapshotError(f"{data_path}: unreadable without pickle or corrupted ({type(e).__name__}: {e}); "
-                            "re-record the snapshot") from e
+        raise SnapshotError(
+            f"{data_path}: unreadable without pickle or corrupted ({type(e).__name__}: {e}); re-record the snapshot"
+        ) from e
     embedded = arrays.pop(MANIFEST_KEY, None)
     if embedded is None:
         return arrays, None
     if embedded.dtype != np.uint8 or embedded.ndim != 1:
-        raise SnapshotError(f"{data_path}: the embedded manifest '{MANIFEST_KEY}' is a {embedded.dtype} array of "
-                            f"shape {embedded.shape}, expected uint8 bytes; the file is corrupted or foreign")
+        raise SnapshotError(
+            f"{data_path}: the embedded manifest '{MANIFEST_KEY}' is a {embedded.dtype} array of "
+            f"shape {embedded.shape}, expected uint8 bytes; the file is corrupted or foreign"
+        )
     try:
         return arrays, embedded.tobytes().decode("utf-8")
     except UnicodeDecodeError as e:
@@ -235,7 +241,7 @@ def decode(blob: bytes, data_path: Path, container: str) -> tuple[dict[str, np.n
 def _safetensors_metadata(blob: bytes) -> dict[str, str]:
     """The ``__metadata__`` of a safetensors header (8-byte little-endian length, then JSON)."""
     n = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8:8 + n].decode("utf-8"))
+    header = json.loads(blob[8 : 8 + n].decode("utf-8"))
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     return meta if isinstance(meta, dict) else {}
 
@@ -252,18 +258,26 @@ def read_pair(path: str | os.PathLike) -> tuple[Path, str, Path, bytes, str]:
     with _locked(folder, exclusive=False) if folder.is_dir() else contextlib.nullcontext():
         stale = remove_stale(paths(path)[0], json_path)
         if stale:
-            warnings.warn(SnapshotWarning(
-                f"{json_path.with_suffix('')}: an interrupted write (a writer killed midway) left {stale}; removed "
-                "them. The snapshot on disk is the previous complete one."), stacklevel=3)
+            warnings.warn(
+                SnapshotWarning(
+                    f"{json_path.with_suffix('')}: an interrupted write (a writer killed midway) left {stale}; removed "
+                    "them. The snapshot on disk is the previous complete one."
+                ),
+                stacklevel=3,
+            )
         if not json_path.is_file():
-            raise SnapshotError(f"no snapshot file {json_path}; record one first (pytest --trigrad-update, or "
-                                f"harness.record_snapshot(...).save('{json_path.with_suffix('')}'))")
+            raise SnapshotError(
+                f"no snapshot file {json_path}; record one first (pytest --trigrad-update, or "
+                f"harness.record_snapshot(...).save('{json_path.with_suffix('')}'))"
+            )
         text = _read(json_path, "text")
         container = _container_of(text, path)
         data_path = paths(path, container)[0]
         if not data_path.is_file():
-            raise SnapshotError(f"no snapshot file {data_path} (named by {json_path.name}): an interrupted first "
-                                "write, or the file was deleted; record the snapshot again")
+            raise SnapshotError(
+                f"no snapshot file {data_path} (named by {json_path.name}): an interrupted first "
+                "write, or the file was deleted; record the snapshot again"
+            )
         return json_path, text, data_path, _read(data_path, "bytes"), container
 
 
@@ -290,5 +304,14 @@ def _container_of(text: str, path: str | os.PathLike) -> str:
     return next((c for c in CONTAINERS if paths(path, c)[0].is_file()), "npz")
 
 
-__all__ = ["MANIFEST_KEY", "METADATA_KEY", "decode", "encode", "paths", "previous_manifest", "read_pair", "remove_stale",
-           "write_pair"]
+__all__ = [
+    "MANIFEST_KEY",
+    "METADATA_KEY",
+    "decode",
+    "encode",
+    "paths",
+    "previous_manifest",
+    "read_pair",
+    "remove_stale",
+    "write_pair",
+]

@@ -41,8 +41,15 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_DEPTH = 100  # a manifest nests 4 levels, its spec 2 per nested block; JSON's parser recurses
 MAX_DIGITS = 40  # no seed or size is longer (2**128 has 39 digits); Python refuses 4300+
 MAX_ELEMENTS = 2**62  # more than any array numpy can hold
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
-               type(None): "null"}
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 class SnapshotError(Exception):
@@ -162,13 +169,16 @@ def parse(text: Any, where: str) -> dict[str, Any]:
     try:
         value = json.loads(text, object_pairs_hook=_object, parse_int=_integer)
     except RecursionError:
-        raise SnapshotError(f"{where}: nested more than {MAX_DEPTH} levels deep (deeper than the JSON parser "
-                            f"follows), not a manifest; {cause}") from None
+        raise SnapshotError(
+            f"{where}: nested more than {MAX_DEPTH} levels deep (deeper than the JSON parser "
+            f"follows), not a manifest; {cause}"
+        ) from None
     except ValueError as e:
         raise SnapshotError(f"{where}: not a valid JSON manifest ({e}); {cause}") from e
     if not isinstance(value, dict):
-        raise SnapshotError(f"{where}: the manifest is a JSON {_JSON_TYPES.get(type(value), '?')}, expected an "
-                            f"object; {cause}")
+        raise SnapshotError(
+            f"{where}: the manifest is a JSON {_JSON_TYPES.get(type(value), '?')}, expected an object; {cause}"
+        )
     check_tree(value, where)
     return value
 
@@ -187,9 +197,11 @@ def check_tree(value: Any, where: str) -> None:
     """Refuse, naming the field, nesting deeper than MAX_DEPTH, a string or key that is no
     Unicode text, a NaN or infinite number, an integer of more than MAX_DIGITS digits, or a
     key given twice. Iterative: a deep tree cannot exhaust the stack here."""
+
     def fail(path: tuple, what: str) -> None:
-        raise SnapshotError(f"{where}: field '{_path(path)}' {what}; the manifest was edited or written by another "
-                            f"program: {RERECORD}")
+        raise SnapshotError(
+            f"{where}: field '{_path(path)}' {what}; the manifest was edited or written by another program: {RERECORD}"
+        )
 
     stack: list[tuple[Any, tuple]] = [(value, ())]
     while stack:
@@ -207,8 +219,12 @@ def check_tree(value: Any, where: str) -> None:
         elif isinstance(node, str):
             _check_text(node, path, fail)
         elif isinstance(node, float) and not math.isfinite(node):
-            fail(path, "is NaN, expected a finite number" if node != node else
-                 "is infinite (beyond 1.8e308, or the literal Infinity), expected a finite number")
+            fail(
+                path,
+                "is NaN, expected a finite number"
+                if node != node
+                else "is infinite (beyond 1.8e308, or the literal Infinity), expected a finite number",
+            )
         elif isinstance(node, _LongInteger):
             fail(path, f"is an integer of {node.digits} digits, expected at most {MAX_DIGITS}")
 
@@ -217,8 +233,11 @@ def _check_text(text: str, path: tuple, fail: Callable[[tuple, str], None], what
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        fail(path, f"{what}is not Unicode text: a lone surrogate '{_safe(text[e.start])}' at character {e.start}, "
-                   "which cannot be encoded, so not hashed")
+        fail(
+            path,
+            f"{what}is not Unicode text: a lone surrogate '{_safe(text[e.start])}' at character {e.start}, "
+            "which cannot be encoded, so not hashed",
+        )
 
 
 # --------------------------------------------------------------------------- validation
@@ -231,8 +250,10 @@ class _Fields:
         self.where = where
 
     def fail(self, path: str, expected: str, found: Any) -> None:
-        raise SnapshotError(f"{self.where}: field '{path}' is {_short(found)}, expected {expected}; the manifest was "
-                            f"edited or written by another program: {RERECORD}")
+        raise SnapshotError(
+            f"{self.where}: field '{path}' is {_short(found)}, expected {expected}; the manifest was "
+            f"edited or written by another program: {RERECORD}"
+        )
 
     def get(self, obj: dict, key: str, path: str, kind: type | tuple, expected: str) -> Any:
         if key not in obj:
@@ -253,7 +274,9 @@ def validate(manifest: Any, where: str) -> None:
     tables and every entry (kind, arrays, tolerances); the hashes are checked by the loader."""
     f = _Fields(where)
     if not isinstance(manifest, dict):
-        raise SnapshotError(f"{where}: the manifest is a JSON {type(manifest).__name__}, expected an object; {RERECORD}")
+        raise SnapshotError(
+            f"{where}: the manifest is a JSON {type(manifest).__name__}, expected an object; {RERECORD}"
+        )
     fmt = manifest.get("format")
     if fmt != FORMAT:
         old = " (written by an older trigrad)" if isinstance(fmt, str) and fmt.startswith("trigrad.snapshot/") else ""
@@ -282,8 +305,11 @@ def validate(manifest: Any, where: str) -> None:
         keys |= _entry(f, name, entry, dtype, arrays)
     missing, extra = sorted(keys - set(arrays)), sorted(set(arrays) - keys)
     if missing or extra:
-        f.fail("arrays", f"one row per parameter and entry array (missing {missing[:5]}, unexpected {extra[:5]})",
-               sorted(arrays)[:5])
+        f.fail(
+            "arrays",
+            f"one row per parameter and entry array (missing {missing[:5]}, unexpected {extra[:5]})",
+            sorted(arrays)[:5],
+        )
     if not isinstance(manifest.get(HASH_FIELD), str) or not _HEX64.fullmatch(manifest[HASH_FIELD]):
         f.fail(HASH_FIELD, "64 hex digits", manifest.get(HASH_FIELD))
 
@@ -303,10 +329,14 @@ def _arrays_table(f: _Fields, manifest: dict) -> dict[str, dict]:
         if not isinstance(info, dict):
             f.fail(path, "an object with shape, dtype and sha256", info)
         shape = f.get(info, "shape", f"{path}.shape", list, "a list of sizes")
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape) or \
-                len(shape) > 64 or math.prod(shape) > MAX_ELEMENTS:
-            f.fail(f"{path}.shape", f"a list of at most 64 non-negative sizes, of at most {MAX_ELEMENTS} elements",
-                   shape)
+        if (
+            not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+            or len(shape) > 64
+            or math.prod(shape) > MAX_ELEMENTS
+        ):
+            f.fail(
+                f"{path}.shape", f"a list of at most 64 non-negative sizes, of at most {MAX_ELEMENTS} elements", shape
+            )
         dtype = f.get(info, "dtype", f"{path}.dtype", str, "a numeric array dtype such as '<f8'")
         if not re.fullmatch(r"[<>|=][fiub]\d{1,2}", dtype):
             f.fail(f"{path}.dtype", "a numeric array dtype such as '<f8'", dtype)
@@ -324,13 +354,22 @@ def _entry(f: _Fields, name: str, entry: Any, dtype: str, arrays: dict[str, dict
     if kind not in KINDS or (kind == "network") != (name == "(network)"):
         f.fail(f"{path}.kind", "'network' for the entry '(network)', 'layer' for every other", kind)
     names = _names(f, entry, "arrays", f"{path}.arrays")
-    grads = [k[len("grad/"):] for k in names if k.startswith("grad/")]
+    grads = [k[len("grad/") :] for k in names if k.startswith("grad/")]
     has_input = "input" in names  # absent: the code was declared input_grad=False
-    allowed = {*REQUIRED_ARRAYS, "ref/output", *(["input", "ref/input"] if has_input else []),
-               *(f"grad/{g}" for g in grads), *(f"ref/grad/{g}" for g in grads)}
+    allowed = {
+        *REQUIRED_ARRAYS,
+        "ref/output",
+        *(["input", "ref/input"] if has_input else []),
+        *(f"grad/{g}" for g in grads),
+        *(f"ref/grad/{g}" for g in grads),
+    }
     if not set(REQUIRED_ARRAYS) <= set(names) or not set(names) <= allowed:
-        f.fail(f"{path}.arrays", f"{[*REQUIRED_ARRAYS, 'input']} ('input' not for code declared input_grad=False), "
-               "'grad/NAME' per parameter and optionally 'ref/...'", names)
+        f.fail(
+            f"{path}.arrays",
+            f"{[*REQUIRED_ARRAYS, 'input']} ('input' not for code declared input_grad=False), "
+            "'grad/NAME' per parameter and optionally 'ref/...'",
+            names,
+        )
     tols = f.get(entry, "tolerances", f"{path}.tolerances", dict, "an object: tensor -> tolerance")
     tensors = ["output", *(["input"] if has_input else []), *grads]
     if sorted(tols) != sorted(tensors):
@@ -339,8 +378,11 @@ def _entry(f: _Fields, name: str, entry: Any, dtype: str, arrays: dict[str, dict
     ceiling = TOL_SLACK * _tolerance(dtype, largest)
     for tensor, tol in tols.items():
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0.0 <= tol <= ceiling:
-            f.fail(f"{path}.tolerances.{tensor}", f"a finite number between 0 and {ceiling:.1e} (the most a "
-                   f"{dtype} tensor of {largest} elements gets)", tol)
+            f.fail(
+                f"{path}.tolerances.{tensor}",
+                f"a finite number between 0 and {ceiling:.1e} (the most a {dtype} tensor of {largest} elements gets)",
+                tol,
+            )
     return {f"entries/{name}/{k}" for k in names}
 
 
@@ -358,5 +400,20 @@ def _tolerance(dtype: str, reduction: int) -> float:
     return tolerance(np_dtype, max(int(reduction), 1))
 
 
-__all__ = ["CONTAINERS", "FORMAT", "HASH_FIELD", "KNOWN_DTYPES", "SnapshotError", "SnapshotWarning", "canonical",
-           "check_tree", "differences", "digest", "is_sealed", "parse", "seal", "successor", "validate"]
+__all__ = [
+    "CONTAINERS",
+    "FORMAT",
+    "HASH_FIELD",
+    "KNOWN_DTYPES",
+    "SnapshotError",
+    "SnapshotWarning",
+    "canonical",
+    "check_tree",
+    "differences",
+    "digest",
+    "is_sealed",
+    "parse",
+    "seal",
+    "successor",
+    "validate",
+]

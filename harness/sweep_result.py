@@ -43,12 +43,16 @@ class SweepResult:
     found_at: float | None = None
 
     def __str__(self) -> str:
-        tried = (f"{_count(self.examples, 'configuration')} checked, {self.skipped} rejected by the spec, "
-                 f"{self.elapsed:.1f} s, seed {self.seed}")
+        tried = (
+            f"{_count(self.examples, 'configuration')} checked, {self.skipped} rejected by the spec, "
+            f"{self.elapsed:.1f} s, seed {self.seed}"
+        )
         if self.ok:
             stop = "; stopped by the time budget" if self.timed_out else ""
             return f"sweep: no failing configuration ({tried}{stop})"
-        shrunk = "smallest failing configuration" + (" found before the shrink budget ran out" if self.timed_out else "")
+        shrunk = "smallest failing configuration" + (
+            " found before the shrink budget ran out" if self.timed_out else ""
+        )
         found = f"; the first failure came after {_count(self.found_after, 'configuration')}, {self.found_at:.1f} s"
         lines = [f"sweep: {shrunk} ({tried}{found}):", f"  {format_config(self.failing or {})}"]
         lines += [f"  {line}" for line in _verdict_lines(self.report)]
@@ -73,9 +77,12 @@ def _verdict_lines(report: Report | None) -> list[str]:
     out = [f"{layer.name}: {layer.verdict}" + (f": {layer.message}" if layer.message else "")]
     out += layer.diagnosis
     if not layer.diagnosis:
-        out += [f"{t.name}: relative error {max(t.error_torch, t.error_jax):.1e} (tolerance {t.tolerance:.1e}), worst "
-                f"element {list(t.worst_index)}: {t.worst_user:.4g} vs {t.worst_ref:.4g} (yours vs torch)"
-                for t in layer.tensors if not t.ok]
+        out += [
+            f"{t.name}: relative error {max(t.error_torch, t.error_jax):.1e} (tolerance {t.tolerance:.1e}), worst "
+            f"element {list(t.worst_index)}: {t.worst_user:.4g} vs {t.worst_ref:.4g} (yours vs torch)"
+            for t in layer.tensors
+            if not t.ok
+        ]
     return out
 
 
@@ -90,7 +97,7 @@ def _module_path(fn: Any) -> str | None:
     if not module or module == "__main__" or "<" in _name(fn):
         return None
     if module.startswith("trigrad_target_"):  # a file `trigrad check/sweep` loaded by path: its stem
-        stem = module[len("trigrad_target_"):]
+        stem = module[len("trigrad_target_") :]
         return stem if stem.isidentifier() else None
     return module
 
@@ -112,8 +119,14 @@ def _literal(value: Any) -> str:
     return text
 
 
-def reproduce_line(make_layer: MakeLayer, spec_factory: SpecFactory, config: Mapping[str, Any], *, seed: int,
-                   check_kwargs: Mapping[str, Any]) -> tuple[str, str]:
+def reproduce_line(
+    make_layer: MakeLayer,
+    spec_factory: SpecFactory,
+    config: Mapping[str, Any],
+    *,
+    seed: int,
+    check_kwargs: Mapping[str, Any],
+) -> tuple[str, str]:
     """(imports, call): a line of imports and one :func:`check_config` call that reruns the
     check of ``config``; the call returns the Report."""
     modules, names = ["harness"], []
@@ -128,8 +141,10 @@ def reproduce_line(make_layer: MakeLayer, spec_factory: SpecFactory, config: Map
     if any("numpy." in t for t in literals):
         modules.append("numpy")
     kwargs = "".join(f", {k}={_literal(v)}" for k, v in check_kwargs.items())
-    call = (f"harness.check_config({names[0]}, {names[1]}, "
-            f"{{{', '.join(f'{k!r}: {_literal(v)}' for k, v in config.items())}}}, seed={seed}{kwargs})")
+    call = (
+        f"harness.check_config({names[0]}, {names[1]}, "
+        f"{{{', '.join(f'{k!r}: {_literal(v)}' for k, v in config.items())}}}, seed={seed}{kwargs})"
+    )
     return "import " + ", ".join(modules), call
 
 

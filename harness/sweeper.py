@@ -68,8 +68,10 @@ def _spec_of(spec_factory: SpecFactory, cfg: Mapping[str, Any]) -> tuple[Layer, 
     if isinstance(value, Mapping):
         value = (value.get("spec"), value.get("input_shape"))
     if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], Layer)):
-        raise TypeError(f"{_name(spec_factory)}() must return (spec layer, input shape) or "
-                        f"{{'spec': ..., 'input_shape': ...}}, got {type(value).__name__}")
+        raise TypeError(
+            f"{_name(spec_factory)}() must return (spec layer, input shape) or "
+            f"{{'spec': ..., 'input_shape': ...}}, got {type(value).__name__}"
+        )
     spec, shape = value[0], tuple(value[1])
     if refusal(spec, canonical_shape(shape, "NHWC")) is not None:
         spec.output_shape(shape)  # fits read neither way: the NCHW reading's refusal
@@ -77,12 +79,29 @@ def _spec_of(spec_factory: SpecFactory, cfg: Mapping[str, Any]) -> tuple[Layer, 
 
 
 def _error_report(spec: Layer, seed: int, message: str) -> Report:
-    return Report(seed=seed, layers=[LayerResult(name=spec.name, kind=type(spec).__name__, verdict="error",
-                                                 dtype="float64", message=message, error_side="setup")])
+    return Report(
+        seed=seed,
+        layers=[
+            LayerResult(
+                name=spec.name,
+                kind=type(spec).__name__,
+                verdict="error",
+                dtype="float64",
+                message=message,
+                error_side="setup",
+            )
+        ],
+    )
 
 
-def _check(make_layer: MakeLayer, spec: Layer, shape: tuple[int, ...], cfg: Mapping[str, Any], seed: int,
-           check_kwargs: Mapping[str, Any]) -> Report:
+def _check(
+    make_layer: MakeLayer,
+    spec: Layer,
+    shape: tuple[int, ...],
+    cfg: Mapping[str, Any],
+    seed: int,
+    check_kwargs: Mapping[str, Any],
+) -> Report:
     """Check ``make_layer(**cfg)`` against ``spec``; anything the user's code raises that
     check_layer does not turn into a verdict becomes an "error" report; SpecError when the
     input shape does not fit the spec in the code's declared layout."""
@@ -115,8 +134,9 @@ def _global_rngs(seed: int) -> Iterator[None]:
         yield
 
 
-def check_config(make_layer: MakeLayer, spec_factory: SpecFactory, config: Mapping[str, Any], *, seed: int = 0,
-                 **check_kwargs: Any) -> Report:
+def check_config(
+    make_layer: MakeLayer, spec_factory: SpecFactory, config: Mapping[str, Any], *, seed: int = 0, **check_kwargs: Any
+) -> Report:
     """Check one configuration as :func:`sweep` does: ``make_layer(**config)`` against
     ``spec_factory(**config)`` = (spec layer, input shape) with :func:`harness.check_layer`
     (``seed`` and ``check_kwargs`` passed on). Returns the Report; raises SpecError when
@@ -137,7 +157,9 @@ def _strategies(space: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for name, values in space.items():
         if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"sweep: hyperparameter names must be identifiers (they are keyword arguments), got {name!r}")
+            raise ValueError(
+                f"sweep: hyperparameter names must be identifiers (they are keyword arguments), got {name!r}"
+            )
         if isinstance(values, SearchStrategy):
             out[name] = values
         elif isinstance(values, (list, tuple, range)) or type(values).__name__ == "ndarray":
@@ -145,8 +167,10 @@ def _strategies(space: Mapping[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"sweep: no values for {name!r}")
             out[name] = st.sampled_from(list(values) if type(values).__name__ == "ndarray" else values)
         else:
-            raise TypeError(f"sweep: {name!r} must be a list of values (smallest first), a range or a hypothesis "
-                            f"strategy, got {type(values).__name__}")
+            raise TypeError(
+                f"sweep: {name!r} must be a list of values (smallest first), a range or a hypothesis "
+                f"strategy, got {type(values).__name__}"
+            )
     return out
 
 
@@ -157,8 +181,9 @@ def _check_signature(fn: Callable[..., Any], names: list[str], role: str) -> Non
     try:
         inspect.signature(fn).bind(**dict.fromkeys(names))
     except TypeError as e:
-        raise TypeError(f"sweep: {role} {_name(fn)}() cannot take the hyperparameters {names} as keyword "
-                        f"arguments: {e}") from None
+        raise TypeError(
+            f"sweep: {role} {_name(fn)}() cannot take the hyperparameters {names} as keyword arguments: {e}"
+        ) from None
     except ValueError:  # no signature (a builtin): find out when it is called
         pass
 
@@ -167,8 +192,16 @@ class _Search:
     """The state of one sweep: results by configuration (so hypothesis's replays and repeated
     shrink candidates cost nothing and can never disagree), counts, clocks."""
 
-    def __init__(self, make_layer: MakeLayer, spec_factory: SpecFactory, seed: int, check_kwargs: Mapping[str, Any],
-                 time_budget: float, shrink_budget: float, tick: Callable[[_Search], None]) -> None:
+    def __init__(
+        self,
+        make_layer: MakeLayer,
+        spec_factory: SpecFactory,
+        seed: int,
+        check_kwargs: Mapping[str, Any],
+        time_budget: float,
+        shrink_budget: float,
+        tick: Callable[[_Search], None],
+    ) -> None:
         self.make_layer, self.spec_factory, self.seed, self.check_kwargs = make_layer, spec_factory, seed, check_kwargs
         self.time_budget, self.shrink_budget, self.tick = time_budget, shrink_budget, tick
         self.start = time.monotonic()
@@ -247,19 +280,36 @@ def _progress(progress: Any, max_examples: int) -> tuple[Any, Callable[[_Search]
     console = progress if isinstance(progress, Console) else Console()
     if not console.is_terminal:
         return nullcontext(), lambda s: None
-    bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-                   TimeElapsedColumn(), console=console, transient=True)
+    bar = Progress(
+        TextColumn("sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
     task = bar.add_task("sweep", total=max_examples, status="")
 
     def tick(s: _Search) -> None:
         status = f"{s.skipped} rejected, {s.failures} failing" + (": shrinking" if s.failures else "")
         bar.update(task, completed=min(s.examples, max_examples), status=status)
+
     return bar, tick
 
 
-def sweep(make_layer: MakeLayer, spec_factory: SpecFactory, space: Mapping[str, Any], *, seed: int = 0,
-          max_examples: int = 100, time_budget: float = 60.0, shrink_budget: float = 20.0,
-          check_kwargs: Mapping[str, Any] | None = None, progress: bool | Any = True) -> SweepResult:
+def sweep(
+    make_layer: MakeLayer,
+    spec_factory: SpecFactory,
+    space: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    max_examples: int = 100,
+    time_budget: float = 60.0,
+    shrink_budget: float = 20.0,
+    check_kwargs: Mapping[str, Any] | None = None,
+    progress: bool | Any = True,
+) -> SweepResult:
     """Search ``space`` for a configuration where ``make_layer``'s backprop disagrees with
     the references, and shrink it to the smallest one.
 
@@ -293,8 +343,10 @@ def sweep(make_layer: MakeLayer, spec_factory: SpecFactory, space: Mapping[str, 
         raise ImportError(NEEDS_HYPOTHESIS) from None
 
     if max_examples < 1 or time_budget <= 0 or shrink_budget <= 0:
-        raise ValueError(f"sweep: max_examples must be at least 1 and the budgets positive, got max_examples="
-                         f"{max_examples}, time_budget={time_budget}, shrink_budget={shrink_budget}")
+        raise ValueError(
+            f"sweep: max_examples must be at least 1 and the budgets positive, got max_examples="
+            f"{max_examples}, time_budget={time_budget}, shrink_budget={shrink_budget}"
+        )
     check_kwargs = dict(check_kwargs or {})
     strategies = _strategies(space)
     _check_signature(make_layer, list(space), "make_layer")
@@ -314,9 +366,18 @@ def _explore(search: _Search, strategies: dict[str, Any], max_examples: int) -> 
     from hypothesis import strategies as st
 
     # the "default" profile as parent: a profile the caller's test suite loaded must not leak in
-    config = settings(settings.get_profile("default"), max_examples=max_examples, deadline=None, database=None,
-                      derandomize=False, phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False,
-                      suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False)
+    config = settings(
+        settings.get_profile("default"),
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        phases=(Phase.generate, Phase.shrink),
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )
 
     @hypothesis.seed(search.seed)
     @config
@@ -338,17 +399,24 @@ def _explore(search: _Search, strategies: dict[str, Any], max_examples: int) -> 
 
 
 def _result(search: _Search, failing_key: str | None, space: Mapping[str, Any]) -> SweepResult:
-    result = SweepResult(ok=failing_key is None, examples=search.examples, skipped=search.skipped,
-                         elapsed=time.monotonic() - search.start, seed=search.seed, timed_out=search.timed_out,
-                         last_rejection=search.last_rejection)
+    result = SweepResult(
+        ok=failing_key is None,
+        examples=search.examples,
+        skipped=search.skipped,
+        elapsed=time.monotonic() - search.start,
+        seed=search.seed,
+        timed_out=search.timed_out,
+        last_rejection=search.last_rejection,
+    )
     if failing_key is not None:
         result.found_after = search.found_after
         result.found_at = search.first_failure_at - search.start  # type: ignore[operator]
         cfg = search.configs[failing_key]
         result.failing = {k: cfg[k] for k in space}  # in the space's order
         result.report = search.results[failing_key]
-        result.imports, result.reproduce = reproduce_line(search.make_layer, search.spec_factory, result.failing,
-                                                          seed=search.seed, check_kwargs=search.check_kwargs)
+        result.imports, result.reproduce = reproduce_line(
+            search.make_layer, search.spec_factory, result.failing, seed=search.seed, check_kwargs=search.check_kwargs
+        )
     return result
 
 

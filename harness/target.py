@@ -89,8 +89,10 @@ def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
             module = importlib.import_module(where)
         except ModuleNotFoundError as e:
             if e.name and where.startswith(e.name):
-                raise TargetError(f"no module {where!r} (TARGET {target!r}): not importable from {Path.cwd()} or "
-                                  "the installed packages") from e
+                raise TargetError(
+                    f"no module {where!r} (TARGET {target!r}): not importable from {Path.cwd()} or "
+                    "the installed packages"
+                ) from e
             _import_failed(where, e, debug)
         except Exception as e:
             _import_failed(where, e, debug)
@@ -98,10 +100,15 @@ def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
             sys.path.remove(str(Path.cwd()))
     fn = getattr(module, name, None)
     if not callable(fn):
-        names = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
-                 and getattr(v, "__module__", None) == module.__name__]
+        names = [
+            k
+            for k, v in vars(module).items()
+            if callable(v) and not k.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        ]
         close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else (f"; it defines {', '.join(sorted(names))}" if names else "")
+        hint = (
+            f"; did you mean {close[0]!r}?" if close else (f"; it defines {', '.join(sorted(names))}" if names else "")
+        )
         what = "nothing" if fn is None else f"a {type(fn).__name__}, not a function"
         raise TargetError(f"{where} has {what} named {name!r}{hint}")
     return fn
@@ -119,8 +126,10 @@ def call(fn: Callable[..., Any], *, seed: int, dtype: str | None, debug: bool = 
         kwargs["seed"] = seed
     if dtype is not None:
         if "dtype" not in params:
-            raise TargetError(f"--dtype {dtype} given, but {fn.__name__}() takes no 'dtype' argument; add one "
-                              f"(def {fn.__name__}(dtype=np.float64): ...) to build the layer in that dtype")
+            raise TargetError(
+                f"--dtype {dtype} given, but {fn.__name__}() takes no 'dtype' argument; add one "
+                f"(def {fn.__name__}(dtype=np.float64): ...) to build the layer in that dtype"
+            )
         kwargs["dtype"] = np.dtype(dtype)
     try:
         return fn(**kwargs)
@@ -133,7 +142,9 @@ def call(fn: Callable[..., Any], *, seed: int, dtype: str | None, debug: bool = 
 def _as_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, tuple):
         if not 2 <= len(value) <= 3:
-            raise TargetError(f"the target returned a tuple of {len(value)}; expected (check, spec) or (check, spec, x)")
+            raise TargetError(
+                f"the target returned a tuple of {len(value)}; expected (check, spec) or (check, spec, x)"
+            )
         return dict(zip(("check", "spec", "x"), value))
     if isinstance(value, Mapping) and "check" in value:
         unknown = [k for k in value if k not in KEYS]
@@ -143,8 +154,14 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return {"check": value}
 
 
-def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: float = 1.0,
-        progress: Callable[[str, int, int], None] | None = None) -> Any:
+def run(
+    value: Any,
+    *,
+    seed: int = 0,
+    fd_probes: int | None = None,
+    tol_scale: float = 1.0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Any:
     """Check what the target function returned (see the module docstring); a Report."""
     from .adapters.layer import WrappedLayer
     from .adapters.loss import WrappedLoss
@@ -163,41 +180,74 @@ def run(value: Any, *, seed: int = 0, fd_probes: int | None = None, tol_scale: f
     budget = {} if fd_probes is None else {"fd_probes": fd_probes}
     input_shape = tuple(d["input_shape"]) if d.get("input_shape") is not None else None
     if spec is not None and not isinstance(spec, (Layer, Loss)):
-        raise TargetError(f"'spec' must be a harness spec layer (harness.Conv2d(...), harness.Sequential([...])) or a "
-                          f"loss spec (harness.SoftmaxCrossEntropy()), got {type(spec).__name__}")
+        raise TargetError(
+            f"'spec' must be a harness spec layer (harness.Conv2d(...), harness.Sequential([...])) or a "
+            f"loss spec (harness.SoftmaxCrossEntropy()), got {type(spec).__name__}"
+        )
     if d.get("scores") is not None and not (isinstance(obj, WrappedLoss) or isinstance(spec, Loss)):
-        raise TargetError("'scores' is for a loss check: return {'check': loss_fn, 'spec': SoftmaxCrossEntropy(), "
-                          "'scores': scores}; a layer or network takes 'x'")
+        raise TargetError(
+            "'scores' is for a loss check: return {'check': loss_fn, 'spec': SoftmaxCrossEntropy(), "
+            "'scores': scores}; a layer or network takes 'x'"
+        )
     try:
         if isinstance(obj, WrappedLoss) or isinstance(spec, Loss):
-            return _run_loss(obj, spec, d, wrap, input_shape, seed=seed, tol_scale=tol_scale, budget=budget,
-                             progress=progress)
+            return _run_loss(
+                obj, spec, d, wrap, input_shape, seed=seed, tol_scale=tol_scale, budget=budget, progress=progress
+            )
         # a raw object with a composite spec is one composite layer; a mapping is a network
         network = isinstance(obj, (WrappedNetwork, LossModel, Mapping))
         if network:
             if d.get("x") is None and input_shape is None:
                 input_shape = getattr(obj, "input_shape", None)
             if d.get("x") is None and input_shape is None:
-                raise TargetError("a network needs an input: return {'check': net, 'x': x} or "
-                                  "{'check': net, 'input_shape': (N, C, H, W)} (in the declared layout: "
-                                  "(N, H, W, C) under Layout(data='NHWC'))")
-            return check_network(obj, spec, d.get("x"), d.get("y"), loss=d.get("loss"), input_shape=input_shape,
-                                 seed=seed, tol_scale=tol_scale, progress=progress, **budget, **wrap)
+                raise TargetError(
+                    "a network needs an input: return {'check': net, 'x': x} or "
+                    "{'check': net, 'input_shape': (N, C, H, W)} (in the declared layout: "
+                    "(N, H, W, C) under Layout(data='NHWC'))"
+                )
+            return check_network(
+                obj,
+                spec,
+                d.get("x"),
+                d.get("y"),
+                loss=d.get("loss"),
+                input_shape=input_shape,
+                seed=seed,
+                tol_scale=tol_scale,
+                progress=progress,
+                **budget,
+                **wrap,
+            )
         if not isinstance(obj, WrappedLayer) and spec is None:
-            raise TargetError(f"the target returned a {type(obj).__name__}: return a wrapped layer or network "
-                              "(harness.wrap_layer / wrap_functions / wrap_network), or {'check': obj, 'spec': ...}")
+            raise TargetError(
+                f"the target returned a {type(obj).__name__}: return a wrapped layer or network "
+                "(harness.wrap_layer / wrap_functions / wrap_network), or {'check': obj, 'spec': ...}"
+            )
         if d.get("y") is not None or d.get("loss") is not None:
-            raise TargetError("'y' and 'loss' are for networks; a single layer is checked with a random upstream gradient")
+            raise TargetError(
+                "'y' and 'loss' are for networks; a single layer is checked with a random upstream gradient"
+            )
         if progress:
             progress(getattr(obj, "name", None) or (spec.name if spec is not None else ""), 0, 1)
-        return check_layer(obj, spec, x=d.get("x"), input_shape=input_shape, seed=seed, tol_scale=tol_scale,
-                           **budget, **wrap)
+        return check_layer(
+            obj, spec, x=d.get("x"), input_shape=input_shape, seed=seed, tol_scale=tol_scale, **budget, **wrap
+        )
     except (SpecError, TypeError, ValueError) as e:
         raise TargetError(str(e)) from e
 
 
-def _run_loss(obj: Any, spec: Any, d: Mapping[str, Any], wrap: dict[str, Any], input_shape: tuple[int, ...] | None,
-              *, seed: int, tol_scale: float, budget: dict[str, int], progress: Any) -> Any:
+def _run_loss(
+    obj: Any,
+    spec: Any,
+    d: Mapping[str, Any],
+    wrap: dict[str, Any],
+    input_shape: tuple[int, ...] | None,
+    *,
+    seed: int,
+    tol_scale: float,
+    budget: dict[str, int],
+    progress: Any,
+) -> Any:
     """A loss check: ``obj`` a WrappedLoss, or the user's raw loss with a loss ``spec``
     (wrapped with ``options`` as wrap_loss keywords); scores from ``"scores"`` or ``"x"``."""
     from .adapters.loss import WrappedLoss, wrap_loss
@@ -210,16 +260,29 @@ def _run_loss(obj: Any, spec: Any, d: Mapping[str, Any], wrap: dict[str, Any], i
     if "layout" in wrap:
         raise TargetError("'layout' is for layers and networks; a loss takes (N, K) scores, the same in every layout")
     if wrap and isinstance(obj, WrappedLoss):
-        raise TargetError(f"'options' {sorted(wrap)} are wrap_loss keywords; the loss is already wrapped: pass them to "
-                          "harness.wrap_loss instead")
+        raise TargetError(
+            f"'options' {sorted(wrap)} are wrap_loss keywords; the loss is already wrapped: pass them to "
+            "harness.wrap_loss instead"
+        )
     if wrap:  # a raw loss (it has a loss spec): options are wrap_loss keywords
         obj = wrap_loss(obj, spec, **wrap)
     scores = d.get("scores") if d.get("scores") is not None else d.get("x")
     if scores is None and input_shape is None:
-        raise TargetError("a loss needs its scores: return {'check': loss, 'scores': scores} or "
-                          "{'check': loss, 'input_shape': (N, K)}")
-    return check_loss(obj, spec, scores=scores, y=d.get("y"), input_shape=input_shape, seed=seed, tol_scale=tol_scale,
-                      progress=progress, **budget)
+        raise TargetError(
+            "a loss needs its scores: return {'check': loss, 'scores': scores} or "
+            "{'check': loss, 'input_shape': (N, K)}"
+        )
+    return check_loss(
+        obj,
+        spec,
+        scores=scores,
+        y=d.get("y"),
+        input_shape=input_shape,
+        seed=seed,
+        tol_scale=tol_scale,
+        progress=progress,
+        **budget,
+    )
 
 
 __all__ = ["KEYS", "TargetError", "call", "load", "run", "target_file"]

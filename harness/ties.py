@@ -87,9 +87,11 @@ def _elementwise(wrapped: Any, spec: Any, shape: tuple[int, ...], rng: np.random
     values = np.unique(np.round(ratio[bad], 6))
     shown = ", ".join(f"{v:.6g}" for v in values[:4]) + (" ..." if len(values) > 4 else "")
     where = tuple(int(i) for i in np.argwhere(zeros)[int(np.flatnonzero(bad)[0])])
-    return [f"input: {spec.kind} at exactly 0 passes a gradient outside [{lo:g}, {hi:g}]: {shown} times the upstream "
-            f"value at {int(bad.sum())} of {int(zeros.sum())} zeros (first at {list(where)}); a valid subgradient "
-            f"lies between the one-sided derivatives {lo:g} and {hi:g}"]
+    return [
+        f"input: {spec.kind} at exactly 0 passes a gradient outside [{lo:g}, {hi:g}]: {shown} times the upstream "
+        f"value at {int(bad.sum())} of {int(zeros.sum())} zeros (first at {list(where)}); a valid subgradient "
+        f"lies between the one-sided derivatives {lo:g} and {hi:g}"
+    ]
 
 
 # --------------------------------------------------------------------------- max pool ties
@@ -171,22 +173,34 @@ def _judge_windows(share: np.ndarray, is_max: np.ndarray, stray: float, dtype: A
         tied = int((ties >= 2).sum())
         if (k >= 2).all() and np.allclose(sums, k, atol=tol * k.max()) and not negative.any() and not off.any():
             many = f"{int(k.min())}" if k.min() == k.max() else f"{int(k.min())} to {int(k.max())}"
-            found.append(f"input: at tied maxima the gradient is copied to each of the k ties: k times too large "
-                         f"(k = {many}; {int(wrong.sum())} of {tied} windows with ties; {where}); a valid "
-                         "subgradient splits the upstream value over the ties (or picks one)")
+            found.append(
+                f"input: at tied maxima the gradient is copied to each of the k ties: k times too large "
+                f"(k = {many}; {int(wrong.sum())} of {tied} windows with ties; {where}); a valid "
+                "subgradient splits the upstream value over the ties (or picks one)"
+            )
         elif (k >= 2).all() and np.allclose(sums, 0, atol=tol) and not off.any():
-            found.append(f"input: at tied maxima no gradient is routed (the upstream value is lost) in "
-                         f"{int(wrong.sum())} of {tied} windows with ties ({where}); a valid subgradient sends it "
-                         "to one of the tied maxima or splits it over them")
+            found.append(
+                f"input: at tied maxima no gradient is routed (the upstream value is lost) in "
+                f"{int(wrong.sum())} of {tied} windows with ties ({where}); a valid subgradient sends it "
+                "to one of the tied maxima or splits it over them"
+            )
         else:
-            what = ("part of it goes to elements that are not the window's maximum" if off.any() else
-                    "a tied maximum gets a share of the opposite sign" if negative.any() else
-                    f"the shares sum to {float(sums[0]):.9g} times the upstream value instead of 1")
-            found.append(f"input: max pool gradient at tied maxima is not a valid subgradient in {int(wrong.sum())} "
-                         f"windows: {what} ({where})")
+            what = (
+                "part of it goes to elements that are not the window's maximum"
+                if off.any()
+                else "a tied maximum gets a share of the opposite sign"
+                if negative.any()
+                else f"the shares sum to {float(sums[0]):.9g} times the upstream value instead of 1"
+            )
+            found.append(
+                f"input: max pool gradient at tied maxima is not a valid subgradient in {int(wrong.sum())} "
+                f"windows: {what} ({where})"
+            )
     if stray > tol and not found:
-        found.append(f"input: at tied maxima the gradient reaches elements outside the windows' maxima "
-                     f"({stray:.3g} times the upstream value)")
+        found.append(
+            f"input: at tied maxima the gradient reaches elements outside the windows' maxima "
+            f"({stray:.3g} times the upstream value)"
+        )
     return found
 
 

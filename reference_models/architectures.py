@@ -53,14 +53,22 @@ def lenet5(num_classes: int = 10, activation: str = "tanh", pool: str = "avg", i
     """
     act = {"tanh": Tanh, "relu": ReLU}[_choice(activation, ("tanh", "relu"), "activation", "lenet5")]
     pooling = {"avg": AvgPool2d, "max": MaxPool2d}[_choice(pool, ("avg", "max"), "pool", "lenet5")]
-    return Sequential([
-        Conv2d("conv1", in_channels, 6, 5), act("act1"), pooling("pool1", 2),
-        Conv2d("conv2", 6, 16, 5), act("act2"), pooling("pool2", 2),
-        Flatten("flatten"),
-        Linear("fc1", 16 * 5 * 5, 120), act("act3"),
-        Linear("fc2", 120, 84), act("act4"),
-        Linear("fc3", 84, num_classes),
-    ])
+    return Sequential(
+        [
+            Conv2d("conv1", in_channels, 6, 5),
+            act("act1"),
+            pooling("pool1", 2),
+            Conv2d("conv2", 6, 16, 5),
+            act("act2"),
+            pooling("pool2", 2),
+            Flatten("flatten"),
+            Linear("fc1", 16 * 5 * 5, 120),
+            act("act3"),
+            Linear("fc2", 120, 84),
+            act("act4"),
+            Linear("fc3", 84, num_classes),
+        ]
+    )
 
 
 def small_vgg(
@@ -92,10 +100,15 @@ def small_vgg(
         c, s = w, s // 2
         if s < 1:
             raise SpecError(f"small_vgg: input_size={input_size} is too small for {len(widths)} 2x2 pools")
-    return Sequential([
-        *blocks, Flatten("flatten"),
-        Linear("fc1", c * s * s, hidden), ReLU("relu"), Linear("fc2", hidden, num_classes),
-    ])
+    return Sequential(
+        [
+            *blocks,
+            Flatten("flatten"),
+            Linear("fc1", c * s * s, hidden),
+            ReLU("relu"),
+            Linear("fc2", hidden, num_classes),
+        ]
+    )
 
 
 def resnet_basic_block(name: str, in_channels: int, out_channels: int, stride: int = 1) -> Residual:
@@ -110,7 +123,8 @@ def resnet_basic_block(name: str, in_channels: int, out_channels: int, stride: i
     """
     block = (
         Conv2d("conv1", in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-        BatchNorm2d("bn1", out_channels), ReLU("relu1"),
+        BatchNorm2d("bn1", out_channels),
+        ReLU("relu1"),
         Conv2d("conv2", out_channels, out_channels, 3, padding=1, bias=False),
         BatchNorm2d("bn2", out_channels),
     )
@@ -138,16 +152,18 @@ def resnet18(num_classes: int = 1000, stem: str = "imagenet", in_channels: int =
     if stem == "imagenet":
         head: list[Layer] = [
             Conv2d("conv1", in_channels, 64, 7, stride=2, padding=3, bias=False),
-            BatchNorm2d("bn1", 64), ReLU("relu"), MaxPool2d("maxpool", 3, stride=2, padding=1),
+            BatchNorm2d("bn1", 64),
+            ReLU("relu"),
+            MaxPool2d("maxpool", 3, stride=2, padding=1),
         ]
     else:
         head = [Conv2d("conv1", in_channels, 64, 3, padding=1, bias=False), BatchNorm2d("bn1", 64), ReLU("relu")]
     stages, c = [], 64
     for i, w in enumerate((64, 128, 256, 512), 1):
         stride = 1 if i == 1 else 2
-        stages.append(Sequential(
-            [resnet_basic_block("0", c, w, stride), resnet_basic_block("1", w, w)], name=f"layer{i}"
-        ))
+        stages.append(
+            Sequential([resnet_basic_block("0", c, w, stride), resnet_basic_block("1", w, w)], name=f"layer{i}")
+        )
         c = w
     return Sequential([*head, *stages, GlobalAvgPool2d("avgpool"), Linear("fc", 512, num_classes)])
 

@@ -52,7 +52,8 @@ class _Ctx:
 
 def _conv2d(l: S.Conv2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
     y = lax.conv_general_dilated(
-        x, ctx.params[f"{path}.weight"],
+        x,
+        ctx.params[f"{path}.weight"],
         window_strides=l.stride,
         padding=l.pads((x.shape[2], x.shape[3])),
         rhs_dilation=l.dilation,
@@ -239,8 +240,11 @@ def _loss_value(loss: Loss, out: jax.Array, target: jax.Array) -> jax.Array:
             per = -jnp.sum(target * logp, axis=1)
         if loss.log_eps:  # the value of -log(p + log_eps), the textbook gradient (the spec's docstring)
             prob = jnp.exp(logp) + loss.log_eps
-            with_eps = -(jnp.log(jnp.take_along_axis(prob, target[:, None].astype(jnp.int64), axis=1)[:, 0])
-                         if target.ndim == 1 else jnp.sum(target * jnp.log(prob), axis=1))
+            with_eps = -(
+                jnp.log(jnp.take_along_axis(prob, target[:, None].astype(jnp.int64), axis=1)[:, 0])
+                if target.ndim == 1
+                else jnp.sum(target * jnp.log(prob), axis=1)
+            )
             per = per + jax.lax.stop_gradient(with_eps - per)
         total = jnp.sum(per)
         return total / out.shape[0] if loss.reduction == "mean" else total

@@ -39,16 +39,35 @@ def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.M
     if isinstance(layer, S.Sequential):
         return nn.Sequential(OrderedDict(child(c) for c in layer.layers))
     if isinstance(layer, S.Residual):
-        return Residual([child(c) for c in layer.block], child(layer.shortcut) if layer.shortcut else None,
-                        [child(c) for c in layer.post])
+        return Residual(
+            [child(c) for c in layer.block],
+            child(layer.shortcut) if layer.shortcut else None,
+            [child(c) for c in layer.post],
+        )
     if isinstance(layer, S.Conv2d):
         pad = layer.padding
         if isinstance(pad, tuple) and pad[0][0] == pad[0][1] and pad[1][0] == pad[1][1]:
-            return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                             (pad[0][0], pad[1][0]), layer.dilation, layer.groups, layer.bias)
+            return nn.Conv2d(
+                layer.in_channels,
+                layer.out_channels,
+                layer.kernel_size,
+                layer.stride,
+                (pad[0][0], pad[1][0]),
+                layer.dilation,
+                layer.groups,
+                layer.bias,
+            )
         if pad == "valid":
-            return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                             0, layer.dilation, layer.groups, layer.bias)
+            return nn.Conv2d(
+                layer.in_channels,
+                layer.out_channels,
+                layer.kernel_size,
+                layer.stride,
+                0,
+                layer.dilation,
+                layer.groups,
+                layer.bias,
+            )
         return SamePadConv2d(layer)
     if isinstance(layer, S.Dropout):
         if not layer.training:
@@ -127,8 +146,17 @@ def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     if type(m) is nn.Conv2d:
         if m.padding_mode != "zeros":
             raise _unsupported(m, path, f"uses padding_mode={m.padding_mode!r}; only zero padding is supported")
-        return S.Conv2d(name, m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                        m.dilation, m.groups, m.bias is not None)
+        return S.Conv2d(
+            name,
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.dilation,
+            m.groups,
+            m.bias is not None,
+        )
     if type(m) is nn.Linear:
         return S.Linear(name, m.in_features, m.out_features, m.bias is not None)
     if type(m) is nn.MaxPool2d:
@@ -176,8 +204,10 @@ def _renamed(layer: S.Layer, name: str) -> S.Layer:
 
 
 _FUNCTIONS: dict[Any, Any] = {
-    F.relu: lambda n, a, k: S.ReLU(n), torch.relu: lambda n, a, k: S.ReLU(n),
-    torch.sigmoid: lambda n, a, k: S.Sigmoid(n), torch.tanh: lambda n, a, k: S.Tanh(n),
+    F.relu: lambda n, a, k: S.ReLU(n),
+    torch.relu: lambda n, a, k: S.ReLU(n),
+    torch.sigmoid: lambda n, a, k: S.Sigmoid(n),
+    torch.tanh: lambda n, a, k: S.Tanh(n),
     F.gelu: lambda n, a, k: S.GELU(n, k.get("approximate", "none")),
     torch.flatten: lambda n, a, k: S.Flatten(n),
 }
@@ -194,7 +224,7 @@ def _method(n: Any) -> S.Layer | None:
     if n.target == "mean":
         dims = args[0] if args else kw.get("dim")
         if isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3]:
-            keep = (args[1] if len(args) > 1 else kw.get("keepdim", False))
+            keep = args[1] if len(args) > 1 else kw.get("keepdim", False)
             return S.GlobalAvgPool2d(n.name, keepdims=bool(keep))
     return None
 
@@ -208,8 +238,12 @@ def _convert(m: nn.Module, name: str, path: str) -> S.Layer:
         return S.Sequential(kids, name=name)
     if isinstance(m, Residual):
         kid = lambda n: _convert(m.get_submodule(n), n, S.join_path(path, n))  # noqa: E731
-        return S.Residual(name, [kid(n) for n in m.block_names],
-                          kid(m.shortcut_name) if m.shortcut_name else None, [kid(n) for n in m.post_names])
+        return S.Residual(
+            name,
+            [kid(n) for n in m.block_names],
+            kid(m.shortcut_name) if m.shortcut_name else None,
+            [kid(n) for n in m.post_names],
+        )
     if not list(m.children()):
         raise _unsupported(m, path, "is not a layer the spec knows")
     return _trace(m, name, path)
@@ -320,9 +354,18 @@ def from_torch(module: nn.Module) -> tuple[S.Layer, dict[str, np.ndarray]]:
     else:
         spec = _convert(module, "", "")
         state = dict(module.state_dict())
-    params = {k: v.detach().cpu().double().numpy().copy() for k, v in state.items()
-              if not k.endswith("num_batches_tracked")}
+    params = {
+        k: v.detach().cpu().double().numpy().copy() for k, v in state.items() if not k.endswith("num_batches_tracked")
+    }
     return spec, params
 
 
-__all__ = ["FeatureBatchNorm", "GlobalAvgPool2d", "MaskedDropout", "Residual", "SamePadConv2d", "from_torch", "to_module"]
+__all__ = [
+    "FeatureBatchNorm",
+    "GlobalAvgPool2d",
+    "MaskedDropout",
+    "Residual",
+    "SamePadConv2d",
+    "from_torch",
+    "to_module",
+]

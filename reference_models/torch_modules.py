@@ -19,8 +19,14 @@ class SamePadConv2d(nn.Conv2d):
 
     def __init__(self, layer: S.Conv2d) -> None:
         super().__init__(
-            layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, 0,
-            layer.dilation, layer.groups, layer.bias,
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            layer.stride,
+            0,
+            layer.dilation,
+            layer.groups,
+            layer.bias,
         )
         self.layer = layer
 
@@ -76,15 +82,27 @@ class FeatureBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = lambda t: t.view(-1) if t is not None else None  # noqa: E731 - views: updates land in the buffers
         w, b = (self.weight, self.bias) if self.layer.affine else (None, None)
-        return F.batch_norm(x.reshape(x.shape[0], -1), flat(self.running_mean), flat(self.running_var), flat(w),
-                            flat(b), self.training, self.layer.momentum, self.layer.eps).reshape(x.shape)
+        return F.batch_norm(
+            x.reshape(x.shape[0], -1),
+            flat(self.running_mean),
+            flat(self.running_var),
+            flat(w),
+            flat(b),
+            self.training,
+            self.layer.momentum,
+            self.layer.eps,
+        ).reshape(x.shape)
 
 
 class Residual(nn.Module):
     """``post(block(x) + shortcut(x))``; children are registered under their spec names."""
 
-    def __init__(self, block: list[tuple[str, nn.Module]], shortcut: tuple[str, nn.Module] | None,
-                 post: list[tuple[str, nn.Module]]) -> None:
+    def __init__(
+        self,
+        block: list[tuple[str, nn.Module]],
+        shortcut: tuple[str, nn.Module] | None,
+        post: list[tuple[str, nn.Module]],
+    ) -> None:
         super().__init__()
         for name, m in [*block, *([shortcut] if shortcut else []), *post]:
             self.add_module(name, m)

@@ -38,9 +38,7 @@ def _maxpool(layer: S.MaxPool2d, x: Tensor, p: Any) -> Tensor:
 
 
 def _avgpool(layer: S.AvgPool2d, x: Tensor, p: Any) -> Tensor:
-    return F.avg_pool2d(
-        x, layer.kernel_size, layer.stride, layer.padding, count_include_pad=layer.count_include_pad
-    )
+    return F.avg_pool2d(x, layer.kernel_size, layer.stride, layer.padding, count_include_pad=layer.count_include_pad)
 
 
 def _batchnorm(layer: S.BatchNorm2d | S.BatchNorm1d, x: Tensor, p: Callable[[str], Tensor], state: dict) -> Tensor:
@@ -50,8 +48,16 @@ def _batchnorm(layer: S.BatchNorm2d | S.BatchNorm1d, x: Tensor, p: Callable[[str
     if layer.over == "feature":  # every (c, h, w) its own statistics: a 1-D batch norm of the flattened map
         shape = mean.shape
         flat = lambda t: None if t is None else t.reshape(-1)  # noqa: E731
-        y = F.batch_norm(x.reshape(x.shape[0], -1), mean.view(-1), var.view(-1), flat(w), flat(b),
-                         layer.training, layer.momentum, layer.eps).reshape(x.shape)
+        y = F.batch_norm(
+            x.reshape(x.shape[0], -1),
+            mean.view(-1),
+            var.view(-1),
+            flat(w),
+            flat(b),
+            layer.training,
+            layer.momentum,
+            layer.eps,
+        ).reshape(x.shape)
         mean, var = mean.view(shape), var.view(shape)
     else:
         y = F.batch_norm(x, mean, var, w, b, layer.training, layer.momentum, layer.eps)
@@ -81,8 +87,11 @@ _LEAVES: dict[type, Callable[..., Tensor]] = {
     S.Flatten: lambda L, x, p: torch.flatten(x, 1),
     S.Linear: lambda L, x, p: F.linear(x, p("weight"), p("bias") if L.bias else None),
     S.LayerNorm: lambda L, x, p: F.layer_norm(
-        x, L.normalized_shape, p("weight") if L.elementwise_affine else None,
-        p("bias") if L.elementwise_affine else None, L.eps
+        x,
+        L.normalized_shape,
+        p("weight") if L.elementwise_affine else None,
+        p("bias") if L.elementwise_affine else None,
+        L.eps,
     ),
     S.Dropout: _dropout,
 }
@@ -155,8 +164,11 @@ def _loss(loss: S.Loss, out: Tensor, target: Tensor) -> Tensor:
 def _t(a: np.ndarray, grad: bool = False) -> Tensor:
     # torch.tensor refuses negative strides (a flipped view such as w[:, :, ::-1, ::-1]);
     # ascontiguousarray keeps them on axes of length 1 (a 1x1 kernel), a copy never does
-    return torch.tensor(np.array(a, order="C", copy=True), dtype=torch.int64 if np.issubdtype(a.dtype, np.integer) else _DT,
-                        requires_grad=grad)
+    return torch.tensor(
+        np.array(a, order="C", copy=True),
+        dtype=torch.int64 if np.issubdtype(a.dtype, np.integer) else _DT,
+        requires_grad=grad,
+    )
 
 
 def _np(t: Tensor) -> np.ndarray:

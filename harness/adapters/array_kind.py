@@ -22,8 +22,18 @@ FAMILIES = ("numpy", "torch", "jax", "cupy", "list", "array-like")
 # torch dtypes numpy can hold directly; others (bfloat16, float8 ...) pass through float32,
 # which holds every one of their values exactly.
 _TORCH_NUMPY_NATIVE = {
-    "torch.float16", "torch.float32", "torch.float64", "torch.bool", "torch.uint8", "torch.int8",
-    "torch.int16", "torch.int32", "torch.int64", "torch.uint16", "torch.uint32", "torch.uint64",
+    "torch.float16",
+    "torch.float32",
+    "torch.float64",
+    "torch.bool",
+    "torch.uint8",
+    "torch.int8",
+    "torch.int16",
+    "torch.int32",
+    "torch.int64",
+    "torch.uint16",
+    "torch.uint32",
+    "torch.uint64",
 }
 
 
@@ -113,8 +123,7 @@ def _check_real(dt: np.dtype, what: str, shown: str | None = None) -> None:
     else:
         cause = "a structured, datetime or other non-numeric array"
     raise ArrayError(
-        f"{what}: unsupported dtype: expected a real floating-point array, found dtype {name} "
-        f"(likely cause: {cause})"
+        f"{what}: unsupported dtype: expected a real floating-point array, found dtype {name} (likely cause: {cause})"
     )
 
 

@@ -147,8 +147,10 @@ def write_into(target: Any, values: np.ndarray, what: str) -> None:
 def _refuse_immutable(target: Any, what: str) -> None:
     """Raise for the kinds that cannot be written in place: jax arrays, lists, scalars,
     read-only numpy arrays."""
-    if _is_jax(target) or isinstance(target, (list, tuple, np.generic, bool, int, float)) or (
-        isinstance(target, np.ndarray) and not target.flags.writeable
+    if (
+        _is_jax(target)
+        or isinstance(target, (list, tuple, np.generic, bool, int, float))
+        or (isinstance(target, np.ndarray) and not target.flags.writeable)
     ):
         if _is_jax(target):
             found = "a jax array (jax arrays are immutable)"

@@ -61,4 +61,3 @@ __all__ = [
     "to_float64",
     "write_into",
 ]
-

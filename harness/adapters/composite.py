@@ -53,8 +53,9 @@ def _owns(rel: str, needed: set[str]) -> bool:
     return any(n == rel or n.startswith(rel + ".") for n in needed)
 
 
-def _locate(root: Any, holder: Any, where: str, node: Layer, rel: str, needed: set[str], owner: str,
-            out: dict[str, str]) -> None:
+def _locate(
+    root: Any, holder: Any, where: str, node: Layer, rel: str, needed: set[str], owner: str, out: dict[str, str]
+) -> None:
     kids = node.children()
     positions, listed = _positions(holder, where, node, rel, needed)
     for i, child in enumerate(kids):
@@ -67,13 +68,15 @@ def _locate(root: Any, holder: Any, where: str, node: Layer, rel: str, needed: s
             raise AdapterError(
                 f"layer '{owner}': its layer '{child_rel}' could be {_shown(by_name)} or {_shown(by_position)}, two "
                 f"different objects; pass params= to say where each parameter lives, e.g. "
-                f"params={{'{child_rel}.weight': \"{by_name[0]}.W\"}}")
+                f"params={{'{child_rel}.weight': \"{by_name[0]}.W\"}}"
+            )
         found = by_name or by_position
         if found is None:
             if listed is not None:  # a list is there, but it does not line up with the spec
                 raise AdapterError(
                     f"layer '{owner}': cannot tell which object is '{child_rel}': {listed}; name the sub-objects "
-                    f"like the spec's layers (e.g. self.{child.name} = ...), or pass params=")
+                    f"like the spec's layers (e.g. self.{child.name} = ...), or pass params="
+                )
             continue
         if child.children():
             _locate(root, found[1], found[0], child, child_rel, needed, owner, out)
@@ -87,8 +90,11 @@ def _shown(found: tuple[str, Any]) -> str:
 
 def _is_layer_object(value: Any) -> bool:
     """A user object that can be a layer: not None, a number, a string or an array."""
-    return value is not None and not isinstance(value, (bool, int, float, str, bytes, np.ndarray, np.generic)) and \
-        not hasattr(value, "__array__")
+    return (
+        value is not None
+        and not isinstance(value, (bool, int, float, str, bytes, np.ndarray, np.generic))
+        and not hasattr(value, "__array__")
+    )
 
 
 def _by_name(holder: Any, where: str, name: str) -> tuple[str, Any] | None:
@@ -104,8 +110,9 @@ def _by_name(holder: Any, where: str, name: str) -> tuple[str, Any] | None:
     return (path, value) if _is_layer_object(value) and not callable(getattr(value, "__func__", None)) else None
 
 
-def _positions(holder: Any, where: str, node: Layer, rel: str,
-               needed: set[str]) -> tuple[dict[int, tuple[str, Any]], str | None]:
+def _positions(
+    holder: Any, where: str, node: Layer, rel: str, needed: set[str]
+) -> tuple[dict[int, tuple[str, Any]], str | None]:
     """``({child index: (Ref path, object)}, None)`` from the list holding ``node``'s layers
     in forward order (``holder`` itself, or its ``.layers``); when a list is there but its
     length fits no reading, ``({}, what was expected)``; without a list ``({}, None)``."""
@@ -117,8 +124,11 @@ def _positions(holder: Any, where: str, node: Layer, rel: str,
             return {}, None
         items, path = getattr(holder, attr), join_path(where, attr)
         if isinstance(items, Mapping):  # {name: layer}: by the spec's names
-            found = {i: (f"{path}[{k.name!r}]", items[k.name]) for i, k in enumerate(node.children())
-                     if k.name in items and _is_layer_object(items[k.name])}
+            found = {
+                i: (f"{path}[{k.name!r}]", items[k.name])
+                for i, k in enumerate(node.children())
+                if k.name in items and _is_layer_object(items[k.name])
+            }
             return found, None
     kids = node.children()
     every = list(range(len(kids)))
@@ -135,10 +145,14 @@ def _positions(holder: Any, where: str, node: Layer, rel: str,
         return {i: (f"{path}[{k}]", items[k]) for k, i in enumerate(fits[0])}, None
     with_params = f" ({len(owning)} with parameters)" if len(owning) != len(every) else ""
     if fits:
-        return {}, (f"{path} holds {len(items)} objects, which could be the layers {[kids[i].name for i in fits[0]]} "
-                    f"or {[kids[i].name for i in fits[1]]} of '{node.name or 'the span'}'")
-    return {}, (f"{path or 'the object'} holds {len(items)} objects, but '{node.name or 'the span'}' has "
-                f"{len(kids)} layers{with_params}; it should hold them in forward order")
+        return {}, (
+            f"{path} holds {len(items)} objects, which could be the layers {[kids[i].name for i in fits[0]]} "
+            f"or {[kids[i].name for i in fits[1]]} of '{node.name or 'the span'}'"
+        )
+    return {}, (
+        f"{path or 'the object'} holds {len(items)} objects, but '{node.name or 'the span'}' has "
+        f"{len(kids)} layers{with_params}; it should hold them in forward order"
+    )
 
 
 __all__ = ["sub_objects", "under"]

@@ -49,14 +49,18 @@ class Detection:
     def __str__(self) -> str:
         tried = f"{len(self.candidates)} candidate layouts tried"
         if self.error == np.inf:
-            return (f"layer '{self.layer}': the code ran under none of the {len(self.candidates)} candidate layouts; "
-                    f"first failure: {self.candidates[0].reason}")
+            return (
+                f"layer '{self.layer}': the code ran under none of the {len(self.candidates)} candidate layouts; "
+                f"first failure: {self.candidates[0].reason}"
+            )
         if self.matched:
             others = [c for c in self.candidates[1:] if c.error <= self.tol]
             also = f"; {len(others)} other(s) match too, e.g. {others[0].layout}" if others else ""
             return f"layer '{self.layer}': the code uses {self.best} (rel error {self.error:.1e}; {tried}){also}"
-        return (f"layer '{self.layer}': no layout reproduces the reference ({tried}); closest is {self.best}, "
-                f"off by {self.error:.2e} relative: the forward itself disagrees with the spec")
+        return (
+            f"layer '{self.layer}': no layout reproduces the reference ({tried}); closest is {self.best}, "
+            f"off by {self.error:.2e} relative: the forward itself disagrees with the spec"
+        )
 
     def preferred(self, declared: Layout, spec: Layer) -> list[Layout]:
         """What to declare instead of ``declared`` (nothing when it matches too): :func:`suggest`
@@ -97,8 +101,14 @@ def candidate_layouts(spec: Layer, params: dict[str, tuple[int, ...]] | None = N
     return [Layout(data=d) for d in datas]
 
 
-def detect_layout(layer: Any, spec: Layer | None = None, *, input_shape: tuple[int, ...] | None = None,
-                  seed: int = 0, **wrap_kwargs: Any) -> Detection:
+def detect_layout(
+    layer: Any,
+    spec: Layer | None = None,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    seed: int = 0,
+    **wrap_kwargs: Any,
+) -> Detection:
     """Find the layout ``layer`` uses. ``layer`` is a :class:`WrappedLayer` (its declared
     layout is ignored while trying) or a raw object-style layer (wrapped with
     ``wrap_kwargs``). Parameters are only read; everything is restored afterwards.
@@ -124,14 +134,18 @@ def detect_layout(layer: Any, spec: Layer | None = None, *, input_shape: tuple[i
 
     def read(cand: Layout) -> np.ndarray | str:  # the user's array in the candidate's data order, or why not
         why = refusal(spec, canonical_shape(x_user.shape, cand.data))
-        return data_from_user(x_user, cand) if why is None else (
-            f"input_shape {x_user.shape} read as {cand.data} {AXES[cand.data]} does not fit: {why}")
+        return (
+            data_from_user(x_user, cand)
+            if why is None
+            else (f"input_shape {x_user.shape} read as {cand.data} {AXES[cand.data]} does not fit: {why}")
+        )
 
     found = _detect(wrapped, spec, read)
     if all(c.reason.startswith("input_shape ") for c in found.candidates):
         reasons = sorted({c.reason for c in found.candidates})
-        raise AdapterError(f"detect_layout: layer '{wrapped.name}': the input_shape fits no candidate layout: "
-                           + "; ".join(reasons))
+        raise AdapterError(
+            f"detect_layout: layer '{wrapped.name}': the input_shape fits no candidate layout: " + "; ".join(reasons)
+        )
     return found
 
 
@@ -218,7 +232,16 @@ def layout_conflict(wrapped: WrappedLayer, x_shape: tuple[int, ...], exc: BaseEx
         f"layer '{wrapped.name}': the code raised {type(exc).__name__}{': ' + reason[:160] if reason else ''} when given "
         f"its input as {user_data_shape(x_shape, wrapped.layout)} in the declared {wrapped.layout} (canonical "
         f"{tuple(x_shape)}); under {found.preferred(wrapped.layout, spec)[0]} it runs and reproduces the reference: "
-        "declare that layout")
+        "declare that layout"
+    )
 
 
-__all__ = ["Candidate", "Detection", "candidate_layouts", "detect_canonical", "detect_layout", "layout_conflict", "suggest"]
+__all__ = [
+    "Candidate",
+    "Detection",
+    "candidate_layouts",
+    "detect_canonical",
+    "detect_layout",
+    "layout_conflict",
+    "suggest",
+]

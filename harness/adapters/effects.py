@@ -53,13 +53,17 @@ class SideEffect:
     def finding(self) -> str:
         """The diagnosis line, e.g. ``"backward writes into its upstream gradient: the caller's
         array is changed (...)"``."""
-        what = {"input": "writes into its input array: the caller's array is changed",
-                "upstream": "writes into its upstream gradient: the caller's array is changed",
-                "cached input": ("writes into the input array its forward was given (the cached input): the caller's "
-                                 "array is changed")}.get(self.array, f"changes {self.array}: the model is changed by "
-                                                                     f"a {self.side} pass")
-        return (f"{self.side} {what} ({self.detail}; work on a copy, or declare inplace={{{self.declare!r}}} if it "
-                "is deliberate)")
+        what = {
+            "input": "writes into its input array: the caller's array is changed",
+            "upstream": "writes into its upstream gradient: the caller's array is changed",
+            "cached input": (
+                "writes into the input array its forward was given (the cached input): the caller's array is changed"
+            ),
+        }.get(self.array, f"changes {self.array}: the model is changed by a {self.side} pass")
+        return (
+            f"{self.side} {what} ({self.detail}; work on a copy, or declare inplace={{{self.declare!r}}} if it "
+            "is deliberate)"
+        )
 
 
 def parse_inplace(value: Any, owner: str) -> frozenset[str]:
@@ -78,8 +82,10 @@ def parse_inplace(value: Any, owner: str) -> frozenset[str]:
         if name not in INPLACE:
             close = difflib.get_close_matches(str(name), list(INPLACE), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise AdapterError(f"{owner}: inplace= has the unknown value {name!r}{hint}; known: "
-                               + "; ".join(f"{k!r}: {v}" for k, v in INPLACE.items()))
+            raise AdapterError(
+                f"{owner}: inplace= has the unknown value {name!r}{hint}; known: "
+                + "; ".join(f"{k!r}: {v}" for k, v in INPLACE.items())
+            )
     return frozenset(names)
 
 
@@ -92,8 +98,11 @@ def change(before: np.ndarray, after: Any) -> str | None:
     if before.shape != after.shape:
         return f"its shape changed from {before.shape} to {after.shape}"
     a, b = before.reshape(-1), after.astype(before.dtype, copy=False).reshape(-1)
-    differs = (a.view(np.uint8).reshape(a.size, -1) != b.view(np.uint8).reshape(b.size, -1)).any(axis=1) \
-        if a.size else np.zeros(0, bool)
+    differs = (
+        (a.view(np.uint8).reshape(a.size, -1) != b.view(np.uint8).reshape(b.size, -1)).any(axis=1)
+        if a.size
+        else np.zeros(0, bool)
+    )
     if not differs.any():
         return f"its dtype changed from {before.dtype} to {after.dtype}"
     first = [int(i) for i in np.unravel_index(int(np.argmax(differs)), before.shape)]
@@ -154,8 +163,11 @@ class Effects:
         handed to a function pair's last forward (its cache holds them), else the user's own."""
         names = self._param_names()  # type: ignore[attr-defined]
         trainable = self._trainable() if names else set()  # type: ignore[attr-defined]
-        return {k: self._handed[k] if k in self._handed else self._get_user(k)  # type: ignore[attr-defined]
-                for k in names if k in trainable}
+        return {
+            k: self._handed[k] if k in self._handed else self._get_user(k)  # type: ignore[attr-defined]
+            for k in names
+            if k in trainable
+        }
 
     def _param_copies(self) -> dict[str, np.ndarray]:
         try:

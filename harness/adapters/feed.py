@@ -57,12 +57,16 @@ def parse_array_type(value: Any, owner: str) -> str | None:
     if value is None:
         return None
     if value not in ARRAY_TYPES:
-        raise _error(f"{owner}: array_type={value!r} is not an array type; expected one of "
-                     f"{', '.join(repr(t) for t in ARRAY_TYPES)} (the arrays the code computes with)")
+        raise _error(
+            f"{owner}: array_type={value!r} is not an array type; expected one of "
+            f"{', '.join(repr(t) for t in ARRAY_TYPES)} (the arrays the code computes with)"
+        )
     if not _installed(_LIBRARY[value]):
-        raise _error(f"{owner}: array_type={value!r} declared, but {_LIBRARY[value]} is not installed (import "
-                     f"{_LIBRARY[value]} fails): install it to check this code, or declare the array type the "
-                     "code computes with")
+        raise _error(
+            f"{owner}: array_type={value!r} declared, but {_LIBRARY[value]} is not installed (import "
+            f"{_LIBRARY[value]} fails): install it to check this code, or declare the array type the "
+            "code computes with"
+        )
     return value
 
 
@@ -84,8 +88,10 @@ def read_dtype(value: Any, owner: str) -> tuple[np.dtype | None, str | None, str
     try:
         dtype = np.dtype(value)
     except TypeError:
-        raise _error(f"{owner}: dtype={value!r} is not a dtype; expected a numpy, torch or jax dtype such as "
-                     "np.float32 or torch.float32 (the dtype to hand the code)") from None
+        raise _error(
+            f"{owner}: dtype={value!r} is not a dtype; expected a numpy, torch or jax dtype such as "
+            "np.float32 or torch.float32 (the dtype to hand the code)"
+        ) from None
     if module.startswith("jax"):
         return dtype, "jax", dtype.name
     return dtype, None, None
@@ -137,8 +143,10 @@ def resolve(owner: str, opts: FeedOptions, params: Iterable[tuple[str, ArrayKind
     type and dtype. A declared type that its parameters do not have is an AdapterError."""
     params = list(params)
     if opts.array_type and opts.implied and opts.array_type != opts.implied:
-        raise _error(f"{owner}: array_type={opts.array_type!r} but dtype= is a {opts.implied} dtype "
-                     f"({opts.framework_dtype}); declare a dtype of the array type the code computes with")
+        raise _error(
+            f"{owner}: array_type={opts.array_type!r} but dtype= is a {opts.implied} dtype "
+            f"({opts.framework_dtype}); declare a dtype of the array type the code computes with"
+        )
     declared = opts.declared
     # numpy code may keep its weights as tensors and convert them itself: only a declared
     # framework type must be the parameters' (torch code cannot compute with numpy weights)
@@ -146,14 +154,21 @@ def resolve(owner: str, opts: FeedOptions, params: Iterable[tuple[str, ArrayKind
     if wrong:
         name, found = wrong[0]
         said = "array_type=" if opts.array_type else f"dtype={opts.framework_dtype}"
-        raise _error(f"{owner}: {said} declares {declared} arrays, but parameter '{name}' is a {found} array "
-                     f"(likely cause: a wrong declaration, or parameters not converted); declare "
-                     f"array_type={found!r} or store the parameters as {declared} arrays")
+        raise _error(
+            f"{owner}: {said} declares {declared} arrays, but parameter '{name}' is a {found} array "
+            f"(likely cause: a wrong declaration, or parameters not converted); declare "
+            f"array_type={found!r} or store the parameters as {declared} arrays"
+        )
     array_type = declared or (family(params[0][1]) if params else None) or opts.inherited or "numpy"
     like = [k for _, k in params if family(k) == array_type]
     same = next((k for k in like if k.dtype == np.dtype(dtype)), None)
-    fdtype = (same.framework_dtype if same is not None else
-              opts.framework_dtype if opts.implied == array_type else framework_name(array_type, dtype))
+    fdtype = (
+        same.framework_dtype
+        if same is not None
+        else opts.framework_dtype
+        if opts.implied == array_type
+        else framework_name(array_type, dtype)
+    )
     device = like[0].device if like and array_type != "numpy" else None
     return ArrayKind(array_type, np.dtype(dtype), (), device, fdtype)
 
@@ -237,8 +252,15 @@ def fault_hint(wrapped: Any, exc: BaseException) -> str:
     if kind.family != "numpy":
         why = "read off its parameters' type" if wrapped._param_names() else "from its dtype= or the network's type"
         return f" ({handed}, {why}; if it computes with numpy arrays, declare array_type='numpy')"
-    wanted = ("torch" if "Tensor" in text else "cupy" if "cupy" in text else
-              "jax" if "jax" in text or "Array" in text else None)
+    wanted = (
+        "torch"
+        if "Tensor" in text
+        else "cupy"
+        if "cupy" in text
+        else "jax"
+        if "jax" in text or "Array" in text
+        else None
+    )
     if wanted is None:
         return ""
     return f" ({handed}; if it computes with {_NAMES[wanted]}, declare array_type={wanted!r})"
@@ -247,5 +269,18 @@ def fault_hint(wrapped: Any, exc: BaseException) -> str:
 _NAMES = {"numpy": "numpy arrays", "torch": "torch tensors", "jax": "jax arrays", "cupy": "CuPy arrays"}
 
 
-__all__ = ["ARRAY_TYPES", "FeedOptions", "adopt", "default_dtype", "fault_hint", "hand", "hand_network", "network_kind",
-           "parse_array_type", "read_dtype", "resolve", "snapshot", "typed"]
+__all__ = [
+    "ARRAY_TYPES",
+    "FeedOptions",
+    "adopt",
+    "default_dtype",
+    "fault_hint",
+    "hand",
+    "hand_network",
+    "network_kind",
+    "parse_array_type",
+    "read_dtype",
+    "resolve",
+    "snapshot",
+    "typed",
+]

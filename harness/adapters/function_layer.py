@@ -25,9 +25,20 @@ class FunctionLayer(PerExample, WrappedLayer):
     """CS231n style: ``forward(x, *params, *args) -> (out, cache)`` and
     ``backward(dout, cache) -> (dx, *param_grads)``, parameters in ``order``."""
 
-    def __init__(self, forward: Callable, backward: Callable, spec: Layer | None, params: Mapping[str, Any] | Sequence[Any],
-                 *, args: Sequence[Any], kwargs: Mapping[str, Any], order: Sequence[str] | None, layout: Layout,
-                 name: str | None, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        forward: Callable,
+        backward: Callable,
+        spec: Layer | None,
+        params: Mapping[str, Any] | Sequence[Any],
+        *,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        order: Sequence[str] | None,
+        layout: Layout,
+        name: str | None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(spec, layout, name)
         apply_shared(self, options or {})
         self._f, self._b, self._args, self._kwargs = forward, backward, tuple(args), dict(kwargs)
@@ -70,18 +81,20 @@ class FunctionLayer(PerExample, WrappedLayer):
         declared, self._after = self._after, {}
         missing: list[str] = []
         eval_missing: list[str] = []
-        for local in (self._spec_params() if self.spec is not None else {}):
+        for local in self._spec_params() if self.spec is not None else {}:
             leaf, leaf_local = self._leaf(local)
             if local in self._params:
                 continue
             if state.deferred(leaf, leaf_local):
-                path = self._after[local] = declared.get(local) or state.in_dicts(self._args, self._kwargs,
-                                                                                  state.MASK_NAMES)
+                path = self._after[local] = declared.get(local) or state.in_dicts(
+                    self._args, self._kwargs, state.MASK_NAMES
+                )
                 given = state.place(self._root(self._args, self._kwargs), path) if path else None
                 if given is not None:  # a mask the user put in dropout_param: it sizes the input
                     self._params[local] = given
             elif leaf_local in state.RUNNING and (
-                    path := state.in_dicts(self._args, self._kwargs, PARAM_CANDIDATES[leaf_local])):
+                path := state.in_dicts(self._args, self._kwargs, PARAM_CANDIDATES[leaf_local])
+            ):
                 self._in_args[local] = path
                 self._params[local] = state.place(self._root(self._args, self._kwargs), path)
             elif state.optional(leaf, leaf_local):
@@ -89,17 +102,24 @@ class FunctionLayer(PerExample, WrappedLayer):
             else:
                 (eval_missing if leaf_local in state.RUNNING else missing).append(local)
         if unused := [k for k in declared if k not in self._after]:
-            raise AdapterError(f"layer '{self.name}': params gives {unused} as a place ({declared[unused[0]]!r}); only a "
-                               "dropout mask is read from a place (after each forward): pass the arrays themselves")
+            raise AdapterError(
+                f"layer '{self.name}': params gives {unused} as a place ({declared[unused[0]]!r}); only a "
+                "dropout mask is read from a place (after each forward): pass the arrays themselves"
+            )
         if missing:
-            raise AdapterError(f"layer '{self.name}': params lack {missing} (the spec's parameters are "
-                               f"{list(self._spec_params())}); got {list(self._params)}")
+            raise AdapterError(
+                f"layer '{self.name}': params lack {missing} (the spec's parameters are "
+                f"{list(self._spec_params())}); got {list(self._params)}"
+            )
         if eval_missing:
             raise state.eval_error(
-                self.name, type(self._leaf(eval_missing[0])[0]).__name__, eval_missing,
+                self.name,
+                type(self._leaf(eval_missing[0])[0]).__name__,
+                eval_missing,
                 "not in params and no dict in args= or kwargs= holds them",
                 "pass them in params= ([gamma, beta, running_mean, running_var]) or in a dict argument "
-                "(bn_param={'mode': 'test', 'running_mean': ..., 'running_var': ...})")
+                "(bn_param={'mode': 'test', 'running_mean': ..., 'running_var': ...})",
+            )
 
     @staticmethod
     def _root(args: Sequence[Any], kwargs: Mapping[str, Any], cache: Any = None) -> SimpleNamespace:
@@ -138,11 +158,14 @@ class FunctionLayer(PerExample, WrappedLayer):
         if pending:
             raise AdapterError(
                 f"layer '{self.name}': its dropout mask is drawn by its forward, which has not run, and its input shape "
-                "is not known: pass x= or input_shape= to check_layer (input_shape= or x= to check_network)")
+                "is not known: pass x= or input_shape= to check_layer (input_shape= or x= to check_network)"
+            )
         return super().get_params()
 
     def _call_forward(self, x: np.ndarray) -> Any:
-        self._handed = {k: _copy(self._params[k]) for k in self._positional}  # the user's own arrays are never handed over
+        self._handed = {
+            k: _copy(self._params[k]) for k in self._positional
+        }  # the user's own arrays are never handed over
         self._summed_grads = {}
         return self._forward_examples(x) if not self.batched else self._forward_one(x)
 
@@ -168,10 +191,15 @@ class FunctionLayer(PerExample, WrappedLayer):
         if mask is None:
             raise AdapterError(
                 f"layer '{self.name}': cannot find its dropout mask after the forward ("
-                + (f"nothing at {path}" if path else "no dict argument holds 'mask', and the cache holds no single 0/1 "
-                   f"array of the input's shape {tuple(shape)}")
+                + (
+                    f"nothing at {path}"
+                    if path
+                    else "no dict argument holds 'mask', and the cache holds no single 0/1 "
+                    f"array of the input's shape {tuple(shape)}"
+                )
                 + f"); pass params={{'{local}': \"cache[1]\"}} with where the mask lives (cache: what the forward "
-                "returns second; args[i] / kwargs['name']: the dicts it was handed)")
+                "returns second; args[i] / kwargs['name']: the dicts it was handed)"
+            )
         self._after[local] = where
         self._params[local] = mask
 
@@ -182,18 +210,38 @@ class FunctionLayer(PerExample, WrappedLayer):
         names = self._trainable_names()
         full = (lambda k: join_path(self.spec.name, k)) if self.spec is not None else (lambda k: k)
         number = numbered(names)
-        dx, grads = split(call_user(self._b, dy, self._cache), names, lambda k: aliases(k, None, full(k), number.get(k)),
-                          f"layer '{self.name}'", input_grad=self.input_grad, tuple_only=False)
+        dx, grads = split(
+            call_user(self._b, dy, self._cache),
+            names,
+            lambda k: aliases(k, None, full(k), number.get(k)),
+            f"layer '{self.name}'",
+            input_grad=self.input_grad,
+            tuple_only=False,
+        )
         self._grads = grads or {}
         return dx
 
 
-def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = None,
-                   params: Mapping[str, Any] | Sequence[Any] = (), *, args: Sequence[Any] = (),
-                   kwargs: Mapping[str, Any] | None = None, forward_kwargs: Mapping[str, Any] | None = None,
-                   order: Sequence[str] | None = None, layout: Layout = CANONICAL, name: str | None = None,
-                   inplace: Any = None, grad_scale: Any = None, dtype: Any = None, batched: bool = True,
-                   channel_axis: bool = True, input_grad: bool = True, array_type: Any = None) -> FunctionLayer:
+def wrap_functions(
+    forward: Callable,
+    backward: Callable,
+    spec: Layer | None = None,
+    params: Mapping[str, Any] | Sequence[Any] = (),
+    *,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+    order: Sequence[str] | None = None,
+    layout: Layout = CANONICAL,
+    name: str | None = None,
+    inplace: Any = None,
+    grad_scale: Any = None,
+    dtype: Any = None,
+    batched: bool = True,
+    channel_axis: bool = True,
+    input_grad: bool = True,
+    array_type: Any = None,
+) -> FunctionLayer:
     """Wrap a CS231n-style function pair.
 
     ``forward(x, *params, *args, **kwargs) -> (out, cache)`` and ``backward(dout, cache)``
@@ -226,8 +274,25 @@ def wrap_functions(forward: Callable, backward: Callable, spec: Layer | None = N
     computes with (undeclared: the parameters' type), in which its input and upstream
     gradient are handed (``dtype`` may then be a torch or jax dtype).
     """
-    options = {"inplace": inplace, "grad_scale": grad_scale, "dtype": dtype, "batched": batched,
-               "channel_axis": channel_axis, "input_grad": input_grad, "array_type": array_type}
+    options = {
+        "inplace": inplace,
+        "grad_scale": grad_scale,
+        "dtype": dtype,
+        "batched": batched,
+        "channel_axis": channel_axis,
+        "input_grad": input_grad,
+        "array_type": array_type,
+    }
     kwargs = merged_kwargs(f"layer '{name or (spec.name if spec is not None else 'layer')}'", kwargs, forward_kwargs)
-    return FunctionLayer(forward, backward, spec, params, args=args, kwargs=kwargs, order=order, layout=layout,
-                         name=name, options=options)
+    return FunctionLayer(
+        forward,
+        backward,
+        spec,
+        params,
+        args=args,
+        kwargs=kwargs,
+        order=order,
+        layout=layout,
+        name=name,
+        options=options,
+    )

@@ -65,8 +65,11 @@ def refusal(spec: Layer, canonical: tuple[int, ...]) -> str | None:
         return None
     except SpecError as e:
         first = next((layer for _, layer in walk(spec) if not layer.children()), spec)
-        channels = getattr(first, "in_channels", None) if isinstance(first, Conv2d) else (
-            first.num_features if isinstance(first, BatchNorm2d) else None)
+        channels = (
+            getattr(first, "in_channels", None)
+            if isinstance(first, Conv2d)
+            else (first.num_features if isinstance(first, BatchNorm2d) else None)
+        )
         if channels is not None and len(canonical) == 4 and canonical[1] != channels:
             return f"{canonical[1]} channels, but '{first.name}' expects {channels}"
         return f"the spec refuses it ({e})"
@@ -87,8 +90,10 @@ def _fix(spec: Layer, shape: tuple[int, ...], layout: Layout, what: str, is_arra
         perm = "(0, 2, 3, 1)" if layout.data == "NHWC" else "(0, 3, 1, 2)"
         given = f" ({what}.transpose{perm})" if is_array else f": {moved}"
         default = " (data='NCHW', the default)" if other == "NCHW" else ""
-        return (f"; pass {what} in {layout.data}{given}, or, if the code takes {other} data, declare "
-                f"layout={replace(layout, data=other)}{default}")
+        return (
+            f"; pass {what} in {layout.data}{given}, or, if the code takes {other} data, declare "
+            f"layout={replace(layout, data=other)}{default}"
+        )
     first = next((layer for _, layer in walk(spec) if not layer.children()), spec)
     channels = getattr(first, "in_channels", None) if isinstance(first, Conv2d) else None
     if len(shape) == 4 and channels is not None:
@@ -96,8 +101,9 @@ def _fix(spec: Layer, shape: tuple[int, ...], layout: Layout, what: str, is_arra
     return ""
 
 
-def read_shape(shape: Any, spec: Layer | None, layout: Layout, what: str = "input_shape", *,
-               is_array: bool = False) -> tuple[int, ...]:
+def read_shape(
+    shape: Any, spec: Layer | None, layout: Layout, what: str = "input_shape", *, is_array: bool = False
+) -> tuple[int, ...]:
     """The canonical shape of an input given as ``shape`` in ``layout.data`` (see the module
     docstring). With a ``spec``: an :class:`AdapterError` naming the reading and the fix
     when the input does not fit it. ``what``: the argument's name in the message."""

@@ -22,5 +22,17 @@ from .object_layer import OPTIONS, ObjectLayer, wrap_layer
 from .refs import AdapterError, Ref, ValueFinding, preserving
 from .wrapped import WrappedLayer
 
-__all__ = ["OPTIONS", "preserving", "AdapterError", "ValueFinding", "dtype_note", "FunctionLayer", "ObjectLayer", "Ref",
-           "WrappedLayer", "wrap_functions", "wrap_layer", "_data_hint"]
+__all__ = [
+    "OPTIONS",
+    "preserving",
+    "AdapterError",
+    "ValueFinding",
+    "dtype_note",
+    "FunctionLayer",
+    "ObjectLayer",
+    "Ref",
+    "WrappedLayer",
+    "wrap_functions",
+    "wrap_layer",
+    "_data_hint",
+]

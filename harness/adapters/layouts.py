@@ -74,7 +74,9 @@ class Layout:
 
     def __post_init__(self) -> None:
         if self.dilation_base not in (0, 1) or isinstance(self.dilation_base, bool):
-            raise LayoutError(f"layout: dilation_base must be 1 (PyTorch) or 0 (extra spacing), got {self.dilation_base!r}")
+            raise LayoutError(
+                f"layout: dilation_base must be 1 (PyTorch) or 0 (extra spacing), got {self.dilation_base!r}"
+            )
         if self.data not in ("NCHW", "NHWC"):
             raise LayoutError(f"layout: data must be 'NCHW' or 'NHWC', got {self.data!r}")
         if self.kernel not in KERNEL_ORDERS:
@@ -88,8 +90,15 @@ class Layout:
 
     def __str__(self) -> str:
         changed = [
-            f"{k}={getattr(self, k)!r}" for k, d in (("data", "NCHW"), ("kernel", "OIHW"), ("flip", False),
-                                                   ("linear", "out_in"), ("flatten", "CHW"), ("dilation_base", 1))
+            f"{k}={getattr(self, k)!r}"
+            for k, d in (
+                ("data", "NCHW"),
+                ("kernel", "OIHW"),
+                ("flip", False),
+                ("linear", "out_in"),
+                ("flatten", "CHW"),
+                ("dilation_base", 1),
+            )
             if getattr(self, k) != d
         ]
         return f"Layout({', '.join(changed)})"
@@ -149,8 +158,9 @@ def _kernel_perm(layout: Layout) -> list[int]:
     return [layout.kernel.index(c) for c in "OIHW"]  # user axes -> canonical axes
 
 
-def _hwc_features(layer: Layer, local: str, features_from: tuple[int, int, int] | None, layout: Layout,
-                  value: np.ndarray) -> np.ndarray | None:
+def _hwc_features(
+    layer: Layer, local: str, features_from: tuple[int, int, int] | None, layout: Layout, value: np.ndarray
+) -> np.ndarray | None:
     """The HWC feature order if this parameter's last axis is a flattened (C, H, W) feature
     axis under an HWC flatten: a Linear's weight columns, or the per-feature parameters of a
     feature-wise layer (batch norm, layer norm, a dropout mask). A Linear's bias is not."""
@@ -163,8 +173,14 @@ def _hwc_features(layer: Layer, local: str, features_from: tuple[int, int, int] 
     return _feature_order(features_from)
 
 
-def param_from_user(layer: Layer, local: str, value: np.ndarray, layout: Layout,
-                    expected: tuple[int, ...], features_from: tuple[int, int, int] | None = None) -> np.ndarray:
+def param_from_user(
+    layer: Layer,
+    local: str,
+    value: np.ndarray,
+    layout: Layout,
+    expected: tuple[int, ...],
+    features_from: tuple[int, int, int] | None = None,
+) -> np.ndarray:
     """A parameter in the user's layout -> canonical ``expected`` shape.
 
     Conv weights are transposed from ``layout.kernel`` (and un-flipped); Linear weights
@@ -204,8 +220,14 @@ def param_from_user(layer: Layer, local: str, value: np.ndarray, layout: Layout,
     return np.ascontiguousarray(v)
 
 
-def param_to_user(layer: Layer, local: str, value: np.ndarray, layout: Layout, user_shape: tuple[int, ...],
-                  features_from: tuple[int, int, int] | None = None) -> np.ndarray:
+def param_to_user(
+    layer: Layer,
+    local: str,
+    value: np.ndarray,
+    layout: Layout,
+    user_shape: tuple[int, ...],
+    features_from: tuple[int, int, int] | None = None,
+) -> np.ndarray:
     """A canonical parameter -> the user's layout and ``user_shape`` (the shape the user's
     array has, unit axes included); the exact inverse of :func:`param_from_user`."""
     v = value
@@ -238,16 +260,22 @@ def _unit_axes(layer: Layer, local: str, value: np.ndarray, layout: Layout, expe
     return value
 
 
-def _feature_param_order(layer: Layer, local: str, value: np.ndarray, expected: tuple[int, ...],
-                         layout: Layout) -> str | None:
+def _feature_param_order(
+    layer: Layer, local: str, value: np.ndarray, expected: tuple[int, ...], layout: Layout
+) -> str | None:
     """How a per-feature batch-norm parameter (``over="feature"``, canonical (C, H, W)) is
     stored: ``"chw"`` or ``"hwc"`` when it must be reshaped from flat (unit axes allowed) or
     from NHWC code's (H, W, C) (a leading unit axis allowed); None when it is (C, H, W) up to
     unit axes already. :class:`LayoutError` when two readings fit and disagree."""
     from ..spec import BatchNorm2d
 
-    if not (isinstance(layer, BatchNorm2d) and layer.over == "feature" and len(expected) == 3
-            and value.size == int(np.prod(expected)) and local in ("weight", "bias", "running_mean", "running_var")):
+    if not (
+        isinstance(layer, BatchNorm2d)
+        and layer.over == "feature"
+        and len(expected) == 3
+        and value.size == int(np.prod(expected))
+        and local in ("weight", "bias", "running_mean", "running_var")
+    ):
         return None
     c, h, w = expected
     found = _squeezed(value.shape)
@@ -262,7 +290,8 @@ def _feature_param_order(layer: Layer, local: str, value: np.ndarray, expected: 
         raise LayoutError(
             f"layer '{layer.name}': parameter '{local}' has shape {tuple(value.shape)}, which under the declared "
             f"{layout} reads both as (H, W, C) = {(h, w, c)} and as (C, H, W) = {(c, h, w)} once its unit axes are "
-            f"dropped; keep it as (H, W, C), (1, H, W, C) or flat (C*H*W values in NHWC order) so the order is known")
+            f"dropped; keep it as (H, W, C), (1, H, W, C) or flat (C*H*W values in NHWC order) so the order is known"
+        )
     return "hwc" if hwc else None
 
 
@@ -284,17 +313,24 @@ def shape_hint(layer: Layer, local: str, found: tuple[int, ...], expected: tuple
         fits = [k for k in KERNEL_ORDERS if tuple(expected["OIHW".index(c)] for c in k) == found]
         if fits and layout.kernel not in fits:
             return f"; looks like {fits[0]}: pass Layout(kernel={fits[0]!r})" + (
-                f" (also fits {', '.join(fits[1:])}: harness.detect_layout tells them apart by running the code)" if len(fits) > 1 else "")
+                f" (also fits {', '.join(fits[1:])}: harness.detect_layout tells them apart by running the code)"
+                if len(fits) > 1
+                else ""
+            )
     if isinstance(layer, Linear) and local == "weight" and found == tuple(expected[::-1]) and found != tuple(expected):
         other = "in_out" if layout.linear == "out_in" else "out_in"
         return f"; looks transposed: pass Layout(linear={other!r})"
     if isinstance(layer, Dropout) and local == "mask":
-        return ("; a dropout mask has the input's shape: one kept at construction fixes it, so check the layer on an "
-                "input of that shape (x= or input_shape=), or let its forward draw the mask")
+        return (
+            "; a dropout mask has the input's shape: one kept at construction fixes it, so check the layer on an "
+            "input of that shape (x= or input_shape=), or let its forward draw the mask"
+        )
     return ""
 
 
-def feature_orders(spec: Layer, input_shape: tuple[int, ...]) -> tuple[dict[str, tuple[int, int, int]], tuple[int, int, int] | None]:
+def feature_orders(
+    spec: Layer, input_shape: tuple[int, ...]
+) -> tuple[dict[str, tuple[int, int, int]], tuple[int, int, int] | None]:
     """Where flattened features flow: ``{leaf path: (C, H, W)}`` for every leaf whose 2-D
     input is a feature vector flattened from a 4-D activation (the feature-wise layers it
     passes through and the Linear that consumes it), and the (C, H, W) of the network's
@@ -337,13 +373,27 @@ def spec_converter(spec: Layer, input_shape: tuple[int, ...], layout: Layout):
     return convert
 
 
-def convert_params_from_user(layer: Layer, values: dict[str, np.ndarray], layout: Layout,
-                             expected: dict[str, tuple[int, ...]], **kw: Any) -> dict[str, np.ndarray]:
+def convert_params_from_user(
+    layer: Layer, values: dict[str, np.ndarray], layout: Layout, expected: dict[str, tuple[int, ...]], **kw: Any
+) -> dict[str, np.ndarray]:
     """:func:`param_from_user` for every local parameter of ``layer``."""
     return {k: param_from_user(layer, k, v, layout, expected[k], **kw) for k, v in values.items()}
 
 
 __all__ = [
-    "CANONICAL", "KERNEL_ORDERS", "Layout", "LayoutError", "convert_params_from_user", "data_from_user",
-    "data_to_user", "FEATURE_WISE", "feature_orders", "flattened_inputs", "param_from_user", "spec_converter", "param_to_user", "shape_hint", "user_data_shape",
+    "CANONICAL",
+    "KERNEL_ORDERS",
+    "Layout",
+    "LayoutError",
+    "convert_params_from_user",
+    "data_from_user",
+    "data_to_user",
+    "FEATURE_WISE",
+    "feature_orders",
+    "flattened_inputs",
+    "param_from_user",
+    "spec_converter",
+    "param_to_user",
+    "shape_hint",
+    "user_data_shape",
 ]

@@ -32,24 +32,40 @@ STYLES = ("function", "object", "softmax")
 class WrappedLoss:
     """``loss_and_grad(scores, target) -> (loss value, d loss / d scores)``, canonical float64."""
 
-    def __init__(self, user: Any, loss: Loss, *, style: str, forward: str, backward: str,
-                 target_format: str, grad_scale: float | str | None, dtype: Any,
-                 forward_kwargs: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        user: Any,
+        loss: Loss,
+        *,
+        style: str,
+        forward: str,
+        backward: str,
+        target_format: str,
+        grad_scale: float | str | None,
+        dtype: Any,
+        forward_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         if style not in STYLES:
             raise AdapterError(f"loss: style must be one of {STYLES}, got {style!r}")
         if target_format not in ("labels", "onehot"):
             raise AdapterError(f"loss: target_format must be 'labels' or 'onehot', got {target_format!r}")
         if style == "softmax" and not isinstance(loss, SoftmaxCrossEntropy):
-            raise AdapterError(f"loss: style='softmax' is a softmax fused with cross-entropy; the spec says {loss.kind}")
+            raise AdapterError(
+                f"loss: style='softmax' is a softmax fused with cross-entropy; the spec says {loss.kind}"
+            )
         if style == "function" and not callable(user):
-            raise AdapterError(f"loss: style='function' needs a callable fn(scores, y) -> (loss, dscores), got {type(user).__name__}")
+            raise AdapterError(
+                f"loss: style='function' needs a callable fn(scores, y) -> (loss, dscores), got {type(user).__name__}"
+            )
         if style != "function":
             for method in (forward, backward):
                 if not callable(getattr(user, method, None)):
                     raise AdapterError(f"loss: {type(user).__name__} has no method {method}()")
         if forward_kwargs is not None and not isinstance(forward_kwargs, Mapping):
-            raise AdapterError(f"loss: forward_kwargs must be a dict of keyword arguments for the loss's forward, "
-                               f"e.g. forward_kwargs={{'reg': 0.0}}, got {type(forward_kwargs).__name__}")
+            raise AdapterError(
+                f"loss: forward_kwargs must be a dict of keyword arguments for the loss's forward, "
+                f"e.g. forward_kwargs={{'reg': 0.0}}, got {type(forward_kwargs).__name__}"
+            )
         self.user, self.spec, self.style = user, loss, style
         self.forward_kwargs: dict[str, Any] = dict(forward_kwargs or {})
         self._forward, self._backward = forward, backward
@@ -81,8 +97,9 @@ class WrappedLoss:
             self.running = "backward"
             grad = call_user(getattr(self.user, self._backward))
         else:
-            probs, _ = _returned(self._call_forward(getattr(self.user, self._forward), s_user),
-                                 "loss: the softmax layer's output")
+            probs, _ = _returned(
+                self._call_forward(getattr(self.user, self._forward), s_user), "loss: the softmax layer's output"
+            )
             self.running = "backward"
             grad = call_user(getattr(self.user, self._backward), t_user)
             assert isinstance(self.spec, SoftmaxCrossEntropy)  # style="softmax" requires it (__init__)
@@ -109,11 +126,16 @@ class WrappedLoss:
         except TypeError as e:
             name = getattr(fn, "__qualname__", type(fn).__name__)
             missing = re.findall(r"missing a required argument: '(\w+)'", str(e))
-            fix = (f"pass it with wrap_loss(..., forward_kwargs={{'{missing[0]}': ...}})" if missing else
-                   "the call is fn(scores, y, **forward_kwargs) (a softmax layer: forward(scores, **forward_kwargs)); "
-                   "declare what it takes with wrap_loss(..., forward_kwargs=, style=)")
-            raise AdapterError(f"loss: {name}() cannot be called with (scores{', y' if len(args) > 1 else ''}"
-                               f"{''.join(f', {k}=' for k in self.forward_kwargs)}): {e}; {fix}") from None
+            fix = (
+                f"pass it with wrap_loss(..., forward_kwargs={{'{missing[0]}': ...}})"
+                if missing
+                else "the call is fn(scores, y, **forward_kwargs) (a softmax layer: forward(scores, **forward_kwargs)); "
+                "declare what it takes with wrap_loss(..., forward_kwargs=, style=)"
+            )
+            raise AdapterError(
+                f"loss: {name}() cannot be called with (scores{', y' if len(args) > 1 else ''}"
+                f"{''.join(f', {k}=' for k in self.forward_kwargs)}): {e}; {fix}"
+            ) from None
         except ValueError:
             pass  # no signature to read (a builtin): call it and see
         return call_user(fn, *args, **self.forward_kwargs)
@@ -128,9 +150,18 @@ class WrappedLoss:
         return float(self.grad_scale)
 
 
-def wrap_loss(user: Any | Callable, loss: Loss, *, style: str = "function", forward: str = "forward",
-              backward: str = "backward", target_format: str = "labels", grad_scale: float | str | None = None,
-              dtype: Any = np.float64, forward_kwargs: Mapping[str, Any] | None = None) -> WrappedLoss:
+def wrap_loss(
+    user: Any | Callable,
+    loss: Loss,
+    *,
+    style: str = "function",
+    forward: str = "forward",
+    backward: str = "backward",
+    target_format: str = "labels",
+    grad_scale: float | str | None = None,
+    dtype: Any = np.float64,
+    forward_kwargs: Mapping[str, Any] | None = None,
+) -> WrappedLoss:
     """Wrap the user's loss (see the module docstring for the three ``style`` s).
 
     ``target_format``: what the user's code takes, ``"labels"`` (N,) or ``"onehot"`` (N, K).
@@ -144,8 +175,17 @@ def wrap_loss(user: Any | Callable, loss: Loss, *, style: str = "function", forw
     """
     if grad_scale is not None and grad_scale not in ("batch", "unbatch") and not isinstance(grad_scale, (int, float)):
         raise AdapterError(f"loss: grad_scale must be 'batch', 'unbatch' or a number, got {grad_scale!r}")
-    return WrappedLoss(user, loss, style=style, forward=forward, backward=backward, target_format=target_format,
-                       grad_scale=grad_scale, dtype=dtype, forward_kwargs=forward_kwargs)
+    return WrappedLoss(
+        user,
+        loss,
+        style=style,
+        forward=forward,
+        backward=backward,
+        target_format=target_format,
+        grad_scale=grad_scale,
+        dtype=dtype,
+        forward_kwargs=forward_kwargs,
+    )
 
 
 __all__ = ["STYLES", "WrappedLoss", "wrap_loss"]

@@ -44,8 +44,17 @@ class LossModel:
     or a function ``loss_and_grads(x, y) -> (loss, grads)`` over the arrays in ``params``;
     see :func:`wrap_loss_model`."""
 
-    def __init__(self, model: Any, spec: Layer, *, loss: Loss, params: Mapping[str, Any] | None, layout: Layout,
-                 method: str, input_shape: Shape | None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        spec: Layer,
+        *,
+        loss: Loss,
+        params: Mapping[str, Any] | None,
+        layout: Layout,
+        method: str,
+        input_shape: Shape | None,
+    ) -> None:
         if not isinstance(loss, Loss):
             raise AdapterError(f"wrap_loss_model: loss must be a loss spec such as SoftmaxCrossEntropy(), got {loss!r}")
         if not isinstance(layout, Layout):
@@ -54,15 +63,19 @@ class LossModel:
         self.has_scores = callable(getattr(model, method, None))
         self.in_order: dict[Any, str] = {}  # the user's own names read in forward order -> canonical
         if not self.has_scores and not callable(model):
-            raise AdapterError(f"wrap_loss_model: {type(model).__name__} has no method {method}(); pass method= with its "
-                               "name, or a function loss_and_grads(x, y) -> (loss, grads) with params={name: array}")
+            raise AdapterError(
+                f"wrap_loss_model: {type(model).__name__} has no method {method}(); pass method= with its "
+                "name, or a function loss_and_grads(x, y) -> (loss, grads) with params={name: array}"
+            )
         self.spec, self.loss, self.layout, self.method = spec, loss, layout, method
         self.input_shape = tuple(input_shape) if input_shape is not None else None  # as given, in layout.data
         canonical = read_shape(input_shape, spec, layout) if input_shape is not None else None
         self._table = _param_table(spec, canonical)
         if canonical is None and _needs_input_shape(spec, [layout]):
-            raise AdapterError("wrap_loss_model: a Layout(flatten='HWC') reorders the first fully connected layer's "
-                               f"weight rows by the (C, H, W) it flattens; pass input_shape={AXES[layout.data]}")
+            raise AdapterError(
+                "wrap_loss_model: a Layout(flatten='HWC') reorders the first fully connected layer's "
+                f"weight rows by the (C, H, W) it flattens; pass input_shape={AXES[layout.data]}"
+            )
         self._flat = feature_orders(spec, canonical)[0] if canonical else {}
         if self.has_scores:
             self.model, self._fn = model, None  # model.<method> looked up at each call (it may be replaced)
@@ -79,9 +92,11 @@ class LossModel:
             try:  # names read in order: an array that does not fit its place says the order was another
                 self.get_params()
             except SpecError as e:
-                raise AdapterError(f"wrap_loss_model: params {list(self.in_order)} were read in forward order as "
-                                   f"{list(self.in_order.values())}, but {e}; key them by the canonical names "
-                                   f"instead") from None
+                raise AdapterError(
+                    f"wrap_loss_model: params {list(self.in_order)} were read in forward order as "
+                    f"{list(self.in_order.values())}, but {e}; key them by the canonical names "
+                    f"instead"
+                ) from None
 
     def _bind(self, places: Mapping[str, str]) -> dict[str, Ref]:
         """``{canonical name: Ref}`` checked: every name a parameter of the spec, something at
@@ -90,18 +105,24 @@ class LossModel:
         valid = list(self._table)
         for name, where in places.items():
             if name not in self._table:
-                raise AdapterError(f"wrap_loss_model: '{name}' is not a parameter of the spec{_close(name, valid)}; "
-                                   f"its parameters are {_listing(valid)}")
+                raise AdapterError(
+                    f"wrap_loss_model: '{name}' is not a parameter of the spec{_close(name, valid)}; "
+                    f"its parameters are {_listing(valid)}"
+                )
             ref = Ref(where)
             if not ref.exists(self.model):
-                raise AdapterError(f"wrap_loss_model: parameter '{name}' declared at {where!r}, but "
-                                   f"{type(self.model).__name__} has nothing there")
+                raise AdapterError(
+                    f"wrap_loss_model: parameter '{name}' declared at {where!r}, but "
+                    f"{type(self.model).__name__} has nothing there"
+                )
             out[name] = ref
         missing = [n for n, (*_, info) in self._table.items() if info.trainable and n not in out]
         if missing:
             example = f"'{missing[0]}': W1" if not self.has_scores else f"'{missing[0]}': \"params['W1']\""
-            raise AdapterError(f"wrap_loss_model: no location given for {missing}; map every trainable parameter, "
-                               f"e.g. params={{{example}}}")
+            raise AdapterError(
+                f"wrap_loss_model: no location given for {missing}; map every trainable parameter, "
+                f"e.g. params={{{example}}}"
+            )
         return out
 
     def _method_places(self, params: Mapping[str, Any] | None) -> dict[str, str]:
@@ -109,17 +130,21 @@ class LossModel:
         if params is not None:
             bad = [k for k, v in params.items() if not isinstance(v, str)]
             if bad:
-                raise AdapterError(f"wrap_loss_model: params['{bad[0]}'] is a {type(params[bad[0]]).__name__}; for a model "
-                                   f"with a {self.method}() method params= says where each array lives on it, e.g. "
-                                   f"{{'{bad[0]}': \"params['W1']\"}}")
+                raise AdapterError(
+                    f"wrap_loss_model: params['{bad[0]}'] is a {type(params[bad[0]]).__name__}; for a model "
+                    f"with a {self.method}() method params= says where each array lives on it, e.g. "
+                    f"{{'{bad[0]}': \"params['W1']\"}}"
+                )
             return dict(params)
         places = {}
         for name, key in _cs231n_names(self.spec, self._table).items():
             tried = [f"params[{key!r}]", key]
             found = next((t for t in tried if Ref(t).exists(self.model)), None)
             if found is None:
-                raise AdapterError(f"wrap_loss_model: cannot find '{name}' on {type(self.model).__name__} (tried "
-                                   f"{', '.join(tried)}); pass params={{'{name}': \"params['W1']\", ...}}")
+                raise AdapterError(
+                    f"wrap_loss_model: cannot find '{name}' on {type(self.model).__name__} (tried "
+                    f"{', '.join(tried)}); pass params={{'{name}': \"params['W1']\", ...}}"
+                )
             places[name] = found
         return places
 
@@ -142,7 +167,9 @@ class LossModel:
         user_shape = tuple(np.shape(self.params[name].get(self.model)))
         if v.shape != user_shape:
             if v.size != int(np.prod(user_shape)):
-                raise (ValueFinding if returned else AdapterError)(f"{what} has shape {v.shape} but the parameter has {user_shape}")
+                raise (ValueFinding if returned else AdapterError)(
+                    f"{what} has shape {v.shape} but the parameter has {user_shape}"
+                )
             v = v.reshape(user_shape)
         if returned and (bad := nonfinite(v)):
             self.nonfinite_grads[name] = bad
@@ -160,13 +187,17 @@ class LossModel:
         """Write canonical values into the model's arrays (in place where mutable)."""
         for name, value in values.items():
             if name not in self.params:
-                raise AdapterError(f"set_params: '{name}' is not a parameter of the wrapped model"
-                                   f"{_close(name, list(self.params))}; its parameters are {_listing(list(self.params))}")
+                raise AdapterError(
+                    f"set_params: '{name}' is not a parameter of the wrapped model"
+                    f"{_close(name, list(self.params))}; its parameters are {_listing(list(self.params))}"
+                )
             path, layer, local, _ = self._table[name]
             ref, what = self.params[name], f"parameter '{name}' at {self.params[name]!r}"
             current = ref.get(self.model)
             _, kind = to_float64(current, what)
-            user = param_to_user(layer, local, np.asarray(value, np.float64), self.layout, kind.shape, self._flat.get(path))
+            user = param_to_user(
+                layer, local, np.asarray(value, np.float64), self.layout, kind.shape, self._flat.get(path)
+            )
             if is_mutable(current):
                 write_into(current, user, what)
             else:
@@ -187,8 +218,9 @@ class LossModel:
         """``model.loss(X)`` (no labels: the network's output) as canonical float64; only
         for a model with the method (:attr:`has_scores`)."""
         if not self.has_scores:
-            raise AdapterError("wrap_loss_model: a loss_and_grads function gives no scores; only its loss and gradients "
-                               "are checked")
+            raise AdapterError(
+                "wrap_loss_model: a loss_and_grads function gives no scores; only its loss and gradients are checked"
+            )
         x = np.asarray(x, dtype=np.float64)
         raw = self._call(self._x_user(x))
         y = _user_output(raw, f"{self.method}(X) (the scores)", self.layout, None, self.returned)
@@ -209,8 +241,10 @@ class LossModel:
         if lv.size != 1 or not np.isfinite(lv).all():
             raise ValueFinding(f"{self.what} returned loss {loss!r}; expected one finite number")
         if not isinstance(grads, Mapping):
-            raise ValueFinding(f"{self.what} must return grads as a dict keyed like the params (e.g. "
-                               f"{{'{next(iter(self.params))}': dW}}), got {type(grads).__name__}")
+            raise ValueFinding(
+                f"{self.what} must return grads as a dict keyed like the params (e.g. "
+                f"{{'{next(iter(self.params))}': dW}}), got {type(grads).__name__}"
+            )
         self._refuse_unknown(grads)
         out, self.nonfinite_grads = {}, {}
         for name, ref in self.params.items():
@@ -219,8 +253,9 @@ class LossModel:
             own = ref.steps[-1][1]  # CS231n: grads['W1'] for params['W1']; or the canonical name
             key = next((k for k in (own, name) if k in grads), None)
             if key is None:
-                raise AdapterError(f"{self.what}: grads has no {own!r} (the gradient of '{name}'); "
-                                   f"it has {sorted(map(str, grads))}")
+                raise AdapterError(
+                    f"{self.what}: grads has no {own!r} (the gradient of '{name}'); it has {sorted(map(str, grads))}"
+                )
             out[name] = self._canonical(name, grads[key], f"gradient of '{name}' (grads[{key!r}])", returned=True)
         return float(lv.reshape(())), out
 
@@ -230,17 +265,20 @@ class LossModel:
         names = [str(k) for n, ref in self.params.items() if self._table[n][3].trainable for k in (ref.steps[-1][1], n)]
         unknown = [k for k in grads if str(k) not in names]
         if unknown:
-            raise AdapterError(f"{self.what}: grads has the key {unknown[0]!r}, which names no parameter"
-                               f"{_close(str(unknown[0]), names)}; keys are the params' names or the canonical "
-                               f"names {_listing(list(self.params))}")
+            raise AdapterError(
+                f"{self.what}: grads has the key {unknown[0]!r}, which names no parameter"
+                f"{_close(str(unknown[0]), names)}; keys are the params' names or the canonical "
+                f"names {_listing(list(self.params))}"
+            )
 
 
 def _kind(value: Any) -> str:
     return f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
 
 
-def _closed_over(fn: Any, params: Any, table: Mapping[str, tuple[str, Layer, str, ParamInfo]],
-                 spec: Layer) -> tuple[dict[Any, Any], Any, dict[str, str], dict[Any, str]]:
+def _closed_over(
+    fn: Any, params: Any, table: Mapping[str, tuple[str, Layer, str, ParamInfo]], spec: Layer
+) -> tuple[dict[Any, Any], Any, dict[str, str], dict[Any, str]]:
     """For ``loss_and_grads(x, y)``: (a dict holding the user's own arrays under the user's
     keys, the function, ``{canonical name: Ref path into that dict}``, ``{user's name:
     canonical name}`` when read in order, else empty). Keys are canonical
@@ -248,37 +286,55 @@ def _closed_over(fn: Any, params: Any, table: Mapping[str, tuple[str, Layer, str
     is, the user's own names in forward order."""
     name = getattr(fn, "__name__", type(fn).__name__)
     if not isinstance(params, Mapping) or not params:
-        raise AdapterError(f"wrap_loss_model: {name}(x, y) computes with arrays it closes over; pass them as "
-                           f"params={{name: array}}, e.g. params={{'fc1.weight': W1, 'fc1.bias': b1}} (canonical names, "
-                           f"or CS231n's W1, b1 ...), got {params!r}")
+        raise AdapterError(
+            f"wrap_loss_model: {name}(x, y) computes with arrays it closes over; pass them as "
+            f"params={{name: array}}, e.g. params={{'fc1.weight': W1, 'fc1.bias': b1}} (canonical names, "
+            f"or CS231n's W1, b1 ...), got {params!r}"
+        )
     cs231n = {key: canonical for canonical, key in _cs231n_names(spec, table).items()}
     valid = list(table) + list(cs231n)
     trainable = [n for n, (*_, info) in table.items() if info.trainable]
     # the user's own names only (w_in, b_in ...): read in forward order, one per trainable parameter
     in_order = dict(zip(params, trainable)) if not any(k in table or k in cs231n for k in params) else {}
     if in_order and len(params) != len(trainable):
-        raise AdapterError(f"wrap_loss_model: params keys {list(params)} are neither canonical nor CS231n names; read "
-                           f"in forward order they must give one array per trainable parameter, {_listing(trainable)}, "
-                           f"got {len(params)}; or key them by the canonical names")
+        raise AdapterError(
+            f"wrap_loss_model: params keys {list(params)} are neither canonical nor CS231n names; read "
+            f"in forward order they must give one array per trainable parameter, {_listing(trainable)}, "
+            f"got {len(params)}; or key them by the canonical names"
+        )
     places: dict[str, str] = {}
     for key, value in params.items():
         canonical = in_order.get(key) or (key if key in table else cs231n.get(key))
         if canonical is None:
-            raise AdapterError(f"wrap_loss_model: params key {key!r} is not a parameter of the spec{_close(str(key), valid)}; "
-                               f"use its canonical names {_listing(list(table))} (or CS231n's W1, b1 ...)")
+            raise AdapterError(
+                f"wrap_loss_model: params key {key!r} is not a parameter of the spec{_close(str(key), valid)}; "
+                f"use its canonical names {_listing(list(table))} (or CS231n's W1, b1 ...)"
+            )
         if canonical in places:
-            raise AdapterError(f"wrap_loss_model: params keys {places[canonical][2:-2]!r} and {key!r} both name "
-                               f"'{canonical}'; give each parameter once")
+            raise AdapterError(
+                f"wrap_loss_model: params keys {places[canonical][2:-2]!r} and {key!r} both name "
+                f"'{canonical}'; give each parameter once"
+            )
         if isinstance(value, str) or not is_mutable(value):
-            raise AdapterError(f"wrap_loss_model: params[{key!r}] is a {type(value).__name__} that cannot be written in "
-                               f"place; trigrad perturbs the very arrays {name}(x, y) closes over (and restores them bit "
-                               "for bit): pass those arrays (writeable numpy arrays or torch tensors)")
+            raise AdapterError(
+                f"wrap_loss_model: params[{key!r}] is a {type(value).__name__} that cannot be written in "
+                f"place; trigrad perturbs the very arrays {name}(x, y) closes over (and restores them bit "
+                "for bit): pass those arrays (writeable numpy arrays or torch tensors)"
+            )
         places[canonical] = f"[{key!r}]"
     return dict(params), fn, places, in_order
 
 
-def wrap_loss_model(model: Any, spec: Layer, *, loss: Loss, params: Mapping[str, Any] | None = None,
-                    layout: Layout = CANONICAL, method: str = "loss", input_shape: Shape | None = None) -> LossModel:
+def wrap_loss_model(
+    model: Any,
+    spec: Layer,
+    *,
+    loss: Loss,
+    params: Mapping[str, Any] | None = None,
+    layout: Layout = CANONICAL,
+    method: str = "loss",
+    input_shape: Shape | None = None,
+) -> LossModel:
     """Wrap a CS231n-style model (``model.loss(X, y) -> (loss, grads)``, ``model.loss(X) ->
     scores``) or a function ``loss_and_grads(x, y) -> (loss, grads)``.
 

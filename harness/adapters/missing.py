@@ -28,8 +28,10 @@ def sgd_hint(layer: Any, local: str) -> str:
     changes nothing, and there is no evidence to name it on.)"""
     if not any(e.side == "backward" and e.array == f"parameter '{local}'" for e in layer.effects):
         return ""
-    return (f"backward changed '{local}' itself (an SGD step inside backward?): declare sgd=(None, lr) with its "
-            "learning rate")
+    return (
+        f"backward changed '{local}' itself (an SGD step inside backward?): declare sgd=(None, lr) with its "
+        "learning rate"
+    )
 
 
 def _after_one_forward(layer: Any, local: str) -> tuple[tuple[int, ...], str] | None:
@@ -61,12 +63,16 @@ def lazy_hint(layer: Any, local: str) -> str:
         return ""
     appears = _after_one_forward(layer, local)
     if appears is not None:
-        return (f"; the layer creates its parameters in its first forward (a copy of it, run forward once on an input "
-                f"of shape {appears[0]}, has '{local}' at {appears[1]}): declare lazy=True")
+        return (
+            f"; the layer creates its parameters in its first forward (a copy of it, run forward once on an input "
+            f"of shape {appears[0]}, has '{local}' at {appears[1]}): declare lazy=True"
+        )
     empty = [c for c in _candidates(local) if _holds_none(layer.obj, c)]
     if empty:
-        return (f"; likely cause: the layer creates its parameters in its first forward ({empty[0]} is None until "
-                "then); declare lazy=True if so")
+        return (
+            f"; likely cause: the layer creates its parameters in its first forward ({empty[0]} is None until "
+            "then); declare lazy=True if so"
+        )
     return ""
 
 

@@ -59,8 +59,17 @@ class WrappedNetwork(Effects):
     forward/backward computes them, so they cannot be checked in isolation).
     """
 
-    def __init__(self, layers: Mapping[str, Any], spec: Layer, *, forward: Callable | None, backward: Callable | None,
-                 layout: Layout, input_shape: Shape | None, inplace: Any = None) -> None:
+    def __init__(
+        self,
+        layers: Mapping[str, Any],
+        spec: Layer,
+        *,
+        forward: Callable | None,
+        backward: Callable | None,
+        layout: Layout,
+        input_shape: Shape | None,
+        inplace: Any = None,
+    ) -> None:
         self._init_effects()  # the network's own passes' writes into what they are handed (see .effects)
         self.inplace = parse_inplace(inplace, "wrap_network")
         _check_arguments(layers, spec, layout, forward, backward)
@@ -82,8 +91,10 @@ class WrappedNetwork(Effects):
         self.missing = [p for p in leaves if p not in self.layers]
         needed = [p for p in self.missing if tree[p].local_params(shapes[p][0] if shapes else _dummy_input(tree[p]))]
         if needed:
-            raise AdapterError(f"wrap_network: no layer given for {needed}, which have parameters (or a dropout mask); "
-                               f"every such spec layer needs its user object")
+            raise AdapterError(
+                f"wrap_network: no layer given for {needed}, which have parameters (or a dropout mask); "
+                f"every such spec layer needs its user object"
+            )
         self._tell_features(shapes)
         self._mode: str | None = None
         self._x_shape: Shape | None = None
@@ -98,20 +109,28 @@ class WrappedNetwork(Effects):
         prev: str | None = None
         for path, obj in layers.items():
             if path not in tree:
-                raise AdapterError(f"wrap_network: '{path}' is not a layer of the spec{_close(path, leaves)}; "
-                                   f"its layers are {_listing(leaves)}")
+                raise AdapterError(
+                    f"wrap_network: '{path}' is not a layer of the spec{_close(path, leaves)}; "
+                    f"its layers are {_listing(leaves)}"
+                )
             if path not in leaves:
                 inside = [p for p in leaves if p.startswith(path + ".")]
-                raise AdapterError(f"wrap_network: '{path}' is a {type(tree[path]).__name__}, not a leaf layer; map its "
-                                   f"layers instead: {_listing(inside)}")
+                raise AdapterError(
+                    f"wrap_network: '{path}' is a {type(tree[path]).__name__}, not a leaf layer; map its "
+                    f"layers instead: {_listing(inside)}"
+                )
             if prev is not None and leaves.index(path) < leaves.index(prev):
-                raise AdapterError(f"wrap_network: layers are not in forward order: '{path}' comes after '{prev}' in the "
-                                   f"mapping but before it in the spec; the spec's order is {_listing(leaves)}")
+                raise AdapterError(
+                    f"wrap_network: layers are not in forward order: '{path}' comes after '{prev}' in the "
+                    f"mapping but before it in the spec; the spec's order is {_listing(leaves)}"
+                )
             prev = path
             if isinstance(obj, WrappedLayer):
                 if obj.spec != tree[path]:  # None too: a spec-less wrapper cannot be checked as this layer
-                    raise AdapterError(f"wrap_network: the layer given for '{path}' was wrapped with spec {obj.spec!r}, "
-                                       f"but the network's spec has {tree[path]!r} there")
+                    raise AdapterError(
+                        f"wrap_network: the layer given for '{path}' was wrapped with spec {obj.spec!r}, "
+                        f"but the network's spec has {tree[path]!r} there"
+                    )
                 w = obj
             else:
                 w = wrap_layer(obj, tree[path], layout=self.layout, name=path, inplace=self.inplace)
@@ -123,9 +142,13 @@ class WrappedNetwork(Effects):
         needs the input shape. Sets ``_out_features``: the network output's order, if flattened."""
         used = [self.layout, *(w.layout for w in self.layers.values())]
         if shapes is None and _needs_input_shape(self.spec, used):
-            raise AdapterError("wrap_network: a Layout(flatten='HWC') reorders the features after the Flatten by the "
-                               f"(C, H, W) it flattens; pass input_shape={AXES[self.layout.data]} so they are known")
-        features, self._out_features = feature_orders(self.spec, self._input_shape) if self._input_shape is not None else ({}, None)
+            raise AdapterError(
+                "wrap_network: a Layout(flatten='HWC') reorders the features after the Flatten by the "
+                f"(C, H, W) it flattens; pass input_shape={AXES[self.layout.data]} so they are known"
+            )
+        features, self._out_features = (
+            feature_orders(self.spec, self._input_shape) if self._input_shape is not None else ({}, None)
+        )
         for path, chw in features.items():
             if path in self.layers and self.layers[path].features_in is None:
                 self.layers[path].features_in = chw
@@ -168,8 +191,10 @@ class WrappedNetwork(Effects):
         valid = [f"{p}.{k}" for p, w in self.layers.items() for k in [*w._param_names(), *w._absent]]
         unknown = [k for k in values if k not in valid]
         if unknown:
-            raise AdapterError(f"set_params: {unknown} are not parameters of the wrapped network"
-                               f"{_close(unknown[0], valid)}; its parameters are {_listing(valid)}")
+            raise AdapterError(
+                f"set_params: {unknown} are not parameters of the wrapped network"
+                f"{_close(unknown[0], valid)}; its parameters are {_listing(valid)}"
+            )
         by_layer: dict[str, dict[str, np.ndarray]] = {}
         for name, v in values.items():
             path, _, local = name.rpartition(".")
@@ -193,15 +218,23 @@ class WrappedNetwork(Effects):
         if mode not in ("network", "chain"):
             raise AdapterError(f"forward: mode must be 'network' or 'chain', got {mode!r}")
         if mode == "network" and not self.end_to_end:
-            raise AdapterError("forward: mode='network' needs the network's own passes: pass forward= and backward= to wrap_network")
+            raise AdapterError(
+                "forward: mode='network' needs the network's own passes: pass forward= and backward= to wrap_network"
+            )
         if mode == "chain" and self.missing:
-            raise AdapterError(f"forward: cannot chain the layers: no user layer for {self.missing}; map them in "
-                               f"wrap_network's layers, or pass the network's own forward= and backward=")
+            raise AdapterError(
+                f"forward: cannot chain the layers: no user layer for {self.missing}; map them in "
+                f"wrap_network's layers, or pass the network's own forward= and backward="
+            )
         x = np.asarray(x, dtype=np.float64)
-        if self._input_shape is not None and x.shape[1:] != self._input_shape[1:]:  # the features' (C, H, W) came from it
-            raise AdapterError(f"forward: input shape {user_data_shape(x.shape, self.layout)} differs from input_shape="
-                               f"{self.input_shape} given to wrap_network (both in the declared {self.layout}; only "
-                               f"the batch size may change)")
+        if (
+            self._input_shape is not None and x.shape[1:] != self._input_shape[1:]
+        ):  # the features' (C, H, W) came from it
+            raise AdapterError(
+                f"forward: input shape {user_data_shape(x.shape, self.layout)} differs from input_shape="
+                f"{self.input_shape} given to wrap_network (both in the declared {self.layout}; only "
+                f"the batch size may change)"
+            )
         expected = self.spec.output_shape(x.shape)
         self._mode, self._x_shape, self._outputs, self._output_grads = None, x.shape, {}, {}
         if mode == "chain":
@@ -214,7 +247,8 @@ class WrappedNetwork(Effects):
                 hint = _data_hint(np.shape(raw), expected, self.layout)  # another layout explains it: configuration
                 raise (AdapterError if hint else ValueFinding)(
                     f"network forward returned shape {tuple(np.shape(raw))}; the spec expects "
-                    f"{user_data_shape(expected, self.layout)} in the declared {self.layout}{hint}")
+                    f"{user_data_shape(expected, self.layout)} in the declared {self.layout}{hint}"
+                )
             # the layers' own forward did not run: tell them their input shapes, which
             # shape-dependent conversions (grad_scale="batch", lazy parameters) read
             shapes = layer_shapes(self.spec, x.shape)
@@ -230,7 +264,9 @@ class WrappedNetwork(Effects):
             raise AdapterError("backward called before forward")
         g = np.asarray(g, dtype=np.float64)
         if g.shape != self._y_shape:
-            raise AdapterError(f"backward: upstream gradient shape {g.shape} differs from the output shape {self._y_shape}")
+            raise AdapterError(
+                f"backward: upstream gradient shape {g.shape} differs from the output shape {self._y_shape}"
+            )
         if self._mode == "chain":
             return self._bwd(self.spec, self.spec.name, g)
         g_user = hand_network(self, data_to_user(g, self.layout, self._out_features), "upstream gradient")
@@ -241,8 +277,10 @@ class WrappedNetwork(Effects):
         dx = _user_output(raw, "network backward's input gradient", self.layout, None, self.returned, "input")
         if dx.shape != self._x_shape:
             assert self._x_shape is not None  # set by the forward, which ran (_mode is set)
-            raise (AdapterError if _data_hint(np.shape(raw), self._x_shape, self.layout) else ValueFinding)(f"network backward returned an input gradient of shape {tuple(np.shape(raw))}; expected "
-                               f"{user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})")
+            raise (AdapterError if _data_hint(np.shape(raw), self._x_shape, self.layout) else ValueFinding)(
+                f"network backward returned an input gradient of shape {tuple(np.shape(raw))}; expected "
+                f"{user_data_shape(self._x_shape, self.layout)} (the input's shape in the declared {self.layout})"
+            )
         return dx
 
     def _call_forward(self, x_user: np.ndarray) -> Any:
@@ -254,8 +292,9 @@ class WrappedNetwork(Effects):
 
     def _params_seen(self) -> dict[str, Any]:
         """Every layer's trainable parameters, the user's own arrays (the network's own code uses them)."""
-        return {f"{p}.{k}": w._get_user(k) for p, w in self.layers.items() for k in w._param_names()
-                if k in w._trainable()}
+        return {
+            f"{p}.{k}": w._get_user(k) for p, w in self.layers.items() for k in w._param_names() if k in w._trainable()
+        }
 
     def recording(self) -> AbstractContextManager[dict[str, Calls]]:
         """Watch the user's own network passes at every layer boundary (see
@@ -277,8 +316,10 @@ class WrappedNetwork(Effects):
 
     def _need_chain(self, what: str) -> None:
         if self._mode != "chain":
-            raise AdapterError(f"{what}: needs a chained forward first (forward(x, mode='chain')); the user's own "
-                               f"network forward does not expose its intermediate values")
+            raise AdapterError(
+                f"{what}: needs a chained forward first (forward(x, mode='chain')); the user's own "
+                f"network forward does not expose its intermediate values"
+            )
 
     def _fwd(self, node: Layer, path: str, x: np.ndarray) -> np.ndarray:
         if path:
@@ -328,7 +369,9 @@ def _check_arguments(layers: Any, spec: Any, layout: Any, forward: Any, backward
     if not isinstance(layout, Layout):
         raise AdapterError(f"wrap_network: layout must be a harness.Layout, got {layout!r}")
     if not isinstance(layers, Mapping):
-        raise AdapterError(f"wrap_network: layers must be a mapping {{spec path: layer}} in forward order, got {type(layers).__name__}")
+        raise AdapterError(
+            f"wrap_network: layers must be a mapping {{spec path: layer}} in forward order, got {type(layers).__name__}"
+        )
     if (forward is None) != (backward is None):
         raise AdapterError("wrap_network: pass both forward= and backward= (the network's own passes) or neither")
     for what, fn in (("forward", forward), ("backward", backward)):
@@ -336,9 +379,17 @@ def _check_arguments(layers: Any, spec: Any, layout: Any, forward: Any, backward
             raise AdapterError(f"wrap_network: {what}= must be callable, got {fn!r}")
 
 
-def wrap_network(layers: Mapping[str, WrappedLayer | Any], spec: Layer, *, forward: Callable | None = None,
-                 backward: Callable | None = None, layout: Layout = CANONICAL,
-                 input_shape: Shape | None = None, inplace: Any = None, array_type: Any = None) -> WrappedNetwork:
+def wrap_network(
+    layers: Mapping[str, WrappedLayer | Any],
+    spec: Layer,
+    *,
+    forward: Callable | None = None,
+    backward: Callable | None = None,
+    layout: Layout = CANONICAL,
+    input_shape: Shape | None = None,
+    inplace: Any = None,
+    array_type: Any = None,
+) -> WrappedNetwork:
     """Wrap a user's network. ``layers``: ``{spec path: user layer}`` in forward order
     (paths as :func:`walk` yields them, e.g. ``"conv1"``, ``"res.conv1"``); a
     :class:`WrappedLayer` is used as is, anything else goes through
@@ -353,8 +404,12 @@ def wrap_network(layers: Mapping[str, WrappedLayer | Any], spec: Layer, *, forwa
     own passes and the layers wrapped here (see :func:`~harness.adapters.layer.wrap_layer`).
     ``array_type=`` ("torch", "jax", "cupy", "numpy"): what its own passes and parameter-free layers are handed.
     """
-    return typed(WrappedNetwork(layers, spec, forward=forward, backward=backward, layout=layout,
-                                input_shape=input_shape, inplace=inplace), array_type)
+    return typed(
+        WrappedNetwork(
+            layers, spec, forward=forward, backward=backward, layout=layout, input_shape=input_shape, inplace=inplace
+        ),
+        array_type,
+    )
 
 
 __all__ = ["LossModel", "WrappedNetwork", "wrap_loss_model", "wrap_network"]

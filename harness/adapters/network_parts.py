@@ -37,8 +37,10 @@ def _input_grad(layers: Mapping[str, WrappedLayer], first: str | None) -> bool:
     ``input_grad=False``, which no other layer may be (the layer before it needs it)."""
     late = [p for p, w in layers.items() if not w.input_grad and p != first]
     if late:
-        raise AdapterError(f"wrap_network: '{late[0]}' is declared input_grad=False, but only the network's first "
-                           f"layer ('{first}') may compute no input gradient: the layer before '{late[0]}' needs it")
+        raise AdapterError(
+            f"wrap_network: '{late[0]}' is declared input_grad=False, but only the network's first "
+            f"layer ('{first}') may compute no input gradient: the layer before '{late[0]}' needs it"
+        )
     return first not in layers or layers[first].input_grad  # type: ignore[index]
 
 
@@ -70,13 +72,21 @@ def _returned(value: Any, what: str) -> tuple[np.ndarray, np.dtype]:
     except ArrayError as e:
         raise ValueFinding(str(e)) from None
     if not is_float_dtype(kind.dtype):
-        raise ValueFinding(f"{what} is {kind.dtype}: integer values cannot carry a gradient (likely cause: an array "
-                           "allocated with an integer dtype, or an astype(int))")
+        raise ValueFinding(
+            f"{what} is {kind.dtype}: integer values cannot carry a gradient (likely cause: an array "
+            "allocated with an integer dtype, or an astype(int))"
+        )
     return v, kind.dtype
 
 
-def _user_output(value: Any, what: str, layout: Layout, features: CHW | None,
-                 returned: dict[str, np.dtype] | None = None, name: str = "output") -> np.ndarray:
+def _user_output(
+    value: Any,
+    what: str,
+    layout: Layout,
+    features: CHW | None,
+    returned: dict[str, np.dtype] | None = None,
+    name: str = "output",
+) -> np.ndarray:
     """The user's activation -> canonical float64, refusing None, integer and non-finite
     values (:class:`ValueFinding`); its dtype is recorded in ``returned[name]``."""
     v, dtype = _returned(value, what)
@@ -84,6 +94,8 @@ def _user_output(value: Any, what: str, layout: Layout, features: CHW | None,
         returned[name] = dtype
     bad = nonfinite(v)
     if bad:
-        raise ValueFinding(f"{what} has a non-finite value {bad.value} at {list(bad.index)} (user layout; "
-                           f"{bad.count} of {bad.size} NaN or Inf)")
+        raise ValueFinding(
+            f"{what} has a non-finite value {bad.value} at {list(bad.index)} (user layout; "
+            f"{bad.count} of {bad.size} NaN or Inf)"
+        )
     return data_from_user(v, layout, features)

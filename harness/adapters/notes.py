@@ -19,10 +19,14 @@ def dtype_note(name: str, found: np.dtype, expected: np.dtype, computes_in: str)
     if found == expected or not (is_float_dtype(found) and is_float_dtype(expected)):
         return None
     if found.itemsize < expected.itemsize:
-        return (f"{name}: is {found} while {computes_in}: a silent downcast (likely cause: an array allocated or "
-                f"cast as {found}, e.g. np.zeros(shape, np.{found}); its values keep only {found}'s precision)")
-    return (f"{name}: is {found} while {computes_in}: a silent upcast (likely cause: a {found} array or constant "
-            f"mixed in; the tolerances follow {expected})")
+        return (
+            f"{name}: is {found} while {computes_in}: a silent downcast (likely cause: an array allocated or "
+            f"cast as {found}, e.g. np.zeros(shape, np.{found}); its values keep only {found}'s precision)"
+        )
+    return (
+        f"{name}: is {found} while {computes_in}: a silent upcast (likely cause: a {found} array or constant "
+        f"mixed in; the tolerances follow {expected})"
+    )
 
 
 def _data_hint(found: tuple[int, ...], expected: tuple[int, ...], layout: Layout) -> str:

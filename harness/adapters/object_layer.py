@@ -28,13 +28,26 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
     """``obj.forward(x) -> y``, ``obj.backward(dy) -> dx``, parameters and gradients kept on
     the object (attributes or dicts, see :class:`Ref`; located by :class:`ObjectRefs`)."""
 
-    def __init__(self, obj: Any, spec: Layer | None, *, params: Mapping[str, str] | None, grads: Mapping[str, str] | None,
-                 layout: Layout, forward: str, backward: str, name: str | None, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        obj: Any,
+        spec: Layer | None,
+        *,
+        params: Mapping[str, str] | None,
+        grads: Mapping[str, str] | None,
+        layout: Layout,
+        forward: str,
+        backward: str,
+        name: str | None,
+        options: Mapping[str, Any],
+    ) -> None:
         self.obj = obj  # before the base's __init__: a layer that draws its mask replays the object's generators
         super().__init__(spec, layout, name)
         for method in (forward, backward):
             if not callable(getattr(obj, method, None)):
-                raise AdapterError(f"layer '{self.name}': {type(obj).__name__} has no method {method}(); pass forward=/backward= with its names")
+                raise AdapterError(
+                    f"layer '{self.name}': {type(obj).__name__} has no method {method}(); pass forward=/backward= with its names"
+                )
         self._forward_name, self._backward_name = forward, backward
         unknown = set(options) - set(OPTIONS)
         if unknown:
@@ -47,11 +60,15 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
         self._summed_grads: dict[str, np.ndarray] = {}
         for option in ("zero_grad", "flush"):
             if opts[option] is not None and not isinstance(opts[option], str):
-                raise AdapterError(f"layer '{self.name}': {option}= takes the name of a method of "
-                                   f"{type(obj).__name__}, e.g. {option}=\"flush_gradients\", got {opts[option]!r}")
+                raise AdapterError(
+                    f"layer '{self.name}': {option}= takes the name of a method of "
+                    f'{type(obj).__name__}, e.g. {option}="flush_gradients", got {opts[option]!r}'
+                )
         for method in filter(None, (self.zero_grad, self.flush, self.sgd and self.sgd[0])):
             if not callable(getattr(obj, method, None)):
-                raise AdapterError(f"layer '{self.name}': {type(obj).__name__} has no method {method}() (declared as an option)")
+                raise AdapterError(
+                    f"layer '{self.name}': {type(obj).__name__} has no method {method}() (declared as an option)"
+                )
         self._declared_params, self._declared_grads = params, grads
         self._sgd_grads: dict[str, np.ndarray] = {}
         self._returned_grads: dict[str, object] | None = None  # gradients the last backward returned, if any
@@ -81,7 +98,8 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
         if self._pending and not self._forwarded:
             raise AdapterError(
                 f"layer '{self.name}': its dropout mask is drawn by its forward, which has not run, and its input shape "
-                "is not known: pass x= or input_shape= to check_layer (input_shape= or x= to check_network)")
+                "is not known: pass x= or input_shape= to check_layer (input_shape= or x= to check_network)"
+            )
         return super().get_params()
 
     def _get_grad(self, local: str) -> Any:
@@ -130,8 +148,14 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
         declared = {k: self.params[k].path for k in names} if self.params else {}
         full = (lambda k: join_path(self.spec.name, k)) if self.spec is not None else (lambda k: k)
         number = numbered(names)
-        return split(result, names, lambda k: aliases(k, declared.get(k), full(k), number.get(k)), f"layer '{self.name}'",
-                     input_grad=self.input_grad, tuple_only=True)
+        return split(
+            result,
+            names,
+            lambda k: aliases(k, declared.get(k), full(k), number.get(k)),
+            f"layer '{self.name}'",
+            input_grad=self.input_grad,
+            tuple_only=True,
+        )
 
     def _backward_one(self, dy: np.ndarray) -> Any:
         """The user's backward (after ``zero_grad``); returns dx and keeps any gradients it returned."""
@@ -142,27 +166,35 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
         except (IndexError, ValueError) as e:
             if not self.zero_grad:
                 raise
-            raise ValueFinding(f"layer '{self.name}': backward raised {user_frame(e)} right after "
-                               f"{self.zero_grad}() (zero_grad={self.zero_grad!r}); {self._flush_hint()}") from e
+            raise ValueFinding(
+                f"layer '{self.name}': backward raised {user_frame(e)} right after "
+                f"{self.zero_grad}() (zero_grad={self.zero_grad!r}); {self._flush_hint()}"
+            ) from e
         dx, self._returned_grads = self._split(result)
         return dx
 
     def _flush_hint(self) -> str:
-        return (f"likely cause: {self.zero_grad}() also empties what the forward cached (the input), as numpy-ml's "
-                f"flush_gradients() does; declare flush={self.zero_grad!r} instead of zero_grad= (called before "
-                "every forward)")
+        return (
+            f"likely cause: {self.zero_grad}() also empties what the forward cached (the input), as numpy-ml's "
+            f"flush_gradients() does; declare flush={self.zero_grad!r} instead of zero_grad= (called before "
+            "every forward)"
+        )
 
     def _shape_hint(self, dx: Any) -> str:
         if self.zero_grad and np.size(dx) == 0:
             return f"; {self._flush_hint()}"
         if isinstance(dx, list) and dx and all(_is_array(d) and not isinstance(d, list) for d in dx):
-            flush = next((m for m in ("flush_gradients", "flush", "clear", "reset") if callable(getattr(self.obj, m, None))),
-                         None)
+            flush = next(
+                (m for m in ("flush_gradients", "flush", "clear", "reset") if callable(getattr(self.obj, m, None))),
+                None,
+            )
             name = f"flush={flush!r}" if flush else "flush= with the name of the method that clears it"
-            return (f"; it is a list of {len(dx)} array{'s' * (len(dx) != 1)}: one input gradient per input cached by "
-                    "earlier forwards (the "
-                    f"forward appends its input to a list until flushed, as numpy-ml's layers do): declare {name} "
-                    "(called before every forward)")
+            return (
+                f"; it is a list of {len(dx)} array{'s' * (len(dx) != 1)}: one input gradient per input cached by "
+                "earlier forwards (the "
+                f"forward appends its input to a list until flushed, as numpy-ml's layers do): declare {name} "
+                "(called before every forward)"
+            )
         return ""
 
     def _call_backward(self, dy: np.ndarray) -> Any:
@@ -203,10 +235,18 @@ OPTIONS: dict[str, Any] = {
 }
 
 
-def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str] | None = None,
-               grads: Mapping[str, str] | None = None, layout: Layout = CANONICAL,
-               forward: str = "forward", backward: str = "backward", name: str | None = None,
-               **options: Any) -> ObjectLayer:
+def wrap_layer(
+    obj: Any,
+    spec: Layer | None = None,
+    *,
+    params: Mapping[str, str] | None = None,
+    grads: Mapping[str, str] | None = None,
+    layout: Layout = CANONICAL,
+    forward: str = "forward",
+    backward: str = "backward",
+    name: str | None = None,
+    **options: Any,
+) -> ObjectLayer:
     """Wrap an object-style layer: ``obj.forward(x) -> y``, ``obj.backward(dy) -> dx``.
 
     params / grads: where each canonical parameter and its gradient live on ``obj``, e.g.
@@ -259,6 +299,14 @@ def wrap_layer(obj: Any, spec: Layer | None = None, *, params: Mapping[str, str]
     """
     if spec is None and params is None:
         params = {}
-    return ObjectLayer(obj, spec, params=params, grads=grads, layout=layout, forward=forward, backward=backward,
-                       name=name, options=options)
-
+    return ObjectLayer(
+        obj,
+        spec,
+        params=params,
+        grads=grads,
+        layout=layout,
+        forward=forward,
+        backward=backward,
+        name=name,
+        options=options,
+    )

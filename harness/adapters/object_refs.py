@@ -52,12 +52,18 @@ class ObjectRefs:
         declared = dict(declared or {})
         unknown = [k for k in declared if self.spec is not None and k not in wanted]
         if unknown:
-            raise AdapterError(f"layer '{self.name}': params names {unknown} are not parameters of {type(self.spec).__name__}; expected some of {wanted}")
+            raise AdapterError(
+                f"layer '{self.name}': params names {unknown} are not parameters of {type(self.spec).__name__}; expected some of {wanted}"
+            )
         out: dict[str, Ref] = {}
         self._absent, self._pending, eval_missing = {}, {}, []
         # a composite (Sequential / Residual) object: each sub-layer's parameters on its own object
         composite = self.spec is not None and bool(self.spec.children())
-        owners = sub_objects(self.obj, self.spec, [k for k in wanted if k not in declared], self.name) if composite and self.spec is not None else {}
+        owners = (
+            sub_objects(self.obj, self.spec, [k for k in wanted if k not in declared], self.name)
+            if composite and self.spec is not None
+            else {}
+        )
         for local in wanted:
             leaf, leaf_local = self._leaf(local) if self.spec is not None else (None, local)
             later = leaf is not None and state.deferred(leaf, leaf_local)  # a mask drawn by the forward
@@ -67,7 +73,9 @@ class ObjectRefs:
                     self._pending[local] = ref
                     continue
                 if not ref.exists(self.obj):
-                    raise AdapterError(f"layer '{self.name}': parameter '{local}' declared at {ref!r}, but {type(self.obj).__name__} has nothing there")
+                    raise AdapterError(
+                        f"layer '{self.name}': parameter '{local}' declared at {ref!r}, but {type(self.obj).__name__} has nothing there"
+                    )
                 out[local] = ref
                 continue
             owner = owners.get(local.rpartition(".")[0], "")
@@ -88,17 +96,22 @@ class ObjectRefs:
             else:
                 out[local] = found
         if eval_missing:
-            raise state.eval_error(self.name, type(self._leaf(eval_missing[0])[0]).__name__, eval_missing,
-                                   f"tried {', '.join(_candidates('running_mean')[:4])} ... on {type(self.obj).__name__}",
-                                   "pass params={" + ", ".join(f"'{k}': \"...\"" for k in eval_missing) +
-                                   "} with where they live")
+            raise state.eval_error(
+                self.name,
+                type(self._leaf(eval_missing[0])[0]).__name__,
+                eval_missing,
+                f"tried {', '.join(_candidates('running_mean')[:4])} ... on {type(self.obj).__name__}",
+                "pass params={" + ", ".join(f"'{k}': \"...\"" for k in eval_missing) + "} with where they live",
+            )
         return out
 
     def _spec_params_safe(self) -> dict[str, Any]:
         try:
             return self._spec_params()
         except AdapterError:
-            raise AdapterError(f"layer '{self.name}': {type(self.spec).__name__} needs its input shape to list its parameters") from None
+            raise AdapterError(
+                f"layer '{self.name}': {type(self.spec).__name__} needs its input shape to list its parameters"
+            ) from None
 
     def _find(self, local: str, mask: bool, owner: str = "") -> Ref | None:
         """The first usual place that holds an array for ``local`` on the object, or on the
@@ -114,8 +127,14 @@ class ObjectRefs:
         tried = [under(owner, c) for c in _candidates(local)]
         on = f"{owner} (a {type(Ref(owner).get(self.obj)).__name__})" if owner else type(self.obj).__name__
         leaf = local.rpartition(".")[0]
-        hint = (f"; nor is there a sub-object for '{leaf}' (an attribute named {leaf.rpartition('.')[2]!r}, or a "
-                ".layers list in forward order)") if leaf and not owner else ""
+        hint = (
+            (
+                f"; nor is there a sub-object for '{leaf}' (an attribute named {leaf.rpartition('.')[2]!r}, or a "
+                ".layers list in forward order)"
+            )
+            if leaf and not owner
+            else ""
+        )
         return AdapterError(
             f"layer '{self.name}': cannot find parameter '{local}' on {on} (tried {', '.join(tried[:6])} ...){hint}; "
             f"pass params={{'{local}': \"{tried[0]}\"}} with where it lives{lazy_hint(self, local)}"
@@ -124,13 +143,18 @@ class ObjectRefs:
     def _resolve_pending(self) -> None:
         """After a forward: locate the mask it drew (declared, or in the usual places)."""
         for local, ref in list(self._pending.items()):
-            found = ref if ref is not None and ref.exists(self.obj) else (self._find(local, True) if ref is None else None)
+            found = (
+                ref if ref is not None and ref.exists(self.obj) else (self._find(local, True) if ref is None else None)
+            )
             if found is None:
-                tried = f"declared at {ref!r}" if ref is not None else f"tried {', '.join(state.mask_candidates()[:8])} ..."
+                tried = (
+                    f"declared at {ref!r}" if ref is not None else f"tried {', '.join(state.mask_candidates()[:8])} ..."
+                )
                 raise AdapterError(
                     f"layer '{self.name}': cannot find its dropout mask '{local}' on {type(self.obj).__name__} after "
                     f"the forward ({tried}); pass params={{'{local}': \"...\"}} with where the mask of the input's "
-                    "shape lives (0 where a unit is dropped)")
+                    "shape lives (0 where a unit is dropped)"
+                )
             self.params[local] = found  # type: ignore[index]
             del self._pending[local]
 
@@ -180,23 +204,36 @@ class ObjectRefs:
         ref = self.grads.get(local)
         if ref is None:
             owner = self._owners.get(local, "")  # a composite's layer: its gradients live on its own object
-            tried = [under(owner, c) for c in _grad_candidates(self._ref(local).path[len(owner):].lstrip("."))]
+            tried = [under(owner, c) for c in _grad_candidates(self._ref(local).path[len(owner) :].lstrip("."))]
             found = [Ref(c) for c in tried if Ref(c).exists(self.obj)]
             if not found:
                 # the SGD step seen in backward, when it was; else every way a gradient can be given
                 ways = sgd_hint(self, local) or (
                     f"pass grads={{'{local}': \"dW\"}} or return it from backward as (dx, dW, db); or, if it is only "
-                    f"applied to the weights, {self._sgd_hint()}")
-                raise AdapterError(f"layer '{self.name}': cannot find the gradient of '{local}' (kept at "
-                                   f"{self._ref(local)!r}) after backward (tried {', '.join(tried[:6])} ...); {ways}")
+                    f"applied to the weights, {self._sgd_hint()}"
+                )
+                raise AdapterError(
+                    f"layer '{self.name}': cannot find the gradient of '{local}' (kept at "
+                    f"{self._ref(local)!r}) after backward (tried {', '.join(tried[:6])} ...); {ways}"
+                )
             ref = self.grads[local] = found[0]
         try:
             return ref.get(self.obj)
         except (AttributeError, KeyError, IndexError, TypeError):
-            raise AdapterError(f"layer '{self.name}': gradient of '{local}' declared at {ref!r} is missing after backward") from None
+            raise AdapterError(
+                f"layer '{self.name}': gradient of '{local}' declared at {ref!r} is missing after backward"
+            ) from None
 
     def _sgd_hint(self) -> str:
-        step = next((m for m in ("step", "update", "apply_gradients", "update_params", "sgd_step")
-                     if callable(getattr(self.obj, m, None))), None)
-        by_method = f"sgd=({step!r}, lr) (its {step}() applies it)" if step else "sgd=('method', lr) (a method applies it)"
+        step = next(
+            (
+                m
+                for m in ("step", "update", "apply_gradients", "update_params", "sgd_step")
+                if callable(getattr(self.obj, m, None))
+            ),
+            None,
+        )
+        by_method = (
+            f"sgd=({step!r}, lr) (its {step}() applies it)" if step else "sgd=('method', lr) (a method applies it)"
+        )
         return f"declare {by_method} or sgd=(None, lr) (backward applies it)"

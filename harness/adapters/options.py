@@ -45,18 +45,24 @@ def apply_shared(layer: Any, options: Mapping[str, Any]) -> None:
     if not layer.channel_axis and layer.batched:
         raise AdapterError(f"{owner}: channel_axis=False is for single examples: pass batched=False too")
     if not layer.batched and getattr(layer, "replay", None) is not None:  # a training dropout (see .state.draws)
-        raise AdapterError(f"{owner}: batched=False with a training-mode dropout is not supported: its mask is "
-                           "drawn per call, and the examples run one by one could not drop the units the references "
-                           "drop; check it on the batch (a dropout layer rarely needs batched=False)")
+        raise AdapterError(
+            f"{owner}: batched=False with a training-mode dropout is not supported: its mask is "
+            "drawn per call, and the examples run one by one could not drop the units the references "
+            "drop; check it on the batch (a dropout layer rarely needs batched=False)"
+        )
 
 
-def merged_kwargs(owner: str, kwargs: Mapping[str, Any] | None, forward_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+def merged_kwargs(
+    owner: str, kwargs: Mapping[str, Any] | None, forward_kwargs: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """A function pair's ``kwargs=`` and ``forward_kwargs=`` are one option under two names
     (the second as :func:`wrap_layer` spells it): one of them, not both."""
     if kwargs is not None and forward_kwargs is not None:
-        raise AdapterError(f"{owner}: kwargs= and forward_kwargs= are the same option (keyword arguments every "
-                           f"forward is called with); pass one of them, got kwargs={dict(kwargs)!r} and "
-                           f"forward_kwargs={dict(forward_kwargs)!r}")
+        raise AdapterError(
+            f"{owner}: kwargs= and forward_kwargs= are the same option (keyword arguments every "
+            f"forward is called with); pass one of them, got kwargs={dict(kwargs)!r} and "
+            f"forward_kwargs={dict(forward_kwargs)!r}"
+        )
     chosen = kwargs if kwargs is not None else forward_kwargs
     if chosen is not None and not isinstance(chosen, Mapping):
         raise AdapterError(f"{owner}: forward_kwargs= takes a dict of keyword arguments, got {chosen!r}")
@@ -73,8 +79,9 @@ def call_hint(layer: Any, x_shape: tuple[int, ...]) -> str:
     if not getattr(layer, "batched", True) and len(x_shape) == 4:
         one = user_data_shape(x_shape, layer.layout)[1:]
         single = layer.channel_axis and x_shape[1] == 1
-        out += (f" (called once per example (batched=False), each of shape {one}" +
-                ("; code that takes a single-channel image as (H, W)? declare channel_axis=False)" if single else ")"))
+        out += f" (called once per example (batched=False), each of shape {one}" + (
+            "; code that takes a single-channel image as (H, W)? declare channel_axis=False)" if single else ")"
+        )
     return out
 
 

@@ -84,9 +84,11 @@ class PerExample(_Base):
             dx, grads = self._sgd_step(dyi) if self.sgd else self._backward_and_grads(dyi, i)
             if self.input_grad:
                 if dx is None:
-                    raise ValueFinding(f"layer '{self.name}': backward returned None for example {i}; it must return "
-                                       "the input gradient dx (a first layer that computes none: declare "
-                                       "input_grad=False)")
+                    raise ValueFinding(
+                        f"layer '{self.name}': backward returned None for example {i}; it must return "
+                        "the input gradient dx (a first layer that computes none: declare "
+                        "input_grad=False)"
+                    )
                 dx, kinds["input"] = self._read_returned(self._add_channel(dx), "backward's input gradient")
                 dxs.append(dx)
             for k, (g, dtype) in grads.items():
@@ -103,8 +105,9 @@ class PerExample(_Base):
         for k in self._trainable_names():
             g = self._raw_grad(k)
             if g is None:
-                raise ValueFinding(f"layer '{self.name}': no gradient for parameter '{k}' after the "
-                                   f"backward of example {i}")
+                raise ValueFinding(
+                    f"layer '{self.name}': no gradient for parameter '{k}' after the backward of example {i}"
+                )
             v, kind = self._read_returned(g, f"gradient of '{k}'")
             grads[k] = (v, kind.dtype)
         return dx, grads
@@ -115,7 +118,9 @@ class PerExample(_Base):
             return a
         axis = 0 if self.layout.data == "NCHW" else 2
         if a.shape[axis] != 1:
-            raise AdapterError(f"layer '{self.name}': channel_axis=False needs 1 channel, the input has {a.shape[axis]}")
+            raise AdapterError(
+                f"layer '{self.name}': channel_axis=False needs 1 channel, the input has {a.shape[axis]}"
+            )
         return a.squeeze(axis)
 
     def _add_channel(self, a: Any) -> Any:

@@ -45,9 +45,13 @@ class Ref:
         while pos < len(path):
             m = _STEP.match(path, pos)
             if not m or m.end() == pos:
-                raise AdapterError(f"cannot parse the parameter reference {path!r} at position {pos}: use attributes and [key]s, e.g. \"params['W']\"")
+                raise AdapterError(
+                    f"cannot parse the parameter reference {path!r} at position {pos}: use attributes and [key]s, e.g. \"params['W']\""
+                )
             attr, k1, k2, idx = m.groups()
-            self.steps.append(("attr", attr) if attr else ("key", int(idx) if idx is not None else (k1 if k1 is not None else k2)))
+            self.steps.append(
+                ("attr", attr) if attr else ("key", int(idx) if idx is not None else (k1 if k1 is not None else k2))
+            )
             pos = m.end()
 
     def _parent(self, obj: Any) -> Any:
@@ -107,7 +111,6 @@ def _grad_candidates(param_path: str) -> list[str]:
     return out
 
 
-
 # --------------------------------------------------------------------------- restoring
 
 
@@ -134,8 +137,9 @@ def preserving(places: Mapping[str, tuple[Callable[[], Any], Callable[[Any], Non
                 try:
                     put(obj)
                 except (AttributeError, TypeError) as e:
-                    raise AdapterError(f"{owner}: parameter '{name}' was replaced and cannot be put back "
-                                       f"({type(e).__name__}: {e})") from None
+                    raise AdapterError(
+                        f"{owner}: parameter '{name}' was replaced and cannot be put back ({type(e).__name__}: {e})"
+                    ) from None
             if fingerprint(get()) != fp:
                 raise AdapterError(f"{owner}: could not restore parameter '{name}' bit for bit")
 

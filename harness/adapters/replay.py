@@ -139,6 +139,7 @@ def _hook(obj: Any, name: str, replay: Replay) -> Callable[[], None]:
 
     def undo() -> None:
         obj.__class__ = cls
+
     return undo
 
 

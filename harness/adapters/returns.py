@@ -78,8 +78,9 @@ def numbered(names: Sequence[str]) -> dict[str, int]:
     return {k: owners.index(k.rpartition(".")[0]) + 1 for k in names if "." in k} if len(owners) > 1 else {}
 
 
-def aliases(name: str, declared: str | None = None, full: str | None = None,
-            number: int | None = None) -> tuple[set[str], set[str]]:
+def aliases(
+    name: str, declared: str | None = None, full: str | None = None, number: int | None = None
+) -> tuple[set[str], set[str]]:
     """(strong, weak) dict keys that name parameter ``name``'s gradient: strong ones say it
     exactly (its local name, its path, the user's declared name); weak ones are the usual
     names (``W``, ``kernel``, ``b`` ...; numbered in a span: ``W1``, ``b2``), which in a
@@ -88,39 +89,58 @@ def aliases(name: str, declared: str | None = None, full: str | None = None,
     strong = {name, local} | ({full} if full else set())
     if declared:
         strong.add(declared)
-        last = declared.rstrip("]").rpartition("[")[2].strip("'\"") if declared.endswith("]") else declared.rpartition(".")[2]
+        last = (
+            declared.rstrip("]").rpartition("[")[2].strip("'\"")
+            if declared.endswith("]")
+            else declared.rpartition(".")[2]
+        )
         strong.add(last)
     weak = set(PARAM_CANDIDATES.get(local, ()))
     weak |= {f"{w}{number}" for w in weak} if number is not None else set()
 
     def spelled(keys: set[str]) -> set[str]:
         return {f"{p}{k}{s}" for k in keys for p in _PREFIXES for s in _SUFFIXES}
+
     strong = spelled(strong)
     return strong, spelled(weak) - strong
 
 
-def by_key(grads: Mapping[Any, Any], names: Sequence[str], alias: Callable[[str], tuple[set[str], set[str]]],
-           owner: str) -> dict[str, Any]:
+def by_key(
+    grads: Mapping[Any, Any], names: Sequence[str], alias: Callable[[str], tuple[set[str], set[str]]], owner: str
+) -> dict[str, Any]:
     """Gradients returned in a dict -> ``{name: gradient}``; a key that names no parameter, or
     several, or a parameter named twice, is a :class:`ValueFinding`."""
     table = {k: alias(k) for k in names}
     out: dict[str, Any] = {}
     for key, value in grads.items():
-        hits = [k for k, (strong, _) in table.items() if key in strong] or [k for k, (_, weak) in table.items() if key in weak]
+        hits = [k for k, (strong, _) in table.items() if key in strong] or [
+            k for k, (_, weak) in table.items() if key in weak
+        ]
         if len(hits) != 1:
             why = "names no trainable parameter" if not hits else f"could mean any of {hits}"
-            raise ValueFinding(f"{owner}: backward returned a gradient under the key {key!r}, which {why}; expected "
-                               f"keys naming {list(names)} (their names, the names given with params=, or W/b, "
-                               f"dW/db ...)")
+            raise ValueFinding(
+                f"{owner}: backward returned a gradient under the key {key!r}, which {why}; expected "
+                f"keys naming {list(names)} (their names, the names given with params=, or W/b, "
+                f"dW/db ...)"
+            )
         if hits[0] in out:
-            raise ValueFinding(f"{owner}: backward returned two gradients for '{hits[0]}' (keys "
-                               f"{[k for k in grads if k in table[hits[0]][0] | table[hits[0]][1]]})")
+            raise ValueFinding(
+                f"{owner}: backward returned two gradients for '{hits[0]}' (keys "
+                f"{[k for k in grads if k in table[hits[0]][0] | table[hits[0]][1]]})"
+            )
         out[hits[0]] = value
     return out
 
 
-def split(result: Any, names: Sequence[str], alias: Callable[[str], tuple[set[str], set[str]]], owner: str, *,
-          input_grad: bool, tuple_only: bool) -> tuple[Any, dict[str, Any] | None]:
+def split(
+    result: Any,
+    names: Sequence[str],
+    alias: Callable[[str], tuple[set[str], set[str]]],
+    owner: str,
+    *,
+    input_grad: bool,
+    tuple_only: bool,
+) -> tuple[Any, dict[str, Any] | None]:
     """A backward's return value -> (dx, {trainable parameter name: gradient}, or None when it
     returned no gradients). ``names``: the trainable parameters in order. ``tuple_only``: only
     a tuple is a structure and gradients may be kept elsewhere (object style: a list is a
@@ -154,16 +174,21 @@ def split(result: Any, names: Sequence[str], alias: Callable[[str], tuple[set[st
 def _unreadable(result: Any, names: Sequence[str], owner: str, input_grad: bool, tuple_only: bool) -> ValueFinding:
     count = f"{len(result)} values: " if isinstance(result, (tuple, list)) else ""
     kept = "; or dx alone, with the gradients kept on the object (grads= says where)" if tuple_only else ""
-    return ValueFinding(f"{owner}: backward must return ({', '.join(['dx', *('d' + k for k in names)])}), got "
-                        f"{count}{describe(result)}; expected {expected_forms(names, input_grad)}{kept}")
+    return ValueFinding(
+        f"{owner}: backward must return ({', '.join(['dx', *('d' + k for k in names)])}), got "
+        f"{count}{describe(result)}; expected {expected_forms(names, input_grad)}{kept}"
+    )
 
 
 def _starts_like_pair(result: Any) -> bool:
     """A tuple/list whose first item is an array or None and the rest arrays or groups:
     (dx, dW, db), (dx, [dW, db]) ... rather than a nested list of numbers."""
     items = list(result)
-    return bool(items) and (items[0] is None or _is_array(items[0])) and all(
-        v is None or _is_array(v) or _is_group(v) for v in items[1:])
+    return (
+        bool(items)
+        and (items[0] is None or _is_array(items[0]))
+        and all(v is None or _is_array(v) or _is_group(v) for v in items[1:])
+    )
 
 
 __all__ = ["aliases", "by_key", "describe", "expected_forms", "numbered", "split"]

@@ -36,18 +36,24 @@ def sharing_finding(paths: list[str], failed: bool) -> str:
     """The line for one group: the cause when the end-to-end pass failed, else a note."""
     same = f"{_named(paths)} are the same object"
     if failed:
-        return (f"{same}: its second forward overwrites the cache the first backward needs; make one object per "
-                "place (e.g. two ReLU() instances)")
-    return (f"note: {same}; harmless here (it keeps nothing between forward and backward), but one object per "
-            "place is safer")
+        return (
+            f"{same}: its second forward overwrites the cache the first backward needs; make one object per "
+            "place (e.g. two ReLU() instances)"
+        )
+    return (
+        f"note: {same}; harmless here (it keeps nothing between forward and backward), but one object per "
+        "place is safer"
+    )
 
 
 def layer_note(path: str, paths: list[str]) -> str:
     """The line on an affected layer's own entry (which passes alone)."""
     others = [p for p in paths if p != path]
     shared_with = _named(others) if len(others) > 1 else f"'{others[0]}'"
-    return (f"the network maps this object at {_named(paths)}: shared with {shared_with}; alone it passes, in the "
-            "network its cache is overwritten (see (network))")
+    return (
+        f"the network maps this object at {_named(paths)}: shared with {shared_with}; alone it passes, in the "
+        "network its cache is overwritten (see (network))"
+    )
 
 
 __all__ = ["layer_note", "shared_objects", "sharing_finding"]

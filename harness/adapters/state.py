@@ -59,15 +59,18 @@ def default(local: str, shape: tuple[int, ...]) -> np.ndarray:
 def absent_note(names: Iterable[str]) -> str:
     """The report's note for training-mode running statistics the code does not keep."""
     names = list(names)
-    return (f"note: {' and '.join(names)} {'is' if len(names) == 1 else 'are'} not kept by the code (none found), so "
-            "not checked; a training-mode batch norm's output and gradients use the batch's own statistics")
+    return (
+        f"note: {' and '.join(names)} {'is' if len(names) == 1 else 'are'} not kept by the code (none found), so "
+        "not checked; a training-mode batch norm's output and gradients use the batch's own statistics"
+    )
 
 
 def eval_error(layer: str, kind: str, missing: Sequence[str], tried: str, option: str) -> AdapterError:
     """An eval-mode batch norm whose running statistics cannot be found."""
     return AdapterError(
         f"layer '{layer}': an eval-mode {kind} (training=False) normalises with its running statistics, but "
-        f"{', '.join(missing)} {'was' if len(missing) == 1 else 'were'} not found ({tried}); {option}")
+        f"{', '.join(missing)} {'was' if len(missing) == 1 else 'were'} not found ({tried}); {option}"
+    )
 
 
 def dummy_input(spec: Layer) -> tuple[tuple[int, ...], bool]:
@@ -129,9 +132,11 @@ def restore_slots(obj: Any, remembered: list[tuple[Ref, bool, Any]]) -> None:
 # --------------------------------------------------------------------------- dropout masks
 
 
-UNREPLAYABLE = ("likely cause: the dropout mask is drawn from a generator the forward creates unseeded (e.g. "
-                "np.random.default_rng()), which trigrad cannot replay; draw it from np.random or from a generator "
-                "kept on the object (self.rng), or keep the mask fixed, so every call drops the same units")
+UNREPLAYABLE = (
+    "likely cause: the dropout mask is drawn from a generator the forward creates unseeded (e.g. "
+    "np.random.default_rng()), which trigrad cannot replay; draw it from np.random or from a generator "
+    "kept on the object (self.rng), or keep the mask fixed, so every call drops the same units"
+)
 
 
 def mask_from_user(value: np.ndarray, what: str, where: str, option: str) -> np.ndarray:
@@ -143,7 +148,8 @@ def mask_from_user(value: np.ndarray, what: str, where: str, option: str) -> np.
         raise AdapterError(
             f"{what}: the array read as its dropout mask at {where} holds values other than 0 and one constant "
             f"(e.g. {shown}); a mask is 0 where a unit is dropped and 1 (or the 1/(1-p) scale) where it is kept; "
-            f"{option}")
+            f"{option}"
+        )
     return (value != 0).astype(np.float64)
 
 
@@ -185,8 +191,13 @@ def find_mask(root: Any, shape: tuple[int, ...] | None) -> str | None:
     spots: list[str] = []
     for top in ("cache", "args", "kwargs"):
         value = getattr(root, top, None)
-        items = list(enumerate(value)) if isinstance(value, (tuple, list)) else \
-            list(value.items()) if isinstance(value, dict) and top != "cache" else []
+        items = (
+            list(enumerate(value))
+            if isinstance(value, (tuple, list))
+            else list(value.items())
+            if isinstance(value, dict) and top != "cache"
+            else []
+        )
         for prefix, item in [(top, value), *((f"{top}[{k!r}]", v) for k, v in items)]:
             if isinstance(item, dict):
                 spots += [f"{prefix}[{k!r}]" for k in MASK_NAMES if k in item and _is_mask(item[k], shape)]
@@ -195,8 +206,9 @@ def find_mask(root: Any, shape: tuple[int, ...] | None) -> str | None:
     cache = getattr(root, "cache", None)
     if _is_mask(cache, shape):
         return "cache"
-    found = [f"cache[{i}]" for i, v in enumerate(cache) if _is_mask(v, shape)] if isinstance(cache, (tuple, list)) \
-        else []
+    found = (
+        [f"cache[{i}]" for i, v in enumerate(cache) if _is_mask(v, shape)] if isinstance(cache, (tuple, list)) else []
+    )
     return found[0] if len(found) == 1 else None
 
 
@@ -306,12 +318,30 @@ class OptionalState:
             f"layer '{self.name}': its forward raised on an input of shape {given} (in the declared "  # type: ignore[attr-defined]
             f"{self.layout}) while the dropout mask it keeps at {self._place('mask')} has shape {found}: a mask kept "  # type: ignore[attr-defined]
             f"at construction fixes the input's shape; check it on an input of that shape (x= or input_shape=), or "
-            "let its forward draw the mask")
+            "let its forward draw the mask"
+        )
 
     def notes(self) -> list[str]:
         """Lines for the report about what was not checked (running statistics not kept)."""
         return [absent_note(self._absent)] if self._absent else []  # type: ignore[attr-defined]
 
 
-__all__ = ["OptionalState", "UNREPLAYABLE", "expect_inputs", "RUNNING", "absent_note", "default", "deferred", "draws", "eval_error", "find_mask", "fresh", "in_dicts",
-           "mask_candidates", "mask_from_user", "mask_scale", "optional", "place"]
+__all__ = [
+    "OptionalState",
+    "UNREPLAYABLE",
+    "expect_inputs",
+    "RUNNING",
+    "absent_note",
+    "default",
+    "deferred",
+    "draws",
+    "eval_error",
+    "find_mask",
+    "fresh",
+    "in_dicts",
+    "mask_candidates",
+    "mask_from_user",
+    "mask_scale",
+    "optional",
+    "place",
+]

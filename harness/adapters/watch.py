@@ -49,6 +49,7 @@ def _data(args: tuple, kwargs: dict) -> Any:
 
 def _hooks(w: WrappedLayer, c: Calls, forward: Callable, backward: Callable) -> tuple[Callable, Callable]:
     """Recording versions of the (unbound) ``forward`` and ``backward``."""
+
     def fwd(self: Any, *args: Any, **kwargs: Any) -> Any:
         outer = c.depth == 0
         c.depth += 1
@@ -75,6 +76,7 @@ def _hooks(w: WrappedLayer, c: Calls, forward: Callable, backward: Callable) -> 
         if outer and hasattr(w, "keep_returned"):  # gradients it returned to the network (dx, dW, db) ...
             w.keep_returned(result)
         return result
+
     return fwd, bwd
 
 
@@ -100,6 +102,7 @@ def _install(w: ObjectLayer, c: Calls) -> Callable[[], None] | None:
 
     def undo() -> None:
         obj.__class__ = cls
+
     return undo
 
 
@@ -130,7 +133,9 @@ def returns_kept(layers: Mapping[str, WrappedLayer]) -> Iterator[None]:
     """While the user's network runs its own backward: keep what each object layer's backward
     returns to it (gradients returned as (dx, dW, db) ...), for ``param_grads``; layers a
     :func:`watching` block already watches keep theirs through it."""
-    todo = {p: w for p, w in layers.items() if isinstance(w, ObjectLayer) and not getattr(w.obj, "_trigrad_watched", False)}
+    todo = {
+        p: w for p, w in layers.items() if isinstance(w, ObjectLayer) and not getattr(w.obj, "_trigrad_watched", False)
+    }
     with watching(todo):
         yield
 

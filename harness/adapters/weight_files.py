@@ -41,8 +41,22 @@ _CHUNK = 1 << 22  # bytes inflated per read: bounds what one read of a compresse
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 # what a corrupted file can raise from zipfile, zlib, numpy's header parser (ast, and tokenize for
 # headers it takes for Python 2's) or a short read
-_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, TypeError, KeyError, IndexError,
-            NotImplementedError, RuntimeError, OverflowError, struct.error, SyntaxError, tokenize.TokenError)
+_CORRUPT = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    struct.error,
+    SyntaxError,
+    tokenize.TokenError,
+)
 
 
 def max_weight_bytes(max_bytes: int | str | None = None) -> int:
@@ -76,16 +90,20 @@ class _Budget:
         self.left = self.limit
 
     def why(self) -> str:
-        return (f"more than the {_size(self.limit)} limit on a weight file (raise it with max_bytes= or the "
-                f"environment variable {MAX_BYTES_ENV} if the weights really are this large)")
+        return (
+            f"more than the {_size(self.limit)} limit on a weight file (raise it with max_bytes= or the "
+            f"environment variable {MAX_BYTES_ENV} if the weights really are this large)"
+        )
 
     def take(self, n: int, where: str, claim: str) -> None:
         """Count ``n`` more bytes against the limit, or raise naming ``where`` and ``claim``."""
         if n > self.left:
             before = self.limit - self.left
             total = f" ({_size(before + n)} with the entries before it)" if before else ""
-            raise WeightsError(f"{where}: {claim}{total}, {self.why()}: a zip bomb, a corrupted header, "
-                               "or weights far larger than a network checked by hand")
+            raise WeightsError(
+                f"{where}: {claim}{total}, {self.why()}: a zip bomb, a corrupted header, "
+                "or weights far larger than a network checked by hand"
+            )
         self.left -= n
 
 
@@ -114,8 +132,10 @@ def read_weight_file(path: str | os.PathLike, *, max_bytes: int | str | None = N
     else:
         raise WeightsError(f"weights file '{p}': unknown extension {p.suffix or '(none)'!r}; supported: {SUPPORTED}")
     if not arrays:  # an empty archive would otherwise surface later as every parameter missing
-        raise WeightsError(f"weights file '{p}' holds no arrays: was it saved before the weights were added, "
-                           "or truncated to an empty archive?")
+        raise WeightsError(
+            f"weights file '{p}' holds no arrays: was it saved before the weights were added, "
+            "or truncated to an empty archive?"
+        )
     return arrays
 
 
@@ -152,10 +172,15 @@ def _read_npz(p: Path, budget: _Budget) -> dict[str, np.ndarray]:
                 if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                     names = getattr(zipfile, "compressor_names", {})  # undocumented (not in typeshed)
                     method = names.get(info.compress_type, str(info.compress_type))
-                    raise WeightsError(f"'{p}' (entry '{entry}'): compression method {method}; NumPy writes .npz "
-                                       "files stored (np.savez) or deflated (np.savez_compressed) only")
-                declared.take(info.file_size, f"'{p}' (entry '{entry}')", "the zip directory says it inflates "
-                              f"from {_size(info.compress_size)} to {_size(info.file_size)}")
+                    raise WeightsError(
+                        f"'{p}' (entry '{entry}'): compression method {method}; NumPy writes .npz "
+                        "files stored (np.savez) or deflated (np.savez_compressed) only"
+                    )
+                declared.take(
+                    info.file_size,
+                    f"'{p}' (entry '{entry}')",
+                    f"the zip directory says it inflates from {_size(info.compress_size)} to {_size(info.file_size)}",
+                )
             for info in infos:
                 entry = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
                 if entry in out:
@@ -186,13 +211,16 @@ def _read_npy(f: IO[bytes], available: int, where: str, budget: _Budget, npz: bo
             raise _corrupt(where, "it ends inside the .npy magic string")
         version = tuple(magic[-2:])
         if version not in ((1, 0), (2, 0)):  # 3.0 only for non-Latin-1 field names: never float weights
-            raise _corrupt(where, f".npy format version {version[0]}.{version[1]} is not read (only 1.0 and 2.0 "
-                                  "hold plain arrays)")
+            raise _corrupt(
+                where, f".npy format version {version[0]}.{version[1]} is not read (only 1.0 and 2.0 hold plain arrays)"
+            )
         read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, fortran, dtype = read_header(f)
         if dtype.hasobject:
-            raise WeightsError(f"{where} holds a pickled object array; pickled arrays are not read because "
-                               "unpickling can run code: save plain numeric arrays")
+            raise WeightsError(
+                f"{where} holds a pickled object array; pickled arrays are not read because "
+                "unpickling can run code: save plain numeric arrays"
+            )
         if any(n < 0 for n in shape):
             raise _corrupt(where, f"the header's shape {shape} has a negative size")
         nbytes, follows = math.prod(shape) * dtype.itemsize, available - f.tell()
@@ -204,7 +232,7 @@ def _read_npy(f: IO[bytes], available: int, where: str, budget: _Budget, npz: bo
         buf = bytearray(nbytes)
         view, done = memoryview(buf), 0
         while done < nbytes:
-            n = f.readinto(view[done:done + _CHUNK])  # type: ignore[attr-defined]  # files and zip entries have it; typing.IO lacks it
+            n = f.readinto(view[done : done + _CHUNK])  # type: ignore[attr-defined]  # files and zip entries have it; typing.IO lacks it
             if not n:
                 raise _corrupt(where, f"{what} but the data ends after {_size(done)}")
             done += n
@@ -218,8 +246,10 @@ def _read_npy(f: IO[bytes], available: int, where: str, budget: _Budget, npz: bo
 
 
 def _corrupt(where: str, detail: str) -> WeightsError:
-    return WeightsError(f"could not read {where} as a NumPy file: {detail}: the file is corrupted or truncated "
-                        "(an interrupted download or copy?); write it again with np.save / np.savez")
+    return WeightsError(
+        f"could not read {where} as a NumPy file: {detail}: the file is corrupted or truncated "
+        "(an interrupted download or copy?); write it again with np.save / np.savez"
+    )
 
 
 def _read_folder(folder: Path, budget: _Budget) -> dict[str, np.ndarray]:
@@ -230,9 +260,7 @@ def _read_folder(folder: Path, budget: _Budget) -> dict[str, np.ndarray]:
         name = ".".join(f.relative_to(folder).with_suffix("").parts)
         for key, arr in _read_numpy(f, name, budget).items():
             if key in out:
-                raise WeightsError(
-                    f"folder '{folder}': '{origin[key]}' and '{f}' both give the name '{key}'"
-                )
+                raise WeightsError(f"folder '{folder}': '{origin[key]}' and '{f}' both give the name '{key}'")
             out[key], origin[key] = arr, f
     if not out:
         raise WeightsError(f"folder '{folder}' holds no .npy files (supported: {SUPPORTED})")

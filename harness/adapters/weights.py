@@ -31,9 +31,7 @@ Converter = Callable[[str, np.ndarray], Any]
 # --------------------------------------------------------------------------- renaming
 
 
-def map_names(
-    arrays: Mapping[str, np.ndarray], mapping: NameMapping
-) -> dict[str, np.ndarray]:
+def map_names(arrays: Mapping[str, np.ndarray], mapping: NameMapping) -> dict[str, np.ndarray]:
     """Rename user names to canonical names.
 
     ``mapping`` is a dict ``user -> canonical`` (other names kept), a sequence of
@@ -55,16 +53,15 @@ def _rename(arrays: Mapping[str, Any], mapping: NameMapping) -> dict[str, tuple[
         if new is None:
             continue
         if not isinstance(new, str) or not new:
-            raise WeightsError(
-                f"mapping turned '{user}' into {new!r}; expected a canonical name or None to drop it"
-            )
+            raise WeightsError(f"mapping turned '{user}' into {new!r}; expected a canonical name or None to drop it")
         if new in out:
             clashes.append(f"'{out[new][0]}' and '{user}' both map to '{new}'")
         else:
             out[new] = (user, arr)
     if clashes:
         raise WeightsError(
-            "two weights map to one canonical name: " + "; ".join(clashes)
+            "two weights map to one canonical name: "
+            + "; ".join(clashes)
             + " (a mapping rule is too broad, or a name kept as it is collides with a renamed one)"
         )
     return out
@@ -135,8 +132,11 @@ def load_weights(
     missing = [n for n in expected if n not in entries]
     # one list per kind of problem, reported in this order
     problems: dict[str, list[str]] = {
-        "unmatched (in the file, not in the spec)": [], "missing (in the spec, not in the file)": [],
-        "mis-shaped": [], "not floating point": [], "convert failed": [],
+        "unmatched (in the file, not in the spec)": [],
+        "missing (in the spec, not in the file)": [],
+        "mis-shaped": [],
+        "not floating point": [],
+        "convert failed": [],
     }
     out: dict[str, np.ndarray] = {}
 
@@ -163,9 +163,7 @@ def _source(source: Any, max_bytes: int | str | None) -> tuple[Mapping[str, Any]
         return source, "the weights"
     if isinstance(source, (str, os.PathLike)):
         return read_weight_file(source, max_bytes=max_bytes), f"the weights in '{source}'"
-    raise WeightsError(
-        f"weights source must be a path or a dict of name -> array, got {type(source).__name__}"
-    )
+    raise WeightsError(f"weights source must be a path or a dict of name -> array, got {type(source).__name__}")
 
 
 def _converter(spec: Layer, input_shape: Shape, layout: Any, convert: Converter | None) -> Converter | None:
@@ -179,8 +177,15 @@ def _converter(spec: Layer, input_shape: Shape, layout: Any, convert: Converter 
     return convert
 
 
-def _entry(name: str, label: str, value: Any, shape: tuple[int, ...], convert: Converter | None,
-           where_in_spec: tuple[Layer | None, Layout], problems: dict[str, list[str]]) -> np.ndarray | None:
+def _entry(
+    name: str,
+    label: str,
+    value: Any,
+    shape: tuple[int, ...],
+    convert: Converter | None,
+    where_in_spec: tuple[Layer | None, Layout],
+    problems: dict[str, list[str]],
+) -> np.ndarray | None:
     """One entry as a canonical float64 copy of ``shape``, or None after adding what is wrong
     with it to ``problems``. ``where_in_spec``: (its layer, the layout) for shape hints."""
     try:  # numpy, torch (even requires_grad or bfloat16), jax, lists ...
@@ -210,8 +215,13 @@ def _entry(name: str, label: str, value: Any, shape: tuple[int, ...], convert: C
     return np.array(arr, dtype=np.float64)  # a copy: the caller's arrays stay theirs
 
 
-def _raise_problems(problems: dict[str, list[str]], missing: list[str], expected: Mapping[str, Any],
-                    entries: Mapping[str, Any], where: str) -> None:
+def _raise_problems(
+    problems: dict[str, list[str]],
+    missing: list[str],
+    expected: Mapping[str, Any],
+    entries: Mapping[str, Any],
+    where: str,
+) -> None:
     """One WeightsError listing every problem (the missing names last filled in), if any."""
     if missing:
         buffers = any(not expected[n].trainable for n in missing)
@@ -232,8 +242,9 @@ def _dtype_ok(name: str, dtype: np.dtype) -> bool:
     return name.endswith(".mask") and (dtype == np.bool_ or np.issubdtype(dtype, np.integer))
 
 
-def _shape_hint(found: tuple[int, ...], expected: tuple[int, ...], layer: Layer | None, local: str,
-                layout: Layout) -> str:
+def _shape_hint(
+    found: tuple[int, ...], expected: tuple[int, ...], layer: Layer | None, local: str, layout: Layout
+) -> str:
     """The likely cause, for a parameter whose shape does not fit even up to size-1 axes."""
     hint = shape_hint(layer, local, found, expected, layout) if layer is not None else ""
     if hint:
@@ -244,5 +255,12 @@ def _shape_hint(found: tuple[int, ...], expected: tuple[int, ...], layer: Layer 
     return ""
 
 
-__all__ = ["DEFAULT_MAX_BYTES", "MAX_BYTES_ENV", "WeightsError", "load_weights", "map_names", "max_weight_bytes",
-           "read_weight_file"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MAX_BYTES_ENV",
+    "WeightsError",
+    "load_weights",
+    "map_names",
+    "max_weight_bytes",
+    "read_weight_file",
+]

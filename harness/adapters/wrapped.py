@@ -149,15 +149,19 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
             raise AdapterError(f"layer '{self.name}': backward called before forward")
         dy = np.asarray(dy, dtype=np.float64)
         if dy.shape != self._y_shape:
-            raise AdapterError(f"layer '{self.name}': upstream gradient shape {dy.shape} differs from the output shape {self._y_shape}")
+            raise AdapterError(
+                f"layer '{self.name}': upstream gradient shape {dy.shape} differs from the output shape {self._y_shape}"
+            )
         dy_user = self._hand(data_to_user(dy, self.layout, self._features_out), "upstream gradient")
         with self._replaying(backward=True):  # its own state: a mask drawn again is not the forward's
             dx = self._watched_backward(dy_user)
         if not self.input_grad:  # declared: the code computes none (a first layer); nothing to compare
             return None
         if dx is None:
-            raise ValueFinding(f"layer '{self.name}': backward returned None; it must return the input gradient dx "
-                               "(a first layer that computes none: declare input_grad=False)")
+            raise ValueFinding(
+                f"layer '{self.name}': backward returned None; it must return the input gradient dx "
+                "(a first layer that computes none: declare input_grad=False)"
+            )
         dx64 = self._to_canonical_data(dx, "input", "backward's input gradient", self.features_in)
         if dx64.shape != self._x_shape:
             assert self._x_shape is not None  # set by the forward, which ran (_y_shape is set)
@@ -179,7 +183,9 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
             return ONE_EXAMPLE_GUESS
         return ""
 
-    def _output_features(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...] | None) -> tuple[int, int, int] | None:
+    def _output_features(
+        self, x_shape: tuple[int, ...], y_shape: tuple[int, ...] | None
+    ) -> tuple[int, int, int] | None:
         from ..spec import Flatten
         from .layouts import FEATURE_WISE
 
@@ -189,8 +195,9 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
             return self.features_in  # ReLU, dropout, batch norm ... keep the feature order
         return None
 
-    def _to_canonical_data(self, value: Any, name: str, what: str,
-                           features: tuple[int, int, int] | None = None) -> np.ndarray:
+    def _to_canonical_data(
+        self, value: Any, name: str, what: str, features: tuple[int, int, int] | None = None
+    ) -> np.ndarray:
         """An activation the user's code returned (``name``: ``"output"`` or ``"input"``, its
         gradient) -> canonical float64; :class:`ValueFinding` when it is None, not an array,
         integer, or holds NaN/Inf (first index in the user's layout, and the count)."""
@@ -198,8 +205,10 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
         self._note_dtype(name, what, kind.dtype)
         bad = nonfinite(v)
         if bad:
-            raise ValueFinding(f"layer '{self.name}': {what} has a non-finite value {bad.value} at {list(bad.index)} "
-                               f"(user layout; {bad.count} of {bad.size} NaN or Inf)")
+            raise ValueFinding(
+                f"layer '{self.name}': {what} has a non-finite value {bad.value} at {list(bad.index)} "
+                f"(user layout; {bad.count} of {bad.size} NaN or Inf)"
+            )
         return data_from_user(v, self.layout, features)
 
     def _read_returned(self, value: Any, what: str) -> tuple[np.ndarray, Any]:
@@ -221,7 +230,8 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
             raise ValueFinding(
                 f"layer '{self.name}': {what} is {dtype} while {self.computes_in()}: integer values cannot "
                 "carry a gradient (likely cause: an array allocated with an integer dtype, e.g. np.zeros_like of "
-                "integer data, or an astype(int))")
+                "integer data, or an astype(int))"
+            )
         self.returned[name] = np.dtype(dtype)
 
     def computes_in(self) -> str:
@@ -230,12 +240,15 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
 
     def dtype_notes(self) -> list[str]:
         """One line per tensor the code last returned in another dtype than it computes in."""
-        return [note for name, dt in self.returned.items() if (note := dtype_note(name, dt, self.dtype, self.computes_in()))]
+        return [
+            note for name, dt in self.returned.items() if (note := dtype_note(name, dt, self.dtype, self.computes_in()))
+        ]
 
 
 # the guess from the output's rank alone; harness.hints replaces it when a per-example run confirms it
-ONE_EXAMPLE_GUESS = ("; one axis fewer than the spec's (N, ...) output: code written for one example at a time? "
-                     "declare batched=False")
+ONE_EXAMPLE_GUESS = (
+    "; one axis fewer than the spec's (N, ...) output: code written for one example at a time? declare batched=False"
+)
 
 
 def _is_array(value: Any) -> bool:

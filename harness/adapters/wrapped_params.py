@@ -76,7 +76,8 @@ class ParamAccess:
             raise AdapterError(
                 f"layer '{self.name}': the shape of its parameter '{local}' is the input's (or its (C, H, W)), which is "
                 "not known yet; pass x= or input_shape= to check_layer (input_shape= to wrap_network), or run its "
-                "forward once")
+                "forward once"
+            )
         return self._spec_params()[local].shape
 
     def _spec_params(self) -> dict[str, Any]:
@@ -91,7 +92,7 @@ class ParamAccess:
         prefix = f"{self.spec.name}." if self.spec.name else ""
         dummy, exact = state.dummy_input(self.spec)
         if known is not None or not exact:  # a mask or per-feature parameters: the input's shape, however made up
-            return {k[len(prefix):]: v for k, v in named_params(self.spec, known or dummy).items()}
+            return {k[len(prefix) :]: v for k, v in named_params(self.spec, known or dummy).items()}
         return self._span_params(prefix)
 
     def _span_params(self, prefix: str) -> dict[str, Any]:
@@ -104,7 +105,12 @@ class ParamAccess:
         out = {}
         for path, leaf in walk(self.spec):
             if not leaf.children():
-                out.update({join_path(path, k)[len(prefix):]: v for k, v in leaf.local_params(state.dummy_input(leaf)[0]).items()})
+                out.update(
+                    {
+                        join_path(path, k)[len(prefix) :]: v
+                        for k, v in leaf.local_params(state.dummy_input(leaf)[0]).items()
+                    }
+                )
         return out
 
     def _leaf(self, name: str) -> tuple[Layer, str]:
@@ -122,8 +128,12 @@ class ParamAccess:
             return value
         leaf, local = self._leaf(name)
         if state.deferred(leaf, local):  # 0/1, bool, or 0 and the 1/(1-p) scale -> 0/1
-            value = state.mask_from_user(value, f"layer '{self.name}'", self._place(name),
-                                         f"pass params={{'{name}': \"...\"}} with where the mask lives")
+            value = state.mask_from_user(
+                value,
+                f"layer '{self.name}'",
+                self._place(name),
+                f"pass params={{'{name}': \"...\"}} with where the mask lives",
+            )
         return param_from_user(leaf, local, value, self.layout, self._expected(name), self.features_in)
 
     def _to_user(self, name: str, value: np.ndarray, user_shape: tuple[int, ...]) -> np.ndarray:
@@ -198,8 +208,11 @@ class ParamAccess:
         factor = abs(self._grad_factor())
         if not getattr(self, "batched", True) and self._x_shape:  # one recovery per example, summed
             factor *= self._x_shape[0]
-        return {k: eps * float(np.linalg.norm(to_float64(self._get_user(k), self._what(k))[0])) / abs(lr) * factor
-                for k in self._param_names() if k in self._trainable()}
+        return {
+            k: eps * float(np.linalg.norm(to_float64(self._get_user(k), self._what(k))[0])) / abs(lr) * factor
+            for k in self._param_names()
+            if k in self._trainable()
+        }
 
     def _grad_factor(self) -> float:
         """What the user's parameter gradients must be multiplied by to be d<out, g>/dθ:
@@ -232,8 +245,13 @@ class ParamAccess:
             # a property that returns a fresh copy swallows writes: perturbations would then
             # change nothing and the backward would be blamed for it
             now = to_float64(self._get_user(local), self._what(local))[0]
-            if not np.array_equal(now, from_float64(user, kind) if kind.family == "list" else
-                                  to_float64(from_float64(user, kind), self._what(local))[0], equal_nan=True):
+            if not np.array_equal(
+                now,
+                from_float64(user, kind)
+                if kind.family == "list"
+                else to_float64(from_float64(user, kind), self._what(local))[0],
+                equal_nan=True,
+            ):
                 raise AdapterError(
                     f"{self._what(local)}: writing it had no effect (likely cause: it is a computed property or "
                     f"a copy; declare params= with where the array is stored)"
@@ -242,8 +260,11 @@ class ParamAccess:
     def preserved(self) -> AbstractContextManager[None]:
         """Parameters are restored bit for bit on exit, even when user code raises; the
         restoration is verified by fingerprint."""
-        places = {k: (partial(self._get_user, k), partial(self._put_user, k)) for k in self._param_names()
-                  if self._peek(k) is not None}  # a mask the forward has not drawn yet: nothing to restore
+        places = {
+            k: (partial(self._get_user, k), partial(self._put_user, k))
+            for k in self._param_names()
+            if self._peek(k) is not None
+        }  # a mask the forward has not drawn yet: nothing to restore
         return preserving(places, f"layer '{self.name}'")
 
 

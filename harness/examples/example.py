@@ -20,15 +20,25 @@ IN_CHANNELS, SIZE, HIDDEN, CLASSES = 3, 16, 32, 10
 LAYOUT = Layout(data="NHWC", kernel="HWIO", linear="in_out", flatten="HWC")
 
 
-def lenet_spec(in_channels: int = IN_CHANNELS, size: int = SIZE, hidden: int = HIDDEN,
-               classes: int = CLASSES) -> Sequential:
+def lenet_spec(
+    in_channels: int = IN_CHANNELS, size: int = SIZE, hidden: int = HIDDEN, classes: int = CLASSES
+) -> Sequential:
     """The spec of :class:`~harness.examples.lenet.LeNet` (canonical: input (N, C, H, W))."""
     side = (size // 2 - 4) // 2
-    return Sequential([
-        Conv2d("conv1", in_channels, 6, 5, padding=2), ReLU("relu1"), MaxPool2d("pool1", 2),
-        Conv2d("conv2", 6, 16, 5), ReLU("relu2"), MaxPool2d("pool2", 2),
-        Flatten("flat"), Linear("fc1", 16 * side * side, hidden), ReLU("relu3"), Linear("fc2", hidden, classes),
-    ])
+    return Sequential(
+        [
+            Conv2d("conv1", in_channels, 6, 5, padding=2),
+            ReLU("relu1"),
+            MaxPool2d("pool1", 2),
+            Conv2d("conv2", 6, 16, 5),
+            ReLU("relu2"),
+            MaxPool2d("pool2", 2),
+            Flatten("flat"),
+            Linear("fc1", 16 * side * side, hidden),
+            ReLU("relu3"),
+            Linear("fc2", hidden, classes),
+        ]
+    )
 
 
 @dataclass
@@ -67,14 +77,17 @@ def build(variant: str = "correct", *, batch: int = 4, seed: int = 0, dtype: Any
         raise ValueError(f"unknown example variant {variant!r}; valid: {', '.join(['correct', *VARIANTS])}")
     bug = VARIANTS.get(variant)
     network = bug.network if bug else LeNet
-    model = network(IN_CHANNELS, SIZE, HIDDEN, CLASSES, seed=seed, dtype=dtype,
-                    layers=dict(bug.layers) if bug else None)
+    model = network(
+        IN_CHANNELS, SIZE, HIDDEN, CLASSES, seed=seed, dtype=dtype, layers=dict(bug.layers) if bug else None
+    )
     spec = lenet_spec()
     input_shape = (batch, SIZE, SIZE, IN_CHANNELS)  # NHWC, the declared LAYOUT's data order
-    net = wrap_network(model.layers(), spec, forward=model.forward, backward=model.backward, layout=LAYOUT,
-                       input_shape=input_shape)
-    loss = wrap_loss((bug.loss if bug and bug.loss else softmax_loss), SoftmaxCrossEntropy(), style="function",
-                     dtype=dtype)
+    net = wrap_network(
+        model.layers(), spec, forward=model.forward, backward=model.backward, layout=LAYOUT, input_shape=input_shape
+    )
+    loss = wrap_loss(
+        (bug.loss if bug and bug.loss else softmax_loss), SoftmaxCrossEntropy(), style="function", dtype=dtype
+    )
     data = np.random.default_rng([seed, 1])  # independent of the weights' stream
     # drawn in NCHW and transposed: the same values as when the example took canonical inputs
     x = np.ascontiguousarray(data.standard_normal((batch, IN_CHANNELS, SIZE, SIZE)).transpose(0, 2, 3, 1))

@@ -25,7 +25,7 @@ def correlate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     out = np.zeros((x.shape[0], oh, ow, w.shape[3]), np.result_type(x, w))
     for u in range(kh):
         for v in range(kw):
-            out += x[:, u:u + oh, v:v + ow] @ w[u, v]
+            out += x[:, u : u + oh, v : v + ow] @ w[u, v]
     return out
 
 
@@ -37,7 +37,7 @@ def kernel_grad(xp: np.ndarray, dout: np.ndarray) -> np.ndarray:
     dw = np.empty((kh, kw, xp.shape[3], dout.shape[3]), np.result_type(xp, dout))
     for u in range(kh):
         for v in range(kw):
-            dw[u, v] = np.tensordot(xp[:, u:u + oh, v:v + ow], dout, axes=([0, 1, 2], [0, 1, 2]))
+            dw[u, v] = np.tensordot(xp[:, u : u + oh, v : v + ow], dout, axes=([0, 1, 2], [0, 1, 2]))
     return dw
 
 
@@ -46,8 +46,16 @@ class Conv2D:
     padding ``pad``. x: (N, H, W, C_in) -> (N, H + 2 pad - k + 1, ..., C_out).
     W: (k, k, C_in, C_out) HWIO; b: (C_out,)."""
 
-    def __init__(self, in_channels: int, out_channels: int, size: int, pad: int = 0, *,
-                 rng: np.random.Generator, dtype: Any = np.float64) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        size: int,
+        pad: int = 0,
+        *,
+        rng: np.random.Generator,
+        dtype: Any = np.float64,
+    ) -> None:
         fan_in = size * size * in_channels
         self.W = (rng.standard_normal((size, size, in_channels, out_channels)) * np.sqrt(2.0 / fan_in)).astype(dtype)
         self.b = (0.1 * rng.standard_normal(out_channels)).astype(dtype)  # nonzero: bias mistakes then show
@@ -66,7 +74,7 @@ class Conv2D:
         dpad = np.pad(dout, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
         dxp = correlate(dpad, self._dx_kernel())
         p = self.pad
-        return dxp[:, p:dxp.shape[1] - p, p:dxp.shape[2] - p]
+        return dxp[:, p : dxp.shape[1] - p, p : dxp.shape[2] - p]
 
     def _dx_kernel(self) -> np.ndarray:
         return self.W[::-1, ::-1].transpose(0, 1, 3, 2)
@@ -145,8 +153,18 @@ def softmax_loss(scores: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     return float(loss), dscores
 
 
-CLASSES: dict[str, type] = {"conv1": Conv2D, "relu1": ReLU, "pool1": MaxPool2D, "conv2": Conv2D, "relu2": ReLU,
-                            "pool2": MaxPool2D, "flat": Flatten, "fc1": Dense, "relu3": ReLU, "fc2": Dense}
+CLASSES: dict[str, type] = {
+    "conv1": Conv2D,
+    "relu1": ReLU,
+    "pool1": MaxPool2D,
+    "conv2": Conv2D,
+    "relu2": ReLU,
+    "pool2": MaxPool2D,
+    "flat": Flatten,
+    "fc1": Dense,
+    "relu3": ReLU,
+    "fc2": Dense,
+}
 NAMES = tuple(CLASSES)  # forward order
 
 
@@ -158,8 +176,17 @@ class LeNet:
     the same constructor arguments, and the parameters come from ``seed`` the same way
     whatever the classes."""
 
-    def __init__(self, in_channels: int = 3, size: int = 16, hidden: int = 32, classes: int = 10, *,
-                 seed: int = 0, dtype: Any = np.float64, layers: dict[str, type] | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        size: int = 16,
+        hidden: int = 32,
+        classes: int = 10,
+        *,
+        seed: int = 0,
+        dtype: Any = np.float64,
+        layers: dict[str, type] | None = None,
+    ) -> None:
         if size % 4 or size < 12:
             raise ValueError(f"LeNet: size must be a multiple of 4 and at least 12, got {size}")
         make = {**CLASSES, **(layers or {})}
@@ -195,5 +222,16 @@ class LeNet:
         return self.conv1.backward(self.relu1.backward(self.pool1.backward(d)))
 
 
-__all__ = ["CLASSES", "NAMES", "Conv2D", "Dense", "Flatten", "LeNet", "MaxPool2D", "ReLU", "correlate", "kernel_grad",
-           "softmax_loss"]
+__all__ = [
+    "CLASSES",
+    "NAMES",
+    "Conv2D",
+    "Dense",
+    "Flatten",
+    "LeNet",
+    "MaxPool2D",
+    "ReLU",
+    "correlate",
+    "kernel_grad",
+    "softmax_loss",
+]

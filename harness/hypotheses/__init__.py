@@ -23,15 +23,23 @@ from .layout import reproduces_under
 from .point import Point
 
 
-def explain(result: LayerResult, tensors: list[tuple], spec: Layer, params: dict[str, np.ndarray],
-            x: np.ndarray, g: np.ndarray) -> list[str]:
+def explain(
+    result: LayerResult, tensors: list[tuple], spec: Layer, params: dict[str, np.ndarray], x: np.ndarray, g: np.ndarray
+) -> list[str]:
     """Every confirmed hypothesis for the failing tensors of ``result``, as
     ``"<tensor>: <mistake>"`` lines. ``tensors``: check's (name, side, user, torch, jax, ...)."""
     failing = [tr.name for tr in result.tensors if not tr.ok]
     if not failing:
         return []
-    p = Point(spec, params, x, g, {t[0]: np.asarray(t[2], np.float64) for t in tensors},
-              {t[0]: np.asarray(t[3], np.float64) for t in tensors}, {tr.name: tr.tolerance for tr in result.tensors})
+    p = Point(
+        spec,
+        params,
+        x,
+        g,
+        {t[0]: np.asarray(t[2], np.float64) for t in tensors},
+        {t[0]: np.asarray(t[3], np.float64) for t in tensors},
+        {tr.name: tr.tolerance for tr in result.tensors},
+    )
     found = conventions(p, failing)
     if "output" in failing:
         found += wrong_forward(p)

@@ -37,8 +37,9 @@ def _partial_sums(p: Point, names: list[str]) -> list[str]:
     spatial = p.g.shape[2:] if p.g.ndim == 4 else ()
     cases: list[tuple[str, tuple]] = []
     if n > 1:
-        cases += [(f"only the {w} sample of the batch ({i + 1} of {n})", (i,))
-                  for w, i in (("first", 0), ("last", n - 1))]
+        cases += [
+            (f"only the {w} sample of the batch ({i + 1} of {n})", (i,)) for w, i in (("first", 0), ("last", n - 1))
+        ]
     if spatial and int(np.prod(spatial)) > 1:
         h, w = spatial
         for word, (i, j) in (("first", (0, 0)), ("last", (h - 1, w - 1))):
@@ -53,8 +54,10 @@ def _partial_sums(p: Point, names: list[str]) -> list[str]:
         got = _vjp(p.spec, p, g=mask)
         for name in names:
             if got and name in got and p.fits(name, got[name]):
-                found.append(f"{name}: {label} contributes: equals the reference's gradient from it alone "
-                             "(= where += is needed in the loop)")
+                found.append(
+                    f"{name}: {label} contributes: equals the reference's gradient from it alone "
+                    "(= where += is needed in the loop)"
+                )
     return found
 
 
@@ -72,12 +75,14 @@ def _ignored_hyperparameter(p: Point, names: list[str]) -> list[str]:
         if any(a < b for a, b in zip(out_shape[2:], p.g.shape[2:])):
             continue
         g = np.zeros(out_shape)
-        g[:, :, :p.g.shape[2], :p.g.shape[3]] = p.g
+        g[:, :, : p.g.shape[2], : p.g.shape[3]] = p.g
         got = _vjp(alt, p, g=g)
         for name in names:
             if got and name in got and p.fits(name, got[name]):
-                found.append(f"{name}: the backward ignores the {field}: equals the reference's gradient at {at} "
-                             "with the upstream gradient in the top-left of its output")
+                found.append(
+                    f"{name}: the backward ignores the {field}: equals the reference's gradient at {at} "
+                    "with the upstream gradient in the top-left of its output"
+                )
     return found
 
 
@@ -89,11 +94,15 @@ def _pool_routing(p: Point) -> list[str]:
     spread = _spread(p.g, p.spec.kernel_size, p.spec.stride, p.spec.padding, p.spec.dilation, p.x.shape[2:])
     k = int(np.prod(p.spec.kernel_size))
     if p.fits("input", spread):
-        return ["input: the upstream gradient is routed to every element of its pooling window (average pooling "
-                "without the division), where max pooling sends it to the maximum only"]
+        return [
+            "input: the upstream gradient is routed to every element of its pooling window (average pooling "
+            "without the division), where max pooling sends it to the maximum only"
+        ]
     if p.fits("input", spread / k):
-        return [f"input: the upstream gradient is spread over the pooling window and divided by its size {k} "
-                "(average pooling's backward), where max pooling sends it to the maximum only"]
+        return [
+            f"input: the upstream gradient is spread over the pooling window and divided by its size {k} "
+            "(average pooling's backward), where max pooling sends it to the maximum only"
+        ]
     return []
 
 
@@ -108,13 +117,21 @@ def _window_transposed(p: Point) -> list[str]:
         return []
     ref = p.ref["input"].reshape(n, c, hw[0] // kh, kh, hw[1] // kw, kw)
     if p.fits("input", ref.transpose(0, 1, 2, 5, 4, 3).reshape(p.x.shape)):
-        return ["input: the row and column inside each pooling window swapped: every gradient lands at the mirror "
-                "of its position in the window (the window's axes exchanged when it is unfolded)"]
+        return [
+            "input: the row and column inside each pooling window swapped: every gradient lands at the mirror "
+            "of its position in the window (the window's axes exchanged when it is unfolded)"
+        ]
     return []
 
 
-def _spread(g: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-            dilation: tuple[int, int], hw: tuple[int, int]) -> np.ndarray:
+def _spread(
+    g: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    hw: tuple[int, int],
+) -> np.ndarray:
     """``(N, C, H, W)``: every window's upstream value ``g[:, :, i, j]`` added to each of its
     in-bounds input positions."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
@@ -124,7 +141,7 @@ def _spread(g: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pad
             rows = slice(u * dh, u * dh + sh * (g.shape[2] - 1) + 1, sh)
             cols = slice(v * dw, v * dw + sw * (g.shape[3] - 1) + 1, sw)
             out[:, :, rows, cols] += g
-    return out[:, :, ph:ph + hw[0], pw:pw + hw[1]]
+    return out[:, :, ph : ph + hw[0], pw : pw + hw[1]]
 
 
 def _norm_terms(p: Point) -> list[str]:
@@ -150,9 +167,11 @@ def _norm_terms(p: Point) -> list[str]:
     xhat, d = (x - mean(x)) * inv, p.g * gamma
     if relative_with_floor(inv * (d - mean(d) - xhat * mean(d * xhat)), p.ref["input"]) > p.tol["input"]:
         return []  # the closed form does not reproduce the reference: no claim from it
-    forms = (("the path through the mean (the mean treated as a constant)", inv * (d - xhat * mean(d * xhat))),
-             ("the path through the variance (the variance treated as a constant)", inv * (d - mean(d))),
-             ("both the mean's and the variance's paths (the batch statistics treated as constants)", inv * d))
+    forms = (
+        ("the path through the mean (the mean treated as a constant)", inv * (d - xhat * mean(d * xhat))),
+        ("the path through the variance (the variance treated as a constant)", inv * (d - mean(d))),
+        ("both the mean's and the variance's paths (the batch statistics treated as constants)", inv * d),
+    )
     return [f"input: the normalisation backward misses {what}" for what, value in forms if p.fits("input", value)]
 
 
@@ -163,8 +182,10 @@ def _weight_transposed(p: Point) -> list[str]:
         return []
     got = _vjp(p.spec, p, params={**p.params, "weight": w.T})
     if got and p.fits("input", got["input"]):
-        return ["input: computed with the weight not transposed (g @ W where g @ W.T is meant; "
-                "a square weight hides the shapes)"]
+        return [
+            "input: computed with the weight not transposed (g @ W where g @ W.T is meant; "
+            "a square weight hides the shapes)"
+        ]
     return []
 
 

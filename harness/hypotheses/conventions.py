@@ -19,7 +19,7 @@ from ..spec import BatchNorm1d, BatchNorm2d, Dropout, Layer, LayerNorm, Loss, So
 from .point import Point, _vjp
 
 # the eps values code writes (1e-5, 10e-7 = 1e-6, 2e-5 ...), after the one estimated from the data
-EPS_TRIED = tuple(m * 10.0 ** -k for k in range(3, 13) for m in (1, 2, 5)) + (0.0,)
+EPS_TRIED = tuple(m * 10.0**-k for k in range(3, 13) for m in (1, 2, 5)) + (0.0,)
 # none first: an epsilon too small to change the value (1e-15) is no epsilon
 LOG_EPS_TRIED = (0.0, 1e-7, 1e-8, 1e-9, 1e-10, 1e-12, 1e-15, 1e-6, 1e-5)
 
@@ -63,10 +63,14 @@ def _eps(p: Point, failing: list[str]) -> list[str]:
             continue
         names = ", ".join(n for n in failing if n in got and p.fits(n, got[n]))
         if not eps:
-            return [f"{names}: the forward matches the reference with no eps (declared {declared!r}): the code "
-                    "adds no eps to the variance (a constant input divides by zero); add one to the code"]
-        return [f"{names}: the forward matches the reference with eps={eps!r} (declared {declared!r}): "
-                f"declare {declaration(spec, eps=eps)}"]
+            return [
+                f"{names}: the forward matches the reference with no eps (declared {declared!r}): the code "
+                "adds no eps to the variance (a constant input divides by zero); add one to the code"
+            ]
+        return [
+            f"{names}: the forward matches the reference with eps={eps!r} (declared {declared!r}): "
+            f"declare {declaration(spec, eps=eps)}"
+        ]
     return []
 
 
@@ -98,12 +102,12 @@ def _estimate_eps(p: Point) -> float | None:
     gamma = np.reshape(p.params.get("weight", ones), shape)
     beta = np.reshape(p.params.get("bias", 0 * ones), shape)
     xc = x - x.mean(axis=axes, keepdims=True)
-    var = (xc ** 2).mean(axis=axes, keepdims=True)
+    var = (xc**2).mean(axis=axes, keepdims=True)
     a = gamma * xc
     den = (a * a).sum(axis=axes, keepdims=True)
     with np.errstate(all="ignore"):
         s = ((y - beta) * a).sum(axis=axes, keepdims=True) / den
-        eps = 1 / s ** 2 - var
+        eps = 1 / s**2 - var
     ok = np.isfinite(eps) & (den > 0)
     return float(np.median(eps[ok])) if ok.any() else None
 
@@ -117,12 +121,16 @@ def _dropout(p: Point, failing: list[str]) -> list[str]:
         return []
     names = ", ".join(n for n in failing if n in got and p.fits(n, got[n]))
     if spec.inverted:
-        return [f"{names}: the output is the reference times (1 - p) = {1 - spec.p:g}: a dropout that does not "
-                "scale in training (non-inverted: x * mask in training, x * (1 - p) at test time); "
-                f"declare {declaration(spec, ('p',), inverted=False)}"]
-    return [f"{names}: the output is the reference times 1/(1 - p) = {1 / (1 - spec.p):g} under the declared "
-            "inverted=False: the code scales by 1/(1 - p) in training (inverted dropout); "
-            f"declare {declaration(spec, ('p',), inverted=True)}"]
+        return [
+            f"{names}: the output is the reference times (1 - p) = {1 - spec.p:g}: a dropout that does not "
+            "scale in training (non-inverted: x * mask in training, x * (1 - p) at test time); "
+            f"declare {declaration(spec, ('p',), inverted=False)}"
+        ]
+    return [
+        f"{names}: the output is the reference times 1/(1 - p) = {1 / (1 - spec.p):g} under the declared "
+        "inverted=False: the code scales by 1/(1 - p) in training (inverted dropout); "
+        f"declare {declaration(spec, ('p',), inverted=True)}"
+    ]
 
 
 def log_eps_part(loss: Loss, scores: np.ndarray, target: np.ndarray) -> float:
@@ -141,8 +149,9 @@ def log_eps_part(loss: Loss, scores: np.ndarray, target: np.ndarray) -> float:
     return total / s.shape[0] if loss.reduction == "mean" else total
 
 
-def loss_log_eps(loss: Loss, scores: np.ndarray, target: np.ndarray, value: float, truth: float,
-                 tol: float) -> list[str]:
+def loss_log_eps(
+    loss: Loss, scores: np.ndarray, target: np.ndarray, value: float, truth: float, tol: float
+) -> list[str]:
     """A cross-entropy value that is the reference's with another epsilon inside the log
     (``-log(p + 1e-7)``): the line naming ``SoftmaxCrossEntropy(log_eps=...)``, confirmed
     against the torch reference at that epsilon."""
@@ -161,10 +170,14 @@ def loss_log_eps(loss: Loss, scores: np.ndarray, target: np.ndarray, value: floa
         at = float(ref.loss_vjp({}, scores, alt, target).loss)
         if relative_with_floor(value, at) <= tol and relative_with_floor(at, truth) > 2 * tol:
             if not eps:
-                return [f"value: the loss value matches log(p) with no epsilon inside the log (declared "
-                        f"log_eps={loss.log_eps!r}): declare {declaration(alt)}"]
-            return [f"value: the loss value matches log(p + {eps!r}) (an epsilon inside the log): "
-                    f"declare {declaration(alt)}"]
+                return [
+                    f"value: the loss value matches log(p) with no epsilon inside the log (declared "
+                    f"log_eps={loss.log_eps!r}): declare {declaration(alt)}"
+                ]
+            return [
+                f"value: the loss value matches log(p + {eps!r}) (an epsilon inside the log): "
+                f"declare {declaration(alt)}"
+            ]
     return []
 
 

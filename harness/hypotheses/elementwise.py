@@ -16,21 +16,35 @@ Form = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 def _forms(spec: object) -> list[tuple[str, Form]]:
     """(mistake, value from (g, x, y)) for the activations whose derivative is written by hand."""
     if isinstance(spec, Sigmoid):
-        return [("the derivative y(1-y) evaluated at the input x instead of the output y",
-                 lambda g, x, y: g * x * (1 - x))]
+        return [
+            ("the derivative y(1-y) evaluated at the input x instead of the output y", lambda g, x, y: g * x * (1 - x))
+        ]
     if isinstance(spec, Tanh):
-        return [("the derivative 1-y^2 evaluated at the input x instead of the output y",
-                 lambda g, x, y: g * (1 - x ** 2)),
-                ("the square missing from the derivative 1-y^2 (1-y written)", lambda g, x, y: g * (1 - y))]
+        return [
+            ("the derivative 1-y^2 evaluated at the input x instead of the output y", lambda g, x, y: g * (1 - x**2)),
+            ("the square missing from the derivative 1-y^2 (1-y written)", lambda g, x, y: g * (1 - y)),
+        ]
     if isinstance(spec, ReLU):
-        return [("the mask taken from the upstream gradient (g > 0) instead of the input (x > 0)",
-                 lambda g, x, y: g * (g > 0))]
+        return [
+            (
+                "the mask taken from the upstream gradient (g > 0) instead of the input (x > 0)",
+                lambda g, x, y: g * (g > 0),
+            )
+        ]
     if isinstance(spec, LeakyReLU):
-        return [("the negative slope dropped: ReLU's derivative (x > 0) where LeakyReLU's is meant",
-                 lambda g, x, y: g * (x > 0))]
+        return [
+            (
+                "the negative slope dropped: ReLU's derivative (x > 0) where LeakyReLU's is meant",
+                lambda g, x, y: g * (x > 0),
+            )
+        ]
     if isinstance(spec, Softmax):
-        return [("only the diagonal y(1-y) of the softmax Jacobian (the -y_i y_j terms dropped)",
-                 lambda g, x, y: g * y * (1 - y))]
+        return [
+            (
+                "only the diagonal y(1-y) of the softmax Jacobian (the -y_i y_j terms dropped)",
+                lambda g, x, y: g * y * (1 - y),
+            )
+        ]
     return []
 
 

@@ -42,15 +42,24 @@ def _forward_kernel(p: Point) -> list[str]:
     w = p.params.get("weight")
     if not isinstance(p.spec, Conv2d) or w is None or w.ndim != 4:
         return []
-    variants = [(w[:, :, ::-1, ::-1], "the forward uses the kernel rotated 180 degrees (a convolution where "
-                 "cross-correlation is meant)")]
+    variants = [
+        (
+            w[:, :, ::-1, ::-1],
+            "the forward uses the kernel rotated 180 degrees (a convolution where cross-correlation is meant)",
+        )
+    ]
     names = ("O", "I", "kh", "kw")
     for order in permutations(range(1, 4)):
         if order != (1, 2, 3):
             q = (0, *order)
             read = w.reshape([w.shape[a] for a in q]).transpose(np.argsort(q))
-            variants.append((read, f"the forward reads the weight's values in ({', '.join(names[a] for a in q)}) "
-                             "order (patches flattened in another order than the weight)"))
+            variants.append(
+                (
+                    read,
+                    f"the forward reads the weight's values in ({', '.join(names[a] for a in q)}) "
+                    "order (patches flattened in another order than the weight)",
+                )
+            )
     found = []
     for value, what in variants:
         got = _vjp(p.spec, p, params={**p.params, "weight": np.ascontiguousarray(value)}, forward_only=True)

@@ -11,8 +11,16 @@ from .point import Point, _vjp
 
 # the activations real code fuses, with their usual parameters (Keras' LeakyReLU is 0.3)
 ACTIVATIONS: tuple[_Elementwise, ...] = (
-    ReLU("relu"), LeakyReLU("act", 0.01), LeakyReLU("act", 0.1), LeakyReLU("act", 0.2), LeakyReLU("act", 0.3),
-    Tanh("tanh"), Sigmoid("sigmoid"), ELU("elu"), GELU("gelu"), GELU("gelu", approximate="tanh"),
+    ReLU("relu"),
+    LeakyReLU("act", 0.01),
+    LeakyReLU("act", 0.1),
+    LeakyReLU("act", 0.2),
+    LeakyReLU("act", 0.3),
+    Tanh("tanh"),
+    Sigmoid("sigmoid"),
+    ELU("elu"),
+    GELU("gelu"),
+    GELU("gelu", approximate="tanh"),
     Softmax("softmax", axis=1),
 )
 
@@ -29,8 +37,10 @@ def fused_activation(p: Point) -> list[str]:
         got = _vjp(span, p, forward_only=True)
         if got and p.fits("output", got["output"]):
             shown = f"Sequential([{_show(p.spec)}, {_show(act)}], name='{p.spec.name or 'span'}_{act.name}')"
-            return [f"output: the forward matches {type(p.spec).__name__} followed by {_show(act, named=False)}: the "
-                    f"code fuses an activation into the layer; check it as a span {shown}"]
+            return [
+                f"output: the forward matches {type(p.spec).__name__} followed by {_show(act, named=False)}: the "
+                f"code fuses an activation into the layer; check it as a span {shown}"
+            ]
     return []
 
 
@@ -38,15 +48,21 @@ def _show(layer: Layer, named: bool = True) -> str:
     """``Linear('fc', 6, 4)``, ``LeakyReLU('act', negative_slope=0.1)``: the spec as it is
     written (required fields by position, the others only where they differ from what the
     layer has without them)."""
-    required = {f.name: getattr(layer, f.name) for f in fields(layer)  # type: ignore[arg-type]
-                if f.default is MISSING and f.default_factory is MISSING}
+    required = {
+        f.name: getattr(layer, f.name)
+        for f in fields(layer)  # type: ignore[arg-type]
+        if f.default is MISSING and f.default_factory is MISSING
+    }
     try:
         plain = type(layer)(**required)
     except Exception:  # a layer that cannot be built from its required fields alone: show every field
         plain = None
     parts = [repr(v) for k, v in required.items() if named or k != "name"]
-    parts += [f"{f.name}={getattr(layer, f.name)!r}" for f in fields(layer)  # type: ignore[arg-type]
-              if f.name not in required and (plain is None or getattr(plain, f.name) != getattr(layer, f.name))]
+    parts += [
+        f"{f.name}={getattr(layer, f.name)!r}"
+        for f in fields(layer)  # type: ignore[arg-type]
+        if f.name not in required and (plain is None or getattr(plain, f.name) != getattr(layer, f.name))
+    ]
     return f"{type(layer).__name__}({', '.join(parts)})" if parts or named else type(layer).__name__
 
 

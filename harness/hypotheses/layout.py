@@ -33,8 +33,11 @@ def reproduces_under(wrapped: Any, layout: Any, x: np.ndarray, g: np.ndarray, re
         res = build("torch", Sequential([spec])).vjp({join_path(spec.name, k): v for k, v in params.items()}, x, g)
     except Exception:
         return False
-    ref = {"output": res.output, "input": res.input_grad,
-           **{k: res.param_grads[join_path(spec.name, k)] for k in user if join_path(spec.name, k) in res.param_grads}}
+    ref = {
+        "output": res.output,
+        "input": res.input_grad,
+        **{k: res.param_grads[join_path(spec.name, k)] for k in user if join_path(spec.name, k) in res.param_grads},
+    }
     scale = max(float(np.linalg.norm(v)) for k, v in ref.items() if k != "output")
     for tr in result.tensors:
         if tr.name not in user or tr.name not in ref or np.shape(user[tr.name]) != np.shape(ref[tr.name]):

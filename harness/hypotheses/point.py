@@ -43,8 +43,13 @@ class Point:
         return relative_with_floor(u, v) <= tol and relative_with_floor(v, r) > 2 * tol
 
 
-def _vjp(spec: Layer, p: Point, params: dict[str, np.ndarray] | None = None, g: np.ndarray | None = None,
-         forward_only: bool = False) -> dict[str, np.ndarray] | None:
+def _vjp(
+    spec: Layer,
+    p: Point,
+    params: dict[str, np.ndarray] | None = None,
+    g: np.ndarray | None = None,
+    forward_only: bool = False,
+) -> dict[str, np.ndarray] | None:
     """Torch's output and VJP (with ``g``, default the checked one) for ``spec`` at ``p.x``,
     by tensor name (``output``, ``input``, params); None when the spec cannot take this input."""
     from reference_models import build
@@ -57,8 +62,9 @@ def _vjp(spec: Layer, p: Point, params: dict[str, np.ndarray] | None = None, g: 
     except Exception:  # an alternative the spec or the reference refuses is no hypothesis
         return None
     out = {"output": res.output, "input": res.input_grad}
-    out.update({k: res.param_grads[join_path(spec.name, k)] for k in p.params
-                if join_path(spec.name, k) in res.param_grads})
+    out.update(
+        {k: res.param_grads[join_path(spec.name, k)] for k in p.params if join_path(spec.name, k) in res.param_grads}
+    )
     return out
 
 
@@ -66,6 +72,7 @@ def _alternatives(spec: Layer, hw: tuple[int, ...]) -> Iterator[tuple[str, str, 
     """(what, "at <field> <alt> (declared <value>)", spec at that value) for the
     hyperparameters a from-scratch layer forgets: stride, padding, dilation (a norm's eps:
     :mod:`.conventions`)."""
+
     def alt(field: str, value: Any, shown: Any, declared: Any) -> Iterator[tuple[str, str, Layer]]:
         try:
             yield field, f"{field} {shown} (declared {declared})", replace(spec, **{field: value})  # type: ignore[type-var]  # every concrete Layer is a dataclass
@@ -95,10 +102,14 @@ def _top_left(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     """``value`` (N, C, H', W') cut to ``shape``'s (H, W) from the top left, when it is at least as large."""
     if value.shape == shape:
         return value
-    if value.ndim != 4 or len(shape) != 4 or value.shape[:2] != shape[:2] or \
-            any(a < b for a, b in zip(value.shape[2:], shape[2:])):
+    if (
+        value.ndim != 4
+        or len(shape) != 4
+        or value.shape[:2] != shape[:2]
+        or any(a < b for a, b in zip(value.shape[2:], shape[2:]))
+    ):
         return None
-    return value[:, :, :shape[2], :shape[3]]
+    return value[:, :, : shape[2], : shape[3]]
 
 
 __all__ = ["Point"]

@@ -7,5 +7,16 @@ from .html import render_html, write_html
 from .terminal import findings, headline, render_terminal, table
 from .validate import ReportError, report_data
 
-__all__ = ["SCHEMA_PATH", "ReportError", "findings", "headline", "load_schema", "render_html", "render_terminal",
-           "report_data", "table", "write_html", "write_json"]
+__all__ = [
+    "SCHEMA_PATH",
+    "ReportError",
+    "findings",
+    "headline",
+    "load_schema",
+    "render_html",
+    "render_terminal",
+    "report_data",
+    "table",
+    "write_html",
+    "write_json",
+]

@@ -42,8 +42,9 @@ def write_json(report: Any, path: str | os.PathLike) -> None:
     """``report.to_json()`` (strict JSON: non-finite figures as null; or a report's dict as
     read back from such JSON) written atomically;
     ``"-"`` writes it to standard output."""
-    text = (report.to_json(indent=1) if hasattr(report, "to_json") else
-            json.dumps(report, indent=1, allow_nan=False)) + "\n"  # a Report, or its dict read back
+    text = (
+        report.to_json(indent=1) if hasattr(report, "to_json") else json.dumps(report, indent=1, allow_nan=False)
+    ) + "\n"  # a Report, or its dict read back
     if str(path) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -18,16 +18,37 @@ from .paths import HTML_MARKER
 from .safe_text import visible
 from .validate import report_data
 
-VERDICT_COLOURS = {"pass": "#1a7f37", "forward": "#cf222e", "backward": "#cf222e", "both": "#cf222e",
-                   "inconclusive": "#bf8700", "reference": "#8250df", "error": "#82071e", "unknown": "#6e7781"}
+VERDICT_COLOURS = {
+    "pass": "#1a7f37",
+    "forward": "#cf222e",
+    "backward": "#cf222e",
+    "both": "#cf222e",
+    "inconclusive": "#bf8700",
+    "reference": "#8250df",
+    "error": "#82071e",
+    "unknown": "#6e7781",
+}
 AXIS_FLOOR = 1e-17  # an error of exactly 0 has no logarithm: drawn at the bottom of the axis
 MAP_LO, MAP_HI = 1e-6, 1.0  # heatmap colour range; below 1e-6 is as good as right for a mistake hunt
 MAX_TILES = 64  # per heatmap axis: beyond this the drawing stops being readable anyway
 MAX_CELLS = 160  # per tile side; larger tiles are max-pooled so the worst cell stays visible
 # inferno-like: dark for small errors, bright for large, so wrong cells catch the eye
 RAMP = [(0, 0, 4), (66, 10, 104), (147, 38, 103), (221, 81, 58), (252, 165, 10), (252, 255, 164)]
-COLUMNS = ["layer", "kind", "verdict", "tensor", "side", "shape", "vs torch", "vs jax", "tolerance", "FD",
-           "worst at", "user", "reference"]
+COLUMNS = [
+    "layer",
+    "kind",
+    "verdict",
+    "tensor",
+    "side",
+    "shape",
+    "vs torch",
+    "vs jax",
+    "tolerance",
+    "FD",
+    "worst at",
+    "user",
+    "reference",
+]
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 CSS = """
@@ -126,22 +147,31 @@ def _header(data: dict, layers: list[dict], title: str) -> str:
     if data.get("ok", all(_verdict(layer) == "pass" for layer in layers)):
         status = '<p class="status ok">All layers pass</p>'
     else:
-        status = ('<p class="status bad">Some layers fail</p>' if where is None else f'<p class="status bad">First '
-                  f'failure: <a href="#layer-{where}">{_e(first)}</a> &mdash; fix this layer first</p>')
+        status = (
+            '<p class="status bad">Some layers fail</p>'
+            if where is None
+            else f'<p class="status bad">First '
+            f'failure: <a href="#layer-{where}">{_e(first)}</a> &mdash; fix this layer first</p>'
+        )
     chips = " ".join(_badge(v, f"{n} {v}") for v, n in Counter(_verdict(layer) for layer in layers).most_common())
     down = sum(1 for layer in layers if layer.get("downstream_of"))
     chips += f' <span class="muted">({down} failing only downstream of another layer)</span>' if down else ""
     fix = _notes(layers[where]) if where is not None else ""
     fix = f'<div class="fix"><b>{_e(first)}</b>: {fix}</div>' if fix else ""
     count = f"{len(layers)} layer{'' if len(layers) == 1 else 's'}"
-    return (f"<h1>{_e(title)}</h1>{status}<p>seed {_e(data.get('seed', 'n/a'))} &middot; {count}: "
-            f"{chips}</p>{fix}")
+    return f"<h1>{_e(title)}</h1>{status}<p>seed {_e(data.get('seed', 'n/a'))} &middot; {count}: {chips}</p>{fix}"
 
 
 def _notes(layer: dict) -> str:
     """What the check says about a layer in words: downstream note, message, diagnoses."""
-    parts = [f'<div class="downnote">fails only because of <b>{_e(layer["downstream_of"])}</b> &mdash; fix that '
-             "layer first</div>"] if layer.get("downstream_of") else []
+    parts = (
+        [
+            f'<div class="downnote">fails only because of <b>{_e(layer["downstream_of"])}</b> &mdash; fix that '
+            "layer first</div>"
+        ]
+        if layer.get("downstream_of")
+        else []
+    )
     parts += [f'<div class="msg">{_e(layer["message"])}</div>'] if layer.get("message") else []
     parts += [f'<div class="diag">{_e(d)}</div>' for d in layer.get("diagnosis") or []]
     if _verdict(layer) == "reference":
@@ -157,16 +187,26 @@ def _td(text: str, cls: str = "num", bad: bool = False, extra: str = "") -> str:
 def _tensor_cells(t: dict) -> str:
     """The cells of one tensor's row, from its name to the worst element's values."""
     tol, fd = _num(t.get("tolerance")), t.get("fd") or {}
-    errs = [_td(_fmt(t.get(k)), bad=(_num(t.get(k)) or 0.0) > (tol if tol is not None else math.inf))
-            for k in ("error_torch", "error_jax")]
+    errs = [
+        _td(_fmt(t.get(k)), bad=(_num(t.get(k)) or 0.0) > (tol if tol is not None else math.inf))
+        for k in ("error_torch", "error_jax")
+    ]
     fd_text = "-" if not fd else "kinks" if fd.get("consistent") is None else _fmt(fd.get("worst"), ".1e")
     fd_title = f' title="{_e(fd.get("probes"))} probes, {_e(fd.get("kinks"))} kinks"' if fd else ""
     index = t.get("worst_index") or []
-    return "".join([_td(_e(t.get("name", "?")), "mono", not t.get("ok", True)), _td(_e(t.get("side", "")), ""),
-                    _td(_shape(t), "mono"), *errs, _td(_fmt(tol, ".1e")),
-                    _td(fd_text, bad=fd.get("consistent") is False, extra=fd_title),
-                    _td(_e(list(index)) if index else "-", "mono"),
-                    _td(_fmt(t.get("worst_user"), ".6g")), _td(_fmt(t.get("worst_ref"), ".6g"))])
+    return "".join(
+        [
+            _td(_e(t.get("name", "?")), "mono", not t.get("ok", True)),
+            _td(_e(t.get("side", "")), ""),
+            _td(_shape(t), "mono"),
+            *errs,
+            _td(_fmt(tol, ".1e")),
+            _td(fd_text, bad=fd.get("consistent") is False, extra=fd_title),
+            _td(_e(list(index)) if index else "-", "mono"),
+            _td(_fmt(t.get("worst_user"), ".6g")),
+            _td(_fmt(t.get("worst_ref"), ".6g")),
+        ]
+    )
 
 
 def _boundaries(layer: dict) -> str:
@@ -176,26 +216,45 @@ def _boundaries(layer: dict) -> str:
     if not rows:
         return ""
     tol = max((_num(t.get("tolerance")) or 0.0 for t in layer.get("tensors") or []), default=0.0) or 1e-6
-    body = "".join(f'<tr>{_td(_e(b.get("name", "?")), "mono")}'
-                   + "".join(_td(_e(b.get(k)), bad=b.get(k) != 1) for k in ("forward_calls", "backward_calls"))
-                   + "".join(_td(_fmt(b.get(k)), bad=(_num(b.get(k)) or 0.0) > tol)
-                             for k in ("input_error", "output_error", "grad_error")) + "</tr>" for b in rows)
-    head = "".join(f"<th>{h}</th>" for h in ("layer", "forward calls", "backward calls", "input error",
-                                              "output error", "upstream grad error"))
-    return ("<table class=\"boundaries\"><caption>What the network's own pass fed each layer (relative error "
-            f"against the reference; calls other than 1 and errors above {_fmt(tol, '.1e')} in red)</caption>"
-            f"<tr>{head}</tr>{body}</table>")
+    body = "".join(
+        f"<tr>{_td(_e(b.get('name', '?')), 'mono')}"
+        + "".join(_td(_e(b.get(k)), bad=b.get(k) != 1) for k in ("forward_calls", "backward_calls"))
+        + "".join(
+            _td(_fmt(b.get(k)), bad=(_num(b.get(k)) or 0.0) > tol)
+            for k in ("input_error", "output_error", "grad_error")
+        )
+        + "</tr>"
+        for b in rows
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("layer", "forward calls", "backward calls", "input error", "output error", "upstream grad error")
+    )
+    return (
+        '<table class="boundaries"><caption>What the network\'s own pass fed each layer (relative error '
+        f"against the reference; calls other than 1 and errors above {_fmt(tol, '.1e')} in red)</caption>"
+        f"<tr>{head}</tr>{body}</table>"
+    )
 
 
 def _layer_block(i: int, layer: dict, first: str | None) -> str:
     """A layer's rows: one per tensor (layer cells spanning them), then its notes and boundaries."""
     verdict, name, tensors = _verdict(layer), layer.get("name", "?"), layer.get("tensors") or [None]
-    cls = (f"layer v-{verdict}" + (" first-failure" if name == first else "")
-           + (" downstream" if layer.get("downstream_of") else ""))
+    cls = (
+        f"layer v-{verdict}"
+        + (" first-failure" if name == first else "")
+        + (" downstream" if layer.get("downstream_of") else "")
+    )
     span, rows = f' rowspan="{len(tensors)}"' if len(tensors) > 1 else "", []
     for j, t in enumerate(tensors):
-        head = (f'<td class="lname mono"{span}><b>{_e(name)}</b></td><td{span}>{_e(layer.get("kind", ""))}</td>'
-                f"<td{span}>{_badge(verdict, _verdict_text(layer, verdict))}</td>") if j == 0 else ""
+        head = (
+            (
+                f'<td class="lname mono"{span}><b>{_e(name)}</b></td><td{span}>{_e(layer.get("kind", ""))}</td>'
+                f"<td{span}>{_badge(verdict, _verdict_text(layer, verdict))}</td>"
+            )
+            if j == 0
+            else ""
+        )
         body = _tensor_cells(t) if t else '<td colspan="10" class="muted">no tensor compared</td>'
         rows.append(f'<tr class="{cls}" data-layer="{_e(name)}">{head}{body}</tr>')
     if extra := _notes(layer) + _boundaries(layer):
@@ -207,8 +266,10 @@ def _table(data: dict, layers: list[dict]) -> str:
     """The table of every tensor of every layer (id trigrad-table), with a filter for failing layers."""
     head = "".join(f"<th>{c}</th>" for c in COLUMNS)
     blocks = "".join(_layer_block(i, layer, data.get("first_failure")) for i, layer in enumerate(layers))
-    return ('<h2>Layers</h2><label><input type="checkbox" id="only-failing"> show only failing layers</label>'
-            f'<div class="scroll"><table id="trigrad-table"><thead><tr>{head}</tr></thead>{blocks}</table></div>')
+    return (
+        '<h2>Layers</h2><label><input type="checkbox" id="only-failing"> show only failing layers</label>'
+        f'<div class="scroll"><table id="trigrad-table"><thead><tr>{head}</tr></thead>{blocks}</table></div>'
+    )
 
 
 # ---------------------------------------------------------------------- error bars
@@ -217,19 +278,22 @@ def _table(data: dict, layers: list[dict]) -> str:
 def _bar(y: float, layer: dict, t: dict, label: str, x: Any, right: float) -> str:
     """One tensor's bar: its error from the left of the axis, a black tick at its tolerance,
     a triangle at the top of the axis when the error is not finite."""
-    v, tol, name = plotted_error(t), _num(t.get("tolerance")), f'{layer.get("name", "?")}.{t.get("name", "?")}'
+    v, tol, name = plotted_error(t), _num(t.get("tolerance")), f"{layer.get('name', '?')}.{t.get('name', '?')}"
     end, h = right if v is None else x(v), 10
     tip = f"{name}: {'not finite' if v is None else _fmt(v)} (tolerance {_fmt(tol)})"
     fade = ' opacity=".45"' if layer.get("downstream_of") else ""
-    out = [f'<g{fade}><title>{_e(tip)}</title>'
-           f'<text x="{x(0) - 6:.1f}" y="{y + 11}" text-anchor="end">{_e(label)}</text>'
-           f'<rect x="{x(0):.1f}" y="{y + 3}" width="{max(end - x(0), 1):.1f}" height="{h}" '
-           f'fill="{"#2da44e" if t.get("ok", True) else "#cf222e"}"/>']
+    out = [
+        f"<g{fade}><title>{_e(tip)}</title>"
+        f'<text x="{x(0) - 6:.1f}" y="{y + 11}" text-anchor="end">{_e(label)}</text>'
+        f'<rect x="{x(0):.1f}" y="{y + 3}" width="{max(end - x(0), 1):.1f}" height="{h}" '
+        f'fill="{"#2da44e" if t.get("ok", True) else "#cf222e"}"/>'
+    ]
     if v is None:
         out.append(f'<path d="M{end:.1f},{y + 1} l8,7 l-8,7 z" fill="#82071e"/>')
     if tol is not None and math.isfinite(tol):
-        out.append(f'<line x1="{x(tol):.1f}" y1="{y + 1}" x2="{x(tol):.1f}" y2="{y + 14}" stroke="#000" '
-                   'stroke-width="2"/>')
+        out.append(
+            f'<line x1="{x(tol):.1f}" y1="{y + 1}" x2="{x(tol):.1f}" y2="{y + 14}" stroke="#000" stroke-width="2"/>'
+        )
     return "".join(out) + "</g>"
 
 
@@ -247,15 +311,19 @@ def _bars_svg(layers: list[dict]) -> str:
     def x(v: float) -> float:  # 0 (and anything below the floor) sits at the left end
         return left + (math.log10(max(v, AXIS_FLOOR)) - lo) / (hi - lo) * width
 
-    out = [f'<svg id="error-bars" width="{left + width + 40}" height="{height}" font-size="11">'
-           f'<text x="{left}" y="12" fill="#57606a">relative error, max(vs torch, vs jax); black tick: tolerance; '
-           "\u25b6: not finite</text>"]
+    out = [
+        f'<svg id="error-bars" width="{left + width + 40}" height="{height}" font-size="11">'
+        f'<text x="{left}" y="12" fill="#57606a">relative error, max(vs torch, vs jax); black tick: tolerance; '
+        "\u25b6: not finite</text>"
+    ]
     for e in range(lo, hi + 1):
-        out.append(f'<line x1="{x(10.0 ** e):.1f}" y1="{pad - 4}" x2="{x(10.0 ** e):.1f}" y2="{height - 10}" '
-                   'stroke="#eaeef2"/>')
+        out.append(
+            f'<line x1="{x(10.0**e):.1f}" y1="{pad - 4}" x2="{x(10.0**e):.1f}" y2="{height - 10}" stroke="#eaeef2"/>'
+        )
         if (hi - e) % step == 0:
-            out.append(f'<text x="{x(10.0 ** e):.1f}" y="{pad - 8}" text-anchor="middle" fill="#57606a">'
-                       f"{_pow10(e)}</text>")
+            out.append(
+                f'<text x="{x(10.0**e):.1f}" y="{pad - 8}" text-anchor="middle" fill="#57606a">{_pow10(e)}</text>'
+            )
     previous = None
     for k, (layer, t) in enumerate(items):
         name, y = str(layer.get("name", "?")), pad + k * row
@@ -279,10 +347,14 @@ def _colour(v: float) -> str:
 
 def _legend(steps: int = 30) -> str:
     """The heatmap colour scale, 10^-6 to 1."""
-    cells = "".join(f'<rect x="{10 + 8 * k}" y="4" width="8" height="12" '
-                    f'fill="{_colour(10 ** (-6 + 6 * k / (steps - 1)))}"/>' for k in range(steps))
-    labels = "".join(f'<text x="{10 + 8 * steps * (e + 6) / 6:.0f}" y="28" text-anchor="middle">{_pow10(e)}</text>'
-                     for e in range(-6, 1, 2))
+    cells = "".join(
+        f'<rect x="{10 + 8 * k}" y="4" width="8" height="12" fill="{_colour(10 ** (-6 + 6 * k / (steps - 1)))}"/>'
+        for k in range(steps)
+    )
+    labels = "".join(
+        f'<text x="{10 + 8 * steps * (e + 6) / 6:.0f}" y="28" text-anchor="middle">{_pow10(e)}</text>'
+        for e in range(-6, 1, 2)
+    )
     return f'<svg class="legend" width="{30 + 8 * steps}" height="32" font-size="10">{cells}{labels}</svg>'
 
 
@@ -298,11 +370,16 @@ def _tiles(t: dict) -> tuple[np.ndarray, int, list[str], tuple[int, ...]] | None
     ndim, index = arr.ndim, tuple(int(i) for i in t.get("worst_index") or ())
     tiled = (1,) * (4 - ndim) + arr.shape if ndim < 4 else (-1,) + arr.shape[-3:]
     ok = len(index) == ndim and all(0 <= i < n for i, n in zip(index, arr.shape))
-    index = tuple(int(i) for i in np.unravel_index(np.ravel_multi_index(index, arr.shape),
-                                                    arr.reshape(tiled).shape)) if ok else ()
+    index = (
+        tuple(int(i) for i in np.unravel_index(np.ravel_multi_index(index, arr.shape), arr.reshape(tiled).shape))
+        if ok
+        else ()
+    )
     arr = np.where(np.isfinite(arr), arr, MAP_HI).reshape(tiled)  # not finite: as wrong as can be
     grid: tuple[int, ...] = arr.shape[:2]  # numpy's stub reads reshape(tuple[int, ...]) as 0-d
-    notes = [f"showing the first {MAX_TILES} of {n} {what}" for n, what in zip(grid, ("rows", "columns")) if n > MAX_TILES]
+    notes = [
+        f"showing the first {MAX_TILES} of {n} {what}" for n, what in zip(grid, ("rows", "columns")) if n > MAX_TILES
+    ]
     arr = arr[:MAX_TILES, :MAX_TILES]
     index = index if index and index[0] < MAX_TILES and index[1] < MAX_TILES else ()
     kh, kw = (math.ceil(n / MAX_CELLS) for n in arr.shape[2:])
@@ -330,32 +407,53 @@ def _heatmap(layer: dict, t: dict) -> str:
     tw, th = w * cell + gap, h * cell + gap
     out = [f'<svg width="{left + cols * tw + 4}" height="{top + rows * th + 4}" font-size="10">']
     if ndim > 2:  # tile numbers, thinned so labels do not collide
-        out += [f'<text x="{left + c * tw + tw / 2 - gap / 2:.1f}" y="11" text-anchor="middle">{c}</text>'
-                for c in range(0, cols, math.ceil(14 / tw))]
-        out += [f'<text x="{left - 4}" y="{top + r * th + th / 2 + 2:.1f}" text-anchor="end">{r}</text>'
-                for r in range(0, rows, math.ceil(14 / th))]
+        out += [
+            f'<text x="{left + c * tw + tw / 2 - gap / 2:.1f}" y="11" text-anchor="middle">{c}</text>'
+            for c in range(0, cols, math.ceil(14 / tw))
+        ]
+        out += [
+            f'<text x="{left - 4}" y="{top + r * th + th / 2 + 2:.1f}" text-anchor="end">{r}</text>'
+            for r in range(0, rows, math.ceil(14 / th))
+        ]
     for (r, c), tile in ((rc, arr[rc]) for rc in np.ndindex(rows, cols)):
         x0, y0 = left + c * tw, top + r * th  # the tile's background is the colour of "no error"
         out.append(f'<rect x="{x0}" y="{y0}" width="{w * cell}" height="{h * cell}" fill="{_colour(0.0)}"/>')
-        out += [f'<rect x="{x0 + j * cell}" y="{y0 + i * cell}" width="{cell}" height="{cell}" fill="{_colour(v)}"/>'
-                for (i, j), v in np.ndenumerate(tile) if v > MAP_LO]
+        out += [
+            f'<rect x="{x0 + j * cell}" y="{y0 + i * cell}" width="{cell}" height="{cell}" fill="{_colour(v)}"/>'
+            for (i, j), v in np.ndenumerate(tile)
+            if v > MAP_LO
+        ]
     if worst:
         x0, y0 = left + worst[1] * tw + worst[3] * cell, top + worst[0] * th + worst[2] * cell
-        out.append(f'<rect x="{x0 - 1}" y="{y0 - 1}" width="{cell + 2}" height="{cell + 2}" fill="none" '
-                   'stroke="#00d0ff" stroke-width="2"><title>worst element</title></rect>')
+        out.append(
+            f'<rect x="{x0 - 1}" y="{y0 - 1}" width="{cell + 2}" height="{cell + 2}" fill="none" '
+            'stroke="#00d0ff" stroke-width="2"><title>worst element</title></rect>'
+        )
     where = f"rows: {axes[0]}, columns: {axes[1]}, each tile {axes[2]}" if ndim > 2 else ""
     caption = "; ".join(s for s in (where, *notes, "blue outline: the worst element" if worst else "") if s)
-    label = f'{layer.get("name", "?")}.{t.get("name", "?")}'
-    return (f'<figure class="heatmap" data-tensor="{_e(label)}"><h3>{_e(label)} {_shape(t)}</h3>'
-            f'{"".join(out)}</svg><figcaption>{_e(caption)}</figcaption></figure>')
+    label = f"{layer.get('name', '?')}.{t.get('name', '?')}"
+    return (
+        f'<figure class="heatmap" data-tensor="{_e(label)}"><h3>{_e(label)} {_shape(t)}</h3>'
+        f"{''.join(out)}</svg><figcaption>{_e(caption)}</figcaption></figure>"
+    )
 
 
 def _heatmaps(layers: list[dict]) -> str:
     """A heatmap for every failing tensor that carries an error map, under one colour legend."""
-    maps = "".join(_heatmap(layer, t) for layer in layers for t in layer.get("tensors") or []
-                   if not t.get("ok", True) and t.get("error_map") is not None)
-    return ("<h2>Where the failing tensors are wrong</h2><p>|user &minus; reference| / max|reference| per "
-            f"element, log scale {_legend()}</p>{maps}") if maps else ""
+    maps = "".join(
+        _heatmap(layer, t)
+        for layer in layers
+        for t in layer.get("tensors") or []
+        if not t.get("ok", True) and t.get("error_map") is not None
+    )
+    return (
+        (
+            "<h2>Where the failing tensors are wrong</h2><p>|user &minus; reference| / max|reference| per "
+            f"element, log scale {_legend()}</p>{maps}"
+        )
+        if maps
+        else ""
+    )
 
 
 # ---------------------------------------------------------------------- the page
@@ -368,15 +466,22 @@ def render_html(report: Any, *, title: str = "trigrad report") -> str:
     data = report_data(report)
     layers = list(data["layers"])
     bars = _bars_svg(layers)
-    body = (_header(data, layers, title) + _table(data, layers)
-            + (f"<h2>Errors per tensor</h2><figure>{bars}</figure>" if bars else "") + _heatmaps(layers))
+    body = (
+        _header(data, layers, title)
+        + _table(data, layers)
+        + (f"<h2>Errors per tensor</h2><figure>{bars}</figure>" if bars else "")
+        + _heatmaps(layers)
+    )
     # the policy makes any accidental external reference fail loudly (a console error) rather
     # than silently reach for the network
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">' + HTML_MARKER
-            + '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>{body}\n"
-            f"<script>{SCRIPT}</script></body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        + HTML_MARKER
+        + '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+        f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>{body}\n"
+        f"<script>{SCRIPT}</script></body></html>\n"
+    )
 
 
 def write_html(report: Any, path: str | os.PathLike, *, title: str = "trigrad report") -> None:

@@ -18,10 +18,34 @@ from ..results import SCHEMA
 
 # names a report is never written to, even where no file exists yet: code, notebooks,
 # weights and snapshots (any other existing file is refused unless it is a trigrad report)
-PROTECTED_SUFFIXES = frozenset({
-    ".py", ".pyi", ".pyx", ".pxd", ".ipynb", ".c", ".cc", ".cpp", ".cxx", ".cu", ".cuh", ".h", ".hpp", ".rs",
-    ".jl", ".sh", ".npz", ".npy", ".safetensors", ".pt", ".pth", ".ckpt", ".h5", ".pkl",
-})
+PROTECTED_SUFFIXES = frozenset(
+    {
+        ".py",
+        ".pyi",
+        ".pyx",
+        ".pxd",
+        ".ipynb",
+        ".c",
+        ".cc",
+        ".cpp",
+        ".cxx",
+        ".cu",
+        ".cuh",
+        ".h",
+        ".hpp",
+        ".rs",
+        ".jl",
+        ".sh",
+        ".npz",
+        ".npy",
+        ".safetensors",
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".h5",
+        ".pkl",
+    }
+)
 HTML_MARKER = '<meta name="generator" content="trigrad">'
 
 
@@ -57,21 +81,28 @@ def check_report_path(option: str, path: str, kind: str, protected: Iterable[Pat
     if real in {Path(os.path.realpath(p)) for p in protected}:
         raise ReportPathError(f"{option} {path}: that is the code under check{via}; refusing to overwrite it")
     if real.suffix.lower() in PROTECTED_SUFFIXES:
-        raise ReportPathError(f"{option} {path}: refusing to write a report over a {real.suffix} file{via}; "
-                              f"use a .{kind} name")
+        raise ReportPathError(
+            f"{option} {path}: refusing to write a report over a {real.suffix} file{via}; use a .{kind} name"
+        )
     if real.is_dir():
-        raise ReportPathError(f"{option} {path}: is a folder; give a file name such as {Path(path) / ('report.' + kind)}")
+        raise ReportPathError(
+            f"{option} {path}: is a folder; give a file name such as {Path(path) / ('report.' + kind)}"
+        )
     special = [str(q) for q in (real, Path(path).expanduser().absolute()) if str(q).startswith(("/dev/", "/proc/"))]
     if special or (real.exists() and not stat.S_ISREG(real.stat().st_mode)):
-        raise ReportPathError(f"{option} {path}: not a regular file (a device, pipe or terminal); write the report "
-                              "to a file" + (", or --json - for standard output" if kind == "json" else ""))
+        raise ReportPathError(
+            f"{option} {path}: not a regular file (a device, pipe or terminal); write the report "
+            "to a file" + (", or --json - for standard output" if kind == "json" else "")
+        )
     if not real.parent.is_dir():
         raise ReportPathError(f"{option} {path}: the folder {real.parent} does not exist; create it first")
     if not os.access(real.parent, os.W_OK):
         raise ReportPathError(f"{option} {path}: the folder {real.parent} is not writable")
     if real.exists() and not _is_report(real, kind):
-        raise ReportPathError(f"{option} {path}: {real} exists and is not a trigrad {kind} report{via}; "
-                              "refusing to overwrite it (remove it or choose another path)")
+        raise ReportPathError(
+            f"{option} {path}: {real} exists and is not a trigrad {kind} report{via}; "
+            "refusing to overwrite it (remove it or choose another path)"
+        )
     return real
 
 

@@ -20,8 +20,15 @@ from typing import Any
 from .safe_text import visible
 from .validate import report_data
 
-VERDICT_STYLE = {"pass": "green", "forward": "red", "backward": "red", "both": "red", "inconclusive": "yellow",
-                 "reference": "magenta", "error": "bold red"}
+VERDICT_STYLE = {
+    "pass": "green",
+    "forward": "red",
+    "backward": "red",
+    "both": "red",
+    "inconclusive": "yellow",
+    "reference": "magenta",
+    "error": "bold red",
+}
 NUMBERS = ["vs torch", "vs jax", "vs FD", "tol"]
 MESSAGE_CELL = 40  # characters of a message shown in the table; the findings under it give it whole
 INDENT = 2  # of the tensor rows under a layer's name when stacked
@@ -33,9 +40,11 @@ def caption() -> str:
 
     from ..check import FD_TOL
 
-    return ("relative errors; tol applies to the torch and jax columns; vs FD is your backward against finite "
-            f"differences of your own forward (tolerance {FD_TOL[np.dtype(np.float64)]:g} in float64, "
-            f"{FD_TOL[np.dtype(np.float32)]:g} in float32)")
+    return (
+        "relative errors; tol applies to the torch and jax columns; vs FD is your backward against finite "
+        f"differences of your own forward (tolerance {FD_TOL[np.dtype(np.float64)]:g} in float64, "
+        f"{FD_TOL[np.dtype(np.float32)]:g} in float32)"
+    )
 
 
 def _data(report: Any) -> dict:
@@ -85,10 +94,19 @@ def headline(report: Any) -> str:
         n = len(d["layers"])
         return f"{'the entry passes' if n == 1 else f'all {n} entries pass'} (seed {d['seed']})"
     first = next((layer for layer in d["layers"] if layer["name"] == d["first_failure"]), None)
-    side = "" if not first else (f" (error in the {first['error_side']})" if first["verdict"] == "error" and
-                                 first.get("error_side") else f" ({first['verdict']})")
-    return (f"fix first: {_name(d['first_failure'])}{side}; {len(failing)} of {len(d['layers'])} entries fail "
-            f"(seed {d['seed']})")
+    side = (
+        ""
+        if not first
+        else (
+            f" (error in the {first['error_side']})"
+            if first["verdict"] == "error" and first.get("error_side")
+            else f" ({first['verdict']})"
+        )
+    )
+    return (
+        f"fix first: {_name(d['first_failure'])}{side}; {len(failing)} of {len(d['layers'])} entries fail "
+        f"(seed {d['seed']})"
+    )
 
 
 def verdict_text(layer: dict) -> str:
@@ -109,7 +127,7 @@ def _snippet(message: str) -> str:
         return ""
     line = _name(lines[0])
     if len(line) > MESSAGE_CELL:
-        return line[:MESSAGE_CELL - 1] + "\u2026"
+        return line[: MESSAGE_CELL - 1] + "\u2026"
     return line + (" \u2026" if len(lines) > 1 else "")
 
 
@@ -127,9 +145,16 @@ def _rows(d: dict, full: bool) -> list[tuple[dict, list[list[Any]]]]:
             tensors, mark = [max(tensors, key=_ratio)], "~"
         elif not full and layer.get("downstream_of"):  # only what fails, and that only because of another layer
             tensors = [t for t in tensors if not t["ok"]] or tensors
-        rows = [[Text(mark + _name(t["name"]), style="" if t["ok"] else "red"),
-                 *(Text(_num(t[k]), style="" if t["ok"] else "red") for k in ("error_torch", "error_jax")),
-                 _fd(t), Text(_num(t["tolerance"])), Text(_worst(t))] for t in tensors]
+        rows = [
+            [
+                Text(mark + _name(t["name"]), style="" if t["ok"] else "red"),
+                *(Text(_num(t[k]), style="" if t["ok"] else "red") for k in ("error_torch", "error_jax")),
+                _fd(t),
+                Text(_num(t["tolerance"])),
+                Text(_worst(t)),
+            ]
+            for t in tensors
+        ]
         out.append((layer, rows or [[Text(_snippet(layer["message"]), style="red")] + [Text("")] * 5]))
     return out
 
@@ -177,8 +202,15 @@ def _wide(d: dict, rows: list, worst: bool, messages: bool = True) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    out = Table(title=Text(headline(d)), title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
-                pad_edge=False, caption=Text(caption(), style="dim"), caption_justify="left")
+    out = Table(
+        title=Text(headline(d)),
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption=Text(caption(), style="dim"),
+        caption_justify="left",
+    )
     for name in ["layer", "verdict", "tensor", *NUMBERS] + (["worst element"] if worst else []):
         out.add_column(name, justify="right" if name in NUMBERS else "left", no_wrap=name != "tensor")
     for layer, cells in rows:
@@ -186,8 +218,12 @@ def _wide(d: dict, rows: list, worst: bool, messages: bool = True) -> Any:
         if not messages and not layer["tensors"]:
             cells = [[Text("")] * 6]
         for i, row in enumerate(cells):
-            out.add_row(*(head if i == 0 else ("", "")), *(row if worst else row[:-1]), style=style,
-                        end_section=(len(cells) > 1 and i == len(cells) - 1) or not layer["tensors"])
+            out.add_row(
+                *(head if i == 0 else ("", "")),
+                *(row if worst else row[:-1]),
+                style=style,
+                end_section=(len(cells) > 1 and i == len(cells) - 1) or not layer["tensors"],
+            )
     return out
 
 
@@ -200,14 +236,15 @@ def _stacked(d: dict, rows: list, width: int) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    widths = [max([len(h)] + [row[k].cell_len for _, cells in rows for row in cells])
-              for k, h in enumerate(["tensor", *NUMBERS])]
+    widths = [
+        max([len(h)] + [row[k].cell_len for _, cells in rows for row in cells])
+        for k, h in enumerate(["tensor", *NUMBERS])
+    ]
 
     def grid(header: bool) -> Table:
         t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_header=header, show_edge=False, header_style="bold")
         for k, name in enumerate(["tensor", *NUMBERS]):
-            t.add_column(name, width=widths[k], justify="left" if k == 0 else "right", no_wrap=k > 0,
-                         overflow="fold")
+            t.add_column(name, width=widths[k], justify="left" if k == 0 else "right", no_wrap=k > 0, overflow="fold")
         return t
 
     # the tensor column gives way (a long message wraps there) so the figures keep their width

@@ -26,8 +26,10 @@ from .safe_text import visible
 # not list (its cells are numbers); such a report is the renderers' to draw, so null is let in
 NULL_CELLS = "nested"
 MAX_DEPTH = 64  # far deeper than a report (an error map of a rank-4 tensor is ~12 levels down)
-CAUSE = ("was the JSON edited by hand, or written by another version of trigrad? `trigrad check --json` "
-         "writes one that follows harness/report/schema.json")
+CAUSE = (
+    "was the JSON edited by hand, or written by another version of trigrad? `trigrad check --json` "
+    "writes one that follows harness/report/schema.json"
+)
 
 
 class ReportError(ValueError):
@@ -47,13 +49,17 @@ def report_data(report: Any) -> dict:
         try:
             data = report.to_dict()
         except (TypeError, ValueError, AttributeError) as e:  # a Report built by hand from the wrong parts
-            raise ReportError(f"report.to_dict() failed ({type(e).__name__}: {e}): its layers should be "
-                              "LayerResult objects holding TensorResult objects") from None
+            raise ReportError(
+                f"report.to_dict() failed ({type(e).__name__}: {e}): its layers should be "
+                "LayerResult objects holding TensorResult objects"
+            ) from None
     elif isinstance(report, Mapping):
         data = report
     else:
-        raise ReportError(f"expected a trigrad Report or its to_dict() (a dict, e.g. read from the JSON report), "
-                          f"found {type(report).__name__}")
+        raise ReportError(
+            f"expected a trigrad Report or its to_dict() (a dict, e.g. read from the JSON report), "
+            f"found {type(report).__name__}"
+        )
     _check(data, _schema(), "$", 0)
     return data if isinstance(data, dict) else dict(data)
 
@@ -85,8 +91,15 @@ def _is(value: Any, kind: str) -> bool:
     return kind == "object" and isinstance(value, Mapping)
 
 
-_NAMES = {"null": "null", "boolean": "true or false", "integer": "an integer", "number": "a number",
-          "string": "a string", "array": "a list", "object": "an object"}
+_NAMES = {
+    "null": "null",
+    "boolean": "true or false",
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "array": "a list",
+    "object": "an object",
+}
 
 
 def _expected(schema: Mapping) -> str:
@@ -152,8 +165,7 @@ def _check(value: Any, schema: Mapping, path: str, depth: int) -> None:
         for key in schema.get("required", []):
             if key not in value:
                 expected = _expected(schema.get("properties", {}).get(key, {}))
-                raise ReportError(f"report field {path}: the required field '{key}' ({expected}) is missing "
-                                  f"({CAUSE})")
+                raise ReportError(f"report field {path}: the required field '{key}' ({expected}) is missing ({CAUSE})")
         for key, sub in schema.get("properties", {}).items():
             if key in value:
                 _check(value[key], sub, f"{path}.{key}", depth + 1)

@@ -69,9 +69,7 @@ class GELU(_Elementwise):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.approximate not in ("none", "tanh"):
-            raise SpecError(
-                f"layer '{self.name}': approximate must be 'none' or 'tanh', got {self.approximate!r}"
-            )
+            raise SpecError(f"layer '{self.name}': approximate must be 'none' or 'tanh', got {self.approximate!r}")
 
 
 @dataclass(frozen=True)

@@ -59,13 +59,10 @@ def _padding(value: Any, layer: str) -> Pads | str:
         if value not in ("same", "valid"):
             raise SpecError(f"layer '{layer}': padding string must be 'same' or 'valid', got {value!r}")
         return value
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, (tuple, list)) for v in value)
-    ):
-        (t, b), (l, r) = _pair(value[0], "padding (top, bottom)", layer, 0), _pair(
-            value[1], "padding (left, right)", layer, 0
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (tuple, list)) for v in value):
+        (t, b), (l, r) = (
+            _pair(value[0], "padding (top, bottom)", layer, 0),
+            _pair(value[1], "padding (left, right)", layer, 0),
         )
         return ((t, b), (l, r))
     ph, pw = _pair(value, "padding", layer, 0)
@@ -77,9 +74,7 @@ def _window_out(size: int, lo: int, hi: int, k: int, s: int, d: int) -> int:
 
 
 def _check_name(name: Any, kind: str, allow_empty: bool = False) -> None:
-    if not isinstance(name, str) or (name == "" and not allow_empty) or (
-        name and not _NAME_RE.match(name)
-    ):
+    if not isinstance(name, str) or (name == "" and not allow_empty) or (name and not _NAME_RE.match(name)):
         raise SpecError(
             f"{kind} name {name!r} is not valid: use letters, digits, '_' or '-' "
             "(no dots; dotted paths are built from nesting)"

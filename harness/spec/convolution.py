@@ -82,11 +82,7 @@ class Conv2d(Layer):
         return (shape[0], self.out_channels, hw[0], hw[1])
 
     def local_params(self, input_shape: Shape) -> dict[str, ParamInfo]:
-        p = {
-            "weight": ParamInfo(
-                (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
-            )
-        }
+        p = {"weight": ParamInfo((self.out_channels, self.in_channels // self.groups, *self.kernel_size))}
         if self.bias:
             p["bias"] = ParamInfo((self.out_channels,))
         return p

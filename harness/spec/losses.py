@@ -70,10 +70,14 @@ def check_target(loss: Loss, output_shape: Shape, target: np.ndarray) -> None:
         n, k = output_shape
         if t.shape == (n,):
             if not np.issubdtype(t.dtype, np.integer) or t.min() < 0 or t.max() >= k:
-                raise SpecError(f"SoftmaxCrossEntropy: labels must be integers in [0, {k}), got dtype {t.dtype}, range [{t.min()}, {t.max()}]")
+                raise SpecError(
+                    f"SoftmaxCrossEntropy: labels must be integers in [0, {k}), got dtype {t.dtype}, range [{t.min()}, {t.max()}]"
+                )
             return
         if t.shape != (n, k):
-            raise SpecError(f"SoftmaxCrossEntropy: target must be labels ({n},) or probabilities ({n}, {k}), got shape {t.shape}")
+            raise SpecError(
+                f"SoftmaxCrossEntropy: target must be labels ({n},) or probabilities ({n}, {k}), got shape {t.shape}"
+            )
         return
     if t.shape != tuple(output_shape):
         raise SpecError(f"{loss.kind}: target shape {t.shape} must equal the output shape {tuple(output_shape)}")

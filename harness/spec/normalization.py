@@ -108,9 +108,7 @@ class LayerNorm(Layer):
         _check_name(self.name, "layer")
         ns = self.normalized_shape
         ns = (ns,) if isinstance(ns, (int, np.integer)) else ns
-        if isinstance(ns, str) or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in ns
-        ):
+        if isinstance(ns, str) or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in ns):
             raise SpecError(
                 f"layer '{self.name}': normalized_shape must be an int or a tuple of ints, "
                 f"got {self.normalized_shape!r}"

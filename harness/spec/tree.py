@@ -119,4 +119,3 @@ def init_params(spec: Layer, input_shape: Shape, seed: int = 0) -> dict[str, np.
             bound = 1.0 / math.sqrt(fan_in)
             out[name] = rng.uniform(-bound, bound, shape) * math.sqrt(3.0)
     return out
-
