@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .check import FLOOR, Compared, _fd_summary, _judge, _probes
 from .compare import relative_with_floor
 from .end_to_end import _dtype_notes, _fault
+from .fd import probes as _probes
+from .fd import summary as _fd_summary
+from .judge import FLOOR, Compared, _judge
 from .kinks import pattern
 from .results import LayerResult, Report
 from .spec import Loss, Sequential, SoftmaxCrossEntropy, check_target

@@ -1,0 +1,234 @@
+"""Judging one check's compared tensors: each tensor's result against its tolerance, the
+verdict from the three witnesses (:func:`harness.compare.verdict`), the message for NaN/Inf
+or unreliable finite differences, and the diagnosis of each failing tensor.
+
+A compared tensor is a row ``(name, side, user, torch, jax, reduction size, absolute
+floor)`` (:data:`Compared`): ``user``, ``torch`` and ``jax`` canonical float64 arrays of
+one shape (batch first), built by :func:`_compared` for a layer and by
+:mod:`harness.loss_check` for a loss. Used by :mod:`harness.check`,
+:mod:`harness.check_crash`, :mod:`harness.loss_check` and :mod:`harness.end_to_end`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .adapters.arrays import NonFinite, nonfinite
+from .compare import REFS_TOL, rel_error, relative_with_floor, tensor_tolerance, verdict
+from .diagnose import diagnose, window_overlap
+from .hypotheses import counts
+from .results import FDSummary, LayerResult, TensorResult, error_map
+from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, join_path, walk
+
+FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
+Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
+NO_INPUT_GRAD = "note: input gradient not computed (input_grad=False); not compared"
+
+
+def _nonfinite_message(found: Mapping[str, NonFinite], what: str) -> str:
+    """``"the backward returned NaN/Inf: weight: 2 of 12 values ... (user layout); likely cause ..."``."""
+    listed = "; ".join(f"{name}: {bad}" for name, bad in found.items())
+    return (
+        f"{what} returned NaN/Inf: {listed} (user layout); likely cause: a division by zero, a log or sqrt of a "
+        "non-positive value, an overflow, or an uninitialised array (np.empty)"
+    )
+
+
+def _judge(
+    result: LayerResult,
+    tensors: list[Compared],
+    fds: dict[str, FDSummary],
+    dtype: np.dtype,
+    tol_scale: float,
+    *,
+    batch: int,
+    window: int | None = None,
+    noise: dict[str, float] | None = None,
+    nonfinite_found: Mapping[str, NonFinite] | None = None,
+    **hints: Any,
+) -> tuple[bool, bool]:
+    """Fill ``result`` from the compared tensors — (name, side, user, torch, jax, reduction
+    size, absolute floor) — and the finite-difference summaries: per-tensor results, the
+    verdict and the diagnosis of each failing tensor. ``noise``: absolute error the reading of
+    a gradient adds (see ``WrappedLayer.grad_noise``). A user tensor holding NaN/Inf makes
+    the verdict ``error`` with a message naming it, the count and the first index
+    (``nonfinite_found``: those already located in the user's layout; else read off the
+    compared arrays). Returns (forward_ok, backward_ok)."""
+    _tensor_results(result, tensors, fds, dtype, tol_scale, noise or {})
+    forward_ok = all(tr.ok for tr in result.tensors if tr.side == "forward")
+    backward_ok = all(tr.ok for tr in result.tensors if tr.side == "backward")
+    consistency = [s.consistent for s in fds.values()]
+    fd_consistent = False if False in consistency else (True if all(consistency) else None)
+    bad = (
+        dict(nonfinite_found)
+        if nonfinite_found is not None
+        else {name: found for name, _, user, *_ in tensors if (found := nonfinite(np.asarray(user, np.float64)))}
+    )
+    # unreliable only because every probe of some tensor crossed a kink (none was noisy or disagreed)
+    kinks_only = all(s.consistent is not None or s.kinks == s.probes for s in fds.values())
+    result.verdict = verdict(
+        forward_ok=forward_ok,
+        backward_ok=backward_ok,
+        fd_consistent=fd_consistent,
+        refs_agree=result.refs_error <= REFS_TOL,
+        error=bool(bad),
+        fd_kinks_only=kinks_only,
+    )
+    _verdict_message(result, tensors, fds, bad, fd_consistent)
+    _diagnose_failing(result, tensors, bad, forward_ok, batch, window, hints)
+    return forward_ok, backward_ok
+
+
+def _tensor_results(
+    result: LayerResult,
+    tensors: list[Compared],
+    fds: dict[str, FDSummary],
+    dtype: np.dtype,
+    tol_scale: float,
+    noise: dict[str, float],
+) -> None:
+    """One :class:`~harness.results.TensorResult` per compared tensor, in order: its errors
+    against both references, its tolerance, its worst entry, its finite-difference summary
+    (backward tensors), and an error map when it fails."""
+    for name, side, user, tv, jv, reduction, floor in tensors:
+        # plus any error the reading of the gradient adds (an SGD-step recovery), relative to the truth
+        tol = tensor_tolerance(dtype, reduction, tol_scale, noise.get(name, 0.0), tv, floor)
+        et, ej = relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)
+        worst = rel_error(user, tv)
+        result.tensors.append(
+            TensorResult(
+                name=name,
+                side=side,
+                shape=tuple(np.shape(user)),
+                tolerance=tol,
+                error_torch=et,
+                error_jax=ej,
+                worst_index=worst.index,
+                worst_user=worst.actual,
+                worst_ref=worst.expected,
+                ok=max(et, ej) <= tol,
+                fd=fds.get(name) if side == "backward" else None,
+            )
+        )
+        if not result.tensors[-1].ok:
+            result.tensors[-1].error_map = error_map(user, tv)
+
+
+def _verdict_message(
+    result: LayerResult,
+    tensors: list[Compared],
+    fds: dict[str, FDSummary],
+    bad: dict[str, NonFinite],
+    fd_consistent: bool | None,
+) -> None:
+    """The entry's message once the verdict is set: the NaN/Inf found (``bad``, and the side
+    it was on), a pass finite differences could not witness, or what made it inconclusive."""
+    if bad:
+        result.message = _nonfinite_message(bad, "the code")
+        backward = any(side == "backward" for name, side, *_ in tensors if name in bad)
+        result.error_side = "backward" if backward else "forward"
+    if result.verdict == "pass" and fd_consistent is None:
+        crossed = ", ".join(f"{k}: {s.kinks} of {s.probes}" for k, s in fds.items() if s.consistent is None)
+        result.message = (
+            "note: finite differences could not witness this (every probe crossed a kink; "
+            + crossed
+            + "); both references agree with the gradients"
+        )
+    if result.verdict == "inconclusive":
+        unsure = [
+            f"{k} ({s.kinks} of {s.probes} probes crossed a kink)" if s.kinks else f"{k} (probes too noisy)"
+            for k, s in fds.items()
+            if s.consistent is not True
+        ]
+        result.message = (
+            (
+                "inconclusive: the finite-difference probes were not reliable for "
+                + ", ".join(unsure)
+                + "; rerun with another --seed or more --fd-probes"
+            )
+            if unsure
+            else result.message
+        )
+
+
+def _diagnose_failing(
+    result: LayerResult,
+    tensors: list[Compared],
+    bad: dict[str, NonFinite],
+    forward_ok: bool,
+    batch: int,
+    window: int | None,
+    hints: dict[str, Any],
+) -> None:
+    """The hypotheses (:func:`harness.diagnose.diagnose`) for each failing tensor, prefixed
+    with its name; none for a tensor holding NaN/Inf (no hypothesis explains a NaN)."""
+    by_name = {name: (user, tv) for name, _, user, tv, _, _, _ in tensors}
+    for tr in result.tensors:
+        if not tr.ok and tr.name not in bad:  # no hypothesis explains a NaN
+            user, ref = by_name[tr.name]
+            sized = forward_ok or tr.side == "forward"  # a wrong forward's faithful gradient: no size to blame
+            result.diagnosis += [
+                f"{tr.name}: {h}"
+                for h in diagnose(
+                    tr.name,
+                    user,
+                    ref,
+                    batch=batch if sized else None,
+                    window=window if sized else None,
+                    **{**hints, "counts": hints.get("counts") if sized else None},
+                )
+            ]
+
+
+def _hints(spec: Layer, x: np.ndarray) -> dict[str, Any]:
+    """What the diagnosis needs to know about the layer: its window size, groups, overlap."""
+    convs = [layer for _, layer in walk(Sequential([spec])) if isinstance(layer, Conv2d)]
+    hints: dict[str, Any] = {
+        "groups": convs[0].groups if len(convs) == 1 else 1,
+        "window": int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None,
+        "counts": counts(spec, x),
+    }
+    if isinstance(spec, (MaxPool2d, AvgPool2d)) and x.ndim == 4:
+        hints["overlap"] = window_overlap(spec.kernel_size, spec.stride, spec.padding, spec._dilation(), x.shape[2:])
+    return hints
+
+
+def _compared(
+    result: LayerResult,
+    x: np.ndarray,
+    y_u: np.ndarray,
+    dx_u: np.ndarray | None,
+    grads_u: dict[str, np.ndarray],
+    t: Any,
+    j: Any,
+    spec: Layer,
+) -> list[Compared]:
+    """The user's output, input gradient and parameter gradients next to both references'
+    values, with their reduction sizes and floors; sets ``result.refs_error`` (torch vs jax)."""
+    n, y_shape = x.shape[0], t.output.shape
+    refs_err = [relative_with_floor(t.output, j.output), relative_with_floor(t.input_grad, j.input_grad)]
+    grad_scale = max([float(np.linalg.norm(t.input_grad))] + [float(np.linalg.norm(v)) for v in t.param_grads.values()])
+    tensors: list[Compared] = [("output", "forward", y_u, t.output, j.output, x.size // n, 0.0)]
+    if dx_u is not None:  # None: declared input_grad=False (the code computes no input gradient)
+        tensors.append(
+            ("input", "backward", dx_u, t.input_grad, j.input_grad, int(np.prod(y_shape)) // n, FLOOR * grad_scale)
+        )
+    for k, v in grads_u.items():
+        name = join_path(spec.name, k)
+        refs_err.append(relative_with_floor(t.param_grads[name], j.param_grads[name], FLOOR * grad_scale))
+        tensors.append(
+            (
+                k,
+                "backward",
+                v,
+                t.param_grads[name],
+                j.param_grads[name],
+                n * int(np.prod(y_shape[2:])),
+                FLOOR * grad_scale,
+            )
+        )
+    result.refs_error = max(refs_err)
+    return tensors
