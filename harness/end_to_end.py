@@ -10,10 +10,10 @@ import numpy as np
 
 from .adapters.effects import apply_effects
 from .adapters.shared import layer_note, shared_objects, sharing_finding
-from .check import FLOOR, NO_INPUT_GRAD, _nonfinite_message
 from .compare import REFS_TOL, rel_error, relative_with_floor, tolerance
 from .faults import CodeFault, call_user, codes_fault
 from .frames import user_frame
+from .judge import FLOOR, NO_INPUT_GRAD, _nonfinite_message
 from .results import Boundary, LayerResult, Report, TensorResult
 
 
@@ -45,22 +45,66 @@ def _end_to_end(
     the activation and gradient at every watched layer boundary. ``unsure``: the layers whose
     own check was inconclusive (they may explain a failure here; the wiring is not blamed)."""
     result = LayerResult(name="(network)", kind="network", verdict="error", dtype=str(net.dtype))
-    net.running, net.effects[:] = None, []
     try:
-        for w in net.layers.values():  # code that accumulates until flushed: flush, as the isolated checks do
-            for method in filter(None, (getattr(w, "zero_grad", None), getattr(w, "flush", None))):
-                call_user(getattr(w.obj, method))
-        with net.recording() as calls:
-            y = net.forward(x, mode="network")
-            dx = net.backward(g)
-        grads = net.param_grads()
+        y, dx, grads, calls = _own_pass(net, x, g)
     except Exception as e:
-        result.message, result.error_side = _fault(e), net.running or "setup"  # setup: flushing the gradients
-        result.diagnosis += [sharing_finding(paths, True) for paths in shared_objects(net.layers)]
+        return _crashed(result, net, e)
+    bad = {f"{p}.{k}": b for p, w in net.layers.items() for k, b in w.nonfinite_grads.items()}
+    _compare(result, net, x, (y, dx, grads), ref, jax_ref, tol_scale)
+    result.diagnosis += _dtype_notes(net.returned, net.dtype, f"the parameters are {net.dtype}")
+    if bad:  # NaN/Inf in the gradients the network's own backward left in its layers
+        result.verdict, result.message = "error", _nonfinite_message(bad, "the network's own backward")
+        result.error_side = "backward"
+        result.downstream_of = first_failure
         apply_effects(result, net.side_effects())
         return result
-    bad = {f"{p}.{k}": b for p, w in net.layers.items() for k, b in w.nonfinite_grads.items()}
-    n = x.shape[0]
+    _explain(result, net, calls, ref, first_failure, unsure or [])
+    if dx is None:
+        result.message = "; ".join(
+            filter(
+                None,
+                [result.message, NO_INPUT_GRAD.replace("(input_grad=False)", "(input_grad=False on the first layer)")],
+            )
+        )
+    return result
+
+
+def _own_pass(net: Any, x: np.ndarray, g: np.ndarray) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """The user's own network forward and backward at ``x`` with upstream gradient ``g``,
+    watched at every layer boundary, after flushing what each layer accumulated: (output,
+    input gradient or None, parameter gradients by full name, the calls seen per layer)."""
+    net.running, net.effects[:] = None, []
+    for w in net.layers.values():  # code that accumulates until flushed: flush, as the isolated checks do
+        for method in filter(None, (getattr(w, "zero_grad", None), getattr(w, "flush", None))):
+            call_user(getattr(w.obj, method))
+    with net.recording() as calls:
+        y = net.forward(x, mode="network")
+        dx = net.backward(g)
+    return y, dx, net.param_grads(), calls
+
+
+def _crashed(result: LayerResult, net: Any, exc: Exception) -> LayerResult:
+    """The verdict ``error`` for ``exc`` met in the user's own pass (re-raised when it is not
+    the code's fault), on the side that ran, with the objects mapped at several places."""
+    result.message, result.error_side = _fault(exc), net.running or "setup"  # setup: flushing the gradients
+    result.diagnosis += [sharing_finding(paths, True) for paths in shared_objects(net.layers)]
+    apply_effects(result, net.side_effects())
+    return result
+
+
+def _compare(
+    result: LayerResult,
+    net: Any,
+    x: np.ndarray,
+    got: tuple[Any, Any, dict[str, Any]],
+    ref: Any,
+    jax_ref: Any,
+    tol_scale: float,
+) -> None:
+    """The user's output, input gradient (unless None) and parameter gradients (``got``)
+    against both references: one :class:`~harness.results.TensorResult` each, the references'
+    disagreement and the verdict (``reference`` when they disagree)."""
+    (y, dx, grads), n = got, x.shape[0]
     pairs = [("output", "forward", y, ref.output, jax_ref.output)]
     if (
         dx is not None
@@ -97,22 +141,6 @@ def _end_to_end(
     )
     if result.refs_error > REFS_TOL:
         result.verdict = "reference"
-    result.diagnosis += _dtype_notes(net.returned, net.dtype, f"the parameters are {net.dtype}")
-    if bad:  # NaN/Inf in the gradients the network's own backward left in its layers
-        result.verdict, result.message = "error", _nonfinite_message(bad, "the network's own backward")
-        result.error_side = "backward"
-        result.downstream_of = first_failure
-        apply_effects(result, net.side_effects())
-        return result
-    _explain(result, net, calls, ref, first_failure, unsure or [])
-    if dx is None:
-        result.message = "; ".join(
-            filter(
-                None,
-                [result.message, NO_INPUT_GRAD.replace("(input_grad=False)", "(input_grad=False on the first layer)")],
-            )
-        )
-    return result
 
 
 def _explain(
