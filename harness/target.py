@@ -163,12 +163,10 @@ def run(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Any:
     """Check what the target function returned (see the module docstring); a Report."""
-    from .adapters.layer import WrappedLayer
     from .adapters.loss import WrappedLoss
     from .adapters.network import LossModel, WrappedNetwork
-    from .check import check_layer, check_network
     from .results import Report
-    from .spec import Layer, Loss, SpecError
+    from .spec import Loss, SpecError
 
     if isinstance(value, Report):
         return value
@@ -179,6 +177,24 @@ def run(
         wrap["layout"] = d["layout"]
     budget = {} if fd_probes is None else {"fd_probes": fd_probes}
     input_shape = tuple(d["input_shape"]) if d.get("input_shape") is not None else None
+    _check_spec(obj, spec, d)
+    how: dict[str, Any] = {"seed": seed, "tol_scale": tol_scale, "budget": budget, "progress": progress}
+    try:
+        if isinstance(obj, WrappedLoss) or isinstance(spec, Loss):
+            return _run_loss(obj, spec, d, wrap, input_shape, **how)
+        # a raw object with a composite spec is one composite layer; a mapping is a network
+        if isinstance(obj, (WrappedNetwork, LossModel, Mapping)):
+            return _run_network(obj, spec, d, wrap, input_shape, **how)
+        return _run_layer(obj, spec, d, wrap, input_shape, **how)
+    except (SpecError, TypeError, ValueError) as e:
+        raise TargetError(str(e)) from e
+
+
+def _check_spec(obj: Any, spec: Any, d: Mapping[str, Any]) -> None:
+    """``spec`` is a spec layer or a loss spec (or None); ``scores`` only come with a loss."""
+    from .adapters.loss import WrappedLoss
+    from .spec import Layer, Loss
+
     if spec is not None and not isinstance(spec, (Layer, Loss)):
         raise TargetError(
             f"'spec' must be a harness spec layer (harness.Conv2d(...), harness.Sequential([...])) or a "
@@ -189,51 +205,77 @@ def run(
             "'scores' is for a loss check: return {'check': loss_fn, 'spec': SoftmaxCrossEntropy(), "
             "'scores': scores}; a layer or network takes 'x'"
         )
-    try:
-        if isinstance(obj, WrappedLoss) or isinstance(spec, Loss):
-            return _run_loss(
-                obj, spec, d, wrap, input_shape, seed=seed, tol_scale=tol_scale, budget=budget, progress=progress
-            )
-        # a raw object with a composite spec is one composite layer; a mapping is a network
-        network = isinstance(obj, (WrappedNetwork, LossModel, Mapping))
-        if network:
-            if d.get("x") is None and input_shape is None:
-                input_shape = getattr(obj, "input_shape", None)
-            if d.get("x") is None and input_shape is None:
-                raise TargetError(
-                    "a network needs an input: return {'check': net, 'x': x} or "
-                    "{'check': net, 'input_shape': (N, C, H, W)} (in the declared layout: "
-                    "(N, H, W, C) under Layout(data='NHWC'))"
-                )
-            return check_network(
-                obj,
-                spec,
-                d.get("x"),
-                d.get("y"),
-                loss=d.get("loss"),
-                input_shape=input_shape,
-                seed=seed,
-                tol_scale=tol_scale,
-                progress=progress,
-                **budget,
-                **wrap,
-            )
-        if not isinstance(obj, WrappedLayer) and spec is None:
-            raise TargetError(
-                f"the target returned a {type(obj).__name__}: return a wrapped layer or network "
-                "(harness.wrap_layer / wrap_functions / wrap_network), or {'check': obj, 'spec': ...}"
-            )
-        if d.get("y") is not None or d.get("loss") is not None:
-            raise TargetError(
-                "'y' and 'loss' are for networks; a single layer is checked with a random upstream gradient"
-            )
-        if progress:
-            progress(getattr(obj, "name", None) or (spec.name if spec is not None else ""), 0, 1)
-        return check_layer(
-            obj, spec, x=d.get("x"), input_shape=input_shape, seed=seed, tol_scale=tol_scale, **budget, **wrap
+
+
+def _run_network(
+    obj: Any,
+    spec: Any,
+    d: Mapping[str, Any],
+    wrap: dict[str, Any],
+    input_shape: tuple[int, ...] | None,
+    *,
+    seed: int,
+    tol_scale: float,
+    budget: dict[str, int],
+    progress: Any,
+) -> Any:
+    """A network check: ``obj`` a WrappedNetwork, a LossModel or a ``{spec path: layer object}``
+    mapping (with the network's ``spec``); its input is ``"x"``, ``"input_shape"`` or, failing
+    both, the wrapped network's own ``input_shape``."""
+    from .check import check_network
+
+    if d.get("x") is None and input_shape is None:
+        input_shape = getattr(obj, "input_shape", None)
+    if d.get("x") is None and input_shape is None:
+        raise TargetError(
+            "a network needs an input: return {'check': net, 'x': x} or "
+            "{'check': net, 'input_shape': (N, C, H, W)} (in the declared layout: "
+            "(N, H, W, C) under Layout(data='NHWC'))"
         )
-    except (SpecError, TypeError, ValueError) as e:
-        raise TargetError(str(e)) from e
+    return check_network(
+        obj,
+        spec,
+        d.get("x"),
+        d.get("y"),
+        loss=d.get("loss"),
+        input_shape=input_shape,
+        seed=seed,
+        tol_scale=tol_scale,
+        progress=progress,
+        **budget,
+        **wrap,
+    )
+
+
+def _run_layer(
+    obj: Any,
+    spec: Any,
+    d: Mapping[str, Any],
+    wrap: dict[str, Any],
+    input_shape: tuple[int, ...] | None,
+    *,
+    seed: int,
+    tol_scale: float,
+    budget: dict[str, int],
+    progress: Any,
+) -> Any:
+    """A layer check: ``obj`` a WrappedLayer, or the user's raw layer object with its ``spec``
+    layer (``options`` are wrap keywords); no ``y`` or ``loss``."""
+    from .adapters.layer import WrappedLayer
+    from .check import check_layer
+
+    if not isinstance(obj, WrappedLayer) and spec is None:
+        raise TargetError(
+            f"the target returned a {type(obj).__name__}: return a wrapped layer or network "
+            "(harness.wrap_layer / wrap_functions / wrap_network), or {'check': obj, 'spec': ...}"
+        )
+    if d.get("y") is not None or d.get("loss") is not None:
+        raise TargetError("'y' and 'loss' are for networks; a single layer is checked with a random upstream gradient")
+    if progress:
+        progress(getattr(obj, "name", None) or (spec.name if spec is not None else ""), 0, 1)
+    return check_layer(
+        obj, spec, x=d.get("x"), input_shape=input_shape, seed=seed, tol_scale=tol_scale, **budget, **wrap
+    )
 
 
 def _run_loss(
