@@ -19,10 +19,8 @@ writes are locked and ordered so that concurrent or killed writers never leave a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,6 @@ from .snapshot_files import decode, encode, paths, read_pair, write_pair
 from .snapshot_manifest import (
     CONTAINERS,
     FORMAT,
-    HASH_FIELD,
     RERECORD,
     SnapshotError,
     SnapshotWarning,
@@ -45,13 +42,7 @@ from .snapshot_manifest import (
     successor,
     validate,
 )
-
-
-def _sha256(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
+from .snapshot_verify import _check_arrays, _embedded, _mismatched, _sha256
 
 
 def _versions() -> dict[str, str]:
@@ -198,65 +189,6 @@ def load(path: str | os.PathLike) -> Snapshot:
     return _snapshot(manifest, arrays, data_path)
 
 
-def _mismatched(on_disk: dict[str, Any], manifest: dict[str, Any], json_path: Path, data_path: Path) -> None:
-    """Two sealed manifests that differ: a save killed between its renames (a warning) if the
-    JSON names the data file's manifest as the one it replaced, else a SnapshotError."""
-    if on_disk.get("replaces") is not None and on_disk.get("replaces") == manifest[HASH_FIELD]:
-        warnings.warn(
-            SnapshotWarning(
-                f"{json_path}: an interrupted write: {json_path.name} and {data_path.name} come from different saves (a "
-                f"writer killed between its two renames: {json_path.name} is the new save's, {data_path.name} the one it "
-                f"was replacing). Using the complete snapshot in {data_path.name}; {RERECORD} to make them agree"
-            ),
-            stacklevel=3,
-        )
-        return
-    changed = [d for d in differences(on_disk, manifest) if "manifest_sha256" not in d and "'replaces'" not in d]
-    replaced = on_disk.get("replaces")
-    raise SnapshotError(
-        f"{json_path} and {data_path}: the data file and the manifest come from different snapshots: a copied or "
-        f"swapped file? {json_path.name} describes snapshot {str(on_disk[HASH_FIELD])[:12]} and {data_path.name} holds "
-        f"{manifest[HASH_FIELD][:12]} ({json_path.name} against {data_path.name}: {'; '.join(changed[:3]) or 'other'}). "
-        f"A save killed between its two renames leaves a {json_path.name} naming the data file's snapshot as the one "
-        f"it replaced; this one names {str(replaced)[:12] if replaced else 'none'}. Restore both files from one save "
-        f"(e.g. git checkout {json_path.name} {data_path.name}) or {RERECORD}"
-    )
-
-
-def _embedded(text: str | None, data_path: Path) -> dict[str, Any]:
-    """The manifest embedded in the data file, parsed, hash-checked and validated."""
-    if text is None:
-        raise SnapshotError(
-            f"{data_path}: has no embedded manifest (written by an older trigrad or another program); {RERECORD}"
-        )
-    manifest = parse(text, f"{data_path} (embedded manifest)")
-    if not is_sealed(manifest):
-        raise SnapshotError(
-            f"{data_path}: the embedded manifest does not match its manifest_sha256 (tampered with "
-            f"or corrupted); {RERECORD}"
-        )
-    validate(manifest, f"{data_path} (embedded manifest)")
-    return manifest
-
-
-def _check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], data_path: Path) -> None:
-    expected = manifest["arrays"]
-    missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
-    if missing or extra:
-        raise SnapshotError(
-            f"{data_path}: arrays do not match its manifest (missing {missing[:5]}, unexpected "
-            f"{extra[:5]}); the file was changed or comes from different recordings"
-        )
-    for key, info in expected.items():
-        a = arrays[key]
-        if list(a.shape) != info["shape"] or a.dtype.str != info["dtype"] or _sha256(a) != info["sha256"]:
-            raise SnapshotError(
-                f"{data_path}: array '{key}' does not match the sha256 in its manifest (tampered with "
-                f"or corrupted; expected shape {info['shape']} {info['dtype']}, found {list(a.shape)} "
-                f"{a.dtype.str}); re-record the snapshot if the change is intended"
-            )
-
-
 def _snapshot(manifest: dict[str, Any], arrays: dict[str, np.ndarray], source: Path) -> Snapshot:
     """A Snapshot from a validated manifest and its hash-checked arrays."""
     entries = {
@@ -317,11 +249,8 @@ def record(
     ``x`` / ``input_shape`` are in the target's declared layout (4-D in ``layout.data``);
     the snapshot stores the canonical (NCHW) input. The user's parameters are restored bit
     for bit."""
-    from .adapters.inputs import read_input, read_shape
     from .adapters.layer import WrappedLayer
     from .adapters.network import WrappedNetwork
-    from .kinks import random_input
-    from .spec import Sequential, example_input_shape, join_path
 
     if not isinstance(target, (WrappedLayer, WrappedNetwork)):
         raise TypeError(
@@ -330,46 +259,12 @@ def record(
         )
     spec = target.spec
     rng = np.random.default_rng(seed)
-    if x is not None:  # x / input_shape in the target's declared layout (adapters.inputs); recorded canonical
-        x = read_input(x, spec, target.layout)
-    else:
-        given = input_shape or getattr(target, "input_shape", None)
-        shape = read_shape(given, spec, target.layout) if given else (example_input_shape(spec) if spec else None)
-        if shape is None:
-            raise ValueError(
-                f"record: pass x= or input_shape= for a {type(spec).__name__ if spec else 'spec-less'} target"
-            )
-        x = random_input(spec, tuple(shape), rng) if spec is not None else rng.standard_normal(tuple(shape))
-    entries: dict[str, Entry] = {}
+    x = _point(target, x, input_shape, rng)
     with target.preserved():
         if isinstance(target, WrappedLayer):
-            params = target.get_params()
-            g = rng.standard_normal(spec.output_shape(x.shape) if spec else np.shape(target.forward(x)))
-            ref = None
-            if spec is not None:
-                from reference_models import build
-
-                ref = build("torch", Sequential([spec])).vjp(
-                    {join_path(spec.name, k): v for k, v in params.items()}, x, g
-                )
-            entries[target.name] = _layer_entry(target, x, g, target.name, ref)  # params keep their local names
+            params, entries = _layer_entries(target, x, rng)
         else:
-            from reference_models import build
-
-            params = target.get_params()
-            g = rng.standard_normal(target.spec.output_shape(x.shape))
-            ref = build("torch", target.spec).vjp(params, x, g)
-            for path, layer in target.layers.items():
-                assert layer.spec is not None  # a network's layers are the spec's
-                local = {k[len(path) + 1 :]: v for k, v in params.items() if k.startswith(path + ".")}
-                layer_ref = build("torch", Sequential([layer.spec])).vjp(
-                    {join_path(layer.spec.name, k): v for k, v in local.items()},
-                    ref.inputs[path],
-                    ref.output_grads[path],
-                )
-                entries[path] = _layer_entry(layer, ref.inputs[path], ref.output_grads[path], path, layer_ref)
-            if target.end_to_end:
-                entries["(network)"] = _network_entry(target, x, g, ref)
+            params, entries = _network_entries(target, x, rng)
     return Snapshot(
         spec=spec.to_dict() if spec is not None else None,
         seed=seed,
@@ -377,6 +272,64 @@ def record(
         params=params,
         entries=entries,
     )
+
+
+def _point(target: Any, x: np.ndarray | None, input_shape: tuple[int, ...] | None, rng: Any) -> np.ndarray:
+    """The canonical input to record at: ``x`` read in the target's declared layout, or drawn
+    from ``rng`` at ``input_shape`` (else the target's own, else the spec's example shape)."""
+    from .adapters.inputs import read_input, read_shape
+    from .kinks import random_input
+    from .spec import example_input_shape
+
+    spec = target.spec
+    if x is not None:  # x / input_shape in the target's declared layout (adapters.inputs); recorded canonical
+        return read_input(x, spec, target.layout)
+    given = input_shape or getattr(target, "input_shape", None)
+    shape = read_shape(given, spec, target.layout) if given else (example_input_shape(spec) if spec else None)
+    if shape is None:
+        raise ValueError(f"record: pass x= or input_shape= for a {type(spec).__name__ if spec else 'spec-less'} target")
+    return random_input(spec, tuple(shape), rng) if spec is not None else rng.standard_normal(tuple(shape))
+
+
+def _layer_entries(layer: Any, x: np.ndarray, rng: Any) -> tuple[dict[str, np.ndarray], dict[str, Entry]]:
+    """A wrapped layer's parameters and its one entry, with the reference's values when it
+    has a spec; the upstream gradient drawn from ``rng`` (after ``x``)."""
+    from .spec import Sequential, join_path
+
+    spec = layer.spec
+    params = layer.get_params()
+    g = rng.standard_normal(spec.output_shape(x.shape) if spec else np.shape(layer.forward(x)))
+    ref = None
+    if spec is not None:
+        from reference_models import build
+
+        ref = build("torch", Sequential([spec])).vjp({join_path(spec.name, k): v for k, v in params.items()}, x, g)
+    return params, {layer.name: _layer_entry(layer, x, g, layer.name, ref)}  # params keep their local names
+
+
+def _network_entries(net: Any, x: np.ndarray, rng: Any) -> tuple[dict[str, np.ndarray], dict[str, Entry]]:
+    """A wrapped network's parameters and its entries: each layer at the reference's own
+    input to it and upstream gradient, then ``(network)`` for the user's own pass."""
+    from reference_models import build
+
+    from .spec import Sequential, join_path
+
+    params = net.get_params()
+    g = rng.standard_normal(net.spec.output_shape(x.shape))
+    ref = build("torch", net.spec).vjp(params, x, g)
+    entries: dict[str, Entry] = {}
+    for path, layer in net.layers.items():
+        assert layer.spec is not None  # a network's layers are the spec's
+        local = {k[len(path) + 1 :]: v for k, v in params.items() if k.startswith(path + ".")}
+        layer_ref = build("torch", Sequential([layer.spec])).vjp(
+            {join_path(layer.spec.name, k): v for k, v in local.items()},
+            ref.inputs[path],
+            ref.output_grads[path],
+        )
+        entries[path] = _layer_entry(layer, ref.inputs[path], ref.output_grads[path], path, layer_ref)
+    if net.end_to_end:
+        entries["(network)"] = _network_entry(net, x, g, ref)
+    return params, entries
 
 
 def _network_entry(net: Any, x: np.ndarray, g: np.ndarray, ref: Any) -> Entry:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -32,7 +32,29 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- spec -> module
 
 
+# the layers whose module is built from the spec's hyperparameters alone
+_SIMPLE: dict[type[S.Layer], Callable[[Any], nn.Module]] = {
+    S.MaxPool2d: lambda L: nn.MaxPool2d(L.kernel_size, L.stride, L.padding, L.dilation),
+    S.AvgPool2d: lambda L: nn.AvgPool2d(L.kernel_size, L.stride, L.padding, count_include_pad=L.count_include_pad),
+    S.GlobalAvgPool2d: lambda L: GlobalAvgPool2d(L.keepdims),
+    S.ReLU: lambda L: nn.ReLU(),
+    S.LeakyReLU: lambda L: nn.LeakyReLU(L.negative_slope),
+    S.ELU: lambda L: nn.ELU(L.alpha),
+    S.Sigmoid: lambda L: nn.Sigmoid(),
+    S.Tanh: lambda L: nn.Tanh(),
+    S.GELU: lambda L: nn.GELU(L.approximate),
+    S.Softmax: lambda L: nn.Softmax(L.axis),
+    S.Flatten: lambda L: nn.Flatten(),
+    S.Linear: lambda L: nn.Linear(L.in_features, L.out_features, L.bias),
+    S.LayerNorm: lambda L: nn.LayerNorm(L.normalized_shape, L.eps, L.elementwise_affine),
+}
+
+
 def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.Module:
+    """The module computing ``layer`` at ``path``, containers with their children (named as
+    in the spec, so ``state_dict`` keys are the canonical names); ``params`` by canonical
+    name, read for a dropout's mask and a feature batch norm's statistics' shape."""
+
     def child(c: S.Layer) -> tuple[str, nn.Module]:
         return c.name, _module(c, S.join_path(path, c.name), params)
 
@@ -45,55 +67,46 @@ def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.M
             [child(c) for c in layer.post],
         )
     if isinstance(layer, S.Conv2d):
-        pad = layer.padding
-        if isinstance(pad, tuple) and pad[0][0] == pad[0][1] and pad[1][0] == pad[1][1]:
-            return nn.Conv2d(
-                layer.in_channels,
-                layer.out_channels,
-                layer.kernel_size,
-                layer.stride,
-                (pad[0][0], pad[1][0]),
-                layer.dilation,
-                layer.groups,
-                layer.bias,
-            )
-        if pad == "valid":
-            return nn.Conv2d(
-                layer.in_channels,
-                layer.out_channels,
-                layer.kernel_size,
-                layer.stride,
-                0,
-                layer.dilation,
-                layer.groups,
-                layer.bias,
-            )
+        return _conv(layer)
+    if isinstance(layer, (S.Dropout, S.BatchNorm2d, S.BatchNorm1d)):
+        return _stateful(layer, path, params)
+    return _SIMPLE[type(layer)](layer)
+
+
+def _conv(layer: S.Conv2d) -> nn.Module:
+    """``nn.Conv2d`` for symmetric or no padding; :class:`SamePadConv2d` for "same" and
+    asymmetric padding, which ``nn.Conv2d`` cannot express."""
+    pad = layer.padding
+    if pad == "valid":
+        padding: int | tuple[int, int] = 0
+    elif isinstance(pad, tuple) and pad[0][0] == pad[0][1] and pad[1][0] == pad[1][1]:
+        padding = (pad[0][0], pad[1][0])
+    else:
         return SamePadConv2d(layer)
+    return nn.Conv2d(
+        layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size,
+        layer.stride,
+        padding,
+        layer.dilation,
+        layer.groups,
+        layer.bias,
+    )
+
+
+def _stateful(
+    layer: S.Dropout | S.BatchNorm2d | S.BatchNorm1d, path: str, params: Mapping[str, np.ndarray]
+) -> nn.Module:
+    """A dropout (its mask from ``params``) or a batch norm, in the train / eval mode its spec says."""
     if isinstance(layer, S.Dropout):
         if not layer.training:
             return MaskedDropout(layer.p, torch.ones(0), layer.inverted).eval()
         return MaskedDropout(layer.p, torch.as_tensor(params[f"{path}.mask"]), layer.inverted)
-    if isinstance(layer, (S.BatchNorm2d, S.BatchNorm1d)) and layer.over == "feature":
+    if layer.over == "feature":
         return FeatureBatchNorm(layer, tuple(np.shape(params[f"{path}.running_mean"])))
-    if isinstance(layer, (S.BatchNorm2d, S.BatchNorm1d)):
-        cls = nn.BatchNorm2d if isinstance(layer, S.BatchNorm2d) else nn.BatchNorm1d
-        return cls(layer.num_features, layer.eps, layer.momentum, layer.affine).train(layer.training)
-    simple = {
-        S.MaxPool2d: lambda L: nn.MaxPool2d(L.kernel_size, L.stride, L.padding, L.dilation),
-        S.AvgPool2d: lambda L: nn.AvgPool2d(L.kernel_size, L.stride, L.padding, count_include_pad=L.count_include_pad),
-        S.GlobalAvgPool2d: lambda L: GlobalAvgPool2d(L.keepdims),
-        S.ReLU: lambda L: nn.ReLU(),
-        S.LeakyReLU: lambda L: nn.LeakyReLU(L.negative_slope),
-        S.ELU: lambda L: nn.ELU(L.alpha),
-        S.Sigmoid: lambda L: nn.Sigmoid(),
-        S.Tanh: lambda L: nn.Tanh(),
-        S.GELU: lambda L: nn.GELU(L.approximate),
-        S.Softmax: lambda L: nn.Softmax(L.axis),
-        S.Flatten: lambda L: nn.Flatten(),
-        S.Linear: lambda L: nn.Linear(L.in_features, L.out_features, L.bias),
-        S.LayerNorm: lambda L: nn.LayerNorm(L.normalized_shape, L.eps, L.elementwise_affine),
-    }
-    return simple[type(layer)](layer)
+    cls = nn.BatchNorm2d if isinstance(layer, S.BatchNorm2d) else nn.BatchNorm1d
+    return cls(layer.num_features, layer.eps, layer.momentum, layer.affine).train(layer.training)
 
 
 def to_module(spec: S.Layer, params: Mapping[str, Any]) -> nn.Module:

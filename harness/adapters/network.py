@@ -20,7 +20,7 @@ the user's layout instead: the rule of :mod:`harness.adapters.inputs`.
 
 With ``forward``/``backward`` the pass runs through the user's own network code (which
 catches wiring bugs); without them the wrapped layers are chained in spec order (Sequential
-and Residual trees), which needs every leaf layer covered. ``mode="chain"`` / ``"network"``
+and Residual trees, :mod:`.chain`), which needs every leaf layer covered. ``mode="chain"`` / ``"network"``
 picks one explicitly, so both can be compared on the same objects. CS231n-style models
 (``model.loss(X, y)``): :func:`wrap_loss_model` (:mod:`.loss_model`).
 """
@@ -34,15 +34,16 @@ from typing import Any
 import numpy as np
 
 from ..faults import call_user
-from ..spec import Layer, Residual, join_path, layer_shapes, walk
+from ..spec import Layer, layer_shapes, walk
 from . import state
+from .chain import chain_backward, chain_forward
 from .effects import Effects, parse_inplace
 from .feed import hand_network, typed
 from .inputs import AXES, read_shape
 from .layer import AdapterError, ValueFinding, WrappedLayer, _data_hint, wrap_layer
 from .layouts import CANONICAL, Layout, data_to_user, feature_orders, user_data_shape
 from .loss_model import LossModel, wrap_loss_model  # re-exported: CS231n-style models
-from .network_parts import Shape, _dummy_input, _input_grad, _needs_input_shape, _user_output
+from .network_parts import Shape, _check_arguments, _dummy_input, _input_grad, _needs_input_shape, _user_output
 from .notes import _close, _listing
 from .replay import replaying
 from .watch import Calls, returns_kept, watching
@@ -238,7 +239,7 @@ class WrappedNetwork(Effects):
         expected = self.spec.output_shape(x.shape)
         self._mode, self._x_shape, self._outputs, self._output_grads = None, x.shape, {}, {}
         if mode == "chain":
-            y = self._fwd(self.spec, self.spec.name, x)
+            y = chain_forward(self.layers, self._outputs, self.spec, self.spec.name, x)
         else:
             x_user = hand_network(self, data_to_user(x, self.layout), "input")
             raw = self._watched_forward(x_user)
@@ -268,7 +269,7 @@ class WrappedNetwork(Effects):
                 f"backward: upstream gradient shape {g.shape} differs from the output shape {self._y_shape}"
             )
         if self._mode == "chain":
-            return self._bwd(self.spec, self.spec.name, g)
+            return chain_backward(self.layers, self._output_grads, self.spec, self.spec.name, g)
         g_user = hand_network(self, data_to_user(g, self.layout, self._out_features), "upstream gradient")
         with returns_kept(self.layers):  # gradients the layers return to the network's code: read from there
             raw = self._watched_backward(g_user)
@@ -320,63 +321,6 @@ class WrappedNetwork(Effects):
                 f"{what}: needs a chained forward first (forward(x, mode='chain')); the user's own "
                 f"network forward does not expose its intermediate values"
             )
-
-    def _fwd(self, node: Layer, path: str, x: np.ndarray) -> np.ndarray:
-        if path:
-            self._outputs[path] = None  # type: ignore[assignment]  # pre-order slot
-        if not node.children():
-            y = self.layers[path].forward(x)
-        elif isinstance(node, Residual):  # post(block(x) + shortcut(x))
-            main = self._seq_fwd(node.block, path, x)
-            side = self._fwd(node.shortcut, join_path(path, node.shortcut.name), x) if node.shortcut else x
-            y = self._seq_fwd(node.post, path, main + side)
-        else:
-            y = self._seq_fwd(node.children(), path, x)
-        if path:
-            self._outputs[path] = y
-        return y
-
-    def _seq_fwd(self, nodes: tuple[Layer, ...], path: str, x: np.ndarray) -> np.ndarray:
-        for n in nodes:
-            x = self._fwd(n, join_path(path, n.name), x)
-        return x
-
-    def _bwd(self, node: Layer, path: str, g: np.ndarray) -> np.ndarray | None:
-        if path:
-            self._output_grads[path] = g
-        if not node.children():
-            return self.layers[path].backward(g)
-        if isinstance(node, Residual):  # the sum sends g to both branches
-            after = self._seq_bwd(node.post, path, g)
-            assert after is not None  # the post layers follow the block: never the first layer
-            dx = self._seq_bwd(node.block, path, after)
-            side = self._bwd(node.shortcut, join_path(path, node.shortcut.name), after) if node.shortcut else after
-            return None if dx is None or side is None else dx + side  # None: a first layer with input_grad=False
-        return self._seq_bwd(node.children(), path, g)
-
-    def _seq_bwd(self, nodes: tuple[Layer, ...], path: str, g: np.ndarray) -> np.ndarray | None:
-        out: np.ndarray | None = g
-        for n in reversed(nodes):
-            assert out is not None  # None comes only from the first layer (_input_grad: input_grad=False)
-            out = self._bwd(n, join_path(path, n.name), out)
-        return out
-
-
-def _check_arguments(layers: Any, spec: Any, layout: Any, forward: Any, backward: Any) -> None:
-    """Refuse arguments of the wrong type before anything is wrapped."""
-    if not isinstance(spec, Layer):
-        raise AdapterError(f"wrap_network: spec must be a layer spec (e.g. harness.spec.Sequential), got {spec!r}")
-    if not isinstance(layout, Layout):
-        raise AdapterError(f"wrap_network: layout must be a harness.Layout, got {layout!r}")
-    if not isinstance(layers, Mapping):
-        raise AdapterError(
-            f"wrap_network: layers must be a mapping {{spec path: layer}} in forward order, got {type(layers).__name__}"
-        )
-    if (forward is None) != (backward is None):
-        raise AdapterError("wrap_network: pass both forward= and backward= (the network's own passes) or neither")
-    for what, fn in (("forward", forward), ("backward", backward)):
-        if fn is not None and not callable(fn):
-            raise AdapterError(f"wrap_network: {what}= must be callable, got {fn!r}")
 
 
 def wrap_network(

@@ -1,8 +1,9 @@
 """What the network wrappers share (:func:`~harness.adapters.network.wrap_network`,
 :func:`~harness.adapters.loss_model.wrap_loss_model`, :func:`~harness.adapters.loss.wrap_loss`):
 the spec's parameter table and the shapes it is listed at, whether the network computes
-its input gradient, and a value the user's code returned read as canonical float64
-(refusing None, integer and non-finite values as the findings they are).
+its input gradient, a value the user's code returned read as canonical float64
+(refusing None, integer and non-finite values as the findings they are), and
+:func:`~harness.adapters.network.wrap_network`'s checks of its arguments' types.
 """
 
 from __future__ import annotations
@@ -99,3 +100,20 @@ def _user_output(
             f"{bad.count} of {bad.size} NaN or Inf)"
         )
     return data_from_user(v, layout, features)
+
+
+def _check_arguments(layers: Any, spec: Any, layout: Any, forward: Any, backward: Any) -> None:
+    """Refuse arguments of the wrong type before anything is wrapped."""
+    if not isinstance(spec, Layer):
+        raise AdapterError(f"wrap_network: spec must be a layer spec (e.g. harness.spec.Sequential), got {spec!r}")
+    if not isinstance(layout, Layout):
+        raise AdapterError(f"wrap_network: layout must be a harness.Layout, got {layout!r}")
+    if not isinstance(layers, Mapping):
+        raise AdapterError(
+            f"wrap_network: layers must be a mapping {{spec path: layer}} in forward order, got {type(layers).__name__}"
+        )
+    if (forward is None) != (backward is None):
+        raise AdapterError("wrap_network: pass both forward= and backward= (the network's own passes) or neither")
+    for what, fn in (("forward", forward), ("backward", backward)):
+        if fn is not None and not callable(fn):
+            raise AdapterError(f"wrap_network: {what}= must be callable, got {fn!r}")
