@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a subprocess running every peer tool (~40 s); test_benchmarks.py stays fast
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "peers.py"
 PEERS = {"gradcheck", "gradcheck_fast", "jax_check_grads", "cs231n", "trigrad"}

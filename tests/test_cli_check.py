@@ -195,6 +195,7 @@ def test_demo_list_and_bug(capsys) -> None:
     assert "unknown bug 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a timing target for a fresh process; the demo itself runs in-process below
 def test_demo_from_another_folder_in_a_fresh_process_under_15_seconds(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "100"}
     start = time.perf_counter()

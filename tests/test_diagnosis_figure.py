@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+from conftest import seeds, slow
 
 from harness.adapters.arrays import fingerprint
 from harness.check import check_layer
@@ -65,6 +66,7 @@ def test_diagnosable_mutant_is_named(name: str) -> None:
     assert outcome(lines, BY_NAME[name][6]) == "correct", lines
 
 
+@slow  # the whole zoo; each diagnosable mutant is also a test of its own below
 def test_figure_at_least_80_percent_correct_and_none_wrong() -> None:
     results = {m[0]: outcome(_checked(m[0])[1], m[6]) for m in ALL}
     wrong = [n for n, r in results.items() if r == "wrong"]
@@ -78,10 +80,11 @@ def test_figure_at_least_80_percent_correct_and_none_wrong() -> None:
     assert counts["correct"] >= 0.8 * len(ALL), results
 
 
+@seeds(3, quick=1)  # seed 0 in the default run, 1-2 under -m slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_correct_layers_get_no_diagnosis(dtype) -> None:
+def test_correct_layers_get_no_diagnosis(dtype, seeds: range) -> None:
     for name, make, spec, kwargs, shape in layers.CORRECT + diagnosable.CORRECT:
-        for seed in range(3):
+        for seed in seeds:
             try:
                 user = make(seed=seed, dtype=dtype)
             except TypeError:  # parameter-free or float64-only layers

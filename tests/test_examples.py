@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import seeds, slow
 
 from harness import check_network
 from harness.adapters.arrays import fingerprint
@@ -83,10 +84,11 @@ def test_correct_loss_matches_the_reference() -> None:
     assert_close(dscores, ref.cotangent, "dscores")
 
 
+@seeds(20)  # seeds 0-1 in the default run, 2-19 under -m slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_correct_example_passes_over_20_seeds(dtype) -> None:
+def test_correct_example_passes_over_20_seeds(dtype, seeds: range) -> None:
     """No false alarm: fresh weights, data and probes for each seed, the loss included."""
-    for seed in range(20):
+    for seed in seeds:
         ex = build(seed=seed, dtype=dtype)
         before = user_arrays(ex.model)
         report = check_network(ex.net, x=ex.x, y=ex.y, loss=ex.loss, seed=seed)
@@ -153,6 +155,7 @@ def test_importing_the_examples_loads_no_framework() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
+@slow  # a timing target: meaningful on an idle machine, with the long tests
 def test_a_lenet5_sized_network_is_checked_end_to_end_in_under_5_seconds() -> None:
     """The issue's speed target: ~61k parameters (here 73,022: 32x32x1 input, fc1 576->120),
     batch 8, every layer in isolation + the loss + the network end to end, after warm-up."""

@@ -154,6 +154,7 @@ def test_timeout_stops_the_check_and_exits_2(user_file: Path, capfd) -> None:
     assert "stopped after the --timeout of 1.5 s; no entry checked. Nothing passed" in err
 
 
+@pytest.mark.slow  # the user's forward sleeps until a progress line is due: seconds of waiting
 def test_plain_progress_lines_when_stderr_is_not_a_terminal(user_file: Path, capfd, monkeypatch) -> None:
     monkeypatch.setenv("TRIGRAD_PROGRESS_EVERY", "0.5")
     code, _, err = check(capfd, f"{user_file}:sleepy")
@@ -207,6 +208,7 @@ def test_report_paths_that_would_lose_data_are_refused_before_the_check(user_fil
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.slow  # two whole checks for a file-mode detail; the report paths' other checks stay fast
 def test_an_existing_report_keeps_its_mode_and_a_symlink_is_written_through(user_file: Path, capfd) -> None:
     folder = user_file.parent
     report = folder / "private.json"

@@ -334,6 +334,7 @@ def test_loss_values_and_cotangent(kind, reduction):
 # --------------------------------------------------------------------------- jit and config
 
 
+@pytest.mark.slow  # compiles the whole network; test_agreement's jitted VGG stays in the default run
 def test_jit_matches_eager(net):
     spec, p, x, g, eager = net
     jitted = JaxReference(spec, jit=True).vjp(p, x, g)

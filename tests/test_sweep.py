@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 import pytest
+from conftest import slow
 
 import harness as tg
 from harness.cli import main
@@ -108,14 +109,14 @@ def found() -> SweepResult:
     return sweep(buggy_conv, conv_spec, SPACE, seed=0, max_examples=100, progress=False)
 
 
-def test_the_test_conv_is_right_and_its_bug_is_where_it_says() -> None:
-    """Over the whole space (against torch autograd directly, without trigrad): the correct
-    conv is right everywhere; the buggy one differs only in dx, exactly for stride 2 with
-    an even size + 2p - k on some axis."""
+@pytest.mark.parametrize("s", [2, pytest.param(1, marks=slow), pytest.param(3, marks=slow)])
+def test_the_test_conv_is_right_and_its_bug_is_where_it_says(s: int) -> None:
+    """Over the whole space, one stride per test (against torch autograd directly, without
+    trigrad): the correct conv is right everywhere; the buggy one differs only in dx,
+    exactly for stride 2 with an even size + 2p - k on some axis."""
     import torch
 
-    for k, s, p, h, w in itertools.product(SPACE["kernel"], SPACE["stride"], SPACE["padding"], SPACE["height"],
-                                           SPACE["width"]):
+    for k, p, h, w in itertools.product(SPACE["kernel"], SPACE["padding"], SPACE["height"], SPACE["width"]):
         if min(h, w) + 2 * p < k:
             continue
         x = np.random.default_rng(1).standard_normal((2, 2, h, w))
@@ -181,8 +182,9 @@ def test_the_same_seed_gives_the_same_shrunk_configuration(found: SweepResult) -
     assert again.failing == found.failing and again.examples == found.examples and again.skipped == found.skipped
 
 
-def test_the_correct_conv_passes_the_same_sweep() -> None:
-    result = sweep(good_conv, conv_spec, SPACE, seed=0, max_examples=60, progress=False)
+@pytest.mark.parametrize("examples", [10, pytest.param(60, marks=slow)])
+def test_the_correct_conv_passes_the_same_sweep(examples: int) -> None:
+    result = sweep(good_conv, conv_spec, SPACE, seed=0, max_examples=examples, progress=False)
     assert result.ok and result.examples > 0 and result.failing is None and result.report is None
     assert not result.timed_out and "no failing configuration" in str(result)
 
@@ -396,4 +398,6 @@ def test_the_reproduce_line_sees_the_same_global_rng_as_the_sweep() -> None:
     ns.update(make=make, spec=spec)
     again = eval(found.reproduce, ns)  # noqa: S307 - our own line
     assert [l.verdict for l in again.layers] == [l.verdict for l in found.report.layers]
-    assert again.layer("fc").tensors[1].error_torch == found.report.layer("fc").tensors[1].error_torch
+    # the same weights give the same (large) error; a different draw would be far off
+    assert again.layer("fc").tensors[1].error_torch == pytest.approx(found.report.layer("fc").tensors[1].error_torch,
+                                                                     rel=1e-9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import seeds
 
 from harness.adapters.arrays import fingerprint
 from harness.check import check_layer
@@ -49,15 +50,13 @@ def _build(make, spec, kwargs, seed, dtype):
     return wrapped
 
 
-SEEDS = 20
-
-
+@seeds(20)  # seeds 0-1 in the default run, 2-19 under -m slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,make,spec,kwargs,shape", CORRECT, ids=[c[0] for c in CORRECT])
-def test_correct_layers_pass_over_seeds(name, make, spec, kwargs, shape, dtype) -> None:
+def test_correct_layers_pass_over_seeds(name, make, spec, kwargs, shape, dtype, seeds) -> None:
     """No false alarm and no inconclusive verdict at any of 20 seeds, in the dtype asked for
     (ties and zeros probed too: any valid tie-breaking passes)."""
-    for seed in range(SEEDS):
+    for seed in seeds:
         user = _build(make, spec, kwargs, seed, dtype)
         assert user.dtype == np.dtype(dtype)
         report = check_layer(user, spec, input_shape=shape, seed=seed)
