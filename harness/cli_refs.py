@@ -45,7 +45,9 @@ def _refs(args: argparse.Namespace) -> int:
     a, b = results["torch"], results["jax"]
     n_params = sum(v.size for v in params.values())
     print(f"{args.arch}: input {shape}, {n_params:,} parameter values, seed {args.seed}")
-    print(f"torch forward+backward {timings['torch']:.2f} s, jax {timings['jax']:.2f} s (eager, float64, first call)")
+    print(
+        f"torch forward+backward {timings['torch']:.2f} s, jax {timings['jax']:.2f} s (torch eager, jax jitted; float64; first call, compiling included)"
+    )
     print(f"{'layer':<28} {'output shape':<20} {'output (torch vs jax)':<24} {'upstream grad':<14}")
     worst = 0.0
     for path, (_, out_shape) in shapes.items():

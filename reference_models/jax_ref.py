@@ -303,19 +303,28 @@ def _np(a: Any) -> np.ndarray:
     return np.array(a, dtype=np.float64)
 
 
+# jit=True: one compiled program per (spec, shapes) for the whole forward or pullback, shared by
+# every reference built from an equal spec (specs and losses are frozen dataclasses, so static).
+# Eager, each primitive is compiled on its own per shape: ~23 ms each on this CPU, over a thousand
+# for a few dozen small layers, against one compile per layer jitted (the test run: 4:15 -> 2:25).
+_JITTED = (
+    jax.jit(_forward_core, static_argnums=0),
+    jax.jit(_vjp_core, static_argnums=0),
+    jax.jit(_loss_vjp_core, static_argnums=(0, 1)),
+)
+
+
 class JaxReference:
-    """Reference network for ``spec`` in JAX; ``jit=True`` compiles forward and backward."""
+    """Reference network for ``spec`` in JAX; ``jit=True`` compiles the whole forward and the
+    whole pullback once per spec and input shapes (cached across references of equal specs)."""
 
     name = "jax"
 
     def __init__(self, spec: Layer, *, jit: bool = False) -> None:
         self.spec = spec
         self.jit = jit
-        wrap = jax.jit if jit else (lambda f, **kw: f)
-        self._forward = wrap(partial(_forward_core, spec))
-        self._vjp = wrap(partial(_vjp_core, spec))
-        # the loss spec is a frozen (hashable) dataclass: static, one trace per loss
-        self._loss_vjp = wrap(partial(_loss_vjp_core, spec), static_argnums=0)
+        cores = _JITTED if jit else (_forward_core, _vjp_core, _loss_vjp_core)
+        self._forward, self._vjp, self._loss_vjp = (partial(core, spec) for core in cores)
 
     def forward(self, params: Mapping[str, Any], x: Any) -> Result:
         """Output and every layer's input/output (and batch-norm state); no gradients."""

@@ -9,7 +9,7 @@ runs a property test with a few examples by default and with its full count unde
 
 Memory: JAX keeps one compiled kernel per operation and shape for the life of the process
 (~4 GB over the whole run, measured); `_bound_jax_caches` drops them whenever the process
-has grown 300 MB past where it stood after the last drop, and hands the freed memory back to
+has grown 600 MB past where it stood after the last drop, and hands the freed memory back to
 the system (glibc keeps it otherwise). Each drop costs the next tests a recompile, so not
 after every test."""
 
@@ -82,7 +82,7 @@ def _malloc_trim() -> None:
         pass
 
 
-_JAX_GROWTH_MB = 300.0
+_JAX_GROWTH_MB = 600.0
 _jax_floor = [_rss_mb()]  # the memory after the last drop
 
 

@@ -317,6 +317,7 @@ def user_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+@slow  # a whole sweep in a child process (~7 s); the finding path (exit 1) stays in the default run
 def test_cli_exit_0_when_nothing_fails(user_file: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["sweep", f"{user_file}:good"]) == 0
     assert "no failing configuration" in capsys.readouterr().out
