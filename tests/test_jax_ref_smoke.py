@@ -371,3 +371,34 @@ def test_global_x64_flag_is_untouched():
         ref.loss_vjp(p, x, MSE(), np.zeros_like(g))
         assert jax.config.jax_enable_x64 == before
     assert jax.numpy.ones(1).dtype == (np.float64 if before else np.float32)
+
+
+def test_the_harness_reference_is_jitted_once_per_spec_and_matches_eager():
+    """build("jax", spec) (what the checks use) is jitted; a reference built from an equal
+    spec reuses the compiled pullback instead of compiling again; jit=False stays eager, and
+    both give the same numbers to rounding."""
+    from reference_models import build
+    from reference_models.jax_ref import _JITTED
+
+    def spec():
+        # names no other test uses: the first pullback below is this spec's first compile
+        return Sequential([Conv2d("once_c", 2, 3, 3, padding=1), ReLU("once_r"), Flatten("once_f"),
+                           Linear("once_fc", 48, 4)], name="jit_once")
+
+    rng = np.random.default_rng(0)
+    x, g = rng.normal(size=(2, 2, 4, 4)), rng.normal(size=(2, 4))
+    p = init_params(spec(), x.shape, seed=1)
+    first = build("jax", spec())
+    assert first.jit and not build("jax", spec(), jit=False).jit
+    before = _JITTED[1]._cache_size()
+    a = first.vjp(p, x, g)
+    compiled = _JITTED[1]._cache_size()
+    assert compiled == before + 1  # compiled once, as one program
+    b = build("jax", spec()).vjp(p, x, g)
+    assert _JITTED[1]._cache_size() == compiled  # the equal spec found the program compiled
+    eager = build("jax", spec(), jit=False).vjp(p, x, g)
+    for got in (a, b):
+        np.testing.assert_allclose(got.output, eager.output, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(got.input_grad, eager.input_grad, rtol=1e-13, atol=1e-15)
+        for k, v in eager.param_grads.items():
+            np.testing.assert_allclose(got.param_grads[k], v, rtol=1e-13, atol=1e-15)
