@@ -8,7 +8,7 @@ sides with them count as agreement.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,27 @@ def _true_grads(
     return out if rejected else None
 
 
+@dataclass(frozen=True)
+class _Probing:
+    """What the probes of one check share: the wrapped layer at the point ``x`` (canonical
+    layout) with upstream gradient ``g``, the user's gradients there (``dx_u`` None:
+    input_grad=False), the parameters to put back, the random directions' source and count,
+    the activation-pattern reader ``at``/``full`` (None: no kinks), and ``true`` (see
+    :func:`_true_grads`)."""
+
+    wrapped: WrappedLayer
+    x: np.ndarray
+    g: np.ndarray
+    dx_u: np.ndarray | None
+    grads_u: dict[str, np.ndarray]
+    params: dict[str, np.ndarray]
+    rng: np.random.Generator
+    count: int
+    at: Any
+    full: Any
+    true: dict[str, np.ndarray] | None
+
+
 def _fd_all(
     wrapped: WrappedLayer,
     x: np.ndarray,
@@ -61,101 +82,68 @@ def _fd_all(
     :func:`_true_grads`): a probe that sides with them is no agreement, however coarse the
     tolerance. The parameters are put back afterwards."""
     names = list(grads_u)
+    probing = _Probing(wrapped, x, g, dx_u, grads_u, params, rng, count, at, full, true)
     try:
         if names:  # one direction over everything: an inconsistent backward would need a measure-zero direction to hide
-            together = _fd_joint(wrapped, x, g, dx_u, grads_u, params, rng, count, at, full, true)
+            together = _fd_joint(probing)
             if together.consistent:
                 tensors = (*(["input"] if dx_u is not None else []), *names)
                 return {name: replace(together, joint=True) for name in tensors}
             wrapped.set_params({k: params[k] for k in names})
-        return _fd_each(wrapped, x, g, dx_u, grads_u, params, rng, count, at, full, true)
+        return _fd_each(probing)
     finally:
         wrapped.set_params({k: params[k] for k in names})
 
 
-def _fd_joint(
-    wrapped: WrappedLayer,
-    x: np.ndarray,
-    g: np.ndarray,
-    dx_u: np.ndarray | None,
-    grads_u: dict[str, np.ndarray],
-    params: dict[str, np.ndarray],
-    rng: np.random.Generator,
-    count: int,
-    at: Any,
-    full: Any,
-    true: dict[str, np.ndarray] | None,
-) -> FDSummary:
+def _fd_joint(p: _Probing) -> FDSummary:
     """``count`` probes along directions over the input (unless ``dx_u`` is None) and every
     parameter at once: the tensors raveled and concatenated in that order, the user's
     gradients (and ``true``'s) likewise. Leaves the parameters at the last probe's values."""
-    dtype, names = wrapped.dtype, list(grads_u)
-    with_x = dx_u is not None
-    sizes = ([x.size] if with_x else []) + [params[k].size for k in names]
+    names, with_x = list(p.grads_u), p.dx_u is not None
+    sizes = ([p.x.size] if with_x else []) + [p.params[k].size for k in names]
     cuts = np.cumsum(sizes)[:-1]
 
     def split(v: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         parts = np.split(v, cuts)
-        xv = parts.pop(0).reshape(x.shape) if with_x else x
-        return xv, {k: p.reshape(params[k].shape) for k, p in zip(names, parts)}
+        xv = parts.pop(0).reshape(p.x.shape) if with_x else p.x
+        return xv, {k: part.reshape(p.params[k].shape) for k, part in zip(names, parts)}
 
     def joint(v: np.ndarray) -> float:
         xv, pv = split(v)
-        wrapped.set_params(pv)
-        return float((wrapped.forward(xv) * g).sum())
+        p.wrapped.set_params(pv)
+        return float((p.wrapped.forward(xv) * p.g).sum())
 
-    pat = (lambda v: at(full({**params, **split(v)[1]}), split(v)[0])) if at else None
-    base = np.concatenate([*([x.ravel()] if with_x else []), *(params[k].ravel() for k in names)])
-    grad = np.concatenate([*([dx_u.ravel()] if dx_u is not None else []), *(grads_u[k].ravel() for k in names)])
-    ref = (
-        np.concatenate([*([true["input"].ravel()] if with_x else []), *(true[k].ravel() for k in names)])
-        if true is not None
-        else None
+    def concat(first: np.ndarray | None, by_name: dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate(
+            [*([first.ravel()] if with_x and first is not None else []), *(by_name[k].ravel() for k in names)]
+        )
+
+    at, full = p.at, p.full
+    pat = (lambda v: at(full({**p.params, **split(v)[1]}), split(v)[0])) if at else None
+    ref = concat(p.true["input"] if with_x else None, p.true) if p.true is not None else None
+    dtype = p.wrapped.dtype
+    return fd.summary(
+        fd.probes(joint, concat(p.x, p.params), concat(p.dx_u, p.grads_u), p.rng, p.count, dtype, pat, ref), dtype
     )
-    return fd.summary(fd.probes(joint, base, grad, rng, count, dtype, pat, ref), dtype)
 
 
-def _fd_each(
-    wrapped: WrappedLayer,
-    x: np.ndarray,
-    g: np.ndarray,
-    dx_u: np.ndarray | None,
-    grads_u: dict[str, np.ndarray],
-    params: dict[str, np.ndarray],
-    rng: np.random.Generator,
-    count: int,
-    at: Any,
-    full: Any,
-    true: dict[str, np.ndarray] | None,
-) -> dict[str, FDSummary]:
+def _fd_each(p: _Probing) -> dict[str, FDSummary]:
     """``count`` probes per tensor, in order: the input (unless ``dx_u`` is None), then each
     parameter, put back after its own probes."""
-    dtype = wrapped.dtype
+    wrapped, x, g, true, at, full, dtype = p.wrapped, p.x, p.g, p.true, p.at, p.full, p.wrapped.dtype
     fds = {}
-    if dx_u is not None:
-        x_pat = (lambda z: at(full(params), z)) if at else None
-        fds["input"] = fd.summary(
-            fd.probes(
-                lambda z: float((wrapped.forward(z) * g).sum()),
-                x,
-                dx_u,
-                rng,
-                count,
-                dtype,
-                x_pat,
-                true["input"] if true else None,
-            ),
-            dtype,
-        )
-    for k in grads_u:
-        pat = (lambda v, k=k: at(full({**params, k: v}), x)) if at else None
+    if p.dx_u is not None:
+        x_pat = (lambda z: at(full(p.params), z)) if at else None
+        f_x = lambda z: float((wrapped.forward(z) * g).sum())  # noqa: E731 - one expression, named for the call below
+        x_true = true["input"] if true else None
+        fds["input"] = fd.summary(fd.probes(f_x, x, p.dx_u, p.rng, p.count, dtype, x_pat, x_true), dtype)
+    for k in p.grads_u:
+        pat = (lambda v, k=k: at(full({**p.params, k: v}), x)) if at else None
+        k_true = true[k] if true else None
         fds[k] = fd.summary(
-            fd.probes(
-                _along(wrapped, x, g, k), params[k], grads_u[k], rng, count, dtype, pat, true[k] if true else None
-            ),
-            dtype,
+            fd.probes(_along(wrapped, x, g, k), p.params[k], p.grads_u[k], p.rng, p.count, dtype, pat, k_true), dtype
         )
-        wrapped.set_params({k: params[k]})
+        wrapped.set_params({k: p.params[k]})
     return fds
 
 
