@@ -10,11 +10,11 @@ import numpy as np
 
 from .adapters.effects import apply_effects
 from .adapters.shared import layer_note, shared_objects, sharing_finding
-from .compare import REFS_TOL, rel_error, relative_with_floor, tolerance
+from .compare import REFS_TOL, relative_with_floor, tolerance
 from .faults import CodeFault, call_user, codes_fault
 from .frames import user_frame
-from .judge import FLOOR, NO_INPUT_GRAD, _nonfinite_message
-from .results import Boundary, LayerResult, Report, TensorResult
+from .judge import FLOOR, NO_INPUT_GRAD, _nonfinite_message, tensor_result
+from .results import Boundary, LayerResult, Report
 
 
 def _fault(exc: Exception) -> str:
@@ -106,31 +106,15 @@ def _compare(
     disagreement and the verdict (``reference`` when they disagree)."""
     (y, dx, grads), n = got, x.shape[0]
     pairs = [("output", "forward", y, ref.output, jax_ref.output)]
-    if (
-        dx is not None
-    ):  # None: the first layer is declared input_grad=False (the network's input gradient is not computed)
+    # None: the first layer is declared input_grad=False (the network's input gradient is not computed)
+    if dx is not None:
         pairs.append(("input", "backward", dx, ref.input_grad, jax_ref.input_grad))
     pairs += [(k, "backward", v, ref.param_grads[k], jax_ref.param_grads[k]) for k, v in grads.items()]
     scale = FLOOR * max((float(np.linalg.norm(p[3])) for p in pairs[1:]), default=0.0)
     for name, side, user, r, rj in pairs:
         tol = tolerance(net.dtype, max(x.size // n, int(np.prod(r.shape)) // max(r.shape[0], 1)), tol_scale)
         floor = scale if side == "backward" else 0.0
-        err, err_j = relative_with_floor(user, r, floor), relative_with_floor(user, rj, floor)
-        worst = rel_error(user, r)
-        result.tensors.append(
-            TensorResult(
-                name=name,
-                side=side,
-                shape=tuple(r.shape),
-                tolerance=tol,
-                error_torch=err,
-                error_jax=err_j,
-                worst_index=worst.index,
-                worst_user=worst.actual,
-                worst_ref=worst.expected,
-                ok=max(err, err_j) <= tol,
-            )
-        )
+        result.tensors.append(tensor_result(name, side, tuple(r.shape), user, r, rj, tol, floor))
     result.refs_error = max(relative_with_floor(p[3], p[4], scale if p[1] == "backward" else 0.0) for p in pairs)
     forward_ok = all(t.ok for t in result.tensors if t.side == "forward")
     backward_ok = all(t.ok for t in result.tensors if t.side == "backward")

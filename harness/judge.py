@@ -96,25 +96,41 @@ def _tensor_results(
     for name, side, user, tv, jv, reduction, floor in tensors:
         # plus any error the reading of the gradient adds (an SGD-step recovery), relative to the truth
         tol = tensor_tolerance(dtype, reduction, tol_scale, noise.get(name, 0.0), tv, floor)
-        et, ej = relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)
-        worst = rel_error(user, tv)
-        result.tensors.append(
-            TensorResult(
-                name=name,
-                side=side,
-                shape=tuple(np.shape(user)),
-                tolerance=tol,
-                error_torch=et,
-                error_jax=ej,
-                worst_index=worst.index,
-                worst_user=worst.actual,
-                worst_ref=worst.expected,
-                ok=max(et, ej) <= tol,
-                fd=fds.get(name) if side == "backward" else None,
-            )
-        )
+        fd = fds.get(name) if side == "backward" else None
+        result.tensors.append(tensor_result(name, side, tuple(np.shape(user)), user, tv, jv, tol, floor, fd))
         if not result.tensors[-1].ok:
             result.tensors[-1].error_map = error_map(user, tv)
+
+
+def tensor_result(
+    name: str,
+    side: str,
+    shape: tuple[int, ...],
+    user: np.ndarray,
+    tv: np.ndarray,
+    jv: np.ndarray,
+    tol: float,
+    floor: float,
+    fd: FDSummary | None = None,
+) -> TensorResult:
+    """One compared tensor: the user's against torch's (``tv``) and jax's (``jv``) as relative
+    errors above the absolute ``floor``, its worst entry against torch's, ``ok`` when both are
+    within ``tol``."""
+    et, ej = relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)
+    worst = rel_error(user, tv)
+    return TensorResult(
+        name=name,
+        side=side,
+        shape=shape,
+        tolerance=tol,
+        error_torch=et,
+        error_jax=ej,
+        worst_index=worst.index,
+        worst_user=worst.actual,
+        worst_ref=worst.expected,
+        ok=max(et, ej) <= tol,
+        fd=fd,
+    )
 
 
 def _verdict_message(
