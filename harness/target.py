@@ -35,6 +35,7 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,19 +176,34 @@ def run(
     wrap = dict(d.get("options") or {})
     if d.get("layout") is not None:
         wrap["layout"] = d["layout"]
-    budget = {} if fd_probes is None else {"fd_probes": fd_probes}
     input_shape = tuple(d["input_shape"]) if d.get("input_shape") is not None else None
     _check_spec(obj, spec, d)
-    how: dict[str, Any] = {"seed": seed, "tol_scale": tol_scale, "budget": budget, "progress": progress}
+    target = _Target(obj, spec, d, wrap, input_shape)
+    common: dict[str, Any] = {"seed": seed, "tol_scale": tol_scale}  # every check takes these
+    if fd_probes is not None:
+        common["fd_probes"] = fd_probes
     try:
         if isinstance(obj, WrappedLoss) or isinstance(spec, Loss):
-            return _run_loss(obj, spec, d, wrap, input_shape, **how)
+            return _run_loss(target, common, progress)
         # a raw object with a composite spec is one composite layer; a mapping is a network
         if isinstance(obj, (WrappedNetwork, LossModel, Mapping)):
-            return _run_network(obj, spec, d, wrap, input_shape, **how)
-        return _run_layer(obj, spec, d, wrap, input_shape, **how)
+            return _run_network(target, common, progress)
+        return _run_layer(target, common, progress)
     except (SpecError, TypeError, ValueError) as e:
         raise TargetError(str(e)) from e
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What the target function returned, read: the object to check, its ``spec`` (or None),
+    the whole dict ``d``, the wrap keywords (``options`` and ``layout``) and the input shape
+    (in the declared layout) if given."""
+
+    obj: Any
+    spec: Any
+    d: Mapping[str, Any]
+    wrap: dict[str, Any]
+    input_shape: tuple[int, ...] | None
 
 
 def _check_spec(obj: Any, spec: Any, d: Mapping[str, Any]) -> None:
@@ -207,21 +223,11 @@ def _check_spec(obj: Any, spec: Any, d: Mapping[str, Any]) -> None:
         )
 
 
-def _run_network(
-    obj: Any,
-    spec: Any,
-    d: Mapping[str, Any],
-    wrap: dict[str, Any],
-    input_shape: tuple[int, ...] | None,
-    *,
-    seed: int,
-    tol_scale: float,
-    budget: dict[str, int],
-    progress: Any,
-) -> Any:
+def _run_network(t: _Target, common: dict[str, Any], progress: Any) -> Any:
     """A network check: ``obj`` a WrappedNetwork, a LossModel or a ``{spec path: layer object}``
     mapping (with the network's ``spec``); its input is ``"x"``, ``"input_shape"`` or, failing
     both, the wrapped network's own ``input_shape``."""
+    obj, spec, d, wrap, input_shape = t.obj, t.spec, t.d, t.wrap, t.input_shape
     from .check import check_network
 
     if d.get("x") is None and input_shape is None:
@@ -239,28 +245,16 @@ def _run_network(
         d.get("y"),
         loss=d.get("loss"),
         input_shape=input_shape,
-        seed=seed,
-        tol_scale=tol_scale,
         progress=progress,
-        **budget,
+        **common,
         **wrap,
     )
 
 
-def _run_layer(
-    obj: Any,
-    spec: Any,
-    d: Mapping[str, Any],
-    wrap: dict[str, Any],
-    input_shape: tuple[int, ...] | None,
-    *,
-    seed: int,
-    tol_scale: float,
-    budget: dict[str, int],
-    progress: Any,
-) -> Any:
+def _run_layer(t: _Target, common: dict[str, Any], progress: Any) -> Any:
     """A layer check: ``obj`` a WrappedLayer, or the user's raw layer object with its ``spec``
     layer (``options`` are wrap keywords); no ``y`` or ``loss``."""
+    obj, spec, d, wrap, input_shape = t.obj, t.spec, t.d, t.wrap, t.input_shape
     from .adapters.layer import WrappedLayer
     from .check import check_layer
 
@@ -273,25 +267,13 @@ def _run_layer(
         raise TargetError("'y' and 'loss' are for networks; a single layer is checked with a random upstream gradient")
     if progress:
         progress(getattr(obj, "name", None) or (spec.name if spec is not None else ""), 0, 1)
-    return check_layer(
-        obj, spec, x=d.get("x"), input_shape=input_shape, seed=seed, tol_scale=tol_scale, **budget, **wrap
-    )
+    return check_layer(obj, spec, x=d.get("x"), input_shape=input_shape, **common, **wrap)
 
 
-def _run_loss(
-    obj: Any,
-    spec: Any,
-    d: Mapping[str, Any],
-    wrap: dict[str, Any],
-    input_shape: tuple[int, ...] | None,
-    *,
-    seed: int,
-    tol_scale: float,
-    budget: dict[str, int],
-    progress: Any,
-) -> Any:
+def _run_loss(t: _Target, common: dict[str, Any], progress: Any) -> Any:
     """A loss check: ``obj`` a WrappedLoss, or the user's raw loss with a loss ``spec``
     (wrapped with ``options`` as wrap_loss keywords); scores from ``"scores"`` or ``"x"``."""
+    obj, spec, d, wrap, input_shape = t.obj, t.spec, t.d, t.wrap, t.input_shape
     from .adapters.loss import WrappedLoss, wrap_loss
     from .loss_check import check_loss
 
@@ -320,10 +302,8 @@ def _run_loss(
         scores=scores,
         y=d.get("y"),
         input_shape=input_shape,
-        seed=seed,
-        tol_scale=tol_scale,
         progress=progress,
-        **budget,
+        **common,
     )
 
 
