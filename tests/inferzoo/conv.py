@@ -8,10 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from harness import spec as S
-from harness.adapters.layouts import Layout
-
-from .entry import Entry, ctor, rng_normal
+from .entry import rng_normal
 
 
 class Conv2D:
@@ -29,7 +26,7 @@ class Conv2D:
         for i in range(n):
             for r in range(h - k + 1):
                 for c in range(w - k + 1):
-                    patch = x[i, :, r:r + k, c:c + k]
+                    patch = x[i, :, r : r + k, c : c + k]
                     out[i, :, r, c] = np.sum(self.W * patch, axis=(1, 2, 3)) + self.b
         return out
 
@@ -41,8 +38,8 @@ class Conv2D:
             for r in range(dout.shape[2]):
                 for c in range(dout.shape[3]):
                     g = dout[i, :, r, c]
-                    self.dW += g[:, None, None, None] * x[i, :, r:r + k, c:c + k]
-                    dx[i, :, r:r + k, c:c + k] += np.tensordot(g, self.W, axes=1)
+                    self.dW += g[:, None, None, None] * x[i, :, r : r + k, c : c + k]
+                    dx[i, :, r : r + k, c : c + k] += np.tensordot(g, self.W, axes=1)
         return dx
 
 
@@ -62,8 +59,10 @@ class ConvLayer:
     """im2col with fancy indexing; params / grads dicts; bias (F, 1); stride 2, pad 1."""
 
     def __init__(self, in_ch, out_ch, k=3, stride=2, pad=1, seed=0, dtype=np.float64):
-        self.params = {"W": rng_normal(seed, (out_ch, in_ch, k, k), 0.3, dtype),
-                       "b": rng_normal(seed + 1, (out_ch, 1), 0.1, dtype)}
+        self.params = {
+            "W": rng_normal(seed, (out_ch, in_ch, k, k), 0.3, dtype),
+            "b": rng_normal(seed + 1, (out_ch, 1), 0.1, dtype),
+        }
         self.grads = {}
         self.stride, self.pad = stride, pad
 
@@ -91,7 +90,7 @@ class ConvLayer:
         p = self.pad
         dxp = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=dout.dtype)
         np.add.at(dxp, (slice(None), kk, i, j), dcols)
-        return dxp[:, :, p:p + h, p:p + w]
+        return dxp[:, :, p : p + h, p : p + w]
 
 
 class Convolution:
@@ -123,7 +122,7 @@ class Convolution:
         gp = np.pad(grad, ((0, 0), (0, 0), (k - 1, k - 1), (k - 1, k - 1)))
         rot = self.weights[:, :, ::-1, ::-1]
         dxp = np.einsum("nfhwij,fcij->nchw", self._windows(np.ascontiguousarray(gp), k), rot)
-        return dxp[:, :, p:dxp.shape[2] - p, p:dxp.shape[3] - p] if p else dxp
+        return dxp[:, :, p : dxp.shape[2] - p, p : dxp.shape[3] - p] if p else dxp
 
 
 class Conv2DNHWC:
@@ -142,22 +141,23 @@ class Conv2DNHWC:
         out = np.zeros((n, h, w, self.kernel.shape[3]), inputs.dtype)
         for u in range(k):
             for v in range(k):
-                out += np.tensordot(self.padded[:, u:u + h, v:v + w, :], self.kernel[u, v], axes=([3], [0]))
+                out += np.tensordot(self.padded[:, u : u + h, v : v + w, :], self.kernel[u, v], axes=([3], [0]))
         return out + self.bias
 
     def backward(self, grads):
         k = self.kernel.shape[0]
         p = (k - 1) // 2
-        n, h, w, _ = grads.shape
+        _, h, w, _ = grads.shape
         self.kernel_grad = np.zeros_like(self.kernel)
         dpad = np.zeros_like(self.padded)
         for u in range(k):
             for v in range(k):
-                self.kernel_grad[u, v] = np.tensordot(self.padded[:, u:u + h, v:v + w, :], grads,
-                                                      axes=([0, 1, 2], [0, 1, 2]))
-                dpad[:, u:u + h, v:v + w, :] += np.tensordot(grads, self.kernel[u, v], axes=([3], [1]))
+                self.kernel_grad[u, v] = np.tensordot(
+                    self.padded[:, u : u + h, v : v + w, :], grads, axes=([0, 1, 2], [0, 1, 2])
+                )
+                dpad[:, u : u + h, v : v + w, :] += np.tensordot(grads, self.kernel[u, v], axes=([3], [1]))
         self.bias_grad = grads.sum(axis=(0, 1, 2))
-        return dpad[:, p:p + h, p:p + w, :]
+        return dpad[:, p : p + h, p : p + w, :]
 
 
 class DilatedConv:
@@ -175,7 +175,7 @@ class DilatedConv:
         y = np.zeros((x.shape[0], f, oh, ow), x.dtype)
         for u in range(k):
             for v in range(k):
-                tap = x[:, :, u * self.d:u * self.d + oh, v * self.d:v * self.d + ow]
+                tap = x[:, :, u * self.d : u * self.d + oh, v * self.d : v * self.d + ow]
                 y += np.einsum("nchw,fc->nfhw", tap, self.W[:, :, u, v])
         return y
 
@@ -185,7 +185,7 @@ class DilatedConv:
         dx, dW = np.zeros_like(x), np.zeros_like(self.W)
         for u in range(k):
             for v in range(k):
-                tap = x[:, :, u * d:u * d + oh, v * d:v * d + ow]
+                tap = x[:, :, u * d : u * d + oh, v * d : v * d + ow]
                 dW[:, :, u, v] = np.einsum("nfhw,nchw->fc", dy, tap)
-                dx[:, :, u * d:u * d + oh, v * d:v * d + ow] += np.einsum("nfhw,fc->nchw", dy, self.W[:, :, u, v])
+                dx[:, :, u * d : u * d + oh, v * d : v * d + ow] += np.einsum("nfhw,fc->nchw", dy, self.W[:, :, u, v])
         return dx, dW

@@ -22,7 +22,9 @@ class Entry:
     (checked with ``wrap_network``: ``layers(obj)`` maps spec paths to sub-objects, and the
     network's own forward/backward are passed when ``own_passes``); ``quirks``: what the code
     does that a checker must cope with; ``verdict``: for a mutant, the verdict its check
-    against ``spec`` (the intended layer) must end in; ``bug``: what the mutant does."""
+    against ``spec`` (the intended layer) must end in; ``bug``: what the mutant does;
+    ``fits``: the (spec, wrap keywords) that its forward DOES compute (checked against it, the
+    forward matches and the backward, the intended layer's, does not: verdict ``backward``)."""
 
     name: str
     factory: Callable[[int, Any], Any]
@@ -35,6 +37,7 @@ class Entry:
     own_passes: bool = True
     verdict: str | None = None
     bug: str = ""
+    fits: tuple[Layer, Mapping[str, Any]] | None = None
 
     @property
     def kind(self) -> str:

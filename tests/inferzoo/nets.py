@@ -10,11 +10,13 @@ import numpy as np
 from harness import spec as S
 from harness.adapters.layouts import Layout
 
+from .activations import ReLU, Relu
 from .conv import Conv2DNHWC, ConvLayer, Convolution
 from .conv2 import GroupConv
-from .dense import BN, FullyConnected
+from .dense import FullyConnected
 from .entry import Entry, rng_normal
-from .free import Flatten, MaxPool, MaxPool2D, MaxPoolingNHWC, ReLU, Relu
+from .norm import BN
+from .pooling import Flatten, MaxPool, MaxPool2D, MaxPoolingNHWC
 
 
 class Dense:
@@ -56,18 +58,33 @@ class LeNet:
 
 
 LENET_NAMES = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2"]
-LENET = S.Sequential([
-    S.Conv2d("conv1", 1, 4, 3), S.ReLU("relu1"), S.MaxPool2d("pool1", 2), S.Conv2d("conv2", 4, 6, 2),
-    S.ReLU("relu2"), S.MaxPool2d("pool2", 2), S.Flatten("flatten"), S.Linear("fc1", 24, 10), S.ReLU("relu3"),
-    S.Linear("fc2", 10, 3)])
+LENET = S.Sequential(
+    [
+        S.Conv2d("conv1", 1, 4, 3),
+        S.ReLU("relu1"),
+        S.MaxPool2d("pool1", 2),
+        S.Conv2d("conv2", 4, 6, 2),
+        S.ReLU("relu2"),
+        S.MaxPool2d("pool2", 2),
+        S.Flatten("flatten"),
+        S.Linear("fc1", 24, 10),
+        S.ReLU("relu3"),
+        S.Linear("fc2", 10, 3),
+    ]
+)
 
 
 class Model:
     """A layers list run in a loop (forward in order, backward reversed)."""
 
     def __init__(self, seed=0, dtype=np.float64):
-        self.layers = [Convolution(2, 3, 3, seed=seed, dtype=dtype), ReLU(), MaxPool2D(3, 2), Flatten(),
-                       Dense(27, 4, seed=seed + 2, dtype=dtype)]
+        self.layers = [
+            Convolution(2, 3, 3, seed=seed, dtype=dtype),
+            ReLU(),
+            MaxPool2D(3, 2),
+            Flatten(),
+            Dense(27, 4, seed=seed + 2, dtype=dtype),
+        ]
 
     def forward(self, x):
         for layer in self.layers:
@@ -80,8 +97,15 @@ class Model:
         return grad
 
 
-LIST_NET = S.Sequential([S.Conv2d("conv", 2, 3, 3, padding=1), S.ReLU("relu"), S.MaxPool2d("pool", 3, stride=2),
-                         S.Flatten("flat"), S.Linear("fc", 27, 4)])
+LIST_NET = S.Sequential(
+    [
+        S.Conv2d("conv", 2, 3, 3, padding=1),
+        S.ReLU("relu"),
+        S.MaxPool2d("pool", 3, stride=2),
+        S.Flatten("flat"),
+        S.Linear("fc", 27, 4),
+    ]
+)
 
 
 class ResidualBlock:
@@ -103,9 +127,17 @@ class ResidualBlock:
         return db + d
 
 
-RES_ID = S.Residual("res", [S.Conv2d("conv1", 3, 3, 3, padding=1), S.BatchNorm2d("bn1", 3, eps=1e-3),
-                            S.ReLU("relu1"), S.Conv2d("conv2", 3, 3, 3, padding=1),
-                            S.BatchNorm2d("bn2", 3, eps=1e-3)], post=[S.ReLU("relu")])
+RES_ID = S.Residual(
+    "res",
+    [
+        S.Conv2d("conv1", 3, 3, 3, padding=1),
+        S.BatchNorm2d("bn1", 3, eps=1e-3),
+        S.ReLU("relu1"),
+        S.Conv2d("conv2", 3, 3, 3, padding=1),
+        S.BatchNorm2d("bn2", 3, eps=1e-3),
+    ],
+    post=[S.ReLU("relu")],
+)
 _BN_P = {"weight": "parameters['gamma']", "bias": "parameters['beta']"}
 _BN_G = {"weight": "gradients['gamma']", "bias": "gradients['beta']"}
 
@@ -129,17 +161,29 @@ class DownBlock:
         return self.conv1.backward(self.act1.backward(self.conv2.backward(d))) + self.shortcut.backward(d)
 
 
-DOWN = S.Sequential([S.Residual("block", [S.Conv2d("conv1", 2, 4, 3, stride=2, padding=1), S.ReLU("act1"),
-                                          S.Conv2d("conv2", 4, 4, 3, padding=1)],
-                                shortcut=S.Conv2d("shortcut", 2, 4, 1, stride=2), post=[S.ReLU("act2")])])
+DOWN = S.Sequential(
+    [
+        S.Residual(
+            "block",
+            [S.Conv2d("conv1", 2, 4, 3, stride=2, padding=1), S.ReLU("act1"), S.Conv2d("conv2", 4, 4, 3, padding=1)],
+            shortcut=S.Conv2d("shortcut", 2, 4, 1, stride=2),
+            post=[S.ReLU("act2")],
+        )
+    ]
+)
 
 
 class Sequential:
     """Keras-like: NHWC, HWIO kernels, Dense (in, out) after an NHWC flatten."""
 
     def __init__(self, seed=0, dtype=np.float64):
-        self.layers = [Conv2DNHWC(4, 3, 3, seed=seed, dtype=dtype), Relu(), MaxPoolingNHWC(), Flatten(),
-                       Dense(36, 5, seed=seed + 2, dtype=dtype)]
+        self.layers = [
+            Conv2DNHWC(4, 3, 3, seed=seed, dtype=dtype),
+            Relu(),
+            MaxPoolingNHWC(),
+            Flatten(),
+            Dense(36, 5, seed=seed + 2, dtype=dtype),
+        ]
 
     def forward(self, x):
         for layer in self.layers:
@@ -153,8 +197,15 @@ class Sequential:
 
 
 KERAS = Layout(data="NHWC", kernel="HWIO", linear="in_out", flatten="HWC")
-KERAS_NET = S.Sequential([S.Conv2d("conv", 3, 4, 3, padding=1), S.ReLU("relu"), S.MaxPool2d("pool", 2),
-                          S.Flatten("flatten"), S.Linear("dense", 36, 5)])
+KERAS_NET = S.Sequential(
+    [
+        S.Conv2d("conv", 3, 4, 3, padding=1),
+        S.ReLU("relu"),
+        S.MaxPool2d("pool", 2),
+        S.Flatten("flatten"),
+        S.Linear("dense", 36, 5),
+    ]
+)
 
 
 class MLP:
@@ -176,12 +227,9 @@ class MLP:
         return self.fc1.backward(d)
 
 
-MLP_SPEC = S.Sequential([S.Linear("fc1", 6, 8), S.ReLU("relu1"), S.Linear("fc2", 8, 8), S.ReLU("relu2"),
-                         S.Linear("fc3", 8, 3)])
-
-
-def _lenet_layers(net):
-    return {n: getattr(net, n) for n in LENET_NAMES}
+MLP_SPEC = S.Sequential(
+    [S.Linear("fc1", 6, 8), S.ReLU("relu1"), S.Linear("fc2", 8, 8), S.ReLU("relu2"), S.Linear("fc3", 8, 3)]
+)
 
 
 def _down_layers(net):
@@ -189,22 +237,64 @@ def _down_layers(net):
 
 
 NETS = [
-    Entry("lenet_attributes", lambda seed, dtype: LeNet(seed, dtype), (2, 1, 12, 12), LENET, style="network",
-          layers=_lenet_layers, quirks=("attributes", "own forward/backward", "im2col", "out_in Linear")),
-    Entry("layers_list_loop", lambda seed, dtype: Model(seed, dtype), (2, 2, 7, 7), LIST_NET,
-          {"layout": Layout(linear="in_out")}, style="network",
-          layers=lambda m: dict(zip(["conv", "relu", "pool", "flat", "fc"], m.layers)),
-          quirks=("self.layers loop", "overlapping max pool", "W (in, out)")),
-    Entry("residual_identity", lambda seed, dtype: ResidualBlock(3, seed, dtype), (2, 3, 5, 5), RES_ID,
-          {"params": {f"{b}.{k}": f"{b}.{v}" for b in ("bn1", "bn2") for k, v in _BN_P.items()},
-           "grads": {f"{b}.{k}": f"{b}.{v}" for b in ("bn1", "bn2") for k, v in _BN_G.items()}},
-          style="network", quirks=("residual identity", "composite checked as one object", "eps 1e-3")),
-    Entry("residual_projection", lambda seed, dtype: DownBlock(2, 4, seed, dtype), (2, 2, 6, 6), DOWN,
-          style="network", layers=_down_layers, quirks=("1x1 stride-2 projection", "stride 2 pad 1")),
-    Entry("keras_nhwc", lambda seed, dtype: Sequential(seed, dtype), (2, 6, 6, 3), KERAS_NET, {"layout": KERAS},
-          style="network", layers=lambda m: dict(zip(["conv", "relu", "pool", "flatten", "dense"], m.layers)),
-          quirks=("NHWC", "HWIO", "HWC flatten", "W (in, out)")),
-    Entry("mlp_inline_maximum", lambda seed, dtype: MLP(seed, dtype), (5, 6), MLP_SPEC, {"layout": Layout(linear="in_out")},
-          style="network", layers=lambda m: {"fc1": m.fc1, "fc2": m.fc2, "fc3": m.fc3},
-          quirks=("np.maximum inline", "no ReLU objects")),
+    Entry(
+        "lenet_attributes",
+        LeNet,
+        (2, 1, 12, 12),
+        LENET,
+        style="network",
+        layers=lambda net: {n: getattr(net, n) for n in LENET_NAMES},
+        quirks=("attributes", "own forward/backward", "im2col", "out_in Linear"),
+    ),
+    Entry(
+        "layers_list_loop",
+        Model,
+        (2, 2, 7, 7),
+        LIST_NET,
+        {"layout": Layout(linear="in_out")},
+        style="network",
+        layers=lambda m: dict(zip(["conv", "relu", "pool", "flat", "fc"], m.layers)),
+        quirks=("self.layers loop", "overlapping max pool", "W (in, out)"),
+    ),
+    Entry(
+        "residual_identity",
+        lambda seed, dtype: ResidualBlock(3, seed, dtype),
+        (2, 3, 5, 5),
+        RES_ID,
+        {
+            "params": {f"{b}.{k}": f"{b}.{v}" for b in ("bn1", "bn2") for k, v in _BN_P.items()},
+            "grads": {f"{b}.{k}": f"{b}.{v}" for b in ("bn1", "bn2") for k, v in _BN_G.items()},
+        },
+        style="network",
+        quirks=("residual identity", "composite checked as one object", "eps 1e-3"),
+    ),
+    Entry(
+        "residual_projection",
+        lambda seed, dtype: DownBlock(2, 4, seed, dtype),
+        (2, 2, 6, 6),
+        DOWN,
+        style="network",
+        layers=_down_layers,
+        quirks=("1x1 stride-2 projection", "stride 2 pad 1"),
+    ),
+    Entry(
+        "keras_nhwc",
+        Sequential,
+        (2, 6, 6, 3),
+        KERAS_NET,
+        {"layout": KERAS},
+        style="network",
+        layers=lambda m: dict(zip(["conv", "relu", "pool", "flatten", "dense"], m.layers)),
+        quirks=("NHWC", "HWIO", "HWC flatten", "W (in, out)"),
+    ),
+    Entry(
+        "mlp_inline_maximum",
+        MLP,
+        (5, 6),
+        MLP_SPEC,
+        {"layout": Layout(linear="in_out")},
+        style="network",
+        layers=lambda m: {"fc1": m.fc1, "fc2": m.fc2, "fc3": m.fc3},
+        quirks=("np.maximum inline", "no ReLU objects"),
+    ),
 ]
