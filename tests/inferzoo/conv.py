@@ -189,3 +189,33 @@ class DilatedConv:
                 dW[:, :, u, v] = np.einsum("nfhw,nchw->fc", dy, tap)
                 dx[:, :, u * d : u * d + oh, v * d : v * d + ow] += np.einsum("nfhw,fc->nchw", dy, self.W[:, :, u, v])
         return dx, dW
+
+
+class DepthwiseConv2D:
+    """Keras habits: NHWC, depthwise_kernel (kh, kw, C, 1) (depth multiplier 1), 'same'."""
+
+    def __init__(self, channels=3, k=3, seed=0, dtype=np.float64):
+        self.depthwise_kernel = rng_normal(seed, (k, k, channels, 1), 0.4, dtype)
+        self.bias = rng_normal(seed + 1, (channels,), 0.1, dtype)
+
+    def forward(self, x):
+        k = self.depthwise_kernel.shape[0]
+        self.xp = np.pad(x, ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0)))
+        h, w = x.shape[1:3]
+        out = np.zeros_like(x)
+        for i in range(k):
+            for j in range(k):
+                out += self.xp[:, i : i + h, j : j + w, :] * self.depthwise_kernel[i, j, :, 0]
+        return out + self.bias
+
+    def backward(self, dy):
+        k = self.depthwise_kernel.shape[0]
+        h, w = dy.shape[1:3]
+        self.depthwise_kernel_grad = np.zeros_like(self.depthwise_kernel)
+        dxp = np.zeros_like(self.xp)
+        for i in range(k):
+            for j in range(k):
+                self.depthwise_kernel_grad[i, j, :, 0] = (self.xp[:, i : i + h, j : j + w, :] * dy).sum(axis=(0, 1, 2))
+                dxp[:, i : i + h, j : j + w, :] += dy * self.depthwise_kernel[i, j, :, 0]
+        self.bias_grad = dy.sum(axis=(0, 1, 2))
+        return dxp[:, k // 2 : k // 2 + h, k // 2 : k // 2 + w, :]

@@ -10,7 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from harness import spec as S
 from harness.adapters.layouts import Layout
 
-from .conv import Conv2D, Conv2DNHWC, ConvLayer, Convolution, DilatedConv
+from .conv import Conv2D, Conv2DNHWC, ConvLayer, Convolution, DepthwiseConv2D, DilatedConv
 from .entry import Entry, ctor, rng_normal
 
 
@@ -269,5 +269,17 @@ CONV = [
             "grads": {"weight": "gradients['filters']", "bias": "gradients['biases']"},
         },
         quirks=("NHWC", "OHWI", "stride 2", "filters/biases names", "gradients dict"),
+    ),
+    Entry(
+        "conv_depthwise_keras_nhwc",
+        ctor(DepthwiseConv2D),
+        (2, 5, 4, 3),
+        S.Conv2d("dw", 3, 3, 3, padding=1, groups=3),
+        {
+            "layout": Layout(data="NHWC", kernel="HWOI"),
+            "params": {"weight": "depthwise_kernel"},
+            "grads": {"weight": "depthwise_kernel_grad"},
+        },
+        quirks=("NHWC", "depthwise kernel (kh, kw, C, 1)", "'same' padding", "broadcast multiply"),
     ),
 ]
