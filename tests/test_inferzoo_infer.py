@@ -8,7 +8,8 @@ checks with the explicit API.
   ``check_layer(obj, x=x)`` / ``check_network(net, x=x)`` with no spec pass and say that
   the spec was inferred;
 - wrong-kind mutants: never ``exact``, the doubt stated, the best candidate of the intended
-  kind, and the no-spec check ends in ``forward``.
+  kind, and the no-spec check ends in ``forward`` (inside a network: the first failure is on
+  the forward side).
 
 A representative part runs by default (under ~40 s); the rest, and the 90% figure over the
 whole corpus, under ``-m slow``."""
@@ -20,7 +21,7 @@ import pytest
 api = pytest.importorskip("harness.infer.api")
 
 import harness as tg  # noqa: E402
-from inferzoo import LAYERS, MUTANTS, NETWORKS, SHAPE_MUTANTS, Entry  # noqa: E402
+from inferzoo import LAYERS, MUTANTS, NETWORK_MUTANTS, NETWORKS, SHAPE_MUTANTS, Entry  # noqa: E402
 from inferzoo.compare import disagreements  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered")
@@ -126,6 +127,21 @@ def test_wrong_kind_mutant_is_not_explained_by_the_kind_that_fits(entry: Entry) 
     assert inference.layers[0].spec.kind == entry.spec.kind, f"{entry.name}: best is not the intended kind\n{inference}"
     report = _check_without_spec(entry)
     assert report.layers[0].verdict == "forward", f"{entry.name} ({entry.bug}):\n{report}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", NETWORK_MUTANTS, ids=[e.name for e in NETWORK_MUTANTS])
+def test_wrong_kind_inside_a_network_is_blamed_on_the_forward(entry: Entry) -> None:
+    """A pool object that averages, an inline activation that leaks: the network's inference
+    is not ``exact`` (the doubt stated), and the check without a spec fails first at the
+    forward side (``forward``, or ``both`` for the network's own pass as the explicit check
+    says), never ``backward``: the better-fitting kind must not move the blame."""
+    inference = inferred(entry)
+    assert inference.status != "exact", f"{entry.name} ({entry.bug}):\n{inference}"
+    assert all(_reasons(inference)), str(inference)
+    report = _check_without_spec(entry)
+    first = report.layer(report.first_failure)
+    assert first.verdict in ("forward", "both"), f"{entry.name} ({entry.bug}):\n{report}"
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import harness as tg
 from harness import spec as S
 from harness.adapters.arrays import fingerprint
 from harness.adapters.layouts import Layout
-from inferzoo import LAYERS, MUTANTS, NETWORKS, SHAPE_MUTANTS, Entry
+from inferzoo import LAYERS, MUTANTS, NETWORK_MUTANTS, NETWORKS, SHAPE_MUTANTS, Entry
 from inferzoo.compare import layout_fields, same_spec
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered")
@@ -90,6 +90,14 @@ def test_mutant_gets_its_verdict_against_the_intended_spec(entry: Entry) -> None
         assert next(t.name for t in layer.tensors if not t.ok) == "output", str(report)
 
 
+@pytest.mark.parametrize("entry", NETWORK_MUTANTS, ids=[e.name for e in NETWORK_MUTANTS])
+def test_network_mutant_fails_first_where_the_bug_is(entry: Entry) -> None:
+    report = check_truth(entry, entry.make(seed=0), entry.x(0))
+    assert report.first_failure == entry.at, str(report)
+    assert report.layer(entry.at).verdict == entry.verdict, str(report)
+    assert all(layer.verdict == "pass" for layer in report.layers if layer.name not in (entry.at, "(network)"))
+
+
 FITTED = [e for e in ALL_MUTANTS if e.fits is not None]
 
 
@@ -116,7 +124,7 @@ def test_mutants_are_all_told_apart_from_their_fit() -> None:
 
 def test_corpus_shape() -> None:
     """About 40 layers and 6 networks, names unique, every style present."""
-    names = [e.name for e in LAYERS + NETWORKS + ALL_MUTANTS]
+    names = [e.name for e in LAYERS + NETWORKS + ALL_MUTANTS + NETWORK_MUTANTS]
     assert len(names) == len(set(names))
     assert len(LAYERS) >= 40 and len(NETWORKS) >= 6 and len(ALL_MUTANTS) >= 10
     assert {e.style for e in NETWORKS} == {"network"} and {e.style for e in LAYERS} == {"object"}

@@ -7,7 +7,8 @@ trigrad's explicit API (:class:`~inferzoo.entry.Entry`), and wrong-kind mutants.
 - ``NETWORKS``: correct networks (``wrap_network`` mappings, or a composite object);
 - ``MUTANTS``: forward bugs that make another kind fit better; checked against the intended
   spec they end in ``forward``; ``SHAPE_MUTANTS``: one whose forward changes the output shape
-  (the explicit check says ``error``).
+  (the explicit check says ``error``); ``NETWORK_MUTANTS``: the same inside networks (``at``:
+  the report entry that fails first).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .conv2 import CONV
 from .dense import DENSE
 from .entry import Entry
 from .mutants import MUTANTS, SHAPE_MUTANTS
+from .net_mutants import NETWORK_MUTANTS
 from .nets import NETS as NETWORKS
 from .norm import NORM
 from .pooling import POOLING
@@ -35,6 +37,7 @@ __all__ = [
     "POOLING",
     "LAYERS",
     "MUTANTS",
+    "NETWORK_MUTANTS",
     "NETWORKS",
     "SHAPE_MUTANTS",
     "Entry",

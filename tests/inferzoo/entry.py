@@ -24,7 +24,9 @@ class Entry:
     does that a checker must cope with; ``verdict``: for a mutant, the verdict its check
     against ``spec`` (the intended layer) must end in; ``bug``: what the mutant does;
     ``fits``: the (spec, wrap keywords) that its forward DOES compute (checked against it, the
-    forward matches and the backward, the intended layer's, does not: verdict ``backward``)."""
+    forward matches and the backward, the intended layer's, does not: verdict ``backward``);
+    ``at``: for a network mutant, the entry of the report (a layer path or ``(network)``) that
+    fails first with ``verdict``."""
 
     name: str
     factory: Callable[[int, Any], Any]
@@ -38,6 +40,7 @@ class Entry:
     verdict: str | None = None
     bug: str = ""
     fits: tuple[Layer, Mapping[str, Any]] | None = None
+    at: str = ""
 
     @property
     def kind(self) -> str:
