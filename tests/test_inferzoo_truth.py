@@ -167,6 +167,13 @@ def test_same_spec_ignores_names_and_equivalent_spellings() -> None:
     assert same_spec(S.BatchNorm2d("bn", 3, eps=1e-3), S.Sequential([S.BatchNorm2d("x", 3, eps=1.0000002e-3)]))
     assert not same_spec(S.BatchNorm2d("bn", 3, eps=1e-3), S.BatchNorm2d("bn", 3))
     assert not same_spec(S.MaxPool2d("p", 2), S.AvgPool2d("p", 2))
+    assert same_spec(S.ReLU("r"), S.LeakyReLU("r", 0.0))
+    assert not same_spec(S.ReLU("r"), S.LeakyReLU("r", 0.01))
+    gap = S.GlobalAvgPool2d("g", keepdims=True)
+    assert same_spec(gap, S.AvgPool2d("p", (3, 4)), ndim=4, hw=(3, 4))
+    assert not same_spec(gap, S.AvgPool2d("p", 3), ndim=4, hw=(3, 4))
+    assert not same_spec(S.GlobalAvgPool2d("g"), S.AvgPool2d("p", (3, 4)), ndim=4, hw=(3, 4))  # shapes differ
+    assert same_spec(S.BatchNorm1d("bn", 5), S.BatchNorm1d("bn", 5, over="feature"), ndim=2)
     net = S.Sequential([S.Linear("fc1", 4, 5), S.ReLU("r"), S.Linear("fc2", 5, 2)])
     assert same_spec(net, S.Sequential([S.Sequential([S.Linear("a", 4, 5), S.ReLU("b")]), S.Linear("c", 5, 2)]))
     assert not same_spec(net, S.Sequential([S.Linear("a", 4, 5), S.Linear("c", 5, 2)]))

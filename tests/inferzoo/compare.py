@@ -23,17 +23,24 @@ def _leaves(layer: S.Layer) -> list[S.Layer]:
     return [layer]
 
 
-def _key(layer: S.Layer, ndim: int | None) -> Any:
-    """A name-free, normalised description of ``layer`` (nested dicts and lists)."""
+def _key(layer: S.Layer, ndim: int | None, hw: tuple[int, int] | None = None) -> Any:
+    """A name-free, normalised description of ``layer`` (nested dicts and lists); ``ndim`` /
+    ``hw``: the rank / canonical (H, W) of a top-level layer's input, where known."""
     if isinstance(layer, S.Sequential):
         inner = _leaves(layer)
-        return _key(inner[0], ndim) if len(inner) == 1 else ["seq", [_key(c, None) for c in inner]]
+        return _key(inner[0], ndim, hw) if len(inner) == 1 else ["seq", [_key(c, None) for c in inner]]
     if isinstance(layer, S.Residual):
         short = None if layer.shortcut is None else _key(layer.shortcut, None)
         block = [_key(c, None) for c in _leaves(S.Sequential(list(layer.block)))]
         post = [_key(c, None) for c in _leaves(S.Sequential(list(layer.post)))] if layer.post else []
         return ["res", block, short, post]
+    if isinstance(layer, S.LeakyReLU) and layer.negative_slope == 0:
+        layer = S.ReLU(layer.name)  # the same function
+    if isinstance(layer, S.AvgPool2d) and hw is not None and layer.kernel_size == hw and layer.padding == (0, 0):
+        layer = S.GlobalAvgPool2d(layer.name, keepdims=True)  # one window over the whole map
     d = {k: v for k, v in layer.to_dict().items() if k != "name"}
+    if isinstance(layer, S.BatchNorm1d) and ndim == 2:
+        d["over"] = "channel"  # on (N, D) per channel and per feature are the same statistics
     if isinstance(layer, S.Conv2d) and layer.padding == "same" and layer.stride == (1, 1):
         tot = [dl * (k - 1) for k, dl in zip(layer.kernel_size, layer.dilation)]
         d["padding"] = [[t // 2, t - t // 2] for t in tot]
@@ -52,10 +59,11 @@ def _close(a: Any, b: Any) -> bool:
     return a == b
 
 
-def same_spec(truth: S.Layer, got: S.Layer, ndim: int | None = None) -> bool:
-    """Equal up to layer names and equivalent spellings; ``ndim``: the input's rank (for a
-    top-level softmax's negative axis)."""
-    return _close(_key(truth, ndim), _key(got, ndim))
+def same_spec(truth: S.Layer, got: S.Layer, ndim: int | None = None, hw: tuple[int, int] | None = None) -> bool:
+    """Equal up to layer names and equivalent spellings; ``ndim`` / ``hw``: the rank and the
+    canonical (H, W) of a top-level layer's input (a softmax's negative axis, a batch norm's
+    ``over`` on 2-D input, an average pool over the whole map)."""
+    return _close(_key(truth, ndim, hw), _key(got, ndim, hw))
 
 
 def _all_leaves(layer: S.Layer) -> list[S.Layer]:
@@ -99,8 +107,11 @@ def disagreements(entry: Any, inference: Any) -> list[str]:
     inferred layer's layout on the fields its own kinds depend on."""
     truth_layout = entry.wrap.get("layout", Layout())
     ndim = len(entry.x_shape)
+    hw = None
+    if ndim == 4:
+        hw = entry.x_shape[2:] if truth_layout.data == "NCHW" else entry.x_shape[1:3]
     out = []
-    if not same_spec(entry.spec, inference.spec, ndim):
+    if not same_spec(entry.spec, inference.spec, ndim, hw):
         out.append(f"spec {inference.spec!r} (truth {entry.spec!r})")
     if inference.network is None:
         for li in inference.layers:
