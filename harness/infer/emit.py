@@ -248,7 +248,7 @@ def _network_lines(inference: Inference, obj: str, names: _Names) -> list[str]:
     for li in inference.layers:
         if li.target is None:
             continue  # a parameter-free step with no object of its own: the network's passes run it
-        path = str(li.wrap_kwargs.get("path") or li.name)
+        path = str(getattr(li, "path", "") or li.wrap_kwargs.get("path") or li.name)  # where the object sits
         target = f"{obj}{path if path.startswith('[') else '.' + path}"
         own = li.layout if li.layout != inference.layout else None
         extra = {k for k in li.wrap_kwargs if k != "path"}
