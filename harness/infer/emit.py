@@ -204,6 +204,25 @@ def _layer_call(li: LayerInference, target: str, spec: str, layout: str | None, 
     return _call(func, args, indent)
 
 
+# the layout fields that change what a leaf of each kind reads (the rest are irrelevant to it)
+_RELEVANT = {
+    "Conv2d": ("data", "kernel", "flip", "dilation_base"),
+    "Linear": ("linear", "flatten"),
+    "Flatten": ("data", "flatten"),
+    "BatchNorm1d": ("flatten",),
+    "LayerNorm": ("flatten",),
+}
+
+
+def _reads_alike(spec: Layer, a: Layout, b: Layout) -> bool:
+    """Whether ``spec`` reads the user's arrays the same under layouts ``a`` and ``b`` (a ReLU
+    does not care how a Linear's weight is stored): then the network's layout is written once."""
+    if spec.children():
+        return a == b
+    fields = _RELEVANT.get(spec.kind, ("data", "flatten"))  # pools, batch norm 2d, elementwise, dropout
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
 def _status_lines(inference: Inference) -> list[str]:
     head = f"# trigrad inferred this ({inference.status}, {len(inference.layers)} layer(s)); paste it to pin the spec"
     lines = [head]
@@ -250,7 +269,7 @@ def _network_lines(inference: Inference, obj: str, names: _Names) -> list[str]:
             continue  # a parameter-free step with no object of its own: the network's passes run it
         path = str(getattr(li, "path", "") or li.wrap_kwargs.get("path") or li.name)  # where the object sits
         target = f"{obj}{path if path.startswith('[') else '.' + path}"
-        own = li.layout if li.layout != inference.layout else None
+        own = None if _reads_alike(li.spec, li.layout, inference.layout) else li.layout
         extra = {k for k in li.wrap_kwargs if k != "path"}
         if own is None and not extra and not li.best.params and not li.grads and li.name == li.spec.name:
             entries.append(f'        "{li.name}": {target},')  # wrap_network wraps it with the spec's layer
