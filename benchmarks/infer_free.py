@@ -23,7 +23,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests"), str(Path(__f
 import harness as tg  # noqa: E402
 from harness.adapters.detect import MATCH_TOL  # noqa: E402
 from harness.infer.free import free_fits  # noqa: E402
-from realcode import cs231n, cs231n_norm, composite, dlfs, keras_like, objects  # noqa: E402
+from realcode import composite, cs231n, cs231n_norm, dlfs, keras_like, objects  # noqa: E402
 from zoo import layers, ties  # noqa: E402
 
 
