@@ -18,6 +18,9 @@ import harness as tg
 from harness.cli import main
 from harness.cli_infer import parse_shape
 
+needs_network = pytest.mark.skipif(
+    importlib.util.find_spec("harness.infer.network") is None, reason="harness.infer.network not here"
+)
 needs_layer = pytest.mark.skipif(
     importlib.util.find_spec("harness.infer.layer") is None, reason="harness.infer.layer (the layer inference) not here"
 )
@@ -44,11 +47,11 @@ class Pool:
         self.x = x
         return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
 
-    def backward(self, dy):
+    def backward(self, dy):  # the gradient to each window's first maximum (ties after a relu)
         n, c, h, w = self.x.shape
-        win = self.x.reshape(n, c, h // 2, 2, w // 2, 2)
-        first = win == win.max(axis=(3, 5), keepdims=True)
-        return (first * dy[:, :, :, None, :, None]).reshape(self.x.shape)
+        win = self.x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
+        hit = np.eye(4)[win.argmax(axis=-1)] * dy[..., None]
+        return hit.reshape(n, c, h // 2, w // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(self.x.shape)
 
 class Squash:
     """Nothing any spec computes: relu times 1.5."""
@@ -75,6 +78,20 @@ def buggy_with_x():
 
 def squash_with_x():
     return Squash(), np.random.default_rng(0).normal(size=(3, 4))
+
+class Net:
+    """relu then pool, each its own object; forward and backward chain them."""
+    def __init__(self):
+        self.act, self.pool = ReLU(), Pool()
+
+    def forward(self, x):
+        return self.pool.forward(self.act.forward(x))
+
+    def backward(self, dy):
+        return self.act.backward(self.pool.backward(dy))
+
+def net_with_x():
+    return Net(), np.random.default_rng(2).normal(size=(2, 3, 4, 6))
 
 def no_input():
     return ReLU()
@@ -212,3 +229,14 @@ def test_check_still_takes_a_spec_tuple():
     relu, x = object(), np.zeros((2, 3))
     assert _as_dict((relu, x)) == {"check": relu, "x": x}
     assert _as_dict((relu, tg.ReLU("r"))) == {"check": relu, "spec": tg.ReLU("r")}
+
+
+@needs_layer
+@needs_network
+def test_a_network_is_inferred_printed_and_checked(user_file: Path, capsys):
+    code, out, err = run(capsys, "infer", f"{user_file}:net_with_x")
+    assert code == 0, (out, err)
+    assert out.startswith("inferred 2 layer(s)") and "net = tg.wrap_network(" in out
+    assert "forward=obj.forward" in out and "obj = net_with_x()[0]" in out
+    code, out, err = run(capsys, "check", f"{user_file}:net_with_x")
+    assert code == 0 and "spec inferred from the code: exact" in out and "(network)" in out, (out, err)
