@@ -4,7 +4,8 @@ the spec each is checked with today (the truth, name aside). Run from the reposi
 
     python benchmarks/infer_free.py
 
-Status as the layer inference reads the fits: ``exact`` one candidate within MATCH_TOL,
+A dropout's p is read from the object's attribute where the forward cannot show it
+(``dropout_rate_hint``, for the layer inference to apply). Status as the layer inference reads the fits: ``exact`` one candidate within MATCH_TOL,
 ``ambiguous`` several, ``unmatched`` none. ``WRONG`` marks an exact answer that is not the
 truth (kind, hyperparameters or layout). Timing: one free_fits call on three pairs, warm.
 """
@@ -22,7 +23,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests"), str(Path(__f
 
 import harness as tg  # noqa: E402
 from harness.adapters.detect import MATCH_TOL  # noqa: E402
-from harness.infer.free import free_fits  # noqa: E402
+from harness.infer.free import dropout_rate_hint, free_fits  # noqa: E402
 from realcode import composite, cs231n, cs231n_norm, dlfs, keras_like, objects  # noqa: E402
 from zoo import layers, ties  # noqa: E402
 
@@ -145,6 +146,8 @@ def main() -> int:
             pairs.append((x, np.asarray(forward(x.copy(), **kw))))
         t = time.perf_counter()
         fits = free_fits("l", pairs[0][0], pairs[0][1], more=pairs[1:])
+        owner = getattr(forward, "__self__", None)
+        fits = dropout_rate_hint(owner, fits) if owner is not None else fits  # as the layer inference does
         times.append(time.perf_counter() - t)
         ok = [f for f in fits if f.error <= MATCH_TOL[np.dtype(np.float64)]]
         status = "exact" if len(ok) == 1 else "ambiguous" if ok else "unmatched"

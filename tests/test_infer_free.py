@@ -119,6 +119,7 @@ def test_equal_functions_collapse_to_the_simplest():
 def test_dropout_p_and_inversion_from_the_mask():
     fits = _fits(objects.Dropout(0.25, seed=0), (4, 6), name="drop")
     assert fits[0].spec == tg.Dropout("drop", 0.25) and fits[0].error == 0.0
+    np.random.seed(0)  # the code draws its mask from numpy's global generator
     fits = _fits(dlfs.Dropout(0.25), (40, 60), name="drop")  # p only from the fraction dropped
     assert fits[0].spec.kind == "Dropout" and not fits[0].spec.inverted
     assert abs(fits[0].spec.p - 0.25) < 0.03 and "fraction dropped" in fits[0].note
@@ -127,6 +128,18 @@ def test_dropout_p_and_inversion_from_the_mask():
 def test_relu_pattern_is_not_read_as_a_dropout_mask():
     fits = _fits(layers.ReLU(), (2, 3, 4, 5))
     assert not any(f.spec.kind == "Dropout" for f in fits)
+    x = np.random.default_rng(0).normal(size=(4, 6))
+    x[0, :3] = 0.0  # exact zeros (a relu before it) do not make the relu pattern a mask
+    fits = free_fits("r", x, np.maximum(x, 0))
+    assert fits[0].spec == tg.ReLU("r") and fits[1].error > 1e-3
+
+
+def test_dropout_after_a_relu_keeps_its_mask():
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.normal(size=(8, 10)), 0)  # half the inputs exactly 0
+    mask = rng.random(x.shape) >= 0.2
+    fits = free_fits("d", x, x * mask / 0.8)
+    assert fits[0].spec == tg.Dropout("d", 0.2) and fits[0].error == 0.0
 
 
 def test_more_pairs_refute_what_one_pair_allows():
@@ -152,3 +165,18 @@ def test_no_candidate_for_foreign_shapes_or_integer_data():
 
 def test_nice():
     assert nice(0.010000000298, 1e-6) == 0.01 and nice(0.123456789, 1e-12) == 0.123456789
+
+
+def test_dropout_rate_from_the_objects_attribute():
+    from harness.infer.free import dropout_rate_hint
+
+    obj = dlfs.Dropout(0.25)
+    np.random.seed(1)
+    fits = dropout_rate_hint(obj, _fits(obj, (4, 6), name="drop"))  # 24 units: the fraction says little
+    assert fits[0].spec == tg.Dropout("drop", 0.25, inverted=False) and "self.dropout_ratio" in fits[0].note
+    inverted = objects.Dropout(0.25, seed=0)
+    fits = _fits(inverted, (4, 6), name="drop")
+    assert dropout_rate_hint(inverted, fits)[0].spec == tg.Dropout("drop", 0.25)
+    inverted.p = 0.5  # an attribute that disagrees with the scale is said, not believed
+    assert "disagrees" in dropout_rate_hint(inverted, fits)[0].note
+    assert dropout_rate_hint(object(), fits) == fits

@@ -13,6 +13,7 @@ with ``harness.adapters.detect.MATCH_TOL``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,6 +67,7 @@ def free_fits(
     for c in cands:  # a dropout's mask is the pair's own
         if c.mask is not None:
             c.mask = [_mask_of(c, a, b) for a, b in pairs]
+            _pool_fraction(c)
     scored = [(c, _score(c, pairs)) for c in cands]
     scored = _collapse(scored, x0, tol)
     scored.sort(key=lambda ce: (ce[1] > tol, ce[1], _simplicity(ce[0])))
@@ -74,6 +76,56 @@ def free_fits(
 
 def _reason(error: float) -> str:
     return "the reference could not run it on this input" if error == float("inf") else ""
+
+
+# where dropout code keeps its rate: a drop probability, or (KEEP_NAMES) a keep probability
+P_NAMES = ("p", "rate", "drop_rate", "dropout_rate", "dropout_ratio", "drop_prob", "dropout_p", "ratio")
+KEEP_NAMES = ("keep_prob", "keep_rate", "p_keep")
+
+
+def dropout_rate_hint(obj: Any, fits: list[Fit]) -> list[Fit]:
+    """``fits`` with a dropout's p read from the object's own attribute (``self.dropout_ratio =
+    0.25``; ``keep_prob`` as 1 - value) where the forward cannot show it: a dropout that does
+    not scale in training computes the same function for every p, so free_fits only estimates
+    it from the fraction dropped. An inverted dropout's p is confirmed by its scale and kept;
+    an attribute that disagrees with it is said in the note. For the layer inference, which
+    holds the object."""
+    rate = _rate_attribute(obj)
+    if rate is None:
+        return fits
+    where, p = rate
+    out = []
+    for f in fits:
+        s = f.spec
+        if isinstance(s, Dropout) and s.training and not s.inverted:
+            f = dataclasses.replace(f, spec=dataclasses.replace(s, p=p), note=f"{f.note}; p {p:g} read from {where}")
+        elif isinstance(s, Dropout) and s.training and abs(s.p - p) > 1e-6:
+            f = dataclasses.replace(f, note=f"{f.note}; {where} = {p:g} disagrees with the scale's p {s.p:g}")
+        out.append(f)
+    return out
+
+
+def _rate_attribute(obj: Any) -> tuple[str, float] | None:
+    found = vars(obj) if hasattr(obj, "__dict__") else {}
+    for names, keep in ((P_NAMES, False), (KEEP_NAMES, True)):
+        for name in names:
+            v = found.get(name)
+            if isinstance(v, (float, np.floating)) and 0.0 <= float(v) < 1.0 + keep:
+                p = 1.0 - float(v) if keep else float(v)
+                if 0.0 <= p < 1.0:
+                    return f"self.{name}", p
+    return None
+
+
+def _pool_fraction(cand: Cand) -> None:
+    """A dropout that does not scale shows p only as the fraction dropped: read it from every
+    pair's mask at once (the estimate's noise shrinks with the units seen)."""
+    spec = cand.spec
+    if not isinstance(spec, Dropout) or spec.inverted or not cand.mask:
+        return
+    p = min(round(1 - float(np.mean([m.mean() for m in cand.mask])), 2), 0.99)
+    cand.spec = dataclasses.replace(spec, p=p)
+    cand.note = cand.note.replace(f"p {spec.p:g} ", f"p {p:g} ", 1)
 
 
 def _mask_of(cand: Cand, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -170,4 +222,4 @@ def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return rel_error(b, a).norm <= 1e-12
 
 
-__all__ = ["free_fits", "predict"]
+__all__ = ["dropout_rate_hint", "free_fits", "predict"]

@@ -101,7 +101,8 @@ def dropout(name: str, x: np.ndarray, y: np.ndarray, rtol: float) -> list[Cand]:
     kept = (yf != 0) | (xf == 0)
     if kept.all():
         return [Cand(Dropout(name, training=False), note="the identity (an eval-mode dropout)")]
-    if np.array_equal(kept, xf > 0) or not (kept & (xf != 0)).any():
+    nz = xf != 0  # where x is 0 the output cannot tell a dropped unit from a kept one
+    if np.array_equal(kept[nz], xf[nz] > 0) or not (kept & nz).any():
         return []
     c = float(np.median(yf[kept & (xf != 0)] / xf[kept & (xf != 0)]))
     if not np.isfinite(c) or c < 1 - rtol:
