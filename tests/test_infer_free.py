@@ -123,6 +123,10 @@ def test_dropout_p_and_inversion_from_the_mask():
     fits = _fits(dlfs.Dropout(0.25), (40, 60), name="drop")  # p only from the fraction dropped
     assert fits[0].spec.kind == "Dropout" and not fits[0].spec.inverted
     assert abs(fits[0].spec.p - 0.25) < 0.03 and "fraction dropped" in fits[0].note
+    # the inverted reading of the same mask is tried too (refuted by the values), for the
+    # backward to be compared with: a forward that forgot its scale is then told from one that never had it
+    twin = next(f for f in fits if f.spec.kind == "Dropout" and f.spec.inverted)
+    assert twin.spec.p == fits[0].spec.p and twin.error > 0.1 and "inverted reading" in twin.note
 
 
 def test_relu_pattern_is_not_read_as_a_dropout_mask():

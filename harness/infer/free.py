@@ -97,7 +97,7 @@ def dropout_rate_hint(obj: Any, fits: list[Fit]) -> list[Fit]:
     out = []
     for f in fits:
         s = f.spec
-        if isinstance(s, Dropout) and s.training and not s.inverted:
+        if isinstance(s, Dropout) and s.training and (not s.inverted or "inverted reading" in f.note):
             f = dataclasses.replace(f, spec=dataclasses.replace(s, p=p), note=f"{f.note}; p {p:g} read from {where}")
         elif isinstance(s, Dropout) and s.training and abs(s.p - p) > 1e-6:
             f = dataclasses.replace(f, note=f"{f.note}; {where} = {p:g} disagrees with the scale's p {s.p:g}")
@@ -121,7 +121,7 @@ def _pool_fraction(cand: Cand) -> None:
     """A dropout that does not scale shows p only as the fraction dropped: read it from every
     pair's mask at once (the estimate's noise shrinks with the units seen)."""
     spec = cand.spec
-    if not isinstance(spec, Dropout) or spec.inverted or not cand.mask:
+    if not isinstance(spec, Dropout) or not cand.mask or (spec.inverted and "inverted reading" not in cand.note):
         return
     p = min(round(1 - float(np.mean([m.mean() for m in cand.mask])), 2), 0.99)
     cand.spec = dataclasses.replace(spec, p=p)

@@ -114,7 +114,11 @@ def dropout(name: str, x: np.ndarray, y: np.ndarray, rtol: float) -> list[Cand]:
             f"mask read from the zeros; kept units unscaled (inverted=False); p {p:g} is the fraction dropped "
             "(it only changes the eval-mode forward)"
         )
-        return [Cand(Dropout(name, p, inverted=False), note=note, mask=[mask])]
+        twin = "the inverted reading of the same mask (a forward that forgot its 1/(1-p) scale?)"
+        return [
+            Cand(Dropout(name, p, inverted=False), note=note, mask=[mask]),
+            Cand(Dropout(name, p), note=twin, mask=[mask]),  # refuted by the values; there for the backward to compare
+        ]
     p = nice(1 - 1 / c, rtol * c)
     if not 0 < p < 1:
         return []
