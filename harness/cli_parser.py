@@ -45,7 +45,8 @@ class _Parser(argparse.ArgumentParser):
             return f"{token}: did you mean {close[0]}?"
         elsewhere = [name for name, p in commands.items() if flag in self._flags(p)]
         if elsewhere:
-            return f"{flag} is an option of {' and '.join(elsewhere)}" + (f", not of {command}" if command else "")
+            names = ", ".join(elsewhere[:-1]) + " and " + elsewhere[-1] if len(elsewhere) > 1 else elsewhere[0]
+            return f"{flag} is an option of {names}" + (f", not of {command}" if command else "")
         return None
 
     def error(self, message: str) -> NoReturn:
