@@ -9,6 +9,8 @@
   on Ctrl-C. The user's code runs in a child process (:mod:`harness.isolate`); report
   paths are checked before it starts (:mod:`harness.report.paths`);
 * ``trigrad sweep TARGET`` searches a layer's hyperparameters (:func:`harness.sweep`), isolated the same way;
+* ``trigrad infer TARGET`` infers the spec of the user's layer or network and prints it as
+  Python to pin (:mod:`harness.cli_infer`): exit 0 exact, 1 ambiguous or unmatched, 2 usage;
 * ``trigrad refs ARCH`` runs both references on a known architecture and prints how closely
   PyTorch and JAX agree on every layer: the foundation everything else is checked against.
 
@@ -54,6 +56,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from .cli_commands import _check
 
         return _check(args)
+    if args.command == "infer":
+        from .cli_infer import _infer
+
+        return _infer(args)
     if args.command == "sweep":
         from .cli_commands import _sweep
 

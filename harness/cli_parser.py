@@ -45,7 +45,8 @@ class _Parser(argparse.ArgumentParser):
             return f"{token}: did you mean {close[0]}?"
         elsewhere = [name for name, p in commands.items() if flag in self._flags(p)]
         if elsewhere:
-            return f"{flag} is an option of {' and '.join(elsewhere)}" + (f", not of {command}" if command else "")
+            names = ", ".join(elsewhere[:-1]) + " and " + elsewhere[-1] if len(elsewhere) > 1 else elsewhere[0]
+            return f"{flag} is an option of {names}" + (f", not of {command}" if command else "")
         return None
 
     def error(self, message: str) -> NoReturn:
@@ -138,8 +139,31 @@ def _add_sweep(sub: Any) -> None:
     _quiet_debug_options(sw)
 
 
+def _add_infer(sub: Any) -> None:
+    from .cli_infer import parse_shape
+
+    inf = sub.add_parser(
+        "infer",
+        help="infer the spec, layout and parameter names of your layer or network and print them as Python",
+        description="TARGET names a layer or network object, or a function returning one (or "
+        "(object, example_x)). Prints what was inferred and the Python (spec, layout, wrap call) to "
+        "paste and pin it. Exit codes: 0 inferred exactly, 1 ambiguous or unmatched (the doubt is "
+        "printed), 2 usage or configuration error.",
+    )
+    inf.add_argument("target", help="path/to/file.py:name or package.module:name (an object, or a function)")
+    inf.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        default=None,
+        metavar="N,C,H,W",
+        help="the example input's shape in your code's layout (not needed when TARGET returns (object, x))",
+    )
+    inf.add_argument("--seed", type=int, default=0, help="seed for the example input and the probes (default 0)")
+    _quiet_debug_options(inf)
+
+
 def build_parser(argv: Sequence[str]) -> _Parser:
-    """The ``trigrad`` parser with its four commands; ``argv``: the arguments it will parse (its
+    """The ``trigrad`` parser with its five commands; ``argv``: the arguments it will parse (its
     hints for a mistyped flag look at the command they name)."""
     from . import __version__
 
@@ -150,5 +174,6 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     _add_demo(sub)
     _add_check(sub)
     _add_sweep(sub)
+    _add_infer(sub)
     parser.argv = list(argv)
     return parser

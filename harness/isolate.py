@@ -160,7 +160,7 @@ def run_isolated(
     progress: Callable[[str, int, int], None] | None = None,
     plain_progress: bool = False,
 ) -> Outcome:
-    """Run ``request`` (``{"command": "check" | "sweep", ...}``, see :func:`_work`) in a
+    """Run ``request`` (``{"command": "check" | "sweep" | "infer", ...}``, see :func:`_work`) in a
     child process and return its :class:`Outcome`. ``progress(name, done, total)`` is fed
     from the child's progress; ``plain_progress`` also prints a line to stderr every
     :data:`PROGRESS_EVERY` seconds (for CI logs, where no progress bar is drawn).
@@ -303,9 +303,14 @@ def _sweep(request: dict) -> dict:
 
 
 def _work(request: dict, channel: _Channel) -> Any:
-    """The child's job: ``check`` returns the report's dict; ``sweep`` the sweep's summary."""
+    """The child's job: ``check`` returns the report's dict; ``sweep`` the sweep's summary;
+    ``infer`` what was inferred (:func:`harness.cli_infer.infer_request`)."""
     if request["command"] == "check":
         return _check(request, channel)
+    if request["command"] == "infer":
+        from .cli_infer import infer_request
+
+        return infer_request(request)
     return _sweep(request)
 
 

@@ -17,6 +17,10 @@ no arguments, or ``seed`` / ``dtype`` if it wants them (trigrad passes ``--seed`
   loss spec, ``SoftmaxCrossEntropy()`` or ``MSE()``, and ``"scores"`` (or ``"x"``) the
   ``(N, K)`` scores, ``"y"`` the targets); ``options`` are further wrap keywords;
 * a tuple ``(check, spec)`` or ``(check, spec, x)``, short for that dict;
+* a tuple ``(obj, x)``: the user's unwrapped layer or network object and an example input
+  (an array, as the code takes it), or a dict with ``check`` and ``x`` / ``input_shape`` but
+  no ``spec``: the spec, layout and parameter names are inferred
+  (:func:`harness.infer.api.infer`) and the report says so (``inferred``);
 * a :class:`harness.Report` already made.
 
 ``x`` and ``input_shape`` are in the declared layout (``layout``, or the wrapped code's):
@@ -63,8 +67,9 @@ def target_file(target: str) -> Path | None:
     return Path(where).expanduser() if where.endswith(".py") or "/" in where or "\\" in where else None
 
 
-def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
-    """The function ``target`` names (``file.py:function`` or ``package.module:function``)."""
+def load(target: str, *, debug: bool = False, objects: bool = False) -> Any:
+    """The function ``target`` names (``file.py:function`` or ``package.module:function``);
+    with ``objects=True`` (``trigrad infer``) also an object it names (``file.py:relu``)."""
     where, sep, name = target.rpartition(":")
     if not sep or not where or not name.isidentifier():
         raise TargetError(f"TARGET must be path/to/file.py:function or package.module:function, got {target!r}")
@@ -100,6 +105,8 @@ def load(target: str, *, debug: bool = False) -> Callable[..., Any]:
         finally:
             sys.path.remove(str(Path.cwd()))
     fn = getattr(module, name, None)
+    if objects and fn is not None and not callable(fn):
+        return fn
     if not callable(fn):
         names = [
             k
@@ -140,8 +147,15 @@ def call(fn: Callable[..., Any], *, seed: int, dtype: str | None, debug: bool = 
         raise TargetError(f"{fn.__name__}() raised {user_frame(e)} (rerun with --debug for the traceback)") from e
 
 
+def _is_input(value: Any) -> bool:
+    """An example input (an array with a batch axis), not a spec."""
+    return isinstance(value, np.ndarray) and value.ndim >= 1
+
+
 def _as_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, tuple):
+        if len(value) == 2 and _is_input(value[1]):  # (layer or network object, example x): no spec
+            return {"check": value[0], "x": value[1]}
         if not 2 <= len(value) <= 3:
             raise TargetError(
                 f"the target returned a tuple of {len(value)}; expected (check, spec) or (check, spec, x)"
@@ -185,12 +199,48 @@ def run(
     try:
         if isinstance(obj, WrappedLoss) or isinstance(spec, Loss):
             return _run_loss(target, common, progress)
+        if spec is None and _raw(obj):  # no spec: check_layer / check_network infer it
+            _inferable(obj, d, input_shape)
+            from .infer.api import is_network
+
+            if is_network(obj):
+                return _run_network(target, common, progress)
         # a raw object with a composite spec is one composite layer; a mapping is a network
         if isinstance(obj, (WrappedNetwork, LossModel, Mapping)):
             return _run_network(target, common, progress)
         return _run_layer(target, common, progress)
     except (SpecError, TypeError, ValueError) as e:
         raise TargetError(str(e)) from e
+
+
+def _raw(obj: Any) -> bool:
+    """The user's own object, not wrapped by trigrad."""
+    from .adapters.layer import WrappedLayer
+    from .adapters.loss import WrappedLoss
+    from .adapters.network import LossModel, WrappedNetwork
+
+    return not isinstance(obj, (WrappedLayer, WrappedNetwork, LossModel, WrappedLoss))
+
+
+def _inferable(obj: Any, d: Mapping[str, Any], input_shape: Any) -> None:
+    """A target with no spec is inferred from its code and an example input: it must be a layer
+    or network object (or a mapping / list of them) and come with ``x`` or ``input_shape``."""
+    from .infer.api import is_network
+
+    has_forward = callable(getattr(obj, "forward", None)) and not isinstance(obj, type)
+    if not has_forward and not is_network(obj):
+        raise TargetError(
+            f"the target returned a {type(obj).__name__}: return a wrapped layer or network "
+            "(harness.wrap_layer / wrap_functions / wrap_network), {'check': obj, 'spec': ...}, or "
+            f"(layer_or_network_object, example_x) to have the spec inferred (a {type(obj).__name__} has no "
+            "forward())"
+        )
+    if d.get("x") is None and input_shape is None:
+        raise TargetError(
+            f"no spec for the {type(obj).__name__}, so it is inferred from the code and an example input: "
+            "return (obj, x) with x as your code takes it, or {'check': obj, 'input_shape': (N, C, H, W)} "
+            "(in your code's layout)"
+        )
 
 
 @dataclass(frozen=True)
@@ -253,16 +303,11 @@ def _run_network(t: _Target, common: dict[str, Any], progress: Any) -> Any:
 
 def _run_layer(t: _Target, common: dict[str, Any], progress: Any) -> Any:
     """A layer check: ``obj`` a WrappedLayer, or the user's raw layer object with its ``spec``
-    layer (``options`` are wrap keywords); no ``y`` or ``loss``."""
+    layer (``options`` are wrap keywords), or without one (then :func:`~harness.check_layer`
+    infers it and the report says so); no ``y`` or ``loss``."""
     obj, spec, d, wrap, input_shape = t.obj, t.spec, t.d, t.wrap, t.input_shape
-    from .adapters.layer import WrappedLayer
     from .check import check_layer
 
-    if not isinstance(obj, WrappedLayer) and spec is None:
-        raise TargetError(
-            f"the target returned a {type(obj).__name__}: return a wrapped layer or network "
-            "(harness.wrap_layer / wrap_functions / wrap_network), or {'check': obj, 'spec': ...}"
-        )
     if d.get("y") is not None or d.get("loss") is not None:
         raise TargetError("'y' and 'loss' are for networks; a single layer is checked with a random upstream gradient")
     if progress:

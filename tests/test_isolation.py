@@ -316,7 +316,7 @@ def test_what_the_users_code_leaves_running_ends_with_the_check(user_file: Path,
 
 
 @pytest.mark.parametrize("args, said", [
-    (["demo", "--timeout", "5"], "--timeout is an option of check and sweep, not of demo"),
+    (["demo", "--timeout", "5"], "--timeout is an option of check, sweep and infer, not of demo"),
     (["chek", "x.py:f"], "did you mean 'check'?"),
     (["check", "x.py:f", "--seed", "-1"], None),
 ])
