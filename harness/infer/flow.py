@@ -89,8 +89,12 @@ class _Value:
 
 
 def spec_name(path: str) -> str:
-    """An attribute path as a valid spec name: ``layers[0]`` -> ``layers_0``, ``blocks['b1']``
-    -> ``blocks_b1``, ``down.conv`` -> ``down_conv``."""
+    """An attribute path as a valid spec name: a dict entry is named by its key
+    (``layers['conv1']`` -> ``conv1``), anything else by its path: ``layers[0]`` ->
+    ``layers_0``, ``down.conv`` -> ``down_conv``."""
+    key = re.search(r"\['([A-Za-z0-9_\-]+)'\]$", path)
+    if key:
+        return key.group(1)
     return re.sub(r"[^A-Za-z0-9_\-]+", "_", path).strip("_") or "layer"
 
 
@@ -143,6 +147,7 @@ class _Scope:
         self.trace, self.prefix, self.fits, self.notes = trace, prefix, fits, notes
         self.names: set[str] = set()
         self.values: list[_Value] = []
+        self.call_names: dict[int, str] = {}
 
     def unique(self, name: str) -> str:
         out, k = name, 2
@@ -165,6 +170,23 @@ class _Scope:
         self.values.append(_Value("op", y, ident, (src,), op=op))
         return len(self.values) - 1
 
+    def _then_flatten(self, arr: Any, ident: int, tol: float) -> int | None:
+        """An elementwise operation and a flatten in one line (``np.maximum(h, 0).reshape(n, -1)``):
+        the flatten undone on ``arr`` must be an operation on the latest 4-D value."""
+        i = len(self.values) - 1
+        x = self.values[i].array
+        if x is None or x.ndim != 4 or arr.ndim != 2 or arr.size != x.size:
+            return None
+        mid = arr.reshape(x.shape)  # the raw reshape: a flatten in the array's own axis order
+        first = self.fits("_", x, mid)
+        if not first or first[0].error > tol or first[0].spec.kind == "Flatten":
+            return None
+        second = self.fits("_", mid, arr)
+        if not second or second[0].error > tol:
+            return None
+        j = self._op(i, mid, 0, first, True)
+        return self._op(j, arr, ident, second, True)
+
     def resolve(self, arr: Any, ident: int) -> int:
         """The value ``arr`` (handed over as the object ``ident``) is: an existing one, an
         operation on one, a sum of two, or an unconfirmed operation on the latest."""
@@ -182,6 +204,9 @@ class _Scope:
             fits = self.fits("_", vals[i].array, arr)
             if fits and fits[0].error <= tol:
                 return self._op(i, arr, ident, fits, True)
+        flat = self._then_flatten(arr, ident, tol)
+        if flat is not None:
+            return flat
         shaped = [i for i, v in enumerate(vals) if v.array is not None and v.array.shape == arr.shape]
         pairs = [(i, j) for a, i in enumerate(shaped) for j in shaped[a + 1 :]]
         for i, j in reversed(pairs):
@@ -267,7 +292,7 @@ def _unconfirmed(items: list[Node]) -> bool:
 
 def _call_node(scope: _Scope, call: Call) -> Node:
     """A leaf, or the block a call with sub-calls is (a residual block when its whole flow is one)."""
-    name = scope.local(call.path)
+    name = scope.call_names[call.index]
     if not call.children:
         return Leaf(call, name)
     kids = [scope.trace.calls[i] for i in call.children]
@@ -283,6 +308,7 @@ def _call_node(scope: _Scope, call: Call) -> Node:
 def read_scope(scope: _Scope, kids: list[Call], x: Any, x_id: int, y: Any, y_id: int) -> list[Node]:
     """The layers a forward (its calls ``kids``, input ``x``, output ``y``) runs, in order."""
     scope.values = [_Value("input", x, x_id)]
+    scope.call_names = {c.index: scope.local(c.path) for c in kids}  # in call order: relu, then relu_2
     for c in kids:
         src = scope.resolve(c.x, c.x_id)
         scope.values.append(_Value("call", c.y, c.y_id, (src,), call=c))
@@ -316,6 +342,12 @@ def read_flow(trace: Trace, fits: FitFn | None = None) -> tuple[list[Node], list
             )
     scope = _Scope(trace, "", fits or default_fits, notes)
     items = read_scope(scope, top, trace.x, trace.x_id, trace.y, trace.y_id)
+    first, rest = (items[0], items[1:]) if items else (None, [])
+    whole = (
+        isinstance(first, Res) and not first.post and len(rest) <= 2 and all(isinstance(n, (Leaf, Op)) for n in rest)
+    )
+    if trace.root_runs and whole and isinstance(first, Res):  # a residual block given as the network
+        return [Res(first.name, first.block, first.shortcut, rest)], notes
     return items, notes
 
 
