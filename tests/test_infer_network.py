@@ -517,3 +517,51 @@ def test_real_infer_layer_on_real_code_networks(make: Any, x: np.ndarray, hand: 
     inf = infer_network(make(), x)
     assert unnamed(inf.spec) == unnamed(getattr(trc, hand)), str(inf)
     assert tg.check_network(inf.wrap(), x=x).ok
+
+
+# =========================================================================== more structure (stand-in)
+
+
+class WithDropout:
+    """A layer called with a training flag: the flag goes to its inference as forward_kwargs."""
+
+    def __init__(self) -> None:
+        self.fc, self.drop = Dense(4, 5), keras_like.Dropout(0.5)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.drop.forward(self.fc.forward(x), training=True)
+
+
+def test_call_keywords_reach_the_layer_inference(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+
+    def spy(target: Any, x: Any, *, name: str | None = None, seed: int = 0, **kw: Any) -> Any:
+        seen[name] = kw
+        if isinstance(target, keras_like.Dropout):
+            return standin_infer_layer(Dense(1, 1), x, name=name)  # any answer: the keywords are under test
+        return standin_infer_layer(target, x, name=name, seed=seed, **kw)
+
+    monkeypatch.setattr(net_mod, "infer_layer", spy)
+    np.random.seed(0)
+    infer_network(WithDropout(), _x(0, 3, 4), dtype="float64")
+    assert seen == {"fc": {"dtype": "float64"}, "drop": {"dtype": "float64", "forward_kwargs": {"training": True}}}
+
+
+def test_running_statistics_unchanged_after_inference(standin: None) -> None:
+    block = composite.ResidualBlock(3)
+    before = params_of(block)
+    infer_network(block, _x(0, 2, 3, 5, 5))
+    assert same_params(before, block) and "running_mean" in "".join(before)
+
+
+def test_layout_ambiguity_settled_by_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def amb(target: Any, x: Any, *, name: str | None = None, seed: int = 0, **kw: Any) -> Any:
+        li = standin_infer_layer(target, x, name=name, seed=seed, **kw)
+        if len(li.candidates) == 2:  # parameter-free on 4-D: say the two layouts are different functions
+            li.status, li.ambiguous = "ambiguous", li.candidates[1:]
+        return li
+
+    monkeypatch.setattr(net_mod, "infer_layer", amb)
+    ex = build()
+    inf = infer_network(ex.model, ex.x)
+    assert inf.exact and inf.layer("relu1").layout.data == "NHWC" and inf.layer("flat").layout.flatten == "HWC"

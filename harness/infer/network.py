@@ -82,7 +82,10 @@ def _settle(li: LayerInference, data: str, flatten: str | None, four_d: bool) ->
         if not match:
             return  # noted by _data_layout; its own layout stays (wrap_network then checks it)
         li.best = match[0]
-        li.ambiguous = [f for f in li.ambiguous if f.layout.data == data and f is not match[0]]
+    if four_d and li.ambiguous:  # alternatives in the other data layout: the network has decided that
+        li.ambiguous = [f for f in li.ambiguous if f.layout.data == data and f is not li.best]
+        if not li.ambiguous and li.status == "ambiguous":
+            li.status = "exact"
     lay = replace(li.best.layout, data=data, flatten=flatten or li.best.layout.flatten)
     li.best = replace(li.best, layout=lay)
 
