@@ -48,9 +48,26 @@ def _leaves(nodes: list[Node]) -> list[Leaf]:
     return out
 
 
+ELEMENTWISE = ("ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid", "Tanh", "Dropout")
+RAW_FLATTEN = {"NCHW": "CHW", "NHWC": "HWC"}  # a plain reshape of the array as it is, read in each layout
+
+
+def _variants(f: Fit) -> list[Fit]:
+    """``f`` and the same function read in the other data layout, where there is one: an
+    elementwise layer is the same in both; a flatten that reshapes the array as it is
+    (``x.reshape(n, -1)``) is (NCHW, CHW) read one way and (NHWC, HWC) the other."""
+    other = "NHWC" if f.layout.data == "NCHW" else "NCHW"
+    if f.spec.kind in ELEMENTWISE:
+        return [f, replace(f, layout=replace(f.layout, data=other))]
+    if f.spec.kind == "Flatten" and RAW_FLATTEN[f.layout.data] == f.layout.flatten:
+        return [f, replace(f, layout=replace(f.layout, data=other, flatten=RAW_FLATTEN[other]))]
+    return [f]
+
+
 def _accepted(li: LayerInference) -> list[Fit]:
-    """The confirmed candidates of a layer (the best first), or the best alone."""
-    ok = [f for f in [li.best, *li.candidates] if f.error <= li.tol]
+    """The confirmed candidates of a layer (the best first) and their equals in the other
+    data layout, or the best alone."""
+    ok = [v for f in [li.best, *li.candidates] if f.error <= li.tol for v in _variants(f)]
     return ok or [li.best]
 
 
@@ -83,7 +100,7 @@ def _settle(li: LayerInference, data: str, flatten: str | None, four_d: bool) ->
             return  # noted by _data_layout; its own layout stays (wrap_network then checks it)
         li.best = match[0]
     if four_d and li.ambiguous:  # alternatives in the other data layout: the network has decided that
-        li.ambiguous = [f for f in li.ambiguous if f.layout.data == data and f is not li.best]
+        li.ambiguous = [f for f in li.ambiguous if f.layout.data == data and f != li.best]
         if not li.ambiguous and li.status == "ambiguous":
             li.status = "exact"
     lay = replace(li.best.layout, data=data, flatten=flatten or li.best.layout.flatten)
@@ -101,7 +118,7 @@ def _op_inference(op: Op, name: str, path: str, data: str, notes: list[str]) -> 
         )
     ok = [f for f in op.fits if f.error <= op.tol]
     if getattr(op.x, "ndim", 0) == 4:
-        ok = [f for f in ok if f.layout.data == data] or ok
+        ok = [v for f in ok for v in _variants(f) if v.layout.data == data] or ok
     fits = [replace(f, spec=renamed(f.spec, name)) for f in (ok or op.fits)]
     distinct = {(repr(renamed(f.spec, "_"))) for f in fits}
     status = "unmatched" if not op.confirmed else ("ambiguous" if len(distinct) > 1 else "exact")
