@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -565,3 +566,64 @@ def test_layout_ambiguity_settled_by_the_network(monkeypatch: pytest.MonkeyPatch
     ex = build()
     inf = infer_network(ex.model, ex.x)
     assert inf.exact and inf.layer("relu1").layout.data == "NHWC" and inf.layer("flat").layout.flatten == "HWC"
+
+
+class Crossing:
+    """Two residual connections that cross: z = h(g(f(x)) + x) + f(x)."""
+
+    def __init__(self) -> None:
+        self.f, self.g, self.h = Dense(4, 4), Dense(4, 4, seed=1), Dense(4, 4, seed=2)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x1 = self.f.forward(x)
+        return self.h.forward(self.g.forward(x1) + x) + x1
+
+
+def test_error_crossing_residuals(standin: None) -> None:
+    with pytest.raises(StructureError, match="a residual whose two paths cross"):
+        infer_network(Crossing(), _x(0, 3, 4))
+
+
+class Slotted:
+    __slots__ = ("W",)
+
+    def __init__(self) -> None:
+        self.W = np.ones((4, 2))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.W
+
+
+class WithSlotted:
+    def __init__(self) -> None:
+        self.fc, self.odd, self.unused = Dense(3, 4), Slotted(), ReLU()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.odd.forward(self.fc.forward(x))
+
+
+def test_error_an_unwatchable_layer_is_named(standin: None) -> None:
+    with pytest.raises(StructureError, match=r"no parameter-free layer.*'odd' could not be watched"):
+        infer_network(WithSlotted(), _x(0, 2, 3))
+
+
+def test_uncalled_layer_is_noted(standin: None) -> None:
+    m = WithSlotted()
+    m.odd = ReLU()  # watchable now
+    inf = infer_network(m, _x(0, 2, 3))
+    assert [li.path for li in inf.layers] == ["fc", "odd"]
+    assert any("'unused' has a forward but the network's forward never called it" in n for n in inf.notes)
+
+
+def test_layers_disagreeing_on_the_data_layout_are_noted(monkeypatch: pytest.MonkeyPatch) -> None:
+    def odd(target: Any, x: Any, *, name: str | None = None, seed: int = 0, **kw: Any) -> Any:
+        li = standin_infer_layer(target, x, name=name, seed=seed, **kw)
+        if name == "conv2":
+            li.best = replace(li.best, layout=tg.Layout())
+            li.candidates = [li.best]
+        return li
+
+    monkeypatch.setattr(net_mod, "infer_layer", odd)
+    ex = build()
+    inf = infer_network(ex.model, ex.x)
+    assert inf.layout.data == "NHWC" and any("do not agree on one data layout" in n for n in inf.notes)

@@ -22,6 +22,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from ..adapters.layouts import Layout
 from ..spec import Flatten, Layer, Residual, Sequential, join_path
 from .flow import Block, Leaf, Node, Op, Res, read_flow, renamed
@@ -190,24 +192,10 @@ def _infer_leaves(trace: Trace, leaves: list[Leaf], seed: int, kw: dict[str, Any
     return out
 
 
-def infer_network(net: Any, x: Any, *, seed: int = 0, **kw: Any) -> Inference:
-    """Infer a network's spec, layout and layers from one watched forward on ``x`` (the
-    example input in the network's own layout).
-
-    ``net``: an object whose ``forward`` (and ``backward``) run layer objects held as
-    attributes, in lists or dicts (nested blocks too), or a list / dict of layer objects in
-    forward order. ``kw`` go to every :func:`~harness.infer.layer.infer_layer` call. Raises
-    :class:`~harness.infer.structure.StructureError` when the structure cannot be read; the
-    user's exception when its forward raises. The network is unchanged either way."""
-    start = time.perf_counter()
-    trace = watch_forward(net, x)
-    nodes, notes = read_flow(trace)
-    notes = trace.notes + notes
-    notes += [
-        f"'{p}' has a forward but the network's forward never called it; left out"
-        for p in trace.uncalled
-        if not any(c.path.startswith(p) for c in trace.calls)
-    ]
+def _assemble(
+    trace: Trace, nodes: list[Node], notes: list[str], seed: int, kw: dict[str, Any]
+) -> tuple[Layer, Layout, list[LayerInference]]:
+    """Every layer inferred at its own input, one data layout settled, the spec tree built."""
     leaves = _leaves(nodes)
     inferred = _infer_leaves(trace, leaves, seed, kw)
     four_d = [inferred[id(lf)] for lf in leaves if getattr(lf.call.x, "ndim", 0) == 4]
@@ -222,7 +210,37 @@ def infer_network(net: Any, x: Any, *, seed: int = 0, **kw: Any) -> Inference:
     for li in asm.layers:
         _settle(li, data, flatten, False)
     spec = items[0] if len(items) == 1 and isinstance(items[0], Residual) else Sequential(items)
-    layout = _network_layout(asm.layers, data, flatten)
+    return spec, _network_layout(asm.layers, data, flatten), asm.layers
+
+
+def _under(path: str, p: str) -> bool:
+    return path == p or path.startswith(p + ".") or path.startswith(p + "[")
+
+
+def infer_network(net: Any, x: Any, *, seed: int = 0, **kw: Any) -> Inference:
+    """Infer a network's spec, layout and layers from one watched forward on ``x`` (the
+    example input in the network's own layout).
+
+    ``net``: an object whose ``forward`` (and ``backward``) run layer objects held as
+    attributes, in lists or dicts (nested blocks too), or a list / dict of layer objects in
+    forward order. ``kw`` go to every :func:`~harness.infer.layer.infer_layer` call. Raises
+    :class:`~harness.infer.structure.StructureError` when the structure cannot be read; the
+    user's exception when its forward raises. The network is unchanged either way."""
+    start = time.perf_counter()
+    trace = watch_forward(net, x)
+    try:
+        nodes, notes = read_flow(trace)
+        spec, layout, layers = _assemble(trace, nodes, notes, seed, kw)
+    except StructureError as e:
+        if not trace.notes:
+            raise
+        raise StructureError(f"{e} ({'; '.join(trace.notes)})") from None
+    notes = trace.notes + notes
+    notes += [
+        f"'{p}' has a forward but the network's forward never called it; left out"
+        for p in trace.uncalled
+        if not any(_under(c.path, p) for c in trace.calls)
+    ]
     is_list = isinstance(net, (list, tuple, dict))
     backward = None if is_list else getattr(net, "backward", None)
     forward = net.forward if backward is not None and callable(backward) else None
@@ -233,8 +251,8 @@ def infer_network(net: Any, x: Any, *, seed: int = 0, **kw: Any) -> Inference:
     inf = Inference(
         spec,
         layout,
-        asm.layers,
-        tuple(x.shape),
+        layers,
+        tuple(np.shape(x)),
         network=net,
         forward=forward,
         backward=backward if forward is not None else None,
