@@ -367,7 +367,7 @@ def test_error_no_forward_and_not_a_list() -> None:
 
 
 def test_error_list_entry_without_forward() -> None:
-    with pytest.raises(StructureError, match="has no forward method; every entry"):
+    with pytest.raises(StructureError, match=r"\[1\] = 'relu', which has no forward method; every entry"):
         infer_network([Dense(3, 3), "relu"], _x(0, 2, 3))
 
 

@@ -263,24 +263,29 @@ def _run(root: Any, x: Any) -> tuple[Any, bool]:
     return call_user(root.forward, x), True
 
 
-def watch_forward(net: Any, x: Any) -> Trace:
-    """Run one forward of ``net`` on ``x`` (user layout) and record every layer call; see the
-    module docstring. Raises :class:`StructureError` when ``net`` has no forward and is not a
-    list / dict of layers, or when no layer object is called; the user's exception when its
-    forward raises (the network is unchanged either way)."""
+def _check_target(net: Any) -> None:
+    """A network object with a forward, or a list / dict holding only layer objects."""
     if not isinstance(net, (list, tuple, dict)) and not callable(getattr(net, "forward", None)):
         raise StructureError(
             f"infer_network: a {type(net).__name__} has no forward method and is not a list or dict of layers; "
             "pass the network object (with forward/backward), or its layers as a list in forward order"
         )
-    originals = layer_objects(net)
     if isinstance(net, (list, tuple, dict)):
-        bad = [p for p, v in _members(net) if not is_layer(v)]
+        bad = [(p, v) for p, v in _members(net) if not is_layer(v)]
         if bad:
             raise StructureError(
-                f"infer_network: the layers given hold {bad[0]} = {_members(net)[0][1]!r}, which has no forward "
+                f"infer_network: the layers given hold {bad[0][0]} = {bad[0][1]!r}, which has no forward "
                 "method; every entry of a list or dict of layers must be a layer object"
             )
+
+
+def watch_forward(net: Any, x: Any) -> Trace:
+    """Run one forward of ``net`` on ``x`` (user layout) and record every layer call; see the
+    module docstring. Raises :class:`StructureError` when ``net`` has no forward and is not a
+    list / dict of layers, or when no layer object is called; the user's exception when its
+    forward raises (the network is unchanged either way)."""
+    _check_target(net)
+    originals = layer_objects(net)
     try:
         run_on = copy.deepcopy(net)
         saved = None
