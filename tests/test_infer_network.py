@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 
 import harness as tg
-import harness.infer.network as net_mod
 from conftest import slow
 from harness.examples import VARIANTS
 from harness.examples.example import LAYOUT, build, lenet_spec
+from harness.infer import network as net_mod
 from harness.infer.flow import fallback_fits, spec_name
 from harness.infer.network import infer_network, wrap_inferred
+from harness.infer.result import Fit
 from harness.infer.structure import StructureError, layer_objects, watch_forward
 from harness.spec import walk
 from infer_standin import register, standin_infer_layer
@@ -394,7 +395,7 @@ def test_error_span_cannot_be_mapped(monkeypatch: pytest.MonkeyPatch) -> None:
     def span(target: Any, x: Any, *, name: str | None = None, seed: int = 0, **kw: Any) -> Any:
         li = standin_infer_layer(target, x, name=name, seed=seed, **kw)
         if isinstance(target, Dense):
-            li.best = tg.infer.Fit(tg.Sequential([tg.Linear("fc", *target.W.shape), tg.ReLU("relu")], name=name))
+            li.best = Fit(tg.Sequential([tg.Linear("fc", *target.W.shape), tg.ReLU("relu")], name=name))
         return li
 
     monkeypatch.setattr(net_mod, "infer_layer", span)
