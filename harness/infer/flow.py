@@ -200,19 +200,20 @@ class _Scope:
         if arr is None:
             return len(vals) - 1
         tol = tol_for(arr)
+        shaped = [i for i, v in enumerate(vals) if v.array is not None and v.array.shape == arr.shape]
+        pairs = [(i, j) for a, i in enumerate(shaped) for j in shaped[a + 1 :]]
+        for i, j in reversed(pairs):  # a sum first: cheap, and never a coincidence within tol
+            if _rel(vals[i].array + vals[j].array, arr) <= tol:
+                vals.append(_Value("add", arr, ident, (j, i)))
+                return len(vals) - 1
+        tried: dict[int, list[Fit]] = {}
         for i in [j for j in reversed(range(len(vals))) if vals[j].array is not None][:RECENT]:
-            fits = self.fits("_", vals[i].array, arr)
+            fits = tried[i] = self.fits("_", vals[i].array, arr)
             if fits and fits[0].error <= tol:
                 return self._op(i, arr, ident, fits, True)
         flat = self._then_flatten(arr, ident, tol)
         if flat is not None:
             return flat
-        shaped = [i for i, v in enumerate(vals) if v.array is not None and v.array.shape == arr.shape]
-        pairs = [(i, j) for a, i in enumerate(shaped) for j in shaped[a + 1 :]]
-        for i, j in reversed(pairs):
-            if _rel(vals[i].array + vals[j].array, arr) <= tol:
-                vals.append(_Value("add", arr, ident, (j, i)))
-                return len(vals) - 1
         last = len(vals) - 1
         for i in [p for p in range(last) if vals[last].array is not None and vals[p].array is not None]:
             if vals[i].array.shape != vals[last].array.shape:
@@ -222,7 +223,8 @@ class _Scope:
             if fits and fits[0].error <= tol:
                 vals.append(_Value("add", s, 0, (last, i)))
                 return self._op(len(vals) - 1, arr, ident, fits, True)
-        return self._op(last, arr, ident, self.fits("_", vals[last].array, arr), False)
+        fits = tried[last] if last in tried else self.fits("_", vals[last].array, arr)
+        return self._op(last, arr, ident, fits, False)
 
 
 def _ancestors(values: list[_Value], v: int) -> set[int]:
