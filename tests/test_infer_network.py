@@ -628,3 +628,43 @@ def test_layers_disagreeing_on_the_data_layout_are_noted(monkeypatch: pytest.Mon
     ex = build()
     inf = infer_network(ex.model, ex.x)
     assert inf.layout.data == "NHWC" and any("do not agree on one data layout" in n for n in inf.notes)
+
+
+class InlineMLP:
+    """Two Dense objects, the activation np.maximum in the network's own passes."""
+
+    leak = 0.0
+
+    def __init__(self) -> None:
+        self.fc1, self.fc2 = Dense(6, 8), Dense(8, 3, seed=1)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        z = self.fc1.forward(x)
+        self.z = z
+        return self.fc2.forward(np.maximum(z, self.leak * z))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self.fc1.backward(self.fc2.backward(dy) * (self.z > 0))  # a ReLU's mask
+
+
+class InlineMLPLeaks(InlineMLP):
+    leak = 0.01  # bug: the forward leaks, the backward masks as a ReLU
+
+
+def test_inline_op_confirmed_by_the_network_backward(standin: None) -> None:
+    inf = infer_network(InlineMLP(), _x(0, 5, 6))
+    assert inf.exact and inf.layer("relu").spec == tg.ReLU("relu") and not inf.layer("relu").why
+
+
+def test_inline_op_whose_backward_says_another_kind_is_ambiguous(standin: None) -> None:
+    inf = infer_network(InlineMLPLeaks(), _x(0, 5, 6))
+    li = inf.layers[1]
+    assert li.status == "ambiguous" and li.spec.kind == "ReLU" and li.ambiguous[0].spec.kind == "LeakyReLU"
+    assert "the forward and the backward disagree" in li.why[0]
+
+
+@slow
+def test_inline_leak_ends_in_forward(standin: None) -> None:
+    x = _x(0, 5, 6)
+    report = tg.check_network(infer_network(InlineMLPLeaks(), x).wrap(), x=x)
+    assert report.first_failure == "(network)" and report.layer("(network)").verdict in ("forward", "both")

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..adapters.detect import MATCH_TOL
 from ..adapters.layouts import Layout
-from ..spec import Flatten, Layer, ReLU
+from ..spec import Flatten, Layer, LeakyReLU, ReLU
 from .result import Fit
 from .structure import Call, StructureError, Trace
 
@@ -53,6 +53,8 @@ class Op:
     fits: list[Fit]
     confirmed: bool
     tol: float
+    producer: Call | None = None  # the call whose output it alone takes, and the call that alone
+    consumer: Call | None = None  # takes its output: their backward gradients are its own
 
 
 @dataclass
@@ -118,7 +120,8 @@ def _equal(a: Any, b: Any) -> bool:
 
 def fallback_fits(name: str, x: Any, y: Any) -> list[Fit]:
     """Until :mod:`harness.infer.free` is there: a flatten (either feature order, as the data
-    layout decides) and a ReLU, the two operations network code most often does inline."""
+    layout decides), a ReLU and a LeakyReLU (slope read from the values), what network code
+    most often does inline."""
     if x is None or y is None:
         return []
     if x.ndim == 4 and y.shape == (x.shape[0], x[0].size):
@@ -127,9 +130,15 @@ def fallback_fits(name: str, x: Any, y: Any) -> list[Fit]:
             Fit(Flatten(name), Layout(), error=err),
             Fit(Flatten(name), Layout(data="NHWC", flatten="HWC"), error=err),
         ]
-    if x.shape == y.shape:
-        return [Fit(ReLU(name), Layout(), error=_rel(np.maximum(x, 0), y))]
-    return []
+    if x.shape != y.shape:
+        return []
+    fits = [Fit(ReLU(name), Layout(), error=_rel(np.maximum(x, 0), y))]
+    neg = x < 0
+    if neg.any():
+        slope = float(np.median(y[neg] / x[neg]))
+        if 0 < slope < 1:
+            fits.append(Fit(LeakyReLU(name, slope), Layout(), error=_rel(np.where(neg, slope * x, x), y)))
+    return sorted(fits, key=lambda f: f.error)
 
 
 def default_fits(name: str, x: Any, y: Any) -> list[Fit]:
@@ -307,6 +316,21 @@ def _call_node(scope: _Scope, call: Call) -> Node:
     return Block(name, call, items)
 
 
+def _link_ops(values: list[_Value]) -> None:
+    """An operation between two calls, each of whose values has no other use, learns them."""
+    uses = [0] * len(values)
+    for v in values:
+        for i in v.src:
+            uses[i] += 1
+    for i, v in enumerate(values):
+        if v.kind != "op" or v.op is None or uses[v.src[0]] != 1 or uses[i] != 1:
+            continue
+        src = values[v.src[0]]
+        after = [w.call for w in values if w.kind == "call" and w.src == (i,)]
+        if src.kind == "call" and after:
+            v.op.producer, v.op.consumer = src.call, after[0]
+
+
 def read_scope(scope: _Scope, kids: list[Call], x: Any, x_id: int, y: Any, y_id: int) -> list[Node]:
     """The layers a forward (its calls ``kids``, input ``x``, output ``y``) runs, in order."""
     scope.values = [_Value("input", x, x_id)]
@@ -315,6 +339,7 @@ def read_scope(scope: _Scope, kids: list[Call], x: Any, x_id: int, y: Any, y_id:
         src = scope.resolve(c.x, c.x_id)
         scope.values.append(_Value("call", c.y, c.y_id, (src,), call=c))
     out = scope.resolve(y, y_id)
+    _link_ops(scope.values)
     used = _ancestors(scope.values, out)
     for i, val in enumerate(scope.values):
         if val.kind == "call" and i not in used:

@@ -27,6 +27,7 @@ import numpy as np
 from ..adapters.layouts import Layout
 from ..spec import Flatten, Layer, Residual, Sequential, join_path
 from .flow import Block, Leaf, Node, Op, Res, read_flow, renamed
+from .ops import op_inference, variants
 from .result import Fit, Inference, LayerInference
 from .structure import StructureError, Trace, watch_forward
 
@@ -50,26 +51,10 @@ def _leaves(nodes: list[Node]) -> list[Leaf]:
     return out
 
 
-ELEMENTWISE = ("ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid", "Tanh", "Dropout")
-RAW_FLATTEN = {"NCHW": "CHW", "NHWC": "HWC"}  # a plain reshape of the array as it is, read in each layout
-
-
-def _variants(f: Fit) -> list[Fit]:
-    """``f`` and the same function read in the other data layout, where there is one: an
-    elementwise layer is the same in both; a flatten that reshapes the array as it is
-    (``x.reshape(n, -1)``) is (NCHW, CHW) read one way and (NHWC, HWC) the other."""
-    other = "NHWC" if f.layout.data == "NCHW" else "NCHW"
-    if f.spec.kind in ELEMENTWISE:
-        return [f, replace(f, layout=replace(f.layout, data=other))]
-    if f.spec.kind == "Flatten" and RAW_FLATTEN[f.layout.data] == f.layout.flatten:
-        return [f, replace(f, layout=replace(f.layout, data=other, flatten=RAW_FLATTEN[other]))]
-    return [f]
-
-
 def _accepted(li: LayerInference) -> list[Fit]:
     """The confirmed candidates of a layer (the best first) and their equals in the other
     data layout, or the best alone."""
-    ok = [v for f in [li.best, *li.candidates] if f.error <= li.tol for v in _variants(f)]
+    ok = [v for f in [li.best, *li.candidates] if f.error <= li.tol for v in variants(f)]
     return ok or [li.best]
 
 
@@ -109,37 +94,13 @@ def _settle(li: LayerInference, data: str, flatten: str | None, four_d: bool) ->
     li.best = replace(li.best, layout=lay)
 
 
-def _op_inference(op: Op, name: str, path: str, data: str, notes: list[str]) -> LayerInference:
-    """A parameter-free layer for an operation of the network's own code (no user object)."""
-    if not op.fits:
-        shapes = (getattr(op.x, "shape", None), getattr(op.y, "shape", None))
-        raise StructureError(
-            f"infer_network: the network's own code turns {shapes[0]} into {shapes[1]} before '{path}' and no "
-            "parameter-free layer does that (likely a computation with arrays the network holds itself); "
-            "hold it in a layer object, or write the spec by hand"
-        )
-    ok = [f for f in op.fits if f.error <= op.tol]
-    if getattr(op.x, "ndim", 0) == 4:
-        ok = [v for f in ok for v in _variants(f) if v.layout.data == data] or ok
-    fits = [replace(f, spec=renamed(f.spec, name)) for f in (ok or op.fits)]
-    distinct = {(repr(renamed(f.spec, "_"))) for f in fits}
-    status = "unmatched" if not op.confirmed else ("ambiguous" if len(distinct) > 1 else "exact")
-    why = []
-    if status == "unmatched":
-        why.append(
-            f"the network's own code between layers matches no parameter-free kind; closest {fits[0].describe()}"
-        )
-        notes.append(f"'{path}': {why[0]}")
-    amb = [f for f in fits[1:] if repr(renamed(f.spec, "_")) != repr(renamed(fits[0].spec, "_"))]
-    all_fits = [replace(f, spec=renamed(f.spec, name)) for f in op.fits]
-    return LayerInference(path, None, fits[0], status, op.tol, all_fits, amb if status == "ambiguous" else [], why=why)
-
-
 class _Assembly:
     """Builds the spec tree and the forward-ordered layer list from the flow's nodes."""
 
-    def __init__(self, inferred: dict[int, LayerInference], data: str, flatten: str | None, notes: list[str]) -> None:
-        self.inferred, self.data, self.flatten, self.notes = inferred, data, flatten, notes
+    def __init__(
+        self, trace: Trace, inferred: dict[int, LayerInference], data: str, flatten: str | None, notes: list[str]
+    ) -> None:
+        self.trace, self.inferred, self.data, self.flatten, self.notes = trace, inferred, data, flatten, notes
         self.layers: list[LayerInference] = []
 
     def spec(self, n: Node, prefix: str) -> Layer:
@@ -150,7 +111,7 @@ class _Assembly:
             self.layers.append(li)
             return li.best.spec
         if isinstance(n, Op):
-            li = _op_inference(n, n.name, join_path(prefix, n.name), self.data, self.notes)
+            li = op_inference(n, n.name, join_path(prefix, n.name), self.data, self.notes, self.trace)
             _settle(li, self.data, self.flatten, getattr(n.x, "ndim", 0) == 4)
             self.layers.append(li)
             return li.best.spec
@@ -205,7 +166,7 @@ def _assemble(
     flats = [li.best.layout.flatten for li in inferred.values() if isinstance(li.best.spec, Flatten)]
     flatten = flats[0] if flats else ("HWC" if data == "NHWC" else "CHW")
     _name_ops(nodes, {n.name for n in nodes if not isinstance(n, Op)})
-    asm = _Assembly(inferred, data, flatten, notes)
+    asm = _Assembly(trace, inferred, data, flatten, notes)
     items = [asm.spec(n, "") for n in nodes]
     for li in asm.layers:
         _settle(li, data, flatten, False)

@@ -7,7 +7,10 @@ ONE forward of the network's own code (or, for a plain list / dict of layers, ea
 order) on a deep copy of the network, with every candidate's ``forward`` shadowed by a
 recording hook, and returns the :class:`Trace`: each call in order, which object, its
 input and output (copies, plus the identities of the arrays handed over), and which call it
-ran inside (a block calling its sub-layers). What the calls mean — who consumed whose output,
+ran inside (a block calling its sub-layers). The network's own backward then runs once on
+the same copy (a fixed random upstream gradient) with every ``backward`` watched too: the
+gradients around an operation of the network's own code are evidence for its kind
+(:mod:`.ops`). What the calls mean — who consumed whose output,
 the operations the network's code did between calls, residual additions — is read from the
 trace by :mod:`.flow`.
 
@@ -61,6 +64,16 @@ class Call:
 
 
 @dataclass
+class BackCall:
+    """One watched backward call: the object's path, the upstream gradient it was handed
+    (``g``) and the input gradient it returned (``dx``; the first array of a tuple), copies."""
+
+    path: str
+    g: Any
+    dx: Any
+
+
+@dataclass
 class Trace:
     """One watched forward: ``calls`` in call order; ``x`` / ``y``: the network's input and
     output (copies); ``objects``: ``{path: the user's object}`` (the originals, not the copy
@@ -76,6 +89,7 @@ class Trace:
     uncalled: list[str]
     root_runs: bool
     notes: list[str] = field(default_factory=list)
+    backward: list[BackCall] = field(default_factory=list)
     _refs: tuple = ()
 
 
@@ -165,16 +179,16 @@ def _hook(obj: Any, path: str, original: Callable, calls: list[Call], stack: lis
     return forward
 
 
-def _shadow(obj: Any, attrs: dict[str, Any], hook: Callable) -> Callable[[], None]:
-    """Put ``hook`` in as the instance's ``forward``; returns the undo."""
-    had, before = "forward" in attrs, attrs.get("forward")
-    attrs["forward"] = hook
+def _shadow(attrs: dict[str, Any], name: str, hook: Callable) -> Callable[[], None]:
+    """Put ``hook`` in as the instance's method ``name``; returns the undo."""
+    had, before = name in attrs, attrs.get(name)
+    attrs[name] = hook
 
     def undo() -> None:
         if had:
-            attrs["forward"] = before
+            attrs[name] = before
         else:
-            attrs.pop("forward", None)
+            attrs.pop(name, None)
 
     return undo
 
@@ -190,10 +204,38 @@ def _class_back(obj: Any, cls: type) -> Callable[[], None]:
     return undo
 
 
+def _first_array(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        value = next((v for v in value if hasattr(v, "shape")), None)
+    return _copy(value)
+
+
+def _back_hook(path: str, original: Callable, back: list[BackCall]) -> Callable:
+    """A recording stand-in for ``obj.backward`` (outer calls only)."""
+    depth = [0]
+
+    def backward(*args: Any, **kwargs: Any) -> Any:
+        if depth[0]:
+            return original(*args, **kwargs)
+        g = args[0] if args else next(iter(kwargs.values()), None)
+        rec = BackCall(path, _copy(g), None)
+        depth[0] += 1
+        try:
+            dx = original(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+        rec.dx = _first_array(dx)
+        back.append(rec)
+        return dx
+
+    return backward
+
+
 @contextmanager
-def _watching(objects: dict[str, Any], calls: list[Call]) -> Iterator[list[str]]:
-    """Shadow every object's ``forward`` by an instance attribute while the block runs;
-    yields the paths that could not be watched. Everything is put back in ``finally``."""
+def _watching(objects: dict[str, Any], calls: list[Call], back: list[BackCall]) -> Iterator[list[str]]:
+    """Shadow every object's ``forward`` (and ``backward``) by an instance attribute while
+    the block runs; yields the paths that could not be watched. Everything is put back in
+    ``finally``."""
     stack: list[int] = []
     undo: list[Callable[[], None]] = []
     unwatched: list[str] = []
@@ -203,7 +245,9 @@ def _watching(objects: dict[str, Any], calls: list[Call]) -> Iterator[list[str]]
             if not isinstance(attrs, dict):
                 unwatched.append(path)
                 continue
-            undo.append(_shadow(obj, attrs, _hook(obj, path, obj.forward, calls, stack)))
+            undo.append(_shadow(attrs, "forward", _hook(obj, path, obj.forward, calls, stack)))
+            if callable(getattr(obj, "backward", None)):
+                undo.append(_shadow(attrs, "backward", _back_hook(path, obj.backward, back)))
             cls = type(obj)
             fwd = getattr(cls, "forward", None)
             if fwd is not None and getattr(cls, "__call__", None) is fwd:  # noqa: B004 - __call__ = forward
@@ -263,6 +307,19 @@ def _run(root: Any, x: Any) -> tuple[Any, bool]:
     return call_user(root.forward, x), True
 
 
+def _run_backward(root: Any, y: Any) -> str | None:
+    """One backward of the network's own code (its layers' backward calls are recorded) with
+    a fixed random upstream gradient; what it raised, in words, or None."""
+    if not callable(getattr(root, "backward", None)) or not hasattr(y, "shape"):
+        return None
+    g = np.random.default_rng(0).standard_normal(np.shape(y)).astype(getattr(y, "dtype", np.float64))
+    try:
+        root.backward(g)
+    except Exception as e:  # the check will report it; inference only loses the backward's evidence
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
 def _check_target(net: Any) -> None:
     """A network object with a forward, or a list / dict holding only layer objects."""
     if not isinstance(net, (list, tuple, dict)) and not callable(getattr(net, "forward", None)):
@@ -280,8 +337,8 @@ def _check_target(net: Any) -> None:
 
 
 def watch_forward(net: Any, x: Any) -> Trace:
-    """Run one forward of ``net`` on ``x`` (user layout) and record every layer call; see the
-    module docstring. Raises :class:`StructureError` when ``net`` has no forward and is not a
+    """Run one forward of ``net`` on ``x`` (user layout), then its backward, and record every
+    layer call; see the module docstring. Raises :class:`StructureError` when ``net`` has no forward and is not a
     list / dict of layers, or when no layer object is called; the user's exception when its
     forward raises (the network is unchanged either way)."""
     _check_target(net)
@@ -293,16 +350,18 @@ def watch_forward(net: Any, x: Any) -> Trace:
         run_on, saved = net, _snapshot(_holders(net))
     objects = layer_objects(run_on)
     calls: list[Call] = []
+    bcalls: list[BackCall] = []
     x_in = np.array(x, copy=True)
     try:
-        with _watching(objects, calls) as unwatched:
+        with _watching(objects, calls, bcalls) as unwatched:
             y, root_runs = _run(run_on, x_in)
+            failed = _run_backward(run_on, y) if root_runs else None
     finally:
         if saved is not None:
             _restore(saved)
-    back = dict(zip(objects, originals.values()))  # same traversal on a deep copy: same paths, same order
+    mapped = dict(zip(objects, originals.values()))  # same traversal on a deep copy: same paths, same order
     for c in calls:
-        c.obj = back.get(c.path, c.obj)
+        c.obj = mapped.get(c.path, c.obj)
     called = {c.path for c in calls}
     trace = Trace(
         calls,
@@ -317,6 +376,11 @@ def watch_forward(net: Any, x: Any) -> Trace:
     trace.notes += [
         f"'{p}' could not be watched (no instance __dict__ or a fixed class); its calls are not seen" for p in unwatched
     ]
+    trace.backward = bcalls
+    if failed:
+        trace.notes.append(
+            f"the network's backward raised {failed}; operations of its own code are read from the forward alone"
+        )
     trace._refs = (x_in, y)  # the identities stay unique while the trace lives
     if not calls:
         raise StructureError(
@@ -327,4 +391,4 @@ def watch_forward(net: Any, x: Any) -> Trace:
     return trace
 
 
-__all__ = ["Call", "StructureError", "Trace", "is_layer", "join", "layer_objects", "watch_forward"]
+__all__ = ["BackCall", "Call", "StructureError", "Trace", "is_layer", "join", "layer_objects", "watch_forward"]
