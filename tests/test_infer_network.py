@@ -668,3 +668,32 @@ def test_inline_leak_ends_in_forward(standin: None) -> None:
     x = _x(0, 5, 6)
     report = tg.check_network(infer_network(InlineMLPLeaks(), x).wrap(), x=x)
     assert report.first_failure == "(network)" and report.layer("(network)").verdict in ("forward", "both")
+
+
+class BackwardRaises(DocsMLP):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise ValueError("not written yet")
+
+
+class ForwardOnly:
+    def __init__(self) -> None:
+        self.fc1, self.relu, self.fc2 = Dense(4, 8), ReLU(), Dense(8, 3, seed=1)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.fc2.forward(self.relu.forward(self.fc1.forward(x)))
+
+
+def test_a_backward_that_raises_is_noted_and_changes_nothing(standin: None) -> None:
+    m = BackwardRaises()
+    before = params_of(m)
+    inf = infer_network(m, _x(0, 3, 4))
+    assert [li.name for li in inf.layers] == ["fc1", "relu", "fc2"]
+    assert any("backward raised ValueError: not written yet" in n for n in inf.notes)
+    assert same_params(before, m) and all("backward" not in vars(o) for o in layer_objects(m).values())
+
+
+def test_a_network_without_backward_is_chained(standin: None) -> None:
+    inf = infer_network(ForwardOnly(), _x(0, 3, 4))
+    assert inf.forward is None and any("has no backward" in n for n in inf.notes)
+    net = wrap_inferred(inf)
+    assert not net.end_to_end and net.forward(_x(1, 3, 4)).shape == (3, 3)
