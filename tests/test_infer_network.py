@@ -26,7 +26,7 @@ from harness.examples import VARIANTS
 from harness.examples.example import LAYOUT, build, lenet_spec
 from harness.infer import network as net_mod
 from harness.infer.flow import fallback_fits, spec_name
-from harness.infer.network import infer_network, wrap_inferred
+from harness.infer.network import infer_network, wrap_inferred, wrap_inferred_layer
 from harness.infer.result import Fit
 from harness.infer.structure import StructureError, layer_objects, watch_forward
 from harness.spec import walk
@@ -697,3 +697,50 @@ def test_a_network_without_backward_is_chained(standin: None) -> None:
     assert inf.forward is None and any("has no backward" in n for n in inf.notes)
     net = wrap_inferred(inf)
     assert not net.end_to_end and net.forward(_x(1, 3, 4)).shape == (3, 3)
+
+
+# =========================================================================== a composite object as one layer
+
+
+@slow
+@pytest.mark.parametrize(
+    "make,x,first",
+    [
+        (lambda: composite.ResidualBlock(3), _x(0, 2, 3, 5, 5), None),
+        (lambda: composite.ResidualBlockNoShortcutGrad(3), _x(0, 2, 3, 5, 5), ("res", "backward")),
+        (lambda: composite.Net(0), _x(0, 2, 2, 6, 6), None),
+        (lambda: composite.NetMaskFromDy(0), _x(0, 2, 2, 6, 6), ("net", "backward")),
+    ],
+    ids=["res", "res-shortcut_grad_forgotten", "list", "list-relu_mask_from_dy"],
+)
+def test_composite_checked_as_one_layer_like_the_hand_written_wrap(
+    standin: None, make: Any, x: np.ndarray, first: Any
+) -> None:
+    report = tg.check_layer(wrap_inferred_layer(infer_network(make(), x)), x=x)
+    assert report.ok == (first is None), str(report)
+    if first:
+        assert (report.first_failure, report.layer(first[0]).verdict) == first, str(report)
+
+
+def test_composite_as_one_layer_reads_the_sub_layers_parameters(standin: None) -> None:
+    block = composite.ResidualBlock(3)
+    w = wrap_inferred_layer(infer_network(block, _x(0, 2, 3, 5, 5)))
+    import test_real_code as trc
+
+    assert w.spec == trc.RES_BLOCK and np.array_equal(w.get_params()["conv2.weight"], block.conv2.W)
+
+
+def test_error_a_list_is_not_one_layer(standin: None) -> None:
+    with pytest.raises(StructureError, match="a list of layers has no forward of its own"):
+        wrap_inferred_layer(infer_network([Dense(4, 6), ReLU()], _x(0, 3, 4)))
+
+
+def test_error_sub_layers_in_different_orders_are_not_one_layer(standin: None) -> None:
+    class TwoOrders(DocsMLP):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc2 = nn.Linear(8, 3, rng=np.random.default_rng(0))  # W (out, in)
+
+    _register_numpy_nets()
+    with pytest.raises(StructureError, match="'fc2' needs a layout or options of its own"):
+        wrap_inferred_layer(infer_network(TwoOrders(), _x(0, 3, 4)))

@@ -285,4 +285,59 @@ def wrap_inferred(inference: Inference) -> Any:
     )
 
 
-__all__ = ["infer_network", "wrap_inferred"]
+def _layer_params(inference: Inference, prefix: str) -> tuple[dict[str, str], dict[str, str], dict[str, Any]]:
+    """Where each sub-layer's parameters and gradients live, seen from the block (``params=`` /
+    ``grads=`` of one ``wrap_layer``), and their canonical values as the layers' own wraps read them."""
+    from ..adapters.composite import under
+
+    params: dict[str, str] = {}
+    grads: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for li in (li for li in inference.layers if li.target is not None):
+        rel = li.name[len(prefix) :]
+        own = (li.layout.kernel, li.layout.linear, li.layout.flip)
+        net = (inference.layout.kernel, inference.layout.linear, inference.layout.flip)
+        kinds = (li.spec.kind == "Conv2d", li.spec.kind == "Linear", li.spec.kind == "Conv2d")
+        if li.wrap_kwargs or any(k and o != n for k, o, n in zip(kinds, own, net)):
+            raise StructureError(
+                f"infer: '{li.name}' needs a layout or options of its own ({li.layout}, {li.wrap_kwargs}), which one "
+                "wrap_layer over the whole block cannot give; use check_network on it"
+            )
+        params.update({f"{rel}.{k}": under(li.path, v) for k, v in li.best.params.items()})
+        grads.update({f"{rel}.{k}": under(li.path, v) for k, v in li.grads.items()})
+        values.update({f"{rel}.{k}": v for k, v in li.wrap().get_params().items()})
+    return params, grads, values
+
+
+def wrap_inferred_layer(inference: Inference) -> Any:
+    """A composite block object (a residual block, a small network with its own forward)
+    wrapped as ONE layer, as ``wrap_layer(block, Residual(...))`` would: its own forward and
+    backward run, each sub-layer's parameters and gradients are read on its own object. For
+    ``check_layer`` on such an object; ``check_network`` takes :func:`wrap_inferred`. The
+    sub-objects are found by the composite rules (attributes named like the spec's layers, a
+    ``.layers`` list) when those read the very parameters inference found, else the places
+    inference found are passed as ``params=`` / ``grads=``. Raises :class:`StructureError`
+    when one layer cannot stand for it (a list without a forward of its own, sub-layers in
+    different kernel / linear orders, or needing options of their own)."""
+    from ..adapters.layer import wrap_layer
+
+    net, spec = inference.network, inference.spec
+    if net is None:
+        return inference.layers[0].wrap()
+    if isinstance(net, (list, tuple, dict)):
+        raise StructureError(
+            "infer: a list of layers has no forward of its own to check as one layer; use check_network"
+        )
+    name = spec.name or "net"
+    params, grads, values = _layer_params(inference, spec.name + "." if spec.name else "")
+    try:  # the composite rules, when they find the same arrays (gradients then by the same rules)
+        w = wrap_layer(net, spec, layout=inference.layout, name=name)
+        got = w.get_params()
+        if got.keys() == values.keys() and all(np.array_equal(got[k], v) for k, v in values.items()):
+            return w
+    except Exception:  # the rules do not find them: say where they are
+        pass
+    return wrap_layer(net, spec, params=params, grads=grads or None, layout=inference.layout, name=name)
+
+
+__all__ = ["infer_network", "wrap_inferred", "wrap_inferred_layer"]
