@@ -65,7 +65,9 @@ class LayerInference:
     names); ``wrap_kwargs``: everything else :func:`~harness.wrap_layer` /
     :func:`~harness.wrap_functions` needs (``batched=False``, ``args=``, the parameter
     arrays of a function pair ...); ``why``: one line per conflict or doubt found, in words;
-    ``seconds``: what inference cost.
+    ``seconds``: what inference cost; ``path``: where a network's layer object sits in the
+    user's code (``"fc1"``, ``"layers[0]"``, ``"blocks['b1'].conv1"``; ``""`` for a layer
+    alone and for an operation of the network's own code, whose ``target`` is None).
     """
 
     name: str
@@ -79,6 +81,7 @@ class LayerInference:
     wrap_kwargs: dict[str, Any] = field(default_factory=dict)
     why: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    path: str = ""
 
     @property
     def spec(self) -> Layer:
