@@ -147,6 +147,10 @@ def inferred_for_check(
         )
     x = _example(x, input_shape, seed, _what(target))
     inference = infer(target, x, seed=seed, **wrap_kwargs)
+    if not network and inference.network is not None:  # a composite block checked as one layer (a Residual)
+        from .network import wrap_inferred_layer
+
+        return wrap_inferred_layer(inference), x, inference
     return inference.wrap(), x, inference
 
 
