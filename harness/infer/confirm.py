@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -52,7 +52,12 @@ class Scorer:
         kw = {k: v for k, v in self.kw.items() if k not in ("params", "lazy")}
         if self.obs.is_pair:
             fwd, bwd = self.obs.target
-            arrays = {local: self.obs.pristine[path] for path in self.obs.pristine for local, p in fit.params.items() if p == path}
+            arrays = {
+                local: self.obs.pristine[path]
+                for path in self.obs.pristine
+                for local, p in fit.params.items()
+                if p == path
+            }
             return wrap_functions(fwd, bwd, fit.spec, arrays, layout=fit.layout, name=self.name, **kw)
         obj = copy.deepcopy(self.obs.pristine) if target is None else target
         grads = kw.pop("grads", None)
@@ -106,7 +111,9 @@ class Scorer:
         first = sorted(((self.score(f, 0), p) for f, p in fits), key=lambda t: (t[0].error, t[1]))
         top = [t for i, t in enumerate(first) if i < keep or t[0].error <= tol]
         second = [(self.score(f, 1), p) for f, p in top]
-        rest = [(replace(f, error=float("inf") if f.error == float("inf") else f.error), p) for f, p in first[len(top) :]]
+        rest = [
+            (replace(f, error=float("inf") if f.error == float("inf") else f.error), p) for f, p in first[len(top) :]
+        ]
         return sorted(second, key=lambda t: (_bucket(t[0].error, tol), t[1], t[0].error)) + rest
 
     # -- the backward, for a candidate in contention
@@ -151,19 +158,23 @@ def fused(scorer: Scorer, ranked: list[tuple[Fit, int]], top: int = 4) -> list[t
     when it is there), is the user's output."""
     from ..spec import ReLU, Sigmoid, Tanh
 
-    acts = {"relu": (ReLU, lambda z: np.maximum(z, 0)), "sigmoid": (Sigmoid, lambda z: 1 / (1 + np.exp(-z))),
-            "tanh": (Tanh, np.tanh)}  # fmt: skip
+    acts = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
     out = []
     for fit, prior in ranked[:top]:
         if fit.error == float("inf") or isinstance(fit.spec, Sequential):
             continue
-        for word, (kind, fn) in acts.items():
-            inner = replace(fit.spec, name=_inner_name(fit.spec))
+        for word, kind in acts.items():
+            inner = named(fit.spec, _inner_name(fit.spec))
             span = Sequential([inner, kind(word)], name=fit.spec.name)
             where = {f"{inner.name}.{k}": v for k, v in fit.params.items()}
             out.append((Fit(span, fit.layout, where, note=f"a {kind.__name__} fused after the {type(inner).__name__}"),
                         prior + 1))  # fmt: skip
     return scorer.rank(out, keep=4) if out else []
+
+
+def named(spec: Layer, name: str) -> Layer:
+    """``spec`` under another name (every spec layer is a frozen dataclass)."""
+    return replace(cast(Any, spec), name=name)
 
 
 def _inner_name(spec: Layer) -> str:
@@ -195,4 +206,4 @@ def _expected(spec: Layer, local: str, x_shape: tuple[int, ...], layout: Layout)
     return tuple(spec.local_params(xc)[local].shape)
 
 
-__all__ = ["Scorer", "fused", "rel_error", "same_reading", "tolerance"]
+__all__ = ["Scorer", "fused", "named", "rel_error", "same_reading", "tolerance"]

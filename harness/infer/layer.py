@@ -24,19 +24,19 @@ import numpy as np
 from ..adapters.arrays import to_float64
 from ..adapters.refs import AdapterError
 from ..spec import Layer, Sequential, walk
-from .confirm import Scorer, fused, same_reading, tolerance
+from .confirm import Scorer, fused, named, same_reading, tolerance
 from .found import Observed, observe
 from .result import Fit, LayerInference
 from .shaped import candidates
 
-# the kinds a code's own name says, by the words in it
+# the kinds a code's own name says: whole words (short names) or parts of the joined name
 _NAMED = {
-    "Conv2d": ("conv", "convolution", "conv2d", "conv2D", "convolutional"),
-    "Linear": ("dense", "linear", "fc", "affine", "fullyconnected", "fully", "innerproduct"),
-    "BatchNorm": ("bn", "batchnorm", "batchnormalization", "batch", "spatialbatchnorm"),
+    "Conv2d": ("conv", "convolution", "conv2d", "convolutional", "im2col"),
+    "Linear": ("dense", "linear", "fc", "affine", "fullyconnected", "innerproduct"),
+    "BatchNorm": ("bn", "batchnorm", "batchnormalization", "spatialbatchnorm"),
     "LayerNorm": ("ln", "layernorm", "layernormalization"),
-    "MaxPool2d": ("maxpool", "maxpooling", "max"),
-    "AvgPool2d": ("avgpool", "avgpooling", "averagepooling", "avg", "average"),
+    "MaxPool2d": ("maxpool", "maxpooling", "maxpool2d"),
+    "AvgPool2d": ("avgpool", "avgpooling", "averagepooling", "meanpool"),
     "ReLU": ("relu",),
     "Sigmoid": ("sigmoid",),
     "Tanh": ("tanh",),
@@ -94,7 +94,9 @@ def _read_x(x: Any, label: str, target: Any) -> np.ndarray:
             "it: (N, F) or (N, C, H, W) / (N, H, W, C) (one example at a time: add the batch axis and pass batched=False)"
         )
     if isinstance(target, tuple) and len(target) != 2:
-        raise AdapterError(f"infer_layer: layer '{label}': a function pair is (forward, backward); got {len(target)} items")
+        raise AdapterError(
+            f"infer_layer: layer '{label}': a function pair is (forward, backward); got {len(target)} items"
+        )
     return x64
 
 
@@ -137,11 +139,26 @@ def _wrap_kwargs(obs: Observed, kw: dict[str, Any]) -> dict[str, Any]:
 
 def _same_interpretation(a: Fit, b: Fit, obs: Observed) -> bool:
     """Candidates that differ only in hyperparameters the data cannot tell apart (same kind,
-    layout and parameter places), or whose layouts read every parameter identically."""
-    if a.layout == b.layout and a.params == b.params and _kinds(a.spec) == _kinds(b.spec):
+    layout and parameter places), or whose layouts read every parameter identically, or
+    that read the user's arrays in their own order either way (a flatten of NCHW data in
+    any order, the weight's columns read in that order; a batch norm per flattened feature)."""
+    if a.params == b.params and _kinds(a.spec) == _kinds(b.spec) and _natural(a) == _natural(b):
         return True
     shapes = {p: tuple(v.shape) for p, v in obs.params.items()}
     return same_reading(a, b, shapes, obs.pairs[0][0].shape)
+
+
+def _natural(f: Fit) -> tuple:
+    """The layout fields that change what ``f`` computes on the user's own arrays."""
+    from ..spec import BatchNorm2d, Flatten
+
+    lay = f.layout
+    leaves = [s for _, s in walk(f.spec) if not s.children()]
+    if isinstance(leaves[0], Flatten):  # the weight's columns are read in the flatten's own order
+        return (lay.linear, "flattened")
+    if isinstance(leaves[0], BatchNorm2d) and leaves[0].over == "feature":
+        return ("per-element",)
+    return (lay,)
 
 
 def _settle(li: LayerInference, scorer: Scorer, confirmed: list[Fit], obs: Observed) -> None:
@@ -173,7 +190,7 @@ def _settle(li: LayerInference, scorer: Scorer, confirmed: list[Fit], obs: Obser
         li.ambiguous = [f for f in distinct if f is not best]
         li.why.append(
             f"{len(contenders)} readings fit the forward equally ({_diff(best, distinct[0])}) and the backward "
-            f"does not tell them apart; kept the simplest, {best.describe()}"
+            f"does not tell them apart; kept the simplest, {best.layout}"
         )
 
 
@@ -188,13 +205,14 @@ def _kinds(spec: Layer) -> tuple[str, ...]:
 
 
 def _name_kind(hint: str) -> str | None:
-    """The kind the code's own name says (``DenseLayer`` -> Linear), or None."""
-    words = [w.lower() for w in re.findall(r"[A-Z]+(?=[A-Z][a-z]|\d|\b|_)|[A-Z]?[a-z]+|[A-Z]+|\d+", hint)]
+    """The kind the code's own name says (``DenseLayer`` -> Linear), or None: the longest
+    name found (``LayerNormBatchAxis`` is a LayerNorm)."""
+    words = {w.lower() for w in re.findall(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+", hint)}
     joined = hint.lower().replace("_", "")
-    for kind, names in _NAMED.items():
-        if any(n.lower() in words for n in names) or any(len(n) > 4 and n.lower() in joined for n in names):
-            return kind
-    return None
+    found = [
+        (len(n), kind) for kind, names in _NAMED.items() for n in names if n in words or (len(n) >= 4 and n in joined)
+    ]
+    return max(found)[1] if found else None
 
 
 def _matches_name(spec: Layer, kind: str) -> bool:
@@ -236,7 +254,11 @@ def _backward_conflict(li: LayerInference, scorer: Scorer, obs: Observed) -> Non
     btol = _BACKWARD_TOL.get(np.dtype(obs.dtype), 1e-3)
     if err <= btol or li.status == "ambiguous":
         return
-    near = [f for f in li.candidates[1:6] if f.error < max(1e-2, 100 * li.best.error) and _kinds(f.spec) != _kinds(li.best.spec)]
+    near = [
+        f
+        for f in li.candidates[1:6]
+        if f.error < max(1e-2, 100 * li.best.error) and _kinds(f.spec) != _kinds(li.best.spec)
+    ]
     for f in near:
         e, _ = scorer.backward_error(f)
         if e <= btol:
@@ -263,7 +285,6 @@ def _free(obs: Observed, why: list[str]) -> list[tuple[Fit, int]]:
 
 def _relu_only(obs: Observed) -> list[tuple[Fit, int]]:
     from ..spec import ReLU
-
     from .confirm import rel_error
 
     errs = [rel_error(y, np.maximum(x, 0)) for x, y in obs.pairs]
@@ -280,9 +301,10 @@ def _renamed(li: LayerInference, name: str) -> LayerInference:
     """Every candidate's spec named ``name`` (the layer's name)."""
 
     def ren(f: Fit) -> Fit:
-        return replace(f, spec=replace(f.spec, name=name))
+        return replace(f, spec=named(f.spec, name))
 
     li.name = name
+    li.why = [w.replace("name='layer'", f"name={name!r}") for w in li.why]
     li.best = ren(li.best)
     li.candidates = [ren(f) for f in li.candidates]
     li.ambiguous = [ren(f) for f in li.ambiguous]

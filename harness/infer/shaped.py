@@ -40,7 +40,11 @@ def _last(path: str) -> str:
 
 
 def candidates(
-    name: str, params: dict[str, np.ndarray], running: dict[str, np.ndarray], x_shape: tuple[int, ...], y_shape: tuple[int, ...]
+    name: str,
+    params: dict[str, np.ndarray],
+    running: dict[str, np.ndarray],
+    x_shape: tuple[int, ...],
+    y_shape: tuple[int, ...],
 ) -> list[tuple[Fit, int]]:
     """Every (candidate, prior) whose parameters' shapes fit ``params`` (path -> value, user
     shape) for an input of ``x_shape`` giving ``y_shape`` (user layout); ``running``: arrays

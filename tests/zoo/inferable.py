@@ -6,8 +6,9 @@ the user's code, an example input in its own layout, the pass-through options)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -72,16 +73,38 @@ def _zoo_bugs(spec: Any, base: type) -> list[tuple[str, Any, str]]:
 
 
 ZOO = [
-    Entry("zoo dense", _zoo(Z.Dense, 5, 6), Z.LIN, IN_OUT, Z.Dense,
-          [b for b in _zoo_bugs(Z.LIN, Z.Dense) if b[1] is not Z.DenseNoisyForward]),
+    Entry(
+        "zoo dense",
+        _zoo(Z.Dense, 5, 6),
+        Z.LIN,
+        IN_OUT,
+        Z.Dense,
+        [b for b in _zoo_bugs(Z.LIN, Z.Dense) if b[1] is not Z.DenseNoisyForward],
+    ),
     Entry("zoo conv", _zoo(Z.Conv, 2, 2, 7, 6), Z.CONV, Layout(), Z.Conv, _zoo_bugs(Z.CONV, Z.Conv)),
     Entry("zoo batchnorm", _zoo(Z.BatchNorm, 4, 3, 3, 2), Z.BN, Layout(), Z.BatchNorm, _zoo_bugs(Z.BN, Z.BatchNorm)),
-    Entry("zoo dense sgd step", _zoo(Z.DenseSGD, 5, 6, sgd=(None, 1e-3), backward_args=(1e-3,)), Z.LIN, IN_OUT,
-          Z.DenseSGD, [("weight update averaged", Z.DenseSGDMeanWeight, "backward")]),
-    Entry("zoo affine pair", _pair("affine_forward", "affine_backward", [(5, 5), (5,)], 4, 5), Z.SQ, IN_OUT,
-          _NS(affine_forward=Z.affine_forward, affine_backward=Z.affine_backward),
-          [("bias grad averaged", _NS(affine_forward=Z.affine_forward, affine_backward=Z.affine_backward_mean_bias),
-            "backward")]),
+    Entry(
+        "zoo dense sgd step",
+        _zoo(Z.DenseSGD, 5, 6, sgd=(None, 1e-3), backward_args=(1e-3,)),
+        Z.LIN,
+        IN_OUT,
+        Z.DenseSGD,
+        [("weight update averaged", Z.DenseSGDMeanWeight, "backward")],
+    ),
+    Entry(
+        "zoo affine pair",
+        _pair("affine_forward", "affine_backward", [(5, 5), (5,)], 4, 5),
+        Z.SQ,
+        IN_OUT,
+        _NS(affine_forward=Z.affine_forward, affine_backward=Z.affine_backward),
+        [
+            (
+                "bias grad averaged",
+                _NS(affine_forward=Z.affine_forward, affine_backward=Z.affine_backward_mean_bias),
+                "backward",
+            )
+        ],
+    ),
 ]
 
 LR = 0.05
