@@ -131,7 +131,7 @@ class Scorer:
             params = {f"{fit.spec.name}.{k}": v for k, v in w.get_params().items()}
             res = self.ref(fit.spec).vjp(params, xc, dy)
         except Exception as e:  # the backward is evidence; why it could not run is kept
-            return float("inf"), f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            return float("inf"), f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         errs = [rel_error(g, res.param_grads[f"{fit.spec.name}.{k}"]) for k, g in grads.items()]
         if dx is not None:
             errs.append(rel_error(dx, res.input_grad))

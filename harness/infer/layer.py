@@ -111,6 +111,10 @@ def _decide(obs: Observed, kw: dict[str, Any], label: str, target: Any) -> Layer
     why: list[str] = list(obs.notes)
     if not ranked:
         ranked = _free(obs, why)
+        if obs.params and not (ranked and ranked[0][0].error <= tol):
+            ranked = []  # arrays no kind uses, and no parameter-free kind explains it either
+        elif obs.params:
+            why.append(f"holds {sorted(obs.params)}, which no layer with parameters uses as they are")
     if not ranked:
         shapes = {p: tuple(v.shape) for p, v in obs.params.items()}
         raise AdapterError(
@@ -249,7 +253,8 @@ def _backward_conflict(li: LayerInference, scorer: Scorer, obs: Observed) -> Non
         scorer.kw["grads"] = li.grads
         err, reason = scorer.backward_error(li.best)
     if err == float("inf"):
-        li.why.append(f"its backward was not compared while inferring: {reason}")
+        ask = "; pass the option it names to infer_layer too (passed through)" if "declare" in reason else ""
+        li.why.append(f"its backward was not compared while inferring: {reason}{ask}")
         return
     btol = _BACKWARD_TOL.get(np.dtype(obs.dtype), 1e-3)
     if err <= btol or li.status == "ambiguous":
