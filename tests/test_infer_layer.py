@@ -119,7 +119,9 @@ def _prints(obj) -> dict:
 )
 def test_the_users_object_and_input_are_not_changed(make) -> None:
     obj = make()
-    shape = (4, 3, 3, 2) if isinstance(obj, Z.BatchNorm) else (4, 5) if isinstance(obj, objects.BatchNormRows) else (5, 6)
+    shape = (
+        (4, 3, 3, 2) if isinstance(obj, Z.BatchNorm) else (4, 5) if isinstance(obj, objects.BatchNormRows) else (5, 6)
+    )
     x = np.random.default_rng(0).normal(size=shape)
     before, x_before = _prints(obj), fingerprint(x)
     kw = {"sgd": (None, 1e-3), "backward_args": (1e-3,)} if isinstance(obj, Z.DenseSGD) else {}
@@ -167,7 +169,11 @@ class _NoForward:
         (Z.Dense(), np.ones(6), r"x has shape \(6,\) \(1-D\); expected a batch"),
         (Z.Dense(), np.ones((1, 2, 3, 4, 6)), r"5-D"),
         (Z.Dense(), "not an array", r"x must be an array"),
-        ((Z.affine_forward, Z.affine_backward, Z.affine_backward), np.ones((4, 5)), r"function pair is \(forward, backward\)"),
+        (
+            (Z.affine_forward, Z.affine_backward, Z.affine_backward),
+            np.ones((4, 5)),
+            r"function pair is \(forward, backward\)",
+        ),
         (Z.Dense(), np.ones((5, 7)), r"the code raised ValueError.*shape \(5, 7\)"),
     ],
     ids=["no forward", "1-D x", "5-D x", "x not an array", "three functions", "x of the wrong width"],
@@ -328,3 +334,54 @@ def test_a_copy_of_the_users_object_is_what_runs() -> None:
     infer_layer(obj, np.random.default_rng(0).normal(size=(2, 2, 7, 6)))
     assert not hasattr(obj, "x") and not hasattr(obj, "dW")  # no forward or backward ran on it
     assert _prints(obj) == _prints(keep)
+
+
+# --------------------------------------------------------------------------- parameter-free layers (harness.infer.free)
+
+
+def _free_rows() -> list:
+    from zoo import ties as T
+
+    rows = [(n, f, s, kw, sh) for n, f, s, kw, sh in Z.CORRECT if isinstance(f, type) and not kw.get("lazy")]
+    rows = [r for r in rows if not r[2].local_params(r[4])]
+    return [pytest.param(*r, id=r[0]) for r in rows + [tuple(c[:5]) for c in T.CORRECT]]
+
+
+@pytest.mark.parametrize("name,factory,spec,kw,shape", _free_rows())
+def test_a_parameter_free_layer_is_inferred_through_free_and_checks(name, factory, spec, kw, shape) -> None:
+    pytest.importorskip("harness.infer.free")
+    x = np.random.default_rng(0).normal(size=shape)
+    li = infer_layer(factory(), x, **{k: v for k, v in kw.items() if k != "layout"})
+    assert li.status == "exact" and spec_equal(li.spec, spec), li.summary()
+    assert li.layout == kw.get("layout", tg.Layout())
+    assert [e.verdict for e in tg.check_layer(li.wrap(), x=x).layers] == ["pass"]
+
+
+class MaxPool(Z.AvgPool):
+    """Named a max pool; its forward averages (copied from the average pool)."""
+
+
+def test_a_pool_named_max_that_averages_is_ambiguous_and_checked_as_a_max_pool() -> None:
+    pytest.importorskip("harness.infer.free")
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 6))
+    li = infer_layer(MaxPool(), x)
+    assert li.status == "ambiguous" and isinstance(li.spec, tg.MaxPool2d), li.summary()
+    assert isinstance(li.ambiguous[0].spec, tg.AvgPool2d)
+    assert "named 'MaxPool' (MaxPool2d)" in li.summary()
+    assert tg.check_layer(li.wrap(), x=x).layers[0].verdict == "forward"
+
+
+def test_without_free_a_parameter_free_layer_is_read_as_relu_only(monkeypatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def no_free(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "free" and level == 1 or name.endswith("infer.free"):
+            raise ImportError(name)
+        return real(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", no_free)
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 5))
+    li = infer_layer(Z.ReLU(), x)
+    assert li.exact and li.spec == tg.ReLU("relu")
