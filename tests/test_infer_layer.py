@@ -10,16 +10,16 @@ import copy
 
 import numpy as np
 import pytest
-from conftest import slow
-from zoo import layers as Z
-from zoo.inferable import ENTRIES, Entry, spec_equal
 
 import harness as tg
+from conftest import slow
 from harness.adapters.arrays import fingerprint
 from harness.adapters.refs import AdapterError
 from harness.infer.found import arrays_of
 from harness.infer.layer import infer_layer
 from realcode import objects
+from zoo import layers as Z
+from zoo.inferable import ENTRIES, Entry, spec_equal
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -377,7 +377,7 @@ def test_without_free_a_parameter_free_layer_is_read_as_relu_only(monkeypatch) -
     real = builtins.__import__
 
     def no_free(name, globals=None, locals=None, fromlist=(), level=0):
-        if name == "free" and level == 1 or name.endswith("infer.free"):
+        if (name == "free" and level == 1) or name.endswith("infer.free"):
             raise ImportError(name)
         return real(name, globals, locals, fromlist, level)
 
