@@ -111,7 +111,7 @@ def _decide(obs: Observed, kw: dict[str, Any], label: str, target: Any) -> Layer
     tol = tolerance(obs.dtype)
     scorer = Scorer(obs, kw, label)
     x, y = obs.pairs[0]
-    ranked = scorer.rank(candidates("layer", obs.params, obs.running, x.shape, y.shape))
+    ranked = _ranked(scorer, candidates("layer", obs.params, obs.running, x.shape, y.shape), tol)
     if ranked and ranked[0][0].error > tol:
         ranked = sorted(ranked + fused(scorer, ranked), key=lambda t: (t[0].error > tol, t[1], t[0].error))
     why: list[str] = list(obs.notes)
@@ -140,6 +140,21 @@ def _decide(obs: Observed, kw: dict[str, Any], label: str, target: Any) -> Layer
         _backward_conflict(li, scorer, obs)
     li.why = why + li.why
     return li
+
+
+def _ranked(scorer: Scorer, cands: list[tuple[Fit, int]], tol: float) -> list[tuple[Fit, int]]:
+    """Candidates scored, the plain ones first: a dilated kernel only when no undilated
+    candidate is confirmed (a dilated one fitting too computes the same function)."""
+    plain = [c for c in cands if not _dilated(c[0].spec)]
+    if len(plain) < len(cands):
+        first = scorer.rank(plain)
+        if first and first[0][0].error <= tol:
+            return first
+    return scorer.rank(cands)
+
+
+def _dilated(spec: Layer) -> bool:
+    return any(getattr(s, "dilation", (1, 1)) != (1, 1) for _, s in walk(spec))
 
 
 def _wrap_kwargs(obs: Observed, kw: dict[str, Any]) -> dict[str, Any]:
