@@ -385,3 +385,87 @@ def test_without_free_a_parameter_free_layer_is_read_as_relu_only(monkeypatch) -
     x = np.random.default_rng(0).normal(size=(2, 3, 4, 5))
     li = infer_layer(Z.ReLU(), x)
     assert li.exact and li.spec == tg.ReLU("relu")
+
+
+# --------------------------------------------------------------------------- hyperparameters from the output's shape, then values
+
+
+class _TorchForwardConv:
+    """A conv whose forward is computed by torch from the kernel stored in ``layout``'s
+    order, NCHW or NHWC data (its backward is not needed to infer the forward)."""
+
+    def __init__(self, spec: tg.Conv2d, layout: tg.Layout):
+        from harness.adapters.layouts import param_to_user
+
+        rng = np.random.default_rng(0)
+        w = rng.normal(size=(spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size))
+        user = tuple(dict(zip("OIHW", w.shape))[c] for c in layout.kernel)
+        self.kernel, self.bias = param_to_user(spec, "weight", w, layout, user), rng.normal(size=spec.out_channels)
+        self.spec, self.layout = spec, layout
+
+    def forward(self, x):
+        import torch
+        import torch.nn.functional as F
+
+        from harness.adapters.layouts import param_from_user
+
+        spec, layout = self.spec, self.layout
+        w = param_from_user(
+            spec, "weight", self.kernel, layout, (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
+        )
+        xc = x.transpose(0, 3, 1, 2) if layout.data == "NHWC" else x
+        (t, b), (left, r) = spec.pads(xc.shape[2:])
+        xp = torch.tensor(np.pad(xc, ((0, 0), (0, 0), (t, b), (left, r))))
+        y = F.conv2d(xp, torch.tensor(w), torch.tensor(self.bias), spec.stride, 0, spec.dilation, spec.groups).numpy()
+        return y.transpose(0, 2, 3, 1) if layout.data == "NHWC" else y
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    "spec,layout,shape",
+    [
+        (tg.Conv2d("conv", 2, 4, 3, stride=2, dilation=2), tg.Layout(), (2, 2, 9, 9)),
+        (tg.Conv2d("conv", 4, 4, 3, padding=1, groups=2), tg.Layout(), (2, 4, 6, 6)),
+        (tg.Conv2d("conv", 4, 4, 3, padding=1, groups=4), tg.Layout(), (2, 4, 6, 6)),
+        (tg.Conv2d("conv", 3, 5, 3, padding=1), tg.Layout(data="NHWC", kernel="OHWI"), (2, 6, 6, 3)),
+        (tg.Conv2d("conv", 3, 3, (3, 2), stride=(1, 2)), tg.Layout(), (2, 3, 7, 8)),
+        (tg.Conv2d("conv", 3, 3, 3), tg.Layout(kernel="IOHW"), (2, 3, 6, 6)),
+        (tg.Conv2d("conv", 3, 3, 1, stride=2), tg.Layout(data="NHWC", kernel="HWIO"), (2, 4, 4, 3)),
+        (tg.Conv2d("conv", 3, 4, 3, stride=2, padding="same"), tg.Layout(data="NHWC", kernel="HWIO"), (2, 6, 6, 3)),
+    ],
+    ids=["dilated", "groups 2", "depthwise", "NHWC OHWI", "3x2 kernel", "IOHW square", "1x1 stride 2", "same stride 2"],
+)
+def test_conv_hyperparameters_and_layout_are_inferred(spec, layout, shape) -> None:
+    x = np.random.default_rng(1).normal(size=shape)
+    li = infer_layer(_TorchForwardConv(spec, layout), x)
+    assert li.status == "exact" and spec_equal(li.spec, spec) and li.layout == layout, li.summary()
+    assert any("backward was not compared" in w for w in li.why)  # said, not hidden
+
+
+class _LayerNorm4d:
+    """Layer norm over (C, H, W) of NCHW maps, parameters (C, H, W)."""
+
+    def __init__(self, shape):
+        rng = np.random.default_rng(0)
+        self.gamma, self.beta = rng.uniform(0.5, 1.5, shape), rng.normal(size=shape)
+
+    def forward(self, x):
+        self.x, ax = x, (1, 2, 3)
+        self.xh = (x - x.mean(axis=ax, keepdims=True)) / np.sqrt(x.var(axis=ax, keepdims=True) + 1e-5)
+        return self.gamma * self.xh + self.beta
+
+    def backward(self, dy):
+        ax = (1, 2, 3)
+        self.dgamma, self.dbeta = (dy * self.xh).sum(0), dy.sum(0)
+        g = dy * self.gamma
+        inv = 1 / np.sqrt(self.x.var(axis=ax, keepdims=True) + 1e-5)
+        return (g - g.mean(axis=ax, keepdims=True) - self.xh * (g * self.xh).mean(axis=ax, keepdims=True)) * inv
+
+
+def test_a_layer_norm_over_feature_maps_is_inferred_and_checks() -> None:
+    x = np.random.default_rng(1).normal(size=(2, 3, 4, 5))
+    li = infer_layer(_LayerNorm4d((3, 4, 5)), x)
+    assert li.exact and li.spec == tg.LayerNorm("ln", (3, 4, 5)), li.summary()
+    assert tg.check_layer(li.wrap(), x=x).layer("ln").verdict == "pass"

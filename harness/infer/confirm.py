@@ -41,7 +41,6 @@ class Scorer:
         self.obs, self.kw, self.name = obs, wrap_kwargs, name
         self._params: dict[Any, dict[str, np.ndarray] | str] = {}
         self._refs: dict[Layer, Any] = {}
-        self.outputs: dict[tuple[int, int], np.ndarray] = {}  # (candidate id, input) -> canonical reference output
 
     # -- the pieces
     def wrapped(self, fit: Fit, target: Any | None = None) -> Any:
@@ -100,7 +99,6 @@ class Scorer:
             out = self.ref(fit.spec).forward(params, xc).output
         except Exception as e:  # the reference refuses it: not a candidate
             return replace(fit, error=float("inf"), reason=f"{type(e).__name__}: {str(e)[:160]}")
-        self.outputs[(id(fit.spec), i)] = out
         err = rel_error(yc, out)
         return replace(fit, error=err if i == 0 else max(err, fit.error))
 
@@ -111,9 +109,7 @@ class Scorer:
         first = sorted(((self.score(f, 0), p) for f, p in fits), key=lambda t: (t[0].error, t[1]))
         top = [t for i, t in enumerate(first) if i < keep or t[0].error <= tol]
         second = [(self.score(f, 1), p) for f, p in top]
-        rest = [
-            (replace(f, error=float("inf") if f.error == float("inf") else f.error), p) for f, p in first[len(top) :]
-        ]
+        rest = first[len(top) :]  # scored on the first input only: far from the user's output already
         return sorted(second, key=lambda t: (_bucket(t[0].error, tol), t[1], t[0].error)) + rest
 
     # -- the backward, for a candidate in contention
@@ -182,11 +178,12 @@ def _inner_name(spec: Layer) -> str:
 
 
 def same_reading(a: Fit, b: Fit, shapes: dict[str, tuple[int, ...]], x_shape: tuple[int, ...]) -> bool:
-    """Whether ``a`` and ``b`` read any parameter values and gradients identically (a 1x1
-    kernel under two kernel orders): then they are one interpretation, not two."""
+    """Whether ``a`` and ``b`` (both confirmed, of one kind) read any parameter values and
+    gradients identically (a 1x1 kernel under two kernel orders): then they are one
+    interpretation, not two."""
     from ..adapters.layouts import param_from_user
 
-    if a.spec != b.spec or a.params != b.params or a.layout.data != b.layout.data:
+    if type(a.spec) is not type(b.spec) or a.params != b.params or a.layout.data != b.layout.data:
         return False
     rng = np.random.default_rng(3)
     for local, path in a.params.items():

@@ -23,8 +23,6 @@ import numpy as np
 from ..adapters.arrays import fingerprint, to_float64
 from ..adapters.refs import AdapterError, Ref
 
-_OBJECT_OPTIONS = ("forward", "backward")
-
 
 @dataclass
 class Observed:
@@ -128,7 +126,13 @@ def _observe_object(target: Any, x: np.ndarray, x2: np.ndarray, seed: int, kw: d
             f"infer_layer: {type(target).__name__} has no method {fwd}(); pass a layer object with forward/backward, "
             "a (forward, backward) function pair, or forward=/backward= with the methods' names"
         )
-    obj = copy.deepcopy(target)
+    try:
+        obj = copy.deepcopy(target)
+    except Exception as e:  # inference runs the code on a copy only: one is needed
+        raise AdapterError(
+            f"{type(target).__name__} cannot be copied ({type(e).__name__}: {e}); inference runs the code on a copy "
+            "so the object is never changed: make it copyable (copy.deepcopy) or write the spec by hand"
+        ) from None
     before = arrays_of(obj)
     notes: list[str] = []
     if not before:

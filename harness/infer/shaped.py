@@ -15,6 +15,7 @@ candidates that compute the same function.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from itertools import permutations, product
 
 import numpy as np
@@ -55,7 +56,7 @@ def candidates(
         return list(_convs(name, big[0], shapes, x_shape, y_shape))
     if len(big) == 1 and len(shapes[big[0]]) == 2:
         return list(_linears(name, big[0], shapes, x_shape, y_shape))
-    if not big and params:
+    if params and (not big or len(big) == len(shapes)):  # per-feature / per-element statistics
         return list(_norms(name, params, running, x_shape))
     return []
 
@@ -108,6 +109,20 @@ def _convs(name: str, wp: str, shapes: dict, x_shape: tuple, y_shape: tuple) -> 
                 base = oi + 3 * di + 4 * (dh + dw - 2) + (ph + pw) + 2 * (groups > 1)
                 for flip in (False, True) if kh * kw > 1 else (False,):
                     yield Fit(spec, Layout(data=data, kernel=order, flip=flip), where), base + 5 * flip
+            yield from _same(name, wp, (cx, cy, kh, kw, groups), bp, Layout(data=data, kernel=order), oi + 3 * di)
+
+
+def _same(name: str, wp: str, dims: tuple, bp: str | None, layout: Layout, prior: int) -> Iterator[tuple[Fit, int]]:
+    """TensorFlow's ``"same"`` padding (the odd pixel at the bottom / right) for a stride
+    giving the output size; after the symmetric paddings, which are simpler when they fit."""
+    (cx, cy, kh, kw, groups), where = dims, {"weight": wp, **({"bias": bp} if bp else {})}
+    for s in range(2, 5):  # stride 1 "same" is a symmetric padding for an odd kernel, tried above
+        if -(-cx[2] // s) == cy[2] and -(-cx[3] // s) == cy[3]:
+            spec = Conv2d(
+                name, cx[1], cy[1], _one(kh, kw), stride=s, padding="same", groups=groups, bias=bp is not None
+            )
+            for flip in (False, True) if kh * kw > 1 else (False,):
+                yield Fit(spec, replace(layout, flip=flip), where), prior + 8 + 5 * flip
 
 
 # --------------------------------------------------------------------------- linear
@@ -209,6 +224,8 @@ def _norm_layers(name: str, size: int, x_shape: tuple, has_running: bool) -> Ite
                 yield BatchNorm2d(name, size), Layout(data=data), di
             if c[1] * c[2] * c[3] == size:
                 yield BatchNorm2d(name, c[1], over="feature"), Layout(data=data), 2 + di
+        if int(np.prod(x_shape[1:])) == size and not has_running:  # over every axis but the batch, as stored
+            yield LayerNorm(name, tuple(x_shape[1:])), Layout(), 4
 
 
 def _with_eps(layer, eps: float):
