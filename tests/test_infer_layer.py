@@ -305,11 +305,15 @@ def test_an_sgd_step_not_declared_is_named_by_the_check() -> None:
         tg.check_layer(li.wrap(), x=x)
 
 
-@pytest.mark.parametrize("eps", [1e-3, 1e-5, 1e-8])
-def test_eps_is_read_from_the_values(eps) -> None:
-    x = np.random.default_rng(0).normal(size=(4, 3, 3, 2))
-    li = infer_layer(Z.BatchNorm(eps=eps), x)
-    assert li.exact and li.spec == tg.BatchNorm2d("bn", 3, eps=eps)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("eps", [1e-3, 1e-5, 1e-6, 1e-8, 2e-5])
+def test_eps_is_read_from_the_values(eps, dtype) -> None:
+    """float32 hides 1e-5 vs 1e-6 on unit-variance data: a small input tells them apart; an
+    eps no code writes by default (2e-5) is fitted."""
+    x = np.random.default_rng(0).normal(size=(4, 3, 3, 2)).astype(dtype)
+    li = infer_layer(Z.BatchNorm(eps=eps, dtype=dtype), x)
+    assert li.exact and li.spec == tg.BatchNorm2d("bn", 3, eps=eps), li.summary()
+    assert ("fitted" in li.best.note) == (eps == 2e-5)
 
 
 def test_a_nhwc_batch_norm_is_read_per_channel_in_its_layout() -> None:

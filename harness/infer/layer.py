@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -65,7 +65,9 @@ def infer_layer(target: Any, x: Any, *, name: str | None = None, seed: int = 0, 
     start = time.perf_counter()
     label = name or "layer"
     x64 = _read_x(x, label, target)
-    scale = float(np.std(x64)) or 1.0
+    # the second input is small: a norm's eps then weighs against the variance, so even
+    # float32 tells 1e-5 from 2e-5 (every other kind is scored by relative error alike)
+    scale = 1e-3 * (float(np.std(x64)) or 1.0)
     x2 = np.random.default_rng(seed + 1).normal(scale=scale, size=x64.shape)
     try:
         obs = observe(target, x64, x2, seed + 2, dict(wrap_kwargs))
@@ -113,7 +115,8 @@ def _decide(obs: Observed, kw: dict[str, Any], label: str, target: Any) -> Layer
     x, y = obs.pairs[0]
     ranked = _ranked(scorer, candidates("layer", obs.params, obs.running, x.shape, y.shape), tol)
     if ranked and ranked[0][0].error > tol:
-        ranked = sorted(ranked + fused(scorer, ranked), key=lambda t: (t[0].error > tol, t[1], t[0].error))
+        more = fused(scorer, ranked) + _refined_eps(scorer, ranked)
+        ranked = sorted(ranked + more, key=lambda t: (t[0].error > tol, t[1], t[0].error))
     why: list[str] = list(obs.notes)
     if not ranked:
         ranked = _free(obs, why)
@@ -155,6 +158,28 @@ def _ranked(scorer: Scorer, cands: list[tuple[Fit, int]], tol: float) -> list[tu
 
 def _dilated(spec: Layer) -> bool:
     return any(getattr(s, "dilation", (1, 1)) != (1, 1) for _, s in walk(spec))
+
+
+def _refined_eps(scorer: Scorer, ranked: list[tuple[Fit, int]]) -> list[tuple[Fit, int]]:
+    """An eps none of the common values fits (2e-5, say): the closest norm's eps searched on a
+    log scale (1e-12 .. 1e-1), then refined, rounded to 3 digits and scored on both inputs."""
+    best, prior = ranked[0]
+    if not hasattr(best.spec, "eps") or best.error >= 1.0:
+        return []
+
+    def err(log_eps: float) -> float:  # on the small input, where eps shows
+        trial = replace(best, spec=replace(cast(Any, best.spec), eps=10**log_eps), error=0.0)
+        return scorer.score(trial, 1).error
+
+    grid = np.linspace(-12, -1, 45)
+    i = int(np.argmin([err(g) for g in grid]))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    for _ in range(30):  # golden section on the bracket around the grid's best
+        a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
+        lo, hi = (lo, b) if err(a) < err(b) else (a, hi)
+    eps = float(f"{10 ** ((lo + hi) / 2):.3g}")
+    fit = replace(best, spec=replace(cast(Any, best.spec), eps=eps), note=f"eps {eps:g} fitted from the values")
+    return scorer.rank([(fit, prior + 20)], keep=1)
 
 
 def _wrap_kwargs(obs: Observed, kw: dict[str, Any]) -> dict[str, Any]:
