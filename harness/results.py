@@ -114,6 +114,8 @@ class Report:
 
     seed: int
     layers: list[LayerResult] = field(default_factory=list)
+    # set when the spec was inferred from the code (harness.infer.api.report_note): status, lines, python
+    inferred: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -140,6 +142,7 @@ class Report:
             "ok": self.ok,
             "first_failure": self.first_failure,
             "layers": [{**asdict(layer), "ok": layer.ok} for layer in self.layers],
+            **({"inferred": self.inferred} if self.inferred is not None else {}),
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -182,6 +185,9 @@ class Report:
                 lines.append(" " * 36 + visible(layer.message))
             for d in layer.diagnosis:
                 lines.append(" " * 36 + f"diagnosis: {visible(d)}")
+        if self.inferred is not None:  # the spec came from inference: say so, and how sure it is
+            lines.append(f"spec inferred from the code ({self.inferred['status']}):")
+            lines += [f"  {visible(line)}" for line in self.inferred["layers"]]
         return "\n".join(lines)
 
 

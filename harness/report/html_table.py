@@ -44,7 +44,18 @@ def _header(data: dict, layers: list[dict], title: str) -> str:
     fix = _notes(layers[where]) if where is not None else ""
     fix = f'<div class="fix"><b>{_e(first)}</b>: {fix}</div>' if fix else ""
     count = f"{len(layers)} layer{'' if len(layers) == 1 else 's'}"
-    return f"<h1>{_e(title)}</h1>{status}<p>seed {_e(data.get('seed', 'n/a'))} &middot; {count}: {chips}</p>{fix}"
+    inf = data.get("inferred")
+    inferred = (
+        f'<div class="fix"><b>spec inferred from the code ({_e(inf["status"])})</b><ul>'
+        + "".join(f"<li>{_e(line)}</li>" for line in inf["layers"])
+        + "</ul></div>"
+        if inf
+        else ""
+    )
+    return (
+        f"<h1>{_e(title)}</h1>{status}<p>seed {_e(data.get('seed', 'n/a'))} &middot; {count}: {chips}</p>{fix}"
+        + inferred
+    )
 
 
 def _notes(layer: dict) -> str:

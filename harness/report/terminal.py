@@ -298,6 +298,12 @@ def render_terminal(report: Any, console: Any = None, *, full: bool = False) -> 
     console.print(table(d, full=full, width=console.width))
     for name, style, line in findings(d):
         console.print(Text.assemble((f"{name}: ", style or "bold"), (line, style)))
+    if d.get("inferred"):  # no spec was given: what was inferred, and how sure (pin it with `trigrad infer`)
+        inf = d["inferred"]
+        style = "" if inf["status"] == "exact" else "yellow"
+        console.print(Text.assemble(("spec inferred from the code: ", "bold"), (inf["status"], style)))
+        for line in inf["layers"]:
+            console.print(Text(f"  {line}"))
 
 
 __all__ = ["findings", "headline", "render_terminal", "table", "verdict_text"]

@@ -1,0 +1,153 @@
+"""The front door of inference: :func:`infer` decides what the user handed it (a layer object,
+a CS231n function pair, a network object or a list/dict of layer objects) and hands it to
+:func:`harness.infer.layer.infer_layer` or :func:`harness.infer.network.infer_network`;
+:func:`inferred_for_check` is what ``check_layer`` / ``check_network`` call when no spec is
+given, and :func:`report_note` what they attach to the report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..adapters.refs import AdapterError
+from .result import Inference
+
+
+def _is_pair(target: Any) -> bool:
+    return isinstance(target, tuple) and len(target) == 2 and all(callable(f) for f in target)
+
+
+def _layer_like(obj: Any) -> bool:
+    """An object with its own forward (not a class, a function or an array)."""
+    return not isinstance(obj, (type, np.ndarray)) and callable(getattr(obj, "forward", None))
+
+
+def is_network(target: Any) -> bool:
+    """A list / tuple / dict of layer objects, or an object with a forward that holds layer
+    objects (as attributes, or in a list, tuple or dict attribute): a network or a composite
+    block. A layer object holding only arrays is a layer."""
+    if isinstance(target, Mapping):
+        return bool(target) and all(_layer_like(v) for v in target.values())
+    if isinstance(target, (list, tuple)) and not _is_pair(target):
+        return bool(target) and all(_layer_like(v) for v in target)
+    if not _layer_like(target):
+        return False
+    for value in vars(target).values() if hasattr(target, "__dict__") else ():
+        if _layer_like(value):
+            return True
+        items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+        if any(_layer_like(v) for v in items):
+            return True
+    return False
+
+
+def _example(x: Any, input_shape: Any, seed: int, what: str) -> Any:
+    """The example input: ``x`` as given, else a standard normal array of ``input_shape``."""
+    if x is not None:
+        return x
+    if input_shape is None:
+        raise AdapterError(
+            f"infer: {what}: pass x= (an example input, as your code takes it) or input_shape= "
+            "(its shape in your code's layout, e.g. (N, C, H, W) or (N, H, W, C)); the shapes of the "
+            "parameters alone do not say the input's spatial size"
+        )
+    try:
+        shape = tuple(int(n) for n in input_shape)
+    except TypeError:
+        raise AdapterError(f"infer: {what}: input_shape must be a tuple of ints, got {input_shape!r}") from None
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def _what(target: Any) -> str:
+    if _is_pair(target):
+        return f"the function pair {getattr(target[0], '__name__', '?')} / {getattr(target[1], '__name__', '?')}"
+    return f"a {type(target).__name__}"
+
+
+def infer(
+    target: Any,
+    x: Any = None,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    seed: int = 0,
+    **wrap_kwargs: Any,
+) -> Inference:
+    """Infer the spec, the layout and where every parameter and gradient lives.
+
+    ``target``: a layer object (``forward(x)`` / ``backward(dy)``), a CS231n function pair
+    ``(forward, backward)`` (its parameter arrays as ``params=[w, b]``, extra arguments as
+    ``args=`` / ``kwargs=``, as :func:`~harness.wrap_functions` takes them), a network object
+    whose attributes (or ``layers`` list) hold layer objects, or a list / dict of layer
+    objects. ``x``: an example input exactly as the code takes it (``(N, C, H, W)`` or
+    ``(N, H, W, C)``, ``(N, D)`` ...), else one drawn from ``seed`` with ``input_shape``.
+    ``wrap_kwargs``: options inference cannot see (``sgd=(None, lr)``, ``lazy=True``,
+    ``forward_kwargs=`` ...), passed to the wrapper.
+
+    Returns an :class:`~harness.infer.result.Inference`: ``.spec``, ``.layout``, one
+    :class:`~harness.infer.result.LayerInference` per layer with its status (``exact``,
+    ``ambiguous``, ``unmatched``), ``.wrap()`` and ``.to_python()``. The user's objects are
+    not changed (parameters restored bit for bit).
+    """
+    from ..adapters.layouts import Layout
+
+    if isinstance(target, type):
+        raise AdapterError(f"infer: got the class {target.__name__}, not an instance: pass {target.__name__}(...)")
+    t0 = time.perf_counter()
+    x = _example(x, input_shape, seed, _what(target))
+    if is_network(target):
+        from .network import infer_network
+
+        inference = infer_network(target, x, seed=seed, **wrap_kwargs)
+    else:
+        if not _is_pair(target) and not _layer_like(target):
+            raise AdapterError(
+                f"infer: {_what(target)} has no forward(): pass a layer or network object with forward(x) / "
+                "backward(dy), a function pair (forward, backward) with params=[...], or a list of layer objects"
+            )
+        from .layer import infer_layer
+
+        li = infer_layer(target, x, seed=seed, **wrap_kwargs)
+        data = li.layout.data if np.ndim(x) == 4 else "NCHW"
+        inference = Inference(li.spec, Layout(data=data), [li], tuple(np.shape(x)))
+    inference.seconds = time.perf_counter() - t0
+    return inference
+
+
+def report_note(inference: Inference) -> dict[str, Any]:
+    """What a report says about an inferred spec: ``{"status", "seconds", "layers": [one
+    line per layer], "python": the spec to pin}`` (JSON-ready; the report schema's
+    ``inferred``)."""
+    try:
+        python = inference.to_python()
+    except Exception as e:  # the note must not cost the check: say why there is no source
+        python = f"# could not write the spec as Python: {type(e).__name__}: {e}"
+    return {
+        "status": inference.status,
+        "seconds": round(inference.seconds, 3),
+        "layers": [li.summary() for li in inference.layers] + list(inference.notes),
+        "python": python,
+    }
+
+
+def inferred_for_check(
+    target: Any, x: Any, input_shape: Any, seed: int, wrap_kwargs: dict[str, Any], *, network: bool
+) -> tuple[Any, Any, Inference]:
+    """For ``check_layer(obj, x=x)`` / ``check_network(net, x=x)`` with no spec: (the target
+    wrapped as inferred, the example input in the user's layout, the inference). A check
+    runs against ``best`` even when it is ambiguous or unmatched: the verdict then says
+    ``forward`` where the forward matches nothing."""
+    if network and not is_network(target):
+        raise AdapterError(
+            f"check_network: {_what(target)} holds no layer objects (attributes, or a list or dict of "
+            "objects with forward()): a single layer is checked with check_layer"
+        )
+    x = _example(x, input_shape, seed, _what(target))
+    inference = infer(target, x, seed=seed, **wrap_kwargs)
+    return inference.wrap(), x, inference
+
+
+__all__ = ["infer", "inferred_for_check", "is_network", "report_note"]

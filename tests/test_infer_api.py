@@ -1,0 +1,108 @@
+"""The front door of inference (harness.infer.api): what it refuses and why, what it treats
+as a network, and how a report says its spec was inferred (terminal, JSON, HTML)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import harness as tg
+from harness.adapters.refs import AdapterError
+from harness.infer.api import is_network
+from harness.results import LayerResult, Report
+
+
+class Dense:
+    def __init__(self):
+        self.W, self.b = np.ones((3, 2)), np.zeros(2)
+
+    def forward(self, x):
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        return dy @ self.W.T
+
+
+class Net:
+    def __init__(self):
+        self.fc1, self.fc2 = Dense(), Dense()
+
+    def forward(self, x):
+        return self.fc2.forward(self.fc1.forward(x))
+
+
+class Stack:
+    def __init__(self):
+        self.layers = [Dense(), Dense()]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+
+def test_what_counts_as_a_network() -> None:
+    assert is_network(Net()) and is_network(Stack())
+    assert is_network([Dense(), Dense()]) and is_network({"a": Dense(), "b": Dense()})
+    assert not is_network(Dense())
+    assert not is_network((Dense.forward, Dense.backward))  # a function pair is a layer
+    assert not is_network([]) and not is_network([Dense(), 3])
+
+
+def test_a_class_instead_of_an_instance_is_refused_by_name() -> None:
+    with pytest.raises(AdapterError, match=r"the class Dense, not an instance: pass Dense\(\.\.\.\)"):
+        tg.infer(Dense, np.zeros((2, 3)))
+
+
+def test_an_object_without_forward_is_refused() -> None:
+    with pytest.raises(AdapterError, match="a dict has no forward"):
+        tg.infer({"W": np.ones(3)}, np.zeros((2, 3)))
+
+
+def test_no_input_asks_for_x_or_input_shape() -> None:
+    with pytest.raises(AdapterError, match=r"a Dense: pass x= .* or input_shape="):
+        tg.infer(Dense())
+    with pytest.raises(AdapterError, match="input_shape must be a tuple of ints"):
+        tg.infer(Dense(), input_shape=3)
+
+
+def test_check_network_refuses_a_single_layer_without_spec() -> None:
+    with pytest.raises(AdapterError, match=r"check_network: a Dense holds no layer objects.*checked with check_layer"):
+        tg.check_network(Dense(), x=np.random.default_rng(0).standard_normal((4, 3)))
+
+
+def _report() -> Report:
+    layer = LayerResult(name="dense", kind="Linear", verdict="pass", dtype="float64")
+    note = {
+        "status": "ambiguous",
+        "seconds": 0.1,
+        "layers": ["dense: ambiguous: Linear ...; also fits: ..."],
+        "python": "import harness as tg\n",
+    }
+    return Report(seed=0, layers=[layer], inferred=note)
+
+
+def test_the_report_says_its_spec_was_inferred_everywhere() -> None:
+    from rich.console import Console
+
+    from harness.report import render_html, render_terminal
+    from harness.report.validate import report_data
+
+    report = _report()
+    assert "spec inferred from the code (ambiguous):" in str(report)
+    d = json.loads(report.to_json())
+    assert d["inferred"]["status"] == "ambiguous"
+    report_data(d)  # follows the schema
+    console = Console(record=True, width=120)
+    render_terminal(report, console)
+    assert "spec inferred from the code: ambiguous" in console.export_text()
+    assert "spec inferred from the code (ambiguous)" in render_html(report)
+    # a report whose spec was given has no such key (snapshots stay as they were)
+    assert (
+        "inferred"
+        not in Report(
+            seed=0, layers=[LayerResult(name="dense", kind="Linear", verdict="pass", dtype="float64")]
+        ).to_dict()
+    )
