@@ -473,3 +473,64 @@ def test_a_layer_norm_over_feature_maps_is_inferred_and_checks() -> None:
     li = infer_layer(_LayerNorm4d((3, 4, 5)), x)
     assert li.exact and li.spec == tg.LayerNorm("ln", (3, 4, 5)), li.summary()
     assert tg.check_layer(li.wrap(), x=x).layer("ln").verdict == "pass"
+
+
+# --------------------------------------------------------------------------- the backward's word against the forward's
+
+
+class DenseOutIn:
+    """W stored (out, in) as PyTorch does; the forward forgets the transpose (W is square, so
+    the shapes hide it); the backward is the true one for y = x W^T + b."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.W, self.b = rng.normal(size=(5, 5)), rng.normal(size=5)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b  # bug: x @ W.T meant
+
+    def backward(self, dy):
+        self.dW, self.db = dy.T @ self.x, dy.sum(axis=0)
+        return dy @ self.W
+
+
+class ConvFlipsInForward(Z.Conv):
+    """The forward applies the kernel rotated by 180 degrees (a true convolution); the
+    backward is the cross-correlation's."""
+
+    def forward(self, x):
+        w = self.W
+        self.W = w[:, :, ::-1, ::-1]
+        try:
+            return super().forward(x)
+        finally:
+            self.W = w
+
+
+@pytest.mark.parametrize(
+    "make,shape,intended",
+    [
+        (DenseOutIn, (4, 5), (tg.Linear("fc", 5, 5), tg.Layout())),
+        (lambda: ConvFlipsInForward(stride=1, pad=0), (2, 2, 6, 5), (tg.Conv2d("conv", 2, 3, 3), tg.Layout())),
+    ],
+    ids=["square dense forgets the transpose", "conv flips its kernel in the forward"],
+)
+def test_another_reading_that_fits_the_forward_is_not_trusted_over_the_backward(make, shape, intended) -> None:
+    """The bug makes another layout fit the forward exactly; the backward is the intended
+    reading's true gradient: ambiguous, the backward's reading kept, the check says forward."""
+    x = np.random.default_rng(0).normal(size=shape)
+    li = infer_layer(make(), x)
+    assert li.status == "ambiguous", li.summary()
+    assert (li.spec, li.layout) == intended, li.summary()
+    assert "but the backward computes the gradient of" in li.summary()
+    assert [e.verdict for e in tg.check_layer(li.wrap(), x=x).layers] == ["forward"]
+
+
+def test_a_backward_forgetting_the_fused_activation_is_a_backward_bug() -> None:
+    from realcode import keras_like
+
+    x = np.random.default_rng(0).normal(size=(3, 6))
+    li = infer_layer(keras_like.DenseIgnoresActivation(4, 6, activation="relu"), x)
+    assert li.exact and [type(s).__name__ for s in li.spec.layers] == ["Linear", "ReLU"], li.summary()
+    assert tg.check_layer(li.wrap(), x=x).layers[0].verdict == "backward"

@@ -140,7 +140,7 @@ def _decide(obs: Observed, kw: dict[str, Any], label: str, target: Any) -> Layer
         _settle(li, scorer, confirmed, obs)
     _name_conflict(li, obs.hint)
     if li.status != "unmatched":
-        _backward_conflict(li, scorer, obs)
+        _backward_conflict(li, scorer, obs, {id(f): p for f, p in ranked})
     li.why = why + li.why
     return li
 
@@ -204,7 +204,7 @@ def _natural(f: Fit) -> tuple:
 
     lay = f.layout
     leaves = [s for _, s in walk(f.spec) if not s.children()]
-    if isinstance(leaves[0], Flatten):  # the weight's columns are read in the flatten's own order
+    if isinstance(leaves[0], Flatten) and len(leaves) > 1:  # the weight's columns are read in the flatten's order
         return (lay.linear, "flattened")
     if isinstance(leaves[0], BatchNorm2d) and leaves[0].over == "feature":
         return ("per-element",)
@@ -288,7 +288,7 @@ def _name_conflict(li: LayerInference, hint: str) -> None:
     )
 
 
-def _backward_conflict(li: LayerInference, scorer: Scorer, obs: Observed) -> None:
+def _backward_conflict(li: LayerInference, scorer: Scorer, obs: Observed, priors: dict[int, int]) -> None:
     """The user's backward reproduces another candidate's reference VJP, not the best's:
     ambiguous, best = the one the backward supports. A backward that cannot run is noted
     (with the option the adapters say is missing), and gradients found only by watching
@@ -305,12 +305,9 @@ def _backward_conflict(li: LayerInference, scorer: Scorer, obs: Observed) -> Non
     btol = _BACKWARD_TOL.get(np.dtype(obs.dtype), 1e-3)
     if err <= btol or li.status == "ambiguous":
         return
-    near = [
-        f
-        for f in li.candidates[1:6]
-        if f.error < max(1e-2, 100 * li.best.error) and _kinds(f.spec) != _kinds(li.best.spec)
-    ]
-    for f in near:
+    for f in [*_alternatives(li, priors, obs), *_refit_by_backward(li.best, scorer)]:
+        if _backward_bug_rather(li.best, f, obs.hint):
+            continue
         e, _ = scorer.backward_error(f)
         if e <= btol:
             was = li.best
@@ -320,6 +317,66 @@ def _backward_conflict(li: LayerInference, scorer: Scorer, obs: Observed) -> Non
                 f"the forward fits {was.describe()}, but the backward computes the gradient of {f.describe()}"
             )
             return
+
+
+_CONTINUOUS = {"negative_slope": (-4.0, 0.0), "alpha": (-3.0, 1.0), "eps": (-12.0, -1.0)}  # log10 ranges
+
+
+def _refit_by_backward(best: Fit, scorer: Scorer) -> list[Fit]:
+    """``best`` with its one continuous hyperparameter (a slope, an ELU's alpha, an eps) read
+    from the backward instead of the forward (a log-scale search on the backward's error):
+    the value the user's backward differentiates, when it is not the forward's."""
+    field = next((k for k in _CONTINUOUS if hasattr(best.spec, k)), None)
+    if field is None:
+        return []
+
+    def err(log_v: float) -> float:
+        return scorer.backward_error(replace(best, spec=replace(cast(Any, best.spec), **{field: 10**log_v})))[0]
+
+    lo, hi = _CONTINUOUS[field]
+    grid = np.linspace(lo, hi, 23)
+    i = int(np.argmin([err(g) for g in grid]))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    for _ in range(20):
+        a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
+        lo, hi = (lo, b) if err(a) < err(b) else (a, hi)
+    value = float(f"{10 ** ((lo + hi) / 2):.3g}")
+    if np.isclose(value, getattr(best.spec, field), rtol=1e-2):
+        return []
+    return [
+        replace(
+            best, spec=replace(cast(Any, best.spec), **{field: value}), note=f"{field} {value:g} read from the backward"
+        )
+    ]
+
+
+def _backward_bug_rather(best: Fit, other: Fit, hint: str) -> bool:
+    """A backward matching ``other`` is still a backward bug of ``best`` when the forward and
+    the code's name agree on another kind than ``other``'s (a LeakyReLU whose backward is
+    ReLU's), or when ``other`` is ``best`` without its fused activation (forgotten in the
+    backward). Another reading of the same kind (layout, eps, slope) is the forward's doubt."""
+    mine, theirs = _kinds(best.spec), _kinds(other.spec)
+    if mine == theirs:
+        return False
+    if len(theirs) < len(mine) and all(k in mine for k in theirs):
+        return True
+    kind = _name_kind(hint)
+    return kind is not None and _matches_name(best.spec, kind) and not _matches_name(other.spec, kind)
+
+
+def _alternatives(li: LayerInference, priors: dict[int, int], obs: Observed, most: int = 8) -> list[Fit]:
+    """Other interpretations whose gradient the user's backward may compute: the simplest
+    first (another layout, eps or kind; one per reading), at most ``most``."""
+    out: list[Fit] = []
+    for f in sorted(li.candidates[1:], key=lambda f: (priors.get(id(f), 99), f.error)):
+        if f.error == float("inf") or (_same_interpretation(li.best, f, obs) and f.spec == li.best.spec):
+            continue
+        if any(f.spec == g.spec and f.layout == g.layout and f.params == g.params for g in out):
+            continue
+        out.append(f)
+        if len(out) == most:
+            break
+    return out
 
 
 def _free(obs: Observed, why: list[str]) -> list[tuple[Fit, int]]:

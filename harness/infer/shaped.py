@@ -212,11 +212,11 @@ def _eval_norms(spec, layout: Layout, params: dict, prior: int) -> Iterator[tupl
 
 
 def _norm_layers(name: str, size: int, x_shape: tuple, has_running: bool) -> Iterator[tuple]:
-    """(layer, layout, prior) for per-``size`` statistics on an input of ``x_shape``."""
-    if len(x_shape) == 2 and x_shape[1] == size:
+    """(layer, layout, prior) for per-``size`` statistics on an input of ``x_shape``: batch
+    norm per channel (axis 1, or C of NHWC data) or per flattened feature; layer norm over
+    the trailing axes of the array as stored (no running statistics)."""
+    if len(x_shape) in (2, 3) and x_shape[1] == size:
         yield BatchNorm1d(name, size), Layout(), 0
-        if not has_running:
-            yield LayerNorm(name, size), Layout(), 1
     if len(x_shape) == 4:
         for di, data in enumerate(("NCHW", "NHWC")):
             c = canonical_shape(x_shape, data)
@@ -224,8 +224,9 @@ def _norm_layers(name: str, size: int, x_shape: tuple, has_running: bool) -> Ite
                 yield BatchNorm2d(name, size), Layout(data=data), di
             if c[1] * c[2] * c[3] == size:
                 yield BatchNorm2d(name, c[1], over="feature"), Layout(data=data), 2 + di
-        if int(np.prod(x_shape[1:])) == size and not has_running:  # over every axis but the batch, as stored
-            yield LayerNorm(name, tuple(x_shape[1:])), Layout(), 4
+    for k in range(1, len(x_shape)) if not has_running else ():
+        if int(np.prod(x_shape[-k:])) == size:
+            yield LayerNorm(name, tuple(x_shape[-k:])), Layout(), 1 + 3 * (len(x_shape) > 2)
 
 
 def _with_eps(layer, eps: float):
