@@ -177,6 +177,56 @@ def _inner_name(spec: Layer) -> str:
     return {"Linear": "fc", "Conv2d": "conv"}.get(type(spec).__name__, "inner")
 
 
+# --------------------------------------------------------------------------- continuous hyperparameters
+
+# log10 ranges searched for a hyperparameter no common value fits
+_CONTINUOUS = {"negative_slope": (-4.0, 0.0), "alpha": (-3.0, 1.0), "eps": (-12.0, -1.0)}
+
+
+def _log_search(err: Any, lo: float, hi: float) -> float:
+    """The value (3 significant digits) minimising ``err(log10 value)`` on [lo, hi]: a grid,
+    then a golden-section search around its best point."""
+    grid = np.linspace(lo, hi, 23)
+    i = int(np.argmin([err(g) for g in grid]))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    for _ in range(20):
+        a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
+        lo, hi = (lo, b) if err(a) < err(b) else (a, hi)
+    return float(f"{10 ** ((lo + hi) / 2):.3g}")
+
+
+def _with(fit: Fit, **values: Any) -> Fit:
+    return replace(fit, spec=replace(cast(Any, fit.spec), **values))
+
+
+def refined_eps(scorer: Scorer, ranked: list[tuple[Fit, int]]) -> list[tuple[Fit, int]]:
+    """An eps none of the common values fits (2e-5, say): the closest norm's eps searched on
+    the small second input, where eps shows, then scored on both inputs."""
+    best, prior = ranked[0]
+    if not hasattr(best.spec, "eps") or best.error >= 1.0:
+        return []
+    eps = _log_search(lambda v: scorer.score(replace(_with(best, eps=10**v), error=0.0), 1).error, *_CONTINUOUS["eps"])
+    return scorer.rank(
+        [(replace(_with(best, eps=eps), note=f"eps {eps:g} fitted from the values"), prior + 20)], keep=1
+    )
+
+
+def refit_by_backward(best: Fit, scorer: Scorer) -> list[Fit]:
+    """``best`` with its one continuous hyperparameter (a slope, an ELU's alpha, an eps) read
+    from the user's backward instead of its forward: the value the backward differentiates,
+    when it is not the forward's (else nothing)."""
+    field = next((k for k in _CONTINUOUS if hasattr(best.spec, k)), None)
+    if field is None:
+        return []
+    value = _log_search(lambda v: scorer.backward_error(_with(best, **{field: 10**v}))[0], *_CONTINUOUS[field])
+    if np.isclose(value, getattr(best.spec, field), rtol=1e-2):
+        return []
+    return [replace(_with(best, **{field: value}), note=f"{field} {value:g} read from the backward")]
+
+
+# --------------------------------------------------------------------------- readings
+
+
 def same_reading(a: Fit, b: Fit, shapes: dict[str, tuple[int, ...]], x_shape: tuple[int, ...]) -> bool:
     """Whether ``a`` and ``b`` (both confirmed, of one kind) read any parameter values and
     gradients identically (a 1x1 kernel under two kernel orders): then they are one
@@ -205,4 +255,4 @@ def _expected(spec: Layer, local: str, x_shape: tuple[int, ...], layout: Layout)
     return tuple(spec.local_params(xc)[local].shape)
 
 
-__all__ = ["Scorer", "fused", "named", "rel_error", "same_reading", "tolerance"]
+__all__ = ["Scorer", "fused", "named", "refined_eps", "refit_by_backward", "rel_error", "same_reading", "tolerance"]

@@ -17,14 +17,14 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from ..adapters.arrays import to_float64
 from ..adapters.refs import AdapterError
 from ..spec import Layer, Sequential, walk
-from .confirm import Scorer, fused, named, same_reading, tolerance
+from .confirm import Scorer, fused, named, refined_eps, refit_by_backward, same_reading, tolerance
 from .found import Observed, observe
 from .result import Fit, LayerInference
 from .shaped import candidates
@@ -115,7 +115,7 @@ def _decide(obs: Observed, kw: dict[str, Any], label: str, target: Any) -> Layer
     x, y = obs.pairs[0]
     ranked = _ranked(scorer, candidates("layer", obs.params, obs.running, x.shape, y.shape), tol)
     if ranked and ranked[0][0].error > tol:
-        more = fused(scorer, ranked) + _refined_eps(scorer, ranked)
+        more = fused(scorer, ranked) + refined_eps(scorer, ranked)
         ranked = sorted(ranked + more, key=lambda t: (t[0].error > tol, t[1], t[0].error))
     why: list[str] = list(obs.notes)
     if not ranked:
@@ -158,28 +158,6 @@ def _ranked(scorer: Scorer, cands: list[tuple[Fit, int]], tol: float) -> list[tu
 
 def _dilated(spec: Layer) -> bool:
     return any(getattr(s, "dilation", (1, 1)) != (1, 1) for _, s in walk(spec))
-
-
-def _refined_eps(scorer: Scorer, ranked: list[tuple[Fit, int]]) -> list[tuple[Fit, int]]:
-    """An eps none of the common values fits (2e-5, say): the closest norm's eps searched on a
-    log scale (1e-12 .. 1e-1), then refined, rounded to 3 digits and scored on both inputs."""
-    best, prior = ranked[0]
-    if not hasattr(best.spec, "eps") or best.error >= 1.0:
-        return []
-
-    def err(log_eps: float) -> float:  # on the small input, where eps shows
-        trial = replace(best, spec=replace(cast(Any, best.spec), eps=10**log_eps), error=0.0)
-        return scorer.score(trial, 1).error
-
-    grid = np.linspace(-12, -1, 45)
-    i = int(np.argmin([err(g) for g in grid]))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    for _ in range(30):  # golden section on the bracket around the grid's best
-        a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
-        lo, hi = (lo, b) if err(a) < err(b) else (a, hi)
-    eps = float(f"{10 ** ((lo + hi) / 2):.3g}")
-    fit = replace(best, spec=replace(cast(Any, best.spec), eps=eps), note=f"eps {eps:g} fitted from the values")
-    return scorer.rank([(fit, prior + 20)], keep=1)
 
 
 def _wrap_kwargs(obs: Observed, kw: dict[str, Any]) -> dict[str, Any]:
@@ -305,7 +283,7 @@ def _backward_conflict(li: LayerInference, scorer: Scorer, obs: Observed, priors
     btol = _BACKWARD_TOL.get(np.dtype(obs.dtype), 1e-3)
     if err <= btol or li.status == "ambiguous":
         return
-    for f in [*_alternatives(li, priors, obs), *_refit_by_backward(li.best, scorer)]:
+    for f in [*_alternatives(li, priors, obs), *refit_by_backward(li.best, scorer)]:
         if _backward_bug_rather(li.best, f, obs.hint):
             continue
         e, _ = scorer.backward_error(f)
@@ -317,37 +295,6 @@ def _backward_conflict(li: LayerInference, scorer: Scorer, obs: Observed, priors
                 f"the forward fits {was.describe()}, but the backward computes the gradient of {f.describe()}"
             )
             return
-
-
-_CONTINUOUS = {"negative_slope": (-4.0, 0.0), "alpha": (-3.0, 1.0), "eps": (-12.0, -1.0)}  # log10 ranges
-
-
-def _refit_by_backward(best: Fit, scorer: Scorer) -> list[Fit]:
-    """``best`` with its one continuous hyperparameter (a slope, an ELU's alpha, an eps) read
-    from the backward instead of the forward (a log-scale search on the backward's error):
-    the value the user's backward differentiates, when it is not the forward's."""
-    field = next((k for k in _CONTINUOUS if hasattr(best.spec, k)), None)
-    if field is None:
-        return []
-
-    def err(log_v: float) -> float:
-        return scorer.backward_error(replace(best, spec=replace(cast(Any, best.spec), **{field: 10**log_v})))[0]
-
-    lo, hi = _CONTINUOUS[field]
-    grid = np.linspace(lo, hi, 23)
-    i = int(np.argmin([err(g) for g in grid]))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    for _ in range(20):
-        a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
-        lo, hi = (lo, b) if err(a) < err(b) else (a, hi)
-    value = float(f"{10 ** ((lo + hi) / 2):.3g}")
-    if np.isclose(value, getattr(best.spec, field), rtol=1e-2):
-        return []
-    return [
-        replace(
-            best, spec=replace(cast(Any, best.spec), **{field: value}), note=f"{field} {value:g} read from the backward"
-        )
-    ]
 
 
 def _backward_bug_rather(best: Fit, other: Fit, hint: str) -> bool:
@@ -382,12 +329,12 @@ def _alternatives(li: LayerInference, priors: dict[int, int], obs: Observed, mos
 def _free(obs: Observed, why: list[str]) -> list[tuple[Fit, int]]:
     """Parameter-free kinds (:mod:`.free`, when present; else ReLU alone)."""
     (x, y), more = obs.pairs[0], obs.pairs[1:]
-    cast = np.dtype(obs.dtype)
+    dt = np.dtype(obs.dtype)
     try:
         from .free import free_fits  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # not merged yet: the one kind this module knows itself
         return _relu_only(obs)
-    fits = free_fits("layer", x.astype(cast), y.astype(cast), more=[(a.astype(cast), b.astype(cast)) for a, b in more])
+    fits = free_fits("layer", x.astype(dt), y.astype(dt), more=[(a.astype(dt), b.astype(dt)) for a, b in more])
     return [(f, i) for i, f in enumerate(fits)]
 
 
