@@ -29,7 +29,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from harness.infer.layer import infer_layer
+    from harness.inference.layer import infer_layer
     from zoo.inferable import ENTRIES
 
     for e in ENTRIES:  # warm-up: imports, torch's and jax's first calls

@@ -1,4 +1,4 @@
-"""Parameter-free layers inferred from their forward alone (harness.infer.free.free_fits): the
+"""Parameter-free layers inferred from their forward alone (harness.inference.free.free_fits): the
 development zoo's and the real-code corpus's parameter-free layers, correct and buggy, against
 the spec each is checked with today (the truth, name aside). Run from the repository root:
 
@@ -23,7 +23,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests"), str(Path(__f
 
 import harness as tg  # noqa: E402
 from harness.adapters.detect import MATCH_TOL  # noqa: E402
-from harness.infer.free import dropout_rate_hint, free_fits  # noqa: E402
+from harness.inference.free import dropout_rate_hint, free_fits  # noqa: E402
 from realcode import composite, cs231n, cs231n_norm, dlfs, keras_like, objects  # noqa: E402
 from zoo import layers, ties  # noqa: E402
 

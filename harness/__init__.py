@@ -8,8 +8,8 @@ from .adapters.loss import wrap_loss
 from .adapters.network import LossModel, WrappedNetwork, wrap_loss_model, wrap_network
 from .adapters.weights import WeightsError, load_weights, read_weight_file
 from .check import check_layer, check_network
-from .infer.api import infer
-from .infer.result import Inference, LayerInference
+from .inference.api import infer
+from .inference.result import Inference, LayerInference
 from .interop import from_torch, to_torch
 from .loss_check import check_loss
 from .regress import Comparison, check_equivalent

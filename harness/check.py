@@ -62,7 +62,7 @@ def check_layer(
     ``layer``: a :class:`~harness.adapters.layer.WrappedLayer`, or an object-style layer
     wrapped with ``spec_layer`` and ``wrap_kwargs`` (``layout=``, ``params=`` ...). With no
     ``spec_layer``, the spec, layout and parameter names are inferred from the code and ``x``
-    (:func:`harness.infer.api.infer`; ``x`` or ``input_shape`` then needed) and the report's
+    (:func:`harness.inference.api.infer`; ``x`` or ``input_shape`` then needed) and the report's
     ``inferred`` says what was inferred and how sure it is.
     ``x``: the input, batch first, else generated from ``seed`` with ``input_shape`` (a
     default is chosen for a Conv2d, Linear, per-channel BatchNorm or LayerNorm, and a dropout
@@ -81,7 +81,7 @@ def check_layer(
     """
     inference = None
     if not isinstance(layer, WrappedLayer) and spec_layer is None:  # no spec: infer it (harness.infer)
-        from .infer.api import inferred_for_check
+        from .inference.api import inferred_for_check
 
         layer, x, inference = inferred_for_check(layer, x, input_shape, seed, wrap_kwargs, network=False)
     wrapped = layer if isinstance(layer, WrappedLayer) else wrap_layer(layer, spec_layer, **wrap_kwargs)
@@ -108,7 +108,7 @@ def check_layer(
     g = rng.standard_normal(spec.output_shape(x.shape))  # never all ones: that hides transposes and flips
     report = Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
     if inference is not None:
-        from .infer.api import report_note
+        from .inference.api import report_note
 
         report.inferred = report_note(inference)
     return report

@@ -52,7 +52,7 @@ def infer_request(request: dict) -> dict:
     """The child's job for ``trigrad infer``: ``{"status", "summary", "python"}``; a
     :class:`~harness.target.TargetError` (exit 2) for a target that is not a layer or network
     or has no example input."""
-    from .infer.api import infer, is_network
+    from .inference.api import infer, is_network
     from .spec import SpecError
     from .target import TargetError
 

@@ -44,7 +44,7 @@ def check_network(
     ``net``: a :class:`~harness.adapters.network.WrappedNetwork`, a mapping from spec layer
     names to the user's layers (wrapped with ``spec`` and ``wrap_kwargs``; with no ``spec``,
     a network object or a list / dict of layer objects whose spec, layout and parameter
-    names are inferred from the code and ``x``, see :func:`harness.infer.api.infer`), or a CS231n
+    names are inferred from the code and ``x``, see :func:`harness.inference.api.infer`), or a CS231n
     :class:`~harness.adapters.network.LossModel` (``model.loss(X, y)``: checked as one
     ``(network)`` entry under its loss). ``x``: the input, else generated from ``seed`` with
     ``input_shape``; both in the network's declared layout: 4-D in ``layout.data``
@@ -71,7 +71,7 @@ def check_network(
     _refuse_loss_arguments(net, loss, y)
     inference = None
     if spec is None and not isinstance(net, (LossModel, WrappedNetwork)):  # no spec: infer it (harness.infer)
-        from .infer.api import inferred_for_check
+        from .inference.api import inferred_for_check
 
         net, x, inference = inferred_for_check(net, x, input_shape, seed, wrap_kwargs, network=True)
         wrap_kwargs = {}
@@ -93,7 +93,7 @@ def check_network(
     tick = progress or (lambda name, done, total: None)
     _check_wrapped(wrapped, x, g, report, loss=loss, y=y, rng=rng, fd_probes=fd_probes, tol_scale=tol_scale, tick=tick)
     if inference is not None:
-        from .infer.api import report_note
+        from .inference.api import report_note
 
         report.inferred = report_note(inference)
     return report

@@ -114,7 +114,7 @@ class Report:
 
     seed: int
     layers: list[LayerResult] = field(default_factory=list)
-    # set when the spec was inferred from the code (harness.infer.api.report_note): status, lines, python
+    # set when the spec was inferred from the code (harness.inference.api.report_note): status, lines, python
     inferred: dict[str, Any] | None = None
 
     @property

@@ -20,7 +20,7 @@ no arguments, or ``seed`` / ``dtype`` if it wants them (trigrad passes ``--seed`
 * a tuple ``(obj, x)``: the user's unwrapped layer or network object and an example input
   (an array, as the code takes it), or a dict with ``check`` and ``x`` / ``input_shape`` but
   no ``spec``: the spec, layout and parameter names are inferred
-  (:func:`harness.infer.api.infer`) and the report says so (``inferred``);
+  (:func:`harness.inference.api.infer`) and the report says so (``inferred``);
 * a :class:`harness.Report` already made.
 
 ``x`` and ``input_shape`` are in the declared layout (``layout``, or the wrapped code's):
@@ -201,7 +201,7 @@ def run(
             return _run_loss(target, common, progress)
         if spec is None and _raw(obj):  # no spec: check_layer / check_network infer it
             _inferable(obj, d, input_shape)
-            from .infer.api import is_network
+            from .inference.api import is_network
 
             if is_network(obj):
                 return _run_network(target, common, progress)
@@ -225,7 +225,7 @@ def _raw(obj: Any) -> bool:
 def _inferable(obj: Any, d: Mapping[str, Any], input_shape: Any) -> None:
     """A target with no spec is inferred from its code and an example input: it must be a layer
     or network object (or a mapping / list of them) and come with ``x`` or ``input_shape``."""
-    from .infer.api import is_network
+    from .inference.api import is_network
 
     has_forward = callable(getattr(obj, "forward", None)) and not isinstance(obj, type)
     if not has_forward and not is_network(obj):

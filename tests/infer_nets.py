@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import harness as tg
-from harness.infer.structure import layer_objects
+from harness.inference.structure import layer_objects
 from harness.spec import walk
 from infer_standin import register
 from realcode import composite, keras_like

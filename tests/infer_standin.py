@@ -1,4 +1,4 @@
-"""A stand-in for ``harness.infer.layer.infer_layer`` in the network tests: it knows the layer
+"""A stand-in for ``harness.inference.layer.infer_layer`` in the network tests: it knows the layer
 classes of the acceptance networks by class (as the real one would find them from their
 parameters and forward) and returns what a correct inference gives. Layers without
 parameters and with a 4-D input get a candidate under each data layout, as the real one
@@ -12,7 +12,7 @@ import numpy as np
 
 import harness as tg
 from harness.examples import lenet
-from harness.infer.result import Fit, LayerInference
+from harness.inference.result import Fit, LayerInference
 from realcode import composite, keras_like, nets
 
 NHWC = tg.Layout(data="NHWC")

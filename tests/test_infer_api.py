@@ -1,4 +1,4 @@
-"""The front door of inference (harness.infer.api): what it refuses and why, what it treats
+"""The front door of inference (harness.inference.api): what it refuses and why, what it treats
 as a network, and how a report says its spec was inferred (terminal, JSON, HTML)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 import harness as tg
 from harness.adapters.refs import AdapterError
-from harness.infer.api import is_network
+from harness.inference.api import is_network
 from harness.results import LayerResult, Report
 
 

@@ -1,7 +1,7 @@
 """`trigrad infer TARGET` and `trigrad check TARGET` with no spec (issue 15), run through
 harness.cli.main in this process (the user's code runs in its child): the printed Python pins
 what was inferred, exit codes 0 exact / 1 ambiguous or unmatched / 2 usage, and every usage
-error is one clear line. Tests that need the layer inference (harness.infer.layer) skip
+error is one clear line. Tests that need the layer inference (harness.inference.layer) skip
 until it is there."""
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from harness.cli import main
 from harness.cli_infer import parse_shape
 
 needs_network = pytest.mark.skipif(
-    importlib.util.find_spec("harness.infer.network") is None, reason="harness.infer.network not here"
+    importlib.util.find_spec("harness.inference.network") is None, reason="harness.inference.network not here"
 )
 needs_layer = pytest.mark.skipif(
-    importlib.util.find_spec("harness.infer.layer") is None, reason="harness.infer.layer (the layer inference) not here"
+    importlib.util.find_spec("harness.inference.layer") is None, reason="harness.inference.layer (the layer inference) not here"
 )
 
 USER = '''

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import harness as tg
-from harness.infer import Fit, Inference, LayerInference
-from harness.infer.emit import layout_source, spec_source, to_python
+from harness.inference import Fit, Inference, LayerInference
+from harness.inference.emit import layout_source, spec_source, to_python
 from realcode import cs231n, keras_like, nets
 from zoo import layers
 

@@ -11,8 +11,8 @@ import pytest
 
 import harness as tg
 from harness.adapters.detect import MATCH_TOL
-from harness.infer.free import free_fits
-from harness.infer.free_kinds import nice
+from harness.inference.free import free_fits
+from harness.inference.free_kinds import nice
 from realcode import dlfs, keras_like, objects
 from zoo import layers, ties
 
@@ -172,7 +172,7 @@ def test_nice():
 
 
 def test_dropout_rate_from_the_objects_attribute():
-    from harness.infer.free import dropout_rate_hint
+    from harness.inference.free import dropout_rate_hint
 
     obj = dlfs.Dropout(0.25)
     np.random.seed(1)

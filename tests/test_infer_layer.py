@@ -15,8 +15,8 @@ import harness as tg
 from conftest import slow
 from harness.adapters.arrays import fingerprint
 from harness.adapters.refs import AdapterError
-from harness.infer.found import arrays_of
-from harness.infer.layer import infer_layer
+from harness.inference.found import arrays_of
+from harness.inference.layer import infer_layer
 from realcode import objects
 from zoo import layers as Z
 from zoo.inferable import ENTRIES, Entry, spec_equal
@@ -340,7 +340,7 @@ def test_a_copy_of_the_users_object_is_what_runs() -> None:
     assert _prints(obj) == _prints(keep)
 
 
-# --------------------------------------------------------------------------- parameter-free layers (harness.infer.free)
+# --------------------------------------------------------------------------- parameter-free layers (harness.inference.free)
 
 
 def _free_rows() -> list:
@@ -353,7 +353,7 @@ def _free_rows() -> list:
 
 @pytest.mark.parametrize("name,factory,spec,kw,shape", _free_rows())
 def test_a_parameter_free_layer_is_inferred_through_free_and_checks(name, factory, spec, kw, shape) -> None:
-    pytest.importorskip("harness.infer.free")
+    pytest.importorskip("harness.inference.free")
     x = np.random.default_rng(0).normal(size=shape)
     li = infer_layer(factory(), x, **{k: v for k, v in kw.items() if k != "layout"})
     assert li.status == "exact" and spec_equal(li.spec, spec), li.summary()
@@ -366,7 +366,7 @@ class MaxPool(Z.AvgPool):
 
 
 def test_a_pool_named_max_that_averages_is_ambiguous_and_checked_as_a_max_pool() -> None:
-    pytest.importorskip("harness.infer.free")
+    pytest.importorskip("harness.inference.free")
     x = np.random.default_rng(0).normal(size=(2, 3, 4, 6))
     li = infer_layer(MaxPool(), x)
     assert li.status == "ambiguous" and isinstance(li.spec, tg.MaxPool2d), li.summary()

@@ -2,7 +2,7 @@
 and the inferred wrap checked like the hand-written one (the bundled LeNet and its variants,
 tests/realcode's networks, benchmarks/numpy_nets.py, the docs' MLP), a composite block as
 one layer. Most tests use the stand-in ``infer_layer`` (tests/infer_standin.py); the last
-part runs with the real ``harness.infer.layer`` and is skipped until it exists.
+part runs with the real ``harness.inference.layer`` and is skipped until it exists.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import harness as tg
 from conftest import slow
 from harness.examples import VARIANTS
 from harness.examples.example import LAYOUT, build, lenet_spec
-from harness.infer import network as net_mod
-from harness.infer.network import infer_network, wrap_inferred, wrap_inferred_layer
-from harness.infer.result import Fit
-from harness.infer.structure import StructureError
+from harness.inference import network as net_mod
+from harness.inference.network import infer_network, wrap_inferred, wrap_inferred_layer
+from harness.inference.result import Fit
+from harness.inference.structure import StructureError
 from harness.spec import walk
 from infer_nets import (
     Dense,
@@ -39,8 +39,8 @@ from infer_nets import (
 from infer_standin import standin_infer_layer
 from realcode import composite, keras_like, nets
 
-REAL = importlib.util.find_spec("harness.infer.layer") is not None
-real = pytest.mark.skipif(not REAL, reason="harness.infer.layer (H1) is not merged yet")
+REAL = importlib.util.find_spec("harness.inference.layer") is not None
+real = pytest.mark.skipif(not REAL, reason="harness.inference.layer (H1) is not merged yet")
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import pytest
 
 import harness as tg
 from harness.examples.example import build
-from harness.infer import network as net_mod
-from harness.infer.flow import fallback_fits, spec_name
-from harness.infer.network import infer_network, wrap_inferred
-from harness.infer.structure import StructureError, layer_objects, watch_forward
+from harness.inference import network as net_mod
+from harness.inference.flow import fallback_fits, spec_name
+from harness.inference.network import infer_network, wrap_inferred
+from harness.inference.structure import StructureError, layer_objects, watch_forward
 from infer_nets import (
     BackwardRaises,
     CallAlias,

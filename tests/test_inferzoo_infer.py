@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-api = pytest.importorskip("harness.infer.api")
+api = pytest.importorskip("harness.inference.api")
 
 import harness as tg  # noqa: E402
 from inferzoo import LAYERS, MUTANTS, NETWORK_MUTANTS, NETWORKS, SHAPE_MUTANTS, Entry  # noqa: E402

@@ -1,6 +1,6 @@
 """The front door of inference: :func:`infer` decides what the user handed it (a layer object,
 a CS231n function pair, a network object or a list/dict of layer objects) and hands it to
-:func:`harness.infer.layer.infer_layer` or :func:`harness.infer.network.infer_network`;
+:func:`harness.inference.layer.infer_layer` or :func:`harness.inference.network.infer_network`;
 :func:`inferred_for_check` is what ``check_layer`` / ``check_network`` call when no spec is
 given, and :func:`report_note` what they attach to the report.
 """
@@ -87,8 +87,8 @@ def infer(
     ``wrap_kwargs``: options inference cannot see (``sgd=(None, lr)``, ``lazy=True``,
     ``forward_kwargs=`` ...), passed to the wrapper.
 
-    Returns an :class:`~harness.infer.result.Inference`: ``.spec``, ``.layout``, one
-    :class:`~harness.infer.result.LayerInference` per layer with its status (``exact``,
+    Returns an :class:`~harness.inference.result.Inference`: ``.spec``, ``.layout``, one
+    :class:`~harness.inference.result.LayerInference` per layer with its status (``exact``,
     ``ambiguous``, ``unmatched``), ``.wrap()`` and ``.to_python()``. The user's objects are
     not changed (parameters restored bit for bit).
     """

@@ -2,7 +2,7 @@
 
 One forward of the network's own code is watched (:mod:`.structure`) and its data flow read
 (:mod:`.flow`); every layer object called is then inferred alone
-(:func:`harness.infer.layer.infer_layer`) at the very input it received, in the user's
+(:func:`harness.inference.layer.infer_layer`) at the very input it received, in the user's
 layout; operations the network's code does itself between calls become parameter-free
 layers without a user object. The spec is the root :class:`~harness.Sequential` of these in
 forward order, blocks as nested Sequentials, residual connections as
@@ -33,10 +33,10 @@ from .structure import StructureError, Trace, watch_forward
 
 try:  # H1's module; until it is there, infer_network says so (tests put a stand-in here)
     from .layer import infer_layer  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - only before harness.infer.layer exists
+except ImportError:  # pragma: no cover - only before harness.inference.layer exists
 
     def infer_layer(target: Any, x: Any, *, name: str | None = None, seed: int = 0, **wrap_kwargs: Any) -> Any:  # type: ignore[misc,unused-ignore]
-        raise NotImplementedError("harness.infer.layer is not there yet: infer_network needs infer_layer")
+        raise NotImplementedError("harness.inference.layer is not there yet: infer_network needs infer_layer")
 
 
 def _leaves(nodes: list[Node]) -> list[Leaf]:
@@ -184,8 +184,8 @@ def infer_network(net: Any, x: Any, *, seed: int = 0, **kw: Any) -> Inference:
 
     ``net``: an object whose ``forward`` (and ``backward``) run layer objects held as
     attributes, in lists or dicts (nested blocks too), or a list / dict of layer objects in
-    forward order. ``kw`` go to every :func:`~harness.infer.layer.infer_layer` call. Raises
-    :class:`~harness.infer.structure.StructureError` when the structure cannot be read; the
+    forward order. ``kw`` go to every :func:`~harness.inference.layer.infer_layer` call. Raises
+    :class:`~harness.inference.structure.StructureError` when the structure cannot be read; the
     user's exception when its forward raises. The network is unchanged either way."""
     start = time.perf_counter()
     trace = watch_forward(net, x)

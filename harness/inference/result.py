@@ -155,7 +155,7 @@ class Inference:
 
     def wrap(self) -> Any:
         """The user's code wrapped with what was inferred: a ``WrappedLayer`` for a layer, a
-        ``WrappedNetwork`` for a network (:func:`harness.infer.network.wrap_inferred`)."""
+        ``WrappedNetwork`` for a network (:func:`harness.inference.network.wrap_inferred`)."""
         if self.network is None:
             return self.layers[0].wrap()
         from .network import wrap_inferred
@@ -164,7 +164,7 @@ class Inference:
 
     def to_python(self, obj: str = "obj") -> str:
         """The inferred spec, layout and wrapping as Python source, ``obj`` naming the user's
-        object, so a user can pin it (:func:`harness.infer.emit.to_python`)."""
+        object, so a user can pin it (:func:`harness.inference.emit.to_python`)."""
         from .emit import to_python
 
         return to_python(self, obj)

@@ -6,7 +6,7 @@ only non-default arguments), the layout when it is not the default, and the wrap
 states the inference's status and any doubt (``# ambiguous: ...``), so a pasted guess is
 never mistaken for a confirmed answer. Executing the source with ``obj`` bound to the user's
 object (and, for a function pair, its functions and ``params`` in scope) rebuilds what
-:meth:`~harness.infer.result.Inference.wrap` builds.
+:meth:`~harness.inference.result.Inference.wrap` builds.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Inside each scope (the network's forward, or a block object's forward that calle
 layers) every value is traced to where it came from: the scope's input, a call's output
 (by identity of the array handed over, else by equal values), an operation the code did
 itself between calls (``np.maximum(0, h)``, ``h.reshape(len(h), -1)``: a parameter-free
-kind confirmed by :func:`harness.infer.free.free_fits` on the two arrays), or the sum of two
+kind confirmed by :func:`harness.inference.free.free_fits` on the two arrays), or the sum of two
 values (a residual connection, possibly followed by such an operation). Reading back from
 the scope's output gives the layers in forward order (:class:`Leaf`, :class:`Op`), blocks
 (:class:`Block`, a nested Sequential) and residual connections (:class:`Res`:
@@ -119,7 +119,7 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 def fallback_fits(name: str, x: Any, y: Any) -> list[Fit]:
-    """Until :mod:`harness.infer.free` is there: a flatten (either feature order, as the data
+    """Until :mod:`harness.inference.free` is there: a flatten (either feature order, as the data
     layout decides), a ReLU and a LeakyReLU (slope read from the values), what network code
     most often does inline."""
     if x is None or y is None:

@@ -1,7 +1,7 @@
 """Operations the network's own code does between layer calls (``np.maximum(h, 0)``,
 ``h.reshape(n, -1)``), as parameter-free layers without a user object.
 
-The forward confirms a kind (:func:`harness.infer.free.free_fits`, read by :mod:`.flow`).
+The forward confirms a kind (:func:`harness.inference.free.free_fits`, read by :mod:`.flow`).
 When the operation sits alone between two layer calls, the network's own backward is
 evidence too: the upstream gradient the later layer's backward returned and the one the
 earlier layer's backward received are the operation's own backward. An elementwise kind
