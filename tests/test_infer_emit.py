@@ -159,7 +159,7 @@ def test_doubt_is_stated_in_a_comment():
     assert "(ambiguous, 1 layer(s))" in src
     assert "# ambiguous: act: the class is named ReLU but the forward fits LeakyReLU better; also fits ELU" in src
     li.status, li.ambiguous, li.why = "unmatched", [], []
-    assert "# unmatched: act: ReLU(name='act'): rel error 0.0e+00" in to_python(_inference(li, (2, 3)))
+    assert '# unmatched: act: ReLU("act"): rel error 0.0e+00' in to_python(_inference(li, (2, 3)))
 
 
 def test_network_round_trips_with_the_same_verdicts():

@@ -38,10 +38,15 @@ def test_readme_blocks_run_as_shown(ran) -> None:
     shown = [b.text for b in page if b.lang == "console" and b.ran]
     assert any("trigrad demo --bug fc1-bias-averaged" in t and "fix first: fc1 (backward)" in t for t in shown)
     assert any("trigrad check my_layers.py:dense" in t for t in shown)
-    # the checked file is the one the README shows, and it passes from Python too
-    report = namespace["tg"].check_layer(namespace["dense"]())
+    # the checked file is the one the README shows: no spec, and it passes from Python too, inferred exactly
+    import harness as tg
+
+    layer, x = namespace["dense"]()
+    report = tg.check_layer(layer, x=x)
     assert [layer.verdict for layer in report.layers] == ["pass"]
     assert [t.name for t in report.layer("fc").tensors] == ["output", "input", "weight", "bias"]
+    assert report.inferred is not None and report.inferred["status"] == "exact"
+    assert "spec" not in namespace and "Layout" not in "".join(b.text for b in page if b.lang == "python")
 
 
 def test_readme_stays_short_and_its_links_resolve() -> None:

@@ -359,7 +359,7 @@ def _renamed(li: LayerInference, name: str) -> LayerInference:
         return replace(f, spec=named(f.spec, name))
 
     li.name = name
-    li.why = [w.replace("name='layer'", f"name={name!r}") for w in li.why]
+    li.why = [w.replace("name='layer'", f"name={name!r}").replace('("layer"', f'("{name}"') for w in li.why]
     li.best = ren(li.best)
     li.candidates = [ren(f) for f in li.candidates]
     li.ambiguous = [ren(f) for f in li.ambiguous]

@@ -44,13 +44,16 @@ class Fit:
 
     def describe(self) -> str:
         """One line: the spec layer, a non-default layout, the error."""
-        lay = "" if self.layout == Layout() else f" under {self.layout}"
+        from .emit import layout_source, spec_source  # emit reads these types: imported when used
+
+        lay = "" if self.layout == Layout() else f" under {layout_source(self.layout).removeprefix('tg.')}"
         err = (
             "could not run" + (f" ({self.reason})" if self.reason else "")
             if self.error == float("inf")
             else (f"rel error {self.error:.1e}")
         )
-        return f"{self.spec!r}{lay}: {err}"
+        spec = " ".join(spec_source(self.spec).replace("tg.", "").split()).replace("[ ", "[").replace(", ]", "]")
+        return f"{spec}{lay}: {err}"
 
 
 @dataclass
