@@ -113,14 +113,25 @@ class Scorer:
         return sorted(second, key=lambda t: (_bucket(t[0].error, tol), t[1], t[0].error)) + rest
 
     # -- the backward, for a candidate in contention
-    def backward_error(self, fit: Fit, seed: int = 7) -> tuple[float, str]:
+    def backward_error(self, fit: Fit, seed: int = 7, *, other_shape: bool = False) -> tuple[float, str]:
         """Relative error (worst tensor) of the user's backward, wrapped as ``fit`` says,
-        against the reference's VJP at the first input; (inf, why) when it cannot run."""
+        against the reference's VJP at the first input; (inf, why) when it cannot run.
+        ``other_shape``: ``fit``'s output shape is not the one the user's forward returns (a
+        forward bug that changes it); the forward still runs first (its caches), then the
+        backward is handed an upstream gradient of ``fit``'s own output shape."""
+        from ..adapters.refs import ValueFinding
+
         x = self.obs.pairs[0][0]
         xc = data_from_user(x, fit.layout)
         try:
             w = self.wrapped(fit)
-            y = w.forward(xc)
+            try:
+                y = w.forward(xc)
+            except ValueFinding:
+                if not other_shape:
+                    raise
+                y = np.empty(fit.spec.output_shape(xc.shape))
+                w._y_shape = y.shape  # what the layer should have returned: the backward is asked about that
             dy = np.random.default_rng(seed).normal(size=y.shape)
             dx = w.backward(dy)
             grads = w.param_grads()

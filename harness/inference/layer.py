@@ -14,7 +14,6 @@ parameter-free kinds from :mod:`.free`), confirms them against the PyTorch refer
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -24,32 +23,13 @@ import numpy as np
 from ..adapters.arrays import to_float64
 from ..adapters.refs import AdapterError
 from ..spec import Layer, Sequential, walk
-from .confirm import Scorer, fused, named, refined_eps, refit_by_backward, same_reading, tolerance
+from .confirm import Scorer, fused, named, refined_eps, tolerance
 from .found import Observed, observe
 from .result import Fit, LayerInference
 from .shaped import candidates
+from .witness import BACKWARD_TOL, backward_conflict, kinds, name_conflict, same_interpretation
 
-# the kinds a code's own name says: whole words (short names) or parts of the joined name
-_NAMED = {
-    "Conv2d": ("conv", "convolution", "conv2d", "convolutional", "im2col"),
-    "Linear": ("dense", "linear", "fc", "affine", "fullyconnected", "innerproduct"),
-    "BatchNorm": ("bn", "batchnorm", "batchnormalization", "spatialbatchnorm"),
-    "LayerNorm": ("ln", "layernorm", "layernormalization"),
-    "MaxPool2d": ("maxpool", "maxpooling", "maxpool2d"),
-    "AvgPool2d": ("avgpool", "avgpooling", "averagepooling", "meanpool"),
-    "GlobalAvgPool2d": ("globalavgpool", "globalaveragepooling", "gap"),
-    "ReLU": ("relu",),
-    "LeakyReLU": ("leakyrelu", "lrelu", "leaky"),
-    "ELU": ("elu",),
-    "GELU": ("gelu",),
-    "Dropout": ("dropout",),
-    "Flatten": ("flatten",),
-    "Sigmoid": ("sigmoid",),
-    "Tanh": ("tanh",),
-    "Softmax": ("softmax",),
-}
 _DEFAULT_NAMES = {"Linear": "fc", "Conv2d": "conv", "BatchNorm1d": "bn", "BatchNorm2d": "bn", "LayerNorm": "ln"}
-_BACKWARD_TOL = {np.dtype(np.float16): 5e-2, np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-6}
 
 
 def infer_layer(target: Any, x: Any, *, name: str | None = None, seed: int = 0, **wrap_kwargs: Any) -> LayerInference:
@@ -138,9 +118,9 @@ def _decide(obs: Observed, kw: dict[str, Any], label: str, target: Any) -> Layer
         li.why.append(f"nothing reproduces the forward: the closest is {fits[0].describe()}")
     else:
         _settle(li, scorer, confirmed, obs)
-    _name_conflict(li, obs.hint)
+    name_conflict(li, obs.hint)
     if li.status != "unmatched":
-        _backward_conflict(li, scorer, obs, {id(f): p for f, p in ranked})
+        backward_conflict(li, scorer, obs, {id(f): p for f, p in ranked})
     li.why = why + li.why
     return li
 
@@ -165,43 +145,19 @@ def _wrap_kwargs(obs: Observed, kw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _same_interpretation(a: Fit, b: Fit, obs: Observed) -> bool:
-    """Candidates that differ only in hyperparameters the data cannot tell apart (same kind,
-    layout and parameter places), or whose layouts read every parameter identically, or
-    that read the user's arrays in their own order either way (a flatten of NCHW data in
-    any order, the weight's columns read in that order; a batch norm per flattened feature)."""
-    if a.params == b.params and _kinds(a.spec) == _kinds(b.spec) and _natural(a) == _natural(b):
-        return True
-    shapes = {p: tuple(v.shape) for p, v in obs.params.items()}
-    return same_reading(a, b, shapes, obs.pairs[0][0].shape)
-
-
-def _natural(f: Fit) -> tuple:
-    """The layout fields that change what ``f`` computes on the user's own arrays."""
-    from ..spec import BatchNorm2d, Flatten
-
-    lay = f.layout
-    leaves = [s for _, s in walk(f.spec) if not s.children()]
-    if isinstance(leaves[0], Flatten) and len(leaves) > 1:  # the weight's columns are read in the flatten's order
-        return (lay.linear, "flattened")
-    if isinstance(leaves[0], BatchNorm2d) and leaves[0].over == "feature":
-        return ("per-element",)
-    return (lay,)
-
-
 def _settle(li: LayerInference, scorer: Scorer, confirmed: list[Fit], obs: Observed) -> None:
     """Among confirmed candidates: one interpretation (exact), or several told apart by the
     backward (exact), or not (ambiguous: stated, the simplest kept)."""
     best = confirmed[0]
-    others = [f for f in confirmed[1:] if not _same_interpretation(best, f, obs)]
+    others = [f for f in confirmed[1:] if not same_interpretation(best, f, obs)]
     distinct: list[Fit] = []
     for f in others:
-        if not any(_same_interpretation(f, d, obs) for d in distinct):
+        if not any(same_interpretation(f, d, obs) for d in distinct):
             distinct.append(f)
     if not distinct:
         li.best = best
         return
-    btol = _BACKWARD_TOL.get(np.dtype(obs.dtype), 1e-3)
+    btol = BACKWARD_TOL.get(np.dtype(obs.dtype), 1e-3)
     contenders = [best, *distinct[:3]]
     scores = [scorer.backward_error(f) for f in contenders]
     matching = [f for f, (e, _) in zip(contenders, scores) if e <= btol]
@@ -211,7 +167,7 @@ def _settle(li: LayerInference, scorer: Scorer, confirmed: list[Fit], obs: Obser
             f"the forward fits {len(contenders)} readings equally ({_diff(best, distinct[0])}); the backward "
             f"matches only {matching[0].layout}"
         )
-    elif len(matching) > 1 and all(_kinds(m.spec) == _kinds(matching[0].spec) for m in matching):
+    elif len(matching) > 1 and all(kinds(m.spec) == kinds(matching[0].spec) for m in matching):
         li.best = matching[0]  # the backward agrees under each too: the same computation, the simplest kept
     else:
         li.best, li.status = best, "ambiguous"
@@ -223,107 +179,9 @@ def _settle(li: LayerInference, scorer: Scorer, confirmed: list[Fit], obs: Obser
 
 
 def _diff(a: Fit, b: Fit) -> str:
-    if _kinds(a.spec) != _kinds(b.spec):
-        return f"{'+'.join(_kinds(a.spec))} or {'+'.join(_kinds(b.spec))}"
+    if kinds(a.spec) != kinds(b.spec):
+        return f"{'+'.join(kinds(a.spec))} or {'+'.join(kinds(b.spec))}"
     return f"{a.layout} or {b.layout}"
-
-
-def _kinds(spec: Layer) -> tuple[str, ...]:
-    return tuple(type(s).__name__ for _, s in walk(spec) if not s.children())
-
-
-def _name_kind(hint: str) -> str | None:
-    """The kind the code's own name says (``DenseLayer`` -> Linear), or None: the longest
-    name found (``LayerNormBatchAxis`` is a LayerNorm)."""
-    words = {w.lower() for w in re.findall(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+", hint)}
-    joined = hint.lower().replace("_", "")
-    found = [
-        (len(n), kind) for kind, names in _NAMED.items() for n in names if n in words or (len(n) >= 4 and n in joined)
-    ]
-    return max(found)[1] if found else None
-
-
-def _matches_name(spec: Layer, kind: str) -> bool:
-    return any(k.startswith(kind) for k in _kinds(spec))
-
-
-def _name_conflict(li: LayerInference, hint: str) -> None:
-    """The code's name says another kind than the best fit's: ambiguous, best = the named kind."""
-    kind = _name_kind(hint)
-    if kind is None or _matches_name(li.best.spec, kind):
-        return
-    named = [f for f in li.candidates if _matches_name(f.spec, kind)]
-    if not named:
-        return
-    was = li.best
-    li.best = named[0]
-    if li.status == "exact" or li.status == "ambiguous":
-        li.status = "ambiguous"
-        li.ambiguous = [was, *[f for f in li.ambiguous if f is not was]]
-    li.why.append(
-        f"the code is named {hint!r} ({kind}) but its forward fits {'+'.join(_kinds(was.spec))} "
-        f"({was.describe()}); the closest {kind} is {named[0].describe()}"
-    )
-
-
-def _backward_conflict(li: LayerInference, scorer: Scorer, obs: Observed, priors: dict[int, int]) -> None:
-    """The user's backward reproduces another candidate's reference VJP, not the best's:
-    ambiguous, best = the one the backward supports. A backward that cannot run is noted
-    (with the option the adapters say is missing), and gradients found only by watching
-    the backward are declared."""
-    err, reason = scorer.backward_error(li.best)
-    if err == float("inf") and "cannot find the gradient" in reason and obs.grads:
-        li.grads = {loc: obs.grads[p] for loc, p in li.best.params.items() if p in obs.grads}
-        scorer.kw["grads"] = li.grads
-        err, reason = scorer.backward_error(li.best)
-    if err == float("inf"):
-        ask = "; pass the option it names to infer_layer too (passed through)" if "declare" in reason else ""
-        li.why.append(f"its backward was not compared while inferring: {reason}{ask}")
-        return
-    btol = _BACKWARD_TOL.get(np.dtype(obs.dtype), 1e-3)
-    if err <= btol or li.status == "ambiguous":
-        return
-    for f in [*_alternatives(li, priors, obs), *refit_by_backward(li.best, scorer)]:
-        if _backward_bug_rather(li.best, f, obs.hint):
-            continue
-        e, _ = scorer.backward_error(f)
-        if e <= btol:
-            was = li.best
-            li.best, li.status = f, "ambiguous"
-            li.ambiguous = [was]
-            li.why.append(
-                f"the forward fits {was.describe()}, but the backward computes the gradient of {f.describe()}"
-            )
-            return
-
-
-def _backward_bug_rather(best: Fit, other: Fit, hint: str) -> bool:
-    """A backward matching ``other`` is still a backward bug of ``best`` when the forward and
-    the code's name agree on another kind than ``other``'s (a LeakyReLU whose backward is
-    ReLU's), or when ``other`` is ``best`` without its fused activation (forgotten in the
-    backward). Another reading of the same kind (layout, eps, slope) is the forward's doubt."""
-    mine, theirs = _kinds(best.spec), _kinds(other.spec)
-    if mine == theirs:
-        return False
-    if len(theirs) < len(mine) and all(k in mine for k in theirs):
-        return True
-    kind = _name_kind(hint)
-    return kind is not None and _matches_name(best.spec, kind) and not _matches_name(other.spec, kind)
-
-
-def _alternatives(li: LayerInference, priors: dict[int, int], obs: Observed, most: int = 8) -> list[Fit]:
-    """Other interpretations whose gradient the user's backward may compute: the simplest
-    first (another layout, eps or kind; one per reading), at most ``most``."""
-    out: list[Fit] = []
-    for f in sorted(li.candidates[1:], key=lambda f: (priors.get(id(f), 99), f.error)):
-        if f.error == float("inf") or (_same_interpretation(li.best, f, obs) and f.spec == li.best.spec):
-            continue
-        if any(f.spec == g.spec and f.layout == g.layout and f.params == g.params for g in out):
-            continue
-        out.append(f)
-        if len(out) == most:
-            break
-    return out
 
 
 def _free(obs: Observed, why: list[str]) -> list[tuple[Fit, int]]:
@@ -335,6 +193,10 @@ def _free(obs: Observed, why: list[str]) -> list[tuple[Fit, int]]:
     except ImportError:  # not merged yet: the one kind this module knows itself
         return _relu_only(obs)
     fits = free_fits("layer", x.astype(dt), y.astype(dt), more=[(a.astype(dt), b.astype(dt)) for a, b in more])
+    if not obs.is_pair:  # a dropout that does not scale shows no p: the object's own rate attribute says it
+        from .free import dropout_rate_hint
+
+        fits = dropout_rate_hint(obs.target, fits)
     return [(f, i) for i, f in enumerate(fits)]
 
 
@@ -348,7 +210,7 @@ def _relu_only(obs: Observed) -> list[tuple[Fit, int]]:
 
 def _default_name(spec: Layer, hint: str) -> str:
     if isinstance(spec, Sequential):
-        return "dense" if "Linear" in _kinds(spec) else "block"
+        return "dense" if "Linear" in kinds(spec) else "block"
     return _DEFAULT_NAMES.get(type(spec).__name__, type(spec).__name__.lower())
 
 

@@ -125,6 +125,25 @@ def _same(name: str, wp: str, dims: tuple, bp: str | None, layout: Layout, prior
                 yield Fit(spec, replace(layout, flip=flip), where), prior + 8 + 5 * flip
 
 
+def other_shapes(best: Fit, x_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Output shapes (user layout) the same convolution would give with another padding
+    (0 .. k//2 + 1) or stride (1, 2): what a backward written for the intended layer expects
+    when the forward's bug changed the shape (it forgot its padding, or its stride)."""
+    spec = best.spec
+    if not isinstance(spec, Conv2d) or len(x_shape) != 4:
+        return []
+    cx = canonical_shape(x_shape, best.layout.data)
+    y = spec.output_shape(cx)
+    out = []
+    for s, p in product((1, 2), range(max(spec.kernel_size) // 2 + 2)):
+        hw = [(cx[2 + a] + 2 * p - spec.dilation[a] * (spec.kernel_size[a] - 1) - 1) // s + 1 for a in (0, 1)]
+        shape = (cx[0], y[1], *hw)
+        if min(hw) > 0 and shape != y:
+            user = shape if best.layout.data == "NCHW" else (shape[0], shape[2], shape[3], shape[1])
+            out.append(user)
+    return list(dict.fromkeys(out))
+
+
 # --------------------------------------------------------------------------- linear
 
 
