@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters.layouts import Layout
-from ..spec import Flatten, Layer, Residual, Sequential, join_path
+from ..spec import Conv2d, Flatten, Layer, Residual, Sequential, join_path
 from .flow import Block, Leaf, Node, Op, Res, read_flow, renamed
 from .ops import op_inference, variants
 from .result import Fit, Inference, LayerInference
@@ -170,8 +170,41 @@ def _assemble(
     items = [asm.spec(n, "") for n in nodes]
     for li in asm.layers:
         _settle(li, data, flatten, False)
+    _mixed_flips(asm.layers)
     spec = items[0] if len(items) == 1 and isinstance(items[0], Residual) else Sequential(items)
     return spec, _network_layout(asm.layers, data, flatten), asm.layers
+
+
+def _mixed_flips(layers: list[LayerInference]) -> None:
+    """Convolutions of one network that read as true convolutions (flipped kernels) where the
+    others read as cross-correlations: one of the two is written wrong, and each forward
+    alone cannot say which. The fewer (on a tie, the flipped ones) become ambiguous and are
+    checked as the others read (the same kernel order, the other flip)."""
+    convs = [li for li in layers if isinstance(li.spec, Conv2d) and li.exact and max(li.spec.kernel_size) > 1]
+    flipped, plain = [li for li in convs if li.layout.flip], [li for li in convs if not li.layout.flip]
+    if not flipped or not plain:
+        return
+    odd, usual = (flipped, plain) if len(flipped) <= len(plain) else (plain, flipped)
+    for li in odd:
+        want = replace(li.layout, flip=not li.layout.flip)
+        other = next(
+            (
+                f
+                for f in li.candidates
+                if f.spec == li.spec and (f.layout.kernel, f.layout.flip) == (want.kernel, want.flip)
+            ),
+            None,
+        )
+        if other is None:
+            continue
+        other = replace(other, layout=want)  # the network's data layout and flatten order, as settled
+        was = li.best
+        li.best, li.status, li.ambiguous = other, "ambiguous", [was]
+        how = "a true convolution (kernel flipped)" if was.layout.flip else "a cross-correlation"
+        li.why.append(
+            f"its forward reads as {how}, the other way from {', '.join(u.name for u in usual)} in the same "
+            f"network: one of them is written wrong; checked as {other.describe()}"
+        )
 
 
 def _under(path: str, p: str) -> bool:
