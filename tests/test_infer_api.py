@@ -106,3 +106,28 @@ def test_the_report_says_its_spec_was_inferred_everywhere() -> None:
             seed=0, layers=[LayerResult(name="dense", kind="Linear", verdict="pass", dtype="float64")]
         ).to_dict()
     )
+
+
+class FC:  # the passes under other names, parameters and gradients as this code names them
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.weights, self.bias = rng.normal(size=(3, 4)), np.zeros(3)
+
+    def fprop(self, x):
+        self.x = x
+        return x @ self.weights.T + self.bias
+
+    def bprop(self, dy):
+        self.grad_weights, self.grad_bias = dy.T @ self.x, dy.sum(0)
+        return dy @ self.weights
+
+
+def test_passes_under_other_names_are_found_and_pinned() -> None:
+    x = np.random.default_rng(1).normal(size=(5, 4))
+    inference = tg.infer(FC(), x)
+    assert inference.exact and inference.spec == tg.Linear("fc", 4, 3)
+    assert inference.layers[0].wrap_kwargs["forward"] == "fprop"
+    assert 'forward="fprop"' in inference.to_python() and 'backward="bprop"' in inference.to_python()
+    assert tg.check_layer(FC(), x=x).ok
+    with pytest.raises(AdapterError, match=r"a FC has no forward\(\) / backward\(dy\)"):
+        tg.infer(FC(), x, forward="predict")  # declared, but there is no such method

@@ -21,6 +21,33 @@ def _is_pair(target: Any) -> bool:
     return isinstance(target, tuple) and len(target) == 2 and all(callable(f) for f in target)
 
 
+# method names for the two passes, as from-scratch code names them (forward/backward first)
+METHOD_PAIRS = (
+    ("forward", "backward"),
+    ("forward", "backprop"),
+    ("forward", "backward_pass"),
+    ("forward_pass", "backward_pass"),
+    ("fprop", "bprop"),
+    ("forward_prop", "backward_prop"),
+    ("forward_propagation", "backward_propagation"),
+    ("feedforward", "backprop"),
+    ("feed_forward", "back_propagation"),
+    ("__call__", "backward"),
+    ("call", "backward"),
+)
+
+
+def _methods(obj: Any, kw: dict[str, Any]) -> dict[str, str] | None:
+    """The names of ``obj``'s two passes: declared (``forward=`` / ``backward=``), else the
+    first pair of :data:`METHOD_PAIRS` it has; None when it has none."""
+    declared = {k: kw[k] for k in ("forward", "backward") if isinstance(kw.get(k), str)}
+    for fwd, bwd in METHOD_PAIRS:
+        f, b = declared.get("forward", fwd), declared.get("backward", bwd)
+        if callable(getattr(obj, f, None)) and callable(getattr(obj, b, None)):
+            return {} if (f, b) == ("forward", "backward") else {"forward": f, "backward": b}
+    return None
+
+
 def _layer_like(obj: Any) -> bool:
     """An object with its own forward (not a class, a function or an array)."""
     return not isinstance(obj, (type, np.ndarray)) and callable(getattr(obj, "forward", None))
@@ -103,11 +130,14 @@ def infer(
 
         inference = infer_network(target, x, seed=seed, **wrap_kwargs)
     else:
-        if not _is_pair(target) and not _layer_like(target):
+        methods = {} if _is_pair(target) else _methods(target, wrap_kwargs)
+        if methods is None:
             raise AdapterError(
-                f"infer: {_what(target)} has no forward(): pass a layer or network object with forward(x) / "
-                "backward(dy), a function pair (forward, backward) with params=[...], or a list of layer objects"
+                f"infer: {_what(target)} has no forward() / backward(dy) (nor fprop / bprop, forward_pass / "
+                "backward_pass ...): pass a layer or network object, forward= / backward= with its methods' names, "
+                "a function pair (forward, backward) with params=[...], or a list of layer objects"
             )
+        wrap_kwargs = {**wrap_kwargs, **methods}
         from .layer import infer_layer
 
         li = infer_layer(target, x, seed=seed, **wrap_kwargs)
