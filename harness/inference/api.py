@@ -49,8 +49,11 @@ def _methods(obj: Any, kw: dict[str, Any]) -> dict[str, str] | None:
 
 
 def _layer_like(obj: Any) -> bool:
-    """An object with its own forward (not a class, a function or an array)."""
-    return not isinstance(obj, (type, np.ndarray)) and callable(getattr(obj, "forward", None))
+    """An object with its own passes (forward / backward or another pair of
+    :data:`METHOD_PAIRS`; not a class, a function or an array)."""
+    if isinstance(obj, (type, np.ndarray)) or not hasattr(obj, "__dict__"):
+        return False
+    return callable(getattr(obj, "forward", None)) or _methods(obj, {}) is not None
 
 
 def is_network(target: Any) -> bool:

@@ -29,7 +29,7 @@ from ..spec import Conv2d, Flatten, Layer, Residual, Sequential, join_path
 from .flow import Block, Leaf, Node, Op, Res, read_flow, renamed
 from .ops import op_inference, variants
 from .result import Fit, Inference, LayerInference
-from .structure import StructureError, Trace, watch_forward
+from .structure import StructureError, Trace, call_only, forward_of, watch_forward
 
 try:  # H1's module; until it is there, infer_network says so (tests put a stand-in here)
     from .layer import infer_layer  # type: ignore[import-not-found,unused-ignore]
@@ -147,6 +147,8 @@ def _infer_leaves(trace: Trace, leaves: list[Leaf], seed: int, kw: dict[str, Any
             extra.setdefault("forward_kwargs", dict(c.kwargs))
         if c.args:
             extra.setdefault("forward_args", tuple(c.args))
+        if call_only(c.obj):  # layer(x) code: its __call__ is the forward
+            extra.setdefault("forward", "__call__")
         li = infer_layer(c.obj, c.x, name=leaf.name, seed=seed, **extra)
         li.path = c.path
         out[id(leaf)] = li
@@ -237,7 +239,7 @@ def infer_network(net: Any, x: Any, *, seed: int = 0, **kw: Any) -> Inference:
     ]
     is_list = isinstance(net, (list, tuple, dict))
     backward = None if is_list else getattr(net, "backward", None)
-    forward = net.forward if backward is not None and callable(backward) else None
+    forward = forward_of(net) if backward is not None and callable(backward) else None
     if not is_list and forward is None:
         notes.append(
             "the network has no backward: its layers are chained in the spec's order instead of running its own passes"

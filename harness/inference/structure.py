@@ -60,12 +60,31 @@ class Trace:
     _refs: tuple = ()
 
 
+def call_only(value: Any) -> bool:
+    """An object whose class defines ``__call__`` as its forward (no ``forward`` method) and
+    has a ``backward``: ``layer(x)`` code."""
+    try:
+        return (
+            getattr(value, "forward", None) is None
+            and "__call__" in {k for c in type(value).__mro__[:-1] for k in vars(c)}
+            and callable(getattr(value, "backward", None))
+        )
+    except Exception:  # a property that raises: not a layer we can use
+        return False
+
+
+def forward_of(value: Any) -> Any:
+    """The bound method that is ``value``'s forward: ``forward``, else its ``__call__``."""
+    return value.__call__ if call_only(value) else value.forward
+
+
 def is_layer(value: Any) -> bool:
-    """An object with a callable ``forward`` (not a class, a function or an array)."""
+    """An object with a callable ``forward``, or a class-defined ``__call__`` and a
+    ``backward`` (not a class, a function or an array)."""
     if isinstance(value, (type, np.ndarray, str, bytes, int, float)) or inspect.isroutine(value):
         return False
     try:
-        return callable(getattr(value, "forward", None))
+        return callable(getattr(value, "forward", None)) or call_only(value)
     except Exception:  # a property that raises: not a layer we can use
         return False
 
@@ -154,9 +173,9 @@ def _run(root: Any, x: Any) -> tuple[Any, bool]:
     if isinstance(root, (list, tuple, dict)):
         layers = list(root.values()) if isinstance(root, dict) else list(root)
         for layer in layers:
-            x = call_user(layer.forward, x)
+            x = call_user(forward_of(layer), x)
         return x, False
-    return call_user(root.forward, x), True
+    return call_user(forward_of(root), x), True
 
 
 def _run_backward(root: Any, y: Any) -> str | None:
@@ -174,7 +193,7 @@ def _run_backward(root: Any, y: Any) -> str | None:
 
 def _check_target(net: Any) -> None:
     """A network object with a forward, or a list / dict holding only layer objects."""
-    if not isinstance(net, (list, tuple, dict)) and not callable(getattr(net, "forward", None)):
+    if not isinstance(net, (list, tuple, dict)) and not is_layer(net):
         raise StructureError(
             f"infer_network: a {type(net).__name__} has no forward method and is not a list or dict of layers; "
             "pass the network object (with forward/backward), or its layers as a list in forward order"
@@ -243,4 +262,15 @@ def watch_forward(net: Any, x: Any) -> Trace:
     return trace
 
 
-__all__ = ["BackCall", "Call", "StructureError", "Trace", "is_layer", "join", "layer_objects", "watch_forward"]
+__all__ = [
+    "BackCall",
+    "Call",
+    "StructureError",
+    "Trace",
+    "call_only",
+    "forward_of",
+    "is_layer",
+    "join",
+    "layer_objects",
+    "watch_forward",
+]
