@@ -5,6 +5,7 @@ called as ``layer(x)`` (a class-defined ``__call__``, no ``forward``), looped ov
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import harness as tg
 from harness.adapters.arrays import fingerprint
@@ -81,3 +82,50 @@ def test_a_leaking_call_relu_is_not_explained_as_a_leaky_relu() -> None:
     report = tg.check_network(Model(relu=ReluLeaks), x=X)
     assert report.inferred["status"] == "ambiguous"
     assert report.first_failure == "layers_1" and report.layer("layers_1").verdict == "forward"
+
+
+# ----------------------------------------------------------------- one example at a time
+
+LR = 0.1
+
+
+def _gray_object(m):
+    return m.Conv3x3(4, seed=0), np.random.default_rng(0).normal(size=(6, 6)), {}
+
+
+def _gray_pair(m):
+    kernels, bias = np.random.default_rng(1).normal(size=(4, 3, 3)), np.zeros(4)
+    return (
+        (m.conv_gray_forward, m.conv_gray_backward),
+        np.random.default_rng(0).normal(size=(6, 6)),
+        {"params": [kernels, bias]},
+    )
+
+
+def _fc_single(m):  # the SGD step inside backprop(d, lr) is declared: inference cannot see lr
+    return m.FC(6, 4, seed=0), np.random.default_rng(0).normal(size=6), {"backward_args": (LR,), "sgd": (None, LR)}
+
+
+ONE_EXAMPLE = {"gray_conv_object": _gray_object, "gray_conv_pair": _gray_pair, "fc_sgd_single": _fc_single}
+
+
+def _shape(name):
+    from realcode.table import SHAPES
+
+    return next(s for s in SHAPES if s.name == name)
+
+
+@pytest.mark.parametrize("name", list(ONE_EXAMPLE))
+def test_code_taking_one_example_is_read_as_such(name) -> None:
+    """A single image (H, W) turned into (F, H', W'), or a vector (D,): batched=False (and
+    channel_axis=False for the image) inferred, the (F, k, k) kernel read with its missing
+    input-channel axis; the correct code passes and each bug gets the hand-written wrap's verdict."""
+    shape = _shape(name)
+    target, x, kw = ONE_EXAMPLE[name](shape.code)
+    inference = tg.infer(target, x, **kw)
+    assert inference.exact and inference.layers[0].wrap_kwargs["batched"] is False
+    assert tg.check_layer(target, x=x, **kw).ok
+    for bug in shape.bugs:
+        target, x, kw = ONE_EXAMPLE[name](bug.code)
+        report = tg.check_layer(target, x=x, **kw)
+        assert report.layers[0].verdict == bug.verdict, (bug.name, str(report))

@@ -166,7 +166,7 @@ class _NoForward:
     "target,x,match",
     [
         (_NoForward(), np.ones((2, 3)), r"_NoForward has no method forward\(\).*forward=/backward="),
-        (Z.Dense(), np.ones(6), r"x has shape \(6,\) \(1-D\); expected a batch"),
+        (Z.Dense(), np.float64(3.0), r"x has shape \(\) \(0-D\); expected the example input as the code takes it"),
         (Z.Dense(), np.ones((1, 2, 3, 4, 6)), r"5-D"),
         (Z.Dense(), "not an array", r"x must be an array"),
         (
@@ -176,7 +176,7 @@ class _NoForward:
         ),
         (Z.Dense(), np.ones((5, 7)), r"the code raised ValueError.*shape \(5, 7\)"),
     ],
-    ids=["no forward", "1-D x", "5-D x", "x not an array", "three functions", "x of the wrong width"],
+    ids=["no forward", "0-D x", "5-D x", "x not an array", "three functions", "x of the wrong width"],
 )
 def test_bad_input_gets_a_clear_error(target, x, match) -> None:
     with pytest.raises(AdapterError, match=match):

@@ -180,6 +180,12 @@ def inferred_for_check(
         )
     x = _example(x, input_shape, seed, _what(target))
     inference = infer(target, x, seed=seed, **wrap_kwargs)
+    one = inference.layers[0].wrap_kwargs if inference.network is None else {}
+    if one.get("batched") is False:  # one example at a time: checked on a batch of it and another
+        from .layer import as_batch
+
+        xb = as_batch(np.asarray(x, dtype=np.float64), one)
+        x = np.concatenate([xb, np.random.default_rng(seed).standard_normal(xb.shape)])
     if not network and inference.network is not None:  # a composite block checked as one layer (a Residual)
         from .network import wrap_inferred_layer
 

@@ -201,7 +201,10 @@ def _backward_arrays(runner: Any, obj: Any, y: np.ndarray, seed: int, kw: dict[s
     backward cannot run: then gradients are left to the adapters and a note says why)."""
     dy = np.random.default_rng(seed).normal(size=y.shape)
     try:
-        raw = runner._call_backward(runner._hand(dy, "upstream gradient"))
+        if kw.get("batched") is False:  # one example at a time: its own backward, on that example's gradient
+            raw = getattr(obj, kw.get("backward", "backward"))(dy[0], *kw.get("backward_args", ()))
+        else:
+            raw = runner._call_backward(runner._hand(dy, "upstream gradient"))
     except Exception as e:  # the backward is evidence only; the check reports its failure properly
         obs.notes.append(f"its backward could not run while inferring ({type(e).__name__}: {str(e)[:120]})")
         return None

@@ -68,8 +68,16 @@ def free_fits(
         if c.mask is not None:
             c.mask = [_mask_of(c, a, b) for a, b in pairs]
             _pool_fraction(c)
-    scored = [(c, _score(c, pairs)) for c in cands]
+    screened: set[int] = set()
+    scored = [(c, _score(c, pairs, screened)) for c in cands]
     scored = _collapse(scored, x0, tol)
+    scored.sort(key=lambda ce: (ce[1] > tol, ce[1], _simplicity(ce[0])))
+    # a screened-out pool's error is its first plane's: the closest of each kind (what a
+    # message names) gets the whole input's
+    firsts = {c.spec.kind: id(c) for c, _ in reversed(scored)}
+    scored = [
+        (c, _score(c, pairs, None) if id(c) in screened and firsts[c.spec.kind] == id(c) else e) for c, e in scored
+    ]
     scored.sort(key=lambda ce: (ce[1] > tol, ce[1], _simplicity(ce[0])))
     return [Fit(spec=c.spec, layout=c.layout, error=e, note=c.note, reason=_reason(e)) for c, e in scored]
 
@@ -146,17 +154,19 @@ def predict(cand: Cand, x: np.ndarray, index: int = 0) -> np.ndarray:
     return data_to_user(out, cand.layout, features_from=chw)
 
 
-def _score(cand: Cand, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+def _score(cand: Cand, pairs: list[tuple[np.ndarray, np.ndarray]], screened: set[int] | None) -> float:
     """The largest relative error of the user's y against the reference over the pairs;
     ``inf`` when the reference cannot run it (a shape it rejects). Pools are screened first
-    with torch's functional pooling (the same op, without building a reference)."""
+    on one plane with torch's functional pooling (the same op, without building a
+    reference), unless ``screened`` is None; one ruled out there is added to ``screened``."""
     worst = 0.0
     for i, (a, b) in enumerate(pairs):
         try:
-            if isinstance(cand.spec, (MaxPool2d, AvgPool2d)):
-                screened = _screen(cand, a, b)
-                if screened > SCREEN:
-                    return screened
+            if isinstance(cand.spec, (MaxPool2d, AvgPool2d)) and screened is not None:
+                error = _screen(cand, a, b)
+                if error > SCREEN:
+                    screened.add(id(cand))
+                    return error
             pred = predict(cand, a, i)
         except Exception:  # any failure of a candidate only rules it out
             return float("inf")

@@ -45,6 +45,7 @@ def infer_layer(target: Any, x: Any, *, name: str | None = None, seed: int = 0, 
     start = time.perf_counter()
     label = name or "layer"
     x64 = _read_x(x, label, target)
+    x64, wrap_kwargs = _one_example(target, x64, dict(wrap_kwargs))
     # the second input is small: a norm's eps then weighs against the variance, so even
     # float32 tells 1e-5 from 2e-5 (every other kind is scored by relative error alike)
     scale = 1e-3 * (float(np.std(x64)) or 1.0)
@@ -71,15 +72,56 @@ def infer_layer(target: Any, x: Any, *, name: str | None = None, seed: int = 0, 
     return li
 
 
+def _one_example(target: Any, x: np.ndarray, kw: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Code that takes one example at a time: ``batched=False`` declared, or a 2-D ``x`` that
+    the code turns into a 3-D output (one grayscale image (H, W) -> (F, H', W')). Returns the
+    example as a batch of one, canonical for the adapters' ``batched=False`` (``(1, C, H, W)``;
+    ``(1, 1, H, W)`` with ``channel_axis=False``), and the options that say so."""
+    if kw.get("batched") is not False:
+        if x.ndim == 1:  # a vector is one example: a batch has at least two axes
+            kw.update(batched=False)
+        elif x.ndim != 2 or not _returns_3d(target, x, kw):
+            return x, kw
+        else:
+            kw.update(batched=False, channel_axis=False)
+    return as_batch(x, kw), kw
+
+
+def as_batch(x: np.ndarray, kw: dict[str, Any]) -> np.ndarray:
+    """One example as the code takes it (``(H, W)`` without a channel axis, ``(C, H, W)``) as
+    the batch of one a ``batched=False`` wrapping reads (``(1, 1, H, W)``, ``(1, C, H, W)``);
+    a batch given as such is kept."""
+    if kw.get("channel_axis", True) is False:
+        return x[None, None] if x.ndim == 2 else x[:, None] if x.ndim == 3 else x
+    return x[None] if x.ndim in (1, 3) else x
+
+
+def _returns_3d(target: Any, x: np.ndarray, kw: dict[str, Any]) -> bool:
+    import copy
+
+    try:
+        if isinstance(target, tuple):  # a function pair: forward(x, *params, *args, **kwargs) -> (out, cache)
+            given = kw.get("params", ())
+            arrays = [np.copy(a) for a in (given.values() if isinstance(given, dict) else given)]
+            y = target[0](x.copy(), *arrays, *kw.get("args", ()), **(kw.get("kwargs") or {}))
+        else:
+            y = getattr(copy.deepcopy(target), kw.get("forward", "forward"))(x.copy(), *kw.get("forward_args", ()))
+    except Exception:  # it does not take x as one image either: leave it to the batched reading
+        return False
+    y = y[0] if isinstance(y, tuple) else y
+    return np.ndim(y) == 3
+
+
 def _read_x(x: Any, label: str, target: Any) -> np.ndarray:
     try:
         x64, _ = to_float64(x, f"layer '{label}' x")
     except Exception as e:
         raise AdapterError(f"infer_layer: layer '{label}': x must be an array (the example input); {e}") from None
-    if x64.ndim not in (2, 3, 4):
+    if x64.ndim not in (1, 2, 3, 4):
         raise AdapterError(
-            f"infer_layer: layer '{label}': x has shape {x64.shape} ({x64.ndim}-D); expected a batch as the code takes "
-            "it: (N, F) or (N, C, H, W) / (N, H, W, C) (one example at a time: add the batch axis and pass batched=False)"
+            f"infer_layer: layer '{label}': x has shape {x64.shape} ({x64.ndim}-D); expected the example input as the "
+            "code takes it: a batch (N, F), (N, C, H, W) / (N, H, W, C), or one example (F,), (H, W), (C, H, W) "
+            "(then pass batched=False, and channel_axis=False for an image without a channel axis)"
         )
     if isinstance(target, tuple) and len(target) != 2:
         raise AdapterError(
@@ -228,4 +270,4 @@ def _renamed(li: LayerInference, name: str) -> LayerInference:
     return li
 
 
-__all__ = ["infer_layer"]
+__all__ = ["as_batch", "infer_layer"]

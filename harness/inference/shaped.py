@@ -54,6 +54,8 @@ def candidates(
     big = [p for p, s in shapes.items() if len(_squeezed(s)) >= 2]
     if len(big) == 1 and len(shapes[big[0]]) == 4:
         return list(_convs(name, big[0], shapes, x_shape, y_shape))
+    if len(big) == 1 and len(shapes[big[0]]) == 3 and len(x_shape) == 4 and x_shape[1] == 1:
+        return list(_convs(name, big[0], shapes, x_shape, y_shape))  # (F, k, k): one input channel, no axis for it
     if len(big) == 1 and len(shapes[big[0]]) == 2:
         return list(_linears(name, big[0], shapes, x_shape, y_shape))
     if params and (not big or len(big) == len(shapes)):  # per-feature / per-element statistics
@@ -92,7 +94,12 @@ def _convs(name: str, wp: str, shapes: dict, x_shape: tuple, y_shape: tuple) -> 
     if len(x_shape) != 4 or len(y_shape) != 4:
         return
     for oi, order in enumerate(KERNEL_ORDERS):
-        dims = dict(zip(order, shapes[wp]))
+        user = shapes[wp]
+        if len(user) == 3:  # a single-channel kernel stored without its I axis: read with it as 1
+            if "I" not in order[1:] or order.index("I") == 0:
+                continue
+            user = (*user[: order.index("I")], 1, *user[order.index("I") :])
+        dims = dict(zip(order, user))
         o, i, kh, kw = dims["O"], dims["I"], dims["H"], dims["W"]
         ok, bp = _bias_for(shapes, wp, o)
         if not ok:

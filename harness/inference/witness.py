@@ -8,7 +8,8 @@ shape says the forward returns the wrong shape.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import fields, replace
+from typing import Any, cast
 
 import numpy as np
 
@@ -92,6 +93,9 @@ def name_conflict(li: LayerInference, hint: str) -> None:
     named = [f for f in li.candidates if _matches_name(f.spec, kind)]
     if not named:
         return
+    # none of the named kind fits the values (else it would be best): the plainest reading is
+    # what the code means (a 2x2 pool, not the 2x3 one with padding that happens to come closest)
+    named.sort(key=lambda f: (f.error > li.tol, _plainness(f.spec), f.error))
     was = li.best
     li.best = named[0]
     if li.status == "exact" or li.status == "ambiguous":
@@ -101,6 +105,25 @@ def name_conflict(li: LayerInference, hint: str) -> None:
         f"the code is named {hint!r} ({kind}) but its forward fits {'+'.join(kinds(was.spec))} "
         f"({was.describe()}); the closest {kind} is {named[0].describe()}"
     )
+
+
+def _plainness(spec: Layer) -> int:
+    """How far a spec is from the plain reading: padding, dilation, a stride other than the
+    window (pools) or than 1, non-square windows, an eps or slope other than the default
+    count against it."""
+    score = 0
+    for _, s in walk(spec):
+        pad, dil = getattr(s, "padding", 0), getattr(s, "dilation", 1)
+        score += sum(np.ravel(pad)) if not isinstance(pad, str) else 1
+        score += sum(int(d) - 1 for d in np.ravel(dil))
+        defaults = {f.name: f.default for f in fields(cast(Any, s))}
+        score += sum(getattr(s, k) != defaults[k] for k in ("eps", "negative_slope", "alpha") if k in defaults)
+        ks, st = getattr(s, "kernel_size", None), getattr(s, "stride", None)
+        if ks is not None:
+            score += len(set(np.ravel(ks))) - 1
+            plain = tuple(np.ravel(ks)) if s.kind in ("MaxPool2d", "AvgPool2d") else (1,) * len(np.ravel(ks))
+            score += st is not None and tuple(np.ravel(st)) != plain
+    return int(score)
 
 
 def backward_conflict(li: LayerInference, scorer: Scorer, obs: Observed, priors: dict[int, int]) -> None:
