@@ -129,3 +129,85 @@ def test_code_taking_one_example_is_read_as_such(name) -> None:
         target, x, kw = ONE_EXAMPLE[name](bug.code)
         report = tg.check_layer(target, x=x, **kw)
         assert report.layers[0].verdict == bug.verdict, (bug.name, str(report))
+
+
+# ----------------------------------------------------------------- "deep learning from scratch" networks
+
+
+class Affine:  # reshapes its own input: one object computing Flatten + Linear
+    def __init__(self, W, b):
+        self.W, self.b = W, b
+
+    def forward(self, x):
+        self.original_x_shape = x.shape
+        self.x = x.reshape(x.shape[0], -1)
+        return np.dot(self.x, self.W) + self.b
+
+    def backward(self, dout):
+        dx = np.dot(dout, self.W.T)
+        self.dW, self.db = np.dot(self.x.T, dout), np.sum(dout, axis=0)
+        return dx.reshape(*self.original_x_shape)
+
+
+class AffineBiasAveraged(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = dout.mean(axis=0)
+        return dx
+
+
+class DlfsRelu:  # as the book writes it: the upstream gradient is written into
+    def forward(self, x):
+        self.mask = x <= 0
+        out = x.copy()
+        out[self.mask] = 0
+        return out
+
+    def backward(self, dout):
+        dout[self.mask] = 0
+        return dout
+
+
+class CopyRelu(DlfsRelu):
+    def backward(self, dout):
+        return np.where(self.mask, 0.0, dout)
+
+
+class TwoLayerNet:  # predict() and an OrderedDict of layers; no forward / backward of its own
+    def __init__(self, affine=Affine, relu=CopyRelu):
+        from collections import OrderedDict
+
+        rng = np.random.default_rng(0)
+        self.params = {"W1": 0.1 * rng.normal(size=(16, 10)), "b1": np.zeros(10)}
+        self.params |= {"W2": 0.1 * rng.normal(size=(10, 3)), "b2": np.zeros(3)}
+        self.layers = OrderedDict()
+        self.layers["Affine1"] = affine(self.params["W1"], self.params["b1"])
+        self.layers["Relu1"] = relu()
+        self.layers["Affine2"] = Affine(self.params["W2"], self.params["b2"])
+
+    def predict(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+
+X4 = np.random.default_rng(1).normal(size=(4, 1, 4, 4))
+
+
+def test_a_layer_that_flattens_its_input_is_split_into_flatten_and_linear() -> None:
+    for target in (TwoLayerNet(), TwoLayerNet().layers):
+        inference = tg.infer(target, X4)
+        assert inference.exact
+        assert [li.name for li in inference.layers] == ["Affine1.flat", "Affine1.fc", "Relu1", "Affine2"]
+        assert inference.layer("Affine1.flat").target is None
+        report = tg.check_network(target, x=X4)
+        assert report.ok, str(report)
+    assert "a TwoLayerNet has no forward / backward: its layers run in order" in tg.infer(TwoLayerNet(), X4).notes
+
+
+def test_the_bugs_of_such_a_network_are_found_where_they_are() -> None:
+    report = tg.check_network(TwoLayerNet(affine=AffineBiasAveraged), x=X4)
+    assert report.first_failure == "Affine1.fc" and report.layer("Affine1.fc").verdict == "backward"
+    report = tg.check_network(TwoLayerNet(relu=DlfsRelu), x=X4)
+    assert report.first_failure == "Relu1"
+    assert "writes into its upstream gradient" in report.layer("Relu1").diagnosis[0]

@@ -56,6 +56,20 @@ def _layer_like(obj: Any) -> bool:
     return callable(getattr(obj, "forward", None)) or _methods(obj, {}) is not None
 
 
+def layer_container(target: Any) -> tuple[str, Any] | None:
+    """(name, value) of the first attribute of ``target`` that is a non-empty list, tuple or
+    dict of layer objects (``self.layers``): how a network without passes of its own (a
+    "deep learning from scratch" net with ``predict`` and an ``OrderedDict`` of layers) holds
+    them; None when it has none."""
+    for name, value in vars(target).items() if hasattr(target, "__dict__") else ():
+        items = (
+            list(value.values()) if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else []
+        )
+        if items and all(_layer_like(v) for v in items):
+            return name, value
+    return None
+
+
 def is_network(target: Any) -> bool:
     """A list / tuple / dict of layer objects, or an object with a forward that holds layer
     objects (as attributes, or in a list, tuple or dict attribute): a network or a composite
@@ -65,7 +79,7 @@ def is_network(target: Any) -> bool:
     if isinstance(target, (list, tuple)) and not _is_pair(target):
         return bool(target) and all(_layer_like(v) for v in target)
     if not _layer_like(target):
-        return False
+        return not isinstance(target, type) and layer_container(target) is not None
     for value in vars(target).values() if hasattr(target, "__dict__") else ():
         if _layer_like(value):
             return True
@@ -131,7 +145,10 @@ def infer(
     if is_network(target):
         from .network import infer_network
 
-        inference = infer_network(target, x, seed=seed, **wrap_kwargs)
+        held = None if _layer_like(target) else layer_container(target)
+        inference = infer_network(held[1] if held else target, x, seed=seed, **wrap_kwargs)
+        if held:  # no passes of its own: its layers run in order, as they are held
+            inference.notes.append(f"a {type(target).__name__} has no forward / backward: its {held[0]} run in order")
     else:
         methods = {} if _is_pair(target) else _methods(target, wrap_kwargs)
         if methods is None:

@@ -29,6 +29,7 @@ from ..spec import Conv2d, Flatten, Layer, Residual, Sequential, join_path
 from .flow import Block, Leaf, Node, Op, Res, read_flow, renamed
 from .ops import op_inference, variants
 from .result import Fit, Inference, LayerInference
+from .spans import split
 from .structure import StructureError, Trace, call_only, forward_of, watch_forward
 
 try:  # H1's module; until it is there, infer_network says so (tests put a stand-in here)
@@ -102,13 +103,15 @@ class _Assembly:
     ) -> None:
         self.trace, self.inferred, self.data, self.flatten, self.notes = trace, inferred, data, flatten, notes
         self.layers: list[LayerInference] = []
+        self.seed, self.kw = 0, dict[str, Any]()
 
     def spec(self, n: Node, prefix: str) -> Layer:
         if isinstance(n, Leaf):
             li = self.inferred[id(n)]
             li.best = replace(li.best, spec=renamed(li.best.spec, n.name))
             li.name = join_path(prefix, n.name)
-            self.layers.append(li)
+            parts = split(li, n.call.x, self.seed, self.kw)  # an Affine that flattens: two spec layers
+            self.layers += parts or [li]
             return li.best.spec
         if isinstance(n, Op):
             li = op_inference(n, n.name, join_path(prefix, n.name), self.data, self.notes, self.trace)
@@ -169,6 +172,7 @@ def _assemble(
     flatten = flats[0] if flats else ("HWC" if data == "NHWC" else "CHW")
     _name_ops(nodes, {n.name for n in nodes if not isinstance(n, Op)})
     asm = _Assembly(trace, inferred, data, flatten, notes)
+    asm.seed, asm.kw = seed, kw
     items = [asm.spec(n, "") for n in nodes]
     for li in asm.layers:
         _settle(li, data, flatten, False)
