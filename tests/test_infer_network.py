@@ -57,14 +57,18 @@ def test_lenet_spec_and_layout(standin: None) -> None:
     assert inf.layer("fc1").target is ex.model.fc1 and inf.input_shape == ex.x.shape
 
 
+# real-code networks and the name of the spec their hand-written wrap uses (tests/test_real_code.py)
+HAND_WRITTEN = [
+    (lambda: keras_like.MODEL.model(0), xs(0, 2, 6, 6, 3), "KERAS_NET"),
+    (lambda: composite.ResidualBlock(3), xs(0, 2, 3, 5, 5), "RES_BLOCK"),
+    (lambda: composite.Net(0), xs(0, 2, 2, 6, 6), "LIST_NET"),
+    (lambda: nets.MLP32(0), xs(0, 4, 6, dtype=np.float32), "MLP32"),
+]
+
+
 @pytest.mark.parametrize(
     "make,x,hand",
-    [
-        (lambda: keras_like.MODEL.model(0), xs(0, 2, 6, 6, 3), "KERAS_NET"),
-        (lambda: composite.ResidualBlock(3), xs(0, 2, 3, 5, 5), "RES_BLOCK"),
-        (lambda: composite.Net(0), xs(0, 2, 2, 6, 6), "LIST_NET"),
-        (lambda: nets.MLP32(0), xs(0, 4, 6, dtype=np.float32), "MLP32"),
-    ],
+    HAND_WRITTEN,
     ids=["keras_nhwc", "residual_block", "layers_list", "mlp_float32"],
 )
 def test_real_code_networks_give_the_hand_written_spec(standin: None, make: Any, x: np.ndarray, hand: str) -> None:
@@ -202,12 +206,7 @@ def test_real_docs_mlp_network_entry() -> None:
 @slow
 @pytest.mark.parametrize(
     "make,x,hand",
-    [
-        (lambda: keras_like.MODEL.model(0), xs(0, 2, 6, 6, 3), "KERAS_NET"),
-        (lambda: composite.ResidualBlock(3), xs(0, 2, 3, 5, 5), "RES_BLOCK"),
-        (lambda: composite.Net(0), xs(0, 2, 2, 6, 6), "LIST_NET"),
-        (lambda: nets.MLP32(0), xs(0, 4, 6, dtype=np.float32), "MLP32"),
-    ],
+    HAND_WRITTEN,
     ids=["keras_nhwc", "residual_block", "layers_list", "mlp_float32"],
 )
 def test_real_infer_layer_on_real_code_networks(make: Any, x: np.ndarray, hand: str) -> None:
