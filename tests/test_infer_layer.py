@@ -353,7 +353,6 @@ def _free_rows() -> list:
 
 @pytest.mark.parametrize("name,factory,spec,kw,shape", _free_rows())
 def test_a_parameter_free_layer_is_inferred_through_free_and_checks(name, factory, spec, kw, shape) -> None:
-    pytest.importorskip("harness.inference.free")
     x = np.random.default_rng(0).normal(size=shape)
     li = infer_layer(factory(), x, **{k: v for k, v in kw.items() if k != "layout"})
     assert li.status == "exact" and spec_equal(li.spec, spec), li.summary()
@@ -366,29 +365,12 @@ class MaxPool(Z.AvgPool):
 
 
 def test_a_pool_named_max_that_averages_is_ambiguous_and_checked_as_a_max_pool() -> None:
-    pytest.importorskip("harness.inference.free")
     x = np.random.default_rng(0).normal(size=(2, 3, 4, 6))
     li = infer_layer(MaxPool(), x)
     assert li.status == "ambiguous" and isinstance(li.spec, tg.MaxPool2d), li.summary()
     assert isinstance(li.ambiguous[0].spec, tg.AvgPool2d)
     assert "named 'MaxPool' (MaxPool2d)" in li.summary()
     assert tg.check_layer(li.wrap(), x=x).layers[0].verdict == "forward"
-
-
-def test_without_free_a_parameter_free_layer_is_read_as_relu_only(monkeypatch) -> None:
-    import builtins
-
-    real = builtins.__import__
-
-    def no_free(name, globals=None, locals=None, fromlist=(), level=0):
-        if (name == "free" and level == 1) or name.endswith("infer.free"):
-            raise ImportError(name)
-        return real(name, globals, locals, fromlist, level)
-
-    monkeypatch.setattr(builtins, "__import__", no_free)
-    x = np.random.default_rng(0).normal(size=(2, 3, 4, 5))
-    li = infer_layer(Z.ReLU(), x)
-    assert li.exact and li.spec == tg.ReLU("relu")
 
 
 # --------------------------------------------------------------------------- hyperparameters from the output's shape, then values

@@ -13,7 +13,7 @@ import pytest
 import harness as tg
 from harness.examples.example import build
 from harness.inference import network as net_mod
-from harness.inference.flow import fallback_fits, spec_name
+from harness.inference.flow import spec_name
 from harness.inference.network import infer_network, wrap_inferred
 from harness.inference.structure import StructureError, layer_objects, watch_forward
 from infer_nets import (
@@ -76,14 +76,6 @@ def test_spec_names_from_paths() -> None:
     assert spec_name("layers[0]") == "layers_0"
     assert spec_name("layers['conv1']") == "conv1"
     assert spec_name("down.conv") == "down_conv"
-
-
-def test_fallback_fits_flatten_and_relu() -> None:
-    x = xs(0, 2, 3, 4, 4)
-    fits = fallback_fits("f", x, x.reshape(2, -1))
-    assert {f.layout.data for f in fits} == {"NCHW", "NHWC"} and fits[0].error == 0
-    assert fallback_fits("r", x, np.maximum(x, 0))[0].error == 0
-    assert fallback_fits("r", x, np.tanh(x))[0].error > 1e-3
 
 
 def test_inline_operations_become_parameter_free_layers(standin: None) -> None:

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..adapters.detect import MATCH_TOL
-from ..adapters.layouts import Layout
-from ..spec import Flatten, Layer, LeakyReLU, ReLU
+from ..spec import Layer
+from .free import free_fits
 from .result import Fit
 from .structure import Call, StructureError, Trace
 
@@ -118,35 +118,9 @@ def _equal(a: Any, b: Any) -> bool:
     return a is not None and b is not None and a.shape == b.shape and bool(np.array_equal(a, b))
 
 
-def fallback_fits(name: str, x: Any, y: Any) -> list[Fit]:
-    """Until :mod:`harness.inference.free` is there: a flatten (either feature order, as the data
-    layout decides), a ReLU and a LeakyReLU (slope read from the values), what network code
-    most often does inline."""
-    if x is None or y is None:
-        return []
-    if x.ndim == 4 and y.shape == (x.shape[0], x[0].size):
-        err = _rel(x.reshape(len(x), -1), y)
-        return [
-            Fit(Flatten(name), Layout(), error=err),
-            Fit(Flatten(name), Layout(data="NHWC", flatten="HWC"), error=err),
-        ]
-    if x.shape != y.shape:
-        return []
-    fits = [Fit(ReLU(name), Layout(), error=_rel(np.maximum(x, 0), y))]
-    neg = x < 0
-    if neg.any():
-        slope = float(np.median(y[neg] / x[neg]))
-        if 0 < slope < 1:
-            fits.append(Fit(LeakyReLU(name, slope), Layout(), error=_rel(np.where(neg, slope * x, x), y)))
-    return sorted(fits, key=lambda f: f.error)
-
-
 def default_fits(name: str, x: Any, y: Any) -> list[Fit]:
-    try:
-        from .free import free_fits  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return fallback_fits(name, x, y)
-    return list(free_fits(name, x, y))
+    """The parameter-free layers an inline operation may be (:func:`~.free.free_fits`)."""
+    return list(free_fits(name, x, y)) if x is not None and y is not None else []
 
 
 class _Scope:
@@ -378,4 +352,4 @@ def read_flow(trace: Trace, fits: FitFn | None = None) -> tuple[list[Node], list
     return items, notes
 
 
-__all__ = ["Block", "Leaf", "Node", "Op", "Res", "fallback_fits", "read_flow", "spec_name", "tol_for"]
+__all__ = ["Block", "Leaf", "Node", "Op", "Res", "read_flow", "spec_name", "tol_for"]

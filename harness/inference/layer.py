@@ -25,6 +25,7 @@ from ..adapters.refs import AdapterError
 from ..spec import Layer, Sequential, walk
 from .confirm import Scorer, fused, named, refined_eps, tolerance
 from .found import Observed, observe
+from .free import dropout_rate_hint, free_fits
 from .result import Fit, LayerInference
 from .shaped import candidates
 from .witness import BACKWARD_TOL, backward_conflict, kinds, name_conflict, same_interpretation
@@ -227,27 +228,13 @@ def _diff(a: Fit, b: Fit) -> str:
 
 
 def _free(obs: Observed, why: list[str]) -> list[tuple[Fit, int]]:
-    """Parameter-free kinds (:mod:`.free`, when present; else ReLU alone)."""
+    """Parameter-free kinds (:mod:`.free`), a dropout's p from the object when it shows none."""
     (x, y), more = obs.pairs[0], obs.pairs[1:]
     dt = np.dtype(obs.dtype)
-    try:
-        from .free import free_fits  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # not merged yet: the one kind this module knows itself
-        return _relu_only(obs)
     fits = free_fits("layer", x.astype(dt), y.astype(dt), more=[(a.astype(dt), b.astype(dt)) for a, b in more])
     if not obs.is_pair:  # a dropout that does not scale shows no p: the object's own rate attribute says it
-        from .free import dropout_rate_hint
-
         fits = dropout_rate_hint(obs.target, fits)
     return [(f, i) for i, f in enumerate(fits)]
-
-
-def _relu_only(obs: Observed) -> list[tuple[Fit, int]]:
-    from ..spec import ReLU
-    from .confirm import rel_error
-
-    errs = [rel_error(y, np.maximum(x, 0)) for x, y in obs.pairs]
-    return [(Fit(ReLU("layer"), error=max(errs)), 0)] if obs.pairs[0][1].shape == obs.pairs[0][0].shape else []
 
 
 def _default_name(spec: Layer, hint: str) -> str:

@@ -27,17 +27,11 @@ import numpy as np
 from ..adapters.layouts import Layout
 from ..spec import Conv2d, Flatten, Layer, Residual, Sequential, join_path
 from .flow import Block, Leaf, Node, Op, Res, read_flow, renamed
+from .layer import infer_layer  # network tests may put a stand-in here (monkeypatch)
 from .ops import op_inference, variants
 from .result import Fit, Inference, LayerInference
 from .spans import split
 from .structure import StructureError, Trace, call_only, forward_of, watch_forward
-
-try:  # H1's module; until it is there, infer_network says so (tests put a stand-in here)
-    from .layer import infer_layer  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - only before harness.inference.layer exists
-
-    def infer_layer(target: Any, x: Any, *, name: str | None = None, seed: int = 0, **wrap_kwargs: Any) -> Any:  # type: ignore[misc,unused-ignore]
-        raise NotImplementedError("harness.inference.layer is not there yet: infer_network needs infer_layer")
 
 
 def _leaves(nodes: list[Node]) -> list[Leaf]:
