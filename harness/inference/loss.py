@@ -228,6 +228,7 @@ def _scored(tried: list[Any], kw: dict[str, Any], s: np.ndarray, s2: np.ndarray)
     ref = build("torch", Sequential([Flatten(name="scores")]))
     fits: list[tuple[Fit, float]] = []
     place: dict[int, Any] = {}
+    tol = tolerance(np.dtype(kw.get("dtype", "float64")))
     ran = [r for r in tried if not any(isinstance(o, Exception) for o in r[3])]
     if not ran:
         errs = {f"{kind} {fmt}": next(o for o in outs if isinstance(o, Exception)) for kind, fmt, _, outs in tried}
@@ -239,14 +240,13 @@ def _scored(tried: list[Any], kw: dict[str, Any], s: np.ndarray, s2: np.ndarray)
         ) from first
     for kind, fmt, targets, outs in ran:
         for red in ("mean", "sum"):
-            for loss in _specs(kind, red, outs, (s, s2), targets):
+            for loss in _specs(kind, red, outs, (s, s2), targets, tol):
                 refs = [ref.loss_vjp({}, a, loss, t) for a, t in zip((s, s2), targets)]
                 verr = max(_rel(v, r.loss) for (v, _), r in zip(outs, refs))
                 gerr = max(rel_error(np.asarray(g), r.input_grad) for (_, g), r in zip(outs, refs))
                 fit = Fit(cast(Any, loss), error=verr, note=f"target_format={fmt!r}, gradient rel error {gerr:.1e}")
                 fits.append((fit, gerr))
                 place[id(fit)] = ({"target_format": fmt} if fmt != "labels" else {}, gerr)
-    tol = tolerance(np.dtype(kw.get("dtype", "float64")))
     fits.sort(key=lambda t: _rank(t[0], tol))
     return [f for f, _ in fits], place
 
@@ -265,15 +265,18 @@ def _rel(v: float, ref: float) -> float:
     return abs(v - ref) / max(abs(ref), 1e-300) if np.isfinite(v) else float("inf")
 
 
-def _specs(kind: str, red: str, outs: list[Any], arrays: tuple[Any, Any], targets: tuple[Any, Any]) -> list[Loss]:
+def _specs(
+    kind: str, red: str, outs: list[Any], arrays: tuple[Any, Any], targets: tuple[Any, Any], tol: float
+) -> list[Loss]:
     """The loss specs tried for one reading and reduction: MSE; cross-entropy with no epsilon,
-    and with the epsilon that solves the value on the wide array, written with few digits."""
+    and, when that is further than ``tol`` below the user's value on the wide array, with the
+    epsilon that solves it there, written with few digits."""
     if kind == "MSE":
         return [MSE(reduction=red)]
     plain = SoftmaxCrossEntropy(reduction=red)
     value = outs[1][0]
     gap = _ce(arrays[1], targets[1], red, 0.0) - value
-    if not np.isfinite(value) or gap <= 1e-12 * abs(value) or _ce(arrays[1], targets[1], red, 1e-3) > value:
+    if not np.isfinite(value) or gap <= tol * abs(value) or _ce(arrays[1], targets[1], red, 1e-3) > value:
         return [plain]  # no epsilon in (0, 1e-3] brings the reference down to the user's value
     lo, hi = -20.0, -3.0  # log10 of the epsilon: the value falls as it grows
     for _ in range(60):

@@ -1,0 +1,295 @@
+"""Issue 15, losses: ``check_loss(fn, scores=, y=)`` with no spec infers the loss
+(harness/inference/loss.py): the real-code losses of tests/realcode exactly as their
+hand-written wraps declare them, their bugs found with the hand-written verdicts (and said to
+be ambiguous, never a confident wrong reduction), the user's arrays and objects untouched,
+and every bad input refused with a message naming the fix."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import harness as tg
+from harness.adapters.refs import AdapterError
+from harness.inference.loss import InferredLoss, LossInference, infer_loss
+from realcode import cs231n_net, dlfs, nets
+from realcode.table import BY_NAME
+from test_real_code import wrap_cs231n_softmax_loss, wrap_dlfs_softmax_loss, wrap_loss_object_reg
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# shape name -> (the user's loss from the module, input shape, the hand-written wrap, the spec and options it declares)
+REAL = {
+    "cs231n_softmax_loss": (
+        lambda m: m.softmax_loss,
+        (4, 5),
+        wrap_cs231n_softmax_loss,
+        tg.SoftmaxCrossEntropy(),
+        {"style": "function"},
+    ),
+    "dlfs_softmax_loss": (
+        lambda m: m.SoftmaxWithLoss(),
+        (8, 10),
+        wrap_dlfs_softmax_loss,
+        tg.SoftmaxCrossEntropy(log_eps=1e-7),
+        {"style": "object"},
+    ),
+    "loss_object_reg": (
+        lambda m: m.SoftmaxCrossEntropyLoss(),
+        (4, 5),
+        wrap_loss_object_reg,
+        tg.SoftmaxCrossEntropy(),
+        {"style": "object", "forward_kwargs": {"reg": 0.0}},
+    ),
+}
+BUGS = [pytest.param(name, bug, id=f"{name}-{bug.name}") for name in REAL for bug in BY_NAME[name].bugs]
+
+
+def _softmax(s):
+    p = np.exp(s - s.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_real_code_loss_is_inferred_exactly(name):
+    get, shape, _, spec, kw = REAL[name]
+    rng = np.random.default_rng(0)
+    li = infer_loss(get(BY_NAME[name].code), rng.normal(size=shape), rng.integers(0, shape[1], size=shape[0]))
+    assert li.status == "exact", li.summary()
+    assert li.spec == spec
+    assert li.wrap_kwargs == kw
+
+
+@pytest.mark.parametrize("name", list(REAL))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_correct_real_code_loss_passes_without_spec(name, seed):
+    get, shape, _, _, _ = REAL[name]
+    report = tg.check_loss(get(BY_NAME[name].code), input_shape=shape, seed=seed)
+    assert report.ok and report.layer("(loss)").verdict == "pass", str(report)
+    assert report.inferred is not None and report.inferred["status"] == "exact"
+
+
+@pytest.mark.parametrize("name,bug", BUGS)
+def test_bug_verdict_equals_the_hand_written_wraps(name, bug):
+    get, shape, wrap, _, _ = REAL[name]
+    by_hand = wrap(bug.code, 0).layer("(loss)")
+    report = tg.check_loss(get(bug.code), input_shape=shape, seed=0)
+    entry = report.layer("(loss)")
+    assert entry.verdict == by_hand.verdict == bug.verdict, str(report)
+    assert [t.ok for t in entry.tensors] == [t.ok for t in by_hand.tensors]
+    # value and gradient of different reductions: never an exact claim; the doubt is said
+    assert report.inferred["status"] == "ambiguous"
+    assert "checked as the mean" in " ".join(report.inferred["layers"])
+
+
+def test_summed_value_is_not_a_confident_sum():
+    """The value is a sum, the gradient a mean's: the sum fits the value exactly, but it is
+    reported ambiguous and checked as the mean, so the check says forward."""
+    rng = np.random.default_rng(2)
+    li = infer_loss(cs231n_net.softmax_loss_summed, rng.normal(size=(4, 5)), rng.integers(0, 5, size=4))
+    assert li.status == "ambiguous" and li.spec == tg.SoftmaxCrossEntropy()
+    assert [f.spec for f in li.ambiguous] == [tg.SoftmaxCrossEntropy(reduction="sum")]
+    assert "the value is a sum" in li.why[-1]
+
+
+def test_user_arrays_and_objects_are_untouched():
+    rng = np.random.default_rng(0)
+    s, y = rng.normal(size=(8, 10)), rng.integers(0, 10, size=8)
+    s0, y0 = s.copy(), y.copy()
+    obj = dlfs.SoftmaxWithLoss()
+    obj.forward(s, y)
+    before = copy.deepcopy(vars(obj))
+    li = infer_loss(obj, s, y)
+    assert li.target is obj and li.exact
+    np.testing.assert_array_equal(s, s0)
+    np.testing.assert_array_equal(y, y0)
+    assert vars(obj).keys() == before.keys()
+    for k, v in before.items():
+        np.testing.assert_array_equal(vars(obj)[k], v)
+
+
+def mse_mean(s, t):
+    return ((s - t) ** 2).mean(), 2 * (s - t) / s.size
+
+
+def mse_sum(s, t):
+    return ((s - t) ** 2).sum(), 2 * (s - t)
+
+
+def ce_onehot(s, t):
+    p = _softmax(s)
+    return -(t * np.log(p)).sum() / len(s), (p - t) / len(s)
+
+
+def ce_sum(s, y):
+    p, n = _softmax(s), len(y)
+    d = p.copy()
+    d[np.arange(n), y] -= 1
+    return -np.log(p[np.arange(n), y]).sum(), d
+
+
+def ce_float32(s, y):
+    p, n = _softmax(s.astype(np.float32)), len(y)
+    d = p.copy()
+    d[np.arange(n), y] -= 1
+    return np.float32(-np.log(p[np.arange(n), y]).mean()), d / n
+
+
+def multiclass_svm(s, y):
+    n = len(y)
+    m = np.maximum(0, s - s[np.arange(n), y][:, None] + 1)
+    m[np.arange(n), y] = 0
+    d = (m > 0).astype(float)
+    d[np.arange(n), y] = -d.sum(axis=1)
+    return m.sum() / n, d / n
+
+
+def _data(seed=3):
+    rng = np.random.default_rng(seed)
+    s, y = rng.normal(size=(4, 5)), rng.integers(0, 5, size=4)
+    return s, y, np.eye(5)[y], rng.normal(size=(4, 5))
+
+
+@pytest.mark.parametrize(
+    "fn,target,spec,kw",
+    [
+        (mse_mean, "T", tg.MSE(), {}),
+        (mse_sum, "T", tg.MSE(reduction="sum"), {}),
+        (mse_mean, None, tg.MSE(), {}),
+        (ce_onehot, "y", tg.SoftmaxCrossEntropy(), {"target_format": "onehot"}),
+        (ce_onehot, "Y", tg.SoftmaxCrossEntropy(), {"target_format": "onehot"}),
+        (ce_sum, "y", tg.SoftmaxCrossEntropy(reduction="sum"), {}),
+    ],
+    ids=["mse_mean", "mse_sum", "mse_no_y", "ce_onehot_labels", "ce_onehot_given", "ce_sum"],
+)
+def test_kind_reduction_and_target_format(fn, target, spec, kw):
+    s, y, Y, T = _data()
+    t = {"y": y, "Y": Y, "T": T, None: None}[target]
+    li = infer_loss(fn, s, t)
+    assert li.status == "exact" and li.spec == spec, li.summary()
+    assert li.wrap_kwargs == {"style": "function", **kw}
+    report = tg.check_loss(fn, scores=s, y=t)
+    assert report.layer("(loss)").verdict == "pass", str(report)
+
+
+def test_float32_loss_is_exact_in_its_dtype():
+    s, y, _, _ = _data()
+    li = infer_loss(ce_float32, s.astype(np.float32), y)
+    assert li.status == "exact" and li.spec == tg.SoftmaxCrossEntropy(), li.summary()
+    assert li.wrap_kwargs["dtype"] == "float32"
+
+
+def test_another_loss_is_unmatched_and_fails_forward():
+    s, y, _, _ = _data()
+    report = tg.check_loss(multiclass_svm, scores=s, y=y)
+    assert report.inferred["status"] == "unmatched"
+    assert "nothing reproduces the loss value" in report.inferred["layers"][0]
+    assert report.layer("(loss)").verdict == "forward"
+
+
+def test_emitted_python_pins_the_same_wrap():
+    s, y, _, _ = _data()
+    obj = nets.SoftmaxCrossEntropyLoss()
+    report = tg.check_loss(obj, scores=s, y=y)
+    source = report.inferred["python"]
+    assert "forward_kwargs={'reg': 0.0}" in source
+    scope: dict = {"loss_fn": obj}
+    exec(source, scope)
+    pinned = tg.check_loss(scope["loss"], scores=s, y=y)
+    assert pinned.layer("(loss)").verdict == report.layer("(loss)").verdict == "pass"
+
+
+def test_inferred_loss_wraps_and_prints():
+    s, y, _, _ = _data()
+    li = infer_loss(cs231n_net.softmax_loss, s, y)
+    assert isinstance(li, LossInference)
+    value, grad = li.wrap().loss_and_grad(s, y)
+    assert grad.shape == s.shape and np.isfinite(value)
+    from harness.inference.loss import inferred_loss
+
+    inf = inferred_loss(cs231n_net.softmax_loss, s, y, 0, {})
+    assert isinstance(inf, InferredLoss) and inf.exact and "SoftmaxCrossEntropy" in str(inf)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class NoMethods:
+    pass
+
+
+class SoftmaxLayer:
+    def forward(self, scores):
+        return _softmax(scores)
+
+    def backward(self, y):
+        return y
+
+
+class NeedsMargin:
+    def forward(self, scores, y, margin):
+        return 0.0
+
+    def backward(self):
+        return None
+
+
+def returns_value_only(s, y):
+    return 1.0
+
+
+@pytest.mark.parametrize(
+    "fn,scores,y,match",
+    [
+        (42, None, None, "is not a loss"),
+        (NoMethods(), None, None, "is not a loss"),
+        (dlfs.SoftmaxWithLoss, None, None, "not an instance"),
+        (SoftmaxLayer(), None, None, "style='softmax'"),
+        (NeedsMargin(), None, None, r"requires \['margin'\]"),
+        (returns_value_only, None, None, "must return \\(loss, dscores\\)"),
+        (cs231n_net.softmax_loss, np.zeros((2, 3, 4)), None, "scores must be a float array \\(N, K\\)"),
+        (cs231n_net.softmax_loss, np.zeros(5), None, "scores must be a float array \\(N, K\\)"),
+        (cs231n_net.softmax_loss, None, np.arange(4) + 3, "neither labels in \\[0, 5\\)"),
+        (cs231n_net.softmax_loss, None, np.zeros((4, 2)), "expected labels \\(4,\\) or targets \\(4, 5\\)"),
+    ],
+    ids=[
+        "int",
+        "no_methods",
+        "class",
+        "softmax_layer",
+        "unknown_argument",
+        "value_only",
+        "scores_3d",
+        "scores_1d",
+        "labels_out_of_range",
+        "targets_wrong_shape",
+    ],
+)
+def test_errors_are_clear(fn, scores, y, match):
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(4, 5)) if scores is None else scores
+    t = rng.integers(0, 5, size=4) if y is None else y
+    with pytest.raises(AdapterError, match=match):
+        infer_loss(fn, s, t)
+
+
+def test_check_loss_refuses_options_for_a_wrapped_loss():
+    wrapped = tg.wrap_loss(cs231n_net.softmax_loss, tg.SoftmaxCrossEntropy())
+    with pytest.raises(AdapterError, match="already wrapped"):
+        tg.check_loss(wrapped, input_shape=(4, 5), forward_kwargs={"reg": 0.0})
+
+
+def test_check_loss_without_spec_needs_scores():
+    with pytest.raises(AdapterError, match="scores= \\(N, K\\) or input_shape"):
+        tg.check_loss(cs231n_net.softmax_loss)
