@@ -209,7 +209,8 @@ def _settle(li: LossInference, place: dict[int, Any], btol: float) -> None:
     else:
         kept, dropped = other, li.best
         li.why.append(f"the value fits {_short(li.best)} but the gradient fits {_short(other)}; checked as the latter")
-    li.best, li.ambiguous = kept, [dropped, *(f for f in li.ambiguous if f is not dropped)]
+    also = [dropped] if dropped.error <= tol else []  # "also fits" names only what fits the value
+    li.best, li.ambiguous = kept, [*also, *(f for f in li.ambiguous if f is not dropped)]
 
 
 def _distinct(fits: list[Fit]) -> list[Fit]:
