@@ -134,11 +134,7 @@ def _as_wrapped(loss: Any, spec: Loss | None, wrap_kwargs: dict[str, Any]) -> An
                 "pass one of them"
             )
         return loss
-    if spec is None:
-        raise _error(
-            f"check_loss: got a {type(loss).__name__}; pass spec= (harness.SoftmaxCrossEntropy() or "
-            "harness.MSE()) with it, or wrap it with harness.wrap_loss(fn, spec, ...)"
-        )  # not reached from check_loss, which infers the spec then
+    assert spec is not None  # check_loss infers it for a raw loss given without one
     is_object = callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None))
     if not is_object and not callable(loss):
         raise _error(
