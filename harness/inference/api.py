@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters.refs import AdapterError
+from .loss_model import infer_loss_model, is_loss_model
 from .result import Inference
 
 
@@ -78,7 +79,9 @@ def infer(
 ) -> Inference:
     """Infer the spec, the layout and where every parameter and gradient lives.
 
-    ``target``: a layer object (``forward(x)`` / ``backward(dy)``), a CS231n function pair
+    ``target``: a layer object (``forward(x)`` / ``backward(dy)``), a CS231n-style loss model
+    (``model.loss(X, y) -> (loss, grads)`` over ``model.params``:
+    :func:`harness.inference.loss_model.infer_loss_model`), a CS231n function pair
     ``(forward, backward)`` (its parameter arrays as ``params=[w, b]``, extra arguments as
     ``args=`` / ``kwargs=``, as :func:`~harness.wrap_functions` takes them), a network object
     whose attributes (or ``layers`` list) hold layer objects, or a list / dict of layer
@@ -98,6 +101,13 @@ def infer(
         raise AdapterError(f"infer: got the class {target.__name__}, not an instance: pass {target.__name__}(...)")
     t0 = time.perf_counter()
     x = _example(x, input_shape, seed, _what(target))
+    if is_loss_model(target):  # CS231n's model.loss(X, y) -> (loss, grads) over model.params
+        if wrap_kwargs:
+            raise AdapterError(
+                f"infer: {_what(target)} is a CS231n-style loss model; {sorted(wrap_kwargs)} are not inferred for it: "
+                "wrap it by hand with harness.wrap_loss_model"
+            )
+        return infer_loss_model(target, x, seed=seed)
     if is_network(target):
         from .network import infer_network
 
@@ -140,7 +150,7 @@ def inferred_for_check(
     wrapped as inferred, the example input in the user's layout, the inference). A check
     runs against ``best`` even when it is ambiguous or unmatched: the verdict then says
     ``forward`` where the forward matches nothing."""
-    if network and not is_network(target):
+    if network and not is_network(target) and not is_loss_model(target):
         raise AdapterError(
             f"check_network: {_what(target)} holds no layer objects (attributes, or a list or dict of "
             "objects with forward()): a single layer is checked with check_layer"
