@@ -1,5 +1,6 @@
 """Issue 15, losses: ``check_loss(fn, scores=, y=)`` with no spec infers the loss
-(harness/inference/loss.py): the real-code losses of tests/realcode exactly as their
+(harness/inference/loss.py) and ``check_network(model, x=)`` a CS231n loss model
+(harness/inference/loss_model.py): the real-code losses of tests/realcode exactly as their
 hand-written wraps declare them, their bugs found with the hand-written verdicts (and said to
 be ambiguous, never a confident wrong reduction), the user's arrays and objects untouched,
 and every bad input refused with a message naming the fix."""
@@ -7,6 +8,8 @@ and every bad input refused with a message naming the fix."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -14,9 +17,19 @@ import pytest
 import harness as tg
 from harness.adapters.refs import AdapterError
 from harness.inference.loss import InferredLoss, LossInference, infer_loss
+from harness.inference.loss_model import infer_loss_model
 from realcode import cs231n_net, dlfs, nets
 from realcode.table import BY_NAME
-from test_real_code import wrap_cs231n_softmax_loss, wrap_dlfs_softmax_loss, wrap_loss_object_reg
+from test_real_code import (
+    IN_OUT,
+    TANH_NET,
+    TWO_LAYER,
+    wrap_cs231n_softmax_loss,
+    wrap_cs231n_two_layer_net,
+    wrap_dlfs_softmax_loss,
+    wrap_dotted_names_net,
+    wrap_loss_object_reg,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -293,3 +306,130 @@ def test_check_loss_refuses_options_for_a_wrapped_loss():
 def test_check_loss_without_spec_needs_scores():
     with pytest.raises(AdapterError, match="scores= \\(N, K\\) or input_shape"):
         tg.check_loss(cs231n_net.softmax_loss)
+
+
+# --------------------------------------------------------------------------- CS231n loss models
+
+
+MODELS = {
+    "cs231n_two_layer_net": (
+        lambda m, seed: m.TwoLayerNet(input_dim=6, hidden_dim=8, num_classes=4, seed=seed),
+        (4, 6),
+        wrap_cs231n_two_layer_net,
+        TWO_LAYER,
+        IN_OUT,
+    ),
+    "dotted_names_net": (lambda m, seed: m.TanhNet(seed=seed), (4, 5), wrap_dotted_names_net, TANH_NET, tg.Layout()),
+}
+MODEL_BUGS = [pytest.param(name, bug, id=f"{name}-{bug.name}") for name in MODELS for bug in BY_NAME[name].bugs]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_real_code_loss_model_is_inferred_exactly(name):
+    make, shape, _, spec, layout = MODELS[name]
+    inference = infer_loss_model(make(BY_NAME[name].code, 0), np.random.default_rng(0).normal(size=shape))
+    assert inference.status == "exact", str(inference)
+    assert inference.spec == spec and inference.layout == layout
+    assert inference.layers[0].wrap_kwargs["loss"] == tg.SoftmaxCrossEntropy()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_correct_loss_model_passes_without_spec_and_is_untouched(name):
+    make, shape, *_ = MODELS[name]
+    model = make(BY_NAME[name].code, 1)
+    before = {k: v.copy() for k, v in model.params.items()}
+    report = tg.check_network(model, input_shape=shape, seed=1)
+    assert report.ok and report.inferred["status"] == "exact", str(report)
+    for k, v in before.items():
+        np.testing.assert_array_equal(model.params[k], v)
+
+
+@pytest.mark.parametrize("name,bug", MODEL_BUGS)
+def test_loss_model_bug_verdict_equals_the_hand_written_wraps(name, bug):
+    make, shape, wrap, *_ = MODELS[name]
+    by_hand = wrap(bug.code, 0).layer("(network)")
+    report = tg.check_network(make(bug.code, 0), input_shape=shape, seed=0)
+    entry = report.layer("(network)")
+    assert entry.verdict == by_hand.verdict == bug.verdict, str(report)
+    assert [(t.name, t.ok) for t in entry.tensors] == [(t.name, t.ok) for t in by_hand.tensors]
+
+
+class Mlp:
+    """CS231n-style model with a chosen activation and loss; W stored (out, in) under 'Wi'."""
+
+    def __init__(self, sizes, act, loss="ce", seed=0):
+        rng = np.random.default_rng(seed)
+        self.act, self.kind = act, loss
+        self.params = {}
+        for i, (a, b) in enumerate(itertools.pairwise(sizes), 1):
+            self.params[f"W{i}"], self.params[f"b{i}"] = rng.normal(size=(b, a)) / np.sqrt(a), 0.1 * rng.normal(size=b)
+
+    def loss(self, X, y=None):
+        h = X.reshape(len(X), -1)
+        n = len(self.params) // 2
+        for i in range(1, n + 1):
+            h = h @ self.params[f"W{i}"].T + self.params[f"b{i}"]
+            h = self.act(h) if i < n else h
+        if y is None:
+            return h
+        if self.kind == "mse":
+            return ((h - y) ** 2).sum(), {}  # the value is what inference reads
+        p = _softmax(h)
+        return -np.log(p[np.arange(len(y)), y]).mean(), {}
+
+
+@pytest.mark.parametrize(
+    "act,layer,loss,shape",
+    [
+        (lambda h: np.where(h > 0, h, 0.1 * h), tg.LeakyReLU("leakyrelu", 0.1), "ce", (5, 4)),
+        (lambda h: 1 / (1 + np.exp(-h)), tg.Sigmoid("sigmoid"), "mse", (5, 4)),
+        (np.tanh, tg.Tanh("tanh"), "ce", (3, 1, 2, 2)),
+    ],
+    ids=["leaky_ce", "sigmoid_mse_sum", "tanh_4d_input"],
+)
+def test_activation_and_loss_from_the_value(act, layer, loss, shape):
+    model = Mlp((4, 6, 5, 3), act, loss)
+    inference = infer_loss_model(model, np.random.default_rng(1).normal(size=shape))
+    assert inference.status == "exact", str(inference)
+    kinds = [type(s).__name__ for s in inference.spec.layers]
+    assert kinds[-5:] == ["Linear", type(layer).__name__, "Linear", type(layer).__name__, "Linear"]
+    assert inference.spec.layers[-4] == dataclasses.replace(layer, name=kinds[-4].lower() + "1")
+    assert inference.layout == tg.Layout()
+    assert inference.layers[0].wrap_kwargs["loss"] == (
+        tg.MSE(reduction="sum") if loss == "mse" else tg.SoftmaxCrossEntropy()
+    )
+    assert ("Flatten" in kinds) == (len(shape) == 4)
+
+
+def test_unknown_activation_is_unmatched():
+    model = Mlp((4, 6, 3), lambda h: np.log1p(np.exp(h)))  # softplus: no candidate
+    inference = infer_loss_model(model, np.random.default_rng(1).normal(size=(5, 4)))
+    assert inference.status == "unmatched"
+    assert "nothing reproduces the loss value" in inference.layers[0].why[-1]
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda m: setattr(m, "reg", 0.5), "reg = 0.5: set it to 0"),
+        (lambda m: m.params.update(W3=np.zeros((2, 3, 3, 3))), "not a fully connected layer's weight or bias"),
+        (lambda m: m.params.update(W2=np.zeros((5, 7))), "do not chain from the input's 4 features"),
+    ],
+    ids=["reg_on", "conv_weight", "no_chain"],
+)
+def test_loss_model_errors(change, match):
+    model = Mlp((4, 6, 3), np.tanh)
+    change(model)
+    with pytest.raises(AdapterError, match=match):
+        infer_loss_model(model, np.zeros((5, 4)))
+
+
+def test_loss_model_input_and_kind_errors():
+    with pytest.raises(AdapterError, match="is not a CS231n-style model"):
+        infer_loss_model(object(), np.zeros((5, 4)))
+    with pytest.raises(AdapterError, match=r"x must be a batch \(N, D\)"):
+        infer_loss_model(Mlp((4, 6, 3), np.tanh), np.zeros(4))
+    with pytest.raises(AdapterError, match="raised on x of shape"):
+        infer_loss_model(Mlp((4, 6, 3), lambda h: h[:, 99]), np.zeros((5, 4)))
+    with pytest.raises(AdapterError, match="are not inferred for it"):
+        tg.infer(Mlp((4, 6, 3), np.tanh), np.zeros((5, 4)), layout=tg.Layout())

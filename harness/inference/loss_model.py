@@ -121,10 +121,11 @@ def infer_loss_model(model: Any, x: Any, y: Any = None, *, seed: int = 0) -> Los
     chain = _chain(model.params, what)
     rng = np.random.default_rng(seed)
     x2 = rng.normal(scale=2.0, size=(x64.shape[0] + 2, *x64.shape[1:]))
+    layouts = _orientations(chain, int(np.prod(x64.shape[1:])), what)  # the shapes first: the clearer error
     runs = _run(model, chain, (x64, x2), y, rng, what)
     fits: list[Fit] = []
     loss_of: dict[int, Loss] = {}
-    for lin in _orientations(chain, int(np.prod(x64.shape[1:])), what):
+    for lin in layouts:
         params = _canonical(model.params, chain, lin)
         for spec in _specs(chain, lin, x64.ndim > 2):
             for kind, targets, values in runs:
@@ -243,7 +244,9 @@ def _run(model: Any, chain: Chain, xs: tuple[Any, Any], y: Any, rng: Any, what: 
     else:
         k = min(outs)  # the class count is one of the last weight's sides; the smaller runs under both
         kinds.append(("labels", (rng.integers(0, k, size=n1), rng.integers(0, k, size=n2))))
-        kinds += [("targets", (rng.standard_normal((n1, c_)), rng.standard_normal((n2, c_)))) for c_ in sorted(outs)]
+        kinds += [
+            (f"targets (N, {c})", (rng.standard_normal((n1, c)), rng.standard_normal((n2, c)))) for c in sorted(outs)
+        ]
     runs, errors = [], []
     for kind, targets in kinds:
         twin = copy.deepcopy(model)
