@@ -276,10 +276,6 @@ def _losses(kind: str) -> list[Loss]:
     return [MSE(), MSE(reduction="sum")]
 
 
-def _red(loss: Loss) -> str:
-    return str(getattr(loss, "reduction", ""))
-
-
 def _error(spec: Layer, params: dict[str, np.ndarray], xs: Any, loss: Loss, targets: Any, values: list[float]) -> float:
     from reference_models import build
 
