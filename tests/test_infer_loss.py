@@ -243,11 +243,41 @@ class NoMethods:
 
 
 class SoftmaxLayer:
+    """forward(scores) -> probs, backward(onehot y) -> probs - y."""
+
     def forward(self, scores):
-        return _softmax(scores)
+        self.p = _softmax(scores)
+        return self.p
 
     def backward(self, y):
-        return y
+        return self.p - y
+
+
+class SoftmaxLayerMean(SoftmaxLayer):
+    def backward(self, y):
+        return (self.p - y) / len(y)
+
+
+class SoftmaxLayerForgetsY(SoftmaxLayer):
+    def backward(self, y):
+        return self.p
+
+
+@pytest.mark.parametrize(
+    "layer,scale,verdict",
+    [
+        (SoftmaxLayer(), "unbatch", "pass"),
+        (SoftmaxLayerMean(), None, "pass"),
+        (SoftmaxLayerForgetsY(), None, "backward"),
+    ],
+    ids=["probs_minus_y", "divided_by_n", "forgets_y"],
+)
+def test_softmax_layer_style(layer, scale, verdict):
+    s, y, _, _ = _data()
+    li = infer_loss(layer, s, y)
+    assert li.status == "exact" and li.spec == tg.SoftmaxCrossEntropy(), li.summary()
+    assert li.wrap_kwargs["style"] == "softmax" and li.wrap_kwargs.get("grad_scale") == scale
+    assert tg.check_loss(layer, scores=s, y=y).layer("(loss)").verdict == verdict
 
 
 class NeedsMargin:
@@ -268,7 +298,6 @@ def returns_value_only(s, y):
         (42, None, None, "is not a loss"),
         (NoMethods(), None, None, "is not a loss"),
         (dlfs.SoftmaxWithLoss, None, None, "not an instance"),
-        (SoftmaxLayer(), None, None, "style='softmax'"),
         (NeedsMargin(), None, None, r"requires \['margin'\]"),
         (returns_value_only, None, None, "must return \\(loss, dscores\\)"),
         (cs231n_net.softmax_loss, np.zeros((2, 3, 4)), None, "scores must be a float array \\(N, K\\)"),
@@ -280,7 +309,6 @@ def returns_value_only(s, y):
         "int",
         "no_methods",
         "class",
-        "softmax_layer",
         "unknown_argument",
         "value_only",
         "scores_3d",

@@ -92,6 +92,11 @@ def infer_loss(fn: Any, scores: Any, y: Any = None, *, seed: int = 0, **wrap_kwa
     li = LossInference(what, fn, fits[0], "exact", tolerance(dt), candidates=fits, why=why)
     _settle(li, place, BACKWARD_TOL.get(dt, 1e-3))
     li.wrap_kwargs = {**place[id(li.best)][0], **kw}
+    if li.wrap_kwargs.get("grad_scale") == "unbatch" and "grad_scale" not in kw:
+        li.why.append(
+            "the backward returns probs - y, N times the mean loss's gradient (a softmax layer's convention): "
+            "grad_scale='unbatch'"
+        )
     li.seconds = time.perf_counter() - start
     return li
 
@@ -117,17 +122,32 @@ def _scored(tried: list[Any], kw: dict[str, Any], s: np.ndarray, s2: np.ndarray)
             f"target reading tried ({', '.join(errs)}); is it a loss fn(scores, y) -> (loss, dscores) or an object "
             "with forward(scores, y) / backward()?"
         ) from first
+    softmax = kw["style"] == "softmax"  # its value is the wrapper's, from the probabilities, at the spec's reduction
+    scales = [kw["grad_scale"]] if "grad_scale" in kw else [None, "unbatch"] if softmax else [None]
     for kind, fmt, targets, outs in ran:
-        for red in ("mean", "sum"):
-            for loss in _specs(kind, red, outs, (s, s2), targets, tol):
+        for red in ("mean",) if softmax else ("mean", "sum"):
+            for loss, scale in ((lo, sc) for lo in _specs(kind, red, outs, (s, s2), targets, tol) for sc in scales):
                 refs = [ref.loss_vjp({}, a, loss, t) for a, t in zip((s, s2), targets)]
                 verr = max(_rel(v, r.loss) for (v, _), r in zip(outs, refs))
-                gerr = max(rel_error(np.asarray(g), r.input_grad) for (_, g), r in zip(outs, refs))
-                fit = Fit(cast(Any, loss), error=verr, note=f"target_format={fmt!r}, gradient rel error {gerr:.1e}")
+                gerr = max(
+                    rel_error(np.asarray(g) * _factor(scale, len(a)), r.input_grad)
+                    for (_, g), r, a in zip(outs, refs, (s, s2))
+                )
+                opts = {
+                    **({"target_format": fmt} if fmt != "labels" else {}),
+                    **({"grad_scale": scale} if scale else {}),
+                }
+                why = "" if np.isfinite(verr) else "the loss value is not finite"
+                fit = Fit(cast(Any, loss), error=verr, reason=why, note=f"{opts}, gradient rel error {gerr:.1e}")
                 fits.append((fit, gerr))
-                place[id(fit)] = ({"target_format": fmt} if fmt != "labels" else {}, gerr)
+                place[id(fit)] = (opts, gerr)
     fits.sort(key=lambda t: _rank(t[0], tol))
     return [f for f, _ in fits], place
+
+
+def _factor(scale: Any, n: int) -> float:
+    """wrap_loss's grad_scale as a number for a batch of ``n``."""
+    return 1.0 if scale is None else float(n) if scale == "batch" else 1.0 / n if scale == "unbatch" else float(scale)
 
 
 def _rank(f: Fit, tol: float) -> tuple[Any, ...]:
@@ -190,6 +210,9 @@ def _settle(li: LossInference, place: dict[int, Any], btol: float) -> None:
             li.why.append(f"the gradient fits {_short(li.best)}: checked as that")
         return
     li.best = distinct[0]
+    same = [f for f in grad_ok if f.spec == li.best.spec and f.error <= tol]
+    if same:  # the same loss under the options (grad_scale, target format) the gradient fits
+        li.best = same[0]
     if len(distinct) > 1:
         li.status, li.ambiguous = "ambiguous", distinct[1:]
         li.why.append(

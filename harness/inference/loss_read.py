@@ -37,12 +37,8 @@ def style_of(fn: Any, what: str) -> str:
     if isinstance(fn, type):
         raise AdapterError(f"infer_loss: got the class {fn.__name__}, not an instance: pass {fn.__name__}()")
     if callable(getattr(fn, "forward", None)) and callable(getattr(fn, "backward", None)):
-        if _required(fn.forward) == 1:
-            raise AdapterError(
-                f"infer_loss: {what}.forward() takes the scores alone: a softmax layer whose backward(y) passes "
-                "probs - y, or not a loss at all; a softmax layer is wrapped by hand: "
-                "harness.wrap_loss(obj, harness.SoftmaxCrossEntropy(), style='softmax', grad_scale='unbatch')"
-            )
+        if _required(fn.forward) == 1:  # forward(scores) -> probs, backward(y) -> probs - y: a softmax layer
+            return "softmax"
         return "object"
     if callable(fn) and not hasattr(fn, "forward"):
         return "function"
@@ -118,6 +114,8 @@ def readings(
         )
     if drawn:  # no targets given: a regression loss is tried on normal targets too
         out.append(("MSE", "labels", (rng.standard_normal(s.shape), rng.standard_normal(s2.shape))))
+    if kw["style"] == "softmax":  # a softmax layer fused with cross-entropy: no regression reading
+        out = [r for r in out if r[0] == "SCE"]
     return [(kind, fmt, ts, [_run(user, kw, kind, fmt, a, t) for a, t in zip((s, s2), ts)]) for kind, fmt, ts in out]
 
 
@@ -126,9 +124,8 @@ def _run(user: Any, kw: dict[str, Any], kind: str, fmt: str, s: np.ndarray, t: n
     from ..adapters.loss import wrap_loss
 
     loss = SoftmaxCrossEntropy() if kind == "SCE" else MSE()
-    opts = {
-        k: v for k, v in kw.items() if k in ("style", "grad_scale", "dtype", "forward_kwargs", "forward", "backward")
-    }
+    # the gradient as the code returns it: a grad_scale is applied when it is scored
+    opts = {k: v for k, v in kw.items() if k in ("style", "dtype", "forward_kwargs", "forward", "backward")}
     try:
         wrapped = wrap_loss(user, loss, **{**opts, "target_format": kw.get("target_format", fmt)})
         return wrapped.loss_and_grad(s.copy(), t.copy())
