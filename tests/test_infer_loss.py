@@ -461,3 +461,26 @@ def test_loss_model_input_and_kind_errors():
         infer_loss_model(Mlp((4, 6, 3), lambda h: h[:, 99]), np.zeros((5, 4)))
     with pytest.raises(AdapterError, match="are not inferred for it"):
         tg.infer(Mlp((4, 6, 3), np.tanh), np.zeros((5, 4)), layout=tg.Layout())
+
+
+# --------------------------------------------------------------------------- tg.infer and the checks' dispatch
+
+
+def test_infer_dispatches_losses_and_loss_models():
+    from harness.inference.api import is_loss
+    from realcode import quirks
+
+    s, y, _, _ = _data()
+    inference = tg.infer(cs231n_net.softmax_loss, s, y=y)
+    assert isinstance(inference, InferredLoss) and inference.exact
+    assert "tg.wrap_loss(softmax_loss, tg.SoftmaxCrossEntropy()" in inference.to_python("softmax_loss")
+    assert tg.infer(dlfs.SoftmaxWithLoss(), s, y=y).layers[0].spec == tg.SoftmaxCrossEntropy(log_eps=1e-7)
+    model = tg.infer(cs231n_net.TwoLayerNet(6, 8, 4), input_shape=(4, 6))
+    assert model.exact and model.spec == TWO_LAYER
+    assert not is_loss(quirks.DenseTraining(4, 3))  # forward(x, training): a layer with a flag, not a loss
+
+
+def test_a_loss_given_to_check_layer_is_sent_to_check_loss():
+    s, _, _, _ = _data()
+    with pytest.raises(AdapterError, match=r"softmax_loss is a loss .* check it with harness\.check_loss"):
+        tg.check_layer(cs231n_net.softmax_loss, x=s)

@@ -63,6 +63,19 @@ def _example(x: Any, input_shape: Any, seed: int, what: str) -> Any:
     return np.random.default_rng(seed).standard_normal(shape)
 
 
+def is_loss(target: Any) -> bool:
+    """A loss: a plain function (not a pair, a class or a layer), or an object whose
+    ``forward`` requires (scores, y)."""
+    if isinstance(target, type) or _is_pair(target) or is_loss_model(target):
+        return False
+    forward = getattr(target, "forward", None)
+    if callable(forward) and callable(getattr(target, "backward", None)):
+        from .loss_read import required, takes_targets
+
+        return required(forward) == 2 and takes_targets(forward)  # not forward(x, training)
+    return callable(target) and not isinstance(target, (np.ndarray, Mapping, list, tuple))
+
+
 def _what(target: Any) -> str:
     if _is_pair(target):
         return f"the function pair {getattr(target[0], '__name__', '?')} / {getattr(target[1], '__name__', '?')}"
@@ -79,7 +92,9 @@ def infer(
 ) -> Inference:
     """Infer the spec, the layout and where every parameter and gradient lives.
 
-    ``target``: a layer object (``forward(x)`` / ``backward(dy)``), a CS231n-style loss model
+    ``target``: a layer object (``forward(x)`` / ``backward(dy)``), a loss (a function
+    ``fn(scores, y) -> (loss, dscores)`` or an object with ``forward(scores, y)``, ``x`` the
+    scores ``(N, K)``, ``y=`` the targets: :func:`harness.inference.loss.infer_loss`), a CS231n-style loss model
     (``model.loss(X, y) -> (loss, grads)`` over ``model.params``:
     :func:`harness.inference.loss_model.infer_loss_model`), a CS231n function pair
     ``(forward, backward)`` (its parameter arrays as ``params=[w, b]``, extra arguments as
@@ -101,6 +116,13 @@ def infer(
         raise AdapterError(f"infer: got the class {target.__name__}, not an instance: pass {target.__name__}(...)")
     t0 = time.perf_counter()
     x = _example(x, input_shape, seed, _what(target))
+    if is_loss(target):  # fn(scores, y) -> (loss, dscores), or forward(scores, y) / backward()
+        from .loss import inferred_loss
+
+        y = wrap_kwargs.pop("y", None)
+        inference: Inference = inferred_loss(target, x, y, seed, wrap_kwargs)
+        inference.seconds = time.perf_counter() - t0
+        return inference
     if is_loss_model(target):  # CS231n's model.loss(X, y) -> (loss, grads) over model.params
         if wrap_kwargs:
             raise AdapterError(
@@ -155,6 +177,12 @@ def inferred_for_check(
             f"check_network: {_what(target)} holds no layer objects (attributes, or a list or dict of "
             "objects with forward()): a single layer is checked with check_layer"
         )
+    if is_loss(target):
+        raise AdapterError(
+            f"check_{'network' if network else 'layer'}: {getattr(target, '__name__', None) or _what(target)} is a "
+            "loss (it takes scores and targets): "
+            "check it with harness.check_loss(fn, scores=..., y=...)"
+        )
     x = _example(x, input_shape, seed, _what(target))
     inference = infer(target, x, seed=seed, **wrap_kwargs)
     if not network and inference.network is not None:  # a composite block checked as one layer (a Residual)
@@ -164,4 +192,4 @@ def inferred_for_check(
     return inference.wrap(), x, inference
 
 
-__all__ = ["infer", "inferred_for_check", "is_network", "report_note"]
+__all__ = ["infer", "inferred_for_check", "is_loss", "is_network", "report_note"]

@@ -8,6 +8,7 @@ what it returns on each. Scores are ``(N, K)``; the user's arrays are only ever 
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ def style_of(fn: Any, what: str) -> str:
     if isinstance(fn, type):
         raise AdapterError(f"infer_loss: got the class {fn.__name__}, not an instance: pass {fn.__name__}()")
     if callable(getattr(fn, "forward", None)) and callable(getattr(fn, "backward", None)):
-        if _required(fn.forward) == 1:  # forward(scores) -> probs, backward(y) -> probs - y: a softmax layer
+        if required(fn.forward) == 1:  # forward(scores) -> probs, backward(y) -> probs - y: a softmax layer
             return "softmax"
         return "object"
     if callable(fn) and not hasattr(fn, "forward"):
@@ -48,13 +49,30 @@ def style_of(fn: Any, what: str) -> str:
     )
 
 
-def _required(f: Any) -> int | None:
+def required(f: Any) -> int | None:
     """How many positional arguments ``f`` requires (None: no signature to read)."""
     try:
         ps = inspect.signature(f).parameters.values()
     except (TypeError, ValueError):
         return None
     return sum(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in ps)
+
+
+TARGET_NAMES = re.compile(r"(y|t|gt)(_\w+)?|targets?|labels?|truth|onehot|one_hot")
+
+
+def takes_targets(f: Any) -> bool:
+    """Whether ``f``'s second positional argument is named like targets (``y``, ``t``,
+    ``labels``, ``y_onehot`` ...), not a flag (``training``, ``mode``)."""
+    try:
+        ps = [
+            p
+            for p in inspect.signature(f).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return False
+    return len(ps) >= 2 and TARGET_NAMES.fullmatch(ps[1].name.lower()) is not None
 
 
 def reg_kwargs(f: Any, kw: dict[str, Any], what: str) -> list[str]:
@@ -135,4 +153,4 @@ def _run(user: Any, kw: dict[str, Any], kind: str, fmt: str, s: np.ndarray, t: n
         return e
 
 
-__all__ = ["REG_NAMES", "read_scores", "readings", "reg_kwargs", "style_of"]
+__all__ = ["REG_NAMES", "read_scores", "readings", "reg_kwargs", "required", "style_of", "takes_targets"]
