@@ -383,27 +383,45 @@ def test_loss_model_bug_verdict_equals_the_hand_written_wraps(name, bug):
 
 
 class Mlp:
-    """CS231n-style model with a chosen activation and loss; W stored (out, in) under 'Wi'."""
+    """CS231n-style model with a chosen activation and loss; W stored (out, in) under 'Wi';
+    gradients when ``dact`` (the activation's derivative from its output) is given."""
 
-    def __init__(self, sizes, act, loss="ce", seed=0):
+    def __init__(self, sizes, act, loss="ce", seed=0, dact=None, dtype=np.float64):
         rng = np.random.default_rng(seed)
-        self.act, self.kind = act, loss
+        self.act, self.kind, self.dact = act, loss, dact
         self.params = {}
         for i, (a, b) in enumerate(itertools.pairwise(sizes), 1):
-            self.params[f"W{i}"], self.params[f"b{i}"] = rng.normal(size=(b, a)) / np.sqrt(a), 0.1 * rng.normal(size=b)
+            self.params[f"W{i}"] = (rng.normal(size=(b, a)) / np.sqrt(a)).astype(dtype)
+            self.params[f"b{i}"] = (0.1 * rng.normal(size=b)).astype(dtype)
 
     def loss(self, X, y=None):
-        h = X.reshape(len(X), -1)
+        hs = [X.reshape(len(X), -1)]
         n = len(self.params) // 2
         for i in range(1, n + 1):
-            h = h @ self.params[f"W{i}"].T + self.params[f"b{i}"]
-            h = self.act(h) if i < n else h
+            z = hs[-1] @ self.params[f"W{i}"].T + self.params[f"b{i}"]
+            hs.append(self.act(z) if i < n else z)
         if y is None:
-            return h
+            return hs[-1]
         if self.kind == "mse":
-            return ((h - y) ** 2).sum(), {}  # the value is what inference reads
-        p = _softmax(h)
-        return -np.log(p[np.arange(len(y)), y]).mean(), {}
+            return ((hs[-1] - y) ** 2).sum(), {}  # the value is what inference reads
+        p = _softmax(hs[-1])
+        d = p.copy()
+        d[np.arange(len(y)), y] -= 1
+        d /= len(y)
+        grads = {}
+        for i in range(n, 0, -1) if self.dact else ():
+            grads[f"W{i}"], grads[f"b{i}"] = d.T @ hs[i - 1], d.sum(axis=0)
+            d = (d @ self.params[f"W{i}"]) * self.dact(hs[i - 1]) if i > 1 else d
+        return -np.log(p[np.arange(len(y)), y]).mean(), grads
+
+
+def test_loss_model_checks_on_a_4d_input_and_in_float32():
+    model = Mlp((4, 6, 5, 3), np.tanh, dact=lambda a: 1 - a**2)
+    report = tg.check_network(model, x=np.random.default_rng(0).normal(size=(3, 1, 2, 2)))
+    assert report.ok and report.inferred["status"] == "exact", str(report)
+    model32 = Mlp((4, 6, 3), np.tanh, dact=lambda a: 1 - a**2, dtype=np.float32)
+    report = tg.check_network(model32, x=np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32))
+    assert report.ok and report.inferred["status"] == "exact", str(report)
 
 
 @pytest.mark.parametrize(

@@ -134,7 +134,8 @@ def infer_loss_model(model: Any, x: Any, y: Any = None, *, seed: int = 0) -> Los
                     fits.append(fit)
                     loss_of[id(fit)] = loss
     fits.sort(key=lambda f: f.error)
-    tol = tolerance(np.dtype(np.float64))
+    dtypes = {np.asarray(v).dtype for v in model.params.values()}
+    tol = max(tolerance(d) if np.issubdtype(d, np.floating) else tolerance(np.dtype(np.float64)) for d in dtypes)
     li = LayerInference("model", model, fits[0], "exact", tol, candidates=fits)
     confirmed = [f for f in fits if f.error <= tol]
     if not confirmed:
