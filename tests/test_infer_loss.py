@@ -502,3 +502,27 @@ def test_a_loss_given_to_check_layer_is_sent_to_check_loss():
     s, _, _, _ = _data()
     with pytest.raises(AdapterError, match=r"softmax_loss is a loss .* check it with harness\.check_loss"):
         tg.check_layer(cs231n_net.softmax_loss, x=s)
+
+
+class ValueSummed(cs231n_net.TwoLayerNet):
+    def loss(self, X, y=None):
+        out = super().loss(X, y)
+        return out if y is None else (out[0] * len(y), out[1])
+
+
+class GradsSummed(cs231n_net.TwoLayerNet):
+    def loss(self, X, y=None):
+        out = super().loss(X, y)
+        return out if y is None else (out[0], {k: v * len(y) for k, v in out[1].items()})
+
+
+@pytest.mark.parametrize("cls,verdict", [(ValueSummed, "forward"), (GradsSummed, "backward")], ids=["value", "grads"])
+def test_loss_model_reductions_that_disagree_are_ambiguous(cls, verdict):
+    """The value and the gradients of different reductions: ambiguous, checked as the mean,
+    the verdict the hand-written wrap (a mean) gives."""
+    report = tg.check_network(cls(6, 8, 4), input_shape=(4, 6))
+    by_hand = tg.check_network(
+        tg.wrap_loss_model(cls(6, 8, 4), TWO_LAYER, loss=tg.SoftmaxCrossEntropy(), layout=IN_OUT), input_shape=(4, 6)
+    )
+    assert report.inferred["status"] == "ambiguous" and "checked as the mean" in report.inferred["layers"][0]
+    assert report.layer("(network)").verdict == by_hand.layer("(network)").verdict == verdict

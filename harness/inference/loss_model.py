@@ -44,7 +44,7 @@ from ..spec import (
     SoftmaxCrossEntropy,
     Tanh,
 )
-from .confirm import tolerance
+from .confirm import rel_error, tolerance
 from .emit import spec_source
 from .result import Fit, Inference, LayerInference
 
@@ -125,27 +125,21 @@ def infer_loss_model(model: Any, x: Any, y: Any = None, *, seed: int = 0) -> Los
     runs = _run(model, chain, (x64, x2), y, rng, what)
     fits: list[Fit] = []
     loss_of: dict[int, Loss] = {}
+    run_of: dict[int, Any] = {}
     for lin in layouts:
         params = _canonical(model.params, chain, lin)
         for spec in _specs(chain, lin, x64.ndim > 2):
-            for kind, targets, values in runs:
+            for run in runs:
+                kind, targets, values, _ = run
                 for loss in _losses(kind):
                     fit = Fit(spec, Layout(linear=lin), error=_error(spec, params, (x64, x2), loss, targets, values))
                     fits.append(fit)
-                    loss_of[id(fit)] = loss
-    fits.sort(key=lambda f: f.error)
+                    loss_of[id(fit)], run_of[id(fit)] = loss, run
+    fits.sort(key=lambda f: (f.error, _red(loss_of[id(f)]) != "mean"))
     dtypes = {np.asarray(v).dtype for v in model.params.values()}
     tol = max(tolerance(d) if np.issubdtype(d, np.floating) else tolerance(np.dtype(np.float64)) for d in dtypes)
     li = LayerInference("model", model, fits[0], "exact", tol, candidates=fits)
-    confirmed = [f for f in fits if f.error <= tol]
-    if not confirmed:
-        li.status = "unmatched"
-        li.why.append(
-            f"nothing reproduces the loss value: the closest is {fits[0].describe()} with {loss_of[id(fits[0])]!r}"
-        )
-    elif len(confirmed) > 1:
-        li.status, li.ambiguous = "ambiguous", confirmed[1:]
-        li.why.append(f"{len(confirmed)} readings reproduce the loss value; kept {confirmed[0].describe()}")
+    _decide(li, loss_of, lambda f: _grad_error(model, chain, f, loss_of[id(f)], x64, run_of[id(f)]))
     loss = loss_of[id(li.best)]
     li.wrap_kwargs = _wrap_kwargs(model, chain, loss)
     li.grads = {f"{name}.{local}": key for name, keys, _ in chain for local, key in keys.items()}
@@ -153,6 +147,64 @@ def infer_loss_model(model: Any, x: Any, y: Any = None, *, seed: int = 0) -> Los
     inference = LossModelInference(li.spec, li.layout, [li], tuple(x64.shape), network=model)
     inference.seconds = li.seconds = time.perf_counter() - start
     return inference
+
+
+def _decide(li: LayerInference, loss_of: dict[int, Loss], grad_error: Any) -> None:
+    """The status: the loss value decides; the gradients witness the reduction (a value that
+    is a sum under a mean's gradients is ambiguous and checked as the mean, as for a loss)."""
+    fits, tol = li.candidates, li.tol
+    confirmed = [f for f in fits if f.error <= tol]
+    if not confirmed:
+        li.status = "unmatched"
+        closest = spec_source(cast(Any, loss_of[id(fits[0])])).removeprefix("tg.")
+        li.why.append(f"nothing reproduces the loss value: the closest is {fits[0].describe()} with {closest}")
+        return
+    if len(confirmed) > 1:
+        li.status, li.ambiguous = "ambiguous", confirmed[1:]
+        li.why.append(f"{len(confirmed)} readings reproduce the loss value; kept {confirmed[0].describe()}")
+        return
+    best, loss = li.best, loss_of[id(li.best)]
+    other = next(
+        (
+            f
+            for f in fits
+            if f.spec == best.spec
+            and f.layout == best.layout
+            and _red(loss_of[id(f)]) != _red(loss)
+            and loss_of[id(f)].kind == loss.kind
+        ),
+        None,
+    )  # the same network under the other reduction
+    btol = max(li.tol * 1e3, 1e-6)  # gradients go through more arithmetic than the value
+    if other is None or grad_error(best) <= btol or grad_error(other) > btol:
+        return  # the gradients agree, or fit neither reduction (a gradient bug: the check's backward says so)
+    li.status = "ambiguous"
+    red, other_red = _red(loss), _red(loss_of[id(other)])
+    li.best = best if red == "mean" else other
+    li.ambiguous = [best] if li.best is other else []
+    li.why.append(
+        f"the loss value is a {red} but the gradients are those of a {other_red}; checked as the mean, so the "
+        "side that is not a mean fails"
+    )
+
+
+def _grad_error(model: Any, chain: Chain, fit: Fit, loss: Loss, x: np.ndarray, run: Any) -> float:
+    """The user's gradients (first input) against the reference's under ``fit`` and ``loss``;
+    inf when they cannot be read by the parameters' names."""
+    from reference_models import build
+
+    _, targets, _, grads = run
+    lin = fit.layout.linear
+    try:
+        ref = build("torch", fit.spec).loss_vjp(_canonical(model.params, chain, lin), x, loss, targets[0])
+        user = _canonical(grads, chain, lin)
+    except Exception:
+        return float("inf")
+    return max(rel_error(user[k], v) for k, v in ref.param_grads.items())
+
+
+def _red(loss: Loss) -> str:
+    return str(getattr(loss, "reduction", ""))
 
 
 Chain = list[
@@ -232,31 +284,32 @@ def _canonical(params: Mapping[str, Any], chain: Chain, lin: str) -> dict[str, n
     return out
 
 
-def _run(model: Any, chain: Chain, xs: tuple[Any, Any], y: Any, rng: Any, what: str) -> list[tuple[str, Any, Any]]:
-    """The user's loss value on copies of both inputs, per target kind that runs: labels
-    (cross-entropy), else regression targets (MSE)."""
+def _run(model: Any, chain: Chain, xs: tuple[Any, Any], y: Any, rng: Any, what: str) -> list[Any]:
+    """Per target kind that runs (labels: cross-entropy; regression targets: MSE): (kind, the
+    targets of both inputs, the user's loss values on copies of them, its gradients on the first)."""
     last = chain[-1][2]
-    outs = set(last)
+    sides = set(last)
     kinds: list[tuple[str, Any]] = []
     n1, n2 = xs[0].shape[0], xs[1].shape[0]
     if y is not None:
         y = np.array(y, copy=True)
         kinds.append(("labels" if y.ndim == 1 else "targets", (y, _like(y, n2, rng))))
     else:
-        k = min(outs)  # the class count is one of the last weight's sides; the smaller runs under both
+        k = min(sides)  # the class count is one of the last weight's sides; the smaller runs under both
         kinds.append(("labels", (rng.integers(0, k, size=n1), rng.integers(0, k, size=n2))))
         kinds += [
-            (f"targets (N, {c})", (rng.standard_normal((n1, c)), rng.standard_normal((n2, c)))) for c in sorted(outs)
+            (f"targets (N, {c})", (rng.standard_normal((n1, c)), rng.standard_normal((n2, c)))) for c in sorted(sides)
         ]
     runs, errors = [], []
     for kind, targets in kinds:
         twin = copy.deepcopy(model)
         try:
-            values = [float(np.asarray(twin.loss(a.copy(), t.copy())[0])) for a, t in zip(xs, targets)]
+            outs = [twin.loss(a.copy(), t.copy()) for a, t in zip(xs, targets)]
+            values = [float(np.asarray(o[0])) for o in outs]
         except Exception as e:  # this target kind does not run; another may
             errors.append(f"{kind}: {type(e).__name__}: {str(e)[:120]}")
             continue
-        runs.append((kind, targets, values))
+        runs.append((kind, targets, values, outs[0][1] if isinstance(outs[0][1], Mapping) else {}))
     if not runs:
         raise AdapterError(
             f"infer_loss_model: {what}.loss(X, y) raised on x of shape {xs[0].shape} under every target tried "
