@@ -116,20 +116,10 @@ def infer(
         raise AdapterError(f"infer: got the class {target.__name__}, not an instance: pass {target.__name__}(...)")
     t0 = time.perf_counter()
     x = _example(x, input_shape, seed, _what(target))
-    if is_loss(target):  # fn(scores, y) -> (loss, dscores), or forward(scores, y) / backward()
-        from .loss import inferred_loss
-
-        y = wrap_kwargs.pop("y", None)
-        inference: Inference = inferred_loss(target, x, y, seed, wrap_kwargs)
+    if is_loss(target) or is_loss_model(target):
+        inference: Inference = _infer_loss_like(target, x, seed, wrap_kwargs)
         inference.seconds = time.perf_counter() - t0
         return inference
-    if is_loss_model(target):  # CS231n's model.loss(X, y) -> (loss, grads) over model.params
-        if wrap_kwargs:
-            raise AdapterError(
-                f"infer: {_what(target)} is a CS231n-style loss model; {sorted(wrap_kwargs)} are not inferred for it: "
-                "wrap it by hand with harness.wrap_loss_model"
-            )
-        return infer_loss_model(target, x, seed=seed)
     if is_network(target):
         from .network import infer_network
 
@@ -147,6 +137,21 @@ def infer(
         inference = Inference(li.spec, Layout(data=data), [li], tuple(np.shape(x)))
     inference.seconds = time.perf_counter() - t0
     return inference
+
+
+def _infer_loss_like(target: Any, x: Any, seed: int, wrap_kwargs: dict[str, Any]) -> Inference:
+    """A loss (``fn(scores, y)`` or ``forward(scores, y)`` / ``backward()``; ``x`` the scores,
+    ``y=`` the targets) or a CS231n loss model (``model.loss(X, y)`` over ``model.params``)."""
+    if is_loss(target):
+        from .loss import inferred_loss
+
+        return inferred_loss(target, x, wrap_kwargs.pop("y", None), seed, wrap_kwargs)
+    if wrap_kwargs:
+        raise AdapterError(
+            f"infer: {_what(target)} is a CS231n-style loss model; {sorted(wrap_kwargs)} are not inferred for it: "
+            "wrap it by hand with harness.wrap_loss_model"
+        )
+    return infer_loss_model(target, x, seed=seed)
 
 
 def report_note(inference: Inference) -> dict[str, Any]:
