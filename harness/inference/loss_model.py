@@ -94,7 +94,7 @@ class LossModelInference(Inference):
         lines = [f"# inferred: {self.status}", *(f"# {w}" for w in li.why), "import harness as tg", ""]
         lines += [f"spec = {spec_source(self.spec)}", f"layout = {layout_source(self.layout)}"]
         lines.append(
-            f"model = tg.wrap_loss_model({target}, spec, loss={spec_source(kw['loss'])}, params={params}, layout=layout)"
+            f"net = tg.wrap_loss_model({target}, spec, loss={spec_source(kw['loss'])}, params={params}, layout=layout)"
         )
         return "\n".join(lines) + "\n"
 
