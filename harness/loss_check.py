@@ -45,6 +45,7 @@ def check_loss(
     tol_scale: float = 1.0,
     fd_probes: int = 2,
     progress: Callable[[str, int, int], None] | None = None,
+    **wrap_kwargs: Any,
 ) -> Report:
     """Check a handwritten loss alone: its value (forward) and d loss / d scores (backward)
     against PyTorch and JAX, and finite differences of its own value.
@@ -59,27 +60,49 @@ def check_loss(
     ``[0, K)`` for cross-entropy). Returns a :class:`~harness.results.Report` with one
     ``(loss)`` entry. Configuration mistakes raise :class:`~harness.adapters.layer.AdapterError`
     (or the :class:`~harness.spec.SpecError` the targets' check raises).
+
+    With no ``spec`` (a raw loss), the loss spec, the style, the target format and a
+    regularisation argument to switch off are inferred from the code on the scores
+    (:func:`harness.inference.loss.infer_loss`) and the report's ``inferred`` says what was
+    inferred and how sure it is. ``wrap_kwargs``: :func:`harness.wrap_loss`'s options
+    (``forward_kwargs=``, ``target_format=``, ``dtype=`` ...) for a raw loss.
     """
-    wloss = _as_wrapped(loss, spec)
+    from .adapters.loss import WrappedLoss
+
+    inference = None
     rng = np.random.default_rng(seed)
-    if scores is None:
-        if input_shape is None:
-            raise _error("check_loss needs scores= (N, K) or input_shape=(N, K) to generate them")
-        s = rng.standard_normal(tuple(int(n) for n in input_shape))
-    else:
-        if input_shape is not None and tuple(np.shape(scores)) != tuple(input_shape):
-            raise _error(
-                f"check_loss: scores has shape {np.shape(scores)} but input_shape={tuple(input_shape)}; "
-                "pass one of them"
-            )
-        s = np.asarray(scores, dtype=np.float64)
+    if spec is None and not isinstance(loss, WrappedLoss):  # no spec: infer it on the scores the check uses
+        from .inference.loss import inferred_loss
+
+        s0 = _scores(scores, input_shape, np.random.default_rng(seed))
+        inference = inferred_loss(loss, s0 if scores is None else scores, y, seed, wrap_kwargs)
+        loss, wrap_kwargs = inference.wrap(), {}
+    wloss = _as_wrapped(loss, spec, wrap_kwargs)
+    s = _scores(scores, input_shape, rng)
     target = loss_targets(wloss.spec, s.shape, rng) if y is None else np.asarray(y)
     check_target(wloss.spec, s.shape, target)  # a target that does not fit is a configuration error, raised here
     if progress:
         progress("(loss)", 0, 1)
     report = Report(seed=seed)
     report.layers.append(loss_entry(wloss, s, target, rng, fd_probes, tol_scale))
+    if inference is not None:
+        from .inference.api import report_note
+
+        report.inferred = report_note(inference)
     return report
+
+
+def _scores(scores: Any, input_shape: Any, rng: np.random.Generator) -> np.ndarray:
+    """The scores checked: as given (float64), else standard normal of ``input_shape``."""
+    if scores is None:
+        if input_shape is None:
+            raise _error("check_loss needs scores= (N, K) or input_shape=(N, K) to generate them")
+        return rng.standard_normal(tuple(int(n) for n in input_shape))
+    if input_shape is not None and tuple(np.shape(scores)) != tuple(input_shape):
+        raise _error(
+            f"check_loss: scores has shape {np.shape(scores)} but input_shape={tuple(input_shape)}; pass one of them"
+        )
+    return np.asarray(scores, dtype=np.float64)
 
 
 def _error(message: str) -> Exception:
@@ -88,7 +111,7 @@ def _error(message: str) -> Exception:
     return AdapterError(message)
 
 
-def _as_wrapped(loss: Any, spec: Loss | None) -> Any:
+def _as_wrapped(loss: Any, spec: Loss | None, wrap_kwargs: dict[str, Any]) -> Any:
     """``loss`` as a WrappedLoss: as given, or the raw function / object wrapped for ``spec``."""
     from .adapters.loss import WrappedLoss, wrap_loss
 
@@ -98,6 +121,11 @@ def _as_wrapped(loss: Any, spec: Loss | None) -> Any:
             f"got {type(spec).__name__}"
         )
     if isinstance(loss, WrappedLoss):
+        if wrap_kwargs:
+            raise _error(
+                f"check_loss: the loss is already wrapped; {sorted(wrap_kwargs)} are harness.wrap_loss's options: "
+                "pass them there"
+            )
         if spec is not None and spec != loss.spec:
             from .hypotheses.conventions import declaration
 
@@ -106,18 +134,14 @@ def _as_wrapped(loss: Any, spec: Loss | None) -> Any:
                 "pass one of them"
             )
         return loss
-    if spec is None:
-        raise _error(
-            f"check_loss: got a {type(loss).__name__}; pass spec= (harness.SoftmaxCrossEntropy() or "
-            "harness.MSE()) with it, or wrap it with harness.wrap_loss(fn, spec, ...)"
-        )
+    assert spec is not None  # check_loss infers it for a raw loss given without one
     is_object = callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None))
     if not is_object and not callable(loss):
         raise _error(
             f"check_loss: a {type(loss).__name__} is neither a function fn(scores, y) -> (loss, dscores) nor "
             "an object with forward(scores, y) and backward(); wrap it with harness.wrap_loss(..., style=)"
         )
-    return wrap_loss(loss, spec, style="object" if is_object else "function")
+    return wrap_loss(loss, spec, **{"style": "object" if is_object else "function", **wrap_kwargs})
 
 
 def loss_entry(

@@ -89,6 +89,10 @@ def check_network(
             progress("(network)", 0, 1)
         with net.preserved():
             report.layers.append(loss_model_entry(net, x, target, rng, fd_probes, tol_scale))
+        if inference is not None:  # a CS231n model whose spec was inferred
+            from .inference.api import report_note
+
+            report.inferred = report_note(inference)
         return report
     tick = progress or (lambda name, done, total: None)
     _check_wrapped(wrapped, x, g, report, loss=loss, y=y, rng=rng, fd_probes=fd_probes, tol_scale=tol_scale, tick=tick)
@@ -109,7 +113,9 @@ def _refuse_loss_arguments(net: Any, loss: Any, y: Any) -> None:
             f"check_network: loss= takes the user's loss wrapped with harness.wrap_loss(fn, "
             f"SoftmaxCrossEntropy(), ...), got {type(loss).__name__}"
         )
-    if y is not None and loss is None and not isinstance(net, LossModel):
+    from .inference.loss_model import is_loss_model
+
+    if y is not None and loss is None and not isinstance(net, LossModel) and not is_loss_model(net):
         raise TypeError("check_network: y= (targets) needs loss= (the user's loss, from harness.wrap_loss)")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters.refs import AdapterError
+from .loss_model import infer_loss_model, is_loss_model
 from .result import Inference
 
 
@@ -106,6 +107,19 @@ def _example(x: Any, input_shape: Any, seed: int, what: str) -> Any:
     return np.random.default_rng(seed).standard_normal(shape)
 
 
+def is_loss(target: Any) -> bool:
+    """A loss: a plain function (not a pair, a class or a layer), or an object whose
+    ``forward`` requires (scores, y)."""
+    if isinstance(target, type) or _is_pair(target) or is_loss_model(target):
+        return False
+    forward = getattr(target, "forward", None)
+    if callable(forward) and callable(getattr(target, "backward", None)):
+        from .loss_read import required, takes_targets
+
+        return required(forward) == 2 and takes_targets(forward)  # not forward(x, training)
+    return callable(target) and not isinstance(target, (np.ndarray, Mapping, list, tuple))
+
+
 def _what(target: Any) -> str:
     if _is_pair(target):
         return f"the function pair {getattr(target[0], '__name__', '?')} / {getattr(target[1], '__name__', '?')}"
@@ -122,7 +136,11 @@ def infer(
 ) -> Inference:
     """Infer the spec, the layout and where every parameter and gradient lives.
 
-    ``target``: a layer object (``forward(x)`` / ``backward(dy)``), a CS231n function pair
+    ``target``: a layer object (``forward(x)`` / ``backward(dy)``), a loss (a function
+    ``fn(scores, y) -> (loss, dscores)`` or an object with ``forward(scores, y)``, ``x`` the
+    scores ``(N, K)``, ``y=`` the targets: :func:`harness.inference.loss.infer_loss`), a CS231n-style loss model
+    (``model.loss(X, y) -> (loss, grads)`` over ``model.params``:
+    :func:`harness.inference.loss_model.infer_loss_model`), a CS231n function pair
     ``(forward, backward)`` (its parameter arrays as ``params=[w, b]``, extra arguments as
     ``args=`` / ``kwargs=``, as :func:`~harness.wrap_functions` takes them), a network object
     whose attributes (or ``layers`` list) hold layer objects, or a list / dict of layer
@@ -142,6 +160,10 @@ def infer(
         raise AdapterError(f"infer: got the class {target.__name__}, not an instance: pass {target.__name__}(...)")
     t0 = time.perf_counter()
     x = _example(x, input_shape, seed, _what(target))
+    if is_loss(target) or is_loss_model(target):
+        inference: Inference = _infer_loss_like(target, x, seed, wrap_kwargs)
+        inference.seconds = time.perf_counter() - t0
+        return inference
     if is_network(target):
         from .network import infer_network
 
@@ -167,6 +189,21 @@ def infer(
     return inference
 
 
+def _infer_loss_like(target: Any, x: Any, seed: int, wrap_kwargs: dict[str, Any]) -> Inference:
+    """A loss (``fn(scores, y)`` or ``forward(scores, y)`` / ``backward()``; ``x`` the scores,
+    ``y=`` the targets) or a CS231n loss model (``model.loss(X, y)`` over ``model.params``)."""
+    if is_loss(target):
+        from .loss import inferred_loss
+
+        return inferred_loss(target, x, wrap_kwargs.pop("y", None), seed, wrap_kwargs)
+    if wrap_kwargs:
+        raise AdapterError(
+            f"infer: {_what(target)} is a CS231n-style loss model; {sorted(wrap_kwargs)} are not inferred for it: "
+            "wrap it by hand with harness.wrap_loss_model"
+        )
+    return infer_loss_model(target, x, seed=seed)
+
+
 def report_note(inference: Inference) -> dict[str, Any]:
     """What a report says about an inferred spec: ``{"status", "seconds", "layers": [one
     line per layer], "python": the spec to pin}`` (JSON-ready; the report schema's
@@ -190,10 +227,16 @@ def inferred_for_check(
     wrapped as inferred, the example input in the user's layout, the inference). A check
     runs against ``best`` even when it is ambiguous or unmatched: the verdict then says
     ``forward`` where the forward matches nothing."""
-    if network and not is_network(target):
+    if network and not is_network(target) and not is_loss_model(target):
         raise AdapterError(
             f"check_network: {_what(target)} holds no layer objects (attributes, or a list or dict of "
             "objects with forward()): a single layer is checked with check_layer"
+        )
+    if is_loss(target):
+        raise AdapterError(
+            f"check_{'network' if network else 'layer'}: {getattr(target, '__name__', None) or _what(target)} is a "
+            "loss (it takes scores and targets): "
+            "check it with harness.check_loss(fn, scores=..., y=...)"
         )
     x = _example(x, input_shape, seed, _what(target))
     inference = infer(target, x, seed=seed, **wrap_kwargs)
@@ -210,4 +253,4 @@ def inferred_for_check(
     return inference.wrap(), x, inference
 
 
-__all__ = ["infer", "inferred_for_check", "is_network", "report_note"]
+__all__ = ["infer", "inferred_for_check", "is_loss", "is_network", "report_note"]
