@@ -7,6 +7,8 @@ given, and :func:`report_note` what they attach to the report.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -117,7 +119,16 @@ def is_loss(target: Any) -> bool:
         from .loss_read import required, takes_targets
 
         return required(forward) == 2 and takes_targets(forward)  # not forward(x, training)
-    return callable(target) and not isinstance(target, (np.ndarray, Mapping, list, tuple))
+    if not callable(target) or isinstance(target, (np.ndarray, Mapping, list, tuple)):
+        return False
+    if inspect.isroutine(target) or isinstance(target, functools.partial):
+        return True
+    # a callable object is a loss only when it has no passes of a layer and is called as (scores, targets)
+    if _methods(target, {}) is not None or layer_container(target) is not None:
+        return False
+    from .loss_read import required, takes_targets
+
+    return required(target.__call__) == 2 and takes_targets(target.__call__)
 
 
 def _what(target: Any) -> str:
