@@ -38,7 +38,7 @@ from .hypotheses import explain
 from .judge import FLOOR as FLOOR
 from .judge import NO_INPUT_GRAD, Compared, _compared, _hints, _judge
 from .judge import _nonfinite_message as _nonfinite_message
-from .kinks import pattern, random_input
+from .kinks import pattern, random_input, upstream
 from .results import FDSummary, LayerResult, Report
 from .spec import Layer, Sequential, example_input_shape, join_path
 
@@ -105,7 +105,7 @@ def check_layer(
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
     x = random_input(spec, shape, rng, wrapped.dtype) if x is None else x
     x = np.asarray(x, dtype=np.float64)
-    g = rng.standard_normal(spec.output_shape(x.shape))  # never all ones: that hides transposes and flips
+    g = upstream(rng, spec.output_shape(x.shape), x, seed)
     report = Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
     if inference is not None:
         from .inference.api import report_note

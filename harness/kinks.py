@@ -131,4 +131,15 @@ def pattern(reference: Any, spec: Layer) -> Callable[[dict, np.ndarray], bytes] 
     return at
 
 
-__all__ = ["KINKED", "margin", "off_kinks", "pattern", "pool_argmax", "random_input"]
+def upstream(rng: np.random.Generator, shape: tuple[int, ...], x: np.ndarray, seed: int) -> np.ndarray:
+    """The random upstream gradient of a check (never all ones: that hides transposes and
+    flips), and never the input itself: a user who draws ``x`` from ``default_rng(seed)`` with
+    the check's own seed would otherwise get ``g == x``, under which a ReLU mask taken from the
+    gradient instead of the input cannot be told from the right one."""
+    g = rng.standard_normal(shape)
+    if g.shape == x.shape and np.array_equal(g, x):
+        g = np.random.default_rng([seed, 1]).standard_normal(shape)
+    return g
+
+
+__all__ = ["KINKED", "margin", "off_kinks", "pattern", "pool_argmax", "random_input", "upstream"]

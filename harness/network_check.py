@@ -19,7 +19,7 @@ from .adapters.inputs import read_input, read_shape
 from .adapters.state import expect_inputs
 from .check import check_point
 from .end_to_end import _end_to_end, note_shared
-from .kinks import off_kinks
+from .kinks import off_kinks, upstream
 from .loss_check import loss_entry, loss_model_entry, loss_targets
 from .results import LayerResult, Report
 from .spec import Layer, Residual, Sequential, join_path
@@ -81,7 +81,7 @@ def check_network(
     resources.require(resources.network_estimate(spec, shape), f"checking the network on input {shape}")
     x = np.asarray(rng.standard_normal(shape) if x is None else x, dtype=np.float64)
     out_shape = spec.output_shape(x.shape)
-    g = rng.standard_normal(out_shape)
+    g = upstream(rng, out_shape, x, seed)
     report = Report(seed=seed)
     if isinstance(net, LossModel):
         target = y if y is not None else loss_targets(net.loss, out_shape, rng)

@@ -204,3 +204,16 @@ def test_json_is_strict_non_finite_figures_become_null() -> None:
     tensor = data["layers"][0]["tensors"][0]
     assert tensor["error_torch"] is None and tensor["error_jax"] is None
     assert tensor["worst_index"] == [2] and tensor["worst_user"] == 1.0 and tensor["shape"] == [3]
+
+
+def test_an_input_drawn_with_the_checks_own_seed_is_not_the_upstream_gradient() -> None:
+    """x = default_rng(0).normal(...) and seed=0 would give g == x: a ReLU mask taken from the
+    gradient would then equal the right one and pass; the check draws g from another stream."""
+    from zoo.layers import ReLUMaskFromGradient
+
+    from harness.kinks import upstream
+
+    x = np.random.default_rng(0).normal(size=(3, 6))
+    assert not np.array_equal(upstream(np.random.default_rng(0), x.shape, x, 0), x)
+    report = check_layer(ReLUMaskFromGradient(), S.ReLU("relu"), x=x, seed=0)
+    assert report.layers[0].verdict == "backward", str(report)
