@@ -300,3 +300,18 @@ def test_error_sub_layers_in_different_orders_are_not_one_layer(standin: None) -
     register_numpy_nets()
     with pytest.raises(StructureError, match="'fc2' needs a layout or options of its own"):
         wrap_inferred_layer(infer_network(TwoOrders(), xs(0, 3, 4)))
+
+
+def test_the_networks_layout_never_turns_a_kind_conflict_into_an_exact_other_kind() -> None:
+    """A layer named MaxPool whose forward averages is ambiguous, best = the MaxPool (read
+    NHWC here); settling the network's NCHW layout moves the reading to NCHW, keeps the
+    MaxPool and the doubt, and never makes the AvgPool that fits an exact answer."""
+    from harness.inference.network import _settle
+    from harness.inference.result import Fit, LayerInference
+
+    nhwc, nchw = tg.Layout(data="NHWC"), tg.Layout()
+    named = Fit(tg.MaxPool2d("pool", 2), nhwc, error=0.9)
+    fits = Fit(tg.AvgPool2d("pool", 2), nchw, error=0.0)
+    li = LayerInference("pool", object(), named, "ambiguous", 1e-9, [fits, named], [fits], why=["named 'MaxPool'"])
+    _settle(li, "NCHW", None, True)
+    assert li.status == "ambiguous" and isinstance(li.spec, tg.MaxPool2d) and li.ambiguous

@@ -27,7 +27,7 @@ import numpy as np
 from ..adapters.layouts import Layout
 from ..spec import Conv2d, Flatten, Layer, Residual, Sequential, join_path
 from .flow import Block, Leaf, Node, Op, Res, read_flow, renamed
-from .layer import infer_layer  # network tests may put a stand-in here (monkeypatch)
+from .layer import infer_layer
 from .ops import op_inference, variants
 from .result import Fit, Inference, LayerInference
 from .spans import split
@@ -76,14 +76,21 @@ def _data_layout(four_d: list[LayerInference], notes: list[str]) -> str:
 def _settle(li: LayerInference, data: str, flatten: str | None, four_d: bool) -> None:
     """Make the layer's best candidate one under the network's data layout when it has one
     confirmed, then give it the network's data and flatten order."""
+    # a doubt about the kind (a conflict chose best, or other kinds fit): the network's layout
+    # settles the data order only, never the kind
+    doubted = li.best.error > li.tol or bool(li.why) or any(f.spec != li.best.spec for f in li.ambiguous)
     if four_d and li.best.layout.data != data:
-        match = [f for f in _accepted(li) if f.layout.data == data and f.error <= li.tol]
+        if doubted:  # the same reading in the network's layout, where the kind has one
+            match = [v for v in variants(li.best) if v.layout.data == data]
+        else:
+            match = [f for f in _accepted(li) if f.layout.data == data and f.error <= li.tol]
         if not match:
             return  # noted by _data_layout; its own layout stays (wrap_network then checks it)
         li.best = match[0]
-    if four_d and li.ambiguous:  # alternatives in the other data layout: the network has decided that
-        li.ambiguous = [f for f in li.ambiguous if f.layout.data == data and f != li.best]
-        if not li.ambiguous and li.status == "ambiguous":
+    if four_d and li.ambiguous:  # alternatives in the other data layout: read in the network's instead
+        moved = [next((v for v in variants(f) if v.layout.data == data), None) for f in li.ambiguous]
+        li.ambiguous = [f for f in moved if f is not None and f != li.best]
+        if not li.ambiguous and li.status == "ambiguous" and not doubted:
             li.status = "exact"
     lay = replace(li.best.layout, data=data, flatten=flatten or li.best.layout.flatten)
     li.best = replace(li.best, layout=lay)
@@ -104,7 +111,8 @@ class _Assembly:
             li = self.inferred[id(n)]
             li.best = replace(li.best, spec=renamed(li.best.spec, n.name))
             li.name = join_path(prefix, n.name)
-            parts = split(li, n.call.x, self.seed, self.kw)  # an Affine that flattens: two spec layers
+            kw = {**self.kw, **{k: v for k, v in li.wrap_kwargs.items() if k != "params"}}
+            parts = split(li, n.call.x, self.seed, kw)  # an Affine that flattens: two spec layers
             self.layers += parts or [li]
             return li.best.spec
         if isinstance(n, Op):
