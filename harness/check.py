@@ -83,7 +83,7 @@ def check_layer(
     if not isinstance(layer, WrappedLayer) and spec_layer is None:  # no spec: infer it (harness.infer)
         from .inference.api import inferred_for_check
 
-        layer, x, inference = inferred_for_check(layer, x, input_shape, seed, wrap_kwargs, network=False)
+        layer, x, input_shape, inference = inferred_for_check(layer, x, input_shape, seed, wrap_kwargs, network=False)
     wrapped = layer if isinstance(layer, WrappedLayer) else wrap_layer(layer, spec_layer, **wrap_kwargs)
     spec = wrapped.spec
     if spec is None:
@@ -108,9 +108,9 @@ def check_layer(
     g = upstream(rng, spec.output_shape(x.shape), x, seed)
     report = Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
     if inference is not None:
-        from .inference.api import report_note
+        from .inference.api import attach
 
-        report.inferred = report_note(inference)
+        attach(report, inference)
     return report
 
 

@@ -86,9 +86,9 @@ def check_loss(
     report = Report(seed=seed)
     report.layers.append(loss_entry(wloss, s, target, rng, fd_probes, tol_scale))
     if inference is not None:
-        from .inference.api import report_note
+        from .inference.api import attach
 
-        report.inferred = report_note(inference)
+        attach(report, inference)
     return report
 
 

@@ -73,7 +73,7 @@ def check_network(
     if spec is None and not isinstance(net, (LossModel, WrappedNetwork)):  # no spec: infer it (harness.infer)
         from .inference.api import inferred_for_check
 
-        net, x, inference = inferred_for_check(net, x, input_shape, seed, wrap_kwargs, network=True)
+        net, x, input_shape, inference = inferred_for_check(net, x, input_shape, seed, wrap_kwargs, network=True)
         wrap_kwargs = {}
     wrapped, x, shape = _wrapped_input(net, spec, x, input_shape, wrap_kwargs)
     spec = wrapped.spec
@@ -89,17 +89,15 @@ def check_network(
             progress("(network)", 0, 1)
         with net.preserved():
             report.layers.append(loss_model_entry(net, x, target, rng, fd_probes, tol_scale))
-        if inference is not None:  # a CS231n model whose spec was inferred
-            from .inference.api import report_note
-
-            report.inferred = report_note(inference)
-        return report
-    tick = progress or (lambda name, done, total: None)
-    _check_wrapped(wrapped, x, g, report, loss=loss, y=y, rng=rng, fd_probes=fd_probes, tol_scale=tol_scale, tick=tick)
+    else:
+        tick = progress or (lambda name, done, total: None)
+        _check_wrapped(
+            wrapped, x, g, report, loss=loss, y=y, rng=rng, fd_probes=fd_probes, tol_scale=tol_scale, tick=tick
+        )
     if inference is not None:
-        from .inference.api import report_note
+        from .inference.api import attach
 
-        report.inferred = report_note(inference)
+        attach(report, inference)
     return report
 
 

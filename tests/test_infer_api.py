@@ -131,3 +131,48 @@ def test_passes_under_other_names_are_found_and_pinned() -> None:
     assert tg.check_layer(FC(), x=x).ok
     with pytest.raises(AdapterError, match=r"a FC has no forward\(\) / backward\(dy\)"):
         tg.infer(FC(), x, forward="predict")  # declared, but there is no such method
+
+
+class DrawsMask:  # a dropout drawing from numpy's global generator
+    def forward(self, x):
+        self.mask = np.random.rand(*x.shape) > 0.5
+        return x * self.mask / 0.5
+
+    def backward(self, dy):
+        return dy * self.mask / 0.5
+
+
+def test_inference_leaves_the_global_generators_as_they_were() -> None:
+    np.random.seed(3)
+    expected = np.random.rand()
+    np.random.seed(3)
+    tg.infer(DrawsMask(), np.ones((4, 5)))
+    assert np.random.rand() == expected
+
+
+class OneExample:  # one vector (D,) at a time: W (out, in)
+    def __init__(self):
+        self.W, self.b = np.random.default_rng(0).normal(size=(3, 4)), np.zeros(3)
+
+    def forward(self, x):
+        self.x = x
+        return self.W @ x + self.b
+
+    def backward(self, dy):
+        self.dW, self.db = np.outer(dy, self.x), dy
+        return self.W.T @ dy
+
+
+def test_one_example_code_checked_from_input_shape_sees_two_different_examples(monkeypatch) -> None:
+    import harness.check as check_mod
+
+    seen = {}
+    real = check_mod.check_point
+
+    def spy(wrapped, x, *args, **kwargs):
+        seen["x"] = x
+        return real(wrapped, x, *args, **kwargs)
+
+    monkeypatch.setattr(check_mod, "check_point", spy)
+    report = tg.check_layer(OneExample(), input_shape=(4,))
+    assert report.ok and seen["x"].shape == (2, 4) and not np.array_equal(seen["x"][0], seen["x"][1])

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters.refs import AdapterError
+from ..adapters.replay import kept_random_state
 from .loss_model import infer_loss_model, is_loss_model
 from .result import Inference
 
@@ -52,11 +53,11 @@ def _methods(obj: Any, kw: dict[str, Any]) -> dict[str, str] | None:
 
 
 def _layer_like(obj: Any) -> bool:
-    """An object with its own passes (forward / backward or another pair of
-    :data:`METHOD_PAIRS`; not a class, a function or an array)."""
-    if isinstance(obj, (type, np.ndarray)) or not hasattr(obj, "__dict__"):
-        return False
-    return callable(getattr(obj, "forward", None)) or _methods(obj, {}) is not None
+    """A layer object a network's watched forward can see (:func:`.structure.is_layer`: a
+    ``forward``, or a class-defined ``__call__`` and a ``backward``)."""
+    from .structure import is_layer
+
+    return is_layer(obj)
 
 
 def layer_container(target: Any) -> tuple[str, Any] | None:
@@ -163,18 +164,25 @@ def infer(
     Returns an :class:`~harness.inference.result.Inference`: ``.spec``, ``.layout``, one
     :class:`~harness.inference.result.LayerInference` per layer with its status (``exact``,
     ``ambiguous``, ``unmatched``), ``.wrap()`` and ``.to_python()``. The user's objects are
-    not changed (parameters restored bit for bit).
+    not changed (parameters restored bit for bit), nor is what its global random generators
+    draw next.
     """
-    from ..adapters.layouts import Layout
-
     if isinstance(target, type):
         raise AdapterError(f"infer: got the class {target.__name__}, not an instance: pass {target.__name__}(...)")
     t0 = time.perf_counter()
     x = _example(x, input_shape, seed, _what(target))
+    with kept_random_state():  # the user's code may draw from the global generators: what it draws next is kept
+        inference = _dispatch(target, x, seed, wrap_kwargs)
+    inference.seconds = time.perf_counter() - t0
+    return inference
+
+
+def _dispatch(target: Any, x: Any, seed: int, wrap_kwargs: dict[str, Any]) -> Inference:
+    """:func:`infer` once the example input is there: a loss, a network or a layer."""
+    from ..adapters.layouts import Layout
+
     if is_loss(target) or is_loss_model(target):
-        inference: Inference = _infer_loss_like(target, x, seed, wrap_kwargs)
-        inference.seconds = time.perf_counter() - t0
-        return inference
+        return _infer_loss_like(target, x, seed, wrap_kwargs)
     if is_network(target):
         from .network import infer_network
 
@@ -196,7 +204,6 @@ def infer(
         li = infer_layer(target, x, seed=seed, **wrap_kwargs)
         data = li.layout.data if np.ndim(x) == 4 else "NCHW"
         inference = Inference(li.spec, Layout(data=data), [li], tuple(np.shape(x)))
-    inference.seconds = time.perf_counter() - t0
     return inference
 
 
@@ -233,11 +240,14 @@ def report_note(inference: Inference) -> dict[str, Any]:
 
 def inferred_for_check(
     target: Any, x: Any, input_shape: Any, seed: int, wrap_kwargs: dict[str, Any], *, network: bool
-) -> tuple[Any, Any, Inference]:
+) -> tuple[Any, Any, Any, Inference]:
     """For ``check_layer(obj, x=x)`` / ``check_network(net, x=x)`` with no spec: (the target
-    wrapped as inferred, the example input in the user's layout, the inference). A check
-    runs against ``best`` even when it is ambiguous or unmatched: the verdict then says
-    ``forward`` where the forward matches nothing."""
+    wrapped as inferred, the ``x`` and ``input_shape`` the check then takes, the inference).
+    Given only ``input_shape``, inference runs on an example drawn from it and the check
+    still draws its own input (kept off kinks and ties). Code taking one example at a time is
+    checked on a batch of two: the example and another. A check runs against ``best`` even
+    when it is ambiguous or unmatched: the verdict then says ``forward`` where the forward
+    matches nothing."""
     if network and not is_network(target) and not is_loss_model(target):
         raise AdapterError(
             f"check_network: {_what(target)} holds no layer objects (attributes, or a list or dict of "
@@ -249,19 +259,29 @@ def inferred_for_check(
             "loss (it takes scores and targets): "
             "check it with harness.check_loss(fn, scores=..., y=...)"
         )
-    x = _example(x, input_shape, seed, _what(target))
-    inference = infer(target, x, seed=seed, **wrap_kwargs)
+    example = _example(x, input_shape, seed, _what(target))
+    inference = infer(target, example, seed=seed, **wrap_kwargs)
     one = inference.layers[0].wrap_kwargs if inference.network is None else {}
-    if one.get("batched") is False:  # one example at a time: checked on a batch of it and another
+    if one.get("batched") is False:  # one example at a time: a batch of it and another
         from .layer import as_batch
 
-        xb = as_batch(np.asarray(x, dtype=np.float64), one)
-        x = np.concatenate([xb, np.random.default_rng(seed).standard_normal(xb.shape)])
+        xb = as_batch(np.asarray(example, dtype=np.float64), one)
+        if x is not None:
+            x = np.concatenate([xb, np.random.default_rng(seed + 1).standard_normal(xb.shape)])
+        else:
+            input_shape = (2, *xb.shape[1:])
     if not network and inference.network is not None:  # a composite block checked as one layer (a Residual)
         from .network import wrap_inferred_layer
 
-        return wrap_inferred_layer(inference), x, inference
-    return inference.wrap(), x, inference
+        return wrap_inferred_layer(inference), x, input_shape, inference
+    return inference.wrap(), x, input_shape, inference
 
 
-__all__ = ["infer", "inferred_for_check", "is_loss", "is_network", "report_note"]
+def attach(report: Any, inference: Inference | None) -> Any:
+    """``report`` saying what was inferred (``Report.inferred``), when anything was."""
+    if inference is not None:
+        report.inferred = report_note(inference)
+    return report
+
+
+__all__ = ["attach", "infer", "inferred_for_check", "is_loss", "is_network", "report_note"]
