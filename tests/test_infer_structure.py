@@ -150,7 +150,15 @@ def test_parameters_unchanged_after_inference(standin: None) -> None:
     assert same_params(before, ex.model)
 
 
-@pytest.mark.parametrize("cls", [Raising, Uncopyable], ids=["deep_copy", "run_in_place"])
+def test_a_network_that_cannot_be_copied_is_refused_and_unchanged(standin: None) -> None:
+    m = Uncopyable()
+    before = params_of(m)
+    with pytest.raises(StructureError, match=r"a Uncopyable cannot be copied \(TypeError.*make it copyable"):
+        infer_network(m, xs(0, 3, 4))
+    assert same_params(before, m) and all("forward" not in vars(o) for o in layer_objects(m).values())
+
+
+@pytest.mark.parametrize("cls", [Raising], ids=["deep_copy"])
 def test_parameters_restored_when_the_forward_raises(standin: None, cls: type) -> None:
     m = cls()
     before = params_of(m)

@@ -16,9 +16,8 @@ trace by :mod:`.flow`.
 
 Paths are in ``wrap_layer``'s ``params=`` syntax relative to the network: ``"fc1"``,
 ``"layers[0]"``, ``"blocks['b1'].conv1"``. The user's network is never changed: the pass runs
-on ``copy.deepcopy(net)``; when the network cannot be copied it runs on the network itself
-and every attribute of every object reached is put back bit for bit afterwards, also when
-the user's forward raises.
+on ``copy.deepcopy(net)``, also when the user's forward raises; a network that cannot be
+copied is refused (running it in place could change it in ways no snapshot restores).
 """
 
 from __future__ import annotations
@@ -134,40 +133,6 @@ def layer_objects(root: Any) -> dict[str, Any]:
     return found
 
 
-def _snapshot(objects: list[Any]) -> list[tuple[Any, dict[str, Any], dict[str, np.ndarray]]]:
-    """Every attribute of every object, and a copy of every array attribute's contents."""
-    out = []
-    for obj in objects:
-        attrs = getattr(obj, "__dict__", None)
-        if isinstance(attrs, dict):
-            arrays = {k: np.array(v, copy=True) for k, v in attrs.items() if isinstance(v, np.ndarray)}
-            out.append((obj, dict(attrs), arrays))
-    return out
-
-
-def _restore(saved: list[tuple[Any, dict[str, Any], dict[str, np.ndarray]]]) -> None:
-    for obj, attrs, arrays in saved:
-        for k, v in arrays.items():
-            if attrs[k].flags.writeable:
-                attrs[k][...] = v  # written in place: the user's own array objects, bit for bit
-        obj.__dict__.clear()
-        obj.__dict__.update(attrs)
-
-
-def _holders(root: Any) -> list[Any]:
-    """The root, every layer object and every dict held as an attribute (``self.params``)."""
-    objs = [root, *layer_objects(root).values()]
-    dicts = [v for o in objs for v in getattr(o, "__dict__", {}).values() if isinstance(v, dict)]
-    return objs + [_DictView(d) for d in dicts]
-
-
-class _DictView:
-    """A dict seen through ``__dict__`` so that :func:`_snapshot` / :func:`_restore` treat it alike."""
-
-    def __init__(self, d: dict) -> None:
-        self.__dict__ = d
-
-
 def _run(root: Any, x: Any) -> tuple[Any, bool]:
     """The network's own forward, or each layer of a plain list / dict in order."""
     if isinstance(root, (list, tuple, dict)):
@@ -216,21 +181,20 @@ def watch_forward(net: Any, x: Any) -> Trace:
     originals = layer_objects(net)
     try:
         run_on = copy.deepcopy(net)
-        saved = None
-    except Exception:  # cannot be copied (a file handle, a lock): run on the network, put everything back
-        run_on, saved = net, _snapshot(_holders(net))
+    except Exception as e:  # running the user's own network could change it in ways no snapshot restores
+        raise StructureError(
+            f"infer_network: a {type(net).__name__} cannot be copied ({type(e).__name__}: {e}); inference runs "
+            "the network's forward on a copy so the network is never changed: make it copyable "
+            "(copy.deepcopy), or write the spec by hand (harness.wrap_network)"
+        ) from None
     objects = layer_objects(run_on)
     calls: list[Call] = []
     bcalls: list[BackCall] = []
     x_in = np.array(x, copy=True)
-    try:
-        with watching(objects, calls, bcalls) as unwatched:
-            y, root_runs = _run(run_on, x_in)
-            failed = _run_backward(run_on, y) if root_runs else None
-    finally:
-        if saved is not None:
-            _restore(saved)
-    mapped = dict(zip(objects, originals.values()))  # same traversal on a deep copy: same paths, same order
+    with watching(objects, calls, bcalls) as unwatched:
+        y, root_runs = _run(run_on, x_in)
+        failed = _run_backward(run_on, y) if root_runs else None
+    mapped = {p: originals[p] for p in objects if p in originals}  # the copy's layers by path: the user's
     for c in calls:
         c.obj = mapped.get(c.path, c.obj)
     called = {c.path for c in calls}
