@@ -12,6 +12,7 @@ printed all the same, with the doubt as a comment), 2 on a usage error (one line
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from typing import Any
 
@@ -40,8 +41,8 @@ def _target_object(request: dict) -> tuple[Any, Any, str]:
 
     value = load(request["target"], debug=request["debug"], objects=True)
     name = request["target"].rpartition(":")[2]
-    if not callable(value) or (callable(getattr(value, "forward", None)) and not isinstance(value, type)):
-        return value, None, name  # the object itself
+    if not (inspect.isroutine(value) or isinstance(value, type)):
+        return value, None, name  # the object itself (a layer called as layer(x) is callable too)
     got = call(value, seed=request["seed"], dtype=None, debug=request["debug"])
     if isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], np.ndarray):
         return got[0], got[1], f"{name}()[0]"
@@ -52,12 +53,12 @@ def infer_request(request: dict) -> dict:
     """The child's job for ``trigrad infer``: ``{"status", "summary", "python"}``; a
     :class:`~harness.target.TargetError` (exit 2) for a target that is not a layer or network
     or has no example input."""
-    from .inference.api import infer, is_network
+    from .inference.api import infer, inferable
     from .spec import SpecError
     from .target import TargetError
 
     obj, x, source = _target_object(request)
-    if not callable(getattr(obj, "forward", None)) and not is_network(obj):
+    if not inferable(obj):
         raise TargetError(
             f"{request['target']} gives a {type(obj).__name__}, which has no forward(): name a layer or network "
             "object (forward(x) / backward(dy)), or a function returning one or (object, example_x)"

@@ -225,10 +225,9 @@ def _raw(obj: Any) -> bool:
 def _inferable(obj: Any, d: Mapping[str, Any], input_shape: Any) -> None:
     """A target with no spec is inferred from its code and an example input: it must be a layer
     or network object (or a mapping / list of them) and come with ``x`` or ``input_shape``."""
-    from .inference.api import is_network
+    from .inference.api import inferable
 
-    has_forward = callable(getattr(obj, "forward", None)) and not isinstance(obj, type)
-    if not has_forward and not is_network(obj):
+    if not inferable(obj):
         raise TargetError(
             f"the target returned a {type(obj).__name__}: return a wrapped layer or network "
             "(harness.wrap_layer / wrap_functions / wrap_network), {'check': obj, 'spec': ...}, or "

@@ -240,3 +240,49 @@ def test_a_network_is_inferred_printed_and_checked(user_file: Path, capsys):
     assert "forward=obj.forward" in out and "obj = net_with_x()[0]" in out
     code, out, err = run(capsys, "check", f"{user_file}:net_with_x")
     assert code == 0 and "spec inferred from the code: exact" in out and "(network)" in out, (out, err)
+
+
+HABITS = """
+import numpy as np
+
+
+class Relu:  # called as relu(x)
+    def __call__(self, x):
+        self.m = x > 0
+        return x * self.m
+
+    def backward(self, d):
+        return d * self.m
+
+
+class FC:  # its passes named fprop / bprop
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.weights, self.bias = rng.normal(size=(3, 4)), np.zeros(3)
+
+    def fprop(self, x):
+        self.x = x
+        return x @ self.weights.T + self.bias
+
+    def bprop(self, dy):
+        self.grad_weights, self.grad_bias = dy.T @ self.x, dy.sum(0)
+        return dy @ self.weights
+
+
+relu = Relu()
+
+
+def make():
+    return FC(), np.random.default_rng(1).normal(size=(5, 4))
+"""
+
+
+def test_layers_called_as_layer_x_or_with_fprop_are_targets(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "habits.py"
+    path.write_text(HABITS)
+    code, out, _ = run(capsys, "infer", f"{path}:relu", "--input-shape", "2,3")
+    assert code == 0 and 'forward="__call__"' in out
+    code, out, _ = run(capsys, "infer", f"{path}:make")
+    assert code == 0 and 'forward="fprop"' in out and 'tg.Linear("fc", 4, 3)' in out
+    code, out, _ = run(capsys, "check", f"{path}:make")
+    assert code == 0 and "spec inferred from the code: exact" in out

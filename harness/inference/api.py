@@ -132,6 +132,15 @@ def is_loss(target: Any) -> bool:
     return required(target.__call__) == 2 and takes_targets(target.__call__)
 
 
+def inferable(obj: Any) -> bool:
+    """What :func:`infer` takes: a layer object (its passes under any name of
+    :data:`METHOD_PAIRS`), a function pair, a network (or a list / dict of layers), a loss
+    or a CS231n loss model."""
+    if isinstance(obj, type):
+        return False
+    return _is_pair(obj) or _methods(obj, {}) is not None or is_network(obj) or is_loss_model(obj) or is_loss(obj)
+
+
 def _what(target: Any) -> str:
     if _is_pair(target):
         return f"the function pair {getattr(target[0], '__name__', '?')} / {getattr(target[1], '__name__', '?')}"
@@ -284,4 +293,4 @@ def attach(report: Any, inference: Inference | None) -> Any:
     return report
 
 
-__all__ = ["attach", "infer", "inferred_for_check", "is_loss", "is_network", "report_note"]
+__all__ = ["attach", "infer", "inferable", "inferred_for_check", "is_loss", "is_network", "report_note"]
