@@ -176,3 +176,40 @@ def test_one_example_code_checked_from_input_shape_sees_two_different_examples(m
     monkeypatch.setattr(check_mod, "check_point", spy)
     report = tg.check_layer(OneExample(), input_shape=(4,))
     assert report.ok and seen["x"].shape == (2, 4) and not np.array_equal(seen["x"][0], seen["x"][1])
+
+
+class Locked:  # a layer that cannot be copied: inference runs the code on a copy only
+    def __init__(self):
+        import threading
+
+        self.W, self.lock = np.ones((3, 2)), threading.Lock()
+
+    def forward(self, x):
+        return x @ self.W
+
+    def backward(self, dy):
+        return dy @ self.W.T
+
+
+def test_a_layer_that_cannot_be_copied_is_refused_by_name() -> None:
+    with pytest.raises(AdapterError, match=r"Locked cannot be copied \(TypeError.*make it copyable"):
+        tg.infer(Locked(), np.ones((2, 3)))
+
+
+def test_a_pair_whose_items_are_not_functions_is_refused() -> None:
+    from harness.inference.layer import infer_layer
+
+    with pytest.raises(AdapterError, match=r"a function pair is \(forward, backward\), two callables"):
+        infer_layer((Dense().forward, "backward"), np.ones((2, 3)))
+
+
+def test_a_spec_that_cannot_be_written_as_python_still_reports(monkeypatch) -> None:
+    import harness.inference.emit as emit
+    from harness.inference.api import report_note
+
+    def broken(*args, **kwargs):
+        raise ValueError("no source")
+
+    monkeypatch.setattr(emit, "to_python", broken)
+    note = report_note(tg.infer(Dense(), np.ones((2, 3))))
+    assert note["status"] == "exact" and note["python"].startswith("# could not write the spec as Python: ValueError")

@@ -103,11 +103,9 @@ def _example(x: Any, input_shape: Any, seed: int, what: str) -> Any:
             "(its shape in your code's layout, e.g. (N, C, H, W) or (N, H, W, C)); the shapes of the "
             "parameters alone do not say the input's spatial size"
         )
-    try:
-        shape = tuple(int(n) for n in input_shape)
-    except TypeError:
-        raise AdapterError(f"infer: {what}: input_shape must be a tuple of ints, got {input_shape!r}") from None
-    return np.random.default_rng(seed).standard_normal(shape)
+    from ..adapters.inputs import as_shape
+
+    return np.random.default_rng(seed).standard_normal(as_shape(input_shape, f"infer: {what}: input_shape"))
 
 
 def is_loss(target: Any) -> bool:

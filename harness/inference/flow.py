@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters.detect import MATCH_TOL
 from ..spec import Layer
+from .confirm import rel_error, tolerance
 from .free import free_fits
 from .result import Fit
 from .structure import Call, StructureError, Trace
@@ -106,12 +106,8 @@ def renamed(spec: Layer, name: str) -> Layer:
 
 
 def tol_for(a: Any) -> float:
-    return MATCH_TOL.get(np.dtype(getattr(a, "dtype", np.float64)), 1e-4)
-
-
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    d = np.linalg.norm((np.asarray(a, np.float64) - np.asarray(b, np.float64)).ravel())
-    return float(d / max(float(np.linalg.norm(np.asarray(b, np.float64).ravel())), 1e-300))
+    """The forward's match tolerance for an array of ``a``'s dtype (:func:`.confirm.tolerance`)."""
+    return tolerance(np.dtype(getattr(a, "dtype", np.float64)))
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -186,7 +182,7 @@ class _Scope:
         shaped = [i for i, v in enumerate(vals) if v.array is not None and v.array.shape == arr.shape]
         pairs = [(i, j) for a, i in enumerate(shaped) for j in shaped[a + 1 :]]
         for i, j in reversed(pairs):  # a sum first: cheap, and never a coincidence within tol
-            if _rel(vals[i].array + vals[j].array, arr) <= tol:
+            if rel_error(np.asarray(vals[i].array + vals[j].array, np.float64), np.asarray(arr, np.float64)) <= tol:
                 vals.append(_Value("add", arr, ident, (j, i)))
                 return len(vals) - 1
         tried: dict[int, list[Fit]] = {}

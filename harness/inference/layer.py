@@ -64,7 +64,7 @@ def infer_layer(target: Any, x: Any, *, name: str | None = None, seed: int = 0, 
     if any("lazy=True" in n for n in obs.notes):
         kw["lazy"] = True
     li = _decide(obs, kw, label, target)
-    final = name or _default_name(li.best.spec, obs.hint)
+    final = name or _default_name(li.best.spec)
     li = _renamed(li, final)
     if obs.is_pair:  # the arrays themselves, by canonical name, in the code's positional order
         where = {path: local for local, path in li.best.params.items()}
@@ -154,7 +154,15 @@ def _decide(obs: Observed, kw: dict[str, Any], label: str, target: Any) -> Layer
             f"for an input of shape {x.shape} giving {y.shape}; write the spec by hand (harness.wrap_layer)"
         )
     fits = [f for f, _ in ranked]
-    li = LayerInference(label, target, fits[0], "exact", tol, candidates=fits, wrap_kwargs=_wrap_kwargs(obs, kw))
+    li = LayerInference(
+        label,
+        target,
+        fits[0],
+        "exact",
+        tol,
+        candidates=fits,
+        wrap_kwargs={k: v for k, v in kw.items() if k != "params"},
+    )
     confirmed = [f for f in fits if f.error <= tol]
     if not confirmed:
         li.status = "unmatched"
@@ -181,11 +189,6 @@ def _ranked(scorer: Scorer, cands: list[tuple[Fit, int]], tol: float) -> list[tu
 
 def _dilated(spec: Layer) -> bool:
     return any(getattr(s, "dilation", (1, 1)) != (1, 1) for _, s in walk(spec))
-
-
-def _wrap_kwargs(obs: Observed, kw: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in kw.items() if k != "params"}
-    return out
 
 
 def _settle(li: LayerInference, scorer: Scorer, confirmed: list[Fit], obs: Observed) -> None:
@@ -237,7 +240,7 @@ def _free(obs: Observed, why: list[str]) -> list[tuple[Fit, int]]:
     return [(f, i) for i, f in enumerate(fits)]
 
 
-def _default_name(spec: Layer, hint: str) -> str:
+def _default_name(spec: Layer) -> str:
     if isinstance(spec, Sequential):
         return "dense" if "Linear" in kinds(spec) else "block"
     return _DEFAULT_NAMES.get(type(spec).__name__, type(spec).__name__.lower())
