@@ -131,7 +131,7 @@ class Scorer:
                 if not other_shape:
                     raise
                 y = np.empty(fit.spec.output_shape(xc.shape))
-                w._y_shape = y.shape  # what the layer should have returned: the backward is asked about that
+                w.assume_output(y.shape)  # what the layer should have returned: the backward is asked about that
             dy = np.random.default_rng(seed).normal(size=y.shape)
             dx = w.backward(dy)
             grads = w.param_grads()
