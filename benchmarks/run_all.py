@@ -16,6 +16,7 @@ STEPS = [
     [sys.executable, str(HERE / "bench_references.py")],
     [sys.executable, str(HERE / "peers.py")],
     [sys.executable, str(HERE / "bench_resnet18.py"), "--runs", "3", "--json", str(HERE / "resnet18_results.json")],
+    [sys.executable, str(HERE / "time_to_verdict.py")],
 ]
 
 if __name__ == "__main__":

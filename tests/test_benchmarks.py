@@ -19,3 +19,33 @@ def test_child_times_a_vjp(backend: str) -> None:
     r = bench._child("lenet5", backend, False, 2)
     assert r["repeats"] == 2
     assert 0 < r["min"] <= r["median"] and r["first"] > 0
+
+
+def _time_to_verdict():
+    path = SCRIPT.with_name("time_to_verdict.py")
+    spec = importlib.util.spec_from_file_location("time_to_verdict", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_time_to_verdict_measures_a_fresh_process_and_keeps_its_section(tmp_path: Path) -> None:
+    """One fresh process is timed with its peak RSS; the RESULTS.md section gives ratios to
+    gradcheck's fast mode and replaces itself between its markers, the rest of the file kept."""
+    import sys
+
+    bench = _time_to_verdict()
+    wall, rss, code = bench.run([sys.executable, "-c", "import numpy; x = numpy.ones(5_000_000)"], str(tmp_path))
+    assert code == 0 and wall > 0 and rss >= 40  # 40 MB of ones, at least
+    results = {
+        "trigrad check": {"first s": 4.0, "second s": 3.0, "first MB": 500.0, "second MB": 490.0},
+        "gradcheck fast": {"first s": 2.0, "second s": 2.0, "first MB": 270.0, "second MB": 270.0},
+    }
+    text = bench.section(results)
+    assert "| trigrad check | 4.00 s | 3.00 s | 500 MB | 2.00x / 1.50x |" in text
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# before\n")
+    bench.write(text, out)
+    bench.write(text.replace("4.00 s", "5.00 s"), out)
+    body = out.read_text()
+    assert body.startswith("# before\n") and body.count("<!-- time-to-verdict -->") == 1 and "5.00 s" in body
