@@ -94,7 +94,8 @@ def _add_check(sub: Any) -> None:
         "check",
         help="check your own layer or network: TARGET is file.py:function or module:function",
         description="Check the layer or network that TARGET's function returns (a wrapped layer "
-        "or network, or a dict with 'check', 'spec', 'x', 'y', 'loss', 'input_shape'). Exit codes: "
+        "or network, a dict with 'check', 'spec', 'x', 'y', 'loss', 'input_shape', or an unwrapped "
+        "(object, example_x) whose spec is then inferred). Exit codes: "
         "0 all pass, 1 a disagreement was found, 2 usage or configuration error.",
     )
     check.add_argument("target", help="path/to/file.py:function or package.module:function")
