@@ -11,6 +11,8 @@
 * ``trigrad sweep TARGET`` searches a layer's hyperparameters (:func:`harness.sweep`), isolated the same way;
 * ``trigrad infer TARGET`` infers the spec of the user's layer or network and prints it as
   Python to pin (:mod:`harness.cli_infer`): exit 0 exact, 1 ambiguous or unmatched, 2 usage;
+* ``trigrad server status|stop`` shows or ends the warm servers check, sweep and infer fork
+  their child from (:mod:`harness.server`; ``--no-server`` runs without one);
 * ``trigrad refs ARCH`` runs both references on a known architecture and prints how closely
   PyTorch and JAX agree on every layer: the foundation everything else is checked against.
 
@@ -56,6 +58,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from .cli_commands import _check
 
         return _check(args)
+    if args.command == "server":
+        from .cli_server import run
+
+        return run(args)
     if args.command == "infer":
         from .cli_infer import _infer
 

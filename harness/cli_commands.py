@@ -92,6 +92,12 @@ def _request(command: str, args: argparse.Namespace, **fields: Any) -> dict:
     return {"command": command, "target": args.target, "seed": args.seed, "debug": args.debug, **fields}
 
 
+def _server(args: argparse.Namespace) -> bool:
+    from .server_client import wanted
+
+    return wanted(args.no_server)
+
+
 def _paths(args: argparse.Namespace, html: bool = True) -> dict[str, str]:
     """The report paths, checked (:func:`check_report_paths`): before the check, and again
     just before writing, since the user's code ran in between and may have made files."""
@@ -136,6 +142,7 @@ def _check(args: argparse.Namespace) -> int:
                 timeout=args.timeout,
                 progress=ticker(bar, "checking"),
                 plain_progress=not args.quiet and not sys.stderr.isatty(),
+                server=_server(args),
             )
         if outcome.kind != "result":
             return _ended("check", outcome)
@@ -176,7 +183,12 @@ def _sweep(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             no_color=args.no_color,
         )
-        outcome = run_isolated(request, timeout=args.timeout, plain_progress=not args.quiet and not sys.stderr.isatty())
+        outcome = run_isolated(
+            request,
+            timeout=args.timeout,
+            plain_progress=not args.quiet and not sys.stderr.isatty(),
+            server=_server(args),
+        )
         if outcome.kind != "result":
             return _ended("sweep", outcome)
         result = outcome.value

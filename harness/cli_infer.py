@@ -16,8 +16,6 @@ import inspect
 import sys
 from typing import Any
 
-import numpy as np
-
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """``"2,3,8,8"`` -> ``(2, 3, 8, 8)`` (``--input-shape``); positive integers only."""
@@ -37,6 +35,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 def _target_object(request: dict) -> tuple[Any, Any, str]:
     """(the object, its example input or None, the source that names it in the printed Python)."""
+    import numpy as np  # here, not at the top: the command line's parent imports this module
+
     from .target import call, load
 
     value = load(request["target"], debug=request["debug"], objects=True)
@@ -93,6 +93,7 @@ def _infer(args: argparse.Namespace) -> int:
     code says whether it was exact."""
     from .cli_commands import _ended, _say
     from .isolate import run_isolated
+    from .server_client import wanted
 
     if args.seed < 0:
         return _say("infer", f"--seed must be a non-negative integer, got {args.seed}")
@@ -105,7 +106,7 @@ def _infer(args: argparse.Namespace) -> int:
         "debug": args.debug,
         "input_shape": list(args.input_shape) if args.input_shape else None,
     }
-    outcome = run_isolated(request, timeout=args.timeout)
+    outcome = run_isolated(request, timeout=args.timeout, server=wanted(args.no_server))
     if outcome.kind != "result":
         return _ended("infer", outcome)
     value = outcome.value

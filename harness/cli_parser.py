@@ -22,6 +22,12 @@ def _quiet_debug_options(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="stop after this many seconds, say how far it got, and exit 2 (default: no limit)",
     )
+    p.add_argument(
+        "--no-server",
+        action="store_true",
+        help="start the check in a fresh interpreter instead of forking it from trigrad's warm server "
+        "(which keeps torch and jax imported for 15 idle minutes; also TRIGRAD_SERVER=0)",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -163,8 +169,19 @@ def _add_infer(sub: Any) -> None:
     _quiet_debug_options(inf)
 
 
+def _add_server(sub: Any) -> None:
+    srv = sub.add_parser(
+        "server",
+        help="show or stop the warm servers that keep torch and jax imported between checks",
+        description="trigrad check, sweep and infer fork their child from a warm server that has "
+        "torch, jax and trigrad imported (started on first use, one per environment, gone after "
+        "15 idle minutes; TRIGRAD_SERVER_IDLE). --no-server or TRIGRAD_SERVER=0 runs without one.",
+    )
+    srv.add_argument("action", choices=("status", "stop"))
+
+
 def build_parser(argv: Sequence[str]) -> _Parser:
-    """The ``trigrad`` parser with its five commands; ``argv``: the arguments it will parse (its
+    """The ``trigrad`` parser with its six commands; ``argv``: the arguments it will parse (its
     hints for a mistyped flag look at the command they name)."""
     from . import __version__
 
@@ -176,5 +193,6 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     _add_check(sub)
     _add_sweep(sub)
     _add_infer(sub)
+    _add_server(sub)
     parser.argv = list(argv)
     return parser

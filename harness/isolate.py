@@ -106,9 +106,18 @@ class _Seen:
         return f"checking '{self.current}' ({self.position[0] + 1} of {self.position[1]})"
 
 
-def _spawn(request: dict) -> tuple[subprocess.Popen, int]:
+def _spawn(request: dict, server: bool) -> tuple[Any, int]:
+    """The child (a ``Popen``, or a :class:`~harness.server_client.ServedChild` forked by the
+    warm server when ``server`` and one can be had) and the read end of its pipe."""
     read_fd, write_fd = os.pipe()
     request = {**request, "fd": write_fd, "sys_path": list(sys.path)}
+    if server:
+        from .server_client import spawn
+
+        served = spawn(request, write_fd)
+        if served is not None:
+            os.close(write_fd)
+            return served, read_fd
     try:
         # a session of its own: a terminal's Ctrl-C reaches only the parent, which ends the child
         # and everything the user's code started (no half-printed tracebacks from the child)
@@ -124,7 +133,7 @@ def _spawn(request: dict) -> tuple[subprocess.Popen, int]:
     return proc, read_fd
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: Any) -> None:
     """End the child and whatever it started (its process group). Nothing of the user's is
     lost: the child only computes, and the parent writes every file."""
     try:
@@ -134,7 +143,7 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _finish(proc: subprocess.Popen, out: Outcome | None, done: list[str], current: str | None) -> Outcome:
+def _finish(proc: Any, out: Outcome | None, done: list[str], current: str | None) -> Outcome:
     status = proc.wait()
     _stop(proc)  # what the user's code left running (a daemon process, a server) ends with the check
     if out is not None and (out.kind != "result" or status == 0):
@@ -159,14 +168,16 @@ def run_isolated(
     timeout: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     plain_progress: bool = False,
+    server: bool = False,
 ) -> Outcome:
     """Run ``request`` (``{"command": "check" | "sweep" | "infer", ...}``, see :func:`_work`) in a
     child process and return its :class:`Outcome`. ``progress(name, done, total)`` is fed
     from the child's progress; ``plain_progress`` also prints a line to stderr every
     :data:`PROGRESS_EVERY` seconds (for CI logs, where no progress bar is drawn).
     ``timeout``: seconds after which the child is stopped (``kind="timeout"``).
-    KeyboardInterrupt ends the child at once and is raised again."""
-    proc, read_fd = _spawn(request)
+    KeyboardInterrupt ends the child at once and is raised again. ``server``: have the warm
+    server (:mod:`harness.server`) fork the child, if one can be had."""
+    proc, read_fd = _spawn(request, server)
     lines = _Lines(read_fd)
     start = time.monotonic()
     every = float(os.environ.get("TRIGRAD_PROGRESS_EVERY", PROGRESS_EVERY))
@@ -324,6 +335,9 @@ def _child(argv: list[str]) -> int:
     channel = _Channel(request["fd"])
     _watch_parent()
     _guard_os_exit(channel)
+    from .warm import preload
+
+    preload()  # jax in a thread while the user's code and torch load here
     try:
         channel.send("result", value=_work(request, channel))
         return 0

@@ -19,10 +19,17 @@ import ctypes
 import gc
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# the command-line tests start fresh children, as without a warm server (tests/test_server.py
+# starts its own), and JAX's compilation cache goes to a folder of this run, not the home's;
+# TRIGRAD_SERVER=1 in the environment runs the command-line tests through the server instead
+os.environ.setdefault("TRIGRAD_SERVER", "0")
+os.environ.setdefault("TRIGRAD_CACHE_DIR", tempfile.mkdtemp(prefix="trigrad-cache-"))
 
 pytest_plugins = ["pytester"]  # the plugin's own tests run pytest inside pytest
 
@@ -43,19 +50,25 @@ slow = pytest.mark.slow
 def seeds(n: int, quick: int = 2, name: str = "seeds") -> pytest.MarkDecorator:
     """Parametrize ``name`` with ``range(quick)`` (the default run) and ``range(quick, n)``
     (marked slow): the two runs together cover all ``n`` seeds, each seed once."""
-    return pytest.mark.parametrize(name, [
-        pytest.param(range(quick), id=f"seeds0-{quick - 1}"),
-        pytest.param(range(quick, n), id=f"seeds{quick}-{n - 1}", marks=slow),
-    ])
+    return pytest.mark.parametrize(
+        name,
+        [
+            pytest.param(range(quick), id=f"seeds0-{quick - 1}"),
+            pytest.param(range(quick, n), id=f"seeds{quick}-{n - 1}", marks=slow),
+        ],
+    )
 
 
 def budget(quick: int, full: int, name: str = "examples") -> pytest.MarkDecorator:
     """Parametrize ``name`` with ``quick`` (the default run) and ``scaled(full)`` (marked
     slow): an example count for a property test that builds its @given inside."""
-    return pytest.mark.parametrize(name, [
-        pytest.param(min(quick, scaled(full)), id="quick"),
-        pytest.param(scaled(full), id="full", marks=slow),
-    ])
+    return pytest.mark.parametrize(
+        name,
+        [
+            pytest.param(min(quick, scaled(full)), id="quick"),
+            pytest.param(scaled(full), id="full", marks=slow),
+        ],
+    )
 
 
 def seed_list(n: int, quick: int = 2) -> list:
@@ -99,6 +112,7 @@ def _bound_jax_caches() -> Iterator[None]:
         gc.collect()
         _malloc_trim()
         _jax_floor[0] = _rss_mb()
+
 
 # `trigrad check` prints a plain progress line every 10 s when stderr is not a terminal (CI
 # logs); a loaded test machine would then add lines to outputs that tests compare exactly
