@@ -103,6 +103,7 @@ def _run_child(message: dict, fds: list[int], listener: socket.socket, conns: li
     code = 2
     try:
         os.setsid()  # its own session: the client ends it (and what it starts) by its pid
+        signal.set_wakeup_fd(-1)
         for s in (listener, *conns):
             s.close()
         for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGINT):
@@ -198,16 +199,24 @@ def serve(path: Path, idle: float) -> int:
     listener = _listen(path)
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ)
+    # a child's exit wakes the loop at once (its client is waiting for the status), not at the next tick
+    wake, woken = socket.socketpair()
+    woken.setblocking(False)
+    signal.set_wakeup_fd(woken.fileno())
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sel.register(wake, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
     last = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: _ALIVE.__setitem__(0, False))
     try:
         while _ALIVE[0] and (children or time.monotonic() - last < idle):
-            for event, _ in sel.select(timeout=0.2):
-                if event.fileobj is listener:
+            for event, _ in sel.select(timeout=1.0):
+                if event.fileobj is wake:
+                    wake.recv(4096)
+                elif event.fileobj is listener:
                     conn, _ = listener.accept()
                     try:
-                        pid = _serve_one(conn, listener, list(children.values()))
+                        pid = _serve_one(conn, listener, [wake, woken, *children.values()])
                     except (OSError, ValueError) as e:
                         print(f"trigrad server: dropped a request: {e!r}", file=sys.stderr, flush=True)
                         pid = None
