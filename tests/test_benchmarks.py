@@ -50,3 +50,16 @@ def test_time_to_verdict_measures_a_fresh_process_and_keeps_its_section(tmp_path
     bench.write(text.replace("4.00 s", "5.00 s"), out)
     body = out.read_text()
     assert body.startswith("# before\n") and body.count("<!-- time-to-verdict -->") == 1 and "5.00 s" in body
+
+
+def test_time_to_verdict_reads_the_served_childs_peak(tmp_path: Path) -> None:
+    """The served check's memory is the forked child's (from the server's log: the client alone
+    would hide it) and the server's own resident size, from /proc through the lock file's pid."""
+    import os
+
+    bench = _time_to_verdict()
+    (tmp_path / "k.log").write_text("child 11: status 0, peak RSS 290 MB\nchild 12: status 1, peak RSS 301 MB\n")
+    (tmp_path / "k.lock").write_text(str(os.getpid()))  # this process stands in for the server
+    child, server = bench._served(tmp_path)
+    assert child == 301.0 and server > 10
+    assert bench._served(tmp_path / "empty") == (0.0, 0.0)
