@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - Windows
 
 MANIFEST_KEY = "__manifest__"  # npz: the embedded manifest, UTF-8 bytes as uint8
 METADATA_KEY = "trigrad_manifest"  # safetensors: the embedded manifest, in the metadata
+_CAN_PROBE = os.name == "posix"  # whether os.kill(pid, 0) asks about a process without signalling it
 _TMP = re.compile(r"\.(?P<target>.+)\.trigrad-tmp-(?P<pid>\d+)-[0-9a-f]+")
 
 # tests only: called with the name of each step of a write, to kill the writer between two
@@ -84,7 +85,12 @@ def _locked(folder: Path, exclusive: bool) -> Iterator[None]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
+    """Whether the writer ``pid`` may still be running (its temporaries are then left alone).
+    Only POSIX can ask: on Windows ``os.kill(pid, 0)`` is no probe (signal 0 is CTRL_C_EVENT,
+    and other values terminate the process), and the writer may be a sibling pytest-xdist
+    worker, so there every other process counts as alive and its temporaries stay (hidden,
+    and never read)."""
+    if pid == os.getpid() or not _CAN_PROBE:
         return True
     try:
         os.kill(pid, 0)

@@ -65,11 +65,16 @@ def test_good(backprop):
 
 def test_bad(backprop):
     backprop.check(Dense(bug=True), SPEC, layout=IN_OUT, input_shape=(5, 4))
+
+def test_not_a_layer(backprop):
+    backprop.check(42)
 ''')
     result = project.runpytest(*args(request))
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*fix first: fc (backward); 1 of 1 entries fail (seed 0)*",
                                  "*bias*8.0e-01*", "*off by a constant factor 1/5 (= 1/the batch size 5*"])
+    result.stdout.fnmatch_lines(["*trigrad: the target returned a int: return a wrapped layer*",
+                                 "trigrad: 3 checks (2 failed)"])
     assert "Traceback" not in result.stdout.str()  # the table is the message
 
 
@@ -85,6 +90,20 @@ def test_seed(backprop):
     pages = list((project.path / "pages").glob("*.html"))
     assert len(pages) == 1 and re.fullmatch(r"test_seed\.test_seed-[0-9a-f]{8}\.1\.html", pages[0].name), pages
     assert 'id="trigrad-table"' in pages[0].read_text()
+    result.stdout.fnmatch_lines([f"trigrad: 1 check; 1 HTML page in {project.path / 'pages'}"])
+
+
+def test_a_relative_html_dir_does_not_follow_a_test_that_changes_directory(project: pytest.Pytester,
+                                                                           request) -> None:
+    project.makepyfile(test_cd='''
+from user_code import Dense, SPEC, IN_OUT
+
+def test_elsewhere(backprop, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    backprop.check(Dense(), SPEC, layout=IN_OUT)
+''')
+    project.runpytest(*args(request, "--trigrad-html", "pages")).assert_outcomes(passed=1)
+    assert len(list((project.path / "pages").glob("test_cd.test_elsewhere-*.1.html"))) == 1
 
 
 def test_snapshot_is_recorded_then_compared_then_updated(project: pytest.Pytester, request, monkeypatch) -> None:
@@ -115,7 +134,10 @@ def test_dense(backprop):
     changed.assert_outcomes(failed=1)
     changed.stdout.fnmatch_lines(["*1 of 1 entries differ: fc (broken)*", "*bias*broken*",
                                   "*rerun with --trigrad-update if the change is intended*"])
-    project.runpytest(*args(request, "--trigrad-update")).assert_outcomes(passed=1)
+    changed.stdout.fnmatch_lines(["trigrad: 1 snapshot: 1 changed"])
+    updated = project.runpytest(*args(request, "--trigrad-update"))
+    updated.assert_outcomes(passed=1)
+    updated.stdout.fnmatch_lines(["trigrad: 1 snapshot: 1 rewritten (--trigrad-update)"])
     project.runpytest(*args(request)).assert_outcomes(passed=1)
 
 
@@ -135,7 +157,8 @@ def test_dense(backprop):
     manifest.write_text(json.dumps(data))
     result = project.runpytest(*args(request))
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*trigrad: *test_dense-*.json: edited or tampered manifest (*): field 'arrays.{key}.sha256' is*"])
+    result.stdout.fnmatch_lines([f"*trigrad: *test_dense-*.json: edited or tampered manifest (*): field 'arrays.{key}.sha256' is*",
+                                 "trigrad: 1 snapshot: 1 refused (unreadable or edited)"])
 
 
 def test_equivalent(project: pytest.Pytester, request) -> None:
@@ -150,7 +173,8 @@ def test_differs(backprop):
 ''')
     result = project.runpytest(*args(request))
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*trigrad old vs new: 1 of 1 entries differ: fc (broken)*"])
+    result.stdout.fnmatch_lines(["*trigrad old vs new: 1 of 1 entries differ: fc (broken)*",
+                                 "trigrad: 2 old-vs-new comparisons (1 differ)"])
 
 
 def test_options_are_listed(project: pytest.Pytester, request) -> None:
@@ -211,7 +235,8 @@ def test_broken(backprop):
 ''')
     result = project.runpytest(*args(request))
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*trigrad: recording the snapshot failed: IndexError: off by one at *test_raise.py*"])
+    result.stdout.fnmatch_lines(["*trigrad: recording the snapshot failed: IndexError: off by one at *test_raise.py*",
+                                 "trigrad: 1 snapshot: 1 not recorded (an error)"])
 
 
 READ_ONLY_TESTS = '''
@@ -241,6 +266,7 @@ def test_a_snapshot_folder_that_cannot_be_a_folder_fails_with_a_trigrad_message(
             "commit them."])
         out = result.stdout.str()
         assert "Traceback" not in out and "pathlib" not in out and "snapshot_files.py" not in out
+        result.stdout.fnmatch_lines(["trigrad: 1 snapshot: 1 not recorded (an error); 1 old-vs-new comparison"])
     assert (project.path / "__trigrad__").read_text() == "not a folder"
 
 
@@ -286,4 +312,30 @@ def test_dense(backprop):
     project.runpytest(*args(request)).assert_outcomes(failed=1)  # recorded
     result = project.runpytest(*args(request))
     result.assert_outcomes(passed=1, warnings=1)
-    result.stdout.fnmatch_lines(["*trigrad: fc.bias in test_dense-*.npz disagreed with the reference when recorded*"])
+    result.stdout.fnmatch_lines(["*trigrad: fc.bias in test_dense-*.npz disagreed with the reference when recorded*",
+                                 "trigrad: 1 snapshot: 1 unchanged, 1 pinning a disagreement recorded with it"])
+
+
+def test_the_summary_line_names_only_what_happened() -> None:
+    from collections import Counter
+
+    from harness.pytest_plugin import summary
+
+    assert summary(Counter()) is None and summary(Counter({"other": 3})) is None
+    counts = Counter({"check": 1, "snapshot recorded": 2, "snapshot updated": 1, "old-vs-new comparison": 3})
+    assert summary(counts) == ("trigrad: 1 check; 3 snapshots: 2 recorded (new: rerun to compare), 1 rewritten "
+                               "(--trigrad-update); 3 old-vs-new comparisons")
+
+
+def test_the_summary_ignores_other_user_properties(project: pytest.Pytester, request) -> None:
+    project.makepyfile(test_props='''
+from user_code import Dense, SPEC, IN_OUT
+
+def test_props(backprop, record_property, request):
+    record_property("trigrad", "no such event")  # a property of that name the plugin did not add: not shown
+    request.node.user_properties.append(("odd",))  # malformed: ignored
+    backprop.equivalent(Dense(), Dense(), SPEC, layout=IN_OUT)
+''')
+    result = project.runpytest(*args(request))
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["trigrad: 1 old-vs-new comparison"])

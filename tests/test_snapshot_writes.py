@@ -203,3 +203,22 @@ def test_without_fcntl_writes_still_work(tmp_path, original, monkeypatch) -> Non
     original.save(tmp_path / "fc")
     snap, notes = load_noting(tmp_path / "fc")
     assert snap.seed == 3 and notes == [] and temporaries(tmp_path) == []
+
+
+def test_where_processes_cannot_be_probed_another_writers_temporaries_stay(tmp_path, original, monkeypatch) -> None:
+    """On Windows ``os.kill(pid, 0)`` is no probe (signal 0 is CTRL_C_EVENT; others terminate
+    the process), and the writer may be a sibling pytest-xdist worker: there it is never
+    called, and another process's temporary stays (hidden, never read)."""
+    original.save(tmp_path / "fc")
+
+    def kill(pid, sig):
+        raise AssertionError(f"os.kill({pid}, {sig}) called where it is no probe")
+
+    monkeypatch.setattr(snapshot_files, "_CAN_PROBE", False)
+    monkeypatch.setattr(os, "kill", kill)
+    other = tmp_path / ".fc.npz.trigrad-tmp-999999999-0000abcd"  # a pid no process has
+    other.write_bytes(b"half a file")
+    snap, notes = load_noting(tmp_path / "fc")
+    assert snap.seed == 3 and notes == [] and other.exists()
+    original.save(tmp_path / "fc")  # a save leaves it too, and goes through
+    assert other.exists() and load_noting(tmp_path / "fc")[1] == []
