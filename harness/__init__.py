@@ -147,9 +147,9 @@ def __getattr__(name: str) -> Any:
         module, attr = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module 'harness' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module, __name__), attr)
-    globals()[name] = value  # once: later lookups do not come here
-    return value
+    # looked up every time, not cached here: a module unloaded and imported again (pytest's
+    # pytester does that between its in-process runs) must not leave a stale class behind
+    return getattr(importlib.import_module(module, __name__), attr)
 
 
 def __dir__() -> list[str]:
