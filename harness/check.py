@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import fd, resources, ties
+from . import fd, reference_pair, resources, ties
 from .adapters.effects import apply_effects
 from .adapters.inputs import read_input, read_shape
 from .adapters.layer import WrappedLayer, wrap_layer
@@ -39,6 +39,7 @@ from .judge import FLOOR as FLOOR
 from .judge import NO_INPUT_GRAD, Compared, _compared, _hints, _judge
 from .judge import _nonfinite_message as _nonfinite_message
 from .kinks import pattern, random_input, upstream
+from .reference_pair import values_in
 from .results import FDSummary, LayerResult, Report
 from .spec import Layer, Sequential, example_input_shape, join_path
 
@@ -200,11 +201,10 @@ def _against_references(
     assert spec is not None  # as in check_point
     full = _full(spec)
     torch_ref = build("torch", Sequential([spec]))
-    t, j = (
-        refs
-        if refs is not None
-        else (torch_ref.vjp(full(params), x, g), build("jax", Sequential([spec])).vjp(full(params), x, g))
-    )
+    if refs is None:
+        jax_ref, p = build("jax", Sequential([spec])), full(params)
+        refs = reference_pair.both(lambda: torch_ref.vjp(p, x, g), lambda: jax_ref.vjp(p, x, g), values_in(x, p))
+    t, j = refs
     at = pattern(torch_ref, Sequential([spec]))
     return _compared(result, x, seen["y"], seen["dx"], seen["grads"], t, j, spec), torch_ref, at
 
