@@ -27,8 +27,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -123,7 +124,7 @@ def measure(key: str, repeats: int, quick: bool = False, resnet: tuple[int, int]
     for backend in ("torch", "jax"):
         ref = build(backend, w["spec"])
         ref.vjp(params, x, g)  # warm-up: jax compiles its primitives on the first call
-        floor[backend] = _timed(lambda: ref.vjp(params, x, g), n)
+        floor[backend] = _timed(lambda ref=ref: ref.vjp(params, x, g), n)
     floor["total"] = floor["user"] + floor["torch"] + floor["jax"]
     t0 = time.perf_counter()
     report = w["check"]()
