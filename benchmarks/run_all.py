@@ -1,6 +1,6 @@
-"""Every benchmark in one command: the references' own cost, trigrad against its peers, and
-the ResNet-18 target (about 25 minutes on 2 cores). Each script writes its own results;
-see benchmarks/RESULTS.md for what they mean.
+"""Every benchmark in one command: the references' own cost, trigrad against its peers, the
+ResNet-18 target, the time to verdict and the floor ratios (about 35 minutes on 2 cores).
+Each script writes its own results; see benchmarks/RESULTS.md for what they mean.
 
     python benchmarks/run_all.py
 """
@@ -17,6 +17,7 @@ STEPS = [
     [sys.executable, str(HERE / "peers.py")],
     [sys.executable, str(HERE / "bench_resnet18.py"), "--runs", "3", "--json", str(HERE / "resnet18_results.json")],
     [sys.executable, str(HERE / "time_to_verdict.py")],
+    [sys.executable, str(HERE / "floor_ratios.py")],
 ]
 
 if __name__ == "__main__":

@@ -38,15 +38,18 @@ def rel_error(actual: Any, expected: Any) -> Error:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     if a.size == 0:
         return Error(0.0, 0.0, (), 0.0, 0.0)
-    diff = np.abs(a - b)
-    if not np.isfinite(diff).all():
+    diff = np.subtract(a, b, out=np.empty(a.shape))  # an array even for 0-d inputs (abs in place below)
+    num = float(np.linalg.norm(diff))
+    # a finite norm means every difference is finite (its square sum did not overflow):
+    # the elementwise test, which costs a pass and a temporary, only when it did not
+    if not np.isfinite(num) and not np.isfinite(diff).all():
         idx = np.unravel_index(int(np.argmin(np.isfinite(diff).ravel())), a.shape)
         return Error(np.inf, np.inf, tuple(int(i) for i in idx), float(a[idx]), float(b[idx]))
+    diff = np.abs(diff, out=diff)
     ref = float(np.linalg.norm(b))
-    num = float(np.linalg.norm(a - b))
     norm = num / ref if ref > 0 else (0.0 if num == 0 else np.inf)
     idx = np.unravel_index(int(np.argmax(diff)), a.shape)
-    scale = float(np.abs(b).max())
+    scale = max(float(b.max()), -float(b.min()))  # max |b| without a temporary
     worst = float(diff[idx]) / scale if scale > 0 else (0.0 if diff[idx] == 0 else np.inf)
     return Error(norm, worst, tuple(int(i) for i in idx), float(a[idx]), float(b[idx]))
 

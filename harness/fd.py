@@ -57,8 +57,8 @@ def step_for(x: np.ndarray, d: np.ndarray, dtype: Any = np.float64) -> float:
     relative step times the scale of ``x`` (its rms, at least 1e-2 so tiny tensors still
     move) — the same for a random direction and for a single coordinate."""
     rel = STEP.get(np.dtype(dtype), STEP[np.dtype(np.float32)])
-    x_scale = max(float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0, 1e-2)
-    d_max = float(np.abs(d).max()) if d.size else 1.0
+    x_scale = max(_rms(x), 1e-2)
+    d_max = max(float(d.max()), -float(d.min())) if d.size else 1.0  # max |d| without a temporary
     return rel * x_scale / max(d_max, 1e-300)
 
 
@@ -98,26 +98,53 @@ def along(
     h: float | None = None,
     pattern: Callable[[np.ndarray], Hashable] | None = None,
     accept: Callable[[float], bool] | None = None,
+    out: np.ndarray | None = None,
 ) -> Probe:
     """:func:`directional` of ``t -> f(x + t d)`` with a step from :func:`step_for`.
 
     ``f`` takes an array shaped like ``x`` and returns a scalar; ``pattern`` takes the same
-    array; ``accept`` as in :func:`directional`. Neither ``x`` nor ``d`` is modified.
+    array; ``accept`` as in :func:`directional`. Neither ``x`` nor ``d`` is modified. Both
+    are handed one buffer (``out`` when given, float64 shaped like ``x``), refilled for
+    every point: they must not keep it.
     """
     x = np.asarray(x, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)
     if x.shape != d.shape:
         raise ValueError(f"direction shape {d.shape} differs from the point's {x.shape}")
     step = step_for(x, d, dtype) if h is None else h
-    pat = (lambda t: pattern(x + t * d)) if pattern is not None else None
-    return directional(lambda t: f(x + t * d), step, pattern=pat, accept=accept)
+    buf = np.empty_like(x) if out is None else out
+
+    def point(t: float) -> np.ndarray:
+        # x + t d into one buffer: a fresh array per evaluation page-faults its memory anew
+        # (a large share of a probe's cost at 1e7 values); the same bits as x + t * d
+        np.multiply(d, t, out=buf)
+        return np.add(x, buf, out=buf)
+
+    pat = (lambda t: pattern(point(t))) if pattern is not None else None
+    return directional(lambda t: f(point(t)), step, pattern=pat, accept=accept)
 
 
-def random_direction(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """A unit-rms Gaussian direction: every element moves, so no element's gradient hides."""
-    d = rng.standard_normal(shape)
-    rms = float(np.sqrt(np.mean(np.square(d)))) if d.size else 1.0
-    return d / rms if rms > 0 else d
+def _rms(x: np.ndarray) -> float:
+    """Root mean square of ``x`` (0 when empty), by a dot product: no squared temporary."""
+    if not x.size:
+        return 0.0
+    flat = x.reshape(-1)
+    return float(np.sqrt(np.dot(flat, flat) / flat.size))
+
+
+def random_direction(shape: tuple[int, ...], rng: np.random.Generator, out: np.ndarray | None = None) -> np.ndarray:
+    """A unit-rms direction of ``shape`` with independent elements uniform on a symmetric
+    interval: every element moves, so no element's gradient hides (a continuous distribution:
+    a wrong gradient is orthogonal to it with probability 0, unlike random signs). Drawn in
+    one generator call into ``out`` (float64, else a new array) and scaled in place: uniform
+    draws cost a third of Gaussian ones, which dominated probes of 1e7-value tensors."""
+    d = np.empty(shape) if out is None else out
+    rng.random(out=d)
+    d -= 0.5
+    rms = _rms(d) if d.size else 1.0
+    if rms > 0:
+        d /= rms
+    return d
 
 
 def stratified_coordinates(shape: tuple[int, ...], count: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
@@ -181,11 +208,16 @@ def probes(
     probe too coarse to separate the two (float32) from one that sides with the backward."""
     out: list[Judged] = []
     tol = fd_tol(dtype)
+    base = np.asarray(base, dtype=np.float64)
+    # three work arrays for all the probes (direction, products, points): fresh arrays per
+    # probe page-fault their memory anew, a large share of the cost at 1e7 values
+    d, terms, points = np.empty_like(base), np.empty_like(base), np.empty_like(base)
     for _ in range(3 * count):
-        d = random_direction(base.shape, rng)
-        bwd, scale = float((grad * d).sum()), float(np.abs(grad * d).sum())
-        r = float((ref * d).sum()) if ref is not None else None
-        p = along(f, base, d, dtype=dtype, pattern=pattern, accept=_settles(bwd, scale, r, tol))
+        random_direction(base.shape, rng, out=d)
+        np.multiply(grad, d, out=terms)  # one product for both sums (in place for the second)
+        bwd, scale = float(terms.sum()), float(np.abs(terms, out=terms).sum())
+        r = float(np.multiply(ref, d, out=terms).sum()) if ref is not None else None
+        p = along(f, base, d, dtype=dtype, pattern=pattern, accept=_settles(bwd, scale, r, tol), out=points)
         out.append((p, bwd, scale) if r is None else (p, bwd, scale, r))
         if sum(not q[0].kink for q in out) >= count:
             break

@@ -21,6 +21,7 @@ from .check import check_point
 from .end_to_end import _end_to_end, note_shared
 from .kinks import off_kinks, upstream
 from .loss_check import loss_entry, loss_model_entry, loss_targets
+from .reference_pair import both, values_in
 from .results import LayerResult, Report
 from .spec import Layer, Residual, Sequential, join_path
 
@@ -139,8 +140,10 @@ def _check_wrapped(
     expect_inputs(wrapped, x.shape)  # a layer whose forward draws its dropout mask is primed at its own input shape
     with wrapped.preserved():
         params = wrapped.get_params()
-        ref = build("torch", wrapped.spec).vjp(params, x, g)
-        jax_ref = build("jax", wrapped.spec).vjp(params, x, g)
+        torch_net, jax_net = build("torch", wrapped.spec), build("jax", wrapped.spec)
+        ref, jax_ref = both(
+            lambda: torch_net.vjp(params, x, g), lambda: jax_net.vjp(params, x, g), values_in(x, params)
+        )
         for path in wrapped.layers:
             tick(path, len(report.layers), total)
             report.layers.append(_isolated(wrapped, path, ref, jax_ref, rng, fd_probes, tol_scale, report))

@@ -63,3 +63,42 @@ def test_time_to_verdict_reads_the_served_childs_peak(tmp_path: Path) -> None:
     child, server = bench._served(tmp_path)
     assert child == 301.0 and server > 10
     assert bench._served(tmp_path / "empty") == (0.0, 0.0)
+
+
+def _floor_ratios():
+    path = SCRIPT.with_name("floor_ratios.py")
+    spec = importlib.util.spec_from_file_location("floor_ratios", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_floor_ratios_quick_run_writes_its_table_between_markers(tmp_path: Path) -> None:
+    """A quick run of one tiny workload in a child process: a row with the check's median, the
+    floor and its three parts and the ratio, its RESULTS.md section replaced between its
+    markers (the rest of the file kept). Structure only: timings on a shared machine vary."""
+    bench = _floor_ratios()
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# before\n")
+    rows = bench.main(["--quick", "--only", "linear-1e3", "--out", str(out)])
+    (row,) = rows
+    assert row["workload"] == "linear-1e3" and row["ok"] and row["verdicts"] == ["pass"]
+    assert row["check_s"] > 0 and row["ratio"] == pytest.approx(row["check_s"] / row["floor"]["total"])
+    assert row["floor"]["total"] == pytest.approx(sum(row["floor"][k] for k in ("user", "torch", "jax")))
+    bench.main(["--quick", "--only", "linear-1e3", "--out", str(out)])
+    body = out.read_text()
+    assert body.startswith("# before\n") and body.count(bench.START) == 1 and body.count(bench.END) == 1
+    lines = [line for line in body.splitlines() if line.startswith("|")]
+    assert lines[0].startswith("| workload | parameters | input | check (median) | floor | user / torch / jax | ratio |")
+    assert len(lines) == 3 and lines[2].startswith("| linear-1e3 | 1,056 | (8, 32) |")
+    assert lines[2].count("|") == lines[0].count("|")
+
+
+def test_floor_ratios_table_says_whether_each_target_is_met() -> None:
+    bench = _floor_ratios()
+    row = {"workload": "lenet5", "params": 61706, "input": [8, 1, 32, 32], "check_s": 0.03, "ratio": 1.2,
+           "floor": {"user": 0.003, "torch": 0.005, "jax": 0.017, "total": 0.025},
+           "loadavg": {"before": [0.5, 0, 0], "after": [0.7, 0, 0]}}
+    text = bench.table([row, {**row, "workload": "linear-1e7", "ratio": 3.5}])
+    assert "| LeNet-5 | 61,706 | (8, 1, 32, 32) | 30.0 ms | 25.0 ms | 3.0 ms / 5.0 ms / 17.0 ms | 1.20x | 1.5x | yes |" in text
+    assert "| Linear 1e7 |" in text and "| 3.50x | 3x | no | 0.5 / 0.7 |" in text

@@ -38,6 +38,27 @@ def to_float64(a: Any, what: str) -> tuple[np.ndarray, ArrayKind]:
     return _cast(raw, np.float64), kind
 
 
+def read_float64(a: Any, what: str) -> tuple[np.ndarray, ArrayKind]:
+    """:func:`to_float64` for reading only: a float64 numpy array that may share memory with
+    ``a`` (no copy when ``a`` already is a float64 numpy array; never write into it)."""
+    raw, kind = _read(a, what)
+    _check_real(raw.dtype, what, shown=kind.framework_dtype)
+    return (raw if raw.dtype == np.float64 else _cast(raw, np.float64)), kind
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two numpy arrays are equal bit for bit: same shape, dtype and bytes (-0.0
+    differs from 0.0, NaN payloads count). Compares integer views in place: no copies, unlike
+    ``tobytes`` (which also page-faults a fresh buffer the size of the array)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    a, b = np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1)
+    if a.dtype.itemsize in (1, 2, 4, 8) and not a.dtype.hasobject:
+        unsigned = np.dtype(f"u{a.dtype.itemsize}")
+        return bool(np.array_equal(a.view(unsigned), b.view(unsigned)))
+    return a.tobytes() == b.tobytes()
+
+
 def _read(a: Any, what: str) -> tuple[np.ndarray, ArrayKind]:
     """A numpy array with the user's values (possibly sharing their memory: callers copy)
     and the kind. Torch dtypes numpy lacks come out as float32."""

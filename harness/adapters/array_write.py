@@ -131,7 +131,8 @@ def write_into(target: Any, values: np.ndarray, what: str) -> None:
         )
     if isinstance(target, np.ndarray):
         _check_real(target.dtype, what)
-        target[...] = _cast_for_user(values, target.dtype, what)
+        # float64 into float64 needs no cast: copied as it is (the bits, NaN payloads included)
+        target[...] = values if target.dtype == np.float64 else _cast_for_user(values, target.dtype, what)
     elif _is_torch(target):
         _write_torch(target, values, what)
     elif _is_cupy(target):

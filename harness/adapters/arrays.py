@@ -45,7 +45,16 @@ from .array_kind import (  # noqa: F401
     is_float_dtype,
     require_float,
 )
-from .array_read import NonFinite, _ragged_detail, _read, fingerprint, nonfinite, to_float64  # noqa: F401
+from .array_read import (  # noqa: F401
+    NonFinite,
+    _ragged_detail,
+    _read,
+    fingerprint,
+    nonfinite,
+    read_float64,
+    same_bits,
+    to_float64,
+)
 from .array_write import _import, from_float64, is_mutable, write_into  # noqa: F401
 
 __all__ = [

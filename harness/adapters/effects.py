@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import SpecError
-from .arrays import to_float64
+from .arrays import _read, same_bits, to_float64
 from .feed import snapshot
 
 # the values of the inplace= option: writes the user's code makes on purpose
@@ -93,7 +93,7 @@ def change(before: np.ndarray, after: Any) -> str | None:
     """``"3 of 24 values changed, first at [0, 1]"`` when ``after`` differs from ``before`` bit
     for bit (shape, dtype or a value; -0.0 differs from 0.0), else None."""
     after = np.asarray(after)
-    if before.shape == after.shape and before.dtype == after.dtype and before.tobytes() == after.tobytes():
+    if same_bits(before, after):
         return None
     if before.shape != after.shape:
         return f"its shape changed from {before.shape} to {after.shape}"
@@ -153,10 +153,12 @@ class Effects:
                 out.append(e)
         return out
 
-    def _note(self, side: str, array: str, declare: str, before: np.ndarray, after: Any) -> None:
+    def _note(self, side: str, array: str, declare: str, before: np.ndarray, after: Any) -> bool:
+        """Record a write into ``array`` when ``after`` differs from ``before``; whether it did."""
         detail = change(before, after)
         if detail is not None and len(self.effects) < 64:  # a finding per call would only repeat itself
             self.effects.append(SideEffect(side, array, declare, detail))
+        return detail is not None
 
     def _params_seen(self) -> dict[str, Any]:
         """The trainable parameters as the user's code sees them (by local name): the copies
@@ -169,26 +171,46 @@ class Effects:
             if k in trainable
         }
 
-    def _param_copies(self) -> dict[str, np.ndarray]:
+    def _param_values(self, copy: bool) -> dict[str, np.ndarray]:
+        """The trainable parameters' values on the host in their own dtype, by local name:
+        copies to compare with later (``copy``), else possibly the user's arrays themselves
+        (to compare now; a cast to float64 and ``tobytes`` per call cost 6 passes over
+        each parameter, which dominated checks of 1e7-parameter layers)."""
         try:
-            return {k: to_float64(v, f"parameter '{k}'")[0] for k, v in self._params_seen().items()}
+            raw = {k: _read(v, f"parameter '{k}'")[0] for k, v in self._params_seen().items()}
         except SpecError:  # parameters not readable yet (a lazy layer): nothing to compare
             return {}
+        return {k: self._guard_copy(k, v) for k, v in raw.items()} if copy else raw
+
+    def _guard_copy(self, name: str, value: np.ndarray) -> np.ndarray:
+        """A copy of ``value`` in a buffer kept per parameter across calls (each copy is
+        compared once, right after the call, and not kept): a fresh array per call
+        page-faults its memory anew, a large share of a call's cost at 1e7 values."""
+        buffers: dict[str, np.ndarray] = self.__dict__.setdefault("_guard_buffers", {})
+        buf = buffers.get(name)
+        if buf is None or buf.shape != value.shape or buf.dtype != value.dtype:
+            buf = buffers[name] = np.array(value, copy=True)
+        else:
+            np.copyto(buf, value)
+        return buf
 
     def _compare_params(self, side: str, before: dict[str, np.ndarray]) -> None:
-        after = self._param_copies()
+        after = self._param_values(copy=False)
         for k, value in before.items():
             if k in after:
-                self._note(side, f"parameter '{k}'", "params", value, after[k])
+                now = after[k]
+                if now.dtype != value.dtype:  # replaced by an array of another dtype: compared as values
+                    value, now = to_float64(value, k)[0], to_float64(now, k)[0]
+                self._note(side, f"parameter '{k}'", "params", value, now)
 
     def _watched_forward(self, x_user: Any) -> Any:
         self.running, self._fed, self._handed = "forward", None, {}
         # a host copy in the user's dtype (numpy, torch, CuPy); None for an immutable jax array
-        guard, params = snapshot(x_user), self._param_copies()
+        guard, params = snapshot(x_user), self._param_values(copy=True)
         y = self._call_forward(x_user)  # type: ignore[attr-defined]
-        after = snapshot(x_user)  # one host copy: compared now, and kept to see the backward's writes
-        if guard is not None:
-            self._note("forward", "input", "input", guard, after)
+        after = guard
+        if guard is not None and self._note("forward", "input", "input", guard, _current(x_user)):
+            after = snapshot(x_user)  # as the forward left it: kept to see the backward's writes
         self._compare_params("forward", params)
         self._fed = (x_user, after)
         return y
@@ -196,14 +218,21 @@ class Effects:
     def _watched_backward(self, dy_user: Any) -> Any:
         self.running = "backward"
         guard = snapshot(dy_user)
-        params = {} if getattr(self, "sgd", None) else self._param_copies()  # an SGD step changes them by design
+        # an SGD step changes them by design
+        params = {} if getattr(self, "sgd", None) else self._param_values(copy=True)
         dx = self._call_backward(dy_user)  # type: ignore[attr-defined]
         if guard is not None:
-            self._note("backward", "upstream", "upstream", guard, snapshot(dy_user))
+            self._note("backward", "upstream", "upstream", guard, _current(dy_user))
         if self._fed is not None and self._fed[1] is not None:
-            self._note("backward", "cached input", "input", self._fed[1], snapshot(self._fed[0]))
+            self._note("backward", "cached input", "input", self._fed[1], _current(self._fed[0]))
         self._compare_params("backward", params)
         return dx
+
+
+def _current(a: Any) -> Any:
+    """What ``a`` holds now, to compare with a :func:`~.feed.snapshot`: a numpy array itself
+    (read in place, no copy), anything else through a host copy."""
+    return a if isinstance(a, np.ndarray) else snapshot(a)
 
 
 __all__ = ["Effects", "INPLACE", "SideEffect", "apply_effects", "change", "parse_inplace"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..spec import Layer, SpecError
 from . import state
-from .arrays import ArrayError, ArrayKind, NonFinite, is_float_dtype, nonfinite, to_float64
+from .arrays import ArrayError, ArrayKind, NonFinite, is_float_dtype, nonfinite, read_float64, to_float64
 from .effects import Effects
 from .feed import FeedOptions, default_dtype, hand, parse_array_type, read_dtype, resolve
 from .layouts import Layout, data_from_user, data_to_user, user_data_shape
@@ -79,7 +79,7 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
         dtype the network's parameterised layers compute in; else float64."""
         if getattr(self, "_dtype", None) is None:
             for local in self._param_names():
-                _, kind = to_float64(self._get_user(local), self._what(local))
+                _, kind = read_float64(self._get_user(local), self._what(local))
                 if np.issubdtype(kind.dtype, np.floating):
                     self._dtype = kind.dtype  # cached: parameters keep their dtype
                     return kind.dtype
@@ -103,7 +103,7 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
         if self._feed is not None:
             return self._feed
         names = self._param_names()
-        kinds = [(k, to_float64(self._get_user(k), self._what(k))[1]) for k in names]
+        kinds = [(k, read_float64(self._get_user(k), self._what(k))[1]) for k in names]
         kind = resolve(f"layer '{self.name}'", self.feed_options, kinds, self.dtype)
         if names:  # cached once there are parameters to tell (a lazy layer creates them later)
             self._feed = kind

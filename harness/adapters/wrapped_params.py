@@ -16,7 +16,7 @@ import numpy as np
 
 from ..spec import Layer
 from . import state
-from .arrays import NonFinite, from_float64, is_mutable, nonfinite, to_float64, write_into
+from .arrays import NonFinite, from_float64, is_mutable, nonfinite, read_float64, same_bits, to_float64, write_into
 from .layouts import Layout, _squeezed, param_from_user, param_to_user
 from .refs import AdapterError, ValueFinding, preserving
 
@@ -160,7 +160,7 @@ class ParamAccess:
         layout) holds NaN or Inf."""
         out = {}
         for local in self._param_names():
-            bad = nonfinite(to_float64(self._get_user(local), self._what(local))[0])
+            bad = nonfinite(read_float64(self._get_user(local), self._what(local))[0])
             if bad:
                 out[local] = bad
         return out
@@ -191,7 +191,9 @@ class ParamAccess:
                 self.nonfinite_grads[local] = bad
             else:
                 self.nonfinite_grads.pop(local, None)
-            v = v * self._grad_factor()
+            factor = self._grad_factor()
+            if factor != 1.0:  # v is the harness's own copy; a factor of 1 would only cost a pass
+                v = v * factor
             out[local] = self._from_user(local, v)
         return out
 
@@ -209,7 +211,7 @@ class ParamAccess:
         if not getattr(self, "batched", True) and self._x_shape:  # one recovery per example, summed
             factor *= self._x_shape[0]
         return {
-            k: eps * float(np.linalg.norm(to_float64(self._get_user(k), self._what(k))[0])) / abs(lr) * factor
+            k: eps * float(np.linalg.norm(read_float64(self._get_user(k), self._what(k))[0])) / abs(lr) * factor
             for k in self._param_names()
             if k in self._trainable()
         }
@@ -236,7 +238,7 @@ class ParamAccess:
             if local in self._absent:
                 continue  # running statistics the code does not keep: nowhere to write them
             current = self._get_user(local)
-            _, kind = to_float64(current, self._what(local))
+            _, kind = read_float64(current, self._what(local))
             user = self._to_user(local, value, kind.shape)
             if is_mutable(current):
                 write_into(current, user, self._what(local))
@@ -244,7 +246,10 @@ class ParamAccess:
                 self._put_user(local, from_float64(user, kind))
             # a property that returns a fresh copy swallows writes: perturbations would then
             # change nothing and the backward would be blamed for it
-            now = to_float64(self._get_user(local), self._what(local))[0]
+            now = self._get_user(local)
+            if kind.family == "numpy" and isinstance(now, np.ndarray) and same_bits(now, np.asarray(user, kind.dtype)):
+                continue  # the bits written are there (float64: no cast, no copy); else compared as values below
+            now = to_float64(now, self._what(local))[0]
             if not np.array_equal(
                 now,
                 from_float64(user, kind)
