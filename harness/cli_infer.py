@@ -58,6 +58,9 @@ def infer_request(request: dict) -> dict:
     from .target import TargetError
 
     obj, x, source = _target_object(request)
+    from .warm import after_user_code
+
+    after_user_code()
     if not inferable(obj):
         raise TargetError(
             f"{request['target']} gives a {type(obj).__name__}, which has no forward(): name a layer or network "

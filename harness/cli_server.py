@@ -26,11 +26,16 @@ def servers(folder: Path) -> list[tuple[str, int | None]]:
 
 
 def _alive(pid: int, sock: Path) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
+    """A server is alive when its lock is held and ``pid`` runs ``harness.server``: a server
+    killed outright leaves its files, and its pid may be another process's by now."""
+    from .server_client import lock_held
+
+    if not lock_held(sock):
         return False
-    return sock.exists()  # a recycled pid has no socket of ours
+    try:
+        return b"harness.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # no /proc (not Linux): the held lock says enough; else the pid is gone
+        return not Path("/proc").is_dir()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -118,6 +118,11 @@ def _spawn(request: dict, server: bool) -> tuple[Any, int]:
         if served is not None:
             os.close(write_fd)
             return served, read_fd
+        # a server too slow to answer may still fork a child on this pipe: a new one for ours
+        os.close(read_fd)
+        os.close(write_fd)
+        read_fd, write_fd = os.pipe()
+        request = {**request, "fd": write_fd}
     try:
         # a session of its own: a terminal's Ctrl-C reaches only the parent, which ends the child
         # and everything the user's code started (no half-printed tracebacks from the child)
@@ -206,7 +211,10 @@ def run_isolated(
         raise
     finally:
         os.close(read_fd)
-    return _finish(proc, final, seen.done, seen.current)
+    outcome = _finish(proc, final, seen.done, seen.current)
+    if outcome.kind == "rerun" and server:  # said why on stderr by nothing: the check just runs fresh
+        return run_isolated(request, timeout=timeout, progress=progress, plain_progress=plain_progress)
+    return outcome
 
 
 # ----------------------------------------------------------------------------- child side
@@ -252,6 +260,7 @@ def _guard_os_exit(channel: _Channel) -> None:
 
 def _check(request: dict, channel: _Channel) -> Any:
     from .target import call, load, run
+    from .warm import after_user_code
 
     value = call(
         load(request["target"], debug=request["debug"]),
@@ -259,6 +268,7 @@ def _check(request: dict, channel: _Channel) -> Any:
         dtype=request["dtype"],
         debug=request["debug"],
     )
+    after_user_code()
     report = run(
         value,
         seed=request["seed"],
@@ -273,10 +283,12 @@ def _sweep(request: dict) -> dict:
     """``trigrad sweep``: the target returns {"make", "spec", "space", "options"}."""
     from .sweeper import sweep
     from .target import TargetError, call, load
+    from .warm import after_user_code
 
     value = call(
         load(request["target"], debug=request["debug"]), seed=request["seed"], dtype=None, debug=request["debug"]
     )
+    after_user_code()
     if (
         not isinstance(value, dict)
         or not {"make", "spec", "space"} <= set(value)
@@ -327,6 +339,7 @@ def _work(request: dict, channel: _Channel) -> Any:
 
 def _child(argv: list[str]) -> int:
     from .frames import user_frame, user_location
+    from .server_child import Rerun
     from .target import TargetError
 
     request = json.loads(argv[0])
@@ -335,11 +348,11 @@ def _child(argv: list[str]) -> int:
     channel = _Channel(request["fd"])
     _watch_parent()
     _guard_os_exit(channel)
-    from .warm import preload
-
-    preload()  # jax in a thread while the user's code and torch load here
     try:
         channel.send("result", value=_work(request, channel))
+        return 0
+    except Rerun as e:  # a served child that cannot be a fresh one: the parent starts one
+        channel.send("rerun", message=str(e))
         return 0
     except TargetError as e:
         if request["debug"]:

@@ -62,11 +62,14 @@ def _lock(path: Path) -> int | None:
 
 
 def _listen(path: Path) -> socket.socket:
-    if path.exists():  # a server killed before it could clean up; we hold the lock now
+    if path.exists() or path.is_symlink():  # a server killed before it could clean up; we hold the lock now
         path.unlink()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    os.chmod(path, 0o600)
+    umask = os.umask(0o177)  # never open to others, not even between bind and chmod
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(umask)
     listener.listen(16)
     return listener
 
@@ -80,44 +83,41 @@ def _same_user(conn: socket.socket) -> bool:
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     """One request: 8 bytes of length with two descriptors (progress pipe, standard error),
-    then that many bytes of JSON (``request``, ``cwd``, ``env``)."""
-    conn.settimeout(10.0)
+    then that many bytes of JSON (``request``, ``cwd``, ``env``, ``state``). The client sends
+    it at once; 2 s covers a loaded machine without one stuck client stalling the others."""
+    conn.settimeout(2.0)
     head, fds, _, _ = socket.recv_fds(conn, 8, 2)
-    if len(head) != 8 or len(fds) != 2:
+    try:
+        if len(head) != 8 or len(fds) != 2:
+            raise ValueError("malformed request")
+        length, body = int.from_bytes(head, "big"), b""
+        while len(body) < length:
+            chunk = conn.recv(min(1 << 20, length - len(body)))
+            if not chunk:
+                raise ValueError("truncated request")
+            body += chunk
+        message = json.loads(body)
+        if not isinstance(message, dict) or not {"request", "cwd", "env", "state"} <= set(message):
+            raise ValueError("malformed request")
+        return message, fds
+    except BaseException:
         for fd in fds:
             os.close(fd)
-        raise ValueError("malformed request")
-    length, body = int.from_bytes(head, "big"), b""
-    while len(body) < length:
-        chunk = conn.recv(min(1 << 20, length - len(body)))
-        if not chunk:
-            raise ValueError("truncated request")
-        body += chunk
-    return json.loads(body), fds
+        raise
 
 
-def _run_child(message: dict, fds: list[int], listener: socket.socket, conns: list[socket.socket]) -> None:
+def _run_child(message: dict, fds: list[int], server_fds: list[int]) -> None:
     """In the forked child: become the isolated child the client asked for. Never returns."""
     from .isolate import _REAL_EXIT, _child
+    from .server_child import Rerun, become, send_rerun
 
     code = 2
     try:
-        os.setsid()  # its own session: the client ends it (and what it starts) by its pid
-        signal.set_wakeup_fd(-1)
-        for s in (listener, *conns):
-            s.close()
-        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
-        progress, err = fds
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(err, 1)
-        os.dup2(err, 2)
-        os.chdir(message["cwd"])
-        os.environ.clear()
-        os.environ.update(message["env"])
-        _fresh_process_state()
-        code = _child([json.dumps({**message["request"], "fd": progress})])
+        become(message, fds, server_fds)
+        code = _child([json.dumps({**message["request"], "fd": fds[0]})])
+    except Rerun as e:
+        send_rerun(fds[0], str(e))
+        code = 0
     except KeyboardInterrupt:
         code = 130
     except BaseException as e:  # said on the client's stderr; the client reports the exit
@@ -128,29 +128,26 @@ def _run_child(message: dict, fds: list[int], listener: socket.socket, conns: li
         _REAL_EXIT(code)
 
 
-def _fresh_process_state() -> None:
-    """What a fresh interpreter would have and a fork shares with its server: numpy's global
-    random state (seeded once at the server's import; Python's ``random`` reseeds itself
-    after a fork) and standard output's buffering (line-buffered when it is a terminal)."""
-    import numpy as np
-
-    np.random.seed()
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(line_buffering=os.isatty(1))
-
-
-def _serve_one(conn: socket.socket, listener: socket.socket, conns: list[socket.socket]) -> int | None:
-    """Fork a child for the request on ``conn`` and tell the client its pid."""
+def _serve_one(conn: socket.socket, server_fds: list[int], children: dict[int, socket.socket]) -> bool:
+    """Fork a child for the request on ``conn``, record it in ``children`` and tell the
+    client its pid; False when the request is refused (another user, malformed)."""
     if not _same_user(conn):
-        return None
-    message, fds = _receive(conn)
-    pid = os.fork()
-    if pid == 0:
-        _run_child(message, fds, listener, [*conns, conn])
-    for fd in fds:
-        os.close(fd)
-    conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-    return pid
+        return False
+    fds: list[int] = []
+    try:
+        message, fds = _receive(conn)
+        pid = os.fork()
+        if pid == 0:
+            _run_child(message, fds, [*server_fds, conn.fileno()])
+    finally:  # the child has its own copies; here they would leak with every request
+        for fd in fds:
+            os.close(fd)
+    children[pid] = conn  # before the reply: a client gone by now still has its child ended
+    try:
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+    except OSError:
+        os.killpg(pid, signal.SIGKILL)
+    return True
 
 
 def _reap(children: dict[int, socket.socket], sel: selectors.BaseSelector) -> None:
@@ -215,15 +212,16 @@ def serve(path: Path, idle: float) -> int:
                     wake.recv(4096)
                 elif event.fileobj is listener:
                     conn, _ = listener.accept()
+                    own = [listener.fileno(), wake.fileno(), woken.fileno(), lock, getattr(sel, "fileno", lambda: -1)()]
+                    server_fds = [fd for fd in own if fd >= 0]
                     try:
-                        pid = _serve_one(conn, listener, [wake, woken, *children.values()])
+                        served = _serve_one(conn, [*server_fds, *(c.fileno() for c in children.values())], children)
                     except (OSError, ValueError) as e:
                         print(f"trigrad server: dropped a request: {e!r}", file=sys.stderr, flush=True)
-                        pid = None
-                    if pid is None:
+                        served = False
+                    if not served:
                         conn.close()
                         continue
-                    children[pid] = conn
                     sel.register(conn, selectors.EVENT_READ)
                 else:
                     _client_gone(event.fileobj, children, sel)  # type: ignore[arg-type]

@@ -15,6 +15,8 @@ import importlib.util
 import json
 import os
 import socket
+import stat
+import struct
 import subprocess
 import sys
 import time
@@ -25,8 +27,11 @@ from typing import Any
 # flags, the x64 default) or by trigrad's caches: a server imported under other values is
 # another server
 _ENV_PREFIXES = ("JAX_", "XLA_", "TF_", "TORCH", "PYTORCH", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "CUDA", "NVIDIA",
-                 "LD_", "PYTHON", "NUMPY", "VECLIB", "TRIGRAD_CACHE", "TRIGRAD_NO_CACHE", "XDG_CACHE_HOME", "HOME")  # fmt: skip
-_PACKAGES = ("numpy", "torch", "jax", "jaxlib", "ml_dtypes", "rich")
+                 "LD_", "PYTHON", "NUMPY", "NPY_", "VECLIB", "LANG", "LC_", "TRIGRAD_CACHE", "TRIGRAD_NO_CACHE",
+                 "XDG_CACHE_HOME", "HOME")  # fmt: skip
+# the packages a server imports (and the ones they import at import time): an upgrade is another server
+_PACKAGES = ("numpy", "torch", "jax", "jaxlib", "ml_dtypes", "rich", "scipy", "opt_einsum", "sympy", "typing_extensions",
+             "filelock", "networkx", "fsspec", "jinja2")  # fmt: skip
 START_TIMEOUT = 120.0  # seconds a new server may take to import torch and jax before it is given up
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes on Linux
 
@@ -75,6 +80,11 @@ def _sources() -> list[Any]:
     return out
 
 
+def watched_env() -> dict[str, str]:
+    """The environment variables read at import by what a server imports (see the key)."""
+    return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
+
+
 def key(sys_path: list[str]) -> str:
     """16 hex digits naming the server this process may use: the interpreter, ``sys_path``,
     the frameworks' and trigrad's files, and the environment variables they read."""
@@ -82,7 +92,7 @@ def key(sys_path: list[str]) -> str:
     for name in _PACKAGES:
         spec = importlib.util.find_spec(name)  # no import: finds the package's __init__
         packages.append(_stamp(spec.origin if spec else None))
-    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES))
+    env = sorted(watched_env().items())
     blob = json.dumps([sys.executable, sys.version, os.getuid(), sys_path, packages, _sources(), env])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -124,14 +134,64 @@ class ServedChild:
         return self.returncode
 
 
+def _peer_uid(sock: socket.socket) -> int | None:
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return int(uid)
+
+
 def _connect(path: Path) -> socket.socket | None:
+    """A connection to the server at ``path``, only if the socket and the process listening
+    on it are this user's: anyone else's would receive the environment and could fake the
+    report."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.getuid():
+        return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(path))
+        if _peer_uid(sock) not in (None, os.getuid()):
+            raise OSError("the server is another user's")
         return sock
     except OSError:
         sock.close()
         return None
+
+
+def _folder() -> Path | None:
+    """The server folder, made and kept 0700 and this user's; None if it cannot be."""
+    folder = server_dir()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = folder.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():  # a symlink or another user's folder
+            return None
+        if st.st_mode & 0o077:  # ours but open to others (made by hand, an old umask): close it
+            folder.chmod(0o700)
+    except OSError:
+        return None
+    return folder
+
+
+def lock_held(path: Path) -> bool:
+    """Does a live server hold ``path``'s lock (so that it is starting or serving)?"""
+    import fcntl
+
+    try:
+        fd = os.open(path.with_suffix(".lock"), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _start(path: Path, sys_path: list[str]) -> subprocess.Popen | None:
@@ -161,12 +221,8 @@ def _start(path: Path, sys_path: list[str]) -> subprocess.Popen | None:
 def connect(sys_path: list[str]) -> socket.socket | None:
     """A connection to this environment's server, starting one if there is none; None when
     that fails (the caller runs the check without it)."""
-    folder = server_dir()
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if folder.stat().st_uid != os.getuid():  # another user's folder: never talk to their server
-            return None
-    except OSError:
+    folder = _folder()
+    if folder is None:
         return None
     path = folder / f"{key(sys_path)}.sock"
     if len(str(path)) > MAX_SOCKET_PATH:
@@ -180,7 +236,8 @@ def connect(sys_path: list[str]) -> socket.socket | None:
         sock = _connect(path)
         if sock is not None:
             return sock
-        if proc.poll() is not None and proc.returncode != 0:  # 0: another server holds the lock
+        # exit 0: another server held the lock; worth waiting for only while it still does
+        if proc.poll() is not None and (proc.returncode != 0 or not lock_held(path)):
             return None
         time.sleep(0.02)
     return None
@@ -194,7 +251,10 @@ def spawn(request: dict, progress_fd: int) -> ServedChild | None:
     if sock is None:
         return None
     try:
-        message = json.dumps({"request": request, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+        from .server_child import client_state
+
+        state = client_state()
+        message = json.dumps({"request": request, "cwd": os.getcwd(), "env": dict(os.environ), "state": state}).encode()
         socket.send_fds(sock, [len(message).to_bytes(8, "big")], [progress_fd, 2])
         sock.sendall(message)
         sock.settimeout(30.0)
@@ -211,4 +271,4 @@ def spawn(request: dict, progress_fd: int) -> ServedChild | None:
         return None
 
 
-__all__ = ["ServedChild", "connect", "key", "server_dir", "spawn", "wanted"]
+__all__ = ["ServedChild", "connect", "key", "lock_held", "server_dir", "spawn", "wanted", "watched_env"]

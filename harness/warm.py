@@ -88,10 +88,24 @@ def preload(*, cache: bool = True) -> None:
     thread.start()
 
 
+def after_user_code() -> None:
+    """In the command's child, once the user's module is imported and its target function has
+    run: a served child whose user code set a variable the frameworks read at import time
+    asks for a fresh interpreter (:class:`harness.server_child.Rerun`); a fresh child starts
+    importing jax now, beside torch, and not earlier, so the user's own settings made before
+    ``import jax`` still count."""
+    from .server_child import Rerun, env_changed
+
+    changed = env_changed()
+    if changed:
+        raise Rerun(f"your code set {', '.join(changed)} after the warm server imported torch and jax")
+    preload()
+
+
 def wait_preloaded() -> None:
     """Block until :func:`preload`'s imports are done (no-op when none was started)."""
     for thread in _PRELOAD:
         thread.join()
 
 
-__all__ = ["cache_dir", "caching_enabled", "preload", "use_compilation_cache", "wait_preloaded"]
+__all__ = ["after_user_code", "cache_dir", "caching_enabled", "preload", "use_compilation_cache", "wait_preloaded"]
