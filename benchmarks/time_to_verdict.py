@@ -7,9 +7,10 @@ side, interleaved, in one run.
     python benchmarks/time_to_verdict.py                # all, writes its RESULTS.md section
     python benchmarks/time_to_verdict.py --no-slow      # without gradcheck's slow mode
 
-Checkers: ``trigrad check`` as a terminal user gets it (the child forked from the warm
-server, which the first run starts), ``trigrad check --no-server`` (a fresh interpreter
-every run; the JAX compilation cache still warm from the second run on),
+Checkers: ``trigrad check`` as a terminal user gets it (the first run in a fresh interpreter,
+which then starts the warm server; later runs forked from it), ``trigrad check --no-server``
+(a fresh interpreter every run; the JAX compilation cache warm from the second run on), each
+with its own cache folder,
 ``torch.autograd.gradcheck`` fast and slow mode and ``jax.test_util.check_grads``
 (benchmarks/peer_checks: the same numpy code behind a torch.autograd.Function / a
 jax.custom_vjp, at the same point). Peak RSS is the largest of the process and the children
@@ -107,8 +108,9 @@ def measure(names: list[str], repeats: int) -> dict[str, dict[str, float]]:
         later: dict[str, list[float]] = {n: [] for n in names}
         try:
             for round_ in range(1 + repeats):
-                for name in names:
-                    wall, rss, _ = run(CASES[name](f"{target}:lenet"), folder, env)
+                for i, name in enumerate(names):
+                    own = {**env, "TRIGRAD_CACHE_DIR": str(Path(folder) / f"cache-{i}")}  # each first run cold
+                    wall, rss, _ = run(CASES[name](f"{target}:lenet"), folder, own)
                     if name == "trigrad check":
                         child, out[name]["server MB"] = _served(servers)
                         rss = max(rss, child)
@@ -134,7 +136,8 @@ def section(results: dict[str, dict[str, float]], repeats: int) -> str:
         "`python benchmarks/time_to_verdict.py`: each checker in a fresh process on the bundled",
         "example LeNet (5,282 parameters, batch 4): the first run with trigrad's caches empty, then",
         f"the median of {repeats} more, interleaved, side by side. `trigrad check` is what a terminal",
-        "user gets: its first run starts the warm server, later runs fork from it.",
+        "user gets: its first run is a fresh interpreter that then starts the warm server in the",
+        "background; later runs fork from it (the first of them may wait for it to finish starting).",
         "",
         "| checker | first run | later runs (median) | peak RSS | vs gradcheck fast (first / later) |",
         "|---|---|---|---|---|",

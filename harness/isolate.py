@@ -212,7 +212,11 @@ def run_isolated(
     finally:
         os.close(read_fd)
     outcome = _finish(proc, final, seen.done, seen.current)
-    if outcome.kind == "rerun" and server:  # said why on stderr by nothing: the check just runs fresh
+    if server and isinstance(proc, subprocess.Popen):  # no server was up: one for the next run
+        from .server_client import start as start_server
+
+        start_server(list(sys.path))
+    if outcome.kind == "rerun" and server:  # a served child that could not be a fresh one
         return run_isolated(request, timeout=timeout, progress=progress, plain_progress=plain_progress)
     return outcome
 
@@ -258,85 +262,6 @@ def _guard_os_exit(channel: _Channel) -> None:
     os._exit = _exit  # type: ignore[assignment]
 
 
-def _check(request: dict, channel: _Channel) -> Any:
-    from .target import call, load, run
-    from .warm import after_user_code
-
-    value = call(
-        load(request["target"], debug=request["debug"]),
-        seed=request["seed"],
-        dtype=request["dtype"],
-        debug=request["debug"],
-    )
-    after_user_code()
-    report = run(
-        value,
-        seed=request["seed"],
-        fd_probes=request["fd_probes"],
-        tol_scale=request["tol_scale"],
-        progress=lambda name, i, n: channel.send("progress", name=name, done=i, total=n),
-    )
-    return json.loads(report.to_json())
-
-
-def _sweep(request: dict) -> dict:
-    """``trigrad sweep``: the target returns {"make", "spec", "space", "options"}."""
-    from .sweeper import sweep
-    from .target import TargetError, call, load
-    from .warm import after_user_code
-
-    value = call(
-        load(request["target"], debug=request["debug"]), seed=request["seed"], dtype=None, debug=request["debug"]
-    )
-    after_user_code()
-    if (
-        not isinstance(value, dict)
-        or not {"make", "spec", "space"} <= set(value)
-        or set(value) - {"make", "spec", "space", "options"}
-    ):
-        raise TargetError(
-            "the target must return {'make': make_layer, 'spec': spec_factory, 'space': {...}} "
-            f"(and optionally 'options': {{...}}), got {type(value).__name__}"
-            + (f" with keys {sorted(value)}" if isinstance(value, dict) else "")
-        )
-    bar: Any = False  # or the rich Console the sweep's progress bar draws on
-    if request["progress"] and sys.stderr.isatty():
-        from rich.console import Console
-
-        bar = Console(stderr=True, no_color=request["no_color"] or None)
-    try:
-        result = sweep(
-            value["make"],
-            value["spec"],
-            value["space"],
-            seed=request["seed"],
-            max_examples=request["max_examples"],
-            time_budget=request["time_budget"],
-            check_kwargs=value.get("options"),
-            progress=bar,
-        )
-    except (ImportError, TypeError, ValueError) as e:
-        raise TargetError(str(e)) from e
-    if result.examples == 0 and result.skipped:
-        raise TargetError(
-            f"the spec rejected every configuration drawn ({result.skipped}); last: {result.last_rejection}"
-        )
-    report = json.loads(result.report.to_json()) if result.report is not None else None
-    return {"text": str(result), "ok": result.ok, "report": report}
-
-
-def _work(request: dict, channel: _Channel) -> Any:
-    """The child's job: ``check`` returns the report's dict; ``sweep`` the sweep's summary;
-    ``infer`` what was inferred (:func:`harness.cli_infer.infer_request`)."""
-    if request["command"] == "check":
-        return _check(request, channel)
-    if request["command"] == "infer":
-        from .cli_infer import infer_request
-
-        return infer_request(request)
-    return _sweep(request)
-
-
 def _child(argv: list[str]) -> int:
     from .frames import user_frame, user_location
     from .server_child import Rerun
@@ -349,7 +274,9 @@ def _child(argv: list[str]) -> int:
     _watch_parent()
     _guard_os_exit(channel)
     try:
-        channel.send("result", value=_work(request, channel))
+        from .isolate_jobs import work
+
+        channel.send("result", value=work(request, channel.send))
         return 0
     except Rerun as e:  # a served child that cannot be a fresh one: the parent starts one
         channel.send("rerun", message=str(e))

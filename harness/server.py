@@ -40,7 +40,7 @@ def _preload() -> None:
     preload()
     import reference_models.torch_ref  # noqa: F401
 
-    from . import check, cli_infer, network_check, target  # noqa: F401
+    from . import check, cli_infer, isolate_jobs, network_check, target  # noqa: F401
     from .inference import api  # noqa: F401
 
     wait_preloaded()

@@ -218,29 +218,37 @@ def _start(path: Path, sys_path: list[str]) -> subprocess.Popen | None:
         log.close()
 
 
-def connect(sys_path: list[str]) -> socket.socket | None:
-    """A connection to this environment's server, starting one if there is none; None when
-    that fails (the caller runs the check without it)."""
+def _path(sys_path: list[str]) -> Path | None:
+    """This environment's socket path, in a usable folder; None when there is none."""
     folder = _folder()
-    if folder is None:
+    path = folder / f"{key(sys_path)}.sock" if folder is not None else None
+    return path if path is not None and len(str(path)) <= MAX_SOCKET_PATH else None
+
+
+def connect(sys_path: list[str]) -> socket.socket | None:
+    """A connection to this environment's server, waiting for one that is starting (its lock
+    held); None when there is none: the caller runs the check without it and starts one
+    afterwards (:func:`start`), so a first run does not share the CPU with the server's
+    imports."""
+    path = _path(sys_path)
+    if path is None:
         return None
-    path = folder / f"{key(sys_path)}.sock"
-    if len(str(path)) > MAX_SOCKET_PATH:
-        return None
-    sock = _connect(path)
-    if sock is not None:
-        return sock
-    proc = _start(path, sys_path)
     deadline = time.monotonic() + START_TIMEOUT
-    while proc is not None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         sock = _connect(path)
-        if sock is not None:
+        if sock is not None or not lock_held(path):
             return sock
-        # exit 0: another server held the lock; worth waiting for only while it still does
-        if proc.poll() is not None and (proc.returncode != 0 or not lock_held(path)):
-            return None
         time.sleep(0.02)
     return None
+
+
+def start(sys_path: list[str]) -> bool:
+    """Start this environment's server in the background unless one is up or starting; True
+    when one was started (it outlives this process)."""
+    path = _path(sys_path)
+    if path is None or lock_held(path):
+        return False
+    return _start(path, sys_path) is not None
 
 
 def spawn(request: dict, progress_fd: int) -> ServedChild | None:
@@ -271,4 +279,4 @@ def spawn(request: dict, progress_fd: int) -> ServedChild | None:
         return None
 
 
-__all__ = ["ServedChild", "connect", "key", "lock_held", "server_dir", "spawn", "wanted", "watched_env"]
+__all__ = ["ServedChild", "connect", "key", "lock_held", "server_dir", "spawn", "start", "wanted", "watched_env"]

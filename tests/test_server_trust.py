@@ -23,6 +23,8 @@ import pytest
 from harness import server_client
 
 ROOT = Path(__file__).resolve().parent.parent
+# not `python -m harness.cli`: that puts the working folder on sys.path, a server per folder
+CLI = [sys.executable, "-c", "from harness.cli import main; raise SystemExit(main())"]
 
 USER = """
 import os, resource, sys
@@ -73,7 +75,7 @@ def _state(env: dict[str, str], folder: Path, *, limits: bool = False) -> dict:
         resource.setrlimit(resource.RLIMIT_NOFILE, (512, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         os.sched_setaffinity(0, {0})
 
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "check", "user.py:layer", "--quiet"], env=env, cwd=folder,
+    done = subprocess.run(CLI + ["check", "user.py:layer", "--quiet"], env=env, cwd=folder,
                           capture_output=True, text=True, timeout=120, preexec_fn=narrow if limits else None)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return json.loads(next(line for line in done.stderr.splitlines() if line.startswith("STATE"))[6:])
@@ -83,8 +85,16 @@ def _served_children(env: dict[str, str]) -> int:
     return "".join(p.read_text() for p in Path(env["TRIGRAD_SERVER_DIR"]).glob("*.log")).count("child ")
 
 
+def _up(env: dict[str, str]) -> None:
+    deadline = time.monotonic() + 60
+    while not list(Path(env["TRIGRAD_SERVER_DIR"]).glob("*.sock")):
+        assert time.monotonic() < deadline, "no server came up after the first run"
+        time.sleep(0.05)
+
+
 def test_a_served_child_takes_the_clients_umask_limits_and_cpus(served: dict[str, str], tmp_path: Path) -> None:
-    _state(served, tmp_path)  # the server is up
+    _state(served, tmp_path)  # fresh, and starts the server for the next runs
+    _up(served)
     before = _served_children(served)
     state = _state(served, tmp_path, limits=True)
     assert _served_children(served) == before + 1  # served, not a fallback
@@ -94,6 +104,7 @@ def test_a_served_child_takes_the_clients_umask_limits_and_cpus(served: dict[str
 def test_user_code_setting_an_import_time_variable_gets_a_fresh_interpreter(served: dict[str, str],
                                                                                tmp_path: Path) -> None:  # fmt: skip
     assert _state(served, tmp_path)["devices"] == 1
+    _up(served)
     before = _served_children(served)
     state = _state({**served, "SET_FLAGS": "1"}, tmp_path)
     assert state["devices"] == 3  # as in a fresh interpreter: the user's XLA_FLAGS took effect
@@ -102,6 +113,7 @@ def test_user_code_setting_an_import_time_variable_gets_a_fresh_interpreter(serv
 
 def test_bad_requests_leak_nothing_and_the_server_still_serves(served: dict[str, str], tmp_path: Path) -> None:
     _state(served, tmp_path)
+    _up(served)
     folder = Path(served["TRIGRAD_SERVER_DIR"])
     sock_path = next(folder.glob("*.sock"))
     pid = int(sock_path.with_suffix(".lock").read_text())
