@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import socket
 import stat
@@ -70,13 +69,15 @@ def served() -> Iterator[dict[str, str]]:
 def _state(env: dict[str, str], folder: Path, *, limits: bool = False) -> dict:
     (folder / "user.py").write_text(USER)
 
-    def narrow() -> None:  # what a user's shell may do: umask 077; ulimit -n 512; taskset -c 0
-        os.umask(0o077)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (512, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-        os.sched_setaffinity(0, {0})
-
-    done = subprocess.run(CLI + ["check", "user.py:layer", "--quiet"], env=env, cwd=folder,
-                          capture_output=True, text=True, timeout=120, preexec_fn=narrow if limits else None)  # fmt: skip
+    # what a user's shell may do (umask 077; ulimit -n 512; taskset -c 0), by a launcher that
+    # then execs the command: no preexec_fn, which would fork this process (JAX warns of that)
+    narrow = ("import os, resource, sys; os.umask(0o077); lim = resource.RLIMIT_NOFILE; "
+              "resource.setrlimit(lim, (512, resource.getrlimit(lim)[1])); os.sched_setaffinity(0, {0}); "
+              "os.execv(sys.executable, sys.argv[1:])")  # fmt: skip
+    cmd = CLI + ["check", "user.py:layer", "--quiet"]
+    if limits:
+        cmd = [sys.executable, "-c", narrow, *cmd]
+    done = subprocess.run(cmd, env=env, cwd=folder, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(next(line for line in done.stderr.splitlines() if line.startswith("STATE"))[6:])
 
