@@ -39,7 +39,6 @@ for p in (str(HERE), str(ROOT)):  # numpy_nets / peers, harness
 
 TARGETS = {"lenet5": 1.5, "resnet18": 2.0, "linear-1e6": 3.0, "linear-1e7": 3.0}
 QUICK = ("lenet5", "resnet18", "linear-1e3", "linear-1e4")
-START, END = "<!-- floor-ratios -->", "<!-- /floor-ratios -->"
 
 
 def _timed(fn: Callable[[], Any], repeats: int) -> float:
@@ -212,14 +211,10 @@ def section(rows: list[dict[str, Any]], command: str, threads: int) -> str:
 
 
 def write(text: str, path: Path = HERE / "RESULTS.md") -> None:
-    """Replace (or append) the section between its markers, leaving the rest of the file."""
-    old = path.read_text() if path.exists() else ""
-    block = f"{START}\n{text}\n{END}"
-    if START in old and END in old:
-        new = old.split(START, 1)[0] + block + old.split(END, 1)[1]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
+    """Replace (or append) this script's section of RESULTS.md, leaving the rest of the file."""
+    from results_md import write_section
+
+    write_section("floor-ratios", text, path)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

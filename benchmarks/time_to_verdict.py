@@ -150,15 +150,12 @@ def section(results: dict[str, dict[str, float]], repeats: int) -> str:
 
 
 def write(text: str, path: Path = HERE / "RESULTS.md") -> None:
-    """Replace (or append) the section between its markers, leaving the rest of the file."""
-    start, end = "<!-- time-to-verdict -->", "<!-- /time-to-verdict -->"
-    old = path.read_text() if path.exists() else ""
-    block = f"{start}\n{text}\n{end}"
-    if start in old and end in old:
-        new = old.split(start, 1)[0] + block + old.split(end, 1)[1]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
+    """Replace (or append) this script's section of RESULTS.md, leaving the rest of the file."""
+    if str(HERE) not in sys.path:  # run as a script or loaded by path (tests)
+        sys.path.insert(0, str(HERE))
+    from results_md import write_section
+
+    write_section("time-to-verdict", text, path)
 
 
 def main(argv: list[str] | None = None) -> int:
