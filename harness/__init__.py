@@ -1,7 +1,11 @@
 """trigrad: is my backward right? The public API, re-exported; nothing else lives here.
 
 The names load on first use (PEP 562), so that ``import harness`` (the ``trigrad`` command, the
-pytest plugin) costs no numpy until a check needs it: 0.23 s less on every command-line run."""
+pytest plugin) costs no numpy until a check needs it: 0.23 s less on every command-line run.
+
+PYTEST_DONT_REWRITE: pytest rewrites the asserts of a plugin's package; trigrad's own are
+internal invariants, and a package imported before a nested pytest run (pytester) would
+otherwise be warned about as "already imported"."""
 
 from __future__ import annotations
 

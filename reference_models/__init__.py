@@ -5,6 +5,8 @@ imported only when a reference is built::
 
     ref = reference_models.build("torch", spec)        # or "jax" (jitted unless jit=False)
     res = ref.vjp(params, x, g)                        # -> Result (output, grads, per-layer)
+
+PYTEST_DONT_REWRITE (installed with trigrad's pytest plugin: see harness/__init__.py).
 """
 
 from __future__ import annotations
