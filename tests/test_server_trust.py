@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import server_client
+from test_server import up  # waits for the server a first run starts afterwards
 
 ROOT = Path(__file__).resolve().parent.parent
 # not `python -m harness.cli`: that puts the working folder on sys.path, a server per folder
@@ -86,16 +87,9 @@ def _served_children(env: dict[str, str]) -> int:
     return "".join(p.read_text() for p in Path(env["TRIGRAD_SERVER_DIR"]).glob("*.log")).count("child ")
 
 
-def _up(env: dict[str, str]) -> None:
-    deadline = time.monotonic() + 60
-    while not list(Path(env["TRIGRAD_SERVER_DIR"]).glob("*.sock")):
-        assert time.monotonic() < deadline, "no server came up after the first run"
-        time.sleep(0.05)
-
-
 def test_a_served_child_takes_the_clients_umask_limits_and_cpus(served: dict[str, str], tmp_path: Path) -> None:
     _state(served, tmp_path)  # fresh, and starts the server for the next runs
-    _up(served)
+    up(served)
     before = _served_children(served)
     state = _state(served, tmp_path, limits=True)
     assert _served_children(served) == before + 1  # served, not a fallback
@@ -105,7 +99,7 @@ def test_a_served_child_takes_the_clients_umask_limits_and_cpus(served: dict[str
 def test_user_code_setting_an_import_time_variable_gets_a_fresh_interpreter(served: dict[str, str],
                                                                                tmp_path: Path) -> None:  # fmt: skip
     assert _state(served, tmp_path)["devices"] == 1
-    _up(served)
+    up(served)
     before = _served_children(served)
     state = _state({**served, "SET_FLAGS": "1"}, tmp_path)
     assert state["devices"] == 3  # as in a fresh interpreter: the user's XLA_FLAGS took effect
@@ -114,7 +108,7 @@ def test_user_code_setting_an_import_time_variable_gets_a_fresh_interpreter(serv
 
 def test_bad_requests_leak_nothing_and_the_server_still_serves(served: dict[str, str], tmp_path: Path) -> None:
     _state(served, tmp_path)
-    _up(served)
+    up(served)
     folder = Path(served["TRIGRAD_SERVER_DIR"])
     sock_path = next(folder.glob("*.sock"))
     pid = int(sock_path.with_suffix(".lock").read_text())
