@@ -8,8 +8,9 @@ are for processes trigrad owns (the ``trigrad`` command's child and its warm ser
 :mod:`harness.server`); a library call never changes the caller's JAX settings.
 
 - :func:`preload` imports jax (and the JAX reference) in a thread while the caller goes on
-  with torch and the user's code: extension-module loading and file reads overlap, 2.9 s of
-  serial imports became 2.1-2.3 s.
+  with torch: extension-module loading and file reads overlap, 2.9 s of serial imports
+  became 2.1-2.3 s. :func:`after_user_code` starts it once the user's code has run, so that
+  settings it makes before ``import jax`` still count.
 - :func:`use_compilation_cache` points JAX's persistent compilation cache at
   ``<cache>/jax`` (:func:`cache_dir`), with no minimum compile time, so a second run loads the
   six programs (~90 KB) instead of compiling them: the check itself went from 1.34 s to

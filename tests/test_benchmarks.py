@@ -11,22 +11,24 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_references.py"
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_child_times_a_vjp(backend: str) -> None:
-    spec = importlib.util.spec_from_file_location("bench_references", SCRIPT)
+def _load(name: str):
+    """A benchmark script loaded by path (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_child_times_a_vjp(backend: str) -> None:
+    bench = _load("bench_references")
     r = bench._child("lenet5", backend, False, 2)
     assert r["repeats"] == 2
     assert 0 < r["min"] <= r["median"] and r["first"] > 0
 
 
 def _time_to_verdict():
-    path = SCRIPT.with_name("time_to_verdict.py")
-    spec = importlib.util.spec_from_file_location("time_to_verdict", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return _load("time_to_verdict")
 
 
 def test_time_to_verdict_measures_a_fresh_process_and_keeps_its_section(tmp_path: Path) -> None:
@@ -66,11 +68,7 @@ def test_time_to_verdict_reads_the_served_childs_peak(tmp_path: Path) -> None:
 
 
 def _floor_ratios():
-    path = SCRIPT.with_name("floor_ratios.py")
-    spec = importlib.util.spec_from_file_location("floor_ratios", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return _load("floor_ratios")
 
 
 def test_floor_ratios_quick_run_writes_its_table_between_markers(tmp_path: Path) -> None:
