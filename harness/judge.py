@@ -225,10 +225,18 @@ def _compared(
     """The user's output, input gradient and parameter gradients next to both references'
     values, with their reduction sizes and floors; sets ``result.refs_error`` (torch vs jax)."""
     n, y_shape = x.shape[0], t.output.shape
-    refs_err = [relative_with_floor(t.output, j.output), relative_with_floor(t.input_grad, j.input_grad)]
-    grad_scale = max([float(np.linalg.norm(t.input_grad))] + [float(np.linalg.norm(v)) for v in t.param_grads.values()])
+    # no input gradient when the input is integer indices (Result.input_grad None)
+    dx_refs = [] if t.input_grad is None else [t.input_grad]
+    refs_err = [
+        relative_with_floor(t.output, j.output),
+        *(relative_with_floor(t.input_grad, j.input_grad) for _ in dx_refs),
+    ]
+    grad_scale = max(
+        [float(np.linalg.norm(v)) for v in dx_refs] + [float(np.linalg.norm(v)) for v in t.param_grads.values()],
+        default=0.0,
+    )
     tensors: list[Compared] = [("output", "forward", y_u, t.output, j.output, x.size // n, 0.0)]
-    if dx_u is not None:  # None: declared input_grad=False (the code computes no input gradient)
+    if dx_u is not None and t.input_grad is not None:  # None: input_grad=False declared, or indices
         tensors.append(
             ("input", "backward", dx_u, t.input_grad, j.input_grad, int(np.prod(y_shape)) // n, FLOOR * grad_scale)
         )

@@ -58,6 +58,7 @@ from .tree import (
     init_params,
     layer_shapes,
     named_params,
+    no_grad_masks,
     read_input,
     walk,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "join_path",
     "layer_shapes",
     "named_params",
+    "no_grad_masks",
     "read_input",
     "walk",
 ]

@@ -139,6 +139,12 @@ class Layer:
         """Parameters and buffers of this layer alone, by local name (``weight``, ``bias`` ...)."""
         return {}
 
+    def no_grad(self, local: str, shape: Shape) -> np.ndarray | None:
+        """A bool mask over parameter ``local`` (of ``shape``): the entries whose gradient the
+        spec defines as zero although the forward reads them (an Embedding's padding row);
+        None when there are none. Finite differences hold them still."""
+        return None
+
     def children(self) -> tuple[Layer, ...]:
         """Direct sub-layers, in forward order (empty for leaves)."""
         return ()

@@ -69,6 +69,14 @@ class Embedding(Layer):
     def local_params(self, input_shape: Shape) -> dict[str, ParamInfo]:
         return {"weight": ParamInfo((self.num_embeddings, self.embedding_dim))}
 
+    def no_grad(self, local: str, shape: Shape) -> np.ndarray | None:
+        """The padding row of the weight (its gradient is zero by definition), if any."""
+        if local != "weight" or self.padding_idx is None:
+            return None
+        mask = np.zeros(shape, dtype=bool)
+        mask[self.padding_idx] = True
+        return mask
+
     def read_indices(self, x: Any, path: str | None = None) -> np.ndarray:
         """``x`` as an int64 array after checking it holds indices: an integer dtype (a float or
         bool array is a :class:`SpecError`, even with whole values: indices must not pass through

@@ -112,6 +112,20 @@ def read_input(spec: Layer, x: Any) -> np.ndarray:
     return layer.read_indices(x, path)  # type: ignore[attr-defined]
 
 
+def no_grad_masks(spec: Layer, input_shape: Shape) -> dict[str, np.ndarray]:
+    """``{canonical name: bool mask}`` of the trainable parameters with entries whose gradient
+    the spec defines as zero although the forward reads them (:meth:`Layer.no_grad`: an
+    Embedding's padding row); parameters without any are left out."""
+    shapes = layer_shapes(spec, input_shape)
+    out: dict[str, np.ndarray] = {}
+    for path, layer in walk(spec):
+        for local, info in layer.local_params(shapes[path][0]).items():
+            mask = layer.no_grad(local, info.shape) if info.trainable else None
+            if mask is not None:
+                out[f"{path}.{local}"] = mask
+    return out
+
+
 def check_params(spec: Layer, input_shape: Shape, params: Mapping[str, Any]) -> None:
     """Raise :class:`SpecError` listing missing, unexpected and mis-shaped parameters."""
     expected = named_params(spec, input_shape)
