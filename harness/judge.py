@@ -21,7 +21,7 @@ from .compare import REFS_TOL, rel_error, relative_with_floor, tensor_tolerance,
 from .diagnose import diagnose, window_overlap
 from .hypotheses import counts
 from .results import FDSummary, LayerResult, TensorResult, error_map
-from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, join_path, walk
+from .spec import AvgPool2d, Conv2d, Layer, LayerNorm, Linear, MaxPool2d, Sequential, join_path, walk
 
 FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
 Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
@@ -206,10 +206,19 @@ def _hints(spec: Layer, x: np.ndarray) -> dict[str, Any]:
         "groups": convs[0].groups if len(convs) == 1 else 1,
         "window": int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None,
         "counts": counts(spec, x),
+        # sequences (N, T, D): a Linear or LayerNorm over 3-D data, an Embedding's (N, T) indices
+        "axes": "NTD" if _sequence(spec, x) else None,
     }
     if isinstance(spec, (MaxPool2d, AvgPool2d)) and x.ndim == 4:
         hints["overlap"] = window_overlap(spec.kernel_size, spec.stride, spec.padding, spec._dilation(), x.shape[2:])
     return hints
+
+
+def _sequence(spec: Layer, x: np.ndarray) -> bool:
+    """Whether the layer's 3-D tensors are sequences ``(N, T, D)``: its first leaf is a Linear or
+    LayerNorm over 3-D data, or it takes integer indices (an Embedding)."""
+    first = next((layer for _, layer in walk(Sequential([spec])) if not layer.children()), spec)
+    return first.index_input or (x.ndim == 3 and isinstance(first, (Linear, LayerNorm)))
 
 
 def _compared(
