@@ -304,7 +304,7 @@ def _diagnose_entry(
         result.diagnosis += explain(result, tensors, spec, params, x, g)
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += layout_hint(wrapped, x, g, result)
-    accumulation(result, seen["grads"], seen["again"])
+    accumulation(result, seen["grads"], seen["again"], wrapped.dtype)
     _finish(result, wrapped)
     if wrapped.indices:  # integer indices: no input gradient exists; said on the entry, whatever the verdict
         index_input.mark(result, spec)

@@ -202,12 +202,13 @@ def _diagnose_failing(
 def _hints(spec: Layer, x: np.ndarray) -> dict[str, Any]:
     """What the diagnosis needs to know about the layer: its window size, groups, overlap."""
     convs = [layer for _, layer in walk(Sequential([spec])) if isinstance(layer, Conv2d)]
+    sequence = _sequence(spec, x)  # (N, T, D): a Linear or LayerNorm over 3-D data, an Embedding's (N, T) indices
+    steps = {"the number of timesteps T": x.shape[1]} if sequence and x.ndim >= 2 else {}
     hints: dict[str, Any] = {
         "groups": convs[0].groups if len(convs) == 1 else 1,
         "window": int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None,
-        "counts": counts(spec, x),
-        # sequences (N, T, D): a Linear or LayerNorm over 3-D data, an Embedding's (N, T) indices
-        "axes": "NTD" if _sequence(spec, x) else None,
+        "counts": {**counts(spec, x), **steps},
+        "axes": "NTD" if sequence else None,
     }
     if isinstance(spec, (MaxPool2d, AvgPool2d)) and x.ndim == 4:
         hints["overlap"] = window_overlap(spec.kernel_size, spec.stride, spec.padding, spec._dilation(), x.shape[2:])
