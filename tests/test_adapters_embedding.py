@@ -132,3 +132,53 @@ def test_plain_object_returning_its_weight_gradient() -> None:
     report = check_layer(wrap_layer(PlainEmbedding(_rng(2).standard_normal((6, 2))), S.Embedding("emb", 6, 2)))
     assert report.ok, report
     assert "ignored" not in report.layers[0].message
+
+
+def embed_affine_forward(x, W, w, b):
+    """One pair for a span: words -> embedding -> temporal affine."""
+    h = W[x]
+    return h @ w + b, (x, h, W, w)
+
+
+def embed_affine_backward(dout, cache, *, padding=0):
+    x, h, W, w = cache
+    dh = dout @ w.T
+    dW = np.zeros_like(W)
+    np.add.at(dW, x, dh)
+    if padding is not None:
+        dW[padding] = 0.0
+    return dW, np.einsum("ntd,ntm->dm", h, dout), dout.sum(axis=(0, 1))
+
+
+def test_a_fused_span_opened_by_an_embedding() -> None:
+    """A pair computing Embedding -> Linear at once: the span takes indices, its gradients are
+    read in forward order, the padding row is held still in finite differences."""
+    span = S.Sequential([S.Embedding("embed", 7, 3, padding_idx=0), S.Linear("proj", 3, 4)], name="head")
+    rng = _rng(3)
+    params = [rng.standard_normal((7, 3)), rng.standard_normal((3, 4)), rng.standard_normal(4)]
+    pair = wrap_functions(embed_affine_forward, embed_affine_backward, span, params, layout=IN_OUT)
+    report = check_layer(pair, input_shape=(2, 5))
+    assert report.ok, report
+    assert [t.name for t in report.layers[0].tensors] == ["output", "embed.weight", "proj.weight", "proj.bias"]
+    assert report.layers[0].input_gradient == "not differentiable"
+
+    def learns_padding(dout, cache):
+        return embed_affine_backward(dout, cache, padding=None)
+
+    bad = wrap_functions(embed_affine_forward, learns_padding, span, params, layout=IN_OUT)
+    entry = check_layer(bad, input_shape=(2, 5)).layers[0]
+    assert entry.verdict == "backward" and [t.name for t in entry.tensors if not t.ok] == ["embed.weight"]
+
+
+def test_a_fused_span_with_a_wrong_forward() -> None:
+    """Layout detection reruns the span under other layouts: it has no input gradient to compare."""
+
+    def shifted(x, W, w, b):
+        return embed_affine_forward((x + 1) % W.shape[0], W, w, b)
+
+    span = S.Sequential([S.Embedding("embed", 7, 3), S.Linear("proj", 3, 4)], name="head")
+    rng = _rng(4)
+    params = [rng.standard_normal((7, 3)), rng.standard_normal((3, 4)), rng.standard_normal(4)]
+    pair = wrap_functions(shifted, lambda d, c: embed_affine_backward(d, c, padding=None), span, params, layout=IN_OUT)
+    entry = check_layer(pair, input_shape=(2, 5)).layers[0]
+    assert entry.verdict == "forward" and not entry.tensors[0].ok

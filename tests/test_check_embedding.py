@@ -245,3 +245,21 @@ def test_a_snapshot_over_indices_round_trips(tmp_path) -> None:
     snap.save(tmp_path / "caption")
     again = load_snapshot(tmp_path / "caption")
     assert compare(net, again).entries and all(e.status == "same" for e in compare(net, again).entries)
+
+
+def test_a_wrong_forward_over_indices_is_a_forward_bug() -> None:
+    """A forward that looks up the wrong rows (the layout hints and hypotheses run without an
+    input gradient to compare)."""
+
+    def shifted_forward(x, W):
+        return W[(x + 1) % W.shape[0]], (x, W)
+
+    def its_backward(dout, cache):
+        x, W = cache
+        dW = np.zeros_like(W)
+        np.add.at(dW, (x + 1) % W.shape[0], dout)
+        return dW
+
+    entry = check_layer(wrap_functions(shifted_forward, its_backward, S.Embedding("emb", 7, 4), [_weights()])).layers[0]
+    assert entry.verdict == "forward" and [t.name for t in entry.tensors if not t.ok] == ["output", "weight"]
+    assert entry.input_gradient == "not differentiable"
