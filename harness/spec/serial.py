@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from . import activations, containers, convolution, dropout, linear, losses, normalization, pooling
+from . import activations, containers, convolution, dropout, linear, losses, normalization, pooling, recurrent
 from .base import Layer, SpecError
 from .losses import Loss
 
@@ -28,6 +28,7 @@ LAYER_FAMILIES: tuple[ModuleType, ...] = (
     normalization,
     dropout,
     containers,
+    recurrent,
 )
 
 
