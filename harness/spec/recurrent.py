@@ -37,14 +37,19 @@ def _flag(layer: str, attr: str, value: Any) -> None:
         raise SpecError(f"layer '{layer}': {attr} must be True or False, got {value!r}")
 
 
-@dataclass(frozen=True)
 class _Recurrent(Layer):
     """What every recurrent layer shares: sizes, the bias form, the stacked gate blocks.
-    ``bias`` also takes PyTorch's ``True`` (= ``"separate"``) and ``False`` (= ``"none"``)."""
+    ``bias`` also takes PyTorch's ``True`` (= ``"separate"``) and ``False`` (= ``"none"``).
+    (A plain class: the fields are each subclass's, in its own order; annotated here so code
+    holding any recurrent layer can read them.)"""
 
     name: str
     input_size: int
     hidden_size: int
+    bias: str
+    nonlinearity: str  # RNN, RNNCell
+    initial_state: bool  # the sequence layers
+    cell_state: bool  # LSTM
 
     gates: ClassVar[str] = ""  # the gate blocks' letters in stacking order; their count is G
     step: ClassVar[bool] = False  # a one-step cell (x (N, D)) rather than a sequence (N, T, D)
@@ -54,7 +59,7 @@ class _Recurrent(Layer):
         _check_name(self.name, "layer")
         _positive(self.name, "input_size", self.input_size)
         _positive(self.name, "hidden_size", self.hidden_size)
-        bias: Any = self.bias  # type: ignore[attr-defined]
+        bias: Any = self.bias
         if isinstance(bias, (bool, np.bool_)):  # PyTorch's spelling
             bias = "separate" if bias else "none"
             object.__setattr__(self, "bias", bias)
@@ -66,9 +71,7 @@ class _Recurrent(Layer):
             if hasattr(self, attr):
                 _flag(self.name, attr, getattr(self, attr))
         if getattr(self, "nonlinearity", "tanh") not in ("tanh", "relu"):
-            raise SpecError(
-                f"layer '{self.name}': nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}"  # type: ignore[attr-defined]
-            )
+            raise SpecError(f"layer '{self.name}': nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
 
     @property
     def num_gates(self) -> int:
@@ -88,7 +91,7 @@ class _Recurrent(Layer):
     def local_params(self, input_shape: Shape) -> dict[str, ParamInfo]:
         gh, n, h = self.num_gates * self.hidden_size, int(input_shape[0]), self.hidden_size
         p = {"weight_ih": ParamInfo((gh, self.input_size)), "weight_hh": ParamInfo((gh, h))}
-        bias = self.bias  # type: ignore[attr-defined]
+        bias = self.bias
         if bias == "separate":
             p.update(bias_ih=ParamInfo((gh,)), bias_hh=ParamInfo((gh,)))
         elif bias == "fused":
@@ -103,7 +106,14 @@ class _Recurrent(Layer):
 
 
 @dataclass(frozen=True)
-class RNN(_Recurrent):
+class _Sized(_Recurrent):
+    name: str
+    input_size: int
+    hidden_size: int
+
+
+@dataclass(frozen=True)
+class RNN(_Sized):
     """Elman RNN over ``(N, T, D)`` -> ``(N, T, H)``:
     ``h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``, act ``tanh`` or ``relu``.
     ``initial_state=False``: h0 is zero (no parameter)."""
@@ -118,7 +128,7 @@ class RNN(_Recurrent):
 
 
 @dataclass(frozen=True)
-class LSTM(_Recurrent):
+class LSTM(_Sized):
     """LSTM over ``(N, T, D)`` -> the hidden sequence ``(N, T, H)``; gate blocks ``i, f, g, o``
     (PyTorch's): ``c_t = f * c_{t-1} + i * g``, ``h_t = o * tanh(c_t)`` with i, f, o sigmoids and g
     a tanh. ``initial_state``: h0 a parameter (else zero); ``cell_state``: c0 a parameter (else
@@ -135,7 +145,7 @@ class LSTM(_Recurrent):
 
 
 @dataclass(frozen=True)
-class GRU(_Recurrent):
+class GRU(_Sized):
     """GRU over ``(N, T, D)`` -> ``(N, T, H)``; gate blocks ``r, z, n`` (PyTorch's):
     ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h_t = (1 - z) * n + z * h_{t-1}``.
     ``bias``: ``"separate"`` or ``"none"``."""
@@ -151,7 +161,7 @@ class GRU(_Recurrent):
 
 
 @dataclass(frozen=True)
-class RNNCell(_Recurrent):
+class RNNCell(_Sized):
     """One RNN step: ``x (N, D)`` and the parameter ``h (N, H)`` (the previous state) ->
     ``next_h (N, H)`` (CS231n's ``rnn_step_forward``)."""
 
@@ -165,7 +175,7 @@ class RNNCell(_Recurrent):
 
 
 @dataclass(frozen=True)
-class LSTMCell(_Recurrent):
+class LSTMCell(_Sized):
     """One LSTM step: ``x (N, D)`` and parameters ``h``, ``c (N, H)`` -> ``(N, 2, H)``, the
     stacked ``[next_h, next_c]`` (an adapter stacks a user's ``(next_h, next_c)`` tuple)."""
 
@@ -183,7 +193,7 @@ class LSTMCell(_Recurrent):
 
 
 @dataclass(frozen=True)
-class GRUCell(_Recurrent):
+class GRUCell(_Sized):
     """One GRU step: ``x (N, D)`` and the parameter ``h (N, H)`` -> ``next_h (N, H)``."""
 
     kind: ClassVar[str] = "GRUCell"
