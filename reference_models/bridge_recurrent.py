@@ -177,16 +177,23 @@ def canonical_values(root: nn.Module, state: dict[str, np.ndarray], prefix: str 
     bias_ih's place for a fused bias), in the same order; other keys as they are."""
     rename: dict[str, str] = {}
     fused: dict[str, str] = {}  # bias_ih's key -> bias_hh's key, for the fused biases
+    first: dict[
+        str, list[str]
+    ] = {}  # weight_ih's key -> the module's state keys, which go before it (the spec's order)
     for mpath, m in root.named_modules():
         if not isinstance(m, TORCH_TYPES):
             continue
         base = S.join_path(prefix, mpath)
         key = f"{base}." if base else ""
         rename.update({key + _torch_name(m, local): key + local for local in SEQUENCE_NAMES})
+        if isinstance(m, SPEC_MODULES):
+            first[key + _torch_name(m, "weight_ih")] = [key + local for local in m.layer.state_names()]
         if isinstance(m, SPEC_MODULES) and m.layer.bias == "fused":
             rename[key + _torch_name(m, "bias_ih")] = key + "bias"
             fused[key + _torch_name(m, "bias_ih")] = key + _torch_name(m, "bias_hh")
-    out = {rename.get(k, k): v + state[fused[k]] if k in fused else v for k, v in state.items()}
+    moved = {k for keys in first.values() for k in keys}
+    order = [k for key in state if key not in moved for k in (*first.get(key, ()), key)]
+    out = {rename.get(k, k): state[k] + state[fused[k]] if k in fused else state[k] for k in order}
     for k in fused.values():
         out.pop(rename[k], None)
     return out

@@ -28,6 +28,13 @@ def test_sequence_layers_params_and_output_shapes() -> None:
         "weight_ih": (16, 3), "weight_hh": (16, 4), "bias_ih": (16,), "bias_hh": (16,)}
 
 
+def test_states_come_first_in_the_calling_order() -> None:
+    """CS231n's rnn_forward(x, h0, Wx, Wh, b) and lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)."""
+    assert list(S.RNN("r", 3, 4, bias="fused").local_params((2, 5, 3))) == ["h0", "weight_ih", "weight_hh", "bias"]
+    assert list(S.LSTMCell("c", 3, 4).local_params((2, 3))) == ["h", "c", "weight_ih", "weight_hh", "bias_ih",
+                                                                "bias_hh"]
+
+
 def test_step_forms() -> None:
     assert S.RNNCell("c", 3, 4).output_shape((2, 3)) == (2, 4)
     assert S.GRUCell("c", 3, 4).output_shape((2, 3)) == (2, 4)

@@ -2,10 +2,12 @@
 sequences, and their one-step forms :class:`RNNCell`, :class:`LSTMCell` and :class:`GRUCell`.
 
 Sequences are batch-first: input ``(N, T, D)``, output the whole hidden sequence ``(N, T, H)``.
-Parameters (local names, PyTorch's without the ``_l0`` suffix): ``weight_ih (G*H, D)``,
-``weight_hh (G*H, H)``; ``bias_ih`` and ``bias_hh (G*H,)`` (``bias="separate"``, PyTorch) or one
-``bias (G*H,)`` (``"fused"``, CS231n's single ``b``) or none; the initial states ``h0`` / ``c0``
-``(N, H)`` are trainable parameters (they are the differentiable extra inputs: CS231n's ``dh0``).
+Parameters (local names: PyTorch's without the ``_l0`` suffix), in this order: the initial states
+``h0`` / ``c0`` ``(N, H)``, trainable (they are the differentiable extra inputs: CS231n's ``dh0``),
+first, as in the calling order of CS231n's ``rnn_forward(x, h0, Wx, Wh, b)`` and PyTorch's
+``lstm(x, (h0, c0))``; ``weight_ih (G*H, D)``, ``weight_hh (G*H, H)``; ``bias_ih`` and
+``bias_hh (G*H,)`` (``bias="separate"``, PyTorch) or one ``bias (G*H,)`` (``"fused"``, CS231n's
+single ``b``) or none.
 G stacked gate blocks, in PyTorch's order: RNN 1; LSTM 4, ``i, f, g, o``; GRU 3, ``r, z, n`` with
 ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`` (so a GRU's two biases cannot be fused).
 
@@ -90,14 +92,14 @@ class _Recurrent(Layer):
 
     def local_params(self, input_shape: Shape) -> dict[str, ParamInfo]:
         gh, n, h = self.num_gates * self.hidden_size, int(input_shape[0]), self.hidden_size
-        p = {"weight_ih": ParamInfo((gh, self.input_size)), "weight_hh": ParamInfo((gh, h))}
+        # states first: the calling order of CS231n (x, prev_h, Wx, Wh, b) and of PyTorch (x, hx)
+        p = {local: ParamInfo((n, h)) for local in self.state_names()}
+        p.update(weight_ih=ParamInfo((gh, self.input_size)), weight_hh=ParamInfo((gh, h)))
         bias = self.bias
         if bias == "separate":
             p.update(bias_ih=ParamInfo((gh,)), bias_hh=ParamInfo((gh,)))
         elif bias == "fused":
             p["bias"] = ParamInfo((gh,))
-        for local in self.state_names():
-            p[local] = ParamInfo((n, h))
         return p
 
     def state_names(self) -> tuple[str, ...]:
