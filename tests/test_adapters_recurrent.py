@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from zoo import recurrent as R
 
 from harness import Layout, check_layer, detect_layout, wrap_functions, wrap_layer
 from harness import spec as S
 from harness.adapters.arrays import fingerprint
 from harness.adapters.layouts import LayoutError, param_from_user, param_to_user
 from harness.adapters.refs import AdapterError
+from zoo import recurrent as R
 
 N, T, D, H = R.N, R.T, R.D, R.H
 

@@ -245,7 +245,6 @@ class GRU:
         return dh * (1 - z), dh * (h - n), dh * z
 
     def backward(self, dout):
-        H = self.h0.shape[1]
         dx = np.zeros((dout.shape[0], dout.shape[1], self.W_ih.shape[1]), dtype=dout.dtype)
         grads = {k: np.zeros_like(getattr(self, k)) for k in ("W_ih", "W_hh", "b_ih", "b_hh")}
         dh_next = np.zeros_like(self.h0)
