@@ -7,10 +7,13 @@ tensor within the tensor's tolerance — and differs from the true value.
 ``point``: the checked point and the reference at a variant; ``forward``: a wrong forward;
 ``backward``: a wrong gradient; ``elementwise``: an activation's derivative written wrong;
 ``layout``: whether another layout reproduces every tensor; ``conventions``: a convention a
-spec field declares (a norm's eps, a non-inverted dropout, an epsilon in a loss's log).
+spec field declares (a norm's eps, a non-inverted dropout, an epsilon in a loss's log);
+``recurrent``: where in time a sequence gradient goes wrong, truncated BPTT, gate blocks.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -21,10 +24,17 @@ from .conventions import EPS_TRIED, conventions, declaration
 from .forward import wrong_forward
 from .layout import reproduces_under
 from .point import Point
+from .recurrent import recurrent
 
 
 def explain(
-    result: LayerResult, tensors: list[tuple], spec: Layer, params: dict[str, np.ndarray], x: np.ndarray, g: np.ndarray
+    result: LayerResult,
+    tensors: list[tuple],
+    spec: Layer,
+    params: dict[str, np.ndarray],
+    x: np.ndarray,
+    g: np.ndarray,
+    layout: Any = None,
 ) -> list[str]:
     """Every confirmed hypothesis for the failing tensors of ``result``, as
     ``"<tensor>: <mistake>"`` lines. ``tensors``: check's (name, side, user, torch, jax, ...)."""
@@ -39,6 +49,7 @@ def explain(
         {t[0]: np.asarray(t[2], np.float64) for t in tensors},
         {t[0]: np.asarray(t[3], np.float64) for t in tensors},
         {tr.name: tr.tolerance for tr in result.tensors},
+        layout,
     )
     found = conventions(p, failing)
     if "output" in failing:
@@ -46,7 +57,7 @@ def explain(
     backward = [n for n in failing if n != "output"]
     if backward:
         found += wrong_gradients(p, backward, forward_ok="output" not in failing)
-    return found
+    return found + recurrent(p, failing)
 
 
 def counts(spec: Layer, x: np.ndarray) -> dict[str, int]:

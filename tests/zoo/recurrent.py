@@ -380,30 +380,50 @@ def _fn(forward=None, backward=None, maker=rnn_pair):
     return lambda seed=0, dtype=np.float64: maker(seed, dtype, **kw)
 
 
+def lstm_step_pair_gates_ifgo(seed=0, dtype=np.float64):
+    pair = lstm_step_pair(seed, dtype)
+    return wrap_functions(lstm_step_forward, lstm_step_backward_gates_ifgo, LSTM_STEP, list(pair._params.values()),
+                          layout=CS231N)
+
+
 MUTANTS = [
     ("rnn BPTT does not accumulate dh across steps", _fn(backward=rnn_backward_no_carry), RNN_SPEC, {}, (N, T, D),
-     "backward", "from timestep 3"),
+     "backward", "the recurrent path cut"),
     ("rnn gradient through the last step only", _fn(backward=rnn_backward_last_step_only), RNN_SPEC, {}, (N, T, D),
-     "backward", "from timestep 3"),
+     "backward", "only the last timestep backpropagated"),
     ("rnn dWh from h_t instead of h_t-1",
      _fn(backward=lambda dh, c: rnn_backward(dh, c, step=rnn_step_backward_dWh_next_h)), RNN_SPEC, {}, (N, T, D),
-     "backward", None),
+     "backward", "weight_hh: equals sum over t of dgates_t^T h_t"),
     ("rnn tanh derivative of the pre-activation",
      _fn(forward=lambda *a: rnn_forward(*a, step=rnn_step_forward_keeps_a),
          backward=lambda dh, c: rnn_backward(dh, c, step=rnn_step_backward_tanh_of_a)), RNN_SPEC, {}, (N, T, D),
-     "backward", "from timestep 4"),
+     "backward", "tanh's derivative written with its input a"),
     ("rnn dh0 returned as zeros", _fn(backward=rnn_backward_dh0_zero), RNN_SPEC, {}, (N, T, D), "backward",
      "h0: zero"),
     ("lstm gate order swapped in the backward only",
      _fn(backward=lambda dh, c: lstm_backward(dh, c, step=lstm_step_backward_gates_ifgo), maker=lstm_pair),
-     LSTM_SPEC, {}, (N, T, D), "backward", "gate blocks"),
+     LSTM_SPEC, {}, (N, T, D), "backward", "stacked as i,f,g,o where the forward slices the gates as i,f,o,g"),
+    ("lstm_step gate order swapped in the backward only", lstm_step_pair_gates_ifgo, LSTM_STEP, {}, (N, D),
+     "backward", "stacked as i,f,g,o where the forward slices the gates as i,f,o,g"),
     ("lstm forget-gate gradient with c_t instead of c_t-1",
      _fn(backward=lambda dh, c: lstm_backward(dh, c, step=lstm_step_backward_forget_next_c), maker=lstm_pair),
-     LSTM_SPEC, {}, (N, T, D), "backward", "from timestep 4"),
+     LSTM_SPEC, {}, (N, T, D), "backward", None),
     ("lstm in-place *= corrupts the cached cell state",
      _fn(forward=lambda *a: lstm_forward(*a, step=lstm_step_forward_inplace), maker=lstm_pair),
-     LSTM_SPEC, {}, (N, T, D), "backward", "from timestep 4"),
-    ("gru (1-z)/z swapped in the forward (Cho et al.)", GRUCho, GRU_SPEC, {}, (N, T, D), "forward", None),
+     LSTM_SPEC, {}, (N, T, D), "backward", None),
+    ("gru (1-z)/z swapped in the forward (Cho et al.)", GRUCho, GRU_SPEC, {}, (N, T, D), "forward",
+     "z and 1 - z exchanged"),
     ("numpy-ml rnn dWaa from A_t instead of A_t-1", NumpyMLRNNdWaaFromOutput, NUMPY_ML_SPEC, NUMPY_ML, (N, D, T),
-     "backward", None),
+     "backward", "taken with the step's output h_t"),
 ]
+
+# the first wrong timestep (counting back from the end, t = 0..T-1) each sequence mutant's input
+# gradient must be named with; None: the input gradient is right (or the forward is wrong)
+TIMESTEPS = {
+    "rnn BPTT does not accumulate dh across steps": T - 2,
+    "rnn gradient through the last step only": T - 2,
+    "rnn tanh derivative of the pre-activation": T - 1,
+    "lstm gate order swapped in the backward only": T - 1,
+    "lstm forget-gate gradient with c_t instead of c_t-1": T - 1,
+    "lstm in-place *= corrupts the cached cell state": T - 1,
+}
