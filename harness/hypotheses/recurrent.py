@@ -62,10 +62,11 @@ def _first_timestep(p: Point) -> list[str]:
             f"input: wrong from timestep {t}, the last one (t = 0..{steps - 1}), where BPTT starts: the step's own "
             "backward is wrong, not only what one step passes back to the one before"
         ]
+    right = f"timestep {t + 1} matches" if t + 2 == steps else f"timesteps {t + 1}..{steps - 1} match"
     return [
-        f"input: wrong from timestep {t} backwards, {steps - 1 - t} step(s) before the end (timesteps "
-        f"{t + 1}..{steps - 1} match; t = 0..{steps - 1}): the steps are right on their own, what step {t + 1} "
-        f"passes back to step {t} (the hidden-state gradient carried across steps) is not"
+        f"input: wrong from timestep {t} backwards, {steps - 1 - t} step(s) before the end ({right}; t = "
+        f"0..{steps - 1}): the steps are right on their own, what step {t + 1} passes back to step {t} (the "
+        "hidden-state gradient carried across steps) is not"
     ]
 
 
