@@ -127,6 +127,17 @@ def lstm_backward(dh, cache, step=lstm_step_backward):
     return dx, dprev_h, dWx, dWh, db
 
 
+def relu_step_forward(x, prev_h, Wx, Wh, b):
+    a = x.dot(Wx) + prev_h.dot(Wh) + b
+    return np.maximum(a, 0), (x, prev_h, Wx, Wh, a)
+
+
+def relu_step_backward(dnext_h, cache):
+    x, prev_h, Wx, Wh, a = cache
+    da = dnext_h * (a > 0)
+    return da.dot(Wx.T), da.dot(Wh.T), x.T.dot(da), prev_h.T.dot(da), da.sum(axis=0)
+
+
 def _cs231n_params(seed, dtype, gates, n=N):
     """h0 (N, H), Wx (D, G*H), Wh (H, G*H), b (G*H,), as CS231n initialises them (scaled normals)."""
     rng = np.random.default_rng(seed)
@@ -145,6 +156,16 @@ LSTM_STEP = S.LSTMCell("lstm_step", D, H, bias="fused")
 
 def rnn_pair(seed=0, dtype=np.float64, forward=rnn_forward, backward=rnn_backward):
     return wrap_functions(forward, backward, RNN_SPEC, _cs231n_params(seed, dtype, 1), layout=Layout(linear="in_out"))
+
+
+RELU_SPEC = S.RNN("rnn", D, H, nonlinearity="relu", bias="fused")
+
+
+def relu_rnn_pair(seed=0, dtype=np.float64):
+    """A relu RNN: the finite differences must not be fooled by its kinks (the pre-activations at 0)."""
+    return wrap_functions(lambda *a: rnn_forward(*a, step=relu_step_forward),
+                          lambda dh, c: rnn_backward(dh, c, step=relu_step_backward), RELU_SPEC,
+                          _cs231n_params(seed, dtype, 1), layout=Layout(linear="in_out"))
 
 
 def lstm_pair(seed=0, dtype=np.float64, forward=lstm_forward, backward=lstm_backward):
@@ -266,6 +287,104 @@ class GRU:
         return dx
 
 
+class LSTM:
+    """An LSTM over a batch-first sequence in PyTorch's conventions (weights (4H, in), gates i, f,
+    g, o, separate biases) with trainable initial states h0 and c0; gradients as dW_ih ... dc0."""
+
+    def __init__(self, n_in=D, n_hid=H, seed=0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        self.W_ih = (rng.normal(size=(4 * n_hid, n_in)) / np.sqrt(n_in)).astype(dtype)
+        self.W_hh = (rng.normal(size=(4 * n_hid, n_hid)) / np.sqrt(n_hid)).astype(dtype)
+        self.b_ih = (rng.normal(size=4 * n_hid) * 0.2).astype(dtype)
+        self.b_hh = (rng.normal(size=4 * n_hid) * 0.2).astype(dtype)
+        self.h0 = (rng.normal(size=(N, n_hid)) * 0.5).astype(dtype)
+        self.c0 = (rng.normal(size=(N, n_hid)) * 0.5).astype(dtype)
+
+    def forward(self, x):
+        H = self.h0.shape[1]
+        h, c, self.cache = self.h0, self.c0, []
+        out = np.zeros((x.shape[0], x.shape[1], H), dtype=x.dtype)
+        for t in range(x.shape[1]):
+            a = x[:, t] @ self.W_ih.T + self.b_ih + h @ self.W_hh.T + self.b_hh
+            i, f, g, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
+            c_next = f * c + i * g
+            self.cache.append((x[:, t], h, c, i, f, g, o, c_next))
+            h, c = o * np.tanh(c_next), c_next
+            out[:, t] = h
+        return out
+
+    def backward(self, dout):
+        dx = np.zeros((dout.shape[0], dout.shape[1], self.W_ih.shape[1]), dtype=dout.dtype)
+        self.dW_ih, self.dW_hh = np.zeros_like(self.W_ih), np.zeros_like(self.W_hh)
+        self.db_ih = np.zeros_like(self.b_ih)
+        dh_next, dc_next = np.zeros_like(self.h0), np.zeros_like(self.c0)
+        for t in reversed(range(dout.shape[1])):
+            x_t, h, c, i, f, g, o, c_next = self.cache[t]
+            dh = dout[:, t] + dh_next
+            tc = np.tanh(c_next)
+            dc = dc_next + dh * o * (1 - tc ** 2)
+            da = np.concatenate([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g ** 2),
+                                 dh * tc * o * (1 - o)], axis=1)
+            self.dW_ih += da.T @ x_t
+            self.dW_hh += da.T @ h
+            self.db_ih += da.sum(axis=0)
+            dx[:, t] = da @ self.W_ih
+            dh_next, dc_next = da @ self.W_hh, dc * f
+        self.db_hh = self.db_ih.copy()
+        self.dh0, self.dc0 = dh_next, dc_next
+        return dx
+
+
+def gru_forward(x, h0, Wx, Wh, bx, bh):
+    """A GRU as a function pair: Wx (D, 3H), Wh (H, 3H), gates z, r, n (the update gate first,
+    as many tutorials stack them), a bias on each side (bh's n block inside r * (...))."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    h, prev_h, cache = np.zeros((N, T, H), dtype=x.dtype), h0, []
+    for t in range(T):
+        gx, gh = x[:, t].dot(Wx) + bx, prev_h.dot(Wh) + bh
+        z = sigmoid(gx[:, :H] + gh[:, :H])
+        r = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+        cache.append((x[:, t], prev_h, z, r, n, gh[:, 2 * H:]))
+        prev_h = (1 - z) * n + z * prev_h
+        h[:, t] = prev_h
+    return h, (cache, Wx, Wh)
+
+
+def gru_backward(dh, cache):
+    steps, Wx, Wh = cache
+    N, T, H = dh.shape
+    dx = np.zeros((N, T, Wx.shape[0]), dtype=dh.dtype)
+    dWx, dWh, dbx, dbh = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros(3 * H, dtype=dh.dtype), np.zeros(3 * H, dtype=dh.dtype)
+    dnext = np.zeros((N, H), dtype=dh.dtype)
+    for t in reversed(range(T)):
+        x_t, prev_h, z, r, n, ghn = steps[t]
+        dh_t = dh[:, t] + dnext
+        dn, dz = dh_t * (1 - z), dh_t * (prev_h - n)
+        dan = dn * (1 - n ** 2)
+        daz, dar = dz * z * (1 - z), dan * ghn * r * (1 - r)
+        dgx = np.hstack([daz, dar, dan])
+        dgh = np.hstack([daz, dar, dan * r])
+        dWx += x_t.T.dot(dgx)
+        dWh += prev_h.T.dot(dgh)
+        dbx += dgx.sum(axis=0)
+        dbh += dgh.sum(axis=0)
+        dx[:, t] = dgx.dot(Wx.T)
+        dnext = dh_t * z + dgh.dot(Wh.T)
+    return dx, dnext, dWx, dWh, dbx, dbh
+
+
+GRU_PAIR_SPEC = S.GRU("gru", D, H)
+
+
+def gru_pair(seed=0, dtype=np.float64, forward=gru_forward, backward=gru_backward):
+    h0, Wx, Wh, bx = _cs231n_params(seed, dtype, 3)
+    bh = (np.random.default_rng(seed + 200).normal(size=3 * H) * 0.2).astype(dtype)
+    return wrap_functions(forward, backward, GRU_PAIR_SPEC, [h0, Wx, Wh, bx, bh],
+                          layout=Layout(linear="in_out", gates="zrn"))
+
+
 NUMPY_ML = {"layout": Layout(linear="in_out", sequence="NDT"),
             "params": {"weight_ih": "parameters['Wax']", "weight_hh": "parameters['Waa']",
                        "bias_ih": "parameters['bx']", "bias_hh": "parameters['ba']"},
@@ -273,14 +392,18 @@ NUMPY_ML = {"layout": Layout(linear="in_out", sequence="NDT"),
                       "bias_ih": "gradients['bx']", "bias_hh": "gradients['ba']"}}
 NUMPY_ML_SPEC = S.RNN("rnn", D, H, initial_state=False)
 GRU_SPEC = S.GRU("gru", D, H)
+LSTM_OBJ_SPEC = S.LSTM("lstm", D, H, cell_state=True)
 
 CORRECT = [
     ("cs231n rnn_forward/backward", rnn_pair, RNN_SPEC, {}, (N, T, D)),
     ("cs231n lstm_forward/backward", lstm_pair, LSTM_SPEC, {}, (N, T, D)),
     ("cs231n rnn_step", rnn_step_pair, RNN_STEP, {}, (N, D)),
+    ("relu rnn pair", relu_rnn_pair, RELU_SPEC, {}, (N, T, D)),
     ("cs231n lstm_step", lstm_step_pair, LSTM_STEP, {}, (N, D)),
     ("numpy-ml rnn object", NumpyMLRNN, NUMPY_ML_SPEC, NUMPY_ML, (N, D, T)),
     ("gru object", GRU, GRU_SPEC, {}, (N, T, D)),
+    ("lstm object", LSTM, LSTM_OBJ_SPEC, {}, (N, T, D)),
+    ("gru function pair (gates z, r, n)", gru_pair, GRU_PAIR_SPEC, {}, (N, T, D)),
 ]
 
 
