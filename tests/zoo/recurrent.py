@@ -329,10 +329,13 @@ class LSTM:
             self.dW_hh += da.T @ h
             self.db_ih += da.sum(axis=0)
             dx[:, t] = da @ self.W_ih
-            dh_next, dc_next = da @ self.W_hh, dc * f
+            dh_next, dc_next = da @ self.W_hh, self._dc_prev(dc, f)
         self.db_hh = self.db_ih.copy()
         self.dh0, self.dc0 = dh_next, dc_next
         return dx
+
+    def _dc_prev(self, dc, f):
+        return dc * f
 
 
 def gru_forward(x, h0, Wx, Wh, bx, bh):
@@ -492,6 +495,11 @@ class GRUCho(GRU):
         return dh * z, dh * (n - h), dh * (1 - z)
 
 
+class LSTMCellGradNotCarried(LSTM):
+    def _dc_prev(self, dc, f):
+        return np.zeros_like(dc)  # the cell state's gradient dropped between steps: dc_next never flows back
+
+
 class NumpyMLRNNdWaaFromOutput(NumpyMLRNN):
     def _h_for_dWaa(self, t):
         return self.A[t + 1]  # h_t where h_{t-1} is meant
@@ -534,6 +542,8 @@ MUTANTS = [
     ("lstm in-place *= corrupts the cached cell state",
      _fn(forward=lambda *a: lstm_forward(*a, step=lstm_step_forward_inplace), maker=lstm_pair),
      LSTM_SPEC, {}, (N, T, D), "backward", None),
+    ("lstm cell-state gradient not carried across steps", LSTMCellGradNotCarried, LSTM_OBJ_SPEC, {}, (N, T, D),
+     "backward", "the cell-state gradient dprev_c not carried back across steps"),
     ("gru (1-z)/z swapped in the forward (Cho et al.)", GRUCho, GRU_SPEC, {}, (N, T, D), "forward",
      "z and 1 - z exchanged"),
     ("numpy-ml rnn dWaa from A_t instead of A_t-1", NumpyMLRNNdWaaFromOutput, NUMPY_ML_SPEC, NUMPY_ML, (N, D, T),
@@ -549,4 +559,5 @@ TIMESTEPS = {
     "lstm gate order swapped in the backward only": T - 1,
     "lstm forget-gate gradient with c_t instead of c_t-1": T - 1,
     "lstm in-place *= corrupts the cached cell state": T - 1,
+    "lstm cell-state gradient not carried across steps": T - 2,
 }
