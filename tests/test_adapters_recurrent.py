@@ -171,3 +171,45 @@ def test_an_lstm_step_pair_of_mismatched_shapes_is_the_codes_error() -> None:
                                         R.lstm_step_pair()._params.values(), layout=R.CS231N))
     layer = report.layers[0]
     assert layer.verdict == "error" and "next_h of shape (3, 6) and next_c of shape (3, 5)" in layer.message
+
+
+def test_the_kept_state_tells_the_batch() -> None:
+    """h0 of batch 2: its parameters read before any forward, and the default input has N = 2."""
+    pair = wrap_functions(R.rnn_forward, R.rnn_backward, R.RNN_SPEC, R._cs231n_params(0, np.float64, 1, n=2),
+                          layout=Layout(linear="in_out"))
+    assert pair.get_params()["h0"].shape == (2, H)
+    report = check_layer(pair)
+    assert report.ok and report.layers[0].tensors[0].name == "output"
+    step = wrap_functions(R.rnn_step_forward, R.rnn_step_backward, R.RNN_STEP, R._cs231n_params(0, np.float64, 1, n=4),
+                          layout=Layout(linear="in_out"))
+    assert step.kept_mask_input() == (4, D) and check_layer(step).ok
+
+
+class TemporalAffine:
+    """CS231n's temporal affine as an object: x (N, T, H) @ W (H, M) + b."""
+
+    def __init__(self, n_in, n_out, seed=0):
+        rng = np.random.default_rng(seed)
+        self.W, self.b = rng.normal(size=(n_in, n_out)), np.zeros(n_out)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        self.dW, self.db = np.einsum("ntd,ntm->dm", self.x, dy), dy.sum(axis=(0, 1))
+        return dy @ self.W.T
+
+
+def test_a_recurrent_layer_inside_a_network() -> None:
+    import harness as tg
+
+    spec = tg.Sequential([R.RNN_SPEC, tg.Linear("fc", H, 3)])
+    layout = Layout(linear="in_out")
+    ok = tg.check_network(tg.wrap_network({"rnn": R.rnn_pair(), "fc": TemporalAffine(H, 3)}, spec, layout=layout),
+                          input_shape=(N, T, D))
+    assert ok.ok, str(ok)
+    bad = tg.check_network(tg.wrap_network({"rnn": R.rnn_pair(backward=R.rnn_backward_no_carry),
+                                            "fc": TemporalAffine(H, 3)}, spec, layout=layout), input_shape=(N, T, D))
+    assert bad.first_failure == "rnn" and bad.layer("rnn").verdict == "backward"
+    assert any("from timestep 3 backwards" in d for d in bad.layer("rnn").diagnosis)

@@ -101,6 +101,19 @@ def check_state_batch(spec: Layer | None, states: dict[str, Any], x_shape: tuple
             )
 
 
+def state_input(spec: Layer | None, peek: Callable[[str], Any]) -> tuple[int, ...] | None:
+    """A recurrent layer's input shape as its kept state tells it: ``(N, D)`` for a cell,
+    ``(N, 5, D)`` for a sequence (the length of :func:`~harness.spec.example_input_shape`'s),
+    ``N`` the state's batch; None for other layers or when no state is kept."""
+    if not isinstance(spec, _Recurrent):
+        return None
+    for local in spec.state_names():
+        shape = tuple(np.shape(peek(local))) if peek(local) is not None else ()
+        if len(shape) == 2:
+            return (shape[0], spec.input_size) if spec.step else (shape[0], 5, spec.input_size)
+    return None
+
+
 def refuse_time_axis(spec: Layer | None, layout: Any, name: str) -> None:
     """A one-step cell has no time axis: a declared ``sequence`` other than batch-first would
     reorder its ``(N, 2, H)`` output. An :class:`AdapterError` saying so."""
@@ -111,4 +124,4 @@ def refuse_time_axis(spec: Layer | None, layout: Any, name: str) -> None:
         )
 
 
-__all__ = ["check_state_batch", "forward_result", "paired", "refuse_time_axis", "stacked", "upstream"]
+__all__ = ["check_state_batch", "forward_result", "state_input", "paired", "refuse_time_axis", "stacked", "upstream"]
