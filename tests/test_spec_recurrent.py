@@ -54,6 +54,8 @@ def test_gate_orders_and_counts() -> None:
 def test_pytorch_bias_spelling_is_accepted() -> None:
     assert S.LSTM("l", 2, 3, bias=True).bias == "separate"
     assert S.GRUCell("g", 2, 3, bias=False).bias == "none"
+    layer = S.LSTM("l", 2, 3, bias=np.bool_(True), cell_state=np.bool_(True))
+    assert json.loads(json.dumps(layer.to_dict()))["cell_state"] is True and layer.bias == "separate"
 
 
 @pytest.mark.parametrize("layer", [

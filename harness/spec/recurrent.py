@@ -72,6 +72,7 @@ class _Recurrent(Layer):
         for attr in ("initial_state", "cell_state"):
             if hasattr(self, attr):
                 _flag(self.name, attr, getattr(self, attr))
+                object.__setattr__(self, attr, bool(getattr(self, attr)))  # a numpy bool as JSON's
         if getattr(self, "nonlinearity", "tanh") not in ("tanh", "relu"):
             raise SpecError(f"layer '{self.name}': nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
 
