@@ -301,7 +301,7 @@ def _diagnose_entry(
     if not backward_ok and not bad_grads:
         result.diagnosis += backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, point)
     if not bad_grads and result.verdict not in ("pass", "error", "reference"):
-        result.diagnosis += explain(result, tensors, spec, params, x, g)
+        result.diagnosis += explain(result, tensors, spec, params, x, g, wrapped.layout)
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += layout_hint(wrapped, x, g, result)
     accumulation(result, seen["grads"], seen["again"], wrapped.dtype)

@@ -24,7 +24,7 @@ from torch import nn
 
 from harness import spec as S
 
-from . import bridge_embedding
+from . import bridge_embedding, bridge_recurrent
 from .torch_modules import FeatureBatchNorm, GlobalAvgPool2d, MaskedDropout, Residual, SamePadConv2d
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.M
         return _conv(layer)
     if isinstance(layer, (S.Dropout, S.BatchNorm2d, S.BatchNorm1d)):
         return _stateful(layer, path, params)
+    if isinstance(layer, S._Recurrent):
+        return bridge_recurrent.module(layer, path, params)
     return _SIMPLE[type(layer)](layer)
 
 
@@ -114,7 +116,8 @@ def _stateful(
 def to_module(spec: S.Layer, params: Mapping[str, Any]) -> nn.Module:
     """An ``nn.Module`` computing ``spec`` in float64 with ``params`` loaded.
 
-    ``state_dict()`` keys equal the canonical names; batch-norm and dropout modules are put
+    ``state_dict()`` keys equal the canonical names (recurrent layers keep PyTorch's
+    ``weight_ih_l0`` ...: see :mod:`.bridge_recurrent`); batch-norm and dropout modules are put
     in the train/eval mode their spec says (so do not call ``.train()`` / ``.eval()`` on the
     whole module unless you mean to change that). A training-mode dropout carries its mask
     and so only accepts inputs of the mask's shape.
@@ -123,6 +126,7 @@ def to_module(spec: S.Layer, params: Mapping[str, Any]) -> nn.Module:
     if spec.name:  # a named root owns names like "features.0.weight": keep that prefix
         root = nn.Sequential(OrderedDict([(spec.name, root)]))
     root = root.double()
+    params = {**params, **bridge_recurrent.torch_values(root, params)}  # recurrent modules' own names
     state = root.state_dict()
     expected = [k for k in state if not k.endswith("num_batches_tracked")]
     missing = [k for k in expected if k not in params]
@@ -157,6 +161,8 @@ def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
 def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     """The spec of a leaf module, or None if ``m`` is not a known leaf."""
     t = type(m)
+    if isinstance(m, bridge_recurrent.TORCH_TYPES):
+        return bridge_recurrent.spec_of(m, name, path)
     if t in _ACTIVATIONS:
         return _ACTIVATIONS[t](m, name)
     if t in _FAMILIES:  # the families with a bridge module of their own: (module, name, path) -> spec
@@ -330,6 +336,8 @@ class _Flow:
             self.layers[n] = _FUNCTIONS[n.target](self.unique(n.name), n.args, n.kwargs)
         elif n.op == "call_method" and (method := _method(n)) is not None:
             self.layers[n] = _renamed(method, self.unique(n.name))
+        elif (item := bridge_recurrent.output_item(n, self.layers)) is not None:
+            self.skip |= {n} if item == "alias" else set()  # out, _ = self.lstm(x): out is the layer's output
         elif n.op == "call_function" and n.target in (operator.add, torch.add, operator.iadd):
             if self.add is not None:
                 raise _unsupported(m, path, "adds more than once; only one residual add per module converts")
@@ -365,7 +373,8 @@ def from_torch(module: nn.Module) -> tuple[S.Layer, dict[str, np.ndarray]]:
     """``(spec, params)`` for a torch module: the spec root is a ``Sequential`` named ``""``
     (a bare leaf module becomes a one-layer Sequential with its layer named ``"0"``), and
     ``params`` maps canonical names (= the module's ``state_dict`` keys, without
-    ``num_batches_tracked``) to float64 arrays. Raises ``SpecError`` naming the module path
+    ``num_batches_tracked``; a recurrent module's ``weight_ih_l0`` as ``weight_ih``) to float64
+    arrays (see :mod:`.bridge_recurrent`: the spec is batch-first). Raises ``SpecError`` naming the module path
     of anything the spec cannot express."""
     leaf = _leaf(module, "0", "")
     if leaf is not None:
@@ -377,7 +386,7 @@ def from_torch(module: nn.Module) -> tuple[S.Layer, dict[str, np.ndarray]]:
     params = {
         k: v.detach().cpu().double().numpy().copy() for k, v in state.items() if not k.endswith("num_batches_tracked")
     }
-    return spec, params
+    return spec, bridge_recurrent.canonical_values(module, params, "0" if leaf is not None else "")
 
 
 __all__ = [

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from harness import spec as S
 
-from . import torch_embedding
+from . import torch_embedding, torch_recurrent
 from ._result import Result, prepare, prepare_cotangent, prepare_target
 
 Tensor = torch.Tensor
@@ -96,6 +96,7 @@ _LEAVES: dict[type, Callable[..., Tensor]] = {
     ),
     S.Dropout: _dropout,
     **torch_embedding.LEAVES,
+    **torch_recurrent.LEAVES,
 }
 
 

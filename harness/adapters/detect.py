@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Conv2d, Flatten, Layer, Linear, Sequential, example_input_shape
+from ..spec import Conv2d, Flatten, Layer, Linear, Sequential, _Recurrent, example_input_shape
+from . import sequences
 from .inputs import AXES, as_shape, canonical_shape, refusal
 from .layer import WrappedLayer, wrap_layer
 from .layouts import KERNEL_ORDERS, Layout, LayoutError, data_from_user, user_data_shape
@@ -98,6 +99,8 @@ def candidate_layouts(spec: Layer, params: dict[str, tuple[int, ...]] | None = N
         return [Layout(linear=o) for o in ("out_in", "in_out")]
     if isinstance(spec, Flatten):
         return [Layout(data=d, flatten=f) for d, f in product(datas, ("CHW", "HWC"))]
+    if isinstance(spec, _Recurrent):  # gate order x weight orientation x sequence order
+        return sequences.candidates(spec, params)
     return [Layout(data=d) for d in datas]
 
 
@@ -200,6 +203,8 @@ def _fields(spec: Layer) -> tuple[str, ...]:
         return ("linear",)
     if isinstance(spec, Flatten):
         return ("data", "flatten")
+    if isinstance(spec, _Recurrent):
+        return sequences.fields(spec)
     return ("data",)
 
 

@@ -9,7 +9,7 @@ reproduces the array bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import permutations
 from typing import Any
 
@@ -31,10 +31,12 @@ from ..spec import (
     Softmax,
     SpecError,
     Tanh,
+    _Recurrent,
     layer_shapes,
     named_params,
     walk,
 )
+from . import sequences
 
 # Layers that act on a feature vector feature by feature (or symmetrically in them): an
 # HWC-ordered vector stays HWC-ordered through them; their per-feature parameters follow it.
@@ -63,6 +65,7 @@ class Layout:
              flattening NHWC data gives).
     dilation_base: the dilation value the user's code means by "no dilation": 1 (PyTorch,
              TensorFlow's rate) or 0 (code that counts the extra spacing between taps).
+    sequence, gates: 3-D sequences' axis order and stacked LSTM/GRU gate blocks' (:mod:`.sequences`).
     """
 
     data: str = "NCHW"
@@ -71,8 +74,11 @@ class Layout:
     linear: str = "out_in"
     flatten: str = "CHW"
     dilation_base: int = 1
+    sequence: str = "NTD"
+    gates: str = ""
 
     def __post_init__(self) -> None:
+        sequences.check(self.sequence, self.gates)
         if self.dilation_base not in (0, 1) or isinstance(self.dilation_base, bool):
             raise LayoutError(
                 f"layout: dilation_base must be 1 (PyTorch) or 0 (extra spacing), got {self.dilation_base!r}"
@@ -89,18 +95,7 @@ class Layout:
             raise LayoutError(f"layout: flip must be True or False, got {self.flip!r}")
 
     def __str__(self) -> str:
-        changed = [
-            f"{k}={getattr(self, k)!r}"
-            for k, d in (
-                ("data", "NCHW"),
-                ("kernel", "OIHW"),
-                ("flip", False),
-                ("linear", "out_in"),
-                ("flatten", "CHW"),
-                ("dilation_base", 1),
-            )
-            if getattr(self, k) != d
-        ]
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
         return f"Layout({', '.join(changed)})"
 
     def spec_dilation(self, user_value: int | tuple[int, int]) -> int | tuple[int, int]:
@@ -132,7 +127,7 @@ def data_to_user(x: np.ndarray, layout: Layout, features_from: tuple[int, int, i
         return x.transpose(0, 2, 3, 1)
     if x.ndim == 2 and features_from is not None and layout.flatten == "HWC":
         return x[:, _feature_order(features_from)]
-    return x
+    return sequences.to_user(x, layout.sequence)  # 3-D: a sequence's axis order; else x as it is
 
 
 def data_from_user(x: np.ndarray, layout: Layout, features_from: tuple[int, int, int] | None = None) -> np.ndarray:
@@ -141,14 +136,14 @@ def data_from_user(x: np.ndarray, layout: Layout, features_from: tuple[int, int,
         return x.transpose(0, 3, 1, 2)
     if x.ndim == 2 and features_from is not None and layout.flatten == "HWC":
         return x[:, np.argsort(_feature_order(features_from))]
-    return x
+    return sequences.from_user(x, layout.sequence)
 
 
 def user_data_shape(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
     """The shape a canonical activation of ``shape`` has in the user's layout."""
     if len(shape) == 4 and layout.data == "NHWC":
         return (shape[0], shape[2], shape[3], shape[1])
-    return tuple(shape)
+    return sequences.user_shape(tuple(shape), layout.sequence)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -191,6 +186,8 @@ def param_from_user(
     ``(1, C*H*W)``, a conv weight missing its unit axes (put back in the declared kernel order
     before it is transposed). Raises :class:`LayoutError` with a hint when it cannot fit.
     """
+    if isinstance(layer, _Recurrent):  # weights (G*H, in) with gate blocks, states (N, H)
+        return sequences.param_from_user(layer, local, value, layout, expected)
     v = _unit_axes(layer, local, value, layout, expected)
     if isinstance(layer, Conv2d) and local == "weight" and v.ndim == 4:
         v = v.transpose(_kernel_perm(layout))
@@ -230,6 +227,8 @@ def param_to_user(
 ) -> np.ndarray:
     """A canonical parameter -> the user's layout and ``user_shape`` (the shape the user's
     array has, unit axes included); the exact inverse of :func:`param_from_user`."""
+    if isinstance(layer, _Recurrent):
+        return sequences.param_to_user(layer, local, value, layout, user_shape)
     v = value
     order = _hwc_features(layer, local, features_from, layout, v)
     if order is not None:

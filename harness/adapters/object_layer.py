@@ -13,7 +13,7 @@ import numpy as np
 from ..faults import call_user
 from ..frames import user_frame
 from ..spec import Layer, join_path
-from . import state
+from . import state, steps
 from .arrays import to_float64
 from .layouts import CANONICAL, Layout
 from .object_refs import ObjectRefs
@@ -166,7 +166,9 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
         if self.zero_grad:  # code that accumulates gradients until told to flush them
             call_user(getattr(self.obj, self.zero_grad))
         try:
-            result = call_user(getattr(self.obj, self._backward_name), dy, *self.backward_args, **self.backward_kwargs)
+            fn = getattr(self.obj, self._backward_name)
+            dys = steps.upstream(self.spec, fn, dy, self._pair_out, len(self.backward_args))  # an LSTM step's pair
+            result = call_user(fn, *dys, *self.backward_args, **self.backward_kwargs)
         except (IndexError, ValueError) as e:
             if not self.zero_grad:
                 raise

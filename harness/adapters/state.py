@@ -274,8 +274,13 @@ class OptionalState:
         return self.kept_mask_input()
 
     def kept_mask_input(self) -> tuple[int, ...] | None:
-        """The canonical input shape a dropout mask kept at construction implies, or None (a
+        """The canonical input shape a dropout mask kept at construction implies (or the batch a
+        recurrent layer's kept state ``(N, H)`` does, see :func:`.steps.state_input`), or None (a
         check's default input: never the shape of an earlier check)."""
+        from .steps import state_input
+
+        if (kept := state_input(self.spec, self._peek)) is not None:  # type: ignore[attr-defined]
+            return kept
         mask = self._peek("mask") if isinstance(self.spec, Dropout) else None  # type: ignore[attr-defined]
         return canonical_shape(tuple(np.shape(mask)), self.layout.data) if mask is not None else None  # type: ignore[attr-defined]
 

@@ -9,9 +9,12 @@ tensor within the tensor's tolerance — and differs from the true value.
 ``layout``: whether another layout reproduces every tensor; ``conventions``: a convention a
 spec field declares (a norm's eps, a non-inverted dropout, an epsilon in a loss's log);
 ``embedding``: an embedding gradient overwritten for repeated tokens, a padding row given one.
+``recurrent``: where in time a sequence gradient goes wrong, truncated BPTT, gate blocks.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -23,10 +26,17 @@ from .embedding import embedding_gradients
 from .forward import wrong_forward
 from .layout import reproduces_under
 from .point import Point
+from .recurrent import recurrent
 
 
 def explain(
-    result: LayerResult, tensors: list[tuple], spec: Layer, params: dict[str, np.ndarray], x: np.ndarray, g: np.ndarray
+    result: LayerResult,
+    tensors: list[tuple],
+    spec: Layer,
+    params: dict[str, np.ndarray],
+    x: np.ndarray,
+    g: np.ndarray,
+    layout: Any = None,
 ) -> list[str]:
     """Every confirmed hypothesis for the failing tensors of ``result``, as
     ``"<tensor>: <mistake>"`` lines. ``tensors``: check's (name, side, user, torch, jax, ...)."""
@@ -41,6 +51,7 @@ def explain(
         {t[0]: np.asarray(t[2], np.float64) for t in tensors},
         {t[0]: np.asarray(t[3], np.float64) for t in tensors},
         {tr.name: tr.tolerance for tr in result.tensors},
+        layout,
     )
     found = conventions(p, failing)
     if "output" in failing:
@@ -49,7 +60,7 @@ def explain(
     if backward:
         found += wrong_gradients(p, backward, forward_ok="output" not in failing)
         found += embedding_gradients(p, backward)
-    return found
+    return found + recurrent(p, failing)
 
 
 def counts(spec: Layer, x: np.ndarray) -> dict[str, int]:

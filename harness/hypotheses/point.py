@@ -28,6 +28,7 @@ class Point:
     user: dict[str, np.ndarray]
     ref: dict[str, np.ndarray]
     tol: dict[str, float]
+    layout: Any = None  # the wrapper's declared Layout (hypotheses phrase a fix in the user's terms)
 
     def full(self, params: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         return {join_path(self.spec.name, k): v for k, v in (params or self.params).items()}

@@ -17,7 +17,8 @@ It re-exports everything; the parts, one job each:
 - :mod:`~harness.spec.base`: ``SpecError``, ``ParamInfo``, the ``Layer`` base, argument and shape helpers
 - one module per layer family: :mod:`~harness.spec.convolution`, :mod:`~harness.spec.pooling`,
   :mod:`~harness.spec.activations`, :mod:`~harness.spec.linear`, :mod:`~harness.spec.normalization`,
-  :mod:`~harness.spec.dropout`, :mod:`~harness.spec.embedding`, :mod:`~harness.spec.containers`; and :mod:`~harness.spec.losses`
+  :mod:`~harness.spec.dropout`, :mod:`~harness.spec.embedding`, :mod:`~harness.spec.containers`,
+  :mod:`~harness.spec.recurrent`; and :mod:`~harness.spec.losses`
 - :mod:`~harness.spec.tree`: walking a tree, its shapes, parameter names, checks and initial values
 - :mod:`~harness.spec.serial`: ``from_dict`` and the registry of kinds it reads (a new family registers there)
 """
@@ -47,6 +48,8 @@ from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .normalization import _BatchNorm as _BatchNorm
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .pooling import _Pool2d as _Pool2d
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .recurrent import _Recurrent as _Recurrent
 from .serial import LAYER_KINDS as LAYER_KINDS
 from .serial import LOSS_KINDS as LOSS_KINDS
 from .serial import _tuplify as _tuplify
@@ -73,16 +76,22 @@ __all__ = [
     "Embedding",
     "Flatten",
     "GELU",
+    "GRU",
+    "GRUCell",
     "GlobalAvgPool2d",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
+    "LSTM",
+    "LSTMCell",
     "Linear",
     "Loss",
     "MSE",
     "MaxPool2d",
     "ParamInfo",
     "Projection",
+    "RNN",
+    "RNNCell",
     "ReLU",
     "Residual",
     "Sequential",

@@ -15,7 +15,18 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from . import activations, containers, convolution, dropout, embedding, linear, losses, normalization, pooling
+from . import (
+    activations,
+    containers,
+    convolution,
+    dropout,
+    embedding,
+    linear,
+    losses,
+    normalization,
+    pooling,
+    recurrent,
+)
 from .base import Layer, SpecError
 from .losses import Loss
 
@@ -29,6 +40,7 @@ LAYER_FAMILIES: tuple[ModuleType, ...] = (
     dropout,
     embedding,
     containers,
+    recurrent,
 )
 
 

@@ -22,6 +22,7 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from .recurrent import STATE_NAMES, _Recurrent
 
 
 def walk(spec: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
@@ -56,9 +57,10 @@ def named_params(spec: Layer, input_shape: Shape) -> dict[str, ParamInfo]:
 
 def example_input_shape(spec: Layer) -> Shape | None:
     """A small input that fits ``spec`` when its first layer tells the sizes (a Conv2d, a
-    Linear, a per-channel batch norm or a layer norm: every layer whose parameters fix the
-    input's channels or features), else None: batch 2 (3 for a Linear), H != W so the two
-    cannot be confused, and room for the dilated kernel. A per-feature batch norm's
+    Linear, a per-channel batch norm, a layer norm or a recurrent layer: every layer whose
+    parameters fix the input's channels or features), else None: batch 2 (3 for a Linear or a
+    recurrent layer; 5 time steps), H != W so the two cannot be confused, and room for the
+    dilated kernel. A per-feature batch norm's
     parameters (and a dropout's mask) have the input's shape, which its spec does not tell."""
     first = next((layer for _, layer in walk(spec) if not layer.children()), spec)
     if isinstance(first, Conv2d):
@@ -74,6 +76,8 @@ def example_input_shape(spec: Layer) -> Shape | None:
         return (3, *first.normalized_shape)
     if isinstance(first, Embedding):  # indices (N, T): room for a repeated token and the padding index
         return (3, 5)
+    if isinstance(first, _Recurrent):  # batch 3, 5 steps: N != T, so time-first data cannot pass as batch-first
+        return (3, first.input_size) if first.step else (3, 5, first.input_size)
     return None
 
 
@@ -150,7 +154,8 @@ def check_params(spec: Layer, input_shape: Shape, params: Mapping[str, Any]) -> 
 def init_params(spec: Layer, input_shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
     """Random float64 parameters for ``spec`` (PyTorch-like fan-in scaling), deterministic in
     ``seed``. Batch-norm weights and running statistics are randomised too (not 1 and 0), so a
-    check cannot pass by accident; dropout masks are random 0/1 with the layer's rate."""
+    check cannot pass by accident; dropout masks are random 0/1 with the layer's rate; a
+    recurrent layer's states (``h0``, ``c0``, a cell's ``h``, ``c``) uniform in [-0.5, 0.5]."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for name, info in named_params(spec, input_shape).items():
@@ -164,6 +169,8 @@ def init_params(spec: Layer, input_shape: Shape, seed: int = 0) -> dict[str, np.
             out[name] = rng.uniform(0.5, 2.0, shape)
         elif local == "running_mean":
             out[name] = rng.normal(0.0, 0.5, shape)
+        elif local in STATE_NAMES and isinstance(dict(walk(spec))[name.rsplit(".", 1)[0]], _Recurrent):
+            out[name] = rng.uniform(-0.5, 0.5, shape)  # a recurrent layer's initial (or previous) state: small
         elif len(shape) == 1 or local == "bias":
             base = 1.0 if local == "weight" else 0.0  # norm-layer scales near 1
             out[name] = base + rng.uniform(-0.5, 0.5, shape)
