@@ -38,13 +38,13 @@ from .base import _shape as _shape
 from .base import _window_out as _window_out
 from .containers import Residual, Sequential
 from .containers import _layers as _layers
-from .convolution import Conv2d
+from .convolution import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .linear import Flatten, Linear
 from .losses import MSE, Loss, Projection, SoftmaxCrossEntropy, check_target
-from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .normalization import _BatchNorm as _BatchNorm
-from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d, Upsample
 from .pooling import _Pool2d as _Pool2d
 from .serial import LAYER_KINDS as LAYER_KINDS
 from .serial import LOSS_KINDS as LOSS_KINDS
@@ -56,12 +56,15 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv1d",
     "Conv2d",
+    "ConvTranspose2d",
     "Dropout",
     "ELU",
     "Flatten",
     "GELU",
     "GlobalAvgPool2d",
+    "GroupNorm",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
@@ -71,6 +74,7 @@ __all__ = [
     "MaxPool2d",
     "ParamInfo",
     "Projection",
+    "RMSNorm",
     "ReLU",
     "Residual",
     "Sequential",
@@ -79,6 +83,7 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "SpecError",
     "Tanh",
+    "Upsample",
     "check_params",
     "check_target",
     "from_dict",
