@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from harness import spec as S
 
+from . import torch_conv_norm
 from ._result import Result, prepare, prepare_cotangent, prepare_target
 
 Tensor = torch.Tensor
@@ -94,6 +95,7 @@ _LEAVES: dict[type, Callable[..., Tensor]] = {
         L.eps,
     ),
     S.Dropout: _dropout,
+    **torch_conv_norm.LEAVES,
 }
 
 
