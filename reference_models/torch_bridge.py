@@ -24,6 +24,7 @@ from torch import nn
 
 from harness import spec as S
 
+from . import bridge_conv_norm
 from .torch_modules import FeatureBatchNorm, GlobalAvgPool2d, MaskedDropout, Residual, SamePadConv2d
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ _SIMPLE: dict[type[S.Layer], Callable[[Any], nn.Module]] = {
     S.Flatten: lambda L: nn.Flatten(),
     S.Linear: lambda L: nn.Linear(L.in_features, L.out_features, L.bias),
     S.LayerNorm: lambda L: nn.LayerNorm(L.normalized_shape, L.eps, L.elementwise_affine),
+    **bridge_conv_norm.TO_MODULE,
 }
 
 
@@ -145,6 +147,10 @@ _ACTIVATIONS: dict[type, Any] = {
 }
 
 
+# module class -> (module, name, path) -> spec, from the families' bridge modules
+_FROM_MODULE: dict[type, Any] = {**bridge_conv_norm.FROM_MODULE}
+
+
 def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
     return S.SpecError(f"from_torch: module '{path or '<root>'}' ({type(m).__name__}) {why}")
 
@@ -152,6 +158,8 @@ def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
 def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     """The spec of a leaf module, or None if ``m`` is not a known leaf."""
     t = type(m)
+    if t in _FROM_MODULE:  # the families' own bridge modules
+        return _FROM_MODULE[t](m, name, path)
     if t in _ACTIVATIONS:
         return _ACTIVATIONS[t](m, name)
     if isinstance(m, SamePadConv2d):
@@ -223,6 +231,7 @@ _FUNCTIONS: dict[Any, Any] = {
     torch.tanh: lambda n, a, k: S.Tanh(n),
     F.gelu: lambda n, a, k: S.GELU(n, k.get("approximate", "none")),
     torch.flatten: lambda n, a, k: S.Flatten(n),
+    **bridge_conv_norm.FUNCTIONS,
 }
 
 
