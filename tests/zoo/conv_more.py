@@ -1,0 +1,578 @@
+"""The other convolutions and normalisations, handwritten (issue 17): correct numpy layers
+written the way from-scratch code is (loops over output positions, im2col with fancy
+indexing and ``np.add.at``, scattering each input pixel's kernel, ``np.repeat`` and a
+reshape-sum, explicit interpolation weights, ``reshape(N, G, -1)``), and mutants, each one
+realistic mistake. Same tuple layout as :mod:`zoo.layers`: ``CORRECT`` lists (name, factory,
+spec, wrap kwargs, input shape); ``MUTANTS`` adds the expected verdict and a diagnosis
+fragment (or None). Factories take ``seed`` and ``dtype`` when the layer has parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import spec as S
+from harness.adapters.layer import wrap_functions
+
+
+def _rng_params(seed: int, dtype, *shapes: tuple[int, ...], scale: float = 1.0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=s) * scale).astype(dtype) for s in shapes]
+
+
+# ------------------------------------------------------------------ Conv1d: loops over positions
+
+
+class Conv1D:
+    """``W (out, in, k)``, ``b (out,)``; stride and zero padding; a loop over output positions."""
+
+    def __init__(self, cin=3, cout=4, k=3, stride=2, pad=1, seed=0, dtype=np.float64):
+        self.W, self.b = _rng_params(seed, dtype, (cout, cin, k), (cout,))
+        self.W /= np.sqrt(cin * k)
+        self.stride, self.pad = stride, pad
+
+    def forward(self, x):
+        self.x = x
+        self.xp = self._pad(x)
+        k, s = self.W.shape[2], self.stride
+        length = (self.xp.shape[2] - k) // s + 1
+        out = np.zeros((x.shape[0], self.W.shape[0], length), dtype=x.dtype)
+        for i in range(length):
+            window = self.xp[:, :, i * s : i * s + k]  # (N, C, k)
+            out[:, :, i] = np.tensordot(window, self.W, axes=([1, 2], [1, 2])) + self.b
+        return out
+
+    def backward(self, dout):
+        k, s = self.W.shape[2], self._dw_stride()
+        dxp = np.zeros_like(self.xp)
+        self.dW = np.zeros_like(self.W)
+        for i in range(dout.shape[2]):
+            dxp[:, :, i * s : i * s + k] += np.tensordot(dout[:, :, i], self.W, axes=([1], [0]))
+            self.dW += np.tensordot(dout[:, :, i], self.xp[:, :, i * s : i * s + k], axes=([0], [0]))
+        self.db = dout.sum(axis=(0, 2))
+        return dxp[:, :, self.pad : dxp.shape[2] - self.pad]
+
+    def _pad(self, x):
+        return np.pad(x, ((0, 0), (0, 0), (self.pad, self.pad)))
+
+    def _dw_stride(self):
+        return self.stride
+
+
+class Conv1DBackwardIgnoresStride(Conv1D):
+    """The backward loop written for stride 1: window i starts at i, not at i * stride."""
+
+    def _dw_stride(self):
+        return 1
+
+
+class Conv1DEdgePadding(Conv1D):
+    """Pads by repeating the edge values (``np.pad``'s mode="edge") where zeros are meant."""
+
+    def _pad(self, x):
+        return np.pad(x, ((0, 0), (0, 0), (self.pad, self.pad)), mode="edge")
+
+
+CONV1D = S.Conv1d("conv1d", 3, 4, 3, stride=2, padding=1)
+
+
+class GroupedConv1D:
+    """Grouped 1-D conv: a loop over groups, each a dense conv of its slice of channels
+    (``W (out, in/groups, k)``, stride 1, no padding)."""
+
+    def __init__(self, cin=4, cout=4, k=3, groups=2, seed=0, dtype=np.float64):
+        self.W, self.b = _rng_params(seed, dtype, (cout, cin // groups, k), (cout,))
+        self.W /= np.sqrt(cin // groups * k)
+        self.groups = groups
+
+    def forward(self, x):
+        self.x = x
+        k, gi, go = self.W.shape[2], x.shape[1] // self.groups, self.W.shape[0] // self.groups
+        out = np.zeros((x.shape[0], self.W.shape[0], x.shape[2] - k + 1), dtype=x.dtype)
+        for g in range(self.groups):
+            xs, ws = x[:, g * gi : (g + 1) * gi], self.W[g * go : (g + 1) * go]
+            for i in range(out.shape[2]):
+                out[:, g * go : (g + 1) * go, i] = np.tensordot(xs[:, :, i : i + k], ws, axes=([1, 2], [1, 2]))
+        return out + self.b[None, :, None]
+
+    def backward(self, dout):
+        k, gi, go = self.W.shape[2], self.x.shape[1] // self.groups, self.W.shape[0] // self.groups
+        dx, self.dW = np.zeros_like(self.x), np.zeros_like(self.W)
+        for g in range(self.groups):
+            xs, ws = self.x[:, self._in_offset(g) * gi : (self._in_offset(g) + 1) * gi], self.W[g * go : (g + 1) * go]
+            for i in range(dout.shape[2]):
+                d = dout[:, g * go : (g + 1) * go, i]  # (N, go)
+                dx[:, g * gi : (g + 1) * gi, i : i + k] += np.tensordot(d, ws, axes=([1], [0]))
+                self.dW[g * go : (g + 1) * go] += np.tensordot(d, xs[:, :, i : i + k], axes=([0], [0]))
+        self.db = dout.sum(axis=(0, 2))
+        return dx
+
+    def _in_offset(self, g):
+        return g
+
+
+class GroupedConv1DWeightGradFromGroup0(GroupedConv1D):
+    """The weight gradient of every group reads the first group's input channels (the
+    group offset forgotten in that slice)."""
+
+    def _in_offset(self, g):
+        return 0
+
+
+CONV1D_GROUPED = S.Conv1d("conv1d", 4, 4, 3, groups=2)
+
+
+# ------------------------------------------------------------------ Conv1d: im2col function pair
+
+
+def _cols(length: int, k: int, stride: int) -> np.ndarray:
+    """``idx[j, t]``: the padded-input position of tap ``t`` of output window ``j``."""
+    out = (length - k) // stride + 1
+    return (np.arange(out) * stride)[:, None] + np.arange(k)[None, :]
+
+
+def conv1d_forward(x, w, b, conv_param):
+    """CS231n style: x (N, C, L), w (F, C, k), b (F,); conv_param {'stride', 'pad'}."""
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad)))
+    idx = _cols(xp.shape[2], w.shape[2], stride)
+    cols = xp[:, :, idx]  # (N, C, L', k)
+    out = np.einsum("nclk,fck->nfl", cols, w) + b[None, :, None]
+    return out, (x, w, conv_param, cols, idx)
+
+
+def conv1d_backward(dout, cache):
+    x, w, conv_param, cols, idx = cache
+    pad = conv_param["pad"]
+    dw = np.einsum("nfl,nclk->fck", dout, cols)
+    db = dout.sum(axis=(0, 2))
+    dcols = np.einsum("nfl,fck->nclk", dout, w)
+    dxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * pad), dtype=x.dtype)
+    np.add.at(dxp, (slice(None), slice(None), idx), dcols)  # overlapping windows add up
+    return dxp[:, :, pad : pad + x.shape[2]], dw, db
+
+
+def conv1d_backward_overwrites(dout, cache):
+    """The fancy-indexing bug: ``dxp[:, :, idx] += dcols`` keeps one window's share where
+    windows overlap (numpy does not accumulate repeated indices)."""
+    x, w, conv_param, cols, idx = cache
+    pad = conv_param["pad"]
+    dxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * pad), dtype=x.dtype)
+    dxp[:, :, idx] += np.einsum("nfl,fck->nclk", dout, w)
+    return dxp[:, :, pad : pad + x.shape[2]], np.einsum("nfl,nclk->fck", dout, cols), dout.sum(axis=(0, 2))
+
+
+CONV1D_PAIR = S.Conv1d("conv1d", 2, 3, 4, padding=1)
+
+
+def conv1d_pair(seed=0, dtype=np.float64, backward=conv1d_backward):
+    w, b = _rng_params(seed, dtype, (3, 2, 4), (3,))
+    w /= np.sqrt(8)  # in place: a float64 scalar would make a new array float64
+    return wrap_functions(conv1d_forward, backward, CONV1D_PAIR, [w, b], args=({"stride": 1, "pad": 1},))
+
+
+def conv1d_pair_overwrites(seed=0, dtype=np.float64):
+    return conv1d_pair(seed, dtype, conv1d_backward_overwrites)
+
+
+# ------------------------------------------------------------------ ConvTranspose2d: scatter each pixel's kernel
+
+
+class ConvTranspose:
+    """``W (in, out, k, k)`` as PyTorch stores it; every input pixel adds ``x[n, c, i, j] * W[c]``
+    into the output at ``(i*s, j*s)``; ``pad`` rows cut from each side, ``out_pad`` kept at the
+    bottom/right. The backward reads the same windows back."""
+
+    def __init__(self, cin=2, cout=3, k=3, stride=2, pad=1, out_pad=1, seed=0, dtype=np.float64):
+        self.W, self.b = _rng_params(seed, dtype, (cin, cout, k, k), (cout,))
+        self.W /= np.sqrt(cout * k * k)
+        self.s, self.p, self.op = stride, pad, out_pad
+
+    def _full(self, h, w):
+        k = self.W.shape[2]
+        return (h - 1) * self.s + k + self.op, (w - 1) * self.s + k + self.op
+
+    def forward(self, x):
+        self.x = x
+        n, _, h, w = x.shape
+        k, s, p = self.W.shape[2], self.s, self.p
+        full = np.zeros((n, self.W.shape[1], *self._full(h, w)), dtype=x.dtype)
+        for i in range(h):
+            for j in range(w):
+                full[:, :, i * s : i * s + k, j * s : j * s + k] += np.tensordot(x[:, :, i, j], self.W, axes=1)
+        out = full[:, :, p : full.shape[2] - p, p : full.shape[3] - p]
+        return out + self.b[None, :, None, None]
+
+    def backward(self, dout):
+        n, _, h, w = self.x.shape
+        k, s, p = self.W.shape[2], self.s, self.p
+        dfull = np.zeros((n, dout.shape[1], *self._full(h, w)), dtype=dout.dtype)
+        dfull[:, :, p : dfull.shape[2] - p, p : dfull.shape[3] - p] = dout
+        kernel = self._dx_kernel()
+        dx = np.zeros_like(self.x)
+        self.dW = np.zeros_like(self.W)
+        for i in range(h):
+            for j in range(w):
+                patch = dfull[:, :, i * s : i * s + k, j * s : j * s + k]  # (N, out, k, k)
+                dx[:, :, i, j] = np.tensordot(patch, kernel, axes=([1, 2, 3], [1, 2, 3]))
+                self.dW += np.tensordot(self.x[:, :, i, j], patch, axes=([0], [0]))
+        self.db = dout.sum(axis=(0, 2, 3))
+        return dx
+
+    def _dx_kernel(self):
+        return self.W
+
+
+class ConvTransposeDxUnflipped(ConvTranspose):
+    """The input gradient as "a convolution with the kernel flipped", the flip applied
+    where the scatter's own windows need the kernel as it is."""
+
+    def _dx_kernel(self):
+        return self.W[:, :, ::-1, ::-1]
+
+
+CONV_T = S.ConvTranspose2d("deconv", 2, 3, 3, stride=2, padding=1, output_padding=1)
+
+
+# ------------------------------------------------------------------ Upsample: nearest and bilinear
+
+
+class NearestUpsample:
+    """``np.repeat`` along H and W; the backward sums each s x s block by a reshape."""
+
+    def __init__(self, scale=2):
+        self.s = scale
+
+    def forward(self, x):
+        self.shape = x.shape
+        return x.repeat(self.s, axis=2).repeat(self.s, axis=3)
+
+    def backward(self, dout):
+        n, c, h, w = self.shape
+        return dout.reshape(n, c, h, self.s, w, self.s).sum(axis=(3, 5))
+
+
+class NearestUpsampleAverages(NearestUpsample):
+    """The backward averages each block's gradients (the mean of the copies, not their sum)."""
+
+    def backward(self, dout):
+        n, c, h, w = self.shape
+        return dout.reshape(n, c, h, self.s, w, self.s).mean(axis=(3, 5))
+
+
+class NearestUpsampleTakesOne(NearestUpsample):
+    """The backward keeps one element of each block (a strided slice) instead of summing."""
+
+    def backward(self, dout):
+        return dout[:, :, :: self.s, :: self.s]
+
+
+def _weights(size: int, scale: int, align_corners: bool) -> np.ndarray:
+    """``A (size*scale, size)``: row ``o`` holds the bilinear weights of output ``o`` on the inputs."""
+    out = size * scale
+    A = np.zeros((out, size))
+    for o in range(out):
+        if align_corners:
+            src = o * (size - 1) / (out - 1) if out > 1 else 0.0
+        else:
+            src = max((o + 0.5) / scale - 0.5, 0.0)
+        i0 = min(int(np.floor(src)), size - 1)
+        i1 = min(i0 + 1, size - 1)
+        lam = src - i0
+        A[o, i0] += 1 - lam
+        A[o, i1] += lam
+    return A
+
+
+class BilinearUpsample:
+    """Bilinear upsampling as two interpolation matrices: ``y = A_h x A_w^T``."""
+
+    def __init__(self, scale=2, align_corners=False):
+        self.s, self.align_corners = scale, align_corners
+
+    def forward(self, x):
+        self.A_h = _weights(x.shape[2], self.s, self._forward_corners()).astype(x.dtype)
+        self.A_w = _weights(x.shape[3], self.s, self._forward_corners()).astype(x.dtype)
+        return np.einsum("oh,nchw,pw->ncop", self.A_h, x, self.A_w)
+
+    def backward(self, dout):
+        A_h = _weights(self.A_h.shape[1], self.s, self.align_corners).astype(dout.dtype)
+        A_w = _weights(self.A_w.shape[1], self.s, self.align_corners).astype(dout.dtype)
+        return np.einsum("oh,ncop,pw->nchw", A_h, dout, A_w)
+
+    def _forward_corners(self):
+        return self.align_corners
+
+
+class BilinearForwardCornersMismatch(BilinearUpsample):
+    """The forward interpolates with the other corner rule than the backward differentiates."""
+
+    def _forward_corners(self):
+        return not self.align_corners
+
+
+class BilinearGather:
+    """Bilinear upsampling by index gathers along each axis; the backward scatters with np.add.at."""
+
+    def __init__(self, scale=3, align_corners=True):
+        self.s, self.align_corners = scale, align_corners
+
+    def _taps(self, size):
+        out = size * self.s
+        o = np.arange(out)
+        if self.align_corners:
+            src = o * ((size - 1) / (out - 1)) if out > 1 else np.zeros(out)
+        else:
+            src = np.maximum((o + 0.5) / self.s - 0.5, 0)
+        i0 = np.minimum(src.astype(int), size - 1)
+        return i0, np.minimum(i0 + 1, size - 1), src - i0
+
+    def forward(self, x):
+        self.shape = x.shape
+        self.rows, self.cols = self._taps(x.shape[2]), self._taps(x.shape[3])
+        (r0, r1, a), (c0, c1, b) = self.rows, self.cols
+        t = x[:, :, r0, :] * (1 - a)[:, None] + x[:, :, r1, :] * a[:, None]
+        return t[:, :, :, c0] * (1 - b) + t[:, :, :, c1] * b
+
+    def backward(self, dout):
+        (r0, r1, a), (c0, c1, b) = self.rows, self.cols
+        n, c, _, w = self.shape
+        dt = np.zeros((n, c, dout.shape[2], w), dtype=dout.dtype)
+        np.add.at(dt, (slice(None), slice(None), slice(None), c0), dout * (1 - b))
+        np.add.at(dt, (slice(None), slice(None), slice(None), c1), dout * b)
+        dx = np.zeros(self.shape, dtype=dout.dtype)
+        np.add.at(dx, (slice(None), slice(None), r0), dt * (1 - a)[:, None])
+        np.add.at(dx, (slice(None), slice(None), r1), dt * a[:, None])
+        return dx
+
+
+# ------------------------------------------------------------------ GroupNorm and RMSNorm
+
+
+class GroupNorm:
+    """``x.reshape(N, G, -1)``: statistics per sample and group; gamma, beta per channel."""
+
+    def __init__(self, groups=2, channels=6, eps=1e-5, seed=0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        self.gamma = (1 + 0.3 * rng.normal(size=channels)).astype(dtype)
+        self.beta = (0.3 * rng.normal(size=channels)).astype(dtype)
+        self.G, self.eps = groups, eps
+
+    def _axes(self, x):
+        return x.reshape(x.shape[0], self.G, -1), 2
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        xg, axis = self._axes(x)
+        mean = xg.mean(axis=axis, keepdims=True)
+        var = xg.var(axis=axis, keepdims=True)
+        self.inv = 1 / np.sqrt(var + self.eps)
+        self.xhat = ((xg - mean) * self.inv).reshape(x.shape)
+        bshape = (1, -1) + (1,) * (x.ndim - 2)
+        return self.xhat * self.gamma.reshape(bshape) + self.beta.reshape(bshape)
+
+    def backward(self, dout):
+        bshape = (1, -1) + (1,) * (dout.ndim - 2)
+        axes = (0, *range(2, dout.ndim))
+        self.dgamma = (dout * self.xhat).sum(axis=axes)
+        self.dbeta = dout.sum(axis=axes)
+        n = dout.shape[0]
+        dxhat = (dout * self.gamma.reshape(bshape)).reshape(n, self.G, -1)
+        xhat = self.xhat.reshape(n, self.G, -1)
+        m = xhat.shape[2]
+        dx = self.inv / m * (m * dxhat - self._mean_term(dxhat) - xhat * (dxhat * xhat).sum(axis=2, keepdims=True))
+        return dx.reshape(self.x_shape)
+
+    def _mean_term(self, dxhat):
+        return dxhat.sum(axis=2, keepdims=True)
+
+
+class GroupNormWrongAxes(GroupNorm):
+    """Groups taken as interleaved channels: ``reshape(N, -1, G)`` over channels-then-positions
+    mixes the groups (statistics over the wrong axes)."""
+
+    def _axes(self, x):
+        return x.reshape(x.shape[0], -1, self.G), 1
+
+    def backward(self, dout):  # the same mistake in the backward: consistent with its forward
+        n = dout.shape[0]
+        bshape = (1, -1) + (1,) * (dout.ndim - 2)
+        axes = (0, *range(2, dout.ndim))
+        self.dgamma, self.dbeta = (dout * self.xhat).sum(axis=axes), dout.sum(axis=axes)
+        dxhat = (dout * self.gamma.reshape(bshape)).reshape(n, -1, self.G)
+        xhat = self.xhat.reshape(n, -1, self.G)
+        m = xhat.shape[1]
+        dx = (
+            self.inv
+            / m
+            * (m * dxhat - dxhat.sum(axis=1, keepdims=True) - xhat * (dxhat * xhat).sum(axis=1, keepdims=True))
+        )
+        return dx.reshape(self.x_shape)
+
+
+class GroupNormGammaGradAveraged(GroupNorm):
+    """dgamma and dbeta averaged over the batch (a mean loss folded into the layer)."""
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dgamma, self.dbeta = self.dgamma / dout.shape[0], self.dbeta / dout.shape[0]
+        return dx
+
+
+class GroupNormNoMeanTerm(GroupNorm):
+    """The backward treats the group mean as a constant: the ``- sum(dxhat)`` term is missing."""
+
+    def _mean_term(self, dxhat):
+        return 0.0
+
+
+class RMSNorm:
+    """``y = x / sqrt(mean(x**2) + eps) * weight`` over the last axis."""
+
+    def __init__(self, dim=8, eps=1e-6, seed=0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        self.weight = (1 + 0.3 * rng.normal(size=dim)).astype(dtype)
+        self.eps = eps
+
+    def forward(self, x):
+        self.rms = np.sqrt((x * x).mean(axis=-1, keepdims=True) + self.eps)
+        self.xhat = x / self.rms
+        return self.xhat * self.weight
+
+    def backward(self, dout):
+        self.dweight = (dout * self.xhat).reshape(-1, dout.shape[-1]).sum(axis=0)
+        dxhat = dout * self.weight
+        return (dxhat - self._norm_term(dxhat)) / self.rms
+
+    def _norm_term(self, dxhat):
+        return self.xhat * (dxhat * self.xhat).mean(axis=-1, keepdims=True)
+
+
+class RMSNormNoNormTerm(RMSNorm):
+    """The backward divides by the RMS as if it were a constant: the term through it is missing."""
+
+    def _norm_term(self, dxhat):
+        return 0.0
+
+
+GN = S.GroupNorm("gn", 2, 6)
+RMS = S.RMSNorm("rms", 8)
+GN_NAMES = {"params": {"weight": "gamma", "bias": "beta"}}
+
+CORRECT = [
+    ("conv1d loops", Conv1D, CONV1D, {}, (2, 3, 9)),
+    ("conv1d im2col pair", conv1d_pair, CONV1D_PAIR, {}, (2, 2, 7)),
+    ("conv transpose scatter", ConvTranspose, CONV_T, {}, (2, 2, 4, 3)),
+    ("nearest upsample", NearestUpsample, S.Upsample("up", 2), {}, (2, 3, 4, 3)),
+    ("bilinear upsample", BilinearUpsample, S.Upsample("up", 2, "bilinear"), {}, (2, 2, 4, 3)),
+    (
+        "bilinear upsample aligned corners",
+        lambda: BilinearUpsample(align_corners=True),
+        S.Upsample("up", 2, "bilinear", align_corners=True),
+        {},
+        (2, 2, 3, 4),
+    ),
+    ("bilinear gather x3", BilinearGather, S.Upsample("up", 3, "bilinear", align_corners=True), {}, (1, 2, 3, 4)),
+    (
+        "bilinear gather x3 half pixel",
+        lambda: BilinearGather(align_corners=False),
+        S.Upsample("up", 3, "bilinear"),
+        {},
+        (1, 2, 4, 3),
+    ),
+    ("groupnorm", GroupNorm, GN, GN_NAMES, (2, 6, 3, 4)),
+    ("rmsnorm", RMSNorm, RMS, {}, (3, 4, 8)),
+]
+
+MUTANTS = [
+    (
+        "conv1d backward ignores the stride",
+        Conv1DBackwardIgnoresStride,
+        CONV1D,
+        {},
+        (2, 3, 9),
+        "backward",
+        "ignores the stride",
+    ),
+    ("conv1d im2col backward overwrites", conv1d_pair_overwrites, CONV1D_PAIR, {}, (2, 2, 7), "backward", None),
+    (
+        "conv transpose dx with the kernel flipped",
+        ConvTransposeDxUnflipped,
+        CONV_T,
+        {},
+        (2, 2, 4, 3),
+        "backward",
+        "rotated 180",
+    ),
+    (
+        "nearest upsample backward takes one element",
+        NearestUpsampleTakesOne,
+        S.Upsample("up", 2),
+        {},
+        (2, 3, 4, 3),
+        "backward",
+        None,
+    ),
+    (
+        "bilinear forward with the other align_corners",
+        BilinearForwardCornersMismatch,
+        S.Upsample("up", 2, "bilinear"),
+        {},
+        (2, 2, 4, 3),
+        "forward",
+        "align_corners=True",
+    ),
+    ("groupnorm statistics over the wrong axes", GroupNormWrongAxes, GN, GN_NAMES, (2, 6, 3, 4), "forward", None),
+    (
+        "groupnorm backward misses the mean term",
+        GroupNormNoMeanTerm,
+        GN,
+        GN_NAMES,
+        (2, 6, 3, 4),
+        "backward",
+        "path through the mean",
+    ),
+    (
+        "rmsnorm backward misses the normalisation term",
+        RMSNormNoNormTerm,
+        RMS,
+        {},
+        (3, 4, 8),
+        "backward",
+        "normalisation",
+    ),
+]
+
+CORRECT += [
+    ("conv1d grouped loops", GroupedConv1D, CONV1D_GROUPED, {}, (2, 4, 8)),
+]
+
+MUTANTS += [
+    ("conv1d pads with edge values", Conv1DEdgePadding, CONV1D, {}, (2, 3, 9), "both", "only on the border"),
+    (
+        "grouped conv1d weight grad from group 0's input",
+        GroupedConv1DWeightGradFromGroup0,
+        CONV1D_GROUPED,
+        {},
+        (2, 4, 8),
+        "backward",
+        "only in group(s) 1 of 2",
+    ),
+    (
+        "nearest upsample backward averages the copies",
+        NearestUpsampleAverages,
+        S.Upsample("up", 2),
+        {},
+        (2, 3, 4, 3),
+        "backward",
+        "1/the number of copies of each pixel 4",
+    ),
+    (
+        "groupnorm parameter grads averaged over the batch",
+        GroupNormGammaGradAveraged,
+        GN,
+        GN_NAMES,
+        (2, 6, 3, 4),
+        "backward",
+        "1/the batch size 2",
+    ),
+]
