@@ -12,6 +12,7 @@ import numpy as np
 
 from harness import spec as S
 from harness.adapters.layer import wrap_functions
+from harness.adapters.layouts import Layout
 
 
 def _rng_params(seed: int, dtype, *shapes: tuple[int, ...], scale: float = 1.0) -> list[np.ndarray]:
@@ -574,5 +575,81 @@ MUTANTS += [
         (2, 6, 3, 4),
         "backward",
         "1/the batch size 2",
+    ),
+]
+
+
+# ------------------------------------------------------------------ kernels stored in other orders
+
+
+class Conv1DKIO:
+    """numpy-ml / TensorFlow's Conv1D kernel ``W (k, in, out)`` on ``(N, C, L)`` data, patches
+    stacked by a list comprehension, the input gradient added back window by window."""
+
+    def __init__(self, cin=3, cout=4, k=3, seed=0, dtype=np.float64):
+        self.W, self.b = _rng_params(seed, dtype, (k, cin, cout), (cout,))
+        self.W /= np.sqrt(cin * k)
+
+    def forward(self, x):
+        self.x = x
+        k = self.W.shape[0]
+        self.cols = np.stack([x[:, :, i : i + k] for i in range(x.shape[2] - k + 1)], axis=1)  # (N, L', C, k)
+        return np.einsum("nlck,kco->nol", self.cols, self.W) + self.b[None, :, None]
+
+    def backward(self, dout):
+        k = self.W.shape[0]
+        self.dW = np.einsum("nol,nlck->kco", dout, self.cols)
+        self.db = dout.sum(axis=(0, 2))
+        dcols = np.einsum("nol,kco->nlck", dout, self.W)
+        dx = np.zeros_like(self.x)
+        for i in range(dout.shape[2]):
+            dx[:, :, i : i + k] += dcols[:, i]
+        return dx
+
+
+class DeconvHWIO:
+    """A transposed conv with TensorFlow's Conv2DTranspose kernel ``W (kh, kw, out, in)``,
+    stride 2, no cropping: each input pixel's kernel scattered into the output."""
+
+    def __init__(self, cin=2, cout=3, k=2, seed=0, dtype=np.float64):
+        self.W, self.b = _rng_params(seed, dtype, (k, k, cout, cin), (cout,))
+        self.W /= np.sqrt(cout * k * k)
+
+    def forward(self, x):
+        self.x = x
+        n, _, h, w = x.shape
+        k = self.W.shape[0]
+        out = np.zeros((n, self.W.shape[2], 2 * (h - 1) + k, 2 * (w - 1) + k), dtype=x.dtype)
+        for i in range(h):
+            for j in range(w):
+                out[:, :, 2 * i : 2 * i + k, 2 * j : 2 * j + k] += np.einsum("nc,hwoc->nohw", x[:, :, i, j], self.W)
+        return out + self.b[None, :, None, None]
+
+    def backward(self, dout):
+        k = self.W.shape[0]
+        dx, self.dW = np.zeros_like(self.x), np.zeros_like(self.W)
+        for i in range(self.x.shape[2]):
+            for j in range(self.x.shape[3]):
+                patch = dout[:, :, 2 * i : 2 * i + k, 2 * j : 2 * j + k]
+                dx[:, :, i, j] = np.einsum("nohw,hwoc->nc", patch, self.W)
+                self.dW += np.einsum("nc,nohw->hwoc", self.x[:, :, i, j], patch)
+        self.db = dout.sum(axis=(0, 2, 3))
+        return dx
+
+
+CORRECT += [
+    (
+        "conv1d kernel (k, in, out)",
+        Conv1DKIO,
+        S.Conv1d("conv1d", 3, 4, 3),
+        {"layout": Layout(kernel="HWIO")},
+        (2, 3, 8),
+    ),
+    (
+        "conv transpose kernel (kh, kw, out, in)",
+        DeconvHWIO,
+        S.ConvTranspose2d("deconv", 2, 3, 2, stride=2),
+        {"layout": Layout(kernel="HWIO")},
+        (2, 2, 3, 4),
     ),
 ]
