@@ -45,3 +45,40 @@ def test_correct_layers_pass_over_seeds(name, make, spec, kwargs, shape, dtype, 
         assert user.dtype == np.dtype(dtype)
         report = check_layer(user, spec, input_shape=shape, seed=seed)
         assert report.ok, (seed, str(report))
+
+
+class _ReLU:
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+def test_a_network_of_them_checks_layer_by_layer_and_end_to_end() -> None:
+    """A 1-D stack (N, C, L) and a 2-D decoder, as wrap_network takes them: the correct ones
+    pass; a wrong layer inside is the first failure, the others still pass."""
+    from harness import check_network, wrap_layer, wrap_network
+    from harness import spec as S
+
+    spec = S.Sequential([conv_more.CONV1D, S.GroupNorm("gn", 2, 4), S.RMSNorm("rms", 5)])
+    gn = conv_more.GroupNorm(2, 4)
+    layers = {
+        "conv1d": conv_more.Conv1D(),
+        "gn": wrap_layer(gn, spec.layers[1], params={"weight": "gamma", "bias": "beta"}),
+        "rms": conv_more.RMSNorm(5),
+    }
+    assert check_network(wrap_network(layers, spec), input_shape=(2, 3, 9)).ok
+    decoder = S.Sequential([conv_more.CONV_T, S.ReLU("relu"), S.Upsample("up", 2), S.Upsample("bil", 2, "bilinear")])
+    parts = {"deconv": conv_more.ConvTranspose(), "relu": _ReLU(), "up": conv_more.NearestUpsampleTakesOne()}
+    report = check_network(
+        wrap_network({**parts, "bil": conv_more.BilinearUpsample()}, decoder), input_shape=(2, 2, 3, 3)
+    )
+    assert report.first_failure == "up"
+    assert {layer.name: layer.verdict for layer in report.layers if layer.name != "(network)"} == {
+        "deconv": "pass",
+        "relu": "pass",
+        "up": "backward",
+        "bil": "pass",
+    }
