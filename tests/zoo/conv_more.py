@@ -653,3 +653,24 @@ CORRECT += [
         (2, 2, 3, 4),
     ),
 ]
+
+MUTANTS += [
+    (
+        "rmsnorm with eps 1e-5",
+        lambda: RMSNorm(eps=1e-5),
+        RMS,
+        {},
+        (3, 4, 8),
+        "forward",
+        "declare RMSNorm('rms', (8,), eps=1e-05)",
+    ),
+    (
+        "groupnorm with eps 1e-3",
+        lambda: GroupNorm(eps=1e-3),
+        GN,
+        GN_NAMES,
+        (2, 6, 3, 4),
+        "forward",
+        "declare GroupNorm('gn', 2, 6, eps=0.001)",
+    ),
+]
