@@ -3,7 +3,8 @@ torch and jax agree to 1e-12 in float64 (output, input gradient, every parameter
 every recorded value) across their hyperparameters, and both agree with the torch.nn
 modules run directly (nn.Conv1d, nn.ConvTranspose2d, nn.Upsample, nn.GroupNorm, nn.RMSNorm).
 
-Generated configurations: 6 in the default run, 90 under ``-m slow``."""
+Generated configurations: 6 in the default run, 90 under ``-m slow``; the slow run also
+takes the rest of the listed cases."""
 
 from __future__ import annotations
 
@@ -14,19 +15,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import budget
+from conftest import budget, slow
 from harness import spec as S
 from reference_models import build
 from test_agreement import MIN_BN_VALUES, assert_agree, run_both
 
 CASES = [
-    (S.Conv1d("c", 3, 4, 3), (2, 3, 9)),
+    pytest.param(S.Conv1d("c", 3, 4, 3), (2, 3, 9), marks=slow),
     (S.Conv1d("c", 4, 6, 3, stride=2, padding=(1, 2), dilation=2, groups=2), (2, 4, 11)),
     (S.Conv1d("c", 3, 5, 4, padding="same", bias=False), (3, 3, 8)),
     (S.Conv1d("c", 2, 2, 3, stride=3, padding="same"), (1, 2, 10)),
-    (S.Conv1d("c", 6, 3, 1, groups=3), (2, 6, 5)),
-    (S.ConvTranspose2d("t", 2, 3, 3), (2, 2, 4, 5)),
-    (S.ConvTranspose2d("t", 2, 3, 3, stride=2, padding=1, output_padding=1), (2, 2, 4, 5)),
+    pytest.param(S.Conv1d("c", 6, 3, 1, groups=3), (2, 6, 5), marks=slow),
+    pytest.param(S.ConvTranspose2d("t", 2, 3, 3), (2, 2, 4, 5), marks=slow),
+    pytest.param(S.ConvTranspose2d("t", 2, 3, 3, stride=2, padding=1, output_padding=1), (2, 2, 4, 5), marks=slow),
     (
         S.ConvTranspose2d("t", 4, 6, (3, 2), stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2),
         (2, 4, 5, 4),
@@ -34,24 +35,28 @@ CASES = [
     (S.ConvTranspose2d("t", 2, 3, 3, dilation=2, output_padding=1, bias=False), (2, 2, 4, 3)),
     (S.ConvTranspose2d("t", 2, 3, 3, padding=3), (2, 2, 7, 8)),  # padding beyond the kernel: a crop
     (S.ConvTranspose2d("t", 3, 6, 4, stride=2, padding=1, groups=3), (1, 3, 3, 3)),
-    (S.Upsample("u", 2), (2, 3, 4, 5)),
-    (S.Upsample("u", (3, 2)), (2, 2, 3, 5)),
-    (S.Upsample("u", 2, "bilinear"), (2, 3, 4, 5)),
+    pytest.param(S.Upsample("u", 2), (2, 3, 4, 5), marks=slow),
+    pytest.param(S.Upsample("u", (3, 2)), (2, 2, 3, 5), marks=slow),
+    pytest.param(S.Upsample("u", 2, "bilinear"), (2, 3, 4, 5), marks=slow),
     (S.Upsample("u", 3, "bilinear"), (2, 2, 5, 3)),
     (S.Upsample("u", (2, 3), "bilinear", align_corners=True), (2, 3, 4, 5)),
     (S.Upsample("u", 3, "bilinear", align_corners=True), (1, 2, 1, 3)),  # a one-pixel input axis
     (S.GroupNorm("g", 3, 6), (2, 6, 4, 3)),
     (S.GroupNorm("g", 2, 6, eps=1e-3, affine=False), (2, 6, 5)),
     (S.GroupNorm("g", 1, 4), (3, 4, 3, 3)),  # one group: a layer norm over (C, H, W)
-    (S.GroupNorm("g", 4, 4), (2, 4, 3, 3)),  # a group per channel: instance norm
-    (S.GroupNorm("g", 2, 8), (4, 8)),  # no spatial axes
-    (S.RMSNorm("r", 5), (3, 5)),
+    pytest.param(S.GroupNorm("g", 4, 4), (2, 4, 3, 3), marks=slow),  # a group per channel: instance norm
+    pytest.param(S.GroupNorm("g", 2, 8), (4, 8), marks=slow),  # no spatial axes
+    pytest.param(S.RMSNorm("r", 5), (3, 5), marks=slow),
     (S.RMSNorm("r", (3, 4), eps=1e-8), (2, 5, 3, 4)),
-    (S.RMSNorm("r", 6, elementwise_affine=False), (2, 4, 6)),
+    pytest.param(S.RMSNorm("r", 6, elementwise_affine=False), (2, 4, 6), marks=slow),
 ]
 
 
-@pytest.mark.parametrize("layer,shape", CASES, ids=[f"{c[0].kind}-{i}" for i, c in enumerate(CASES)])
+def _ids(cases: list) -> list[str]:
+    return [f"{(c.values if hasattr(c, 'values') else c)[0].kind}-{i}" for i, c in enumerate(cases)]
+
+
+@pytest.mark.parametrize("layer,shape", CASES, ids=_ids(CASES))
 def test_torch_and_jax_agree(layer: S.Layer, shape: tuple[int, ...]) -> None:
     spec = S.Sequential([layer])
     assert_agree(*run_both(spec, shape, seed=3), spec, shape)
@@ -194,19 +199,19 @@ MODULE_CASES = [
     ),
     (S.ConvTranspose2d("t", 2, 3, 3, stride=2, padding=2, dilation=2, output_padding=1), (2, 2, 5, 6)),
     (S.Upsample("u", (2, 3)), (2, 3, 4, 5)),
-    (S.Upsample("u", 3), (1, 2, 7, 2)),
+    pytest.param(S.Upsample("u", 3), (1, 2, 7, 2), marks=slow),
     (S.Upsample("u", 2, "bilinear"), (2, 3, 4, 5)),
-    (S.Upsample("u", (3, 2), "bilinear"), (2, 3, 5, 4)),
+    pytest.param(S.Upsample("u", (3, 2), "bilinear"), (2, 3, 5, 4), marks=slow),
     (S.Upsample("u", 2, "bilinear", align_corners=True), (2, 3, 4, 5)),
     (S.Upsample("u", (3, 2), "bilinear", align_corners=True), (2, 3, 5, 1)),
     (S.GroupNorm("g", 3, 6, eps=1e-3), (2, 6, 4, 3)),
-    (S.GroupNorm("g", 2, 4, affine=False), (2, 4, 7)),
+    pytest.param(S.GroupNorm("g", 2, 4, affine=False), (2, 4, 7), marks=slow),
     (S.RMSNorm("r", (3, 4), eps=1e-8), (2, 5, 3, 4)),
     (S.RMSNorm("r", 6, elementwise_affine=False), (2, 4, 6)),
 ]
 
 
-@pytest.mark.parametrize("layer,shape", MODULE_CASES, ids=[f"{c[0].kind}-{i}" for i, c in enumerate(MODULE_CASES)])
+@pytest.mark.parametrize("layer,shape", MODULE_CASES, ids=_ids(MODULE_CASES))
 def test_both_references_agree_with_the_torch_module(layer: S.Layer, shape: tuple[int, ...]) -> None:
     spec = S.Sequential([layer], name="")
     rng = np.random.default_rng(11)
