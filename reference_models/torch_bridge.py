@@ -24,7 +24,7 @@ from torch import nn
 
 from harness import spec as S
 
-from . import bridge_conv_norm
+from . import bridge_conv_norm, bridge_embedding
 from .torch_modules import FeatureBatchNorm, GlobalAvgPool2d, MaskedDropout, Residual, SamePadConv2d
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ _SIMPLE: dict[type[S.Layer], Callable[[Any], nn.Module]] = {
     S.Linear: lambda L: nn.Linear(L.in_features, L.out_features, L.bias),
     S.LayerNorm: lambda L: nn.LayerNorm(L.normalized_shape, L.eps, L.elementwise_affine),
     **bridge_conv_norm.TO_MODULE,
+    **bridge_embedding.TO_MODULE,
 }
 
 
@@ -147,8 +148,10 @@ _ACTIVATIONS: dict[type, Any] = {
 }
 
 
-# module class -> (module, name, path) -> spec, from the families' bridge modules
-_FROM_MODULE: dict[type, Any] = {**bridge_conv_norm.FROM_MODULE}
+_FAMILIES: dict[type, Callable[[Any, str, str], S.Layer]] = {
+    **bridge_conv_norm.FROM_MODULE,
+    **bridge_embedding.FROM_MODULE,
+}
 
 
 def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
@@ -158,10 +161,10 @@ def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
 def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     """The spec of a leaf module, or None if ``m`` is not a known leaf."""
     t = type(m)
-    if t in _FROM_MODULE:  # the families' own bridge modules
-        return _FROM_MODULE[t](m, name, path)
     if t in _ACTIVATIONS:
         return _ACTIVATIONS[t](m, name)
+    if t in _FAMILIES:  # the families with a bridge module of their own: (module, name, path) -> spec
+        return _FAMILIES[t](m, name, path)
     if isinstance(m, SamePadConv2d):
         return m.layer if m.layer.name == name else _renamed(m.layer, name)
     if type(m) is nn.Conv2d:

@@ -1,5 +1,5 @@
 """The diagnosis of 1-D conv tensors (issue 17): border and channel hypotheses apply to a
-Conv1d's (N, C, L) data and (O, I/groups, k) weight when the layer says so (``ncl``), never
+Conv1d's (N, C, L) data and (O, I/groups, k) weight when the layer says so (``axes="NCL"``), never
 to a sequence's (N, T, D), whose axes are not channels and positions."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def test_border_of_ncl_data_is_named_only_for_a_1d_conv() -> None:
     r = rng.normal(size=(2, 3, 9))
     u = r.copy()
     u[:, :, 0] += 1.0  # wrong at the first position only: a padding mistake
-    assert any("only on the border" in d for d in diagnose("output", u, r, ncl=True))
+    assert any("only on the border" in d for d in diagnose("output", u, r, axes="NCL"))
     assert not any("border" in d or "channel" in d for d in diagnose("output", u, r))  # (N, T, D): no claim
 
 
@@ -25,7 +25,7 @@ def test_groups_of_a_1d_conv_weight() -> None:
     r = rng.normal(size=(4, 2, 3))
     u = r.copy()
     u[2:] *= 1.5  # output channels 2, 3: the second of two groups
-    assert any("only in group(s) 1 of 2" in d for d in diagnose("weight", u, r, groups=2, ncl=True))
+    assert any("only in group(s) 1 of 2" in d for d in diagnose("weight", u, r, groups=2, axes="NCL"))
 
 
 def test_counts_for_conv1d_and_nearest_upsample() -> None:
