@@ -1,5 +1,6 @@
 """Hypotheses for the other convolutions and normalisations: a group or RMS norm's input
-gradient missing a path through its statistics, a nearest upsample's backward that reads
+gradient missing a path through its statistics, a group norm's statistics over other groups
+of channels, a nearest upsample's backward that reads
 one copy of each pixel instead of summing them, a bilinear upsample following the other
 ``align_corners`` rule.
 
@@ -74,6 +75,27 @@ def upsample_copies(p: Point) -> list[str]:
     return []
 
 
+def group_count(p: Point, failing: list[str]) -> list[str]:
+    """A group norm whose forward takes its statistics over other groups of channels: per
+    channel (``num_groups=C``, an instance norm: a mean over the positions only) or over all
+    channels (``num_groups=1``, a layer norm over ``(C, *)``), or another divisor of ``C``."""
+    spec = p.spec
+    if not isinstance(spec, GroupNorm) or "output" not in failing:
+        return []
+    c = spec.num_channels
+    for groups in sorted({c, 1, *(d for d in range(2, c) if c % d == 0)} - {spec.num_groups}, key=lambda d: -d):
+        got = _vjp(replace(spec, num_groups=groups), p)
+        if got is None or not p.fits("output", got["output"]):
+            continue
+        what = {c: "each channel alone (an instance norm)", 1: "all channels together (a layer norm over (C, *))"}
+        names = ", ".join(n for n in failing if n in got and p.fits(n, got[n]))
+        return [
+            f"{names}: the forward normalises over {what.get(groups, f'{groups} groups')}: it matches the reference "
+            f"with num_groups={groups} (declared {spec.num_groups}): statistics over the wrong axes"
+        ]
+    return []
+
+
 def align_corners(p: Point, failing: list[str]) -> list[str]:
     """A bilinear upsample whose forward follows the other ``align_corners`` rule: the
     reference at that rule reproduces the output (and the tensors named with it)."""
@@ -98,4 +120,4 @@ def align_corners(p: Point, failing: list[str]) -> list[str]:
     ]
 
 
-__all__ = ["align_corners", "norm_terms", "upsample_copies"]
+__all__ = ["align_corners", "group_count", "norm_terms", "upsample_copies"]

@@ -27,7 +27,7 @@ from ..spec import (
     SoftmaxCrossEntropy,
     Upsample,
 )
-from .conv_norm import align_corners
+from .conv_norm import align_corners, group_count
 from .point import Point, _vjp
 
 # the eps values code writes (1e-5, 10e-7 = 1e-6, 2e-5 ...), after the one estimated from the data
@@ -58,7 +58,7 @@ def conventions(p: Point, failing: list[str]) -> list[str]:
     if "output" not in failing:
         return []
     if isinstance(p.spec, (BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm, RMSNorm)):
-        return _eps(p, failing)
+        return _eps(p, failing) or group_count(p, failing)
     if isinstance(p.spec, Upsample):
         return align_corners(p, failing)
     if isinstance(p.spec, Dropout):

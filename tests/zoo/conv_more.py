@@ -419,6 +419,21 @@ class GroupNormGammaGradAveraged(GroupNorm):
         return dx
 
 
+class GroupNormPerChannel(GroupNorm):
+    """Statistics over the positions of each channel (``mean(axis=(2, 3))``), the groups forgotten."""
+
+    def _axes(self, x):
+        return x.reshape(x.shape[0], x.shape[1], -1), 2
+
+    def backward(self, dout):
+        g = self.G
+        self.G = dout.shape[1]  # the backward of what the forward computed: consistent with it
+        try:
+            return super().backward(dout)
+        finally:
+            self.G = g
+
+
 class GroupNormNoMeanTerm(GroupNorm):
     """The backward treats the group mean as a constant: the ``- sum(dxhat)`` term is missing."""
 
@@ -672,5 +687,17 @@ MUTANTS += [
         (2, 6, 3, 4),
         "forward",
         "declare GroupNorm('gn', 2, 6, eps=0.001)",
+    ),
+]
+
+MUTANTS += [
+    (
+        "groupnorm statistics per channel",
+        GroupNormPerChannel,
+        GN,
+        GN_NAMES,
+        (2, 6, 3, 4),
+        "forward",
+        "normalises over each channel alone (an instance norm): it matches the reference with num_groups=6",
     ),
 ]
