@@ -1,5 +1,5 @@
 """Bug zoo of the other convolutions and normalisations (issue 17): every mutant in
-:mod:`zoo.conv_more` is caught on the right layer and side with its diagnosis, and every
+:mod:`zoo.conv_more` (with :mod:`zoo.resample_norm`) is caught on the right layer and side with its diagnosis, and every
 correct layer passes at 20 seeds in float64 and float32 (seeds 0-1 by default, 2-19 under
 ``-m slow``) with no false alarm and no inconclusive verdict; the user's parameters are
 untouched."""
@@ -12,7 +12,7 @@ import pytest
 from conftest import seeds
 from harness.check import check_layer
 from test_zoo import _build, _params
-from zoo import conv_more
+from zoo import conv_more, resample_norm
 
 CORRECT, MUTANTS = conv_more.CORRECT, conv_more.MUTANTS
 
@@ -63,17 +63,17 @@ def test_a_network_of_them_checks_layer_by_layer_and_end_to_end() -> None:
     from harness import spec as S
 
     spec = S.Sequential([conv_more.CONV1D, S.GroupNorm("gn", 2, 4), S.RMSNorm("rms", 5)])
-    gn = conv_more.GroupNorm(2, 4)
+    gn = resample_norm.GroupNorm(2, 4)
     layers = {
         "conv1d": conv_more.Conv1D(),
         "gn": wrap_layer(gn, spec.layers[1], params={"weight": "gamma", "bias": "beta"}),
-        "rms": conv_more.RMSNorm(5),
+        "rms": resample_norm.RMSNorm(5),
     }
     assert check_network(wrap_network(layers, spec), input_shape=(2, 3, 9)).ok
     decoder = S.Sequential([conv_more.CONV_T, S.ReLU("relu"), S.Upsample("up", 2), S.Upsample("bil", 2, "bilinear")])
-    parts = {"deconv": conv_more.ConvTranspose(), "relu": _ReLU(), "up": conv_more.NearestUpsampleTakesOne()}
+    parts = {"deconv": conv_more.ConvTranspose(), "relu": _ReLU(), "up": resample_norm.NearestUpsampleTakesOne()}
     report = check_network(
-        wrap_network({**parts, "bil": conv_more.BilinearUpsample()}, decoder), input_shape=(2, 2, 3, 3)
+        wrap_network({**parts, "bil": resample_norm.BilinearUpsample()}, decoder), input_shape=(2, 2, 3, 3)
     )
     assert report.first_failure == "up"
     assert {layer.name: layer.verdict for layer in report.layers if layer.name != "(network)"} == {
