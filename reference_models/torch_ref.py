@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from harness import spec as S
 
-from . import torch_embedding, torch_recurrent
+from . import torch_conv_norm, torch_embedding, torch_recurrent
 from ._result import Result, prepare, prepare_cotangent, prepare_target
 
 Tensor = torch.Tensor
@@ -95,6 +95,7 @@ _LEAVES: dict[type, Callable[..., Tensor]] = {
         L.eps,
     ),
     S.Dropout: _dropout,
+    **torch_conv_norm.LEAVES,
     **torch_embedding.LEAVES,
     **torch_recurrent.LEAVES,
 }

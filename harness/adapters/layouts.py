@@ -2,7 +2,7 @@
 canonical (PyTorch) layouts.
 
 Canonical: data ``(N, C, H, W)``; conv kernel ``(O, I/groups, kh, kw)`` applied as
-cross-correlation; Linear weight ``(out, in)``; Flatten in C,H,W order; bias ``(C,)``.
+cross-correlation (kernel orders of every conv kind: :mod:`.kernel_layouts`); Linear weight ``(out, in)``; Flatten in C,H,W order; bias ``(C,)``.
 Every conversion is a pure permutation (transpose, flip, index gather), so a round trip
 reproduces the array bit for bit.
 """
@@ -19,7 +19,6 @@ from ..spec import (
     ELU,
     GELU,
     BatchNorm1d,
-    Conv2d,
     Dropout,
     Flatten,
     Layer,
@@ -37,6 +36,7 @@ from ..spec import (
     walk,
 )
 from . import sequences
+from .kernel_layouts import KERNELED, kernel_from_user, kernel_hint, kernel_to_user, kernel_user_shape
 
 # Layers that act on a feature vector feature by feature (or symmetrically in them): an
 # HWC-ordered vector stays HWC-ordered through them; their per-feature parameters follow it.
@@ -57,7 +57,8 @@ class Layout:
 
     data:    ``"NCHW"`` or ``"NHWC"`` for 4-D activations.
     kernel:  axis order of the conv weight, any permutation of ``"OIHW"`` (``"HWIO"`` for
-             TensorFlow-style code, ``"OHWI"`` ...).
+             TensorFlow-style code, ``"OHWI"`` ...); for ConvTranspose2d and Conv1d the
+             letters name the canonical weight's axes by position (:mod:`.kernel_layouts`).
     flip:    ``True`` if the user's conv is a true convolution, i.e. their stored kernel is
              the canonical one rotated by 180 degrees in (H, W).
     linear:  ``"out_in"`` (y = x W^T, PyTorch) or ``"in_out"`` (y = x W, most numpy code).
@@ -149,10 +150,6 @@ def user_data_shape(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- parameters
 
 
-def _kernel_perm(layout: Layout) -> list[int]:
-    return [layout.kernel.index(c) for c in "OIHW"]  # user axes -> canonical axes
-
-
 def _hwc_features(
     layer: Layer, local: str, features_from: tuple[int, int, int] | None, layout: Layout, value: np.ndarray
 ) -> np.ndarray | None:
@@ -189,10 +186,8 @@ def param_from_user(
     if isinstance(layer, _Recurrent):  # weights (G*H, in) with gate blocks, states (N, H)
         return sequences.param_from_user(layer, local, value, layout, expected)
     v = _unit_axes(layer, local, value, layout, expected)
-    if isinstance(layer, Conv2d) and local == "weight" and v.ndim == 4:
-        v = v.transpose(_kernel_perm(layout))
-        if layout.flip:
-            v = v[:, :, ::-1, ::-1]
+    if (kernel := kernel_from_user(layer, local, v, layout)) is not None:  # Conv2d, ConvTranspose2d, Conv1d
+        v = kernel
     elif isinstance(layer, Linear) and local == "weight" and v.ndim == 2 and layout.linear == "in_out":
         v = v.T
     elif isinstance(layer, Dropout) and local == "mask" and v.ndim == 4 and len(expected) == 4:
@@ -233,10 +228,8 @@ def param_to_user(
     order = _hwc_features(layer, local, features_from, layout, v)
     if order is not None:
         v = v[..., order]
-    if isinstance(layer, Conv2d) and local == "weight" and v.ndim == 4:
-        if layout.flip:
-            v = v[:, :, ::-1, ::-1]
-        v = v.transpose(["OIHW".index(c) for c in layout.kernel])
+    if (kernel := kernel_to_user(layer, local, v, layout)) is not None:
+        v = kernel
     elif isinstance(layer, Linear) and local == "weight" and v.ndim == 2 and layout.linear == "in_out":
         v = v.T
     elif isinstance(layer, Dropout) and local == "mask" and v.ndim == 4 and len(user_shape) == 4:
@@ -251,7 +244,7 @@ def param_to_user(
 def _unit_axes(layer: Layer, local: str, value: np.ndarray, layout: Layout, expected: tuple[int, ...]) -> np.ndarray:
     """A conv or Linear weight stored without (or with extra) unit axes, reshaped to its full
     shape in the declared order, so the transpose that follows moves the right axes."""
-    if not (local == "weight" and isinstance(layer, (Conv2d, Linear))):
+    if not (local == "weight" and isinstance(layer, (*KERNELED, Linear))):
         return value
     full = _user_shape(layer, local, tuple(expected), layout)
     if value.shape != full and value.size == int(np.prod(full)) and _squeezed(value.shape) == _squeezed(full):
@@ -299,8 +292,8 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _user_shape(layer: Layer, local: str, expected: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
-    if isinstance(layer, Conv2d) and local == "weight":
-        return tuple(expected["OIHW".index(c)] for c in layout.kernel)
+    if (kernel := kernel_user_shape(layer, local, expected, layout.kernel)) is not None:
+        return kernel
     if isinstance(layer, Linear) and local == "weight" and layout.linear == "in_out":
         return tuple(expected[::-1])
     return tuple(expected)
@@ -308,14 +301,8 @@ def _user_shape(layer: Layer, local: str, expected: tuple[int, ...], layout: Lay
 
 def shape_hint(layer: Layer, local: str, found: tuple[int, ...], expected: tuple[int, ...], layout: Layout) -> str:
     """``"; looks like ...: pass layout=..."`` when ``found`` fits another declaration, else ``""``."""
-    if isinstance(layer, Conv2d) and local == "weight" and len(found) == 4:
-        fits = [k for k in KERNEL_ORDERS if tuple(expected["OIHW".index(c)] for c in k) == found]
-        if fits and layout.kernel not in fits:
-            return f"; looks like {fits[0]}: pass Layout(kernel={fits[0]!r})" + (
-                f" (also fits {', '.join(fits[1:])}: harness.detect_layout tells them apart by running the code)"
-                if len(fits) > 1
-                else ""
-            )
+    if hint := kernel_hint(layer, local, found, expected, layout):
+        return hint
     if isinstance(layer, Linear) and local == "weight" and found == tuple(expected[::-1]) and found != tuple(expected):
         other = "in_out" if layout.linear == "out_in" else "out_in"
         return f"; looks transposed: pass Layout(linear={other!r})"

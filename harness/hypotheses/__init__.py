@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..results import LayerResult
-from ..spec import AvgPool2d, BatchNorm2d, Conv2d, GlobalAvgPool2d, Layer, MaxPool2d
+from ..spec import AvgPool2d, BatchNorm2d, Conv1d, Conv2d, GlobalAvgPool2d, Layer, MaxPool2d, Upsample
 from .backward import wrong_gradients
 from .conventions import EPS_TRIED, conventions, declaration
 from .embedding import embedding_gradients
@@ -79,6 +79,13 @@ def counts(spec: Layer, x: np.ndarray) -> dict[str, int]:
         out["the number of channels"] = x.shape[1]
     if isinstance(spec, Conv2d):
         out["the number of output channels"] = spec.out_channels
+    if x.ndim == 3 and isinstance(spec, Conv1d):
+        try:
+            out["the number of windows (output positions)"] = spec.output_shape(x.shape)[2]
+        except Exception:
+            return out
+    if isinstance(spec, Upsample) and spec.mode == "nearest":
+        out["the number of copies of each pixel"] = spec.scale_factor[0] * spec.scale_factor[1]
     return out
 
 

@@ -39,14 +39,14 @@ from .base import _shape as _shape
 from .base import _window_out as _window_out
 from .containers import Residual, Sequential
 from .containers import _layers as _layers
-from .convolution import Conv2d
+from .convolution import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Flatten, Linear
 from .losses import MSE, Loss, Projection, SoftmaxCrossEntropy, check_target
-from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .normalization import _BatchNorm as _BatchNorm
-from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d, Upsample
 from .pooling import _Pool2d as _Pool2d
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .recurrent import _Recurrent as _Recurrent
@@ -70,7 +70,9 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv1d",
     "Conv2d",
+    "ConvTranspose2d",
     "Dropout",
     "ELU",
     "Embedding",
@@ -79,6 +81,7 @@ __all__ = [
     "GRU",
     "GRUCell",
     "GlobalAvgPool2d",
+    "GroupNorm",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
@@ -92,6 +95,7 @@ __all__ = [
     "Projection",
     "RNN",
     "RNNCell",
+    "RMSNorm",
     "ReLU",
     "Residual",
     "Sequential",
@@ -100,6 +104,7 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "SpecError",
     "Tanh",
+    "Upsample",
     "check_params",
     "check_target",
     "from_dict",

@@ -17,11 +17,11 @@ import numpy as np
 
 from .base import Layer, ParamInfo, Shape, SpecError, _shape, join_path
 from .containers import Residual
-from .convolution import Conv2d
+from .convolution import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
-from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .recurrent import STATE_NAMES, _Recurrent
 
 
@@ -56,16 +56,25 @@ def named_params(spec: Layer, input_shape: Shape) -> dict[str, ParamInfo]:
 
 
 def example_input_shape(spec: Layer) -> Shape | None:
-    """A small input that fits ``spec`` when its first layer tells the sizes (a Conv2d, a
-    Linear, a per-channel batch norm, a layer norm or a recurrent layer: every layer whose
-    parameters fix the input's channels or features), else None: batch 2 (3 for a Linear or a
-    recurrent layer; 5 time steps), H != W so the two cannot be confused, and room for the
-    dilated kernel. A per-feature batch norm's
-    parameters (and a dropout's mask) have the input's shape, which its spec does not tell."""
+    """A small input that fits ``spec`` when its first layer tells the sizes (a Conv2d, Conv1d
+    or ConvTranspose2d, a Linear, a per-channel batch norm, a group norm, a layer or RMS norm,
+    a recurrent layer: every layer whose parameters fix the input's channels or features), else
+    None: batch 2 (3 for a Linear or a recurrent layer; 5 time steps), H != W so the two cannot
+    be confused, and room for the dilated kernel (and for a transposed conv's padding). A
+    per-feature batch norm's parameters (and a dropout's mask) have the input's shape, which its
+    spec does not tell."""
     first = next((layer for _, layer in walk(spec) if not layer.children()), spec)
     if isinstance(first, Conv2d):
         (dh, dw), (kh, kw) = first.dilation, first.kernel_size
         return (2, first.in_channels, max(7, dh * (kh - 1) + 3), max(6, dw * (kw - 1) + 2))
+    if isinstance(first, Conv1d):
+        return (2, first.in_channels, max(9, first.dilation * (first.kernel_size - 1) + 3))
+    if isinstance(first, ConvTranspose2d):  # 2 * padding rows are cut from what the input spreads to
+        return (2, first.in_channels, max(5, 2 * first.padding[0] + 2), max(4, 2 * first.padding[1] + 1))
+    if isinstance(first, GroupNorm):
+        return (2, first.num_channels, 5, 4)
+    if isinstance(first, RMSNorm):
+        return (3, *first.normalized_shape)
     if isinstance(first, Linear):
         return (3, first.in_features)
     if isinstance(first, BatchNorm2d) and first.over == "channel":
