@@ -30,7 +30,7 @@ from jax import lax
 from harness import spec as S
 from harness.spec import Layer, Loss, join_path, layer_shapes, named_params, walk
 
-from . import jax_conv_norm, jax_embedding, jax_recurrent
+from . import jax_caption, jax_conv_norm, jax_embedding, jax_recurrent
 from ._result import Result, prepare, prepare_cotangent, prepare_target
 
 _HI = lax.Precision.HIGHEST
@@ -213,6 +213,7 @@ _LAYERS: dict[type, Callable[..., jax.Array]] = {
     **jax_conv_norm.LAYERS,
     **jax_embedding.LAYERS,
     **jax_recurrent.LAYERS,
+    S.Captioner: lambda l, path, x, ctx: jax_caption.captioner(l, path, x, ctx, _apply),
 }
 
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from harness import spec as S
 
-from . import bridge_conv_norm, bridge_embedding, bridge_recurrent
+from . import bridge_caption, bridge_conv_norm, bridge_embedding, bridge_recurrent
 from .bridge_trace import Flow, traced_nodes
 from .bridge_trace import renamed as _renamed
 from .bridge_trace import unsupported as _unsupported
@@ -76,6 +76,8 @@ def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.M
         return _stateful(layer, path, params)
     if isinstance(layer, S._Recurrent):
         return bridge_recurrent.module(layer, path, params)
+    if isinstance(layer, S.Captioner):
+        return bridge_caption.module(layer, path, params, _module)
     return _SIMPLE[type(layer)](layer)
 
 
@@ -156,6 +158,7 @@ _ACTIVATIONS: dict[type, Any] = {
 _FAMILIES: dict[type, Callable[[Any, str, str], S.Layer]] = {
     **bridge_conv_norm.FROM_MODULE,
     **bridge_embedding.FROM_MODULE,
+    **bridge_caption.FROM_MODULE,
 }
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from harness import spec as S
 
-from . import torch_conv_norm, torch_embedding, torch_recurrent
+from . import torch_caption, torch_conv_norm, torch_embedding, torch_recurrent
 from ._result import Result, prepare, prepare_cotangent, prepare_target
 
 Tensor = torch.Tensor
@@ -120,6 +120,8 @@ class _Run:
             main = self.chain(layer.block, x, path)
             side = self.layer(layer.shortcut, x, S.join_path(path, layer.shortcut.name)) if layer.shortcut else x
             y = self.chain(layer.post, main + side, path)
+        elif isinstance(layer, S.Captioner):
+            y = torch_caption.captioner(self, layer, x, path)
         elif isinstance(layer, (S.BatchNorm2d, S.BatchNorm1d)):
             local: dict[str, Tensor] = {}
             y = _batchnorm(layer, x, lambda n: self.params[f"{path}.{n}"], local)

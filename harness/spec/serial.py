@@ -17,6 +17,7 @@ from typing import Any
 
 from . import (
     activations,
+    captioning,
     containers,
     convolution,
     dropout,
@@ -41,6 +42,7 @@ LAYER_FAMILIES: tuple[ModuleType, ...] = (
     embedding,
     containers,
     recurrent,
+    captioning,
 )
 
 
