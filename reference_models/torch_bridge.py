@@ -24,6 +24,7 @@ from torch import nn
 
 from harness import spec as S
 
+from . import bridge_attention
 from .torch_modules import FeatureBatchNorm, GlobalAvgPool2d, MaskedDropout, Residual, SamePadConv2d
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.M
         )
     if isinstance(layer, S.Conv2d):
         return _conv(layer)
+    if type(layer) in bridge_attention.MODULES:
+        return bridge_attention.MODULES[type(layer)](layer, path, params)
     if isinstance(layer, (S.Dropout, S.BatchNorm2d, S.BatchNorm1d)):
         return _stateful(layer, path, params)
     return _SIMPLE[type(layer)](layer)
@@ -152,6 +155,8 @@ def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
 def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     """The spec of a leaf module, or None if ``m`` is not a known leaf."""
     t = type(m)
+    if (family := bridge_attention.leaf(m, name, path)) is not None:
+        return family
     if t in _ACTIVATIONS:
         return _ACTIVATIONS[t](m, name)
     if isinstance(m, SamePadConv2d):
@@ -363,10 +368,10 @@ def from_torch(module: nn.Module) -> tuple[S.Layer, dict[str, np.ndarray]]:
     leaf = _leaf(module, "0", "")
     if leaf is not None:
         spec: S.Layer = S.Sequential([leaf])
-        state = {f"0.{k}": v for k, v in module.state_dict().items()}
+        state = {f"0.{k}": v for k, v in bridge_attention.state_dict(module).items()}
     else:
         spec = _convert(module, "", "")
-        state = dict(module.state_dict())
+        state = bridge_attention.state_dict(module)  # keys the spec spells otherwise renamed
     params = {
         k: v.detach().cpu().double().numpy().copy() for k, v in state.items() if not k.endswith("num_batches_tracked")
     }
