@@ -65,7 +65,8 @@ class SelfAttention(nn.MultiheadAttention):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]  # one input: self-attention
         t = x.shape[1]
         causal = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1) if self.causal else None
-        pad = None if self.key_padding_mask is None else self.key_padding_mask.ne(0)
+        mask = self.key_padding_mask
+        pad = torch.ne(mask, 0.0) if isinstance(mask, torch.Tensor) else None
         return super().forward(x, x, x, key_padding_mask=pad, attn_mask=causal, need_weights=False)[0]
 
 
