@@ -63,6 +63,7 @@ class Layout:
              flattening NHWC data gives).
     dilation_base: the dilation value the user's code means by "no dilation": 1 (PyTorch,
              TensorFlow's rate) or 0 (code that counts the extra spacing between taps).
+    padding_mask: ``"ignore"`` (1 marks a key to ignore, as PyTorch's) or ``"keep"`` (1: attend).
     """
 
     data: str = "NCHW"
@@ -71,6 +72,7 @@ class Layout:
     linear: str = "out_in"
     flatten: str = "CHW"
     dilation_base: int = 1
+    padding_mask: str = "ignore"
 
     def __post_init__(self) -> None:
         if self.dilation_base not in (0, 1) or isinstance(self.dilation_base, bool):
@@ -87,6 +89,8 @@ class Layout:
             raise LayoutError(f"layout: flatten must be 'CHW' or 'HWC', got {self.flatten!r}")
         if not isinstance(self.flip, bool):
             raise LayoutError(f"layout: flip must be True or False, got {self.flip!r}")
+        if self.padding_mask not in ("ignore", "keep"):
+            raise LayoutError(f"layout: padding_mask must be 'ignore' or 'keep', got {self.padding_mask!r}")
 
     def __str__(self) -> str:
         changed = [
@@ -98,6 +102,7 @@ class Layout:
                 ("linear", "out_in"),
                 ("flatten", "CHW"),
                 ("dilation_base", 1),
+                ("padding_mask", "ignore"),
             )
             if getattr(self, k) != d
         ]

@@ -91,6 +91,7 @@ PARAM_CANDIDATES: dict[str, tuple[str, ...]] = {
     "running_mean": ("running_mean", "mean", "moving_mean"),
     "running_var": ("running_var", "var", "moving_var"),
     "mask": ("mask",),
+    "key_padding_mask": ("key_padding_mask", "padding_mask", "pad_mask"),
 }
 _CONTAINERS = ("", "params", "param", "weights", "parameters")
 _GRAD_CONTAINERS = ("", "grads", "grad", "gradients")
