@@ -201,6 +201,14 @@ def loss_entry(
     value_entry = next(tr for tr in result.tensors if tr.name == "value")
     if not value_entry.ok:
         result.diagnosis += loss_log_eps(wloss.spec, scores, target, float(value), float(t.loss), value_entry.tolerance)
+    failing = {tr.name: tr.tolerance for tr in result.tensors if not tr.ok}
+    if failing and isinstance(wloss.spec, TemporalSoftmaxCrossEntropy):
+        from .hypotheses.temporal import temporal_loss
+
+        user, ref = {"value": np.array(value), "scores": dscores}, {"value": np.array(t.loss), "scores": t.input_grad}
+        result.diagnosis += temporal_loss(
+            wloss.spec, scores, target, {k: user[k] for k in failing}, {k: ref[k] for k in failing}, failing
+        )
     result.diagnosis += _dtype_notes(wloss.returned, wloss.dtype, f"the loss computes in {wloss.dtype}")
     return result
 

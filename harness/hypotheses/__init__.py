@@ -7,7 +7,9 @@ tensor within the tensor's tolerance — and differs from the true value.
 ``point``: the checked point and the reference at a variant; ``forward``: a wrong forward;
 ``backward``: a wrong gradient; ``elementwise``: an activation's derivative written wrong;
 ``layout``: whether another layout reproduces every tensor; ``conventions``: a convention a
-spec field declares (a norm's eps, a non-inverted dropout, an epsilon in a loss's log).
+spec field declares (a norm's eps, a non-inverted dropout, an epsilon in a loss's log);
+``attention``: an attention's softmax backward, scale, masks and heads; ``temporal``: a
+temporal loss's divisor and mask.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from ..results import LayerResult
 from ..spec import AvgPool2d, BatchNorm2d, Conv2d, GlobalAvgPool2d, Layer, MaxPool2d
+from .attention import attention_gradients
 from .backward import wrong_gradients
 from .conventions import EPS_TRIED, conventions, declaration
 from .forward import wrong_forward
@@ -46,6 +49,7 @@ def explain(
     backward = [n for n in failing if n != "output"]
     if backward:
         found += wrong_gradients(p, backward, forward_ok="output" not in failing)
+        found += attention_gradients(p, backward)
     return found
 
 
