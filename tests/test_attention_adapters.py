@@ -234,3 +234,30 @@ def test_joined_parameter_errors() -> None:
         match=r"gradients of 'in_proj_weight' \(kept in parts at \(query.W, key.W, value.W\)\).*grads=\{'in_proj_weight': \('query.dW', 'key.dW', 'value.dW'\)\}",
     ):
         wrapped.param_grads()
+
+
+def test_temporal_loss_without_a_spec_names_the_spec() -> None:
+    with pytest.raises(AdapterError, match=r"logits \(N, T, V\), is not inferred: pass its spec"):
+        tg.check_loss(Z.temporal_softmax_loss, input_shape=(3, 4, 6))
+
+
+@pytest.mark.parametrize("cls, ok", [(Z.MultiHeadAttention, True), (Z.MHARecomputedNotCausal, False)])
+def test_attention_inside_a_wrapped_network(cls, ok: bool) -> None:
+    """A numpy embedding + multi-head attention network: each layer checked, and end to end."""
+    embed, mha = Z.Linear(3, 8, np.random.default_rng(0), np.float64), cls(8, 2)
+    spec = S.Sequential([S.Linear("embed", 3, 8), Z.MHA_SPEC])
+    layers = {
+        "embed": tg.wrap_layer(embed, spec.layers[0], layout=IN_OUT),
+        "attn": tg.wrap_layer(mha, Z.MHA_SPEC, **Z.MHA_KW),
+    }
+    net = tg.wrap_network(
+        layers,
+        spec,
+        forward=lambda x: mha.forward(embed.forward(x), **Z.MHA_KW["forward_kwargs"]),
+        backward=lambda dy: embed.backward(mha.backward(dy)),
+    )
+    report = tg.check_network(net, input_shape=Z.MHA_SHAPE[:2] + (3,))
+    assert report.ok == ok, str(report)
+    if not ok:
+        assert report.first_failure == "attn" and report.layer("attn").verdict == "backward"
+        assert any("causal mask is applied in the forward but not" in d for d in report.layer("attn").diagnosis)
