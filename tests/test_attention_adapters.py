@@ -261,3 +261,17 @@ def test_attention_inside_a_wrapped_network(cls, ok: bool) -> None:
     if not ok:
         assert report.first_failure == "attn" and report.layer("attn").verdict == "backward"
         assert any("causal mask is applied in the forward but not" in d for d in report.layer("attn").diagnosis)
+
+
+def test_temporal_loss_at_a_networks_output() -> None:
+    """A temporal affine (Linear over (N, T, D)) and CS231n's loss: labels drawn with ignored positions."""
+    fc = Z.Linear(4, 6, np.random.default_rng(0), np.float64)
+    spec = S.Sequential([S.Linear("fc", 4, 6)])
+    net = tg.wrap_network({"fc": tg.wrap_layer(fc, spec.layers[0], layout=IN_OUT)}, spec)
+    good = tg.check_network(net, input_shape=(3, 5, 4), loss=tg.wrap_loss(Z.temporal_softmax_loss, Z.TSCE))
+    assert good.ok and [entry.name for entry in good.layers] == ["fc", "(loss)"]
+    bad = tg.check_network(
+        net, input_shape=(3, 5, 4), loss=tg.wrap_loss(Z.temporal_softmax_loss_mask_ignored_in_grad, Z.TSCE)
+    )
+    assert bad.first_failure == "(loss)" and bad.layer("(loss)").verdict == "backward"
+    assert any("the mask is ignored in the gradient" in d for d in bad.layer("(loss)").diagnosis)
