@@ -136,18 +136,19 @@ def _plain(m: nn.MultiheadAttention, name: str, path: str) -> S.MultiheadAttenti
     return S.MultiheadAttention(name, m.embed_dim, m.num_heads, bias=m.in_proj_bias is not None)
 
 
-def leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
-    """The spec of an attention module, or None if ``m`` is not one."""
-    if isinstance(m, SelfAttention):
-        layer = _plain(m, name, path)
-        return S.MultiheadAttention(
-            name, layer.embed_dim, layer.num_heads, layer.bias, m.causal, m.key_padding_mask is not None
-        )
-    if isinstance(m, nn.MultiheadAttention):
-        return _plain(m, name, path)
-    if isinstance(m, ScaledDotProductAttention):
-        return dataclasses.replace(m.layer, name=name)
-    return None
+def _self_attention_spec(m: SelfAttention, name: str, path: str) -> S.Layer:
+    layer = _plain(m, name, path)
+    return S.MultiheadAttention(
+        name, layer.embed_dim, layer.num_heads, layer.bias, m.causal, m.key_padding_mask is not None
+    )
+
+
+# module type -> its spec, from (module, name, path): what torch_bridge's _leaf reads
+FROM_MODULE: dict[type, Callable[[Any, str, str], S.Layer]] = {
+    nn.MultiheadAttention: _plain,
+    SelfAttention: _self_attention_spec,
+    ScaledDotProductAttention: lambda m, name, path: dataclasses.replace(m.layer, name=name),
+}
 
 
 def state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -160,4 +161,4 @@ def state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-__all__ = ["MODULES", "RENAMES", "ScaledDotProductAttention", "SelfAttention", "leaf", "state_dict"]
+__all__ = ["FROM_MODULE", "MODULES", "RENAMES", "ScaledDotProductAttention", "SelfAttention", "state_dict"]

@@ -24,7 +24,7 @@ from torch import nn
 
 from harness import spec as S
 
-from . import bridge_attention
+from . import bridge_attention, bridge_embedding
 from .torch_modules import FeatureBatchNorm, GlobalAvgPool2d, MaskedDropout, Residual, SamePadConv2d
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ _SIMPLE: dict[type[S.Layer], Callable[[Any], nn.Module]] = {
     S.Flatten: lambda L: nn.Flatten(),
     S.Linear: lambda L: nn.Linear(L.in_features, L.out_features, L.bias),
     S.LayerNorm: lambda L: nn.LayerNorm(L.normalized_shape, L.eps, L.elementwise_affine),
+    **bridge_embedding.TO_MODULE,
 }
 
 
@@ -148,6 +149,12 @@ _ACTIVATIONS: dict[type, Any] = {
 }
 
 
+_FAMILIES: dict[type, Callable[[Any, str, str], S.Layer]] = {
+    **bridge_embedding.FROM_MODULE,
+    **bridge_attention.FROM_MODULE,
+}
+
+
 def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
     return S.SpecError(f"from_torch: module '{path or '<root>'}' ({type(m).__name__}) {why}")
 
@@ -155,10 +162,10 @@ def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
 def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     """The spec of a leaf module, or None if ``m`` is not a known leaf."""
     t = type(m)
-    if (family := bridge_attention.leaf(m, name, path)) is not None:
-        return family
     if t in _ACTIVATIONS:
         return _ACTIVATIONS[t](m, name)
+    if t in _FAMILIES:  # the families with a bridge module of their own: (module, name, path) -> spec
+        return _FAMILIES[t](m, name, path)
     if isinstance(m, SamePadConv2d):
         return m.layer if m.layer.name == name else _renamed(m.layer, name)
     if type(m) is nn.Conv2d:

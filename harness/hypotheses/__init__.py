@@ -8,6 +8,7 @@ tensor within the tensor's tolerance — and differs from the true value.
 ``backward``: a wrong gradient; ``elementwise``: an activation's derivative written wrong;
 ``layout``: whether another layout reproduces every tensor; ``conventions``: a convention a
 spec field declares (a norm's eps, a non-inverted dropout, an epsilon in a loss's log);
+``embedding``: an embedding gradient overwritten for repeated tokens, a padding row given one;
 ``attention``: an attention's softmax backward, scale, masks and heads; ``temporal``: a
 temporal loss's divisor and mask.
 """
@@ -21,6 +22,7 @@ from ..spec import AvgPool2d, BatchNorm2d, Conv2d, GlobalAvgPool2d, Layer, MaxPo
 from .attention import attention_gradients
 from .backward import wrong_gradients
 from .conventions import EPS_TRIED, conventions, declaration
+from .embedding import embedding_gradients
 from .forward import wrong_forward
 from .layout import reproduces_under
 from .point import Point
@@ -49,6 +51,7 @@ def explain(
     backward = [n for n in failing if n != "output"]
     if backward:
         found += wrong_gradients(p, backward, forward_ok="output" not in failing)
+        found += embedding_gradients(p, backward)
         found += attention_gradients(p, backward)
     return found
 
