@@ -9,7 +9,7 @@ reproduces the array bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import permutations
 from typing import Any
 
@@ -92,20 +92,8 @@ class Layout:
         if self.padding_mask not in ("ignore", "keep"):
             raise LayoutError(f"layout: padding_mask must be 'ignore' or 'keep', got {self.padding_mask!r}")
 
-    def __str__(self) -> str:
-        changed = [
-            f"{k}={getattr(self, k)!r}"
-            for k, d in (
-                ("data", "NCHW"),
-                ("kernel", "OIHW"),
-                ("flip", False),
-                ("linear", "out_in"),
-                ("flatten", "CHW"),
-                ("dilation_base", 1),
-                ("padding_mask", "ignore"),
-            )
-            if getattr(self, k) != d
-        ]
+    def __str__(self) -> str:  # the fields that differ from their defaults, in declaration order
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
         return f"Layout({', '.join(changed)})"
 
     def spec_dilation(self, user_value: int | tuple[int, int]) -> int | tuple[int, int]:
