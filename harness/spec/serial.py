@@ -17,6 +17,7 @@ from typing import Any
 
 from . import (
     activations,
+    attention,
     containers,
     convolution,
     dropout,
@@ -39,6 +40,7 @@ LAYER_FAMILIES: tuple[ModuleType, ...] = (
     normalization,
     dropout,
     embedding,
+    attention,
     containers,
     recurrent,
 )
