@@ -22,7 +22,7 @@ from torch import nn
 
 from harness import spec as S
 
-from . import bridge_caption, bridge_conv_norm, bridge_embedding, bridge_recurrent
+from . import bridge_attention, bridge_caption, bridge_conv_norm, bridge_embedding, bridge_recurrent
 from .bridge_trace import Flow, traced_nodes
 from .bridge_trace import renamed as _renamed
 from .bridge_trace import unsupported as _unsupported
@@ -72,6 +72,8 @@ def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.M
         )
     if isinstance(layer, S.Conv2d):
         return _conv(layer)
+    if type(layer) in bridge_attention.MODULES:
+        return bridge_attention.MODULES[type(layer)](layer, path, params)
     if isinstance(layer, (S.Dropout, S.BatchNorm2d, S.BatchNorm1d)):
         return _stateful(layer, path, params)
     if isinstance(layer, S._Recurrent):
@@ -158,6 +160,7 @@ _ACTIVATIONS: dict[type, Any] = {
 _FAMILIES: dict[type, Callable[[Any, str, str], S.Layer]] = {
     **bridge_conv_norm.FROM_MODULE,
     **bridge_embedding.FROM_MODULE,
+    **bridge_attention.FROM_MODULE,
     **bridge_caption.FROM_MODULE,
 }
 
@@ -271,10 +274,10 @@ def from_torch(module: nn.Module) -> tuple[S.Layer, dict[str, np.ndarray]]:
     leaf = _leaf(module, "0", "")
     if leaf is not None:
         spec: S.Layer = S.Sequential([leaf])
-        state = {f"0.{k}": v for k, v in module.state_dict().items()}
+        state = {f"0.{k}": v for k, v in bridge_attention.state_dict(module).items()}
     else:
         spec = _convert(module, "", "")
-        state = dict(module.state_dict())
+        state = bridge_attention.state_dict(module)  # keys the spec spells otherwise renamed
     params = {
         k: v.detach().cpu().double().numpy().copy() for k, v in state.items() if not k.endswith("num_batches_tracked")
     }

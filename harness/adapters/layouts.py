@@ -67,6 +67,7 @@ class Layout:
     dilation_base: the dilation value the user's code means by "no dilation": 1 (PyTorch,
              TensorFlow's rate) or 0 (code that counts the extra spacing between taps).
     sequence, gates: 3-D sequences' axis order and stacked LSTM/GRU gate blocks' (:mod:`.sequences`).
+    padding_mask: ``"ignore"`` (1 marks a key to ignore, as PyTorch's) or ``"keep"`` (1: attend).
     """
 
     data: str = "NCHW"
@@ -77,6 +78,7 @@ class Layout:
     dilation_base: int = 1
     sequence: str = "NTD"
     gates: str = ""
+    padding_mask: str = "ignore"
 
     def __post_init__(self) -> None:
         sequences.check(self.sequence, self.gates)
@@ -94,8 +96,10 @@ class Layout:
             raise LayoutError(f"layout: flatten must be 'CHW' or 'HWC', got {self.flatten!r}")
         if not isinstance(self.flip, bool):
             raise LayoutError(f"layout: flip must be True or False, got {self.flip!r}")
+        if self.padding_mask not in ("ignore", "keep"):
+            raise LayoutError(f"layout: padding_mask must be 'ignore' or 'keep', got {self.padding_mask!r}")
 
-    def __str__(self) -> str:
+    def __str__(self) -> str:  # the fields that differ from their defaults, in declaration order
         changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
         return f"Layout({', '.join(changed)})"
 

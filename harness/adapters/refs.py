@@ -98,6 +98,7 @@ PARAM_CANDIDATES: dict[str, tuple[str, ...]] = {
     "bias_hh": ("b_hh", "bhh", "bh", "ba", "bias_hh"),
     "h0": ("h0", "h_0", "A0"),
     "c0": ("c0", "c_0", "C0"),
+    "key_padding_mask": ("key_padding_mask", "padding_mask", "pad_mask"),
 }
 _CONTAINERS = ("", "params", "param", "weights", "parameters")
 _GRAD_CONTAINERS = ("", "grads", "grad", "gradients")

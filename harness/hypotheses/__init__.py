@@ -8,8 +8,10 @@ tensor within the tensor's tolerance — and differs from the true value.
 ``backward``: a wrong gradient; ``elementwise``: an activation's derivative written wrong;
 ``layout``: whether another layout reproduces every tensor; ``conventions``: a convention a
 spec field declares (a norm's eps, a non-inverted dropout, an epsilon in a loss's log);
-``embedding``: an embedding gradient overwritten for repeated tokens, a padding row given one.
-``recurrent``: where in time a sequence gradient goes wrong, truncated BPTT, gate blocks.
+``embedding``: an embedding gradient overwritten for repeated tokens, a padding row given one;
+``recurrent``: where in time a sequence gradient goes wrong, truncated BPTT, gate blocks;
+``attention``: an attention's softmax backward, scale, masks and heads; ``temporal``: a
+temporal loss's divisor and mask.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from ..results import LayerResult
 from ..spec import AvgPool2d, BatchNorm2d, Conv1d, Conv2d, GlobalAvgPool2d, Layer, MaxPool2d, Upsample
+from .attention import attention_gradients
 from .backward import wrong_gradients
 from .conventions import EPS_TRIED, conventions, declaration
 from .embedding import embedding_gradients
@@ -60,6 +63,7 @@ def explain(
     if backward:
         found += wrong_gradients(p, backward, forward_ok="output" not in failing)
         found += embedding_gradients(p, backward)
+        found += attention_gradients(p, backward)
     return found + recurrent(p, failing)
 
 

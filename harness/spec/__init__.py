@@ -17,14 +17,16 @@ It re-exports everything; the parts, one job each:
 - :mod:`~harness.spec.base`: ``SpecError``, ``ParamInfo``, the ``Layer`` base, argument and shape helpers
 - one module per layer family: :mod:`~harness.spec.convolution`, :mod:`~harness.spec.pooling`,
   :mod:`~harness.spec.activations`, :mod:`~harness.spec.linear`, :mod:`~harness.spec.normalization`,
-  :mod:`~harness.spec.dropout`, :mod:`~harness.spec.embedding`, :mod:`~harness.spec.containers`,
-  :mod:`~harness.spec.recurrent`, :mod:`~harness.spec.captioning`; and :mod:`~harness.spec.losses`
+  :mod:`~harness.spec.dropout`, :mod:`~harness.spec.embedding`, :mod:`~harness.spec.attention`,
+  :mod:`~harness.spec.containers`, :mod:`~harness.spec.recurrent`, :mod:`~harness.spec.captioning`;
+  and :mod:`~harness.spec.losses`
 - :mod:`~harness.spec.tree`: walking a tree, its shapes, parameter names, checks and initial values
 - :mod:`~harness.spec.serial`: ``from_dict`` and the registry of kinds it reads (a new family registers there)
 """
 
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .activations import _Elementwise as _Elementwise
+from .attention import MultiheadAttention, ScaledDotProductAttention
 from .base import _NAME_RE as _NAME_RE
 from .base import Layer, ParamInfo, SpecError, join_path
 from .base import PaddingArg as PaddingArg
@@ -44,7 +46,7 @@ from .convolution import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Flatten, Linear
-from .losses import MSE, Loss, Projection, SoftmaxCrossEntropy, check_target
+from .losses import MSE, Loss, Projection, SoftmaxCrossEntropy, TemporalSoftmaxCrossEntropy, check_target
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .normalization import _BatchNorm as _BatchNorm
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d, Upsample
@@ -92,6 +94,7 @@ __all__ = [
     "Loss",
     "MSE",
     "MaxPool2d",
+    "MultiheadAttention",
     "ParamInfo",
     "Projection",
     "RNN",
@@ -99,6 +102,7 @@ __all__ = [
     "RMSNorm",
     "ReLU",
     "Residual",
+    "ScaledDotProductAttention",
     "Captioner",
     "Sequential",
     "Sigmoid",
@@ -107,6 +111,7 @@ __all__ = [
     "SpecError",
     "Tanh",
     "Upsample",
+    "TemporalSoftmaxCrossEntropy",
     "check_params",
     "check_target",
     "from_dict",

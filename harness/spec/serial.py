@@ -17,6 +17,7 @@ from typing import Any
 
 from . import (
     activations,
+    attention,
     captioning,
     containers,
     convolution,
@@ -40,6 +41,7 @@ LAYER_FAMILIES: tuple[ModuleType, ...] = (
     normalization,
     dropout,
     embedding,
+    attention,
     containers,
     recurrent,
     captioning,

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import attention
 from .base import Layer, ParamInfo, Shape, SpecError, _shape, join_path
 from .containers import Residual
 from .convolution import Conv1d, Conv2d, ConvTranspose2d
@@ -87,7 +88,7 @@ def example_input_shape(spec: Layer) -> Shape | None:
         return (3, 5)
     if isinstance(first, _Recurrent):  # batch 3, 5 steps: N != T, so time-first data cannot pass as batch-first
         return (3, first.input_size) if first.step else (3, 5, first.input_size)
-    return None
+    return attention.example_shape(first)
 
 
 def index_layer(spec: Layer) -> Layer | None:
@@ -158,13 +159,19 @@ def check_params(spec: Layer, input_shape: Shape, params: Mapping[str, Any]) -> 
         problems.append("wrong shape " + "; ".join(wrong))
     if problems:
         raise SpecError("parameters do not fit the spec: " + ", ".join(problems))
+    shapes = layer_shapes(spec, input_shape)
+    for path, layer in walk(spec):
+        problem = layer.value_problem(shapes[path][0], lambda local, path=path: params[f"{path}.{local}"], path)
+        if problem:
+            raise SpecError(problem)
 
 
 def init_params(spec: Layer, input_shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
     """Random float64 parameters for ``spec`` (PyTorch-like fan-in scaling), deterministic in
     ``seed``. Batch-norm weights and running statistics are randomised too (not 1 and 0), so a
-    check cannot pass by accident; dropout masks are random 0/1 with the layer's rate; a
-    recurrent layer's states (``h0``, ``c0``, a cell's ``h``, ``c``) uniform in [-0.5, 0.5]."""
+    check cannot pass by accident; dropout masks are random 0/1 with the layer's rate, attention
+    padding masks random 0/1 leaving every query a visible key; a recurrent layer's states
+    (``h0``, ``c0``, a cell's ``h``, ``c``) uniform in [-0.5, 0.5]."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for name, info in named_params(spec, input_shape).items():
@@ -174,6 +181,13 @@ def init_params(spec: Layer, input_shape: Shape, seed: int = 0) -> dict[str, np.
             layer = dict(walk(spec))[name.rsplit(".", 1)[0]]
             assert isinstance(layer, Dropout)  # the only kind with a mask
             out[name] = (rng.random(shape) >= layer.p).astype(np.float64)
+        elif local == "key_padding_mask":  # every query keeps a visible key (softmax over none is undefined)
+            layer = dict(walk(spec))[name.rsplit(".", 1)[0]]
+            out[name] = attention.padding_mask(rng, shape, causal=getattr(layer, "causal", False))
+        elif local in ("key", "value") and isinstance(
+            dict(walk(spec))[name.rsplit(".", 1)[0]], attention.ScaledDotProductAttention
+        ):
+            out[name] = rng.standard_normal(shape)  # inputs, not weights: scores q.k/sqrt(d) of order 1
         elif local == "running_var":
             out[name] = rng.uniform(0.5, 2.0, shape)
         elif local == "running_mean":
