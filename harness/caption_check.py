@@ -269,7 +269,7 @@ def _explain(report: Report, model: CaptioningModel) -> None:
     notes = [_unchecked(model)] if len(parts) < len(ROLES) + 1 else []
     failed = next((p.name for p in parts if p.verdict in ("forward", "backward", "both", "error")), None)
     unsure = [p.name for p in parts if p.verdict == "inconclusive"]
-    if not entry.ok and entry.verdict != "error" and failed is not None:
+    if not entry.ok and failed is not None:
         entry.downstream_of = failed
         notes.append(f"explained by '{failed}', which fails alone: fix it first")
     elif entry.verdict in ("forward", "backward", "both") and not unsure and not notes:
