@@ -69,7 +69,11 @@ BUGS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("cell,name,dtype,part,verdict,side,diagnosis", BUGS, ids=[f"{b[0]}-{b[1]}" for b in BUGS])
+# the gate-order bug's diagnosis tries every gate permutation (seconds): under -m slow
+QUICK = [pytest.param(*b, marks=pytest.mark.slow) if b[1] == "lstm_step_backward" else b for b in BUGS]
+
+
+@pytest.mark.parametrize("cell,name,dtype,part,verdict,side,diagnosis", QUICK, ids=[f"{b[0]}-{b[1]}" for b in BUGS])
 def test_a_planted_bug_is_found_in_its_part(
     monkeypatch: pytest.MonkeyPatch,
     cell: str,
@@ -126,8 +130,8 @@ def test_the_user_s_own_point_and_a_wrapped_model() -> None:
     """Features and captions given (x=, y=) are used as they are (int32 captions handed as
     int32); wrapped first, the model is checked the same way."""
     model = cm.make_model("rnn", np.float64)
-    features = np.random.default_rng(5).normal(size=(2, 6))
-    captions = np.array([[1, 3, 3, 4, 2, 0, 0], [1, 5, 6, 7, 8, 2, 0]], dtype=np.int32)
+    features = np.random.default_rng(5).normal(size=(3, 6))
+    captions = np.array([[1, 3, 3, 4, 2, 0], [1, 5, 6, 7, 8, 2], [1, 4, 2, 0, 0, 0]], dtype=np.int32)
     seen = []
     loss = model.loss
     model.loss = lambda f, c: seen.append((f.copy(), c.copy())) or loss(f, c)
@@ -139,17 +143,18 @@ def test_the_user_s_own_point_and_a_wrapped_model() -> None:
 
 
 def test_a_spec_of_your_own_names_the_parts() -> None:
-    model = cm.make_model("lstm", np.float64)
+    model = cm.make_model("rnn", np.float32)
     spec = tg.Captioner(
         "decoder",
         project=tg.Linear("init", 6, 5),
         embed=tg.Embedding("words", 9, 4),
-        rnn=tg.LSTM("lstm", 4, 5, bias="fused", initial_state=False),
+        rnn=tg.RNN("cell", 4, 5, bias="fused", initial_state=False),
         vocab=tg.Linear("out", 5, 9),
     )
     report = check(model, spec=spec)
-    assert [e.name for e in report.layers] == ["decoder.words", "decoder.init", "decoder.lstm", "decoder.out",
+    assert [e.name for e in report.layers] == ["decoder.words", "decoder.init", "decoder.cell", "decoder.out",
                                                "(loss)", "(network)"]  # fmt: skip
+    assert report.layer("(network)").tensors[1].name == "decoder.words.weight"
     assert report.ok, str(report)
 
 

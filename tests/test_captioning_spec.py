@@ -110,15 +110,16 @@ def test_recorded_values_are_the_model_s_own() -> None:
     np.testing.assert_allclose(alone.param_grads["rnn.h0"], t.output_grads["cap.project"], rtol=1e-12, atol=1e-15)
 
 
-def test_loss_vjp_agrees_under_a_softmax_loss_of_the_flattened_scores() -> None:
-    """Nested in a Sequential, followed by another layer."""
-    spec = S.Sequential([captioner(S.LSTM), S.Flatten("flat")])
+def test_loss_vjp_agrees_under_the_model_s_temporal_loss() -> None:
+    """CS231n's loss: a masked sum over the batch, the NULL token 0 ignored."""
+    spec = captioner(S.RNN)
     x, params = _captions(5), S.init_params(spec, (N, T), seed=6)
-    labels = np.random.default_rng(7).integers(0, T * V, size=N)
-    loss = S.SoftmaxCrossEntropy()
+    labels = np.where(np.arange(T) < T - 2, _captions(7), 0)  # the last two steps padding
+    loss = S.TemporalSoftmaxCrossEntropy(reduction="batch", ignore_index=0)
     t, j = build("torch", spec).loss_vjp(params, x, loss, labels), build("jax", spec).loss_vjp(params, x, loss, labels)
     assert abs(t.loss - j.loss) <= 1e-12 * abs(t.loss)
     assert_agree(t, j, spec, (N, T), tol=1e-12)
+    assert not t.cotangent[:, T - 2 :].any()  # no gradient reaches the padding's scores
 
 
 @pytest.mark.parametrize("cell,kw", CELLS[:4], ids=["rnn", "lstm", "lstm-c0", "gru"])
