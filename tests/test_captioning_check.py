@@ -197,3 +197,19 @@ def test_drawn_captions_exercise_the_mask_and_the_accumulation() -> None:
         for row in caps:
             words = row[(row > 2)]
             assert len(words) > len(set(words.tolist())) or len(words) < 2  # a word seen twice
+
+
+def test_functions_are_found_where_loss_finds_them() -> None:
+    """A class defined by exec (a notebook cell, a docs page): its loss's own globals."""
+    import inspect
+
+    namespace: dict = {"__name__": "__main__", "np": np}  # not sys.modules['__main__']
+    for name in ("affine_forward", "affine_backward", "word_embedding_forward", "word_embedding_backward",
+                 "lstm_forward", "lstm_backward", "temporal_affine_forward", "temporal_affine_backward",
+                 "temporal_softmax_loss"):  # fmt: skip
+        namespace[name] = getattr(cm, name)
+    exec(inspect.getsource(cm.CaptioningRNN), namespace)
+    model = cm.make_model("lstm", cls=namespace["CaptioningRNN"])
+    wrapped = tg.wrap_captioning(model)
+    assert sorted(wrapped.functions) == ["embed", "loss", "lstm", "project", "vocab"]
+    assert wrapped.functions["lstm"] == (cm.lstm_forward, cm.lstm_backward)

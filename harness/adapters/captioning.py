@@ -16,9 +16,9 @@ the batch, the mask ``captions_out != _null``.
 
 The layer functions the model calls (``affine_forward`` / ``affine_backward``,
 ``word_embedding_*``, ``rnn_*`` or ``lstm_*``, ``temporal_affine_*``, ``temporal_softmax_loss``)
-are found by name in the module that defines the model's class (CS231n's ``rnn.py`` imports
-them with ``from ..rnn_layers import *``), or in ``layers=``; the check
-(:mod:`harness.caption_check`) tests each alone.
+are found by name where ``loss`` itself finds them (the globals of the module defining it:
+CS231n's ``rnn.py`` imports them with ``from ..rnn_layers import *``; a script's or a
+notebook's own), or in ``layers=``; the check (:mod:`harness.caption_check`) tests each alone.
 """
 
 from __future__ import annotations
@@ -208,12 +208,26 @@ def _check_spec(spec: Any, reading: Reading) -> Captioner:
     return spec
 
 
+def _homes(model: Any) -> dict[str, Mapping[str, Any]]:
+    """``{module name: its globals}`` where the model's code finds its functions: the globals of
+    each ``loss`` along the class's MRO (what ``loss`` itself resolves, also when the class was
+    defined by ``exec``), then the modules of the classes (a subclass defined elsewhere)."""
+    homes: dict[str, Mapping[str, Any]] = {}
+    for cls in type(model).__mro__[:-1]:
+        own = getattr(cls.__dict__.get("loss"), "__globals__", None)
+        if isinstance(own, dict):
+            homes.setdefault(str(own.get("__name__", cls.__module__)), own)
+    for cls in type(model).__mro__[:-1]:
+        if cls.__module__ in sys.modules:
+            homes.setdefault(cls.__module__, vars(sys.modules[cls.__module__]))
+    return homes
+
+
 def _functions(model: Any, layers: Any) -> tuple[dict[str, tuple[Any, ...]], str]:
     """``({role: the user's functions}, where they were looked for)``: each name in ``layers``
-    (a module or a mapping) first, then in the module defining the model's class, then those
-    of its base classes (a subclass defined elsewhere); a role whose functions are not all
-    found is left out."""
-    homes = list(dict.fromkeys(c.__module__ for c in type(model).__mro__ if c is not object))
+    (a module or a mapping) first, then where the model's code finds its own (:func:`_homes`);
+    a role whose functions are not all found is left out."""
+    homes = _homes(model)
     sources: list[Mapping[str, Any]] = []
     if layers is not None:
         if not isinstance(layers, (Mapping, ModuleType)):
@@ -222,7 +236,7 @@ def _functions(model: Any, layers: Any) -> tuple[dict[str, tuple[Any, ...]], str
                 f"({{'rnn_forward': rnn_forward, ...}}), got {type(layers).__name__}"
             )
         sources.append(vars(layers) if isinstance(layers, ModuleType) else layers)
-    sources += [vars(sys.modules[m]) for m in homes if m in sys.modules]
+    sources += list(homes.values())
     found = {}
     for role, names in FUNCTIONS.items():
         fns = tuple(next((s[n] for s in sources if callable(s.get(n))), None) for n in names)
@@ -285,8 +299,8 @@ def wrap_captioning(model: Any, spec: Captioner | None = None, *, layers: Any = 
 
     ``spec``: a :class:`~harness.spec.Captioner` (None: built from the parameters' shapes, the
     parts named ``cap.project``, ``cap.embed``, ``cap.rnn``, ``cap.vocab``). ``layers``: your
-    ``rnn_layers`` module, or a dict of its functions by name, when the module defining the
-    model's class does not hold them. Check it with :func:`harness.check_network` (``x=``
+    ``rnn_layers`` module, or a dict of its functions by name, when ``model.loss`` does not
+    find them by their CS231n names itself. Check it with :func:`harness.check_network` (``x=``
     features ``(N, F)``, ``y=`` captions ``(N, T + 1)``, both drawn from the seed when omitted).
     Raises :class:`AdapterError` naming what does not fit: a missing parameter, a shape, the cell
     type, the NULL token.
