@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import resources
 from .adapters.captioning import CaptioningModel, part_spec, wrap_captioning
 from .adapters.refs import AdapterError
 from .check import check_point
@@ -72,6 +73,7 @@ def check_captioning(
     x, target = caps[:, :-1].astype(np.int64), caps[:, 1:].astype(np.int64)
     wrapped.features, wrapped.caption_dtype = feats, caps.dtype
     cap = wrapped.captioner
+    resources.require(resources.network_estimate(cap, x.shape), f"checking the captioning model on captions {x.shape}")
     g = upstream(rng, cap.output_shape(x.shape), x, seed)
     report = Report(seed=seed)
     tick = progress or (lambda name, done, total: None)
@@ -83,9 +85,12 @@ def check_captioning(
             name = "(loss)" if role == "loss" else join_path(cap.name, getattr(cap, role).name)
             tick(name, len(report.layers), len(roles) + 1)
             report.layers.append(
-                _loss_part(wrapped, refs[0].output, target, rng, fd_probes, tol_scale)
-                if role == "loss"
-                else _part(wrapped, role, refs, rng, fd_probes, tol_scale)
+                _blocked(wrapped, name, refs[0])
+                or (
+                    _loss_part(wrapped, refs[0].output, target, rng, fd_probes, tol_scale)
+                    if role == "loss"
+                    else _part(wrapped, role, refs, rng, fd_probes, tol_scale)
+                )
             )
         tick("(network)", len(report.layers), len(roles) + 1)
         entry = loss_model_entry(wrapped, x, target, rng, fd_probes, tol_scale)
@@ -145,6 +150,10 @@ def caption_point(model: CaptioningModel, features: Any, captions: Any, rng: np.
             )
         if not np.issubdtype(f.dtype, np.floating):
             raise AdapterError(f"check_network: features (x=) must be floating point, got {f.dtype}")
+        if not np.isfinite(f).all():
+            raise AdapterError(
+                f"check_network: features (x=) hold NaN/Inf at {np.argwhere(~np.isfinite(f))[0].tolist()}"
+            )
         features, n = np.array(f, copy=True), f.shape[0]
     n = BATCH if n is None else n
     if captions is None:
@@ -246,6 +255,31 @@ def _values(model: CaptioningModel, role: str, ref: Any) -> SimpleNamespace:
     return SimpleNamespace(output=ref.outputs[path], input_grad=input_grad, param_grads=grads)
 
 
+def _blocked(model: CaptioningModel, name: str, ref: Any) -> LayerResult | None:
+    """An entry for a part that cannot be checked: the reference's values reaching it (its
+    input, upstream gradient, h0; the loss's scores) hold NaN/Inf because another part's
+    parameters do (that part's own check says so); None when it can be checked."""
+    cap = model.captioner
+    owners = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in model.nonfinite_params()))
+    if name in owners or not owners:
+        return None
+    if name == "(loss)":
+        reaching = [ref.output]
+    else:
+        reaching = [ref.inputs[name], ref.output_grads[name]]
+        reaching += [ref.outputs[join_path(cap.name, cap.project.name)]] if name.endswith(f".{cap.rnn.name}") else []
+    if all(np.isfinite(v).all() for v in reaching if np.issubdtype(np.asarray(v).dtype, np.floating)):
+        return None
+    return LayerResult(
+        name=name,
+        kind="temporal softmax loss" if name == "(loss)" else type(getattr(cap, name.rsplit(".", 1)[1])).__name__,
+        verdict="error",
+        dtype=str(model.dtype),
+        downstream_of=owners[0],
+        message=f"not checked: the reference's values reaching it hold NaN/Inf (see '{owners[0]}')",
+    )
+
+
 def _loss_part(
     model: CaptioningModel, scores: np.ndarray, target: np.ndarray, rng: np.random.Generator, probes: int, tol: float
 ) -> LayerResult:
@@ -267,7 +301,8 @@ def _explain(report: Report, model: CaptioningModel) -> None:
     gradients it gets wrong by the model's own keys; and the parts not checked alone."""
     entry, parts = report.layers[-1], report.layers[:-1]
     notes = [_unchecked(model)] if len(parts) < len(ROLES) + 1 else []
-    failed = next((p.name for p in parts if p.verdict in ("forward", "backward", "both", "error")), None)
+    failing = ("forward", "backward", "both", "error")
+    failed = next((p.name for p in parts if p.verdict in failing and p.downstream_of is None), None)
     unsure = [p.name for p in parts if p.verdict == "inconclusive"]
     if not entry.ok and failed is not None:
         entry.downstream_of = failed

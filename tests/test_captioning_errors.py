@@ -166,3 +166,21 @@ def test_grads_that_do_not_fit_the_params_are_refused() -> None:
         tg.AdapterError, match=re.escape("grads has no 'W_proj' (the gradient of 'cap.project.weight')")
     ):
         tg.check_network(m)
+
+
+def test_nan_weights_are_named_where_they_are_and_the_rest_is_not_blamed() -> None:
+    m = model()
+    m.params["W_vocab"][0, 0] = np.nan
+    report = tg.check_network(m, seed=0)
+    assert report.first_failure == "cap.vocab"
+    vocab = report.layer("cap.vocab")
+    assert (vocab.verdict, vocab.error_side) == ("error", "setup") and "hold NaN/Inf before any call" in vocab.message
+    for entry in report.layers:
+        if entry.name != "cap.vocab":
+            assert entry.downstream_of == "cap.vocab", entry
+    assert (
+        "not checked: the reference's values reaching it hold NaN/Inf (see 'cap.vocab')"
+        in report.layer("cap.embed").message
+    )
+    with pytest.raises(tg.AdapterError, match=re.escape("features (x=) hold NaN/Inf at [1, 2]")):
+        tg.check_network(model(), x=np.where(np.arange(18).reshape(3, 6) == 8, np.nan, 0.0))
