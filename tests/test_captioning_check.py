@@ -95,6 +95,17 @@ def test_a_planted_bug_is_found_in_its_part(
     assert network.downstream_of == part and f"explained by '{part}'" in network.message
 
 
+def test_a_square_projection_s_transposed_gradient_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """input_dim == hidden_dim: dw^T has dw's shape, so it is a wrong value, recognised as transposed."""
+    monkeypatch.setattr(cm, "affine_backward", cm.BUGS["affine_backward"])
+    report = check(cm.make_model("rnn", np.float64, input_dim=5))
+    project = report.layer("cap.project")
+    assert report.first_failure == "cap.project" and project.verdict == "backward"
+    assert [t.name for t in project.tensors if not t.ok] == ["weight"]
+    assert "weight: transposed: the user's value equals the reference transposed" in project.diagnosis
+    assert report.layer("(network)").downstream_of == "cap.project"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,name,dtype,part,verdict,side,diagnosis", BUGS, ids=[f"{b[0]}-{b[1]}" for b in BUGS])
 def test_a_planted_bug_is_found_in_the_other_dtype_and_seeds(
