@@ -184,3 +184,23 @@ def test_nan_weights_are_named_where_they_are_and_the_rest_is_not_blamed() -> No
     )
     with pytest.raises(tg.AdapterError, match=re.escape("features (x=) hold NaN/Inf at [1, 2]")):
         tg.check_network(model(), x=np.where(np.arange(18).reshape(3, 6) == 8, np.nan, 0.0))
+
+
+def test_a_backward_that_steps_the_weights_is_found_and_the_model_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    own = cm.temporal_affine_backward
+
+    def sgd_backward(dout: np.ndarray, cache: tuple) -> tuple:
+        dx, dw, db = own(dout, cache)
+        w = cache[1]
+        w -= 0.1 * dw  # an SGD step inside backward, on the weight it was handed: model.params['W_vocab'] in loss()
+        return dx, dw, db
+
+    monkeypatch.setattr(cm, "temporal_affine_backward", sgd_backward)
+    m = model()
+    saved = {k: v.copy() for k, v in m.params.items()}
+    report = tg.check_network(m, seed=0)
+    assert report.first_failure == "cap.vocab" and report.layer("cap.vocab").verdict == "backward"
+    assert "backward changes parameter 'weight'" in report.layer("cap.vocab").diagnosis[0]
+    assert report.layer("(network)").downstream_of == "cap.vocab"
+    for k, v in m.params.items():
+        assert v.tobytes() == saved[k].tobytes(), k
