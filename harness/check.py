@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import fd, reference_pair, resources, ties
+from . import fd, index_input, reference_pair, resources, ties
 from .adapters.effects import apply_effects
 from .adapters.inputs import read_input, read_shape
 from .adapters.layer import WrappedLayer, wrap_layer
@@ -41,7 +41,8 @@ from .judge import _nonfinite_message as _nonfinite_message
 from .kinks import pattern, random_input, upstream
 from .reference_pair import values_in
 from .results import FDSummary, LayerResult, Report
-from .spec import Layer, Sequential, example_input_shape, join_path
+from .spec import Layer, Sequential, example_input_shape, join_path, no_grad_masks
+from .spec import read_input as canonical_input
 
 FD_TOL = fd.FD_TOL
 _fd_summary, _probes = fd.summary, fd.probes  # the names network_check and older code use
@@ -104,8 +105,7 @@ def check_layer(
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
-    x = random_input(spec, shape, rng, wrapped.dtype) if x is None else x
-    x = np.asarray(x, dtype=np.float64)
+    x = canonical_input(spec, random_input(spec, shape, rng, wrapped.dtype) if x is None else x)  # int64 indices stay
     g = upstream(rng, spec.output_shape(x.shape), x, seed)
     report = Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
     if inference is not None:
@@ -176,7 +176,9 @@ def check_point(
 def _warm_up_point(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The point of the warm-up forward: ``x`` moved by one standard normal draw of its shape
     (scaled by its spread), so that a backward using a cache from an earlier call (not the
-    latest forward) shows up as wrong."""
+    latest forward) shows up as wrong; integer indices shuffled (:func:`harness.index_input.other_point`)."""
+    if np.issubdtype(x.dtype, np.integer):
+        return index_input.other_point(x, rng)
     return x + rng.standard_normal(x.shape) * (float(np.std(x)) or 1.0)
 
 
@@ -234,7 +236,10 @@ def _finite_differences(
     (x, g), spec = point, wrapped.spec
     assert spec is not None  # as in check_point
     true = _true_grads(result, tensors, wrapped.dtype, tol_scale, wrapped.grad_noise())
-    return _fd_all(wrapped, x, g, seen["dx"], seen["grads"], seen["params"], rng, count, at, _full(spec), true)
+    # entries whose gradient the spec defines as zero (an Embedding's padding row): held still by the probes
+    masks = no_grad_masks(Sequential([spec]), x.shape)
+    held = {k: masks[full] for k in seen["params"] if (full := join_path(spec.name, k)) in masks}
+    return _fd_all(wrapped, x, g, seen["dx"], seen["grads"], seen["params"], rng, count, at, _full(spec), true, held)
 
 
 def _second_backward(wrapped: WrappedLayer, g: np.ndarray, seen: dict[str, Any]) -> None:
@@ -299,10 +304,13 @@ def _diagnose_entry(
         result.diagnosis += explain(result, tensors, spec, params, x, g)
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += layout_hint(wrapped, x, g, result)
-    accumulation(result, seen["grads"], seen["again"])
+    accumulation(result, seen["grads"], seen["again"], wrapped.dtype)
     _finish(result, wrapped)
-    if seen["dx"] is None:  # declared input_grad=False: said on the entry, whatever the verdict
+    if wrapped.indices:  # integer indices: no input gradient exists; said on the entry, whatever the verdict
+        index_input.mark(result, spec)
+    elif seen["dx"] is None:  # declared input_grad=False: said on the entry, whatever the verdict
         result.message = "; ".join(filter(None, [result.message, NO_INPUT_GRAD]))
+        result.input_gradient = index_input.NOT_COMPUTED
 
 
 def _finish(result: LayerResult, wrapped: WrappedLayer) -> None:

@@ -57,7 +57,8 @@ def _refs(args: argparse.Namespace) -> int:
         print(f"{path:<28} {out_shape!s:<20} {e_out:<24.2e} {e_grad:<14.2e}")
     for name in a.param_grads:
         worst = max(worst, rel_error(a.param_grads[name], b.param_grads[name]).norm)
-    e_dx = rel_error(a.input_grad, b.input_grad)
+    # None: the input is integer indices (an Embedding first), which has no gradient
+    e_dx = "none (integer indices)" if a.input_grad is None else rel_error(a.input_grad, b.input_grad)
     print(f"input gradient: {e_dx}")
     print(f"worst relative error over outputs, upstream and parameter gradients: {worst:.2e}")
     return 0

@@ -31,6 +31,7 @@ def diagnose(
     overlap: np.ndarray | None = None,
     groups: int = 1,
     counts: dict[str, int] | None = None,
+    axes: str | None = None,
     tol: float = 1e-6,
 ) -> list[str]:
     """Hypotheses that explain why ``user`` differs from ``ref`` (same shape) for the tensor
@@ -38,7 +39,8 @@ def diagnose(
     constant factor is compared with. Conv tensors are ``(N or O, C, H, W)``. ``overlap``:
     ``(H, W)`` bool, the input positions that more than one pooling window covers (see
     :func:`window_overlap`); ``groups``: a conv's groups, to name whole groups. ``counts``:
-    further sizes a factor may equal, by what they count (``{"the number of windows": 12}``)."""
+    further sizes a factor may equal, by what they count (``{"the number of windows": 12}``).
+    ``axes``: the letters naming a 3-D tensor's axes (``"NTD"`` for a sequence; default ``"NCL"``)."""
     u, r = np.asarray(user, np.float64), np.asarray(ref, np.float64)
     found: list[str] = []
     if u.shape != r.shape or not np.isfinite(u).all():
@@ -56,7 +58,7 @@ def diagnose(
     if u.ndim == 2 and u.shape[0] == u.shape[1] and _close(u, r.T, tol):
         found.append("transposed: the user's value equals the reference transposed")
     if 3 <= u.ndim <= 4:
-        found += _permuted(u, r, tol, weight=name == "weight" or name.endswith(".weight"))
+        found += _permuted(u, r, tol, weight=name == "weight" or name.endswith(".weight"), axes=axes)
     if u.ndim == 4 and u.shape[2:] != (1, 1) and _close(u, r[:, :, ::-1, ::-1], tol):
         found.append(
             "kernel flipped: the user's value is the reference rotated 180 degrees in (H, W) "
@@ -173,14 +175,19 @@ def _where(u: np.ndarray, r: np.ndarray, tol: float, groups: int = 1, axis: int 
 _AXES = {3: "NCL", 4: "NCHW"}
 
 
-def _permuted(u: np.ndarray, r: np.ndarray, tol: float, weight: bool = False) -> list[str]:
+def _permuted(u: np.ndarray, r: np.ndarray, tol: float, weight: bool = False, axes: str | None = None) -> list[str]:
     """Is ``u`` (3-D ``(N, C, L)`` or 4-D ``(N, C, H, W)``; a conv weight ``(O, I, kh, kw)``)
     the reference with its axes permuted (H and W swapped in a col2im), or the reference's
     values laid out in another axis order and read back in this one (a reshape that does not
-    undo a transpose)? Transposes of a square 2-D tensor and 180-degree flips are named elsewhere."""
+    undo a transpose)? ``axes``: the letters of a 3-D tensor's axes (a sequence's ``NTD``).
+    Transposes of a square 2-D tensor and 180-degree flips are named elsewhere."""
     from itertools import permutations
 
-    names = ("O", "I", "kh", "kw") if weight and u.ndim == 4 else tuple(_AXES[u.ndim])
+    names = (
+        ("O", "I", "kh", "kw")
+        if weight and u.ndim == 4
+        else tuple(axes if axes and len(axes) == u.ndim else _AXES[u.ndim])
+    )
     out = []
     for p in permutations(range(u.ndim)):
         if p == tuple(range(u.ndim)):

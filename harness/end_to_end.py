@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from . import index_input
 from .adapters.effects import apply_effects
 from .adapters.shared import layer_note, shared_objects, sharing_finding
 from .compare import REFS_TOL, relative_with_floor, tolerance
@@ -59,13 +60,16 @@ def _end_to_end(
         apply_effects(result, net.side_effects())
         return result
     _explain(result, net, calls, ref, first_failure, unsure or [])
-    if dx is None:
+    if net.indices:  # integer indices: no input gradient exists
+        index_input.mark(result, net.spec)
+    elif dx is None:
         result.message = "; ".join(
             filter(
                 None,
                 [result.message, NO_INPUT_GRAD.replace("(input_grad=False)", "(input_grad=False on the first layer)")],
             )
         )
+        result.input_gradient = index_input.NOT_COMPUTED
     return result
 
 

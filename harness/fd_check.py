@@ -60,6 +60,15 @@ class _Probing:
     at: Any
     full: Any
     true: dict[str, np.ndarray] | None
+    held: dict[str, np.ndarray]
+
+    def moved(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Parameter values of a probe point with the ``held`` entries (bool masks by name: an
+        Embedding's padding row, whose gradient the spec defines as zero although the forward
+        reads it) put back at the point's own: the probes then differentiate the spec's
+        function, while the user's gradient is still dotted with the whole direction, so a
+        gradient the code gives those entries shows as an inconsistency."""
+        return {k: np.where(self.held[k], self.params[k], v) if k in self.held else v for k, v in values.items()}
 
 
 def _fd_all(
@@ -74,15 +83,17 @@ def _fd_all(
     at: Any,
     full: Any,
     true: dict[str, np.ndarray] | None = None,
+    held: dict[str, np.ndarray] | None = None,
 ) -> dict[str, FDSummary]:
     """Finite differences of the user's own forward (its backward's consistency): first along
     directions over the input and every parameter at once; when that disagrees or is
     unreliable, per tensor to say which. ``dx_u`` None (input_grad=False): the parameters
     only. ``true``: the references' gradients when they are the forward's true ones (see
     :func:`_true_grads`): a probe that sides with them is no agreement, however coarse the
-    tolerance. The parameters are put back afterwards."""
+    tolerance. ``held``: entries the probes do not move (see :meth:`_Probing.moved`). The
+    parameters are put back afterwards."""
     names = list(grads_u)
-    probing = _Probing(wrapped, x, g, dx_u, grads_u, params, rng, count, at, full, true)
+    probing = _Probing(wrapped, x, g, dx_u, grads_u, params, rng, count, at, full, true, held or {})
     try:
         if names:  # one direction over everything: an inconsistent backward would need a measure-zero direction to hide
             together = _fd_joint(probing)
@@ -110,7 +121,7 @@ def _fd_joint(p: _Probing) -> FDSummary:
 
     def joint(v: np.ndarray) -> float:
         xv, pv = split(v)
-        p.wrapped.set_params(pv)
+        p.wrapped.set_params(p.moved(pv))
         return float((p.wrapped.forward(xv) * p.g).sum())
 
     def concat(first: np.ndarray | None, by_name: dict[str, np.ndarray]) -> np.ndarray:
@@ -140,18 +151,18 @@ def _fd_each(p: _Probing) -> dict[str, FDSummary]:
     for k in p.grads_u:
         pat = (lambda v, k=k: at(full({**p.params, k: v}), x)) if at else None
         k_true = true[k] if true else None
-        fds[k] = fd.summary(
-            fd.probes(_along(wrapped, x, g, k), p.params[k], p.grads_u[k], p.rng, p.count, dtype, pat, k_true), dtype
-        )
+        f_k = _along(wrapped, x, g, k, p.moved)
+        fds[k] = fd.summary(fd.probes(f_k, p.params[k], p.grads_u[k], p.rng, p.count, dtype, pat, k_true), dtype)
         wrapped.set_params({k: p.params[k]})
     return fds
 
 
-def _along(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, k: str) -> Any:
-    """``<f_user(x; θ), g>`` as a function of parameter ``k`` alone (the others as they are)."""
+def _along(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, k: str, moved: Any) -> Any:
+    """``<f_user(x; θ), g>`` as a function of parameter ``k`` alone (the others as they are;
+    ``moved`` puts held entries back, see :meth:`_Probing.moved`)."""
 
     def f(v: np.ndarray) -> float:
-        wrapped.set_params({k: v})
+        wrapped.set_params(moved({k: v}))
         return float((wrapped.forward(x) * g).sum())
 
     return f

@@ -58,11 +58,16 @@ def nondeterminism(y: np.ndarray, y_again: np.ndarray) -> list[str]:
     ]
 
 
-def accumulation(result: LayerResult, first: dict[str, np.ndarray], again: dict[str, np.ndarray]) -> None:
+def accumulation(
+    result: LayerResult, first: dict[str, np.ndarray], again: dict[str, np.ndarray], dtype: Any = np.float64
+) -> None:
     """A second backward at the same point that doubles a gradient: code that accumulates
-    instead of overwriting (a failure even when the first call was right)."""
+    instead of overwriting (a failure even when the first call was right). ``dtype``: what the
+    code computes in; float32 sums of the same terms in another order (first + g rather than
+    2 g) round differently, so the doubling is judged to a tolerance of that dtype."""
+    tol = max(1e-9, 100 * float(np.finfo(np.dtype(dtype)).eps)) if np.issubdtype(dtype, np.floating) else 1e-9
     for k, value in first.items():
-        if accumulates(value, again[k]):
+        if accumulates(value, again[k], tol):
             result.diagnosis.append(
                 f"{k}: doubled on a second backward call: gradients accumulate instead of "
                 "being overwritten (declare zero_grad= if the code expects a flush)"

@@ -21,7 +21,7 @@ from .compare import REFS_TOL, rel_error, relative_with_floor, tensor_tolerance,
 from .diagnose import diagnose, window_overlap
 from .hypotheses import counts
 from .results import FDSummary, LayerResult, TensorResult, error_map
-from .spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, join_path, walk
+from .spec import AvgPool2d, Conv2d, Layer, LayerNorm, Linear, MaxPool2d, Sequential, join_path, walk
 
 FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
 Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
@@ -202,14 +202,24 @@ def _diagnose_failing(
 def _hints(spec: Layer, x: np.ndarray) -> dict[str, Any]:
     """What the diagnosis needs to know about the layer: its window size, groups, overlap."""
     convs = [layer for _, layer in walk(Sequential([spec])) if isinstance(layer, Conv2d)]
+    sequence = _sequence(spec, x)  # (N, T, D): a Linear or LayerNorm over 3-D data, an Embedding's (N, T) indices
+    steps = {"the number of timesteps T": x.shape[1]} if sequence and x.ndim >= 2 else {}
     hints: dict[str, Any] = {
         "groups": convs[0].groups if len(convs) == 1 else 1,
         "window": int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None,
-        "counts": counts(spec, x),
+        "counts": {**counts(spec, x), **steps},
+        "axes": "NTD" if sequence else None,
     }
     if isinstance(spec, (MaxPool2d, AvgPool2d)) and x.ndim == 4:
         hints["overlap"] = window_overlap(spec.kernel_size, spec.stride, spec.padding, spec._dilation(), x.shape[2:])
     return hints
+
+
+def _sequence(spec: Layer, x: np.ndarray) -> bool:
+    """Whether the layer's 3-D tensors are sequences ``(N, T, D)``: its first leaf is a Linear or
+    LayerNorm over 3-D data, or it takes integer indices (an Embedding)."""
+    first = next((layer for _, layer in walk(Sequential([spec])) if not layer.children()), spec)
+    return first.index_input or (x.ndim == 3 and isinstance(first, (Linear, LayerNorm)))
 
 
 def _compared(
@@ -225,10 +235,18 @@ def _compared(
     """The user's output, input gradient and parameter gradients next to both references'
     values, with their reduction sizes and floors; sets ``result.refs_error`` (torch vs jax)."""
     n, y_shape = x.shape[0], t.output.shape
-    refs_err = [relative_with_floor(t.output, j.output), relative_with_floor(t.input_grad, j.input_grad)]
-    grad_scale = max([float(np.linalg.norm(t.input_grad))] + [float(np.linalg.norm(v)) for v in t.param_grads.values()])
+    # no input gradient when the input is integer indices (Result.input_grad None)
+    dx_refs = [] if t.input_grad is None else [t.input_grad]
+    refs_err = [
+        relative_with_floor(t.output, j.output),
+        *(relative_with_floor(t.input_grad, j.input_grad) for _ in dx_refs),
+    ]
+    grad_scale = max(
+        [float(np.linalg.norm(v)) for v in dx_refs] + [float(np.linalg.norm(v)) for v in t.param_grads.values()],
+        default=0.0,
+    )
     tensors: list[Compared] = [("output", "forward", y_u, t.output, j.output, x.size // n, 0.0)]
-    if dx_u is not None:  # None: declared input_grad=False (the code computes no input gradient)
+    if dx_u is not None and t.input_grad is not None:  # None: input_grad=False declared, or indices
         tensors.append(
             ("input", "backward", dx_u, t.input_grad, j.input_grad, int(np.prod(y_shape)) // n, FLOOR * grad_scale)
         )

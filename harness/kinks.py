@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import fd
-from .spec import ELU, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, walk
+from .spec import ELU, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, index_layer, walk
 
 KINKED = (ReLU, LeakyReLU, ELU)  # a kink at input 0
 
@@ -24,7 +24,11 @@ def random_input(spec: Layer, shape: tuple[int, ...], rng: np.random.Generator, 
     """A standard normal input; for a ReLU-family layer kept at least 0.1 (and the dtype's
     :func:`margin`) away from 0; for a max pool ``(N, C, H, W)``, every window's maximum
     leading its runner-up by the margin, so no finite-difference probe in ``dtype``
-    (float32 steps are ~300 times float64's) can cross a tie."""
+    (float32 steps are ~300 times float64's) can cross a tie. A spec opened by an Embedding
+    takes int64 indices instead (:meth:`~harness.spec.Embedding.random_indices`)."""
+    first = index_layer(spec)
+    if first is not None:
+        return first.random_indices(shape, rng)  # type: ignore[attr-defined]
     x = rng.standard_normal(shape)
     if isinstance(spec, KINKED):
         x = np.sign(x) * (0.1 + np.abs(x))

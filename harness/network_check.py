@@ -19,11 +19,12 @@ from .adapters.inputs import read_input, read_shape
 from .adapters.state import expect_inputs
 from .check import check_point
 from .end_to_end import _end_to_end, note_shared
-from .kinks import off_kinks, upstream
+from .kinks import off_kinks, random_input, upstream
 from .loss_check import loss_entry, loss_model_entry, loss_targets
 from .reference_pair import both, values_in
 from .results import LayerResult, Report
 from .spec import Layer, Residual, Sequential, join_path
+from .spec import read_input as canonical_input
 
 
 def check_network(
@@ -80,7 +81,8 @@ def check_network(
     spec = wrapped.spec
     rng = np.random.default_rng(seed)
     resources.require(resources.network_estimate(spec, shape), f"checking the network on input {shape}")
-    x = np.asarray(rng.standard_normal(shape) if x is None else x, dtype=np.float64)
+    # random_input: a standard normal draw, or int64 indices for a network opened by an Embedding
+    x = canonical_input(spec, random_input(spec, shape, rng) if x is None else x)
     out_shape = spec.output_shape(x.shape)
     g = upstream(rng, out_shape, x, seed)
     report = Report(seed=seed)

@@ -101,6 +101,9 @@ class LayerResult:
     # "forward", "backward", or "setup" (building or wrapping the layer, its parameters as
     # given); None when no user code failed (the reference's values reaching it hold NaN/Inf)
     error_side: str | None = None
+    # why no input gradient is compared: "not computed" (the code is declared input_grad=False)
+    # or "not differentiable" (the input is integer indices, see harness.index_input); None: it is
+    input_gradient: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.spec import Layer, Loss, SpecError, check_params, check_target, named_params
+from harness.spec import Layer, Loss, SpecError, check_params, check_target, named_params, read_input
 
 
 @dataclass
@@ -25,6 +25,8 @@ class Result:
     the layer receives in backprop. ``param_grads`` holds trainable parameters only, by
     canonical name. ``state`` holds updated buffers (batch-norm running statistics after a
     training-mode step). Gradient fields are ``None`` / empty after a forward-only pass.
+    ``input_grad`` is None too when the input is integer indices (a network opened by an
+    ``Embedding``: not differentiable); ``inputs`` then keeps that layer's input int64.
     """
 
     output: np.ndarray
@@ -43,9 +45,10 @@ def prepare(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[int, ...]]:
     """Validate ``x`` against the spec and ``params`` against its parameter list.
 
-    Returns float64 copies ``(params, x, output_shape)``; raises ``SpecError``.
+    Returns copies ``(params, x, output_shape)``: float64, except ``x`` when the spec takes
+    integer indices (:func:`harness.spec.read_input`: int64, checked in range); raises ``SpecError``.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = read_input(spec, x)
     out_shape = spec.output_shape(x.shape)
     check_params(spec, x.shape, params)
     p = {k: np.asarray(params[k], dtype=np.float64) for k in named_params(spec, x.shape)}

@@ -30,6 +30,7 @@ from jax import lax
 from harness import spec as S
 from harness.spec import Layer, Loss, join_path, layer_shapes, named_params, walk
 
+from . import jax_embedding
 from ._result import Result, prepare, prepare_cotangent, prepare_target
 
 _HI = lax.Precision.HIGHEST
@@ -209,6 +210,7 @@ _LAYERS: dict[type, Callable[..., jax.Array]] = {
     S.Dropout: _dropout,
     S.Sequential: _sequential,
     S.Residual: _residual,
+    **jax_embedding.LAYERS,
 }
 
 
@@ -279,6 +281,10 @@ def _forward_core(spec: Layer, params, x):
 
 
 def _pullback(spec: Layer, trainable, buffers, x, eps):
+    if S.index_layer(spec) is not None:  # integer indices: not differentiable, the input's cotangent is None
+        out, pull, aux = jax.vjp(lambda tr, eps: _run(spec, {**tr, **buffers}, x, eps), trainable, eps, has_aux=True)
+        return out, lambda g: (lambda pg, eg: (pg, None, eg))(*pull(g)), aux
+
     def f(tr, x, eps):
         return _run(spec, {**tr, **buffers}, x, eps)
 
@@ -300,7 +306,8 @@ def _loss_vjp_core(spec: Layer, loss: Loss, trainable, buffers, x, eps, target):
 
 
 def _np(a: Any) -> np.ndarray:
-    return np.array(a, dtype=np.float64)
+    # integer indices (an Embedding's input) stay int64; everything else is float64
+    return np.array(a, dtype=np.int64 if jnp.issubdtype(a.dtype, jnp.integer) else np.float64)
 
 
 # jit=True: one compiled program per (spec, shapes) for the whole forward or pullback, shared by
@@ -377,7 +384,7 @@ class JaxReference:
         if grads is not None:
             pg, xg, eg = grads
             res.cotangent = _np(g)
-            res.input_grad = _np(xg)
+            res.input_grad = None if xg is None else _np(xg)
             res.param_grads = {k: _np(pg[k]) for k in names if k in pg}
             res.output_grads = {k: _np(eg[k]) for k in paths}
         return res

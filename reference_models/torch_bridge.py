@@ -24,6 +24,7 @@ from torch import nn
 
 from harness import spec as S
 
+from . import bridge_embedding
 from .torch_modules import FeatureBatchNorm, GlobalAvgPool2d, MaskedDropout, Residual, SamePadConv2d
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ _SIMPLE: dict[type[S.Layer], Callable[[Any], nn.Module]] = {
     S.Flatten: lambda L: nn.Flatten(),
     S.Linear: lambda L: nn.Linear(L.in_features, L.out_features, L.bias),
     S.LayerNorm: lambda L: nn.LayerNorm(L.normalized_shape, L.eps, L.elementwise_affine),
+    **bridge_embedding.TO_MODULE,
 }
 
 
@@ -145,6 +147,9 @@ _ACTIVATIONS: dict[type, Any] = {
 }
 
 
+_FAMILIES: dict[type, Callable[[Any, str, str], S.Layer]] = {**bridge_embedding.FROM_MODULE}
+
+
 def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
     return S.SpecError(f"from_torch: module '{path or '<root>'}' ({type(m).__name__}) {why}")
 
@@ -154,6 +159,8 @@ def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     t = type(m)
     if t in _ACTIVATIONS:
         return _ACTIVATIONS[t](m, name)
+    if t in _FAMILIES:  # the families with a bridge module of their own: (module, name, path) -> spec
+        return _FAMILIES[t](m, name, path)
     if isinstance(m, SamePadConv2d):
         return m.layer if m.layer.name == name else _renamed(m.layer, name)
     if type(m) is nn.Conv2d:

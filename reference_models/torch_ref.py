@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from harness import spec as S
 
+from . import torch_embedding
 from ._result import Result, prepare, prepare_cotangent, prepare_target
 
 Tensor = torch.Tensor
@@ -94,6 +95,7 @@ _LEAVES: dict[type, Callable[..., Tensor]] = {
         L.eps,
     ),
     S.Dropout: _dropout,
+    **torch_embedding.LEAVES,
 }
 
 
@@ -223,17 +225,19 @@ class TorchReference:
     def _backward(self, p: dict, xn: np.ndarray, objective: Callable, loss: S.Loss | None) -> Result:
         trainable = S.named_params(self.spec, xn.shape)
         tp = {k: _t(v, grad=trainable[k].trainable) for k, v in p.items()}
-        tx = _t(xn, grad=True)
+        indices = S.index_layer(self.spec) is not None  # integer input: not differentiable, no input gradient
+        tx = _t(xn, grad=not indices)
         shapes = S.layer_shapes(self.spec, xn.shape)
         eps = {k: torch.zeros(out, dtype=_DT, requires_grad=True) for k, (_, out) in shapes.items()}
         y, inputs, outputs, state = self._forward(tp, tx, eps)
         obj = objective(y)
         names = [k for k in tp if trainable[k].trainable]
-        wrt = [tx, y, *(tp[k] for k in names), *eps.values()]
-        grads = torch.autograd.grad(obj, wrt, allow_unused=True)
+        wrt = [*([] if indices else [tx]), y, *(tp[k] for k in names), *eps.values()]
+        found = torch.autograd.grad(obj, wrt, allow_unused=True)
+        grads: tuple[Tensor | None, ...] = (None, *found) if indices else found  # the input's slot stays first
         res = self._result(y, inputs, outputs, state)
         zero = lambda t, g: torch.zeros_like(t) if g is None else g  # noqa: E731 - unused input
-        res.input_grad = _np(zero(tx, grads[0]))
+        res.input_grad = None if indices else _np(zero(tx, grads[0]))
         res.cotangent = _np(zero(y, grads[1]))
         res.param_grads = {k: _np(zero(tp[k], g)) for k, g in zip(names, grads[2 : 2 + len(names)])}
         res.output_grads = {k: _np(zero(eps[k], g)) for k, g in zip(eps, grads[2 + len(names) :])}

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import BatchNorm2d, Conv2d, Layer, SpecError, walk
+from ..spec import BatchNorm2d, Conv2d, Layer, SpecError, index_layer, walk
+from ..spec import read_input as read_spec_input
 from .layouts import Layout
 from .refs import AdapterError
 
@@ -120,7 +121,12 @@ def read_shape(
 
 def read_input(x: Any, spec: Layer | None, layout: Layout, what: str = "x") -> np.ndarray:
     """``x`` given in ``layout.data`` -> a canonical (NCHW) float64 array; refused as
-    :func:`read_shape` refuses its shape."""
+    :func:`read_shape` refuses its shape. For a spec that takes integer indices (an Embedding
+    first): int64 indices as given (no data layout applies), a float or out-of-range one a
+    :class:`~harness.spec.SpecError` (:func:`harness.spec.read_input`)."""
+    if spec is not None and index_layer(spec) is not None:
+        read_shape(np.shape(x), spec, Layout(), what, is_array=True)
+        return read_spec_input(spec, x)
     x = np.asarray(x, dtype=np.float64)
     read_shape(x.shape, spec, layout, what, is_array=True)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 and layout.data == "NHWC" else x

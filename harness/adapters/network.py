@@ -34,11 +34,12 @@ from typing import Any
 import numpy as np
 
 from ..faults import call_user
-from ..spec import Layer, layer_shapes, walk
+from ..spec import Layer, index_layer, layer_shapes, read_input, walk
 from . import state
 from .chain import chain_backward, chain_forward
 from .effects import Effects, parse_inplace
-from .feed import hand_network, typed
+from .feed import hand_network, network_kind, typed
+from .indices import hand_indices
 from .inputs import AXES, read_shape
 from .layer import AdapterError, ValueFinding, WrappedLayer, _data_hint, wrap_layer
 from .layouts import CANONICAL, Layout, data_to_user, feature_orders, user_data_shape
@@ -75,6 +76,8 @@ class WrappedNetwork(Effects):
         self.inplace = parse_inplace(inplace, "wrap_network")
         _check_arguments(layers, spec, layout, forward, backward)
         self.spec, self.layout = spec, layout
+        # its input is integer indices (an Embedding first); an Embedding elsewhere is a SpecError
+        self.indices = index_layer(spec) is not None
         self.input_shape = tuple(input_shape) if input_shape is not None else None  # as given, in layout.data
         self._input_shape = read_shape(input_shape, spec, layout) if input_shape is not None else None  # canonical
         self._net_forward, self._net_backward = forward, backward
@@ -227,7 +230,7 @@ class WrappedNetwork(Effects):
                 f"forward: cannot chain the layers: no user layer for {self.missing}; map them in "
                 f"wrap_network's layers, or pass the network's own forward= and backward="
             )
-        x = np.asarray(x, dtype=np.float64)
+        x = read_input(self.spec, x)  # float64, or int64 indices for a network opened by an Embedding
         if (
             self._input_shape is not None and x.shape[1:] != self._input_shape[1:]
         ):  # the features' (C, H, W) came from it
@@ -241,7 +244,13 @@ class WrappedNetwork(Effects):
         if mode == "chain":
             y = chain_forward(self.layers, self._outputs, self.spec, self.spec.name, x)
         else:
-            x_user = hand_network(self, data_to_user(x, self.layout), "input")
+            x_user = (
+                hand_indices(
+                    x, network_kind(self.layers, getattr(self, "array_type", None), self.dtype), "network input"
+                )
+                if self.indices
+                else hand_network(self, data_to_user(x, self.layout), "input")
+            )
             raw = self._watched_forward(x_user)
             y = _user_output(raw, "network forward output", self.layout, self._out_features, self.returned)
             if y.shape != expected:

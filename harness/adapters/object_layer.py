@@ -145,6 +145,10 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
 
     def _split(self, result: Any) -> tuple[Any, dict[str, Any] | None]:
         names = self._trainable_names()
+        # integer-index input has no dx: an array of the one parameter's shape is its gradient (dW)
+        one = self.indices and len(names) == 1 and _is_array(result) and not isinstance(result, list)
+        if one and np.shape(result) == np.shape(self._get_user(names[0])):
+            return None, {names[0]: result}
         declared = {k: self.params[k].path for k in names} if self.params else {}
         full = (lambda k: join_path(self.spec.name, k)) if self.spec is not None else (lambda k: k)
         number = numbered(names)

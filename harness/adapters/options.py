@@ -41,7 +41,8 @@ def apply_shared(layer: Any, options: Mapping[str, Any]) -> None:
     layer._declare_types(opts["dtype"], opts["array_type"])  # dtype= may be a torch or jax dtype (see .feed)
     layer.batched = _flag(owner, "batched", opts["batched"])
     layer.channel_axis = _flag(owner, "channel_axis", opts["channel_axis"])
-    layer.input_grad = _flag(owner, "input_grad", opts["input_grad"])
+    # integer indices (an Embedding first) have no gradient, whatever was declared
+    layer.input_grad = _flag(owner, "input_grad", opts["input_grad"]) and not getattr(layer, "indices", False)
     if not layer.channel_axis and layer.batched:
         raise AdapterError(f"{owner}: channel_axis=False is for single examples: pass batched=False too")
     if not layer.batched and getattr(layer, "replay", None) is not None:  # a training dropout (see .state.draws)

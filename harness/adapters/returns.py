@@ -11,8 +11,10 @@ Real code returns its gradients in several shapes; each is recognised:
   ``"params['W']"``), or one of the usual names (``W``/``w``/``weight``/``kernel``/``gamma``
   ..., ``b``/``bias``/``beta`` ...), each also with a gradient prefix or suffix (``dW``,
   ``d_W``, ``grad_W``, ``W_grad``);
-* with ``input_grad=False`` (a first layer that computes no input gradient): ``None``,
-  ``(None, dW, db)``, ``(None, [dW, db])`` ..., or the gradients without the ``dx`` slot.
+* with ``input_grad=False`` (a first layer that computes no input gradient, an Embedding):
+  ``None``, ``(None, dW, db)``, ``(None, [dW, db])`` ..., or the gradients without the
+  ``dx`` slot (a function pair with one parameter: ``dW`` alone, CS231n's
+  ``word_embedding_backward``).
 
 Anything else is a :class:`~harness.adapters.refs.ValueFinding` naming the structure found
 and the forms expected.
@@ -150,6 +152,8 @@ def split(
         return (result[0] if isinstance(result, tuple) and len(result) == 1 else result), None
     if isinstance(result, Mapping) and not input_grad:  # the gradients alone, by name
         return None, by_key(result, names, alias, owner)
+    if not input_grad and not tuple_only and n == 1 and _is_array(result):  # CS231n's word_embedding_backward: dW
+        return None, {names[0]: result}
     containers = (tuple,) if tuple_only else (tuple, list)
     if not (isinstance(result, containers) and _starts_like_pair(result)):
         if tuple_only or (result is None and not input_grad):  # gradients kept on the object, or none computed

@@ -83,6 +83,8 @@ def dummy_input(spec: Layer) -> tuple[tuple[int, ...], bool]:
     leaves = [layer for _, layer in walk(spec) if not layer.children()] or [spec]
     exact = not any(shape_dependent(l, "mask") for l in leaves)
     for layer in leaves:
+        if layer.index_input:  # integer indices (N, T): an Embedding's parameters do not depend on them
+            return (2, 3), exact
         if isinstance(layer, Conv2d):  # spatial size large enough for any kernel a span holds
             return (2, layer.in_channels, 64, 64), exact
         if isinstance(layer, Linear):

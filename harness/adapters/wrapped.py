@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Layer, SpecError
+from ..spec import Layer, SpecError, index_layer, read_input
 from . import state
 from .arrays import ArrayError, ArrayKind, NonFinite, is_float_dtype, nonfinite, read_float64, to_float64
 from .effects import Effects
 from .feed import FeedOptions, default_dtype, hand, parse_array_type, read_dtype, resolve
+from .indices import hand_indices, ignored_dx
 from .layouts import Layout, data_from_user, data_to_user, user_data_shape
 from .notes import _data_hint, dtype_note
 from .refs import AdapterError, ValueFinding
@@ -41,6 +42,9 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
         self.spec = spec
         self.layout = layout
         self.name = name or (spec.name if spec is not None else "layer")
+        # its input is integer indices (an Embedding first): int64, no input gradient (see .indices)
+        self.indices = spec is not None and index_layer(spec) is not None
+        self.index_notes: list[str] = []  # a dx returned anyway for the indices (ignored)
         self._init_effects()  # the writes the user's code makes into what it is handed (see .effects)
         # (C, H, W) a 2-D input was flattened from: under an HWC flatten its features (and a
         # Linear's weight columns) are in H, W, C order; set by the network wrapper
@@ -122,13 +126,18 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
 
     # -- forward / backward in canonical terms
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Canonical input (batch first, NCHW) -> canonical float64 output."""
-        x = np.asarray(x, dtype=np.float64)
+        """Canonical input (batch first, NCHW; int64 indices for an index input) -> canonical
+        float64 output."""
+        x = read_input(self.spec, x) if self.indices else np.asarray(x, dtype=np.float64)  # type: ignore[arg-type]
         if self.spec is not None:
             expected_out = self.spec.output_shape(x.shape)
         self._x_shape = x.shape
         self._features_out = self._output_features(x.shape, expected_out if self.spec is not None else None)
-        x_user = self._hand(data_to_user(x, self.layout, self.features_in), "input")
+        x_user = (
+            hand_indices(x, self.feed_kind(), f"layer '{self.name}' input")
+            if self.indices
+            else self._hand(data_to_user(x, self.layout, self.features_in), "input")
+        )
         with self._replaying():
             y = self._watched_forward(x_user)
         y64 = self._to_canonical_data(y, "output", "forward output", self._features_out)
@@ -162,6 +171,8 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
         with self._replaying(backward=True):  # its own state: a mask drawn again is not the forward's
             dx = self._watched_backward(dy_user)
         if not self.input_grad:  # declared: the code computes none (a first layer); nothing to compare
+            if self.indices and dx is not None:
+                self.index_notes[:] = [ignored_dx(self.name, dx)]
             return None
         if dx is None:
             raise ValueFinding(
@@ -239,6 +250,11 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
                 "integer data, or an astype(int))"
             )
         self.returned[name] = np.dtype(dtype)
+
+    def notes(self) -> list[str]:
+        """Lines for the report about what was not checked: running statistics not kept (see
+        :mod:`.state`), a dx returned for integer indices (ignored)."""
+        return [*super().notes(), *self.index_notes]
 
     def computes_in(self) -> str:
         """``"the parameters are float32"`` or, without parameters, ``"its input is float64"``."""

@@ -7,7 +7,8 @@ tensor within the tensor's tolerance — and differs from the true value.
 ``point``: the checked point and the reference at a variant; ``forward``: a wrong forward;
 ``backward``: a wrong gradient; ``elementwise``: an activation's derivative written wrong;
 ``layout``: whether another layout reproduces every tensor; ``conventions``: a convention a
-spec field declares (a norm's eps, a non-inverted dropout, an epsilon in a loss's log).
+spec field declares (a norm's eps, a non-inverted dropout, an epsilon in a loss's log);
+``embedding``: an embedding gradient overwritten for repeated tokens, a padding row given one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..results import LayerResult
 from ..spec import AvgPool2d, BatchNorm2d, Conv2d, GlobalAvgPool2d, Layer, MaxPool2d
 from .backward import wrong_gradients
 from .conventions import EPS_TRIED, conventions, declaration
+from .embedding import embedding_gradients
 from .forward import wrong_forward
 from .layout import reproduces_under
 from .point import Point
@@ -46,6 +48,7 @@ def explain(
     backward = [n for n in failing if n != "output"]
     if backward:
         found += wrong_gradients(p, backward, forward_ok="output" not in failing)
+        found += embedding_gradients(p, backward)
     return found
 
 

@@ -35,10 +35,10 @@ def reproduces_under(wrapped: Any, layout: Any, x: np.ndarray, g: np.ndarray, re
         return False
     ref = {
         "output": res.output,
-        "input": res.input_grad,
+        **({"input": res.input_grad} if res.input_grad is not None else {}),  # None: integer-index input
         **{k: res.param_grads[join_path(spec.name, k)] for k in user if join_path(spec.name, k) in res.param_grads},
     }
-    scale = max(float(np.linalg.norm(v)) for k, v in ref.items() if k != "output")
+    scale = max((float(np.linalg.norm(v)) for k, v in ref.items() if k != "output"), default=0.0)
     for tr in result.tensors:
         if tr.name not in user or tr.name not in ref or np.shape(user[tr.name]) != np.shape(ref[tr.name]):
             return False

@@ -17,7 +17,7 @@ It re-exports everything; the parts, one job each:
 - :mod:`~harness.spec.base`: ``SpecError``, ``ParamInfo``, the ``Layer`` base, argument and shape helpers
 - one module per layer family: :mod:`~harness.spec.convolution`, :mod:`~harness.spec.pooling`,
   :mod:`~harness.spec.activations`, :mod:`~harness.spec.linear`, :mod:`~harness.spec.normalization`,
-  :mod:`~harness.spec.dropout`, :mod:`~harness.spec.containers`; and :mod:`~harness.spec.losses`
+  :mod:`~harness.spec.dropout`, :mod:`~harness.spec.embedding`, :mod:`~harness.spec.containers`; and :mod:`~harness.spec.losses`
 - :mod:`~harness.spec.tree`: walking a tree, its shapes, parameter names, checks and initial values
 - :mod:`~harness.spec.serial`: ``from_dict`` and the registry of kinds it reads (a new family registers there)
 """
@@ -40,6 +40,7 @@ from .containers import Residual, Sequential
 from .containers import _layers as _layers
 from .convolution import Conv2d
 from .dropout import Dropout
+from .embedding import Embedding
 from .linear import Flatten, Linear
 from .losses import MSE, Loss, Projection, SoftmaxCrossEntropy, check_target
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
@@ -50,7 +51,17 @@ from .serial import LAYER_KINDS as LAYER_KINDS
 from .serial import LOSS_KINDS as LOSS_KINDS
 from .serial import _tuplify as _tuplify
 from .serial import from_dict
-from .tree import check_params, example_input_shape, init_params, layer_shapes, named_params, walk
+from .tree import (
+    check_params,
+    example_input_shape,
+    index_layer,
+    init_params,
+    layer_shapes,
+    named_params,
+    no_grad_masks,
+    read_input,
+    walk,
+)
 
 __all__ = [
     "AvgPool2d",
@@ -59,6 +70,7 @@ __all__ = [
     "Conv2d",
     "Dropout",
     "ELU",
+    "Embedding",
     "Flatten",
     "GELU",
     "GlobalAvgPool2d",
@@ -83,9 +95,12 @@ __all__ = [
     "check_target",
     "from_dict",
     "example_input_shape",
+    "index_layer",
     "init_params",
     "join_path",
     "layer_shapes",
     "named_params",
+    "no_grad_masks",
+    "read_input",
     "walk",
 ]

@@ -107,13 +107,17 @@ def _expect_rank(shape: Shape, ranks: tuple[int, ...], layout: str, path: str) -
 class Layer:
     """Base of all specs. Subclasses are frozen dataclasses with a ``name`` field.
 
-    ``kind`` names the class in the JSON form (:meth:`to_dict`). ``child_fields`` names the
+    ``kind`` names the class in the JSON form (:meth:`to_dict`). ``index_input``: the layer
+    takes integer indices (not differentiable) rather than activations. ``child_fields`` names the
     fields that hold sub-layer specs, each ``"one"`` (a layer or None) or ``"many"`` (a
     sequence of layers), so that :func:`~harness.spec.serial.from_dict` rebuilds them.
     """
 
     kind: ClassVar[str]
     child_fields: ClassVar[Mapping[str, str]] = {}
+    # True for a layer whose input is integer indices (an Embedding): not differentiable, no
+    # input gradient; only a network's first leaf may be one (see harness.spec.tree.index_layer)
+    index_input: ClassVar[bool] = False
     name: str
 
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -134,6 +138,12 @@ class Layer:
     def local_params(self, input_shape: Shape) -> dict[str, ParamInfo]:
         """Parameters and buffers of this layer alone, by local name (``weight``, ``bias`` ...)."""
         return {}
+
+    def no_grad(self, local: str, shape: Shape) -> np.ndarray | None:
+        """A bool mask over parameter ``local`` (of ``shape``): the entries whose gradient the
+        spec defines as zero although the forward reads them (an Embedding's padding row);
+        None when there are none. Finite differences hold them still."""
+        return None
 
     def children(self) -> tuple[Layer, ...]:
         """Direct sub-layers, in forward order (empty for leaves)."""

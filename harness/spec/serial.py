@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from . import activations, containers, convolution, dropout, linear, losses, normalization, pooling
+from . import activations, containers, convolution, dropout, embedding, linear, losses, normalization, pooling
 from .base import Layer, SpecError
 from .losses import Loss
 
@@ -27,6 +27,7 @@ LAYER_FAMILIES: tuple[ModuleType, ...] = (
     linear,
     normalization,
     dropout,
+    embedding,
     containers,
 )
 

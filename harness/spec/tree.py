@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from .base import Layer, ParamInfo, Shape, SpecError, _shape, join_path
+from .containers import Residual
 from .convolution import Conv2d
 from .dropout import Dropout
+from .embedding import Embedding
 from .linear import Linear
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
@@ -70,7 +72,58 @@ def example_input_shape(spec: Layer) -> Shape | None:
         return (4, first.num_features)
     if isinstance(first, LayerNorm):
         return (3, *first.normalized_shape)
+    if isinstance(first, Embedding):  # indices (N, T): room for a repeated token and the padding index
+        return (3, 5)
     return None
+
+
+def index_layer(spec: Layer) -> Layer | None:
+    """The layer whose input is integer indices (``index_input``, an :class:`Embedding`)
+    when it is ``spec``'s first leaf (the whole input is then indices, not differentiable),
+    else None. Such a layer anywhere else is a :class:`SpecError`: its input would be another
+    layer's float output (or, first in a residual block, summed with indices)."""
+    leaves = [(path, layer) for path, layer in walk(spec) if not layer.children()] or [(spec.name, spec)]
+    late = [path for path, layer in leaves[1:] if layer.index_input]
+    if late:
+        raise SpecError(
+            f"layer '{late[0]}': an {type(dict(leaves)[late[0]]).__name__} takes integer indices, so it must be "
+            "the network's first layer; here its input is another layer's output"
+        )
+    path, first = leaves[0]
+    if not first.index_input:
+        return None
+    blocks = [p for p, layer in walk(spec) if isinstance(layer, Residual) and path.startswith(p + ".")]
+    if blocks:
+        raise SpecError(
+            f"layer '{path}': an {type(first).__name__} takes integer indices; it cannot open the residual "
+            f"block '{blocks[0]}' (the block's input, indices, would be added to its output)"
+        )
+    return first
+
+
+def read_input(spec: Layer, x: Any) -> np.ndarray:
+    """The network input ``x`` as the references and the engine hold it: int64 indices,
+    checked for dtype and range, when ``spec`` takes indices (:func:`index_layer`); else a
+    float64 array."""
+    layer = index_layer(spec)
+    if layer is None:
+        return np.asarray(x, dtype=np.float64)
+    path = next(p for p, l in walk(spec) if l is layer)
+    return layer.read_indices(x, path)  # type: ignore[attr-defined]
+
+
+def no_grad_masks(spec: Layer, input_shape: Shape) -> dict[str, np.ndarray]:
+    """``{canonical name: bool mask}`` of the trainable parameters with entries whose gradient
+    the spec defines as zero although the forward reads them (:meth:`Layer.no_grad`: an
+    Embedding's padding row); parameters without any are left out."""
+    shapes = layer_shapes(spec, input_shape)
+    out: dict[str, np.ndarray] = {}
+    for path, layer in walk(spec):
+        for local, info in layer.local_params(shapes[path][0]).items():
+            mask = layer.no_grad(local, info.shape) if info.trainable else None
+            if mask is not None:
+                out[f"{path}.{local}"] = mask
+    return out
 
 
 def check_params(spec: Layer, input_shape: Shape, params: Mapping[str, Any]) -> None:
