@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import fd, index_input, reference_pair, resources, ties
+from .adapters.attention import refuse_bad_masks
 from .adapters.effects import apply_effects
 from .adapters.inputs import read_input, read_shape
 from .adapters.layer import WrappedLayer, wrap_layer
@@ -145,6 +146,7 @@ def check_point(
         result.message = bad_params_message(bad_params)
         result.error_side = "setup"
         return result
+    refuse_bad_masks(wrapped, x.shape)  # a padding mask hiding every key: a configuration error, said now
     x_warm = _warm_up_point(x, rng)
     wrapped.effects.clear()  # the writes this check sees, not those of earlier calls
     with wrapped.preserved():
@@ -301,7 +303,7 @@ def _diagnose_entry(
     if not backward_ok and not bad_grads:
         result.diagnosis += backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, point)
     if not bad_grads and result.verdict not in ("pass", "error", "reference"):
-        result.diagnosis += explain(result, tensors, spec, params, x, g)
+        result.diagnosis += explain(result, tensors, spec, params, x, g, wrapped.layout)
     if not forward_ok and result.verdict in ("forward", "both"):
         result.diagnosis += layout_hint(wrapped, x, g, result)
     accumulation(result, seen["grads"], seen["again"], wrapped.dtype)

@@ -40,7 +40,9 @@ def diagnose(
     ``(H, W)`` bool, the input positions that more than one pooling window covers (see
     :func:`window_overlap`); ``groups``: a conv's groups, to name whole groups. ``counts``:
     further sizes a factor may equal, by what they count (``{"the number of windows": 12}``).
-    ``axes``: the letters naming a 3-D tensor's axes (``"NTD"`` for a sequence; default ``"NCL"``)."""
+    ``axes``: the letters naming a 3-D tensor's axes (``"NTD"`` for a sequence; default ``"NCL"``);
+    ``"NCL"`` given explicitly says it is a 1-D conv's data or ``(O, I/groups, k)`` weight, whose
+    border and channels the "where" hypotheses then name."""
     u, r = np.asarray(user, np.float64), np.asarray(ref, np.float64)
     found: list[str] = []
     if u.shape != r.shape or not np.isfinite(u).all():
@@ -66,7 +68,7 @@ def diagnose(
         )
     if u.ndim == 4:
         found += _shifted(u, r, tol)
-    if u.ndim == 4 and u.shape[2] > 2 and u.shape[3] > 2:
+    if (u.ndim == 4 or (axes == "NCL" and u.ndim == 3)) and min(u.shape[2:]) > 2:
         weight = name == "weight" or name.endswith(".weight")  # a conv weight (O, I/groups, kh, kw), maybe in a span
         found += _where(u, r, tol, groups, axis=0 if weight else 1)
     if u.ndim == 4 and overlap is not None and overlap.shape == u.shape[2:] and overlap.any() and not overlap.all():
@@ -149,10 +151,10 @@ def _where(u: np.ndarray, r: np.ndarray, tol: float, groups: int = 1, axis: int 
     if total <= tol * float(np.abs(r).sum()):
         return []
     out = []
-    inner = err[:, :, 1:-1, 1:-1].sum()
+    inner = err[(slice(None), slice(None)) + (slice(1, -1),) * (u.ndim - 2)].sum()
     if axis == 1 and inner <= tol * total:  # data only: a kernel's outer taps are not a padded border
         out.append("only on the border: the interior matches (padding handled wrongly)")
-    per_channel = err.sum(axis=tuple(a for a in range(4) if a != axis))
+    per_channel = err.sum(axis=tuple(a for a in range(u.ndim) if a != axis))
     bad = np.flatnonzero(per_channel > tol * total)
     if 0 < len(bad) <= len(per_channel) // 2:  # a strict subset, at most half: else "channels" explains nothing
         size = len(per_channel) // groups if groups > 1 and len(per_channel) % groups == 0 else 0

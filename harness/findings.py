@@ -15,7 +15,7 @@ from .adapters.layer import WrappedLayer
 from .compare import relative_with_floor
 from .diagnose import accumulates
 from .results import LayerResult
-from .spec import Conv2d, Layer, join_path
+from .spec import Conv1d, Conv2d, ConvTranspose2d, Layer, join_path
 
 
 def layout_hint(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, result: LayerResult) -> list[str]:
@@ -104,14 +104,26 @@ def backward_hypotheses(
             "at the input of an earlier forward call, not the latest"
         )
     dx = next((tr for tr in result.tensors if tr.name == "input"), None)  # None: input_grad=False
-    if isinstance(spec, Conv2d) and forward_ok and dx is not None and not dx.ok:
-        rotated = {**params, "weight": params["weight"][:, :, ::-1, ::-1]}
+    if isinstance(spec, (Conv2d, Conv1d, ConvTranspose2d)) and forward_ok and dx is not None and not dx.ok:
+        w = params["weight"]
+        rotated = {**params, "weight": np.flip(w, axis=tuple(range(2, w.ndim)))}
         if relative_with_floor(by_name["input"], torch_ref.vjp(full(rotated), x, g).input_grad) <= dx.tolerance:
-            found.append(
-                "input: computed with the kernel not rotated 180 degrees (the input gradient correlates the "
-                "upstream gradient with the kernel rotated; this used it as is)"
-            )
+            found.append(_rotation_line(spec))
     return found
+
+
+def _rotation_line(spec: Layer) -> str:
+    """What an input gradient computed with the kernel rotated the wrong way means for ``spec``."""
+    if isinstance(spec, ConvTranspose2d):  # its forward scatters the kernel: the backward correlates with it as is
+        return (
+            "input: computed with the kernel rotated 180 degrees (a transposed conv's input gradient correlates "
+            "the upstream gradient with the kernel as it is, the windows its forward scattered into; "
+            "this flipped it, as for a convolution)"
+        )
+    return (
+        "input: computed with the kernel not rotated 180 degrees (the input gradient correlates the "
+        "upstream gradient with the kernel rotated; this used it as is)"
+    )
 
 
 __all__ = ["accumulation", "backward_hypotheses", "bad_params_message", "layout_hint", "nondeterminism"]

@@ -21,7 +21,20 @@ from .compare import REFS_TOL, rel_error, relative_with_floor, tensor_tolerance,
 from .diagnose import diagnose, window_overlap
 from .hypotheses import counts
 from .results import FDSummary, LayerResult, TensorResult, error_map
-from .spec import AvgPool2d, Conv2d, Layer, LayerNorm, Linear, MaxPool2d, Sequential, join_path, walk
+from .spec import (
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    ConvTranspose2d,
+    GroupNorm,
+    Layer,
+    LayerNorm,
+    Linear,
+    MaxPool2d,
+    Sequential,
+    join_path,
+    walk,
+)
 
 FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
 Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
@@ -201,14 +214,16 @@ def _diagnose_failing(
 
 def _hints(spec: Layer, x: np.ndarray) -> dict[str, Any]:
     """What the diagnosis needs to know about the layer: its window size, groups, overlap."""
-    convs = [layer for _, layer in walk(Sequential([spec])) if isinstance(layer, Conv2d)]
+    layers = [layer for _, layer in walk(Sequential([spec]))]
+    convs = [layer for layer in layers if isinstance(layer, (Conv2d, Conv1d, ConvTranspose2d, GroupNorm))]
     sequence = _sequence(spec, x)  # (N, T, D): a Linear or LayerNorm over 3-D data, an Embedding's (N, T) indices
     steps = {"the number of timesteps T": x.shape[1]} if sequence and x.ndim >= 2 else {}
+    ncl = any(isinstance(layer, Conv1d) for layer in layers)  # (N, C, L): its border and channels have a meaning
     hints: dict[str, Any] = {
-        "groups": convs[0].groups if len(convs) == 1 else 1,
+        "groups": getattr(convs[0], "groups", getattr(convs[0], "num_groups", 1)) if len(convs) == 1 else 1,
         "window": int(np.prod(spec.kernel_size)) if hasattr(spec, "kernel_size") else None,
         "counts": {**counts(spec, x), **steps},
-        "axes": "NTD" if sequence else None,
+        "axes": "NTD" if sequence else ("NCL" if ncl else None),
     }
     if isinstance(spec, (MaxPool2d, AvgPool2d)) and x.ndim == 4:
         hints["overlap"] = window_overlap(spec.kernel_size, spec.stride, spec.padding, spec._dilation(), x.shape[2:])

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import fd
-from .spec import ELU, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, index_layer, walk
+from .spec import ELU, Layer, LeakyReLU, MaxPool2d, ReLU, Sequential, _Recurrent, index_layer, walk
 
 KINKED = (ReLU, LeakyReLU, ELU)  # a kink at input 0
 
@@ -113,24 +113,31 @@ def pool_argmax(layer: MaxPool2d, x: np.ndarray) -> bytes:
     return idx.numpy().tobytes()
 
 
-def _side(layer: Layer, x: np.ndarray) -> bytes:
-    """One kinked layer's part of the pattern at its input ``x``: the element that wins each
-    max-pool window, or which side of 0 each input of a ReLU-family layer is."""
+def _side(layer: Layer, x: np.ndarray, y: np.ndarray) -> bytes:
+    """One kinked layer's part of the pattern at its input ``x`` (output ``y``): the element that
+    wins each max-pool window, which side of 0 each input of a ReLU-family layer is, or each
+    pre-activation of a relu RNN (h = relu(pre) > 0 exactly where pre > 0)."""
+    if isinstance(layer, _Recurrent):
+        return (y > 0).tobytes()
     return pool_argmax(layer, x) if isinstance(layer, MaxPool2d) else (x > 0).tobytes()
+
+
+def _kinked(layer: Layer) -> bool:
+    return isinstance(layer, (*KINKED, MaxPool2d)) or getattr(layer, "nonlinearity", None) == "relu"
 
 
 def pattern(reference: Any, spec: Layer) -> Callable[[dict, np.ndarray], bytes] | None:
     """``f(params, x) -> bytes``: the reference's activation pattern at a point (which side
-    of 0 each ReLU-family input is, which element wins each max-pool window); None when the
-    spec has no kinks. ``reference``: a torch reference of ``spec`` (``forward(params, x)``)."""
+    of 0 each ReLU-family input or relu RNN pre-activation is, which element wins each max-pool
+    window); None when the spec has no kinks. ``reference``: a torch reference of ``spec`` (``forward(params, x)``)."""
     layers = dict(walk(spec))
-    kinked = [p for p, layer in layers.items() if isinstance(layer, (*KINKED, MaxPool2d))]
+    kinked = [p for p, layer in layers.items() if _kinked(layer)]
     if not kinked:
         return None
 
     def at(params: dict, x: np.ndarray) -> bytes:
-        inputs = reference.forward(params, x).inputs
-        return b"".join(_side(layers[p], inputs[p]) for p in kinked)
+        res = reference.forward(params, x)
+        return b"".join(_side(layers[p], res.inputs[p], res.outputs[p]) for p in kinked)
 
     return at
 

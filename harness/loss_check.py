@@ -23,7 +23,7 @@ from .fd import summary as _fd_summary
 from .judge import FLOOR, Compared, _judge
 from .kinks import pattern
 from .results import LayerResult, Report
-from .spec import Loss, Sequential, SoftmaxCrossEntropy, check_target
+from .spec import Loss, Sequential, SoftmaxCrossEntropy, TemporalSoftmaxCrossEntropy, check_target
 
 
 def loss_targets(loss: Loss, out_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -31,7 +31,28 @@ def loss_targets(loss: Loss, out_shape: tuple[int, ...], rng: np.random.Generato
     standard normal values of ``out_shape``."""
     if isinstance(loss, SoftmaxCrossEntropy):
         return rng.integers(0, out_shape[-1], size=out_shape[0])
+    if isinstance(loss, TemporalSoftmaxCrossEntropy):
+        return temporal_targets(loss, out_shape, rng)
     return rng.standard_normal(out_shape)
+
+
+def temporal_targets(
+    loss: TemporalSoftmaxCrossEntropy, out_shape: tuple[int, ...], rng: np.random.Generator
+) -> np.ndarray:
+    """Labels ``(N, T)`` in ``[0, V)`` for logits ``(N, T, V)``, about a quarter of them
+    ``ignore_index`` (at least one position kept, and one ignored when there are two), so a
+    check sees the mask at work."""
+    if len(out_shape) != 3:  # check_target says why
+        check_target(loss, out_shape, np.zeros(out_shape[:2], np.int64))
+    n, t, v = out_shape
+    y = rng.integers(0, v, size=(n, t))
+    if 0 <= loss.ignore_index < v:  # a real token (CS231n's NULL): keep the drawn ones off it
+        y = np.where(y == loss.ignore_index, (y + 1) % v, y)
+    ignored = rng.random((n, t)) < 0.25
+    cells = rng.permutation(n * t)
+    ignored.flat[cells[0]] = False
+    ignored.flat[cells[1:2]] = True
+    return np.where(ignored, loss.ignore_index, y)
 
 
 def check_loss(
@@ -152,10 +173,11 @@ def loss_entry(
     from reference_models import build
 
     from .hypotheses.conventions import log_eps_part, loss_log_eps
-    from .spec import Flatten
+    from .spec import Dropout, Flatten
 
     result = LayerResult(name="(loss)", kind=wloss.spec.kind, verdict="error", dtype=str(wloss.dtype))
-    identity = Sequential([Flatten(name="scores")])  # the references' loss of the scores themselves
+    # the references' loss of the scores themselves: (N, K), or (N, T, V) kept whole by an identity
+    identity = Sequential([Flatten(name="scores") if scores.ndim == 2 else Dropout("scores", 0.0, training=False)])
     try:
         value, dscores = wloss.loss_and_grad(scores, target)
         # a declared epsilon in the log is the value's only: its part is taken out before finite
@@ -179,6 +201,14 @@ def loss_entry(
     value_entry = next(tr for tr in result.tensors if tr.name == "value")
     if not value_entry.ok:
         result.diagnosis += loss_log_eps(wloss.spec, scores, target, float(value), float(t.loss), value_entry.tolerance)
+    failing = {tr.name: tr.tolerance for tr in result.tensors if not tr.ok}
+    if failing and isinstance(wloss.spec, TemporalSoftmaxCrossEntropy):
+        from .hypotheses.temporal import temporal_loss
+
+        user, ref = {"value": np.array(value), "scores": dscores}, {"value": np.array(t.loss), "scores": t.input_grad}
+        result.diagnosis += temporal_loss(
+            wloss.spec, scores, target, {k: user[k] for k in failing}, {k: ref[k] for k in failing}, failing
+        )
     result.diagnosis += _dtype_notes(wloss.returned, wloss.dtype, f"the loss computes in {wloss.dtype}")
     return result
 

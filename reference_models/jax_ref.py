@@ -30,8 +30,9 @@ from jax import lax
 from harness import spec as S
 from harness.spec import Layer, Loss, join_path, layer_shapes, named_params, walk
 
-from . import jax_embedding
+from . import jax_attention, jax_conv_norm, jax_embedding, jax_recurrent
 from ._result import Result, prepare, prepare_cotangent, prepare_target
+from .jax_losses import loss_value as _loss_value
 
 _HI = lax.Precision.HIGHEST
 
@@ -210,7 +211,10 @@ _LAYERS: dict[type, Callable[..., jax.Array]] = {
     S.Dropout: _dropout,
     S.Sequential: _sequential,
     S.Residual: _residual,
+    **jax_conv_norm.LAYERS,
     **jax_embedding.LAYERS,
+    **jax_recurrent.LAYERS,
+    **jax_attention.LAYERS,
 }
 
 
@@ -228,34 +232,6 @@ def _apply(layer: Layer, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
             y = y + ctx.eps[path]
         ctx.outputs[path] = y
     return y
-
-
-# --------------------------------------------------------------------------- losses
-
-
-def _loss_value(loss: Loss, out: jax.Array, target: jax.Array) -> jax.Array:
-    if isinstance(loss, S.SoftmaxCrossEntropy):
-        logp = out - jax.nn.logsumexp(out, axis=1, keepdims=True)  # log-softmax, stable
-        if target.ndim == 1:  # integer labels
-            per = -jnp.take_along_axis(logp, target[:, None].astype(jnp.int64), axis=1)[:, 0]
-        else:  # probabilities
-            per = -jnp.sum(target * logp, axis=1)
-        if loss.log_eps:  # the value of -log(p + log_eps), the textbook gradient (the spec's docstring)
-            prob = jnp.exp(logp) + loss.log_eps
-            with_eps = -(
-                jnp.log(jnp.take_along_axis(prob, target[:, None].astype(jnp.int64), axis=1)[:, 0])
-                if target.ndim == 1
-                else jnp.sum(target * jnp.log(prob), axis=1)
-            )
-            per = per + jax.lax.stop_gradient(with_eps - per)
-        total = jnp.sum(per)
-        return total / out.shape[0] if loss.reduction == "mean" else total
-    if isinstance(loss, S.MSE):
-        total = jnp.sum((out - target) ** 2)
-        return total / out.size if loss.reduction == "mean" else total
-    if isinstance(loss, S.Projection):
-        return jnp.sum(out * target)
-    raise S.SpecError(f"the JAX reference has no rule for loss {type(loss).__name__}")
 
 
 # --------------------------------------------------------------------------- traced cores

@@ -12,23 +12,24 @@ Round trip: ``from_torch(to_module(spec, params))`` gives back ``spec`` and ``pa
 
 from __future__ import annotations
 
-import operator
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness import spec as S
 
-from . import bridge_embedding
+from . import bridge_attention, bridge_conv_norm, bridge_embedding, bridge_recurrent
+from .bridge_trace import Flow, traced_nodes
+from .bridge_trace import renamed as _renamed
+from .bridge_trace import unsupported as _unsupported
 from .torch_modules import FeatureBatchNorm, GlobalAvgPool2d, MaskedDropout, Residual, SamePadConv2d
 
 if TYPE_CHECKING:
-    import torch.fx as fx
+    pass
 
 # --------------------------------------------------------------------------- spec -> module
 
@@ -48,6 +49,7 @@ _SIMPLE: dict[type[S.Layer], Callable[[Any], nn.Module]] = {
     S.Flatten: lambda L: nn.Flatten(),
     S.Linear: lambda L: nn.Linear(L.in_features, L.out_features, L.bias),
     S.LayerNorm: lambda L: nn.LayerNorm(L.normalized_shape, L.eps, L.elementwise_affine),
+    **bridge_conv_norm.TO_MODULE,
     **bridge_embedding.TO_MODULE,
 }
 
@@ -70,8 +72,12 @@ def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.M
         )
     if isinstance(layer, S.Conv2d):
         return _conv(layer)
+    if type(layer) in bridge_attention.MODULES:
+        return bridge_attention.MODULES[type(layer)](layer, path, params)
     if isinstance(layer, (S.Dropout, S.BatchNorm2d, S.BatchNorm1d)):
         return _stateful(layer, path, params)
+    if isinstance(layer, S._Recurrent):
+        return bridge_recurrent.module(layer, path, params)
     return _SIMPLE[type(layer)](layer)
 
 
@@ -114,7 +120,8 @@ def _stateful(
 def to_module(spec: S.Layer, params: Mapping[str, Any]) -> nn.Module:
     """An ``nn.Module`` computing ``spec`` in float64 with ``params`` loaded.
 
-    ``state_dict()`` keys equal the canonical names; batch-norm and dropout modules are put
+    ``state_dict()`` keys equal the canonical names (recurrent layers keep PyTorch's
+    ``weight_ih_l0`` ...: see :mod:`.bridge_recurrent`); batch-norm and dropout modules are put
     in the train/eval mode their spec says (so do not call ``.train()`` / ``.eval()`` on the
     whole module unless you mean to change that). A training-mode dropout carries its mask
     and so only accepts inputs of the mask's shape.
@@ -123,6 +130,7 @@ def to_module(spec: S.Layer, params: Mapping[str, Any]) -> nn.Module:
     if spec.name:  # a named root owns names like "features.0.weight": keep that prefix
         root = nn.Sequential(OrderedDict([(spec.name, root)]))
     root = root.double()
+    params = {**params, **bridge_recurrent.torch_values(root, params)}  # recurrent modules' own names
     state = root.state_dict()
     expected = [k for k in state if not k.endswith("num_batches_tracked")]
     missing = [k for k in expected if k not in params]
@@ -147,16 +155,18 @@ _ACTIVATIONS: dict[type, Any] = {
 }
 
 
-_FAMILIES: dict[type, Callable[[Any, str, str], S.Layer]] = {**bridge_embedding.FROM_MODULE}
-
-
-def _unsupported(m: nn.Module, path: str, why: str) -> S.SpecError:
-    return S.SpecError(f"from_torch: module '{path or '<root>'}' ({type(m).__name__}) {why}")
+_FAMILIES: dict[type, Callable[[Any, str, str], S.Layer]] = {
+    **bridge_conv_norm.FROM_MODULE,
+    **bridge_embedding.FROM_MODULE,
+    **bridge_attention.FROM_MODULE,
+}
 
 
 def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     """The spec of a leaf module, or None if ``m`` is not a known leaf."""
     t = type(m)
+    if isinstance(m, bridge_recurrent.TORCH_TYPES):
+        return bridge_recurrent.spec_of(m, name, path)
     if t in _ACTIVATIONS:
         return _ACTIVATIONS[t](m, name)
     if t in _FAMILIES:  # the families with a bridge module of their own: (module, name, path) -> spec
@@ -218,37 +228,6 @@ def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     return None
 
 
-def _renamed(layer: S.Layer, name: str) -> S.Layer:
-    """``layer`` under another name (rebuilt from its dict, so the spec checks it again)."""
-    return cast(S.Layer, S.from_dict({**layer.to_dict(), "name": name}))  # a layer's dict gives a layer
-
-
-_FUNCTIONS: dict[Any, Any] = {
-    F.relu: lambda n, a, k: S.ReLU(n),
-    torch.relu: lambda n, a, k: S.ReLU(n),
-    torch.sigmoid: lambda n, a, k: S.Sigmoid(n),
-    torch.tanh: lambda n, a, k: S.Tanh(n),
-    F.gelu: lambda n, a, k: S.GELU(n, k.get("approximate", "none")),
-    torch.flatten: lambda n, a, k: S.Flatten(n),
-}
-
-
-def _method(n: Any) -> S.Layer | None:
-    """A tensor-method call in a traced forward (``x.mean((2, 3))``, ``x.flatten(1)``,
-    ``x.view(x.size(0), -1)`` is not one: it needs shape arithmetic) as a spec layer."""
-    args, kw = n.args[1:], n.kwargs
-    if n.target in ("relu", "sigmoid", "tanh") and not args:
-        return {"relu": S.ReLU, "sigmoid": S.Sigmoid, "tanh": S.Tanh}[n.target](n.name)
-    if n.target == "flatten" and (args or (kw.get("start_dim", 0),))[0] == 1:
-        return S.Flatten(n.name)
-    if n.target == "mean":
-        dims = args[0] if args else kw.get("dim")
-        if isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3]:
-            keep = args[1] if len(args) > 1 else kw.get("keepdim", False)
-            return S.GlobalAvgPool2d(n.name, keepdims=bool(keep))
-    return None
-
-
 def _convert(m: nn.Module, name: str, path: str) -> S.Layer:
     leaf = _leaf(m, name, path)
     if leaf is not None:
@@ -272,112 +251,34 @@ def _convert(m: nn.Module, name: str, path: str) -> S.Layer:
 def _trace(m: nn.Module, name: str, path: str) -> S.Layer:
     """Convert a custom module by tracing its forward with torch.fx, its direct children
     kept as leaves: a chain becomes a Sequential, one ``a + b`` a Residual."""
-    nodes = _traced_nodes(m, path)
+    nodes = traced_nodes(m, path)
     placeholders = [n for n in nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise _unsupported(m, path, f"takes {len(placeholders)} inputs; only single-input modules convert")
-    flow = _Flow(m, path)
+    flow = Flow(m, path, _convert)
     for n in nodes:
         flow.read(n)
     return flow.spec(name, placeholders[0], next(n for n in nodes if n.op == "output").args[0])
-
-
-def _traced_nodes(m: nn.Module, path: str) -> list[fx.Node]:
-    """The nodes of ``m``'s forward traced by torch.fx, its direct children kept as leaves."""
-    import torch.fx as fx
-
-    class Tracer(fx.Tracer):
-        def is_leaf_module(self, mod: nn.Module, qualname: str) -> bool:
-            return "." not in qualname
-
-    try:
-        graph = Tracer().trace(m)
-    except Exception as e:  # fx cannot trace data-dependent control flow
-        raise _unsupported(m, path, f"could not be traced by torch.fx ({type(e).__name__}: {e})") from None
-    return list(graph.nodes)
-
-
-class _Flow:
-    """The data flow of a traced forward, read node by node: the spec layer of each node that
-    is one, the ``nn.Identity`` calls to step over, and the one residual add (if any)."""
-
-    def __init__(self, m: nn.Module, path: str) -> None:
-        self.m, self.path = m, path
-        self.used: dict[str, int] = {}
-        self.layers: dict[fx.Node, S.Layer] = {}
-        self.skip: set[fx.Node] = set()  # nn.Identity calls (e.g. a stem without max-pool): no layer
-        self.add: fx.Node | None = None
-
-    def unique(self, base: str) -> str:
-        # a parameter-free child applied twice (torchvision reuses one ReLU) gets a new name
-        self.used[base] = self.used.get(base, 0) + 1
-        return base if self.used[base] == 1 else f"{base}_{self.used[base]}"
-
-    def read(self, n: fx.Node) -> None:
-        m, path = self.m, self.path
-        if n.op == "call_module" and isinstance(m.get_submodule(str(n.target)), nn.Identity):
-            self.skip.add(n)
-        elif n.op == "call_module":
-            target = str(n.target)
-            sub = m.get_submodule(target)
-            new = self.unique(target)
-            if new != target and any(True for _ in sub.parameters()):
-                raise _unsupported(m, path, f"applies child '{target}' twice (shared weights are not supported)")
-            self.layers[n] = _convert(sub, new, S.join_path(path, target))
-        elif n.op == "call_function" and n.target in _FUNCTIONS:
-            if n.target is torch.flatten and (n.args[1:] or [n.kwargs.get("start_dim", 0)])[0] != 1:
-                raise _unsupported(m, path, "calls torch.flatten other than from dim 1")
-            self.layers[n] = _FUNCTIONS[n.target](self.unique(n.name), n.args, n.kwargs)
-        elif n.op == "call_method" and (method := _method(n)) is not None:
-            self.layers[n] = _renamed(method, self.unique(n.name))
-        elif n.op == "call_function" and n.target in (operator.add, torch.add, operator.iadd):
-            if self.add is not None:
-                raise _unsupported(m, path, "adds more than once; only one residual add per module converts")
-            self.add = n
-        elif n.op not in ("placeholder", "output"):
-            raise _unsupported(m, path, f"uses {n.op} {n.target!r}, which the spec does not know")
-
-    def chain(self, end: Any, start: Any) -> list[S.Layer]:
-        """The layers from ``start`` (exclusive) to ``end`` (inclusive), following first arguments."""
-        out: list[S.Layer] = []
-        while end is not start:
-            if end in self.skip:
-                end = end.args[0]
-                continue
-            if end not in self.layers or len(end.args) < 1:
-                raise _unsupported(self.m, self.path, "has a data flow other than a chain with one residual add")
-            out.append(self.layers[end])
-            end = end.args[0]
-        return out[::-1]
-
-    def spec(self, name: str, x: fx.Node, result: Any) -> S.Layer:
-        """The module as a Sequential (a plain chain from ``x`` to ``result``) or a Residual."""
-        if self.add is None:
-            return S.Sequential(self.chain(result, x), name=name)
-        a, b = self.chain(self.add.args[0], x), self.chain(self.add.args[1], x)
-        block, side = (a, b) if len(a) >= len(b) else (b, a)
-        if len(side) > 1:
-            raise _unsupported(self.m, self.path, "has a shortcut of several modules; wrap them in one nn.Sequential")
-        return S.Residual(name, block, side[0] if side else None, self.chain(result, self.add))
 
 
 def from_torch(module: nn.Module) -> tuple[S.Layer, dict[str, np.ndarray]]:
     """``(spec, params)`` for a torch module: the spec root is a ``Sequential`` named ``""``
     (a bare leaf module becomes a one-layer Sequential with its layer named ``"0"``), and
     ``params`` maps canonical names (= the module's ``state_dict`` keys, without
-    ``num_batches_tracked``) to float64 arrays. Raises ``SpecError`` naming the module path
+    ``num_batches_tracked``; a recurrent module's ``weight_ih_l0`` as ``weight_ih``) to float64
+    arrays (see :mod:`.bridge_recurrent`: the spec is batch-first). Raises ``SpecError`` naming the module path
     of anything the spec cannot express."""
     leaf = _leaf(module, "0", "")
     if leaf is not None:
         spec: S.Layer = S.Sequential([leaf])
-        state = {f"0.{k}": v for k, v in module.state_dict().items()}
+        state = {f"0.{k}": v for k, v in bridge_attention.state_dict(module).items()}
     else:
         spec = _convert(module, "", "")
-        state = dict(module.state_dict())
+        state = bridge_attention.state_dict(module)  # keys the spec spells otherwise renamed
     params = {
         k: v.detach().cpu().double().numpy().copy() for k, v in state.items() if not k.endswith("num_batches_tracked")
     }
-    return spec, params
+    return spec, bridge_recurrent.canonical_values(module, params, "0" if leaf is not None else "")
 
 
 __all__ = [

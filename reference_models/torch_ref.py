@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from harness import spec as S
 
-from . import torch_embedding
+from . import torch_attention, torch_conv_norm, torch_embedding, torch_recurrent
 from ._result import Result, prepare, prepare_cotangent, prepare_target
+from .torch_losses import loss_value as _loss
 
 Tensor = torch.Tensor
 _DT = torch.float64
@@ -95,7 +96,10 @@ _LEAVES: dict[type, Callable[..., Tensor]] = {
         L.eps,
     ),
     S.Dropout: _dropout,
+    **torch_conv_norm.LEAVES,
     **torch_embedding.LEAVES,
+    **torch_recurrent.LEAVES,
+    **torch_attention.LEAVES,
 }
 
 
@@ -134,33 +138,6 @@ class _Run:
         for child in layers:
             x = self.layer(child, x, S.join_path(path, child.name))
         return x
-
-
-def _log_eps_value(loss: S.SoftmaxCrossEntropy, out: Tensor, target: Tensor) -> Tensor:
-    """-sum(target * log(softmax(out) + log_eps)) (/ N): the value code with an epsilon in the log computes."""
-    prob = F.softmax(out, dim=1)
-    if target.dtype == torch.int64:
-        total = -torch.log(prob[torch.arange(out.shape[0]), target] + loss.log_eps).sum()
-    else:
-        total = -(target * torch.log(prob + loss.log_eps)).sum()
-    return total / out.shape[0] if loss.reduction == "mean" else total
-
-
-def _loss(loss: S.Loss, out: Tensor, target: Tensor) -> Tensor:
-    if isinstance(loss, S.SoftmaxCrossEntropy):
-        if target.dtype == torch.int64:
-            value = F.cross_entropy(out, target, reduction=loss.reduction)
-        else:
-            nll = -(target * F.log_softmax(out, dim=1)).sum()
-            value = nll / out.shape[0] if loss.reduction == "mean" else nll
-        if loss.log_eps:  # the value of -log(p + log_eps), the textbook gradient (the spec's docstring)
-            value = value + (_log_eps_value(loss, out, target) - value).detach()
-        return value
-    if isinstance(loss, S.MSE):
-        return F.mse_loss(out, target, reduction=loss.reduction)
-    if isinstance(loss, S.Projection):
-        return (out * target).sum()
-    raise S.SpecError(f"unknown loss {loss!r}")
 
 
 def _t(a: np.ndarray, grad: bool = False) -> Tensor:

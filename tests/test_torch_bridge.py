@@ -239,7 +239,7 @@ class LongShortcut(nn.Module):
         (nn.Sequential(nn.Flatten(0)), "(Flatten) flattens other than"),
         (nn.Sequential(nn.BatchNorm2d(3, track_running_stats=False)), "track_running_stats=False"),
         (nn.Sequential(nn.LayerNorm(3, bias=False)), "(LayerNorm) has a weight but no bias"),
-        (nn.Sequential(nn.Sequential(nn.Upsample(scale_factor=2))), "module '0.0' (Upsample) is not a layer the spec knows"),
+        (nn.Sequential(nn.Sequential(nn.PixelShuffle(2))), "module '0.0' (PixelShuffle) is not a layer the spec knows"),
         (Shared(), "applies child 'fc' twice (shared weights"),
         (TwoAdds(), "adds more than once"),
         (Branchy(), "uses call_function <built-in function mul>"),

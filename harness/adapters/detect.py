@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Conv2d, Flatten, Layer, Linear, Sequential, example_input_shape
+from ..spec import Conv1d, Flatten, Layer, Linear, Sequential, _Recurrent, example_input_shape
+from . import sequences
 from .inputs import AXES, as_shape, canonical_shape, refusal
+from .kernel_layouts import KERNELED, kernel_user_shape
 from .layer import WrappedLayer, wrap_layer
 from .layouts import KERNEL_ORDERS, Layout, LayoutError, data_from_user, user_data_shape
 from .refs import AdapterError
@@ -87,17 +89,21 @@ def candidate_layouts(spec: Layer, params: dict[str, tuple[int, ...]] | None = N
     """Layouts worth trying for ``spec``: data order always; kernel order x flip for a conv
     (only orders whose shape fits the user's weight, when its shape is given); Linear
     orientation; flatten order for a Flatten."""
-    datas = ("NCHW", "NHWC")
-    if isinstance(spec, Conv2d):
-        kernels = list(KERNEL_ORDERS)
-        if params and "weight" in params:
-            want = (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
-            kernels = [k for k in kernels if tuple(want["OIHW".index(c)] for c in k) == tuple(params["weight"])]
-        return [Layout(data=d, kernel=k, flip=f) for d, k, f in product(datas, kernels, (False, True))]
+    datas: tuple[str, ...] = ("NCHW", "NHWC")
+    if isinstance(spec, KERNELED):  # Conv2d, ConvTranspose2d, Conv1d
+        want = spec.local_params(())["weight"].shape  # a kernel's shape does not depend on the input's
+        orders: dict[str, str] = {}
+        for k in KERNEL_ORDERS:  # a Conv1d drops the H: several orders are one, tried once
+            if not params or "weight" not in params or kernel_user_shape(spec, "weight", want, k) == params["weight"]:
+                orders.setdefault(k.replace("H", "") if isinstance(spec, Conv1d) else k, k)
+        datas = ("NCHW",) if isinstance(spec, Conv1d) else datas  # 3-D (N, C, L) data has one order
+        return [Layout(data=d, kernel=k, flip=f) for d, k, f in product(datas, orders.values(), (False, True))]
     if isinstance(spec, Linear):
         return [Layout(linear=o) for o in ("out_in", "in_out")]
     if isinstance(spec, Flatten):
         return [Layout(data=d, flatten=f) for d, f in product(datas, ("CHW", "HWC"))]
+    if isinstance(spec, _Recurrent):  # gate order x weight orientation x sequence order
+        return sequences.candidates(spec, params)
     return [Layout(data=d) for d in datas]
 
 
@@ -194,12 +200,14 @@ def _detect(wrapped: WrappedLayer, spec: Layer, x_for: Callable[[Layout], np.nda
 
 def _fields(spec: Layer) -> tuple[str, ...]:
     """The :class:`Layout` fields :func:`candidate_layouts` varies for ``spec``."""
-    if isinstance(spec, Conv2d):
+    if isinstance(spec, KERNELED):
         return ("data", "kernel", "flip")
     if isinstance(spec, Linear):
         return ("linear",)
     if isinstance(spec, Flatten):
         return ("data", "flatten")
+    if isinstance(spec, _Recurrent):
+        return sequences.fields(spec)
     return ("data",)
 
 

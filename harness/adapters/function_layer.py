@@ -11,7 +11,7 @@ import numpy as np
 
 from ..faults import call_user
 from ..spec import Layer, join_path
-from . import state
+from . import state, steps
 from .arrays import from_float64, to_float64
 from .layouts import CANONICAL, Layout
 from .options import apply_shared, merged_kwargs
@@ -177,6 +177,7 @@ class FunctionLayer(PerExample, WrappedLayer):
         for local, path in self._in_args.items():
             Ref(path).set(handed, _copy(self._params[local]))
         result = call_user(self._f, x, *self._handed.values(), *handed.args, **handed.kwargs)
+        result = steps.forward_result(self.spec, result)  # an LSTM step's (next_h, next_c, cache)
         if not (isinstance(result, tuple) and len(result) == 2):
             raise ValueFinding(f"layer '{self.name}': forward must return (out, cache), got {type(result).__name__}")
         out, self._cache = result
@@ -211,7 +212,7 @@ class FunctionLayer(PerExample, WrappedLayer):
         full = (lambda k: join_path(self.spec.name, k)) if self.spec is not None else (lambda k: k)
         number = numbered(names)
         dx, grads = split(
-            call_user(self._b, dy, self._cache),
+            call_user(self._b, *steps.upstream(self.spec, self._b, dy, self._pair_out, 1), self._cache),
             names,
             lambda k: aliases(k, None, full(k), number.get(k)),
             f"layer '{self.name}'",

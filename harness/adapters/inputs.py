@@ -7,6 +7,7 @@ input shape trigrad is given.
 spec factory or the dict a ``trigrad check`` target returns (its ``x`` / ``input_shape``)
 is in the layout the code was declared with: a 4-D input follows
 ``layout.data`` (``Layout(data="NHWC")``: ``(N, H, W, C)``; the default: ``(N, C, H, W)``);
+a 3-D sequence follows ``layout.sequence`` (``"TND"``: time first; the default ``(N, T, D)``);
 2-D inputs ``(N, D)`` and any other rank are taken as they are. For a single layer the
 layout is the wrapped layer's, for a network the network's. :func:`harness.detect_layout`
 reads its ``input_shape`` in each candidate layout's own data order. Internally everything
@@ -28,7 +29,8 @@ import numpy as np
 
 from ..spec import BatchNorm2d, Conv2d, Layer, SpecError, index_layer, walk
 from ..spec import read_input as read_spec_input
-from .layouts import Layout
+from . import sequences
+from .layouts import Layout, data_from_user
 from .refs import AdapterError
 
 AXES = {"NCHW": "(N, C, H, W)", "NHWC": "(N, H, W, C)"}
@@ -77,6 +79,8 @@ def refusal(spec: Layer, canonical: tuple[int, ...]) -> str | None:
 
 
 def _reading(layout: Layout) -> str:
+    if layout.sequence != "NTD":  # a 3-D sequence
+        return f"read as {layout.sequence} as declared by layout={layout} (4-D data as {layout.data})"
     if layout.data == "NHWC":
         return f"read as NHWC {AXES['NHWC']} as declared by layout={layout}"
     return f"read as NCHW {AXES['NCHW']}, the default data order (no Layout(data='NHWC') declared)"
@@ -109,7 +113,7 @@ def read_shape(
     docstring). With a ``spec``: an :class:`AdapterError` naming the reading and the fix
     when the input does not fit it. ``what``: the argument's name in the message."""
     shape = as_shape(shape, what)
-    canonical = canonical_shape(shape, layout.data)
+    canonical = sequences.canonical_shape(canonical_shape(shape, layout.data), layout.sequence)
     if spec is None:
         return canonical
     why = refusal(spec, canonical)
@@ -129,7 +133,8 @@ def read_input(x: Any, spec: Layer | None, layout: Layout, what: str = "x") -> n
         return read_spec_input(spec, x)
     x = np.asarray(x, dtype=np.float64)
     read_shape(x.shape, spec, layout, what, is_array=True)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 and layout.data == "NHWC" else x
+    moved = (x.ndim == 4 and layout.data == "NHWC") or (x.ndim == 3 and layout.sequence != "NTD")
+    return np.ascontiguousarray(data_from_user(x, layout)) if moved else x
 
 
 __all__ = ["AXES", "as_shape", "canonical_shape", "read_input", "read_shape", "refusal", "user_shape"]

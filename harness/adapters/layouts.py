@@ -2,14 +2,14 @@
 canonical (PyTorch) layouts.
 
 Canonical: data ``(N, C, H, W)``; conv kernel ``(O, I/groups, kh, kw)`` applied as
-cross-correlation; Linear weight ``(out, in)``; Flatten in C,H,W order; bias ``(C,)``.
+cross-correlation (kernel orders of every conv kind: :mod:`.kernel_layouts`); Linear weight ``(out, in)``; Flatten in C,H,W order; bias ``(C,)``.
 Every conversion is a pure permutation (transpose, flip, index gather), so a round trip
 reproduces the array bit for bit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import permutations
 from typing import Any
 
@@ -19,7 +19,6 @@ from ..spec import (
     ELU,
     GELU,
     BatchNorm1d,
-    Conv2d,
     Dropout,
     Flatten,
     Layer,
@@ -31,10 +30,13 @@ from ..spec import (
     Softmax,
     SpecError,
     Tanh,
+    _Recurrent,
     layer_shapes,
     named_params,
     walk,
 )
+from . import sequences
+from .kernel_layouts import KERNELED, kernel_from_user, kernel_hint, kernel_to_user, kernel_user_shape
 
 # Layers that act on a feature vector feature by feature (or symmetrically in them): an
 # HWC-ordered vector stays HWC-ordered through them; their per-feature parameters follow it.
@@ -55,7 +57,8 @@ class Layout:
 
     data:    ``"NCHW"`` or ``"NHWC"`` for 4-D activations.
     kernel:  axis order of the conv weight, any permutation of ``"OIHW"`` (``"HWIO"`` for
-             TensorFlow-style code, ``"OHWI"`` ...).
+             TensorFlow-style code, ``"OHWI"`` ...); for ConvTranspose2d and Conv1d the
+             letters name the canonical weight's axes by position (:mod:`.kernel_layouts`).
     flip:    ``True`` if the user's conv is a true convolution, i.e. their stored kernel is
              the canonical one rotated by 180 degrees in (H, W).
     linear:  ``"out_in"`` (y = x W^T, PyTorch) or ``"in_out"`` (y = x W, most numpy code).
@@ -63,6 +66,8 @@ class Layout:
              flattening NHWC data gives).
     dilation_base: the dilation value the user's code means by "no dilation": 1 (PyTorch,
              TensorFlow's rate) or 0 (code that counts the extra spacing between taps).
+    sequence, gates: 3-D sequences' axis order and stacked LSTM/GRU gate blocks' (:mod:`.sequences`).
+    padding_mask: ``"ignore"`` (1 marks a key to ignore, as PyTorch's) or ``"keep"`` (1: attend).
     """
 
     data: str = "NCHW"
@@ -71,8 +76,12 @@ class Layout:
     linear: str = "out_in"
     flatten: str = "CHW"
     dilation_base: int = 1
+    sequence: str = "NTD"
+    gates: str = ""
+    padding_mask: str = "ignore"
 
     def __post_init__(self) -> None:
+        sequences.check(self.sequence, self.gates)
         if self.dilation_base not in (0, 1) or isinstance(self.dilation_base, bool):
             raise LayoutError(
                 f"layout: dilation_base must be 1 (PyTorch) or 0 (extra spacing), got {self.dilation_base!r}"
@@ -87,20 +96,11 @@ class Layout:
             raise LayoutError(f"layout: flatten must be 'CHW' or 'HWC', got {self.flatten!r}")
         if not isinstance(self.flip, bool):
             raise LayoutError(f"layout: flip must be True or False, got {self.flip!r}")
+        if self.padding_mask not in ("ignore", "keep"):
+            raise LayoutError(f"layout: padding_mask must be 'ignore' or 'keep', got {self.padding_mask!r}")
 
-    def __str__(self) -> str:
-        changed = [
-            f"{k}={getattr(self, k)!r}"
-            for k, d in (
-                ("data", "NCHW"),
-                ("kernel", "OIHW"),
-                ("flip", False),
-                ("linear", "out_in"),
-                ("flatten", "CHW"),
-                ("dilation_base", 1),
-            )
-            if getattr(self, k) != d
-        ]
+    def __str__(self) -> str:  # the fields that differ from their defaults, in declaration order
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
         return f"Layout({', '.join(changed)})"
 
     def spec_dilation(self, user_value: int | tuple[int, int]) -> int | tuple[int, int]:
@@ -132,7 +132,7 @@ def data_to_user(x: np.ndarray, layout: Layout, features_from: tuple[int, int, i
         return x.transpose(0, 2, 3, 1)
     if x.ndim == 2 and features_from is not None and layout.flatten == "HWC":
         return x[:, _feature_order(features_from)]
-    return x
+    return sequences.to_user(x, layout.sequence)  # 3-D: a sequence's axis order; else x as it is
 
 
 def data_from_user(x: np.ndarray, layout: Layout, features_from: tuple[int, int, int] | None = None) -> np.ndarray:
@@ -141,21 +141,17 @@ def data_from_user(x: np.ndarray, layout: Layout, features_from: tuple[int, int,
         return x.transpose(0, 3, 1, 2)
     if x.ndim == 2 and features_from is not None and layout.flatten == "HWC":
         return x[:, np.argsort(_feature_order(features_from))]
-    return x
+    return sequences.from_user(x, layout.sequence)
 
 
 def user_data_shape(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
     """The shape a canonical activation of ``shape`` has in the user's layout."""
     if len(shape) == 4 and layout.data == "NHWC":
         return (shape[0], shape[2], shape[3], shape[1])
-    return tuple(shape)
+    return sequences.user_shape(tuple(shape), layout.sequence)
 
 
 # --------------------------------------------------------------------------- parameters
-
-
-def _kernel_perm(layout: Layout) -> list[int]:
-    return [layout.kernel.index(c) for c in "OIHW"]  # user axes -> canonical axes
 
 
 def _hwc_features(
@@ -191,11 +187,11 @@ def param_from_user(
     ``(1, C*H*W)``, a conv weight missing its unit axes (put back in the declared kernel order
     before it is transposed). Raises :class:`LayoutError` with a hint when it cannot fit.
     """
+    if isinstance(layer, _Recurrent):  # weights (G*H, in) with gate blocks, states (N, H)
+        return sequences.param_from_user(layer, local, value, layout, expected)
     v = _unit_axes(layer, local, value, layout, expected)
-    if isinstance(layer, Conv2d) and local == "weight" and v.ndim == 4:
-        v = v.transpose(_kernel_perm(layout))
-        if layout.flip:
-            v = v[:, :, ::-1, ::-1]
+    if (kernel := kernel_from_user(layer, local, v, layout)) is not None:  # Conv2d, ConvTranspose2d, Conv1d
+        v = kernel
     elif isinstance(layer, Linear) and local == "weight" and v.ndim == 2 and layout.linear == "in_out":
         v = v.T
     elif isinstance(layer, Dropout) and local == "mask" and v.ndim == 4 and len(expected) == 4:
@@ -230,14 +226,14 @@ def param_to_user(
 ) -> np.ndarray:
     """A canonical parameter -> the user's layout and ``user_shape`` (the shape the user's
     array has, unit axes included); the exact inverse of :func:`param_from_user`."""
+    if isinstance(layer, _Recurrent):
+        return sequences.param_to_user(layer, local, value, layout, user_shape)
     v = value
     order = _hwc_features(layer, local, features_from, layout, v)
     if order is not None:
         v = v[..., order]
-    if isinstance(layer, Conv2d) and local == "weight" and v.ndim == 4:
-        if layout.flip:
-            v = v[:, :, ::-1, ::-1]
-        v = v.transpose(["OIHW".index(c) for c in layout.kernel])
+    if (kernel := kernel_to_user(layer, local, v, layout)) is not None:
+        v = kernel
     elif isinstance(layer, Linear) and local == "weight" and v.ndim == 2 and layout.linear == "in_out":
         v = v.T
     elif isinstance(layer, Dropout) and local == "mask" and v.ndim == 4 and len(user_shape) == 4:
@@ -252,7 +248,7 @@ def param_to_user(
 def _unit_axes(layer: Layer, local: str, value: np.ndarray, layout: Layout, expected: tuple[int, ...]) -> np.ndarray:
     """A conv or Linear weight stored without (or with extra) unit axes, reshaped to its full
     shape in the declared order, so the transpose that follows moves the right axes."""
-    if not (local == "weight" and isinstance(layer, (Conv2d, Linear))):
+    if not (local == "weight" and isinstance(layer, (*KERNELED, Linear))):
         return value
     full = _user_shape(layer, local, tuple(expected), layout)
     if value.shape != full and value.size == int(np.prod(full)) and _squeezed(value.shape) == _squeezed(full):
@@ -300,8 +296,8 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _user_shape(layer: Layer, local: str, expected: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
-    if isinstance(layer, Conv2d) and local == "weight":
-        return tuple(expected["OIHW".index(c)] for c in layout.kernel)
+    if (kernel := kernel_user_shape(layer, local, expected, layout.kernel)) is not None:
+        return kernel
     if isinstance(layer, Linear) and local == "weight" and layout.linear == "in_out":
         return tuple(expected[::-1])
     return tuple(expected)
@@ -309,14 +305,8 @@ def _user_shape(layer: Layer, local: str, expected: tuple[int, ...], layout: Lay
 
 def shape_hint(layer: Layer, local: str, found: tuple[int, ...], expected: tuple[int, ...], layout: Layout) -> str:
     """``"; looks like ...: pass layout=..."`` when ``found`` fits another declaration, else ``""``."""
-    if isinstance(layer, Conv2d) and local == "weight" and len(found) == 4:
-        fits = [k for k in KERNEL_ORDERS if tuple(expected["OIHW".index(c)] for c in k) == found]
-        if fits and layout.kernel not in fits:
-            return f"; looks like {fits[0]}: pass Layout(kernel={fits[0]!r})" + (
-                f" (also fits {', '.join(fits[1:])}: harness.detect_layout tells them apart by running the code)"
-                if len(fits) > 1
-                else ""
-            )
+    if hint := kernel_hint(layer, local, found, expected, layout):
+        return hint
     if isinstance(layer, Linear) and local == "weight" and found == tuple(expected[::-1]) and found != tuple(expected):
         other = "in_out" if layout.linear == "out_in" else "out_in"
         return f"; looks transposed: pass Layout(linear={other!r})"

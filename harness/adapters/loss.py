@@ -9,7 +9,9 @@ Handwritten code fuses softmax and cross-entropy in several ways; each is a ``st
   loss value is computed here from the probabilities).
 
 Scores are ``(N, K)`` logits; ``y`` integer labels ``(N,)`` or one-hot / probabilities
-``(N, K)``, handed to the user's code as ``target_format`` says.
+``(N, K)``, handed to the user's code as ``target_format`` says. A temporal loss
+(``TemporalSoftmaxCrossEntropy``) takes logits ``(N, T, V)`` and labels ``(N, T)``, and code
+that takes a mask, ``fn(x, y, mask)``, is handed one (see :func:`wrap_loss`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..faults import call_user
-from ..spec import Loss, SoftmaxCrossEntropy, check_target
+from ..spec import Loss, SoftmaxCrossEntropy, TemporalSoftmaxCrossEntropy, check_target
 from .layer import AdapterError, ValueFinding
 from .network_parts import _returned
 
@@ -44,6 +46,7 @@ class WrappedLoss:
         grad_scale: float | str | None,
         dtype: Any,
         forward_kwargs: Mapping[str, Any] | None = None,
+        mask: bool | None = None,
     ) -> None:
         if style not in STYLES:
             raise AdapterError(f"loss: style must be one of {STYLES}, got {style!r}")
@@ -66,6 +69,12 @@ class WrappedLoss:
                 f"loss: forward_kwargs must be a dict of keyword arguments for the loss's forward, "
                 f"e.g. forward_kwargs={{'reg': 0.0}}, got {type(forward_kwargs).__name__}"
             )
+        if mask is not None and (not isinstance(mask, bool) or not isinstance(loss, TemporalSoftmaxCrossEntropy)):
+            raise AdapterError(
+                f"loss: mask= (True: the code takes (scores, y, mask)) is for a TemporalSoftmaxCrossEntropy and True "
+                f"or False; got mask={mask!r} for {loss.kind}"
+            )
+        self.mask = mask
         self.user, self.spec, self.style = user, loss, style
         self.forward_kwargs: dict[str, Any] = dict(forward_kwargs or {})
         self._forward, self._backward = forward, backward
@@ -88,12 +97,13 @@ class WrappedLoss:
         s_user, t_user = scores.astype(self.dtype), self._target(target, k)
         self.running = None if self.style == "function" else "forward"
         if self.style == "function":
-            out = self._call_forward(self.user, s_user, t_user)
+            out = self._call_forward(self.user, *self._user_args(self.user, s_user, target))
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise ValueFinding(f"loss: the function must return (loss, dscores), got {type(out).__name__}")
             value, grad = out
         elif self.style == "object":
-            value = self._call_forward(getattr(self.user, self._forward), s_user, t_user)
+            forward = getattr(self.user, self._forward)
+            value = self._call_forward(forward, *self._user_args(forward, s_user, target))
             self.running = "backward"
             grad = call_user(getattr(self.user, self._backward))
         else:
@@ -116,6 +126,17 @@ class WrappedLoss:
         if v.size != 1:
             raise ValueFinding(f"loss: the loss value must be a scalar, got shape {v.shape}")
         return float(v.reshape(())), g * self._scale(n)
+
+    def _user_args(self, fn: Callable[..., Any], scores: Any, target: np.ndarray) -> tuple[Any, ...]:
+        """What the user's loss is handed: ``(scores, y)``; for a temporal loss whose code takes
+        a mask (CS231n's ``temporal_softmax_loss(x, y, mask)``: ``mask=True``, or undeclared a
+        third positional parameter), ``(scores, y, mask)`` with mask = (y != ignore_index) and
+        the ignored labels replaced by a valid one (see ``TemporalSoftmaxCrossEntropy``)."""
+        if not isinstance(self.spec, TemporalSoftmaxCrossEntropy):
+            return scores, self._target(target, scores.shape[-1])
+        if not (self.mask if self.mask is not None else _positional(fn, self.forward_kwargs) >= 3):
+            return scores, target
+        return scores, self.spec.valid_labels(target, scores.shape[-1]), target != self.spec.ignore_index
 
     def _call_forward(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args, **forward_kwargs)``, the call checked against ``fn``'s signature first:
@@ -161,6 +182,7 @@ def wrap_loss(
     grad_scale: float | str | None = None,
     dtype: Any = np.float64,
     forward_kwargs: Mapping[str, Any] | None = None,
+    mask: bool | None = None,
 ) -> WrappedLoss:
     """Wrap the user's loss (see the module docstring for the three ``style`` s).
 
@@ -172,6 +194,11 @@ def wrap_loss(
     ``{"reg": 0.0}`` or ``{"reduction": "mean"}``; passed to the function (``"function"``),
     to ``obj.forward`` (``"object"``, ``"softmax"``). Regularisation must be off: the
     references compute the bare loss of the scores.
+    ``mask``: for a ``TemporalSoftmaxCrossEntropy``, whether the code takes a mask as its third
+    argument, ``fn(x, y, mask)`` (CS231n's ``temporal_softmax_loss``): it is then handed
+    mask = (y != ignore_index) (bool) and y with the ignored labels replaced by a valid one.
+    Undeclared (None): it does when it has a third positional parameter not in ``forward_kwargs``;
+    without a mask it is handed y with ``ignore_index`` in place (PyTorch's convention).
     """
     if grad_scale is not None and grad_scale not in ("batch", "unbatch") and not isinstance(grad_scale, (int, float)):
         raise AdapterError(f"loss: grad_scale must be 'batch', 'unbatch' or a number, got {grad_scale!r}")
@@ -185,7 +212,19 @@ def wrap_loss(
         grad_scale=grad_scale,
         dtype=dtype,
         forward_kwargs=forward_kwargs,
+        mask=mask,
     )
+
+
+def _positional(fn: Callable[..., Any], given: Mapping[str, Any]) -> int:
+    """How many positional parameters ``fn`` takes that are not given by keyword (0 when it
+    has no signature to read)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds and p.name not in given for p in params)
 
 
 __all__ = ["STYLES", "WrappedLoss", "wrap_loss"]

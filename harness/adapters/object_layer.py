@@ -13,8 +13,9 @@ import numpy as np
 from ..faults import call_user
 from ..frames import user_frame
 from ..spec import Layer, join_path
-from . import state
+from . import state, steps
 from .arrays import to_float64
+from .attention import repeated_input, summed_inputs
 from .layouts import CANONICAL, Layout
 from .object_refs import ObjectRefs
 from .options import SHARED, apply_shared
@@ -56,6 +57,7 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
         self.forward_args, self.forward_kwargs = tuple(opts["forward_args"]), dict(opts["forward_kwargs"])
         self.backward_args, self.backward_kwargs = tuple(opts["backward_args"]), dict(opts["backward_kwargs"])
         self.zero_grad, self.sgd, self.flush = opts["zero_grad"], opts["sgd"], opts["flush"]
+        self.repeat_input = repeated_input(self.name, opts["repeat_input"])
         apply_shared(self, opts)
         self._summed_grads: dict[str, np.ndarray] = {}
         for option in ("zero_grad", "flush"):
@@ -139,7 +141,8 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
     def _forward_one(self, x: np.ndarray) -> Any:
         if self.flush:  # numpy-ml style: the flush clears the cached inputs too, so it goes before the forward
             call_user(getattr(self.obj, self.flush))
-        y = call_user(getattr(self.obj, self._forward_name), x, *self.forward_args, **self.forward_kwargs)
+        xs = [x] * self.repeat_input  # (query, key, value) code checked as self-attention: x three times
+        y = call_user(getattr(self.obj, self._forward_name), *xs, *self.forward_args, **self.forward_kwargs)
         self._forwarded = True
         return y
 
@@ -166,7 +169,9 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
         if self.zero_grad:  # code that accumulates gradients until told to flush them
             call_user(getattr(self.obj, self.zero_grad))
         try:
-            result = call_user(getattr(self.obj, self._backward_name), dy, *self.backward_args, **self.backward_kwargs)
+            fn = getattr(self.obj, self._backward_name)
+            dys = steps.upstream(self.spec, fn, dy, self._pair_out, len(self.backward_args))  # an LSTM step's pair
+            result = call_user(fn, *dys, *self.backward_args, **self.backward_kwargs)
         except (IndexError, ValueError) as e:
             if not self.zero_grad:
                 raise
@@ -174,7 +179,7 @@ class ObjectLayer(ObjectRefs, PerExample, WrappedLayer):
                 f"layer '{self.name}': backward raised {user_frame(e)} right after "
                 f"{self.zero_grad}() (zero_grad={self.zero_grad!r}); {self._flush_hint()}"
             ) from e
-        dx, self._returned_grads = self._split(result)
+        dx, self._returned_grads = self._split(summed_inputs(self.name, result, self.repeat_input))
         return dx
 
     def _flush_hint(self) -> str:
@@ -235,6 +240,7 @@ OPTIONS: dict[str, Any] = {
     "zero_grad": None,  # name of the method that clears accumulated gradients (called before every backward)
     "flush": None,  # name of the method that clears the cached inputs and the gradients (called before every forward)
     "sgd": None,  # (method, lr): gradients only visible through an in-place SGD step
+    "repeat_input": 1,  # 3: forward(query, key, value) handed x three times, backward's (dq, dk, dv) summed
     **SHARED,  # grad_scale, dtype, batched, channel_axis, input_grad, inplace: as function pairs take them
 }
 
@@ -272,7 +278,10 @@ def wrap_layer(
     ``channel_axis=False`` single-channel images as (H, W); combines with ``sgd=``: one step
     per example), ``grad_scale="batch"`` (gradients already divided by the batch size),
     ``input_grad=False`` (a first layer that computes no input gradient: backward may return
-    None; the input gradient is not compared).
+    None; the input gradient is not compared). ``repeat_input=3``: a forward written for
+    several inputs, ``forward(query, key, value)`` (CS231n's attention), checked as
+    self-attention: handed the input that many times, its backward's first that many returns
+    (dquery, dkey, dvalue) summed into the input gradient.
     ``inplace={"input", "upstream", "params"}``: writes that are deliberate, not findings — the
     forward (or the backward, through its cache) writing into the forward's input, the backward
     into its upstream gradient, either changing a trainable parameter; any subset (an unknown

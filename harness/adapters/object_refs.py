@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..spec import Layer
-from . import state
+from . import attention, state
 from .composite import sub_objects, under
+from .joined import JoinedRef, argument_mask, declared_ref, find_joined_grad, split_last
+from .layouts import Layout
 from .missing import lazy_hint, sgd_hint
 from .refs import AdapterError, Ref, _candidates, _grad_candidates
 from .wrapped import _is_array
@@ -28,6 +30,7 @@ class ObjectRefs:
     obj: Any
     spec: Layer | None
     name: str
+    layout: Layout
     params: dict[str, Ref] | None
     grads: dict[str, Ref | None]
     _declared_params: Mapping[str, str] | None
@@ -68,7 +71,7 @@ class ObjectRefs:
             leaf, leaf_local = self._leaf(local) if self.spec is not None else (None, local)
             later = leaf is not None and state.deferred(leaf, leaf_local)  # a mask drawn by the forward
             if local in declared:
-                ref = Ref(declared[local])
+                ref = self._declared_ref(local, declared[local])
                 if not ref.exists(self.obj) and later:
                     self._pending[local] = ref
                     continue
@@ -80,6 +83,8 @@ class ObjectRefs:
                 continue
             owner = owners.get(local.rpartition(".")[0], "")
             found = self._find(local, later, owner)
+            if found is None and leaf is not None and attention.is_padding(leaf, leaf_local):
+                found = argument_mask(self)  # an attention's padding mask handed to every forward
             if found is None and leaf is not None and state.optional(leaf, leaf_local):
                 self._absent[local] = None  # training mode: not kept, not checked (a note says so)
             elif found is None and later:
@@ -194,17 +199,30 @@ class ObjectRefs:
         out: dict[str, Ref | None] = {}
         for local in params:
             if local in declared:
-                out[local] = Ref(declared[local])
+                out[local] = self._declared_ref(local, declared[local])
             else:
                 # gradients usually appear only after the first backward: resolve then
                 out[local] = None
         return out
 
+    def _declared_ref(self, local: str, place: Any) -> Ref:
+        """A declared place (a path, or a tuple of paths for a parameter kept in parts)."""
+        axis = attention.join_axis(*self._leaf(local), self.layout) if self.spec is not None else 0
+        return declared_ref(place, axis, self)
+
     def _read_grad(self, local: str) -> Any:
         ref = self.grads.get(local)
+        param = self._ref(local)
+        if ref is None and isinstance(param, JoinedRef):  # kept in parts: each part's gradient next to it
+            ref = self.grads[local] = find_joined_grad(param, self.obj)
+            if ref is None:
+                raise self._no_joined_grad(local, param)
         if ref is None:
             owner = self._owners.get(local, "")  # a composite's layer: its gradients live on its own object
-            tried = [under(owner, c) for c in _grad_candidates(self._ref(local).path[len(owner) :].lstrip("."))]
+            tried = [under(owner, c) for c in _grad_candidates(param.path[len(owner) :].lstrip("."))]
+            parent, last = split_last(param)
+            if parent and not owner:  # declared on a sub-object ("proj.W"): its gradient next to it first
+                tried = [under(parent, c) for c in _grad_candidates(last)] + tried
             found = [Ref(c) for c in tried if Ref(c).exists(self.obj)]
             if not found:
                 # the SGD step seen in backward, when it was; else every way a gradient can be given
@@ -223,6 +241,14 @@ class ObjectRefs:
             raise AdapterError(
                 f"layer '{self.name}': gradient of '{local}' declared at {ref!r} is missing after backward"
             ) from None
+
+    def _no_joined_grad(self, local: str, param: JoinedRef) -> AdapterError:
+        places = param.grad_places()
+        return AdapterError(
+            f"layer '{self.name}': cannot find the gradients of '{local}' (kept in parts at {param!r}) after backward "
+            f"(tried {', '.join(p[0] for p in places)} ...); pass grads={{'{local}': "
+            f"({', '.join(repr(p[0]) for p in places)})}} with where each part's gradient lives"
+        )
 
     def _sgd_hint(self) -> str:
         step = next(

@@ -91,6 +91,14 @@ PARAM_CANDIDATES: dict[str, tuple[str, ...]] = {
     "running_mean": ("running_mean", "mean", "moving_mean"),
     "running_var": ("running_var", "var", "moving_var"),
     "mask": ("mask",),
+    # recurrent layers: CS231n (Wx, Wh, b, h0), PyTorch (weight_ih ...), numpy-ml (Wax, Waa, bx, ba)
+    "weight_ih": ("Wx", "W_ih", "Wih", "W_xh", "Wxh", "Wax", "weight_ih"),
+    "weight_hh": ("Wh", "W_hh", "Whh", "Waa", "weight_hh"),
+    "bias_ih": ("b_ih", "bih", "bx", "bias_ih"),
+    "bias_hh": ("b_hh", "bhh", "bh", "ba", "bias_hh"),
+    "h0": ("h0", "h_0", "A0"),
+    "c0": ("c0", "c_0", "C0"),
+    "key_padding_mask": ("key_padding_mask", "padding_mask", "pad_mask"),
 }
 _CONTAINERS = ("", "params", "param", "weights", "parameters")
 _GRAD_CONTAINERS = ("", "grads", "grad", "gradients")

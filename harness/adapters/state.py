@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import Dropout, Layer, _BatchNorm, walk
+from . import attention
 from .inputs import canonical_shape
 from .refs import AdapterError, Ref, _copy
 
@@ -42,8 +43,13 @@ def deferred(leaf: Layer, local: str) -> bool:
 
 
 def shape_dependent(leaf: Layer, local: str) -> bool:
-    """A parameter whose shape is the input's: a dropout mask, a per-feature batch norm's."""
-    return deferred(leaf, local) or (isinstance(leaf, _BatchNorm) and leaf.over == "feature")
+    """A parameter whose shape is the input's: a dropout mask, a per-feature batch norm's, an
+    attention's padding mask (and a scaled dot-product attention's key and value)."""
+    return (
+        deferred(leaf, local)
+        or (isinstance(leaf, _BatchNorm) and leaf.over == "feature")
+        or attention.shape_dependent(leaf, local)
+    )
 
 
 def draws(spec: Layer | None) -> bool:
@@ -81,8 +87,10 @@ def dummy_input(spec: Layer) -> tuple[tuple[int, ...], bool]:
     from ..spec import Conv2d, Linear
 
     leaves = [layer for _, layer in walk(spec) if not layer.children()] or [spec]
-    exact = not any(shape_dependent(l, "mask") for l in leaves)
+    exact = not any(shape_dependent(l, "mask") or attention.input_sized(l) for l in leaves)
     for layer in leaves:
+        if (shape := attention.dummy_input(layer)) is not None:
+            return shape, exact
         if layer.index_input:  # integer indices (N, T): an Embedding's parameters do not depend on them
             return (2, 3), exact
         if isinstance(layer, Conv2d):  # spatial size large enough for any kernel a span holds
@@ -274,10 +282,18 @@ class OptionalState:
         return self.kept_mask_input()
 
     def kept_mask_input(self) -> tuple[int, ...] | None:
-        """The canonical input shape a dropout mask kept at construction implies, or None (a
-        check's default input: never the shape of an earlier check)."""
+        """The canonical input shape a dropout mask kept at construction implies (or the batch a
+        recurrent layer's kept state ``(N, H)`` does, see :func:`.steps.state_input`, or an
+        attention's key or padding mask), or None (a check's default input: never the shape of
+        an earlier check)."""
+        from .steps import state_input
+
+        if (kept := state_input(self.spec, self._peek)) is not None:  # type: ignore[attr-defined]
+            return kept
         mask = self._peek("mask") if isinstance(self.spec, Dropout) else None  # type: ignore[attr-defined]
-        return canonical_shape(tuple(np.shape(mask)), self.layout.data) if mask is not None else None  # type: ignore[attr-defined]
+        if mask is None:
+            return attention.implied_input(self.spec, self._peek)  # type: ignore[attr-defined]
+        return canonical_shape(tuple(np.shape(mask)), self.layout.data)  # type: ignore[attr-defined]
 
     def expect_input(self, shape: tuple[int, ...]) -> None:
         """The canonical input shape this layer will see (a network tells it before any forward)."""

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import Layer, SpecError, index_layer, read_input
-from . import state
+from . import state, steps
 from .arrays import ArrayError, ArrayKind, NonFinite, is_float_dtype, nonfinite, read_float64, to_float64
 from .effects import Effects
 from .feed import FeedOptions, default_dtype, hand, parse_array_type, read_dtype, resolve
@@ -67,6 +67,8 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
         self._absent: dict[str, None] = {}
         self._expected_input: tuple[int, ...] | None = None
         self.replay = Replay(self.name, getattr(self, "obj", None)) if state.draws(spec) else None
+        steps.refuse_time_axis(spec, layout, self.name)
+        self._pair_out = False  # the last forward returned an LSTM step's (next_h, next_c) pair (see .steps)
 
     # -- subclass hooks (the parameter store's: see .wrapped_params)
     def _call_forward(self, x: np.ndarray) -> Any:
@@ -131,6 +133,7 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
         x = read_input(self.spec, x) if self.indices else np.asarray(x, dtype=np.float64)  # type: ignore[arg-type]
         if self.spec is not None:
             expected_out = self.spec.output_shape(x.shape)
+            steps.check_state_batch(self.spec, {k: self._peek(k) for k in self._param_names()}, x.shape, self.name)
         self._x_shape = x.shape
         self._features_out = self._output_features(x.shape, expected_out if self.spec is not None else None)
         x_user = (
@@ -140,6 +143,7 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
         )
         with self._replaying():
             y = self._watched_forward(x_user)
+        y, self._pair_out = steps.stacked(self.spec, y)
         y64 = self._to_canonical_data(y, "output", "forward output", self._features_out)
         if self.spec is not None and y64.shape != expected_out:
             hint = _data_hint(np.shape(y), expected_out, self.layout)  # another layout explains it: configuration

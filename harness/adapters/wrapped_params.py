@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..spec import Layer
-from . import state
+from . import attention, state
 from .arrays import NonFinite, from_float64, is_mutable, nonfinite, read_float64, same_bits, to_float64, write_into
 from .layouts import Layout, _squeezed, param_from_user, param_to_user
 from .refs import AdapterError, ValueFinding, preserving
@@ -134,13 +134,16 @@ class ParamAccess:
                 self._place(name),
                 f"pass params={{'{name}': \"...\"}} with where the mask lives",
             )
-        return param_from_user(leaf, local, value, self.layout, self._expected(name), self.features_in)
+        expected = self._expected(name)
+        value = attention.from_user(leaf, local, value, self.layout, expected)  # in_out projections, a "keep" mask
+        return param_from_user(leaf, local, value, self.layout, expected, self.features_in)
 
     def _to_user(self, name: str, value: np.ndarray, user_shape: tuple[int, ...]) -> np.ndarray:
         value = np.asarray(value, np.float64)
         if self.spec is None:
             return value
         leaf, local = self._leaf(name)
+        value = attention.to_user(leaf, local, value, self.layout)  # in_out projections, a "keep" mask
         user = param_to_user(leaf, local, value, self.layout, user_shape, self.features_in)
         return user * state.mask_scale(self._get_user(name)) if state.deferred(leaf, local) else user
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..compare import relative_with_floor
 from ..spec import AvgPool2d, BatchNorm1d, BatchNorm2d, LayerNorm, Linear, MaxPool2d
+from .conv_norm import norm_terms, upsample_copies
 from .elementwise import wrong_derivative
 from .point import Point, _alternatives, _vjp
 
@@ -22,7 +23,15 @@ def wrong_gradients(p: Point, names: list[str], forward_ok: bool) -> list[str]:
     found += _partial_sums(p, [n for n in names if n != "input"])
     found += _ignored_hyperparameter(p, names)
     if "input" in names and forward_ok:
-        for check in (_pool_routing, _window_transposed, _norm_terms, _weight_transposed, wrong_derivative):
+        for check in (
+            _pool_routing,
+            _window_transposed,
+            _norm_terms,
+            norm_terms,
+            upsample_copies,
+            _weight_transposed,
+            wrong_derivative,
+        ):
             found += check(p)
     return found
 
@@ -65,23 +74,24 @@ def _ignored_hyperparameter(p: Point, names: list[str]) -> list[str]:
     """A backward written for stride 1 (or no dilation / other padding): the gradients equal
     the reference's VJP at that value with ``g`` placed in the top-left of its larger output."""
     found: list[str] = []
-    if p.g.ndim != 4:
+    if p.g.ndim not in (3, 4):  # (N, C, L) or (N, C, H, W)
         return found
     for field, at, alt in _alternatives(p.spec, p.x.shape[2:]):
         try:
             out_shape = alt.output_shape(p.x.shape)
         except Exception:
             continue
-        if any(a < b for a, b in zip(out_shape[2:], p.g.shape[2:])):
+        if len(out_shape) != p.g.ndim or any(a < b for a, b in zip(out_shape[2:], p.g.shape[2:])):
             continue
         g = np.zeros(out_shape)
-        g[:, :, : p.g.shape[2], : p.g.shape[3]] = p.g
+        g[(slice(None), slice(None)) + tuple(slice(0, s) for s in p.g.shape[2:])] = p.g
         got = _vjp(alt, p, g=g)
         for name in names:
             if got and name in got and p.fits(name, got[name]):
+                corner = "start" if p.g.ndim == 3 else "top-left"
                 found.append(
                     f"{name}: the backward ignores the {field}: equals the reference's gradient at {at} "
-                    "with the upstream gradient in the top-left of its output"
+                    f"with the upstream gradient in the {corner} of its output"
                 )
     return found
 

@@ -15,7 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import BatchNorm1d, BatchNorm2d, Dropout, Layer, LayerNorm, Loss, SoftmaxCrossEntropy
+from ..spec import (
+    BatchNorm1d,
+    BatchNorm2d,
+    Dropout,
+    GroupNorm,
+    Layer,
+    LayerNorm,
+    Loss,
+    RMSNorm,
+    SoftmaxCrossEntropy,
+    Upsample,
+)
+from .conv_norm import align_corners, group_count
 from .point import Point, _vjp
 
 # the eps values code writes (1e-5, 10e-7 = 1e-6, 2e-5 ...), after the one estimated from the data
@@ -45,8 +57,10 @@ def conventions(p: Point, failing: list[str]) -> list[str]:
     tensor the reference at the convention reproduces."""
     if "output" not in failing:
         return []
-    if isinstance(p.spec, (BatchNorm1d, BatchNorm2d, LayerNorm)):
-        return _eps(p, failing)
+    if isinstance(p.spec, (BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm, RMSNorm)):
+        return _eps(p, failing) or group_count(p, failing)
+    if isinstance(p.spec, Upsample):
+        return align_corners(p, failing)
     if isinstance(p.spec, Dropout):
         return _dropout(p, failing)
     return []
@@ -89,6 +103,8 @@ def _estimate_eps(p: Point) -> float | None:
     per normalised group, the scale s = 1/sqrt(var + eps) by least squares; eps = 1/s**2 - var
     (the median over groups). None when it cannot be read (eval mode, no spread)."""
     spec, x, y = p.spec, p.x, p.user["output"]
+    if isinstance(spec, (GroupNorm, RMSNorm)):  # no estimate: the ladder alone
+        return None
     if isinstance(spec, LayerNorm):
         axes = tuple(range(x.ndim - len(spec.normalized_shape), x.ndim))
         shape: Any = spec.normalized_shape

@@ -22,7 +22,7 @@ def wrong_forward(p: Point) -> list[str]:
         got = _vjp(alt, p, forward_only=True)
         value = _top_left(got["output"], shape) if got else None
         if got is not None and p.fits("output", value):  # fits(None) is False: got is there
-            corner = "" if got["output"].shape == shape else f", its top-left {shape[2]}x{shape[3]}"
+            corner = "" if got["output"].shape == shape else f", its top-left {'x'.join(map(str, shape[2:]))}"
             found.append(f"output: the forward ignores its {field}: equals the reference at {at}{corner}")
     found += _forward_kernel(p)
     if isinstance(p.spec, (Conv2d, Linear)) and "bias" in p.params:

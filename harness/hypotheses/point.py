@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..compare import relative_with_floor
-from ..spec import AvgPool2d, Conv2d, Layer, MaxPool2d, Sequential, join_path
+from ..spec import AvgPool2d, Conv1d, Conv2d, Layer, MaxPool2d, Sequential, join_path
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Point:
     user: dict[str, np.ndarray]
     ref: dict[str, np.ndarray]
     tol: dict[str, float]
+    layout: Any = None  # the wrapper's declared Layout (hypotheses phrase a fix in the user's terms)
 
     def full(self, params: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         return {join_path(self.spec.name, k): v for k, v in (params or self.params).items()}
@@ -89,6 +90,15 @@ def _alternatives(spec: Layer, hw: tuple[int, ...]) -> Iterator[tuple[str, str, 
                 yield from alt("padding", q, q, _short(flat[0] if len(flat) == 1 else pads))
         if (dilation := getattr(spec, "dilation", (1, 1))) not in ((1, 1), 1):
             yield from alt("dilation", 1, 1, _short(dilation))
+    if isinstance(spec, Conv1d):
+        if spec.stride != 1:
+            yield from alt("stride", 1, 1, spec.stride)
+        lr = sorted(set(spec.pads(hw[0])))
+        for q in sorted({0} | {v + d for v in lr for d in (-1, 1)}):
+            if q >= 0 and [q] != lr:
+                yield from alt("padding", q, q, lr[0] if len(lr) == 1 else spec.pads(hw[0]))
+        if spec.dilation != 1:
+            yield from alt("dilation", 1, 1, spec.dilation)
 
 
 def _short(v: Any) -> str:
@@ -99,17 +109,18 @@ def _short(v: Any) -> str:
 
 
 def _top_left(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
-    """``value`` (N, C, H', W') cut to ``shape``'s (H, W) from the top left, when it is at least as large."""
+    """``value`` (N, C, H', W') cut to ``shape``'s (H, W) from the top left (an (N, C, L') one to
+    L from the left), when it is at least as large."""
     if value.shape == shape:
         return value
     if (
-        value.ndim != 4
-        or len(shape) != 4
+        value.ndim not in (3, 4)
+        or len(shape) != value.ndim
         or value.shape[:2] != shape[:2]
         or any(a < b for a, b in zip(value.shape[2:], shape[2:]))
     ):
         return None
-    return value[:, :, : shape[2], : shape[3]]
+    return value[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape[2:])]
 
 
 __all__ = ["Point"]

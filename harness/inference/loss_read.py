@@ -29,7 +29,13 @@ def read_scores(scores: Any, what: str) -> np.ndarray:
     if s.ndim != 2 or not np.issubdtype(s.dtype, np.floating) or 0 in s.shape:
         raise AdapterError(
             f"infer_loss: {what}: scores must be a float array (N, K), one row of class scores per example; got "
-            f"shape {s.shape}, dtype {s.dtype} (a network's 4-D output is flattened before its loss)"
+            f"shape {s.shape}, dtype {s.dtype} "
+            + (
+                "(a loss over a sequence, logits (N, T, V), is not inferred: pass its spec, "
+                "tg.TemporalSoftmaxCrossEntropy())"
+                if s.ndim == 3
+                else "(a network's 4-D output is flattened before its loss)"
+            )
         )
     return s
 

@@ -17,13 +17,15 @@ It re-exports everything; the parts, one job each:
 - :mod:`~harness.spec.base`: ``SpecError``, ``ParamInfo``, the ``Layer`` base, argument and shape helpers
 - one module per layer family: :mod:`~harness.spec.convolution`, :mod:`~harness.spec.pooling`,
   :mod:`~harness.spec.activations`, :mod:`~harness.spec.linear`, :mod:`~harness.spec.normalization`,
-  :mod:`~harness.spec.dropout`, :mod:`~harness.spec.embedding`, :mod:`~harness.spec.containers`; and :mod:`~harness.spec.losses`
+  :mod:`~harness.spec.dropout`, :mod:`~harness.spec.embedding`, :mod:`~harness.spec.attention`,
+  :mod:`~harness.spec.containers`, :mod:`~harness.spec.recurrent`; and :mod:`~harness.spec.losses`
 - :mod:`~harness.spec.tree`: walking a tree, its shapes, parameter names, checks and initial values
 - :mod:`~harness.spec.serial`: ``from_dict`` and the registry of kinds it reads (a new family registers there)
 """
 
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .activations import _Elementwise as _Elementwise
+from .attention import MultiheadAttention, ScaledDotProductAttention
 from .base import _NAME_RE as _NAME_RE
 from .base import Layer, ParamInfo, SpecError, join_path
 from .base import PaddingArg as PaddingArg
@@ -38,15 +40,17 @@ from .base import _shape as _shape
 from .base import _window_out as _window_out
 from .containers import Residual, Sequential
 from .containers import _layers as _layers
-from .convolution import Conv2d
+from .convolution import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Flatten, Linear
-from .losses import MSE, Loss, Projection, SoftmaxCrossEntropy, check_target
-from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from .losses import MSE, Loss, Projection, SoftmaxCrossEntropy, TemporalSoftmaxCrossEntropy, check_target
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .normalization import _BatchNorm as _BatchNorm
-from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d, Upsample
 from .pooling import _Pool2d as _Pool2d
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .recurrent import _Recurrent as _Recurrent
 from .serial import LAYER_KINDS as LAYER_KINDS
 from .serial import LOSS_KINDS as LOSS_KINDS
 from .serial import _tuplify as _tuplify
@@ -67,30 +71,44 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv1d",
     "Conv2d",
+    "ConvTranspose2d",
     "Dropout",
     "ELU",
     "Embedding",
     "Flatten",
     "GELU",
+    "GRU",
+    "GRUCell",
     "GlobalAvgPool2d",
+    "GroupNorm",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
+    "LSTM",
+    "LSTMCell",
     "Linear",
     "Loss",
     "MSE",
     "MaxPool2d",
+    "MultiheadAttention",
     "ParamInfo",
     "Projection",
+    "RNN",
+    "RNNCell",
+    "RMSNorm",
     "ReLU",
     "Residual",
+    "ScaledDotProductAttention",
     "Sequential",
     "Sigmoid",
     "Softmax",
     "SoftmaxCrossEntropy",
     "SpecError",
     "Tanh",
+    "Upsample",
+    "TemporalSoftmaxCrossEntropy",
     "check_params",
     "check_target",
     "from_dict",

@@ -149,6 +149,11 @@ class Layer:
         """Direct sub-layers, in forward order (empty for leaves)."""
         return ()
 
+    def value_problem(self, input_shape: Shape, value: Any, path: str) -> str | None:
+        """What is wrong with the values (not the shapes) of this layer's buffers, or None;
+        ``value(local)`` gives one by local name. An attention's padding mask hiding every key is one."""
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable description; :func:`from_dict` inverts it."""
         out: dict[str, Any] = {"kind": self.kind}

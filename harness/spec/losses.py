@@ -1,5 +1,6 @@
-"""The loss specs: :class:`SoftmaxCrossEntropy`, :class:`MSE` and :class:`Projection` (the
-cotangent as target), and :func:`check_target`, which says whether a target fits a loss."""
+"""The loss specs: :class:`SoftmaxCrossEntropy`, :class:`MSE`, :class:`Projection` (the
+cotangent as target) and :class:`TemporalSoftmaxCrossEntropy` (sequences of logits with
+masked labels), and :func:`check_target`, which says whether a target fits a loss."""
 
 from __future__ import annotations
 
@@ -61,9 +62,56 @@ class Projection(Loss):
     kind: ClassVar[str] = "Projection"
 
 
+@dataclass(frozen=True)
+class TemporalSoftmaxCrossEntropy(Loss):
+    """Cross-entropy of softmax over the last axis of logits ``(N, T, V)`` with integer labels
+    ``(N, T)``; positions whose label equals ``ignore_index`` are masked out. ``reduction``:
+    "batch" = masked sum / N (CS231n's ``temporal_softmax_loss``), "mean" = masked sum / the
+    number of unmasked positions (PyTorch's ``cross_entropy(..., ignore_index=)``), "sum"."""
+
+    kind: ClassVar[str] = "TemporalSoftmaxCrossEntropy"
+    reduction: str = "batch"
+    ignore_index: int = -1
+
+    def __post_init__(self) -> None:
+        if self.reduction not in ("batch", "mean", "sum"):
+            raise SpecError(f"{self.kind}: reduction must be 'batch', 'mean' or 'sum', got {self.reduction!r}")
+        if not isinstance(self.ignore_index, (int, np.integer)) or isinstance(self.ignore_index, bool):
+            raise SpecError(f"{self.kind}: ignore_index must be an int, got {self.ignore_index!r}")
+
+    def valid_labels(self, target: np.ndarray, v: int) -> np.ndarray:
+        """``target`` with the ignored entries replaced by a valid label (``ignore_index``
+        itself when it is one, as CS231n's NULL token 0 is, else 0): what code that takes a
+        separate mask is handed."""
+        fill = self.ignore_index if 0 <= self.ignore_index < v else 0
+        return np.where(np.asarray(target) == self.ignore_index, fill, target)
+
+
+def _check_temporal(loss: TemporalSoftmaxCrossEntropy, output_shape: Shape, t: np.ndarray) -> None:
+    if len(output_shape) != 3:
+        raise SpecError(f"{loss.kind} expects logits (N, T, V), the network outputs {tuple(output_shape)}")
+    n, steps, v = output_shape
+    if t.shape != (n, steps) or not np.issubdtype(t.dtype, np.integer):
+        raise SpecError(f"{loss.kind}: target must be integer labels ({n}, {steps}), got {t.dtype} of shape {t.shape}")
+    kept = t != loss.ignore_index
+    if kept.any() and (t[kept].min() < 0 or t[kept].max() >= v):
+        raise SpecError(
+            f"{loss.kind}: labels must be in [0, {v}) or ignore_index={loss.ignore_index}, got range "
+            f"[{t[kept].min()}, {t[kept].max()}]"
+        )
+    if loss.reduction == "mean" and not kept.any():
+        raise SpecError(
+            f"{loss.kind}: every label is ignore_index={loss.ignore_index}: reduction 'mean' divides by the number "
+            "of unmasked positions, 0 here (PyTorch gives NaN)"
+        )
+
+
 def check_target(loss: Loss, output_shape: Shape, target: np.ndarray) -> None:
     """Raise :class:`SpecError` if ``target`` does not fit ``loss`` for this output shape."""
     t = np.asarray(target)
+    if isinstance(loss, TemporalSoftmaxCrossEntropy):
+        _check_temporal(loss, output_shape, t)
+        return
     if isinstance(loss, SoftmaxCrossEntropy):
         if len(output_shape) != 2:
             raise SpecError(f"SoftmaxCrossEntropy expects logits (N, K), the network outputs {output_shape}")
@@ -84,4 +132,4 @@ def check_target(loss: Loss, output_shape: Shape, target: np.ndarray) -> None:
 
 
 # The kinds these specs add to the registry that from_dict reads (serial.py).
-KINDS: tuple[type[Loss], ...] = (SoftmaxCrossEntropy, MSE, Projection)
+KINDS: tuple[type[Loss], ...] = (SoftmaxCrossEntropy, MSE, Projection, TemporalSoftmaxCrossEntropy)

@@ -1,5 +1,6 @@
 """The pooling family: :class:`MaxPool2d` and :class:`AvgPool2d` (windows over NCHW data, with
-their padding and dilation rules) and :class:`GlobalAvgPool2d` (the mean over H and W)."""
+their padding and dilation rules), :class:`GlobalAvgPool2d` (the mean over H and W) and its
+opposite, :class:`Upsample` (nearest or bilinear, by integer factors)."""
 
 from __future__ import annotations
 
@@ -105,5 +106,50 @@ class GlobalAvgPool2d(Layer):
         return (shape[0], shape[1], 1, 1) if self.keepdims else (shape[0], shape[1])
 
 
+@dataclass(frozen=True)
+class Upsample(Layer):
+    """Upsampling by integer factors, ``(N, C, H, W)`` -> ``(N, C, sh*H, sw*W)``, as
+    ``F.interpolate(x, scale_factor=...)``.
+
+    ``scale_factor``: an int or a pair ``(sh, sw)`` of ints >= 1 (a float PyTorch factor such
+    as ``2.0`` is accepted when it is whole). ``mode="nearest"``: output ``(i, j)`` copies
+    input ``(i // sh, j // sw)``. ``mode="bilinear"``: PyTorch's source index per axis,
+    ``src = (dst + 0.5) / s - 0.5`` clamped at 0 (``align_corners=False``) or
+    ``src = dst * (in - 1) / (out - 1)`` (``align_corners=True``), interpolated between
+    ``floor(src)`` and the next pixel (the last pixel repeats at the far edge).
+    ``align_corners=True`` needs ``mode="bilinear"`` (PyTorch refuses it for nearest).
+    """
+
+    kind: ClassVar[str] = "Upsample"
+    name: str
+    scale_factor: Any
+    mode: str = "nearest"
+    align_corners: bool = False
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "layer")
+        n = self.name
+        value = self.scale_factor
+        whole = lambda v: v if not isinstance(v, float) or not v.is_integer() else int(v)  # noqa: E731
+        value = [whole(v) for v in value] if isinstance(value, (tuple, list)) else whole(value)
+        if isinstance(value, float) or (isinstance(value, list) and any(isinstance(v, float) for v in value)):
+            raise SpecError(
+                f"layer '{n}': scale_factor must be a whole number or a pair of them, got {self.scale_factor!r} "
+                "(a fractional factor's pixel grid is not supported)"
+            )
+        object.__setattr__(self, "scale_factor", _pair(value, "scale_factor", n, 1))
+        if self.mode not in ("nearest", "bilinear"):
+            raise SpecError(f"layer '{n}': mode must be 'nearest' or 'bilinear', got {self.mode!r}")
+        if not isinstance(self.align_corners, bool):
+            raise SpecError(f"layer '{n}': align_corners must be True or False, got {self.align_corners!r}")
+        if self.align_corners and self.mode != "bilinear":
+            raise SpecError(f"layer '{n}': align_corners=True applies to mode='bilinear' only, got mode={self.mode!r}")
+
+    def _infer(self, shape: Shape, path: str) -> Shape:
+        _expect_rank(shape, (4,), "(N, C, H, W)", path)
+        sh, sw = self.scale_factor
+        return (shape[0], shape[1], shape[2] * sh, shape[3] * sw)
+
+
 # The kinds this family adds to the registry that from_dict reads (serial.py).
-KINDS: tuple[type[Layer], ...] = (MaxPool2d, AvgPool2d, GlobalAvgPool2d)
+KINDS: tuple[type[Layer], ...] = (MaxPool2d, AvgPool2d, GlobalAvgPool2d, Upsample)

@@ -15,7 +15,19 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from . import activations, containers, convolution, dropout, embedding, linear, losses, normalization, pooling
+from . import (
+    activations,
+    attention,
+    containers,
+    convolution,
+    dropout,
+    embedding,
+    linear,
+    losses,
+    normalization,
+    pooling,
+    recurrent,
+)
 from .base import Layer, SpecError
 from .losses import Loss
 
@@ -28,7 +40,9 @@ LAYER_FAMILIES: tuple[ModuleType, ...] = (
     normalization,
     dropout,
     embedding,
+    attention,
     containers,
+    recurrent,
 )
 
 

@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from . import attention
 from .base import Layer, ParamInfo, Shape, SpecError, _shape, join_path
 from .containers import Residual
-from .convolution import Conv2d
+from .convolution import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
-from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
+from .recurrent import STATE_NAMES, _Recurrent
 
 
 def walk(spec: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
@@ -55,15 +57,25 @@ def named_params(spec: Layer, input_shape: Shape) -> dict[str, ParamInfo]:
 
 
 def example_input_shape(spec: Layer) -> Shape | None:
-    """A small input that fits ``spec`` when its first layer tells the sizes (a Conv2d, a
-    Linear, a per-channel batch norm or a layer norm: every layer whose parameters fix the
-    input's channels or features), else None: batch 2 (3 for a Linear), H != W so the two
-    cannot be confused, and room for the dilated kernel. A per-feature batch norm's
-    parameters (and a dropout's mask) have the input's shape, which its spec does not tell."""
+    """A small input that fits ``spec`` when its first layer tells the sizes (a Conv2d, Conv1d
+    or ConvTranspose2d, a Linear, a per-channel batch norm, a group norm, a layer or RMS norm,
+    a recurrent layer: every layer whose parameters fix the input's channels or features), else
+    None: batch 2 (3 for a Linear or a recurrent layer; 5 time steps), H != W so the two cannot
+    be confused, and room for the dilated kernel (and for a transposed conv's padding). A
+    per-feature batch norm's parameters (and a dropout's mask) have the input's shape, which its
+    spec does not tell."""
     first = next((layer for _, layer in walk(spec) if not layer.children()), spec)
     if isinstance(first, Conv2d):
         (dh, dw), (kh, kw) = first.dilation, first.kernel_size
         return (2, first.in_channels, max(7, dh * (kh - 1) + 3), max(6, dw * (kw - 1) + 2))
+    if isinstance(first, Conv1d):
+        return (2, first.in_channels, max(9, first.dilation * (first.kernel_size - 1) + 3))
+    if isinstance(first, ConvTranspose2d):  # 2 * padding rows are cut from what the input spreads to
+        return (2, first.in_channels, max(5, 2 * first.padding[0] + 2), max(4, 2 * first.padding[1] + 1))
+    if isinstance(first, GroupNorm):
+        return (2, first.num_channels, 5, 4)
+    if isinstance(first, RMSNorm):
+        return (3, *first.normalized_shape)
     if isinstance(first, Linear):
         return (3, first.in_features)
     if isinstance(first, BatchNorm2d) and first.over == "channel":
@@ -74,7 +86,9 @@ def example_input_shape(spec: Layer) -> Shape | None:
         return (3, *first.normalized_shape)
     if isinstance(first, Embedding):  # indices (N, T): room for a repeated token and the padding index
         return (3, 5)
-    return None
+    if isinstance(first, _Recurrent):  # batch 3, 5 steps: N != T, so time-first data cannot pass as batch-first
+        return (3, first.input_size) if first.step else (3, 5, first.input_size)
+    return attention.example_shape(first)
 
 
 def index_layer(spec: Layer) -> Layer | None:
@@ -145,12 +159,19 @@ def check_params(spec: Layer, input_shape: Shape, params: Mapping[str, Any]) -> 
         problems.append("wrong shape " + "; ".join(wrong))
     if problems:
         raise SpecError("parameters do not fit the spec: " + ", ".join(problems))
+    shapes = layer_shapes(spec, input_shape)
+    for path, layer in walk(spec):
+        problem = layer.value_problem(shapes[path][0], lambda local, path=path: params[f"{path}.{local}"], path)
+        if problem:
+            raise SpecError(problem)
 
 
 def init_params(spec: Layer, input_shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
     """Random float64 parameters for ``spec`` (PyTorch-like fan-in scaling), deterministic in
     ``seed``. Batch-norm weights and running statistics are randomised too (not 1 and 0), so a
-    check cannot pass by accident; dropout masks are random 0/1 with the layer's rate."""
+    check cannot pass by accident; dropout masks are random 0/1 with the layer's rate, attention
+    padding masks random 0/1 leaving every query a visible key; a recurrent layer's states
+    (``h0``, ``c0``, a cell's ``h``, ``c``) uniform in [-0.5, 0.5]."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for name, info in named_params(spec, input_shape).items():
@@ -160,10 +181,19 @@ def init_params(spec: Layer, input_shape: Shape, seed: int = 0) -> dict[str, np.
             layer = dict(walk(spec))[name.rsplit(".", 1)[0]]
             assert isinstance(layer, Dropout)  # the only kind with a mask
             out[name] = (rng.random(shape) >= layer.p).astype(np.float64)
+        elif local == "key_padding_mask":  # every query keeps a visible key (softmax over none is undefined)
+            layer = dict(walk(spec))[name.rsplit(".", 1)[0]]
+            out[name] = attention.padding_mask(rng, shape, causal=getattr(layer, "causal", False))
+        elif local in ("key", "value") and isinstance(
+            dict(walk(spec))[name.rsplit(".", 1)[0]], attention.ScaledDotProductAttention
+        ):
+            out[name] = rng.standard_normal(shape)  # inputs, not weights: scores q.k/sqrt(d) of order 1
         elif local == "running_var":
             out[name] = rng.uniform(0.5, 2.0, shape)
         elif local == "running_mean":
             out[name] = rng.normal(0.0, 0.5, shape)
+        elif local in STATE_NAMES and isinstance(dict(walk(spec))[name.rsplit(".", 1)[0]], _Recurrent):
+            out[name] = rng.uniform(-0.5, 0.5, shape)  # a recurrent layer's initial (or previous) state: small
         elif len(shape) == 1 or local == "bias":
             base = 1.0 if local == "weight" else 0.0  # norm-layer scales near 1
             out[name] = base + rng.uniform(-0.5, 0.5, shape)

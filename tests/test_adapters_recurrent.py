@@ -1,0 +1,215 @@
+"""Recurrent code checked without shims (issue 17): CS231n's step and sequence function pairs
+called positionally (the state between x and the weights), an LSTM step's (next_h, next_c)
+pair stacked and its upstream gradient split, time-first and numpy-ml's (n_ex, n_in, n_t)
+sequences, the gate order of stacked weights, and the errors for declarations that cannot fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import Layout, check_layer, detect_layout, wrap_functions, wrap_layer
+from harness import spec as S
+from harness.adapters.arrays import fingerprint
+from harness.adapters.layouts import LayoutError, param_from_user, param_to_user
+from harness.adapters.refs import AdapterError
+from zoo import recurrent as R
+
+N, T, D, H = R.N, R.T, R.D, R.H
+
+
+def passes(wrapped, **kw) -> None:
+    report = check_layer(wrapped, **kw)
+    assert report.ok, str(report)
+
+
+def test_cs231n_pairs_take_their_arrays_in_their_own_order() -> None:
+    """rnn_step_forward(x, prev_h, Wx, Wh, b) / rnn_forward(x, h0, Wx, Wh, b) /
+    lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b) / lstm_forward(x, h0, Wx, Wh, b): the
+    arrays listed as the functions take them, no order= and no wrapper functions."""
+    arrays = R._cs231n_params(0, np.float64, 4)
+    before = [fingerprint(a) for a in arrays]
+    lstm = wrap_functions(R.lstm_forward, R.lstm_backward, R.LSTM_SPEC, arrays, layout=R.CS231N)
+    assert lstm._param_names() == ["h0", "weight_ih", "weight_hh", "bias"]
+    passes(lstm)  # example_input_shape: (3, 5, D)
+    assert [fingerprint(a) for a in arrays] == before
+    passes(R.rnn_step_pair())
+    passes(R.rnn_pair(), input_shape=(N, 7, D))
+    step = R.lstm_step_pair()
+    assert step._param_names() == ["h", "c", "weight_ih", "weight_hh", "bias"]
+    passes(step)
+
+
+def test_an_lstm_step_returning_a_pair_in_other_forms() -> None:
+    """forward -> ((next_h, next_c), cache) with backward((dnext_h, dnext_c), cache), and an
+    object whose forward returns (next_h, next_c) and whose backward takes both gradients."""
+
+    def forward(x, prev_h, prev_c, Wx, Wh, b):
+        next_h, next_c, cache = R.lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
+        return (next_h, next_c), cache
+
+    def backward(dnext, cache):
+        dnext_h, dnext_c = dnext
+        return R.lstm_step_backward(dnext_h, dnext_c, cache)
+
+    h, Wx, Wh, b = R._cs231n_params(1, np.float64, 4)
+    c = np.full_like(h, 0.3)
+    passes(wrap_functions(forward, backward, R.LSTM_STEP, [h, c, Wx, Wh, b], layout=R.CS231N))
+
+    class Cell:
+        def __init__(self):
+            self.Wx, self.Wh, self.b, self.h, self.c = Wx, Wh, b, h.copy(), c.copy()
+
+        def forward(self, x):
+            next_h, next_c, self.cache = R.lstm_step_forward(x, self.h, self.c, self.Wx, self.Wh, self.b)
+            return next_h, next_c
+
+        def backward(self, dnext_h, dnext_c):
+            dx, self.dh, self.dc, self.dWx, self.dWh, self.db = R.lstm_step_backward(dnext_h, dnext_c, self.cache)
+            return dx
+
+    passes(wrap_layer(Cell(), R.LSTM_STEP, layout=R.CS231N))
+
+
+def test_time_first_code_with_time_first_input() -> None:
+    def forward(x, h0, Wx, Wh, b):  # x (T, N, D)
+        h, cache = R.rnn_forward(x.transpose(1, 0, 2), h0, Wx, Wh, b)
+        return h.transpose(1, 0, 2), cache
+
+    def backward(dh, cache):
+        dx, *grads = R.rnn_backward(dh.transpose(1, 0, 2), cache)
+        return (dx.transpose(1, 0, 2), *grads)
+
+    arrays = R._cs231n_params(2, np.float64, 1)
+    pair = wrap_functions(forward, backward, R.RNN_SPEC, arrays, layout=Layout(linear="in_out", sequence="TND"))
+    passes(pair, input_shape=(T, N, D))  # in the declared layout: time first
+    passes(pair, x=np.random.default_rng(0).normal(size=(T, N, D)))
+    undeclared = wrap_functions(forward, backward, R.RNN_SPEC, arrays, layout=Layout(linear="in_out"))
+    with pytest.raises(LayoutError, match=r"under Layout\(linear='in_out', sequence='TND'\) it runs and "
+                                          r"reproduces the reference: declare that layout"):
+        check_layer(undeclared, input_shape=(N, T, D))
+
+
+def test_numpy_ml_object_over_the_sequence() -> None:
+    """X (n_ex, n_in, n_t), parameters in self.parameters, biases (1, n_out)."""
+    layer = R.NumpyMLRNN(seed=3)
+    before = {k: fingerprint(v) for k, v in layer.parameters.items()}
+    passes(wrap_layer(layer, R.NUMPY_ML_SPEC, **R.NUMPY_ML), input_shape=(N, D, T))
+    assert {k: fingerprint(v) for k, v in layer.parameters.items()} == before
+
+
+def test_gru_object_found_under_its_own_names() -> None:
+    """W_ih, W_hh, b_ih, b_hh, h0 and dW_ih ... dh0: found without params= / grads=."""
+    wrapped = wrap_layer(R.GRU(seed=4), R.GRU_SPEC)
+    assert wrapped._param_names() == ["h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    passes(wrapped, input_shape=(N, T, D))
+
+
+def test_gate_order_and_orientation_round_trip_exactly() -> None:
+    rng = np.random.default_rng(5)
+    layout = Layout(linear="in_out", gates="ogif")
+    for layer in (S.LSTM("l", D, H, bias="fused"), S.GRU("g", D, H)):
+        g = layer.num_gates
+        order = "rzn" if g == 3 else "ogif"
+        lay = Layout(linear="in_out", gates="nzr") if g == 3 else layout
+        user_w = rng.normal(size=(D, g * H))
+        canon = param_from_user(layer, "weight_ih", user_w, lay, (g * H, D))
+        assert np.array_equal(param_to_user(layer, "weight_ih", canon, lay, (D, g * H)), user_w)
+        # the user's first block holds its first gate, which sits at that gate's canonical place
+        k = layer.gates.index(order[0] if g == 4 else "n")
+        assert np.array_equal(canon[k * H:(k + 1) * H], user_w[:, :H].T)
+    bias = rng.normal(size=(1, 4 * H))  # numpy-ml's (1, n) bias
+    lstm = S.LSTM("l", D, H, bias="fused")
+    canon = param_from_user(lstm, "bias", bias, layout, (4 * H,))
+    assert canon.shape == (4 * H,) and np.array_equal(param_to_user(lstm, "bias", canon, layout, (1, 4 * H)), bias)
+    # an RNN has no gates: a declared LSTM order leaves it alone
+    rnn_w = rng.normal(size=(H, D))
+    assert np.array_equal(param_from_user(S.RNN("r", D, H), "weight_ih", rnn_w, Layout(gates="ifog"), (H, D)), rnn_w)
+
+
+def test_a_wrong_gate_order_is_named_with_the_layout_to_declare() -> None:
+    arrays = R._cs231n_params(0, np.float64, 4)
+    declared = wrap_functions(R.lstm_forward, R.lstm_backward, R.LSTM_SPEC, arrays, layout=Layout(linear="in_out"))
+    layer = check_layer(declared).layers[0]
+    assert layer.verdict == "forward"
+    assert any("Layout(linear='in_out', gates='ifog')" in d for d in layer.diagnosis), layer.diagnosis
+    found = detect_layout(declared)
+    assert found.matched and found.best == R.CS231N
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: Layout(sequence="BTD"), "layout: sequence must be 'NTD' (batch first), 'TND' (time first) or 'NDT'"),
+    (lambda: Layout(gates="ifgx"), "layout: gates must be a permutation of 'ifgo'"),
+    (lambda: Layout(gates="ifg"), "layout: gates must be a permutation of 'ifgo'"),
+])
+def test_bad_layout_fields(make, message) -> None:
+    with pytest.raises(LayoutError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make()
+
+
+def test_declarations_that_cannot_fit_are_clear_errors() -> None:
+    h0, Wx, Wh, b = R._cs231n_params(0, np.float64, 1)
+    with pytest.raises(LayoutError, match=r"layer 'rnn': parameter 'weight_ih' has shape \(4, 6\) in the declared "
+                                          r"Layout\(\); expected \(6, 4\) there; looks transposed .*pass "
+                                          r"Layout\(linear='in_out'\)"):
+        check_layer(wrap_functions(R.rnn_forward, R.rnn_backward, R.RNN_SPEC, [h0, Wx, Wh, b]))
+    with pytest.raises(AdapterError, match=r"layer 'rnn': its state 'h0' has shape \(3, 6\), a batch of 3, but the "
+                                           r"input \(2, 5, 4\) has N=2; check the layer on an input of batch 3"):
+        check_layer(R.rnn_pair(), input_shape=(2, T, D))
+    with pytest.raises(AdapterError, match=r"layer 'lstm_step': an LSTMCell is one step .*Layout\(sequence='TND'\) is "
+                                           r"for whole sequences"):
+        wrap_functions(R.lstm_step_forward, R.lstm_step_backward, R.LSTM_STEP, [h0, h0, Wx, Wh, b],
+                       layout=Layout(sequence="TND"))
+
+
+def test_an_lstm_step_pair_of_mismatched_shapes_is_the_codes_error() -> None:
+    def forward(x, prev_h, prev_c, Wx, Wh, b):
+        next_h, next_c, cache = R.lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
+        return next_h, next_c[:, :-1], cache
+
+    report = check_layer(wrap_functions(forward, R.lstm_step_backward, R.LSTM_STEP,
+                                        R.lstm_step_pair()._params.values(), layout=R.CS231N))
+    layer = report.layers[0]
+    assert layer.verdict == "error" and "next_h of shape (3, 6) and next_c of shape (3, 5)" in layer.message
+
+
+def test_the_kept_state_tells_the_batch() -> None:
+    """h0 of batch 2: its parameters read before any forward, and the default input has N = 2."""
+    pair = wrap_functions(R.rnn_forward, R.rnn_backward, R.RNN_SPEC, R._cs231n_params(0, np.float64, 1, n=2),
+                          layout=Layout(linear="in_out"))
+    assert pair.get_params()["h0"].shape == (2, H)
+    report = check_layer(pair)
+    assert report.ok and report.layers[0].tensors[0].name == "output"
+    step = wrap_functions(R.rnn_step_forward, R.rnn_step_backward, R.RNN_STEP, R._cs231n_params(0, np.float64, 1, n=4),
+                          layout=Layout(linear="in_out"))
+    assert step.kept_mask_input() == (4, D) and check_layer(step).ok
+
+
+class TemporalAffine:
+    """CS231n's temporal affine as an object: x (N, T, H) @ W (H, M) + b."""
+
+    def __init__(self, n_in, n_out, seed=0):
+        rng = np.random.default_rng(seed)
+        self.W, self.b = rng.normal(size=(n_in, n_out)), np.zeros(n_out)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        self.dW, self.db = np.einsum("ntd,ntm->dm", self.x, dy), dy.sum(axis=(0, 1))
+        return dy @ self.W.T
+
+
+def test_a_recurrent_layer_inside_a_network() -> None:
+    import harness as tg
+
+    spec = tg.Sequential([R.RNN_SPEC, tg.Linear("fc", H, 3)])
+    layout = Layout(linear="in_out")
+    ok = tg.check_network(tg.wrap_network({"rnn": R.rnn_pair(), "fc": TemporalAffine(H, 3)}, spec, layout=layout),
+                          input_shape=(N, T, D))
+    assert ok.ok, str(ok)
+    bad = tg.check_network(tg.wrap_network({"rnn": R.rnn_pair(backward=R.rnn_backward_no_carry),
+                                            "fc": TemporalAffine(H, 3)}, spec, layout=layout), input_shape=(N, T, D))
+    assert bad.first_failure == "rnn" and bad.layer("rnn").verdict == "backward"
+    assert any("from timestep 3 backwards" in d for d in bad.layer("rnn").diagnosis)
