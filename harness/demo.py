@@ -1,4 +1,5 @@
-"""``trigrad demo``: the bundled numpy LeNet checked correct, then with one mistake.
+"""``trigrad demo``: a bundled numpy network checked correct, then with one mistake
+(``--example lenet``, the default, or ``--example lstm``, a CS231n-style LSTM language model).
 
 What a newcomer should see in a minute: a handwritten network in TensorFlow habits (NHWC
 data, HWIO kernels, ``x @ W + b``) ported into PyTorch and JAX and checked layer by layer;
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_BUG = "conv2-dx-kernel-not-rotated"
+DEFAULT_LSTM_BUG = "lstm-bptt-no-carry"  # the BPTT mistake, its timestep named
 
 
 def progress_bar(console: Any) -> Any:
@@ -73,7 +75,21 @@ def _lenet() -> DemoExample:
     return DemoExample("the example LeNet", DEFAULT_BUG, build, lambda: VARIANTS, intro)
 
 
-EXAMPLES: dict[str, Callable[[], DemoExample]] = {"lenet": _lenet}
+def _lstm() -> DemoExample:
+    from .examples import LSTM_VARIANTS, build_lstm
+
+    def intro(ex: Any) -> str:
+        n_params = sum(v.size for v in ex.net.get_params().values())
+        return (
+            f"a handwritten numpy LSTM language model ({n_params:,} parameters; CS231n's word embedding, "
+            "LSTM with Wx (D, 4H) and gates i, f, o, g, temporal affine and masked temporal softmax loss) "
+            "checked layer by layer"
+        )
+
+    return DemoExample("the example LSTM language model", DEFAULT_LSTM_BUG, build_lstm, lambda: LSTM_VARIANTS, intro)
+
+
+EXAMPLES: dict[str, Callable[[], DemoExample]] = {"lenet": _lenet, "lstm": _lstm}
 
 
 def example(name: str) -> DemoExample:
@@ -100,7 +116,7 @@ def list_bugs(console: Any, name: str = "lenet") -> None:
 
 def _mistake_source(variant: Any) -> str:
     """The code that makes the mistake: the overriding class, network or loss function."""
-    parts = [cls for _, cls in variant.layers]
+    parts = list(getattr(variant, "code", ())) or [cls for _, cls in variant.layers]
     if variant.network.__name__ not in ("LeNet", "LSTMLanguageModel"):
         parts.append(variant.network)
     if variant.loss is not None:
@@ -159,4 +175,14 @@ def run_demo(
     return 1, bad
 
 
-__all__ = ["DEFAULT_BUG", "EXAMPLES", "DemoExample", "example", "list_bugs", "progress_bar", "run_demo", "ticker"]
+__all__ = [
+    "DEFAULT_BUG",
+    "DEFAULT_LSTM_BUG",
+    "EXAMPLES",
+    "DemoExample",
+    "example",
+    "list_bugs",
+    "progress_bar",
+    "run_demo",
+    "ticker",
+]

@@ -176,6 +176,7 @@ def test_variants_are_well_formed() -> None:
     for name, v in LSTM_VARIANTS.items():
         assert v.name == name and name == name.lower() and " " not in name and v.summary
         assert v.layer in (*PARAMS, "(loss)") and v.side in ("forward", "backward", "both")
+        assert (v.timestep is not None) == (v.layer == "lstm" and v.side == "backward")
         assert v.timestep is None or 0 <= v.timestep < STEPS
         got = build(v).lstm  # identical weights whatever the bug: only the code differs
         assert all(np.array_equal(getattr(got, k), a) for k, a in base.items()), name
@@ -204,16 +205,15 @@ def test_variant_mistake_is_where_it_says(name: str) -> None:
 
 @pytest.mark.parametrize("name", [n for n, v in LSTM_VARIANTS.items() if v.layer == "lstm" and v.side == "backward"])
 def test_bptt_variant_goes_wrong_at_its_timestep(name: str) -> None:
-    """dx[:, t] is right for every t after the variant's timestep and wrong at it (at every t
-    when it names none)."""
+    """dx[:, t] is right for every t after the variant's timestep and wrong at it; where it
+    is the last one (the step's own backward is wrong), wrong at every timestep."""
     variant = LSTM_VARIANTS[name]
     ref, tokens, _ = truth_at(0)
     dx = in_isolation(build(variant), "lstm", ref, tokens)["dx"]
     wrong = [rel_err(dx[:, t], ref["demb"][:, t]) > 1e-6 for t in range(STEPS)]
-    if variant.timestep is None:
+    assert variant.timestep is not None and wrong[variant.timestep] and not any(wrong[variant.timestep + 1 :]), wrong
+    if variant.timestep == STEPS - 1:
         assert all(wrong), wrong
-    else:
-        assert wrong[variant.timestep] and not any(wrong[variant.timestep + 1 :]), wrong
 
 
 def test_embedding_variant_is_wrong_only_on_repeated_tokens() -> None:

@@ -198,11 +198,14 @@ class LSTMVariant:
     layer:     the spec layer trigrad must blame first (``"embed"``, ``"lstm"``,
                ``"vocab"``), or ``"(loss)"`` for a bug in the loss.
     side:      the verdict that layer must get: ``"forward"``, ``"backward"`` or ``"both"``.
-    timestep:  for a bug in backpropagation through time, the timestep where the input
-               gradient first goes wrong as BPTT runs (from t = T - 1 down to 0), i.e. the
-               largest t whose ``dx[:, t]`` is wrong; None when every timestep is.
+    timestep:  for a bug in the LSTM's backward, the timestep trigrad names: where the input
+               gradient first goes wrong as BPTT runs from t = T - 1 down to 0 (the largest t
+               whose ``dx[:, t]`` is wrong: T - 1 when the step's own backward is wrong, less
+               when only what is carried across steps is); None for a bug outside BPTT.
     diagnosis: a substring of one of trigrad's diagnosis lines for that layer, or ``""``.
     layers / loss: how the example is made: buggy layer classes by name, the loss function.
+    code:      the functions that make the mistake, when a layer class only plugs them in
+               (what the demo shows; else the layer classes).
     """
 
     name: str
@@ -216,6 +219,7 @@ class LSTMVariant:
     loss: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, np.ndarray]] | None = field(
         default=None, repr=False
     )
+    code: tuple[Callable, ...] = field(default=(), repr=False)
 
 
 STEPS = 5  # T of the example's batches: the BPTT variants' timesteps depend on it
@@ -227,7 +231,9 @@ _ALL = [
         "lstm",
         "backward",
         timestep=STEPS - 2,
+        diagnosis="not carried back across steps",
         layers=(("lstm", LSTMNoCarry),),
+        code=(lstm_backward_no_carry,),
     ),
     LSTMVariant(
         "lstm-bptt-skips-t0",
@@ -236,27 +242,35 @@ _ALL = [
         "backward",
         timestep=0,
         layers=(("lstm", LSTMSkipsFirstStep),),
+        code=(lstm_backward_skips_first_step,),
     ),
     LSTMVariant(
         "lstm-forget-grad-next-c",
         "the forget gate's gradient multiplies by c_t instead of c_{t-1}",
         "lstm",
         "backward",
+        timestep=STEPS - 1,
         layers=(("lstm", LSTMForgetUsesNextC),),
+        code=(lstm_step_backward_forget_uses_next_c,),
     ),
     LSTMVariant(
         "lstm-backward-gates-ifgo",
         "the backward stacks the gate gradients as i, f, g, o while the forward slices i, f, o, g",
         "lstm",
         "backward",
+        timestep=STEPS - 1,
+        diagnosis="stacked as i,f,g,o",
         layers=(("lstm", LSTMBackwardGatesIFGO),),
+        code=(lstm_step_backward_gates_ifgo,),
     ),
     LSTMVariant(
         "lstm-sigmoid-grad-plus",
         "the output gate's sigmoid derivative is written o * (1 + o)",
         "lstm",
         "backward",
+        timestep=STEPS - 1,
         layers=(("lstm", LSTMSigmoidGrad),),
+        code=(lstm_step_backward_sigmoid_grad,),
     ),
     LSTMVariant(
         "lstm-g-gate-sigmoid",
@@ -265,12 +279,14 @@ _ALL = [
         "lstm",
         "forward",
         layers=(("lstm", LSTMAllSigmoid),),
+        code=(lstm_step_forward_all_sigmoid, lstm_step_backward_all_sigmoid),
     ),
     LSTMVariant(
         "embed-grad-overwritten",
         "the embedding's gradient is written dW[x] = dout: a repeated token keeps one row's gradient",
         "embed",
         "backward",
+        diagnosis="overwritten instead of accumulated for repeated tokens",
         layers=(("embed", EmbeddingGradOverwritten),),
     ),
     LSTMVariant(
@@ -292,6 +308,7 @@ _ALL = [
         "the temporal softmax loss masks padding in the loss value but not in its gradient",
         "(loss)",
         "backward",
+        diagnosis="the mask is ignored in the gradient",
         loss=temporal_softmax_loss_grad_unmasked,
     ),
 ]
