@@ -19,9 +19,9 @@ VOCAB, WORDVEC, HIDDEN, BATCH = 12, 6, 8, 3
 
 # what the numpy code uses: CS231n's habits (x @ W weights, gates i, f, o, g, batch-first)
 LAYOUT = Layout(linear="in_out", gates="ifog")
-# CS231n's LSTM parameters by the spec's local names
-LSTM_PARAMS = {"weight_ih": "Wx", "weight_hh": "Wh", "bias": "b", "h0": "h0"}
-LSTM_GRADS = {"weight_ih": "dWx", "weight_hh": "dWh", "bias": "db", "h0": "dh0"}
+# The layers' arrays (W, Wx, Wh, b, h0) and gradients (dW, dWx, ..., dh0) are found under
+# those usual names: nothing to declare. The embedding's backward returns no input gradient
+# (integer tokens), which trigrad expects of an Embedding.
 
 
 def lstm_spec(vocab: int = VOCAB, wordvec: int = WORDVEC, hidden: int = HIDDEN) -> Sequential:
@@ -65,7 +65,10 @@ class LSTMExample:
 def build_lstm(variant: str = "correct", *, batch: int = BATCH, seed: int = 0, dtype: Any = np.float64) -> LSTMExample:
     """The example LSTM language model, correct or with the bug ``variant`` (a key of
     :data:`LSTM_VARIANTS`). Weights (and the carried state h0) come from ``seed``, identical
-    across variants; tokens and targets from an independent stream of the same seed."""
+    across variants; tokens and targets from an independent stream of the same seed.
+    ``batch`` below 3 leaves the embedding variant invisible when no token repeats (3 x 5
+    tokens from 11 words always repeat one) and the mask variant when no target is padding
+    (every row after the first ends early)."""
     if variant != "correct" and variant not in LSTM_VARIANTS:
         raise ValueError(f"unknown example variant {variant!r}; valid: {', '.join(['correct', *LSTM_VARIANTS])}")
     bug = LSTM_VARIANTS.get(variant)
@@ -73,9 +76,8 @@ def build_lstm(variant: str = "correct", *, batch: int = BATCH, seed: int = 0, d
         VOCAB, WORDVEC, HIDDEN, batch, seed=seed, dtype=dtype, layers=dict(bug.layers) if bug else None
     )
     spec = lstm_spec()
-    layers = model.layers()
     net = wrap_network(
-        layers, spec, forward=model.forward, backward=model.backward, layout=LAYOUT, input_shape=(batch, STEPS)
+        model.layers(), spec, forward=model.forward, backward=model.backward, layout=LAYOUT, input_shape=(batch, STEPS)
     )
     loss = wrap_loss(
         bug.loss if bug and bug.loss else temporal_softmax_loss, loss_spec(), style="function", dtype=dtype

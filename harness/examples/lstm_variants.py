@@ -241,6 +241,7 @@ _ALL = [
         "lstm",
         "backward",
         timestep=0,
+        diagnosis="timestep 0 is never backpropagated",
         layers=(("lstm", LSTMSkipsFirstStep),),
         code=(lstm_backward_skips_first_step,),
     ),
