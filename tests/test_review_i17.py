@@ -47,3 +47,31 @@ def test_a_loss_writing_into_its_labels_changes_neither_the_callers_y_nor_the_ve
     labels = np.array([1, 2, 0, 3])
     assert tg.check_loss(softmax_loss_scribbling_labels, S.SoftmaxCrossEntropy(), y=labels, input_shape=(4, 5)).ok
     np.testing.assert_array_equal(labels, [1, 2, 0, 3])
+
+
+def attention_turning_its_mask_additive_in_place(q, k, v, mask):
+    """A float padding mask (1.0 = ignore) made additive in place: the caller's mask is ruined
+    for every later call."""
+    mask *= -1e9
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1]) + mask[:, None, :]
+    p = _softmax(scores)
+    return p @ v, (q, k, v, p)
+
+
+def attention_backward(dout, cache):
+    q, k, v, p = cache
+    dp = dout @ np.swapaxes(v, -1, -2)
+    ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True)) / np.sqrt(q.shape[-1])
+    return ds @ k, np.swapaxes(ds, -1, -2) @ q, np.swapaxes(p, -1, -2) @ dout
+
+
+def test_a_forward_writing_into_its_padding_mask_is_a_finding() -> None:
+    rng = np.random.default_rng(0)
+    k, v, mask = rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 5, 4)), np.zeros((3, 5))
+    mask[0, 3] = mask[1, 1] = mask[2, 4] = 1.0
+    spec = S.ScaledDotProductAttention("attn", key_padding=True)
+    pair = tg.wrap_functions(attention_turning_its_mask_additive_in_place, attention_backward, spec, [k, v, mask])
+    entry = tg.check_layer(pair, input_shape=(3, 5, 4)).layers[0]
+    assert entry.verdict == "forward"
+    assert any("forward changes parameter 'key_padding_mask'" in line for line in entry.diagnosis), entry.diagnosis
+    assert mask.sum() == 3.0  # the caller's mask as it was
