@@ -75,3 +75,27 @@ def test_a_forward_writing_into_its_padding_mask_is_a_finding() -> None:
     assert entry.verdict == "forward"
     assert any("forward changes parameter 'key_padding_mask'" in line for line in entry.diagnosis), entry.diagnosis
     assert mask.sum() == 3.0  # the caller's mask as it was
+
+
+def test_time_first_indices_under_layout_tnd() -> None:
+    """Tokens (T, N) -> (T, N, D), as fed to a time-first nn.LSTM: under Layout(sequence="TND")
+    the indices are time-first too (they were handed batch-first and the output refused)."""
+    seen = []
+
+    def forward(x, w):
+        seen.append(x.shape)
+        return w[x], (x, w.shape)
+
+    def backward(dout, cache):
+        x, shape = cache
+        dw = np.zeros(shape)
+        np.add.at(dw, x, dout)
+        return dw
+
+    w = np.random.default_rng(0).normal(size=(10, 4))
+    emb = tg.wrap_functions(forward, backward, S.Embedding("emb", 10, 4), [w], layout=tg.Layout(sequence="TND"))
+    assert tg.check_layer(emb, input_shape=(5, 3)).ok
+    assert set(seen) == {(5, 3)}
+    tokens = np.random.default_rng(1).integers(0, 10, size=(5, 3))
+    assert tg.check_layer(emb, x=tokens).ok
+    assert seen[-1] == (5, 3)
