@@ -1,0 +1,101 @@
+"""Review of issue 17's families: hostile from-scratch code that once made trigrad change the
+user's arrays or raise false alarms (each test failed before its fix)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import harness as tg
+from harness import spec as S
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    p = np.exp(x - x.max(-1, keepdims=True))
+    return p / p.sum(-1, keepdims=True)
+
+
+def temporal_loss_fixing_labels_in_place(x, y):
+    """PyTorch's convention (no mask argument), written as from-scratch code: the ignored labels
+    are replaced in place (``y[~mask] = 0``) before the gather."""
+    n, t, v = x.shape
+    mask = y != -1
+    y[~mask] = 0
+    p, yf, mf = _softmax(x).reshape(n * t, v), y.reshape(n * t), mask.reshape(n * t)
+    loss = -np.sum(mf * np.log(p[np.arange(n * t), yf])) / mf.sum()
+    d = p.copy()
+    d[np.arange(n * t), yf] -= 1
+    return loss, (d * (mf[:, None] / mf.sum())).reshape(n, t, v)
+
+
+def softmax_loss_scribbling_labels(x, y):
+    n = x.shape[0]
+    p = _softmax(x)
+    loss = -np.log(p[np.arange(n), y]).mean()
+    p[np.arange(n), y] -= 1
+    y[:] = 0
+    return loss, p / n
+
+
+def test_a_loss_writing_into_its_labels_changes_neither_the_callers_y_nor_the_verdict() -> None:
+    y = np.array([[1, -1, 2, 0], [-1, 3, 5, 4], [2, 2, 1, -1]])
+    keep = y.copy()
+    spec = S.TemporalSoftmaxCrossEntropy(reduction="mean")
+    report = tg.check_loss(temporal_loss_fixing_labels_in_place, spec, y=y, input_shape=(3, 4, 6))
+    assert report.ok, str(report)
+    np.testing.assert_array_equal(y, keep)
+    assert tg.check_loss(temporal_loss_fixing_labels_in_place, spec, input_shape=(3, 4, 6), seed=1).ok
+    labels = np.array([1, 2, 0, 3])
+    assert tg.check_loss(softmax_loss_scribbling_labels, S.SoftmaxCrossEntropy(), y=labels, input_shape=(4, 5)).ok
+    np.testing.assert_array_equal(labels, [1, 2, 0, 3])
+
+
+def attention_turning_its_mask_additive_in_place(q, k, v, mask):
+    """A float padding mask (1.0 = ignore) made additive in place: the caller's mask is ruined
+    for every later call."""
+    mask *= -1e9
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1]) + mask[:, None, :]
+    p = _softmax(scores)
+    return p @ v, (q, k, v, p)
+
+
+def attention_backward(dout, cache):
+    q, k, v, p = cache
+    dp = dout @ np.swapaxes(v, -1, -2)
+    ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True)) / np.sqrt(q.shape[-1])
+    return ds @ k, np.swapaxes(ds, -1, -2) @ q, np.swapaxes(p, -1, -2) @ dout
+
+
+def test_a_forward_writing_into_its_padding_mask_is_a_finding() -> None:
+    rng = np.random.default_rng(0)
+    k, v, mask = rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 5, 4)), np.zeros((3, 5))
+    mask[0, 3] = mask[1, 1] = mask[2, 4] = 1.0
+    spec = S.ScaledDotProductAttention("attn", key_padding=True)
+    pair = tg.wrap_functions(attention_turning_its_mask_additive_in_place, attention_backward, spec, [k, v, mask])
+    entry = tg.check_layer(pair, input_shape=(3, 5, 4)).layers[0]
+    assert entry.verdict == "forward"
+    assert any("forward changes parameter 'key_padding_mask'" in line for line in entry.diagnosis), entry.diagnosis
+    assert mask.sum() == 3.0  # the caller's mask as it was
+
+
+def test_time_first_indices_under_layout_tnd() -> None:
+    """Tokens (T, N) -> (T, N, D), as fed to a time-first nn.LSTM: under Layout(sequence="TND")
+    the indices are time-first too (they were handed batch-first and the output refused)."""
+    seen = []
+
+    def forward(x, w):
+        seen.append(x.shape)
+        return w[x], (x, w.shape)
+
+    def backward(dout, cache):
+        x, shape = cache
+        dw = np.zeros(shape)
+        np.add.at(dw, x, dout)
+        return dw
+
+    w = np.random.default_rng(0).normal(size=(10, 4))
+    emb = tg.wrap_functions(forward, backward, S.Embedding("emb", 10, 4), [w], layout=tg.Layout(sequence="TND"))
+    assert tg.check_layer(emb, input_shape=(5, 3)).ok
+    assert set(seen) == {(5, 3)}
+    tokens = np.random.default_rng(1).integers(0, 10, size=(5, 3))
+    assert tg.check_layer(emb, x=tokens).ok
+    assert seen[-1] == (5, 3)
