@@ -99,3 +99,27 @@ def test_time_first_indices_under_layout_tnd() -> None:
     tokens = np.random.default_rng(1).integers(0, 10, size=(5, 3))
     assert tg.check_layer(emb, x=tokens).ok
     assert seen[-1] == (5, 3)
+
+
+def test_one_row_of_a_float32_dh0_off_by_one_percent_is_a_backward_bug() -> None:
+    """The references reject dh0 (about 100x its tolerance) while one joint finite-difference
+    direction over every tensor dilutes the error below float32's noise and reads as
+    consistent: the probes must then look at each tensor alone, not call it inconclusive."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from zoo.recurrent import RNN_SPEC, rnn_backward, rnn_pair
+
+    def backward_bad(dh, cache):
+        dx, dh0, dWx, dWh, db = rnn_backward(dh, cache)
+        dh0 = dh0.copy()
+        dh0[-1] *= 1.01
+        return dx, dh0, dWx, dWh, db
+
+    for dtype in (np.float32, np.float64):
+        layer = tg.check_layer(rnn_pair(0, dtype, backward=backward_bad), RNN_SPEC, seed=0).layers[0]
+        assert layer.verdict == "backward", (dtype, str(layer))
+        assert [t.name for t in layer.tensors if not t.ok] == ["h0"]
+        good = tg.check_layer(rnn_pair(0, dtype), RNN_SPEC, seed=0).layers[0]
+        assert good.verdict == "pass", (dtype, str(good))
