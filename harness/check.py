@@ -40,6 +40,7 @@ from .judge import FLOOR as FLOOR
 from .judge import NO_INPUT_GRAD, Compared, _compared, _hints, _judge
 from .judge import _nonfinite_message as _nonfinite_message
 from .kinks import pattern, random_input, upstream
+from .norm_scale import cancelled_scale
 from .reference_pair import values_in
 from .results import FDSummary, LayerResult, Report
 from .spec import Layer, Sequential, example_input_shape, join_path, no_grad_masks
@@ -217,7 +218,8 @@ def _against_references(
     torch_ref = build("torch", Sequential([spec]))
     t, j = refs
     at = pattern(torch_ref, Sequential([spec]))
-    return _compared(result, x, seen["y"], seen["dx"], seen["grads"], t, j, spec), torch_ref, at
+    floor = cancelled_scale(spec, x, g, params)  # a normalisation's input gradient cancels terms this size
+    return _compared(result, x, seen["y"], seen["dx"], seen["grads"], t, j, spec, floor), torch_ref, at
 
 
 def _finite_differences(

@@ -1,6 +1,6 @@
 """The ``trigrad`` command.
 
-* ``trigrad demo`` checks the bundled numpy LeNet, correct and with one mistake
+* ``trigrad demo`` checks a bundled numpy network (``--example lenet|lstm``), correct and with one mistake
   (``--bug NAME``, ``--list``);
 * ``trigrad check TARGET`` checks the user's own code (see :mod:`harness.target`) and
   exits 0 when everything passes, 1 when a disagreement was found, 2 on a usage or
@@ -50,9 +50,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _refs(args)
     if args.command == "demo":
         from .cli_commands import _demo
-        from .demo import DEFAULT_BUG
 
-        args.bug = args.bug or DEFAULT_BUG
         return _demo(args)
     if args.command == "check":
         from .cli_commands import _check

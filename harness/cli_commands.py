@@ -35,14 +35,14 @@ def _demo(args: argparse.Namespace) -> int:
     from .report.paths import check_report_paths
 
     console = _console(args)
-    if args.list:
-        list_bugs(console)
-        return 0
     try:
+        if args.list:
+            list_bugs(console, args.example)
+            return 0
         outputs = check_report_paths(args.json, args.html)
-        code, report = run_demo(console, bug=args.bug, seed=args.seed, full=args.full)
+        code, report = run_demo(console, bug=args.bug, seed=args.seed, full=args.full, example_name=args.example)
         _outputs(report, outputs)
-    except (ValueError, OSError) as e:  # an unknown --bug, a report path refused or unwritable
+    except (ValueError, OSError) as e:  # an unknown --example or --bug, a report path refused or unwritable
         print(f"trigrad demo: {e}", file=sys.stderr)
         return 2
     return code

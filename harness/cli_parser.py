@@ -87,9 +87,15 @@ def _add_refs(sub: Any) -> None:
 
 
 def _add_demo(sub: Any) -> None:
-    demo = sub.add_parser("demo", help="check the bundled numpy LeNet, correct and with one mistake")
+    demo = sub.add_parser("demo", help="check a bundled numpy network (LeNet, LSTM), correct and with one mistake")
     demo.add_argument(
-        "--bug", default=None, metavar="NAME", help="which mistake to show (default: a conv backward bug)"
+        "--example",
+        default="lenet",
+        metavar="NAME",
+        help="which bundled network: lenet (default; NHWC CNN) or lstm (CS231n-style language model)",
+    )
+    demo.add_argument(
+        "--bug", default=None, metavar="NAME", help="which mistake to show (default: one chosen per example)"
     )
     demo.add_argument("--list", action="store_true", help="list the mistakes --bug can show, and exit")
     _report_options(demo)

@@ -1,4 +1,5 @@
-"""``trigrad demo``: the bundled numpy LeNet checked correct, then with one mistake.
+"""``trigrad demo``: a bundled numpy network checked correct, then with one mistake
+(``--example lenet``, the default, or ``--example lstm``, a CS231n-style LSTM language model).
 
 What a newcomer should see in a minute: a handwritten network in TensorFlow habits (NHWC
 data, HWIO kernels, ``x @ W + b``) ported into PyTorch and JAX and checked layer by layer;
@@ -11,9 +12,11 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_BUG = "conv2-dx-kernel-not-rotated"
+DEFAULT_LSTM_BUG = "lstm-bptt-no-carry"  # the BPTT mistake, its timestep named
 
 
 def progress_bar(console: Any) -> Any:
@@ -46,60 +49,112 @@ def ticker(bar: Any, label: str) -> Callable[[str, int, int], None] | None:
     return tick
 
 
-def list_bugs(console: Any) -> None:
+@dataclass(frozen=True)
+class DemoExample:
+    """One bundled example the demo can show: ``build(variant, seed=) -> Example``,
+    ``variants()`` its bugs by name, ``default_bug``, ``what`` (the code in a few words, for
+    the listing) and ``intro(ex)``, the demo's first line."""
+
+    what: str
+    default_bug: str
+    build: Callable[..., Any]
+    variants: Callable[[], dict[str, Any]]
+    intro: Callable[[Any], str]
+
+
+def _lenet() -> DemoExample:
+    from .examples import VARIANTS, build
+
+    def intro(ex: Any) -> str:
+        n_params = sum(v.size for v in ex.net.get_params().values())
+        return (
+            f"a handwritten numpy LeNet ({n_params:,} parameters; NHWC data, HWIO kernels, x @ W + b) "
+            "checked layer by layer"
+        )
+
+    return DemoExample("the example LeNet", DEFAULT_BUG, build, lambda: VARIANTS, intro)
+
+
+def _lstm() -> DemoExample:
+    from .examples import LSTM_VARIANTS, build_lstm
+
+    def intro(ex: Any) -> str:
+        n_params = sum(v.size for v in ex.net.get_params().values())
+        return (
+            f"a handwritten numpy LSTM language model ({n_params:,} parameters; CS231n's word embedding, "
+            "LSTM with Wx (D, 4H) and gates i, f, o, g, temporal affine and masked temporal softmax loss) "
+            "checked layer by layer"
+        )
+
+    return DemoExample("the example LSTM language model", DEFAULT_LSTM_BUG, build_lstm, lambda: LSTM_VARIANTS, intro)
+
+
+EXAMPLES: dict[str, Callable[[], DemoExample]] = {"lenet": _lenet, "lstm": _lstm}
+
+
+def example(name: str) -> DemoExample:
+    """The bundled example ``name`` (a key of :data:`EXAMPLES`)."""
+    if name not in EXAMPLES:
+        raise ValueError(f"unknown example {name!r}; valid: {', '.join(EXAMPLES)}")
+    return EXAMPLES[name]()
+
+
+def list_bugs(console: Any, name: str = "lenet") -> None:
     from rich.table import Table
 
-    from .examples import VARIANTS
-
-    t = Table(title="buggy variants of the example LeNet (trigrad demo --bug NAME)", title_justify="left")
+    ex = example(name)
+    flag = "" if name == "lenet" else f" --example {name}"
+    t = Table(title=f"buggy variants of {ex.what} (trigrad demo{flag} --bug NAME)", title_justify="left")
     t.add_column("name", no_wrap=True)
     t.add_column("layer", no_wrap=True)
     t.add_column("side", no_wrap=True)
     t.add_column("the mistake")
-    for v in VARIANTS.values():
+    for v in ex.variants().values():
         t.add_row(v.name, v.layer, v.side, v.summary)
     console.print(t)
 
 
 def _mistake_source(variant: Any) -> str:
     """The code that makes the mistake: the overriding class, network or loss function."""
-    parts = [cls for _, cls in variant.layers]
-    if variant.network.__name__ != "LeNet":
+    parts = list(getattr(variant, "code", ())) or [cls for _, cls in variant.layers]
+    if variant.network.__name__ not in ("LeNet", "LSTMLanguageModel"):
         parts.append(variant.network)
     if variant.loss is not None:
         parts.append(variant.loss)
     return "\n".join(inspect.getsource(p) for p in parts)
 
 
-def run_demo(console: Any, *, bug: str = DEFAULT_BUG, seed: int = 0, full: bool = False) -> tuple[int, Any]:
-    """Check the correct example and the variant ``bug``; print both. Returns the exit code
-    (0 when the correct network passes and the bug is found where the variant says) and
-    the buggy network's report."""
+def run_demo(
+    console: Any, *, bug: str | None = None, seed: int = 0, full: bool = False, example_name: str = "lenet"
+) -> tuple[int, Any]:
+    """Check the correct bundled example ``example_name`` (a key of :data:`EXAMPLES`) and its
+    variant ``bug`` (default: the example's own); print both. Returns the exit code (0 when
+    the correct network passes and the bug is found where the variant says) and the buggy
+    network's report."""
     from rich.rule import Rule
     from rich.syntax import Syntax
 
     from .check import check_network
-    from .examples import VARIANTS, build
     from .report import render_terminal
 
-    if bug not in VARIANTS:
-        raise ValueError(f"unknown bug {bug!r}; trigrad demo --list shows them: {', '.join(VARIANTS)}")
+    demo = example(example_name)
+    bug = bug or demo.default_bug
+    variants = demo.variants()
+    if bug not in variants:
+        flag = "" if example_name == "lenet" else f" --example {example_name}"
+        raise ValueError(f"unknown bug {bug!r}; trigrad demo{flag} --list shows them: {', '.join(variants)}")
     start = time.perf_counter()
-    ex = build(seed=seed)
-    n_params = sum(v.size for v in ex.net.get_params().values())
-    console.print(
-        f"[bold]trigrad demo[/]: a handwritten numpy LeNet ({n_params:,} parameters; NHWC data, HWIO "
-        f"kernels, x @ W + b) checked layer by layer against PyTorch, JAX and finite differences."
-    )
+    ex = demo.build(seed=seed)
+    console.print(f"[bold]trigrad demo[/]: {demo.intro(ex)} against PyTorch, JAX and finite differences.")
     console.print(Rule("1. the correct network"))
     with progress_bar(console) as bar:
         good = check_network(ex.net, x=ex.x, y=ex.y, loss=ex.loss, seed=seed, progress=ticker(bar, "correct"))
     render_terminal(good, console, full=full)
 
-    variant = VARIANTS[bug]
+    variant = variants[bug]
     console.print(Rule(f"2. the same network with one mistake: {variant.summary}"))
     console.print(Syntax(_mistake_source(variant), "python", theme="ansi_dark", background_color="default"))
-    ex = build(bug, seed=seed)
+    ex = demo.build(bug, seed=seed)
     with progress_bar(console) as bar:
         bad = check_network(ex.net, x=ex.x, y=ex.y, loss=ex.loss, seed=seed, progress=ticker(bar, bug))
     render_terminal(bad, console, full=full)
@@ -107,9 +162,10 @@ def run_demo(console: Any, *, bug: str = DEFAULT_BUG, seed: int = 0, full: bool 
     found = bad.first_failure == variant.layer and bad.layer(variant.layer).verdict == variant.side
     console.print(Rule())
     if good.ok and found:
+        other = "trigrad demo --list" if example_name == "lenet" else f"trigrad demo --example {example_name} --list"
         console.print(
             f"[green]the correct network passes; the mistake is found in [bold]{variant.layer}[/] "
-            f"({variant.side})[/] in {time.perf_counter() - start:.1f} s. Other mistakes: trigrad demo --list"
+            f"({variant.side})[/] in {time.perf_counter() - start:.1f} s. Other mistakes: {other}"
         )
         return 0, bad
     console.print(
@@ -119,4 +175,14 @@ def run_demo(console: Any, *, bug: str = DEFAULT_BUG, seed: int = 0, full: bool 
     return 1, bad
 
 
-__all__ = ["DEFAULT_BUG", "list_bugs", "progress_bar", "run_demo", "ticker"]
+__all__ = [
+    "DEFAULT_BUG",
+    "DEFAULT_LSTM_BUG",
+    "EXAMPLES",
+    "DemoExample",
+    "example",
+    "list_bugs",
+    "progress_bar",
+    "run_demo",
+    "ticker",
+]

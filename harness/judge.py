@@ -246,9 +246,12 @@ def _compared(
     t: Any,
     j: Any,
     spec: Layer,
+    input_floor: float = 0.0,
 ) -> list[Compared]:
     """The user's output, input gradient and parameter gradients next to both references'
-    values, with their reduction sizes and floors; sets ``result.refs_error`` (torch vs jax)."""
+    values, with their reduction sizes and floors; sets ``result.refs_error`` (torch vs jax).
+    ``input_floor``: a floor for the input gradient besides the layer's (a normalisation's
+    cancelled terms, :func:`harness.norm_scale.cancelled_scale`)."""
     n, y_shape = x.shape[0], t.output.shape
     # no input gradient when the input is integer indices (Result.input_grad None)
     dx_refs = [] if t.input_grad is None else [t.input_grad]
@@ -263,7 +266,15 @@ def _compared(
     tensors: list[Compared] = [("output", "forward", y_u, t.output, j.output, x.size // n, 0.0)]
     if dx_u is not None and t.input_grad is not None:  # None: input_grad=False declared, or indices
         tensors.append(
-            ("input", "backward", dx_u, t.input_grad, j.input_grad, int(np.prod(y_shape)) // n, FLOOR * grad_scale)
+            (
+                "input",
+                "backward",
+                dx_u,
+                t.input_grad,
+                j.input_grad,
+                int(np.prod(y_shape)) // n,
+                max(FLOOR * grad_scale, input_floor),
+            )
         )
     for k, v in grads_u.items():
         name = join_path(spec.name, k)

@@ -8,7 +8,8 @@ the user's caller would see is a finding on the side that made it:
 - the backward writes into its upstream gradient (dropout's ``dout *= self.mask``);
 - the backward writes into the input its forward was given, which it cached
   (``self.x[self.x < 0] = 0`` in a ReLU's backward);
-- the forward or the backward changes a trainable parameter.
+- the forward or the backward changes a trainable parameter, or a buffer no pass may change
+  (:data:`CONSTANT_BUFFERS`: an attention's padding mask).
 
 Writes declared deliberate with ``inplace=`` (see :data:`INPLACE`) are not findings. The
 arrays handed may be torch tensors or CuPy arrays (see :mod:`.feed`): their host copies are
@@ -36,6 +37,12 @@ INPLACE: dict[str, str] = {
     "upstream": "the backward may write into the upstream gradient it is given",
     "params": "the forward and the backward may change the trainable parameters",
 }
+
+
+# buffers no pass may change (unlike running statistics or a dropout mask a forward draws):
+# an attention's padding mask turned into an additive one in place (mask *= -1e9) corrupts
+# every later call of the user's own model
+CONSTANT_BUFFERS = frozenset({"key_padding_mask"})
 
 
 @dataclass(frozen=True)
@@ -168,7 +175,7 @@ class Effects:
         return {
             k: self._handed[k] if k in self._handed else self._get_user(k)  # type: ignore[attr-defined]
             for k in names
-            if k in trainable
+            if k in trainable or k in CONSTANT_BUFFERS
         }
 
     def _param_values(self, copy: bool) -> dict[str, np.ndarray]:

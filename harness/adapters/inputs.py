@@ -113,7 +113,10 @@ def read_shape(
     docstring). With a ``spec``: an :class:`AdapterError` naming the reading and the fix
     when the input does not fit it. ``what``: the argument's name in the message."""
     shape = as_shape(shape, what)
-    canonical = sequences.canonical_shape(canonical_shape(shape, layout.data), layout.sequence)
+    if spec is not None and index_layer(spec) is not None:  # integer indices: (T, N) when time-first
+        canonical = sequences.indices_shape(shape, layout.sequence)
+    else:
+        canonical = sequences.canonical_shape(canonical_shape(shape, layout.data), layout.sequence)
     if spec is None:
         return canonical
     why = refusal(spec, canonical)
@@ -126,11 +129,12 @@ def read_shape(
 def read_input(x: Any, spec: Layer | None, layout: Layout, what: str = "x") -> np.ndarray:
     """``x`` given in ``layout.data`` -> a canonical (NCHW) float64 array; refused as
     :func:`read_shape` refuses its shape. For a spec that takes integer indices (an Embedding
-    first): int64 indices as given (no data layout applies), a float or out-of-range one a
+    first): int64 indices (no data layout applies; 2-D ones are ``(T, N)`` under
+    ``Layout(sequence="TND")``), a float or out-of-range one a
     :class:`~harness.spec.SpecError` (:func:`harness.spec.read_input`)."""
-    if spec is not None and index_layer(spec) is not None:
-        read_shape(np.shape(x), spec, Layout(), what, is_array=True)
-        return read_spec_input(spec, x)
+    if spec is not None and index_layer(spec) is not None:  # no data layout; time-first (T, N) under "TND"
+        read_shape(np.shape(x), spec, layout, what, is_array=True)
+        return np.ascontiguousarray(read_spec_input(spec, sequences.indices_from_user(np.asarray(x), layout.sequence)))
     x = np.asarray(x, dtype=np.float64)
     read_shape(x.shape, spec, layout, what, is_array=True)
     moved = (x.ndim == 4 and layout.data == "NHWC") or (x.ndim == 3 and layout.sequence != "NTD")

@@ -86,7 +86,7 @@ class WrappedLoss:
     def _target(self, target: np.ndarray, k: int) -> np.ndarray:
         if self.target_format == "onehot" and target.ndim == 1:
             return np.eye(k, dtype=self.dtype)[target]
-        return target
+        return np.array(target, copy=True)  # a copy: code that fixes labels in place must not change the caller's
 
     def loss_and_grad(self, scores: np.ndarray, target: Any) -> tuple[float, np.ndarray]:
         """The user's loss value and gradient for ``scores`` (N, K) and ``target``."""
@@ -135,7 +135,7 @@ class WrappedLoss:
         if not isinstance(self.spec, TemporalSoftmaxCrossEntropy):
             return scores, self._target(target, scores.shape[-1])
         if not (self.mask if self.mask is not None else _positional(fn, self.forward_kwargs) >= 3):
-            return scores, target
+            return scores, np.array(target, copy=True)  # a copy, as every input handed to the code
         return scores, self.spec.valid_labels(target, scores.shape[-1]), target != self.spec.ignore_index
 
     def _call_forward(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..faults import call_user
 from ..spec import Layer, index_layer, layer_shapes, read_input, walk
-from . import state
+from . import sequences, state
 from .chain import chain_backward, chain_forward
 from .effects import Effects, parse_inplace
 from .feed import hand_network, network_kind, typed
@@ -246,7 +246,9 @@ class WrappedNetwork(Effects):
         else:
             x_user = (
                 hand_indices(
-                    x, network_kind(self.layers, getattr(self, "array_type", None), self.dtype), "network input"
+                    sequences.indices_to_user(x, self.layout.sequence),
+                    network_kind(self.layers, getattr(self, "array_type", None), self.dtype),
+                    "network input",
                 )
                 if self.indices
                 else hand_network(self, data_to_user(x, self.layout), "input")

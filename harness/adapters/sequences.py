@@ -79,6 +79,24 @@ def canonical_shape(shape: tuple[int, ...], sequence: str) -> tuple[int, ...]:
     return tuple(shape[a] for a in np.argsort(_TO_USER[sequence]))
 
 
+def indices_to_user(x: np.ndarray, sequence: str) -> np.ndarray:
+    """Canonical integer indices ``(N, T)`` -> the user's order: ``(T, N)`` time-first
+    (``"TND"``, as the tokens fed to ``nn.Embedding`` before a time-first ``nn.LSTM``); other
+    ranks and orders as they are (``"NDT"`` keeps ``(N, T)``: its features axis is not there)."""
+    return x.T if x.ndim == 2 and sequence == "TND" else x
+
+
+def indices_from_user(x: np.ndarray, sequence: str) -> np.ndarray:
+    """The user's integer indices -> canonical ``(N, T)``; the inverse of :func:`indices_to_user`
+    (a transpose, its own inverse)."""
+    return indices_to_user(x, sequence)
+
+
+def indices_shape(shape: tuple[int, ...], sequence: str) -> tuple[int, ...]:
+    """An index input's shape between the user's order and canonical (either way)."""
+    return tuple(shape[::-1]) if len(shape) == 2 and sequence == "TND" else tuple(shape)
+
+
 # --------------------------------------------------------------------------- detection
 
 
@@ -191,6 +209,9 @@ __all__ = [
     "check",
     "fields",
     "from_user",
+    "indices_from_user",
+    "indices_shape",
+    "indices_to_user",
     "param_from_user",
     "param_to_user",
     "to_user",

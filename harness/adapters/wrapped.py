@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import Layer, SpecError, index_layer, read_input
-from . import state, steps
+from . import sequences, state, steps
 from .arrays import ArrayError, ArrayKind, NonFinite, is_float_dtype, nonfinite, read_float64, to_float64
 from .effects import Effects
 from .feed import FeedOptions, default_dtype, hand, parse_array_type, read_dtype, resolve
@@ -137,7 +137,9 @@ class WrappedLayer(ParamAccess, Effects, state.OptionalState):
         self._x_shape = x.shape
         self._features_out = self._output_features(x.shape, expected_out if self.spec is not None else None)
         x_user = (
-            hand_indices(x, self.feed_kind(), f"layer '{self.name}' input")
+            hand_indices(
+                sequences.indices_to_user(x, self.layout.sequence), self.feed_kind(), f"layer '{self.name}' input"
+            )
             if self.indices
             else self._hand(data_to_user(x, self.layout, self.features_in), "input")
         )

@@ -10,9 +10,16 @@ realistic mistake, ready for trigrad::
     assert report.first_failure == ex.variant.layer
 
 ``VARIANTS`` maps each bug's name to its :class:`Variant` (where trigrad must find it).
+
+The second example, a CS231n-style numpy LSTM language model (word embedding, LSTM with
+gates i, f, o, g, temporal affine, masked temporal softmax loss), works the same way:
+``build_lstm(name)`` and ``LSTM_VARIANTS`` (:mod:`.lstm`, :mod:`.lstm_variants`,
+:mod:`.lstm_example`).
 """
 
 from .example import Example, build
+from .lstm_example import LSTMExample, build_lstm
+from .lstm_variants import LSTM_VARIANTS, LSTMVariant
 from .variants import VARIANTS, Variant
 
-__all__ = ["VARIANTS", "Example", "Variant", "build"]
+__all__ = ["LSTM_VARIANTS", "VARIANTS", "Example", "LSTMExample", "LSTMVariant", "Variant", "build", "build_lstm"]

@@ -63,9 +63,16 @@ def _first_timestep(p: Point) -> list[str]:
             "backward is wrong, not only what one step passes back to the one before"
         ]
     right = f"timestep {t + 1} matches" if t + 2 == steps else f"timesteps {t + 1}..{steps - 1} match"
+    where = f"input: wrong from timestep {t} backwards, {steps - 1 - t} step(s) before the end ({right}; t = 0..{steps - 1})"
+    skipped = r.copy()
+    skipped[:, 0] = 0
+    if t == 0 and p.fits("input", skipped):  # step 0's own backward never ran: nothing was passed to it
+        return [
+            f"{where}: zero at timestep 0: timestep 0 is never backpropagated (the loop over t stops at t = 1: "
+            "range(T - 1, 0, -1) where range(T - 1, -1, -1) is meant)"
+        ]
     return [
-        f"input: wrong from timestep {t} backwards, {steps - 1 - t} step(s) before the end ({right}; t = "
-        f"0..{steps - 1}): the steps are right on their own, what step {t + 1} passes back to step {t} (the "
+        f"{where}: the steps are right on their own, what step {t + 1} passes back to step {t} (the "
         "hidden-state gradient carried across steps) is not"
     ]
 
