@@ -272,7 +272,7 @@ def _blocked(model: CaptioningModel, name: str, ref: Any) -> LayerResult | None:
         return None
     return LayerResult(
         name=name,
-        kind="temporal softmax loss" if name == "(loss)" else type(getattr(cap, name.rsplit(".", 1)[1])).__name__,
+        kind=model.loss.kind if name == "(loss)" else type(getattr(cap, name.rsplit(".", 1)[1])).__name__,
         verdict="error",
         dtype=str(model.dtype),
         downstream_of=owners[0],
