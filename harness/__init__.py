@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names are, for type checkers and readers
     from .adapters.arrays import ArrayError
+    from .adapters.captioning import CaptioningModel, wrap_captioning
     from .adapters.detect import Detection, detect_layout
     from .adapters.layer import AdapterError, wrap_functions, wrap_layer
     from .adapters.layouts import Layout, LayoutError
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and readers
         AvgPool2d,
         BatchNorm1d,
         BatchNorm2d,
+        Captioner,
         Conv1d,
         Conv2d,
         ConvTranspose2d,
@@ -88,6 +90,8 @@ __version__ = "0.1.0"
 # public name -> (module, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
     "ArrayError": (".adapters.arrays", "ArrayError"),
+    "CaptioningModel": (".adapters.captioning", "CaptioningModel"),
+    "wrap_captioning": (".adapters.captioning", "wrap_captioning"),
     "Detection": (".adapters.detect", "Detection"),
     "detect_layout": (".adapters.detect", "detect_layout"),
     "AdapterError": (".adapters.layer", "AdapterError"),
@@ -137,6 +141,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "AvgPool2d": (".spec", "AvgPool2d"),
     "BatchNorm1d": (".spec", "BatchNorm1d"),
     "BatchNorm2d": (".spec", "BatchNorm2d"),
+    "Captioner": (".spec", "Captioner"),
     "Conv1d": (".spec", "Conv1d"),
     "Conv2d": (".spec", "Conv2d"),
     "ConvTranspose2d": (".spec", "ConvTranspose2d"),
@@ -228,11 +233,14 @@ __all__ = [
     "wrap_loss",
     "wrap_network",
     "wrap_loss_model",
+    "wrap_captioning",
     "WrappedNetwork",
     "LossModel",
+    "CaptioningModel",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Captioner",
     "Conv1d",
     "Conv2d",
     "ConvTranspose2d",

@@ -46,9 +46,11 @@ def check_network(
     ``net``: a :class:`~harness.adapters.network.WrappedNetwork`, a mapping from spec layer
     names to the user's layers (wrapped with ``spec`` and ``wrap_kwargs``; with no ``spec``,
     a network object or a list / dict of layer objects whose spec, layout and parameter
-    names are inferred from the code and ``x``, see :func:`harness.inference.api.infer`), or a CS231n
+    names are inferred from the code and ``x``, see :func:`harness.inference.api.infer`), a CS231n
     :class:`~harness.adapters.network.LossModel` (``model.loss(X, y)``: checked as one
-    ``(network)`` entry under its loss). ``x``: the input, else generated from ``seed`` with
+    ``(network)`` entry under its loss), or a CS231n ``CaptioningRNN`` (raw or from
+    :func:`~harness.wrap_captioning`: ``x`` its features, ``y`` its captions; each part alone,
+    then ``model.loss``, see :mod:`harness.caption_check`). ``x``: the input, else generated from ``seed`` with
     ``input_shape``; both in the network's declared layout: 4-D in ``layout.data``
     (``Layout(data="NHWC")``: ``(N, H, W, C)``; the default ``(N, C, H, W)``), 2-D ``(N, F)``
     as they are (the rule of :mod:`harness.adapters.inputs`; an input that does not fit is an
@@ -68,8 +70,16 @@ def check_network(
     :mod:`harness.faults`), and :class:`~harness.resources.ResourceError` — before any
     user code or reference runs — when the check would need more memory than is available.
     """
+    from .adapters.captioning import CaptioningModel, is_captioning
     from .adapters.network import LossModel, WrappedNetwork
 
+    if isinstance(net, CaptioningModel) or (not isinstance(net, (LossModel, WrappedNetwork)) and is_captioning(net)):
+        from .caption_check import from_check_network
+
+        options = {"seed": seed, "fd_probes": fd_probes, "tol_scale": tol_scale, "progress": progress}
+        return from_check_network(
+            net, spec, x, y, loss=loss, input_shape=input_shape, wrap_kwargs=wrap_kwargs, **options
+        )
     _refuse_loss_arguments(net, loss, y)
     inference = None
     if spec is None and not isinstance(net, (LossModel, WrappedNetwork)):  # no spec: infer it (harness.infer)

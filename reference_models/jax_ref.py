@@ -30,7 +30,7 @@ from jax import lax
 from harness import spec as S
 from harness.spec import Layer, Loss, join_path, layer_shapes, named_params, walk
 
-from . import jax_attention, jax_conv_norm, jax_embedding, jax_recurrent
+from . import jax_attention, jax_caption, jax_conv_norm, jax_embedding, jax_recurrent
 from ._result import Result, prepare, prepare_cotangent, prepare_target
 from .jax_losses import loss_value as _loss_value
 
@@ -215,6 +215,7 @@ _LAYERS: dict[type, Callable[..., jax.Array]] = {
     **jax_embedding.LAYERS,
     **jax_recurrent.LAYERS,
     **jax_attention.LAYERS,
+    S.Captioner: lambda l, path, x, ctx: jax_caption.captioner(l, path, x, ctx, _apply),
 }
 
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from harness import spec as S
 
-from . import bridge_attention, bridge_conv_norm, bridge_embedding, bridge_recurrent
+from . import bridge_attention, bridge_caption, bridge_conv_norm, bridge_embedding, bridge_recurrent
 from .bridge_trace import Flow, traced_nodes
 from .bridge_trace import renamed as _renamed
 from .bridge_trace import unsupported as _unsupported
@@ -78,6 +78,8 @@ def _module(layer: S.Layer, path: str, params: Mapping[str, np.ndarray]) -> nn.M
         return _stateful(layer, path, params)
     if isinstance(layer, S._Recurrent):
         return bridge_recurrent.module(layer, path, params)
+    if isinstance(layer, S.Captioner):
+        return bridge_caption.module(layer, path, params, _module)
     return _SIMPLE[type(layer)](layer)
 
 
@@ -159,6 +161,7 @@ _FAMILIES: dict[type, Callable[[Any, str, str], S.Layer]] = {
     **bridge_conv_norm.FROM_MODULE,
     **bridge_embedding.FROM_MODULE,
     **bridge_attention.FROM_MODULE,
+    **bridge_caption.FROM_MODULE,
 }
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from harness import spec as S
 
-from . import torch_attention, torch_conv_norm, torch_embedding, torch_recurrent
+from . import torch_attention, torch_caption, torch_conv_norm, torch_embedding, torch_recurrent
 from ._result import Result, prepare, prepare_cotangent, prepare_target
 from .torch_losses import loss_value as _loss
 
@@ -122,6 +122,8 @@ class _Run:
             main = self.chain(layer.block, x, path)
             side = self.layer(layer.shortcut, x, S.join_path(path, layer.shortcut.name)) if layer.shortcut else x
             y = self.chain(layer.post, main + side, path)
+        elif isinstance(layer, S.Captioner):
+            y = torch_caption.captioner(self, layer, x, path)
         elif isinstance(layer, (S.BatchNorm2d, S.BatchNorm1d)):
             local: dict[str, Tensor] = {}
             y = _batchnorm(layer, x, lambda n: self.params[f"{path}.{n}"], local)

@@ -233,7 +233,7 @@ class LossModel:
         """``model.loss(X, y)`` (or ``loss_and_grads(x, y)``) -> (loss, {canonical name:
         canonical gradient}) for the trainable parameters; compare with
         ``reference.loss_vjp(params, x, self.loss, y)``."""
-        result = self._call(self._x_user(x), np.array(y, copy=True))
+        result = self._call(*self._user_args(x, y))
         if not (isinstance(result, tuple) and len(result) == 2):
             raise ValueFinding(f"{self.what} must return (loss, grads), got {_kind(result)}")
         loss, grads = result
@@ -258,6 +258,11 @@ class LossModel:
                 )
             out[name] = self._canonical(name, grads[key], f"gradient of '{name}' (grads[{key!r}])", returned=True)
         return float(lv.reshape(())), out
+
+    def _user_args(self, x: np.ndarray, y: Any) -> tuple[Any, ...]:
+        """What ``model.loss`` is handed for canonical ``x`` and targets ``y``: ``(X, y)``, X in
+        the user's data layout and dtype, copies."""
+        return self._x_user(x), np.array(y, copy=True)
 
     def _refuse_unknown(self, grads: Mapping[Any, Any]) -> None:
         """AdapterError for a key of ``grads`` that names no trainable parameter: neither

@@ -18,7 +18,8 @@ It re-exports everything; the parts, one job each:
 - one module per layer family: :mod:`~harness.spec.convolution`, :mod:`~harness.spec.pooling`,
   :mod:`~harness.spec.activations`, :mod:`~harness.spec.linear`, :mod:`~harness.spec.normalization`,
   :mod:`~harness.spec.dropout`, :mod:`~harness.spec.embedding`, :mod:`~harness.spec.attention`,
-  :mod:`~harness.spec.containers`, :mod:`~harness.spec.recurrent`; and :mod:`~harness.spec.losses`
+  :mod:`~harness.spec.containers`, :mod:`~harness.spec.recurrent`, :mod:`~harness.spec.captioning`;
+  and :mod:`~harness.spec.losses`
 - :mod:`~harness.spec.tree`: walking a tree, its shapes, parameter names, checks and initial values
 - :mod:`~harness.spec.serial`: ``from_dict`` and the registry of kinds it reads (a new family registers there)
 """
@@ -38,6 +39,7 @@ from .base import _padding as _padding
 from .base import _pair as _pair
 from .base import _shape as _shape
 from .base import _window_out as _window_out
+from .captioning import Captioner
 from .containers import Residual, Sequential
 from .containers import _layers as _layers
 from .convolution import Conv1d, Conv2d, ConvTranspose2d
@@ -101,6 +103,7 @@ __all__ = [
     "ReLU",
     "Residual",
     "ScaledDotProductAttention",
+    "Captioner",
     "Sequential",
     "Sigmoid",
     "Softmax",

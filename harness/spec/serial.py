@@ -18,6 +18,7 @@ from typing import Any
 from . import (
     activations,
     attention,
+    captioning,
     containers,
     convolution,
     dropout,
@@ -43,6 +44,7 @@ LAYER_FAMILIES: tuple[ModuleType, ...] = (
     attention,
     containers,
     recurrent,
+    captioning,
 )
 
 
