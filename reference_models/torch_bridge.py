@@ -165,6 +165,26 @@ _FAMILIES: dict[type, Callable[[Any, str, str], S.Layer]] = {
 }
 
 
+def _pool(m: nn.Module, name: str, path: str) -> S.Layer | None:
+    """The spec of a pooling module, or None if ``m`` is not one."""
+    if type(m) is nn.MaxPool2d:
+        if m.ceil_mode or m.return_indices:
+            raise _unsupported(m, path, "uses ceil_mode or return_indices, which the spec does not support")
+        return S.MaxPool2d(name, m.kernel_size, m.stride, m.padding, m.dilation)
+    if type(m) is nn.AvgPool2d:
+        if m.ceil_mode or m.divisor_override:
+            raise _unsupported(m, path, "uses ceil_mode or divisor_override, which the spec does not support")
+        return S.AvgPool2d(name, m.kernel_size, m.stride, m.padding, m.count_include_pad)
+    if type(m) is nn.AdaptiveAvgPool2d:
+        size = m.output_size if isinstance(m.output_size, tuple) else (m.output_size, m.output_size)
+        if tuple(size) != (1, 1):
+            raise _unsupported(m, path, f"has output_size={m.output_size}; only 1 (global pooling) is supported")
+        return S.GlobalAvgPool2d(name, keepdims=True)
+    if isinstance(m, GlobalAvgPool2d):
+        return S.GlobalAvgPool2d(name, m.keepdims)
+    return None
+
+
 def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     """The spec of a leaf module, or None if ``m`` is not a known leaf."""
     t = type(m)
@@ -192,21 +212,8 @@ def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
         )
     if type(m) is nn.Linear:
         return S.Linear(name, m.in_features, m.out_features, m.bias is not None)
-    if type(m) is nn.MaxPool2d:
-        if m.ceil_mode or m.return_indices:
-            raise _unsupported(m, path, "uses ceil_mode or return_indices, which the spec does not support")
-        return S.MaxPool2d(name, m.kernel_size, m.stride, m.padding, m.dilation)
-    if type(m) is nn.AvgPool2d:
-        if m.ceil_mode or m.divisor_override:
-            raise _unsupported(m, path, "uses ceil_mode or divisor_override, which the spec does not support")
-        return S.AvgPool2d(name, m.kernel_size, m.stride, m.padding, m.count_include_pad)
-    if type(m) is nn.AdaptiveAvgPool2d:
-        size = m.output_size if isinstance(m.output_size, tuple) else (m.output_size, m.output_size)
-        if tuple(size) != (1, 1):
-            raise _unsupported(m, path, f"has output_size={m.output_size}; only 1 (global pooling) is supported")
-        return S.GlobalAvgPool2d(name, keepdims=True)
-    if isinstance(m, GlobalAvgPool2d):
-        return S.GlobalAvgPool2d(name, m.keepdims)
+    if (pool := _pool(m, name, path)) is not None:
+        return pool
     if type(m) is nn.Flatten:
         if m.start_dim != 1 or m.end_dim != -1:
             raise _unsupported(m, path, "flattens other than (start_dim=1, end_dim=-1)")
