@@ -7,7 +7,9 @@ no arguments, or ``seed`` / ``dtype`` if it wants them (trigrad passes ``--seed`
 * a wrapped layer (:func:`harness.wrap_layer`, :func:`harness.wrap_functions`): checked
   with :func:`harness.check_layer`;
 * a wrapped network (:func:`harness.wrap_network`) or CS231n model
-  (:func:`harness.wrap_loss_model`): checked with :func:`harness.check_network`;
+  (:func:`harness.wrap_loss_model`): checked with :func:`harness.check_network`; a CS231n
+  CaptioningRNN, as written or wrapped (:func:`harness.wrap_captioning`), too, with no input
+  needed (its features and captions are drawn, or ``x`` / ``y`` given);
 * a wrapped loss (:func:`harness.wrap_loss`): checked with :func:`harness.check_loss`;
 * a dict ``{"check": ..., "spec": ..., "x": ..., "y": ..., "loss": ..., "input_shape": ...,
   "layout": ..., "options": {...}}`` where ``check`` is one of the above, or the user's raw
@@ -199,6 +201,10 @@ def run(
     try:
         if isinstance(obj, WrappedLoss) or isinstance(spec, Loss):
             return _run_loss(target, common, progress)
+        if _captioning(obj):  # draws its own features and captions: no input needed
+            from .check import check_network
+
+            return check_network(obj, spec, d.get("x"), d.get("y"), progress=progress, **common, **wrap)
         if spec is None and _raw(obj):  # no spec: check_layer / check_network infer it
             _inferable(obj, d, input_shape)
             from .inference.api import is_network
@@ -211,6 +217,13 @@ def run(
         return _run_layer(target, common, progress)
     except (SpecError, TypeError, ValueError) as e:
         raise TargetError(str(e)) from e
+
+
+def _captioning(obj: Any) -> bool:
+    """A CS231n CaptioningRNN, wrapped (:func:`harness.wrap_captioning`) or as written."""
+    from .adapters.captioning import CaptioningModel, is_captioning
+
+    return isinstance(obj, CaptioningModel) or (_raw(obj) and is_captioning(obj))
 
 
 def _raw(obj: Any) -> bool:
