@@ -3,7 +3,7 @@ torch and jax agree to 1e-12 in float64 (output, input gradient, every parameter
 every recorded value) across their hyperparameters, and both agree with the torch.nn
 modules run directly (nn.Conv1d, nn.ConvTranspose2d, nn.Upsample, nn.GroupNorm, nn.RMSNorm).
 
-Generated configurations: 6 in the default run, 90 under ``-m slow``; the slow run also
+Generated configurations: 6 in the default run, 45 under ``-m slow``; the slow run also
 takes the rest of the listed cases."""
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def resample_norm_case(draw) -> tuple[S.Layer, tuple[int, ...]]:
     return S.RMSNorm("r", trailing, draw(st.sampled_from([1e-6, 1e-8])), draw(st.booleans())), (n, c, h, w)
 
 
-@budget(2, 30)
+@budget(2, 15)  # 45 generated configurations under -m slow: CI's 15-minute budget
 @pytest.mark.parametrize(
     "case", [conv1d_case, transpose_case, resample_norm_case], ids=["conv1d", "transpose", "other"]
 )
