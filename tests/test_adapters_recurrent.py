@@ -138,7 +138,7 @@ def test_a_wrong_gate_order_is_named_with_the_layout_to_declare() -> None:
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda: Layout(sequence="BTD"), "layout: sequence must be 'NTD' (batch first), 'TND' (time first) or 'NDT'"),
+    (lambda: Layout(sequence="BTD"), "layout: sequence must be 'NTD' (batch first), 'TND' (time first), 'NDT' (features before time) or 'NLC'"),
     (lambda: Layout(gates="ifgx"), "layout: gates must be a permutation of 'ifgo'"),
     (lambda: Layout(gates="ifg"), "layout: gates must be a permutation of 'ifgo'"),
 ])

@@ -11,6 +11,7 @@ import pytest
 import harness as tg
 from harness import spec as S
 from harness.adapters.layouts import KERNEL_ORDERS, Layout, LayoutError, param_from_user, param_to_user
+from harness.check import check_layer
 from zoo.conv_more import Conv1DKIO, DeconvHWIO
 
 LAYERS = [S.ConvTranspose2d("t", 4, 6, (2, 3), groups=2), S.Conv1d("c", 4, 6, 5, groups=2)]
@@ -76,3 +77,46 @@ def test_detect_layout_finds_the_kernel_order() -> None:
     assert len(found.candidates) == 4  # the 1-D orders that fit (3, 3, 4), each tried once, with and without flip
     found = tg.detect_layout(DeconvHWIO(), S.ConvTranspose2d("deconv", 2, 3, 2, stride=2))
     assert found.matched and found.best == Layout(kernel="HWIO")
+
+
+class _NumpyMLConv1D:
+    """numpy-ml's Conv1D habits: X (n_ex, l_in, in_ch), W (kernel_width, in_ch, out_ch) and
+    b (1, 1, out_ch) in a ``parameters`` dict, gradients in ``gradients``, a loop over positions."""
+
+    def __init__(self, stride: int = 2, pad: int = 1, seed: int = 0, bug: bool = False) -> None:
+        rng = np.random.default_rng(seed)
+        self.parameters = {"W": rng.normal(size=(3, 3, 4)) * 0.3, "b": rng.normal(size=(1, 1, 4)) * 0.1}
+        self.gradients = {k: np.zeros_like(v) for k, v in self.parameters.items()}
+        self.stride, self.pad, self.bug = stride, pad, bug
+
+    def forward(self, X):
+        W, b, s, p = self.parameters["W"], self.parameters["b"], self.stride, self.pad
+        self.X = Xp = np.pad(X, ((0, 0), (p, p), (0, 0)))
+        l_out = (Xp.shape[1] - W.shape[0]) // s + 1
+        Y = np.zeros((X.shape[0], l_out, W.shape[2]))
+        for i in range(l_out):
+            Y[:, i, :] = np.einsum("nkc,kco->no", Xp[:, i * s : i * s + W.shape[0], :], W) + b[0]
+        return Y
+
+    def backward(self, dLdy):
+        W, s, p = self.parameters["W"], self.stride, self.pad
+        dXp, dW = np.zeros_like(self.X), np.zeros_like(W)
+        for i in range(dLdy.shape[1]):
+            dW += np.einsum("nkc,no->kco", self.X[:, i * s : i * s + W.shape[0], :], dLdy[:, i, :])
+            dXp[:, i * s : i * s + W.shape[0], :] += np.einsum("kco,no->nkc", W, dLdy[:, i, :])
+        self.gradients["W"] = dW * (0.5 if self.bug else 1.0)
+        self.gradients["b"] = dLdy.sum(axis=(0, 1)).reshape(1, 1, -1)
+        return dXp[:, p:-p, :] if p else dXp
+
+
+def test_numpy_ml_channels_last_conv1d_checks_under_a_declared_nlc_layout() -> None:
+    """(N, L, C) data is Layout(sequence="NLC"), its (k, in, out) kernel kernel="HWIO"; the
+    input shape is given as the code takes it, channels last."""
+    spec, layout = S.Conv1d("conv", 3, 4, 3, stride=2, padding=1), Layout(sequence="NLC", kernel="HWIO")
+    for seed in (0, 1):
+        good = check_layer(_NumpyMLConv1D(seed=seed), spec, input_shape=(2, 9, 3), layout=layout, seed=seed)
+        assert good.layers[0].verdict == "pass", str(good)
+    bad = check_layer(_NumpyMLConv1D(bug=True), spec, input_shape=(2, 9, 3), layout=layout).layers[0]
+    assert bad.verdict == "backward" and [t.name for t in bad.tensors if not t.ok] == ["weight"], str(bad)
+    with pytest.raises(LayoutError, match="'NLC'"):
+        Layout(sequence="NCL")

@@ -8,6 +8,8 @@ order (LSTM ``ifgo``, GRU ``rzn``); biases ``(G*H,)``; states ``(N, H)``.
 - ``sequence``: ``"NTD"`` (batch-first, the default), ``"TND"`` (time-first, as
   ``nn.LSTM(batch_first=False)``) or ``"NDT"`` (features before time, as numpy-ml's
   ``(n_ex, n_in, n_t)``). It applies to 3-D activations (a sequence layer's input and output).
+  ``"NLC"``: channels-last 1-D conv data ``(N, L, C)`` (numpy-ml's Conv1D), the canonical
+  ``(N, C, L)`` of a Conv1d with its last two axes swapped (the same permutation as ``"NDT"``).
 - ``gates``: the order of the user's stacked gate blocks, a permutation of ``"ifgo"`` (CS231n:
   ``"ifog"``) for LSTMs or of ``"rzn"`` for GRUs; ``""`` is PyTorch's. A layer whose gates are
   not a permutation of it (an RNN, or a GRU under an LSTM order) keeps PyTorch's.
@@ -28,7 +30,7 @@ from ..spec import _Recurrent
 if TYPE_CHECKING:
     from .layouts import Layout
 
-SEQUENCES = ("NTD", "TND", "NDT")
+SEQUENCES = ("NTD", "TND", "NDT", "NLC")
 GATE_ORDERS = ("",) + tuple("".join(p) for p in permutations("ifgo")) + tuple("".join(p) for p in permutations("rzn"))
 _WEIGHTS = ("weight_ih", "weight_hh")
 _BIASES = ("bias_ih", "bias_hh", "bias")
@@ -40,8 +42,8 @@ def check(sequence: Any, gates: Any) -> None:
 
     if sequence not in SEQUENCES:
         raise LayoutError(
-            f"layout: sequence must be 'NTD' (batch first), 'TND' (time first) or 'NDT' (features before time), "
-            f"got {sequence!r}"
+            f"layout: sequence must be 'NTD' (batch first), 'TND' (time first), 'NDT' (features before time) "
+            f"or 'NLC' (a Conv1d's channels last), got {sequence!r}"
         )
     if gates not in GATE_ORDERS:
         raise LayoutError(
@@ -52,7 +54,8 @@ def check(sequence: Any, gates: Any) -> None:
 
 # --------------------------------------------------------------------------- activations
 
-_TO_USER = {"NTD": (0, 1, 2), "TND": (1, 0, 2), "NDT": (0, 2, 1)}  # canonical axes in the user's order
+# canonical axes in the user's order; "NLC" swaps a Conv1d's canonical (N, C, L) to (N, L, C)
+_TO_USER = {"NTD": (0, 1, 2), "TND": (1, 0, 2), "NDT": (0, 2, 1), "NLC": (0, 2, 1)}
 
 
 def to_user(x: np.ndarray, sequence: str) -> np.ndarray:
