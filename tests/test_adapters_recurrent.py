@@ -85,8 +85,11 @@ def test_time_first_code_with_time_first_input() -> None:
     passes(pair, input_shape=(T, N, D))  # in the declared layout: time first
     passes(pair, x=np.random.default_rng(0).normal(size=(T, N, D)))
     undeclared = wrap_functions(forward, backward, R.RNN_SPEC, arrays, layout=Layout(linear="in_out"))
-    with pytest.raises(LayoutError, match=r"under Layout\(linear='in_out', sequence='TND'\) it runs and "
-                                          r"reproduces the reference: declare that layout"):
+    with pytest.raises(
+        LayoutError,
+        match=r"under Layout\(linear='in_out', sequence='TND'\) it runs and "
+        r"reproduces the reference: declare that layout",
+    ):
         check_layer(undeclared, input_shape=(N, T, D))
 
 
@@ -117,7 +120,7 @@ def test_gate_order_and_orientation_round_trip_exactly() -> None:
         assert np.array_equal(param_to_user(layer, "weight_ih", canon, lay, (D, g * H)), user_w)
         # the user's first block holds its first gate, which sits at that gate's canonical place
         k = layer.gates.index(order[0] if g == 4 else "n")
-        assert np.array_equal(canon[k * H:(k + 1) * H], user_w[:, :H].T)
+        assert np.array_equal(canon[k * H : (k + 1) * H], user_w[:, :H].T)
     bias = rng.normal(size=(1, 4 * H))  # numpy-ml's (1, n) bias
     lstm = S.LSTM("l", D, H, bias="fused")
     canon = param_from_user(lstm, "bias", bias, layout, (4 * H,))
@@ -137,11 +140,17 @@ def test_a_wrong_gate_order_is_named_with_the_layout_to_declare() -> None:
     assert found.matched and found.best == R.CS231N
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda: Layout(sequence="BTD"), "layout: sequence must be 'NTD' (batch first), 'TND' (time first), 'NDT' (features before time) or 'NLC'"),
-    (lambda: Layout(gates="ifgx"), "layout: gates must be a permutation of 'ifgo'"),
-    (lambda: Layout(gates="ifg"), "layout: gates must be a permutation of 'ifgo'"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (
+            lambda: Layout(sequence="BTD"),
+            "layout: sequence must be 'NTD' (batch first), 'TND' (time first), 'NDT' (features before time) or 'NLC'",
+        ),
+        (lambda: Layout(gates="ifgx"), "layout: gates must be a permutation of 'ifgo'"),
+        (lambda: Layout(gates="ifg"), "layout: gates must be a permutation of 'ifgo'"),
+    ],
+)
 def test_bad_layout_fields(make, message) -> None:
     with pytest.raises(LayoutError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make()
@@ -149,17 +158,27 @@ def test_bad_layout_fields(make, message) -> None:
 
 def test_declarations_that_cannot_fit_are_clear_errors() -> None:
     h0, Wx, Wh, b = R._cs231n_params(0, np.float64, 1)
-    with pytest.raises(LayoutError, match=r"layer 'rnn': parameter 'weight_ih' has shape \(4, 6\) in the declared "
-                                          r"Layout\(\); expected \(6, 4\) there; looks transposed .*pass "
-                                          r"Layout\(linear='in_out'\)"):
+    with pytest.raises(
+        LayoutError,
+        match=r"layer 'rnn': parameter 'weight_ih' has shape \(4, 6\) in the declared "
+        r"Layout\(\); expected \(6, 4\) there; looks transposed .*pass "
+        r"Layout\(linear='in_out'\)",
+    ):
         check_layer(wrap_functions(R.rnn_forward, R.rnn_backward, R.RNN_SPEC, [h0, Wx, Wh, b]))
-    with pytest.raises(AdapterError, match=r"layer 'rnn': its state 'h0' has shape \(3, 6\), a batch of 3, but the "
-                                           r"input \(2, 5, 4\) has N=2; check the layer on an input of batch 3"):
+    with pytest.raises(
+        AdapterError,
+        match=r"layer 'rnn': its state 'h0' has shape \(3, 6\), a batch of 3, but the "
+        r"input \(2, 5, 4\) has N=2; check the layer on an input of batch 3",
+    ):
         check_layer(R.rnn_pair(), input_shape=(2, T, D))
-    with pytest.raises(AdapterError, match=r"layer 'lstm_step': an LSTMCell is one step .*Layout\(sequence='TND'\) is "
-                                           r"for whole sequences"):
-        wrap_functions(R.lstm_step_forward, R.lstm_step_backward, R.LSTM_STEP, [h0, h0, Wx, Wh, b],
-                       layout=Layout(sequence="TND"))
+    with pytest.raises(
+        AdapterError,
+        match=r"layer 'lstm_step': an LSTMCell is one step .*Layout\(sequence='TND'\) is "
+        r"for whole sequences",
+    ):
+        wrap_functions(
+            R.lstm_step_forward, R.lstm_step_backward, R.LSTM_STEP, [h0, h0, Wx, Wh, b], layout=Layout(sequence="TND")
+        )
 
 
 def test_an_lstm_step_pair_of_mismatched_shapes_is_the_codes_error() -> None:
@@ -167,21 +186,32 @@ def test_an_lstm_step_pair_of_mismatched_shapes_is_the_codes_error() -> None:
         next_h, next_c, cache = R.lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
         return next_h, next_c[:, :-1], cache
 
-    report = check_layer(wrap_functions(forward, R.lstm_step_backward, R.LSTM_STEP,
-                                        R.lstm_step_pair()._params.values(), layout=R.CS231N))
+    report = check_layer(
+        wrap_functions(forward, R.lstm_step_backward, R.LSTM_STEP, R.lstm_step_pair()._params.values(), layout=R.CS231N)
+    )
     layer = report.layers[0]
     assert layer.verdict == "error" and "next_h of shape (3, 6) and next_c of shape (3, 5)" in layer.message
 
 
 def test_the_kept_state_tells_the_batch() -> None:
     """h0 of batch 2: its parameters read before any forward, and the default input has N = 2."""
-    pair = wrap_functions(R.rnn_forward, R.rnn_backward, R.RNN_SPEC, R._cs231n_params(0, np.float64, 1, n=2),
-                          layout=Layout(linear="in_out"))
+    pair = wrap_functions(
+        R.rnn_forward,
+        R.rnn_backward,
+        R.RNN_SPEC,
+        R._cs231n_params(0, np.float64, 1, n=2),
+        layout=Layout(linear="in_out"),
+    )
     assert pair.get_params()["h0"].shape == (2, H)
     report = check_layer(pair)
     assert report.ok and report.layers[0].tensors[0].name == "output"
-    step = wrap_functions(R.rnn_step_forward, R.rnn_step_backward, R.RNN_STEP, R._cs231n_params(0, np.float64, 1, n=4),
-                          layout=Layout(linear="in_out"))
+    step = wrap_functions(
+        R.rnn_step_forward,
+        R.rnn_step_backward,
+        R.RNN_STEP,
+        R._cs231n_params(0, np.float64, 1, n=4),
+        layout=Layout(linear="in_out"),
+    )
     assert step.kept_mask_input() == (4, D) and check_layer(step).ok
 
 
@@ -206,10 +236,49 @@ def test_a_recurrent_layer_inside_a_network() -> None:
 
     spec = tg.Sequential([R.RNN_SPEC, tg.Linear("fc", H, 3)])
     layout = Layout(linear="in_out")
-    ok = tg.check_network(tg.wrap_network({"rnn": R.rnn_pair(), "fc": TemporalAffine(H, 3)}, spec, layout=layout),
-                          input_shape=(N, T, D))
+    ok = tg.check_network(
+        tg.wrap_network({"rnn": R.rnn_pair(), "fc": TemporalAffine(H, 3)}, spec, layout=layout), input_shape=(N, T, D)
+    )
     assert ok.ok, str(ok)
-    bad = tg.check_network(tg.wrap_network({"rnn": R.rnn_pair(backward=R.rnn_backward_no_carry),
-                                            "fc": TemporalAffine(H, 3)}, spec, layout=layout), input_shape=(N, T, D))
+    bad = tg.check_network(
+        tg.wrap_network(
+            {"rnn": R.rnn_pair(backward=R.rnn_backward_no_carry), "fc": TemporalAffine(H, 3)}, spec, layout=layout
+        ),
+        input_shape=(N, T, D),
+    )
     assert bad.first_failure == "rnn" and bad.layer("rnn").verdict == "backward"
     assert any("from timestep 3 backwards" in d for d in bad.layer("rnn").diagnosis)
+
+
+class _BlogRNN:
+    """A blog-post / min-char-rnn style RNN object: Wxh (D, H), Whh (H, H) and ONE bias ``bh``,
+    a list of hidden states, gradients in ``dWxh`` / ``dWhh`` / ``dbh``."""
+
+    def __init__(self, d: int = 4, h: int = 5, seed: int = 0, bias_mean: bool = False) -> None:
+        rng = np.random.default_rng(seed)
+        self.Wxh, self.Whh = rng.normal(size=(d, h)) * 0.3, rng.normal(size=(h, h)) * 0.3
+        self.bh, self.bias_mean = np.full(h, 0.1), bias_mean
+
+    def forward(self, x):
+        self.x, self.hs = x, [np.zeros((x.shape[0], self.Whh.shape[0]))]
+        for t in range(x.shape[1]):
+            self.hs.append(np.tanh(x[:, t] @ self.Wxh + self.hs[-1] @ self.Whh + self.bh))
+        return np.stack(self.hs[1:], axis=1)
+
+    def backward(self, dh):
+        self.dWxh, self.dWhh, self.dbh = np.zeros_like(self.Wxh), np.zeros_like(self.Whh), np.zeros_like(self.bh)
+        dx, dnext = np.zeros_like(self.x), np.zeros_like(self.hs[0])
+        for t in reversed(range(dh.shape[1])):
+            da = (dh[:, t] + dnext) * (1 - self.hs[t + 1] ** 2)
+            self.dWxh += self.x[:, t].T @ da
+            self.dWhh += self.hs[t].T @ da
+            self.dbh += da.mean(0) if self.bias_mean else da.sum(0)
+            dx[:, t], dnext = da @ self.Wxh.T, da @ self.Whh.T
+        return dx
+
+
+def test_a_blog_style_rnn_with_one_bias_named_bh_is_found_without_declarations() -> None:
+    spec, layout = S.RNN("rnn", 4, 5, bias="fused", initial_state=False), Layout(linear="in_out")
+    assert check_layer(_BlogRNN(), spec, layout=layout).layers[0].verdict == "pass"
+    bad = check_layer(_BlogRNN(bias_mean=True), spec, layout=layout).layers[0]
+    assert bad.verdict == "backward" and [t.name for t in bad.tensors if not t.ok] == ["bias"], str(bad)

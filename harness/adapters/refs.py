@@ -87,7 +87,7 @@ class Ref:
 # Where handwritten code usually keeps parameters; tried in order when none are declared.
 PARAM_CANDIDATES: dict[str, tuple[str, ...]] = {
     "weight": ("W", "w", "weight", "weights", "kernel", "filters", "gamma"),
-    "bias": ("b", "bias", "biases", "beta"),
+    "bias": ("b", "bias", "biases", "beta", "bh", "b_h"),  # bh: a recurrent layer's one bias (Karpathy's min-char-rnn)
     "running_mean": ("running_mean", "mean", "moving_mean"),
     "running_var": ("running_var", "var", "moving_var"),
     "mask": ("mask",),
