@@ -282,3 +282,108 @@ def test_a_blog_style_rnn_with_one_bias_named_bh_is_found_without_declarations()
     assert check_layer(_BlogRNN(), spec, layout=layout).layers[0].verdict == "pass"
     bad = check_layer(_BlogRNN(bias_mean=True), spec, layout=layout).layers[0]
     assert bad.verdict == "backward" and [t.name for t in bad.tensors if not t.ok] == ["bias"], str(bad)
+
+
+# --------------------------------------------------------------------------- numpy-ml's LSTM
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+class _NumpyMLLSTM:
+    """numpy-ml's LSTM habits: X (n_ex, n_in, n_t); gates f, u, c, o with W* (n_in + n_out, n_out)
+    acting on Z = hstack([A_prev, X_t]); b* (1, n_out); gradients accumulated with +=."""
+
+    def __init__(self, n_in, n_out, seed=0, bug=None):
+        rng = np.random.default_rng(seed)
+        H = n_out
+        self.n_out = H
+        self.bug = bug
+        self.parameters = {k: rng.normal(size=(n_in + H, H)) * 0.4 for k in ("Wf", "Wu", "Wc", "Wo")}
+        self.parameters.update({k: rng.normal(size=(1, H)) * 0.1 for k in ("bf", "bu", "bc", "bo")})
+        self.flush_gradients()
+
+    def flush_gradients(self):
+        self.gradients = {k: np.zeros_like(v) for k, v in self.parameters.items()}
+
+    def forward(self, X):
+        P = self.parameters
+        n_ex, _, n_t = X.shape
+        H = self.n_out
+        A, C = [np.zeros((n_ex, H))], [np.zeros((n_ex, H))]
+        self.cache = []
+        for t in range(n_t):
+            Z = np.hstack([A[-1], X[:, :, t]])
+            Gf = sigmoid(Z @ P["Wf"] + P["bf"])
+            Gu = sigmoid(Z @ P["Wu"] + P["bu"])
+            Go = sigmoid(Z @ P["Wo"] + P["bo"])
+            Cc = np.tanh(Z @ P["Wc"] + P["bc"])
+            Ct = Gf * C[-1] + Gu * Cc
+            At = Go * np.tanh(Ct)
+            self.cache.append((Z, Gf, Gu, Go, Cc, C[-1], Ct))
+            A.append(At)
+            C.append(Ct)
+        return np.dstack(A[1:])
+
+    def backward(self, dLdA):
+        P, G = self.parameters, self.gradients
+        H = self.n_out
+        dA_acc = np.zeros((dLdA.shape[0], H))
+        dC_acc = np.zeros_like(dA_acc)
+        dX = []
+        for t in reversed(range(dLdA.shape[2])):
+            Z, Gf, Gu, Go, Cc, C_prev, Ct = self.cache[t]
+            dA = dLdA[:, :, t] + dA_acc
+            dC = dC_acc + dA * Go * (1 - np.tanh(Ct) ** 2)
+            dGo = dA * np.tanh(Ct) * Go * (1 - Go)
+            dCc = dC * Gu * (1 - Cc**2)
+            dGu = dC * Cc * Gu * (1 - Gu)
+            dGf = dC * C_prev * Gf * (1 - Gf)
+            if self.bug == "forget":
+                dGf = dC * Ct * Gf * (1 - Gf)
+            dZ = dGf @ P["Wf"].T + dGu @ P["Wu"].T + dCc @ P["Wc"].T + dGo @ P["Wo"].T
+            for k, d in (("Wc", dCc), ("Wu", dGu), ("Wf", dGf), ("Wo", dGo)):
+                G[k] += Z.T @ d
+            for k, d in (("bo", dGo), ("bu", dGu), ("bf", dGf), ("bc", dCc)):
+                G[k] += d.sum(axis=0, keepdims=True)
+            dX.insert(0, dZ[:, H:])
+            dA_acc = dZ[:, :H]
+            dC_acc = Gf * dC
+        return np.dstack(dX)
+
+
+def _numpy_ml_params(h: int) -> dict[str, tuple[str, ...]]:
+    """Its gates as PyTorch's stacked blocks: i, f, g, o are numpy-ml's u, f, c, o, each W*
+    split into the rows acting on A_prev (the first h) and those acting on X_t (the rest)."""
+    gates = ("Wu", "Wf", "Wc", "Wo")
+    return {
+        "weight_ih": tuple(f"parameters['{k}'][{h}:]" for k in gates),
+        "weight_hh": tuple(f"parameters['{k}'][:{h}]" for k in gates),
+        "bias": tuple(f"parameters['b{k[1]}']" for k in gates),
+    }
+
+
+def test_numpy_ml_lstm_with_gates_on_the_stacked_state_and_input_checks_through_sliced_parts() -> None:
+    """numpy-ml keeps one (n_in + n_out, n_out) matrix per gate acting on hstack([A_prev, X_t]):
+    declared as sliced parts, joined into weight_ih / weight_hh, gradients found at the same
+    slices of gradients['W*']; the user's arrays come back bit for bit."""
+    spec, layout = S.LSTM("lstm", 3, 4, bias="fused", initial_state=False), Layout(linear="in_out", sequence="NDT")
+    for seed in (0, 1):
+        lstm = _NumpyMLLSTM(3, 4, seed=seed)
+        before = {k: v.copy() for k, v in lstm.parameters.items()}
+        report = check_layer(lstm, spec, params=_numpy_ml_params(4), layout=layout, flush="flush_gradients", seed=seed)
+        assert report.layers[0].verdict == "pass", str(report)
+        assert all(np.array_equal(before[k], lstm.parameters[k]) for k in before)
+    bad = check_layer(
+        _NumpyMLLSTM(3, 4, bug="forget"), spec, params=_numpy_ml_params(4), layout=layout, flush="flush_gradients"
+    ).layers[0]
+    assert bad.verdict == "backward" and "input" in [t.name for t in bad.tensors if not t.ok], str(bad)
+
+
+def test_a_place_with_a_slice_that_does_not_parse_is_refused() -> None:
+    from harness.adapters.refs import Ref
+
+    assert Ref("parameters['Wf'][:, 2:]").steps[-1] == ("key", (slice(None), slice(2, None)))
+    with pytest.raises(AdapterError, match="cannot parse the slice"):
+        Ref("parameters['Wf'][1:2:3:4]")

@@ -106,9 +106,13 @@ def refuse_bad_masks(wrapped: Any, input_shape: tuple[int, ...]) -> None:
 
 def join_axis(leaf: Layer, local: str, layout: Layout) -> int:
     """The axis along which a parameter kept in parts (``in_proj_weight`` as query, key and
-    value projections) is joined, in the user's layout: the output axis, last for an
-    ``(in, out)`` weight."""
-    return -1 if isinstance(leaf, MultiheadAttention) and local in _WEIGHTS and layout.linear == "in_out" else 0
+    value projections; a recurrent layer's stacked gate blocks as one array per gate) is
+    joined, in the user's layout: the output axis, last for an ``(in, out)`` weight and for a
+    bias (``(H,)``, or numpy-ml's ``(1, H)``)."""
+    if local.startswith("bias") or local.endswith("_bias"):
+        return -1
+    weights = local in _WEIGHTS if isinstance(leaf, MultiheadAttention) else local in ("weight_ih", "weight_hh")
+    return -1 if weights and layout.linear == "in_out" else 0
 
 
 def to_user(leaf: Layer, local: str, value: np.ndarray, layout: Layout) -> np.ndarray:

@@ -66,8 +66,24 @@ class JoinedRef(Ref):
 
     def grad_places(self) -> list[list[str]]:
         """For each part, where its gradient usually lives: the usual names next to it
-        (``query.W`` -> ``query.dW``, ``query.grads['W']`` ...)."""
-        return [[under(parent, c) for c in _grad_candidates(last)] for parent, last in map(split_last, self.parts)]
+        (``query.W`` -> ``query.dW``, ``query.grads['W']`` ...), then at the object's root
+        (numpy-ml: ``parameters['Wf']`` -> ``gradients['Wf']``); a sliced part's gradient is
+        the same slice of its array's (``gradients['Wf'][5:]``)."""
+        out = []
+        for part in self.parts:
+            whole, cut = _unsliced(part)
+            parent, last = split_last(Ref(whole))
+            names = _grad_candidates(last)
+            out.append([under(parent, c) + cut for c in names] + ([c + cut for c in names] if parent else []))
+        return out
+
+
+def _unsliced(ref: Ref) -> tuple[str, str]:
+    """``("parameters['Wf']", "[5:]")`` for ``parameters['Wf'][5:]``; ``(path, "")`` unsliced."""
+    if ref.steps and isinstance(ref.steps[-1][1], tuple):
+        whole, cut = split_last(ref)
+        return whole, cut
+    return ref.path, ""
 
 
 def split_last(ref: Ref) -> tuple[str, str]:

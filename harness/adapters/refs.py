@@ -33,12 +33,26 @@ class ValueFinding(AdapterError, CodeFault):
 
 # --------------------------------------------------------------------------- references into user objects
 
-_STEP = re.compile(r"""\.?([A-Za-z_]\w*)|\[\s*(?:'([^']*)'|"([^"]*)"|(\d+))\s*\]""")
+# an attribute, a ['key'] / ["key"], an [index], or a trailing basic slice such as [3:] or [:, :5]
+# (a part of a parameter kept inside a larger array: numpy-ml's gates act on stack([h, x]))
+_STEP = re.compile(r"""\.?([A-Za-z_]\w*)|\[\s*(?:'([^']*)'|"([^"]*)"|(\d+)|([-\d\s,]*:[-\d\s:,]*))\s*\]""")
+
+
+def _slices(text: str) -> tuple[slice, ...]:
+    """``"3:"`` -> ``(slice(3, None),)``, ``":, :5"`` -> ``(slice(None), slice(None, 5))``."""
+    out = []
+    for axis in text.split(","):
+        bounds = [int(b) if b.strip() else None for b in axis.split(":")]
+        if len(bounds) not in (2, 3):
+            raise AdapterError(f"cannot parse the slice [{text}]: write each axis as start:stop, e.g. [3:] or [:, :5]")
+        out.append(slice(*bounds))
+    return tuple(out)
 
 
 class Ref:
     """Where a user object keeps one array: ``"W"``, ``"params['w']"``, ``"grads.dW"``,
-    ``"weights[0]"`` — attribute names and dict keys / list indices, in order."""
+    ``"weights[0]"`` — attribute names and dict keys / list indices, in order — or a part of
+    one, a trailing basic slice (``"parameters['Wf'][5:]"``): read as a view, written in place."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -50,10 +64,13 @@ class Ref:
                 raise AdapterError(
                     f"cannot parse the parameter reference {path!r} at position {pos}: use attributes and [key]s, e.g. \"params['W']\""
                 )
-            attr, k1, k2, idx = m.groups()
-            self.steps.append(
-                ("attr", attr) if attr else ("key", int(idx) if idx is not None else (k1 if k1 is not None else k2))
-            )
+            attr, k1, k2, idx, cut = m.groups()
+            if cut is not None:
+                self.steps.append(("key", _slices(cut)))
+            else:
+                self.steps.append(
+                    ("attr", attr) if attr else ("key", int(idx) if idx is not None else (k1 if k1 is not None else k2))
+                )
             pos = m.end()
 
     def _parent(self, obj: Any) -> Any:
