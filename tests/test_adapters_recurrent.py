@@ -387,3 +387,18 @@ def test_a_place_with_a_slice_that_does_not_parse_is_refused() -> None:
     assert Ref("parameters['Wf'][:, 2:]").steps[-1] == ("key", (slice(None), slice(2, None)))
     with pytest.raises(AdapterError, match="cannot parse the slice"):
         Ref("parameters['Wf'][1:2:3:4]")
+
+
+def test_sliced_parts_are_restored_bit_for_bit_when_the_backward_raises_midway() -> None:
+    class Raising(_NumpyMLLSTM):
+        def backward(self, dLdA):
+            self.parameters["Wf"] *= 0.5  # in place, through the arrays the parts are slices of
+            self.parameters["Wu"][:] = 7.0
+            raise RuntimeError("midway")
+
+    lstm = Raising(3, 4)
+    before = {k: (v.copy(), id(v)) for k, v in lstm.parameters.items()}
+    spec, layout = S.LSTM("lstm", 3, 4, bias="fused", initial_state=False), Layout(linear="in_out", sequence="NDT")
+    report = check_layer(lstm, spec, params=_numpy_ml_params(4), layout=layout, flush="flush_gradients")
+    assert report.layers[0].verdict == "error" and "midway" in report.layers[0].message
+    assert all(np.array_equal(v, lstm.parameters[k]) and id(lstm.parameters[k]) == i for k, (v, i) in before.items())
