@@ -100,6 +100,7 @@ def example(name: str) -> DemoExample:
 
 
 def list_bugs(console: Any, name: str = "lenet") -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     ex = example(name)
@@ -110,7 +111,7 @@ def list_bugs(console: Any, name: str = "lenet") -> None:
     t.add_column("side", no_wrap=True)
     t.add_column("the mistake")
     for v in ex.variants().values():
-        t.add_row(v.name, v.layer, v.side, v.summary)
+        t.add_row(*(escape(s) for s in (v.name, v.layer, v.side, v.summary)))  # dW[x]: text, not markup
     console.print(t)
 
 
@@ -131,6 +132,7 @@ def run_demo(
     variant ``bug`` (default: the example's own); print both. Returns the exit code (0 when
     the correct network passes and the bug is found where the variant says) and the buggy
     network's report."""
+    from rich.markup import escape
     from rich.rule import Rule
     from rich.syntax import Syntax
 
@@ -152,7 +154,7 @@ def run_demo(
     render_terminal(good, console, full=full)
 
     variant = variants[bug]
-    console.print(Rule(f"2. the same network with one mistake: {variant.summary}"))
+    console.print(Rule(f"2. the same network with one mistake: {escape(variant.summary)}"))
     console.print(Syntax(_mistake_source(variant), "python", theme="ansi_dark", background_color="default"))
     ex = demo.build(bug, seed=seed)
     with progress_bar(console) as bar:

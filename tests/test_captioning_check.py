@@ -8,6 +8,7 @@ are restored bit for bit every time. Models: tests/captioning_model.py."""
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -224,3 +225,28 @@ def test_functions_are_found_where_loss_finds_them() -> None:
     wrapped = tg.wrap_captioning(model)
     assert sorted(wrapped.functions) == ["embed", "loss", "lstm", "project", "vocab"]
     assert wrapped.functions["lstm"] == (cm.lstm_forward, cm.lstm_backward)
+
+
+# the base class's loss run over the module's functions as they are now: its own helpers, bound
+# once (a subclass's loss calling functions of its own, not the module's by name)
+_OWN_LOSS = types.FunctionType(cm.CaptioningRNN.loss.__code__, dict(vars(cm)))
+
+
+class OwnHelpers(cm.CaptioningRNN):
+    def loss(self, features: np.ndarray, captions: np.ndarray) -> tuple[float, dict]:
+        return _OWN_LOSS(self, features, captions)
+
+
+def test_functions_loss_does_not_call_are_not_checked(monkeypatch) -> None:
+    """A subclass overriding loss with helpers of its own still finds the base class's module;
+    its rnn_backward (buggy, or CS231n's unfinished stub) is not the model's code: no false alarm."""
+    monkeypatch.setattr(cm, "rnn_backward", cm.BUGS["rnn_backward"])
+    report = check(cm.make_model("rnn", np.float64, cls=OwnHelpers))
+    assert report.ok, report.first_failure
+    assert [e.name for e in report.layers] == ["cap.embed", "cap.project", "cap.vocab", "(loss)", "(network)"]
+    message = report.layer("(network)").message
+    assert "not checked alone: 'rnn' (rnn_forward / rnn_backward): found in module " in message
+    assert "but loss() does not call them" in message
+    # given in layers=, they are checked: the user named them
+    report = check(cm.make_model("rnn", np.float64, cls=OwnHelpers), layers=cm)
+    assert report.first_failure == "cap.rnn"

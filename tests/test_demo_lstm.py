@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from harness.cli import main
 
 
@@ -44,3 +46,30 @@ def test_demo_lstm_finds_the_bptt_mistake_at_its_timestep(capsys, tmp_path: Path
     assert "fix first: lstm (backward)" in out and "wrong from timestep 3 backwards" in out
     assert "the mistake is found in lstm (backward)" in out and "trigrad demo --example lstm --list" in out
     assert json.loads((tmp_path / "demo.json").read_text())["first_failure"] == "lstm"
+
+
+def test_demo_shows_a_summary_with_brackets_as_written(capsys, monkeypatch) -> None:
+    """A summary's ``dW[x]`` is text: rich read it as a markup tag and printed ``dW = dout``
+    (in ``--list`` and in the heading of the buggy network's check)."""
+    from rich.console import Console
+
+    import harness.check
+    from harness.demo import run_demo
+    from harness.results import Report
+
+    assert main(["demo", "--example", "lstm", "--list", "--no-color"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "written dW[x] = dout" in out and "dh[:, t]" in out
+    calls: list[int] = []
+
+    def check_network(*args: object, **kwargs: object) -> Report:  # the correct network "passes"; then stop
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("stop")
+        return Report(seed=0)
+
+    monkeypatch.setattr(harness.check, "check_network", check_network)
+    console = Console(no_color=True, width=300, record=True)
+    with pytest.raises(RuntimeError, match="stop"):
+        run_demo(console, bug="embed-grad-overwritten", example_name="lstm")
+    assert "one mistake: the embedding's gradient is written dW[x] = dout" in console.export_text()

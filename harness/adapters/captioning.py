@@ -18,7 +18,8 @@ The layer functions the model calls (``affine_forward`` / ``affine_backward``,
 ``word_embedding_*``, ``rnn_*`` or ``lstm_*``, ``temporal_affine_*``, ``temporal_softmax_loss``)
 are found by name where ``loss`` itself finds them (the globals of the module defining it:
 CS231n's ``rnn.py`` imports them with ``from ..rnn_layers import *``; a script's or a
-notebook's own), or in ``layers=``; the check (:mod:`harness.caption_check`) tests each alone.
+notebook's own), or in ``layers=``; the check (:mod:`harness.caption_check`) tests each alone,
+but for a pair found by name that one call of ``loss`` does not run (a subclass's own helpers).
 """
 
 from __future__ import annotations
@@ -261,6 +262,8 @@ class CaptioningModel(LossModel):
         self.has_scores = False  # CS231n's loss(features, captions) needs the captions: no scores of its own
         self.reading, self.captioner = reading, spec
         self.functions, self.searched = _functions(model, layers)
+        self.declared = layers is not None  # functions handed in layers=: checked whether loss() calls them or not
+        self.uncalled: dict[str, tuple[Any, ...]] = {}  # found by name, but loss() does not call them (the check)
         self.features: np.ndarray | None = None  # set by the check: the point's features, the user's dtype
         self.caption_dtype = np.dtype(np.int64)  # the captions' dtype handed to model.loss
         self.what = "loss(features, captions)"
