@@ -115,7 +115,7 @@ def test_a_planted_bug_is_found_in_the_other_dtype_and_seeds(
 ) -> None:  # fmt: skip
     monkeypatch.setattr(cm, name, cm.BUGS[name])
     other = np.float32 if dtype is np.float64 else np.float64
-    for seed in range(2, 6):
+    for seed in range(2, 4):  # seeds 2-3 (were 2-5): CI's 15-minute budget
         report = check(cm.make_model(cell, other, seed=seed), seed=seed)
         assert report.first_failure == part and report.layer(part).verdict == verdict, f"seed {seed}\n{report}"
 

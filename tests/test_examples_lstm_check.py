@@ -108,9 +108,9 @@ def test_variant_is_found_where_it_says(name: str) -> None:
 # seed 0 in float64 is test_variant_is_found_where_it_says; seed 1 here by default, the rest under -m slow
 OTHER_SEEDS = [
     (1, np.float64),
-    # seeds 2-5 and 0-4 in float32: CI's 15-minute budget (each seed runs all 10 variants, ~5 s)
+    # seeds 2-5, and 0-2 in float32: CI's 15-minute budget (each seed runs all 10 variants, ~5 s)
     *(pytest.param(s, np.float64, marks=slow) for s in range(2, 6)),
-    *(pytest.param(s, np.float32, marks=slow) for s in range(5)),
+    *(pytest.param(s, np.float32, marks=slow) for s in range(3)),
 ]
 
 
