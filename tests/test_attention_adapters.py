@@ -275,3 +275,41 @@ def test_temporal_loss_at_a_networks_output() -> None:
     )
     assert bad.first_failure == "(loss)" and bad.layer("(loss)").verdict == "backward"
     assert any("the mask is ignored in the gradient" in d for d in bad.layer("(loss)").diagnosis)
+
+
+class _NumpyMLDotProductAttention:
+    """numpy-ml's DotProductAttention habits: ``forward(Q, K, V)``, ``backward(dLdy)`` returning
+    ``(dQ, dK, dV)``; ``bug`` drops the 1/sqrt(d) scale from dK."""
+
+    def __init__(self, bug: bool = False) -> None:
+        self.bug = bug
+
+    def forward(self, Q, K, V):
+        scores = Q @ K.swapaxes(-2, -1) / np.sqrt(Q.shape[-1])
+        e = np.exp(scores - scores.max(-1, keepdims=True))
+        self.w, self.X = e / e.sum(-1, keepdims=True), (Q, K, V)
+        return self.w @ V
+
+    def backward(self, dy):
+        (Q, K, V), w, scale = self.X, self.w, 1 / np.sqrt(self.X[1].shape[-1])
+        dw = dy @ V.swapaxes(-2, -1)
+        ds = w * (dw - (dw * w).sum(-1, keepdims=True))
+        dk = ds.swapaxes(-2, -1) @ Q * (1.0 if self.bug else scale)
+        return ds @ K * scale, dk, w.swapaxes(-2, -1) @ dy
+
+
+def test_numpy_ml_style_attention_takes_key_and_value_as_forward_arguments() -> None:
+    """K and V handed to every forward (forward_args) are the spec's key / value parameters;
+    their gradients are read from the tuple backward returns."""
+    rng = np.random.default_rng(0)
+    k, v = rng.normal(size=(2, 6, 4)), rng.normal(size=(2, 6, 4))
+    spec = S.ScaledDotProductAttention("att", kv_len=6)
+    kw = {
+        "input_shape": (2, 5, 4),
+        "forward_args": (k, v),
+        "params": {"key": "forward_args[0]", "value": "forward_args[1]"},
+    }
+    assert tg.check_layer(_NumpyMLDotProductAttention(), spec, **kw).layers[0].verdict == "pass"
+    bad = tg.check_layer(_NumpyMLDotProductAttention(bug=True), spec, **kw).layers[0]
+    assert bad.verdict == "backward" and [t.name for t in bad.tensors if not t.ok] == ["key"], str(bad)
+    assert any("1/sqrt(d)" in d for d in bad.diagnosis), bad.diagnosis
