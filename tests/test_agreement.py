@@ -248,7 +248,7 @@ def _property(case, examples: int) -> None:
         jax.clear_caches()
 
 
-@budget(8, 80)  # 80 under -m slow (was 120): CI's 15-minute budget
+@budget(8, 120)
 def test_conv_agrees(examples: int) -> None:
     _property(conv_case(), examples)
 
@@ -263,7 +263,7 @@ def test_other_layers_agree(examples: int) -> None:
     _property(other_case(), examples)
 
 
-@budget(2, 24)  # 24 under -m slow (was 40, ~1.7 s each): CI's 15-minute budget
+@budget(2, 40)
 def test_small_networks_agree(examples: int) -> None:
     _property(net_case(), examples)
 
