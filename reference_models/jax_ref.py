@@ -53,11 +53,16 @@ class _Ctx:
 
 
 def _conv2d(l: S.Conv2d, path: str, x: jax.Array, ctx: _Ctx) -> jax.Array:
+    # padded explicitly, not through the conv: XLA's CPU compiler aborts the process (a failed
+    # check in its algebraic simplifier) on the weight gradient's conv for some padded strided
+    # windows, e.g. a 2x2 kernel, stride 2, padding 1 over a width-1 input (jax 0.10.2)
+    (t, b), (lft, r) = l.pads((x.shape[2], x.shape[3]))
+    x = jnp.pad(x, ((0, 0), (0, 0), (t, b), (lft, r)))
     y = lax.conv_general_dilated(
         x,
         ctx.params[f"{path}.weight"],
         window_strides=l.stride,
-        padding=l.pads((x.shape[2], x.shape[3])),
+        padding=((0, 0), (0, 0)),
         rhs_dilation=l.dilation,
         dimension_numbers=("NCHW", "OIHW", "NCHW"),
         feature_group_count=l.groups,
