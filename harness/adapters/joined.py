@@ -7,8 +7,11 @@ attention's ``in_proj_weight`` (3E, E) as separate query, key and value projecti
             "out_proj_weight": "proj.W", "out_proj_bias": "proj.b"}
 
 :class:`JoinedRef` reads them joined along the output axis (axis 0, or the last axis of an
-``(in, out)`` weight under ``Layout(linear="in_out")``) and writes a value back split, into
-the user's own arrays in place; the conversion is a concatenation and its exact inverse.
+``(in, out)`` weight under ``Layout(linear="in_out")`` and of a bias) and writes a value back
+split, into the user's own arrays in place; the conversion is a concatenation and its exact
+inverse. A part may be a slice of a larger array (numpy-ml's LSTM keeps one matrix per gate
+acting on ``hstack([A_prev, X_t])``: ``weight_ih`` is ``("parameters['Wu'][H:]", ...)``), its
+gradient the same slice of the gradient's array.
 :class:`ArgumentRef` is a place in the arguments every forward is handed (an attention's
 padding mask passed as ``forward_kwargs={"mask": m}``)."""
 
