@@ -121,9 +121,14 @@ TO_MODULE: dict[type[S.Layer], Callable[[Any], nn.Module]] = {
 
 
 def _from_conv1d(m: nn.Conv1d, name: str, path: str) -> S.Layer:
+    return from_conv(S.Conv1d, m, name, path)
+
+
+def from_conv(kind: type[S.Conv1d] | type[S.Conv2d], m: nn.Conv1d | nn.Conv2d, name: str, path: str) -> S.Layer:
+    """The spec of a plain ``nn.Conv1d`` / ``nn.Conv2d`` (``kind``): zero padding only."""
     if m.padding_mode != "zeros":
         raise _unsupported(m, path, f"uses padding_mode={m.padding_mode!r}; only zero padding is supported")
-    return S.Conv1d(
+    return kind(
         name,
         m.in_channels,
         m.out_channels,

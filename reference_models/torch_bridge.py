@@ -197,19 +197,7 @@ def _leaf(m: nn.Module, name: str, path: str) -> S.Layer | None:
     if isinstance(m, SamePadConv2d):
         return m.layer if m.layer.name == name else _renamed(m.layer, name)
     if type(m) is nn.Conv2d:
-        if m.padding_mode != "zeros":
-            raise _unsupported(m, path, f"uses padding_mode={m.padding_mode!r}; only zero padding is supported")
-        return S.Conv2d(
-            name,
-            m.in_channels,
-            m.out_channels,
-            m.kernel_size,
-            m.stride,
-            m.padding,
-            m.dilation,
-            m.groups,
-            m.bias is not None,
-        )
+        return bridge_conv_norm.from_conv(S.Conv2d, m, name, path)
     if type(m) is nn.Linear:
         return S.Linear(name, m.in_features, m.out_features, m.bias is not None)
     if (pool := _pool(m, name, path)) is not None:
