@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names are, for type checkers and readers
     from .adapters.arrays import ArrayError
+    from .adapters.autograd import AutogradLayer, wrap_autograd
     from .adapters.captioning import CaptioningModel, wrap_captioning
     from .adapters.detect import Detection, detect_layout
     from .adapters.layer import AdapterError, wrap_functions, wrap_layer
@@ -90,6 +91,8 @@ __version__ = "0.1.0"
 # public name -> (module, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
     "ArrayError": (".adapters.arrays", "ArrayError"),
+    "AutogradLayer": (".adapters.autograd", "AutogradLayer"),
+    "wrap_autograd": (".adapters.autograd", "wrap_autograd"),
     "CaptioningModel": (".adapters.captioning", "CaptioningModel"),
     "wrap_captioning": (".adapters.captioning", "wrap_captioning"),
     "Detection": (".adapters.detect", "Detection"),
@@ -229,6 +232,8 @@ __all__ = [
     "read_weight_file",
     "ResourceError",
     "wrap_functions",
+    "wrap_autograd",
+    "AutogradLayer",
     "wrap_layer",
     "wrap_loss",
     "wrap_network",

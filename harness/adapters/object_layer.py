@@ -249,15 +249,21 @@ def wrap_layer(
     obj: Any,
     spec: Layer | None = None,
     *,
-    params: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
     grads: Mapping[str, str] | None = None,
     layout: Layout = CANONICAL,
     forward: str = "forward",
     backward: str = "backward",
     name: str | None = None,
     **options: Any,
-) -> ObjectLayer:
+) -> WrappedLayer:
     """Wrap an object-style layer: ``obj.forward(x) -> y``, ``obj.backward(dy) -> dx``.
+
+    Custom autograd code goes to :func:`~harness.adapters.autograd.wrap_autograd`, whose
+    gradients come from the framework's autograd: a ``torch.autograd.Function`` subclass
+    (``params={"weight": w, "bias": b}``, the tensors in the order ``apply`` takes them), a
+    torch module without a ``backward`` of its own, a torch custom op, a ``jax.custom_vjp``,
+    or a forward-only object holding torch tensors or jax arrays.
 
     params / grads: where each canonical parameter and its gradient live on ``obj``, e.g.
     ``params={"weight": "W", "bias": "b"}``, ``grads={"weight": "dW"}`` or
@@ -310,6 +316,17 @@ def wrap_layer(
     when the object keeps a copy too (the returned ones are what the code hands its
     optimiser); a gradient declared with ``grads=`` is read from there instead.
     """
+    from .autograd import routes_to_autograd, wrap_autograd
+
+    if routes_to_autograd(obj):  # a Function, a module without its own backward ...: its autograd is the backward
+        refuse = {"grads": grads, "forward": forward != "forward", "backward": backward != "backward"}
+        if bad := [k for k, v in refuse.items() if v]:
+            raise AdapterError(
+                f"layer '{name or (spec.name if spec else 'layer')}': {', '.join(f'{k}=' for k in bad)} "
+                f"do not apply to {getattr(obj, '__name__', type(obj).__name__)}: its gradients come from autograd"
+            )
+        fargs, fkwargs = options.pop("forward_args", ()), options.pop("forward_kwargs", None)
+        return wrap_autograd(obj, spec, params, args=fargs, kwargs=fkwargs, layout=layout, name=name, **options)
     if spec is None and params is None:
         params = {}
     return ObjectLayer(
