@@ -52,27 +52,35 @@ def autograd_kind(obj: Any) -> str | None:
     """``"function"`` (a ``torch.autograd.Function`` subclass), ``"module"`` (a torch
     module without a ``backward`` method of its own), ``"op"`` (a torch custom op), ``"jax"``
     (a ``jax.custom_vjp`` / ``jax.custom_jvp`` function); None for anything else. Never
-    imports a framework: an object of one exists only once it is imported."""
+    imports a framework: an object of one exists only once it is imported (a framework still
+    importing, in the warm server's background thread, has made none of the user's objects)."""
     torch = sys.modules.get("torch")
-    if torch is not None:
-        if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
+    function, module = _attr(torch, "autograd.Function"), _attr(torch, "nn.Module")
+    if function is not None and module is not None:
+        if isinstance(obj, type) and issubclass(obj, function):
             return "function"
-        if isinstance(obj, torch.nn.Module):
+        if isinstance(obj, module):
             return None if callable(getattr(type(obj), "backward", None)) else "module"
         if _is_custom_op(obj, torch):
             return "op"
     jax = sys.modules.get("jax")
-    if jax is not None and isinstance(obj, (jax.custom_vjp, jax.custom_jvp)):
+    kinds = tuple(k for k in (_attr(jax, "custom_vjp"), _attr(jax, "custom_jvp")) if isinstance(k, type))
+    if kinds and isinstance(obj, kinds):
         return "jax"
     return None
 
 
+def _attr(module: Any, path: str) -> Any:
+    """``module.<path>``, None when the module is absent or not yet through its import."""
+    for name in path.split("."):
+        module = getattr(module, name, None)
+    return module
+
+
 def _is_custom_op(obj: Any, torch: Any) -> bool:
-    kinds = [torch._ops.OpOverloadPacket, torch._ops.OpOverload]
-    custom = getattr(getattr(torch, "_library", None), "custom_ops", None)
-    if custom is not None:
-        kinds.append(custom.CustomOpDef)
-    return isinstance(obj, tuple(kinds))
+    names = ("_ops.OpOverloadPacket", "_ops.OpOverload", "_library.custom_ops.CustomOpDef")
+    kinds = tuple(k for k in (_attr(torch, n) for n in names) if isinstance(k, type))
+    return bool(kinds) and isinstance(obj, kinds)
 
 
 def forward_only(obj: Any) -> bool:
@@ -84,8 +92,8 @@ def routes_to_autograd(obj: Any) -> bool:
     """Whether :func:`~harness.adapters.object_layer.wrap_layer` hands ``obj`` to
     :func:`wrap_autograd`: a kind :func:`autograd_kind` knows, or a forward-only object
     holding torch tensors or jax arrays (one whose forward calls a Function)."""
-    torch = sys.modules.get("torch")
-    if autograd_kind(obj) is not None or (torch is not None and isinstance(obj, torch.autograd.Function)):
+    function = _attr(sys.modules.get("torch"), "autograd.Function")
+    if autograd_kind(obj) is not None or (isinstance(function, type) and isinstance(obj, function)):
         return True  # an instance of a Function: wrap_autograd says to pass the class
     if isinstance(obj, type) or not forward_only(obj):
         return False
@@ -128,8 +136,8 @@ def wrap_autograd(
     owner = f"layer '{name or (spec.name if spec is not None else 'layer')}'"
     if isinstance(fn, type) and autograd_kind(fn) is None and hasattr(fn, "apply"):
         raise AdapterError(f"{owner}: {fn.__name__} is not a torch.autograd.Function subclass")
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(fn, torch.autograd.Function):
+    function = _attr(sys.modules.get("torch"), "autograd.Function")
+    if isinstance(function, type) and isinstance(fn, function):
         raise AdapterError(
             f"{owner}: got an instance of {type(fn).__name__}; pass the class itself (a Function is called as "
             f"{type(fn).__name__}.apply)"
@@ -210,7 +218,7 @@ def _object_call(
     paths = locate_params(obj, spec_locals(spec), dict(params or {}), owner)
     found = {local: Ref(path).get(obj) for local, path in paths.items()}
     torch: Any = sys.modules.get("torch")
-    is_module = torch is not None and isinstance(obj, torch.nn.Module)
+    is_module = autograd_kind(obj) == "module"
 
     def call(x: Any, *values: Any, **kw: Any) -> Any:
         names = holder[0]._positional
