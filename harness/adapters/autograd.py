@@ -294,7 +294,7 @@ def _torch_pair(call: Callable[..., Any], holder: list[AutogradLayer], output: i
         leaves = {k: v for k, v in zip(names, values) if k in trainable}
         return y, (y, xl, leaves, {"input": x, **dict(zip(names, values))})
 
-    def backward(dout: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+    def backward(dout: Any, cache: Any) -> Any:
         import torch
 
         y, xl, leaves, passed = cache
@@ -308,7 +308,7 @@ def _torch_pair(call: Callable[..., Any], holder: list[AutogradLayer], output: i
         grads = [torch.zeros_like(w) if g is None else g for g, w in zip(got, wrt)]  # unused: a zero gradient
         _broadcast_notes(holder[0], call, passed)
         dx = grads.pop(0) if xl.requires_grad else None
-        return dx, dict(zip(leaves, grads))
+        return _returned(dx, dict(zip(leaves, grads)))
 
     return forward, backward
 
@@ -345,6 +345,12 @@ def _broadcast_notes(layer: Any, call: Any, wrt: dict[str, Any]) -> None:
                 layer.autograd_notes.append(note)
 
 
+def _returned(dx: Any, grads: dict[str, Any]) -> Any:
+    """What a function pair's backward returns: ``(dx, {name: grad})``, or ``dx`` alone for
+    a layer without trainable parameters (a pair of dx and an empty dict would read as dx)."""
+    return (dx, grads) if grads else dx
+
+
 def _torch_leaf(t: Any) -> Any:
     return t.detach().requires_grad_(True)
 
@@ -373,13 +379,13 @@ def _jax_pair(call: Callable[..., Any], holder: list[AutogradLayer], output: int
         y, pullback = jax.vjp(f, *primals)
         return y, (pullback, with_x, differentiated, y)
 
-    def backward(dout: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+    def backward(dout: Any, cache: Any) -> Any:
         import jax.numpy as jnp
 
         pullback, with_x, differentiated, y = cache
         cts = list(pullback(jnp.asarray(dout, dtype=y.dtype)))
         dx = cts.pop(0) if with_x else None
-        return dx, dict(zip(differentiated, cts))
+        return _returned(dx, dict(zip(differentiated, cts)))
 
     return forward, backward
 

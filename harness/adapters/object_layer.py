@@ -245,6 +245,13 @@ OPTIONS: dict[str, Any] = {
 }
 
 
+def _one_of(options: dict[str, Any], short: str, long: str, name: str | None) -> Any:
+    """``options[short]`` or ``options[long]`` (popped): one option under two spellings, not both."""
+    if short in options and long in options:
+        raise AdapterError(f"layer '{name or 'layer'}': {short}= and {long}= are the same option; pass one of them")
+    return options.pop(short, None) if short in options else options.pop(long, None)
+
+
 def wrap_layer(
     obj: Any,
     spec: Layer | None = None,
@@ -325,7 +332,9 @@ def wrap_layer(
                 f"layer '{name or (spec.name if spec else 'layer')}': {', '.join(f'{k}=' for k in bad)} "
                 f"do not apply to {getattr(obj, '__name__', type(obj).__name__)}: its gradients come from autograd"
             )
-        fargs, fkwargs = options.pop("forward_args", ()), options.pop("forward_kwargs", None)
+        owner = name or (spec.name if spec is not None else None)
+        fargs = _one_of(options, "args", "forward_args", owner) or ()
+        fkwargs = _one_of(options, "kwargs", "forward_kwargs", owner)
         return wrap_autograd(obj, spec, params, args=fargs, kwargs=fkwargs, layout=layout, name=name, **options)
     if spec is None and params is None:
         params = {}
