@@ -1,6 +1,6 @@
 """The ``trigrad`` command.
 
-* ``trigrad demo`` checks a bundled numpy network (``--example lenet|lstm``), correct and with one mistake
+* ``trigrad demo`` checks a bundled network (``--example lenet|lstm|autograd``), correct and with one mistake
   (``--bug NAME``, ``--list``);
 * ``trigrad check TARGET`` checks the user's own code (see :mod:`harness.target`) and
   exits 0 when everything passes, 1 when a disagreement was found, 2 on a usage or

@@ -87,12 +87,15 @@ def _add_refs(sub: Any) -> None:
 
 
 def _add_demo(sub: Any) -> None:
-    demo = sub.add_parser("demo", help="check a bundled numpy network (LeNet, LSTM), correct and with one mistake")
+    demo = sub.add_parser(
+        "demo", help="check a bundled network (LeNet, LSTM, custom autograd), correct and with one mistake"
+    )
     demo.add_argument(
         "--example",
         default="lenet",
         metavar="NAME",
-        help="which bundled network: lenet (default; NHWC CNN) or lstm (CS231n-style language model)",
+        help="which bundled network: lenet (default; NHWC CNN), lstm (CS231n-style language model) or "
+        "autograd (torch custom autograd Functions)",
     )
     demo.add_argument(
         "--bug", default=None, metavar="NAME", help="which mistake to show (default: one chosen per example)"

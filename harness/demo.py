@@ -1,5 +1,6 @@
-"""``trigrad demo``: a bundled numpy network checked correct, then with one mistake
-(``--example lenet``, the default, or ``--example lstm``, a CS231n-style LSTM language model).
+"""``trigrad demo``: a bundled network checked correct, then with one mistake
+(``--example lenet``, the default, ``--example lstm``, a CS231n-style LSTM language model, or
+``--example autograd``, a torch network of custom autograd Functions with handwritten backwards).
 
 What a newcomer should see in a minute: a handwritten network in TensorFlow habits (NHWC
 data, HWIO kernels, ``x @ W + b``) ported into PyTorch and JAX and checked layer by layer;
@@ -17,6 +18,7 @@ from typing import Any
 
 DEFAULT_BUG = "conv2-dx-kernel-not-rotated"
 DEFAULT_LSTM_BUG = "lstm-bptt-no-carry"  # the BPTT mistake, its timestep named
+DEFAULT_AUTOGRAD_BUG = "fc2-weight-grad-transposed"  # a wrong backward torch's shape check cannot see
 
 
 def progress_bar(console: Any) -> Any:
@@ -89,7 +91,27 @@ def _lstm() -> DemoExample:
     return DemoExample("the example LSTM language model", DEFAULT_LSTM_BUG, build_lstm, lambda: LSTM_VARIANTS, intro)
 
 
-EXAMPLES: dict[str, Callable[[], DemoExample]] = {"lenet": _lenet, "lstm": _lstm}
+def _autograd() -> DemoExample:
+    from .examples import AUTOGRAD_VARIANTS, build_autograd
+
+    def intro(ex: Any) -> str:
+        n_params = sum(p.numel() for p in ex.model.parameters())
+        return (
+            f"a torch network of custom autograd Functions ({n_params:,} parameters; an im2col Conv2d, "
+            "LeakyReLU, Linear, LayerNorm and tanh-GELU, each with its own backward) checked layer by layer "
+            "through torch's autograd"
+        )
+
+    return DemoExample(
+        "the example network of custom autograd Functions",
+        DEFAULT_AUTOGRAD_BUG,
+        build_autograd,
+        lambda: AUTOGRAD_VARIANTS,
+        intro,
+    )
+
+
+EXAMPLES: dict[str, Callable[[], DemoExample]] = {"lenet": _lenet, "lstm": _lstm, "autograd": _autograd}
 
 
 def example(name: str) -> DemoExample:
@@ -118,9 +140,10 @@ def list_bugs(console: Any, name: str = "lenet") -> None:
 def _mistake_source(variant: Any) -> str:
     """The code that makes the mistake: the overriding class, network or loss function."""
     parts = list(getattr(variant, "code", ())) or [cls for _, cls in variant.layers]
-    if variant.network.__name__ not in ("LeNet", "LSTMLanguageModel"):
-        parts.append(variant.network)
-    if variant.loss is not None:
+    network = getattr(variant, "network", None)
+    if network is not None and network.__name__ not in ("LeNet", "LSTMLanguageModel"):
+        parts.append(network)
+    if getattr(variant, "loss", None) is not None:
         parts.append(variant.loss)
     return "\n".join(inspect.getsource(p) for p in parts)
 
@@ -178,6 +201,7 @@ def run_demo(
 
 
 __all__ = [
+    "DEFAULT_AUTOGRAD_BUG",
     "DEFAULT_BUG",
     "DEFAULT_LSTM_BUG",
     "EXAMPLES",

@@ -72,6 +72,13 @@ def _check_arrays(ns: dict) -> None:
     assert [t.name for t in ns["report"].layer("fc").tensors] == ["output", "input", "weight", "bias"]
 
 
+def _check_autograd(ns: dict) -> None:
+    # the last example: a bias gradient of the broadcast shape, summed by torch: a pass with a note
+    assert _verdicts(ns["report"]) == [("fc", "pass")] and ns["report"].layer("fc").message.startswith("note: bias:")
+    assert {type(ns[k]).__name__ for k in ("ln", "conv")} == {"AutogradLayer"}
+    assert ns["ln"].framework == "torch"
+
+
 def _check_regression(ns: dict) -> None:
     assert [(e.name, e.status) for e in ns["result"].entries] == [("fc", "broken")]
     assert ns["later"].ok and (Path.cwd() / "fc_snapshot.npz").is_file() and (Path.cwd() / "fc_snapshot.json").is_file()
@@ -100,6 +107,7 @@ CHECKS = {
     "wrapping/networks.md": _check_networks,
     "wrapping/losses.md": _check_losses,
     "wrapping/arrays.md": _check_arrays,
+    "wrapping/autograd.md": _check_autograd,
     "regression.md": _check_regression,
     "report.md": _check_report,
     "sweeps.md": _check_sweeps,
