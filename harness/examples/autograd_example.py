@@ -10,11 +10,10 @@ when the example is built."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from ..adapters.autograd import AutogradLayer, wrap_autograd
+from ..adapters.autograd import wrap_autograd
 from ..adapters.network import WrappedNetwork, wrap_network
 from ..spec import GELU, Conv2d, Flatten, LayerNorm, LeakyReLU, Linear, Sequential
 from .autograd_model import CHANNELS, HIDDEN, IN_CHANNELS, NAMES, SIZE, SLOPE, CustomNet
@@ -60,20 +59,6 @@ class AutogradExample:
     loss: None = None
 
 
-def _dx_alone(layer: AutogradLayer) -> AutogradLayer:
-    """Work around wrap_autograd's backward returning ``(dx, {})`` for a layer without
-    parameters, which the function-pair layer reads as dx itself (an error verdict): hand
-    it dx alone. A no-op once the adapter returns dx alone."""
-    backward = layer._b
-
-    def unpacked(dout: Any, cache: Any) -> Any:
-        out = backward(dout, cache)
-        return out[0] if isinstance(out, tuple) and len(out) == 2 and out[1] == {} else out
-
-    layer._b = unpacked
-    return layer
-
-
 def build_autograd(variant: str = "correct", *, batch: int = BATCH, seed: int = 0) -> AutogradExample:
     """The custom-autograd example, correct or with the bug ``variant`` (a key of
     :data:`AUTOGRAD_VARIANTS`). Parameters come from ``seed`` (identical across variants);
@@ -84,11 +69,7 @@ def build_autograd(variant: str = "correct", *, batch: int = BATCH, seed: int = 
     bug = AUTOGRAD_VARIANTS.get(variant)
     model = CustomNet(seed=seed, functions=dict(bug.layers) if bug else None)
     spec = autograd_spec()
-    layers = {}
-    for layer in spec.layers:
-        wrapped = wrap_autograd(getattr(model, layer.name), layer)
-        layers[layer.name] = wrapped if wrapped._positional else _dx_alone(wrapped)
-    net = wrap_network(layers, spec)
+    net = wrap_network({layer.name: wrap_autograd(getattr(model, layer.name), layer) for layer in spec.layers}, spec)
     x = np.random.default_rng([seed, 1]).standard_normal((batch, IN_CHANNELS, SIZE, SIZE))
     return AutogradExample(name=variant, variant=bug, net=net, spec=spec, model=model, x=x)
 
