@@ -23,13 +23,6 @@ from autograd_layers import (
 
 # --------------------------------------------------------------------------- parameter-free Functions
 
-PARAM_FREE = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a parameter-free autograd layer is always 'error': AutogradLayer's backward returns (dx, {}) and "
-    "returns.split reads the whole tuple as dx ('cannot read nested list: ... inhomogeneous shape')",
-)
-
 
 class MyReLU(Function):
     """The tutorial's ReLU: save the input, zero the gradient where it was negative."""
@@ -156,21 +149,18 @@ PARAM_FREE_CASES = [
 ]
 
 
-@PARAM_FREE
 @pytest.mark.parametrize(("fn", "spec", "verdict"), PARAM_FREE_CASES, ids=[c[0].__name__ for c in PARAM_FREE_CASES])
 def test_parameter_free_function(fn, spec, verdict: str) -> None:
     e = entry(fn, spec, (4, 6))
     assert e.verdict == verdict, e.message
 
 
-@PARAM_FREE
 def test_relu_gradient_one_at_zero_is_a_valid_subgradient() -> None:
     """harness/ties.py: at exact zeros dx/g must lie in [0, 1]; 1 (``input >= 0``) does."""
     e = entry(ReLUAtZeroIsOne, RELU, (4, 6))
     assert e.verdict == "pass", e.message
 
 
-@PARAM_FREE
 @pytest.mark.parametrize(("fn", "verdict"), [(LeakyReLUFn, "pass"), (LeakyReLUZeroAtZero, "backward")])
 def test_leaky_relu_with_a_non_tensor_slope(fn, verdict: str) -> None:
     """The slope goes as a forward argument; the LeakyReLU that passes 0 at exactly 0 (outside
@@ -201,7 +191,6 @@ class DropoutInvertedMask(DropoutFn):
         return g * (1 - mask) * ctx.scale, None, None  # the dropped units get the gradient
 
 
-@PARAM_FREE
 @pytest.mark.parametrize(("fn", "verdict"), [(DropoutFn, "pass"), (DropoutInvertedMask, "backward")])
 def test_dropout_with_a_mask_buffer(fn, verdict: str) -> None:
     mask = (torch.rand(4, 6, generator=torch.Generator().manual_seed(7)) > 0.5).to(F64)

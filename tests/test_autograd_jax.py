@@ -204,12 +204,6 @@ def jleaky(x, slope):
 jleaky.defvjp(lambda x, slope: (jleaky(x, slope), x), lambda slope, x, g: (jnp.where(x > 0, g, 0),))  # forgot slope
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a parameter-free autograd layer is always 'error': the jax pair's backward returns (dx, {}) and "
-    "returns.split reads the whole tuple as dx",
-)
 @pytest.mark.parametrize(
     ("fn", "spec", "args", "verdict"),
     [(jrelu, harness.ReLU("relu"), (), "pass"), (jleaky, harness.LeakyReLU("leaky", 0.1), (0.1,), "backward")],

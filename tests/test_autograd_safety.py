@@ -323,12 +323,6 @@ def test_network_function_class_error_says_how_to_give_its_tensors() -> None:
         harness.check_network({"fc1": LinearFunction, "fc2": FnLinear(LinearFunction, 5, 3)}, NET, input_shape=(4, 6))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a parameter-free autograd layer is always 'error' "
-    "(returns.split reads (dx, {}) as dx): a Tanh Function or torch.nn.Tanh() in a network",
-)
 @pytest.mark.parametrize("act", [TanhFn, torch.nn.Tanh()], ids=["Function", "nn.Tanh"])
 def test_network_with_a_parameter_free_autograd_layer(act) -> None:
     layers = {"fc1": FnLinear(LinearFunction, 6, 5), "act": act, "fc2": FnLinear(LinearBiasMean, 5, 3)}

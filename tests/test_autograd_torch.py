@@ -323,11 +323,6 @@ def test_im2col_conv_with_non_tensor_args(fn, verdict: str) -> None:
     assert bad_tensors(e) == ([] if verdict == "pass" else ["input"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_layer(Fn, spec, args=(...)) raises TypeError 'wrap_autograd() got multiple values for keyword "
-    "argument args': wrap_layer passes args=forward_args and **options still holds args",
-)
 def test_im2col_conv_with_args_keyword() -> None:
     assert entry(Conv2dIm2col, CONV, (2, 2, 5, 5), params=conv_params(), args=(1, 1)).verdict == "pass"
 
