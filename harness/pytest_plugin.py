@@ -46,6 +46,28 @@ import pytest
 
 SNAPSHOT_DIR = "__trigrad__"
 PROPERTY = "trigrad"  # the user_properties name of what a test's fixture did (see _note)
+OWN_PACKAGES = ("harness", "reference_models")  # never assertion-rewritten (see _not_rewritten)
+
+
+def _not_rewritten() -> None:
+    """Take trigrad's packages off pytest's assertion-rewriting list (pytest puts every
+    package of a plugin's distribution on it). Their asserts are internal invariants, and a
+    rewritten import parses the source with ``ast.parse``, which CPython 3.11 cannot run in
+    two threads at once ("SystemError: AST constructor recursion depth mismatch"): a
+    process's first check imports the torch and jax references side by side
+    (:mod:`harness.reference_pair`)."""
+    import sys
+
+    for hook in sys.meta_path:
+        marked, cache = getattr(hook, "_must_rewrite", None), getattr(hook, "_marked_for_rewrite_cache", None)
+        if isinstance(marked, set):
+            marked.difference_update(OWN_PACKAGES)
+        if isinstance(cache, dict):
+            for name in [n for n in cache if n.split(".")[0] in OWN_PACKAGES]:
+                del cache[name]
+
+
+_not_rewritten()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -133,12 +133,6 @@ def test_in_place_layer_norm_is_fine_in_training() -> None:
     assert x.grad is not None and w.grad is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the check hands the Function its input as a leaf that requires grad, so an in-place forward with "
-    "ctx.mark_dirty (valid in training) is the verdict 'error' ('a leaf Variable that requires grad has been used "
-    "in an in-place operation', at torch's function.py), even with inplace={'input'} declared",
-)
 def test_in_place_layer_norm_declared() -> None:
     e = entry(LayerNormInPlace, LN, (5, 8), params=ln_params(), inplace={"input"})
     assert e.verdict == "pass", e.message

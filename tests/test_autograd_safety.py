@@ -92,12 +92,6 @@ def test_module_parameters_untouched(fn, verdict: str) -> None:
     assert_unchanged(before, dict(m.named_parameters()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="every check writes the user's tensors back in place (refs.preserving -> _restore_into), even when they "
-    "were never changed: their _version goes 0 -> 1, so a backward the user's own graph still has pending through "
-    "them raises 'one of the variables needed for gradient computation has been modified by an inplace operation'",
-)
 @pytest.mark.parametrize("kind", ["Function", "module"])
 def test_a_pending_user_backward_survives_a_check(kind: str) -> None:
     x = randn(5, 6, seed=3)
@@ -267,20 +261,13 @@ def test_without_a_spec_a_clear_error_or_a_check(make, kw) -> None:
         assert report.layers[0].verdict == "pass"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="numpy arrays as a Function's params: the check hands the Function numpy too and trigrad's own "
-    "_torch_pair fails ('numpy.ndarray' object has no attribute 'is_floating_point'), reported as the user's "
-    "forward raising, with no frame; expected: converted to torch (the Function's framework), or an AdapterError",
-)
 def test_numpy_params_to_a_function() -> None:
+    """numpy arrays for a torch Function: refused at wrap time, naming the conversion."""
     params = {k: v.numpy() for k, v in fc_params().items()}
-    try:
-        e = entry(LinearFunction, FC, (5, 6), params=params)
-    except harness.AdapterError as err:
-        assert "torch" in str(err)
-    else:
-        assert e.verdict == "pass", e.message
+    with pytest.raises(
+        harness.AdapterError, match=r"runs on torch but its parameters include ndarray.*torch.from_numpy"
+    ):
+        entry(LinearFunction, FC, (5, 6), params=params)
 
 
 # --------------------------------------------------------------------------- networks
@@ -309,15 +296,12 @@ def test_network_of_wrapped_functions() -> None:
 
 def test_network_function_class_without_its_tensors() -> None:
     """A Function class cannot carry its tensors in a network mapping: wrap it first."""
-    with pytest.raises(harness.AdapterError, match=r"layer 'fc1': params lack \['weight', 'bias'\]"):
+    with pytest.raises(
+        harness.AdapterError, match=r"layer 'fc1': LinearFunction takes its parameters as arguments and none were given"
+    ):
         harness.check_network({"fc1": LinearFunction, "fc2": FnLinear(LinearFunction, 5, 3)}, NET, input_shape=(4, 6))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the error for a bare Function class in a network ('params lack [weight, bias] ... got []') does not say "
-    "that a Function carries no tensors there, nor the fix: wrap_autograd(Fn, spec_layer, params) first",
-)
 def test_network_function_class_error_says_how_to_give_its_tensors() -> None:
     with pytest.raises(harness.AdapterError, match="wrap_autograd"):
         harness.check_network({"fc1": LinearFunction, "fc2": FnLinear(LinearFunction, 5, 3)}, NET, input_shape=(4, 6))

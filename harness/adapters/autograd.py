@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..spec import Layer
+from .autograd_calls import NoGraph, jax_pair, torch_pair, watched
 from .function_layer import FunctionLayer
 from .layouts import CANONICAL, Layout
 from .module_params import locate_params, spec_locals
@@ -155,10 +156,11 @@ def wrap_autograd(
     else:
         call, given, framework = _function_call(fn, params, owner)
     framework = framework or _framework(fn, given, options, owner)
+    _refuse_given(fn, spec, given, framework, owner)
     if framework == "torch":
-        forward, backward = _torch_pair(call, holder, output, owner)
+        forward, backward = torch_pair(call, holder, output, owner)
     else:
-        forward, backward = _jax_pair(call, holder, output, owner)
+        forward, backward = jax_pair(call, holder, output, owner)
     if options.get("array_type") is None and options.get("dtype") is None and not _has_arrays(given):
         options["array_type"] = framework  # parameter-free: nothing else tells the array type
     layer = AutogradLayer(
@@ -176,6 +178,28 @@ def wrap_autograd(
     holder.append(layer)
     layer.framework, layer.autograd_notes = framework, []
     return layer
+
+
+def _refuse_given(fn: Any, spec: Layer | None, given: Any, framework: str, owner: str) -> None:
+    """Parameters a function cannot be called with: none for a spec that has some (a bare
+    Function in a network's mapping), or arrays of another framework (numpy for a Function)."""
+    label = getattr(fn, "__name__", type(fn).__name__)
+    values = list(given.values()) if isinstance(given, Mapping) else list(given)
+    trainable = [k for k, t in spec_locals(spec).items() if t] if spec is not None else []
+    if not values and trainable:
+        raise AdapterError(
+            f"{owner}: {label} takes its parameters as arguments and none were given: pass "
+            f"params={{{', '.join(f'{k!r}: ...' for k in trainable)}}} with your tensors in the order it takes them "
+            f"(in a network's mapping, wrap it first: wrap_autograd({label}, spec_layer, params))"
+        )
+    prefix = ("torch",) if framework == "torch" else ("jax", "jaxlib")
+    foreign = [type(v).__name__ for v in values if hasattr(v, "shape") and not type(v).__module__.startswith(prefix)]
+    if foreign:
+        convert = "torch.from_numpy(w)" if framework == "torch" else "jnp.asarray(w)"
+        raise AdapterError(
+            f"{owner}: {label} runs on {framework} but its parameters include {foreign[0]} arrays; pass "
+            f"{framework} arrays ({convert}): they are what it is handed during training"
+        )
 
 
 def _has_arrays(given: Mapping[str, Any] | Sequence[Any]) -> bool:
@@ -199,7 +223,7 @@ def _function_call(
         )
     kind = autograd_kind(fn)
     if kind == "function":
-        return _watched(fn).apply, params or {}, "torch"
+        return watched(fn).apply, params or {}, "torch"
     return fn, params or {}, "jax" if kind == "jax" else ("torch" if kind == "op" else None)
 
 
@@ -258,136 +282,6 @@ def _framework(fn: Any, given: Mapping[str, Any] | Sequence[Any], options: Mappi
         f"{owner}: cannot tell whether {getattr(fn, '__name__', type(fn).__name__)} runs on torch or jax: "
         "its parameters are not torch tensors or jax arrays; pass array_type='torch' or 'jax'"
     )
-
-
-def _first(out: Any, output: int, owner: str) -> Any:
-    """The checked output of a forward that may return a tuple (``output``: its index)."""
-    if isinstance(out, (tuple, list)):
-        if output >= len(out):
-            raise AdapterError(f"{owner}: output={output}, but the forward returned {len(out)} values")
-        return out[output]
-    if output:
-        raise AdapterError(f"{owner}: output={output}, but the forward returned one value")
-    return out
-
-
-class NoGraph(RuntimeError):
-    """The forward's output carries no autograd graph: nothing can reach the user's backward."""
-
-
-def _torch_pair(call: Callable[..., Any], holder: list[AutogradLayer], output: int, owner: str) -> tuple[Any, Any]:
-    """A function pair over torch tensors: the forward makes the input and the trainable
-    parameters leaves and keeps the graph; the backward is ``torch.autograd.grad``."""
-
-    def forward(x: Any, *rest: Any, **kw: Any) -> tuple[Any, Any]:
-        import torch
-
-        layer = holder[0]
-        names, trainable = layer._positional, set(layer._trainable_names())
-        xl = _torch_leaf(x) if x.is_floating_point() and layer.input_grad else x
-        values = [
-            _torch_leaf(v) if k in trainable and getattr(v, "is_floating_point", lambda: False)() else v
-            for k, v in zip(names, rest)
-        ]
-        with torch.enable_grad():
-            y = _first(call(xl, *values, *rest[len(names) :], **kw), output, owner)
-        leaves = {k: v for k, v in zip(names, values) if k in trainable}
-        return y, (y, xl, leaves, {"input": x, **dict(zip(names, values))})
-
-    def backward(dout: Any, cache: Any) -> Any:
-        import torch
-
-        y, xl, leaves, passed = cache
-        if not isinstance(y, torch.Tensor) or y.grad_fn is None:
-            raise NoGraph(
-                f"{owner}: the forward's output carries no autograd graph (requires_grad=False), so no backward "
-                "can be reached: it detached the result, ran under torch.no_grad(), or went through numpy"
-            )
-        wrt = ([xl] if xl.requires_grad else []) + list(leaves.values())
-        got = torch.autograd.grad(y, wrt, grad_outputs=dout.to(y.dtype), retain_graph=True, allow_unused=True)
-        grads = [torch.zeros_like(w) if g is None else g for g, w in zip(got, wrt)]  # unused: a zero gradient
-        _broadcast_notes(holder[0], call, passed)
-        dx = grads.pop(0) if xl.requires_grad else None
-        return _returned(dx, dict(zip(leaves, grads)))
-
-    return forward, backward
-
-
-def _watched(fn: Any) -> Any:
-    """``fn`` with its backward's returned shapes recorded (on the class, read by
-    :func:`_broadcast_notes`): torch's engine sums a gradient of a broadcast shape down to its
-    input's without a word, which another caller of the same formula would not."""
-
-    def backward(ctx: Any, *grads: Any) -> Any:
-        out = fn.backward(ctx, *grads)
-        outs = out if isinstance(out, tuple) else (out,)
-        watched.returned = [None if o is None else tuple(getattr(o, "shape", ())) for o in outs]
-        return out
-
-    watched: Any = type(fn.__name__, (fn,), {"backward": staticmethod(backward), "returned": None})
-    return watched
-
-
-def _broadcast_notes(layer: Any, call: Any, wrt: dict[str, Any]) -> None:
-    """A note per gradient a Function's backward returned in another shape than its input
-    (``wrt``: what ``apply`` was handed, by name in call order, ``"input"`` first)."""
-    returned = getattr(getattr(call, "__self__", None), "returned", None)
-    if not returned:
-        return
-    for (name, leaf), shape in zip(wrt.items(), returned):
-        if shape is not None and hasattr(leaf, "shape") and shape != tuple(leaf.shape):
-            note = (
-                f"note: {name}: the backward returned a gradient of shape {shape} for a {tuple(leaf.shape)} input; "
-                "torch's autograd summed it over the broadcast dimensions (right here, but the formula is missing that "
-                "reduction for any other caller)"
-            )
-            if note not in layer.autograd_notes:
-                layer.autograd_notes.append(note)
-
-
-def _returned(dx: Any, grads: dict[str, Any]) -> Any:
-    """What a function pair's backward returns: ``(dx, {name: grad})``, or ``dx`` alone for
-    a layer without trainable parameters (a pair of dx and an empty dict would read as dx)."""
-    return (dx, grads) if grads else dx
-
-
-def _torch_leaf(t: Any) -> Any:
-    return t.detach().requires_grad_(True)
-
-
-def _jax_pair(call: Callable[..., Any], holder: list[AutogradLayer], output: int, owner: str) -> tuple[Any, Any]:
-    """A function pair over jax arrays: the forward is ``jax.vjp`` over the input and the
-    trainable parameters; the backward its pullback."""
-
-    def forward(x: Any, *rest: Any, **kw: Any) -> tuple[Any, Any]:
-        import jax
-        import jax.numpy as jnp
-
-        layer = holder[0]
-        names, trainable = layer._positional, set(layer._trainable_names())
-        differentiated = [k for k in names if k in trainable]
-        with_x = layer.input_grad and jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
-        fixed = dict(zip(names, rest))
-        extra = rest[len(names) :]
-
-        def f(*diff: Any) -> Any:
-            xs, ps = (diff[0], diff[1:]) if with_x else (x, diff)
-            vals = {**fixed, **dict(zip(differentiated, ps))}
-            return _first(call(xs, *(vals[k] for k in names), *extra, **kw), output, owner)
-
-        primals = ([x] if with_x else []) + [fixed[k] for k in differentiated]
-        y, pullback = jax.vjp(f, *primals)
-        return y, (pullback, with_x, differentiated, y)
-
-    def backward(dout: Any, cache: Any) -> Any:
-        import jax.numpy as jnp
-
-        pullback, with_x, differentiated, y = cache
-        cts = list(pullback(jnp.asarray(dout, dtype=y.dtype)))
-        dx = cts.pop(0) if with_x else None
-        return _returned(dx, dict(zip(differentiated, cts)))
-
-    return forward, backward
 
 
 __all__ = ["AutogradLayer", "NoGraph", "autograd_kind", "forward_only", "routes_to_autograd", "wrap_autograd"]

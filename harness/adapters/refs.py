@@ -196,7 +196,7 @@ def _restore_autograd(obj: Any, state: tuple[bool, Any, Any] | None) -> None:
 
     requires_grad, grad, values = state
     with torch.no_grad():
-        if grad is not None and grad.shape == values.shape:
+        if grad is not None and grad.shape == values.shape and not _same_torch_bits(grad, values):
             grad.copy_(values)  # the same .grad tensor object, its values as they were
         if obj.grad is not grad:
             obj.grad = grad
@@ -230,10 +230,25 @@ def _restore_into(obj: Any, copy: Any) -> None:
     if type(obj).__module__.startswith("torch"):
         import torch
 
+        if _same_torch_bits(obj, copy):  # untouched: no write, so its version counter stays as it was
+            return  # (a write would fail a backward the user still has pending through it)
         with torch.no_grad():
             obj.copy_(copy)
     else:
         obj[...] = copy
+
+
+def _same_torch_bits(a: Any, b: Any) -> bool:
+    """Whether torch tensors ``a`` and ``b`` hold the same bits (NaN payloads and -0.0 included)."""
+    import torch
+
+    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return False
+    ints = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+    if a.is_floating_point() and a.element_size() in ints and a.is_contiguous() and b.is_contiguous():
+        kind = ints[a.element_size()]
+        return bool(torch.equal(a.detach().view(kind), b.detach().view(kind)))
+    return bool(torch.equal(a.detach(), b.detach())) and not a.is_floating_point()
 
 
 __all__ = ["AdapterError", "PARAM_CANDIDATES", "Ref", "ValueFinding", "preserving"]
