@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import fd, index_input, reference_pair, resources, ties
+from . import fd, index_input, reference_pair, resources, spread, ties
 from .adapters.attention import refuse_bad_masks
 from .adapters.effects import apply_effects
 from .adapters.inputs import read_input, read_shape
@@ -33,7 +33,7 @@ from .check_crash import _crashed, _later_fault
 from .check_crash import _fault_message as _fault_message
 from .check_crash import _forward_behind_crash as _forward_behind_crash
 from .fd_check import _fd_all, _true_grads
-from .findings import accumulation, backward_hypotheses, bad_params_message, layout_hint, nondeterminism
+from .findings import accumulation, backward_hypotheses, bad_params_message, layout_hint
 from .hints import scale_hint
 from .hypotheses import explain
 from .judge import FLOOR as FLOOR
@@ -135,7 +135,8 @@ def check_point(
     give the verdict ``error``; configuration errors propagate (see :mod:`harness.faults`).
 
     In steps: a warm-up forward at another point, then the forward, backward and forward
-    again at the point (:func:`_first_calls`); a second backward (:func:`_second_backward`);
+    again at the point (:func:`_first_calls`); a second backward, and for code that is not
+    deterministic more calls measuring the spread (:func:`_second_backward`);
     the comparison with the references (:func:`_against_references`); finite differences
     (:func:`_finite_differences`); deliberate ties and zeros; the verdict
     (:func:`_verdict`); the diagnosis (:func:`_diagnose_entry`)."""
@@ -159,7 +160,7 @@ def check_point(
         # taken now: the calls below record their own returns over these
         seen["bad_grads"], seen["dtype_notes"] = dict(wrapped.nonfinite_grads), wrapped.dtype_notes()
         try:
-            _second_backward(wrapped, g, seen)
+            _second_backward(wrapped, x, g, seen)
         except Exception as e:
             return _later_fault(result, wrapped, e, x, "fd", "backward")
         tensors, torch_ref, at = _against_references(result, wrapped, x, g, seen, refs)
@@ -239,20 +240,29 @@ def _finite_differences(
     ``point``: (input, upstream gradient)."""
     (x, g), spec = point, wrapped.spec
     assert spec is not None  # as in check_point
-    true = _true_grads(result, tensors, wrapped.dtype, tol_scale, wrapped.grad_noise())
+    true = _true_grads(result, tensors, wrapped.dtype, tol_scale, _noise(wrapped, tensors, seen, tol_scale))
     # entries whose gradient the spec defines as zero (an Embedding's padding row): held still by the probes
     masks = no_grad_masks(Sequential([spec]), x.shape)
     held = {k: masks[full] for k in seen["params"] if (full := join_path(spec.name, k)) in masks}
     return _fd_all(wrapped, x, g, seen["dx"], seen["grads"], seen["params"], rng, count, at, _full(spec), true, held)
 
 
-def _second_backward(wrapped: WrappedLayer, g: np.ndarray, seen: dict[str, Any]) -> None:
+def _second_backward(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, seen: dict[str, Any]) -> None:
     """A second backward at the same point, right after :func:`_first_calls`' forward again
     (whose caches are at the point: a forward of its own would cost one more call of the
-    user's forward per layer, ~10% of a network check): its parameter gradients go into
-    ``seen["again"]``; they must equal the first (:func:`harness.findings.accumulation`)."""
-    wrapped.backward(g)
+    user's forward per layer, ~10% of a network check): its input and parameter gradients go
+    into ``seen["dx_again"]`` and ``seen["again"]``; they must equal the first
+    (:func:`harness.findings.accumulation`). When any call differed from the first, more calls
+    at ``x`` measure the spread (:func:`harness.spread.measure`; none for deterministic code)."""
+    seen["dx_again"] = wrapped.backward(g)
     seen["again"] = wrapped.param_grads()
+    seen["spreads"] = spread.measure(wrapped, x, g, seen)
+
+
+def _noise(wrapped: WrappedLayer, tensors: list[Compared], seen: dict[str, Any], tol_scale: float) -> dict[str, float]:
+    """The absolute noise by tensor name the judge and the probes allow: what reading a
+    gradient adds (``grad_noise``) plus the run-to-run spread within rounding (:mod:`harness.spread`)."""
+    return spread.noise(wrapped.grad_noise(), spread.judged(seen["spreads"], tensors, wrapped.dtype, tol_scale))
 
 
 def _verdict(
@@ -265,19 +275,23 @@ def _verdict(
     tol_scale: float,
 ) -> tuple[bool, bool]:
     """The verdict from the compared rows and the finite differences (:func:`harness.judge._judge`),
-    with the NaN/Inf gradients the first backward returned; (forward_ok, backward_ok)."""
+    with the NaN/Inf gradients the first backward returned and a run-to-run spread too large to
+    be rounding (:func:`harness.spread.enforce`; the judged spreads go into ``seen["spreads"]``);
+    (forward_ok, backward_ok)."""
     assert wrapped.spec is not None  # as in check_point
-    return _judge(
+    seen["spreads"] = spread.judged(seen["spreads"], tensors, wrapped.dtype, tol_scale)
+    ok = _judge(
         result,
         tensors,
         fds,
         wrapped.dtype,
         tol_scale,
         batch=x.shape[0],
-        noise=wrapped.grad_noise(),
+        noise=spread.noise(wrapped.grad_noise(), seen["spreads"]),
         nonfinite_found=seen["bad_grads"],
         **_hints(wrapped.spec, x),
     )
+    return spread.enforce(result, seen["spreads"], ok, tensors)
 
 
 def _diagnose_entry(
@@ -300,7 +314,7 @@ def _diagnose_entry(
     if seen["ties"] and forward_ok and backward_ok and result.verdict in ("pass", "inconclusive"):
         result.verdict, result.message = "backward", ""  # the tie-free point could not see it
         result.diagnosis += seen["ties"]
-    result.diagnosis += seen["dtype_notes"] + nondeterminism(seen["y"], seen["y_again"])
+    result.diagnosis += seen["dtype_notes"] + spread.lines(seen["spreads"], wrapped.dtype)
     result.diagnosis += scale_hint(wrapped, result, tensors, x.shape[0])
     if not backward_ok and not bad_grads:
         result.diagnosis += backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, point)
@@ -335,7 +349,7 @@ def _first_calls(wrapped: WrappedLayer, x_warm: np.ndarray, x: np.ndarray, g: np
     seen["params"] = wrapped.get_params()
     seen["dx"] = wrapped.backward(g)
     seen["grads"] = wrapped.param_grads()
-    if any(e.side == "backward" and e.array.startswith("parameter") for e in wrapped.effects):
+    if spread.stepped(wrapped):
         wrapped.set_params(seen["params"])  # a backward that stepped the weights: the forward again at the same ones
     seen["y_again"] = wrapped.forward(x)
 

@@ -1,7 +1,7 @@
 """Findings beyond the verdict on a checked point, each confirmed before it is said: a
-layout that reproduces every tensor, NaN/Inf parameters, a forward that is not
-deterministic, gradients that accumulate across backward calls, a stale cache, a conv
-input gradient computed with the kernel not rotated."""
+layout that reproduces every tensor, NaN/Inf parameters, gradients that accumulate across
+backward calls, a stale cache, a conv input gradient computed with the kernel not rotated.
+(Calls that are not deterministic: :mod:`harness.spread`.)"""
 
 from __future__ import annotations
 
@@ -49,31 +49,27 @@ def bad_params_message(bad: Mapping[str, NonFinite]) -> str:
     )
 
 
-def nondeterminism(y: np.ndarray, y_again: np.ndarray) -> list[str]:
-    if np.array_equal(y, y_again):
-        return []
-    return [
-        f"output: the forward is not deterministic (two calls at the same input differ by "
-        f"{relative_with_floor(y_again, y):.1e} relative)"
-    ]
+def accumulating(first: dict[str, np.ndarray], again: dict[str, np.ndarray], dtype: Any = np.float64) -> list[str]:
+    """The parameters whose gradient a second backward at the same point doubled (``first``,
+    ``again``: the two calls' gradients by name). ``dtype``: what the code computes in; float32
+    sums of the same terms in another order (first + g rather than 2 g) round differently, so
+    the doubling is judged to a tolerance of that dtype."""
+    tol = max(1e-9, 100 * float(np.finfo(np.dtype(dtype)).eps)) if np.issubdtype(dtype, np.floating) else 1e-9
+    return [k for k, value in first.items() if accumulates(value, again[k], tol)]
 
 
 def accumulation(
     result: LayerResult, first: dict[str, np.ndarray], again: dict[str, np.ndarray], dtype: Any = np.float64
 ) -> None:
     """A second backward at the same point that doubles a gradient: code that accumulates
-    instead of overwriting (a failure even when the first call was right). ``dtype``: what the
-    code computes in; float32 sums of the same terms in another order (first + g rather than
-    2 g) round differently, so the doubling is judged to a tolerance of that dtype."""
-    tol = max(1e-9, 100 * float(np.finfo(np.dtype(dtype)).eps)) if np.issubdtype(dtype, np.floating) else 1e-9
-    for k, value in first.items():
-        if accumulates(value, again[k], tol):
-            result.diagnosis.append(
-                f"{k}: doubled on a second backward call: gradients accumulate instead of "
-                "being overwritten (declare zero_grad= if the code expects a flush)"
-            )
-            if result.verdict == "pass":
-                result.verdict = "backward"
+    instead of overwriting (a failure even when the first call was right; see :func:`accumulating`)."""
+    for k in accumulating(first, again, dtype):
+        result.diagnosis.append(
+            f"{k}: doubled on a second backward call: gradients accumulate instead of "
+            "being overwritten (declare zero_grad= if the code expects a flush)"
+        )
+        if result.verdict == "pass":
+            result.verdict = "backward"
 
 
 def backward_hypotheses(
@@ -126,4 +122,4 @@ def _rotation_line(spec: Layer) -> str:
     )
 
 
-__all__ = ["accumulation", "backward_hypotheses", "bad_params_message", "layout_hint", "nondeterminism"]
+__all__ = ["accumulating", "accumulation", "backward_hypotheses", "bad_params_message", "layout_hint"]
