@@ -85,7 +85,10 @@ def check_layer(
     """
     inference = None
     if not isinstance(layer, WrappedLayer) and spec_layer is None:  # no spec: infer it (harness.infer)
+        from .adapters.autograd import refuse_without_spec
         from .inference.api import inferred_for_check
+
+        refuse_without_spec(layer)
 
         layer, x, input_shape, inference = inferred_for_check(layer, x, input_shape, seed, wrap_kwargs, network=False)
     wrapped = layer if isinstance(layer, WrappedLayer) else wrap_layer(layer, spec_layer, **wrap_kwargs)

@@ -40,6 +40,12 @@ class CodeFault(Exception):
     alone see the same exception types as before."""
 
 
+class Declared(Exception):
+    """Marker base: a declaration found not to fit by trigrad's own code that runs between the
+    user's calls inside one (custom autograd code's ``output=`` index against what its
+    forward returned): a configuration error although it passed through :func:`call_user`."""
+
+
 def call_user(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` — a call into the user's code; an exception it raises is
     marked as coming from the user's code and re-raised unchanged (type, traceback)."""
@@ -61,7 +67,7 @@ def from_user_code(exc: BaseException) -> bool:
 def codes_fault(exc: BaseException) -> bool:
     """The rule of this module: True when ``exc`` is the user's code's fault (a verdict
     ``error``), False when it is a configuration error or a trigrad bug (re-raise it)."""
-    return from_user_code(exc) or isinstance(exc, CodeFault)
+    return (from_user_code(exc) and not isinstance(exc, Declared)) or isinstance(exc, CodeFault)
 
 
-__all__ = ["CodeFault", "call_user", "codes_fault", "from_user_code"]
+__all__ = ["CodeFault", "Declared", "call_user", "codes_fault", "from_user_code"]

@@ -154,22 +154,27 @@ def test_unknown_option_and_options_that_do_not_apply() -> None:
 
 
 def test_output_index_out_of_range() -> None:
+    """output= naming an output the forward does not return is a configuration error (the
+    CLI's exit 2), raised at wrap time when it cannot be right and at the first forward else."""
     raises("output= takes the index", LinearFunction, FC, params=fc_params(), input_shape=(5, 6), output=-1)
-    e = entry(LinearFunction, FC, (5, 6), params=fc_params(), output=1)
-    assert e.verdict == "error" and "layer 'fc'" in e.message and "output=1" in e.message
-    assert "returned one value" in e.message
+    raises(
+        r"layer 'fc': output=1, but the forward returned one value",
+        LinearFunction,
+        FC,
+        params=fc_params(),
+        input_shape=(5, 6),
+        output=1,
+    )
     ln = {"weight": randn(8, seed=1), "bias": randn(8, seed=2)}
-    e = entry(LayerNormFn, harness.LayerNorm("ln", (8,)), (5, 8), params=ln, forward_args=(1e-5,), output=3)
-    assert e.verdict == "error" and "output=3, but the forward returned 3 values" in e.message
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="output= out of range is a configuration mistake (as output=-1 is, raised at wrap time) but comes out as "
-    "the verdict 'error' blamed on the user's forward (error_side 'forward'): the CLI would exit 1, not 2",
-)
-def test_output_out_of_range_is_a_configuration_error() -> None:
-    raises("output=1", LinearFunction, FC, params=fc_params(), input_shape=(5, 6), output=1)
+    raises(
+        "output=3, but the forward returned 3 values",
+        LayerNormFn,
+        harness.LayerNorm("ln", (8,)),
+        params=ln,
+        input_shape=(5, 8),
+        forward_args=(1e-5,),
+        output=3,
+    )
 
 
 class Detaching(FnLinear):
@@ -243,13 +248,6 @@ NO_SPEC = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="without a spec the autograd kinds go to inference, which does not know them: a Function class is told "
-    "'got the class LinearFunction, not an instance: pass LinearFunction(...)' (the opposite of wrap_autograd's "
-    "'pass the class itself'), a module calling a Function 'has no forward() / backward(dy)', and a module holding "
-    "an nn.Linear crashes with a bare AttributeError (numpy arrays handed to its torch forward)",
-)
 @pytest.mark.parametrize(("make", "kw"), NO_SPEC)
 def test_without_a_spec_a_clear_error_or_a_check(make, kw) -> None:
     try:

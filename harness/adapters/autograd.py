@@ -102,6 +102,18 @@ def routes_to_autograd(obj: Any) -> bool:
     return any(type(v).__module__.startswith(("torch", "jax", "jaxlib")) and hasattr(v, "shape") for v in held)
 
 
+def refuse_without_spec(obj: Any) -> None:
+    """Custom autograd code given to a check without a spec: an AdapterError saying to give
+    one (inference reads numpy code; it cannot tell what a Function or module computes)."""
+    if routes_to_autograd(obj):
+        label = getattr(obj, "__name__", type(obj).__name__)
+        raise AdapterError(
+            f"layer 'layer': {label} is custom autograd code; checking it needs the spec layer it implements, e.g. "
+            f"check_layer({label}, harness.Linear('fc', 16, 8), params={{'weight': w, 'bias': b}}) (checks without a "
+            "spec infer it from numpy code)"
+        )
+
+
 def wrap_autograd(
     fn: Any,
     spec: Layer | None = None,
@@ -284,4 +296,12 @@ def _framework(fn: Any, given: Mapping[str, Any] | Sequence[Any], options: Mappi
     )
 
 
-__all__ = ["AutogradLayer", "NoGraph", "autograd_kind", "forward_only", "routes_to_autograd", "wrap_autograd"]
+__all__ = [
+    "AutogradLayer",
+    "NoGraph",
+    "autograd_kind",
+    "forward_only",
+    "refuse_without_spec",
+    "routes_to_autograd",
+    "wrap_autograd",
+]

@@ -9,17 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..faults import Declared
 from .refs import AdapterError
+
+
+class OutputIndexError(AdapterError, Declared):
+    """``output=`` names an output the forward does not return: the declaration's fault."""
 
 
 def _first(out: Any, output: int, owner: str) -> Any:
     """The checked output of a forward that may return a tuple (``output``: its index)."""
     if isinstance(out, (tuple, list)):
         if output >= len(out):
-            raise AdapterError(f"{owner}: output={output}, but the forward returned {len(out)} values")
+            raise OutputIndexError(f"{owner}: output={output}, but the forward returned {len(out)} values")
         return out[output]
     if output:
-        raise AdapterError(f"{owner}: output={output}, but the forward returned one value")
+        raise OutputIndexError(f"{owner}: output={output}, but the forward returned one value")
     return out
 
 
