@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import fd, index_input, reference_pair, resources, ties
+from . import fd, index_input, precision, reference_pair, resources, ties
 from .adapters.attention import refuse_bad_masks
 from .adapters.effects import apply_effects
 from .adapters.inputs import read_input, read_shape
@@ -107,7 +107,8 @@ def check_layer(
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
-    x = canonical_input(spec, random_input(spec, shape, rng, wrapped.dtype) if x is None else x)  # int64 indices stay
+    kinks_at = fd.key(precision.precision_of(wrapped.feed_kind()))  # bfloat16 probes step further
+    x = canonical_input(spec, random_input(spec, shape, rng, kinks_at) if x is None else x)  # int64 indices stay
     g = upstream(rng, spec.output_shape(x.shape), x, seed)
     report = Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
     if inference is not None:
@@ -138,7 +139,8 @@ def check_point(
     again at the point (:func:`_first_calls`); a second backward (:func:`_second_backward`);
     the comparison with the references (:func:`_against_references`); finite differences
     (:func:`_finite_differences`); deliberate ties and zeros; the verdict
-    (:func:`_verdict`); the diagnosis (:func:`_diagnose_entry`)."""
+    (:func:`_verdict`); the diagnosis (:func:`_diagnose_entry`). Below float64 the tolerances
+    come from torch's own error at the code's precision (:mod:`harness.precision`), said in a note."""
     assert wrapped.spec is not None  # check_layer and wrap_network refuse a wrapper without one
     kind = type(wrapped.spec).__name__
     result = LayerResult(name=name or wrapped.name, kind=kind, verdict="error", dtype=str(wrapped.dtype))
@@ -163,6 +165,7 @@ def check_point(
         except Exception as e:
             return _later_fault(result, wrapped, e, x, "fd", "backward")
         tensors, torch_ref, at = _against_references(result, wrapped, x, g, seen, refs)
+        seen["measured"] = precision.measure(wrapped, x, g, seen["params"], tensors)  # None in float64
         try:
             fds = _finite_differences(result, wrapped, tensors, (x, g), seen, rng, at, fd_probes, tol_scale)
         except Exception as e:
@@ -173,6 +176,8 @@ def check_point(
             return _later_fault(result, wrapped, e, x, "ties", "backward")
     ok = _verdict(result, wrapped, tensors, fds, x, seen, tol_scale)
     _diagnose_entry(result, wrapped, tensors, ok, (x_warm, x, g), seen, torch_ref)
+    said = precision.note(seen["measured"], tensors, wrapped.dtype, tol_scale)  # what the tolerances were
+    result.message = "; ".join(filter(None, [result.message, said]))
     return result
 
 
@@ -239,7 +244,7 @@ def _finite_differences(
     ``point``: (input, upstream gradient)."""
     (x, g), spec = point, wrapped.spec
     assert spec is not None  # as in check_point
-    true = _true_grads(result, tensors, wrapped.dtype, tol_scale, wrapped.grad_noise())
+    true = _true_grads(result, tensors, wrapped.dtype, tol_scale, wrapped.grad_noise(), seen["measured"])
     # entries whose gradient the spec defines as zero (an Embedding's padding row): held still by the probes
     masks = no_grad_masks(Sequential([spec]), x.shape)
     held = {k: masks[full] for k in seen["params"] if (full := join_path(spec.name, k)) in masks}
@@ -276,6 +281,7 @@ def _verdict(
         batch=x.shape[0],
         noise=wrapped.grad_noise(),
         nonfinite_found=seen["bad_grads"],
+        measured=seen["measured"],
         **_hints(wrapped.spec, x),
     )
 

@@ -76,10 +76,13 @@ def tolerance(dtype: Any, reduction: int = 1, scale: float = 1.0) -> float:
     return scale * FACTOR * eps * float(np.sqrt(max(int(reduction), 1)))
 
 
-def tensor_tolerance(dtype: Any, reduction: int, scale: float, noise: float, ref: Any, floor: float) -> float:
-    """:func:`tolerance` plus ``noise``, an absolute norm-wise error the reading of the
-    gradient adds (an SGD-step recovery), made relative to the reference ``ref``."""
-    tol = tolerance(dtype, reduction, scale)
+def tensor_tolerance(
+    dtype: Any, reduction: int, scale: float, noise: float, ref: Any, floor: float, base: float | None = None
+) -> float:
+    """:func:`tolerance` (or ``base``, a tolerance set otherwise: :func:`harness.judge.row_tolerance`)
+    plus ``noise``, an absolute norm-wise error the reading of the gradient adds (an SGD-step
+    recovery), made relative to the reference ``ref``."""
+    tol = tolerance(dtype, reduction, scale) if base is None else base
     if noise:
         tol += noise / max(float(np.linalg.norm(np.asarray(ref, dtype=np.float64))), floor, 1e-300)
     return tol
