@@ -176,7 +176,7 @@ def check_point(
             return _later_fault(result, wrapped, e, x, "ties", "backward")
     ok = _verdict(result, wrapped, tensors, fds, x, seen, tol_scale)
     _diagnose_entry(result, wrapped, tensors, ok, (x_warm, x, g), seen, torch_ref)
-    said = precision.note(seen["measured"], tensors, wrapped.dtype, tol_scale)  # what the tolerances were
+    said = precision.note(seen["measured"], {r[0]: r[5] for r in tensors}, tol_scale)  # what the tolerances were
     result.message = "; ".join(filter(None, [result.message, said]))
     return result
 

@@ -128,11 +128,12 @@ def row_tolerance(
 ) -> float:
     """The tolerance of one compared tensor, the one place it is set (the judge and the
     finite differences' :func:`harness.fd_check._true_grads` both read it): the table for its
-    dtype and reduction (:func:`harness.compare.tolerance`), or below float64 the policy of
+    precision and reduction (:func:`harness.compare.tolerance`), or below float64 the policy of
     :func:`harness.precision.allowance` on torch's own error (``measured``); plus any error
     the reading of the gradient adds (``noise``: an SGD-step recovery), relative to the truth."""
     name, _, _, tv, _, reduction, floor = row
-    base = allowance(tolerance(dtype, reduction, tol_scale), measured, name, tol_scale)
+    table = tolerance(measured.precision if measured is not None else dtype, reduction, tol_scale)  # bf16's own eps
+    base = allowance(table, measured, name, tol_scale)
     return tensor_tolerance(dtype, reduction, tol_scale, noise.get(name, 0.0), tv, floor, base=base)
 
 

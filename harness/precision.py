@@ -110,15 +110,41 @@ def measure(
     gradient); ``g``: the upstream gradient, the output's shape; ``params``: the user's, by
     local name, float64. None for float64 code (nothing to measure, nothing run); a
     :class:`Measured` with no errors and a note when the measurement could not run."""
-    kind = wrapped.feed_kind()
+    spec = wrapped.spec
+    assert spec is not None  # check_point's wrappers have one
+    rows = [(r[0], r[3], r[6]) for r in tensors]
+    full = {join_path(spec.name, k): v for k, v in params.items()}
+    return _measured(wrapped.feed_kind(), (Sequential([spec]), spec.name), (x, g), full, rows)
+
+
+def measure_network(
+    net: Any, x: np.ndarray, g: np.ndarray, rows: list[tuple[str, np.ndarray, float]]
+) -> Measured | None:
+    """:func:`measure` for the user's own network pass (a ``WrappedNetwork``): ``rows`` are
+    (name, float64 reference value, floor) with parameters by full name; the network's spec
+    runs at the precision its own passes are handed (:func:`harness.adapters.feed.network_kind`)."""
+    from .adapters.feed import network_kind
+
+    kind = network_kind(net.layers, getattr(net, "array_type", None), net.dtype)
+    return _measured(kind, (net.spec, ""), (x, g), net.get_params(), rows)
+
+
+def _measured(
+    kind: ArrayKind,
+    root: tuple[Layer, str],
+    point: tuple[np.ndarray, np.ndarray],
+    params: dict[str, np.ndarray],
+    rows: list[tuple[str, np.ndarray, float]],
+) -> Measured | None:
+    """The measurement for code handed arrays of ``kind``: ``root`` (the spec to run, the
+    prefix of the rows' parameter names), ``point`` (input, upstream gradient), ``params`` by
+    full name, ``rows`` (name, reference, floor). Failures become a note, never an exception."""
     precision = precision_of(kind)
     if precision not in MEASURED:  # float64 (or a dtype with no policy): the table, at no cost
         return None
     device, remark = _device(kind)
-    spec = wrapped.spec
-    assert spec is not None  # check_point's wrappers have one
     try:
-        errors = _errors(spec, precision, device, kind, (x, g), params, tensors)
+        errors = _errors(root, precision, device, kind, point, params, rows)
     except Exception as e:  # a kind the module cannot compute, an op missing at this dtype
         why = f"torch could not run the reference in {precision} ({type(e).__name__}: {_brief(e)})"
         return Measured(precision, {}, device, f"note: {precision} tolerances from the table: {why}")
@@ -139,42 +165,59 @@ def _device(kind: ArrayKind) -> tuple[str, str]:
 
 
 def _errors(
-    spec: Layer,
+    root: tuple[Layer, str],
     precision: str,
     device: str,
     kind: ArrayKind,
     point: tuple[np.ndarray, np.ndarray],
     params: dict[str, np.ndarray],
-    tensors: list[Any],
+    rows: list[tuple[str, np.ndarray, float]],
 ) -> dict[str, float]:
-    """Run the spec's torch module at ``precision`` on ``device`` and return each row's
-    relative error against its float64 reference value (row[3]) above its floor (row[6]).
-    Rows the module has no gradient for (a recurrent layer's renamed weights) are left out."""
+    """Run ``root``'s spec as a torch module at ``precision`` on ``device`` and return each
+    row's relative error against its float64 reference value above its floor. Rows the module
+    has no gradient for (no parameter by that name) are left out."""
     import torch
 
     from reference_models.torch_bridge import to_module
 
-    (x, g), dtype = point, getattr(torch, precision)
-    module = to_module(Sequential([spec]), {join_path(spec.name, k): v for k, v in params.items()})
-    module = module.to(dtype=dtype, device=device)
+    (spec, prefix), (x, g), dtype = root, point, getattr(torch, precision)
+    module = to_module(spec, params).to(dtype=dtype, device=device)
     indices = np.issubdtype(x.dtype, np.integer)
     tx = torch.as_tensor(x if indices else _rounded(x, kind), device=device)
     tx = tx if indices else tx.to(dtype).requires_grad_(True)
-    named = dict(module.named_parameters())
-    wanted = {r[0]: named.get(join_path(spec.name, r[0])) for r in tensors if r[0] not in ("output", "input")}
-    wrt: list[Any] = [p for p in wanted.values() if p is not None]
+    full = {r[0]: join_path(prefix, r[0]) for r in rows if r[0] not in ("output", "input")}
+    named = _canonical_parameters(module, list(full.values()))
+    wanted = {k: named[v] for k, v in full.items() if v in named}
     with torch.enable_grad():
         y = module(tx)
         tg = torch.as_tensor(_rounded(g, kind), device=device).to(dtype)
-        grads = torch.autograd.grad(y, ([] if indices else [tx]) + wrt, tg, allow_unused=True)
-    got = {"output": y, **({} if indices else {"input": grads[0]})}
-    got.update(zip([k for k, p in wanted.items() if p is not None], grads[0 if indices else 1 :]))
+        grads = torch.autograd.grad(y, ([] if indices else [tx]) + list(wanted.values()), tg, allow_unused=True)
+    got = {"output": y, **({} if indices else {"input": grads[0]}), **dict(zip(wanted, grads[0 if indices else 1 :]))}
     out = {}
-    for name, _, _, ref, _, _, floor in tensors:
+    for name, ref, floor in rows:
         if got.get(name) is not None:
             value = got[name].detach().to(device="cpu", dtype=torch.float64).numpy()
             out[name] = relative_with_floor(value.reshape(np.shape(ref)), ref, floor)
     return out
+
+
+def _canonical_parameters(module: Any, names: list[str]) -> dict[str, Any]:
+    """``module``'s parameters by canonical name (``names``, full): the state-dict key, except
+    for the modules that keep PyTorch's own names (a recurrent layer's ``weight_ih_l0`` is
+    ``weight_ih``, a fused bias is ``bias_ih_l0``; attention's ``out_proj.weight`` is
+    ``out_proj_weight``). Names with no parameter are left out."""
+    from reference_models import bridge_attention, bridge_recurrent
+
+    named = dict(module.named_parameters())
+    out = {k: named[k] for k in names if k in named}
+    # torch_values maps canonical names onto the module's keys: fed the names as values, it returns them
+    renamed = bridge_recurrent.torch_values(module, {k: k for k in names})
+    out.update({ours: named[key] for key, ours in renamed.items() if isinstance(ours, str) and key in named})
+    for key, p in named.items():
+        for theirs, ours in bridge_attention.RENAMES.items():
+            if key == theirs or key.endswith("." + theirs):
+                out[key[: len(key) - len(theirs)] + ours] = p
+    return {k: v for k, v in out.items() if k in names}
 
 
 def _rounded(values: np.ndarray, kind: ArrayKind) -> np.ndarray:
@@ -185,15 +228,15 @@ def _rounded(values: np.ndarray, kind: ArrayKind) -> np.ndarray:
     return rounded if rounded.dtype.kind == "f" else rounded.astype(np.float32)  # ml_dtypes' bfloat16: exact
 
 
-def note(measured: Measured | None, tensors: list[Any], dtype: Any, scale: float) -> str:
+def note(measured: Measured | None, reductions: dict[str, int], scale: float) -> str:
     """What the tolerances were based on, for the entry's message: at float16/bfloat16 always
     (``note: bfloat16 tolerances are 8x torch's own bfloat16 error at this point, ... (output
-    3.1e-03, ...)``), at float32 only where the measurement raised one above the table
-    (``tensors``' reductions, ``dtype``, ``scale``: the table's); the fallback's reason when the
-    measurement could not run; "" for float64."""
+    3.1e-03, ...)``), at float32 only where the measurement raised one above the table (of
+    each tensor's reduction size in ``reductions``, times ``scale``); the fallback's reason
+    when the measurement could not run; "" for float64."""
     if measured is None or not measured.errors:
         return measured.note if measured is not None else ""
-    tables = {r[0]: tolerance(dtype, r[5], scale) for r in tensors}
+    tables = {k: tolerance(measured.precision, r, scale) for k, r in reductions.items()}
     raised = [k for k, t in tables.items() if allowance(t, measured, k, scale) > t]
     if not measured.low and not raised:
         return measured.note
