@@ -107,8 +107,7 @@ def check_layer(
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
-    kinks_at = fd.key(precision.precision_of(wrapped.feed_kind()))  # bfloat16 probes step further
-    x = canonical_input(spec, random_input(spec, shape, rng, kinks_at) if x is None else x)  # int64 indices stay
+    x = canonical_input(spec, random_input(spec, shape, rng, precision.of(wrapped)) if x is None else x)  # int64 stay
     g = upstream(rng, spec.output_shape(x.shape), x, seed)
     report = Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
     if inference is not None:
@@ -139,8 +138,7 @@ def check_point(
     again at the point (:func:`_first_calls`); a second backward (:func:`_second_backward`);
     the comparison with the references (:func:`_against_references`); finite differences
     (:func:`_finite_differences`); deliberate ties and zeros; the verdict
-    (:func:`_verdict`); the diagnosis (:func:`_diagnose_entry`). Below float64 the tolerances
-    come from torch's own error at the code's precision (:mod:`harness.precision`), said in a note."""
+    (:func:`_verdict`); the diagnosis (:func:`_diagnose_entry`). Tolerances: :mod:`harness.precision`."""
     assert wrapped.spec is not None  # check_layer and wrap_network refuse a wrapper without one
     kind = type(wrapped.spec).__name__
     result = LayerResult(name=name or wrapped.name, kind=kind, verdict="error", dtype=str(wrapped.dtype))
@@ -176,7 +174,7 @@ def check_point(
             return _later_fault(result, wrapped, e, x, "ties", "backward")
     ok = _verdict(result, wrapped, tensors, fds, x, seen, tol_scale)
     _diagnose_entry(result, wrapped, tensors, ok, (x_warm, x, g), seen, torch_ref)
-    said = precision.note(seen["measured"], {r[0]: r[5] for r in tensors}, tol_scale)  # what the tolerances were
+    said = precision.note(seen["measured"], {r[0]: r[5] for r in tensors}, tol_scale)  # after the ties' reset
     result.message = "; ".join(filter(None, [result.message, said]))
     return result
 

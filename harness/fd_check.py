@@ -17,7 +17,7 @@ from . import fd
 from .adapters.wrapped import WrappedLayer
 from .compare import REFS_TOL, relative_with_floor
 from .judge import Compared, row_tolerance
-from .precision import Measured, precision_of
+from .precision import Measured, of
 from .results import FDSummary, LayerResult
 
 
@@ -144,7 +144,7 @@ def _fd_joint(p: _Probing) -> FDSummary:
     at, full = p.at, p.full
     pat = (lambda v: at(full({**p.params, **split(v)[1]}), split(v)[0])) if at else None
     ref = concat(p.true["input"] if with_x else None, p.true) if p.true is not None else None
-    dtype = precision_of(p.wrapped.feed_kind())  # bfloat16 by name: its steps and tolerance (harness.fd)
+    dtype = of(p.wrapped)  # the precision by name (bfloat16 is recorded as float32): its FD steps and tolerance
     return fd.summary(
         fd.probes(joint, concat(p.x, p.params), concat(p.dx_u, p.grads_u), p.rng, p.count, dtype, pat, ref), dtype
     )
@@ -154,7 +154,7 @@ def _fd_each(p: _Probing) -> dict[str, FDSummary]:
     """``count`` probes per tensor, in order: the input (unless ``dx_u`` is None), then each
     parameter, put back after its own probes."""
     wrapped, x, g, true, at, full = p.wrapped, p.x, p.g, p.true, p.at, p.full
-    dtype = precision_of(wrapped.feed_kind())
+    dtype = of(wrapped)
     fds = {}
     if p.dx_u is not None:
         x_pat = (lambda z: at(full(p.params), z)) if at else None

@@ -14,14 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from . import fd, resources
+from . import precision, resources
 from .adapters.inputs import read_input, read_shape
 from .adapters.state import expect_inputs
 from .check import check_point
 from .end_to_end import _end_to_end, note_shared
 from .kinks import off_kinks, random_input, upstream
 from .loss_check import loss_entry, loss_model_entry, loss_targets
-from .precision import precision_of
 from .reference_pair import both, values_in
 from .results import LayerResult, Report
 from .spec import Layer, Residual, Sequential, join_path
@@ -246,7 +245,7 @@ def _isolated(
     if not np.isfinite(ref.inputs[path]).all() or not np.isfinite(ref.output_grads[path]).all():
         return _unreachable(path, type(layer.spec).__name__, str(layer.dtype), report)
     feeds = _sequence_inputs(wrapped.spec)
-    x_layer = off_kinks(layer.spec, ref.inputs[path], rng, fd.key(precision_of(layer.feed_kind())))  # bf16: its step
+    x_layer = off_kinks(layer.spec, ref.inputs[path], rng, precision.of(layer))  # bfloat16 by name: its FD step
     # a layer checked at the network's own point already has both references' values
     refs = (
         None

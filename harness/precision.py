@@ -74,6 +74,11 @@ def precision_of(kind: ArrayKind) -> str:
     return "bfloat16" if framework == "bfloat16" else np.dtype(kind.dtype).name
 
 
+def of(wrapped: Any) -> str:
+    """:func:`precision_of` the arrays a wrapped layer is handed (its FD steps, ties, tolerances)."""
+    return precision_of(wrapped.feed_kind())
+
+
 def eps(precision: str) -> float:
     """The machine epsilon of ``precision`` (a :func:`precision_of` name); float32's for others."""
     return EPS.get(precision, EPS["float32"])

@@ -25,15 +25,10 @@ from typing import Any
 import numpy as np
 
 from .kinks import _taps
-from .precision import eps, precision_of, round_to
+from .precision import eps, of, round_to
 from .spec import ELU, LeakyReLU, MaxPool2d, ReLU
 
 SLACK = 64.0  # units of the dtype's eps a share or a ratio may be off by rounding
-
-
-def _precision(wrapped: Any) -> str:
-    """The precision the code computes in, by name (bfloat16 is not the float32 it is recorded as)."""
-    return precision_of(wrapped.feed_kind())
 
 
 def _upstream(shape: tuple[int, ...], rng: np.random.Generator, precision: str) -> np.ndarray:
@@ -76,7 +71,7 @@ def _elementwise(wrapped: Any, spec: Any, shape: tuple[int, ...], rng: np.random
     zeros = rng.random(shape) < 0.5
     zeros.flat[0] = True
     x[zeros] = 0.0
-    precision = _precision(wrapped)
+    precision = of(wrapped)
     g = _upstream(shape, rng, precision)
     wrapped.forward(x)
     dx = wrapped.backward(g)
@@ -138,7 +133,7 @@ def _max_pool(wrapped: Any, layer: MaxPool2d, shape: tuple[int, ...], rng: np.ra
     vals = np.where(valid, x.reshape(n, c, h * w)[:, :, flat], -np.inf)  # (N, C, OH, OW, taps)
     top = vals.max(axis=-1, keepdims=True)
     is_max = valid & (vals == top)
-    precision = _precision(wrapped)
+    precision = of(wrapped)
     g = _upstream((n, c, oh, ow), rng, precision)
     share = np.zeros(vals.shape)  # each window's dx at its taps over its upstream value
     stray = 0.0  # the largest |dx| anywhere but a maximum of an active window, relative to |g|
