@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import fd, index_input, reference_pair, resources, spread, ties
+from . import fd, index_input, precision, reference_pair, resources, spread, ties
 from .adapters.attention import refuse_bad_masks
 from .adapters.effects import apply_effects
 from .adapters.inputs import read_input, read_shape
@@ -110,7 +110,7 @@ def check_layer(
     if shape is None:
         raise ValueError(f"layer '{spec.name}': pass input_shape= or x= to check a {type(spec).__name__}")
     resources.require(resources.layer_estimate(spec, shape), f"checking layer '{spec.name}' on input {shape}")
-    x = canonical_input(spec, random_input(spec, shape, rng, wrapped.dtype) if x is None else x)  # int64 indices stay
+    x = canonical_input(spec, random_input(spec, shape, rng, precision.of(wrapped)) if x is None else x)  # int64 stay
     g = upstream(rng, spec.output_shape(x.shape), x, seed)
     report = Report(seed=seed, layers=[check_point(wrapped, x, g, rng, fd_probes=fd_probes, tol_scale=tol_scale)])
     if inference is not None:
@@ -142,7 +142,7 @@ def check_point(
     deterministic more calls measuring the spread (:func:`_second_backward`);
     the comparison with the references (:func:`_against_references`); finite differences
     (:func:`_finite_differences`); deliberate ties and zeros; the verdict
-    (:func:`_verdict`); the diagnosis (:func:`_diagnose_entry`)."""
+    (:func:`_verdict`); the diagnosis (:func:`_diagnose_entry`). Tolerances: :mod:`harness.precision`."""
     assert wrapped.spec is not None  # check_layer and wrap_network refuse a wrapper without one
     kind = type(wrapped.spec).__name__
     result = LayerResult(name=name or wrapped.name, kind=kind, verdict="error", dtype=str(wrapped.dtype))
@@ -167,6 +167,7 @@ def check_point(
         except Exception as e:
             return _later_fault(result, wrapped, e, x, "fd", "backward")
         tensors, torch_ref, at = _against_references(result, wrapped, x, g, seen, refs)
+        seen["measured"] = precision.measure(wrapped, x, g, seen["params"], tensors)  # None in float64
         try:
             fds = _finite_differences(result, wrapped, tensors, (x, g), seen, rng, at, fd_probes, tol_scale)
         except Exception as e:
@@ -177,6 +178,8 @@ def check_point(
             return _later_fault(result, wrapped, e, x, "ties", "backward")
     ok = _verdict(result, wrapped, tensors, fds, x, seen, tol_scale)
     _diagnose_entry(result, wrapped, tensors, ok, (x_warm, x, g), seen, torch_ref)
+    said = precision.note(seen["measured"], {r[0]: r[5] for r in tensors}, tol_scale)  # after the ties' reset
+    result.message = "; ".join(filter(None, [result.message, said]))
     return result
 
 
@@ -243,7 +246,8 @@ def _finite_differences(
     ``point``: (input, upstream gradient)."""
     (x, g), spec = point, wrapped.spec
     assert spec is not None  # as in check_point
-    true = _true_grads(result, tensors, wrapped.dtype, tol_scale, _noise(wrapped, tensors, seen, tol_scale))
+    noise = _noise(wrapped, tensors, seen, tol_scale)
+    true = _true_grads(result, tensors, wrapped.dtype, tol_scale, noise, seen["measured"])
     # entries whose gradient the spec defines as zero (an Embedding's padding row): held still by the probes
     masks = no_grad_masks(Sequential([spec]), x.shape)
     held = {k: masks[full] for k in seen["params"] if (full := join_path(spec.name, k)) in masks}
@@ -292,6 +296,7 @@ def _verdict(
         batch=x.shape[0],
         noise=spread.noise(wrapped.grad_noise(), seen["spreads"]),
         nonfinite_found=seen["bad_grads"],
+        measured=seen["measured"],
         **_hints(wrapped.spec, x),
     )
     return spread.enforce(result, seen["spreads"], ok, tensors)

@@ -59,10 +59,11 @@ def rel_error(actual: Any, expected: Any) -> Error:
 # Relative tolerance per unit of rounding, by the dtype the user's code computes in, in the
 # spirit of jax's public_test_util: a result summing K products carries ~eps*sqrt(K) relative
 # rounding, and the table's factor leaves room for different summation orders.
-EPS = {
+EPS: dict[Any, float] = {
     np.dtype(np.float64): float(np.finfo(np.float64).eps),
     np.dtype(np.float32): float(np.finfo(np.float32).eps),
     np.dtype(np.float16): float(np.finfo(np.float16).eps),
+    "bfloat16": 2.0**-7,  # by name: numpy has no bfloat16 (see harness.precision)
 }
 FACTOR = 64.0
 REFS_TOL = 1e-10  # torch and jax, both float64, disagreeing beyond this blame the references
@@ -71,15 +72,21 @@ REFS_TOL = 1e-10  # torch and jax, both float64, disagreeing beyond this blame t
 def tolerance(dtype: Any, reduction: int = 1, scale: float = 1.0) -> float:
     """Relative tolerance for a tensor computed in ``dtype`` from sums of ``reduction``
     terms (a conv's C_in*kh*kw, a Linear's in_features, a weight gradient's N*H*W ...):
-    ``scale * FACTOR * eps(dtype) * sqrt(reduction)``. ``scale`` is the user's knob."""
-    eps = EPS.get(np.dtype(dtype), EPS[np.dtype(np.float32)])
+    ``scale * FACTOR * eps(dtype) * sqrt(reduction)``. ``scale`` is the user's knob. ``dtype``
+    may be ``"bfloat16"``, which numpy lacks (its values are recorded as float32)."""
+    eps = EPS.get(
+        "bfloat16" if isinstance(dtype, str) and dtype == "bfloat16" else np.dtype(dtype), EPS[np.dtype(np.float32)]
+    )
     return scale * FACTOR * eps * float(np.sqrt(max(int(reduction), 1)))
 
 
-def tensor_tolerance(dtype: Any, reduction: int, scale: float, noise: float, ref: Any, floor: float) -> float:
-    """:func:`tolerance` plus ``noise``, an absolute norm-wise error the reading of the
-    gradient adds (an SGD-step recovery), made relative to the reference ``ref``."""
-    tol = tolerance(dtype, reduction, scale)
+def tensor_tolerance(
+    dtype: Any, reduction: int, scale: float, noise: float, ref: Any, floor: float, base: float | None = None
+) -> float:
+    """:func:`tolerance` (or ``base``, a tolerance set otherwise: :func:`harness.judge.row_tolerance`)
+    plus ``noise``, an absolute norm-wise error the reading of the gradient adds (an SGD-step
+    recovery), made relative to the reference ``ref``."""
+    tol = tolerance(dtype, reduction, scale) if base is None else base
     if noise:
         tol += noise / max(float(np.linalg.norm(np.asarray(ref, dtype=np.float64))), floor, 1e-300)
     return tol

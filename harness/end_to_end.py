@@ -15,6 +15,7 @@ from .compare import REFS_TOL, relative_with_floor, tolerance
 from .faults import CodeFault, call_user, codes_fault
 from .frames import user_frame
 from .judge import FLOOR, NO_INPUT_GRAD, _nonfinite_message, tensor_result
+from .precision import allowance, measure_network, note
 from .results import Boundary, LayerResult, Report
 
 
@@ -51,7 +52,7 @@ def _end_to_end(
     except Exception as e:
         return _crashed(result, net, e)
     bad = {f"{p}.{k}": b for p, w in net.layers.items() for k, b in w.nonfinite_grads.items()}
-    _compare(result, net, x, (y, dx, grads), ref, jax_ref, tol_scale)
+    said = _compare(result, net, (x, g), (y, dx, grads), ref, jax_ref, tol_scale)
     result.diagnosis += _dtype_notes(net.returned, net.dtype, f"the parameters are {net.dtype}")
     if bad:  # NaN/Inf in the gradients the network's own backward left in its layers
         result.verdict, result.message = "error", _nonfinite_message(bad, "the network's own backward")
@@ -60,6 +61,7 @@ def _end_to_end(
         apply_effects(result, net.side_effects())
         return result
     _explain(result, net, calls, ref, first_failure, unsure or [])
+    result.message = "; ".join(filter(None, [result.message, said]))  # what the tolerances were based on
     if net.indices:  # integer indices: no input gradient exists
         index_input.mark(result, net.spec)
     elif dx is None:
@@ -99,26 +101,31 @@ def _crashed(result: LayerResult, net: Any, exc: Exception) -> LayerResult:
 def _compare(
     result: LayerResult,
     net: Any,
-    x: np.ndarray,
+    point: tuple[np.ndarray, np.ndarray],
     got: tuple[Any, Any, dict[str, Any]],
     ref: Any,
     jax_ref: Any,
     tol_scale: float,
-) -> None:
+) -> str:
     """The user's output, input gradient (unless None) and parameter gradients (``got``)
     against both references: one :class:`~harness.results.TensorResult` each, the references'
-    disagreement and the verdict (``reference`` when they disagree)."""
-    (y, dx, grads), n = got, x.shape[0]
+    disagreement and the verdict (``reference`` when they disagree). ``point``: (input,
+    upstream gradient). Below float64 the tolerances follow torch's own error at the network's
+    precision (:func:`harness.precision.measure_network`); returns the note saying so ("" in float64)."""
+    (y, dx, grads), (x, g), n = got, point, point[0].shape[0]
     pairs = [("output", "forward", y, ref.output, jax_ref.output)]
     # None: the first layer is declared input_grad=False (the network's input gradient is not computed)
     if dx is not None:
         pairs.append(("input", "backward", dx, ref.input_grad, jax_ref.input_grad))
     pairs += [(k, "backward", v, ref.param_grads[k], jax_ref.param_grads[k]) for k, v in grads.items()]
     scale = FLOOR * max((float(np.linalg.norm(p[3])) for p in pairs[1:]), default=0.0)
+    floors = {p[0]: scale if p[1] == "backward" else 0.0 for p in pairs}
+    measured = measure_network(net, x, g, [(p[0], p[3], floors[p[0]]) for p in pairs])
+    reductions = {p[0]: max(x.size // n, int(np.prod(p[3].shape)) // max(p[3].shape[0], 1)) for p in pairs}
     for name, side, user, r, rj in pairs:
-        tol = tolerance(net.dtype, max(x.size // n, int(np.prod(r.shape)) // max(r.shape[0], 1)), tol_scale)
-        floor = scale if side == "backward" else 0.0
-        result.tensors.append(tensor_result(name, side, tuple(r.shape), user, r, rj, tol, floor))
+        table = tolerance(measured.precision if measured else net.dtype, reductions[name], tol_scale)  # bf16's eps
+        tol = allowance(table, measured, name, tol_scale)
+        result.tensors.append(tensor_result(name, side, tuple(r.shape), user, r, rj, tol, floors[name]))
     result.refs_error = max(relative_with_floor(p[3], p[4], scale if p[1] == "backward" else 0.0) for p in pairs)
     forward_ok = all(t.ok for t in result.tensors if t.side == "forward")
     backward_ok = all(t.ok for t in result.tensors if t.side == "backward")
@@ -129,6 +136,7 @@ def _compare(
     )
     if result.refs_error > REFS_TOL:
         result.verdict = "reference"
+    return note(measured, reductions, tol_scale)
 
 
 def _explain(

@@ -15,24 +15,32 @@ import numpy as np
 
 from . import fd
 from .adapters.wrapped import WrappedLayer
-from .compare import REFS_TOL, relative_with_floor, tensor_tolerance
-from .judge import Compared
+from .compare import REFS_TOL, relative_with_floor
+from .judge import Compared, row_tolerance
+from .precision import Measured, of
 from .results import FDSummary, LayerResult
 
 
 def _true_grads(
-    result: LayerResult, tensors: list[Compared], dtype: np.dtype, tol_scale: float, noise: dict[str, float]
+    result: LayerResult,
+    tensors: list[Compared],
+    dtype: np.dtype,
+    tol_scale: float,
+    noise: dict[str, float],
+    measured: Measured | None = None,
 ) -> dict[str, np.ndarray] | None:
     """For finite differences to side with: by tensor name (``input``, local parameter
     names), the references' gradient where they reject the user's, the user's own where they
     accept it. Only when the references' gradients are the true gradients of the user's
     forward too (the forward matches both, and they agree with each other), and some gradient
-    is rejected; else None. ``noise``: what reading a gradient adds (``grad_noise``)."""
+    is rejected; else None. ``noise``: what reading a gradient adds (``grad_noise``);
+    ``measured``: torch's own error below float64 (the judge's tolerances: :func:`row_tolerance`)."""
     if result.refs_error > REFS_TOL:
         return None
     out, rejected = {}, False
-    for name, side, user, tv, jv, reduction, floor in tensors:
-        tol = tensor_tolerance(dtype, reduction, tol_scale, noise.get(name, 0.0), tv, floor)
+    for row in tensors:
+        name, side, user, tv, jv, _, floor = row
+        tol = row_tolerance(row, dtype, tol_scale, noise, measured)
         wrong = max(relative_with_floor(user, tv, floor), relative_with_floor(user, jv, floor)) > tol
         if side == "forward" and wrong:
             return None
@@ -136,7 +144,7 @@ def _fd_joint(p: _Probing) -> FDSummary:
     at, full = p.at, p.full
     pat = (lambda v: at(full({**p.params, **split(v)[1]}), split(v)[0])) if at else None
     ref = concat(p.true["input"] if with_x else None, p.true) if p.true is not None else None
-    dtype = p.wrapped.dtype
+    dtype = of(p.wrapped)  # the precision by name (bfloat16 is recorded as float32): its FD steps and tolerance
     return fd.summary(
         fd.probes(joint, concat(p.x, p.params), concat(p.dx_u, p.grads_u), p.rng, p.count, dtype, pat, ref), dtype
     )
@@ -145,7 +153,8 @@ def _fd_joint(p: _Probing) -> FDSummary:
 def _fd_each(p: _Probing) -> dict[str, FDSummary]:
     """``count`` probes per tensor, in order: the input (unless ``dx_u`` is None), then each
     parameter, put back after its own probes."""
-    wrapped, x, g, true, at, full, dtype = p.wrapped, p.x, p.g, p.true, p.at, p.full, p.wrapped.dtype
+    wrapped, x, g, true, at, full = p.wrapped, p.x, p.g, p.true, p.at, p.full
+    dtype = of(wrapped)
     fds = {}
     if p.dx_u is not None:
         x_pat = (lambda z: at(full(p.params), z)) if at else None

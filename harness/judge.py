@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from .adapters.arrays import NonFinite, nonfinite
-from .compare import REFS_TOL, rel_error, relative_with_floor, tensor_tolerance, verdict
+from .compare import REFS_TOL, rel_error, relative_with_floor, tensor_tolerance, tolerance, verdict
 from .diagnose import diagnose, window_overlap
 from .hypotheses import counts
+from .precision import Measured, allowance
 from .results import FDSummary, LayerResult, TensorResult, error_map
 from .spec import (
     AvgPool2d,
@@ -61,6 +62,7 @@ def _judge(
     window: int | None = None,
     noise: dict[str, float] | None = None,
     nonfinite_found: Mapping[str, NonFinite] | None = None,
+    measured: Measured | None = None,
     **hints: Any,
 ) -> tuple[bool, bool]:
     """Fill ``result`` from the compared tensors — (name, side, user, torch, jax, reduction
@@ -69,8 +71,11 @@ def _judge(
     a gradient adds (see ``WrappedLayer.grad_noise``). A user tensor holding NaN/Inf makes
     the verdict ``error`` with a message naming it, the count and the first index
     (``nonfinite_found``: those already located in the user's layout; else read off the
-    compared arrays). Returns (forward_ok, backward_ok)."""
-    _tensor_results(result, tensors, fds, dtype, tol_scale, noise or {})
+    compared arrays). ``measured``: torch's own error at the user's precision
+    (:mod:`harness.precision`), which sets the tolerances below float64; at float16/bfloat16
+    finite differences merely too noisy to witness do not stop a pass both references give.
+    Returns (forward_ok, backward_ok)."""
+    _tensor_results(result, tensors, fds, dtype, tol_scale, noise or {}, measured)
     forward_ok = all(tr.ok for tr in result.tensors if tr.side == "forward")
     backward_ok = all(tr.ok for tr in result.tensors if tr.side == "backward")
     consistency = [s.consistent for s in fds.values()]
@@ -82,15 +87,17 @@ def _judge(
     )
     # unreliable only because every probe of some tensor crossed a kink (none was noisy or disagreed)
     kinks_only = all(s.consistent is not None or s.kinks == s.probes for s in fds.values())
+    # in float16/bfloat16, probes too noisy (none disagreeing) are no witness against the references
+    noisy_low = measured is not None and measured.low and fd_consistent is None
     result.verdict = verdict(
         forward_ok=forward_ok,
         backward_ok=backward_ok,
         fd_consistent=fd_consistent,
         refs_agree=result.refs_error <= REFS_TOL,
         error=bool(bad),
-        fd_kinks_only=kinks_only,
+        fd_kinks_only=kinks_only or noisy_low,
     )
-    _verdict_message(result, tensors, fds, bad, fd_consistent)
+    _verdict_message(result, tensors, fds, bad, fd_consistent, measured.precision if noisy_low and measured else "")
     _diagnose_failing(result, tensors, bad, forward_ok, batch, window, hints)
     return forward_ok, backward_ok
 
@@ -102,17 +109,32 @@ def _tensor_results(
     dtype: np.dtype,
     tol_scale: float,
     noise: dict[str, float],
+    measured: Measured | None = None,
 ) -> None:
     """One :class:`~harness.results.TensorResult` per compared tensor, in order: its errors
-    against both references, its tolerance, its worst entry, its finite-difference summary
-    (backward tensors), and an error map when it fails."""
-    for name, side, user, tv, jv, reduction, floor in tensors:
-        # plus any error the reading of the gradient adds (an SGD-step recovery), relative to the truth
-        tol = tensor_tolerance(dtype, reduction, tol_scale, noise.get(name, 0.0), tv, floor)
+    against both references, its tolerance (:func:`row_tolerance`), its worst entry, its
+    finite-difference summary (backward tensors), and an error map when it fails."""
+    for row in tensors:
+        name, side, user, tv, jv, _, floor = row
+        tol = row_tolerance(row, dtype, tol_scale, noise, measured)
         fd = fds.get(name) if side == "backward" else None
         result.tensors.append(tensor_result(name, side, tuple(np.shape(user)), user, tv, jv, tol, floor, fd))
         if not result.tensors[-1].ok:
             result.tensors[-1].error_map = error_map(user, tv)
+
+
+def row_tolerance(
+    row: Compared, dtype: np.dtype, tol_scale: float, noise: Mapping[str, float], measured: Measured | None
+) -> float:
+    """The tolerance of one compared tensor, the one place it is set (the judge and the
+    finite differences' :func:`harness.fd_check._true_grads` both read it): the table for its
+    precision and reduction (:func:`harness.compare.tolerance`), or below float64 the policy of
+    :func:`harness.precision.allowance` on torch's own error (``measured``); plus any error
+    the reading of the gradient adds (``noise``: an SGD-step recovery), relative to the truth."""
+    name, _, _, tv, _, reduction, floor = row
+    table = tolerance(measured.precision if measured is not None else dtype, reduction, tol_scale)  # bf16's own eps
+    base = allowance(table, measured, name, tol_scale)
+    return tensor_tolerance(dtype, reduction, tol_scale, noise.get(name, 0.0), tv, floor, base=base)
 
 
 def tensor_result(
@@ -152,14 +174,23 @@ def _verdict_message(
     fds: dict[str, FDSummary],
     bad: dict[str, NonFinite],
     fd_consistent: bool | None,
+    noisy_in: str = "",
 ) -> None:
     """The entry's message once the verdict is set: the NaN/Inf found (``bad``, and the side
-    it was on), a pass finite differences could not witness, or what made it inconclusive."""
+    it was on), a pass finite differences could not witness (every probe crossed a kink, or
+    ``noisy_in`` a low precision, e.g. ``"bfloat16"``, made them too noisy), or what made it
+    inconclusive."""
     if bad:
         result.message = _nonfinite_message(bad, "the code")
         backward = any(side == "backward" for name, side, *_ in tensors if name in bad)
         result.error_side = "backward" if backward else "forward"
-    if result.verdict == "pass" and fd_consistent is None:
+    if result.verdict == "pass" and fd_consistent is None and noisy_in:
+        noisy = ", ".join(k for k, s in fds.items() if s.consistent is None)
+        result.message = (
+            f"note: finite differences were too noisy in {noisy_in} to witness this ({noisy}); "
+            "both references agree with the gradients"
+        )
+    elif result.verdict == "pass" and fd_consistent is None:
         crossed = ", ".join(f"{k}: {s.kinks} of {s.probes}" for k, s in fds.items() if s.consistent is None)
         result.message = (
             "note: finite differences could not witness this (every probe crossed a kink; "

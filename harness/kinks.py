@@ -43,7 +43,7 @@ def margin(x: np.ndarray, dtype: Any) -> float:
     than ``STEP[dtype]`` times the rms of ``x`` (see :func:`harness.fd.step_for`), and two
     elements of a pool window can move towards each other, so three times that."""
     scale = max(float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0, 1e-2)
-    return 3 * fd.STEP.get(np.dtype(dtype), fd.STEP[np.dtype(np.float32)]) * scale
+    return 3 * fd.STEP.get(fd.key(dtype), fd.STEP[np.dtype(np.float32)]) * scale
 
 
 def off_kinks(spec: Layer, x: np.ndarray, rng: np.random.Generator, dtype: Any) -> np.ndarray:

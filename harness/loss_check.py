@@ -7,6 +7,10 @@ Scores are ``(N, K)`` (2-D: the same in every data layout); targets are integer 
 ``(N,)`` for cross-entropy (or probabilities ``(N, K)``), values of the scores' shape for
 MSE. Exceptions follow :mod:`harness.faults`: the user's code's faults become the entry's
 verdict ``error``; configuration errors propagate.
+
+Tolerances here stay the table's (:func:`harness.compare.tolerance`) at every dtype: the
+measured low-precision tolerances of :mod:`harness.precision` are for layers, whose spec
+runs as a torch module at the user's dtype; a float16 loss is judged by the coarse table.
 """
 
 from __future__ import annotations

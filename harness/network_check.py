@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import resources
+from . import precision, resources
 from .adapters.inputs import read_input, read_shape
 from .adapters.state import expect_inputs
 from .check import check_point
@@ -245,7 +245,7 @@ def _isolated(
     if not np.isfinite(ref.inputs[path]).all() or not np.isfinite(ref.output_grads[path]).all():
         return _unreachable(path, type(layer.spec).__name__, str(layer.dtype), report)
     feeds = _sequence_inputs(wrapped.spec)
-    x_layer = off_kinks(layer.spec, ref.inputs[path], rng, layer.dtype)
+    x_layer = off_kinks(layer.spec, ref.inputs[path], rng, precision.of(layer))  # bfloat16 by name: its FD step
     # a layer checked at the network's own point already has both references' values
     refs = (
         None

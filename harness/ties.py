@@ -24,22 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from .compare import EPS
 from .kinks import _taps
+from .precision import eps, of, round_to
 from .spec import ELU, LeakyReLU, MaxPool2d, ReLU
 
 SLACK = 64.0  # units of the dtype's eps a share or a ratio may be off by rounding
 
 
-def _eps(dtype: Any) -> float:
-    return EPS.get(np.dtype(dtype), EPS[np.dtype(np.float32)])
-
-
-def _upstream(shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> np.ndarray:
+def _upstream(shape: tuple[int, ...], rng: np.random.Generator, precision: str) -> np.ndarray:
     """A random upstream gradient of ``shape`` bounded away from 0 (|g| in [0.5, 2.5)),
-    rounded to ``dtype`` so the ratios ``dx / g`` are exact in the user's precision."""
+    rounded to ``precision`` so the ratios ``dx / g`` are exact in the user's precision."""
     g = rng.choice([-1.0, 1.0], size=shape) * (0.5 + 2 * rng.random(shape))
-    return g.astype(dtype).astype(np.float64)
+    return round_to(g, precision)
 
 
 def probe(wrapped: Any, shape: tuple[int, ...], rng: np.random.Generator) -> list[str]:
@@ -75,12 +71,13 @@ def _elementwise(wrapped: Any, spec: Any, shape: tuple[int, ...], rng: np.random
     zeros = rng.random(shape) < 0.5
     zeros.flat[0] = True
     x[zeros] = 0.0
-    g = _upstream(shape, rng, wrapped.dtype)
+    precision = of(wrapped)
+    g = _upstream(shape, rng, precision)
     wrapped.forward(x)
     dx = wrapped.backward(g)
     lo, hi = sorted(one_sided(spec))
     ratio = dx[zeros] / g[zeros]
-    tol = SLACK * _eps(wrapped.dtype) * max(1.0, abs(lo), abs(hi))
+    tol = SLACK * eps(precision) * max(1.0, abs(lo), abs(hi))
     bad = (ratio < lo - tol) | (ratio > hi + tol)
     if not bad.any():
         return []
@@ -136,7 +133,8 @@ def _max_pool(wrapped: Any, layer: MaxPool2d, shape: tuple[int, ...], rng: np.ra
     vals = np.where(valid, x.reshape(n, c, h * w)[:, :, flat], -np.inf)  # (N, C, OH, OW, taps)
     top = vals.max(axis=-1, keepdims=True)
     is_max = valid & (vals == top)
-    g = _upstream((n, c, oh, ow), rng, wrapped.dtype)
+    precision = of(wrapped)
+    g = _upstream((n, c, oh, ow), rng, precision)
     share = np.zeros(vals.shape)  # each window's dx at its taps over its upstream value
     stray = 0.0  # the largest |dx| anywhere but a maximum of an active window, relative to |g|
     for r in range(a):
@@ -152,15 +150,15 @@ def _max_pool(wrapped: Any, layer: MaxPool2d, shape: tuple[int, ...], rng: np.ra
             ni, ci, oi, wi, ti = np.nonzero(is_max & active[None, None, :, :, None])
             allowed[ni, ci, flat[oi, wi, ti]] = True
             stray = max(stray, float(np.abs(np.where(allowed, 0.0, dx)).max(initial=0.0)) / float(np.abs(g).max()))
-    return _judge_windows(share, is_max, stray, wrapped.dtype)
+    return _judge_windows(share, is_max, stray, precision)
 
 
-def _judge_windows(share: np.ndarray, is_max: np.ndarray, stray: float, dtype: Any) -> list[str]:
+def _judge_windows(share: np.ndarray, is_max: np.ndarray, stray: float, precision: str) -> list[str]:
     """Findings from every window's ``share`` (N, C, OH, OW, taps) of its upstream value and
     its maxima ``is_max`` (same shape): a valid subgradient puts shares >= 0 on the maxima
     only, summing to 1. ``stray``: the largest |dx| off every active window's maxima."""
     ties = is_max.sum(axis=-1)
-    tol = SLACK * _eps(dtype) * float(np.sqrt(share.shape[-1]))
+    tol = SLACK * eps(precision) * float(np.sqrt(share.shape[-1]))
     total = np.where(is_max, share, 0.0).sum(axis=-1)
     negative = (np.where(is_max, share, 0.0) < -tol).any(axis=-1)
     off = np.abs(np.where(is_max, 0.0, share)).max(axis=-1, initial=0.0) > tol

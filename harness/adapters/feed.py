@@ -82,9 +82,12 @@ def read_dtype(value: Any, owner: str) -> tuple[np.dtype | None, str | None, str
     if module.startswith("torch"):
         name = str(value).removeprefix("torch.")
         try:
-            return np.dtype(name), "torch", str(value)
+            dtype = np.dtype(name)
         except TypeError:  # bfloat16, float8 ...: exact in float32
             return np.dtype(np.float32), "torch", str(value)
+        # once jax is imported, ml_dtypes registers "bfloat16" with numpy: torch cannot take those arrays
+        native = not dtype.type.__module__.startswith("ml_dtypes")
+        return (dtype if native else np.dtype(np.float32)), "torch", str(value)
     try:
         dtype = np.dtype(value)
     except TypeError:
