@@ -145,7 +145,7 @@ def check_point(
     (:func:`_verdict`); the diagnosis (:func:`_diagnose_entry`). Tolerances: :mod:`harness.precision`."""
     assert wrapped.spec is not None  # check_layer and wrap_network refuse a wrapper without one
     kind = type(wrapped.spec).__name__
-    result = LayerResult(name=name or wrapped.name, kind=kind, verdict="error", dtype=str(wrapped.dtype))
+    result = LayerResult(name=name or wrapped.name, kind=kind, verdict="error", dtype=_computes_in(wrapped))
     bad_params = wrapped.nonfinite_params()
     if bad_params:  # before any call: NaN weights would only show up as NaN outputs
         result.message = bad_params_message(bad_params)
@@ -181,6 +181,15 @@ def check_point(
     said = precision.note(seen["measured"], {r[0]: r[5] for r in tensors}, tol_scale)  # after the ties' reset
     result.message = "; ".join(filter(None, [result.message, said]))
     return result
+
+
+def _computes_in(wrapped: WrappedLayer) -> str:
+    """The entry's dtype: what the code computes in (``bfloat16`` for torch / jax bfloat16,
+    which numpy holds as float32); the numpy dtype when the array type cannot be told yet."""
+    try:
+        return precision.of(wrapped)
+    except Exception:  # a lazy layer's, before its first forward: said by the check itself
+        return str(wrapped.dtype)
 
 
 def _warm_up_point(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

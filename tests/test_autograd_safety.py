@@ -326,14 +326,7 @@ def test_cuda_tensors() -> None:
     assert all(t.device.type == "cuda" for t in params.values())
 
 
-BF16 = pytest.mark.xfail(
-    strict=True,
-    reason="a correct bfloat16 Function is judged 'both': entry.dtype is 'float32' and float32 tolerances apply "
-    "(output error 4.5e-3 against tol 1.9e-5)",
-)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=BF16)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 def test_low_precision_smoke(dtype) -> None:
     e = entry(LinearFunction, FC, (5, 6), params={k: v.to(dtype) for k, v in fc_params().items()})
     assert e.verdict == "pass", e.message
