@@ -278,7 +278,9 @@ def _second_backward(wrapped: WrappedLayer, x: np.ndarray, g: np.ndarray, seen: 
 def _noise(wrapped: WrappedLayer, tensors: list[Compared], seen: dict[str, Any], tol_scale: float) -> dict[str, float]:
     """The absolute noise by tensor name the judge and the probes allow: what reading a
     gradient adds (``grad_noise``) plus the run-to-run spread within rounding (:mod:`harness.spread`)."""
-    return spread.noise(wrapped.grad_noise(), spread.judged(seen["spreads"], tensors, wrapped.dtype, tol_scale))
+    return spread.noise(
+        wrapped.grad_noise(), spread.judged(seen["spreads"], tensors, wrapped.dtype, tol_scale, _computes_in(wrapped))
+    )
 
 
 def _verdict(
@@ -295,7 +297,7 @@ def _verdict(
     be rounding (:func:`harness.spread.enforce`; the judged spreads go into ``seen["spreads"]``);
     (forward_ok, backward_ok)."""
     assert wrapped.spec is not None  # as in check_point
-    seen["spreads"] = spread.judged(seen["spreads"], tensors, wrapped.dtype, tol_scale)
+    seen["spreads"] = spread.judged(seen["spreads"], tensors, wrapped.dtype, tol_scale, _computes_in(wrapped))
     ok = _judge(
         result,
         tensors,
@@ -331,7 +333,7 @@ def _diagnose_entry(
     if seen["ties"] and forward_ok and backward_ok and result.verdict in ("pass", "inconclusive"):
         result.verdict, result.message = "backward", ""  # the tie-free point could not see it
         result.diagnosis += seen["ties"]
-    result.diagnosis += seen["dtype_notes"] + spread.lines(seen["spreads"], wrapped.dtype)
+    result.diagnosis += seen["dtype_notes"] + spread.lines(seen["spreads"], _computes_in(wrapped))
     result.diagnosis += scale_hint(wrapped, result, tensors, x.shape[0])
     if not backward_ok and not bad_grads:
         result.diagnosis += backward_hypotheses(result, tensors, forward_ok, torch_ref, spec, params, point)

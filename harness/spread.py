@@ -110,16 +110,21 @@ def _spread(name: str, first: np.ndarray, others: list[np.ndarray]) -> Spread:
     return Spread(name, 1 + len(others), absolute, index)
 
 
-def cap(dtype: Any, reduction: int, tol_scale: float) -> float:
+def cap(dtype: Any, reduction: int, tol_scale: float, computes_in: str | None = None) -> float:
     """The largest relative spread taken for rounding: sqrt(eps) of ``dtype`` (half its digits;
     summing the same terms in another order moves a float32 result by ~eps*sqrt(K), orders
     below it even when the sum cancels), or the table's own tolerance for the tensor when that
-    is larger (a spread the table accepts is never blamed)."""
-    eps = EPS.get(np.dtype(dtype), EPS[np.dtype(np.float32)])
+    is larger (a spread the table accepts is never blamed). ``computes_in``: the precision's
+    name when numpy's dtype does not tell it (``"bfloat16"``, held as float32)."""
+    from .precision import eps as eps_of
+
+    eps = eps_of(computes_in) if computes_in else EPS.get(np.dtype(dtype), EPS[np.dtype(np.float32)])
     return max(float(np.sqrt(eps)), tolerance(dtype, reduction, tol_scale))
 
 
-def judged(spreads: list[Spread], tensors: list[tuple], dtype: Any, tol_scale: float) -> list[Spread]:
+def judged(
+    spreads: list[Spread], tensors: list[tuple], dtype: Any, tol_scale: float, computes_in: str | None = None
+) -> list[Spread]:
     """``spreads`` of the compared tensors (rows of :func:`harness.judge._compared`), each
     relative to its reference (over its floor, as :func:`harness.compare.tensor_tolerance`
     makes noise relative) with its :func:`cap`; a gradient's spread is ``inherited`` when the
@@ -130,7 +135,7 @@ def judged(spreads: list[Spread], tensors: list[tuple], dtype: Any, tol_scale: f
         if s.name in rows:
             ref, reduction, floor = rows[s.name]
             scale = max(float(np.linalg.norm(np.asarray(ref, np.float64))), floor, 1e-300)
-            out.append(replace(s, relative=s.absolute / scale, cap=cap(dtype, reduction, tol_scale)))
+            out.append(replace(s, relative=s.absolute / scale, cap=cap(dtype, reduction, tol_scale, computes_in)))
     forward_bad = any(s.side == "forward" and s.too_large for s in out)
     return [replace(s, inherited=forward_bad and s.side == "backward") for s in out]
 
@@ -173,7 +178,8 @@ def enforce(
 
 def lines(spreads: list[Spread], dtype: Any) -> list[str]:
     """One diagnosis line per judged spread: its size and worst element, and what was done
-    with it (added to the tolerance; too large to be rounding; following the forward)."""
+    with it (added to the tolerance; too large to be rounding; following the forward).
+    ``dtype``: what the code computes in, a numpy dtype or a precision's name ("bfloat16")."""
     out = []
     for s in spreads:
         what = s.side
@@ -185,7 +191,7 @@ def lines(spreads: list[Spread], dtype: Any) -> list[str]:
             said += ", following the forward, which is not deterministic either; not added to its tolerance"
         elif s.too_large:
             said += (
-                f", too large to be rounding in {np.dtype(dtype)} (above {s.cap:.1e}): a race, uninitialised "
+                f", too large to be rounding in {dtype if isinstance(dtype, str) else np.dtype(dtype)} (above {s.cap:.1e}): a race, uninitialised "
                 f"memory or a random draw in the {what}"
             )
         else:
