@@ -85,10 +85,7 @@ def check_layer(
     """
     inference = None
     if not isinstance(layer, WrappedLayer) and spec_layer is None:  # no spec: infer it (harness.infer)
-        from .adapters.autograd import refuse_without_spec
         from .inference.api import inferred_for_check
-
-        refuse_without_spec(layer)
 
         layer, x, input_shape, inference = inferred_for_check(layer, x, input_shape, seed, wrap_kwargs, network=False)
     wrapped = layer if isinstance(layer, WrappedLayer) else wrap_layer(layer, spec_layer, **wrap_kwargs)
@@ -179,7 +176,12 @@ def check_point(
     ok = _verdict(result, wrapped, tensors, fds, x, seen, tol_scale)
     _diagnose_entry(result, wrapped, tensors, ok, (x_warm, x, g), seen, torch_ref)
     said = precision.note(seen["measured"], {r[0]: r[5] for r in tensors}, tol_scale)  # after the ties' reset
-    result.message = "; ".join(filter(None, [result.message, said]))
+    return _noted(result, said)
+
+
+def _noted(result: LayerResult, note: str) -> LayerResult:
+    """``result`` with ``note`` (when any) after its message."""
+    result.message = "; ".join(filter(None, [result.message, note]))
     return result
 
 

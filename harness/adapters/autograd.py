@@ -131,36 +131,20 @@ def wrap_autograd(
 
     ``fn``: a ``torch.autograd.Function`` subclass (called as ``fn.apply``), a torch module
     or forward-only object (its own parameters), a torch custom op, a ``jax.custom_vjp``
-    function or any callable over torch tensors / jax arrays. ``params``: for a function,
-    the user's tensors in the order it takes them after the input, as a mapping by the
-    spec's local names (``{"weight": w, "bias": b}``, insertion order = call order) or a
-    sequence in the spec's order; for a module or object, where each lives on it
-    (``{"weight": "fc.weight"}``), or None to look at the usual names (``weight``, ``W``,
-    ``w``, ``bias``, ``b`` ...). ``args`` / ``kwargs``: what follows them in the call
-    (a stride, a flag). ``output``: which element of a tuple output is the layer's output.
-    ``options``: those of :func:`~harness.adapters.function_layer.wrap_functions`
-    (``dtype=``, ``layout=``, ``inplace=`` ...). Input ``x`` as the spec says (batch first,
-    canonical unless ``layout`` says otherwise); the gradient the code returns for it and
-    for each parameter is compared as a function pair's would be.
+    or any callable over torch tensors / jax arrays. ``params``: for a function, the user's
+    tensors in the order it takes them after the input, by the spec's local names
+    (``{"weight": w, "bias": b}``) or as a sequence in the spec's order; for a module or
+    object, where each lives (``{"weight": "fc.weight"}``), or None for the usual names.
+    ``args`` / ``kwargs``: what follows them in the call (a stride, a flag). ``output``: the
+    element of a tuple output that is checked. ``options``: those of
+    :func:`~harness.adapters.function_layer.wrap_functions` (``dtype=``, ``inplace=`` ...).
+    Input ``x`` batch first, canonical unless ``layout`` says otherwise.
 
-    Raises :class:`~harness.adapters.refs.AdapterError` for what cannot be called this
-    way: a Function given an instance, parameters given as places for a function, a module
-    parameter not found, a framework that cannot be told."""
+    Raises :class:`~harness.adapters.refs.AdapterError` for what cannot be called this way
+    (a Function instance, places given for a function's parameters, numpy parameters for a
+    torch Function, a module parameter not found, a framework that cannot be told)."""
     owner = f"layer '{name or (spec.name if spec is not None else 'layer')}'"
-    if isinstance(fn, type) and autograd_kind(fn) is None and hasattr(fn, "apply"):
-        raise AdapterError(f"{owner}: {fn.__name__} is not a torch.autograd.Function subclass")
-    function = _attr(sys.modules.get("torch"), "autograd.Function")
-    if isinstance(function, type) and isinstance(fn, function):
-        raise AdapterError(
-            f"{owner}: got an instance of {type(fn).__name__}; pass the class itself (a Function is called as "
-            f"{type(fn).__name__}.apply)"
-        )
-    if not isinstance(output, int) or isinstance(output, bool) or output < 0:
-        raise AdapterError(f"{owner}: output= takes the index of the output to check (0, 1 ...), got {output!r}")
-    if unknown := sorted(set(options) - set(SHARED)):
-        raise AdapterError(
-            f"{owner}: unknown option(s) {unknown}; known: {sorted([*SHARED, 'args', 'kwargs', 'order', 'output'])}"
-        )
+    _refuse_call(fn, output, options, owner)
     holder: list[AutogradLayer] = []
     given: Mapping[str, Any] | Sequence[Any]
     if autograd_kind(fn) == "module" or (autograd_kind(fn) is None and forward_only(fn)):
@@ -190,6 +174,25 @@ def wrap_autograd(
     holder.append(layer)
     layer.framework, layer.autograd_notes = framework, []
     return layer
+
+
+def _refuse_call(fn: Any, output: Any, options: Mapping[str, Any], owner: str) -> None:
+    """What cannot be wrapped whatever the parameters: a class that is not a Function, a
+    Function instance, an ``output=`` that is no index, an unknown option."""
+    if isinstance(fn, type) and autograd_kind(fn) is None and hasattr(fn, "apply"):
+        raise AdapterError(f"{owner}: {fn.__name__} is not a torch.autograd.Function subclass")
+    function = _attr(sys.modules.get("torch"), "autograd.Function")
+    if isinstance(function, type) and isinstance(fn, function):
+        raise AdapterError(
+            f"{owner}: got an instance of {type(fn).__name__}; pass the class itself (a Function is called as "
+            f"{type(fn).__name__}.apply)"
+        )
+    if not isinstance(output, int) or isinstance(output, bool) or output < 0:
+        raise AdapterError(f"{owner}: output= takes the index of the output to check (0, 1 ...), got {output!r}")
+    if unknown := sorted(set(options) - set(SHARED)):
+        raise AdapterError(
+            f"{owner}: unknown option(s) {unknown}; known: {sorted([*SHARED, 'args', 'kwargs', 'order', 'output'])}"
+        )
 
 
 def _refuse_given(fn: Any, spec: Layer | None, given: Any, framework: str, owner: str) -> None:

@@ -255,6 +255,9 @@ def inferred_for_check(
     checked on a batch of two: the example and another. A check runs against ``best`` even
     when it is ambiguous or unmatched: the verdict then says ``forward`` where the forward
     matches nothing."""
+    from ..adapters.autograd import refuse_without_spec
+
+    refuse_without_spec(target)  # custom autograd code: inference reads numpy code
     if network and not is_network(target) and not is_loss_model(target):
         raise AdapterError(
             f"check_network: {_what(target)} holds no layer objects (attributes, or a list or dict of "
