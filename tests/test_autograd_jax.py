@@ -207,3 +207,21 @@ jleaky.defvjp(lambda x, slope: (jleaky(x, slope), x), lambda slope, x, g: (jnp.w
 def test_parameter_free_custom_vjp(fn, spec, args, verdict: str) -> None:
     e = entry(fn, spec, (4, 6), forward_args=args, dtype=jnp.float32)
     assert e.verdict == verdict, e.message
+
+
+def _jax_gpus() -> list:
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:  # no GPU backend on this machine
+        return []
+
+
+@pytest.mark.skipif(not _jax_gpus(), reason="needs a jax GPU device")
+def test_custom_vjp_on_a_gpu_passes_and_stays_there() -> None:
+    """Parameters on a GPU: the code runs there (its input is handed on its parameters'
+    device) and the check passes; the parameters stay where they were."""
+    gpu = _jax_gpus()[0]
+    params = {k: jax.device_put(v, gpu) for k, v in fc_params().items()}
+    e = entry(jlinear, FC, (5, 6), params=params)
+    assert e.verdict == "pass", e.message
+    assert all(v.devices() == {gpu} for v in params.values())
