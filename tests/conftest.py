@@ -117,3 +117,21 @@ def _bound_jax_caches() -> Iterator[None]:
 # `trigrad check` prints a plain progress line every 10 s when stderr is not a terminal (CI
 # logs); a loaded test machine would then add lines to outputs that tests compare exactly
 os.environ.setdefault("TRIGRAD_PROGRESS_EVERY", "1e9")
+
+
+def _x64() -> bool | None:
+    """JAX's global x64 switch, None while JAX is not imported (or still importing)."""
+    config = getattr(sys.modules.get("jax"), "config", None)
+    return None if config is None else bool(config.read("jax_enable_x64"))
+
+
+@pytest.fixture(autouse=True)
+def _jax_x64_left_as_found() -> Iterator[None]:
+    """No test (nor trigrad, nor a docs block run in-process) leaves JAX's global x64 switch
+    changed: later tests' jax arrays would silently become float64 (a docs example once
+    switched it on, and a float32 jax layer far down the run came out float64)."""
+    before = _x64()
+    yield
+    after = _x64()
+    assert before is None or after == before, f"jax_enable_x64 changed from {before} to {after}"
+    assert before is not None or not after, "jax_enable_x64 switched on by a test that imported jax"
