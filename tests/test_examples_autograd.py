@@ -162,7 +162,7 @@ def run(name: str, seed: int) -> tuple[Report, bool]:
     return report, user_tensors(ex.model) == before
 
 
-@seeds(10)  # seeds 0-1 in the default run, 2-9 under -m slow
+@seeds(5)  # seeds 0-1 in the default run, 2-4 under -m slow (2-9 passed when written; cut for CI time)
 def test_correct_example_passes(seeds: range) -> None:
     for seed in seeds:
         report, untouched = run("correct", seed)
@@ -170,7 +170,7 @@ def test_correct_example_passes(seeds: range) -> None:
         assert untouched
 
 
-@seeds(10)
+@seeds(5)
 def test_variants_are_found_where_they_say(seeds: range) -> None:
     for seed in seeds:
         for name, variant in AUTOGRAD_VARIANTS.items():
