@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import slow
 from realcode.cs231n_norm import spatial_batchnorm_backward, spatial_batchnorm_forward
 
 import harness as tg
@@ -174,6 +175,30 @@ def test_cli_a_usage_error_exits_2_in_one_line(tmp_path, capsys) -> None:
     assert err.count("\n") == 1
     assert main(["sweep", f"{path}:target", "--shrink-budget", "0"]) == 2
     assert "--shrink-budget must be a positive number of seconds, got 0.0" in capsys.readouterr().err
+
+
+@slow  # a whole sweep in a child process
+def test_cli_sweeps_a_loss_too(tmp_path, capsys) -> None:
+    path = tmp_path / "loss_sweep.py"
+    path.write_text(textwrap.dedent('''
+        import numpy as np
+        import harness as tg
+
+        def softmax_loss(x, y):
+            p = np.exp(x - x.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            n = len(y)
+            dx = p.copy()
+            dx[np.arange(n), y] -= 1
+            return -np.log(p[np.arange(n), y]).mean(), dx  # dx not divided by n
+
+        def target():
+            return {"make": lambda batch: softmax_loss, "spec": lambda batch: (tg.SoftmaxCrossEntropy(), (batch, 3)),
+                    "space": {"batch": [1, 2, 3]}}
+    '''))
+    assert main(["sweep", f"{path}:target", "--shrink-budget", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "batch=2" in out and "(loss): backward" in out
 
 
 # --------------------------------------------------------------------------- inconclusive is not a failure
