@@ -121,6 +121,8 @@ def _number_problems(args: argparse.Namespace) -> str | None:
         return f"--timeout must be a positive number of seconds, got {args.timeout}"
     if hasattr(args, "time_budget") and not (args.time_budget > 0 and finite(args.time_budget)):
         return f"--time-budget must be a positive number of seconds, got {args.time_budget}"
+    if hasattr(args, "shrink_budget") and not (args.shrink_budget > 0 and finite(args.shrink_budget)):
+        return f"--shrink-budget must be a positive number of seconds, got {args.shrink_budget}"
     return None
 
 
@@ -165,7 +167,9 @@ def _check(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     """``trigrad sweep TARGET``: TARGET's function returns {"make": make_layer, "spec":
-    spec_factory, "space": {...}, "options": {check kwargs}}; see :func:`harness.sweep`."""
+    spec_factory, "space": {...}, "options": {check kwargs}} (make in any calling style); see
+    :func:`harness.sweep`. Exit 1 on a failing configuration, 2 on a usage error (one line,
+    from the child), 0 otherwise: inconclusive configurations alone are said, not failures."""
     from .isolate import run_isolated
     from .report.paths import ReportPathError
 
@@ -180,6 +184,7 @@ def _sweep(args: argparse.Namespace) -> int:
             args,
             max_examples=args.max_examples,
             time_budget=args.time_budget,
+            shrink_budget=args.shrink_budget,
             progress=not args.quiet,
             no_color=args.no_color,
         )

@@ -134,10 +134,12 @@ def _add_check(sub: Any) -> None:
 def _add_sweep(sub: Any) -> None:
     sw = sub.add_parser(
         "sweep",
-        help="search a layer's hyperparameters for the smallest configuration where its backprop is wrong",
+        help="search the hyperparameters of a layer, loss, network or loss model for the smallest "
+        "configuration where its backprop is wrong",
         description="TARGET's function returns {'make': make_layer, 'spec': spec_factory, 'space': "
-        "{name: [values, smallest first]}, 'options': {check kwargs}}. Exit codes: 0 no failing "
-        "configuration found, 1 one found (shrunk), 2 usage or configuration error.",
+        "{name: [values, smallest first]}, 'options': {check kwargs}}; make may return a layer, a loss, "
+        "a network or a loss model. Exit codes: 0 no failing configuration found (inconclusive ones are "
+        "said, not failures), 1 one found (shrunk), 2 usage or configuration error.",
     )
     sw.add_argument("target", help="path/to/file.py:function or package.module:function")
     sw.add_argument("--seed", type=int, default=0, help="seed for the search and every check (default 0)")
@@ -147,6 +149,13 @@ def _add_sweep(sub: Any) -> None:
         type=float,
         default=60.0,
         help="seconds after which no new configuration is tried, unless shrinking a failure (default 60)",
+    )
+    sw.add_argument(
+        "--shrink-budget",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="seconds to shrink a failure once found; then the smallest found so far is reported (default 20)",
     )
     sw.add_argument(
         "--json", metavar="FILE", help="write the shrunk failing configuration's report as JSON; - for stdout"

@@ -32,8 +32,9 @@ def _check(request: dict, send: Callable[..., None]) -> Any:
 
 
 def _sweep(request: dict) -> dict:
-    """``trigrad sweep``: the target returns {"make", "spec", "space", "options"}."""
-    from .sweeper import sweep
+    """``trigrad sweep``: the target returns {"make", "spec", "space", "options"}; a usage
+    error found by the sweep is a TargetError (exit 2), as one met before it."""
+    from .sweeper import format_config, sweep
     from .target import TargetError, call, load
     from .warm import after_user_code
 
@@ -64,11 +65,14 @@ def _sweep(request: dict) -> dict:
             seed=request["seed"],
             max_examples=request["max_examples"],
             time_budget=request["time_budget"],
+            shrink_budget=request.get("shrink_budget", 20.0),
             check_kwargs=value.get("options"),
             progress=bar,
         )
     except (ImportError, TypeError, ValueError) as e:
         raise TargetError(str(e)) from e
+    if result.usage_error is not None:  # nothing was judged: exit 2, one line
+        raise TargetError(f"usage error at {format_config(result.usage_config or {})}: {result.usage_error}")
     if result.examples == 0 and result.skipped:
         raise TargetError(
             f"the spec rejected every configuration drawn ({result.skipped}); last: {result.last_rejection}"

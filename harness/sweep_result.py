@@ -6,7 +6,7 @@ importable names, trigrad's own objects and numpy values as literals)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .results import Report
@@ -15,17 +15,41 @@ MakeLayer = Callable[..., Any]
 SpecFactory = Callable[..., Any]
 
 
+@dataclass(frozen=True)
+class Inconclusive:
+    """A configuration the check could not decide (no entry failed, but one was
+    ``inconclusive``, or the two references disagreed: ``reference``): not a failure; the
+    search went on. ``config``: the configuration; ``entry``: the report entry, ``verdict``
+    its verdict and ``message`` why."""
+
+    config: dict[str, Any]
+    entry: str
+    verdict: str
+    message: str
+
+    def __str__(self) -> str:
+        message = self.message.removeprefix(f"{self.verdict}: ")  # the judge's own messages say it first
+        why = f": {message}" if message else ""
+        return f"{format_config(self.config)}: {self.entry}: {self.verdict}{why}"
+
+
 @dataclass
 class SweepResult:
     """What :func:`sweep` found.
 
-    ``ok``: no failing configuration was found; ``examples``: configurations checked;
+    ``ok``: no failing configuration was found and no usage error stopped the sweep
+    (inconclusive configurations do not count); ``examples``: configurations checked;
     ``skipped``: configurations the spec rejected; ``elapsed``: seconds; ``failing``: the
     shrunk failing configuration (None when ok); ``report``: its :class:`~harness.Report`;
     ``reproduce``: one line of Python that reruns that check (it needs ``imports`` first);
     ``timed_out``: the time budget stopped the search, or the shrinking, early;
     ``found_after``: configurations checked when the first failure was found, and
     ``found_at``: seconds until then (the rest of ``elapsed`` was shrinking).
+    ``inconclusive``: the configurations no witness could decide (:class:`Inconclusive`), in
+    the order met. ``usage_error``: why the sweep stopped without judging the user's code
+    (``make`` returned something no check takes, a declaration or option does not fit, the
+    spec factory returned an unknown key ...), at ``usage_config``; never shrunk.
+    ``style``: the calling style checked (``"layer"``, ``"loss"``, ``"network"``, ``"loss model"``).
     """
 
     ok: bool
@@ -41,15 +65,28 @@ class SweepResult:
     last_rejection: str | None = None  # the spec's message for the last rejected configuration
     found_after: int | None = None
     found_at: float | None = None
+    inconclusive: list[Inconclusive] = field(default_factory=list)
+    usage_error: str | None = None
+    usage_config: dict[str, Any] | None = None
+    style: str | None = None
 
     def __str__(self) -> str:
+        unsure = f", {len(self.inconclusive)} inconclusive" if self.inconclusive else ""
         tried = (
-            f"{_count(self.examples, 'configuration')} checked, {self.skipped} rejected by the spec, "
+            f"{_count(self.examples, 'configuration')} checked, {self.skipped} rejected by the spec{unsure}, "
             f"{self.elapsed:.1f} s, seed {self.seed}"
         )
+        if self.usage_error is not None:
+            return "\n".join(
+                [
+                    f"sweep: usage error, nothing judged ({tried}); at {format_config(self.usage_config or {})}:",
+                    f"  {self.usage_error}",
+                    "  (a mistake in how the sweep is set up, not a failing configuration: fix it and rerun)",
+                ]
+            )
         if self.ok:
             stop = "; stopped by the time budget" if self.timed_out else ""
-            return f"sweep: no failing configuration ({tried}{stop})"
+            return "\n".join([f"sweep: no failing configuration ({tried}{stop})", *self._unsure_lines()])
         shrunk = "smallest failing configuration" + (
             " found before the shrink budget ran out" if self.timed_out else ""
         )
@@ -57,7 +94,16 @@ class SweepResult:
         lines = [f"sweep: {shrunk} ({tried}{found}):", f"  {format_config(self.failing or {})}"]
         lines += [f"  {line}" for line in _verdict_lines(self.report)]
         lines += ["reproduce:", f"  {self.imports}", f"  {self.reproduce}"]
-        return "\n".join(lines)
+        return "\n".join(lines + self._unsure_lines())
+
+    def _unsure_lines(self) -> list[str]:
+        """The first two inconclusive configurations with their reasons, and how many more."""
+        if not self.inconclusive:
+            return []
+        n = len(self.inconclusive)
+        lines = [f"inconclusive (not failures; {_count(n, 'configuration')} no witness could decide):"]
+        lines += [f"  {one}" for one in self.inconclusive[:2]]
+        return lines + ([f"  ... and {n - 2} more"] if n > 2 else [])
 
 
 def _count(n: int | None, noun: str) -> str:
@@ -69,11 +115,23 @@ def format_config(cfg: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={_literal(v)}" for k, v in cfg.items())
 
 
+# the verdicts that say the user's code is wrong; "inconclusive" and "reference" (the two
+# references disagree) say no witness could decide
+FAILING = ("forward", "backward", "both", "error")
+
+
+def failing_entry(report: Report | None) -> Any:
+    """The entry to fix first: the earliest failing one not failing only because of an
+    earlier one (else the earliest failing one); None when none fails."""
+    failing = [layer for layer in (report.layers if report else []) if layer.verdict in FAILING]
+    return next((layer for layer in failing if layer.downstream_of is None), failing[0] if failing else None)
+
+
 def _verdict_lines(report: Report | None) -> list[str]:
     """The failing layer's verdict, its message and diagnosis, or its worst failing tensor."""
-    if report is None or report.ok:
+    layer = failing_entry(report)
+    if layer is None:
         return []
-    layer = next(l for l in report.layers if not l.ok)
     out = [f"{layer.name}: {layer.verdict}" + (f": {layer.message}" if layer.message else "")]
     out += layer.diagnosis
     if not layer.diagnosis:
@@ -148,4 +206,4 @@ def reproduce_line(
     return "import " + ", ".join(modules), call
 
 
-__all__ = ["SweepResult", "format_config", "reproduce_line"]
+__all__ = ["FAILING", "Inconclusive", "SweepResult", "failing_entry", "format_config", "reproduce_line"]

@@ -1,10 +1,10 @@
-"""Search a layer's hyperparameters for a configuration where its backprop is wrong, and
-shrink it to the smallest such configuration.
+"""Search the hyperparameters of a layer, a loss, a network or a loss model for a
+configuration where its backprop is wrong, and shrink it to the smallest such configuration.
 
 Many backprop bugs only show for some configurations: stride 2 with an odd input width,
 overlapping pool windows, groups > 1, padding with dilation. :func:`sweep` draws
-configurations from a space of hyperparameters, checks each with
-:func:`harness.check_layer`, and lets hypothesis shrink a failing one::
+configurations from a space of hyperparameters, checks each with the check for the code's
+calling style (:mod:`harness.sweep_styles`), and lets hypothesis shrink a failing one::
 
     def make_conv(kernel, stride, padding, width):          # the user's layer
         return MyConv(3, 4, kernel, stride=stride, padding=padding)
@@ -17,8 +17,9 @@ configurations from a space of hyperparameters, checks each with
     assert result.ok, result     # prints the shrunk configuration and a line to reproduce it
 
 One configuration is checked by :func:`check_config` (:mod:`harness.sweep_config`, re-exported
-here); this module searches and shrinks. hypothesis is imported only inside :func:`sweep`
-(it is in the ``[test]`` extra).
+here); this module searches and shrinks. Inconclusive configurations are kept apart and the
+search goes on; a usage error stops it at once (never shrunk). hypothesis is imported only
+inside :func:`sweep` (it is in the ``[test]`` extra).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from typing import Any
 
 from .results import Report
 from .spec import SpecError
-from .sweep_config import MakeLayer, SpecFactory, _check, _spec_of, check_config
-from .sweep_result import SweepResult, _name, format_config, reproduce_line
+from .sweep_config import MakeLayer, SpecFactory, check_config, evaluate
+from .sweep_result import FAILING, Inconclusive, SweepResult, _name, failing_entry, format_config, reproduce_line
 
 NEEDS_HYPOTHESIS = "trigrad sweep needs hypothesis: pip install hypothesis"
 
@@ -41,9 +42,9 @@ class _OutOfTime(BaseException):
     failure: a BaseException, so hypothesis lets it pass instead of shrinking it."""
 
 
-class _Broken(BaseException):
-    """Raised through hypothesis when ``spec_factory`` itself fails (not a SpecError): a
-    configuration mistake to report at once, not a failure to shrink."""
+class _Usage(BaseException):
+    """Raised through hypothesis at a usage error (:class:`~harness.sweep_styles.UsageError`):
+    a mistake in the sweep's setup to report at once, not a failure to shrink."""
 
 
 class _Failing(Exception):
@@ -117,9 +118,13 @@ class _Search:
         self.examples = self.skipped = self.failures = 0
         self.timed_out = False
         self.last_rejection: str | None = None
+        self.inconclusive: list[Inconclusive] = []
+        self.usage: tuple[str, dict[str, Any]] | None = None  # (message, configuration)
+        self.style: str | None = None
 
     def run(self, cfg: dict[str, Any]) -> None:
-        """The body of the hypothesis test: raise _Failing for a failing configuration."""
+        """The body of the hypothesis test: raise _Failing for a failing configuration (an
+        inconclusive one passes: the search goes on), _Usage at a usage error."""
         from hypothesis import assume
 
         key = repr(sorted(cfg.items()))
@@ -129,7 +134,7 @@ class _Search:
             self.tick(self)
         report = self.results[key]
         assume(report is not None)
-        if not report.ok:  # type: ignore[union-attr]
+        if failing_entry(report) is not None:
             raise _Failing(key)
 
     def _budget(self) -> None:
@@ -148,27 +153,27 @@ class _Search:
             assume(False)
 
     def _evaluate(self, cfg: dict[str, Any]) -> Report | None:
-        from .frames import user_frame
+        """The configuration's Report (None: rejected); a usage error is kept and raised as _Usage."""
+        from .sweep_styles import UsageError
 
         try:
-            spec, shape = _spec_of(self.spec_factory, cfg)
-        except SpecError as e:
-            self.skipped += 1
-            self.last_rejection = str(e)
-            return None
-        except Exception as e:
-            raise _Broken(f"sweep: {_name(self.spec_factory)}({format_config(cfg)}) raised {user_frame(e)}") from e
-        try:
-            report = _check(self.make_layer, spec, shape, cfg, self.seed, self.check_kwargs)
-        except SpecError as e:  # the shape does not fit the spec in the code's declared data layout
+            style, report = evaluate(self.make_layer, self.spec_factory, cfg, self.seed, self.check_kwargs)
+        except UsageError as e:
+            self.usage = (str(e), cfg)
+            raise _Usage from e
+        except SpecError as e:  # the spec refuses the configuration, or its input in the code's layout
             self.skipped += 1
             self.last_rejection = str(e)
             return None
         self.examples += 1
-        if not report.ok:
+        self.style = style or self.style
+        if failing_entry(report) is not None:
             self.failures += 1
             if self.first_failure_at is None:
                 self.first_failure_at, self.found_after = time.monotonic(), self.examples
+        elif not report.ok:  # nothing failed, something could not be decided
+            entry = next(layer for layer in report.layers if not layer.ok)
+            self.inconclusive.append(Inconclusive(dict(cfg), entry.name, entry.verdict, entry.message))
         return report
 
 
@@ -197,7 +202,8 @@ def _progress(progress: Any, max_examples: int) -> tuple[Any, Callable[[_Search]
     task = bar.add_task("sweep", total=max_examples, status="")
 
     def tick(s: _Search) -> None:
-        status = f"{s.skipped} rejected, {s.failures} failing" + (": shrinking" if s.failures else "")
+        unsure = f", {len(s.inconclusive)} inconclusive" if s.inconclusive else ""
+        status = f"{s.skipped} rejected{unsure}, {s.failures} failing" + (": shrinking" if s.failures else "")
         bar.update(task, completed=min(s.examples, max_examples), status=status)
 
     return bar, tick
@@ -215,32 +221,34 @@ def sweep(
     check_kwargs: Mapping[str, Any] | None = None,
     progress: bool | Any = True,
 ) -> SweepResult:
-    """Search ``space`` for a configuration where ``make_layer``'s backprop disagrees with
-    the references, and shrink it to the smallest one.
+    """Search ``space`` for a configuration where the user's backprop disagrees with the
+    references, and shrink it to the smallest one.
 
     ``space``: hyperparameter name -> a list of values, smallest first (hypothesis shrinks
     toward the first), a ``range``, or a hypothesis strategy; earlier names are shrunk first.
-    Each drawn configuration ``cfg`` is passed as keyword arguments to ``spec_factory``,
-    which returns ``(spec layer, input shape)`` (or ``{"spec": ..., "input_shape": ...}``; the
-    shape in the code's declared layout), and to ``make_layer``, which returns the user's layer,
-    wrapped (:func:`harness.wrap_layer`, :func:`harness.wrap_functions`) or raw (then wrapped
-    with ``check_kwargs``: ``layout=``, ``params=`` ...). Configurations the spec rejects (a SpecError, e.g. a kernel larger than
-    the padded input) are skipped, not failures; any other exception from ``spec_factory``
-    ends the sweep with a ValueError. A configuration fails when
-    :func:`harness.check_layer` (with ``seed`` and ``check_kwargs``) gives any verdict but
-    "pass", including "error" when the user's code raises.
+    Each drawn configuration is passed as keyword arguments to ``make_layer``, which returns
+    the user's code in any calling style (a layer, a loss, a network or a loss model, each
+    checked by its own check: :mod:`harness.sweep_styles`), and to ``spec_factory``, which
+    returns ``(spec, input shape)`` (the shape in the code's declared layout) or a dict with
+    ``spec`` and that configuration's check options (``input_shape``, ``x``, ``y``, ``loss``,
+    ``dtype``, ``input_scale``, ``input_shift``, ``tol_scale``, ``fd_probes``; any other key is
+    a usage error). ``check_kwargs``: options for every configuration's check (``layout=``,
+    ``params=`` ... for a raw object's wrap).
 
-    At most ``max_examples`` configurations are checked. ``time_budget`` (s): no new
-    configuration is started after it, unless a failure has been found; then shrinking gets
-    ``shrink_budget`` more seconds, after which the smallest failure found so far is
-    reported (``timed_out``); so a sweep takes at most about ``time_budget + shrink_budget``
-    plus one check, which always completes. The same ``seed`` gives the
-    same configurations and the same shrunk result, unless a budget cuts the search short.
-    Nothing is written to disk (no hypothesis database), so sweeps can run in parallel
-    (pytest-xdist). ``progress``: a rich progress bar on a terminal (True, or a rich
-    Console to draw on); silent off a terminal or with False. Inside a hypothesis test
-    of its own, that test needs ``suppress_health_check=[HealthCheck.nested_given]``.
-    Returns a :class:`SweepResult`.
+    A configuration the spec rejects (a SpecError from ``spec_factory``, an input that does
+    not fit the spec) is skipped. One whose check gives a failing verdict (forward, backward,
+    both, or error, including the user's code raising) is a failure, shrunk. One where nothing
+    fails but something is inconclusive (or the references disagree) is kept in
+    ``inconclusive`` and the search goes on. A usage error (``make_layer`` returned something
+    no check takes, a declaration or option that does not fit, ``spec_factory`` raising or
+    returning something else) stops the sweep at once: ``usage_error``, ``ok`` False, never shrunk.
+
+    At most ``max_examples`` configurations are checked; none is started after ``time_budget``
+    seconds unless a failure was found, which then gets ``shrink_budget`` more seconds of
+    shrinking (``timed_out`` when cut short). The same ``seed`` gives the same result unless a
+    budget cuts in. Nothing is written to disk (sweeps run under pytest-xdist). ``progress``: a
+    rich progress bar on a terminal (or the rich Console to draw on). Inside a hypothesis test,
+    suppress ``HealthCheck.nested_given``. A bad ``space`` is refused before any check.
     """
     try:
         import hypothesis  # noqa: F401  (only to say what is missing before anything else)
@@ -292,10 +300,8 @@ def _explore(search: _Search, strategies: dict[str, Any], max_examples: int) -> 
 
     try:
         search_space()
-    except _OutOfTime:
+    except (_OutOfTime, _Usage):  # _Usage: search.usage says what
         pass
-    except _Broken as e:
-        raise ValueError(e.args[0]) from e.__cause__
     except _Failing as e:
         return e.args[0]
     except hypothesis.errors.Unsatisfiable:  # every configuration drawn was rejected by the spec
@@ -304,20 +310,24 @@ def _explore(search: _Search, strategies: dict[str, Any], max_examples: int) -> 
 
 
 def _result(search: _Search, failing_key: str | None, space: Mapping[str, Any]) -> SweepResult:
+    order = lambda cfg: {k: cfg[k] for k in space}  # noqa: E731  (in the space's order)
     result = SweepResult(
-        ok=failing_key is None,
+        ok=failing_key is None and search.usage is None,
         examples=search.examples,
         skipped=search.skipped,
         elapsed=time.monotonic() - search.start,
         seed=search.seed,
         timed_out=search.timed_out,
         last_rejection=search.last_rejection,
+        inconclusive=[Inconclusive(order(u.config), u.entry, u.verdict, u.message) for u in search.inconclusive],
+        style=search.style,
     )
-    if failing_key is not None:
+    if search.usage is not None:
+        result.usage_error, result.usage_config = search.usage[0], order(search.usage[1])
+    elif failing_key is not None:
         result.found_after = search.found_after
         result.found_at = search.first_failure_at - search.start  # type: ignore[operator]
-        cfg = search.configs[failing_key]
-        result.failing = {k: cfg[k] for k in space}  # in the space's order
+        result.failing = order(search.configs[failing_key])
         result.report = search.results[failing_key]
         result.imports, result.reproduce = reproduce_line(
             search.make_layer, search.spec_factory, result.failing, seed=search.seed, check_kwargs=search.check_kwargs
@@ -325,4 +335,4 @@ def _result(search: _Search, failing_key: str | None, space: Mapping[str, Any]) 
     return result
 
 
-__all__ = ["SweepResult", "check_config", "format_config", "reproduce_line", "sweep"]
+__all__ = ["FAILING", "Inconclusive", "SweepResult", "check_config", "format_config", "reproduce_line", "sweep"]

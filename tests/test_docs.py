@@ -91,6 +91,10 @@ def _check_report(ns: dict) -> None:
 
 def _check_sweeps(ns: dict) -> None:
     assert ns["found"].failing == {"kernel": 2, "stride": 1, "width": 4}
+    styles = {k: ns[k].style for k in ("found", "pair", "loss", "net", "model", "overflow")}
+    assert styles == {"found": "layer", "pair": "layer", "loss": "loss", "net": "network", "model": "loss model",
+                      "overflow": "loss"}
+    assert ns["usage"].usage_error is not None and ns["usage"].examples == 0 and ns["usage"].failing is None
 
 
 def _check_spec(ns: dict) -> None:

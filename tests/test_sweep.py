@@ -9,6 +9,7 @@ import inspect
 import io
 import itertools
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -242,8 +243,9 @@ def test_a_bad_space_or_function_is_refused_before_any_check() -> None:
     def broken(**cfg):
         return {}["conv"]
 
-    with pytest.raises(ValueError, match=r"broken\(kernel=1, .*\) raised KeyError: 'conv'"):
-        sweep(good_conv, broken, SPACE, progress=False)
+    result = sweep(good_conv, broken, SPACE, progress=False)  # the factory's own mistake: a usage error, at once
+    assert not result.ok and result.examples == 0 and result.failing is None
+    assert re.search(r"broken\(kernel=1, .*\) raised KeyError: 'conv'", result.usage_error or "")
 
 
 def test_without_hypothesis_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
