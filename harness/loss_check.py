@@ -84,7 +84,9 @@ def check_loss(
     ``input_shape=(N, K)``. ``y``: targets, else generated from ``seed`` (labels in
     ``[0, K)`` for cross-entropy). Returns a :class:`~harness.results.Report` with one
     ``(loss)`` entry. Configuration mistakes raise :class:`~harness.adapters.layer.AdapterError`
-    (or the :class:`~harness.spec.SpecError` the targets' check raises).
+    (or the :class:`~harness.spec.SpecError` the targets' check raises): among them an option
+    :func:`harness.wrap_loss` does not take, and with an already-wrapped loss any of its
+    options or another ``spec`` (:mod:`harness.check_options`).
 
     With no ``spec`` (a raw loss), the loss spec, the style, the target format and a
     regularisation argument to switch off are inferred from the code on the scores
@@ -93,7 +95,10 @@ def check_loss(
     (``forward_kwargs=``, ``target_format=``, ``dtype=`` ...) for a raw loss.
     """
     from .adapters.loss import WrappedLoss
+    from .check_options import loss_wrap_options, refuse_options
 
+    # unknown options, raw or wrapped (wrap_loss's own with a wrapped loss: _as_wrapped refuses them)
+    refuse_options(check_loss, "check_loss", wrap_kwargs, loss_wrap_options(), what="loss")
     inference = None
     rng = np.random.default_rng(seed)
     if spec is None and not isinstance(loss, WrappedLoss):  # no spec: infer it on the scores the check uses
