@@ -24,7 +24,7 @@ from .compare import relative_with_floor
 from .end_to_end import _dtype_notes, _fault
 from .fd import probes as _probes
 from .fd import summary as _fd_summary
-from .judge import FLOOR, Compared, _judge
+from .judge import FLOOR, Compared, _judge, refs_spread
 from .kinks import pattern
 from .results import LayerResult, Report
 from .spec import Loss, Sequential, SoftmaxCrossEntropy, TemporalSoftmaxCrossEntropy, check_target
@@ -260,9 +260,6 @@ def loss_model_entry(
     if isinstance(fds, Exception):
         result.message, result.error_side = _fault(fds), "backward"
         return result
-    compared = [(t.loss, j.loss)] + [(t.param_grads[k], j.param_grads[k]) for k in grads]
-    compared += [(t.output, j.output)] if scores is not None else []
-    result.refs_error = max(relative_with_floor(np.array(a), np.array(b)) for a, b in compared)
     n = x.shape[0]
     scale = FLOOR * max(float(np.linalg.norm(t.param_grads[k])) for k in grads) if grads else 0.0
     tensors: list[Compared] = (
@@ -270,6 +267,7 @@ def loss_model_entry(
     )
     tensors.append(("loss", "forward", np.array(value), np.array(t.loss), np.array(j.loss), x.size, 0.0))
     tensors += [(k, "backward", v, t.param_grads[k], j.param_grads[k], x.size, scale) for k, v in grads.items()]
+    result.refs_error = max(refs_spread(row) for row in tensors)  # each above the floor it is judged by
     # the scores and the loss value were refused if not finite (ValueFinding); the gradients are named here
     _judge(result, tensors, fds, model.dtype, tol_scale, batch=n, window=None, nonfinite_found=bad_grads)
     result.diagnosis += _dtype_notes(model.returned, model.dtype, f"the parameters are {model.dtype}")
