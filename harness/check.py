@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import fd, index_input, precision, reference_pair, resources, spread, ties
+from . import check_options, fd, index_input, precision, reference_pair, resources, spread, ties
 from .adapters.attention import refuse_bad_masks
 from .adapters.effects import apply_effects
 from .adapters.inputs import read_input, read_shape
@@ -80,9 +80,12 @@ def check_layer(
     read in and the fix (``pass x in NHWC (x.transpose(0, 2, 3, 1))``).
 
     Raises a :class:`~harness.spec.SpecError` for a configuration mistake (see
-    :mod:`harness.faults`), and :class:`~harness.resources.ResourceError` — before any
-    user code or reference runs — when the check would need more memory than is available.
+    :mod:`harness.faults`; among them an option no wrapper takes, and with an already-wrapped
+    layer any wrap option or another ``spec_layer``: :mod:`harness.check_options`), and
+    :class:`~harness.resources.ResourceError` — before any user code or reference runs — when
+    the check would need more memory than is available.
     """
+    _refuse_options(layer, spec_layer, wrap_kwargs)
     inference = None
     if not isinstance(layer, WrappedLayer) and spec_layer is None:  # no spec: infer it (harness.infer)
         from .inference.api import inferred_for_check
@@ -115,6 +118,17 @@ def check_layer(
 
         attach(report, inference)
     return report
+
+
+def _refuse_options(layer: Any, spec_layer: Layer | None, wrap_kwargs: dict[str, Any]) -> None:
+    """Before anything runs (:mod:`harness.check_options`): an option no wrapper takes, a wrap
+    option given with an already-wrapped layer, a ``spec_layer`` other than its own."""
+    wrapped = layer if isinstance(layer, WrappedLayer) else None
+    name = wrapped.name if wrapped is not None else (spec_layer.name if isinstance(spec_layer, Layer) else None)
+    owner = f"layer '{name}'" if name else "check_layer"
+    check_options.refuse_options(check_layer, owner, wrap_kwargs, check_options.layer_wrap_options(), wrapped=wrapped)
+    if wrapped is not None:
+        check_options.refuse_other_spec(owner, spec_layer, wrapped, keyword="spec_layer")
 
 
 def check_point(

@@ -11,11 +11,11 @@ import numpy as np
 from . import index_input
 from .adapters.effects import apply_effects
 from .adapters.shared import layer_note, shared_objects, sharing_finding
-from .compare import REFS_TOL, relative_with_floor, tolerance
+from .compare import REFS_TOL, relative_with_floor
 from .faults import CodeFault, call_user, codes_fault
 from .frames import user_frame
-from .judge import FLOOR, NO_INPUT_GRAD, _nonfinite_message, tensor_result
-from .precision import allowance, measure_network, note
+from .judge import FLOOR, NO_INPUT_GRAD, _nonfinite_message, row_tolerance, tensor_result
+from .precision import measure_network, note
 from .results import Boundary, LayerResult, Report
 
 
@@ -110,8 +110,9 @@ def _compare(
     """The user's output, input gradient (unless None) and parameter gradients (``got``)
     against both references: one :class:`~harness.results.TensorResult` each, the references'
     disagreement and the verdict (``reference`` when they disagree). ``point``: (input,
-    upstream gradient). Below float64 the tolerances follow torch's own error at the network's
-    precision (:func:`harness.precision.measure_network`); returns the note saying so ("" in float64)."""
+    upstream gradient). Tolerances as a layer's (:func:`harness.judge.row_tolerance`): below
+    float64 they follow torch's own error at the network's precision
+    (:func:`harness.precision.measure_network`); returns the note saying so ("" in float64)."""
     (y, dx, grads), (x, g), n = got, point, point[0].shape[0]
     pairs = [("output", "forward", y, ref.output, jax_ref.output)]
     # None: the first layer is declared input_grad=False (the network's input gradient is not computed)
@@ -123,8 +124,9 @@ def _compare(
     measured = measure_network(net, x, g, [(p[0], p[3], floors[p[0]]) for p in pairs])
     reductions = {p[0]: max(x.size // n, int(np.prod(p[3].shape)) // max(p[3].shape[0], 1)) for p in pairs}
     for name, side, user, r, rj in pairs:
-        table = tolerance(measured.precision if measured else net.dtype, reductions[name], tol_scale)  # bf16's eps
-        tol = allowance(table, measured, name, tol_scale)
+        tol = row_tolerance(
+            (name, side, user, r, rj, reductions[name], floors[name]), net.dtype, tol_scale, {}, measured
+        )
         result.tensors.append(tensor_result(name, side, tuple(r.shape), user, r, rj, tol, floors[name]))
     result.refs_error = max(relative_with_floor(p[3], p[4], scale if p[1] == "backward" else 0.0) for p in pairs)
     forward_ok = all(t.ok for t in result.tensors if t.side == "forward")

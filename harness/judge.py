@@ -38,6 +38,19 @@ from .spec import (
 )
 
 FLOOR = 1e-3  # a truly-zero gradient is judged against this fraction of the layer's other gradients
+# torch and jax are two independent float64 computations of the same tensor: where they differ
+# from each other by more than the table allows (a statistic over one or two values, a sum
+# whose terms cancel), the user's float64 code, a third such computation, cannot be asked to
+# do better, and its tolerance is at least this multiple of their relative difference (above
+# the tensor's floor: refs_spread). Measured on correct numpy batch norms (CS231n pairs with
+# the staged and the one-line backward, an object over (N, H, W)) at 2-4 values per channel,
+# 21,000 checks: the table alone fails 52 (0.25%; the ratio of the user's error to the
+# references' spread there: median 1.0, 90th percentile 2.9, worst 26); 1x the spread leaves
+# 31, 2x 10, 3x 5, 4x 2, 8x 1. The tail is where torch and jax happen to round alike and the
+# user's code does not (a division where they multiply by rsqrt): two witnesses understate
+# what a third may do. 4 keeps the raise to where the table really is too tight (248 of those
+# 84,000 tensors; 2 of 3,200 in the bug zoos, no verdict changed).
+REFS_MULTIPLE = 4.0
 Compared = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, int, float]
 NO_INPUT_GRAD = "note: input gradient not computed (input_grad=False); not compared"
 
@@ -126,15 +139,27 @@ def _tensor_results(
 def row_tolerance(
     row: Compared, dtype: np.dtype, tol_scale: float, noise: Mapping[str, float], measured: Measured | None
 ) -> float:
-    """The tolerance of one compared tensor, the one place it is set (the judge and the
-    finite differences' :func:`harness.fd_check._true_grads` both read it): the table for its
-    precision and reduction (:func:`harness.compare.tolerance`), or below float64 the policy of
-    :func:`harness.precision.allowance` on torch's own error (``measured``); plus any error
-    the reading of the gradient adds (``noise``: an SGD-step recovery), relative to the truth."""
+    """The tolerance of one compared tensor, the one place it is set (the judge, the
+    finite differences' :func:`harness.fd_check._true_grads` and the ``(network)`` entry all
+    read it): the table for its precision and reduction (:func:`harness.compare.tolerance`), or
+    below float64 the policy of :func:`harness.precision.allowance` on torch's own error
+    (``measured``); at least :data:`REFS_MULTIPLE` times the references' own disagreement on it
+    (:func:`refs_spread`: what two independent float64 computations of it can agree on); plus
+    any error the reading of the gradient adds (``noise``: an SGD-step recovery), relative to
+    the truth."""
     name, _, _, tv, _, reduction, floor = row
     table = tolerance(measured.precision if measured is not None else dtype, reduction, tol_scale)  # bf16's own eps
-    base = allowance(table, measured, name, tol_scale)
+    base = max(allowance(table, measured, name, tol_scale), tol_scale * REFS_MULTIPLE * refs_spread(row))
     return tensor_tolerance(dtype, reduction, tol_scale, noise.get(name, 0.0), tv, floor, base=base)
+
+
+def refs_spread(row: Compared) -> float:
+    """torch's value of a compared tensor against jax's, relative above the tensor's floor
+    (the measure the user's is judged by). Tiny in float64 (~eps) except where the value is
+    itself mostly rounding: a statistic over one or two values, a cancelling sum. Above
+    :data:`harness.compare.REFS_TOL` the verdict is ``reference`` whatever the tolerance."""
+    _, _, _, tv, jv, _, floor = row
+    return relative_with_floor(tv, jv, floor)
 
 
 def tensor_result(
@@ -280,46 +305,26 @@ def _compared(
     input_floor: float = 0.0,
 ) -> list[Compared]:
     """The user's output, input gradient and parameter gradients next to both references'
-    values, with their reduction sizes and floors; sets ``result.refs_error`` (torch vs jax).
-    ``input_floor``: a floor for the input gradient besides the layer's (a normalisation's
-    cancelled terms, :func:`harness.norm_scale.cancelled_scale`)."""
+    values, with their reduction sizes and floors; sets ``result.refs_error`` (torch vs jax,
+    each tensor above the floor it is judged with: :func:`refs_spread`). ``input_floor``: a
+    floor for the input gradient besides the layer's (a normalisation's cancelled terms,
+    :func:`harness.norm_scale.cancelled_scale`, below which torch and jax differ only by rounding)."""
     n, y_shape = x.shape[0], t.output.shape
     # no input gradient when the input is integer indices (Result.input_grad None)
     dx_refs = [] if t.input_grad is None else [t.input_grad]
-    refs_err = [
-        relative_with_floor(t.output, j.output),
-        *(relative_with_floor(t.input_grad, j.input_grad) for _ in dx_refs),
-    ]
     grad_scale = max(
         [float(np.linalg.norm(v)) for v in dx_refs] + [float(np.linalg.norm(v)) for v in t.param_grads.values()],
         default=0.0,
     )
     tensors: list[Compared] = [("output", "forward", y_u, t.output, j.output, x.size // n, 0.0)]
+    input_floor = max(FLOOR * grad_scale, input_floor)
+    # the references' input gradients are compared with each other even when the user's is not
+    refs_err = [relative_with_floor(t.input_grad, j.input_grad, input_floor) for _ in dx_refs]
     if dx_u is not None and t.input_grad is not None:  # None: input_grad=False declared, or indices
-        tensors.append(
-            (
-                "input",
-                "backward",
-                dx_u,
-                t.input_grad,
-                j.input_grad,
-                int(np.prod(y_shape)) // n,
-                max(FLOOR * grad_scale, input_floor),
-            )
-        )
+        tensors.append(("input", "backward", dx_u, t.input_grad, j.input_grad, int(np.prod(y_shape)) // n, input_floor))
     for k, v in grads_u.items():
         name = join_path(spec.name, k)
-        refs_err.append(relative_with_floor(t.param_grads[name], j.param_grads[name], FLOOR * grad_scale))
-        tensors.append(
-            (
-                k,
-                "backward",
-                v,
-                t.param_grads[name],
-                j.param_grads[name],
-                n * int(np.prod(y_shape[2:])),
-                FLOOR * grad_scale,
-            )
-        )
-    result.refs_error = max(refs_err)
+        floor, reduction = FLOOR * grad_scale, n * int(np.prod(y_shape[2:]))
+        tensors.append((k, "backward", v, t.param_grads[name], j.param_grads[name], reduction, floor))
+    result.refs_error = max([*refs_err, *(refs_spread(row) for row in tensors)])
     return tensors

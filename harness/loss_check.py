@@ -24,7 +24,7 @@ from .compare import relative_with_floor
 from .end_to_end import _dtype_notes, _fault
 from .fd import probes as _probes
 from .fd import summary as _fd_summary
-from .judge import FLOOR, Compared, _judge
+from .judge import FLOOR, Compared, _judge, refs_spread
 from .kinks import pattern
 from .results import LayerResult, Report
 from .spec import Loss, Sequential, SoftmaxCrossEntropy, TemporalSoftmaxCrossEntropy, check_target
@@ -84,7 +84,9 @@ def check_loss(
     ``input_shape=(N, K)``. ``y``: targets, else generated from ``seed`` (labels in
     ``[0, K)`` for cross-entropy). Returns a :class:`~harness.results.Report` with one
     ``(loss)`` entry. Configuration mistakes raise :class:`~harness.adapters.layer.AdapterError`
-    (or the :class:`~harness.spec.SpecError` the targets' check raises).
+    (or the :class:`~harness.spec.SpecError` the targets' check raises): among them an option
+    :func:`harness.wrap_loss` does not take, and with an already-wrapped loss any of its
+    options or another ``spec`` (:mod:`harness.check_options`).
 
     With no ``spec`` (a raw loss), the loss spec, the style, the target format and a
     regularisation argument to switch off are inferred from the code on the scores
@@ -93,7 +95,10 @@ def check_loss(
     (``forward_kwargs=``, ``target_format=``, ``dtype=`` ...) for a raw loss.
     """
     from .adapters.loss import WrappedLoss
+    from .check_options import loss_wrap_options, refuse_options
 
+    # unknown options, raw or wrapped (wrap_loss's own with a wrapped loss: _as_wrapped refuses them)
+    refuse_options(check_loss, "check_loss", wrap_kwargs, loss_wrap_options(), what="loss")
     inference = None
     rng = np.random.default_rng(seed)
     if spec is None and not isinstance(loss, WrappedLoss):  # no spec: infer it on the scores the check uses
@@ -255,9 +260,6 @@ def loss_model_entry(
     if isinstance(fds, Exception):
         result.message, result.error_side = _fault(fds), "backward"
         return result
-    compared = [(t.loss, j.loss)] + [(t.param_grads[k], j.param_grads[k]) for k in grads]
-    compared += [(t.output, j.output)] if scores is not None else []
-    result.refs_error = max(relative_with_floor(np.array(a), np.array(b)) for a, b in compared)
     n = x.shape[0]
     scale = FLOOR * max(float(np.linalg.norm(t.param_grads[k])) for k in grads) if grads else 0.0
     tensors: list[Compared] = (
@@ -265,6 +267,7 @@ def loss_model_entry(
     )
     tensors.append(("loss", "forward", np.array(value), np.array(t.loss), np.array(j.loss), x.size, 0.0))
     tensors += [(k, "backward", v, t.param_grads[k], j.param_grads[k], x.size, scale) for k, v in grads.items()]
+    result.refs_error = max(refs_spread(row) for row in tensors)  # each above the floor it is judged by
     # the scores and the loss value were refused if not finite (ValueFinding); the gradients are named here
     _judge(result, tensors, fds, model.dtype, tol_scale, batch=n, window=None, nonfinite_found=bad_grads)
     result.diagnosis += _dtype_notes(model.returned, model.dtype, f"the parameters are {model.dtype}")

@@ -67,8 +67,10 @@ def check_network(
     network's values leave the reference's says where.
 
     Raises a :class:`~harness.spec.SpecError` for a configuration mistake (see
-    :mod:`harness.faults`), and :class:`~harness.resources.ResourceError` — before any
-    user code or reference runs — when the check would need more memory than is available.
+    :mod:`harness.faults`; among them an option no wrapper takes, and with an already-wrapped
+    network any wrap option or another ``spec``: :mod:`harness.check_options`), and
+    :class:`~harness.resources.ResourceError` — before any user code or reference runs — when
+    the check would need more memory than is available.
     """
     from .adapters.captioning import CaptioningModel, is_captioning
     from .adapters.network import LossModel, WrappedNetwork
@@ -81,6 +83,7 @@ def check_network(
             net, spec, x, y, loss=loss, input_shape=input_shape, wrap_kwargs=wrap_kwargs, **options
         )
     _refuse_loss_arguments(net, loss, y)
+    _refuse_options(net, spec, wrap_kwargs)
     inference = None
     if spec is None and not isinstance(net, (LossModel, WrappedNetwork)):  # no spec: infer it (harness.infer)
         from .inference.api import inferred_for_check
@@ -112,6 +115,19 @@ def check_network(
 
         attach(report, inference)
     return report
+
+
+def _refuse_options(net: Any, spec: Layer | None, wrap_kwargs: dict[str, Any]) -> None:
+    """An option no wrapper takes; with an already-wrapped network (or loss model) any wrap
+    option, or another ``spec`` than its own (:mod:`harness.check_options`)."""
+    from .adapters.network import LossModel, WrappedNetwork
+    from .check_options import network_wrap_options, refuse_options, refuse_other_spec
+
+    wrapped = net if isinstance(net, (LossModel, WrappedNetwork)) else None
+    what = "loss model" if isinstance(net, LossModel) else "network"
+    refuse_options(check_network, "check_network", wrap_kwargs, network_wrap_options(), wrapped=wrapped, what=what)
+    if wrapped is not None:
+        refuse_other_spec("check_network", spec, wrapped, what=what)
 
 
 def _refuse_loss_arguments(net: Any, loss: Any, y: Any) -> None:
