@@ -40,7 +40,7 @@ class Conv:
         _, ch, h, w = self.x_shape
         dxp = np.zeros((n, ch, h + 2 * p, w + 2 * p))
         np.add.at(dxp, (slice(None), c, i, j), np.einsum("fk,nfl->nkl", self.W.reshape(f, -1), d))
-        return dxp[:, :, p:p + h, p:p + w]
+        return dxp[:, :, p : p + h, p : p + w]
 
 
 class BatchNorm:
@@ -138,3 +138,13 @@ class Stack:
         for layer in reversed(every):
             dy = layer.backward(dy)
         return dy
+
+
+def softmax_loss(x, y):
+    """CS231n's softmax_loss: ``(loss, dx)`` for scores ``x`` (N, C) and integer labels ``y``."""
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = x.shape[0]
+    dx = np.exp(log_p)
+    dx[np.arange(n), y] -= 1
+    return -log_p[np.arange(n), y].mean(), dx / n

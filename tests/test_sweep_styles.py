@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import slow
 
 import harness as tg
+from conftest import slow
 from harness.sweeper import SweepResult, check_config, sweep
+from scratch_layers import ReLU, softmax_loss
 
 
 def swept(make: Any, spec: Any, space: dict[str, Any], **kwargs: Any) -> SweepResult:
@@ -55,7 +56,7 @@ class MaxPool:
         out = np.empty((N, C, oh, ow))
         for i in range(oh):
             for j in range(ow):
-                out[:, :, i, j] = x[:, :, i * s:i * s + k, j * s:j * s + k].max(axis=(2, 3))
+                out[:, :, i, j] = x[:, :, i * s : i * s + k, j * s : j * s + k].max(axis=(2, 3))
         return out
 
     def backward(self, dy):
@@ -72,15 +73,22 @@ class MaxPool:
             return dx
         for i in range(dy.shape[2]):
             for j in range(dy.shape[3]):
-                win = self.x[:, :, i * s:i * s + k, j * s:j * s + k]
+                win = self.x[:, :, i * s : i * s + k, j * s : j * s + k]
                 mask = win == win.max(axis=(2, 3), keepdims=True)
-                dx[:, :, i * s:i * s + k, j * s:j * s + k] += mask * dy[:, :, i:i + 1, j:j + 1] / mask.sum(
-                    axis=(2, 3), keepdims=True)
+                dx[:, :, i * s : i * s + k, j * s : j * s + k] += (
+                    mask * dy[:, :, i : i + 1, j : j + 1] / mask.sum(axis=(2, 3), keepdims=True)
+                )
         return dx
 
 
-POOL_SPACE = {"kernel": [2, 3], "stride": [2, 1, 3], "height": [4, 5, 6, 7], "width": [4, 5, 6, 7],
-              "batch": [1, 2], "channels": [1, 2]}
+POOL_SPACE = {
+    "kernel": [2, 3],
+    "stride": [2, 1, 3],
+    "height": [4, 5, 6, 7],
+    "width": [4, 5, 6, 7],
+    "batch": [1, 2],
+    "channels": [1, 2],
+}
 
 
 def pool_spec(kernel, stride, height, width, batch, channels):
@@ -116,7 +124,7 @@ def conv_forward(x, w, b, conv_param):
     out = np.zeros((x.shape[0], F, oh, ow))
     for i in range(oh):
         for j in range(ow):
-            out[:, :, i, j] = np.einsum("nchw,fchw->nf", xp[:, :, i * s:i * s + HH, j * s:j * s + WW], w) + b
+            out[:, :, i, j] = np.einsum("nchw,fchw->nf", xp[:, :, i * s : i * s + HH, j * s : j * s + WW], w) + b
     return out, (x, w, conv_param)
 
 
@@ -132,7 +140,7 @@ def _backward(dout, cache, bug):
     dw, db = np.zeros_like(w), dout.sum(axis=(0, 2, 3))
     for i in range(dout.shape[2]):
         for j in range(dout.shape[3]):
-            dw += np.einsum("nf,nchw->fchw", dout[:, :, i, j], xp[:, :, i * s:i * s + HH, j * s:j * s + WW])
+            dw += np.einsum("nf,nchw->fchw", dout[:, :, i, j], xp[:, :, i * s : i * s + HH, j * s : j * s + WW])
     dxp, (oh, ow) = np.zeros_like(xp), dout.shape[2:]
     for h in range(xp.shape[2]):
         for c in range(xp.shape[3]):
@@ -143,7 +151,7 @@ def _backward(dout, cache, bug):
                     if rh % s or rw % s or h < kh or c < kw or i >= oh or j >= ow:
                         continue
                     dxp[:, :, h, c] += dout[:, :, i, j] @ w[:, :, kh, kw]
-    return dxp[:, :, p:xp.shape[2] - p, p:xp.shape[3] - p], dw, db
+    return dxp[:, :, p : xp.shape[2] - p, p : xp.shape[3] - p], dw, db
 
 
 def conv_backward(dout, cache):
@@ -154,8 +162,16 @@ def conv_backward_buggy(dout, cache):
     return _backward(dout, cache, bug=True)
 
 
-CONV_SPACE = {"stride": [1, 2, 3], "pad": [0, 1], "kernel": [1, 3], "height": [4, 5, 6], "width": [4, 5, 6],
-              "batch": [1, 2], "channels": [1, 2], "filters": [1, 2]}
+CONV_SPACE = {
+    "stride": [1, 2, 3],
+    "pad": [0, 1],
+    "kernel": [1, 3],
+    "height": [4, 5, 6],
+    "width": [4, 5, 6],
+    "batch": [1, 2],
+    "channels": [1, 2],
+    "filters": [1, 2],
+}
 
 
 def conv_spec(stride, pad, kernel, height, width, batch, channels, filters):
@@ -183,15 +199,6 @@ def test_a_conv_function_pair_wrong_only_for_stride_above_one_with_padding() -> 
 
 
 # --------------------------------------------------------------------------- a loss: softmax cross-entropy
-
-
-def softmax_loss(x, y):
-    shifted = x - x.max(axis=1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    n = x.shape[0]
-    dx = np.exp(log_p)
-    dx[np.arange(n), y] -= 1
-    return -log_p[np.arange(n), y].mean(), dx / n
 
 
 def softmax_loss_undivided(x, y):
@@ -244,15 +251,6 @@ class Affine:
         return dy @ self.W.T
 
 
-class ReLU:
-    def forward(self, x):
-        self.mask = x > 0
-        return x * self.mask
-
-    def backward(self, dy):
-        return dy * self.mask
-
-
 NET_SPACE = {"batch": [1, 2, 3], "features": [2, 3, 4], "hidden": [3, 4, 5], "classes": [2, 3, 4]}
 
 
@@ -289,10 +287,12 @@ class TwoLayerNet:
 
     def __init__(self, input_dim: int, hidden_dim: int, num_classes: int, bug: bool = False) -> None:
         rng = np.random.default_rng(0)
-        self.params = {"W1": rng.standard_normal((input_dim, hidden_dim)) / np.sqrt(input_dim),
-                       "b1": rng.standard_normal(hidden_dim) * 0.1,
-                       "W2": rng.standard_normal((hidden_dim, num_classes)) / np.sqrt(hidden_dim),
-                       "b2": rng.standard_normal(num_classes) * 0.1}
+        self.params = {
+            "W1": rng.standard_normal((input_dim, hidden_dim)) / np.sqrt(input_dim),
+            "b1": rng.standard_normal(hidden_dim) * 0.1,
+            "W2": rng.standard_normal((hidden_dim, num_classes)) / np.sqrt(hidden_dim),
+            "b2": rng.standard_normal(num_classes) * 0.1,
+        }
         self.bug = bug
 
     def loss(self, X, y=None):
@@ -322,20 +322,29 @@ def model_spec(batch, hidden, classes):
 
 
 def test_a_loss_model_whose_bias_gradient_is_averaged_twice() -> None:
-    found = swept(lambda batch, hidden, classes: TwoLayerNet(5, hidden, classes, bug=True), model_spec, MODEL_SPACE,
-                  check_kwargs={"layout": tg.Layout(linear="in_out")})
+    found = swept(
+        lambda batch, hidden, classes: TwoLayerNet(5, hidden, classes, bug=True),
+        model_spec,
+        MODEL_SPACE,
+        check_kwargs={"layout": tg.Layout(linear="in_out")},
+    )
     assert not found.ok and found.style == "loss model", found
     assert found.failing == {"batch": 2, "hidden": 3, "classes": 2}
     entry = found.report.layer("(network)")
     assert entry.verdict == "backward" and [t.name for t in entry.tensors if not t.ok] == ["fc2.bias"]
-    benign(lambda batch, hidden, classes: TwoLayerNet(5, hidden, classes, bug=True), model_spec, MODEL_SPACE,
-           layout=tg.Layout(linear="in_out"))
+    benign(
+        lambda batch, hidden, classes: TwoLayerNet(5, hidden, classes, bug=True),
+        model_spec,
+        MODEL_SPACE,
+        layout=tg.Layout(linear="in_out"),
+    )
 
 
 def wrapped_model(batch, hidden, classes):  # the correct one, wrapped: the loss is the wrap's
     spec = model_spec(batch, hidden, classes)["spec"]
-    return tg.wrap_loss_model(TwoLayerNet(5, hidden, classes), spec, loss=tg.SoftmaxCrossEntropy(),
-                              layout=tg.Layout(linear="in_out"))
+    return tg.wrap_loss_model(
+        TwoLayerNet(5, hidden, classes), spec, loss=tg.SoftmaxCrossEntropy(), layout=tg.Layout(linear="in_out")
+    )
 
 
 def model_spec_only(batch, hidden, classes):

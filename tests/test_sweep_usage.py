@@ -10,13 +10,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import slow
-from realcode.cs231n_norm import spatial_batchnorm_backward, spatial_batchnorm_forward
 
 import harness as tg
+from conftest import slow
 from harness.cli import main
-from harness.sweeper import SweepResult, check_config, sweep
 from harness.sweep_styles import UsageError
+from harness.sweeper import SweepResult, check_config, sweep
+from realcode.cs231n_norm import spatial_batchnorm_backward, spatial_batchnorm_forward
+from scratch_layers import softmax_loss
 
 
 def swept(make: Any, spec: Any, space: dict[str, Any], **kwargs: Any) -> SweepResult:
@@ -24,15 +25,6 @@ def swept(make: Any, spec: Any, space: dict[str, Any], **kwargs: Any) -> SweepRe
 
 
 # --------------------------------------------------------------------------- check options in the space
-
-
-def softmax_loss(x, y):
-    shifted = x - x.max(axis=1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    n = x.shape[0]
-    dx = np.exp(log_p)
-    dx[np.arange(n), y] -= 1
-    return -log_p[np.arange(n), y].mean(), dx / n
 
 
 def softmax_loss_unshifted(x, y):
@@ -47,12 +39,20 @@ OPTION_SPACE = {"dtype": ["float64", "float32"], "scale": [1.0, 1e3], "shift": [
 
 
 def scaled_spec(dtype, scale, shift):
-    return {"spec": tg.SoftmaxCrossEntropy(), "input_shape": (3, 4), "dtype": dtype, "input_scale": scale,
-            "input_shift": shift}
+    return {
+        "spec": tg.SoftmaxCrossEntropy(),
+        "input_shape": (3, 4),
+        "dtype": dtype,
+        "input_scale": scale,
+        "input_shift": shift,
+    }
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning",
-                            "ignore:divide by zero:RuntimeWarning")
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning",
+    "ignore:invalid value:RuntimeWarning",
+    "ignore:divide by zero:RuntimeWarning",
+)
 def test_check_options_vary_with_the_configuration_and_a_large_scale_overflows() -> None:
     found = swept(lambda dtype, scale, shift: softmax_loss_unshifted, scaled_spec, OPTION_SPACE)
     assert not found.ok and found.failing == {"dtype": "float64", "scale": 1e3, "shift": 0.0}, found
@@ -111,18 +111,29 @@ def dense(n_in, n_out):
     return Dense(n_in, n_out)
 
 
-@pytest.mark.parametrize("make, spec, options, said", [
-    (lambda n_in, n_out: Scores(n_in), dense_spec, {}, "Scores has no method forward()"),
-    (dense, dense_spec, {"layot": tg.Layout()}, "unknown option(s) ['layot']"),
-    (dense, lambda n_in, n_out: {"spec": tg.Linear("fc", n_in, n_out), "input_shape": (2, n_in), "scale": 2},
-     {}, "returned the key(s) ['scale'], which a sweep does not use; the keys it takes: spec, input_shape"),
-    (dense, lambda n_in, n_out: tg.Linear("fc", n_in, n_out), {}, "must return (spec, input shape)"),
-    (dense, lambda n_in, n_out: (tg.SoftmaxCrossEntropy(), (2, n_in)), {}, "but make returned a Dense"),
-    (dense, dense_spec, {"seed": 3}, "check_kwargs holds ['seed']"),
-    (dense, lambda n_in, n_out: {"spec": tg.Linear("fc", n_in, n_out), "input_shape": (2, n_in), "tol_scale": 2.0},
-     {"tol_scale": 3.0}, "['tol_scale'] given both in check_kwargs and by the spec factory"),
-    (lambda n_in, n_out: (lambda x, y: (0.0, x)), dense_spec, {}, "function has no method forward()"),
-])
+@pytest.mark.parametrize(
+    "make, spec, options, said",
+    [
+        (lambda n_in, n_out: Scores(n_in), dense_spec, {}, "Scores has no method forward()"),
+        (dense, dense_spec, {"layot": tg.Layout()}, "unknown option(s) ['layot']"),
+        (
+            dense,
+            lambda n_in, n_out: {"spec": tg.Linear("fc", n_in, n_out), "input_shape": (2, n_in), "scale": 2},
+            {},
+            "returned the key(s) ['scale'], which a sweep does not use; the keys it takes: spec, input_shape",
+        ),
+        (dense, lambda n_in, n_out: tg.Linear("fc", n_in, n_out), {}, "must return (spec, input shape)"),
+        (dense, lambda n_in, n_out: (tg.SoftmaxCrossEntropy(), (2, n_in)), {}, "but make returned a Dense"),
+        (dense, dense_spec, {"seed": 3}, "check_kwargs holds ['seed']"),
+        (
+            dense,
+            lambda n_in, n_out: {"spec": tg.Linear("fc", n_in, n_out), "input_shape": (2, n_in), "tol_scale": 2.0},
+            {"tol_scale": 3.0},
+            "['tol_scale'] given both in check_kwargs and by the spec factory",
+        ),
+        (lambda n_in, n_out: lambda x, y: (0.0, x), dense_spec, {}, "function has no method forward()"),
+    ],
+)
 def test_a_usage_error_stops_the_sweep_at_once(make, spec, options, said: str) -> None:
     result = swept(make, spec, DENSE_SPACE, check_kwargs=options)
     assert not result.ok and result.usage_error is not None and said in result.usage_error, result.usage_error
@@ -159,7 +170,8 @@ def test_the_users_code_raising_is_still_a_failure_not_a_usage_error() -> None:
 
 def test_cli_a_usage_error_exits_2_in_one_line(tmp_path, capsys) -> None:
     path = tmp_path / "usage_sweep.py"
-    path.write_text(textwrap.dedent('''
+    path.write_text(
+        textwrap.dedent("""
         import harness as tg
 
         class Scores:
@@ -168,7 +180,8 @@ def test_cli_a_usage_error_exits_2_in_one_line(tmp_path, capsys) -> None:
 
         def target():
             return {"make": lambda n: Scores(), "spec": lambda n: (tg.ReLU("relu"), (2, n)), "space": {"n": [2, 3]}}
-    '''))
+    """)
+    )
     assert main(["sweep", f"{path}:target", "--shrink-budget", "5", "--time-budget", "30"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("trigrad sweep: usage error at n=2: ") and "has no method forward()" in err
@@ -180,7 +193,8 @@ def test_cli_a_usage_error_exits_2_in_one_line(tmp_path, capsys) -> None:
 @slow  # a whole sweep in a child process
 def test_cli_sweeps_a_loss_too(tmp_path, capsys) -> None:
     path = tmp_path / "loss_sweep.py"
-    path.write_text(textwrap.dedent('''
+    path.write_text(
+        textwrap.dedent("""
         import numpy as np
         import harness as tg
 
@@ -195,7 +209,8 @@ def test_cli_sweeps_a_loss_too(tmp_path, capsys) -> None:
         def target():
             return {"make": lambda batch: softmax_loss, "spec": lambda batch: (tg.SoftmaxCrossEntropy(), (batch, 3)),
                     "space": {"batch": [1, 2, 3]}}
-    '''))
+    """)
+    )
     assert main(["sweep", f"{path}:target", "--shrink-budget", "5"]) == 1
     out = capsys.readouterr().out
     assert "batch=2" in out and "(loss): backward" in out
@@ -232,8 +247,9 @@ def test_an_inconclusive_configuration_is_kept_apart_and_the_search_goes_on(monk
     space = {"n_in": [2, 3, 4, 5], "n_out": [2]}
     found = swept(lambda n_in, n_out: WideBug(n_in, n_out), dense_spec, space)
     assert not found.ok and found.failing == {"n_in": 4, "n_out": 2}, found
-    assert [(u.config, u.entry, u.verdict) for u in found.inconclusive] == [({"n_in": 3, "n_out": 2}, "fc",
-                                                                             "inconclusive")]
+    assert [(u.config, u.entry, u.verdict) for u in found.inconclusive] == [
+        ({"n_in": 3, "n_out": 2}, "fc", "inconclusive")
+    ]
     text = str(found)
     assert "1 inconclusive" in text and "n_in=3, n_out=2: fc: inconclusive: made so by the test" in text
     alone = swept(lambda n_in, n_out: Dense(n_in, n_out), dense_spec, space)
@@ -246,8 +262,13 @@ def test_an_inconclusive_configuration_is_kept_apart_and_the_search_goes_on(monk
 def test_a_correct_batch_norm_swept_down_to_two_values_per_channel_reports_no_failure() -> None:
     def make(batch, channels, height, width):
         gamma, beta = np.random.default_rng(0).uniform(0.5, 1.5, size=(2, channels))
-        return tg.wrap_functions(spatial_batchnorm_forward, spatial_batchnorm_backward, tg.BatchNorm2d("bn", channels),
-                                 (gamma, beta), args=({"mode": "train"},))
+        return tg.wrap_functions(
+            spatial_batchnorm_forward,
+            spatial_batchnorm_backward,
+            tg.BatchNorm2d("bn", channels),
+            (gamma, beta),
+            args=({"mode": "train"},),
+        )
 
     def spec(batch, channels, height, width):
         return tg.BatchNorm2d("bn", channels), (batch, channels, height, width)
