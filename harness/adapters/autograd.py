@@ -144,13 +144,14 @@ def wrap_autograd(
     (a Function instance, places given for a function's parameters, numpy parameters for a
     torch Function, a module parameter not found, a framework that cannot be told)."""
     owner = f"layer '{name or (spec.name if spec is not None else 'layer')}'"
-    _refuse_call(fn, output, options, owner)
+    kind = autograd_kind(fn)  # once: each reading walks the frameworks' classes
+    _refuse_call(fn, kind, output, options, owner)
     holder: list[AutogradLayer] = []
     given: Mapping[str, Any] | Sequence[Any]
-    if autograd_kind(fn) == "module" or (autograd_kind(fn) is None and forward_only(fn)):
+    if kind == "module" or (kind is None and forward_only(fn)):
         call, given, framework = _object_call(fn, spec, params, owner, holder)
     else:
-        call, given, framework = _function_call(fn, params, owner)
+        call, given, framework = _function_call(fn, kind, params, owner)
     framework = framework or _framework(fn, given, options, owner)
     _refuse_given(fn, spec, given, framework, owner)
     if framework == "torch":
@@ -176,10 +177,11 @@ def wrap_autograd(
     return layer
 
 
-def _refuse_call(fn: Any, output: Any, options: Mapping[str, Any], owner: str) -> None:
-    """What cannot be wrapped whatever the parameters: a class that is not a Function, a
-    Function instance, an ``output=`` that is no index, an unknown option."""
-    if isinstance(fn, type) and autograd_kind(fn) is None and hasattr(fn, "apply"):
+def _refuse_call(fn: Any, kind: str | None, output: Any, options: Mapping[str, Any], owner: str) -> None:
+    """What cannot be wrapped whatever the parameters (``kind``: :func:`autograd_kind` of
+    ``fn``): a class that is not a Function, a Function instance, an ``output=`` that is no
+    index, an unknown option."""
+    if isinstance(fn, type) and kind is None and hasattr(fn, "apply"):
         raise AdapterError(f"{owner}: {fn.__name__} is not a torch.autograd.Function subclass")
     function = _attr(sys.modules.get("torch"), "autograd.Function")
     if isinstance(function, type) and isinstance(fn, function):
@@ -223,10 +225,10 @@ def _has_arrays(given: Mapping[str, Any] | Sequence[Any]) -> bool:
 
 
 def _function_call(
-    fn: Any, params: Mapping[str, Any] | Sequence[Any] | None, owner: str
+    fn: Any, kind: str | None, params: Mapping[str, Any] | Sequence[Any] | None, owner: str
 ) -> tuple[Callable[..., Any], Mapping[str, Any] | Sequence[Any], str | None]:
-    """The call of a function-like ``fn`` (its parameters are arguments) and the framework
-    its kind fixes (None: read off the arrays)."""
+    """The call of a function-like ``fn`` (its parameters are arguments; ``kind``: its
+    :func:`autograd_kind`) and the framework that kind fixes (None: read off the arrays)."""
     if not callable(fn):
         raise AdapterError(f"{owner}: cannot call {type(fn).__name__}: expected a Function, module or callable")
     values = list(params.values()) if isinstance(params, Mapping) else list(params or ())
@@ -236,7 +238,6 @@ def _function_call(
             f"input (e.g. {{'weight': w, 'bias': b}}), got a place {next(v for v in values if isinstance(v, str))!r}; "
             "places are for a module or object"
         )
-    kind = autograd_kind(fn)
     if kind == "function":
         return watched(fn).apply, params or {}, "torch"
     return fn, params or {}, "jax" if kind == "jax" else ("torch" if kind == "op" else None)

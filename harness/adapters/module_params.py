@@ -9,6 +9,7 @@ from typing import Any
 
 from ..spec import Layer, named_params
 from .refs import PARAM_CANDIDATES, AdapterError, Ref
+from .returns import _is_array
 from .state import dummy_input
 
 
@@ -20,10 +21,6 @@ def spec_locals(spec: Layer) -> dict[str, bool]:
     if not spec.children():
         return {k: info.trainable for k, info in spec.local_params(shape).items()}
     return {k.removeprefix(prefix): info.trainable for k, info in named_params(spec, shape).items()}
-
-
-def _is_array(value: Any) -> bool:
-    return hasattr(value, "shape") and hasattr(value, "dtype")
 
 
 def locate_params(obj: Any, wanted: Mapping[str, bool], declared: Mapping[str, str], owner: str) -> dict[str, str]:
